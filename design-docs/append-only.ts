@@ -1,0 +1,38 @@
+// validate_doc_update of every log_<app> database. It runs inside CouchDB's
+// JavaScript engine (SpiderMonkey 1.8.5 on older CouchDB 3 releases), so it
+// must stay ES5: `var`, `function`, no arrows, no template strings.
+// test/unit/design-docs.test.ts parses the serialized source as ES5.
+
+/**
+ * The reason given when a document id already exists. The ingress turns a
+ * `forbidden` with this prefix into CouchDB's 409 conflict, because PouchDB
+ * Server runs validation before its conflict check while CouchDB 3 does the
+ * opposite: both then answer a client the same way.
+ */
+export const EXISTS_REASON_PREFIX = 'conflict:';
+
+interface UserCtx {
+  name: string | null;
+  roles: string[];
+}
+interface Doc {
+  _id: string;
+  _deleted?: boolean;
+  [key: string]: unknown;
+}
+
+export function appendOnly(newDoc: Doc, oldDoc: Doc | null, userCtx: UserCtx): void {
+  // Server and database admins keep full control (retention, GDPR erasure).
+  if (userCtx.roles.indexOf('_admin') !== -1) {
+    return;
+  }
+  if (newDoc._id.indexOf('_design/') === 0) {
+    throw { forbidden: 'only admins may write design documents' };
+  }
+  if (oldDoc) {
+    throw { forbidden: 'conflict: document ' + newDoc._id + ' exists and log databases are append-only' };
+  }
+  if (newDoc._deleted) {
+    throw { forbidden: 'log databases are append-only: documents cannot be deleted' };
+  }
+}

@@ -1,0 +1,214 @@
+// Loads, overrides and validates the configuration once. This is the only
+// module that reads process.env: everything else receives a Config.
+import { readFileSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { ZodError } from 'zod';
+import { ConfigError } from '../errors.js';
+import { configSchema, type Config } from './schema.js';
+import {
+  SECRET_KEYS,
+  type SecretRole,
+  generatePassword,
+  readSecretsFile,
+  secretsPath,
+  writeSecretsFile,
+} from './secrets.js';
+
+export type { Config } from './schema.js';
+
+export type Env = Record<string, string | undefined>;
+
+export interface LoadOptions {
+  /** --config FILE; else COUCHLOG_CONFIG; else ./couchlog.yml when present; else defaults only. */
+  file?: string | undefined;
+  env?: Env;
+  cwd?: string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file the configuration came from, or null for built-in defaults. */
+  file: string | null;
+}
+
+/** Environment variables and the config path each one overrides. */
+const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'int']> = [
+  ['COUCHLOG_DATA', ['data_dir'], 'string'],
+  ['COUCHLOG_LOG_LEVEL', ['log_level'], 'string'],
+  ['COUCHDB_URL', ['couchdb', 'url'], 'string'],
+  ['COUCHDB_USER', ['couchdb', 'admin', 'user'], 'string'],
+  ['COUCHDB_PASSWORD', ['couchdb', 'admin', 'password'], 'string'],
+  ['COUCHLOG_WRITER_USER', ['users', 'writer', 'user'], 'string'],
+  ['COUCHLOG_WRITER_PASSWORD', ['users', 'writer', 'password'], 'string'],
+  ['COUCHLOG_READER_USER', ['users', 'reader', 'user'], 'string'],
+  ['COUCHLOG_READER_PASSWORD', ['users', 'reader', 'password'], 'string'],
+  ['COUCHLOG_INGRESS_PORT', ['ingress', 'port'], 'int'],
+  ['COUCHLOG_COUCHDB_PORT', ['couchdb', 'embedded', 'port'], 'int'],
+];
+
+export function loadConfig(options: LoadOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const file = pickFile(options.file ?? env.COUCHLOG_CONFIG, cwd);
+  const raw = file === null ? {} : readYaml(file);
+  const problems: string[] = [];
+  applyEnv(raw, env, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  let config: Config;
+  try {
+    config = configSchema.parse(raw);
+  } catch (err) {
+    if (err instanceof ZodError) throw new ConfigError(formatZodIssues(err, file));
+    throw err;
+  }
+  config.data_dir = resolve(cwd, config.data_dir);
+  fillFromSecretsFile(config);
+  return { config, file };
+}
+
+function pickFile(explicit: string | undefined, cwd: string): string | null {
+  if (explicit) {
+    const path = resolve(cwd, explicit);
+    if (!existsSync(path)) throw new ConfigError([`config file not found: ${path}`]);
+    return path;
+  }
+  const local = resolve(cwd, 'couchlog.yml');
+  return existsSync(local) ? local : null;
+}
+
+function readYaml(file: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    if (err instanceof YAMLParseError) throw new ConfigError([`${file}: ${err.message}`]);
+    throw new ConfigError([`${file}: ${(err as Error).message}`]);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError([`${file}: the top level must be a mapping of keys`]);
+  }
+  return doc as Record<string, unknown>;
+}
+
+function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): void {
+  for (const [name, path, kind] of ENV_OVERRIDES) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    let parsed: string | number = value;
+    if (kind === 'int') {
+      if (!/^\d+$/.test(value)) {
+        problems.push(`${name}: expected an integer, got "${value}"`);
+        continue;
+      }
+      parsed = Number(value);
+    }
+    setPath(raw, path, parsed, problems, name);
+  }
+}
+
+function setPath(
+  target: Record<string, unknown>,
+  path: string[],
+  value: unknown,
+  problems: string[],
+  envName: string,
+): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (next === undefined || next === null) {
+      node[key] = {};
+    } else if (typeof next !== 'object' || Array.isArray(next)) {
+      problems.push(`${envName}: cannot override ${path.join('.')}: ${key} is not a mapping`);
+      return;
+    }
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function formatZodIssues(err: ZodError, file: string | null): string[] {
+  const where = file ? `${file}: ` : '';
+  return err.issues.map((issue) => {
+    const path = issue.path.length ? issue.path.join('.') : '(top level)';
+    if (issue.code === 'unrecognized_keys') {
+      const keys = issue.keys.map((k) => (issue.path.length ? `${path}.${k}` : k));
+      return `${where}unknown key${keys.length > 1 ? 's' : ''}: ${keys.join(', ')}`;
+    }
+    return `${where}${path}: ${issue.message}`;
+  });
+}
+
+const ROLE_PATHS: Record<SecretRole, (c: Config) => { user: string; password: string | null }> = {
+  admin: (c) => c.couchdb.admin,
+  writer: (c) => c.users.writer,
+  reader: (c) => c.users.reader,
+};
+
+function fillFromSecretsFile(config: Config): void {
+  const stored = readSecretsFile(config.data_dir);
+  for (const role of Object.keys(SECRET_KEYS) as SecretRole[]) {
+    const creds = ROLE_PATHS[role](config);
+    const value = stored[SECRET_KEYS[role]];
+    if (creds.password === null && value) creds.password = value;
+  }
+}
+
+export interface EnsuredSecrets {
+  /** Roles whose passwords were generated now. */
+  generated: SecretRole[];
+  /** Where generated passwords are kept. */
+  file: string;
+}
+
+/**
+ * Gives every account a password, generating and storing the missing ones
+ * once. An external CouchDB's admin password cannot be invented: it must be
+ * given (COUCHDB_PASSWORD or couchdb.admin.password).
+ */
+export function ensureSecrets(config: Config): EnsuredSecrets {
+  const file = secretsPath(config.data_dir);
+  const missing = (Object.keys(SECRET_KEYS) as SecretRole[]).filter(
+    (role) => ROLE_PATHS[role](config).password === null,
+  );
+  if (missing.includes('admin') && config.couchdb.url !== null) {
+    throw new ConfigError([
+      'couchdb.admin.password: required with an external CouchDB (set COUCHDB_PASSWORD)',
+    ]);
+  }
+  if (missing.length === 0) return { generated: [], file };
+  const stored = readSecretsFile(config.data_dir);
+  for (const role of missing) {
+    const password = generatePassword();
+    ROLE_PATHS[role](config).password = password;
+    stored[SECRET_KEYS[role]] = password;
+  }
+  writeSecretsFile(config.data_dir, stored);
+  return { generated: missing, file };
+}
+
+/** The password of a role, or a clear error naming where to set it. */
+export function requirePassword(config: Config, role: SecretRole): string {
+  const password = ROLE_PATHS[role](config).password;
+  if (password === null) {
+    throw new ConfigError([
+      `no password for the ${role} account: set ${SECRET_KEYS[role]}, put it in the config file, ` +
+        `or run "couchlog setup" once to generate it in ${secretsPath(config.data_dir)}`,
+    ]);
+  }
+  return password;
+}
+
+/** The CouchDB base URL (no credentials, no trailing slash). */
+export function couchUrl(config: Config): string {
+  if (config.couchdb.url !== null) return config.couchdb.url.replace(/\/+$/, '');
+  const { host, port } = config.couchdb.embedded;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+export function dbName(app: string): string {
+  return `log_${app}`;
+}

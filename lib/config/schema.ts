@@ -1,0 +1,132 @@
+// The one place where configuration keys and their defaults are named.
+// couchlog.example.yml documents the same keys; test/unit/config.test.ts
+// checks that the two agree, so a key added here must be documented there.
+import { z } from 'zod';
+
+/** App names become database names `log_<app>`: lowercase, digits, `_`, `-`. */
+export const APP_NAME_PATTERN = /^[a-z][a-z0-9_-]*$/;
+export const APP_NAME_MAX_LENGTH = 64;
+
+const port = z.number().int().min(1).max(65535);
+const host = z.string().min(1);
+const userName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[^:\s]+$/, 'must not contain ":" or whitespace');
+const password = z.string().min(8, 'must be at least 8 characters').nullable();
+
+const credentials = (defaultUser: string) =>
+  z
+    .object({
+      user: userName.default(defaultUser),
+      /** null: taken from the environment, else from <data_dir>/secrets.env, else generated. */
+      password: password.default(null),
+    })
+    .strict()
+    .default({});
+
+const appName = z
+  .string()
+  .max(APP_NAME_MAX_LENGTH)
+  .regex(APP_NAME_PATTERN, 'app names are lowercase letters, digits, "_" and "-", starting with a letter');
+
+const appSchema = z.object({}).strict().nullable().default({});
+
+const groupCommit = z
+  .object({
+    /** A batch is sent as soon as it holds this many documents. */
+    max_docs: z.number().int().min(1).max(10_000).default(500),
+    /** ...or this long after its first document arrived. */
+    max_wait_ms: z.number().int().min(0).max(1000).default(4),
+    /** Batches in flight per database before new documents wait for the next batch. */
+    max_inflight: z.number().int().min(1).max(64).default(4),
+  })
+  .strict()
+  .default({});
+
+const rateLimit = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** Requests allowed per client IP per window. */
+    max: z.number().int().min(1).default(600),
+    window_ms: z.number().int().min(100).default(60_000),
+  })
+  .strict()
+  .default({});
+
+const ingress = z
+  .object({
+    host: host.default('127.0.0.1'),
+    port: port.default(8080),
+    /** Largest request body accepted on write routes (413 above). */
+    body_limit_bytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(8 * 1024 * 1024),
+    /** Most documents in one array, NDJSON or _bulk_docs request (413 above). */
+    max_docs_per_request: z.number().int().min(1).max(100_000).default(10_000),
+    /** Deepest JSON nesting accepted in a document (400 above). */
+    max_json_depth: z.number().int().min(2).max(1000).default(32),
+    /** Stamp each stored document with `received_at` (ISO 8601) unless it has one. */
+    received_at: z.boolean().default(true),
+    /** Create `log_<app>` on first write for names not in `apps:`. */
+    auto_create: z.boolean().default(false),
+    /** Most databases auto_create may create (apps from `apps:` not counted). */
+    auto_create_max: z.number().int().min(0).max(10_000).default(100),
+    group_commit: groupCommit,
+    rate_limit: rateLimit,
+    /** How long a verified credential is trusted before asking CouchDB again. */
+    auth_cache_ttl_ms: z.number().int().min(0).max(600_000).default(30_000),
+    /** How long a rejected credential is remembered (slows password guessing). */
+    auth_cache_negative_ttl_ms: z.number().int().min(0).max(600_000).default(2_000),
+    /** Addresses/CIDRs of proxies whose X-Forwarded-For is believed. */
+    trust_proxy: z.array(z.string().min(1)).default([]),
+    /** Seconds a 503 or 429 asks the client to wait (Retry-After). */
+    retry_after_s: z.number().int().min(1).max(3600).default(5),
+    /** Serve GET /_couchlog/metrics without credentials. */
+    public_metrics: z.boolean().default(true),
+  })
+  .strict()
+  .default({});
+
+const embedded = z
+  .object({
+    host: host.default('127.0.0.1'),
+    port: port.default(5984),
+    /** First restart delay after the embedded server dies; doubles up to the max. */
+    restart_delay_ms: z.number().int().min(10).default(500),
+    restart_delay_max_ms: z.number().int().min(10).default(30_000),
+    /** How long to wait for the server to answer after (re)starting. */
+    start_timeout_ms: z.number().int().min(1000).default(30_000),
+  })
+  .strict()
+  .default({});
+
+const couchdb = z
+  .object({
+    /** An external CouchDB (e.g. http://couchdb:5984). null: run the embedded server. */
+    url: z.string().url().nullable().default(null),
+    embedded,
+    admin: credentials('admin'),
+    /** Any single request to CouchDB fails after this long (503 to the client). */
+    request_timeout_ms: z.number().int().min(100).max(600_000).default(15_000),
+  })
+  .strict()
+  .default({});
+
+export const configSchema = z
+  .object({
+    /** Folder for the embedded server's data and generated secrets. */
+    data_dir: z.string().min(1).default('./data'),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    couchdb,
+    users: z
+      .object({ writer: credentials('writer'), reader: credentials('reader') })
+      .strict()
+      .default({}),
+    /** One `log_<app>` database per key. */
+    apps: z.record(appName, appSchema).default({ appname: {}, fail2ban: {} }),
+    ingress,
+  })
+  .strict();
+
+export type RawConfig = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;

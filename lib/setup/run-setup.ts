@@ -1,0 +1,67 @@
+// `couchlog setup`: brings a CouchDB or PouchDB Server to the state couchlog
+// needs. Every step checks before it writes, so a second run changes nothing
+// and reports no change.
+import { AdminClient } from '../couch/admin-client.js';
+import { couchUrl, requirePassword, type Config } from '../config/load.js';
+import { ensureAdmin } from './ensure-admin.js';
+import { ensureUser, READER_ROLE, WRITER_ROLE } from './ensure-users.js';
+import { ensureAppDatabase, ensureDatabase } from './ensure-app-db.js';
+
+export interface SetupReport {
+  server: string;
+  flavor: string;
+  changes: string[];
+}
+
+/** The settings that make CouchDB refuse anonymous requests. */
+const REQUIRE_VALID_USER = {
+  // PouchDB Server accepts and stores the key but does not enforce it: the
+  // ingress's own credential check is what protects the embedded server.
+  'pouchdb-server': [['couch_httpd_auth', 'require_valid_user']],
+  // CouchDB 3.0/3.1 read [chttpd]; 3.2+ moved authentication to [chttpd_auth].
+  couchdb: [
+    ['chttpd', 'require_valid_user'],
+    ['chttpd_auth', 'require_valid_user'],
+  ],
+} as const;
+
+export function adminClient(config: Config): AdminClient {
+  return new AdminClient(couchUrl(config), config.couchdb.admin.user, requirePassword(config, 'admin'));
+}
+
+export async function runSetup(config: Config): Promise<SetupReport> {
+  const url = couchUrl(config);
+  const changes: string[] = [];
+  changes.push(...(await ensureAdmin(url, config.couchdb.admin.user, requirePassword(config, 'admin'))));
+  const admin = adminClient(config);
+  const { flavor, version } = await admin.serverInfo();
+
+  // A fresh single-node CouchDB 3 has no system databases until someone makes them.
+  for (const db of ['_users', '_replicator']) changes.push(...(await ensureDatabase(admin, db)));
+
+  changes.push(
+    ...(await ensureUser(admin, {
+      user: config.users.writer.user,
+      password: requirePassword(config, 'writer'),
+      roles: [WRITER_ROLE],
+    })),
+    ...(await ensureUser(admin, {
+      user: config.users.reader.user,
+      password: requirePassword(config, 'reader'),
+      roles: [READER_ROLE],
+    })),
+  );
+
+  for (const [section, key] of REQUIRE_VALID_USER[flavor]) {
+    const path = await admin.configPath(section, key);
+    const current = await admin.call<unknown>('GET', path);
+    if (current.status === 200 && current.body === 'true') continue;
+    await admin.must(`setting ${section}/${key}`, 'PUT', path, 'true');
+    changes.push(`set ${section}/${key} = true`);
+  }
+
+  for (const app of Object.keys(config.apps)) {
+    changes.push(...(await ensureAppDatabase(admin, app)));
+  }
+  return { server: url, flavor: `${flavor} ${version}`, changes };
+}

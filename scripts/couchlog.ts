@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// The couchlog command line: parses arguments and calls library code.
+import { Command, Option } from 'commander';
+import { loadConfig, ensureSecrets } from '../lib/config/load.js';
+import { CommandError, ConfigError } from '../lib/errors.js';
+import { createLogger } from '../lib/logger.js';
+import { onShutdownSignal } from '../lib/commands/lifecycle.js';
+import { up } from '../lib/commands/up.js';
+import { startEmbeddedCouch } from '../lib/commands/couchdb.js';
+import { startIngress } from '../lib/commands/ingress.js';
+import { runSetup } from '../lib/setup/run-setup.js';
+
+const program = new Command('couchlog')
+  .description('central log service: write-only ingress in front of CouchDB')
+  .addOption(new Option('-c, --config <file>', 'YAML config file (default: $COUCHLOG_CONFIG, else ./couchlog.yml if present)'))
+  .showHelpAfterError();
+
+function context() {
+  const { config } = loadConfig({ file: program.opts<{ config?: string }>().config });
+  return { config, logger: createLogger(config.log_level, 'couchlog') };
+}
+
+program
+  .command('up')
+  .description('start everything: embedded CouchDB (unless couchdb.url is set), setup, ingress')
+  .action(async () => {
+    const { config, logger } = context();
+    const running = await up(config, logger);
+    process.stdout.write(running.banner);
+    onShutdownSignal(logger, running.stop);
+  });
+
+program
+  .command('couchdb')
+  .description('run the embedded CouchDB-compatible server (PouchDB Server), supervised')
+  .action(async () => {
+    const { config, logger } = context();
+    const couch = await startEmbeddedCouch(config, logger);
+    onShutdownSignal(logger, () => couch.stop());
+  });
+
+program
+  .command('setup')
+  .description('create or check admin, users, require_valid_user, databases, security and design documents (idempotent)')
+  .action(async () => {
+    const { config } = context();
+    const secrets = ensureSecrets(config);
+    const report = await runSetup(config);
+    process.stdout.write(`setup of ${report.server} (${report.flavor})\n`);
+    for (const change of report.changes) process.stdout.write(`  ${change}\n`);
+    if (report.changes.length === 0) process.stdout.write('  nothing to change\n');
+    if (secrets.generated.length) process.stdout.write(`generated passwords for ${secrets.generated.join(', ')} in ${secrets.file}\n`);
+  });
+
+program
+  .command('ingress')
+  .description('run the write-only HTTP ingress')
+  .action(async () => {
+    const { config, logger } = context();
+    const app = await startIngress(config, logger);
+    onShutdownSignal(logger, () => app.close());
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`couchlog: ${err.message}\n`);
+    process.exit(2);
+  }
+  if (err instanceof CommandError) {
+    process.stderr.write(`couchlog: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  process.stderr.write(`couchlog: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,133 @@
+// buildApp(config) assembles the ingress; it never listens by itself, so
+// tests and benchmarks can inject requests or listen on any port.
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import { couchUrl, dbName, requirePassword, type Config } from '../lib/config/load.js';
+import { basicAuth } from '../lib/couch/basic-auth.js';
+import { CouchHttp } from '../lib/couch/http.js';
+import { tooManyRequests } from '../lib/errors.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { adminClient } from '../lib/setup/run-setup.js';
+import { ensureAppDatabase } from '../lib/setup/ensure-app-db.js';
+import { CredentialVerifier } from './auth/credential-verifier.js';
+import errorHandler from './plugins/error-handler.js';
+import pathGuard from './plugins/path-guard.js';
+import { Metrics } from './plugins/metrics.js';
+import healthRoutes from './routes/health-routes.js';
+import proxyRoutes from './routes/proxy-routes.js';
+import writeRoutes from './routes/write-routes.js';
+import { AppRegistry } from './write/app-registry.js';
+import { BulkWriter } from './write/bulk-writer.js';
+import { GroupCommit } from './write/group-commit.js';
+
+export interface AppDeps {
+  logger?: Logger;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    metricsRoute?: string;
+  }
+  interface FastifyInstance {
+    metrics: Metrics;
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const ingress = config.ingress;
+  const logger = deps.logger ?? createLogger(config.log_level, 'ingress');
+  const upstream = couchUrl(config);
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One line per request, written by the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: ingress.trust_proxy.length > 0 ? ingress.trust_proxy : false,
+    bodyLimit: ingress.body_limit_bytes,
+    routerOptions: { ignoreTrailingSlash: true, caseSensitive: true },
+    // A caller's X-Request-Id is kept (to follow a request across services) only if it is tame.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+  });
+
+  const metrics = new Metrics();
+  app.decorate('metrics', metrics);
+  const http = new CouchHttp(upstream, { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: ingress.retry_after_s });
+  const verifier = new CredentialVerifier(
+    http,
+    { ttlMs: ingress.auth_cache_ttl_ms, negativeTtlMs: ingress.auth_cache_negative_ttl_ms, retryAfterS: ingress.retry_after_s },
+    metrics,
+  );
+  const writer = new BulkWriter(http, metrics, ingress.retry_after_s);
+  const group = new GroupCommit(
+    { maxDocs: ingress.group_commit.max_docs, maxWaitMs: ingress.group_commit.max_wait_ms, maxInflight: ingress.group_commit.max_inflight },
+    (target, docs) => writer.write(target, docs, 'group'),
+  );
+  const registry = appRegistry(config);
+
+  await app.register(errorHandler);
+  await app.register(pathGuard);
+  if (ingress.rate_limit.enabled) {
+    await app.register(rateLimit, {
+      max: ingress.rate_limit.max,
+      timeWindow: ingress.rate_limit.window_ms,
+      errorResponseBuilder: (_req, ctx) =>
+        tooManyRequests('INGRESS_RATE_LIMITED', `rate limit of ${ctx.max} requests per ${ctx.after} exceeded`, Math.max(1, Math.ceil(ctx.ttl / 1000))),
+    });
+  }
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.config.metricsRoute ?? 'none';
+    metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, route }, 'request');
+  });
+
+  await app.register(healthRoutes, { http, metrics, verifier, publicMetrics: ingress.public_metrics });
+  await app.register(writeRoutes, {
+    ingress,
+    verifier,
+    registry,
+    writer,
+    group,
+    writerHeaders: { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) },
+    metrics,
+  });
+  await app.register(proxyRoutes, { upstream, verifier, requestTimeoutMs: config.couchdb.request_timeout_ms, retryAfterS: ingress.retry_after_s });
+
+  // Shutdown order: the server has stopped taking requests; queued
+  // documents are written and answered; then the connections to CouchDB go.
+  app.addHook('onClose', async () => {
+    await group.drain();
+    await http.close();
+  });
+  return app;
+}
+
+function appRegistry(config: Config): AppRegistry {
+  const apps = Object.keys(config.apps);
+  if (!config.ingress.auto_create) {
+    const refuse = async () => {
+      throw new Error('auto_create is off');
+    };
+    return new AppRegistry({ apps, autoCreate: false, autoCreateMax: 0, createApp: refuse, listApps: refuse });
+  }
+  // Creating databases takes the admin: fail at start, not on first write.
+  const admin = adminClient(config);
+  return new AppRegistry({
+    apps,
+    autoCreate: true,
+    autoCreateMax: config.ingress.auto_create_max,
+    createApp: async (app) => {
+      await ensureAppDatabase(admin, app);
+    },
+    listApps: async () => {
+      const all = await admin.must<string[]>('listing databases', 'GET', '/_all_dbs');
+      return all.filter((db) => db.startsWith(dbName(''))).map((db) => db.slice(dbName('').length));
+    },
+  });
+}

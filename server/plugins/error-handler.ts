@@ -1,0 +1,46 @@
+// The one place where errors become HTTP answers: CouchlogErrors keep their
+// status and code, Fastify's own errors get CouchDB-style bodies, anything
+// unexpected is logged and answered 500 without internals.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { CouchlogError, badRequest, tooLarge, unsupportedMediaType, notFound } from '../../lib/errors.js';
+
+function fromFastify(err: FastifyError): CouchlogError | null {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return tooLarge('INGRESS_BODY_TOO_LARGE', 'the request body is larger than the ingress accepts');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', 'Content-Type must be application/json or application/x-ndjson');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return badRequest('INGRESS_EMPTY_BODY', 'request body is empty');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return badRequest('INGRESS_BAD_CONTENT_LENGTH', 'Content-Length does not match the body');
+    default:
+      break;
+  }
+  const status = err.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    return new CouchlogError(err.code ?? 'INGRESS_BAD_REQUEST', status, status === 429 ? 'too_many_requests' : 'bad_request', err.message);
+  }
+  return null;
+}
+
+export function sendError(reply: FastifyReply, err: CouchlogError): FastifyReply {
+  return reply.code(err.statusCode).headers(err.headers).type('application/json').send(err.toBody());
+}
+
+async function errorHandler(app: FastifyInstance): Promise<void> {
+  app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const known = err instanceof CouchlogError ? err : fromFastify(err);
+    if (known) {
+      if (known.statusCode >= 500) request.log.warn({ code: known.code, err: known.message }, 'request failed');
+      return sendError(reply, known);
+    }
+    request.log.error({ err }, 'unexpected error');
+    return reply.code(500).type('application/json').send({ error: 'internal_server_error', reason: 'internal error', code: 'INGRESS_INTERNAL' });
+  });
+  app.setNotFoundHandler((_request, reply) => sendError(reply, notFound('INGRESS_NOT_FOUND', 'missing')));
+}
+
+export default fp(errorHandler, { name: 'couchlog-error-handler' });

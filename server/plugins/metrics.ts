@@ -1,0 +1,56 @@
+// Prometheus metrics of one ingress instance. Each buildApp() gets its own
+// registry, so several apps in one process (tests, benchmarks) never share
+// or double-register counters.
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'couchlog_ingress_requests_total',
+    help: 'HTTP requests answered, by route and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly documents = new Counter({
+    name: 'couchlog_ingress_documents_total',
+    help: 'Documents sent to CouchDB through write routes, by database and per-document result',
+    labelNames: ['db', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rejected = new Counter({
+    name: 'couchlog_ingress_rejected_requests_total',
+    help: 'Write requests refused before anything was written, by error code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly batchSize = new Histogram({
+    name: 'couchlog_ingress_batch_documents',
+    help: 'Documents per _bulk_docs request sent to CouchDB (group commit and bulk requests)',
+    labelNames: ['kind'] as const,
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
+    registers: [this.registry],
+  });
+
+  readonly couchLatency = new Histogram({
+    name: 'couchlog_couchdb_request_duration_seconds',
+    help: 'Latency of the requests the ingress itself makes to CouchDB',
+    labelNames: ['op', 'outcome'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly authChecks = new Counter({
+    name: 'couchlog_ingress_auth_checks_total',
+    help: 'Credential checks, by result (cached, valid, invalid)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(defaults = true) {
+    if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'couchlog_ingress_' });
+  }
+}

@@ -1,0 +1,60 @@
+// Everything that is not a write route is proxied to CouchDB as it is
+// (streamed, never parsed), with the caller's own credentials, and only
+// after the ingress has verified those credentials itself. Unauthenticated,
+// only the session login/logout and Fauxton's static files get through.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import httpProxy from '@fastify/http-proxy';
+import { forbidden, unauthorized, unavailable } from '../../lib/errors.js';
+import { extractCredentials } from '../auth/credentials.js';
+import type { CredentialVerifier } from '../auth/credential-verifier.js';
+
+export interface ProxyRoutesOptions {
+  upstream: string;
+  verifier: CredentialVerifier;
+  requestTimeoutMs: number;
+  retryAfterS: number;
+}
+
+/** Requests CouchDB itself serves to anonymous callers and that reveal no data. */
+export function isPublic(method: string, path: string): boolean {
+  if (path === '/_session') return method === 'GET' || method === 'POST' || method === 'DELETE';
+  if (path === '/_utils' || path.startsWith('/_utils/')) return method === 'GET' || method === 'HEAD';
+  return false;
+}
+
+/** `PUT /db`, `DELETE /db`, `COPY /db`: creating or dropping a database is for admins only. */
+function isDatabaseLevelWrite(method: string, path: string): boolean {
+  return (method === 'PUT' || method === 'DELETE' || method === 'COPY') && /^\/[^/]+\/?$/.test(path);
+}
+
+export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions): Promise<void> {
+  const authorize = async (request: FastifyRequest) => {
+    const path = (request.raw.url ?? '/').split('?', 1)[0]!;
+    if (isPublic(request.method, path)) return;
+    const creds = extractCredentials(request.headers);
+    if (!creds) throw unauthorized('AUTH_REQUIRED', 'Authentication required.');
+    const caller = await opts.verifier.verify(creds);
+    // PouchDB Server dies on some database-level requests from non-admins;
+    // CouchDB refuses them anyway, so refuse them before they get there.
+    if (isDatabaseLevelWrite(request.method, path) && !caller.roles.includes('_admin')) {
+      throw forbidden('AUTH_ADMIN_ONLY', 'You are not a server admin.');
+    }
+  };
+
+  await app.register(httpProxy, {
+    upstream: opts.upstream,
+    preHandler: authorize,
+    config: { metricsRoute: 'proxy' },
+    undici: {
+      connections: 64,
+      // Long-polling and continuous _changes feeds keep a response open.
+      headersTimeout: Math.max(opts.requestTimeoutMs, 300_000),
+      bodyTimeout: 0,
+    },
+    replyOptions: {
+      onError: (reply, { error }) => {
+        reply.send(unavailable('COUCHDB_UNAVAILABLE', `CouchDB is unavailable (${(error as Error).message}); retry later`, opts.retryAfterS, error));
+      },
+    },
+  });
+}

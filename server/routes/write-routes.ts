@@ -1,0 +1,116 @@
+// The write routes: the only requests the ingress answers on behalf of the
+// writer account. Bodies are parsed and checked here; nothing reaches
+// CouchDB unless every document of the request passed.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../../lib/config/load.js';
+import { CouchlogError, unsupportedMediaType, badRequest } from '../../lib/errors.js';
+import { APP_NAME_MAX_LENGTH } from '../../lib/config/schema.js';
+import { extractCredentials, credentialHeaders } from '../auth/credentials.js';
+import type { CredentialVerifier } from '../auth/credential-verifier.js';
+import type { AppRegistry } from '../write/app-registry.js';
+import { statusOfError, type BulkWriter, type DocResult, type WriteTarget } from '../write/bulk-writer.js';
+import type { GroupCommit } from '../write/group-commit.js';
+import { newDocId } from '../write/doc-id.js';
+import { parseJson, parseNdjson } from '../write/parse-body.js';
+import { bulkDocsOf, checkCount, validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import type { Metrics } from '../plugins/metrics.js';
+
+export interface WriteRoutesOptions {
+  ingress: Config['ingress'];
+  verifier: CredentialVerifier;
+  registry: AppRegistry;
+  writer: BulkWriter;
+  group: GroupCommit;
+  writerHeaders: Record<string, string>;
+  metrics: Metrics;
+}
+
+/** `log_` + an app name; the router refuses anything else (upper case, encodings). */
+export const LOG_DB_PARAM = `:db(^log_[a-z][a-z0-9_-]{0,${APP_NAME_MAX_LENGTH - 1}}$)`;
+
+const NDJSON = 'application/x-ndjson';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    writeTarget: WriteTarget | null;
+    writeKey: string;
+  }
+}
+
+type IdDoc = LogDoc & { _id: string };
+
+export default async function writeRoutes(app: FastifyInstance, opts: WriteRoutesOptions): Promise<void> {
+  const { ingress, verifier, registry, writer, group, metrics } = opts;
+  const rules: DocRules = { maxDepth: ingress.max_json_depth, maxDocs: ingress.max_docs_per_request };
+
+  app.decorateRequest('writeTarget', null);
+  app.decorateRequest('writeKey', '');
+
+  // Bodies stay raw strings here: parse errors then become our own typed errors.
+  app.removeAllContentTypeParsers();
+  for (const type of ['application/json', NDJSON]) {
+    app.addContentTypeParser(type, { parseAs: 'string', bodyLimit: ingress.body_limit_bytes }, (_req, body, done) => done(null, body));
+  }
+
+  // Before the body is read: unknown apps and bad credentials cost nothing.
+  app.addHook('onRequest', async (request) => {
+    const db = (request.params as { db: string }).db;
+    await registry.admit(db.slice('log_'.length));
+    const creds = extractCredentials(request.headers);
+    if (creds) {
+      await verifier.verify(creds);
+      request.writeTarget = { db, headers: credentialHeaders(creds), asWriter: false };
+      request.writeKey = `${db}\n${creds.authorization ?? ''}\n${creds.cookie ?? ''}`;
+    } else {
+      request.writeTarget = { db, headers: opts.writerHeaders, asWriter: true };
+      request.writeKey = `${db}\nwriter`;
+    }
+  });
+
+  app.addHook('onError', async (_request, _reply, err) => {
+    if (err instanceof CouchlogError && err.statusCode < 500) metrics.rejected.inc({ code: err.code });
+  });
+
+  const stamp = (docs: LogDoc[]): IdDoc[] => {
+    const now = new Date().toISOString();
+    for (const doc of docs) {
+      if (doc._id === undefined) doc._id = newDocId();
+      if (ingress.received_at && doc.received_at === undefined) doc.received_at = now;
+    }
+    return docs as IdDoc[];
+  };
+
+  const writeMany = async (request: FastifyRequest, reply: FastifyReply, values: unknown[]) => {
+    checkCount(values.length, rules);
+    const docs = stamp(values.map((v, i) => validateDoc(v, rules, `document ${i}`)));
+    const results: DocResult[] = docs.length === 0 ? [] : await writer.write(request.writeTarget!, docs, 'bulk');
+    return reply.code(201).send(results);
+  };
+
+  app.post(`/${LOG_DB_PARAM}`, { config: { metricsRoute: 'write' } }, async (request, reply) => {
+    const text = bodyText(request);
+    if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text));
+    const value = parseJson(text);
+    if (Array.isArray(value)) {
+      if (value.length === 0) throw badRequest('INGRESS_EMPTY_BODY', 'the array holds no documents');
+      return writeMany(request, reply, value);
+    }
+    const [doc] = stamp([validateDoc(value, rules, 'the document')]);
+    const result = await group.submit(request.writeKey, request.writeTarget!, doc!);
+    if ('ok' in result) return reply.code(201).header('location', `/${request.writeTarget!.db}/${encodeURIComponent(result.id)}`).send(result);
+    return reply.code(statusOfError(result.error)).send({ error: result.error, reason: result.reason });
+  });
+
+  app.post(`/${LOG_DB_PARAM}/_bulk_docs`, { config: { metricsRoute: 'bulk_docs' } }, async (request, reply) => {
+    if (isNdjson(request)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', '_bulk_docs takes application/json');
+    return writeMany(request, reply, bulkDocsOf(parseJson(bodyText(request))));
+  });
+}
+
+function bodyText(request: FastifyRequest): string {
+  return typeof request.body === 'string' ? request.body : '';
+}
+
+function isNdjson(request: FastifyRequest): boolean {
+  return (request.headers['content-type'] ?? '').toLowerCase().startsWith(NDJSON);
+}

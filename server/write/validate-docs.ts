@@ -1,0 +1,92 @@
+// The append-only rules of the write routes. A request is refused whole if
+// any of its documents breaks one, so nothing is ever half-written. The
+// validate_doc_update in every log database enforces the same in CouchDB.
+import { badRequest, docValidation, forbidden, tooLarge } from '../../lib/errors.js';
+
+export type LogDoc = Record<string, unknown> & { _id?: string };
+
+export interface DocRules {
+  maxDepth: number;
+  maxDocs: number;
+}
+
+/** Special fields a writer may set: only `_id` (shippers use it for idempotent retries). */
+const MAX_ID_LENGTH = 512;
+
+/** Deepest nesting of arrays/objects in `value`, without recursion. */
+export function jsonDepth(value: unknown): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    if (depth > max) max = depth;
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    }
+  }
+  return max;
+}
+
+export function validateDoc(doc: unknown, rules: DocRules, label: string): LogDoc {
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw badRequest('INGRESS_DOC_NOT_OBJECT', `${label} must be a JSON object`);
+  }
+  const d = doc as LogDoc;
+  for (const key of Object.keys(d)) {
+    if (key.startsWith('_')) checkSpecialField(d, key, label);
+  }
+  if (jsonDepth(d) > rules.maxDepth) {
+    throw badRequest('INGRESS_TOO_DEEP', `${label} is nested deeper than ${rules.maxDepth} levels`);
+  }
+  return d;
+}
+
+function checkSpecialField(d: LogDoc, key: string, label: string): void {
+  switch (key) {
+    case '_id': {
+      const id = d._id;
+      if (typeof id !== 'string' || id === '') throw badRequest('INGRESS_BAD_ID', `${label}: _id must be a non-empty string`);
+      if (id.length > MAX_ID_LENGTH) throw badRequest('INGRESS_BAD_ID', `${label}: _id is longer than ${MAX_ID_LENGTH} characters`);
+      if (id.startsWith('_')) {
+        throw forbidden('INGRESS_RESERVED_ID', `${label}: _id may not start with "_" (design and local documents are admin-only)`);
+      }
+      return;
+    }
+    case '_rev':
+      throw forbidden('INGRESS_DOC_HAS_REV', `${label}: _rev is not allowed: log databases are append-only, documents cannot be updated`);
+    case '_deleted':
+      throw forbidden('INGRESS_DOC_DELETED', `${label}: _deleted is not allowed: log databases are append-only, documents cannot be deleted`);
+    case '_attachments':
+      throw forbidden('INGRESS_DOC_ATTACHMENTS', `${label}: _attachments are not accepted by the ingress`);
+    default:
+      throw docValidation('INGRESS_SPECIAL_FIELD', `${label}: Bad special document member: ${key}`);
+  }
+}
+
+export function checkCount(count: number, rules: DocRules): void {
+  if (count > rules.maxDocs) {
+    throw tooLarge('INGRESS_TOO_MANY_DOCS', `${count} documents in one request; the limit is ${rules.maxDocs}`);
+  }
+}
+
+/** The body of `POST /{db}/_bulk_docs`, as CouchDB defines it, minus what would rewrite history. */
+export function bulkDocsOf(body: unknown): unknown[] {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw badRequest('INGRESS_BAD_BULK', 'the _bulk_docs body must be an object with a "docs" array');
+  }
+  const b = body as Record<string, unknown>;
+  for (const key of Object.keys(b)) {
+    if (key === 'docs') continue;
+    if (key === 'new_edits') {
+      if (b.new_edits === false) {
+        throw forbidden('INGRESS_NEW_EDITS', 'new_edits:false is not allowed: it would let a writer inject revisions');
+      }
+      if (b.new_edits !== true) throw badRequest('INGRESS_BAD_BULK', 'new_edits must be a boolean');
+      continue;
+    }
+    throw badRequest('INGRESS_BAD_BULK', `unsupported _bulk_docs field: ${key}`);
+  }
+  if (!Array.isArray(b.docs)) throw badRequest('INGRESS_BAD_BULK', 'the _bulk_docs body must have a "docs" array');
+  return b.docs;
+}
