@@ -26,6 +26,11 @@ export function appendOnly(newDoc: Doc, oldDoc: Doc | null, userCtx: UserCtx): v
   if (userCtx.roles.indexOf('_admin') !== -1) {
     return;
   }
+  // Readers are members too (CouchDB has no read-only membership): only the
+  // log_writer role may add documents. Keep in step with WRITER_ROLE.
+  if (userCtx.roles.indexOf('log_writer') === -1) {
+    throw { forbidden: 'only users with the log_writer role may add log documents' };
+  }
   if (newDoc._id.indexOf('_design/') === 0) {
     throw { forbidden: 'only admins may write design documents' };
   }

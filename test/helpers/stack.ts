@@ -1,0 +1,125 @@
+// Starts a real, isolated couchlog stack for a test file: an embedded
+// PouchDB Server on a free port with its own data folder, setup, and the
+// ingress listening on another free port. Nothing is mocked.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { loadConfig, ensureSecrets, type Config } from '../../lib/config/load.js';
+import { basicAuth } from '../../lib/couch/basic-auth.js';
+import { createLogger } from '../../lib/logger.js';
+import { startEmbeddedCouch } from '../../lib/commands/couchdb.js';
+import type { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
+import { runSetup } from '../../lib/setup/run-setup.js';
+import { buildApp } from '../../server/app.js';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Stack {
+  config: Config;
+  couch: EmbeddedCouch;
+  app: FastifyInstance;
+  /** Ingress base URL, e.g. http://127.0.0.1:41234 */
+  url: string;
+  /** Embedded CouchDB base URL. */
+  couchUrl: string;
+  auth: { admin: string; writer: string; reader: string };
+  dataDir: string;
+  /** Rebuilds and restarts the ingress with a changed config (same CouchDB). */
+  restartIngress(change?: (c: Config) => void): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Edits applied to the config before anything starts. */
+  configure?: (raw: Record<string, unknown>) => void;
+  yaml?: Record<string, unknown>;
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-test-'));
+  const env = {
+    COUCHLOG_DATA: dataDir,
+    COUCHLOG_COUCHDB_PORT: String(await freePort()),
+    COUCHLOG_INGRESS_PORT: String(await freePort()),
+    COUCHLOG_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+  };
+  const { config } = loadConfig({ env, cwd: dataDir });
+  if (opts.yaml) Object.assign(config, opts.yaml);
+  ensureSecrets(config);
+  const logger = createLogger(config.log_level, 'test');
+  const couch = await startEmbeddedCouch(config, logger);
+  await runSetup(config);
+  let app = await buildApp(config, { logger });
+  await app.listen({ host: '127.0.0.1', port: config.ingress.port });
+  const pw = (x: string | null) => x ?? '';
+  const stack: Stack = {
+    config,
+    couch,
+    app,
+    url: `http://127.0.0.1:${config.ingress.port}`,
+    couchUrl: couch.url,
+    dataDir,
+    auth: {
+      admin: basicAuth(config.couchdb.admin.user, pw(config.couchdb.admin.password)),
+      writer: basicAuth(config.users.writer.user, pw(config.users.writer.password)),
+      reader: basicAuth(config.users.reader.user, pw(config.users.reader.password)),
+    },
+    async restartIngress(change) {
+      await app.close();
+      change?.(config);
+      app = await buildApp(config, { logger });
+      await app.listen({ host: '127.0.0.1', port: config.ingress.port });
+      stack.app = app;
+    },
+    async stop() {
+      await app.close();
+      await couch.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: any;
+}
+
+/** A plain HTTP request (fetch), answering status, headers and parsed JSON body when there is one. */
+export async function http(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<HttpResult> {
+  const res = await fetch(url, { method: init.method ?? 'GET', headers: init.headers, body: init.body, redirect: 'manual' });
+  const text = await res.text();
+  let json: unknown = undefined;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+export const JSON_TYPE = { 'content-type': 'application/json' };
+
+/** Number of non-design documents in a database, read as admin directly from CouchDB. */
+export async function countDocs(stack: Stack, db: string): Promise<number> {
+  const res = await http(`${stack.couchUrl}/${db}/_all_docs`, { headers: { authorization: stack.auth.admin } });
+  if (res.status !== 200) throw new Error(`count ${db}: ${res.status} ${res.text}`);
+  return (res.json.rows as Array<{ id: string }>).filter((r) => !r.id.startsWith('_design/')).length;
+}

@@ -1,0 +1,93 @@
+// Group commit under concurrency, CouchDB outages and the supervisor: every
+// caller gets its own answer, every document is stored exactly once, an
+// outage is a quick 503 and the ingress recovers by itself.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack({ yaml: { apps: { load: {}, outage: {} } } });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+async function allDocs(db: string): Promise<Array<Record<string, unknown>>> {
+  const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
+  return (res.json.rows as Array<{ id: string; doc: Record<string, unknown> }>).filter((r) => !r.id.startsWith('_design/')).map((r) => r.doc);
+}
+
+function groupBatches(metrics: string): number {
+  const m = /couchlog_ingress_batch_documents_count\{kind="group"\} (\d+)/.exec(metrics);
+  return m ? Number(m[1]) : 0;
+}
+
+describe('group commit', () => {
+  test('500 concurrent single POSTs: each answered 201 with its own id, each stored exactly once', async () => {
+    const batchesBefore = groupBatches((await http(`${stack.url}/_couchlog/metrics`)).text);
+    const results = await Promise.all(
+      Array.from({ length: 500 }, (_, n) => http(`${stack.url}/log_load`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ n }) })),
+    );
+    assert.deepEqual(new Set(results.map((r) => r.status)), new Set([201]));
+    const ids = results.map((r) => r.json.id as string);
+    assert.equal(new Set(ids).size, 500, 'every caller got its own id');
+
+    const docs = await allDocs('log_load');
+    assert.equal(docs.length, 500);
+    const byId = new Map(docs.map((d) => [d._id as string, d.n]));
+    results.forEach((r, n) => assert.equal(byId.get(r.json.id), n, `caller ${n} got the id of its own document`));
+
+    const batches = groupBatches((await http(`${stack.url}/_couchlog/metrics`)).text) - batchesBefore;
+    assert.ok(batches < 250, `500 documents went out in ${batches} batches: they were grouped`);
+  });
+
+  test('concurrent POSTs with the same client id: one stored, the others conflict', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, n) => http(`${stack.url}/log_load`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ _id: 'same-id', n }) })),
+    );
+    assert.equal(results.filter((r) => r.status === 201).length, 1);
+    assert.equal(results.filter((r) => r.status === 409).length, 19);
+  });
+});
+
+describe('CouchDB outages', () => {
+  test('a POST while CouchDB is stopped gets 503 quickly; the ingress recovers by itself', async () => {
+    await stack.couch.stop();
+    try {
+      const started = Date.now();
+      const res = await http(`${stack.url}/log_outage`, { method: 'POST', headers: JSON_TYPE, body: '{"during":"outage"}' });
+      const ms = Date.now() - started;
+      assert.equal(res.status, 503);
+      assert.equal(res.json.error, 'service_unavailable');
+      assert.ok(Number(res.headers.get('retry-after')) > 0, 'Retry-After is set');
+      assert.ok(ms < 3000, `answered in ${ms} ms`);
+
+      const read = await http(`${stack.url}/log_outage/_all_docs`, { headers: { authorization: stack.auth.reader } });
+      assert.equal(read.status, 503, 'a read is 503 too, not a 500 or a hang');
+      const bulk = await http(`${stack.url}/log_outage/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: '{"docs":[{"a":1}]}' });
+      assert.equal(bulk.status, 503);
+      const health = await http(`${stack.url}/_couchlog/health`);
+      assert.equal(health.status, 503);
+      assert.equal(health.json.couchdb.reachable, false);
+    } finally {
+      await stack.couch.start();
+    }
+    const res = await http(`${stack.url}/log_outage`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"outage"}' });
+    assert.equal(res.status, 201);
+    const docs = await allDocs('log_outage');
+    assert.deepEqual(docs.map((d) => d.after ?? d.during), ['outage'], 'only the document written after the outage exists');
+    assert.ok(docs.every((d) => d.during === undefined));
+  });
+
+  test('the supervisor restarts a killed embedded server and writes resume', async () => {
+    const pid = stack.couch.pid!;
+    const restarted = new Promise((resolve) => stack.couch.once('restarted', resolve));
+    process.kill(pid, 'SIGKILL');
+    await restarted;
+    assert.notEqual(stack.couch.pid, pid);
+    assert.equal(stack.couch.restarts, 1);
+    const res = await http(`${stack.url}/log_outage`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"restart"}' });
+    assert.equal(res.status, 201);
+  });
+});

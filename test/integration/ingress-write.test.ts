@@ -1,0 +1,234 @@
+// The ingress against a real embedded PouchDB Server: the seed's three curl
+// checks, every write form, every refused input (with nothing written), and
+// append-only both through the ingress and directly against CouchDB.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, http, countDocs, JSON_TYPE, type Stack } from '../helpers/stack.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+describe('the seed curl checks', () => {
+  test('anonymous POST succeeds with CouchDB\'s answer', async () => {
+    const res = await http(`${stack.url}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{ "foo" : "foo" }' });
+    assert.equal(res.status, 201);
+    assert.equal(res.json.ok, true);
+    assert.match(res.json.id, /^[0-9a-f]{32}$/);
+    assert.match(res.json.rev, /^1-/);
+    const stored = await http(`${stack.couchUrl}/log_appname/${res.json.id}`, { headers: { authorization: stack.auth.admin } });
+    assert.equal(stored.json.foo, 'foo');
+    assert.ok(!Number.isNaN(Date.parse(stored.json.received_at)), 'received_at is an ISO timestamp');
+  });
+
+  test('anonymous GET _all_docs is refused', async () => {
+    const res = await http(`${stack.url}/log_appname/_all_docs`);
+    assert.equal(res.status, 401);
+    assert.equal(res.json.error, 'unauthorized');
+    assert.ok(!res.text.includes('"rows"'));
+  });
+
+  test('a real user can read', async () => {
+    const res = await http(`${stack.url}/log_appname/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.reader } });
+    assert.equal(res.status, 200);
+    assert.ok(res.json.rows.some((r: any) => r.doc?.foo === 'foo'));
+  });
+
+  test('wrong password is refused on reads and on writes', async () => {
+    const bad = `Basic ${Buffer.from('reader:wrong-password').toString('base64')}`;
+    assert.equal((await http(`${stack.url}/log_appname/_all_docs`, { headers: { authorization: bad } })).status, 401);
+    const w = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, authorization: bad }, body: '{"a":1}' });
+    assert.equal(w.status, 401);
+  });
+});
+
+describe('write forms', () => {
+  test('JSON array: one answer per document, in order', async () => {
+    const body = JSON.stringify([{ n: 1 }, { _id: 'client-chosen-1', n: 2 }, { n: 3 }]);
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body });
+    assert.equal(res.status, 201);
+    assert.equal(res.json.length, 3);
+    assert.equal(res.json[1].id, 'client-chosen-1');
+    assert.ok(res.json.every((r: any) => r.ok === true));
+  });
+
+  test('NDJSON body with blank lines', async () => {
+    const body = '{"line":1}\n\n{"line":2}\n{"line":3}\n';
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body });
+    assert.equal(res.status, 201);
+    assert.deepEqual(res.json.map((r: any) => r.ok), [true, true, true]);
+  });
+
+  test('_bulk_docs with CouchDB\'s request and answer, conflicts per document', async () => {
+    const body = JSON.stringify({ docs: [{ _id: 'bulk-a' }, { _id: 'client-chosen-1' }, { _id: 'bulk-b' }] });
+    const res = await http(`${stack.url}/log_appname/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body });
+    assert.equal(res.status, 201);
+    assert.deepEqual(
+      res.json.map((r: any) => [r.id, r.ok ?? r.error]),
+      [
+        ['bulk-a', true],
+        ['client-chosen-1', 'conflict'],
+        ['bulk-b', true],
+      ],
+    );
+  });
+
+  test('a repeated client id on a single POST is a 409 conflict', async () => {
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"_id":"client-chosen-1"}' });
+    assert.equal(res.status, 409);
+    assert.deepEqual(res.json, { error: 'conflict', reason: 'Document update conflict.' });
+  });
+
+  test('generated ids are time-ordered', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: `{"i":${i}}` });
+      ids.push(res.json.id);
+    }
+    assert.deepEqual([...ids].sort(), ids);
+  });
+
+  test('a client-supplied received_at is kept', async () => {
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"received_at":"2001-01-01T00:00:00Z"}' });
+    const doc = await http(`${stack.couchUrl}/log_appname/${res.json.id}`, { headers: { authorization: stack.auth.admin } });
+    assert.equal(doc.json.received_at, '2001-01-01T00:00:00Z');
+  });
+});
+
+describe('bad input: clear error, nothing written', () => {
+  const deep = '['.repeat(40) + ']'.repeat(40);
+  const cases: Array<{ name: string; path?: string; type?: string; body: string; status: number; error: string; code?: string }> = [
+    { name: '_rev', body: '{"_rev":"1-abc","a":1}', status: 403, error: 'forbidden', code: 'INGRESS_DOC_HAS_REV' },
+    { name: '_deleted', body: '{"_id":"x","_deleted":true}', status: 403, error: 'forbidden', code: 'INGRESS_DOC_DELETED' },
+    { name: '_attachments', body: '{"_attachments":{"a.txt":{"content_type":"text/plain","data":"aGk="}}}', status: 403, error: 'forbidden' },
+    { name: 'design doc id', body: '{"_id":"_design/evil","views":{}}', status: 403, error: 'forbidden', code: 'INGRESS_RESERVED_ID' },
+    { name: 'local doc id', body: '{"_id":"_local/x"}', status: 403, error: 'forbidden', code: 'INGRESS_RESERVED_ID' },
+    { name: 'other special field', body: '{"_conflicts":[]}', status: 400, error: 'doc_validation' },
+    { name: 'string document', body: '"hello"', status: 400, error: 'bad_request', code: 'INGRESS_DOC_NOT_OBJECT' },
+    { name: 'number document', body: '42', status: 400, error: 'bad_request' },
+    { name: 'null document', body: 'null', status: 400, error: 'bad_request' },
+    { name: 'invalid JSON', body: '{"a":', status: 400, error: 'bad_request', code: 'INGRESS_INVALID_JSON' },
+    { name: 'empty body', body: '', status: 400, error: 'bad_request' },
+    { name: 'empty array', body: '[]', status: 400, error: 'bad_request' },
+    { name: 'too deep', body: `{"a":${deep}}`, status: 400, error: 'bad_request', code: 'INGRESS_TOO_DEEP' },
+    { name: 'one bad document in an array', body: '[{"ok":1},{"_rev":"2-x"},{"ok":2}]', status: 403, error: 'forbidden' },
+    { name: 'one non-object in an array', body: '[{"ok":1},[1,2]]', status: 400, error: 'bad_request' },
+    { name: 'bad NDJSON line', type: 'application/x-ndjson', body: '{"a":1}\n{oops}\n', status: 400, error: 'bad_request' },
+    { name: 'new_edits:false', path: '/_bulk_docs', body: '{"new_edits":false,"docs":[{"_id":"x","_rev":"1-a"}]}', status: 403, error: 'forbidden', code: 'INGRESS_NEW_EDITS' },
+    { name: '_bulk_docs without docs', path: '/_bulk_docs', body: '{"documents":[]}', status: 400, error: 'bad_request' },
+    { name: '_bulk_docs deleting', path: '/_bulk_docs', body: '{"docs":[{"_id":"bulk-a","_rev":"1-x","_deleted":true}]}', status: 403, error: 'forbidden' },
+    { name: 'form-encoded body', type: 'application/x-www-form-urlencoded', body: 'a=b', status: 415, error: 'bad_content_type' },
+    { name: 'text/plain body', type: 'text/plain', body: '{"a":1}', status: 415, error: 'bad_content_type' },
+    { name: 'NDJSON to _bulk_docs', path: '/_bulk_docs', type: 'application/x-ndjson', body: '{"a":1}', status: 415, error: 'bad_content_type' },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const before = await countDocs(stack, 'log_fail2ban');
+      const res = await http(`${stack.url}/log_fail2ban${c.path ?? ''}`, { method: 'POST', headers: { 'content-type': c.type ?? 'application/json' }, body: c.body });
+      assert.equal(res.status, c.status, res.text);
+      assert.equal(res.json.error, c.error);
+      assert.equal(typeof res.json.reason, 'string');
+      if (c.code) assert.equal(res.json.code, c.code);
+      assert.equal(await countDocs(stack, 'log_fail2ban'), before, 'nothing was written');
+    });
+  }
+
+  test('a body over the limit is 413', async () => {
+    const big = JSON.stringify({ blob: 'x'.repeat(stack.config.ingress.body_limit_bytes + 10) });
+    const res = await http(`${stack.url}/log_fail2ban`, { method: 'POST', headers: JSON_TYPE, body: big });
+    assert.equal(res.status, 413);
+    assert.equal(res.json.error, 'too_large');
+  });
+
+  test('more documents than allowed is 413', async () => {
+    const docs = Array.from({ length: stack.config.ingress.max_docs_per_request + 1 }, () => ({}));
+    const res = await http(`${stack.url}/log_fail2ban`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify(docs) });
+    assert.equal(res.status, 413);
+    assert.equal(res.json.code, 'INGRESS_TOO_MANY_DOCS');
+  });
+
+  test('an unknown app is 404 and no database appears', async () => {
+    const res = await http(`${stack.url}/log_unknownapp`, { method: 'POST', headers: JSON_TYPE, body: '{}' });
+    assert.equal(res.status, 404);
+    assert.equal(res.json.error, 'not_found');
+    const dbs = await http(`${stack.couchUrl}/_all_dbs`, { headers: { authorization: stack.auth.admin } });
+    assert.ok(!dbs.json.includes('log_unknownapp'));
+  });
+
+  const tricks = ['/LOG_APPNAME', '/Log_appname', '/log_appname/..%2f_users', '/log_appname/%2e%2e/_users', '/log_appname//_bulk_docs', '/log_appname/./_bulk_docs', '/log%5Fappname%2F_bulk_docs', '/log_appname%2F_design%2Fx'];
+  for (const path of tricks) {
+    test(`path trick ${path} writes nothing`, async () => {
+      const before = await countDocs(stack, 'log_appname');
+      const res = await http(`${stack.url}${path}`, { method: 'POST', headers: JSON_TYPE, body: '{"trick":true}' });
+      assert.ok([400, 401, 404].includes(res.status), `${path}: ${res.status} ${res.text}`);
+      assert.equal(typeof res.json.error, 'string');
+      assert.equal(await countDocs(stack, 'log_appname'), before);
+    });
+  }
+});
+
+describe('append-only', () => {
+  let id: string;
+  let rev: string;
+  before(async () => {
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"keep":"me"}' });
+    ({ id, rev } = res.json);
+  });
+
+  test('the writer cannot update or delete directly against CouchDB', async () => {
+    const headers = { ...JSON_TYPE, authorization: stack.auth.writer };
+    const put = await http(`${stack.couchUrl}/log_appname/${id}`, { method: 'PUT', headers, body: JSON.stringify({ _rev: rev, keep: 'changed' }) });
+    assert.equal(put.status, 403);
+    const del = await http(`${stack.couchUrl}/log_appname/${id}?rev=${rev}`, { method: 'DELETE', headers });
+    assert.equal(del.status, 403);
+    const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs: [{ _id: id, _rev: rev, _deleted: true }] }) });
+    assert.equal(bulk.json[0].error, 'forbidden');
+    const ddoc = await http(`${stack.couchUrl}/log_appname/_design/evil`, { method: 'PUT', headers, body: '{"views":{}}' });
+    assert.ok(ddoc.status === 401 || ddoc.status === 403, `design doc write: ${ddoc.status}`);
+  });
+
+  test('the writer cannot update or delete through the ingress with its own credentials', async () => {
+    const headers = { ...JSON_TYPE, authorization: stack.auth.writer };
+    const put = await http(`${stack.url}/log_appname/${id}`, { method: 'PUT', headers, body: JSON.stringify({ _rev: rev, keep: 'changed' }) });
+    assert.equal(put.status, 403);
+    const del = await http(`${stack.url}/log_appname/${id}?rev=${rev}`, { method: 'DELETE', headers });
+    assert.equal(del.status, 403);
+    const post = await http(`${stack.url}/log_appname`, { method: 'POST', headers, body: JSON.stringify({ _id: id, _rev: rev, keep: 'changed' }) });
+    assert.equal(post.status, 403);
+  });
+
+  test('anonymous callers cannot update or delete through the ingress', async () => {
+    const put = await http(`${stack.url}/log_appname/${id}`, { method: 'PUT', headers: JSON_TYPE, body: JSON.stringify({ _rev: rev }) });
+    assert.equal(put.status, 401);
+    const del = await http(`${stack.url}/log_appname/${id}?rev=${rev}`, { method: 'DELETE' });
+    assert.equal(del.status, 401);
+  });
+
+  test('the document is unchanged', async () => {
+    const doc = await http(`${stack.couchUrl}/log_appname/${id}`, { headers: { authorization: stack.auth.admin } });
+    assert.equal(doc.json._rev, rev);
+    assert.equal(doc.json.keep, 'me');
+  });
+});
+
+describe('operations endpoints', () => {
+  test('health says CouchDB is reachable', async () => {
+    const res = await http(`${stack.url}/_couchlog/health`);
+    assert.equal(res.status, 200);
+    assert.equal(res.json.couchdb.reachable, true);
+  });
+
+  test('metrics count requests, documents and batches', async () => {
+    const res = await http(`${stack.url}/_couchlog/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.text, /couchlog_ingress_requests_total\{route="write",method="POST",status="201"\} \d+/);
+    assert.match(res.text, /couchlog_ingress_documents_total\{db="log_appname",result="ok"\} \d+/);
+    assert.match(res.text, /couchlog_ingress_batch_documents_count\{kind="group"\} \d+/);
+    assert.match(res.text, /couchlog_couchdb_request_duration_seconds_count\{op="bulk_docs",outcome="201"\} \d+/);
+    assert.match(res.text, /couchlog_ingress_rejected_requests_total\{code="INGRESS_DOC_HAS_REV"\} \d+/);
+  });
+});

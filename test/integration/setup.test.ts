@@ -1,0 +1,58 @@
+// Setup against the embedded server: idempotent (a second run changes
+// nothing, not even a design document revision), and it repairs drift.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+import { runSetup } from '../../lib/setup/run-setup.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+async function revisions(): Promise<Record<string, string>> {
+  const admin = { authorization: stack.auth.admin };
+  const out: Record<string, string> = {};
+  for (const db of ['log_appname', 'log_fail2ban']) {
+    out[db] = (await http(`${stack.couchUrl}/${db}/_design/couchlog`, { headers: admin })).json._rev;
+  }
+  for (const user of ['writer', 'reader']) {
+    out[user] = (await http(`${stack.couchUrl}/_users/org.couchdb.user:${user}`, { headers: admin })).json._rev;
+  }
+  return out;
+}
+
+test('a second setup changes nothing', async () => {
+  const before0 = await revisions();
+  const report = await runSetup(stack.config);
+  assert.deepEqual(report.changes, []);
+  assert.deepEqual(await revisions(), before0);
+});
+
+test('setup restores a loosened _security object and a changed design document', async () => {
+  const admin = { ...JSON_TYPE, authorization: stack.auth.admin };
+  await http(`${stack.couchUrl}/log_appname/_security`, { method: 'PUT', headers: admin, body: '{"members":{"names":[],"roles":[]}}' });
+  const ddoc = (await http(`${stack.couchUrl}/log_appname/_design/couchlog`, { headers: admin })).json;
+  await http(`${stack.couchUrl}/log_appname/_design/couchlog`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...ddoc, validate_doc_update: 'function(){}' }) });
+  const report = await runSetup(stack.config);
+  assert.deepEqual(report.changes.sort(), ['set log_appname/_security (members: roles log_writer, log_reader; admins: none)', 'updated log_appname/_design/couchlog'].sort());
+  const sec = (await http(`${stack.couchUrl}/log_appname/_security`, { headers: admin })).json;
+  assert.deepEqual(sec.members.roles, ['log_writer', 'log_reader']);
+  assert.deepEqual((await runSetup(stack.config)).changes, []);
+});
+
+test('a changed reader password is applied by the next setup', async () => {
+  stack.config.users.reader.password = 'a-new-reader-password';
+  const report = await runSetup(stack.config);
+  assert.deepEqual(report.changes, ['updated user "reader" (password)']);
+  const auth = `Basic ${Buffer.from('reader:a-new-reader-password').toString('base64')}`;
+  assert.equal((await http(`${stack.couchUrl}/_session`, { headers: { authorization: auth } })).json.userCtx.name, 'reader');
+});
+
+test('require_valid_user is on', async () => {
+  const res = await http(`${stack.couchUrl}/_config/couch_httpd_auth/require_valid_user`, { headers: { authorization: stack.auth.admin } });
+  assert.equal(res.json, 'true');
+});
