@@ -103,7 +103,13 @@ const embedded = z
 const couchdb = z
   .object({
     /** An external CouchDB (e.g. http://couchdb:5984). null: run the embedded server. */
-    url: z.string().url().nullable().default(null),
+    url: z
+      .string()
+      .url()
+      .refine((u) => /^https?:$/.test(new URL(u).protocol), 'must be an http:// or https:// URL')
+      .refine((u) => !new URL(u).username && !new URL(u).password, 'must not contain credentials: use COUCHDB_USER / COUCHDB_PASSWORD')
+      .nullable()
+      .default(null),
     embedded,
     admin: credentials('admin'),
     /** Any single request to CouchDB fails after this long (503 to the client). */
