@@ -2,7 +2,6 @@
 // PouchDB Server on a free port with its own data folder, setup, and the
 // ingress listening on another free port. Nothing is mocked.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -13,18 +12,9 @@ import { startEmbeddedCouch } from '../../lib/commands/couchdb.js';
 import type { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
 import { runSetup } from '../../lib/setup/run-setup.js';
 import { buildApp } from '../../server/app.js';
+import { freePort } from '../../lib/bench/free-port.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export interface Stack {
   config: Config;
