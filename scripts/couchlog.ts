@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The couchlog command line: parses arguments and calls library code.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, ensureSecrets } from '../lib/config/load.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
@@ -9,6 +9,7 @@ import { up } from '../lib/commands/up.js';
 import { startEmbeddedCouch } from '../lib/commands/couchdb.js';
 import { startIngress } from '../lib/commands/ingress.js';
 import { runSetup } from '../lib/setup/run-setup.js';
+import { report } from '../lib/commands/report.js';
 
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')
@@ -59,6 +60,26 @@ program
     const { config, logger } = context();
     const app = await startIngress(config, logger);
     onShutdownSignal(logger, () => app.close());
+  });
+
+const integer = (flag: string) => (value: string) => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${flag} must be a non-negative integer`);
+  return Number(value);
+};
+
+program
+  .command('report <view>')
+  .description('print a report view (attacks, attackers, attackers_by_ip, by_time) as a table, CSV or JSON')
+  .requiredOption('--app <app>', 'the app whose log_<app> database to read')
+  .option('--group-level <n>', 'how many key parts to group by (default: all)', integer('--group-level'))
+  .addOption(new Option('--format <format>', 'output format').choices(['table', 'csv', 'json']).default('table'))
+  .option('--from <YYYY-MM-DD>', 'first day to count')
+  .option('--to <YYYY-MM-DD>', 'last day to count')
+  .option('--top <n>', 'only the N rows with the highest counts, highest first', integer('--top'))
+  .option('--url <url>', 'where to read (default: the ingress from the config)')
+  .action(async (view: string, opts: { app: string; groupLevel?: number; format: 'table' | 'csv' | 'json'; from?: string; to?: string; top?: number; url?: string }) => {
+    const { config } = context();
+    process.stdout.write(await report(config, view, opts));
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

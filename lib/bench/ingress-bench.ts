@@ -38,7 +38,7 @@ export async function benchIngress(o: IngressBenchOptions, progress: (line: stri
   const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-'));
   const env = { COUCHLOG_DATA: dataDir, COUCHLOG_COUCHDB_PORT: String(o.couchPort), COUCHLOG_INGRESS_PORT: String(o.ingressPort), COUCHLOG_LOG_LEVEL: 'info' };
   const { config } = loadConfig({ env, cwd: dataDir });
-  config.apps = { warmup: {}, single_direct: {}, single_ingress: {}, bulk_direct: {}, bulk_ingress: {} };
+  config.apps = Object.fromEntries(['warmup', 'single_direct', 'single_ingress', 'bulk_direct', 'bulk_ingress'].map((app) => [app, { reports: [] }]));
   ensureSecrets(config);
   // Request logs are written (at info, as in production) but to /dev/null.
   const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));

@@ -2,6 +2,7 @@
 // couchlog.example.yml documents the same keys; test/unit/config.test.ts
 // checks that the two agree, so a key added here must be documented there.
 import { z } from 'zod';
+import { REPORT_SET_NAMES } from '../../design-docs/index.js';
 
 /** App names become database names `log_<app>`: lowercase, digits, `_`, `-`. */
 export const APP_NAME_PATTERN = /^[a-z][a-z0-9_-]*$/;
@@ -31,7 +32,13 @@ const appName = z
   .max(APP_NAME_MAX_LENGTH)
   .regex(APP_NAME_PATTERN, 'app names are lowercase letters, digits, "_" and "-", starting with a letter');
 
-const appSchema = z.object({}).strict().nullable().default({});
+const appSchema = z
+  .object({
+    /** Report design documents pushed to this app's database (see design-docs/index.ts). */
+    reports: z.array(z.enum(REPORT_SET_NAMES)).default([]),
+  })
+  .strict()
+  .default({});
 
 const groupCommit = z
   .object({
@@ -129,7 +136,7 @@ export const configSchema = z
       .strict()
       .default({}),
     /** One `log_<app>` database per key. */
-    apps: z.record(appName, appSchema).default({ appname: {}, fail2ban: {} }),
+    apps: z.record(appName, appSchema).default({ appname: {}, fail2ban: { reports: ['fail2ban'] } }),
     ingress,
   })
   .strict();

@@ -3,7 +3,7 @@
 // requests crash it outright (an anonymous `PUT /<db>`, `_changes` with a
 // `_selector` filter): a crash must cost a restart, not the whole service.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -64,8 +64,8 @@ export class EmbeddedCouch extends EventEmitter {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const configFile = join(this.dir, 'config.json');
     this.prepareConfig(configFile);
-    const bin = createRequire(import.meta.url).resolve('pouchdb-server/bin/pouchdb-server');
-    const args = [bin, '--host', this.opts.host, '--port', String(this.opts.port), '--dir', this.dir, '--config', configFile, '--no-stdout-logs', '--no-color'];
+    const main = fileURLToPath(new URL('./pouchdb-server-main.cjs', import.meta.url));
+    const args = [main, '--host', this.opts.host, '--port', String(this.opts.port), '--dir', this.dir, '--config', configFile, '--no-stdout-logs', '--no-color'];
     const child = spawn(process.execPath, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.startedAt = Date.now();

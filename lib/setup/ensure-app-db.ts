@@ -2,7 +2,7 @@
 // given its design documents. Each step writes only when something differs,
 // because rewriting a design document rebuilds every view index.
 import { AdminClient } from '../couch/admin-client.js';
-import { designDocsForApp, sameDesignDoc, type DesignDoc } from '../../design-docs/index.js';
+import { designDocsForApp, sameDesignDoc, type DesignDoc, type ReportSet } from '../../design-docs/index.js';
 import { READER_ROLE, WRITER_ROLE } from './ensure-users.js';
 import { canonical } from '../../design-docs/serialize.js';
 import { dbName } from '../config/load.js';
@@ -36,9 +36,9 @@ export async function pushDesignDoc(admin: AdminClient, db: string, ddoc: Design
   return [`${current.status === 200 ? 'updated' : 'created'} ${db}/${ddoc._id}`];
 }
 
-export async function ensureAppDatabase(admin: AdminClient, app: string): Promise<string[]> {
+export async function ensureAppDatabase(admin: AdminClient, app: string, reports: readonly ReportSet[] = []): Promise<string[]> {
   const db = dbName(app);
   const changes = [...(await ensureDatabase(admin, db)), ...(await ensureSecurity(admin, db))];
-  for (const ddoc of designDocsForApp(app)) changes.push(...(await pushDesignDoc(admin, db, ddoc)));
+  for (const ddoc of designDocsForApp(reports)) changes.push(...(await pushDesignDoc(admin, db, ddoc)));
   return changes;
 }

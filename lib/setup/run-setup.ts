@@ -60,8 +60,8 @@ export async function runSetup(config: Config): Promise<SetupReport> {
     changes.push(`set ${section}/${key} = true`);
   }
 
-  for (const app of Object.keys(config.apps)) {
-    changes.push(...(await ensureAppDatabase(admin, app)));
+  for (const [app, options] of Object.entries(config.apps)) {
+    changes.push(...(await ensureAppDatabase(admin, app, options.reports)));
   }
   return { server: url, flavor: `${flavor} ${version}`, changes };
 }

@@ -1,7 +1,8 @@
 // Starts a real, isolated couchlog stack for a test file: an embedded
 // PouchDB Server on a free port with its own data folder, setup, and the
 // ingress listening on another free port. Nothing is mocked.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { stringify as stringifyYaml } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -32,8 +33,7 @@ export interface Stack {
 }
 
 export interface StackOptions {
-  /** Edits applied to the config before anything starts. */
-  configure?: (raw: Record<string, unknown>) => void;
+  /** Written as the stack's couchlog.yml, so it goes through the real loader and schema. */
   yaml?: Record<string, unknown>;
 }
 
@@ -45,8 +45,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     COUCHLOG_INGRESS_PORT: String(await freePort()),
     COUCHLOG_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
   };
+  if (opts.yaml) writeFileSync(join(dataDir, 'couchlog.yml'), stringifyYaml(opts.yaml));
   const { config } = loadConfig({ env, cwd: dataDir });
-  if (opts.yaml) Object.assign(config, opts.yaml);
   ensureSecrets(config);
   const logger = createLogger(config.log_level, 'test');
   const couch = await startEmbeddedCouch(config, logger);

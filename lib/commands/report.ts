@@ -1,0 +1,44 @@
+// `couchlog report <view>`: a report view as a table, CSV or JSON.
+import { dbName, requirePassword, type Config } from '../config/load.js';
+import { findView, VIEW_META } from '../../design-docs/index.js';
+import { CommandError } from '../errors.js';
+import { buildReport, viewParams } from '../report/build-report.js';
+import { formatCsv, formatJson, formatTable } from '../report/format-report.js';
+import { queryView } from '../report/query-view.js';
+
+export interface ReportCommandOptions {
+  app: string;
+  groupLevel?: number;
+  format: 'table' | 'csv' | 'json';
+  from?: string;
+  to?: string;
+  top?: number;
+  url?: string;
+}
+
+export async function report(config: Config, view: string, o: ReportCommandOptions): Promise<string> {
+  const found = findView(view);
+  if (!found) throw new CommandError(`unknown view "${view}"; known views: ${Object.keys(VIEW_META).join(', ')}`, 2);
+  const { ddoc, meta } = found;
+  const groupLevel = o.groupLevel ?? meta.keys.length;
+  if (!Number.isInteger(groupLevel) || groupLevel < 0 || groupLevel > meta.keys.length) {
+    throw new CommandError(`--group-level must be 0..${meta.keys.length} for ${view} (${meta.keys.join(', ')})`, 2);
+  }
+  if (o.top !== undefined && (!Number.isInteger(o.top) || o.top < 1)) throw new CommandError('--top must be a positive integer', 2);
+  const options = { groupLevel, from: o.from, to: o.to, top: o.top };
+  const host = config.ingress.host === '0.0.0.0' || config.ingress.host === '::' ? '127.0.0.1' : config.ingress.host;
+  const rows = await queryView({
+    baseUrl: o.url ?? `http://${host.includes(':') ? `[${host}]` : host}:${config.ingress.port}`,
+    db: dbName(o.app),
+    ddoc,
+    view,
+    user: config.users.reader.user,
+    password: requirePassword(config, 'reader'),
+    params: viewParams(meta, options),
+  });
+  const result = buildReport(meta, rows, options);
+  const cols = { keys: meta.keys.slice(0, groupLevel), count: meta.reduced };
+  if (o.format === 'csv') return formatCsv(result, cols);
+  if (o.format === 'json') return formatJson(result, cols);
+  return formatTable(result, cols);
+}
