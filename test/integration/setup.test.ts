@@ -17,7 +17,8 @@ async function revisions(): Promise<Record<string, string>> {
   const admin = { authorization: stack.auth.admin };
   const out: Record<string, string> = {};
   for (const db of ['log_appname', 'log_fail2ban']) {
-    out[db] = (await http(`${stack.couchUrl}/${db}/_design/couchlog`, { headers: admin })).json._rev;
+    const ddocs = await http(`${stack.couchUrl}/${db}/_all_docs?startkey=%22_design%2F%22&endkey=%22_design0%22`, { headers: admin });
+    for (const row of ddocs.json.rows as Array<{ id: string; value: { rev: string } }>) out[`${db}/${row.id}`] = row.value.rev;
   }
   for (const user of ['writer', 'reader']) {
     out[user] = (await http(`${stack.couchUrl}/_users/org.couchdb.user:${user}`, { headers: admin })).json._rev;
@@ -25,8 +26,12 @@ async function revisions(): Promise<Record<string, string>> {
   return out;
 }
 
-test('a second setup changes nothing', async () => {
+test('a second setup changes nothing, not even a design document revision', async () => {
   const before0 = await revisions();
+  assert.deepEqual(
+    Object.keys(before0).filter((k) => k.includes('_design')).sort(),
+    ['log_appname/_design/couchlog', 'log_appname/_design/logs', 'log_fail2ban/_design/couchlog', 'log_fail2ban/_design/logs', 'log_fail2ban/_design/report'],
+  );
   const report = await runSetup(stack.config);
   assert.deepEqual(report.changes, []);
   assert.deepEqual(await revisions(), before0);

@@ -73,7 +73,7 @@ describe('loadConfig: defaults', () => {
     assert.equal(config.couchdb.embedded.port, 5984);
     assert.ok(isAbsolute(config.data_dir));
     assert.equal(config.data_dir, join(cwd, 'data'));
-    assert.deepEqual(config.apps, { appname: {}, fail2ban: {} });
+    assert.deepEqual(Object.keys(config.apps), ['appname', 'fail2ban']);
     assert.equal(config.log_level, 'info');
     assert.equal(config.couchdb.admin.user, 'admin');
     assert.equal(config.users.writer.user, 'writer');
@@ -134,10 +134,17 @@ describe('loadConfig: defaults', () => {
     assert.equal(load(abs.cwd).data_dir, absDir);
   });
 
-  test('apps from the file replace the default apps; an app may be empty (null)', () => {
-    const { cwd } = withYaml('apps:\n  web: {}\n  mail:\n');
+  test('apps from the file replace the default apps', () => {
+    const { cwd } = withYaml('apps:\n  web: {}\n  mail: {}\n');
     const apps = load(cwd).apps;
     assert.deepEqual(Object.keys(apps).sort(), ['mail', 'web']);
+  });
+
+  test('an app listed with nothing after it (YAML null) is accepted with the same settings as {}', () => {
+    const { cwd } = withYaml('apps:\n  web:\n  mail: {}\n');
+    const apps = load(cwd).apps;
+    assert.deepEqual(Object.keys(apps).sort(), ['mail', 'web']);
+    assert.deepEqual(apps.web, apps.mail);
   });
 
   for (const name of ['a', 'web', 'app-1', 'my_app', 'x9', 'a'.repeat(64)]) {
@@ -447,10 +454,12 @@ describe('loadConfig: environment overrides', () => {
     assert.ok(problems.some((p) => p.startsWith('COUCHLOG_WRITER_USER: ')), JSON.stringify(problems));
   });
 
-  test('COUCHDB_URL that is not a URL is refused at couchdb.url', () => {
-    const problems = configProblems(() => load(tmp(), { COUCHDB_URL: 'couch:5984 please' }));
-    assert.ok(problems.some((p) => p.startsWith('couchdb.url: ')), JSON.stringify(problems));
-  });
+  for (const url of ['couch:5984 please', 'ftp://couch.example/', 'mailto:admin@example.com', '//couch:5984', 'couch.example:5984/x y']) {
+    test(`COUCHDB_URL=${JSON.stringify(url)} is refused at couchdb.url`, () => {
+      const problems = configProblems(() => load(tmp(), { COUCHDB_URL: url }));
+      assert.ok(problems.some((p) => p.startsWith('couchdb.url: ')), JSON.stringify(problems));
+    });
+  }
 
   test('COUCHDB_URL with credentials is refused without echoing the password', () => {
     const problems = configProblems(() => load(tmp(), { COUCHDB_URL: 'http://admin:s3cret-pw@couch.example:5984' }));
