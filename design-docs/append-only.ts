@@ -34,10 +34,10 @@ export function appendOnly(newDoc: Doc, oldDoc: Doc | null, userCtx: UserCtx): v
   if (newDoc._id.indexOf('_design/') === 0) {
     throw { forbidden: 'only admins may write design documents' };
   }
-  if (oldDoc) {
-    throw { forbidden: 'conflict: document ' + newDoc._id + ' exists and log databases are append-only' };
-  }
   if (newDoc._deleted) {
     throw { forbidden: 'log databases are append-only: documents cannot be deleted' };
+  }
+  if (oldDoc) {
+    throw { forbidden: 'conflict: document ' + newDoc._id + ' exists and log databases are append-only' };
   }
 }

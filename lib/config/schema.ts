@@ -32,13 +32,30 @@ const appName = z
   .max(APP_NAME_MAX_LENGTH)
   .regex(APP_NAME_PATTERN, 'app names are lowercase letters, digits, "_" and "-", starting with a letter');
 
-const appSchema = z
-  .object({
-    /** Report design documents pushed to this app's database (see design-docs/index.ts). */
-    reports: z.array(z.enum(REPORT_SET_NAMES)).default([]),
-  })
-  .strict()
-  .default({});
+// `apps: {web: }` (nothing after the name) means an app with the defaults.
+const appSchema = z.preprocess(
+  (v) => v ?? {},
+  z
+    .object({
+      /** Report design documents pushed to this app's database (see design-docs/index.ts). */
+      reports: z.array(z.enum(REPORT_SET_NAMES)).default([]),
+    })
+    .strict(),
+);
+
+function checkCouchUrl(value: string, ctx: z.RefinementCtx): void {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a URL: "${value}"` });
+    return;
+  }
+  if (!/^https?:$/.test(url.protocol)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must be an http:// or https:// URL' });
+  if (url.username || url.password) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must not contain credentials: use COUCHDB_USER / COUCHDB_PASSWORD' });
+  }
+}
 
 const groupCommit = z
   .object({
@@ -110,13 +127,7 @@ const embedded = z
 const couchdb = z
   .object({
     /** An external CouchDB (e.g. http://couchdb:5984). null: run the embedded server. */
-    url: z
-      .string()
-      .url()
-      .refine((u) => /^https?:$/.test(new URL(u).protocol), 'must be an http:// or https:// URL')
-      .refine((u) => !new URL(u).username && !new URL(u).password, 'must not contain credentials: use COUCHDB_USER / COUCHDB_PASSWORD')
-      .nullable()
-      .default(null),
+    url: z.string().superRefine(checkCouchUrl).nullable().default(null),
     embedded,
     admin: credentials('admin'),
     /** Any single request to CouchDB fails after this long (503 to the client). */

@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { badRequest } from '../../lib/errors.js';
 
-const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$|\?)/i;
+// A dot segment is one between separators, and %2f is a separator to CouchDB.
+const DOT_SEGMENT = /(^|\/|%2f)(\.|%2e){1,2}(\/|%2f|$)/i;
 const BAD_CHARS = /[\\\x00-\x1f\x7f]|%5c|%00/i;
 
 export function badPathReason(url: string): string | null {

@@ -107,6 +107,10 @@ export function statusOfError(error: string): number {
       return 401;
     case 'not_found':
       return 404;
+    case 'unknown':
+      // CouchDB said nothing about this document: it may or may not be
+      // stored, so the client should retry (a retry with its own _id is safe).
+      return 503;
     default:
       return 400;
   }
