@@ -45,6 +45,14 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'int']> = [
   ['COUCHLOG_READER_PASSWORD', ['users', 'reader', 'password'], 'string'],
   ['COUCHLOG_INGRESS_PORT', ['ingress', 'port'], 'int'],
   ['COUCHLOG_COUCHDB_PORT', ['couchdb', 'embedded', 'port'], 'int'],
+  ['COUCHLOG_INGRESS_HOST', ['ingress', 'host'], 'string'],
+  ['COUCHLOG_CORRELATOR_METRICS_HOST', ['correlator', 'metrics', 'host'], 'string'],
+  ['COUCHLOG_CORRELATOR_METRICS_PORT', ['correlator', 'metrics', 'port'], 'int'],
+  ['CLICKHOUSE_URL', ['clickhouse', 'url'], 'string'],
+  ['CLICKHOUSE_USER', ['clickhouse', 'user'], 'string'],
+  ['CLICKHOUSE_PASSWORD', ['clickhouse', 'password'], 'string'],
+  ['COUCHLOG_CLICKHOUSE_HTTP_PORT', ['clickhouse', 'embedded', 'http_port'], 'int'],
+  ['COUCHLOG_CLICKHOUSE_TCP_PORT', ['clickhouse', 'embedded', 'tcp_port'], 'int'],
 ];
 
 export function loadConfig(options: LoadOptions = {}): LoadedConfig {

@@ -3,6 +3,7 @@
 // checks that the two agree, so a key added here must be documented there.
 import { z } from 'zod';
 import { REPORT_SET_NAMES } from '../../design-docs/index.js';
+import { clickhouseSchema, correlatorSchema } from './correlator-schema.js';
 
 /** App names become database names `log_<app>`: lowercase, digits, `_`, `-`. */
 export const APP_NAME_PATTERN = /^[a-z][a-z0-9_-]*$/;
@@ -149,6 +150,8 @@ export const configSchema = z
     /** One `log_<app>` database per key. */
     apps: z.record(appName, appSchema).default({ appname: {}, fail2ban: { reports: ['fail2ban'] } }),
     ingress,
+    correlator: correlatorSchema,
+    clickhouse: clickhouseSchema,
   })
   .strict();
 

@@ -1,0 +1,17 @@
+// From the `correlator:` section of the config to the engine's settings.
+import type { Config } from '../../lib/config/load.js';
+import type { EngineConfig } from './types.js';
+
+export function engineConfig(c: Config['correlator']): EngineConfig {
+  return {
+    windowMs: c.time_window.value * (c.time_window.unit === 's' ? 1000 : 1),
+    apacheEmitDelayMs: c.orphan_policy.apache_emit_delay_ms,
+    apacheAlwaysEmit: c.orphan_policy.apache_always_emit,
+    networkEmit: c.orphan_policy.network_emit,
+    mode: c.matching.mode,
+    maxHttpItems: c.buffers.max_http_items,
+    maxNetworkItems: c.buffers.max_network_items,
+    networkTtlMs: c.ttl.network_ttl_s * 1000,
+    reorderSlackMs: c.reorder_slack_ms,
+  };
+}

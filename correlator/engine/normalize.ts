@@ -1,0 +1,70 @@
+// From a CouchDB change to an engine event, or the reason it is skipped.
+// Pure: the feed adapter calls it for every change it reads.
+import { canonicalIp, type IpFilter } from './ip-filter.js';
+import type { InputEvent, Side } from './types.js';
+
+export type SkipReason = 'deleted' | 'design_doc' | 'other_side' | 'no_key' | 'no_time' | 'excluded_ip' | 'port_not_included';
+
+export interface NormalizeRules {
+  exclude: IpFilter;
+  includePorts: ReadonlySet<number>;
+  /** For one shared database: only documents whose field equals the value belong to this side. */
+  where: { field: string; equals: string | number | boolean } | null;
+}
+
+export interface Change {
+  id: string;
+  deleted?: boolean;
+  doc?: Record<string, unknown> | null;
+}
+
+/** Epoch milliseconds from a number whose unit is guessed from its size: s, ms, µs or ns. */
+export function epochMs(n: number): number {
+  const a = Math.abs(n);
+  if (a < 1e11) return n * 1000;
+  if (a < 1e14) return n;
+  if (a < 1e17) return n / 1000;
+  return n / 1e6;
+}
+
+/** Event time: `timestamp` (epoch number), else `time` (RFC 3339), else the ingress's `received_at`. */
+export function eventTime(doc: Record<string, unknown>): number | null {
+  const ts = doc.timestamp;
+  if (typeof ts === 'number' && Number.isFinite(ts) && ts > 0) return epochMs(ts);
+  for (const field of ['time', 'received_at']) {
+    const v = doc[field];
+    if (typeof v === 'string') {
+      const ms = Date.parse(v);
+      if (!Number.isNaN(ms)) return ms;
+    }
+  }
+  return null;
+}
+
+export function toPort(v: unknown): number | null {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d{1,5}$/.test(v.trim()) ? Number(v) : NaN;
+  return Number.isInteger(n) && n >= 1 && n <= 65535 ? n : null;
+}
+
+/** `ip:port` for IPv4, `[ip]:port` for IPv6. */
+export function connectionKey(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+export function toEvent(change: Change, side: Side, index: number, rules: NormalizeRules): InputEvent | { skip: SkipReason } {
+  if (change.deleted || !change.doc) return { skip: 'deleted' };
+  if (change.id.startsWith('_design/')) return { skip: 'design_doc' };
+  const { _id, _rev, ...doc } = change.doc;
+  if (rules.where && doc[rules.where.field] !== rules.where.equals) return { skip: 'other_side' };
+  const ip = typeof doc.src_ip === 'string' ? canonicalIp(doc.src_ip) : null;
+  const port = toPort(doc.src_port);
+  if (ip === null || port === null) return { skip: 'no_key' };
+  const time = eventTime(doc);
+  if (time === null) return { skip: 'no_time' };
+  if (rules.exclude.matches(ip)) return { skip: 'excluded_ip' };
+  if (rules.includePorts.size > 0) {
+    const dst = toPort(doc.dst_port);
+    if (dst === null || !rules.includePorts.has(dst)) return { skip: 'port_not_included' };
+  }
+  return { side, index, id: change.id, key: connectionKey(ip, port), time, doc: { ...doc, src_ip: ip, src_port: port } };
+}
