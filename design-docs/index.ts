@@ -2,11 +2,13 @@
 //  - every log_<app>: _design/couchlog (append-only validation) and
 //    _design/logs (by_time + csv/html lists);
 //  - the report sets an app lists in the config (apps.<app>.reports), e.g.
-//    `fail2ban` -> _design/report with attacks / attackers views.
+//    `fail2ban` -> _design/report with attacks / attackers views;
+//  - log_correlated: the `correlated` set (the correlator's output).
 import './couchdb-env.js';
 import { appendOnly } from './append-only.js';
 import { byTimeMap } from './by-time.js';
 import { attackersByIpMap, attackersMap, attacksMap } from './fail2ban-report.js';
+import { byJa4Map, clientsByJa4Map, orphansMap, requestsByHostMap } from './correlated-report.js';
 import { csvList, htmlList } from './lists.js';
 import { fnSource, type DesignDoc } from './serialize.js';
 
@@ -20,15 +22,25 @@ export interface ViewMeta {
   reduced: string;
   /** Name of the value column with reduce=false. */
   mapped: string;
-  /** Index of `year` in the key (month and day follow it). */
+  /** Index of `year` in the key (month and day follow it); -1: the key has no date. */
   dateAt: number;
 }
 
-export const VIEW_META: Record<string, ViewMeta> = {
+const LOGS_VIEWS: Record<string, ViewMeta> = {
   by_time: { keys: ['year', 'month', 'day', 'hour'], reduced: 'documents', mapped: 'value', dateAt: 0 },
+};
+
+const FAIL2BAN_VIEWS: Record<string, ViewMeta> = {
   attacks: { keys: ['machine', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 1 },
   attackers: { keys: ['machine', 'year', 'month', 'day', 'ip'], reduced: 'attacks', mapped: 'process', dateAt: 1 },
   attackers_by_ip: { keys: ['machine', 'ip', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 2 },
+};
+
+const CORRELATED_VIEWS: Record<string, ViewMeta> = {
+  attacks: { keys: ['host', 'year', 'month', 'day'], reduced: 'requests', mapped: 'value', dateAt: 1 },
+  attackers: { keys: ['src_ip', 'ja4'], reduced: 'requests', mapped: 'value', dateAt: -1 },
+  by_ja4: { keys: ['ja4', 'year', 'month', 'day'], reduced: 'requests', mapped: 'value', dateAt: 1 },
+  orphans: { keys: ['orphan_side', 'year', 'month', 'day'], reduced: 'records', mapped: 'value', dateAt: 1 },
 };
 
 export const VALIDATE_DDOC_ID = '_design/couchlog';
@@ -39,31 +51,48 @@ export function validateDesignDoc(): DesignDoc {
   return { _id: VALIDATE_DDOC_ID, language: 'javascript', validate_doc_update: fnSource(appendOnly) };
 }
 
-function lists(views: string[]): Record<string, string> {
-  const meta = JSON.stringify(Object.fromEntries(views.map((v) => [v, VIEW_META[v]!])));
+function lists(meta: Record<string, ViewMeta>): Record<string, string> {
+  const json = JSON.stringify(meta);
   return {
-    csv: fnSource(csvList).replace('__VIEW_META__', meta),
-    html: fnSource(htmlList).replace('__VIEW_META__', meta),
+    csv: fnSource(csvList).replace('__VIEW_META__', json),
+    html: fnSource(htmlList).replace('__VIEW_META__', json),
   };
 }
 
-function viewDoc(id: string, maps: Record<string, (doc: never) => void>): DesignDoc {
+type MapFn = (doc: never) => void;
+
+function viewDoc(id: string, maps: Record<string, MapFn>, meta: Record<string, ViewMeta>): DesignDoc {
   const views = Object.fromEntries(Object.entries(maps).map(([name, map]) => [name, { map: fnSource(map), reduce: '_count' }]));
-  return { _id: id, language: 'javascript', views, lists: lists(Object.keys(maps)) };
+  return { _id: id, language: 'javascript', views, lists: lists(meta) };
 }
 
 export function logsDesignDoc(): DesignDoc {
-  return viewDoc(LOGS_DDOC_ID, { by_time: byTimeMap });
+  return viewDoc(LOGS_DDOC_ID, { by_time: byTimeMap }, LOGS_VIEWS);
 }
 
 export function fail2banReportDoc(): DesignDoc {
-  return viewDoc(REPORT_DDOC_ID, { attacks: attacksMap, attackers: attackersMap, attackers_by_ip: attackersByIpMap });
+  return viewDoc(REPORT_DDOC_ID, { attacks: attacksMap, attackers: attackersMap, attackers_by_ip: attackersByIpMap }, FAIL2BAN_VIEWS);
+}
+
+export function correlatedReportDoc(): DesignDoc {
+  return viewDoc(REPORT_DDOC_ID, { attacks: requestsByHostMap, attackers: clientsByJa4Map, by_ja4: byJa4Map, orphans: orphansMap }, CORRELATED_VIEWS);
 }
 
 /** Report sets an app may ask for in the config. */
 export const REPORT_SETS = {
   fail2ban: fail2banReportDoc,
+  correlated: correlatedReportDoc,
 } as const;
+
+/** Views of _design/logs and of each report set's _design/report. */
+export const VIEWS_BY_SET: Record<'logs' | keyof typeof REPORT_SETS, Record<string, ViewMeta>> = {
+  logs: LOGS_VIEWS,
+  fail2ban: FAIL2BAN_VIEWS,
+  correlated: CORRELATED_VIEWS,
+};
+
+/** Every view name with its metadata, whatever its design document (for tests and docs). */
+export const VIEW_META: Record<string, ViewMeta> = { ...LOGS_VIEWS, ...FAIL2BAN_VIEWS, ...CORRELATED_VIEWS };
 
 export type ReportSet = keyof typeof REPORT_SETS;
 export const REPORT_SET_NAMES = Object.keys(REPORT_SETS) as [ReportSet, ...ReportSet[]];
@@ -73,9 +102,17 @@ export function designDocsForApp(reports: readonly ReportSet[] = []): DesignDoc[
   return [validateDesignDoc(), logsDesignDoc(), ...reports.map((r) => REPORT_SETS[r]())];
 }
 
-/** The design document and view metadata behind a view name, for clients like `couchlog report`. */
-export function findView(view: string): { ddoc: string; meta: ViewMeta } | null {
-  const meta = VIEW_META[view];
-  if (!meta) return null;
-  return { ddoc: view === 'by_time' ? 'logs' : 'report', meta };
+/** The design document and metadata of a view, among _design/logs and the given report sets. */
+export function findView(view: string, sets: readonly ReportSet[]): { ddoc: string; meta: ViewMeta } | null {
+  if (LOGS_VIEWS[view]) return { ddoc: 'logs', meta: LOGS_VIEWS[view]! };
+  for (const set of sets) {
+    const meta = VIEWS_BY_SET[set][view];
+    if (meta) return { ddoc: 'report', meta };
+  }
+  return null;
+}
+
+/** View names available to an app with these report sets. */
+export function viewNames(sets: readonly ReportSet[]): string[] {
+  return [...Object.keys(LOGS_VIEWS), ...sets.flatMap((s) => Object.keys(VIEWS_BY_SET[s]))];
 }

@@ -4,7 +4,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, ensureSecrets } from '../lib/config/load.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
-import { onShutdownSignal } from '../lib/commands/lifecycle.js';
+import { onReopenSignal, onShutdownSignal } from '../lib/commands/lifecycle.js';
+import { startCorrelator } from '../correlator/service.js';
+import { startEmbeddedClickhouse } from '../lib/commands/clickhouse.js';
 import { up } from '../lib/commands/up.js';
 import { startEmbeddedCouch } from '../lib/commands/couchdb.js';
 import { startIngress } from '../lib/commands/ingress.js';
@@ -29,6 +31,7 @@ program
     const running = await up(config, logger);
     process.stdout.write(running.banner);
     onShutdownSignal(logger, running.stop);
+    onReopenSignal(logger, running.reopen);
   });
 
 program
@@ -50,6 +53,7 @@ program
     process.stdout.write(`setup of ${report.server} (${report.flavor})\n`);
     for (const change of report.changes) process.stdout.write(`  ${change}\n`);
     if (report.changes.length === 0) process.stdout.write('  nothing to change\n');
+    for (const note of report.notes) process.stdout.write(`note: ${note}\n`);
     if (secrets.generated.length) process.stdout.write(`generated passwords for ${secrets.generated.join(', ')} in ${secrets.file}\n`);
   });
 
@@ -60,6 +64,27 @@ program
     const { config, logger } = context();
     const app = await startIngress(config, logger);
     onShutdownSignal(logger, () => app.close());
+  });
+
+program
+  .command('correlator')
+  .description('run the correlator: HTTP (A) x network (B) logs from CouchDB _changes into ClickHouse and log_correlated')
+  .action(async () => {
+    const { config, logger } = context();
+    const running = await startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled });
+    onShutdownSignal(logger, running.stop);
+    onReopenSignal(logger, running.reopen);
+  });
+
+program
+  .command('clickhouse')
+  .description('run the embedded ClickHouse (Debian clickhouse-server), supervised')
+  .action(async () => {
+    const { config, logger } = context();
+    const ch = await startEmbeddedClickhouse(config, logger);
+    if (!ch.server) throw new CommandError(ch.reason ?? 'clickhouse.url is set: there is no embedded ClickHouse to run');
+    const server = ch.server;
+    onShutdownSignal(logger, () => server.stop());
   });
 
 const integer = (flag: string) => (value: string) => {

@@ -22,3 +22,11 @@ export function onShutdownSignal(logger: Logger, shutdown: () => Promise<void>):
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
 }
+
+/** SIGHUP reopens output files (logrotate's postrotate sends it). */
+export function onReopenSignal(logger: Logger, reopen: () => Promise<void>): void {
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reopening files');
+    reopen().catch((err: Error) => logger.error({ err: err.message }, 'reopen failed'));
+  });
+}

@@ -1,6 +1,6 @@
 // `couchlog report <view>`: a report view as a table, CSV or JSON.
 import { dbName, requirePassword, type Config } from '../config/load.js';
-import { findView, VIEW_META } from '../../design-docs/index.js';
+import { findView, viewNames, type ReportSet } from '../../design-docs/index.js';
 import { CommandError } from '../errors.js';
 import { buildReport, viewParams } from '../report/build-report.js';
 import { formatCsv, formatJson, formatTable } from '../report/format-report.js';
@@ -17,9 +17,11 @@ export interface ReportCommandOptions {
 }
 
 export async function report(config: Config, view: string, o: ReportCommandOptions): Promise<string> {
-  const found = findView(view);
-  if (!found) throw new CommandError(`unknown view "${view}"; known views: ${Object.keys(VIEW_META).join(', ')}`, 2);
+  const sets = reportSetsOf(config, o.app);
+  const found = findView(view, sets);
+  if (!found) throw new CommandError(`unknown view "${view}" for log_${o.app}; its views: ${viewNames(sets).join(', ')}`, 2);
   const { ddoc, meta } = found;
+  if ((o.from !== undefined || o.to !== undefined) && meta.dateAt < 0) throw new CommandError(`${view} has no date in its key: --from/--to do not apply`, 2);
   const groupLevel = o.groupLevel ?? meta.keys.length;
   if (!Number.isInteger(groupLevel) || groupLevel < 0 || groupLevel > meta.keys.length) {
     throw new CommandError(`--group-level must be 0..${meta.keys.length} for ${view} (${meta.keys.join(', ')})`, 2);
@@ -41,4 +43,10 @@ export async function report(config: Config, view: string, o: ReportCommandOptio
   if (o.format === 'csv') return formatCsv(result, cols);
   if (o.format === 'json') return formatJson(result, cols);
   return formatTable(result, cols);
+}
+
+/** The report sets of an app: from apps:, or `correlated` for the correlator's database. */
+function reportSetsOf(config: Config, app: string): ReportSet[] {
+  if (app === config.correlator.outputs.couchdb.app) return ['correlated'];
+  return config.apps[app]?.reports ?? [];
 }

@@ -1,10 +1,13 @@
-// `couchlog up` (what `npm start` runs): the embedded server unless an
-// external CouchDB is configured, then setup, then the ingress. Shutdown
-// runs in the opposite order: stop intake and flush, then the database.
+// `couchlog up` (what `npm start` runs): the embedded CouchDB-compatible
+// server unless an external CouchDB is configured, the embedded ClickHouse
+// when it is installed (or installable), setup, the ingress and the
+// correlator. Shutdown runs in the opposite order: stop intake and flush
+// (ingress, then correlator: drain sinks, checkpoint), then the databases.
 import { relative } from 'node:path';
-import { couchUrl, dbName, ensureSecrets, type Config } from '../config/load.js';
+import { clickhouseUrl, couchUrl, dbName, ensureSecrets, type Config } from '../config/load.js';
 import { SECRET_KEYS, readSecretsFile } from '../config/secrets.js';
-import type { EmbeddedCouch } from '../embedded/pouchdb-server.js';
+import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
+import { startEmbeddedClickhouse } from './clickhouse.js';
 import type { Logger } from '../logger.js';
 import { runSetup } from '../setup/run-setup.js';
 import { startEmbeddedCouch } from './couchdb.js';
@@ -12,29 +15,44 @@ import { startIngress } from './ingress.js';
 
 export interface Running {
   stop: () => Promise<void>;
+  /** SIGHUP: reopen the correlator's file sink. */
+  reopen: () => Promise<void>;
   banner: string;
 }
 
 export async function up(config: Config, logger: Logger): Promise<Running> {
   const secrets = ensureSecrets(config);
-  let couch: EmbeddedCouch | null = null;
-  if (config.couchdb.url === null) couch = await startEmbeddedCouch(config, logger);
+  const stack: Array<{ stop: () => Promise<void> }> = [];
+  const stopAll = async () => {
+    for (const part of stack.reverse()) await part.stop();
+  };
   try {
+    if (config.couchdb.url === null) stack.push(await startEmbeddedCouch(config, logger));
+    const ch = await startEmbeddedClickhouse(config, logger);
+    if (ch.server) stack.push(ch.server);
+    if (ch.reason) logger.warn({ component: 'clickhouse' }, ch.reason);
     const report = await runSetup(config);
     for (const change of report.changes) logger.info({ component: 'setup' }, change);
+    for (const note of report.notes) logger.warn({ component: 'setup' }, note);
+    let correlator: RunningCorrelator | null = null;
+    if (config.correlator.enabled) {
+      correlator = await startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled && (ch.server !== null || config.clickhouse.url !== null) });
+      stack.push(correlator);
+    }
     const ingress = await startIngress(config, logger);
-    const stop = async () => {
-      await ingress.close();
-      await couch?.stop();
+    stack.push({ stop: () => ingress.close() });
+    return {
+      stop: stopAll,
+      reopen: async () => correlator?.reopen(),
+      banner: banner(config, report.flavor, secrets.generated, secrets.file, ch.server?.url ?? (config.clickhouse.url ? clickhouseUrl(config) : null), ch.reason),
     };
-    return { stop, banner: banner(config, report.flavor, secrets.generated, secrets.file) };
   } catch (err) {
-    await couch?.stop();
+    await stopAll();
     throw err;
   }
 }
 
-function banner(config: Config, flavor: string, generated: string[], secretsFile: string): string {
+function banner(config: Config, flavor: string, generated: string[], secretsFile: string, clickhouse: string | null, noClickhouse: string | null): string {
   const ingress = `http://${config.ingress.host}:${config.ingress.port}`;
   const app = Object.keys(config.apps)[0] ?? 'appname';
   // Offer to source the secrets file only if it holds the password in force.
@@ -48,6 +66,10 @@ function banner(config: Config, flavor: string, generated: string[], secretsFile
     `  CouchDB   ${couchUrl(config)}  (${config.couchdb.url === null ? `embedded ${flavor}, data in ${config.data_dir}/couchdb` : flavor})`,
     `  ingress   ${ingress}  (health: ${ingress}/_couchlog/health, metrics: ${ingress}/_couchlog/metrics)`,
     `  apps      ${Object.keys(config.apps).map(dbName).join(', ') || '(none)'}${config.ingress.auto_create ? ' (+ auto_create)' : ''}`,
+    `  ClickHouse ${clickhouse ?? `off: ${noClickhouse ?? 'disabled'}`}`,
+    config.correlator.enabled
+      ? `  correlator ${dbName(config.correlator.inputs.http.app)} x ${dbName(config.correlator.inputs.network.app)} -> ${dbName(config.correlator.outputs.couchdb.app)}${clickhouse ? `, ${config.clickhouse.database}.${config.clickhouse.table}` : ''}${config.correlator.metrics.enabled ? ` (metrics: http://${config.correlator.metrics.host}:${config.correlator.metrics.port}/metrics)` : ''}`
+      : '  correlator off',
     `  passwords ${secretsFile} (mode 0600${generated.length ? `; generated now for: ${generated.join(', ')}` : ''})`,
     '',
     'Try it:',

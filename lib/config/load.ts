@@ -220,3 +220,10 @@ export function couchUrl(config: Config): string {
 export function dbName(app: string): string {
   return `log_${app}`;
 }
+
+/** The ClickHouse HTTP endpoint: the configured one, else the embedded server's. */
+export function clickhouseUrl(config: Config): string {
+  if (config.clickhouse.url !== null) return config.clickhouse.url.replace(/\/+$/, '');
+  const { host, http_port } = config.clickhouse.embedded;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${http_port}`;
+}

@@ -148,7 +148,9 @@ export const configSchema = z
       .strict()
       .default({}),
     /** One `log_<app>` database per key. */
-    apps: z.record(appName, appSchema).default({ appname: {}, fail2ban: { reports: ['fail2ban'] } }),
+    apps: z
+      .record(appName, appSchema)
+      .default({ appname: {}, fail2ban: { reports: ['fail2ban'] }, http: {}, network: {} }),
     ingress,
     correlator: correlatorSchema,
     clickhouse: clickhouseSchema,

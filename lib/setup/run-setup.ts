@@ -2,7 +2,10 @@
 // needs. Every step checks before it writes, so a second run changes nothing
 // and reports no change.
 import { AdminClient } from '../couch/admin-client.js';
-import { couchUrl, requirePassword, type Config } from '../config/load.js';
+import { clickhouseUrl, couchUrl, requirePassword, type Config } from '../config/load.js';
+import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
+import { CommandError } from '../errors.js';
+import { ensureClickhouse } from './ensure-clickhouse.js';
 import { ensureAdmin } from './ensure-admin.js';
 import { ensureUser, READER_ROLE, WRITER_ROLE } from './ensure-users.js';
 import { ensureAppDatabase, ensureDatabase } from './ensure-app-db.js';
@@ -11,6 +14,8 @@ export interface SetupReport {
   server: string;
   flavor: string;
   changes: string[];
+  /** What setup could not do and why (e.g. ClickHouse not running). */
+  notes: string[];
 }
 
 /** The settings that make CouchDB refuse anonymous requests. */
@@ -63,5 +68,26 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   for (const [app, options] of Object.entries(config.apps)) {
     changes.push(...(await ensureAppDatabase(admin, app, options.reports)));
   }
-  return { server: url, flavor: `${flavor} ${version}`, changes };
+  // The correlator's output database: not an app (nobody writes to it through the ingress).
+  changes.push(...(await ensureAppDatabase(admin, config.correlator.outputs.couchdb.app, ['correlated'])));
+
+  const notes: string[] = [];
+  if (config.clickhouse.enabled) {
+    const url = clickhouseUrl(config);
+    const client = connect({ url, user: config.clickhouse.user, password: config.clickhouse.password ?? '', database: config.clickhouse.database, table: config.clickhouse.table, timeoutMs: 10_000 });
+    try {
+      changes.push(...(await ensureClickhouse(client, config.clickhouse.database, config.clickhouse.table)));
+    } catch (err) {
+      if (!isUnreachable(err)) throw new CommandError(`ClickHouse setup at ${url} failed: ${(err as Error).message}`);
+      notes.push(`ClickHouse at ${url} is not reachable: its table was not created (the correlator's ClickHouse sink needs it)`);
+    } finally {
+      await client.close();
+    }
+  }
+  return { server: url, flavor: `${flavor} ${version}`, changes, notes };
+}
+
+function isUnreachable(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return ['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'ETIMEDOUT'].includes(code) || /timeout|ECONNREFUSED/i.test((err as Error).message ?? '');
 }

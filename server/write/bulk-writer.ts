@@ -2,15 +2,11 @@
 // its own result, in the order it was given.
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { CouchlogError, unavailable, type CouchErrorName } from '../../lib/errors.js';
-import { EXISTS_REASON_PREFIX } from '../../design-docs/index.js';
+import { matchResults, type DocResult } from '../../lib/couch/bulk-results.js';
 import type { Metrics } from '../plugins/metrics.js';
 import type { LogDoc } from './validate-docs.js';
 
-export type DocResult =
-  | { ok: true; id: string; rev: string }
-  | { id: string; error: string; reason: string };
-
-export const CONFLICT: { error: string; reason: string } = { error: 'conflict', reason: 'Document update conflict.' };
+export { matchResults, CONFLICT, type DocResult } from '../../lib/couch/bulk-results.js';
 
 export interface WriteTarget {
   db: string;
@@ -65,35 +61,6 @@ export class BulkWriter {
     const name = (b.error ?? 'bad_request') as CouchErrorName;
     return new CouchlogError(`COUCHDB_${name.toUpperCase()}`, status, name, b.reason ?? `CouchDB answered ${status}`);
   }
-}
-
-/**
- * Matches CouchDB's per-document answers to the documents sent. PouchDB
- * Server does not keep the request's order when an id repeats, so results
- * are matched by id (in order of appearance for repeated ids).
- */
-export function matchResults(docs: Array<{ _id: string }>, body: unknown): DocResult[] {
-  if (!Array.isArray(body)) throw unavailable('COUCHDB_BAD_ANSWER', 'CouchDB gave an unexpected _bulk_docs answer', 5);
-  const byId = new Map<string, DocResult[]>();
-  for (const raw of body as Array<Record<string, unknown>>) {
-    const id = String(raw.id);
-    const r: DocResult =
-      raw.ok === true || (raw.rev !== undefined && raw.error === undefined)
-        ? { ok: true, id, rev: String(raw.rev) }
-        : normalizeError(id, String(raw.error), String(raw.reason ?? ''));
-    const list = byId.get(id);
-    if (list) list.push(r);
-    else byId.set(id, [r]);
-  }
-  return docs.map((doc) => {
-    const r = byId.get(doc._id)?.shift();
-    return r ?? { id: doc._id, error: 'unknown', reason: 'CouchDB gave no result for this document' };
-  });
-}
-
-function normalizeError(id: string, error: string, reason: string): DocResult {
-  if (error === 'forbidden' && reason.startsWith(EXISTS_REASON_PREFIX)) return { id, ...CONFLICT };
-  return { id, error, reason };
 }
 
 /** The HTTP status CouchDB uses for a single document's error. */

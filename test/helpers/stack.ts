@@ -45,7 +45,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     COUCHLOG_INGRESS_PORT: String(await freePort()),
     COUCHLOG_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
   };
-  if (opts.yaml) writeFileSync(join(dataDir, 'couchlog.yml'), stringifyYaml(opts.yaml));
+  // No ClickHouse unless a test asks for one: setup would otherwise look for it.
+  const yaml = { clickhouse: { enabled: false }, ...opts.yaml };
+  writeFileSync(join(dataDir, 'couchlog.yml'), stringifyYaml(yaml));
   const { config } = loadConfig({ env, cwd: dataDir });
   ensureSecrets(config);
   const logger = createLogger(config.log_level, 'test');

@@ -26,7 +26,16 @@ describe('couchlog up', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
     const ingressPort = await freePort();
-    env = { ...process.env, COUCHLOG_DATA: join(dir, 'data'), COUCHLOG_INGRESS_PORT: String(ingressPort), COUCHLOG_COUCHDB_PORT: String(await freePort()) };
+    env = {
+      ...process.env,
+      COUCHLOG_DATA: join(dir, 'data'),
+      COUCHLOG_INGRESS_PORT: String(ingressPort),
+      COUCHLOG_COUCHDB_PORT: String(await freePort()),
+      // Everything `up` may start gets a port of its own (ClickHouse runs when installed).
+      COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
+      COUCHLOG_CLICKHOUSE_HTTP_PORT: String(await freePort()),
+      COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
+    };
     delete env.COUCHLOG_CONFIG;
     ingress = `http://127.0.0.1:${ingressPort}`;
     child = spawn(process.execPath, [CLI, 'up'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });

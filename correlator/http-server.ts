@@ -1,0 +1,65 @@
+// GET /metrics (Prometheus) and GET /health (JSON; 503 when a sink has been
+// failing longer than the threshold or a feed cannot be read).
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from '../lib/logger.js';
+import type { CorrelationEngine } from './engine/engine.js';
+import type { CorrelatorMetrics } from './metrics.js';
+import type { CorrelatorPipeline } from './pipeline.js';
+
+export interface HealthDeps {
+  engine: CorrelationEngine;
+  pipeline: CorrelatorPipeline;
+  metrics: CorrelatorMetrics;
+  failingThresholdMs: number;
+  clock: () => number;
+  logger: Logger;
+}
+
+/** Copies the pure engine's counters into the registry just before a scrape. */
+function refresh(d: HealthDeps): void {
+  const c = d.engine.counters;
+  const m = d.metrics;
+  for (const side of ['A', 'B'] as const) {
+    m.eventsIn.set({ side }, c.eventsIn[side]);
+    m.orphans.set({ side }, c.orphans[side]);
+    m.evictions.set({ side }, c.evictions[side]);
+    m.late.set({ side }, c.late[side]);
+    const pending = d.pipeline.status()[side].pending;
+    if (pending !== null) m.feedBacklog.set({ side }, pending);
+  }
+  m.correlated.set(c.correlated);
+  for (const [reason, n] of Object.entries(c.dropped)) m.dropped.set({ reason }, n);
+  const sizes = d.engine.sizes();
+  m.bufferSize.set({ buffer: 'waiting' }, sizes.waiting);
+  m.bufferSize.set({ buffer: 'http_pending' }, sizes.pendingA);
+  m.bufferSize.set({ buffer: 'network' }, sizes.bufferedB);
+  const w = d.engine.watermark;
+  if (Number.isFinite(w)) m.watermarkLag.set(Math.max(0, (d.clock() - w) / 1000));
+  if (d.pipeline.checkpointSavedAt !== null) m.checkpointAge.set((d.clock() - d.pipeline.checkpointSavedAt) / 1000);
+  for (const s of d.pipeline.fanout.sinks) m.sinkBacklog.set({ sink: s.name }, s.backlog);
+}
+
+export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
+  const app = Fastify({ loggerInstance: d.logger as FastifyBaseLogger });
+  app.get('/metrics', async (_req, reply) => {
+    refresh(d);
+    return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics());
+  });
+  app.get('/health', async (_req, reply) => {
+    const now = d.clock();
+    const failing = (since: number | null) => since !== null && now - since >= d.failingThresholdMs;
+    const sinks = Object.fromEntries(
+      d.pipeline.fanout.sinks.map((s) => [s.name, { backlog: s.backlog, full: s.full, failing_since: s.failingSince === null ? null : new Date(s.failingSince).toISOString(), unhealthy: failing(s.failingSince) }]),
+    );
+    const feeds = d.pipeline.status();
+    const unhealthy = Object.values(sinks).some((s) => s.unhealthy) || Object.values(feeds).some((f) => failing(f.failingSince));
+    return reply.code(unhealthy ? 503 : 200).send({
+      status: unhealthy ? 'unhealthy' : 'ok',
+      feeds: Object.fromEntries(Object.entries(feeds).map(([side, f]) => [side, { ...f, failingSince: f.failingSince === null ? null : new Date(f.failingSince).toISOString() }])),
+      sinks,
+      engine: { ...d.engine.sizes(), watermark: Number.isFinite(d.engine.watermark) ? new Date(d.engine.watermark).toISOString() : null },
+      checkpoint_age_s: d.pipeline.checkpointSavedAt === null ? null : (now - d.pipeline.checkpointSavedAt) / 1000,
+    });
+  });
+  return app;
+}

@@ -1,0 +1,133 @@
+// Assembles a running correlator from the configuration: feeds, engine,
+// sinks, checkpoint store, metrics/health server. The order of stop() is
+// the contract: stop reading, flush and drain sinks, save the checkpoint,
+// then close the HTTP server and connections.
+import { resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { clickhouseUrl, couchUrl, dbName, requirePassword, type Config } from '../lib/config/load.js';
+import { basicAuth } from '../lib/couch/basic-auth.js';
+import { CouchHttp } from '../lib/couch/http.js';
+import { CommandError, ConfigError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { checkClickhouseTable } from '../lib/setup/ensure-clickhouse.js';
+import { ClickHouseDelivery, connect } from './clickhouse/clickhouse-delivery.js';
+import { CorrelationEngine } from './engine/engine.js';
+import { engineConfig } from './engine/engine-config.js';
+import { IpFilter } from './engine/ip-filter.js';
+import type { NormalizeRules } from './engine/normalize.js';
+import { ChangesFeed } from './feed/changes-feed.js';
+import { CheckpointStore } from './feed/checkpoint-store.js';
+import { buildCorrelatorHttp } from './http-server.js';
+import { CorrelatorMetrics } from './metrics.js';
+import { CorrelatorPipeline } from './pipeline.js';
+import { BatchingSink } from './sinks/batching-sink.js';
+import { CouchDbDelivery } from './sinks/couchdb-sink.js';
+import { DeadLetterFile } from './sinks/dead-letter-file.js';
+import { FanOut } from './sinks/fan-out.js';
+import { FileSink } from './sinks/file-sink.js';
+import type { Sink } from './sinks/sink.js';
+import { StdoutSink } from './sinks/stdout-sink.js';
+
+export interface CorrelatorOptions {
+  /** False when `up` found no ClickHouse to run: the ClickHouse sink is off. */
+  clickhouse: boolean;
+  clock?: () => number;
+  /** Checkpoint document name: one per correlator instance. */
+  instance?: string;
+}
+
+export interface RunningCorrelator {
+  engine: CorrelationEngine;
+  pipeline: CorrelatorPipeline;
+  http: FastifyInstance | null;
+  sinks: Sink[];
+  stop(): Promise<void>;
+  reopen(): Promise<void>;
+}
+
+function rules(c: Config['correlator'], where: NormalizeRules['where']): NormalizeRules {
+  let exclude: IpFilter;
+  try {
+    exclude = new IpFilter(c.exclude_source_ips);
+  } catch (err) {
+    throw new ConfigError([`correlator.exclude_source_ips: ${(err as Error).message}`]);
+  }
+  return { exclude, includePorts: new Set(c.include_dest_ports), where };
+}
+
+async function buildSinks(config: Config, http: CouchHttp, writer: Record<string, string>, metrics: CorrelatorMetrics, log: Logger, withClickhouse: boolean): Promise<Sink[]> {
+  const out = config.correlator.outputs;
+  const sinks: Sink[] = [];
+  const retry = (o: { retry_initial_ms: number; retry_max_ms: number }) => ({ retryInitialMs: o.retry_initial_ms, retryMaxMs: o.retry_max_ms });
+  if (out.clickhouse.enabled && config.clickhouse.enabled && withClickhouse) {
+    const ch = config.clickhouse;
+    const target = { url: clickhouseUrl(config), user: ch.user, password: ch.password ?? '', database: ch.database, table: ch.table, timeoutMs: out.clickhouse.timeout_ms };
+    const client = connect(target);
+    try {
+      await checkClickhouseTable(client, ch.database, ch.table);
+    } catch (err) {
+      await client.close();
+      if (err instanceof CommandError) throw err;
+      throw new CommandError(`ClickHouse at ${target.url} cannot be used: ${(err as Error).message}`);
+    }
+    const o = out.clickhouse;
+    sinks.push(
+      new BatchingSink('clickhouse', new ClickHouseDelivery(client, target), { batchSize: o.batch_size, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: o.drop_on_overflow, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
+    );
+  } else if (out.clickhouse.enabled) {
+    log.warn('the ClickHouse sink is off (no ClickHouse to write to)');
+  }
+  if (out.couchdb.enabled) {
+    const o = out.couchdb;
+    sinks.push(
+      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer), { batchSize: o.batch_size, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
+    );
+  }
+  if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path)));
+  if (out.stdout.enabled) sinks.push(new StdoutSink());
+  return sinks;
+}
+
+export async function startCorrelator(config: Config, logger: Logger, opts: CorrelatorOptions): Promise<RunningCorrelator> {
+  const c = config.correlator;
+  const log = logger.child({ component: 'correlator' });
+  const clock = opts.clock ?? Date.now;
+  const http = new CouchHttp(couchUrl(config), { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: 5 });
+  const reader = { authorization: basicAuth(config.users.reader.user, requirePassword(config, 'reader')) };
+  const writer = { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) };
+  const metrics = new CorrelatorMetrics();
+  const engine = new CorrelationEngine(engineConfig(c));
+  const sinks = await buildSinks(config, http, writer, metrics, log, opts.clickhouse);
+  const fanout = new FanOut(sinks);
+  const feeds = {
+    A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), reader, c.inputs.batch_size), rules: rules(c, c.inputs.http.where) },
+    B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), reader, c.inputs.batch_size), rules: rules(c, c.inputs.network.where) },
+  };
+  const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), opts.instance ?? 'correlator', writer);
+  const pipeline = new CorrelatorPipeline(engine, feeds, fanout, checkpoints, metrics, log, { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 }, clock);
+  await pipeline.start();
+
+  let server: FastifyInstance | null = null;
+  if (c.metrics.enabled) {
+    server = buildCorrelatorHttp({ engine, pipeline, metrics, failingThresholdMs: c.metrics.sink_failing_threshold_ms, clock, logger: log });
+    try {
+      await server.listen({ host: c.metrics.host, port: c.metrics.port });
+    } catch (err) {
+      await pipeline.stop();
+      throw new CommandError(`the correlator's metrics port ${c.metrics.host}:${c.metrics.port} cannot be used: ${(err as Error).message}`);
+    }
+  }
+  log.info({ sinks: sinks.map((s) => s.name), http: feeds.A.feed.db, network: feeds.B.feed.db }, 'correlator running');
+  return {
+    engine,
+    pipeline,
+    http: server,
+    sinks,
+    async stop() {
+      await pipeline.stop();
+      await server?.close();
+      await http.close();
+    },
+    reopen: () => fanout.reopen(),
+  };
+}

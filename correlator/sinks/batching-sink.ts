@@ -1,0 +1,160 @@
+// Batching, retries and overflow shared by the sinks that talk to a server.
+// The adapter only says how to deliver one batch and whether a failure is
+// worth retrying; what must stay true here:
+//  - a record is acknowledged only after delivery, dead-lettering or a
+//    counted drop (drop_on_overflow);
+//  - retriable failures back off exponentially with jitter, forever but
+//    loudly (log, metrics, failingSince for /health);
+//  - a permanent failure of a batch is narrowed down record by record, so
+//    one bad record does not dead-letter its neighbours.
+import type { Logger } from '../../lib/logger.js';
+import type { CorrelatorMetrics } from '../metrics.js';
+import type { FailureKind, Sink, SinkRecord } from './sink.js';
+import { DeadLetterFile } from './dead-letter-file.js';
+
+export interface BatchingOptions {
+  batchSize: number;
+  flushIntervalMs: number;
+  maxBufferSize: number;
+  dropOnOverflow: boolean;
+  retryInitialMs: number;
+  retryMaxMs: number;
+}
+
+export interface Delivery {
+  deliver(batch: SinkRecord[]): Promise<void>;
+  classify(err: unknown): FailureKind;
+  /** Optional: release connections. */
+  close?(): Promise<void>;
+}
+
+interface Item {
+  rec: SinkRecord;
+  done: () => void;
+}
+
+export class BatchingSink implements Sink {
+  private queue: Item[] = [];
+  /** The running send loop, if any: at most one batch is in flight. */
+  private sending: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private inflight = 0;
+  failingSince: number | null = null;
+
+  constructor(
+    readonly name: string,
+    private readonly delivery: Delivery,
+    private readonly opts: BatchingOptions,
+    private readonly deadLetter: DeadLetterFile,
+    private readonly metrics: CorrelatorMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  get backlog(): number {
+    return this.queue.length + this.inflight;
+  }
+
+  get full(): boolean {
+    return !this.opts.dropOnOverflow && this.backlog >= this.opts.maxBufferSize;
+  }
+
+  write(records: SinkRecord[]): Promise<void> {
+    const accepted: Array<Promise<void>> = [];
+    for (const rec of records) {
+      if (this.opts.dropOnOverflow && this.backlog >= this.opts.maxBufferSize) {
+        this.metrics.sinkDropped.inc({ sink: this.name });
+        continue;
+      }
+      accepted.push(new Promise<void>((done) => this.queue.push({ rec, done })));
+    }
+    this.metrics.sinkBacklog.set({ sink: this.name }, this.backlog);
+    this.schedule();
+    return Promise.all(accepted).then(() => undefined);
+  }
+
+  /** A full batch (or anything, once closing) goes now; a partial one after flush_interval_ms. */
+  private schedule(): void {
+    if (this.sending || this.queue.length === 0) return;
+    if (this.queue.length >= this.opts.batchSize || this.closed) {
+      this.startSending();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.startSending();
+      }, this.opts.flushIntervalMs);
+    }
+  }
+
+  private startSending(): void {
+    if (this.sending) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.sending = this.sendAll().finally(() => {
+      this.sending = null;
+      this.schedule();
+    });
+  }
+
+  private async sendAll(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.opts.batchSize);
+      this.inflight = batch.length;
+      await this.deliverWithRetry(batch.map((i) => i.rec));
+      this.inflight = 0;
+      for (const item of batch) item.done();
+      this.metrics.sinkWrites.inc({ sink: this.name }, batch.length);
+      this.metrics.sinkBacklog.set({ sink: this.name }, this.backlog);
+      // A partial remainder waits for its interval, unless we are closing.
+      if (this.queue.length < this.opts.batchSize && !this.closed) break;
+    }
+  }
+
+  /** Delivers the batch, or dead-letters the records that can never be delivered. */
+  private async deliverWithRetry(batch: SinkRecord[]): Promise<void> {
+    let delay = this.opts.retryInitialMs;
+    for (;;) {
+      try {
+        await this.delivery.deliver(batch);
+        if (this.failingSince !== null) this.log.info({ sink: this.name }, 'sink recovered');
+        this.failingSince = null;
+        return;
+      } catch (err) {
+        const kind = this.delivery.classify(err);
+        this.metrics.sinkFailures.inc({ sink: this.name, kind });
+        if (kind === 'permanent') {
+          await this.narrowDown(batch, err);
+          return;
+        }
+        this.failingSince ??= Date.now();
+        this.metrics.sinkRetries.inc({ sink: this.name });
+        this.log.warn({ sink: this.name, err: (err as Error).message, retryInMs: delay, records: batch.length }, 'sink write failed; retrying');
+        await sleep(delay * (0.5 + Math.random() / 2));
+        delay = Math.min(delay * 2, this.opts.retryMaxMs);
+      }
+    }
+  }
+
+  private async narrowDown(batch: SinkRecord[], err: unknown): Promise<void> {
+    if (batch.length === 1) {
+      await this.deadLetter.add(this.name, batch[0]!, err);
+      this.metrics.sinkDeadLetters.inc({ sink: this.name });
+      this.log.error({ sink: this.name, id: batch[0]!.id, err: (err as Error).message }, 'record refused for good; written to the dead-letter file');
+      return;
+    }
+    for (const rec of batch) await this.deliverWithRetry([rec]);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.queue.length > 0 || this.sending) {
+      this.startSending();
+      await this.sending;
+    }
+    await this.delivery.close?.();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

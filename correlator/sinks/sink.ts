@@ -1,0 +1,31 @@
+// The one small interface every output implements, and the record it takes.
+
+export interface SinkRecord {
+  /** Deterministic (derived from the source documents): writing it twice is harmless. */
+  id: string;
+  record: Record<string, unknown>;
+}
+
+export interface Sink {
+  readonly name: string;
+  /**
+   * Resolves once every record is acknowledged: durably written, or (for
+   * errors retrying cannot fix) set aside in a dead-letter file, or dropped
+   * by an explicit overflow policy — each counted. Retriable failures are
+   * retried with backoff for as long as it takes: it never rejects.
+   */
+  write(records: SinkRecord[]): Promise<void>;
+  /** Records accepted and not yet acknowledged. */
+  readonly backlog: number;
+  /** The pipeline stops reading while any sink is full (backpressure). */
+  readonly full: boolean;
+  /** Wall-clock ms since the sink started failing, null when healthy. */
+  readonly failingSince: number | null;
+  /** SIGHUP: reopen files (logrotate). */
+  reopen?(): Promise<void>;
+  /** Sends what is queued, waits for it (retrying) and releases resources. */
+  close(): Promise<void>;
+}
+
+/** What an adapter says about a failed delivery. */
+export type FailureKind = 'retry' | 'permanent';

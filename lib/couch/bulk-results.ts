@@ -1,0 +1,40 @@
+// CouchDB's per-document answers to _bulk_docs, matched back to the
+// documents sent. Shared by the ingress and the correlator's CouchDB sink.
+import { EXISTS_REASON_PREFIX } from '../../design-docs/index.js';
+import { unavailable } from '../errors.js';
+
+export type DocResult =
+  | { ok: true; id: string; rev: string }
+  | { id: string; error: string; reason: string };
+
+export const CONFLICT: { error: string; reason: string } = { error: 'conflict', reason: 'Document update conflict.' };
+
+/**
+ * Matches CouchDB's per-document answers to the documents sent. PouchDB
+ * Server does not keep the request's order when an id repeats, so results
+ * are matched by id (in order of appearance for repeated ids).
+ */
+export function matchResults(docs: Array<{ _id: string }>, body: unknown): DocResult[] {
+  if (!Array.isArray(body)) throw unavailable('COUCHDB_BAD_ANSWER', 'CouchDB gave an unexpected _bulk_docs answer', 5);
+  const byId = new Map<string, DocResult[]>();
+  for (const raw of body as Array<Record<string, unknown>>) {
+    const id = String(raw.id);
+    const r: DocResult =
+      raw.ok === true || (raw.rev !== undefined && raw.error === undefined)
+        ? { ok: true, id, rev: String(raw.rev) }
+        : normalizeError(id, String(raw.error), String(raw.reason ?? ''));
+    const list = byId.get(id);
+    if (list) list.push(r);
+    else byId.set(id, [r]);
+  }
+  return docs.map((doc) => {
+    const r = byId.get(doc._id)?.shift();
+    return r ?? { id: doc._id, error: 'unknown', reason: 'CouchDB gave no result for this document' };
+  });
+}
+
+function normalizeError(id: string, error: string, reason: string): DocResult {
+  if (error === 'forbidden' && reason.startsWith(EXISTS_REASON_PREFIX)) return { id, ...CONFLICT };
+  return { id, error, reason };
+}
+

@@ -1,0 +1,136 @@
+// A server run as a supervised child process: started, probed over HTTP
+// until it answers, restarted with a growing delay when it dies, stopped
+// with SIGTERM (then SIGKILL). Used for the embedded CouchDB-compatible
+// server and the embedded ClickHouse.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { CommandError } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+export interface ProcessSpec {
+  /** For messages: "the embedded server". */
+  label: string;
+  command: string;
+  args: string[];
+  cwd: string;
+  /** Where it answers HTTP once up. */
+  probeUrl: string;
+  /** Called before every (re)start: write config files and folders. */
+  prepare: () => void;
+  /** Where its own log is, for error messages. */
+  logFile: string;
+  restartDelayMs: number;
+  restartDelayMaxMs: number;
+  startTimeoutMs: number;
+  logger: Logger;
+  /** Lines on its stderr that are routine, not warnings (e.g. "Logging warning to ..."). */
+  routineStderr?: RegExp;
+}
+
+/** A run shorter than this counts as a crash loop: the restart delay grows. */
+const STABLE_RUN_MS = 30_000;
+
+export class SupervisedProcess extends EventEmitter {
+  private child: ChildProcess | null = null;
+  private stopping = false;
+  private restartDelay: number;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private startedAt = 0;
+  restarts = 0;
+
+  constructor(private readonly spec: ProcessSpec) {
+    super();
+    this.restartDelay = spec.restartDelayMs;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Starts the process and resolves once it answers HTTP. */
+  async start(): Promise<void> {
+    this.stopping = false;
+    if (await this.answers()) {
+      throw new CommandError(`${this.spec.probeUrl} already answers: is another couchlog (or server) using its port?`);
+    }
+    this.spawnChild();
+    await this.waitUntilUp();
+  }
+
+  private spawnChild(): void {
+    this.spec.prepare();
+    const child = spawn(this.spec.command, this.spec.args, { cwd: this.spec.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.startedAt = Date.now();
+    const log = this.spec.logger;
+    child.stdout?.on('data', (d: Buffer) => log.debug({ out: d.toString().trimEnd() }, `${this.spec.label} stdout`));
+    child.stderr?.on('data', (d: Buffer) => {
+      const text = d.toString().trimEnd();
+      if (this.spec.routineStderr?.test(text)) log.debug({ err: text }, `${this.spec.label} stderr`);
+      else log.warn({ err: text }, `${this.spec.label} stderr`);
+    });
+    child.on('error', (err) => log.error({ err: err.message }, `${this.spec.label} could not be started`));
+    child.on('exit', (code, signal) => this.onExit(child, code, signal));
+    log.info({ pid: child.pid, url: this.spec.probeUrl }, `${this.spec.label} started`);
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child) return;
+    this.child = null;
+    if (this.stopping) return;
+    const stable = Date.now() - this.startedAt > STABLE_RUN_MS;
+    this.restartDelay = stable ? this.spec.restartDelayMs : Math.min(this.restartDelay * 2, this.spec.restartDelayMaxMs);
+    this.spec.logger.error({ code, signal, restartInMs: this.restartDelay }, `${this.spec.label} died; restarting`);
+    this.emit('died', { code, signal });
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (this.stopping) return;
+      this.restarts += 1;
+      this.spawnChild();
+      this.waitUntilUp().then(
+        () => this.emit('restarted'),
+        (err: Error) => this.spec.logger.error({ err: err.message }, `${this.spec.label} did not come back`),
+      );
+    }, this.restartDelay);
+  }
+
+  private async answers(): Promise<boolean> {
+    try {
+      const res = await request(this.spec.probeUrl, { headersTimeout: 1000, bodyTimeout: 1000 });
+      await res.body.dump();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async waitUntilUp(): Promise<void> {
+    const deadline = Date.now() + this.spec.startTimeoutMs;
+    while (Date.now() < deadline) {
+      if (this.child === null && !this.stopping && this.restartTimer === null) {
+        throw new CommandError(`${this.spec.label} exited during start; see ${this.spec.logFile}`);
+      }
+      if (await this.answers()) return;
+      await sleep(100);
+    }
+    throw new CommandError(`${this.spec.label} did not answer within ${this.spec.startTimeoutMs} ms; see ${this.spec.logFile}`);
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+    this.child = null;
+    this.spec.logger.info(`${this.spec.label} stopped`);
+  }
+}
