@@ -18,13 +18,17 @@ export interface Change {
   doc?: Record<string, unknown> | null;
 }
 
-/** Epoch milliseconds from a number whose unit is guessed from its size: s, ms, µs or ns. */
+/**
+ * Epoch milliseconds from a number whose unit is guessed from its size: s,
+ * ms, µs or ns. Finer units are floored to whole milliseconds (a JSON
+ * number cannot even hold nanoseconds exactly); seconds keep their fraction.
+ */
 export function epochMs(n: number): number {
   const a = Math.abs(n);
-  if (a < 1e11) return n * 1000;
+  if (a < 1e11) return Math.round(n * 1e6) / 1e3;
   if (a < 1e14) return n;
-  if (a < 1e17) return n / 1000;
-  return n / 1e6;
+  if (a < 1e17) return Math.floor(n / 1e3);
+  return Math.floor(n / 1e6);
 }
 
 /** Event time: `timestamp` (epoch number), else `time` (RFC 3339), else the ingress's `received_at`. */
