@@ -52,7 +52,7 @@ function rules(c: Config['correlator'], where: NormalizeRules['where']): Normali
   } catch (err) {
     throw new ConfigError([`correlator.exclude_source_ips: ${(err as Error).message}`]);
   }
-  return { exclude, includePorts: new Set(c.include_dest_ports), where };
+  return { exclude, includePorts: new Set(c.include_dest_ports), where, shard: c.shard };
 }
 
 async function buildSinks(config: Config, http: CouchHttp, writer: Record<string, string>, metrics: CorrelatorMetrics, log: Logger, withClickhouse: boolean): Promise<Sink[]> {
@@ -103,7 +103,8 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), reader, c.inputs.batch_size), rules: rules(c, c.inputs.http.where) },
     B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), reader, c.inputs.batch_size), rules: rules(c, c.inputs.network.where) },
   };
-  const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), opts.instance ?? 'correlator', writer);
+  const instance = opts.instance ?? (c.shard.count > 1 ? `correlator-${c.shard.index}-of-${c.shard.count}` : 'correlator');
+  const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), instance, writer);
   const pipeline = new CorrelatorPipeline(engine, feeds, fanout, checkpoints, metrics, log, { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 }, clock);
   await pipeline.start();
 

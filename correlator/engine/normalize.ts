@@ -3,13 +3,25 @@
 import { canonicalIp, type IpFilter } from './ip-filter.js';
 import type { InputEvent, Side } from './types.js';
 
-export type SkipReason = 'deleted' | 'design_doc' | 'other_side' | 'no_key' | 'no_time' | 'excluded_ip' | 'port_not_included';
+export type SkipReason = 'deleted' | 'design_doc' | 'other_side' | 'no_key' | 'no_time' | 'excluded_ip' | 'port_not_included' | 'other_shard';
 
 export interface NormalizeRules {
   exclude: IpFilter;
   includePorts: ReadonlySet<number>;
   /** For one shared database: only documents whose field equals the value belong to this side. */
   where: { field: string; equals: string | number | boolean } | null;
+  /** Several correlators split the connections: this one takes keys whose hash % count === index. */
+  shard?: { index: number; count: number };
+}
+
+/** FNV-1a, 32 bits: a stable hash of the connection key, the same in every instance and version. */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }
 
 export interface Change {
@@ -58,17 +70,26 @@ export function connectionKey(ip: string, port: number): string {
 export function toEvent(change: Change, side: Side, index: number, rules: NormalizeRules): InputEvent | { skip: SkipReason } {
   if (change.deleted || !change.doc) return { skip: 'deleted' };
   if (change.id.startsWith('_design/')) return { skip: 'design_doc' };
-  const { _id, _rev, ...doc } = change.doc;
+  const doc = change.doc;
   if (rules.where && doc[rules.where.field] !== rules.where.equals) return { skip: 'other_side' };
   const ip = typeof doc.src_ip === 'string' ? canonicalIp(doc.src_ip) : null;
   const port = toPort(doc.src_port);
   if (ip === null || port === null) return { skip: 'no_key' };
   const time = eventTime(doc);
   if (time === null) return { skip: 'no_time' };
+  const key = connectionKey(ip, port);
+  if (rules.shard && rules.shard.count > 1 && keyHash(key) % rules.shard.count !== rules.shard.index) return { skip: 'other_shard' };
   if (rules.exclude.matches(ip)) return { skip: 'excluded_ip' };
   if (rules.includePorts.size > 0) {
     const dst = toPort(doc.dst_port);
     if (dst === null || !rules.includePorts.has(dst)) return { skip: 'port_not_included' };
   }
-  return { side, index, id: change.id, key: connectionKey(ip, port), time, doc: { ...doc, src_ip: ip, src_port: port } };
+  return { side, index, id: change.id, key, time, doc: { ...withoutSpecialFields(doc), src_ip: ip, src_port: port } };
+}
+
+/** CouchDB's own fields (_id, _rev, _conflicts...) are not log data. */
+function withoutSpecialFields(doc: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(doc)) if (!k.startsWith('_')) out[k] = v;
+  return out;
 }

@@ -120,6 +120,16 @@ export const correlatorSchema = z
       })
       .strict()
       .default({}),
+    /**
+     * Several correlators split the work by connection: instance `index` of
+     * `count` takes the keys whose hash modulo count is its index. Each keeps
+     * its own checkpoint; all may share the same outputs.
+     */
+    shard: z
+      .object({ index: z.number().int().min(0).default(0), count: z.number().int().min(1).max(1024).default(1) })
+      .strict()
+      .refine((s) => s.index < s.count, { message: 'shard.index must be below shard.count', path: ['index'] })
+      .default({}),
     /** Checkpoints are saved at most this often (and at shutdown). */
     checkpoint_interval_ms: z.number().int().min(10).default(1000),
     metrics: z
