@@ -1,0 +1,87 @@
+// Scaling out: two correlator instances on one machine, each taking half of
+// the connections (correlator.shard), write together exactly the records
+// one instance writes alone.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startStack, http, JSON_TYPE, freePort, type Stack } from '../helpers/stack.js';
+import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
+import { createLogger } from '../../lib/logger.js';
+import { adminClient } from '../../lib/setup/run-setup.js';
+import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
+import type { Config } from '../../lib/config/load.js';
+
+let stack: Stack;
+const running: RunningCorrelator[] = [];
+const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+
+before(async () => {
+  stack = await startStack({
+    yaml: {
+      correlator: {
+        reorder_slack_ms: 100,
+        orphan_policy: { apache_emit_delay_ms: 200, network_emit: true },
+        inputs: { poll_interval_ms: 50, batch_size: 100 },
+        outputs: { clickhouse: { enabled: false }, couchdb: { flush_interval_ms: 50 } },
+        metrics: { enabled: false },
+      },
+    },
+  });
+  for (const app of ['single', 'sharded']) await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+  // A backlog of 300 connections: keep-alives, orphans on both sides.
+  const t0 = Date.now() - 60_000;
+  const as: unknown[] = [];
+  const bs: unknown[] = [];
+  for (let c = 0; c < 300; c++) {
+    const conn = { src_ip: `198.51.100.${c % 250}`, src_port: 40000 + c, dst_ip: '192.0.2.1' };
+    if (c % 5 !== 0) bs.push({ ...conn, dst_port: 443, ja4: `ja4-${c % 7}`, timestamp: t0 + c * 100 });
+    for (let r = 0; r < 1 + (c % 3); r++) if (c % 11 !== 0) as.push({ ...conn, dst_port: 80, path: `/${c}/${r}`, timestamp: t0 + c * 100 + 5 + r * 20 });
+  }
+  for (const [app, docs] of [['network', bs], ['http', as]] as const) {
+    const res = await http(`${stack.url}/log_${app}/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ docs }) });
+    assert.equal(res.status, 201);
+  }
+});
+after(async () => {
+  for (const c of running) await c.stop();
+  await stack?.stop();
+});
+
+function configFor(output: string, shard: { index: number; count: number }): Config {
+  const c = structuredClone(stack.config);
+  c.correlator.outputs.couchdb.app = output;
+  c.correlator.shard = shard;
+  return c;
+}
+
+async function records(db: string): Promise<Map<string, string>> {
+  const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
+  const rows = (res.json.rows as Array<{ id: string; doc: Record<string, unknown> }>).filter((r) => !r.id.startsWith('_design/'));
+  return new Map(rows.map(({ id, doc }) => [id, JSON.stringify({ ...doc, _rev: undefined })]));
+}
+
+async function settled(db: string): Promise<Map<string, string>> {
+  let last = -1;
+  for (let stable = 0; stable < 8; ) {
+    await sleep(200);
+    const n = (await records(db)).size;
+    stable = n === last && n > 0 ? stable + 1 : 0;
+    last = n;
+  }
+  return records(db);
+}
+
+test('two shards together write exactly what one instance writes', async () => {
+  running.push(await startCorrelator(configFor('single', { index: 0, count: 1 }), logger, { clickhouse: false }));
+  running.push(await startCorrelator(configFor('sharded', { index: 0, count: 2 }), logger, { clickhouse: false }));
+  running.push(await startCorrelator(configFor('sharded', { index: 1, count: 2 }), logger, { clickhouse: false }));
+  const single = await settled('log_single');
+  const sharded = await settled('log_sharded');
+  assert.ok(single.size > 500, `${single.size} records`);
+  assert.deepEqual([...sharded.keys()].sort(), [...single.keys()].sort());
+  for (const [id, rec] of single) assert.equal(sharded.get(id), rec, id);
+  const [, a, b] = running;
+  assert.ok(a!.engine.counters.eventsIn.A > 0 && b!.engine.counters.eventsIn.A > 0, 'both shards did work');
+  const cp = await http(`${stack.couchUrl}/log_sharded/_local/correlator-1-of-2`, { headers: { authorization: stack.auth.admin } });
+  assert.equal(cp.status, 200, 'each shard keeps its own checkpoint');
+});
