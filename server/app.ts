@@ -6,7 +6,7 @@ import rateLimit from '@fastify/rate-limit';
 import { couchUrl, dbName, requirePassword, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
-import { tooManyRequests } from '../lib/errors.js';
+import { tooManyRequests, unavailable } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { adminClient } from '../lib/setup/run-setup.js';
 import { ensureAppDatabase } from '../lib/setup/ensure-app-db.js';
@@ -110,20 +110,26 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
 function appRegistry(config: Config): AppRegistry {
   const apps = Object.keys(config.apps);
+  const reserved = [config.correlator.outputs.couchdb.app];
   if (!config.ingress.auto_create) {
     const refuse = async () => {
       throw new Error('auto_create is off');
     };
-    return new AppRegistry({ apps, autoCreate: false, autoCreateMax: 0, createApp: refuse, listApps: refuse });
+    return new AppRegistry({ apps, reserved, autoCreate: false, autoCreateMax: 0, createApp: refuse, listApps: refuse });
   }
   // Creating databases takes the admin: fail at start, not on first write.
   const admin = adminClient(config);
   return new AppRegistry({
     apps,
+    reserved,
     autoCreate: true,
     autoCreateMax: config.ingress.auto_create_max,
     createApp: async (app) => {
-      await ensureAppDatabase(admin, app);
+      try {
+        await ensureAppDatabase(admin, app);
+      } catch (err) {
+        throw unavailable('INGRESS_AUTO_CREATE_FAILED', `log_${app} could not be created: ${(err as Error).message}`, config.ingress.retry_after_s, err);
+      }
     },
     listApps: async () => {
       const all = await admin.must<string[]>('listing databases', 'GET', '/_all_dbs');

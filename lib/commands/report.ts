@@ -1,6 +1,6 @@
 // `couchlog report <view>`: a report view as a table, CSV or JSON.
 import { dbName, requirePassword, type Config } from '../config/load.js';
-import { findView, viewNames, type ReportSet } from '../../design-docs/index.js';
+import { findView, REPORT_SET_NAMES, viewNames, type ReportSet } from '../../design-docs/index.js';
 import { CommandError } from '../errors.js';
 import { buildReport, viewParams } from '../report/build-report.js';
 import { formatCsv, formatJson, formatTable } from '../report/format-report.js';
@@ -18,8 +18,10 @@ export interface ReportCommandOptions {
 
 export async function report(config: Config, view: string, o: ReportCommandOptions): Promise<string> {
   const sets = reportSetsOf(config, o.app);
-  const found = findView(view, sets);
-  if (!found) throw new CommandError(`unknown view "${view}" for log_${o.app}; its views: ${viewNames(sets).join(', ')}`, 2);
+  // A view of another report set is still tried: CouchDB then says whether
+  // the database or the view is missing, which is the more useful message.
+  const found = findView(view, sets) ?? findView(view, REPORT_SET_NAMES);
+  if (!found) throw new CommandError(`unknown view "${view}"; views: ${[...new Set(viewNames(REPORT_SET_NAMES))].join(', ')}`, 2);
   const { ddoc, meta } = found;
   if ((o.from !== undefined || o.to !== undefined) && meta.dateAt < 0) throw new CommandError(`${view} has no date in its key: --from/--to do not apply`, 2);
   const groupLevel = o.groupLevel ?? meta.keys.length;

@@ -44,6 +44,15 @@ describe('auto_create', () => {
     assert.ok(!dbs.json.includes('log_third'));
   });
 
+  test('the correlator\'s output database is never writable through the ingress', async () => {
+    const before0 = await http(`${stack.couchUrl}/log_correlated`, { headers: { authorization: stack.auth.admin } });
+    const res = await http(`${stack.url}/log_correlated`, { method: 'POST', headers: JSON_TYPE, body: '{"forged":"record"}' });
+    assert.equal(res.status, 403);
+    assert.equal(res.json.code, 'INGRESS_RESERVED_APP');
+    const after0 = await http(`${stack.couchUrl}/log_correlated`, { headers: { authorization: stack.auth.admin } });
+    assert.equal(after0.json.doc_count, before0.json.doc_count);
+  });
+
   test('names outside the pattern never create anything', async () => {
     for (const name of ['log_UPPER', 'log_' + 'x'.repeat(80), 'log_-dash', 'log_a.b', 'log_']) {
       const res = await http(`${stack.url}/${name}`, { method: 'POST', headers: JSON_TYPE, body: '{}' });

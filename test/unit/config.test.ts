@@ -73,7 +73,10 @@ describe('loadConfig: defaults', () => {
     assert.equal(config.couchdb.embedded.port, 5984);
     assert.ok(isAbsolute(config.data_dir));
     assert.equal(config.data_dir, join(cwd, 'data'));
-    assert.deepEqual(Object.keys(config.apps), ['appname', 'fail2ban']);
+    assert.deepEqual(Object.keys(config.apps), ['appname', 'fail2ban', 'http', 'network']);
+    assert.deepEqual(config.apps.fail2ban!.reports, ['fail2ban']);
+    assert.equal(config.correlator.outputs.couchdb.app, 'correlated');
+    assert.equal(config.clickhouse.url, null);
     assert.equal(config.log_level, 'info');
     assert.equal(config.couchdb.admin.user, 'admin');
     assert.equal(config.users.writer.user, 'writer');
