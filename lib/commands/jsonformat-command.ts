@@ -77,7 +77,7 @@ export function jsonformatCommand(name = 'jsonformat'): Command {
   return cmd;
 }
 
-/** stdin in chunks of up to 1 MiB (process.stdin reads 64 KiB at a time). */
+/** stdin in chunks of 64 KiB, read with fs (measured fastest: larger chunks cost more in cache misses than they save in calls). */
 export function stdinChunks() {
-  return createReadStream('', { fd: 0, highWaterMark: 1 << 20, autoClose: false });
+  return createReadStream('', { fd: 0, highWaterMark: 1 << 16, autoClose: false });
 }

@@ -11,8 +11,8 @@ import { LineFormatter } from './line-formatter.js';
 import { findPreset } from './presets.js';
 
 export interface ConvertSink<M> {
-  /** A document made of one line. */
-  doc(json: string, meta: M): void;
+  /** A document made of one line; existingId: the `_id` the line already has. */
+  doc(json: string, meta: M, existingId?: string): void;
   /** A document made of several lines (an audit event); json null: nothing to send (a stray EOE). */
   event(json: string | null, metas: M[]): void;
   /** A line that gives no document; reason says why. */
@@ -20,11 +20,8 @@ export interface ConvertSink<M> {
 }
 
 export interface Converter<M> {
-  /**
-   * One line without its "\n" (blank lines are the caller's to skip).
-   * plain: the line is known to hold no character JSON must escape.
-   */
-  line(text: string, meta: M, plain?: boolean): void;
+  /** One line without its "\n" (blank lines are the caller's to skip). */
+  line(text: string, meta: M): void;
   /** End of input. final: emit everything still waiting; else only what can no longer change (see AuditConverter). */
   end(final: boolean): void;
   /** A live input has been quiet for a while. */
@@ -83,8 +80,8 @@ export class SchemaConverter<M> implements Converter<M> {
     private readonly formatter: LineFormatter,
   ) {}
 
-  line(text: string, meta: M, plain = false): void {
-    const json = this.formatter.format(text, plain);
+  line(text: string, meta: M): void {
+    const json = this.formatter.format(text);
     if (json === null) this.sink.mismatch(meta, this.formatter.lastMismatch.reason);
     else this.sink.doc(json, meta);
   }
@@ -111,8 +108,13 @@ export class JsonLineConverter<M> implements Converter<M> {
       this.sink.mismatch(meta, 'not a JSON object');
       return;
     }
+    const id = (value as { _id?: unknown })._id;
+    if (id !== undefined && (typeof id !== 'string' || id === '')) {
+      this.sink.mismatch(meta, '_id must be a non-empty string');
+      return;
+    }
     // The text is kept as written (numbers beyond 2^53 survive).
-    this.sink.doc(trimmed, meta);
+    this.sink.doc(trimmed, meta, id);
   }
 
   end(): void {}

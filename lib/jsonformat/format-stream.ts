@@ -6,7 +6,6 @@ import type { Readable, Writable } from 'node:stream';
 import { once } from 'node:events';
 import { CommandError } from '../errors.js';
 import type { Converter, ConverterFactory, ConvertSink } from './converter.js';
-import { CHUNK_NEEDS_ESCAPE } from './line-formatter.js';
 
 export interface FormatStreamOptions {
   /** Stop at the first line that gives no document (exit code 1). */
@@ -69,7 +68,6 @@ export async function formatStream(
   };
 
   const processText = (text: string) => {
-    const plain = !CHUNK_NEEDS_ESCAPE.test(text);
     let start = 0;
     const n = text.length;
     while (start <= n && failure === null) {
@@ -83,7 +81,7 @@ export async function formatStream(
         continue;
       }
       currentLine = line;
-      converter.line(line, stats.lines, plain);
+      converter.line(line, stats.lines);
     }
   };
 

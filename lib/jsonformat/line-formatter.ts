@@ -21,8 +21,6 @@ export interface Mismatch {
 /** A character JSON strings must escape: `"`, `\` or a control character. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
 
-/** The same test for a whole chunk of lines, where only "\n" is allowed. */
-export const CHUNK_NEEDS_ESCAPE = /["\\\u0000-\u0009\u000b-\u001f]/;
 
 export class LineFormatter {
   readonly schema: CompiledSchema;
@@ -60,20 +58,19 @@ export class LineFormatter {
     return this.schema.captures.map((c: Capture) => c.name);
   }
 
-  /**
-   * The JSON text of the line's object, or null (see lastMismatch).
-   * plain: the caller has checked that the line holds no character JSON
-   * must escape (jsonformat checks a whole chunk at once).
-   */
-  format(line: string, plain = false): string | null {
+  /** The JSON text of the line's object, or null (see lastMismatch). */
+  format(line: string): string | null {
     // CRLF files: the \r is not part of the last value.
     if (line.charCodeAt(line.length - 1) === 13) line = line.slice(0, -1);
-    const m = this.schema.regex.exec(line);
+    // Most lines have nothing to escape: plainRegex then matches and its
+    // captures go into the JSON as they are.
+    let m = this.schema.plainRegex.exec(line);
+    const plain = m !== null;
+    if (m === null) m = this.schema.regex.exec(line);
     if (m === null) {
       this.lastMismatch = { reason: 'does not match the schema' };
       return null;
     }
-    if (!plain) plain = !NEEDS_ESCAPE.test(line);
     let out = '';
     const n = this.before.length;
     for (let i = 0; i < n; i++) {

@@ -29,13 +29,25 @@ export interface CompiledSchema {
   captures: Capture[];
   /** Anchored at both ends; group i+1 is captures[i]. */
   regex: RegExp;
+  /**
+   * The same schema, except that captures may not hold `"`, `\` or control
+   * characters. When it matches, its captures are exactly regex's (it tries
+   * the same paths in the same order and accepts a subset of them) and go
+   * into JSON as they are; when it does not, regex decides.
+   */
+  plainRegex: RegExp;
 }
 
 /** Names become JSON keys and CouchDB fields: no leading `_` (reserved by CouchDB). */
 const NAME_START = /[A-Za-z]/;
 const NAME_CHAR = /[A-Za-z0-9_]/;
 const WS = '[ \\t]';
+/** What a captured or skipped token may hold: anything but whitespace. */
 const NOT_WS = '[^ \\t]';
+/** ...and in a plain capture, nothing JSON must escape either. */
+const PLAIN = '[^ \\t"\\\\\\u0000-\\u001f]';
+const PLAIN_ANY = '[^"\\\\\\u0000-\\u001f]';
+const PLAIN_IN_BRACKETS = '[^\\]"\\\\\\u0000-\\u001f]';
 
 type Part =
   | { t: 'lit'; text: string }
@@ -54,31 +66,38 @@ export class SchemaError extends CommandError {
 export function compileSchema(schema: string): CompiledSchema {
   const tokens = tokenize(schema);
   if (tokens.length === 0) throw new SchemaError(schema, 0, 'the schema is empty');
-  const captures: Capture[] = [];
-  let body = '';
   tokens.forEach((tok, i) => {
-    const last = i === tokens.length - 1;
-    if ((tok.t === 'rest' || tok.t === 'skip-rest') && !last) {
+    if ((tok.t === 'rest' || tok.t === 'skip-rest') && i !== tokens.length - 1) {
       throw new SchemaError(schema, schema.indexOf('...'), '"..." (the rest of the line) must be the last token');
     }
+  });
+  const captures: Capture[] = [];
+  const regex = schemaRegex(tokens, false, captures);
+  checkNames(schema, captures);
+  return { source: schema, captures, regex, plainRegex: schemaRegex(tokens, true, []) };
+}
+
+function schemaRegex(tokens: Token[], plain: boolean, captures: Capture[]): RegExp {
+  let body = '';
+  tokens.forEach((tok, i) => {
     if (tok.t === 'rest' || tok.t === 'skip-rest') {
       // The rest may be empty, so its separator is optional.
       if (tok.t === 'rest') captures.push({ name: tok.name, kind: 'rest' });
-      const inner = tok.t === 'rest' ? '(.*?)' : '.*?';
+      const inner = tok.t === 'rest' ? (plain ? `(${PLAIN_ANY}*?)` : '(.*?)') : '.*?';
       body += i === 0 ? inner : `(?:${WS}+${inner})?`;
       return;
     }
     if (i > 0) body += `${WS}+`;
-    body += tokenRegex(tok, captures);
+    body += tokenRegex(tok, plain, captures);
   });
-  checkNames(schema, captures);
-  return { source: schema, captures, regex: new RegExp(`^${WS}*${body}${WS}*$`) };
+  return new RegExp(`^${WS}*${body}${WS}*$`);
 }
 
-function tokenRegex(tok: Token, captures: Capture[]): string {
+function tokenRegex(tok: Token, plain: boolean, captures: Capture[]): string {
   if (tok.t === 'skip') return `${NOT_WS}+`;
   if (tok.t !== 'parts') throw new Error('unreachable');
   const { parts } = tok;
+  const cls = plain ? PLAIN : NOT_WS;
   let re = '';
   parts.forEach((p, j) => {
     switch (p.t) {
@@ -87,11 +106,13 @@ function tokenRegex(tok: Token, captures: Capture[]): string {
         return;
       case 'quoted':
         if (p.name) captures.push({ name: p.name, kind: 'quoted' });
-        re += p.name ? '"((?:[^"\\\\]|\\\\.)*)"' : '"(?:[^"\\\\]|\\\\.)*"';
+        if (!p.name) re += '"(?:[^"\\\\]|\\\\.)*"';
+        else re += plain ? `"(${PLAIN_ANY}*)"` : '"((?:[^"\\\\]|\\\\.)*)"';
         return;
       case 'bracketed':
         if (p.name) captures.push({ name: p.name, kind: 'bracketed' });
-        re += p.name ? '\\[([^\\]]*)\\]' : '\\[[^\\]]*\\]';
+        if (!p.name) re += '\\[[^\\]]*\\]';
+        else re += plain ? `\\[(${PLAIN_IN_BRACKETS}*)\\]` : '\\[([^\\]]*)\\]';
         return;
       case 'cap': {
         captures.push({ name: p.name, kind: 'token' });
@@ -99,7 +120,7 @@ function tokenRegex(tok: Token, captures: Capture[]): string {
         const atEnd = j === parts.length - 1;
         // Non-greedy before a literal: `$host:$port` splits at the first ':'
         // that lets the rest of the token match.
-        re += alone ? `(${NOT_WS}+)` : atEnd ? `(${NOT_WS}*)` : `(${NOT_WS}*?)`;
+        re += alone ? `(${cls}+)` : atEnd ? `(${cls}*)` : `(${cls}*?)`;
         return;
       }
     }
@@ -134,6 +155,7 @@ function tokenize(schema: string): Token[] {
       if (schema[i] === '\\') i++;
       i++;
     }
+    if (i > n) i = n;
     tokens.push(parseToken(schema, start, i));
   }
   return tokens;
