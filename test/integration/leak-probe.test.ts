@@ -5,9 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
-
-const MARKER = 'leak-probe-marker-7f3a9c';
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'COPY'] as const;
+import { MARKER, METHODS, PROBE_BODY as BODY, couchSnapshot, isWriteRoute, probePaths as paths } from '../helpers/leak-probe-cases.js';
 
 let stack: Stack;
 let id: string;
@@ -22,94 +20,7 @@ after(async () => {
   await stack?.stop();
 });
 
-function paths(): string[] {
-  const db = '/log_appname';
-  return [
-    '/',
-    '/_all_dbs',
-    '/_active_tasks',
-    '/_db_updates',
-    '/_uuids',
-    '/_config',
-    '/_config/admins',
-    '/_config/admins/intruder',
-    '/_config/couch_httpd_auth/require_valid_user',
-    '/_node/_local/_config',
-    '/_node/nonode@nohost/_config/admins',
-    '/_node/_local/_stats',
-    '/_users',
-    '/_users/_all_docs',
-    '/_users/org.couchdb.user:reader',
-    '/_users/org.couchdb.user:intruder',
-    '/_replicator',
-    '/_replicate',
-    '/_restart',
-    '/_utils/_all_dbs',
-    '/_utils/..%2f_all_dbs',
-    '/_utils/%2e%2e/log_appname/_all_docs',
-    db,
-    `${db}/_all_docs`,
-    `${db}/_all_docs?include_docs=true`,
-    `${db}/_find`,
-    `${db}/_explain`,
-    `${db}/_index`,
-    `${db}/_bulk_get`,
-    `${db}/_changes`,
-    `${db}/_changes?include_docs=true&feed=normal`,
-    `${db}/_revs_diff`,
-    `${db}/_missing_revs`,
-    `${db}/_purge`,
-    `${db}/_compact`,
-    `${db}/_view_cleanup`,
-    `${db}/_security`,
-    `${db}/_temp_view`,
-    `${db}/_design/couchlog`,
-    `${db}/_design/couchlog/_view/anything`,
-    `${db}/_design/couchlog/_list/html/anything`,
-    `${db}/_design/couchlog/_show/x`,
-    `${db}/_design/evil`,
-    `${db}/_local/checkpoint`,
-    `${db}/__ID__`,
-    `${db}/__ID__?revs_info=true`,
-    '/log_fail2ban/_all_docs',
-    '/log_newdb_probe',
-    '/newdb_probe',
-    '/LOG_APPNAME/_all_docs',
-  ];
-}
-
-/** A body that would make each route act, were it allowed to. */
-const BODY = JSON.stringify({
-  selector: {},
-  keys: ['__ID__'],
-  docs: [{ id: '__ID__' }],
-  index: { fields: ['secret'] },
-  source: 'log_appname',
-  target: 'stolen_copy',
-  create_target: true,
-  map: 'function(doc){emit(doc._id, doc)}',
-  views: { all: { map: 'function(doc){emit(doc._id, doc)}' } },
-  members: { names: ['intruder'], roles: [] },
-  admins: { names: ['intruder'], roles: [] },
-  name: 'intruder',
-  password: 'intruder-password',
-  roles: ['_admin'],
-  type: 'user',
-});
-
-async function snapshot(): Promise<string> {
-  const admin = { authorization: stack.auth.admin };
-  const dbs = (await http(`${stack.couchUrl}/_all_dbs`, { headers: admin })).json as string[];
-  const state: Record<string, unknown> = { dbs };
-  for (const db of dbs) {
-    const info = (await http(`${stack.couchUrl}/${db}`, { headers: admin })).json;
-    const security = (await http(`${stack.couchUrl}/${db}/_security`, { headers: admin })).json;
-    state[db] = { docs: info.doc_count, deleted: info.doc_del_count, seq: info.update_seq, security };
-  }
-  state.admins = (await http(`${stack.couchUrl}/_config/admins`, { headers: admin })).json;
-  state.rvu = (await http(`${stack.couchUrl}/_config/couch_httpd_auth/require_valid_user`, { headers: admin })).json;
-  return JSON.stringify(state);
-}
+const snapshot = () => couchSnapshot(stack);
 
 describe('anonymous leak probe', () => {
   let before0: string;
@@ -124,8 +35,7 @@ describe('anonymous leak probe', () => {
       const failures: string[] = [];
       for (const raw of paths()) {
         const path = raw.replace('__ID__', id);
-        // POST /log_<app> is the write route: it is meant to store documents.
-        if (method === 'POST' && /^\/log_(appname|fail2ban)$/.test(path)) continue;
+        if (isWriteRoute(method, path)) continue;
         const hasBody = method === 'POST' || method === 'PUT';
         const headers: Record<string, string> = hasBody ? { ...JSON_TYPE } : {};
         if (method === 'COPY') headers.destination = 'copied-doc';
