@@ -1,0 +1,204 @@
+// Realistic, reproducible A (HTTP request) and B (TLS/network) documents for
+// the correlator's integration tests and end-to-end benchmark. A seeded PRNG
+// makes every run post the same documents, so a failure can be replayed.
+//
+// Shape of the traffic (what the correlator must cope with):
+//  - one B per TCP connection, then 0..n A's on it (Keep-Alive); a B with no
+//    A is an orphan B; a share of A's come from connections with no B at all;
+//  - the first A usually follows its B by a few ms, sometimes precedes it
+//    (the HTTP log was written before the TLS one: matched while the A waits
+//    its emit delay), sometimes comes seconds later;
+//  - clients reuse their IP across many connections; some write IPv4 as
+//    IPv4-mapped IPv6, some are IPv6; A timestamps are nanoseconds (as
+//    mod_reqin_log writes them), B timestamps milliseconds;
+//  - each feed is in time order up to a small local disorder (ingestion),
+//    far below the correlator's reorder slack.
+
+export type TrafficDoc = Record<string, unknown> & { timestamp: number };
+
+export interface TrafficOptions {
+  seed: number;
+  /** Exactly this many A and B documents. */
+  aCount: number;
+  bCount: number;
+  /** Event time (epoch ms) of the first connection. */
+  startMs: number;
+  /** Connections start over this many ms of event time. */
+  spanMs: number;
+  /** Share of A's that come from a connection without any B. Default 0.05. */
+  orphanAShare?: number;
+  /** Largest local disorder within a feed, ms. Default 150. */
+  disorderMs?: number;
+}
+
+export interface Traffic {
+  /** In posting order (= feed order). */
+  a: TrafficDoc[];
+  b: TrafficDoc[];
+  /** Event time of the last document of either side (epoch ms). */
+  lastMs: number;
+}
+
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PROFILES = [
+  { ua: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36', ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', ja3: 'cd08e31494f9531f560d64c695473da9', alpn: 'h2', tls: '1.3', ttl: 128, win: 64240 },
+  { ua: 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0', ja4: 't13d1715h2_5b57614c22b0_3d5424432f57', ja3: '579ccef312d18482fc42e2b822ca2430', alpn: 'h2', tls: '1.3', ttl: 64, win: 65535 },
+  { ua: 'curl/8.5.0', ja4: 't13d3112h1_e8f1e7e78f70_6bebaf5329ac', ja3: '456523fc94726331a4d5a2e1d40b2cd7', alpn: 'http/1.1', tls: '1.3', ttl: 64, win: 29200 },
+  { ua: 'python-requests/2.31.0', ja4: 't13d1812h1_85036bcba153_375ca2c5e164', ja3: 'a0e9f5d64349fb13191bc781f81f42e1', alpn: 'http/1.1', tls: '1.2', ttl: 64, win: 29200 },
+  { ua: 'Go-http-client/1.1', ja4: 't13d1311h1_c7886603b240_a8d8d3c4fc57', ja3: '473cd7cb9faa642487833865d516e578', alpn: 'http/1.1', tls: '1.3', ttl: 64, win: 65535 },
+];
+const PATHS = ['/', '/login', '/api/v1/items', '/api/v1/items/42', '/static/app.js', '/static/app.css', '/wp-login.php', '/.env', '/search', '/favicon.ico'];
+const METHODS = ['GET', 'GET', 'GET', 'GET', 'POST', 'HEAD'];
+
+interface Client {
+  ip: string;
+  /** How this client's B writes its address (IPv4-mapped for some). */
+  bIp: string;
+  profile: (typeof PROFILES)[number];
+}
+
+function makeClients(rnd: () => number, n: number): Client[] {
+  const clients: Client[] = [];
+  for (let i = 0; i < n; i++) {
+    const profile = PROFILES[Math.floor(rnd() * PROFILES.length)]!;
+    const r = rnd();
+    if (r < 0.1) {
+      const ip = `2001:db8:${(i >> 8).toString(16)}::${(i & 255).toString(16)}`;
+      clients.push({ ip, bIp: ip, profile });
+    } else {
+      const ip = `${r < 0.55 ? '203.0.113' : r < 0.8 ? '198.51.100' : '192.0.2'}.${1 + (i % 254)}`;
+      clients.push({ ip, bIp: rnd() < 0.3 ? `::ffff:${ip}` : ip, profile });
+    }
+  }
+  return clients;
+}
+
+/** Number of A's on a connection: 0 (orphan B), mostly 1, sometimes a Keep-Alive run. */
+function requestsPerConnection(rnd: () => number): number {
+  const r = rnd();
+  if (r < 0.35) return 0;
+  if (r < 0.85) return 1;
+  if (r < 0.97) return 2 + Math.floor(rnd() * 3);
+  return 5 + Math.floor(rnd() * 4);
+}
+
+export function generateTraffic(o: TrafficOptions): Traffic {
+  const rnd = mulberry32(o.seed);
+  const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
+  const clients = makeClients(rnd, Math.max(50, Math.round(o.bCount / 20)));
+  const orphanA = Math.round(o.aCount * (o.orphanAShare ?? 0.05));
+
+  // Requests per connection, then nudged so the A's add up exactly.
+  const perConn = Array.from({ length: o.bCount }, () => requestsPerConnection(rnd));
+  let sum = perConn.reduce((x, y) => x + y, 0);
+  const target = o.aCount - orphanA;
+  while (sum !== target && o.bCount > 0) {
+    const i = Math.floor(rnd() * o.bCount);
+    if (sum > target && perConn[i]! > 1) {
+      perConn[i]! -= 1;
+      sum -= 1;
+    } else if (sum > target && perConn[i]! === 1 && rnd() < 0.2) {
+      perConn[i] = 0;
+      sum -= 1;
+    } else if (sum < target && perConn[i]! > 0) {
+      perConn[i]! += 1;
+      sum += 1;
+    } else if (sum < target && rnd() < 0.1) {
+      perConn[i]! += 1;
+      sum += 1;
+    }
+  }
+
+  const starts = Array.from({ length: o.bCount }, () => o.startMs + rnd() * o.spanMs).sort((x, y) => x - y);
+  const a: TrafficDoc[] = [];
+  const b: TrafficDoc[] = [];
+  let lastMs = o.startMs;
+  const aDoc = (c: Client, port: number, t: number, dstPort: number): TrafficDoc => {
+    const path = PATHS[Math.floor(rnd() * PATHS.length)]!;
+    const tMs = Math.round(t);
+    lastMs = Math.max(lastMs, tMs);
+    return {
+      src_ip: c.ip,
+      src_port: port,
+      dst_ip: '192.168.1.10',
+      dst_port: dstPort,
+      method: METHODS[Math.floor(rnd() * METHODS.length)]!,
+      scheme: 'https',
+      host: rnd() < 0.9 ? 'www.example.com' : 'api.example.com',
+      path,
+      query: rnd() < 0.2 ? `q=${int(1, 999)}` : '',
+      http_version: c.profile.alpn === 'h2' ? 'HTTP/2' : 'HTTP/1.1',
+      status: rnd() < 0.9 ? 200 : rnd() < 0.5 ? 404 : 500,
+      'header_User-Agent': c.profile.ua,
+      header_Accept: '*/*',
+      'header_X-Request-Id': `req-${int(1, 1e9)}`,
+      // Nanoseconds since the epoch, as mod_reqin_log writes them.
+      timestamp: tMs * 1e6 + int(0, 999) * 1000,
+    };
+  };
+
+  for (let i = 0; i < o.bCount; i++) {
+    const c = clients[Math.floor(rnd() * clients.length)]!;
+    const port = int(1024, 65535);
+    const t = starts[i]!;
+    lastMs = Math.max(lastMs, Math.round(t));
+    b.push({
+      src_ip: c.bIp,
+      src_port: port,
+      dst_ip: '192.168.1.10',
+      dst_port: 443,
+      conn_id: `conn-${o.seed}-${i}`,
+      ja3: c.profile.ja3,
+      ja3_hash: c.profile.ja3,
+      ja4: c.profile.ja4,
+      tls_version: c.profile.tls,
+      tls_sni: 'www.example.com',
+      tls_alpn: c.profile.alpn,
+      ip_meta_ttl: c.profile.ttl - int(0, 12),
+      ip_meta_df: 1,
+      tcp_meta_window_size: c.profile.win,
+      syn_to_clienthello_ms: int(1, 80),
+      timestamp: Math.round(t),
+    });
+    let at: number;
+    const first = rnd();
+    if (first < 0.1) at = t - rnd() * 150; // HTTP log written before the TLS log
+    else if (first < 0.95) at = t + 2 + rnd() * 300;
+    else at = t + 300 + rnd() * 2700; // slow first request
+    const end = o.startMs + o.spanMs;
+    for (let k = 0; k < perConn[i]!; k++) {
+      a.push(aDoc(c, port, at, 8080));
+      // Keep-Alive: the next request on the same connection, 20 ms .. ~4 s
+      // later, but not past the end of the span (a dense feed to the end).
+      at = Math.min(at + 20 + Math.min(4000, -Math.log(1 - rnd()) * 800), Math.max(at, end));
+    }
+  }
+  for (let i = 0; i < orphanA; i++) {
+    // A connection whose TLS log never came (or was filtered away upstream).
+    const c = clients[Math.floor(rnd() * clients.length)]!;
+    a.push(aDoc(c, int(1024, 65535), o.startMs + rnd() * o.spanMs, 8080));
+  }
+
+  const timeOf = (d: TrafficDoc) => (d.timestamp > 1e17 ? d.timestamp / 1e6 : d.timestamp);
+  const order = (docs: TrafficDoc[]) => {
+    docs.sort((x, y) => timeOf(x) - timeOf(y));
+    // Ingestion disorder: neighbours a little apart swap places now and then.
+    const disorder = o.disorderMs ?? 150;
+    for (let i = 0; i + 1 < docs.length; i++) {
+      if (rnd() < 0.05 && timeOf(docs[i + 1]!) - timeOf(docs[i]!) < disorder) [docs[i], docs[i + 1]] = [docs[i + 1]!, docs[i]!];
+    }
+  };
+  order(a);
+  order(b);
+  return { a, b, lastMs };
+}
