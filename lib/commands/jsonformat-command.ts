@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { converterFactory } from '../jsonformat/converter.js';
-import { formatStream } from '../jsonformat/format-stream.js';
+import { formatFd, formatStream, type FormatStats } from '../jsonformat/format-stream.js';
 import { PRESETS } from '../jsonformat/presets.js';
 import { quietOnClosedStdout } from './run-cli.js';
 
@@ -61,17 +61,27 @@ export function jsonformatCommand(name = 'jsonformat'): Command {
         process.stdout.write(presetList());
         return;
       }
-      quietOnClosedStdout();
       const make = converterFactory(
         { schema: o.schema, preset: o.preset, format: o.format, fields: o.fields, types: o.types, auditTimeoutS: o.auditTimeout },
         'schema',
       );
       const report = (message: string) => process.stderr.write(`${name}: ${message}\n`);
-      const stats = await formatStream(stdinChunks(), process.stdout, report, make, {
-        strict: o.strict === true,
-        reportLimit: o.reportLimit,
-        idleCheckMs: o.format === 'auditd' ? Math.max(100, (o.auditTimeout * 1000) / 4) : 0,
-      });
+      const loopOptions = { strict: o.strict === true, reportLimit: o.reportLimit };
+      let stats: FormatStats;
+      if (o.format === 'auditd') {
+        // Streams and a timer: on a live audit stream, events whose EOE never
+        // comes must leave while stdin is quiet.
+        quietOnClosedStdout();
+        stats = await formatStream(stdinChunks(), process.stdout, report, make, { ...loopOptions, idleCheckMs: Math.max(100, (o.auditTimeout * 1000) / 4) });
+      } else {
+        try {
+          stats = formatFd(0, 1, report, make, loopOptions);
+        } catch (err) {
+          // The reader went away (`| head`): not an error of ours.
+          if ((err as NodeJS.ErrnoException).code === 'EPIPE') return;
+          throw err;
+        }
+      }
       if (stats.unmatched > 0) report(`${stats.unmatched} of ${stats.lines - stats.blank} lines did not match and were not converted`);
     });
   return cmd;
