@@ -12,6 +12,8 @@ import { startEmbeddedCouch } from '../lib/commands/couchdb.js';
 import { startIngress } from '../lib/commands/ingress.js';
 import { runSetup } from '../lib/setup/run-setup.js';
 import { report } from '../lib/commands/report.js';
+import { jsonformatCommand } from '../lib/commands/jsonformat-command.js';
+import { shipCommand } from '../lib/commands/ship-command.js';
 
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')
@@ -64,6 +66,10 @@ program
     const { config, logger } = context();
     const app = await startIngress(config, logger);
     onShutdownSignal(logger, () => app.close());
+    // `systemctl reload` sends SIGHUP, which would otherwise end the process
+    // (and systemd counts that as a clean exit: no restart). The ingress has
+    // no file to reopen: its logs go to stdout.
+    onReopenSignal(logger, async () => {});
   });
 
 program
@@ -106,6 +112,9 @@ program
     const { config } = context();
     process.stdout.write(await report(config, view, opts));
   });
+
+program.addCommand(jsonformatCommand());
+program.addCommand(shipCommand('ship', () => program.opts<{ config?: string }>().config));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) {
