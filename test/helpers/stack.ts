@@ -29,6 +29,13 @@ export interface Stack {
   dataDir: string;
   /** Rebuilds and restarts the ingress with a changed config (same CouchDB). */
   restartIngress(change?: (c: Config) => void): Promise<void>;
+  /**
+   * Stops the ingress as a crash would: open connections are cut (answers
+   * in flight are lost, though their writes may complete), new ones refused.
+   */
+  killIngress(): Promise<void>;
+  /** Starts the ingress again after killIngress(), on the same port. */
+  reviveIngress(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -55,6 +62,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   await runSetup(config);
   let app = await buildApp(config, { logger });
   await app.listen({ host: '127.0.0.1', port: config.ingress.port });
+  let ingressUp = true;
   const pw = (x: string | null) => x ?? '';
   const stack: Stack = {
     config,
@@ -75,8 +83,22 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await app.listen({ host: '127.0.0.1', port: config.ingress.port });
       stack.app = app;
     },
+    async killIngress() {
+      if (!ingressUp) return;
+      ingressUp = false;
+      const closing = app.close();
+      app.server.closeAllConnections();
+      await closing;
+    },
+    async reviveIngress() {
+      if (ingressUp) return;
+      app = await buildApp(config, { logger });
+      await app.listen({ host: '127.0.0.1', port: config.ingress.port });
+      stack.app = app;
+      ingressUp = true;
+    },
     async stop() {
-      await app.close();
+      if (ingressUp) await app.close();
       await couch.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },

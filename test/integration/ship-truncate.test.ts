@@ -1,0 +1,158 @@
+// couchlog-ship --truncate against a real ingress while another process
+// keeps appending to the log, as fail2ban does (one O_APPEND descriptor, one
+// write per line): after every run, each line ever written is either in the
+// database or still in the file, never both, never neither. Also: a half
+// written last line waits for the next run; refused documents and lines
+// that are not JSON go to the reject file and do not block the truncation;
+// the copy method on a quiet file.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startStack, type Stack } from '../helpers/stack.js';
+import { allDocs, contentLines, ship } from '../helpers/shipper.js';
+
+let stack: Stack;
+let dir: string;
+before(async () => {
+  stack = await startStack({ yaml: { apps: { appended: {}, partial: {}, rejects: {}, copy: {} } } });
+  dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-truncate-'));
+});
+after(async () => {
+  await stack?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A writer like fail2ban's: opens the log once in append mode and writes
+ * one line per write(2): `total` lines in bursts of 4 about every
+ * millisecond (a few thousand lines a second, for a few seconds), so that
+ * several runs truncate while it writes.
+ */
+const APPENDER = `
+const fs = require('fs');
+const [file, total] = [process.argv[1], Number(process.argv[2])];
+const fd = fs.openSync(file, 'a');
+let n = 0;
+function burst() {
+  for (let k = 0; k < 4 && n < total; k++) fs.writeSync(fd, JSON.stringify({ seq: n++, pad: 'x'.repeat(60) }) + '\\n');
+  if (n < total) setTimeout(burst, 1); else fs.closeSync(fd);
+}
+burst();
+`;
+
+function seqsOf(lines: string[]): number[] {
+  return lines.map((l) => (JSON.parse(l) as { seq: number }).seq);
+}
+
+describe('--truncate', () => {
+  test('while another process keeps appending: every line is in the file or in the database, none in both, none lost', async (t) => {
+    const file = join(dir, 'appended.log');
+    writeFileSync(file, '');
+    const total = 12_000;
+    const appender = spawn(process.execPath, ['-e', APPENDER, file, String(total)], { stdio: 'ignore' });
+    const appenderDone = new Promise<void>((ok) => appender.on('exit', () => ok()));
+    let appending = true;
+    void appenderDone.then(() => (appending = false));
+    const args = ['--url', `${stack.url}/log_appended`, '--truncate', '--truncate-method', 'collapse', '--batch-size', '400', '-v', '--reject-file', join(dir, 'rejects-appended.ndjson'), file];
+    let runs = 0;
+    let runsWhileAppending = 0;
+    let removedWhileAppending = 0;
+    for (;;) {
+      const wasAppending = appending;
+      const r = await ship(args);
+      runs++;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /removed \d+ bytes(?: and blanked \d+)? \((collapse|none)\)/, 'collapse-range did the truncation (ext4), never copy');
+      const removed = /removed (\d+) bytes/.exec(r.stderr);
+      if (wasAppending) {
+        runsWhileAppending++;
+        removedWhileAppending += removed ? Number(removed[1]) : 0;
+      }
+
+      // The database first, then the file: a line the run stored must be gone from the file.
+      const inDb = (await allDocs(stack, 'log_appended')).map((d) => d.seq as number);
+      const inFile = seqsOf(contentLines(readFileSync(file, 'utf8')));
+      const db = new Set(inDb);
+      assert.equal(db.size, inDb.length, `run ${runs}: no line stored twice`);
+      const both = inFile.filter((s) => db.has(s));
+      assert.deepEqual(both, [], `run ${runs}: no line both stored and still in the file`);
+      const union = [...inDb, ...inFile].sort((a, b) => a - b);
+      assert.deepEqual(union, Array.from({ length: union.length }, (_, i) => i), `run ${runs}: no line lost (0..${union.length - 1} all there)`);
+      if (!wasAppending && inFile.length === 0) break;
+      assert.ok(runs < 200, 'converges');
+    }
+    await appenderDone;
+    const docs = await allDocs(stack, 'log_appended');
+    assert.equal(docs.length, total, 'all lines stored once the writer stopped');
+    t.diagnostic(`${runs} runs, ${runsWhileAppending} of them while the writer was appending, removing ${removedWhileAppending} bytes meanwhile`);
+    assert.ok(runsWhileAppending >= 2, `${runsWhileAppending} runs overlapped the writer`);
+    assert.ok(removedWhileAppending > 0, 'bytes were removed while the writer was appending');
+    assert.ok(readFileSync(file).length < 4096, 'what is left is less than one block of blank line');
+  });
+
+  test('a last line still being written (no "\\n" yet) is neither sent nor removed; the next run takes it', async () => {
+    const file = join(dir, 'partial.log');
+    writeFileSync(file, '{"n":1}\n{"n":2}\n{"n":3,"half":');
+    const args = ['--url', `${stack.url}/log_partial`, '--truncate', '--reject-file', join(dir, 'rejects-partial.ndjson'), file];
+    const r = await ship(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((await allDocs(stack, 'log_partial')).map((d) => d.n).sort(), [1, 2]);
+    assert.deepEqual(contentLines(readFileSync(file, 'utf8')), ['{"n":3,"half":']);
+    appendFileSync(file, 'true}\n');
+    assert.equal((await ship(args)).code, 0);
+    assert.deepEqual((await allDocs(stack, 'log_partial')).map((d) => d.n).sort(), [1, 2, 3]);
+    assert.deepEqual(contentLines(readFileSync(file, 'utf8')), []);
+  });
+
+  test('refused documents and lines that are not JSON go to the reject file with the reason; the rest is stored and the file truncated', async () => {
+    const file = join(dir, 'rejects.log');
+    const rejects = join(dir, 'rejects.ndjson');
+    const lines = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ i }));
+    lines[10] = '{"i":10,"_rev":"1-abc"}';
+    lines[500] = 'not json at all';
+    lines[700] = JSON.stringify({ i: 700, _deleted: true });
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const r = await ship(['--url', `${stack.url}/log_rejects`, '--truncate', '--batch-size', '1000', '--reject-file', rejects, file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /1 lines did not match and 2 documents were refused: written to .*rejects\.ndjson/);
+    assert.match(r.stderr, /rejects\.log:11: refused by the ingress: 403 forbidden INGRESS_DOC_HAS_REV/);
+    const stored = (await allDocs(stack, 'log_rejects')).map((d) => d.i as number).sort((a, b) => a - b);
+    assert.equal(stored.length, 997, 'the batch was split until only the bad documents were left out');
+    assert.ok(!stored.includes(10) && !stored.includes(700));
+    const entries = readFileSync(rejects, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(
+      entries.map((e) => [e.line, e.text, /INGRESS_DOC_HAS_REV|INGRESS_DOC_DELETED|not JSON/.test(e.reason)]).sort((a, b) => (a[0] as number) - (b[0] as number)),
+      [[11, lines[10], true], [501, 'not json at all', true], [701, lines[700], true]],
+    );
+    assert.ok(entries.every((e) => e.source.endsWith('rejects.log') && typeof e.offset === 'number'));
+    assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
+  });
+
+  test('--truncate-method copy on a quiet file: exactly the acknowledged bytes are removed', async () => {
+    const file = join(dir, 'copy.log');
+    writeFileSync(file, '{"a":1}\n{"a":2}\n{"a":3');
+    const r = await ship(['--url', `${stack.url}/log_copy`, '--truncate', '--truncate-method', 'copy', '-v', '--reject-file', join(dir, 'rejects-copy.ndjson'), file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /removed 16 bytes \(copy\)/);
+    assert.equal(readFileSync(file, 'utf8'), '{"a":3', 'the unfinished line, nothing else');
+    assert.equal((await allDocs(stack, 'log_copy')).length, 2);
+  });
+
+  test('two runs on one file at once: the second refuses to start (lock), the file is not damaged', async () => {
+    const file = join(dir, 'locked.log');
+    writeFileSync(file, '{"x":1}\n');
+    writeFileSync(`${file}.couchlog-ship.lock`, `${process.pid}\n`);
+    const r = await ship(['--url', `${stack.url}/log_copy`, '--truncate', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`another couchlog ship \\(pid ${process.pid}\\) is working on`));
+    assert.equal(readFileSync(file, 'utf8'), '{"x":1}\n');
+    // A lock left by a process that is gone is taken over.
+    writeFileSync(`${file}.couchlog-ship.lock`, '999999999\n');
+    const again = await ship(['--url', `${stack.url}/log_copy`, '--truncate', '--reject-file', join(dir, 'rejects-lock.ndjson'), file]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(!existsSync(`${file}.couchlog-ship.lock`), 'released at the end');
+  });
+});
