@@ -92,7 +92,8 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
       const result = await ship({
         target: parseTarget(o.url ?? defaultIngress(o.config ?? configFile?.(), o.app), o.app),
         files,
-        stdin: stdinChunks(),
+        // Opened only when read: with files, stdin is left alone.
+        stdin: files.length === 0 ? stdinChunks() : [],
         makeConverter: converterFactory(
           { schema: o.schema, preset: o.preset, format: o.format, fields: o.fields, types: o.types, auditTimeoutS: o.auditTimeout },
           'json',

@@ -25,7 +25,7 @@ export interface ShipOptions {
   target: IngressTarget;
   /** Files to read; none: stdin. */
   files: string[];
-  stdin: AsyncIterable<Buffer | string>;
+  stdin: AsyncIterable<Buffer | string> | Iterable<Buffer | string>;
   makeConverter: ConverterFactory;
   /** --format auditd: events span lines (refused with --truncate). */
   auditd: boolean;
@@ -267,7 +267,7 @@ function nextPathState(path: string, nextGeneration: number, done: Array<{ read:
 interface StreamSpec {
   label: string;
   key: string;
-  chunks: AsyncIterable<Buffer | string>;
+  chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>;
   empty?: boolean;
   from: number;
   totalBytes: number | null;

@@ -41,7 +41,7 @@ describe('ingress outages', () => {
       await waitFor(`${at} documents`, async () => (await docCount(stack, 'log_outage')) >= at, 60_000);
       await stack.killIngress();
       await assertRefused();
-      await new Promise((r) => setTimeout(r, 1200));
+      await new Promise((r) => setTimeout(r, 800));
       assert.equal(run.child.exitCode, null, 'ship keeps retrying while the ingress is down');
       await stack.reviveIngress();
     }

@@ -12,12 +12,12 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../helpers/stack.js';
-import { allDocs, contentLines, ship } from '../helpers/shipper.js';
+import { allDocs, banLine, contentLines, ship } from '../helpers/shipper.js';
 
 let stack: Stack;
 let dir: string;
 before(async () => {
-  stack = await startStack({ yaml: { apps: { appended: {}, partial: {}, rejects: {}, copy: {} } } });
+  stack = await startStack({ yaml: { apps: { appended: {}, partial: {}, rejects: {}, copy: {}, strict: {} } } });
   dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-truncate-'));
 });
 after(async () => {
@@ -129,6 +129,18 @@ describe('--truncate', () => {
     );
     assert.ok(entries.every((e) => e.source.endsWith('rejects.log') && typeof e.offset === 'number'));
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
+  });
+
+  test('--strict: a line that does not match fails the run (exit 1) and the file is left as it was', async () => {
+    const file = join(dir, 'strict.log');
+    const text = `${banLine(1)}\n${banLine(2)}\nnot a fail2ban line\n${banLine(3)}\n`;
+    writeFileSync(file, text);
+    const rejects = join(dir, 'rejects-strict.ndjson');
+    const r = await ship(['--url', `${stack.url}/log_strict`, '--preset', 'fail2ban', '--strict', '--truncate', '--reject-file', rejects, file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /strict\.log:3: does not match the schema \(--strict\): not a fail2ban line/);
+    assert.equal(readFileSync(file, 'utf8'), text);
+    assert.ok(!existsSync(rejects), 'with --strict the line is not set aside');
   });
 
   test('--truncate-method copy on a quiet file: exactly the acknowledged bytes are removed', async () => {
