@@ -1,0 +1,132 @@
+// Reading what the correlator wrote, for tests that compare two runs:
+// CouchDB documents by id (without _rev), ClickHouse rows by id, posting
+// generated traffic, Prometheus text as numbers, and polling helpers.
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { http, JSON_TYPE, type Stack } from './stack.js';
+import type { TestClickhouse } from './clickhouse.js';
+
+export type Doc = Record<string, unknown>;
+
+/** Every non-design document of a database, id -> document without _id/_rev. */
+export async function couchDocs(stack: Stack, db: string): Promise<Map<string, Doc>> {
+  const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
+  assert.equal(res.status, 200, `${db}/_all_docs: ${res.text.slice(0, 200)}`);
+  const out = new Map<string, Doc>();
+  for (const row of res.json.rows as Array<{ id: string; doc: Doc }>) {
+    if (row.id.startsWith('_design/')) continue;
+    const { _id, _rev, ...doc } = row.doc;
+    out.set(row.id, doc);
+  }
+  return out;
+}
+
+/** Document count of a database (design documents included: compare like with like). */
+export async function couchDocCount(stack: Stack, db: string): Promise<number> {
+  const res = await http(`${stack.couchUrl}/${db}`, { headers: { authorization: stack.auth.admin } });
+  assert.equal(res.status, 200, `${db}: ${res.text.slice(0, 200)}`);
+  return res.json.doc_count as number;
+}
+
+/** Rows of a ClickHouse table, deduplicated by FINAL, id -> the row's JSON text (every column). */
+export async function clickhouseRows(ch: TestClickhouse, table: string): Promise<Map<string, string>> {
+  const text = await ch.query(`SELECT * FROM couchlog.${table} FINAL ORDER BY id FORMAT JSONEachRow`);
+  const rows = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const id = (JSON.parse(line) as { id: string }).id;
+    assert.ok(!rows.has(id), `FINAL shows id ${id} twice in ${table}`);
+    rows.set(id, line);
+  }
+  return rows;
+}
+
+/** count() without FINAL, count() with FINAL, distinct ids. */
+export async function clickhouseCounts(ch: TestClickhouse, table: string): Promise<{ raw: number; final: number; distinct: number }> {
+  const one = async (sql: string) => Number((await ch.query(`${sql} FORMAT TSV`)).trim());
+  return {
+    raw: await one(`SELECT count() FROM couchlog.${table}`),
+    final: await one(`SELECT count() FROM couchlog.${table} FINAL`),
+    distinct: await one(`SELECT uniqExact(id) FROM couchlog.${table}`),
+  };
+}
+
+/** POSTs documents through the ingress with _bulk_docs, in chunks; returns the ids in order. */
+export async function postBulk(stack: Stack, app: string, docs: readonly Doc[], chunk = 1000): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < docs.length; i += chunk) {
+    const res = await http(`${stack.url}/log_${app}/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ docs: docs.slice(i, i + chunk) }) });
+    assert.equal(res.status, 201, res.text.slice(0, 300));
+    for (const r of res.json as Array<{ id: string; ok?: boolean }>) {
+      assert.equal(r.ok, true, JSON.stringify(r));
+      ids.push(r.id);
+    }
+  }
+  return ids;
+}
+
+/** Prometheus text -> `name{labels}` -> value. */
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+export async function metrics(url: string): Promise<Map<string, number>> {
+  const res = await http(`${url}/metrics`);
+  assert.equal(res.status, 200);
+  return parseMetrics(res.text);
+}
+
+/** Polls until `probe` returns something other than null, or fails with what it was waiting for. */
+export async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs: number, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/**
+ * Waits until `sample` returns the same text for `stableMs` in a row (and
+ * `ready` holds): the outputs have stopped changing.
+ */
+export async function untilStable(what: string, sample: () => Promise<{ key: string; ready: boolean }>, stableMs: number, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  let since = Date.now();
+  for (;;) {
+    const { key, ready } = await sample();
+    if (key !== last || !ready) {
+      last = key;
+      since = Date.now();
+    } else if (Date.now() - since >= stableMs) {
+      return key;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} to settle (last: ${last})`);
+    await sleep(150);
+  }
+}
+
+/** How two id -> value maps differ: the number of differing ids and a few examples, for assertion messages. */
+export function diffMaps<T>(left: Map<string, T>, right: Map<string, T>, same: (x: T, y: T) => boolean, max = 6): { count: number; examples: string[] } {
+  const examples: string[] = [];
+  let count = 0;
+  const note = (text: string) => {
+    count += 1;
+    if (examples.length < max) examples.push(text);
+  };
+  for (const [id, v] of left) {
+    const w = right.get(id);
+    if (w === undefined) note(`only in the first: ${id} ${JSON.stringify(v)}`);
+    else if (!same(v, w)) note(`differs: ${id}\n   first:  ${JSON.stringify(v)}\n   second: ${JSON.stringify(w)}`);
+  }
+  for (const [id, w] of right) if (!left.has(id)) note(`only in the second: ${id} ${JSON.stringify(w)}`);
+  return { count, examples };
+}

@@ -1,0 +1,288 @@
+// Crash safety of the correlator (issue 6): during a 20,000-event replay the
+// `couchlog correlator` process is killed with SIGKILL at random moments
+// several times and restarted; the last run finishes and stops on SIGTERM.
+// Its outputs in CouchDB and ClickHouse must equal those of a clean,
+// uninterrupted run over the same documents: nothing lost (checkpoints never
+// pass what is not acknowledged), nothing decided differently (the engine is
+// rebuilt from re-read events), nothing visible twice (deterministic ids;
+// ClickHouse duplicates merged by FINAL, as documented).
+//
+// CRASH_SEED=n reproduces a run with other documents and kill times.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stringify as stringifyYaml } from 'yaml';
+import { freePort, http, startStack, type Stack } from '../helpers/stack.js';
+import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
+import { clickhouseCounts, clickhouseRows, couchDocCount, couchDocs, diffMaps, metrics, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
+import { generateTraffic, mulberry32 } from '../../lib/bench/correlator-traffic.js';
+import { loadConfig, type Config } from '../../lib/config/load.js';
+import { createLogger } from '../../lib/logger.js';
+import { adminClient } from '../../lib/setup/run-setup.js';
+import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
+import { ensureClickhouse } from '../../lib/setup/ensure-clickhouse.js';
+import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
+import { startCorrelator } from '../../correlator/service.js';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
+const CLI = join(ROOT, 'dist/scripts/couchlog.js');
+const SEED = Number(process.env.CRASH_SEED ?? 20_000);
+const N = 10_000;
+
+let ch: TestClickhouse;
+let stack: Stack;
+let dir: string;
+let configFile: string;
+let env: NodeJS.ProcessEnv;
+let metricsUrl: string;
+let aIds: string[] = [];
+const children: ChildProcess[] = [];
+/** Output of every run, for the assertion messages. */
+let output = '';
+
+// Small batches and frequent checkpoints: many checkpoints for a kill to
+// fall between. A 15 s Keep-Alive TTL (instead of 120 s) lets the
+// checkpoint move on well within the 4 minutes of events, so restarts
+// resume from the middle of the replay with Keep-Alive Bs that expired
+// behind the checkpoint. The reorder slack covers PouchDB Server's
+// _bulk_docs, which does not always assign sequence numbers in the order of
+// the array: a 200-document bulk spans up to ~6.5 s of event time.
+const correlatorYaml = (metricsPort: number) => ({
+  log_level: 'warn',
+  clickhouse: { enabled: true, url: ch.url },
+  correlator: {
+    inputs: { batch_size: 100, poll_interval_ms: 50 },
+    reorder_slack_ms: 10_000,
+    ttl: { network_ttl_s: 15 },
+    orphan_policy: { network_emit: true },
+    outputs: {
+      clickhouse: { batch_size: 100, flush_interval_ms: 30, retry_initial_ms: 50, retry_max_ms: 1000 },
+      couchdb: { batch_size: 100, flush_interval_ms: 30, retry_initial_ms: 50, retry_max_ms: 1000 },
+    },
+    checkpoint_interval_ms: 100,
+    metrics: { port: metricsPort },
+  },
+});
+
+function spawnCorrelator(): ChildProcess {
+  const child = spawn(process.execPath, [CLI, '--config', configFile, 'correlator'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = (d: Buffer) => {
+    output += d.toString();
+    if (output.length > 200_000) output = output.slice(-100_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  children.push(child);
+  return child;
+}
+
+const exited = (child: ChildProcess) =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve({ code: child.exitCode, signal: child.signalCode })
+    : new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) => child.once('exit', (code, signal) => ok({ code, signal })));
+
+async function waitUntilServing(child: ChildProcess): Promise<void> {
+  await until(
+    'the correlator to serve /health',
+    async () => {
+      if (child.exitCode !== null) throw new Error(`the correlator exited with ${child.exitCode}:\n${output.slice(-3000)}`);
+      try {
+        const res = await http(`${metricsUrl}/health`);
+        return res.status === 200 || res.status === 503 ? true : null;
+      } catch {
+        return null;
+      }
+    },
+    30_000,
+    50,
+  );
+}
+
+/** Outputs written so far: log_correlated documents (with the design documents and nothing else). */
+const correlatedCount = () => couchDocCount(stack, 'log_correlated');
+
+/** The saved feed positions (PouchDB Server's sequences are numbers), 0 before the first save. */
+async function checkpoint(): Promise<{ A: number; B: number }> {
+  const res = await http(`${stack.couchUrl}/log_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } });
+  if (res.status === 404) return { A: 0, B: 0 };
+  return { A: Number(res.json.feeds.A.since), B: Number(res.json.feeds.B.since) };
+}
+
+const lateIn = (m: Map<string, number>) => (m.get('couchlog_correlator_late_events_total{side="A"}') ?? 0) + (m.get('couchlog_correlator_late_events_total{side="B"}') ?? 0);
+
+describe('kill -9 during a 20,000-event replay', () => {
+  const kills: Array<{ resumedFrom: { A: number; B: number }; afterMs: number; outputsAtKill: number; late: number }> = [];
+  let finalRun: { resumedFrom: { A: number; B: number }; late: number };
+  let finalExit: { code: number | null; signal: NodeJS.Signals | null };
+  let cleanStats: { correlated: number; orphanA: number; orphanB: number; late: number };
+
+  before(async () => {
+    ch = await startClickhouse();
+    stack = await startStack({ yaml: { clickhouse: { enabled: true, url: ch.url } } });
+    // The clean run's outputs, next to the crash run's.
+    await ensureAppDatabase(adminClient(stack.config), 'correlated_clean', ['correlated']);
+    const client = connect({ url: ch.url, user: 'default', password: '', database: 'couchlog', table: 'http_logs', timeoutMs: 10_000 });
+    await ensureClickhouse(client, 'couchlog', 'http_logs_clean');
+    await client.close();
+
+    // The backlog, in the past, before any correlator runs.
+    const traffic = generateTraffic({ seed: SEED, aCount: N, bCount: N, startMs: Date.now() - 10 * 60_000, spanMs: 4 * 60_000 });
+    const [a] = await Promise.all([postBulk(stack, 'http', traffic.a, 200), postBulk(stack, 'network', traffic.b, 200)]);
+    aIds = a;
+
+    dir = mkdtempSync(join(tmpdir(), 'couchlog-crash-'));
+    const metricsPort = await freePort();
+    metricsUrl = `http://127.0.0.1:${metricsPort}`;
+    configFile = join(dir, 'couchlog.yml');
+    writeFileSync(configFile, stringifyYaml(correlatorYaml(metricsPort)));
+    const c = stack.config;
+    env = {
+      ...process.env,
+      COUCHLOG_DATA: join(dir, 'data'),
+      COUCHDB_URL: stack.couchUrl,
+      COUCHDB_USER: c.couchdb.admin.user,
+      COUCHDB_PASSWORD: c.couchdb.admin.password!,
+      COUCHLOG_WRITER_USER: c.users.writer.user,
+      COUCHLOG_WRITER_PASSWORD: c.users.writer.password!,
+      COUCHLOG_READER_USER: c.users.reader.user,
+      COUCHLOG_READER_PASSWORD: c.users.reader.password!,
+    };
+    delete env.COUCHLOG_CONFIG;
+
+    // Kill at seeded moments after each start has come up, and restart.
+    const rnd = mulberry32(SEED ^ 0x5eed);
+    const killCount = 4 + Math.floor(rnd() * 3);
+    for (let i = 0; i < killCount; i++) {
+      const resumedFrom = await checkpoint();
+      const child = spawnCorrelator();
+      await waitUntilServing(child);
+      const afterMs = 300 + Math.round(rnd() * 1200);
+      await sleep(afterMs);
+      const late = lateIn(await metrics(metricsUrl));
+      assert.equal(child.exitCode, null, `the correlator exited by itself:\n${output.slice(-3000)}`);
+      child.kill('SIGKILL');
+      const how = await exited(child);
+      assert.equal(how.signal, 'SIGKILL');
+      kills.push({ resumedFrom, afterMs, outputsAtKill: await correlatedCount(), late });
+    }
+
+    // The last run finishes the replay; done when the engine holds nothing,
+    // the sinks have nothing pending and the outputs stop changing.
+    const resumedFrom = await checkpoint();
+    const last = spawnCorrelator();
+    await waitUntilServing(last);
+    await untilStable(
+      'the last run',
+      async () => {
+        const m = await metrics(metricsUrl);
+        const zero = (name: string) => (m.get(name) ?? 0) === 0;
+        const ready =
+          zero('couchlog_correlator_buffer_size{buffer="waiting"}') &&
+          zero('couchlog_correlator_buffer_size{buffer="http_pending"}') &&
+          zero('couchlog_correlator_buffer_size{buffer="network"}') &&
+          zero('couchlog_correlator_sink_backlog{sink="clickhouse"}') &&
+          zero('couchlog_correlator_sink_backlog{sink="couchdb"}') &&
+          m.has('couchlog_correlator_sink_writes_total{sink="couchdb"}');
+        const counts = await clickhouseCounts(ch, 'http_logs');
+        return { key: `${await correlatedCount()}/${counts.raw}/${m.get('couchlog_correlator_events_in_total{side="A"}')}`, ready };
+      },
+      1500,
+      90_000,
+    );
+    finalRun = { resumedFrom, late: lateIn(await metrics(metricsUrl)) };
+    last.kill('SIGTERM');
+    // An unref'd timer: it must not keep the test process alive once the child has exited.
+    finalExit = await Promise.race([exited(last), sleep(20_000, undefined, { ref: false }).then(() => ({ code: null, signal: 'timeout' as NodeJS.Signals }))]);
+
+    // The clean run: same settings, its own outputs (and so its own checkpoint).
+    const { config } = loadConfig({ file: configFile, env: { ...env, COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()) } });
+    const clean: Config = config;
+    clean.correlator.outputs.couchdb.app = 'correlated_clean';
+    clean.clickhouse.table = 'http_logs_clean';
+    const running = await startCorrelator(clean, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), { clickhouse: true });
+    try {
+      await until(
+        'the clean run',
+        async () => {
+          const e = running.engine;
+          const s = e.sizes();
+          const idle = e.counters.eventsIn.A === N && e.counters.eventsIn.B === N && s.waiting + s.pendingA + s.bufferedB === 0 && running.pipeline.fanout.pending === 0;
+          return idle ? true : null;
+        },
+        90_000,
+      );
+      const c = running.engine.counters;
+      cleanStats = { correlated: c.correlated, orphanA: c.orphans.A, orphanB: c.orphans.B, late: c.late.A + c.late.B };
+    } finally {
+      await running.stop();
+    }
+  });
+
+  after(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await stack?.stop();
+    // ClickHouse 18.16 goes on serving for seconds after SIGTERM, and its data is thrown away: no need to wait.
+    await ch?.server.stop(1000);
+    await ch?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the kills landed in the middle of the replay, runs resumed from saved checkpoints, SIGTERM stopped the last with exit code 0', async (t) => {
+    t.diagnostic(`kills: ${JSON.stringify(kills)}; last run: ${JSON.stringify(finalRun)}; clean run: ${JSON.stringify(cleanStats)}`);
+    const total = await correlatedCount();
+    assert.ok(kills.length >= 4, `${kills.length} kills`);
+    const midway = kills.filter((k) => k.outputsAtKill < total);
+    assert.ok(midway.length >= 3, `only ${midway.length} of ${kills.length} kills happened before the replay was done: ${JSON.stringify(kills)} (total ${total})`);
+    // Not every run started over from the beginning: the checkpoint moved between kills.
+    const resumed = [...kills, finalRun].filter((k) => k.resumedFrom.A > 0 && k.resumedFrom.B > 0);
+    assert.ok(resumed.length >= 3, `only ${resumed.length} runs resumed from a saved checkpoint: ${JSON.stringify(kills)}`);
+    assert.deepEqual(finalExit, { code: 0, signal: null }, output.slice(-3000));
+  });
+
+  test('premise: no event was out of order by more than reorder_slack_ms (no late decision)', () => {
+    // Late events are decided at once (documented), which may depend on
+    // how the feeds interleave; the equality below is only promised without them.
+    assert.equal(cleanStats.late, 0, 'late events in the clean run');
+    assert.deepEqual(kills.map((k) => k.late), kills.map(() => 0), 'late events before a kill');
+    assert.equal(finalRun.late, 0, 'late events in the last run');
+  });
+
+  test('every A yields exactly one record; the rest are orphan Bs; counts match the clean run', async () => {
+    const docs = await couchDocs(stack, 'log_correlated');
+    const aRecords = [...docs.keys()].filter((id) => id.startsWith('A-'));
+    const bRecords = [...docs.entries()].filter(([id]) => id.startsWith('B-'));
+    assert.equal(aRecords.length, N);
+    assert.deepEqual(new Set(aRecords), new Set(aIds.map((id) => `A-${id}`)));
+    assert.ok(bRecords.every(([, d]) => d.orphan_side === 'B' && d.correlated === false));
+    assert.equal(docs.size, N + cleanStats.orphanB, 'records = one per A + the orphan Bs of a clean run');
+    assert.ok(cleanStats.orphanA > 0 && cleanStats.orphanB > 0 && cleanStats.correlated > 0, JSON.stringify(cleanStats));
+    // Keep-Alive happened: some B matched several A's.
+    assert.ok([...docs.values()].some((d) => (d.keepalives as number) >= 3));
+  });
+
+  test('log_correlated equals the clean run, document by document', async () => {
+    const crashed = await couchDocs(stack, 'log_correlated');
+    const clean = await couchDocs(stack, 'log_correlated_clean');
+    assert.equal(clean.size, N + cleanStats.orphanB);
+    const d = diffMaps<Doc>(crashed, clean, (x, y) => JSON.stringify(x) === JSON.stringify(y));
+    assert.equal(d.count, 0, `${d.count} records differ (first: crash run, second: clean run):\n${d.examples.join('\n')}`);
+  });
+
+  test('ClickHouse with FINAL equals the clean run, row by row, and shows no duplicate', async () => {
+    const crashed = await clickhouseRows(ch, 'http_logs');
+    const clean = await clickhouseRows(ch, 'http_logs_clean');
+    assert.equal(clean.size, N + cleanStats.orphanB);
+    const d = diffMaps(crashed, clean, (x, y) => x === y);
+    assert.equal(d.count, 0, `${d.count} rows differ (first: crash run, second: clean run):\n${d.examples.join('\n')}`);
+    const counts = await clickhouseCounts(ch, 'http_logs');
+    assert.equal(counts.final, counts.distinct, 'FINAL: one row per id');
+    assert.equal(counts.final, N + cleanStats.orphanB);
+    // Without FINAL, replayed records may be there twice until ClickHouse merges them.
+    assert.ok(counts.raw >= counts.final, JSON.stringify(counts));
+  });
+});
