@@ -21,7 +21,6 @@ export interface Mismatch {
 /** A character JSON strings must escape: `"`, `\` or a control character. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
 
-
 export class LineFormatter {
   readonly schema: CompiledSchema;
   /** The reason the last format() returned null. */
@@ -52,10 +51,6 @@ export class LineFormatter {
     const quote = (i: number) => (i >= 0 && isString(this.kinds[i]!) ? '"' : '');
     this.before = this.schema.captures.map((c, i) => `${quote(i - 1)}${i === 0 ? '{' : ','}${JSON.stringify(c.name)}:${quote(i)}`);
     this.end = quote(this.kinds.length - 1) + constantsJson(fields, types, this.schema.captures.length === 0) + '}';
-  }
-
-  get captureNames(): string[] {
-    return this.schema.captures.map((c: Capture) => c.name);
   }
 
   /** The JSON text of the line's object, or null (see lastMismatch). */

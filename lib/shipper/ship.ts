@@ -6,20 +6,19 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CommandError } from '../errors.js';
-import type { ConverterFactory, ConvertSink } from '../jsonformat/converter.js';
-import { isBlank } from '../jsonformat/format-stream.js';
-import { AckTracker } from './ack-tracker.js';
+import type { ConverterFactory } from '../jsonformat/converter.js';
 import type { BackoffOptions } from './backoff.js';
-import { docId, sourceKey, withId } from './doc-id.js';
+import { sourceKey } from './doc-id.js';
 import { IngressClient, type IngressTarget } from './ingress-client.js';
-import { readLines } from './line-reader.js';
 import { acquireLock, type Lock } from './lock.js';
 import type { Progress } from './progress.js';
 import { RejectFile } from './reject-file.js';
 import { planPath, realFs, type PlannedRead } from './rotation.js';
-import { Sender, type OutDoc, type Outcome } from './sender.js';
 import { fingerprintAt, loadState, saveState, type PathState, type StreamState } from './state-file.js';
-import { removeAckedPrefix, type TruncateMethod, type TruncateResult } from './truncate.js';
+import { StreamRun, type ShipCounts, type SourceSummary } from './stream-run.js';
+import { removeAckedPrefix, type TruncateMethod } from './truncate.js';
+
+export type { ShipCounts, SourceSummary } from './stream-run.js';
 
 export interface ShipOptions {
   target: IngressTarget;
@@ -52,28 +51,6 @@ export interface ShipOptions {
   signal?: AbortSignal;
 }
 
-export interface SourceSummary {
-  source: string;
-  kind: 'stdin' | 'file' | PlannedRead['kind'];
-  from: number;
-  /** Everything before this offset is accounted for. */
-  acked: number;
-  truncated?: TruncateResult;
-}
-
-export interface ShipCounts {
-  lines: number;
-  blank: number;
-  skipped: number;
-  unmatched: number;
-  documents: number;
-  stored: number;
-  existing: number;
-  rejected: number;
-  retries: number;
-  bytes: number;
-}
-
 export interface ShipResult {
   counts: ShipCounts;
   seconds: number;
@@ -81,18 +58,6 @@ export interface ShipResult {
   notes: string[];
   /** Set when the run failed; files were not truncated (state keeps the acknowledged part). */
   error: Error | null;
-}
-
-interface LineMeta {
-  idx: number;
-  offset: number;
-  text: string;
-  lineNo: number;
-}
-
-interface Unit {
-  indexes: number | number[];
-  metas: LineMeta[];
 }
 
 export function checkShipOptions(o: Pick<ShipOptions, 'files' | 'truncate' | 'stateFile' | 'auditd' | 'batchDocs' | 'batchBytes' | 'concurrency'>): void {
@@ -114,7 +79,7 @@ export async function ship(o: ShipOptions): Promise<ShipResult> {
   const locks: Lock[] = [];
   try {
     if (o.files.length === 0) {
-      await shipStream(o, client, rejects, counts, result, {
+      await new StreamRun(o, client, rejects, counts, result, {
         label: 'stdin',
         key: sourceKey(o.sourceId ?? 'stdin', 0),
         chunks: o.stdin,
@@ -122,7 +87,7 @@ export async function ship(o: ShipOptions): Promise<ShipResult> {
         totalBytes: null,
         includeUnterminated: true,
         final: true,
-      });
+      }).run();
     } else if (o.stateFile) {
       locks.push(acquireLock(`${o.stateFile}.lock`, o.stateFile));
       await shipWithState(o, client, rejects, counts, result);
@@ -155,7 +120,7 @@ async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFi
   }
   try {
     const size = (await fh.stat()).size;
-    const summary = await shipStream(o, client, rejects, counts, result, {
+    const summary = await new StreamRun(o, client, rejects, counts, result, {
       label: file,
       key: sourceKey(o.sourceId ?? path, 0),
       chunks: fh.createReadStream({ start: 0, end: Math.max(0, size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
@@ -165,7 +130,7 @@ async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFi
       // A file being written may end in half a line: that waits for the next run.
       includeUnterminated: !o.truncate,
       final: true,
-    });
+    }).run();
     if (o.truncate && result.error === null) {
       if (!summary.allDone) throw new Error('internal: lines left unaccounted without an error');
       rejects.sync();
@@ -228,7 +193,7 @@ async function shipPlannedRead(
     const st = await fh.stat();
     if (st.ino !== read.ino || st.dev !== read.dev) throw new CommandError(`${read.path} changed while starting; run again`, 1);
     const label = read.path === path ? path : `${read.path} (was ${path})`;
-    const summary = await shipStream(o, client, rejects, counts, result, {
+    const summary = await new StreamRun(o, client, rejects, counts, result, {
       label,
       key: sourceKey(o.sourceId ?? path, read.generation),
       chunks: fh.createReadStream({ start: read.from, end: Math.max(read.from, st.size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
@@ -239,7 +204,7 @@ async function shipPlannedRead(
       includeUnterminated: read.kind === 'copy',
       final: read.kind === 'copy',
       kind: read.kind,
-    });
+    }).run();
     return { read, acked: summary.source.acked, fingerprint: await fingerprintAt(fh, summary.source.acked) };
   } finally {
     await fh.close();
@@ -262,155 +227,4 @@ function nextPathState(path: string, nextGeneration: number, done: Array<{ read:
     next_generation: nextGeneration,
     updated_at: new Date().toISOString(),
   };
-}
-
-interface StreamSpec {
-  label: string;
-  key: string;
-  chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>;
-  empty?: boolean;
-  from: number;
-  totalBytes: number | null;
-  includeUnterminated: boolean;
-  /** The input will not grow: audit events still open at the end are emitted incomplete. */
-  final: boolean;
-  kind?: SourceSummary['kind'];
-}
-
-/** Reads, converts, sends; returns when every document has an outcome or the run failed. */
-async function shipStream(
-  o: ShipOptions,
-  client: IngressClient,
-  rejects: RejectFile,
-  counts: ShipCounts,
-  result: ShipResult,
-  spec: StreamSpec,
-): Promise<{ source: SourceSummary; allDone: boolean }> {
-  const tracker = new AckTracker(spec.from);
-  const source: SourceSummary = { source: spec.label, kind: spec.kind ?? (spec.label === 'stdin' ? 'stdin' : 'file'), from: spec.from, acked: spec.from };
-  result.sources.push(source);
-  const fromStart = spec.from === 0;
-  let shown = 0;
-  let strictFailure: CommandError | null = null;
-  const reject = (metas: LineMeta[], reason: string, doc?: string) => {
-    const first = metas[0]!;
-    rejects.write({
-      source: spec.label,
-      offset: first.offset,
-      ...(fromStart ? { line: first.lineNo } : {}),
-      reason,
-      text: metas.length === 1 ? first.text : metas.map((m) => m.text),
-      ...(doc !== undefined ? { doc } : {}),
-    });
-  };
-  const where = (m: LineMeta) => `${spec.label}:${fromStart ? `${m.lineNo}` : `byte ${m.offset}`}`;
-
-  const sender = new Sender<Unit>(client, {
-    concurrency: o.concurrency,
-    retryForMs: o.retryForMs,
-    backoff: o.backoff,
-    signal: o.signal,
-    onRetry: o.verbose ? (reason, ms) => o.report(`retrying in ${(ms / 1000).toFixed(1)} s: ${reason}`) : undefined,
-    onOutcome: (doc: OutDoc<Unit>, outcome: Outcome) => {
-      if (outcome.kind === 'stored') counts.stored++;
-      else if (outcome.kind === 'exists') counts.existing++;
-      else {
-        counts.rejected++;
-        reject(doc.unit.metas, `refused by the ingress: ${outcome.reason}`, doc.json);
-        if (shown++ < o.reportLimit) o.report(`${where(doc.unit.metas[0]!)}: refused by the ingress: ${outcome.reason}`);
-      }
-      tracker.markDone(doc.unit.indexes);
-    },
-  });
-
-  let batch: Array<OutDoc<Unit>> = [];
-  let batchBytes = 0;
-  const ready: Array<Array<OutDoc<Unit>>> = [];
-  const push = (doc: OutDoc<Unit>) => {
-    counts.documents++;
-    batch.push(doc);
-    batchBytes += doc.json.length;
-    if (batch.length >= o.batchDocs || batchBytes >= o.batchBytes) {
-      ready.push(batch);
-      batch = [];
-      batchBytes = 0;
-    }
-  };
-  const sink: ConvertSink<LineMeta> = {
-    doc(json, meta, existingId) {
-      const id = existingId ?? docId(spec.key, meta.offset, meta.text);
-      push({ id, json: existingId ? json : withId(json, id), unit: { indexes: meta.idx, metas: [meta] } });
-    },
-    event(json, metas) {
-      if (json === null) {
-        tracker.markDone(metas.map((m) => m.idx));
-        return;
-      }
-      const first = metas.reduce((a, b) => (b.offset < a.offset ? b : a));
-      const id = docId(spec.key, first.offset, metas.map((m) => m.text));
-      push({ id, json: withId(json, id), unit: { indexes: metas.map((m) => m.idx), metas } });
-    },
-    mismatch(meta, reason) {
-      counts.unmatched++;
-      if (o.strict) {
-        strictFailure ??= new CommandError(`${where(meta)}: ${reason} (--strict): ${meta.text.slice(0, 200)}`, 1);
-        return;
-      }
-      reject([meta], reason);
-      if (shown++ < o.reportLimit) o.report(`${where(meta)}: ${reason}: ${meta.text.slice(0, 200)}`);
-      tracker.markDone(meta.idx);
-    },
-  };
-  const converter = o.makeConverter(sink);
-  const progress = o.progress(spec.label, spec.totalBytes);
-  const sendReady = async () => {
-    while (ready.length > 0) await sender.submit(ready.shift()!);
-  };
-  let lineNo = 0;
-  try {
-    if (!spec.empty) {
-      for await (const lines of readLines(spec.chunks, spec.from, spec.includeUnterminated)) {
-        for (const l of lines) {
-          const idx = tracker.add(l.offset, l.end);
-          counts.lines++;
-          counts.bytes += l.end - l.offset;
-          lineNo++;
-          if (isBlank(l.text)) {
-            counts.blank++;
-            tracker.markDone(idx);
-            continue;
-          }
-          if (o.grep.length > 0 && !o.grep.every((re) => re.test(l.text))) {
-            counts.skipped++;
-            tracker.markDone(idx);
-            continue;
-          }
-          converter.line(l.text, { idx, offset: l.offset, text: l.text, lineNo });
-          if (strictFailure) break;
-        }
-        if (strictFailure) break;
-        await sendReady();
-        progress.update({ lines: counts.lines, bytes: counts.bytes, docs: counts.stored + counts.existing });
-        if (sender.failed) break;
-      }
-    }
-    if (!strictFailure && !sender.failed) {
-      converter.end(spec.final);
-      await sendReady();
-      if (batch.length > 0) await sender.submit(batch);
-      batch = [];
-    }
-    await sender.drain();
-    if (strictFailure) throw strictFailure;
-  } catch (err) {
-    // Let what is in flight finish: its outcomes move the frontier (--state).
-    await sender.drain().catch(() => undefined);
-    result.error ??= err as Error;
-  } finally {
-    progress.update({ lines: counts.lines, bytes: counts.bytes, docs: counts.stored + counts.existing });
-    progress.stop();
-    counts.retries += sender.retries;
-  }
-  source.acked = tracker.frontier();
-  return { source, allDone: tracker.allDone() };
 }

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AckTracker } from '../../lib/shipper/ack-tracker.js';
+import { Batcher } from '../../lib/shipper/batcher.js';
 import { backoffDelay, retryAfterMs } from '../../lib/shipper/backoff.js';
 import { docId, sourceKey, withId } from '../../lib/shipper/doc-id.js';
 import { classify, parseTarget } from '../../lib/shipper/ingress-client.js';
@@ -115,6 +116,17 @@ describe('ack tracker', () => {
     for (let i = 0; i < 1_000_000; i++) t.markDone(t.add(i * 80, i * 80 + 80));
     assert.equal(t.frontier(), 80_000_000);
     assert.equal(t.lastEnd(), 80_000_000);
+  });
+});
+
+describe('batches', () => {
+  test('closed at the document count or the size, whichever comes first; the rest on flush', () => {
+    const b = new Batcher<{ json: string }>(3, 25);
+    for (const json of ['aaaa', 'bbbb', 'cccc', 'dddd', 'x'.repeat(30), 'eeee']) b.add({ json });
+    assert.deepEqual(b.take().map((batch) => batch.map((d) => d.json.length)), [[4, 4, 4], [4, 30]]);
+    assert.deepEqual(b.take(), []);
+    assert.deepEqual(b.take(true).map((batch) => batch.length), [1]);
+    assert.deepEqual(b.take(true), []);
   });
 });
 
