@@ -2,12 +2,10 @@
 // failing longer than the threshold or a feed cannot be read).
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../lib/logger.js';
-import type { CorrelationEngine } from './engine/engine.js';
 import type { CorrelatorMetrics } from './metrics.js';
 import type { CorrelatorPipeline } from './pipeline.js';
 
 export interface HealthDeps {
-  engine: CorrelationEngine;
   pipeline: CorrelatorPipeline;
   metrics: CorrelatorMetrics;
   failingThresholdMs: number;
@@ -17,7 +15,7 @@ export interface HealthDeps {
 
 /** Copies the pure engine's counters into the registry just before a scrape. */
 function refresh(d: HealthDeps): void {
-  const c = d.engine.counters;
+  const c = d.pipeline.engine.counters;
   const m = d.metrics;
   for (const side of ['A', 'B'] as const) {
     m.eventsIn.set({ side }, c.eventsIn[side]);
@@ -29,11 +27,11 @@ function refresh(d: HealthDeps): void {
   }
   m.correlated.set(c.correlated);
   for (const [reason, n] of Object.entries(c.dropped)) m.dropped.set({ reason }, n);
-  const sizes = d.engine.sizes();
+  const sizes = d.pipeline.engine.sizes();
   m.bufferSize.set({ buffer: 'waiting' }, sizes.waiting);
   m.bufferSize.set({ buffer: 'http_pending' }, sizes.pendingA);
   m.bufferSize.set({ buffer: 'network' }, sizes.bufferedB);
-  const w = d.engine.watermark;
+  const w = d.pipeline.engine.watermark;
   if (Number.isFinite(w)) m.watermarkLag.set(Math.max(0, (d.clock() - w) / 1000));
   if (d.pipeline.checkpointSavedAt !== null) m.checkpointAge.set((d.clock() - d.pipeline.checkpointSavedAt) / 1000);
   for (const s of d.pipeline.fanout.sinks) m.sinkBacklog.set({ sink: s.name }, s.backlog);
@@ -57,7 +55,7 @@ export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
       status: unhealthy ? 'unhealthy' : 'ok',
       feeds: Object.fromEntries(Object.entries(feeds).map(([side, f]) => [side, { ...f, failingSince: f.failingSince === null ? null : new Date(f.failingSince).toISOString() }])),
       sinks,
-      engine: { ...d.engine.sizes(), watermark: Number.isFinite(d.engine.watermark) ? new Date(d.engine.watermark).toISOString() : null },
+      engine: { ...d.pipeline.engine.sizes(), watermark: Number.isFinite(d.pipeline.engine.watermark) ? new Date(d.pipeline.engine.watermark).toISOString() : null },
       checkpoint_age_s: d.pipeline.checkpointSavedAt === null ? null : (now - d.pipeline.checkpointSavedAt) / 1000,
     });
   });

@@ -1,9 +1,11 @@
 // The correlator's adapters around the pure engine: two _changes feeds in,
 // a fan-out of sinks out, checkpoints in between. What must stay true:
-//  - the checkpoint of a feed never passes a change the engine still holds
-//    or depends on, nor one an unacknowledged output came from, so a
-//    restart after kill -9 re-reads exactly what it needs (and the
-//    deterministic ids make re-written outputs harmless);
+//  - a checkpoint is the feeds' positions plus the engine's state at one
+//    moment, and it is saved only once every output produced before that
+//    moment is acknowledged by every sink. After kill -9 a restart rebuilds
+//    that engine and reads on from those positions: it decides everything
+//    exactly as an uninterrupted run, re-writing at most the outputs made
+//    after the checkpoint (same ids, same content: harmless);
 //  - the feed that is behind in event time is read first, so a backlog is
 //    replayed in the same order as live traffic and the release queue stays small;
 //  - a caught-up, idle feed advances with the wall clock (orphans on time);
@@ -12,11 +14,11 @@
 //    save the checkpoint.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../lib/logger.js';
-import type { CorrelationEngine } from './engine/engine.js';
+import { CorrelationEngine } from './engine/engine.js';
 import { toEvent, type NormalizeRules } from './engine/normalize.js';
-import type { Side } from './engine/types.js';
+import type { EngineConfig, InputEvent, Side } from './engine/types.js';
 import type { ChangesFeed } from './feed/changes-feed.js';
-import type { CheckpointStore } from './feed/checkpoint-store.js';
+import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
 import { FeedCursor } from './feed/feed-cursor.js';
 import type { CorrelatorMetrics } from './metrics.js';
 import type { FanOut } from './sinks/fan-out.js';
@@ -56,13 +58,15 @@ export class CorrelatorPipeline {
   private readonly feeds: Record<Side, FeedState>;
   private stopping = false;
   private loop: Promise<void> | null = null;
-  private lastSaved = '';
+  engine: CorrelationEngine;
+  /** A checkpoint taken, waiting for the outputs before it to be acknowledged. */
+  private pendingCheckpoint: { cp: Checkpoint; through: number } | null = null;
   private lastCheckpointAt: number | null = null;
   /** When the saved checkpoint was last known to be current. */
   checkpointSavedAt: number | null = null;
 
   constructor(
-    private readonly engine: CorrelationEngine,
+    private readonly engineConfig: EngineConfig,
     feeds: Record<Side, { feed: ChangesFeed; rules: NormalizeRules }>,
     readonly fanout: FanOut,
     private readonly checkpoints: CheckpointStore,
@@ -83,19 +87,45 @@ export class CorrelatorPipeline {
       backoffMs: opts.pollIntervalMs,
     });
     this.feeds = { A: state('A'), B: state('B') };
+    this.engine = new CorrelationEngine(engineConfig);
   }
 
   async start(): Promise<void> {
     const cp = await this.checkpoints.load();
+    const same = cp !== null && (['A', 'B'] as const).every((side) => cp.feeds[side]?.db === this.feeds[side].feed.db);
+    if (cp && !same) this.log.warn({ checkpoint: cp.feeds }, 'the checkpoint is for other databases: reading from the start');
+    if (cp && same) {
+      for (const side of ['A', 'B'] as const) this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);
+      this.engine = await this.restoreEngine(cp);
+    }
     for (const side of ['A', 'B'] as const) {
       const f = this.feeds[side];
-      const saved = cp?.feeds[side];
-      if (saved && saved.db === f.feed.db) f.cursor = new FeedCursor(saved.since);
-      else if (saved) this.log.warn({ side, was: saved.db, now: f.feed.db }, 'checkpoint is for another database; reading this one from the start');
-      this.log.info({ side, db: f.feed.db, since: f.cursor.since }, 'feed starts');
+      this.log.info({ side, db: f.feed.db, since: f.cursor.since, held: this.engine.sizes() }, 'feed starts');
     }
     this.lastCheckpointAt = this.clock();
+    this.checkpointSavedAt = cp && same ? this.clock() : null;
     this.loop = this.run();
+  }
+
+  /** The engine as the checkpoint left it: its held events are fetched again by id. */
+  private async restoreEngine(cp: Checkpoint): Promise<CorrelationEngine> {
+    const state = cp.state;
+    const wanted: Record<Side, Map<number, string>> = { A: new Map(), B: new Map() };
+    for (const [side, index, id] of state.waiting) wanted[side].set(index, id);
+    for (const [index, id] of state.pendingA) wanted.A.set(index, id);
+    for (const [index, id] of state.networkB) wanted.B.set(index, id);
+    const events = new Map<string, InputEvent>();
+    for (const side of ['A', 'B'] as const) {
+      const f = this.feeds[side];
+      const docs = await f.feed.fetch([...new Set(wanted[side].values())]);
+      for (const [index, id] of wanted[side]) {
+        const doc = docs.get(id);
+        const ev = doc ? toEvent({ id, doc }, side, index, f.rules) : null;
+        if (ev && !('skip' in ev)) events.set(`${side}:${index}`, ev);
+        else this.log.warn({ side, id }, 'a document held at the checkpoint is gone; left out');
+      }
+    }
+    return CorrelationEngine.restore(this.engineConfig, state, (side, index) => events.get(`${side}:${index}`));
   }
 
   private async run(): Promise<void> {
@@ -112,6 +142,7 @@ export class CorrelatorPipeline {
         }
       }
       if (this.clock() - (this.lastCheckpointAt ?? 0) >= this.opts.checkpointIntervalMs) await this.checkpoint();
+      else await this.saveIfAcknowledged();
     }
   }
 
@@ -162,26 +193,31 @@ export class CorrelatorPipeline {
     f.lastError = message;
   }
 
-  /** Saves, per feed, the position before the oldest change still needed. */
+  /**
+   * Takes a checkpoint now (between pages: the engine has decided what it
+   * read) unless one is already waiting, and saves the waiting one once
+   * every output before it is acknowledged.
+   */
   async checkpoint(): Promise<void> {
     this.lastCheckpointAt = this.clock();
-    const feeds = {} as Record<Side, { db: string; since: string }>;
-    for (const side of ['A', 'B'] as const) {
-      const f = this.feeds[side];
-      const safe = Math.min(this.engine.oldestNeeded(side), this.fanout.oldestUnacked(side));
-      feeds[side] = { db: f.feed.db, since: f.cursor.resumePoint(safe) };
-      f.cursor.prune(safe);
-    }
-    const key = JSON.stringify(feeds);
-    if (key === this.lastSaved) {
-      this.checkpointSavedAt = this.clock();
-      return;
-    }
+    this.pendingCheckpoint ??= { cp: this.capture(), through: this.fanout.lastWrite };
+    await this.saveIfAcknowledged();
+  }
+
+  private capture(): Checkpoint {
+    const feed = (f: FeedState) => ({ db: f.feed.db, since: f.cursor.since, next_index: f.cursor.next });
+    return { feeds: { A: feed(this.feeds.A), B: feed(this.feeds.B) }, state: this.engine.exportState(), saved_at: new Date(this.clock()).toISOString() };
+  }
+
+  private async saveIfAcknowledged(): Promise<void> {
+    const pending = this.pendingCheckpoint;
+    if (!pending || this.fanout.ackedThrough < pending.through) return;
     try {
-      await this.checkpoints.save({ feeds, saved_at: new Date(this.clock()).toISOString() });
-      this.lastSaved = key;
-      this.checkpointSavedAt = this.clock();
+      await this.checkpoints.save(pending.cp);
+      this.checkpointSavedAt = Date.parse(pending.cp.saved_at);
+      this.pendingCheckpoint = null;
     } catch (err) {
+      this.pendingCheckpoint = null;
       this.log.warn({ err: (err as Error).message }, 'checkpoint not saved; will retry');
     }
   }
@@ -197,7 +233,13 @@ export class CorrelatorPipeline {
     await this.loop;
     const sinks = Promise.all(this.fanout.sinks.map((s) => s.close()));
     const drained = await Promise.race([sinks.then(() => true), sleep(this.opts.drainTimeoutMs).then(() => false)]);
-    if (!drained) this.log.warn({ unacknowledged: this.fanout.pending }, 'sinks did not drain in time; their records will be re-read on the next start');
-    await this.checkpoint();
+    if (drained) {
+      this.pendingCheckpoint = null;
+      await this.checkpoint();
+    } else {
+      // Only a checkpoint taken before what is unacknowledged may be saved.
+      this.log.warn({ unacknowledged: this.fanout.pending }, 'sinks did not drain in time; what they hold is decided again on the next start');
+      await this.saveIfAcknowledged();
+    }
   }
 }

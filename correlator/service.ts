@@ -11,7 +11,7 @@ import { CommandError, ConfigError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { checkClickhouseTable } from '../lib/setup/ensure-clickhouse.js';
 import { ClickHouseDelivery, connect } from './clickhouse/clickhouse-delivery.js';
-import { CorrelationEngine } from './engine/engine.js';
+import type { CorrelationEngine } from './engine/engine.js';
 import { engineConfig } from './engine/engine-config.js';
 import { IpFilter } from './engine/ip-filter.js';
 import type { NormalizeRules } from './engine/normalize.js';
@@ -37,7 +37,7 @@ export interface CorrelatorOptions {
 }
 
 export interface RunningCorrelator {
-  engine: CorrelationEngine;
+  readonly engine: CorrelationEngine;
   pipeline: CorrelatorPipeline;
   http: FastifyInstance | null;
   sinks: Sink[];
@@ -96,7 +96,6 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   const reader = { authorization: basicAuth(config.users.reader.user, requirePassword(config, 'reader')) };
   const writer = { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) };
   const metrics = new CorrelatorMetrics();
-  const engine = new CorrelationEngine(engineConfig(c));
   const sinks = await buildSinks(config, http, writer, metrics, log, opts.clickhouse);
   const fanout = new FanOut(sinks);
   const feeds = {
@@ -105,12 +104,12 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   };
   const instance = opts.instance ?? (c.shard.count > 1 ? `correlator-${c.shard.index}-of-${c.shard.count}` : 'correlator');
   const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), instance, writer);
-  const pipeline = new CorrelatorPipeline(engine, feeds, fanout, checkpoints, metrics, log, { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 }, clock);
+  const pipeline = new CorrelatorPipeline(engineConfig(c), feeds, fanout, checkpoints, metrics, log, { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 }, clock);
   await pipeline.start();
 
   let server: FastifyInstance | null = null;
   if (c.metrics.enabled) {
-    server = buildCorrelatorHttp({ engine, pipeline, metrics, failingThresholdMs: c.metrics.sink_failing_threshold_ms, clock, logger: log });
+    server = buildCorrelatorHttp({ pipeline, metrics, failingThresholdMs: c.metrics.sink_failing_threshold_ms, clock, logger: log });
     try {
       await server.listen({ host: c.metrics.host, port: c.metrics.port });
     } catch (err) {
@@ -120,7 +119,10 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   }
   log.info({ sinks: sinks.map((s) => s.name), http: feeds.A.feed.db, network: feeds.B.feed.db }, 'correlator running');
   return {
-    engine,
+    /** The engine in use (restored from the checkpoint at start). */
+    get engine() {
+      return pipeline.engine;
+    },
     pipeline,
     http: server,
     sinks,

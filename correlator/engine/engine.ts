@@ -15,20 +15,21 @@
 //    keepalives 1, 2, 3...; in one_to_one the first A consumes it.
 //  - Each A yields exactly one output (correlated or orphan, or a counted
 //    drop when orphans are not emitted); each B at most one orphan.
-//  - Every output says from which feed index on its inputs must be re-read
-//    to decide it again (replayFrom), and oldestNeeded() says the same for
-//    what the engine still holds: together they bound safe checkpoints.
+//  - exportState() captures everything the engine holds (as source document
+//    ids and feed indexes, without the documents) and restore() rebuilds an
+//    engine that decides every later event exactly as this one would: a
+//    restart continues from a snapshot instead of re-deciding the past
+//    without the partners it had (which re-reading from the oldest held
+//    event cannot avoid once Keep-Alive sessions overlap).
 import { MinHeap } from './min-heap.js';
 import { correlatedRecord, orphanRecord, outputId } from './merge-record.js';
-import type { DropReason, EngineConfig, EngineCounters, InputEvent, Output, Side } from './types.js';
+import type { DropReason, EngineConfig, EngineCounters, EngineSnapshot, InputEvent, Output, Side } from './types.js';
 
 interface BEntry {
   ev: InputEvent;
   /** Event time of the latest A matched to it, null while unmatched. */
   lastMatch: number | null;
   keepalives: number;
-  /** Feed index of the first A matched to it: replaying it rebuilds the keepalives count. */
-  firstMatchA: number | null;
   deadline: number;
 }
 
@@ -52,7 +53,7 @@ export function emptyCounters(): EngineCounters {
     correlated: 0,
     orphans: { A: 0, B: 0 },
     evictions: { A: 0, B: 0 },
-    dropped: { http_buffer_full: 0, network_buffer_full: 0, orphan_a_not_emitted: 0, orphan_b_not_emitted: 0, late: 0 },
+    dropped: { http_buffer_full: 0, network_buffer_full: 0, orphan_a_not_emitted: 0, orphan_b_not_emitted: 0 },
     late: { A: 0, B: 0 },
   };
 }
@@ -118,17 +119,54 @@ export class CorrelationEngine {
     return { waiting: this.waiting.size, pendingA: this.aByIndex.size, bufferedB: this.bByIndex.size };
   }
 
-  /** Smallest feed index of `side` whose event the engine still holds or depends on (Infinity: none). */
-  oldestNeeded(side: Side): number {
-    let min = Infinity;
-    for (const ev of this.waiting.values()) if (ev.side === side && ev.index < min) min = ev.index;
-    if (side === 'A') {
-      for (const index of this.aByIndex.keys()) if (index < min) min = index;
-      for (const b of this.bByIndex.values()) if (b.firstMatchA !== null && b.firstMatchA < min) min = b.firstMatchA;
-    } else {
-      for (const index of this.bByIndex.keys()) if (index < min) min = index;
+  /** Everything the engine holds, small enough for a checkpoint: ids and indexes, no documents. */
+  exportState(): EngineSnapshot {
+    const num = (x: number) => (Number.isFinite(x) ? x : null);
+    return {
+      v: 1,
+      progress: { A: num(this.progress.A), B: num(this.progress.B) },
+      releasedUpTo: num(this.releasedUpTo),
+      waiting: this.waiting.values().map((e) => [e.side, e.index, e.id]),
+      pendingA: [...this.aByIndex.values()].map((a) => [a.ev.index, a.ev.id]),
+      networkB: [...this.bByIndex.values()].map((b) => [b.ev.index, b.ev.id, b.lastMatch, b.keepalives]),
+    };
+  }
+
+  /**
+   * An engine in the state `snap` describes. `events` gives back each held
+   * event, rebuilt from its source document with the index it had (the feed
+   * adapter fetches them by id). Entries whose document is gone are left out
+   * and counted by the caller.
+   */
+  static restore(cfg: EngineConfig, snap: EngineSnapshot, events: (side: Side, index: number) => InputEvent | undefined): CorrelationEngine {
+    const e = new CorrelationEngine(cfg);
+    const inf = (x: number | null, fallback: number) => (x === null ? fallback : x);
+    e.progress.A = inf(snap.progress.A, -Infinity);
+    e.progress.B = inf(snap.progress.B, -Infinity);
+    e.releasedUpTo = inf(snap.releasedUpTo, -Infinity);
+    for (const [side, index] of snap.waiting) {
+      const ev = events(side, index);
+      if (ev) e.waiting.push(ev);
     }
-    return min;
+    // Insertion order of the index maps is decision order, which eviction relies on.
+    for (const [index] of snap.pendingA) {
+      const ev = events('A', index);
+      if (!ev) continue;
+      const entry: AEntry = { ev, deadline: ev.time + cfg.apacheEmitDelayMs };
+      listOf(e.aByKey, ev.key).push(entry);
+      e.aByIndex.set(index, entry);
+      e.deadlines.push({ at: entry.deadline, side: 'A', index });
+    }
+    for (const [index, , lastMatch, keepalives] of snap.networkB) {
+      const ev = events('B', index);
+      if (!ev) continue;
+      const deadline = lastMatch === null ? ev.time + cfg.windowMs : lastMatch + cfg.networkTtlMs;
+      const entry: BEntry = { ev, lastMatch, keepalives, deadline };
+      listOf(e.bByKey, ev.key).push(entry);
+      e.bByIndex.set(index, entry);
+      e.deadlines.push({ at: deadline, side: 'B', index });
+    }
+    return e;
   }
 
   private release(): void {
@@ -181,7 +219,7 @@ export class CorrelationEngine {
   }
 
   private decideB(b: InputEvent): void {
-    const entry: BEntry = { ev: b, lastMatch: null, keepalives: 0, firstMatchA: null, deadline: b.time + this.cfg.windowMs };
+    const entry: BEntry = { ev: b, lastMatch: null, keepalives: 0, deadline: b.time + this.cfg.windowMs };
     // A's that came first and are still waiting, oldest first.
     const waitingAs = this.aByKey.get(b.key);
     if (waitingAs) {
@@ -206,20 +244,17 @@ export class CorrelationEngine {
 
   private correlate(a: InputEvent, b: BEntry): void {
     b.keepalives = this.cfg.mode === 'one_to_many' ? b.keepalives + 1 : 1;
-    const firstA = b.firstMatchA ?? a.index;
     this.counters.correlated += 1;
     this.outputs.push({
       kind: 'correlated',
       id: outputId(a),
       record: correlatedRecord(a, b.ev, b.keepalives),
-      replayFrom: { A: Math.min(firstA, a.index), B: b.ev.index },
     });
     if (this.cfg.mode === 'one_to_one') {
       if (this.bByIndex.has(b.ev.index)) this.removeB(b);
       return;
     }
     b.lastMatch = a.time;
-    b.firstMatchA = firstA;
     b.deadline = a.time + this.cfg.networkTtlMs;
     if (this.bByIndex.has(b.ev.index)) this.deadlines.push({ at: b.deadline, side: 'B', index: b.ev.index });
   }
@@ -249,7 +284,7 @@ export class CorrelationEngine {
       return;
     }
     this.counters.orphans.A += 1;
-    this.outputs.push({ kind: 'orphan_a', id: outputId(a), record: orphanRecord(a), replayFrom: { A: a.index } });
+    this.outputs.push({ kind: 'orphan_a', id: outputId(a), record: orphanRecord(a) });
   }
 
   private orphanB(b: InputEvent, evicted: DropReason | null): void {
@@ -258,7 +293,7 @@ export class CorrelationEngine {
       return;
     }
     this.counters.orphans.B += 1;
-    this.outputs.push({ kind: 'orphan_b', id: outputId(b), record: orphanRecord(b), replayFrom: { B: b.index } });
+    this.outputs.push({ kind: 'orphan_b', id: outputId(b), record: orphanRecord(b) });
   }
 
   private removeA(a: AEntry): void {

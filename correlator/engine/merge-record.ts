@@ -1,10 +1,14 @@
 // The flat output record (seed 000): core fields first, then every other
 // field of A and B at the root; a field both have with different values
-// becomes a_<field> and b_<field>.
+// becomes a_<field> and b_<field>. This runs once per output on the hot
+// path: plain for-in loops, no intermediate arrays.
 import type { InputEvent } from './types.js';
 
 /** Fields the record computes itself; never copied from a source as they are. */
-const CORE = new Set(['timestamp', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'correlated', 'orphan_side', 'keepalives', 'a_timestamp', 'b_timestamp', 'conn_id', 'a_id', 'b_id']);
+const CORE: Record<string, true> = {
+  timestamp: true, src_ip: true, src_port: true, dst_ip: true, dst_port: true, correlated: true, orphan_side: true,
+  keepalives: true, a_timestamp: true, b_timestamp: true, conn_id: true, a_id: true, b_id: true,
+};
 
 function same(x: unknown, y: unknown): boolean {
   if (x === y) return true;
@@ -12,19 +16,22 @@ function same(x: unknown, y: unknown): boolean {
   return JSON.stringify(x) === JSON.stringify(y);
 }
 
+const field = (e: InputEvent | null, f: string): unknown => (e === null ? undefined : e.doc[f]);
+
 function core(main: InputEvent, a: InputEvent | null, b: InputEvent | null, keepalives: number): Record<string, unknown> {
   return {
     timestamp: new Date(main.time).toISOString(),
     src_ip: main.doc.src_ip,
     src_port: main.doc.src_port,
-    dst_ip: main.doc.dst_ip ?? null,
-    dst_port: main.doc.dst_port ?? null,
+    // A's view of the connection first; B's when A does not say.
+    dst_ip: field(a, 'dst_ip') ?? field(b, 'dst_ip') ?? null,
+    dst_port: field(a, 'dst_port') ?? field(b, 'dst_port') ?? null,
     correlated: a !== null && b !== null,
     orphan_side: a && b ? '' : a ? 'A' : 'B',
     keepalives,
     a_timestamp: a ? a.time : null,
     b_timestamp: b ? b.time : null,
-    conn_id: (b?.doc.conn_id ?? a?.doc.conn_id ?? null) as unknown,
+    conn_id: field(b, 'conn_id') ?? field(a, 'conn_id') ?? null,
     a_id: a ? a.id : null,
     b_id: b ? b.id : null,
   };
@@ -32,34 +39,38 @@ function core(main: InputEvent, a: InputEvent | null, b: InputEvent | null, keep
 
 export function correlatedRecord(a: InputEvent, b: InputEvent, keepalives: number): Record<string, unknown> {
   const out = core(a, a, b, keepalives);
+  const ad = a.doc;
+  const bd = b.doc;
   // B's view of the destination, when it differs from A's (e.g. 443 vs a backend port).
   for (const f of ['dst_ip', 'dst_port', 'conn_id']) {
-    const av = a.doc[f];
-    const bv = b.doc[f];
+    const av = ad[f];
+    const bv = bd[f];
     if (av !== undefined && bv !== undefined && !same(av, bv)) {
       out[`a_${f}`] = av;
       out[`b_${f}`] = bv;
     }
   }
-  for (const [f, av] of Object.entries(a.doc)) {
-    if (CORE.has(f)) continue;
-    const bv = b.doc[f];
+  for (const f in ad) {
+    if (CORE[f] === true) continue;
+    const av = ad[f];
+    const bv = bd[f];
     if (bv === undefined || same(av, bv)) out[f] = av;
     else {
       out[`a_${f}`] = av;
       out[`b_${f}`] = bv;
     }
   }
-  for (const [f, bv] of Object.entries(b.doc)) {
-    if (CORE.has(f) || f in a.doc) continue;
-    out[f] = bv;
+  for (const f in bd) {
+    if (CORE[f] === true || f in ad) continue;
+    out[f] = bd[f];
   }
   return out;
 }
 
 export function orphanRecord(e: InputEvent): Record<string, unknown> {
   const out = e.side === 'A' ? core(e, e, null, 0) : core(e, null, e, 0);
-  for (const [f, v] of Object.entries(e.doc)) if (!CORE.has(f)) out[f] = v;
+  const d = e.doc;
+  for (const f in d) if (CORE[f] !== true) out[f] = d[f];
   return out;
 }
 

@@ -39,22 +39,31 @@ export interface EngineConfig {
 
 export type OutputKind = 'correlated' | 'orphan_a' | 'orphan_b';
 
-/** Per side, the smallest feed index that must be re-read to produce a decision again. */
-export interface ReplayFrom {
-  A?: number;
-  B?: number;
-}
-
 export interface Output {
   kind: OutputKind;
   /** Deterministic: derived from the source document ids only. */
   id: string;
   record: Record<string, unknown>;
-  replayFrom: ReplayFrom;
+}
+
+/**
+ * What the engine holds, as source document ids and feed indexes (JSON;
+ * a checkpoint stores it). Infinite times are null.
+ */
+export interface EngineSnapshot {
+  v: 1;
+  progress: Record<Side, number | null>;
+  releasedUpTo: number | null;
+  /** Events not yet released: [side, feed index, document id]. */
+  waiting: Array<[Side, number, string]>;
+  /** A's waiting for a B, in decision order: [feed index, document id]. */
+  pendingA: Array<[number, string]>;
+  /** Buffered B's, in decision order: [feed index, document id, last match time, keepalives]. */
+  networkB: Array<[number, string, number | null, number]>;
 }
 
 /** Why an event or an entry left the engine without an output. */
-export type DropReason = 'http_buffer_full' | 'network_buffer_full' | 'orphan_a_not_emitted' | 'orphan_b_not_emitted' | 'late';
+export type DropReason = 'http_buffer_full' | 'network_buffer_full' | 'orphan_a_not_emitted' | 'orphan_b_not_emitted';
 
 export interface EngineCounters {
   eventsIn: Record<Side, number>;

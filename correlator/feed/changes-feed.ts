@@ -19,12 +19,23 @@ export interface FeedPage {
 const seqText = (seq: unknown): string => (typeof seq === 'string' ? seq : JSON.stringify(seq));
 
 export class ChangesFeed {
+  readonly http: CouchHttp;
+  readonly headers: Record<string, string>;
+
   constructor(
-    private readonly http: CouchHttp,
+    http: CouchHttp,
     readonly db: string,
-    private readonly headers: Record<string, string>,
+    headers: Record<string, string>,
     private readonly limit: number,
-  ) {}
+  ) {
+    this.http = http;
+    this.headers = headers;
+  }
+
+  /** Documents of this feed's database by id. */
+  fetch(ids: string[]): Promise<Map<string, Record<string, unknown>>> {
+    return fetchDocs(this.http, this.db, this.headers, ids);
+  }
 
   async poll(since: string): Promise<FeedPage> {
     const qs = new URLSearchParams({ since, limit: String(this.limit), include_docs: 'true', feed: 'normal' });
@@ -41,4 +52,19 @@ export class ChangesFeed {
       pending: typeof res.body.pending === 'number' ? res.body.pending : null,
     };
   }
+}
+
+/** Documents by id (to rebuild the engine's state on restart); missing or deleted ones are absent. */
+export async function fetchDocs(http: CouchHttp, db: string, headers: Record<string, string>, ids: string[]): Promise<Map<string, Record<string, unknown>>> {
+  const docs = new Map<string, Record<string, unknown>>();
+  for (let i = 0; i < ids.length; i += 1000) {
+    const keys = ids.slice(i, i + 1000);
+    const res = await http.request<{ rows?: Array<{ id?: string; doc?: Record<string, unknown> | null }> }>('POST', `/${encodeURIComponent(db)}/_all_docs?include_docs=true`, {
+      headers,
+      body: JSON.stringify({ keys }),
+    });
+    if (res.status !== 200) throw new Error(`fetching ${keys.length} documents of ${db}: ${res.status} ${JSON.stringify(res.body)}`);
+    for (const row of res.body.rows ?? []) if (row.id && row.doc) docs.set(row.id, row.doc);
+  }
+  return docs;
 }

@@ -1,14 +1,20 @@
-// Feed positions, saved as a _local document of the correlated database:
-// _local documents are not replicated and not in _changes, and a small
-// document (positions only, never engine state) stays far below CouchDB's
-// 8 MB limit. Engine state is rebuilt by re-reading from these positions.
+// The checkpoint, a _local document of the correlated database (not
+// replicated, not in _changes): each feed's position and next index, and a
+// snapshot of the engine's state as document ids (the documents themselves
+// are fetched again on restart). With the default buffers the snapshot is
+// a few MB at most, below CouchDB's 8 MB document limit; save() refuses a
+// larger one rather than fail half-way.
 import type { CouchHttp } from '../../lib/couch/http.js';
-import type { Side } from '../engine/types.js';
+import type { EngineSnapshot, Side } from '../engine/types.js';
 
 export interface Checkpoint {
-  feeds: Record<Side, { db: string; since: string }>;
+  feeds: Record<Side, { db: string; since: string; next_index: number }>;
+  state: EngineSnapshot;
   saved_at: string;
 }
+
+/** CouchDB 3's default max_document_size is 8 MB; stay clear of it. */
+export const MAX_CHECKPOINT_BYTES = 7_500_000;
 
 export class CheckpointStore {
   private rev: string | undefined;
@@ -29,11 +35,14 @@ export class CheckpointStore {
     if (res.status === 404) return null;
     if (res.status !== 200) throw new Error(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
     this.rev = res.body._rev;
-    return { feeds: res.body.feeds, saved_at: res.body.saved_at };
+    return { feeds: res.body.feeds, state: res.body.state, saved_at: res.body.saved_at };
   }
 
   async save(cp: Checkpoint): Promise<void> {
     const body = JSON.stringify({ ...cp, ...(this.rev ? { _rev: this.rev } : {}) });
+    if (body.length > MAX_CHECKPOINT_BYTES) {
+      throw new Error(`the checkpoint would be ${body.length} bytes, above ${MAX_CHECKPOINT_BYTES}: lower correlator.buffers`);
+    }
     let res = await this.http.request<{ rev?: string }>('PUT', this.path, { headers: this.headers, body });
     if (res.status === 409) {
       // Someone else (an earlier run) moved it: take its revision and write ours.

@@ -439,60 +439,50 @@ describe('CorrelationEngine: out-of-order events', () => {
   });
 });
 
-describe('CorrelationEngine: ids, replayFrom, oldestNeeded', () => {
+describe('CorrelationEngine: ids and state snapshots', () => {
   test('output ids are A-<doc id> for every A output and B-<doc id> for orphan Bs', () => {
     const r = run(config(), [B('k1', 0), A('k1', 10), A('k2', 20), B('k3', 30)]);
     const ids = Object.fromEntries(r.all.map((o) => [summary(o), o.id]));
     assert.deepEqual(ids, { 'a0+b0#1': 'A-a0', 'a1 orphan': 'A-a1', 'b1 orphan': 'B-b1' });
   });
 
-  test('replayFrom: correlated = first matched A of that B (or this A) and the B; orphans = their own index', () => {
-    const r = run(config(), [
-      B('k2', 0), // b0, orphan
-      B('k1', 10), // b1
-      A('k1', 20), // a0 -> b1 (first match)
-      A('k4', 30), // a1 orphan
-      A('k1', 40), // a2 -> b1, keep-alive: rebuilding its count needs a0 again
-    ]);
-    const by = Object.fromEntries(r.all.map((o) => [o.id, o.replayFrom]));
-    assert.deepEqual(by, { 'A-a0': { A: 0, B: 1 }, 'A-a1': { A: 1 }, 'A-a2': { A: 0, B: 1 }, 'B-b0': { B: 0 } });
-  });
-
-  test('replayFrom when the B came after waiting As: the oldest of them', () => {
-    const r = run(config(), [A('k2', 0), A('k1', 10), A('k1', 20), B('k1', 30), A('k1', 40)]);
-    const by = Object.fromEntries(r.all.map((o) => [o.id, o.replayFrom]));
-    assert.deepEqual(by['A-a1'], { A: 1, B: 0 });
-    assert.deepEqual(by['A-a2'], { A: 1, B: 0 });
-    assert.deepEqual(by['A-a3'], { A: 1, B: 0 });
-  });
-
-  test('replayFrom in one_to_one is the A itself and the B', () => {
-    const r = run(config({ mode: 'one_to_one' }), [A('k2', 0), B('k1', 5), A('k1', 10)]);
-    assert.deepEqual(r.all.find((o) => o.id === 'A-a1')?.replayFrom, { A: 1, B: 0 });
-  });
-
-  test('oldestNeeded follows what the engine holds, and is Infinity once everything expired', () => {
+  test('exportState lists what the engine holds, by feed index and document id, as JSON', () => {
     const engine = new CorrelationEngine(config({ networkTtlMs: 5000 }));
     const f = new Feeds();
-    assert.equal(engine.oldestNeeded('A'), Infinity);
-    assert.equal(engine.oldestNeeded('B'), Infinity);
-    engine.push(f.event('A', 'k2', 0)); // a0 waiting for release
-    assert.equal(engine.oldestNeeded('A'), 0, 'an unreleased event is needed');
+    assert.deepEqual(engine.exportState(), { v: 1, progress: { A: null, B: null }, releasedUpTo: null, waiting: [], pendingA: [], networkB: [] });
+    engine.push(f.event('A', 'k2', 0)); // a0
     engine.push(f.event('B', 'k1', 0)); // b0
     engine.push(f.event('A', 'k1', 100)); // a1 -> b0
-    engine.push(f.event('B', 'k3', 200)); // releases up to 100
-    assert.equal(engine.oldestNeeded('A'), 0, 'a0 is pending (orphan delay)');
-    assert.equal(engine.oldestNeeded('B'), 0, 'b0 is kept alive');
-    engine.advance('A', T0 + 600);
-    engine.advance('B', T0 + 600); // a0 is an orphan now; b0 alive until 5100
-    assert.deepEqual(summaries(engine.drain()), ['a0 orphan', 'a1+b0#1']);
-    assert.equal(engine.oldestNeeded('A'), 1, 'b0 needs its first matched A to rebuild keepalives');
-    assert.equal(engine.oldestNeeded('B'), 0);
-    engine.advance('A', T0 + 5101);
-    engine.advance('B', T0 + 5101);
-    assert.deepEqual(summaries(engine.drain()), ['b1 orphan']);
-    assert.equal(engine.oldestNeeded('A'), Infinity);
-    assert.equal(engine.oldestNeeded('B'), Infinity);
+    engine.push(f.event('B', 'k3', 200)); // b1, not released yet
+    const snap = engine.exportState();
+    assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap, 'survives JSON');
+    assert.deepEqual(snap.pendingA, [[0, 'a0']], 'a0 waits for a B (orphan delay)');
+    assert.deepEqual(snap.networkB, [[0, 'b0', T0 + 100, 1]], 'b0 kept alive after its first match');
+    assert.deepEqual(snap.waiting, [['B', 1, 'b1']]);
+    assert.equal(snap.progress.A, T0 + 100);
+  });
+
+  test('a restored engine decides the rest exactly as the original', () => {
+    const f = new Feeds();
+    const events = [f.event('A', 'k2', 0), f.event('B', 'k1', 0), f.event('A', 'k1', 100), f.event('B', 'k3', 200), f.event('A', 'k1', 3000), f.event('A', 'k3', 3100)];
+    const cfg = config({ networkTtlMs: 5000 });
+    const original = new CorrelationEngine(cfg);
+    for (const ev of events.slice(0, 4)) original.push(ev);
+    original.drain();
+    const snap = JSON.parse(JSON.stringify(original.exportState()));
+    const restored = CorrelationEngine.restore(cfg, snap, (side, index) => events.find((e) => e.side === side && e.index === index));
+    for (const ev of events.slice(4)) {
+      original.push(ev);
+      restored.push(ev);
+    }
+    for (const e of [original, restored]) {
+      e.advance('A', T0 + 20_000);
+      e.advance('B', T0 + 20_000);
+    }
+    const after = original.drain();
+    assert.deepEqual(summaries(after), ['a0 orphan', 'a2+b0#2', 'a3 orphan', 'b1 orphan']);
+    assert.deepEqual(restored.drain(), after);
+    assert.deepEqual(restored.exportState(), original.exportState());
   });
 });
 
@@ -726,8 +716,6 @@ describe('CorrelationEngine: generated traffic', () => {
     test(`feeds progressing at different speeds give the same outputs: ${name}`, () => {
       const r = runPushes(GEN_CFG, plan(traffic));
       assertSameOutputs(byId(r.outputs, name), refById, name);
-      // replayFrom is part of the contract with the checkpoint: it must not depend on the interleaving either.
-      for (const o of r.outputs) assert.deepEqual(o.replayFrom, refById.get(o.id)!.replayFrom, `${name}: replayFrom of ${o.id}`);
       assert.deepEqual(r.engine.counters, reference.engine.counters, `${name}: counters`);
     });
   }
@@ -741,35 +729,32 @@ describe('CorrelationEngine: generated traffic', () => {
 });
 
 // ---------------------------------------------------------------------------
-// Restart: a checkpoint per feed at min(oldestNeeded, replayFrom of outputs
-// not yet acknowledged); a fresh engine replays each feed from there. What
-// was acknowledged before plus what the fresh engine emits must be exactly
-// the uninterrupted run, and an id emitted twice must carry the same record
-// (the sinks rely on "writing it twice is harmless").
+// Restart: the pipeline saves the engine's state (exportState) with the feed
+// positions once every output before that point is acknowledged; after a
+// crash, a restored engine reads on from those positions. Outputs made after
+// the snapshot come out again and must be identical (the sinks rely on
+// "writing it twice is harmless"); the union must be the uninterrupted run.
 
-interface RestartResult {
-  union: Map<string, Output>;
-  safe: Record<Side, number>;
-}
-
-function restart(cfg: EngineConfig, tr: Traffic, cut: Record<Side, number>, unacked: number, what: string): RestartResult {
+function restartFromSnapshot(cfg: EngineConfig, tr: Traffic, snapAt: Record<Side, number>, crashAt: Record<Side, number>, what: string): Map<string, Output> {
+  const all = [...tr.A, ...tr.B];
   const first = new CorrelationEngine(cfg);
-  for (const p of byTime({ A: tr.A.slice(0, cut.A), B: tr.B.slice(0, cut.B) }, 0, 0)) if ('push' in p) first.push(p.push);
-  const before = first.drain();
-  const acked = before.slice(0, Math.max(0, before.length - unacked));
-  const notAcked = before.slice(acked.length);
-  const safe = {} as Record<Side, number>;
-  for (const side of ['A', 'B'] as const) {
-    safe[side] = Math.min(cut[side], first.oldestNeeded(side), ...notAcked.map((o) => o.replayFrom[side] ?? Infinity));
-  }
-  const second = runPushes(cfg, byTime({ A: tr.A.slice(safe.A), B: tr.B.slice(safe.B) }, 0, 0));
-  const union = byId(acked, `${what}: before the restart`);
-  for (const o of second.outputs) {
-    const had = union.get(o.id);
-    if (had) assert.deepEqual({ kind: o.kind, record: o.record }, { kind: had.kind, record: had.record }, `${what}: ${o.id} re-decided differently after the restart (safe A=${safe.A}, B=${safe.B})`);
+  for (const p of byTime({ A: tr.A.slice(0, snapAt.A), B: tr.B.slice(0, snapAt.B) }, 0, 0)) if ('push' in p) first.push(p.push);
+  const acked = first.drain();
+  const snap = JSON.parse(JSON.stringify(first.exportState()));
+  // The first run goes on until the crash; what it wrote after the snapshot may or may not have landed.
+  for (const p of byTime({ A: tr.A.slice(snapAt.A, crashAt.A), B: tr.B.slice(snapAt.B, crashAt.B) }, 0, 0)) if ('push' in p) first.push(p.push);
+  const lost = byId(first.drain(), `${what}: after the snapshot`);
+  const second = CorrelationEngine.restore(cfg, snap, (side, index) => all.find((e) => e.side === side && e.index === index));
+  for (const p of byTime({ A: tr.A.slice(snapAt.A), B: tr.B.slice(snapAt.B) }, 0, 0)) if ('push' in p) second.push(p.push);
+  second.advance('A', Number.MAX_SAFE_INTEGER);
+  second.advance('B', Number.MAX_SAFE_INTEGER);
+  const union = byId(acked, `${what}: before the snapshot`);
+  for (const o of second.drain()) {
+    const had = lost.get(o.id) ?? union.get(o.id);
+    if (had) assert.deepEqual({ kind: o.kind, record: o.record }, { kind: had.kind, record: had.record }, `${what}: ${o.id} decided differently after the restart`);
     union.set(o.id, o);
   }
-  return { union, safe };
+  return union;
 }
 
 describe('CorrelationEngine: restart from a checkpoint', () => {
@@ -782,62 +767,26 @@ describe('CorrelationEngine: restart from a checkpoint', () => {
     const cfg = config();
     const reference = byId(runPushes(cfg, byTime(tr, 0, 0)).outputs, 'uninterrupted');
     assert.deepEqual([...reference.values()].map(summary).sort(), ['a0 orphan', 'a1+b1#1', 'a2+b1#2', 'a3+b2#1', 'a4+b1#3', 'a5+b1#4', 'b0 orphan', 'b3 orphan']);
-    // Stopped with a0..a3 and b0..b2 read (watermark 700): a1, a2 matched b1
-    // (kept alive), a3 waits for b2, the two orphans are out.
-    const r = restart(cfg, tr, { A: 4, B: 3 }, 0, 'keep-alive');
-    assert.deepEqual(r.safe, { A: 1, B: 1 }, "b1's first matched A, and b1 itself");
-    assertSameOutputs(r.union, reference, 'keep-alive restart');
+    const union = restartFromSnapshot(cfg, tr, { A: 4, B: 3 }, { A: 5, B: 3 }, 'keep-alive');
+    assertSameOutputs(union, reference, 'keep-alive restart');
   });
 
-  test('restart with unacknowledged outputs: they come out again, identical', () => {
-    const f = new Feeds();
-    const tr: Traffic = {
-      B: [f.event('B', 'k3', -5000), f.event('B', 'k1', 0), f.event('B', 'k2', 100), f.event('B', 'k4', 5000)],
-      A: [f.event('A', 'k4', -5000), f.event('A', 'k2', 150), f.event('A', 'k1', 200), f.event('A', 'k3', 300), f.event('A', 'k4', 5100)],
-    };
-    const cfg = config({ networkTtlMs: 1000 });
-    const reference = byId(runPushes(cfg, byTime(tr, 0, 0)).outputs, 'uninterrupted');
-    assert.deepEqual([...reference.values()].map(summary).sort(), ['a0 orphan', 'a1+b2#1', 'a2+b1#1', 'a3 orphan', 'a4+b3#1', 'b0 orphan']);
-    // Watermark 300: the two orphans (acknowledged) and a1, a2 (not acknowledged) are out.
-    const r = restart(cfg, tr, { A: 4, B: 4 }, 2, 'unacked');
-    assert.deepEqual(r.safe, { A: 1, B: 1 });
-    assertSameOutputs(r.union, reference, 'unacked restart');
-  });
-
-  // The checkpoint must also cover As that were already decided but are
-  // re-read because something older holds the checkpoint back. Here b1 (k2)
-  // is still kept alive, so the A checkpoint is its first match a1; a2 (k1),
-  // re-read from there, had matched b0, which has expired and is below the
-  // B checkpoint: the fresh engine cannot decide a2 the same way.
-  test('an already-decided A that is re-read after the restart is decided the same way (one_to_many)', () => {
+  // The cases that re-reading from the oldest held event got wrong: an A
+  // whose B expired behind the checkpoint, a B consumed in one_to_one.
+  test('an A decided before the snapshot is not decided again (one_to_many, expired B)', () => {
     const f = new Feeds();
     const tr: Traffic = {
       B: [f.event('B', 'k1', 0), f.event('B', 'k2', 200)],
       A: [f.event('A', 'k1', 100), f.event('A', 'k2', 300), f.event('A', 'k1', 400), f.event('A', 'k2', 1300)],
     };
-    // TTL 1 s: b0 (last match 400) expires at 1400; b1 (last match 1300) lives on.
     const cfg = config({ networkTtlMs: 1000 });
     const reference = byId(runPushes(cfg, byTime(tr, 0, 0)).outputs, 'uninterrupted');
     assert.deepEqual([...reference.values()].map(summary).sort(), ['a0+b0#1', 'a1+b1#1', 'a2+b0#2', 'a3+b1#2']);
-    const first = new CorrelationEngine(cfg);
-    for (const p of byTime(tr, 0, 0)) if ('push' in p) first.push(p.push);
-    first.advance('A', T0 + 1500);
-    first.advance('B', T0 + 1500);
-    const union = byId(first.drain(), 'before');
-    const safe = { A: first.oldestNeeded('A'), B: first.oldestNeeded('B') };
-    for (const o of runPushes(cfg, byTime({ A: tr.A.slice(safe.A), B: tr.B.slice(safe.B) }, 0, 0)).outputs) {
-      const had = union.get(o.id);
-      if (had) assert.equal(summary(o), summary(had), `${o.id} re-decided after restarting at A=${safe.A}, B=${safe.B}`);
-      union.set(o.id, o);
-    }
-    assertSameOutputs(union, reference, `one_to_many restart at A=${safe.A}, B=${safe.B}`);
+    assertSameOutputs(restartFromSnapshot(cfg, tr, { A: 3, B: 2 }, { A: 4, B: 2 }, 'expired B'), reference, 'one_to_many');
   });
 
-  test('an already-decided A that is re-read after the restart is decided the same way (one_to_one)', () => {
+  test('a B consumed before the snapshot is not given to another A (one_to_one)', () => {
     const f = new Feeds();
-    // b0 (k2) is unmatched and alive, so the B checkpoint stays at 0 and b1
-    // is re-read; a0 consumed b1 and is acknowledged; a1 (same key) was
-    // waiting for a B when the engine stopped.
     const tr: Traffic = {
       B: [f.event('B', 'k2', 0), f.event('B', 'k1', 10)],
       A: [f.event('A', 'k1', 20), f.event('A', 'k1', 30)],
@@ -845,37 +794,21 @@ describe('CorrelationEngine: restart from a checkpoint', () => {
     const cfg = config({ mode: 'one_to_one' });
     const reference = byId(runPushes(cfg, byTime(tr, 0, 0)).outputs, 'uninterrupted');
     assert.deepEqual([...reference.values()].map(summary).sort(), ['a0+b1#1', 'a1 orphan', 'b0 orphan']);
-    const first = new CorrelationEngine(cfg);
-    for (const p of byTime(tr, 0, 0)) if ('push' in p) first.push(p.push);
-    first.advance('A', T0 + 100);
-    first.advance('B', T0 + 100);
-    const acked = first.drain();
-    assert.deepEqual(acked.map(summary), ['a0+b1#1']);
-    const safe = { A: first.oldestNeeded('A'), B: first.oldestNeeded('B') };
-    const union = byId(acked, 'before');
-    for (const o of runPushes(cfg, byTime({ A: tr.A.slice(safe.A), B: tr.B.slice(safe.B) }, 0, 0)).outputs) {
-      const had = union.get(o.id);
-      if (had) assert.equal(summary(o), summary(had), `${o.id} re-decided differently`);
-      union.set(o.id, o);
-    }
-    assertSameOutputs(union, reference, `one_to_one restart at A=${safe.A}, B=${safe.B}`);
+    assertSameOutputs(restartFromSnapshot(cfg, tr, { A: 1, B: 2 }, { A: 2, B: 2 }, 'consumed B'), reference, 'one_to_one');
   });
 
   const traffic = generateTraffic(4242, 160, GEN_CFG);
   const reference = byId(runPushes(GEN_CFG, byTime(traffic, 0, 0)).outputs, 'uninterrupted');
-  const cuts: [string, number, number][] = [
-    ['half of each feed', 0.5, 0.5],
-    ['A feed ahead', 0.6, 0.35],
-    ['B feed ahead', 0.3, 0.55],
+  const cuts: [string, number, number, number][] = [
+    ['half of each feed', 0.5, 0.5, 0.1],
+    ['A feed ahead', 0.6, 0.35, 0.2],
+    ['B feed ahead', 0.3, 0.55, 0.05],
   ];
-  for (const [name, fa, fb] of cuts) {
-    for (const unacked of [0, 7]) {
-      test(`generated traffic, restart with ${name}, ${unacked} outputs unacknowledged: same records as one run`, () => {
-        const cut = { A: Math.floor(traffic.A.length * fa), B: Math.floor(traffic.B.length * fb) };
-        const r = restart(GEN_CFG, traffic, cut, unacked, name);
-        assert.ok(r.safe.A < cut.A || r.safe.B < cut.B, 'the checkpoint is behind the read position (something is replayed)');
-        assertSameOutputs(r.union, reference, `${name}, restart at A=${r.safe.A}, B=${r.safe.B}`);
-      });
-    }
+  for (const [name, fa, fb, more] of cuts) {
+    test(`generated traffic, snapshot with ${name}, crash later: same records as one run`, () => {
+      const snapAt = { A: Math.floor(traffic.A.length * fa), B: Math.floor(traffic.B.length * fb) };
+      const crashAt = { A: Math.min(traffic.A.length, snapAt.A + Math.floor(traffic.A.length * more)), B: Math.min(traffic.B.length, snapAt.B + Math.floor(traffic.B.length * more)) };
+      assertSameOutputs(restartFromSnapshot(GEN_CFG, traffic, snapAt, crashAt, name), reference, name);
+    });
   }
 });
