@@ -4,7 +4,7 @@
 // 443, a self-signed certificate made with openssl, and every path nginx
 // writes (pid, temporary files, logs) inside a temporary folder.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
@@ -109,6 +109,14 @@ export async function startNginx(dir: string, confFile: string, ports: number[])
   child.stderr!.on('data', (d) => (output += d));
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
   const deadline = Date.now() + 10_000;
+  // nginx writes its pid file only once every listen socket is bound: a
+  // port answering before that may belong to another process.
+  const pidFile = join(dir, 'nginx.pid');
+  while (!(existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() === String(child.pid))) {
+    if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`nginx did not start in 10 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   for (const port of ports) {
     while (!(await accepts(port))) {
       if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}:\n${output}`);
@@ -192,6 +200,8 @@ export function rawRequest(
       },
     );
     req.on('error', fail);
+    // A hung answer fails the test with its request instead of stalling the run.
+    req.setTimeout(30_000, () => req.destroy(new Error(`no answer in 30 s: ${init.method ?? 'GET'} ${url}${init.path}`)));
     req.end(init.body);
   });
 }

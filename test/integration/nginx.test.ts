@@ -112,6 +112,7 @@ function rawTls(p: number, bytes: string): Promise<string> {
     socket.on('data', (d: Buffer) => (answer += d.toString('utf8')));
     socket.on('end', () => ok(answer));
     socket.on('error', fail);
+    socket.setTimeout(30_000, () => socket.destroy(new Error('no answer in 30 s')));
   });
 }
 
