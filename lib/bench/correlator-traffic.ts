@@ -13,6 +13,7 @@
 //    mod_reqin_log writes them), B timestamps milliseconds;
 //  - each feed is in time order up to a small local disorder (ingestion),
 //    far below the correlator's reorder slack.
+import { mulberry32 } from './prng.js';
 
 export type TrafficDoc = Record<string, unknown> & { timestamp: number };
 
@@ -39,16 +40,7 @@ export interface Traffic {
   lastMs: number;
 }
 
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 const PROFILES = [
   { ua: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36', ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', ja3: 'cd08e31494f9531f560d64c695473da9', alpn: 'h2', tls: '1.3', ttl: 128, win: 64240 },

@@ -16,6 +16,7 @@ import { engineConfig } from '../../correlator/engine/engine-config.js';
 import { IpFilter } from '../../correlator/engine/ip-filter.js';
 import { toEvent, type Change, type NormalizeRules } from '../../correlator/engine/normalize.js';
 import type { EngineConfig, EngineCounters, InputEvent, Side } from '../../correlator/engine/types.js';
+import { mulberry32 } from './prng.js';
 
 export interface EngineBenchOptions {
   /** A and B events in total (approximately: whole connections are generated). */
@@ -57,16 +58,6 @@ export interface EngineBenchReport {
   ratio: number;
 }
 
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Value pools: real logs repeat user agents, hosts, fingerprints; paths,
 // request ids and ports vary per request.

@@ -8,14 +8,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { loadConfig, ensureSecrets } from '../config/load.js';
-import { basicAuth } from '../couch/basic-auth.js';
-import { loggerOptions } from '../logger.js';
-import { startEmbeddedCouch } from '../commands/couchdb.js';
-import { runSetup } from '../setup/run-setup.js';
-import { buildApp } from '../../server/app.js';
 import { runLoad, type LoadResult } from './load.js';
+import { startBenchStack } from './bench-stack.js';
 
 export interface IngressBenchOptions {
   singles: number;
@@ -36,19 +30,9 @@ const doc = (i: number) => ({ date: '2017-06-14', hour: '17:16:12,329', process:
 
 export async function benchIngress(o: IngressBenchOptions, progress: (line: string) => void): Promise<IngressBenchReport> {
   const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-'));
-  const env = { COUCHLOG_DATA: dataDir, COUCHLOG_COUCHDB_PORT: String(o.couchPort), COUCHLOG_INGRESS_PORT: String(o.ingressPort), COUCHLOG_LOG_LEVEL: 'info' };
-  const { config } = loadConfig({ env, cwd: dataDir });
-  config.apps = Object.fromEntries(['warmup', 'single_direct', 'single_ingress', 'bulk_direct', 'bulk_ingress'].map((app) => [app, { reports: [] }]));
-  ensureSecrets(config);
-  // Request logs are written (at info, as in production) but to /dev/null.
-  const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));
-  const couch = await startEmbeddedCouch(config, logger);
-  const app = await buildApp(config, { logger });
+  const stack = await startBenchStack({ dataDir, apps: ['warmup', 'single_direct', 'single_ingress', 'bulk_direct', 'bulk_ingress'], couchPort: o.couchPort, ingressPort: o.ingressPort });
+  const { couch, ingressUrl, writer } = stack;
   try {
-    await runSetup(config);
-    await app.listen({ host: '127.0.0.1', port: o.ingressPort });
-    const ingressUrl = `http://127.0.0.1:${o.ingressPort}`;
-    const writer = { authorization: basicAuth(config.users.writer.user, config.users.writer.password!), 'content-type': 'application/json' };
     const anon = { 'content-type': 'application/json' };
 
     const single = (url: string, db: string, headers: Record<string, string>) =>
@@ -76,8 +60,7 @@ export async function benchIngress(o: IngressBenchOptions, progress: (line: stri
       bulk: { direct: bulkDirect, ingress: bulkIngress, ratio: bulkIngress.docsPerSecond / bulkDirect.docsPerSecond },
     };
   } finally {
-    await app.close();
-    await couch.stop();
+    await stack.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

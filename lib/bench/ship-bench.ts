@@ -18,16 +18,10 @@ import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
-import { loadConfig, ensureSecrets } from '../config/load.js';
-import { basicAuth } from '../couch/basic-auth.js';
-import { loggerOptions } from '../logger.js';
-import { startEmbeddedCouch } from '../commands/couchdb.js';
-import { runSetup } from '../setup/run-setup.js';
-import { buildApp } from '../../server/app.js';
 import { LineFormatter } from '../jsonformat/line-formatter.js';
 import { docId, sourceKey, withId } from '../shipper/doc-id.js';
 import { runLoad, type LoadResult } from './load.js';
+import { startBenchStack } from './bench-stack.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 const JSONFORMAT = join(ROOT, 'dist/scripts/jsonformat.js');
@@ -181,18 +175,9 @@ export async function benchShip(o: ShipBenchOptions, progress: (line: string) =>
 }
 
 async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (line: string) => void): Promise<ShipBenchReport['ship']> {
-  const dataDir = join(dir, 'data');
-  const env = { COUCHLOG_DATA: dataDir, COUCHLOG_COUCHDB_PORT: String(o.couchPort), COUCHLOG_INGRESS_PORT: String(o.ingressPort), COUCHLOG_LOG_LEVEL: 'info' };
-  const { config } = loadConfig({ env, cwd: dir });
-  config.apps = Object.fromEntries(['warmup', 'direct1', 'direct2', 'ship1', 'ship2'].map((app) => [app, { reports: [] }]));
-  ensureSecrets(config);
-  const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));
-  const couch = await startEmbeddedCouch(config, logger);
-  const app = await buildApp(config, { logger });
+  const stack = await startBenchStack({ dataDir: join(dir, 'data'), apps: ['warmup', 'direct1', 'direct2', 'ship1', 'ship2'], couchPort: o.couchPort, ingressPort: o.ingressPort });
+  const { couch, ingressUrl, writer } = stack;
   try {
-    await runSetup(config);
-    await app.listen({ host: '127.0.0.1', port: o.ingressPort });
-    const ingressUrl = `http://127.0.0.1:${o.ingressPort}`;
     const file = join(dir, 'fail2ban.log');
     const text = Array.from({ length: o.shipLines }, (_, n) => `${fail2banLine(n)}\n`);
     const fd = openSync(file, 'w');
@@ -209,7 +194,6 @@ async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (li
       offset += Buffer.byteLength(line);
       return doc;
     });
-    const writer = { authorization: basicAuth(config.users.writer.user, config.users.writer.password!), 'content-type': 'application/json' };
     const requests = Math.ceil(docs.length / o.batchSize);
     const bodyOf = (i: number) => `{"docs":[${docs.slice(i * o.batchSize, (i + 1) * o.batchSize).join(',')}]}`;
 
@@ -241,8 +225,7 @@ async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (li
     const shipRate = mean(shipRuns.map((r) => r.docsPerSecond));
     return { docs: docs.length, direct: { runs: directRuns, docsPerSecond: directRate }, ship: { runs: shipRuns, docsPerSecond: shipRate }, ratio: shipRate / directRate };
   } finally {
-    await app.close();
-    await couch.stop();
+    await stack.stop();
   }
 }
 

@@ -14,6 +14,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CorrelationEngine } from '../../correlator/engine/engine.js';
 import type { EngineConfig, EngineCounters, InputEvent, Output, Side } from '../../correlator/engine/types.js';
+import { mulberry32 } from '../../lib/bench/prng.js';
 
 /** Noon, 2024-01-01 UTC: keeps record timestamps readable when a test prints them. */
 const T0 = Date.UTC(2024, 0, 1, 12);
@@ -494,16 +495,6 @@ describe('CorrelationEngine: ids and state snapshots', () => {
 
 const GEN_CFG = config({ windowMs: 2000, apacheEmitDelayMs: 800, networkTtlMs: 6000, reorderSlackMs: 400, maxHttpItems: 5000, maxNetworkItems: 5000 });
 
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Traffic {
   A: InputEvent[];
