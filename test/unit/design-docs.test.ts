@@ -129,7 +129,7 @@ describe('validate_doc_update (serialized)', () => {
     forbiddenReason(verdict({ _id: stored._id, _rev: '1-abc', _deleted: true }, stored, WRITER));
   });
 
-  test('a deletion stub for a document that does not exist is refused', () => {
+  test('a deletion marker for a document that does not exist is refused', () => {
     const reason = forbiddenReason(verdict({ _id: 'ghost', _deleted: true }, null, WRITER));
     assert.match(reason, /deleted/);
     assert.ok(!reason.startsWith(EXISTS_REASON_PREFIX), 'not a conflict: nothing exists');
