@@ -39,8 +39,10 @@ export function epochMs(n: number): number {
   const a = Math.abs(n);
   if (a < 1e11) return Math.round(n * 1e6) / 1e3;
   if (a < 1e14) return n;
-  if (a < 1e17) return Math.floor(n / 1e3);
-  return Math.floor(n / 1e6);
+  // Through whole microseconds first: a nanosecond count above 2^53 is not
+  // exact in a double, and flooring its noise could lose a millisecond.
+  if (a < 1e17) return Math.floor(Math.round(n) / 1e3);
+  return Math.floor(Math.round(n / 1e3) / 1e3);
 }
 
 /** Event time: `timestamp` (epoch number), else `time` (RFC 3339), else the ingress's `received_at`. */
