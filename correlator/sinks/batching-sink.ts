@@ -11,6 +11,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { CorrelatorMetrics } from '../metrics.js';
 import type { FailureKind, Sink, SinkRecord } from './sink.js';
 import { DeadLetterFile } from './dead-letter-file.js';
+import { backoffDelay } from '../../lib/backoff.js';
 
 export interface BatchingOptions {
   batchSize: number;
@@ -112,8 +113,8 @@ export class BatchingSink implements Sink {
 
   /** Delivers the batch, or dead-letters the records that can never be delivered. */
   private async deliverWithRetry(batch: SinkRecord[]): Promise<void> {
-    let delay = this.opts.retryInitialMs;
-    for (;;) {
+    const backoff = { baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs };
+    for (let attempt = 0; ; attempt++) {
       try {
         await this.delivery.deliver(batch);
         if (this.failingSince !== null) this.log.info({ sink: this.name }, 'sink recovered');
@@ -128,9 +129,9 @@ export class BatchingSink implements Sink {
         }
         this.failingSince ??= Date.now();
         this.metrics.sinkRetries.inc({ sink: this.name });
-        this.log.warn({ sink: this.name, err: (err as Error).message, retryInMs: delay, records: batch.length }, 'sink write failed; retrying');
-        await sleep(delay * (0.5 + Math.random() / 2));
-        delay = Math.min(delay * 2, this.opts.retryMaxMs);
+        const delay = backoffDelay(attempt, backoff);
+        this.log.warn({ sink: this.name, err: (err as Error).message, retryInMs: Math.round(delay), records: batch.length }, 'sink write failed; retrying');
+        await sleep(delay);
       }
     }
   }

@@ -5,7 +5,7 @@
 import { Pool, errors as undiciErrors } from 'undici';
 import { basicAuth } from '../couch/basic-auth.js';
 import { CommandError } from '../errors.js';
-import { retryAfterMs } from './backoff.js';
+import { retryAfterMs } from '../backoff.js';
 
 export type DocResult = { kind: 'stored' } | { kind: 'exists' } | { kind: 'retry'; reason: string } | { kind: 'rejected'; error: string; reason: string };
 

@@ -12,7 +12,7 @@
 // - after the first failure no new batch starts and sleeping retries stop.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError } from '../errors.js';
-import { backoffDelay, type BackoffOptions } from './backoff.js';
+import { backoffDelay, type BackoffOptions } from '../backoff.js';
 import type { IngressClient } from './ingress-client.js';
 
 export interface OutDoc<U> {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AckTracker } from '../../lib/shipper/ack-tracker.js';
 import { Batcher } from '../../lib/shipper/batcher.js';
-import { backoffDelay, retryAfterMs } from '../../lib/shipper/backoff.js';
+import { backoffDelay, retryAfterMs } from '../../lib/backoff.js';
 import { docId, sourceKey, withId } from '../../lib/shipper/doc-id.js';
 import { classify, parseTarget } from '../../lib/shipper/ingress-client.js';
 import { planPath, type FileStat, type FsView } from '../../lib/shipper/rotation.js';
