@@ -100,7 +100,7 @@ const integer = (flag: string) => (value: string) => {
 
 program
   .command('report <view>')
-  .description('print a report view (attacks, attackers, attackers_by_ip, by_time) as a table, CSV or JSON')
+  .description('print a report view as a table, CSV or JSON (by_time; fail2ban: attacks, attackers, attackers_by_ip; correlated: attacks, attackers, by_ja4, orphans)')
   .requiredOption('--app <app>', 'the app whose log_<app> database to read')
   .option('--group-level <n>', 'how many key parts to group by (default: all)', integer('--group-level'))
   .addOption(new Option('--format <format>', 'output format').choices(['table', 'csv', 'json']).default('table'))
