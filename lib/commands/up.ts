@@ -7,7 +7,7 @@ import { relative } from 'node:path';
 import { clickhouseUrl, couchUrl, dbName, ensureSecrets, type Config } from '../config/load.js';
 import { SECRET_KEYS, readSecretsFile } from '../config/secrets.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
-import { startEmbeddedClickhouse } from './clickhouse.js';
+import { startEmbeddedClickhouse, type EmbeddedClickhouseResult } from './clickhouse.js';
 import type { Logger } from '../logger.js';
 import { runSetup } from '../setup/run-setup.js';
 import { startEmbeddedCouch } from './couchdb.js';
@@ -27,9 +27,20 @@ export async function up(config: Config, logger: Logger): Promise<Running> {
     for (const part of stack.reverse()) await part.stop();
   };
   try {
-    if (config.couchdb.url === null) stack.push(await startEmbeddedCouch(config, logger));
-    const ch = await startEmbeddedClickhouse(config, logger);
-    if (ch.server) stack.push(ch.server);
+    // ClickHouse starts alongside CouchDB (a cold start of its libraries
+    // can take many seconds). It only feeds the correlator's analytics
+    // sink, so when it cannot start, intake still comes up and the banner
+    // says why the ClickHouse sink is off.
+    const starting = startEmbeddedClickhouse(config, logger).catch(
+      (err: Error): EmbeddedClickhouseResult => ({ server: null, reason: `the embedded ClickHouse did not start (${err.message}): the ClickHouse sink is off` }),
+    );
+    try {
+      if (config.couchdb.url === null) stack.push(await startEmbeddedCouch(config, logger));
+    } finally {
+      const started = await starting;
+      if (started.server) stack.unshift(started.server);
+    }
+    const ch = await starting;
     if (ch.reason) logger.warn({ component: 'clickhouse' }, ch.reason);
     const report = await runSetup(config);
     for (const change of report.changes) logger.info({ component: 'setup' }, change);

@@ -56,7 +56,13 @@ export class SupervisedProcess extends EventEmitter {
       throw new CommandError(`${this.spec.probeUrl} already answers: is another couchlog (or server) using its port?`);
     }
     this.spawnChild();
-    await this.waitUntilUp();
+    try {
+      await this.waitUntilUp();
+    } catch (err) {
+      // A server that never answered must not linger holding its ports.
+      await this.stop(2000);
+      throw err;
+    }
   }
 
   private spawnChild(): void {

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { freePort, http, JSON_TYPE } from '../helpers/stack.js';
 import { loadConfig } from '../../lib/config/load.js';
 import { readSecretsFile } from '../../lib/config/secrets.js';
+import { findClickhouseServer } from '../../lib/embedded/clickhouse-server.js';
+import { createServer } from 'node:http';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 const CLI = join(ROOT, 'dist/scripts/couchlog.js');
@@ -20,38 +22,13 @@ describe('couchlog up', () => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   let child: ChildProcess;
-  let output = '';
+  let outputOf: () => string;
   let ingress: string;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
-    const ingressPort = await freePort();
-    env = {
-      ...process.env,
-      COUCHLOG_DATA: join(dir, 'data'),
-      COUCHLOG_INGRESS_PORT: String(ingressPort),
-      COUCHLOG_COUCHDB_PORT: String(await freePort()),
-      // Everything `up` may start gets a port of its own (ClickHouse runs when installed).
-      COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
-      COUCHLOG_CLICKHOUSE_HTTP_PORT: String(await freePort()),
-      COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
-    };
-    delete env.COUCHLOG_CONFIG;
-    ingress = `http://127.0.0.1:${ingressPort}`;
-    child = spawn(process.execPath, [CLI, 'up'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (d) => (output += d));
-    child.stderr!.on('data', (d) => (output += d));
-    await new Promise<void>((ok, fail) => {
-      const timer = setTimeout(() => fail(new Error(`no banner after 60 s:\n${output}`)), 60_000);
-      const check = () => {
-        if (output.includes('Ctrl-C stops everything')) {
-          clearTimeout(timer);
-          ok();
-        }
-      };
-      child.stdout!.on('data', check);
-      child.on('exit', (code) => fail(new Error(`exited ${code}:\n${output}`)));
-    });
+    ({ env, ingress } = await upEnv(dir));
+    ({ child, output: outputOf } = await startUp(dir, env));
   });
   after(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -59,9 +36,9 @@ describe('couchlog up', () => {
   });
 
   test('prints where everything listens and the curl lines to try', () => {
-    assert.match(output, new RegExp(`ingress\\s+${ingress}`));
-    assert.match(output, /curl -X POST http:\/\/127\.0\.0\.1:\d+\/log_appname\/ -d '\{ "foo" : "foo" \}'/);
-    assert.match(output, /secrets\.env/);
+    assert.match(outputOf(), new RegExp(`ingress\\s+${ingress}`));
+    assert.match(outputOf(), /curl -X POST http:\/\/127\.0\.0\.1:\d+\/log_appname\/ -d '\{ "foo" : "foo" \}'/);
+    assert.match(outputOf(), /secrets\.env/);
   });
 
   test('the seed curl checks pass', async () => {
@@ -80,7 +57,7 @@ describe('couchlog up', () => {
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const secrets = readSecretsFile(join(dir, 'data'));
     assert.equal(Object.keys(secrets).length, 3);
-    for (const value of Object.values(secrets)) assert.ok(!output.includes(value), 'a password appeared in the output');
+    for (const value of Object.values(secrets)) assert.ok(!outputOf().includes(value), 'a password appeared in the output');
   });
 
   test('SIGTERM stops everything cleanly', async () => {
@@ -98,6 +75,74 @@ describe('couchlog up', () => {
     const before0 = readSecretsFile(join(dir, 'data'));
     const { config } = loadConfig({ env, cwd: dir });
     assert.equal(config.users.reader.password, before0.COUCHLOG_READER_PASSWORD);
+  });
+});
+
+/** Environment for `couchlog up` in `dir`, every port free. */
+async function upEnv(dir: string): Promise<{ env: NodeJS.ProcessEnv; ingress: string }> {
+  const ingressPort = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    COUCHLOG_DATA: join(dir, 'data'),
+    COUCHLOG_INGRESS_PORT: String(ingressPort),
+    COUCHLOG_COUCHDB_PORT: String(await freePort()),
+    // Everything `up` may start gets a port of its own (ClickHouse runs when installed).
+    COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
+    COUCHLOG_CLICKHOUSE_HTTP_PORT: String(await freePort()),
+    COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
+  };
+  delete env.COUCHLOG_CONFIG;
+  return { env, ingress: `http://127.0.0.1:${ingressPort}` };
+}
+
+/** Starts `couchlog up` and resolves once it has printed its banner. */
+async function startUp(dir: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; output: () => string }> {
+  let output = '';
+  const child = spawn(process.execPath, [CLI, 'up'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  await new Promise<void>((ok, fail) => {
+    // Generous: on a cold machine the first start of each server reads
+    // its binaries from disk while other test files load both cores.
+    const timer = setTimeout(() => fail(new Error(`no banner after 180 s:\n${output}`)), 180_000);
+    const check = () => {
+      if (output.includes('Ctrl-C stops everything')) {
+        clearTimeout(timer);
+        ok();
+      }
+    };
+    child.stdout!.on('data', check);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`exited ${code}:\n${output}`));
+    });
+  });
+  return { child, output: () => output };
+}
+
+describe('couchlog up when ClickHouse cannot start', () => {
+  test('intake still comes up, and the banner says why the ClickHouse sink is off', async (t) => {
+    if (!findClickhouseServer()) return t.skip('clickhouse-server is not installed');
+    const dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
+    const { env, ingress } = await upEnv(dir);
+    // Something else already answers on ClickHouse's port.
+    const squatter = createServer((_req, res) => res.end('not ClickHouse'));
+    await new Promise<void>((ok) => squatter.listen(Number(env.COUCHLOG_CLICKHOUSE_HTTP_PORT), '127.0.0.1', ok));
+    const { child, output } = await startUp(dir, env);
+    try {
+      assert.match(output(), /ClickHouse off: the embedded ClickHouse did not start \(.*already answers.*\): the ClickHouse sink is off/);
+      const post = await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{ "foo" : "foo" }' });
+      assert.equal(post.status, 201);
+      const code = await new Promise<number | null>((ok) => {
+        child.on('exit', (c) => ok(c));
+        child.kill('SIGTERM');
+      });
+      assert.equal(code, 0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      squatter.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
