@@ -3,6 +3,8 @@
 // append-only both through the ingress and directly against CouchDB.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { startStack, http, countDocs, JSON_TYPE, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
@@ -199,6 +201,25 @@ describe('append-only', () => {
     assert.equal(del.status, 403);
     const post = await http(`${stack.url}/log_appname`, { method: 'POST', headers, body: JSON.stringify({ _id: id, _rev: rev, keep: 'changed' }) });
     assert.equal(post.status, 403);
+  });
+
+  test('a mixed _bulk_docs is validated document by document (patched PouchDB validation: design documents read once per bulk)', async () => {
+    const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-validation'), 'utf8');
+    assert.match(source, /validationFuncsOfBulk/, 'npm ci did not apply patches/pouchdb-validation+4.2.0.patch');
+    const headers = { ...JSON_TYPE, authorization: stack.auth.writer };
+    const docs = [{ _id: 'mixed-1', n: 1 }, { _id: id, _rev: rev, keep: 'changed' }, { _id: 'mixed-2', n: 2 }, { _id: id, _rev: rev, _deleted: true }, { _id: '_design/mixed', views: {} }];
+    const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs }) });
+    const byId = (i: string) => bulk.json.filter((r: { id: string }) => r.id === i);
+    assert.equal(byId('mixed-1')[0].ok, true);
+    assert.equal(byId('mixed-2')[0].ok, true);
+    assert.deepEqual(byId(id).map((r: { error: string }) => r.error), ['forbidden', 'forbidden']);
+    assert.ok(byId('_design/mixed')[0].error, 'a design document got through');
+    const reader = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, authorization: stack.auth.reader },
+      body: JSON.stringify({ docs: [{ _id: 'by-reader-1' }, { _id: 'by-reader-2' }] }),
+    });
+    assert.deepEqual(reader.json.map((r: { error: string }) => r.error), ['forbidden', 'forbidden']);
   });
 
   test('anonymous callers cannot update or delete through the ingress', async () => {
