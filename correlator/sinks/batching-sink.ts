@@ -6,7 +6,11 @@
 //  - retriable failures back off exponentially with jitter, forever but
 //    loudly (log, metrics, failingSince for /health);
 //  - a permanent failure of a batch is narrowed down record by record, so
-//    one bad record does not dead-letter its neighbours.
+//    one bad record does not dead-letter its neighbours;
+//  - at most `concurrency` batches are in flight. Batches may then be
+//    acknowledged out of order, which is safe because every record has a
+//    deterministic id (a re-write is harmless) and the fan-out only lets a
+//    checkpoint be saved once everything before it is acknowledged.
 import type { Logger } from '../../lib/logger.js';
 import type { CorrelatorMetrics } from '../metrics.js';
 import type { FailureKind, Sink, SinkRecord } from './sink.js';
@@ -15,6 +19,8 @@ import { backoffDelay } from '../../lib/backoff.js';
 
 export interface BatchingOptions {
   batchSize: number;
+  /** Batches in flight at once (>= 1): keeps the server busy while the next batch is prepared. */
+  concurrency: number;
   flushIntervalMs: number;
   maxBufferSize: number;
   dropOnOverflow: boolean;
@@ -36,8 +42,8 @@ interface Item {
 
 export class BatchingSink implements Sink {
   private queue: Item[] = [];
-  /** The running send loop, if any: at most one batch is in flight. */
-  private sending: Promise<void> | null = null;
+  /** The batches in flight. */
+  private readonly sending = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private inflight = 0;
@@ -74,41 +80,38 @@ export class BatchingSink implements Sink {
     return Promise.all(accepted).then(() => undefined);
   }
 
-  /** A full batch (or anything, once closing) goes now; a partial one after flush_interval_ms. */
+  /**
+   * Full batches go at once while a slot is free; a partial one goes after
+   * flush_interval_ms (at once when closing).
+   */
   private schedule(): void {
-    if (this.sending || this.queue.length === 0) return;
-    if (this.queue.length >= this.opts.batchSize || this.closed) {
-      this.startSending();
-    } else if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.startSending();
-      }, this.opts.flushIntervalMs);
+    while (this.sending.size < this.opts.concurrency && this.queue.length > 0) {
+      if (this.queue.length < this.opts.batchSize && !this.closed) {
+        this.timer ??= setTimeout(() => {
+          this.timer = null;
+          if (this.queue.length > 0 && this.sending.size < this.opts.concurrency) this.send();
+          this.schedule();
+        }, this.opts.flushIntervalMs);
+        return;
+      }
+      this.send();
     }
   }
 
-  private startSending(): void {
-    if (this.sending) return;
+  private send(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.sending = this.sendAll().finally(() => {
-      this.sending = null;
-      this.schedule();
-    });
-  }
-
-  private async sendAll(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.opts.batchSize);
-      this.inflight = batch.length;
-      await this.deliverWithRetry(batch.map((i) => i.rec));
-      this.inflight = 0;
+    const batch = this.queue.splice(0, this.opts.batchSize);
+    this.inflight += batch.length;
+    const sent: Promise<void> = this.deliverWithRetry(batch.map((i) => i.rec)).then(() => {
+      this.inflight -= batch.length;
+      this.sending.delete(sent);
       for (const item of batch) item.done();
       this.metrics.sinkWrites.inc({ sink: this.name }, batch.length);
       this.metrics.sinkBacklog.set({ sink: this.name }, this.backlog);
-      // A partial remainder waits for its interval, unless we are closing.
-      if (this.queue.length < this.opts.batchSize && !this.closed) break;
-    }
+      this.schedule();
+    });
+    this.sending.add(sent);
   }
 
   /** Delivers the batch, or dead-letters the records that can never be delivered. */
@@ -148,9 +151,10 @@ export class BatchingSink implements Sink {
 
   async close(): Promise<void> {
     this.closed = true;
-    while (this.queue.length > 0 || this.sending) {
-      this.startSending();
-      await this.sending;
+    this.schedule();
+    while (this.sending.size > 0) {
+      await Promise.all(this.sending);
+      this.schedule();
     }
     await this.delivery.close?.();
   }

@@ -28,6 +28,8 @@ const clickhouseSink = z
   .object({
     enabled: z.boolean().default(true),
     batch_size: z.number().int().min(1).max(100_000).default(500),
+    /** Batches in flight at once: the next one is on its way while the server stores the last. */
+    concurrency: z.number().int().min(1).max(16).default(2),
     flush_interval_ms: z.number().int().min(1).max(60_000).default(200),
     /** Records held while ClickHouse is slow or down; beyond it the correlator stops reading (or drops, below). */
     max_buffer_size: z.number().int().min(1).default(5000),
@@ -48,6 +50,8 @@ const couchdbSink = z
     /** Records go to log_<app>, with its report design document. */
     app: appRef.default('correlated'),
     batch_size: z.number().int().min(1).max(10_000).default(500),
+    /** _bulk_docs in flight at once. */
+    concurrency: z.number().int().min(1).max(16).default(2),
     flush_interval_ms: z.number().int().min(1).max(60_000).default(200),
     max_buffer_size: z.number().int().min(1).default(5000),
     retry_initial_ms: z.number().int().min(1).default(100),
