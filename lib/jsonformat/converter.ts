@@ -77,7 +77,8 @@ export function converterFactory(o: ConvertOptions, defaultFormat: 'json' | 'sch
 export class SchemaConverter<M> implements Converter<M> {
   constructor(
     private readonly sink: ConvertSink<M>,
-    private readonly formatter: LineFormatter,
+    /** Public for format-stream.ts, which runs its byte path (formatter.bytes) itself. */
+    readonly formatter: LineFormatter,
   ) {}
 
   line(text: string, meta: M): void {

@@ -1,8 +1,10 @@
 // Turns one log line into the JSON text of one object, with a compiled
 // schema, constant fields and type conversions. The JSON is built as text
 // from precomputed key prefixes: no intermediate object, no JSON.stringify
-// unless a value holds a character JSON must escape.
+// unless a value holds a character JSON must escape. Most schemas also get
+// a byte path (byte-formatter.ts) for the jsonformat loop.
 import { CommandError } from '../errors.js';
+import { ByteFormatter } from './byte-formatter.js';
 import { compileSchema, type Capture, type CompiledSchema } from './schema.js';
 import { convertValue, type FieldType } from './field-options.js';
 
@@ -33,6 +35,12 @@ export class LineFormatter {
   private readonly before: string[];
   private readonly kinds: Array<FieldType | 'quoted'>;
   private readonly end: string;
+  /**
+   * The same conversion from bytes to bytes for the lines it can decide
+   * (format-stream.ts asks format() for the others); null when the schema
+   * has no simple plan.
+   */
+  readonly bytes: ByteFormatter | null;
 
   constructor(options: FormatterOptions) {
     this.schema = compileSchema(options.schema);
@@ -51,6 +59,7 @@ export class LineFormatter {
     const quote = (i: number) => (i >= 0 && isString(this.kinds[i]!) ? '"' : '');
     this.before = this.schema.captures.map((c, i) => `${quote(i - 1)}${i === 0 ? '{' : ','}${JSON.stringify(c.name)}:${quote(i)}`);
     this.end = quote(this.kinds.length - 1) + constantsJson(fields, types, this.schema.captures.length === 0) + '}';
+    this.bytes = this.schema.simple ? new ByteFormatter(this.schema.simple, this.before, this.kinds, this.end) : null;
   }
 
   /** The JSON text of the line's object, or null (see lastMismatch). */

@@ -15,6 +15,8 @@
 //   empty); `_...` ignores it. Without one, a line with more tokens than the
 //   schema does not match.
 // V8 compiles the RegExp to machine code; a line then costs one exec().
+// Most schemas also compile to a plan for a byte scanner (`simple`, run by
+// byte-formatter.ts), which decides the common lines without the RegExp.
 import { CommandError } from '../errors.js';
 
 export type CaptureKind = 'token' | 'quoted' | 'bracketed' | 'rest';
@@ -36,7 +38,24 @@ export interface CompiledSchema {
    * into JSON as they are; when it does not, regex decides.
    */
   plainRegex: RegExp;
+  /**
+   * The schema as a byte scanner runs it (byte-formatter.ts), when every
+   * token is one the RegExp matches without a choice to make: `_`, a
+   * literal, `$name` with an optional literal before and after it, a
+   * token that is only "$name", [$name], "_" or [_], and a last `$name...`
+   * or `_...`; every literal printable ASCII. Null: the RegExps only.
+   */
+  simple: SimpleToken[] | null;
 }
+
+/** One schema token of CompiledSchema.simple; cap: the index in captures, -1 for a skip. */
+export type SimpleToken =
+  | { t: 'skip' }
+  | { t: 'lit'; text: string }
+  | { t: 'cap'; cap: number; prefix: string; suffix: string }
+  | { t: 'quoted'; cap: number }
+  | { t: 'bracketed'; cap: number }
+  | { t: 'rest'; cap: number };
 
 /** Names become JSON keys and CouchDB fields: no leading `_` (reserved by CouchDB). */
 const NAME_START = /[A-Za-z]/;
@@ -74,7 +93,39 @@ export function compileSchema(schema: string): CompiledSchema {
   const captures: Capture[] = [];
   const regex = schemaRegex(tokens, false, captures);
   checkNames(schema, captures);
-  return { source: schema, captures, regex, plainRegex: schemaRegex(tokens, true, []) };
+  return { source: schema, captures, regex, plainRegex: schemaRegex(tokens, true, []), simple: simplePlan(tokens) };
+}
+
+/** See CompiledSchema.simple. */
+function simplePlan(tokens: Token[]): SimpleToken[] | null {
+  const plan: SimpleToken[] = [];
+  let cap = 0;
+  const printable = (text: string) => /^[\x21-\x7e]*$/.test(text);
+  for (const tok of tokens) {
+    if (tok.t === 'skip') plan.push({ t: 'skip' });
+    else if (tok.t === 'skip-rest') plan.push({ t: 'rest', cap: -1 });
+    else if (tok.t === 'rest') plan.push({ t: 'rest', cap: cap++ });
+    else {
+      const { parts } = tok;
+      const caps = parts.filter((p) => p.t !== 'lit');
+      if (parts.some((p) => p.t === 'lit' && !printable(p.text))) return null;
+      if (caps.length === 0) {
+        plan.push({ t: 'lit', text: parts.map((p) => (p.t === 'lit' ? p.text : '')).join('') });
+        continue;
+      }
+      const only = caps[0]!;
+      if (caps.length > 1) return null;
+      if (only.t === 'quoted' || only.t === 'bracketed') {
+        if (parts.length !== 1) return null;
+        plan.push({ t: only.t, cap: only.name === null ? -1 : cap++ });
+        continue;
+      }
+      const at = parts.indexOf(only);
+      const lit = (p: Part | undefined) => (p?.t === 'lit' ? p.text : '');
+      plan.push({ t: 'cap', cap: cap++, prefix: lit(parts[at - 1]), suffix: lit(parts[at + 1]) });
+    }
+  }
+  return plan;
 }
 
 function schemaRegex(tokens: Token[], plain: boolean, captures: Capture[]): RegExp {
