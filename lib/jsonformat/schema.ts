@@ -141,7 +141,9 @@ function schemaRegex(tokens: Token[], plain: boolean, captures: Capture[]): RegE
     if (i > 0) body += `${WS}+`;
     body += tokenRegex(tok, plain, captures);
   });
-  return new RegExp(`^${WS}*${body}${WS}*$`);
+  // dotAll: a line is cut at "\n" only, so `.` must also take U+2028/U+2029
+  // (as the plain regex's classes do: it may only accept a subset).
+  return new RegExp(`^${WS}*${body}${WS}*$`, 's');
 }
 
 function tokenRegex(tok: Token, plain: boolean, captures: Capture[]): string {

@@ -104,6 +104,12 @@ describe('skips and the rest of the line', () => {
     assert.deepEqual(fmt('$all...', '  everything here'), { all: 'everything here' });
   });
 
+  test('U+2028 and U+2029 are ordinary characters of a line, with or without something to escape', () => {
+    assert.deepEqual(fmt('$host $msg...', 'web1 a\u2028b\u2029c'), { host: 'web1', msg: 'a\u2028b\u2029c' });
+    assert.deepEqual(fmt('$host $msg...', 'web1 say "hi"\u2028there'), { host: 'web1', msg: 'say "hi"\u2028there' });
+    assert.deepEqual(fmt('$a "$q" _...', 'x "a\\\u2028b" z\u2029'), { a: 'x', q: 'a\\\u2028b' });
+  });
+
   test('_... ignores the rest, so longer lines match', () => {
     assert.deepEqual(fmt('$a _...', 'x y z'), { a: 'x' });
     assert.deepEqual(fmt('$a _...', 'x'), { a: 'x' });
