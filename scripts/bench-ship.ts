@@ -7,7 +7,7 @@ import { freePort } from '../lib/bench/free-port.js';
 const opts = new Command('bench-ship')
   .option('--mb <n>', 'size of the generated fail2ban log for jsonformat vs awk', Number, 100)
   .option('--runs <n>', 'runs of each tool (the best counts)', Number, 3)
-  .option('--lines <n>', 'fail2ban lines shipped (and loaded directly), per run', Number, 30_000)
+  .option('--lines <n>', 'fail2ban lines shipped (and loaded directly), per run', Number, 100_000)
   .option('--batch-size <n>', 'documents per request, both sides', Number, 1000)
   .option('--concurrency <n>', 'requests in flight, both sides', Number, 4)
   .option('--json', 'print the figures as JSON too')
