@@ -33,8 +33,9 @@ export function matchResults(docs: Array<{ _id: string }>, body: unknown): DocRe
   });
 }
 
+/** Conflicts read as CouchDB's, whichever way the server found them (PouchDB Server says "conflict" without the full stop). */
 function normalizeError(id: string, error: string, reason: string): DocResult {
-  if (error === 'forbidden' && reason.startsWith(EXISTS_REASON_PREFIX)) return { id, ...CONFLICT };
+  if (error === 'conflict' || (error === 'forbidden' && reason.startsWith(EXISTS_REASON_PREFIX))) return { id, ...CONFLICT };
   return { id, error, reason };
 }
 

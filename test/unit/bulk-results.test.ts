@@ -41,6 +41,10 @@ describe('matchResults', () => {
     );
   });
 
+  test("PouchDB Server's conflict (no full stop) reads as CouchDB's", () => {
+    assert.deepEqual(matchResults(docs('a'), [{ id: 'a', error: 'conflict', reason: 'Document update conflict' }]), [{ id: 'a', error: 'conflict', reason: 'Document update conflict.' }]);
+  });
+
   test('repeated ids get their results in order of appearance, whatever the interleaving', () => {
     assert.deepEqual(
       matchResults(docs('x', 'y', 'x', 'x'), [
