@@ -44,7 +44,13 @@ export class BulkWriter {
       throw this.requestError(target, res.status, res.body);
     }
     const results = matchResults(docs, res.body);
-    for (const r of results) this.metrics.documents.inc({ db: target.db, result: 'ok' in r ? 'ok' : r.error });
+    // One labelled increment per outcome, not per document (hot path).
+    const counts = new Map<string, number>();
+    for (const r of results) {
+      const result = 'ok' in r ? 'ok' : r.error;
+      counts.set(result, (counts.get(result) ?? 0) + 1);
+    }
+    for (const [result, n] of counts) this.metrics.documents.inc({ db: target.db, result }, n);
     return results;
   }
 
