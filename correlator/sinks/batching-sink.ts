@@ -141,12 +141,34 @@ export class BatchingSink implements Sink {
 
   private async narrowDown(batch: SinkRecord[], err: unknown): Promise<void> {
     if (batch.length === 1) {
-      await this.deadLetter.add(this.name, batch[0]!, err);
-      this.metrics.sinkDeadLetters.inc({ sink: this.name });
-      this.log.error({ sink: this.name, id: batch[0]!.id, err: (err as Error).message }, 'record refused for good; written to the dead-letter file');
+      await this.setAside(batch[0]!, err);
       return;
     }
     for (const rec of batch) await this.deliverWithRetry([rec]);
+  }
+
+  /**
+   * Writes a refused record to the dead-letter file. A record is never
+   * dropped because that file cannot be written (disk full, permissions):
+   * it is retried with backoff, loudly, until it can.
+   */
+  private async setAside(rec: SinkRecord, err: unknown): Promise<void> {
+    const backoff = { baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.deadLetter.add(this.name, rec, err);
+        // The server answered and the file took the record: healthy again.
+        this.failingSince = null;
+        break;
+      } catch (fileErr) {
+        this.failingSince ??= Date.now();
+        const delay = backoffDelay(attempt, backoff);
+        this.log.error({ sink: this.name, id: rec.id, file: this.deadLetter.path, err: (fileErr as Error).message, retryInMs: Math.round(delay) }, 'the dead-letter file cannot be written; retrying');
+        await sleep(delay);
+      }
+    }
+    this.metrics.sinkDeadLetters.inc({ sink: this.name });
+    this.log.error({ sink: this.name, id: rec.id, err: (err as Error).message }, 'record refused for good; written to the dead-letter file');
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@
 // and close() sending what is left.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchingSink, type BatchingOptions, type Delivery } from '../../correlator/sinks/batching-sink.js';
@@ -178,5 +178,30 @@ describe('BatchingSink', () => {
     await sink.close();
     assert.equal(d.stored.length, 7);
     cleanup();
+  });
+});
+
+describe('BatchingSink when the dead-letter file cannot be written', () => {
+  test('the refused record is held and retried until the file can be written, never dropped', async () => {
+    const d = new ManualDelivery();
+    d.refuse.add('r1');
+    const dir = mkdtempSync(join(tmpdir(), 'couchlog-sink-'));
+    // A dead-letter path whose parent is a file: mkdir fails until it is removed.
+    const blocker = join(dir, 'blocker');
+    writeFileSync(blocker, 'x');
+    const deadLetter = new DeadLetterFile(join(blocker, 'dead.jsonl'));
+    const metrics = new CorrelatorMetrics(false);
+    const sink = new BatchingSink('test', d, { batchSize: 5, concurrency: 1, flushIntervalMs: 5, maxBufferSize: 100, dropOnOverflow: false, retryInitialMs: 5, retryMaxMs: 10 }, deadLetter, metrics, createLogger('silent'));
+    let acked = false;
+    const written = sink.write(records(0, 3)).then(() => (acked = true));
+    await new Promise((ok) => setTimeout(ok, 60));
+    assert.equal(acked, false, 'not acknowledged while the record is nowhere');
+    assert.notEqual(sink.failingSince, null, '/health sees the failure');
+    rmSync(blocker);
+    await written;
+    assert.equal(JSON.parse(readFileSync(join(blocker, 'dead.jsonl'), 'utf8')).id, 'r1');
+    assert.deepEqual([...d.stored].sort(), ['r0', 'r2']);
+    assert.equal(sink.failingSince, null);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
