@@ -121,8 +121,7 @@ async function startUp(dir: string, env: NodeJS.ProcessEnv): Promise<{ child: Ch
 }
 
 describe('couchlog up when ClickHouse cannot start', () => {
-  test('intake still comes up, and the banner says why the ClickHouse sink is off', async (t) => {
-    if (!findClickhouseServer()) return t.skip('clickhouse-server is not installed');
+  test('intake still comes up, and the banner says why the ClickHouse sink is off', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
     const { env, ingress } = await upEnv(dir);
     // Something else already answers on ClickHouse's port.
@@ -130,7 +129,10 @@ describe('couchlog up when ClickHouse cannot start', () => {
     await new Promise<void>((ok) => squatter.listen(Number(env.COUCHLOG_CLICKHOUSE_HTTP_PORT), '127.0.0.1', ok));
     const { child, output } = await startUp(dir, env);
     try {
-      assert.match(output(), /ClickHouse off: the embedded ClickHouse did not start \(.*already answers.*\): the ClickHouse sink is off/);
+      // Installed (as in CI): its start fails on the taken port. Not
+      // installed: it is off for that reason. Either way intake runs.
+      const why = findClickhouseServer() ? /ClickHouse off: the embedded ClickHouse did not start \(.*already answers.*\): the ClickHouse sink is off/ : /ClickHouse off: clickhouse-server is not installed/;
+      assert.match(output(), why);
       const post = await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{ "foo" : "foo" }' });
       assert.equal(post.status, 201);
       const code = await new Promise<number | null>((ok) => {
