@@ -8,6 +8,10 @@
 //    after the checkpoint (same ids, same content: harmless);
 //  - the feed that is behind in event time is read first, so a backlog is
 //    replayed in the same order as live traffic and the release queue stays small;
+//  - while a backlog is read, the next page of a feed is requested as soon
+//    as the previous one arrives (one page ahead per feed), so CouchDB
+//    works on it while the engine and the sinks handle the last one. It is
+//    used only if the cursor is still where it was asked from;
 //  - a caught-up, idle feed advances with the wall clock (orphans on time);
 //  - while a sink is full the feeds are not read (backpressure);
 //  - shutdown: stop reading, flush and drain the sinks (bounded), then
@@ -17,7 +21,7 @@ import type { Logger } from '../lib/logger.js';
 import { CorrelationEngine } from './engine/engine.js';
 import { toEvent, type NormalizeRules } from './engine/normalize.js';
 import type { EngineConfig, InputEvent, Side } from './engine/types.js';
-import type { ChangesFeed } from './feed/changes-feed.js';
+import type { ChangesFeed, FeedPage } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
 import { FeedCursor } from './feed/feed-cursor.js';
 import type { CorrelatorMetrics } from './metrics.js';
@@ -52,7 +56,11 @@ interface FeedState {
   failingSince: number | null;
   lastError: string | null;
   backoffMs: number;
+  /** The next page, requested ahead while a backlog is read. */
+  ahead: { since: string; page: Promise<PollResult> } | null;
 }
+
+type PollResult = { page: FeedPage } | { error: unknown };
 
 export class CorrelatorPipeline {
   private readonly feeds: Record<Side, FeedState>;
@@ -85,6 +93,7 @@ export class CorrelatorPipeline {
       failingSince: null,
       lastError: null,
       backoffMs: opts.pollIntervalMs,
+      ahead: null,
     });
     this.feeds = { A: state('A'), B: state('B') };
     this.engine = new CorrelationEngine(engineConfig);
@@ -155,16 +164,27 @@ export class CorrelatorPipeline {
     return A.progress <= B.progress ? 'A' : 'B';
   }
 
+  /** A page request whose failure is a value, so a page asked ahead never rejects unobserved. */
+  private request(f: FeedState, since: string): Promise<PollResult> {
+    return f.feed.poll(since).then(
+      (page) => ({ page }),
+      (error: unknown) => ({ error }),
+    );
+  }
+
   private async pollOnce(f: FeedState): Promise<void> {
-    let page;
-    try {
-      page = await f.feed.poll(f.cursor.since);
-    } catch (err) {
-      this.feedFailed(f, err);
+    const ahead = f.ahead;
+    f.ahead = null;
+    const result = await (ahead !== null && ahead.since === f.cursor.since ? ahead.page : this.request(f, f.cursor.since));
+    if ('error' in result) {
+      this.feedFailed(f, result.error);
       await sleep(f.backoffMs);
       f.backoffMs = Math.min(f.backoffMs * 2, 30_000);
       return;
     }
+    const { page } = result;
+    // A full page means more is waiting: ask for it now (unless stopping).
+    if (page.changes.length >= this.opts.batchSize && !this.stopping) f.ahead = { since: page.lastSeq, page: this.request(f, page.lastSeq) };
     if (f.failingSince !== null) this.log.info({ side: f.side, db: f.feed.db }, 'feed recovered');
     f.failingSince = null;
     f.lastError = null;

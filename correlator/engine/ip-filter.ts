@@ -2,8 +2,12 @@
 // the canonical form of addresses used in correlation keys.
 import ipaddr from 'ipaddr.js';
 
+/** A dotted quad already in canonical form (no leading zeros, each part <= 255): the common case, answered without parsing. */
+const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
 /** Canonical text of an address: IPv4-mapped IPv6 becomes IPv4, IPv6 is RFC 5952 compressed, lower case. */
 export function canonicalIp(text: string): string | null {
+  if (CANONICAL_V4.test(text)) return text;
   const trimmed = text.trim().replace(/^\[(.*)\]$/, '$1');
   if (!ipaddr.isValid(trimmed)) return null;
   // ipaddr.process turns ::ffff:1.2.3.4 into 1.2.3.4; zone ids are not addresses.

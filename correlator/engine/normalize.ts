@@ -86,12 +86,16 @@ export function toEvent(change: Change, side: Side, index: number, rules: Normal
     const dst = toPort(doc.dst_port);
     if (dst === null || !rules.includePorts.has(dst)) return { skip: 'port_not_included' };
   }
-  return { side, index, id: change.id, key, time, doc: { ...withoutSpecialFields(doc), src_ip: ip, src_port: port } };
+  const fields = withoutSpecialFields(doc);
+  // Assigned, not spread: an existing key keeps its place, as with a spread.
+  fields.src_ip = ip;
+  fields.src_port = port;
+  return { side, index, id: change.id, key, time, doc: fields };
 }
 
 /** CouchDB's own fields (_id, _rev, _conflicts...) are not log data. */
 function withoutSpecialFields(doc: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(doc)) if (!k.startsWith('_')) out[k] = v;
+  for (const k in doc) if (k.charCodeAt(0) !== 95 /* _ */) out[k] = doc[k];
   return out;
 }

@@ -14,7 +14,8 @@ export class PermanentDeliveryError extends Error {
 /** CouchDB refuses top-level fields starting with "_" other than its own. */
 function toDoc(r: SinkRecord): Record<string, unknown> {
   const doc: Record<string, unknown> = { _id: r.id };
-  for (const [k, v] of Object.entries(r.record)) if (!k.startsWith('_')) doc[k] = v;
+  const rec = r.record;
+  for (const k in rec) if (k.charCodeAt(0) !== 95 /* _ */) doc[k] = rec[k];
   return doc;
 }
 

@@ -50,6 +50,17 @@ describe('canonicalIp', () => {
   for (const [input, want] of cases) {
     test(`${JSON.stringify(input)} -> ${JSON.stringify(want)}`, () => assert.equal(canonicalIp(input), want));
   }
+
+  test('the dotted-quad shortcut agrees with full parsing (a leading space forces the parser)', () => {
+    const parts = ['0', '00', '01', '7', '09', '10', '99', '100', '199', '200', '249', '250', '255', '256', '260', '300', '999', '1000', ''];
+    let n = 0;
+    for (const a of parts) for (const b of ['0', '255', '01']) for (const c of parts) for (const d of parts) {
+      const ip = `${a}.${b}.${c}.${d}`;
+      assert.equal(canonicalIp(ip), canonicalIp(` ${ip}`), ip);
+      n++;
+    }
+    assert.ok(n > 3000);
+  });
 });
 
 describe('IpFilter (exclude_source_ips)', () => {
