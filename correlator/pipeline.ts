@@ -8,10 +8,10 @@
 //    after the checkpoint (same ids, same content: harmless);
 //  - the feed that is behind in event time is read first, so a backlog is
 //    replayed in the same order as live traffic and the release queue stays small;
-//  - while a backlog is read, the next page of a feed is requested as soon
-//    as the previous one arrives (one page ahead per feed), so CouchDB
-//    works on it while the engine and the sinks handle the last one. It is
-//    used only if the cursor is still where it was asked from;
+//  - while a backlog is read, pages of both feeds are asked ahead
+//    (ReadAhead), so CouchDB works on them while the engine and the sinks
+//    handle the last one; a page is used only if it starts where the
+//    cursor stands, so this changes when pages are read, never what is decided;
 //  - a caught-up, idle feed advances with the wall clock (orphans on time);
 //  - while a sink is full the feeds are not read (backpressure);
 //  - shutdown: stop reading, flush and drain the sinks (bounded), then
@@ -21,9 +21,10 @@ import type { Logger } from '../lib/logger.js';
 import { CorrelationEngine } from './engine/engine.js';
 import { toEvent, type NormalizeRules } from './engine/normalize.js';
 import type { EngineConfig, InputEvent, Side } from './engine/types.js';
-import type { ChangesFeed, FeedPage } from './feed/changes-feed.js';
+import type { ChangesFeed } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
 import { FeedCursor } from './feed/feed-cursor.js';
+import { ReadAhead } from './feed/read-ahead.js';
 import type { CorrelatorMetrics } from './metrics.js';
 import type { FanOut } from './sinks/fan-out.js';
 
@@ -56,11 +57,11 @@ interface FeedState {
   failingSince: number | null;
   lastError: string | null;
   backoffMs: number;
-  /** The next page, requested ahead while a backlog is read. */
-  ahead: { since: string; page: Promise<PollResult> } | null;
+  reader: ReadAhead;
 }
 
-type PollResult = { page: FeedPage } | { error: unknown };
+/** Pages asked ahead per feed: enough to keep CouchDB busy, little memory (pages of `batch_size`). */
+const READ_AHEAD_PAGES = 2;
 
 export class CorrelatorPipeline {
   private readonly feeds: Record<Side, FeedState>;
@@ -93,7 +94,7 @@ export class CorrelatorPipeline {
       failingSince: null,
       lastError: null,
       backoffMs: opts.pollIntervalMs,
-      ahead: null,
+      reader: new ReadAhead(feeds[side].feed, opts.batchSize, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full),
     });
     this.feeds = { A: state('A'), B: state('B') };
     this.engine = new CorrelationEngine(engineConfig);
@@ -164,18 +165,8 @@ export class CorrelatorPipeline {
     return A.progress <= B.progress ? 'A' : 'B';
   }
 
-  /** A page request whose failure is a value, so a page asked ahead never rejects unobserved. */
-  private request(f: FeedState, since: string): Promise<PollResult> {
-    return f.feed.poll(since).then(
-      (page) => ({ page }),
-      (error: unknown) => ({ error }),
-    );
-  }
-
   private async pollOnce(f: FeedState): Promise<void> {
-    const ahead = f.ahead;
-    f.ahead = null;
-    const result = await (ahead !== null && ahead.since === f.cursor.since ? ahead.page : this.request(f, f.cursor.since));
+    const result = await f.reader.take(f.cursor.since);
     if ('error' in result) {
       this.feedFailed(f, result.error);
       await sleep(f.backoffMs);
@@ -183,8 +174,6 @@ export class CorrelatorPipeline {
       return;
     }
     const { page } = result;
-    // A full page means more is waiting: ask for it now (unless stopping).
-    if (page.changes.length >= this.opts.batchSize && !this.stopping) f.ahead = { since: page.lastSeq, page: this.request(f, page.lastSeq) };
     if (f.failingSince !== null) this.log.info({ side: f.side, db: f.feed.db }, 'feed recovered');
     f.failingSince = null;
     f.lastError = null;
@@ -251,6 +240,7 @@ export class CorrelatorPipeline {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.loop;
+    for (const side of ['A', 'B'] as const) this.feeds[side].reader.clear();
     const sinks = Promise.all(this.fanout.sinks.map((s) => s.close()));
     const drained = await Promise.race([sinks.then(() => true), sleep(this.opts.drainTimeoutMs).then(() => false)]);
     if (drained) {

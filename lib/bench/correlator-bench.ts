@@ -26,6 +26,7 @@ import { runSetup } from '../setup/run-setup.js';
 import { startCorrelator } from '../../correlator/service.js';
 import type { EngineCounters } from '../../correlator/engine/types.js';
 import { freePort } from './free-port.js';
+import { cpuMeter } from './process-cpu.js';
 import { generateTraffic } from './correlator-traffic.js';
 
 export interface CorrelatorBenchOptions {
@@ -46,12 +47,15 @@ export interface Timed {
   docsPerSecond: number;
 }
 
+/** CPU seconds each process used during a phase (null: not running or not measurable). */
+export type PhaseCpu = Record<'couchdb' | 'clickhouse' | 'correlator', number | null>;
+
 export interface CorrelatorBenchReport {
   events: { A: number; B: number };
   batchSize: number;
   load: Timed;
-  plainRead: Timed;
-  correlator: Timed & { outputs: number; outputsPerSecond: number; sinks: string[]; counters: EngineCounters };
+  plainRead: Timed & { cpu: PhaseCpu };
+  correlator: Timed & { cpu: PhaseCpu; outputs: number; outputsPerSecond: number; sinks: string[]; counters: EngineCounters };
   /** What the sinks hold afterwards (null: sink not run). */
   check: { couchdb: number | null; clickhouseFinal: number | null; clickhouseRaw: number | null };
   clickhouse: string;
@@ -129,6 +133,9 @@ export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line
 
     progress(`(i) plain read: _changes?include_docs=true of log_http and log_network, pages of ${o.batchSize}...`);
     const reader = { authorization: basicAuth(config.users.reader.user, config.users.reader.password!) };
+    // The reader and the correlator run in this process.
+    const pids = { couchdb: couch.pid ?? null, clickhouse: clickhouse?.pid ?? null, correlator: process.pid };
+    const readCpu = cpuMeter(pids);
     const t1 = process.hrtime.bigint();
     let read = 0;
     for (const db of ['log_http', 'log_network']) {
@@ -142,13 +149,15 @@ export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line
         if (res.body.results.length < o.batchSize) break;
       }
     }
-    const plainRead = timed(read, t1);
+    const plainRead = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
     if (read !== 2 * o.events) throw new Error(`the plain read saw ${read} documents, expected ${2 * o.events}`);
 
     progress('(ii) the correlator, from start until every output is acknowledged by every sink...');
+    const runCpu = cpuMeter(pids);
     const t2 = process.hrtime.bigint();
     const running = await startCorrelator(config, logger, { clickhouse: clickhouse !== null });
     let counters: EngineCounters;
+    let cpu: PhaseCpu;
     try {
       for (;;) {
         const e = running.engine;
@@ -157,12 +166,13 @@ export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line
         await new Promise((r) => setTimeout(r, 20));
       }
       counters = structuredClone(running.engine.counters);
+      cpu = runCpu() as PhaseCpu;
     } finally {
       await running.stop();
     }
     const outputs = counters.correlated + counters.orphans.A + counters.orphans.B;
     const run = timed(2 * o.events, t2);
-    const correlator = { ...run, outputs, outputsPerSecond: outputs / run.seconds, sinks: running.sinks.map((s) => s.name), counters };
+    const correlator = { ...run, cpu: cpu!, outputs, outputsPerSecond: outputs / run.seconds, sinks: running.sinks.map((s) => s.name), counters };
 
     const check = await checkSinks(http, config, clickhouse?.url ?? null);
     return { events: { A: o.events, B: o.events }, batchSize: o.batchSize, load, plainRead, correlator, check, clickhouse: clickhouseNote, ratio: correlator.docsPerSecond / plainRead.docsPerSecond };
@@ -192,12 +202,19 @@ async function checkSinks(http: CouchHttp, config: Config, clickhouseUrl: string
 export function formatReport(r: CorrelatorBenchReport): string {
   const row = (name: string, t: Timed) => `  ${name.padEnd(28)} ${t.docs.toString().padStart(8)} docs in ${t.seconds.toFixed(1).padStart(6)} s = ${t.docsPerSecond.toFixed(0).padStart(7)} docs/s`;
   const k = r.correlator.counters;
+  const cpu = (c: PhaseCpu) =>
+    `      CPU seconds: ${Object.entries(c)
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => `${k} ${v!.toFixed(1)}`)
+      .join(', ')}`;
   const ok = (n: number | null) => (n === null ? 'not run' : `${n}${n === r.correlator.outputs ? ' (all)' : ` (EXPECTED ${r.correlator.outputs})`}`);
   return [
     `backlog: ${r.events.A} A + ${r.events.B} B documents; pages of ${r.batchSize}; ClickHouse: ${r.clickhouse}`,
     row('loading (_bulk_docs)', r.load),
     row('(i) plain _changes read', r.plainRead),
+    cpu(r.plainRead.cpu),
     row(`(ii) correlator -> ${r.correlator.sinks.join(' + ')}`, r.correlator),
+    cpu(r.correlator.cpu),
     `  outputs: ${r.correlator.outputs} (${k.correlated} correlated, ${k.orphans.A} orphan A, ${k.orphans.B} orphan B; late ${k.late.A + k.late.B}) = ${r.correlator.outputsPerSecond.toFixed(0)} records/s`,
     `  acknowledged: log_correlated ${ok(r.check.couchdb)}; ClickHouse FINAL ${ok(r.check.clickhouseFinal)}${r.check.clickhouseRaw !== null ? `, without FINAL ${r.check.clickhouseRaw}` : ''}`,
     `  ratio correlator/plain read: ${r.ratio.toFixed(2)}  (target >= ${TARGET_RATIO})`,
