@@ -72,7 +72,7 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
     }
     const o = out.clickhouse;
     sinks.push(
-      new BatchingSink('clickhouse', new ClickHouseDelivery(client, target), { batchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: o.drop_on_overflow, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
+      new BatchingSink('clickhouse', new ClickHouseDelivery(client, target), { batchSize: o.batch_size, maxBatchSize: o.max_batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: o.drop_on_overflow, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
     );
   } else if (out.clickhouse.enabled) {
     log.warn('the ClickHouse sink is off (no ClickHouse to write to)');
@@ -80,7 +80,7 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
   if (out.couchdb.enabled) {
     const o = out.couchdb;
     sinks.push(
-      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer), { batchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
+      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
     );
   }
   if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path)));

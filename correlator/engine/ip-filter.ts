@@ -8,6 +8,8 @@ const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[
 /** Canonical text of an address: IPv4-mapped IPv6 becomes IPv4, IPv6 is RFC 5952 compressed, lower case. */
 export function canonicalIp(text: string): string | null {
   if (CANONICAL_V4.test(text)) return text;
+  // IPv4-mapped IPv6 in its usual spelling (::ffff:1.2.3.4): the IPv4 address.
+  if (text.length > 7 && text.charCodeAt(0) === 58 /* : */ && /^::ffff:/i.test(text) && CANONICAL_V4.test(text.slice(7))) return text.slice(7);
   const trimmed = text.trim().replace(/^\[(.*)\]$/, '$1');
   if (!ipaddr.isValid(trimmed)) return null;
   // ipaddr.process turns ::ffff:1.2.3.4 into 1.2.3.4; zone ids are not addresses.

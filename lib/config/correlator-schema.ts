@@ -28,6 +28,12 @@ const clickhouseSink = z
   .object({
     enabled: z.boolean().default(true),
     batch_size: z.number().int().min(1).max(100_000).default(500),
+    /**
+     * Rows per INSERT while a backlog waits (catching up, or ClickHouse slower
+     * than the feed): ClickHouse writes one part per INSERT, so a backlog goes
+     * in fewer, larger ones. Never less than batch_size.
+     */
+    max_batch_size: z.number().int().min(1).max(100_000).default(2000),
     /** Batches in flight at once: the next one is on its way while the server stores the last. */
     concurrency: z.number().int().min(1).max(16).default(2),
     flush_interval_ms: z.number().int().min(1).max(60_000).default(200),

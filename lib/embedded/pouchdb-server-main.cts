@@ -1,10 +1,11 @@
 // Entry point of the embedded server's child process: PouchDB Server 4.2.0
-// with two fixes. The first is patches/pouchdb-validation+4.2.0.patch
-// (applied by `npm ci`): a _bulk_docs reads and compiles the design
-// documents once, not once per document. Without it (installed with
-// --ignore-scripts) everything still works, only writes cost about twice
-// as much, so this says so on stderr, which couchlog logs as a warning.
-// The second: its list functions (pouchdb-list) mark every response
+// with fixes. Two are patches applied by `npm ci` (patches/, patch-package):
+// pouchdb-validation reads and compiles the design documents once per
+// _bulk_docs, not once per document; pouchdb-utils hashes a new revision
+// without copying the document first (same revisions). Without them
+// (installed with --ignore-scripts) everything still works, only writes
+// cost more, so this says so on stderr, which couchlog logs as a warning.
+// The third, here: its list functions (pouchdb-list) mark every response
 // `Transfer-Encoding: chunked` while Express also sets Content-Length: an
 // invalid HTTP response that strict clients (undici, hence the ingress's
 // proxy) refuse. The body is always complete, so the header is dropped.
@@ -20,9 +21,15 @@ utils.sendCouchDBResp = function sendWithoutBogusChunking(res, err, couchResp) {
   return send(res, err, couchResp);
 };
 
-const validationSource = require('node:fs').readFileSync(require.resolve('pouchdb-validation'), 'utf8') as string;
-if (!validationSource.includes('validationFuncsOfBulk')) {
-  process.stderr.write('pouchdb-validation is not patched (was npm ci run with --ignore-scripts?): _bulk_docs writes cost about twice as much; run `npx patch-package` in the couchlog folder\n');
+const fs = require('node:fs') as typeof import('node:fs');
+const unpatched = [
+  ['pouchdb-validation', 'validationFuncsOfBulk'],
+  ['pouchdb-utils', 'without copying when there is none'],
+].filter(([module, marker]) => !fs.readFileSync(require.resolve(module!), 'utf8').includes(marker!));
+if (unpatched.length > 0) {
+  process.stderr.write(
+    `${unpatched.map(([m]) => m).join(' and ')} not patched (was npm ci run with --ignore-scripts?): _bulk_docs writes cost up to twice as much; run \`npx patch-package\` in the couchlog folder\n`,
+  );
 }
 
 require('pouchdb-server/lib/index.js');

@@ -3,6 +3,7 @@
 // append-only both through the ingress and directly against CouchDB.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { startStack, http, countDocs, JSON_TYPE, type Stack } from '../helpers/stack.js';
@@ -220,6 +221,18 @@ describe('append-only', () => {
       body: JSON.stringify({ docs: [{ _id: 'by-reader-1' }, { _id: 'by-reader-2' }] }),
     });
     assert.deepEqual(reader.json.map((r: { error: string }) => r.error), ['forbidden', 'forbidden']);
+  });
+
+  test('revisions are still the md5 of the document as written (patched pouchdb-utils: no copy before hashing)', async () => {
+    const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-utils'), 'utf8');
+    assert.match(source, /without copying when there is none/, 'npm ci did not apply patches/pouchdb-utils+7.3.1.patch');
+    const docs = [{ _id: 'rev-check-1', n: 1, s: 'é ü', nested: { a: [1, 2] } }, { _id: 'rev-check-2', n: 2 }];
+    const headers = { ...JSON_TYPE, authorization: stack.auth.admin };
+    const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs }) });
+    assert.equal(bulk.status, 201);
+    // PouchDB's deterministic revisions: md5 of the JSON, its characters taken as bytes (latin1).
+    const expected = docs.map((d) => `1-${createHash('md5').update(JSON.stringify(d), 'latin1').digest('hex')}`);
+    assert.deepEqual(bulk.json.map((r: { rev: string }) => r.rev), expected);
   });
 
   test('anonymous callers cannot update or delete through the ingress', async () => {

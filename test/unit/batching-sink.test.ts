@@ -70,7 +70,7 @@ function makeSink(delivery: Delivery, opts: Partial<BatchingOptions> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'couchlog-sink-'));
   const metrics = new CorrelatorMetrics(false);
   const deadLetter = new DeadLetterFile(join(dir, 'dead.jsonl'));
-  const options: BatchingOptions = { batchSize: 10, concurrency: 2, flushIntervalMs: 20, maxBufferSize: 1000, dropOnOverflow: false, retryInitialMs: 1, retryMaxMs: 5, ...opts };
+  const options: BatchingOptions = { batchSize: 10, maxBatchSize: opts.batchSize ?? 10, concurrency: 2, flushIntervalMs: 20, maxBufferSize: 1000, dropOnOverflow: false, retryInitialMs: 1, retryMaxMs: 5, ...opts };
   const sink = new BatchingSink('test', delivery, options, deadLetter, metrics, createLogger('silent'));
   const counter = async (name: string) => (await metrics.registry.getSingleMetric(name)!.get()).values.reduce((a, v) => a + v.value, 0);
   return { sink, metrics, counter, deadLetterPath: deadLetter.path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -139,6 +139,44 @@ describe('BatchingSink', () => {
     cleanup();
   });
 
+  test('a big batch with one bad record is halved down to it: few requests, only that record dead-lettered', async () => {
+    const d = new ManualDelivery();
+    let calls = 0;
+    const deliver = d.deliver.bind(d);
+    d.deliver = (batch) => {
+      calls++;
+      return deliver(batch);
+    };
+    d.refuse.add('r37');
+    const { sink, deadLetterPath, cleanup } = makeSink(d, { batchSize: 64, concurrency: 1 });
+    await sink.write(records(0, 64));
+    assert.deepEqual([...d.stored].sort(), records(0, 64).map((r) => r.id).filter((id) => id !== 'r37').sort());
+    assert.equal(readFileSync(deadLetterPath, 'utf8').trim().split('\n').length, 1);
+    // 1 + 2 per halving (64 -> 1 is 6 halvings): 13, where one by one would be 65.
+    assert.equal(calls, 13);
+    cleanup();
+  });
+
+  test('records already waiting beyond one batch go together, up to maxBatchSize; a sink that keeps up sends batchSize', async () => {
+    const d = new ManualDelivery();
+    d.auto = false;
+    const { sink, cleanup } = makeSink(d, { batchSize: 10, maxBatchSize: 25, concurrency: 1, flushIntervalMs: 5 });
+    const written = sink.write(records(0, 60));
+    while (d.stored.length < 60) {
+      d.release();
+      await new Promise((ok) => setTimeout(ok, 10));
+    }
+    await written;
+    assert.deepEqual(d.batches.map((b) => b.length), [25, 25, 10]);
+    assert.deepEqual(d.stored, records(0, 60).map((r) => r.id), 'in order');
+
+    d.batches.length = 0;
+    d.auto = true;
+    for (let i = 0; i < 3; i++) await sink.write(records(100 + 10 * i, 10));
+    assert.deepEqual(d.batches.map((b) => b.length), [10, 10, 10]);
+    cleanup();
+  });
+
   test('drop_on_overflow drops beyond max_buffer_size and counts every drop; otherwise the sink reports full', async () => {
     const d = new ManualDelivery();
     d.auto = false;
@@ -191,7 +229,7 @@ describe('BatchingSink when the dead-letter file cannot be written', () => {
     writeFileSync(blocker, 'x');
     const deadLetter = new DeadLetterFile(join(blocker, 'dead.jsonl'));
     const metrics = new CorrelatorMetrics(false);
-    const sink = new BatchingSink('test', d, { batchSize: 5, concurrency: 1, flushIntervalMs: 5, maxBufferSize: 100, dropOnOverflow: false, retryInitialMs: 5, retryMaxMs: 10 }, deadLetter, metrics, createLogger('silent'));
+    const sink = new BatchingSink('test', d, { batchSize: 5, maxBatchSize: 5, concurrency: 1, flushIntervalMs: 5, maxBufferSize: 100, dropOnOverflow: false, retryInitialMs: 5, retryMaxMs: 10 }, deadLetter, metrics, createLogger('silent'));
     let acked = false;
     const written = sink.write(records(0, 3)).then(() => (acked = true));
     await new Promise((ok) => setTimeout(ok, 60));

@@ -57,6 +57,7 @@ describe('canonicalIp', () => {
     for (const a of parts) for (const b of ['0', '255', '01']) for (const c of parts) for (const d of parts) {
       const ip = `${a}.${b}.${c}.${d}`;
       assert.equal(canonicalIp(ip), canonicalIp(` ${ip}`), ip);
+      assert.equal(canonicalIp(`::ffff:${ip}`), canonicalIp(` ::FFFF:${ip}`), `::ffff:${ip}`);
       n++;
     }
     assert.ok(n > 3000);
