@@ -101,7 +101,6 @@ export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line
   const c = config.correlator;
   c.inputs.batch_size = o.batchSize;
   c.metrics.enabled = false;
-  if (process.env.XCC) c.outputs.clickhouse.concurrency = Number(process.env.XCC);
   c.outputs.couchdb.enabled = o.sinks.includes('couchdb');
 
   progress(`starting the embedded CouchDB${clickhouse ? ' and ClickHouse' : ''}...`);
