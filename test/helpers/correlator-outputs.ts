@@ -5,8 +5,23 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { http, JSON_TYPE, type Stack } from './stack.js';
 import type { TestClickhouse } from './clickhouse.js';
+import { adminClient } from '../../lib/setup/run-setup.js';
+import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
+import { ensureClickhouse } from '../../lib/setup/ensure-clickhouse.js';
+import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
 
 export type Doc = Record<string, unknown>;
+
+/** A second pair of outputs (log_<app> with its report views, couchlog.<table>) for a run to compare with the main one. */
+export async function addOutputs(stack: Stack, ch: TestClickhouse, app: string, table: string): Promise<void> {
+  await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+  const client = connect({ url: ch.url, user: 'default', password: '', database: 'couchlog', table: 'http_logs', timeoutMs: 10_000 });
+  try {
+    await ensureClickhouse(client, 'couchlog', table);
+  } finally {
+    await client.close();
+  }
+}
 
 /** Every non-design document of a database, id -> document without _id/_rev. */
 export async function couchDocs(stack: Stack, db: string): Promise<Map<string, Doc>> {

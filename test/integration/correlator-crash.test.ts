@@ -19,14 +19,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify as stringifyYaml } from 'yaml';
 import { freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
-import { clickhouseCounts, clickhouseRows, couchDocCount, couchDocs, diffMaps, metrics, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
+import { addOutputs, clickhouseCounts, clickhouseRows, couchDocCount, couchDocs, diffMaps, metrics, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
 import { generateTraffic, mulberry32 } from '../../lib/bench/correlator-traffic.js';
 import { loadConfig, type Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
-import { adminClient } from '../../lib/setup/run-setup.js';
-import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
-import { ensureClickhouse } from '../../lib/setup/ensure-clickhouse.js';
-import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
 import { startCorrelator } from '../../correlator/service.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
@@ -125,10 +121,7 @@ describe('kill -9 during a 20,000-event replay', () => {
     ch = await startClickhouse();
     stack = await startStack({ yaml: { clickhouse: { enabled: true, url: ch.url } } });
     // The clean run's outputs, next to the crash run's.
-    await ensureAppDatabase(adminClient(stack.config), 'correlated_clean', ['correlated']);
-    const client = connect({ url: ch.url, user: 'default', password: '', database: 'couchlog', table: 'http_logs', timeoutMs: 10_000 });
-    await ensureClickhouse(client, 'couchlog', 'http_logs_clean');
-    await client.close();
+    await addOutputs(stack, ch, 'correlated_clean', 'http_logs_clean');
 
     // The backlog, in the past, before any correlator runs.
     const traffic = generateTraffic({ seed: SEED, aCount: N, bCount: N, startMs: Date.now() - 10 * 60_000, spanMs: 4 * 60_000 });

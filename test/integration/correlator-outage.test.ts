@@ -12,14 +12,10 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
-import { clickhouseCounts, clickhouseRows, couchDocs, metrics, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
+import { addOutputs, clickhouseCounts, clickhouseRows, couchDocs, metrics, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { mulberry32 } from '../../lib/bench/correlator-traffic.js';
 import type { Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
-import { adminClient } from '../../lib/setup/run-setup.js';
-import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
-import { ensureClickhouse } from '../../lib/setup/ensure-clickhouse.js';
-import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 
 let ch: TestClickhouse;
@@ -30,10 +26,7 @@ const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 before(async () => {
   ch = await startClickhouse();
   stack = await startStack({ yaml: { clickhouse: { enabled: true, url: ch.url } } });
-  await ensureAppDatabase(adminClient(stack.config), 'correlated_drop', ['correlated']);
-  const client = connect({ url: ch.url, user: 'default', password: '', database: 'couchlog', table: 'http_logs', timeoutMs: 10_000 });
-  await ensureClickhouse(client, 'couchlog', 'http_logs_drop');
-  await client.close();
+  await addOutputs(stack, ch, 'correlated_drop', 'http_logs_drop');
 });
 after(async () => {
   for (const r of running) await r.stop().catch(() => undefined);

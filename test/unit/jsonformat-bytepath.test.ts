@@ -17,18 +17,8 @@ import { parseAssignments, parseTypes } from '../../lib/jsonformat/field-options
 import { LineFormatter, type FormatterOptions } from '../../lib/jsonformat/line-formatter.js';
 import { compileSchema } from '../../lib/jsonformat/schema.js';
 import { PRESETS } from '../../lib/jsonformat/presets.js';
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Deterministic, so a failure can be replayed.
+import { mulberry32 as rng } from '../../lib/bench/prng.js';
 
 const SEED_SCHEMA = '$date $hour _ _ _ \\[$process\\] _ $ip';
 
