@@ -22,15 +22,21 @@ function refresh(d: HealthDeps): void {
     m.orphans.set({ side }, c.orphans[side]);
     m.evictions.set({ side }, c.evictions[side]);
     m.late.set({ side }, c.late[side]);
+    m.tooLate.set({ side }, c.tooLate[side]);
     const pending = d.pipeline.status()[side].pending;
     if (pending !== null) m.feedBacklog.set({ side }, pending);
   }
   m.correlated.set(c.correlated);
+  m.corrections.set(c.corrections);
+  m.lookups.set(c.lookups);
+  m.duplicates.set(c.duplicates);
   for (const [reason, n] of Object.entries(c.dropped)) m.dropped.set({ reason }, n);
   const sizes = d.pipeline.engine.sizes();
   m.bufferSize.set({ buffer: 'waiting' }, sizes.waiting);
-  m.bufferSize.set({ buffer: 'http_pending' }, sizes.pendingA);
-  m.bufferSize.set({ buffer: 'network' }, sizes.bufferedB);
+  m.bufferSize.set({ buffer: 'http_cached' }, sizes.cachedA);
+  m.bufferSize.set({ buffer: 'network_cached' }, sizes.cachedB);
+  m.bufferSize.set({ buffer: 'connections' }, sizes.connections);
+  m.bufferSize.set({ buffer: 'open_connections' }, sizes.open);
   const w = d.pipeline.engine.watermark;
   if (Number.isFinite(w)) m.watermarkLag.set(Math.max(0, (d.clock() - w) / 1000));
   if (d.pipeline.checkpointSavedAt !== null) m.checkpointAge.set((d.clock() - d.pipeline.checkpointSavedAt) / 1000);
@@ -50,12 +56,14 @@ export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
       d.pipeline.fanout.sinks.map((s) => [s.name, { backlog: s.backlog, full: s.full, failing_since: s.failingSince === null ? null : new Date(s.failingSince).toISOString(), unhealthy: failing(s.failingSince) }]),
     );
     const feeds = d.pipeline.status();
-    const unhealthy = Object.values(sinks).some((s) => s.unhealthy) || Object.values(feeds).some((f) => failing(f.failingSince));
+    const lookupFailing = failing(d.pipeline.lookupFailingSince);
+    const unhealthy = Object.values(sinks).some((s) => s.unhealthy) || Object.values(feeds).some((f) => failing(f.failingSince)) || lookupFailing;
     return reply.code(unhealthy ? 503 : 200).send({
       status: unhealthy ? 'unhealthy' : 'ok',
       feeds: Object.fromEntries(Object.entries(feeds).map(([side, f]) => [side, { ...f, failingSince: f.failingSince === null ? null : new Date(f.failingSince).toISOString() }])),
       sinks,
       engine: { ...d.pipeline.engine.sizes(), watermark: Number.isFinite(d.pipeline.engine.watermark) ? new Date(d.pipeline.engine.watermark).toISOString() : null },
+      lookups: { failing_since: d.pipeline.lookupFailingSince === null ? null : new Date(d.pipeline.lookupFailingSince).toISOString(), unhealthy: lookupFailing },
       checkpoint_age_s: d.pipeline.checkpointSavedAt === null ? null : (now - d.pipeline.checkpointSavedAt) / 1000,
     });
   });

@@ -20,7 +20,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../lib/logger.js';
 import { CorrelationEngine } from './engine/engine.js';
 import { toEvent, type NormalizeRules } from './engine/normalize.js';
-import type { EngineConfig, InputEvent, Side } from './engine/types.js';
+import type { EngineConfig, InputEvent, LookupRequest, Side } from './engine/types.js';
+import type { ConnectionLookup, LookupAnswer } from './feed/connection-lookup.js';
 import type { ChangesFeed } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
 import { FeedCursor } from './feed/feed-cursor.js';
@@ -73,11 +74,14 @@ export class CorrelatorPipeline {
   private lastCheckpointAt: number | null = null;
   /** When the saved checkpoint was last known to be current. */
   checkpointSavedAt: number | null = null;
+  /** Wall-clock ms since connection lookups have been failing, null when fine. */
+  lookupFailingSince: number | null = null;
 
   constructor(
     private readonly engineConfig: EngineConfig,
     feeds: Record<Side, { feed: ChangesFeed; rules: NormalizeRules }>,
     readonly fanout: FanOut,
+    private readonly lookup: ConnectionLookup,
     private readonly checkpoints: CheckpointStore,
     private readonly metrics: CorrelatorMetrics,
     private readonly log: Logger,
@@ -102,8 +106,12 @@ export class CorrelatorPipeline {
 
   async start(): Promise<void> {
     const cp = await this.checkpoints.load();
-    const same = cp !== null && (['A', 'B'] as const).every((side) => cp.feeds[side]?.db === this.feeds[side].feed.db);
-    if (cp && !same) this.log.warn({ checkpoint: cp.feeds }, 'the checkpoint is for other databases: reading from the start');
+    const sameDbs = cp !== null && (['A', 'B'] as const).every((side) => cp.feeds[side]?.db === this.feeds[side].feed.db);
+    if (cp && !sameDbs) this.log.warn({ checkpoint: cp.feeds }, 'the checkpoint is for other databases: reading from the start');
+    // A checkpoint of an older engine holds state this one cannot rebuild: the
+    // feeds are read again from the start (records have the same ids: nothing is duplicated).
+    const same = sameDbs && cp.state?.v === 2;
+    if (cp && sameDbs && !same) this.log.warn('the checkpoint is from an older correlator: reading the feeds again from the start');
     if (cp && same) {
       for (const side of ['A', 'B'] as const) this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);
       this.engine = await this.restoreEngine(cp);
@@ -120,22 +128,21 @@ export class CorrelatorPipeline {
   /** The engine as the checkpoint left it: its held events are fetched again by id. */
   private async restoreEngine(cp: Checkpoint): Promise<CorrelationEngine> {
     const state = cp.state;
-    const wanted: Record<Side, Map<number, string>> = { A: new Map(), B: new Map() };
-    for (const [side, index, id] of state.waiting) wanted[side].set(index, id);
-    for (const [index, id] of state.pendingA) wanted.A.set(index, id);
-    for (const [index, id] of state.networkB) wanted.B.set(index, id);
+    const wanted: Record<Side, Set<string>> = { A: new Set(), B: new Set() };
+    for (const [side, id] of state.waiting) wanted[side].add(id);
+    for (const [, , events] of state.keys) for (const [side, id] of events) wanted[side].add(id);
     const events = new Map<string, InputEvent>();
     for (const side of ['A', 'B'] as const) {
       const f = this.feeds[side];
-      const docs = await f.feed.fetch([...new Set(wanted[side].values())]);
-      for (const [index, id] of wanted[side]) {
+      const docs = await f.feed.fetch([...wanted[side]]);
+      for (const id of wanted[side]) {
         const doc = docs.get(id);
-        const ev = doc ? toEvent({ id, doc }, side, index, f.rules) : null;
-        if (ev && !('skip' in ev)) events.set(`${side}:${index}`, ev);
+        const ev = doc ? toEvent({ id, doc }, side, -1, f.rules) : null;
+        if (ev && !('skip' in ev)) events.set(`${side}:${id}`, ev);
         else this.log.warn({ side, id }, 'a document held at the checkpoint is gone; left out');
       }
     }
-    return CorrelationEngine.restore(this.engineConfig, state, (side, index) => events.get(`${side}:${index}`));
+    return CorrelationEngine.restore(this.engineConfig, state, (side, id) => events.get(`${side}:${id}`));
   }
 
   private async run(): Promise<void> {
@@ -192,7 +199,43 @@ export class CorrelatorPipeline {
     f.pending = page.pending;
     f.caughtUp = page.changes.length < this.opts.batchSize;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
-    this.fanout.write(this.engine.drain());
+    await this.decide();
+  }
+
+  /**
+   * Sends what the engine decided, then answers its lookups (late events
+   * whose partners left memory) and sends what it decides with them. The
+   * sinks are drained before a lookup reads log_correlated, so it sees
+   * every record already emitted.
+   */
+  private async decide(): Promise<void> {
+    this.fanout.write(this.engine.drain(this.clock()));
+    for (let round = 0; round < 3; round++) {
+      const requests = this.engine.lookups();
+      if (requests.length === 0) return;
+      await this.fanout.settled();
+      const end = this.metrics.lookupSeconds.startTimer();
+      const answers = await this.lookupWithRetry(requests);
+      end();
+      for (const a of answers) this.engine.provide(a.request.key, a.request.from, a.events, a.priors);
+      this.fanout.write(this.engine.drain(this.clock()));
+    }
+  }
+
+  private async lookupWithRetry(requests: LookupRequest[]): Promise<LookupAnswer[]> {
+    for (let backoff = this.opts.pollIntervalMs; ; backoff = Math.min(backoff * 2, 30_000)) {
+      try {
+        const answers = await this.lookup.run(requests);
+        this.lookupFailingSince = null;
+        return answers;
+      } catch (err) {
+        // The engine holds these connections until answered; nothing is decided without them.
+        this.lookupFailingSince ??= this.clock();
+        this.log.warn({ err: (err as Error).message, connections: requests.length }, 'connection lookup failed; retrying with backoff');
+        if (this.stopping) throw err;
+        await sleep(backoff);
+      }
+    }
   }
 
   private feedFailed(f: FeedState, err: unknown): void {

@@ -16,6 +16,7 @@ import { engineConfig } from './engine/engine-config.js';
 import { IpFilter } from './engine/ip-filter.js';
 import type { NormalizeRules } from './engine/normalize.js';
 import { ChangesFeed } from './feed/changes-feed.js';
+import { ConnectionLookup } from './feed/connection-lookup.js';
 import { CheckpointStore } from './feed/checkpoint-store.js';
 import { buildCorrelatorHttp } from './http-server.js';
 import { CorrelatorMetrics } from './metrics.js';
@@ -72,7 +73,7 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
     }
     const o = out.clickhouse;
     sinks.push(
-      new BatchingSink('clickhouse', new ClickHouseDelivery(client, target), { batchSize: o.batch_size, maxBatchSize: o.max_batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: o.drop_on_overflow, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
+      new BatchingSink('clickhouse', new ClickHouseDelivery(client, target, (n) => metrics.sinkCorrections.inc({ sink: 'clickhouse' }, n)), { batchSize: o.batch_size, maxBatchSize: o.max_batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: o.drop_on_overflow, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
     );
   } else if (out.clickhouse.enabled) {
     log.warn('the ClickHouse sink is off (no ClickHouse to write to)');
@@ -80,7 +81,7 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
   if (out.couchdb.enabled) {
     const o = out.couchdb;
     sinks.push(
-      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
+      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer, (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n)), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
     );
   }
   if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path)));
@@ -93,18 +94,19 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   const log = logger.child({ component: 'correlator' });
   const clock = opts.clock ?? Date.now;
   const http = new CouchHttp(couchUrl(config), { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: 5 });
-  const reader = { authorization: basicAuth(config.users.reader.user, requirePassword(config, 'reader')) };
-  const writer = { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) };
+  // The correlator's own account: reads the inputs, writes and corrects log_correlated (role log_correlator).
+  const account = { authorization: basicAuth(config.users.correlator.user, requirePassword(config, 'correlator')) };
   const metrics = new CorrelatorMetrics();
-  const sinks = await buildSinks(config, http, writer, metrics, log, opts.clickhouse);
+  const sinks = await buildSinks(config, http, account, metrics, log, opts.clickhouse);
   const fanout = new FanOut(sinks);
   const feeds = {
-    A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), reader, c.inputs.batch_size), rules: rules(c, c.inputs.http.where) },
-    B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), reader, c.inputs.batch_size), rules: rules(c, c.inputs.network.where) },
+    A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.http.where) },
+    B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.network.where) },
   };
   const instance = opts.instance ?? (c.shard.count > 1 ? `correlator-${c.shard.index}-of-${c.shard.count}` : 'correlator');
-  const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), instance, writer);
-  const pipeline = new CorrelatorPipeline(engineConfig(c), feeds, fanout, checkpoints, metrics, log, { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 }, clock);
+  const lookup = new ConnectionLookup(http, account, { A: { db: feeds.A.feed.db, rules: feeds.A.rules }, B: { db: feeds.B.feed.db, rules: feeds.B.rules } }, c.outputs.couchdb.enabled ? dbName(c.outputs.couchdb.app) : null);
+  const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), instance, account);
+  const pipeline = new CorrelatorPipeline(engineConfig(c), feeds, fanout, lookup, checkpoints, metrics, log, { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 }, clock);
   await pipeline.start();
 
   let server: FastifyInstance | null = null;

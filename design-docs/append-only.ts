@@ -41,3 +41,25 @@ export function appendOnly(newDoc: Doc, oldDoc: Doc | null, userCtx: UserCtx): v
     throw { forbidden: 'conflict: document ' + newDoc._id + ' exists and log databases are append-only' };
   }
 }
+
+/**
+ * validate_doc_update of log_correlated: the correlator's records. Only the
+ * correlator's account (role log_correlator) writes them, and it may update
+ * and delete them: a record decided early is provisional and corrected when
+ * a late partner arrives. The ingress's writer and readers may not touch them.
+ */
+export function correlatorOnly(newDoc: Doc, oldDoc: Doc | null, userCtx: UserCtx): void {
+  if (userCtx.roles.indexOf('_admin') !== -1) {
+    return;
+  }
+  // Keep in step with CORRELATOR_ROLE.
+  if (userCtx.roles.indexOf('log_correlator') === -1) {
+    throw { forbidden: 'only the correlator (role log_correlator) may write correlated records' };
+  }
+  if (newDoc._id.indexOf('_design/') === 0) {
+    throw { forbidden: 'only admins may write design documents' };
+  }
+  if (oldDoc && newDoc._deleted !== true && typeof newDoc.revision === 'number' && typeof oldDoc.revision === 'number' && newDoc.revision < oldDoc.revision) {
+    throw { forbidden: 'a correlated record is only replaced by a later revision' };
+  }
+}

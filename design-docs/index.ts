@@ -5,7 +5,7 @@
 //    `fail2ban` -> _design/report with attacks / attackers views;
 //  - log_correlated: the `correlated` set (the correlator's output).
 import './couchdb-env.js';
-import { appendOnly } from './append-only.js';
+import { appendOnly, correlatorOnly } from './append-only.js';
 import { byTimeMap } from './by-time.js';
 import { attackersByIpMap, attackersMap, attacksMap } from './fail2ban-report.js';
 import { byJa4Map, clientsByJa4Map, orphansMap, requestsByHostMap } from './correlated-report.js';
@@ -49,6 +49,11 @@ export const REPORT_DDOC_ID = '_design/report';
 
 export function validateDesignDoc(): DesignDoc {
   return { _id: VALIDATE_DDOC_ID, language: 'javascript', validate_doc_update: fnSource(appendOnly) };
+}
+
+/** log_correlated: only the correlator writes, and it may correct its records. */
+export function correlatedValidateDoc(): DesignDoc {
+  return { _id: VALIDATE_DDOC_ID, language: 'javascript', validate_doc_update: fnSource(correlatorOnly) };
 }
 
 function lists(meta: Record<string, ViewMeta>): Record<string, string> {
@@ -99,7 +104,8 @@ export const REPORT_SET_NAMES = Object.keys(REPORT_SETS) as [ReportSet, ...Repor
 
 /** Every design document a log database must hold. */
 export function designDocsForApp(reports: readonly ReportSet[] = []): DesignDoc[] {
-  return [validateDesignDoc(), logsDesignDoc(), ...reports.map((r) => REPORT_SETS[r]())];
+  const validate = reports.includes('correlated') ? correlatedValidateDoc() : validateDesignDoc();
+  return [validate, logsDesignDoc(), ...reports.map((r) => REPORT_SETS[r]())];
 }
 
 /** The design document and metadata of a view, among _design/logs and the given report sets. */

@@ -50,10 +50,15 @@ export class ClickHouseDelivery implements Delivery {
   constructor(
     private readonly client: ClickHouseClient,
     private readonly target: ClickHouseTarget,
+    /** Counts corrections written (revision > 1, deletions). */
+    private readonly onCorrection: (n: number) => void = () => {},
   ) {}
 
   async deliver(batch: SinkRecord[]): Promise<void> {
     await this.client.insert({ table: `${this.target.database}.${this.target.table}`, values: batch.map(toRow), format: 'JSONEachRow' });
+    let corrections = 0;
+    for (const r of batch) if (r.deleted || Number(r.record.revision) > 1) corrections++;
+    if (corrections > 0) this.onCorrection(corrections);
   }
 
   classify(err: unknown): FailureKind {

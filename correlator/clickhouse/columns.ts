@@ -63,6 +63,12 @@ export const COLUMNS: Column[] = [
   str('header_sec_fetch_site'),
   str('a_id'),
   str('b_id'),
+  /** Bookkeeping of corrections: the table keeps, per (time, id), the row of the highest version (FINAL). */
+  num('revision', 'UInt32'),
+  { name: 'decided_at', type: 'DateTime', from: ['decided_at'] },
+  num('version', 'UInt64', []),
+  /** 1: the record no longer exists (a provisional orphan B that a late A matched); query with deleted = 0. */
+  num('deleted', 'UInt8'),
   /** Every record field no column above took, as a JSON object. */
   str('extra', []),
 ];

@@ -29,6 +29,7 @@ interface Feed {
 
 const VALUE_COLUMNS = COLUMNS.filter((c) => c.name !== 'extra');
 const ID_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'id');
+const VERSION_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'version');
 
 /** Normalized field name -> the columns it can feed. */
 const FEEDS = new Map<string, Feed[]>();
@@ -86,6 +87,7 @@ export function toRow(rec: SinkRecord): Record<string, unknown> {
   }
   key[ID_COLUMN] = 'id';
   value[ID_COLUMN] = rec.id;
+  value[VERSION_COLUMN] = rec.version;
   const row: Record<string, unknown> = {};
   for (let i = 0; i < n; i++) row[VALUE_COLUMNS[i]!.name] = convert(VALUE_COLUMNS[i]!, value[i]);
   const used = new Set(key);

@@ -3,9 +3,11 @@
 // experimental LowCardinality, so addresses are Strings and LowCardinality
 // is used from 19.x on (gated on the server version).
 //
-// Duplicates: a replay after a crash may insert a record again, always with
-// the same id and content. ReplacingMergeTree keyed by (time, id) merges
-// such duplicates; queries that must not see them use FINAL (documented).
+// Corrections and duplicates: a record decided early is provisional and is
+// inserted again, corrected, under the same id (and a replay after a crash
+// may insert one again). ReplacingMergeTree(version) keyed by (time, id)
+// keeps the row with the highest version; queries use FINAL and
+// `deleted = 0`, or the view `<table>_current` that does both (documented).
 import { COLUMNS, type ColumnType } from './columns.js';
 
 export interface ServerVersion {
@@ -38,13 +40,18 @@ export function createTableSql(database: string, table: string, v: ServerVersion
     '(',
     cols,
     ')',
-    'ENGINE = ReplacingMergeTree()',
+    'ENGINE = ReplacingMergeTree(version)',
     'PARTITION BY toYYYYMM(log_date)',
     'ORDER BY (time, id)',
   ].join('\n');
 }
 
-/** The documented way to count without replay duplicates. */
+/** The documented way to count without replay duplicates or superseded revisions. */
 export function dedupedCountSql(database: string, table: string): string {
-  return `SELECT count() AS c FROM ${database}.${table} FINAL`;
+  return `SELECT count() AS c FROM ${database}.${table} FINAL WHERE deleted = 0`;
+}
+
+/** The records as they stand: latest revision of each id, deletions left out. */
+export function currentViewSql(database: string, table: string): string {
+  return `CREATE VIEW IF NOT EXISTS ${database}.${table}_current AS SELECT * FROM ${database}.${table} FINAL WHERE deleted = 0`;
 }

@@ -2,6 +2,8 @@
 import type { Config } from '../../lib/config/load.js';
 import type { EngineConfig } from './types.js';
 
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
 export function engineConfig(c: Config['correlator']): EngineConfig {
   return {
     windowMs: c.time_window.value * (c.time_window.unit === 's' ? 1000 : 1),
@@ -13,5 +15,6 @@ export function engineConfig(c: Config['correlator']): EngineConfig {
     maxNetworkItems: c.buffers.max_network_items,
     networkTtlMs: c.ttl.network_ttl_s * 1000,
     reorderSlackMs: c.reorder_slack_ms,
+    allowedLatenessMs: c.allowed_lateness.value * UNIT_MS[c.allowed_lateness.unit],
   };
 }

@@ -1,51 +1,82 @@
 // The correlation engine: joins A (HTTP) and B (network) events of the same
-// connection (src_ip:src_port). Pure: no I/O, no timers, no clock; events
-// and feed progress come in, decisions come out.
+// connection (src_ip:src_port). Pure: no I/O, no timers, no clock; events,
+// feed progress, lookup answers and "now" come in, decisions come out.
 //
 // What must stay true:
-//  - Decisions depend on event times and feed order only. Events wait in a
-//    release queue until both feeds have progressed `reorderSlackMs` past
-//    them (the watermark), then are decided in (time, B before A, feed
-//    index) order. So a backlog replayed after downtime, or the same events
-//    interleaved differently between the two feeds, give the same output.
-//  - An A matches a buffered B of its key that is at most `windowMs` older,
-//    or a B that a pending A is waiting for if it comes at most
-//    min(windowMs, apacheEmitDelayMs) later. In one_to_many a matched B stays
-//    for `networkTtlMs` after its latest match (Keep-Alive) and counts
-//    keepalives 1, 2, 3...; in one_to_one the first A consumes it.
-//  - Each A yields exactly one output (correlated or orphan, or a counted
-//    drop when orphans are not emitted); each B at most one orphan.
-//  - exportState() captures everything the engine holds (as source document
-//    ids and feed indexes, without the documents) and restore() rebuilds an
-//    engine that decides every later event exactly as this one would: a
-//    restart continues from a snapshot instead of re-deciding the past
-//    without the partners it had (which re-reading from the oldest held
-//    event cannot avoid once Keep-Alive sessions overlap).
+//  - The records are a function of the set of stored events, not of when or
+//    in what order they arrive: each connection's records are what KeySim
+//    decides over that connection's events in event order (time, B before
+//    A, document id). Events are released in that order once both feeds
+//    are `reorderSlackMs` past them (the watermark); an event that comes
+//    later than that (a batch posted an hour late) re-runs its
+//    connection's segment, and every record whose content changed is
+//    emitted again under the same id with `revision` + 1 (or deleted: a
+//    provisional orphan B that a late A matched). Decisions made before a
+//    late event are therefore provisional; once the system is quiet the
+//    outputs equal a replay of all stored events in event order.
+//  - Memory is a bounded cache of connections (`maxHttpItems` /
+//    `maxNetworkItems` events), least recently used first out. Every
+//    connection knows from when its events are complete (`completeFrom`);
+//    one evicted raises `cacheFloor` past its events. A late event whose
+//    segment may reach before what is known asks for a lookup of its
+//    connection (every stored event from the lateness horizon on, and what
+//    the sinks hold for its records), answered through provide().
+//  - Re-delivered changes (same side and id) change nothing.
+//  - exportState()/restore(): a restart continues from a snapshot of the
+//    open connections (as document ids), deciding everything after it as
+//    an uninterrupted run would.
+import { fingerprint } from './fingerprint.js';
+import { KeySim, segmentGap, segmentStart } from './key-sim.js';
 import { MinHeap } from './min-heap.js';
-import { correlatedRecord, orphanRecord, outputId } from './merge-record.js';
-import type { DropReason, EngineConfig, EngineCounters, EngineSnapshot, InputEvent, Output, Side } from './types.js';
+import type { EngineConfig, EngineCounters, EngineSnapshot, InputEvent, LookupRequest, Output, OutputKind, PriorRecord, Side } from './types.js';
 
-interface BEntry {
-  ev: InputEvent;
-  /** Event time of the latest A matched to it, null while unmatched. */
-  lastMatch: number | null;
-  keepalives: number;
-  deadline: number;
+/** Event order: time, then B before A, then document id. Never feed position. */
+export function eventBefore(x: InputEvent, y: InputEvent): boolean {
+  if (x.time !== y.time) return x.time < y.time;
+  if (x.side !== y.side) return x.side === 'B';
+  return x.id < y.id;
 }
 
-interface AEntry {
-  ev: InputEvent;
-  deadline: number;
+interface Emitted {
+  /** Fingerprint of the record last emitted; '' when deleted or never emitted. */
+  fp: string;
+  revision: number;
+  deleted: boolean;
 }
 
-interface Deadline {
-  at: number;
-  side: Side;
-  index: number;
+/** One connection held in memory. */
+class Conn {
+  readonly events: InputEvent[] = [];
+  readonly known = new Set<string>();
+  readonly emitted = new Map<string, Emitted>();
+  sim: KeySim;
+  lastStepped: InputEvent | null = null;
+  /** Earliest event admitted out of order and not yet re-run. */
+  dirtyFrom: InputEvent | null = null;
+  awaitingLookup = false;
+  /** The deadline queued for it in the engine's heap (NaN: none). */
+  queuedDeadline = NaN;
+  lastTime = -Infinity;
+  removed = false;
+
+  constructor(
+    readonly key: string,
+    /** Every event of this connection at or after this time is known. */
+    public completeFrom: number,
+    sim: KeySim,
+  ) {
+    this.sim = sim;
+  }
 }
 
-const earlier = (x: InputEvent, y: InputEvent) =>
-  x.time !== y.time ? x.time < y.time : x.side !== y.side ? x.side === 'B' : x.index < y.index;
+const knownId = (side: Side, id: string) => `${side}\u0000${id}`;
+
+interface PendingOutput {
+  kind: OutputKind;
+  id: string;
+  record: Record<string, unknown>;
+  revision: number;
+}
 
 export function emptyCounters(): EngineCounters {
   return {
@@ -55,43 +86,67 @@ export function emptyCounters(): EngineCounters {
     evictions: { A: 0, B: 0 },
     dropped: { http_buffer_full: 0, network_buffer_full: 0, orphan_a_not_emitted: 0, orphan_b_not_emitted: 0 },
     late: { A: 0, B: 0 },
+    tooLate: { A: 0, B: 0 },
+    corrections: 0,
+    lookups: 0,
+    duplicates: 0,
   };
 }
 
 export class CorrelationEngine {
   readonly counters: EngineCounters = emptyCounters();
-  private readonly waiting = new MinHeap<InputEvent>(earlier);
-  private readonly deadlines = new MinHeap<Deadline>((x, y) => x.at < y.at);
+  private readonly gap: number;
+  private readonly waiting = new MinHeap<InputEvent>(eventBefore);
+  private readonly waitingIds = new Set<string>();
+  private readonly deadlines = new MinHeap<{ at: number; conn: Conn }>((x, y) => x.at < y.at);
   private readonly progress: Record<Side, number> = { A: -Infinity, B: -Infinity };
-  /** Every event at or before this time has been decided (or counted late). */
+  /** Every event at or before this time has been decided. */
   private releasedUpTo = -Infinity;
-  /** B entries by key, and all of them by feed index in processing (time) order. */
-  private readonly bByKey = new Map<string, BEntry[]>();
-  private readonly bByIndex = new Map<number, BEntry>();
-  /** A entries waiting for a B, likewise. */
-  private readonly aByKey = new Map<string, AEntry[]>();
-  private readonly aByIndex = new Map<number, AEntry>();
-  private outputs: Output[] = [];
+  /** Connections, least recently used first. */
+  private readonly conns = new Map<string, Conn>();
+  /**
+   * Connections evicted from memory, with their latest event time (least
+   * recently evicted first): a new event of one of them may need what was
+   * evicted. Bounded; an entry that leaves raises cacheFloor instead.
+   */
+  private readonly evicted = new Map<string, number>();
+  /** No connection in neither `conns` nor `evicted` has an event at or after this time. */
+  private cacheFloor = -Infinity;
+  private readonly cached: Record<Side, number> = { A: 0, B: 0 };
+  private readonly dirty = new Set<Conn>();
+  private newLookups: LookupRequest[] = [];
+  private pending = new Map<string, PendingOutput>();
+  private lastVersion = 0;
+  /** Set while a restored connection is re-run: decisions fill `emitted` without outputs. */
+  private silent: Map<string, [number, boolean]> | null = null;
 
-  constructor(private readonly cfg: EngineConfig) {}
+  constructor(private readonly cfg: EngineConfig) {
+    this.gap = segmentGap(cfg);
+  }
 
-  /** One event, in its feed's order. */
+  /** One event, from either feed, in any order. */
   push(ev: InputEvent): void {
+    const kid = knownId(ev.side, ev.id);
+    if (this.waitingIds.has(kid) || this.conns.get(ev.key)?.known.has(kid)) {
+      this.counters.duplicates += 1;
+      return;
+    }
     this.counters.eventsIn[ev.side] += 1;
     if (ev.time > this.progress[ev.side]) this.progress[ev.side] = ev.time;
     if (ev.time <= this.releasedUpTo) {
-      // Out of order by more than the slack: decided now, counted.
       this.counters.late[ev.side] += 1;
-      this.decide(ev);
+      if (ev.time < this.watermark - this.cfg.allowedLatenessMs) this.counters.tooLate[ev.side] += 1;
+      this.admit(ev);
     } else {
       this.waiting.push(ev);
+      this.waitingIds.add(kid);
       // Bounded memory even if one feed stalls for good: the oldest waiting
       // event is decided early (counted as late, like any ordering slip).
       if (this.waiting.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
         const oldest = this.waiting.pop()!;
+        this.waitingIds.delete(knownId(oldest.side, oldest.id));
         this.counters.late[oldest.side] += 1;
-        this.expireBefore(oldest.time);
-        this.decide(oldest);
+        this.admit(oldest);
       }
     }
     this.release();
@@ -103,11 +158,54 @@ export class CorrelationEngine {
     this.release();
   }
 
-  /** Decisions made since the last call. */
-  drain(): Output[] {
-    const out = this.outputs;
-    this.outputs = [];
+  /**
+   * Decisions since the last call, at most one per record id, stamped with
+   * `now` (wall-clock ms) as `decided_at`. Connections waiting for a lookup
+   * are decided once provide() answers it.
+   */
+  drain(now: number): Output[] {
+    for (const conn of [...this.dirty]) this.resolve(conn);
+    const out: Output[] = [];
+    for (const p of this.pending.values()) {
+      const version = (this.lastVersion = Math.max(now, this.lastVersion + 1));
+      p.record.revision = p.revision;
+      p.record.decided_at = new Date(version).toISOString();
+      out.push({ kind: p.kind, id: p.id, record: p.record, revision: p.revision, version });
+    }
+    this.pending = new Map();
     return out;
+  }
+
+  /** Lookups asked for since the last call (each connection once until provided). */
+  lookups(): LookupRequest[] {
+    const l = this.newLookups;
+    this.newLookups = [];
+    return l;
+  }
+
+  /**
+   * The answer to a lookup: the stored events of the connection from
+   * `from` on (both sides, any that are already known are ignored), and
+   * what the sinks hold for its record ids (null: unknown).
+   */
+  provide(key: string, from: number, events: readonly InputEvent[], priors: ReadonlyMap<string, PriorRecord> | null): void {
+    const conn = this.conns.get(key);
+    if (!conn || !conn.awaitingLookup) return;
+    conn.awaitingLookup = false;
+    conn.completeFrom = Math.min(conn.completeFrom, from);
+    for (const ev of events) {
+      // Events past the release point come through the feed in their turn.
+      if (ev.time > this.releasedUpTo || conn.known.has(knownId(ev.side, ev.id))) continue;
+      if (this.waitingIds.has(knownId(ev.side, ev.id))) continue;
+      this.insert(conn, ev);
+      if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
+    }
+    if (priors) {
+      for (const [id, p] of priors) {
+        if (!conn.emitted.has(id)) conn.emitted.set(id, { fp: p.deleted ? '' : p.fingerprint, revision: p.revision, deleted: p.deleted });
+      }
+    }
+    this.dirty.add(conn);
   }
 
   /** The watermark: both feeds have been seen up to here. */
@@ -115,211 +213,306 @@ export class CorrelationEngine {
     return Math.min(this.progress.A, this.progress.B);
   }
 
-  sizes(): { waiting: number; pendingA: number; bufferedB: number } {
-    return { waiting: this.waiting.size, pendingA: this.aByIndex.size, bufferedB: this.bByIndex.size };
+  sizes(): { waiting: number; connections: number; open: number; cachedA: number; cachedB: number; awaitingLookup: number } {
+    let open = 0;
+    let awaiting = 0;
+    for (const c of this.conns.values()) {
+      if (c.sim.live) open += 1;
+      if (c.awaitingLookup) awaiting += 1;
+    }
+    return { waiting: this.waiting.size, connections: this.conns.size, open, cachedA: this.cached.A, cachedB: this.cached.B, awaitingLookup: awaiting };
   }
 
-  /** Everything the engine holds, small enough for a checkpoint: ids and indexes, no documents. */
-  exportState(): EngineSnapshot {
-    const num = (x: number) => (Number.isFinite(x) ? x : null);
-    return {
-      v: 1,
-      progress: { A: num(this.progress.A), B: num(this.progress.B) },
-      releasedUpTo: num(this.releasedUpTo),
-      waiting: this.waiting.values().map((e) => [e.side, e.index, e.id]),
-      pendingA: [...this.aByIndex.values()].map((a) => [a.ev.index, a.ev.id]),
-      networkB: [...this.bByIndex.values()].map((b) => [b.ev.index, b.ev.id, b.lastMatch, b.keepalives]),
-    };
-  }
-
-  /**
-   * An engine in the state `snap` describes. `events` gives back each held
-   * event, rebuilt from its source document with the index it had (the feed
-   * adapter fetches them by id). Entries whose document is gone are left out
-   * and counted by the caller.
-   */
-  static restore(cfg: EngineConfig, snap: EngineSnapshot, events: (side: Side, index: number) => InputEvent | undefined): CorrelationEngine {
-    const e = new CorrelationEngine(cfg);
-    const inf = (x: number | null, fallback: number) => (x === null ? fallback : x);
-    e.progress.A = inf(snap.progress.A, -Infinity);
-    e.progress.B = inf(snap.progress.B, -Infinity);
-    e.releasedUpTo = inf(snap.releasedUpTo, -Infinity);
-    for (const [side, index] of snap.waiting) {
-      const ev = events(side, index);
-      if (ev) e.waiting.push(ev);
-    }
-    // Insertion order of the index maps is decision order, which eviction relies on.
-    for (const [index] of snap.pendingA) {
-      const ev = events('A', index);
-      if (!ev) continue;
-      const entry: AEntry = { ev, deadline: ev.time + cfg.apacheEmitDelayMs };
-      listOf(e.aByKey, ev.key).push(entry);
-      e.aByIndex.set(index, entry);
-      e.deadlines.push({ at: entry.deadline, side: 'A', index });
-    }
-    for (const [index, , lastMatch, keepalives] of snap.networkB) {
-      const ev = events('B', index);
-      if (!ev) continue;
-      const deadline = lastMatch === null ? ev.time + cfg.windowMs : lastMatch + cfg.networkTtlMs;
-      const entry: BEntry = { ev, lastMatch, keepalives, deadline };
-      listOf(e.bByKey, ev.key).push(entry);
-      e.bByIndex.set(index, entry);
-      e.deadlines.push({ at: deadline, side: 'B', index });
-    }
-    return e;
-  }
+  // ---- release, admission, re-runs -------------------------------------------------
 
   private release(): void {
     const until = this.watermark - this.cfg.reorderSlackMs;
     for (let ev = this.waiting.peek(); ev !== undefined && ev.time <= until; ev = this.waiting.peek()) {
       this.waiting.pop();
-      this.expireBefore(ev.time);
-      this.decide(ev);
+      this.waitingIds.delete(knownId(ev.side, ev.id));
+      this.admit(ev);
     }
-    if (until > this.releasedUpTo) {
-      this.releasedUpTo = until;
-      this.expireBefore(until);
-    }
+    if (until > this.releasedUpTo) this.releasedUpTo = until;
+    this.expireDue();
+    this.pruneBeyondHorizon();
   }
 
-  private decide(ev: InputEvent): void {
-    if (ev.side === 'A') this.decideA(ev);
-    else this.decideB(ev);
-  }
-
-  private decideA(a: InputEvent): void {
-    const b = this.findB(a);
-    if (b) {
-      this.correlate(a, b);
-      return;
-    }
-    const entry: AEntry = { ev: a, deadline: a.time + this.cfg.apacheEmitDelayMs };
-    listOf(this.aByKey, a.key).push(entry);
-    this.aByIndex.set(a.index, entry);
-    this.deadlines.push({ at: entry.deadline, side: 'A', index: a.index });
-    if (this.aByIndex.size > this.cfg.maxHttpItems) {
-      const oldest = this.aByIndex.values().next().value!;
-      this.counters.evictions.A += 1;
-      this.removeA(oldest);
-      this.orphanA(oldest.ev, 'http_buffer_full');
-    }
-  }
-
-  /** The most recent B of the key that may match this A. */
-  private findB(a: InputEvent): BEntry | null {
-    const list = this.bByKey.get(a.key);
-    if (!list) return null;
-    let best: BEntry | null = null;
-    for (const b of list) {
-      const fresh = a.time - b.ev.time <= this.cfg.windowMs;
-      const keptAlive = b.lastMatch !== null && a.time <= b.lastMatch + this.cfg.networkTtlMs;
-      if ((fresh || keptAlive) && (best === null || b.ev.time > best.ev.time)) best = b;
-    }
-    return best;
-  }
-
-  private decideB(b: InputEvent): void {
-    const entry: BEntry = { ev: b, lastMatch: null, keepalives: 0, deadline: b.time + this.cfg.windowMs };
-    // A's that came first and are still waiting, oldest first.
-    const waitingAs = this.aByKey.get(b.key);
-    if (waitingAs) {
-      const reach = Math.min(this.cfg.windowMs, this.cfg.apacheEmitDelayMs);
-      for (const a of [...waitingAs]) {
-        if (b.time - a.ev.time > reach) continue;
-        this.removeA(a);
-        this.correlate(a.ev, entry);
-        if (this.cfg.mode === 'one_to_one') return;
-      }
-    }
-    listOf(this.bByKey, b.key).push(entry);
-    this.bByIndex.set(b.index, entry);
-    this.deadlines.push({ at: entry.deadline, side: 'B', index: b.index });
-    if (this.bByIndex.size > this.cfg.maxNetworkItems) {
-      const oldest = this.bByIndex.values().next().value!;
-      this.counters.evictions.B += 1;
-      this.removeB(oldest);
-      if (oldest.lastMatch === null) this.orphanB(oldest.ev, 'network_buffer_full');
-    }
-  }
-
-  private correlate(a: InputEvent, b: BEntry): void {
-    b.keepalives = this.cfg.mode === 'one_to_many' ? b.keepalives + 1 : 1;
-    this.counters.correlated += 1;
-    this.outputs.push({
-      kind: 'correlated',
-      id: outputId(a),
-      record: correlatedRecord(a, b.ev, b.keepalives),
-    });
-    if (this.cfg.mode === 'one_to_one') {
-      if (this.bByIndex.has(b.ev.index)) this.removeB(b);
-      return;
-    }
-    b.lastMatch = a.time;
-    b.deadline = a.time + this.cfg.networkTtlMs;
-    if (this.bByIndex.has(b.ev.index)) this.deadlines.push({ at: b.deadline, side: 'B', index: b.ev.index });
-  }
-
-  /** Entries whose deadline is before `time` can no longer match anything. */
-  private expireBefore(time: number): void {
-    for (let d = this.deadlines.peek(); d !== undefined && d.at < time; d = this.deadlines.peek()) {
+  /** Ends what can no longer match anything in connections whose deadline has passed. */
+  private expireDue(): void {
+    const until = this.releasedUpTo;
+    for (let d = this.deadlines.peek(); d !== undefined && d.at < until; d = this.deadlines.peek()) {
       this.deadlines.pop();
-      if (d.side === 'A') {
-        const a = this.aByIndex.get(d.index);
-        if (!a || a.deadline !== d.at) continue;
-        this.removeA(a);
-        this.orphanA(a.ev, null);
-      } else {
-        const b = this.bByIndex.get(d.index);
-        // A refreshed Keep-Alive B has a newer deadline in the heap: this one is stale.
-        if (!b || b.deadline !== d.at) continue;
-        this.removeB(b);
-        if (b.lastMatch === null) this.orphanB(b.ev, null);
+      const conn = d.conn;
+      if (conn.removed || conn.queuedDeadline !== d.at) continue;
+      conn.queuedDeadline = NaN;
+      if (conn.dirtyFrom !== null || conn.awaitingLookup) continue;
+      conn.sim.expire(until);
+      this.queueDeadline(conn);
+    }
+  }
+
+  private queueDeadline(conn: Conn): void {
+    const at = conn.sim.nextDeadline();
+    if (at === Infinity || at === conn.queuedDeadline) return;
+    if (!Number.isNaN(conn.queuedDeadline) && conn.queuedDeadline < at) return; // an earlier wake-up is queued
+    conn.queuedDeadline = at;
+    this.deadlines.push({ at, conn });
+  }
+
+  /** A released (or late) event joins its connection: stepped when in order, else the connection is re-run at drain. */
+  private admit(ev: InputEvent): void {
+    let conn = this.conns.get(ev.key);
+    if (conn === undefined) {
+      const evictedUpTo = this.evicted.get(ev.key);
+      this.evicted.delete(ev.key);
+      conn = this.newConn(ev.key, Math.max(this.cacheFloor, evictedUpTo === undefined ? -Infinity : evictedUpTo + 1));
+    } else {
+      // Least recently used first: touching moves it to the end.
+      this.conns.delete(ev.key);
+      this.conns.set(ev.key, conn);
+    }
+    this.insert(conn, ev);
+    const inOrder = conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
+    // A new connection whose segment may reach into what was evicted must be looked up first.
+    const mayMissPartners = conn.events.length === 1 && ev.time - this.gap < conn.completeFrom;
+    if (inOrder && !mayMissPartners) {
+      conn.sim.step(ev);
+      conn.lastStepped = ev;
+      if (ev.time <= this.releasedUpTo) conn.sim.expire(this.releasedUpTo);
+      this.queueDeadline(conn);
+    } else {
+      if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
+      this.dirty.add(conn);
+    }
+    this.evictIfFull(conn);
+  }
+
+  private newConn(key: string, completeFrom: number): Conn {
+    const conn: Conn = new Conn(key, completeFrom, null as unknown as KeySim);
+    conn.sim = this.simFor(conn);
+    this.conns.set(key, conn);
+    return conn;
+  }
+
+  private simFor(conn: Conn): KeySim {
+    return new KeySim(this.cfg, (id, ev, record, dropped) => this.decided(conn, id, ev, record, dropped));
+  }
+
+  private insert(conn: Conn, ev: InputEvent): void {
+    const events = conn.events;
+    let i = events.length;
+    while (i > 0 && eventBefore(ev, events[i - 1]!)) i--;
+    events.splice(i, 0, ev);
+    conn.known.add(knownId(ev.side, ev.id));
+    if (ev.time > conn.lastTime) conn.lastTime = ev.time;
+    this.cached[ev.side] += 1;
+  }
+
+  /** Re-runs a connection from the segment of its earliest out-of-order event, or asks for a lookup first. */
+  private resolve(conn: Conn): void {
+    if (conn.awaitingLookup || conn.removed) {
+      this.dirty.delete(conn);
+      return;
+    }
+    const first = conn.dirtyFrom;
+    if (first === null) {
+      this.dirty.delete(conn);
+      return;
+    }
+    const idx = conn.events.indexOf(first);
+    const start = segmentStart(conn.events, idx, this.gap);
+    const horizon = this.watermark - this.cfg.allowedLatenessMs;
+    const from = this.releasedUpTo - this.cfg.allowedLatenessMs - this.gap;
+    const segmentMayBeIncomplete = conn.events[start]!.time - this.gap < conn.completeFrom;
+    if (segmentMayBeIncomplete && conn.completeFrom > from && first.time >= horizon) {
+      const [ip, port] = splitKey(conn.key);
+      conn.awaitingLookup = true;
+      this.counters.lookups += 1;
+      this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from });
+      this.dirty.delete(conn);
+      return;
+    }
+    this.rerun(conn, start);
+    this.dirty.delete(conn);
+  }
+
+  /** Decides the connection again from events[start] (a segment start: nothing before it matters). */
+  private rerun(conn: Conn, start: number): void {
+    conn.sim = this.simFor(conn);
+    const events = conn.events;
+    for (let i = start; i < events.length; i++) conn.sim.step(events[i]!);
+    conn.sim.expire(this.releasedUpTo);
+    conn.lastStepped = events[events.length - 1] ?? null;
+    conn.dirtyFrom = null;
+    conn.queuedDeadline = NaN;
+    this.queueDeadline(conn);
+  }
+
+  /** Every decision of every connection comes here: emitted when it differs from what was emitted. */
+  private decided(conn: Conn, id: string, ev: InputEvent, record: Record<string, unknown> | null, dropped: boolean): void {
+    const prior = conn.emitted.get(id);
+    if (this.silent) {
+      const saved = this.silent.get(id);
+      if (record !== null) conn.emitted.set(id, { fp: fingerprint(record), revision: saved?.[0] ?? 1, deleted: false });
+      else if (saved) conn.emitted.set(id, { fp: '', revision: saved[0], deleted: true });
+      return;
+    }
+    const queued = this.pending.get(id);
+    if (record === null) {
+      if (prior === undefined) {
+        if (dropped) {
+          // Counted once per id: a revision-0 entry remembers it.
+          this.counters.dropped[ev.side === 'A' ? 'orphan_a_not_emitted' : 'orphan_b_not_emitted'] += 1;
+          conn.emitted.set(id, { fp: '', revision: 0, deleted: true });
+        }
+        return;
       }
-    }
-  }
-
-  private orphanA(a: InputEvent, evicted: DropReason | null): void {
-    if (!this.cfg.apacheAlwaysEmit) {
-      this.counters.dropped[evicted ?? 'orphan_a_not_emitted'] += 1;
+      if (prior.deleted) return;
+      const revision = queued ? queued.revision : prior.revision + 1;
+      conn.emitted.set(id, { fp: '', revision, deleted: true });
+      this.counters.corrections += 1;
+      this.pending.delete(id);
+      this.pending.set(id, { kind: 'deleted', id, revision, record: { timestamp: new Date(ev.time).toISOString(), src_ip: ev.doc.src_ip, src_port: ev.doc.src_port, deleted: true } });
       return;
     }
-    this.counters.orphans.A += 1;
-    this.outputs.push({ kind: 'orphan_a', id: outputId(a), record: orphanRecord(a) });
-  }
-
-  private orphanB(b: InputEvent, evicted: DropReason | null): void {
-    if (!this.cfg.networkEmit) {
-      this.counters.dropped[evicted ?? 'orphan_b_not_emitted'] += 1;
-      return;
+    const fp = fingerprint(record);
+    if (prior !== undefined && !prior.deleted && prior.fp === fp) return;
+    const revision = queued ? queued.revision : (prior?.revision ?? 0) + 1;
+    conn.emitted.set(id, { fp, revision, deleted: false });
+    const kind: OutputKind = record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b';
+    if (prior === undefined || prior.revision === 0) {
+      if (kind === 'correlated') this.counters.correlated += 1;
+      else this.counters.orphans[ev.side] += 1;
+    } else {
+      this.counters.corrections += 1;
     }
-    this.counters.orphans.B += 1;
-    this.outputs.push({ kind: 'orphan_b', id: outputId(b), record: orphanRecord(b) });
+    this.pending.delete(id);
+    this.pending.set(id, { kind, id, record, revision });
   }
 
-  private removeA(a: AEntry): void {
-    this.aByIndex.delete(a.ev.index);
-    removeFrom(this.aByKey, a.ev.key, a);
+  // ---- memory -------------------------------------------------------------
+
+  /** Least recently used connections leave when a side holds more events than allowed; open ones are decided early. */
+  private evictIfFull(current: Conn): void {
+    while (this.cached.A > this.cfg.maxHttpItems || this.cached.B > this.cfg.maxNetworkItems) {
+      const victim = this.firstEvictable(current);
+      if (!victim) return;
+      const counted = { A: 0, B: 0 };
+      for (const e of victim.events) counted[e.side] += 1;
+      if (counted.A > 0) this.counters.evictions.A += 1;
+      if (counted.B > 0) this.counters.evictions.B += 1;
+      // Provisional: a later event of this connection finds it again through a lookup and corrects it.
+      if (victim.sim.live) victim.sim.expire(Infinity);
+      this.forget(victim.key, victim.lastTime);
+      this.removeConn(victim);
+    }
   }
 
-  private removeB(b: BEntry): void {
-    this.bByIndex.delete(b.ev.index);
-    removeFrom(this.bByKey, b.ev.key, b);
+  private forget(key: string, lastTime: number): void {
+    this.evicted.delete(key);
+    this.evicted.set(key, lastTime);
+    const cap = 4 * (this.cfg.maxHttpItems + this.cfg.maxNetworkItems);
+    for (const [k, t] of this.evicted) {
+      if (this.evicted.size <= cap) break;
+      this.cacheFloor = Math.max(this.cacheFloor, t + 1);
+      this.evicted.delete(k);
+    }
+  }
+
+  private firstEvictable(current: Conn): Conn | undefined {
+    for (const c of this.conns.values()) if (c !== current && c.dirtyFrom === null && !c.awaitingLookup) return c;
+    return undefined;
+  }
+
+  /** Connections past the lateness horizon can never change again. */
+  private pruneBeyondHorizon(): void {
+    const limit = this.releasedUpTo - this.cfg.allowedLatenessMs - this.gap;
+    for (const c of this.conns.values()) {
+      if (c.lastTime >= limit) return; // roughly time-ordered: stop at the first recent one
+      if (c.sim.live || c.dirtyFrom !== null || c.awaitingLookup) continue;
+      this.removeConn(c);
+    }
+  }
+
+  private removeConn(c: Conn): void {
+    for (const e of c.events) this.cached[e.side] -= 1;
+    c.removed = true;
+    this.conns.delete(c.key);
+    this.dirty.delete(c);
+  }
+
+  // ---- snapshot -----------------------------------------------------------
+
+  /** Open connections and waiting events as ids: enough to continue exactly after a restart. */
+  exportState(): EngineSnapshot {
+    const num = (x: number) => (Number.isFinite(x) ? x : null);
+    const keys: EngineSnapshot['keys'] = [];
+    const recent = this.releasedUpTo - this.gap;
+    for (const c of this.conns.values()) {
+      if (!c.sim.live && c.lastTime < recent) continue;
+      const start = c.events.length === 0 ? 0 : segmentStart(c.events, c.events.length - 1, this.gap);
+      const segment = c.events.slice(start);
+      if (segment.length === 0) continue;
+      const completeFrom = Math.max(c.completeFrom, segment[0]!.time - this.gap);
+      const revs: Array<[string, number, boolean]> = [];
+      for (const e of segment) {
+        for (const id of [`${e.side}-${e.id}`]) {
+          const em = c.emitted.get(id);
+          if (em && (em.revision > 1 || (em.deleted && em.revision > 0))) revs.push([id, em.revision, em.deleted]);
+        }
+      }
+      keys.push([c.key, num(completeFrom), segment.map((e) => [e.side, e.id]), revs]);
+    }
+    return {
+      v: 2,
+      progress: { A: num(this.progress.A), B: num(this.progress.B) },
+      releasedUpTo: num(this.releasedUpTo),
+      cacheFloor: num(this.cacheFloor),
+      lastVersion: this.lastVersion,
+      waiting: this.waiting.values().map((e) => [e.side, e.id]),
+      keys,
+      evicted: [...this.evicted].filter(([, t]) => t >= recent),
+    };
+  }
+
+  /**
+   * An engine in the state `snap` describes. `eventOf` gives back each held
+   * event from its source document (the pipeline fetches them by id);
+   * events whose document is gone are left out (the caller logs them).
+   */
+  static restore(cfg: EngineConfig, snap: EngineSnapshot, eventOf: (side: Side, id: string) => InputEvent | undefined): CorrelationEngine {
+    const e = new CorrelationEngine(cfg);
+    const inf = (x: number | null, fallback: number) => (x === null ? fallback : x);
+    e.progress.A = inf(snap.progress.A, -Infinity);
+    e.progress.B = inf(snap.progress.B, -Infinity);
+    e.releasedUpTo = inf(snap.releasedUpTo, -Infinity);
+    e.lastVersion = snap.lastVersion;
+    // Connections not in the snapshot had no event this recent.
+    e.cacheFloor = Math.max(inf(snap.cacheFloor, -Infinity), e.releasedUpTo - e.gap);
+    for (const [key, t] of snap.evicted) e.evicted.set(key, t);
+    for (const [side, id] of snap.waiting) {
+      const ev = eventOf(side, id);
+      if (!ev) continue;
+      e.waiting.push(ev);
+      e.waitingIds.add(knownId(side, id));
+    }
+    for (const [key, completeFrom, events, revs] of snap.keys) {
+      const conn = e.newConn(key, inf(completeFrom, -Infinity));
+      for (const [side, id] of events) {
+        const ev = eventOf(side, id);
+        if (ev) e.insert(conn, ev);
+      }
+      e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
+      e.rerun(conn, 0);
+      e.silent = null;
+    }
+    return e;
   }
 }
 
-function listOf<T>(map: Map<string, T[]>, key: string): T[] {
-  let list = map.get(key);
-  if (!list) {
-    list = [];
-    map.set(key, list);
-  }
-  return list;
-}
-
-function removeFrom<T>(map: Map<string, T[]>, key: string, item: T): void {
-  const list = map.get(key);
-  if (!list) return;
-  const i = list.indexOf(item);
-  if (i >= 0) list.splice(i, 1);
-  if (list.length === 0) map.delete(key);
+/** `1.2.3.4:80` or `[2001:db8::1]:80` back into address and port. */
+export function splitKey(key: string): [string, number] {
+  const at = key.lastIndexOf(':');
+  const host = key.slice(0, at);
+  return [host.startsWith('[') ? host.slice(1, -1) : host, Number(key.slice(at + 1))];
 }

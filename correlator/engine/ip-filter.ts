@@ -1,26 +1,12 @@
 // Source-IP exclusion by address or CIDR, IPv4 and IPv6 (ipaddr.js), and
-// the canonical form of addresses used in correlation keys.
+// the canonical form of addresses used in correlation keys (conn-key.ts).
 import ipaddr from 'ipaddr.js';
+import { connKeyOf } from './conn-key.js';
 
-/** A dotted quad already in canonical form (no leading zeros, each part <= 255): the common case, answered without parsing. */
-const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
-/** Canonical text of an address: IPv4-mapped IPv6 becomes IPv4, IPv6 is RFC 5952 compressed, lower case. */
+/** Canonical text of an address: IPv4-mapped IPv6 becomes IPv4, IPv6 is RFC 5952 compressed, lower case (see conn-key.ts). */
 export function canonicalIp(text: string): string | null {
-  if (CANONICAL_V4.test(text)) return text;
-  // IPv4-mapped IPv6 in its usual spelling (::ffff:1.2.3.4): the IPv4 address.
-  if (text.length > 7 && text.charCodeAt(0) === 58 /* : */ && /^::ffff:/i.test(text) && CANONICAL_V4.test(text.slice(7))) return text.slice(7);
-  const trimmed = text.trim().replace(/^\[(.*)\]$/, '$1');
-  if (!ipaddr.isValid(trimmed)) return null;
-  // ipaddr.process turns ::ffff:1.2.3.4 into 1.2.3.4; zone ids are not addresses.
-  if (trimmed.includes('%')) return null;
-  const addr = ipaddr.process(trimmed);
-  if (addr.kind() === 'ipv4') {
-    // isValid accepts legacy forms like "1" or "0x7f.1"; a log's address must be dotted quad.
-    if (!ipaddr.IPv4.isValidFourPartDecimal(trimmed) && !trimmed.includes(':')) return null;
-    return addr.toString();
-  }
-  return addr.toString();
+  const k = connKeyOf({ src_ip: text, src_port: 1, timestamp: 1 });
+  return typeof k === 'string' ? null : k[0];
 }
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];

@@ -1,6 +1,7 @@
 // From a CouchDB change to an engine event, or the reason it is skipped.
 // Pure: the feed adapter calls it for every change it reads.
-import { canonicalIp, type IpFilter } from './ip-filter.js';
+import { connKeyOf } from './conn-key.js';
+import type { IpFilter } from './ip-filter.js';
 import type { InputEvent, Side } from './types.js';
 
 export type SkipReason = 'deleted' | 'design_doc' | 'other_side' | 'no_key' | 'no_time' | 'excluded_ip' | 'port_not_included' | 'other_shard';
@@ -45,18 +46,14 @@ export function epochMs(n: number): number {
   return Math.floor(Math.round(n / 1e3) / 1e3);
 }
 
-/** Event time: `timestamp` (epoch number), else `time` (RFC 3339), else the ingress's `received_at`. */
+/**
+ * Event time: `timestamp` (epoch number), else `time` (RFC 3339), else the
+ * ingress's `received_at` — the time part of connKeyOf, which the lookup
+ * view computes the same way inside CouchDB.
+ */
 export function eventTime(doc: Record<string, unknown>): number | null {
-  const ts = doc.timestamp;
-  if (typeof ts === 'number' && Number.isFinite(ts) && ts > 0) return epochMs(ts);
-  for (const field of ['time', 'received_at']) {
-    const v = doc[field];
-    if (typeof v === 'string') {
-      const ms = Date.parse(v);
-      if (!Number.isNaN(ms)) return ms;
-    }
-  }
-  return null;
+  const k = connKeyOf({ ...doc, src_ip: '0.0.0.0', src_port: 1 });
+  return typeof k === 'string' ? null : k[2];
 }
 
 export function toPort(v: unknown): number | null {
@@ -74,11 +71,9 @@ export function toEvent(change: Change, side: Side, index: number, rules: Normal
   if (change.id.startsWith('_design/')) return { skip: 'design_doc' };
   const doc = change.doc;
   if (rules.where && doc[rules.where.field] !== rules.where.equals) return { skip: 'other_side' };
-  const ip = typeof doc.src_ip === 'string' ? canonicalIp(doc.src_ip) : null;
-  const port = toPort(doc.src_port);
-  if (ip === null || port === null) return { skip: 'no_key' };
-  const time = eventTime(doc);
-  if (time === null) return { skip: 'no_time' };
+  const k = connKeyOf(doc);
+  if (typeof k === 'string') return { skip: k };
+  const [ip, port, time] = k;
   const key = connectionKey(ip, port);
   if (rules.shard && rules.shard.count > 1 && keyHash(key) % rules.shard.count !== rules.shard.index) return { skip: 'other_shard' };
   if (rules.exclude.matches(ip)) return { skip: 'excluded_ip' };

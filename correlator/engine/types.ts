@@ -35,31 +35,74 @@ export interface EngineConfig {
    * feed, or between feeds, give the same result however they interleave.
    */
   reorderSlackMs: number;
+  /**
+   * Events later than this behind the watermark are decided with what is
+   * in memory (counted as too late); within it, the engine finds every
+   * partner, in memory or through a lookup, and corrects what it emitted.
+   */
+  allowedLatenessMs: number;
 }
 
-export type OutputKind = 'correlated' | 'orphan_a' | 'orphan_b';
+export type OutputKind = 'correlated' | 'orphan_a' | 'orphan_b' | 'deleted';
 
 export interface Output {
   kind: OutputKind;
   /** Deterministic: derived from the source document ids only. */
   id: string;
+  /**
+   * The record, ending with its bookkeeping fields `revision` (1 for the
+   * first decision, +1 for each correction) and `decided_at` (ISO 8601).
+   * A `deleted` output (a provisional orphan B that a late A matched) holds
+   * only the fields that locate it (timestamp, src_ip, src_port) and
+   * `deleted: true`.
+   */
   record: Record<string, unknown>;
+  revision: number;
+  /**
+   * Strictly increasing over the engine's outputs (decision wall-clock ms,
+   * bumped to stay increasing): the version ClickHouse keeps the latest of.
+   */
+  version: number;
+}
+
+/** What a sink already holds for a record id (from a lookup): its content fingerprint and revision. */
+export interface PriorRecord {
+  fingerprint: string;
+  revision: number;
+  deleted: boolean;
 }
 
 /**
- * What the engine holds, as source document ids and feed indexes (JSON;
- * a checkpoint stores it). Infinite times are null.
+ * The engine needs every stored event of one connection from `from` on
+ * (both sides) to re-decide it: a late event whose partners left memory.
+ */
+export interface LookupRequest {
+  key: string;
+  src_ip: string;
+  src_port: number;
+  from: number;
+}
+
+/**
+ * What the engine holds, as source document ids (JSON; a checkpoint stores
+ * it). Infinite times are null.
  */
 export interface EngineSnapshot {
-  v: 1;
+  v: 2;
   progress: Record<Side, number | null>;
   releasedUpTo: number | null;
-  /** Events not yet released: [side, feed index, document id]. */
-  waiting: Array<[Side, number, string]>;
-  /** A's waiting for a B, in decision order: [feed index, document id]. */
-  pendingA: Array<[number, string]>;
-  /** Buffered B's, in decision order: [feed index, document id, last match time, keepalives]. */
-  networkB: Array<[number, string, number | null, number]>;
+  cacheFloor: number | null;
+  lastVersion: number;
+  /** Events not yet released: [side, document id]. */
+  waiting: Array<[Side, string]>;
+  /**
+   * Connections that may still change: [key, complete from (null: -inf),
+   * the events of their open segment as [side, id], the record ids whose
+   * revision is above 1 or that are deleted as [id, revision, deleted]].
+   */
+  keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>]>;
+  /** Connections recently evicted from memory: [key, latest event time]. */
+  evicted: Array<[string, number]>;
 }
 
 /** Why an event or an entry left the engine without an output. */
@@ -73,4 +116,12 @@ export interface EngineCounters {
   dropped: Record<DropReason, number>;
   /** Events that arrived after the release point had passed them (out of order by more than the slack). */
   late: Record<Side, number>;
+  /** Late by more than allowed_lateness: decided with what was in memory. */
+  tooLate: Record<Side, number>;
+  /** Records emitted again with changed content (revision > 1), and deletions. */
+  corrections: number;
+  /** Connections looked up because partners of a late event had left memory. */
+  lookups: number;
+  /** Re-delivered changes (same side and document id) ignored. */
+  duplicates: number;
 }

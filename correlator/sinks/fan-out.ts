@@ -15,12 +15,17 @@ export class FanOut {
     if (outputs.length === 0 || this.sinks.length === 0) return;
     const seq = this.nextWrite++;
     this.unacked.add(seq);
-    const records = outputs.map((o) => ({ id: o.id, record: o.record }));
+    const records = outputs.map((o) => ({ id: o.id, record: o.record, version: o.version, deleted: o.kind === 'deleted' }));
     const run = Promise.all(this.sinks.map((s) => s.write(records))).then(() => {
       this.unacked.delete(seq);
       this.running.delete(run);
     });
     this.running.add(run);
+  }
+
+  /** Resolves once every batch written so far is acknowledged by every sink. */
+  async settled(): Promise<void> {
+    while (this.running.size > 0) await Promise.all([...this.running]);
   }
 
   /** The number of the latest batch written. */

@@ -3,7 +3,12 @@
 export interface SinkRecord {
   /** Deterministic (derived from the source documents): writing it twice is harmless. */
   id: string;
+  /** Ends with `revision` and `decided_at`; a deletion holds `deleted: true` and the fields that locate it. */
   record: Record<string, unknown>;
+  /** Strictly increasing per correlator: of two writes of one id, the higher version is the later decision. */
+  version: number;
+  /** A provisional record that no longer exists. */
+  deleted: boolean;
 }
 
 export interface Sink {

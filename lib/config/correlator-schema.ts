@@ -99,6 +99,16 @@ export const correlatorSchema = z
      * the feeds, e.g. ingestion delay) are decided the same way live and on replay.
      */
     reorder_slack_ms: z.number().int().min(0).max(600_000).default(1000),
+    /**
+     * How late a document may arrive (behind the watermark) and still give
+     * exact records: within it, provisional records are corrected when
+     * their partners arrive; later ones are decided with what is in memory
+     * and counted (couchlog_correlator_too_late_total).
+     */
+    allowed_lateness: z
+      .object({ value: z.number().min(0).default(24), unit: z.enum(['ms', 's', 'm', 'h']).default('h') })
+      .strict()
+      .default({}),
     matching: z
       .object({ mode: z.enum(['one_to_many', 'one_to_one']).default('one_to_many') })
       .strict()

@@ -43,6 +43,8 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'int']> = [
   ['COUCHLOG_WRITER_PASSWORD', ['users', 'writer', 'password'], 'string'],
   ['COUCHLOG_READER_USER', ['users', 'reader', 'user'], 'string'],
   ['COUCHLOG_READER_PASSWORD', ['users', 'reader', 'password'], 'string'],
+  ['COUCHLOG_CORRELATOR_USER', ['users', 'correlator', 'user'], 'string'],
+  ['COUCHLOG_CORRELATOR_PASSWORD', ['users', 'correlator', 'password'], 'string'],
   ['COUCHLOG_INGRESS_PORT', ['ingress', 'port'], 'int'],
   ['COUCHLOG_COUCHDB_PORT', ['couchdb', 'embedded', 'port'], 'int'],
   ['COUCHLOG_INGRESS_HOST', ['ingress', 'host'], 'string'],
@@ -154,6 +156,7 @@ const ROLE_PATHS: Record<SecretRole, (c: Config) => { user: string; password: st
   admin: (c) => c.couchdb.admin,
   writer: (c) => c.users.writer,
   reader: (c) => c.users.reader,
+  correlator: (c) => c.users.correlator,
 };
 
 function fillFromSecretsFile(config: Config): void {

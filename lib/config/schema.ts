@@ -144,7 +144,7 @@ export const configSchema = z
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     couchdb,
     users: z
-      .object({ writer: credentials('writer'), reader: credentials('reader') })
+      .object({ writer: credentials('writer'), reader: credentials('reader'), correlator: credentials('correlator') })
       .strict()
       .default({}),
     /** One `log_<app>` database per key. */

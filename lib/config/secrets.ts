@@ -11,6 +11,7 @@ export const SECRET_KEYS = {
   admin: 'COUCHDB_PASSWORD',
   writer: 'COUCHLOG_WRITER_PASSWORD',
   reader: 'COUCHLOG_READER_PASSWORD',
+  correlator: 'COUCHLOG_CORRELATOR_PASSWORD',
 } as const;
 
 export type SecretRole = keyof typeof SECRET_KEYS;

@@ -3,7 +3,7 @@
 // is ever dropped or rewritten, so running it twice changes nothing.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { COLUMNS } from '../../correlator/clickhouse/columns.js';
-import { createDatabaseSql, createTableSql, parseVersion, supportsLowCardinality, type ServerVersion } from '../../correlator/clickhouse/schema.js';
+import { createDatabaseSql, createTableSql, currentViewSql, parseVersion, supportsLowCardinality, type ServerVersion } from '../../correlator/clickhouse/schema.js';
 import { CommandError } from '../errors.js';
 
 export async function serverVersion(client: ClickHouseClient): Promise<ServerVersion & { text: string }> {
@@ -30,7 +30,8 @@ export async function ensureClickhouse(client: ClickHouseClient, database: strin
   if (before.size === 0) {
     await client.command({ query: createDatabaseSql(database) });
     await client.command({ query: createTableSql(database, table, version) });
-    return [`created ClickHouse table ${database}.${table} (server ${version.text})`];
+    await client.command({ query: currentViewSql(database, table) });
+    return [`created ClickHouse table ${database}.${table} and view ${table}_current (server ${version.text})`];
   }
   for (const col of COLUMNS) {
     if (before.has(col.name)) continue;
@@ -38,7 +39,36 @@ export async function ensureClickhouse(client: ClickHouseClient, database: strin
     await client.command({ query: `ALTER TABLE ${database}.${table} ADD COLUMN ${col.name} ${type}` });
     changes.push(`added column ${col.name} to ${database}.${table}`);
   }
+  changes.push(...(await ensureVersionedEngine(client, database, table, version)));
+  await client.command({ query: currentViewSql(database, table) });
   return changes;
+}
+
+async function engineOf(client: ClickHouseClient, database: string, table: string): Promise<string> {
+  const rows = (await (
+    await client.query({ query: `SELECT engine_full FROM system.tables WHERE database = '${database}' AND name = '${table}'`, format: 'JSONEachRow' })
+  ).json()) as Array<{ engine_full: string }>;
+  return rows[0]?.engine_full ?? '';
+}
+
+/**
+ * Tables made before corrections existed are ReplacingMergeTree() without a
+ * version: FINAL would keep an arbitrary row of a corrected record. The
+ * engine cannot be altered, so the rows are copied into a new table, which
+ * takes the old name; the old table is kept as <table>_before_version
+ * (drop it once satisfied). Rows copied get version 0: any correction wins.
+ */
+async function ensureVersionedEngine(client: ClickHouseClient, database: string, table: string, version: ServerVersion): Promise<string[]> {
+  const engine = await engineOf(client, database, table);
+  if (/ReplacingMergeTree\(version\)/.test(engine)) return [];
+  const staging = `${table}_migrating`;
+  const kept = `${table}_before_version`;
+  await client.command({ query: `DROP TABLE IF EXISTS ${database}.${staging}` });
+  await client.command({ query: createTableSql(database, staging, version) });
+  const cols = COLUMNS.map((c) => c.name).join(', ');
+  await client.command({ query: `INSERT INTO ${database}.${staging} (${cols}) SELECT ${cols} FROM ${database}.${table}` });
+  await client.command({ query: `RENAME TABLE ${database}.${table} TO ${database}.${kept}, ${database}.${staging} TO ${database}.${table}` });
+  return [`migrated ${database}.${table} to ReplacingMergeTree(version) (corrections); the old table is kept as ${database}.${kept}`];
 }
 
 /** At start: the table must exist with every column the sink writes. */

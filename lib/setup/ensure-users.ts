@@ -5,6 +5,8 @@ import { AdminClient } from '../couch/admin-client.js';
 
 export const WRITER_ROLE = 'log_writer';
 export const READER_ROLE = 'log_reader';
+/** The correlator's account: the only non-admin that may update or delete correlated records. */
+export const CORRELATOR_ROLE = 'log_correlator';
 
 export interface UserSpec {
   user: string;

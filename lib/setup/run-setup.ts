@@ -7,8 +7,10 @@ import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
 import { CommandError } from '../errors.js';
 import { ensureClickhouse } from './ensure-clickhouse.js';
 import { ensureAdmin } from './ensure-admin.js';
-import { ensureUser, READER_ROLE, WRITER_ROLE } from './ensure-users.js';
-import { ensureAppDatabase, ensureDatabase } from './ensure-app-db.js';
+import { CORRELATOR_ROLE, ensureUser, READER_ROLE, WRITER_ROLE } from './ensure-users.js';
+import { ensureAppDatabase, ensureDatabase, pushDesignDoc } from './ensure-app-db.js';
+import { lookupDesignDoc } from '../../design-docs/correlator-lookup.js';
+import { dbName } from '../config/load.js';
 
 export interface SetupReport {
   server: string;
@@ -55,6 +57,12 @@ export async function runSetup(config: Config): Promise<SetupReport> {
       password: requirePassword(config, 'reader'),
       roles: [READER_ROLE],
     })),
+    // Reads the input feeds and writes (and corrects) log_correlated.
+    ...(await ensureUser(admin, {
+      user: config.users.correlator.user,
+      password: requirePassword(config, 'correlator'),
+      roles: [READER_ROLE, CORRELATOR_ROLE],
+    })),
   );
 
   for (const [section, key] of REQUIRE_VALID_USER[flavor]) {
@@ -65,8 +73,11 @@ export async function runSetup(config: Config): Promise<SetupReport> {
     changes.push(`set ${section}/${key} = true`);
   }
 
+  const inputs = new Set([config.correlator.inputs.http.app, config.correlator.inputs.network.app]);
   for (const [app, options] of Object.entries(config.apps)) {
     changes.push(...(await ensureAppDatabase(admin, app, options.reports)));
+    // The correlator finds partners of late events through this view.
+    if (inputs.has(app)) changes.push(...(await pushDesignDoc(admin, dbName(app), lookupDesignDoc())));
   }
   // The correlator's output database: not an app (nobody writes to it through the ingress).
   changes.push(...(await ensureAppDatabase(admin, config.correlator.outputs.couchdb.app, ['correlated'])));

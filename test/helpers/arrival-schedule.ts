@@ -1,0 +1,193 @@
+// Arrival schedules for the "same records whatever the arrival timing"
+// property: the same A and B documents delivered the way shippers deliver
+// them — one side minutes or hours late, in batches of random size, the
+// feeds interleaved at random, out of order within a feed, some changes
+// delivered twice — plus a reference: every document replayed in event
+// order by a fresh engine. Pure and seeded: a failure prints its seed.
+import { CorrelationEngine } from '../../correlator/engine/engine.js';
+import { fingerprint } from '../../correlator/engine/fingerprint.js';
+import { toEvent, type NormalizeRules } from '../../correlator/engine/normalize.js';
+import { IpFilter } from '../../correlator/engine/ip-filter.js';
+import type { EngineConfig, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../correlator/engine/types.js';
+import { mulberry32 } from '../../lib/bench/prng.js';
+
+export interface StoredDoc {
+  side: Side;
+  id: string;
+  doc: Record<string, unknown>;
+}
+
+/** One delivery: a page of changes from one feed, read at wall-clock `at`. */
+export interface Delivery {
+  at: number;
+  side: Side;
+  docs: StoredDoc[];
+}
+
+export const RULES: NormalizeRules = { exclude: new IpFilter([]), includePorts: new Set(), where: null };
+
+export function toEvents(docs: readonly StoredDoc[]): InputEvent[] {
+  const out: InputEvent[] = [];
+  for (const d of docs) {
+    const ev = toEvent({ id: d.id, doc: d.doc }, d.side, 0, RULES);
+    if (!('skip' in ev)) out.push(ev);
+  }
+  return out;
+}
+
+/** Latest content per record id, deletions applied: what a sink holds once quiet. */
+export class SinkState {
+  readonly records = new Map<string, Output>();
+
+  apply(outputs: readonly Output[]): void {
+    for (const o of outputs) {
+      const prev = this.records.get(o.id);
+      if (prev && prev.version > o.version) continue;
+      this.records.set(o.id, o);
+    }
+  }
+
+  /** Live records, bookkeeping fields left out, as comparable JSON. */
+  content(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const [id, o] of this.records) {
+      if (o.kind === 'deleted') continue;
+      const { revision: _r, decided_at: _d, ...rest } = o.record;
+      m.set(id, JSON.stringify(rest));
+    }
+    return m;
+  }
+
+  prior(id: string): PriorRecord | undefined {
+    const o = this.records.get(id);
+    if (!o) return undefined;
+    return { fingerprint: o.kind === 'deleted' ? '' : fingerprint(o.record), revision: o.revision, deleted: o.kind === 'deleted' };
+  }
+}
+
+/** The reference: all documents, replayed in event order by a fresh engine, then everything expired. */
+export function referenceResult(cfg: EngineConfig, docs: readonly StoredDoc[]): Map<string, string> {
+  const big = { ...cfg, maxHttpItems: 10_000_000, maxNetworkItems: 10_000_000 };
+  const engine = new CorrelationEngine(big);
+  const sink = new SinkState();
+  const events = toEvents(docs).sort((x, y) => (x.time !== y.time ? x.time - y.time : x.side !== y.side ? (x.side === 'B' ? -1 : 1) : x.id < y.id ? -1 : 1));
+  for (const ev of events) engine.push(ev);
+  engine.advance('A', Infinity);
+  engine.advance('B', Infinity);
+  sink.apply(engine.drain(1));
+  return sink.content();
+}
+
+export interface ScheduleOptions {
+  seed: number;
+  /** Largest delay of one whole side, ms (e.g. an hour). */
+  maxSideDelayMs: number;
+  /** Largest extra delay of one batch, ms. */
+  maxBatchDelayMs: number;
+  maxBatch: number;
+  /** Share of changes delivered a second time (cluster re-delivery). */
+  redeliverShare: number;
+}
+
+/** A random arrival schedule of the documents: per side delay, batches with their own delay, shuffled within a batch. */
+export function randomSchedule(docs: readonly StoredDoc[], timeOf: (d: StoredDoc) => number, o: ScheduleOptions): Delivery[] {
+  const rnd = mulberry32(o.seed);
+  const sideDelay: Record<Side, number> = { A: 0, B: 0 };
+  const late: Side = rnd() < 0.5 ? 'A' : 'B';
+  sideDelay[late] = Math.floor(rnd() * o.maxSideDelayMs);
+  const deliveries: Delivery[] = [];
+  for (const side of ['A', 'B'] as const) {
+    const mine = docs.filter((d) => d.side === side).sort((x, y) => timeOf(x) - timeOf(y));
+    for (let i = 0; i < mine.length; ) {
+      const n = 1 + Math.floor(rnd() * o.maxBatch);
+      const batch = mine.slice(i, i + n);
+      i += n;
+      // Within-feed disorder: a batch's documents in any order.
+      for (let k = batch.length - 1; k > 0; k--) {
+        const j = Math.floor(rnd() * (k + 1));
+        [batch[k], batch[j]] = [batch[j]!, batch[k]!];
+      }
+      const last = Math.max(...batch.map(timeOf));
+      const at = last + sideDelay[side] + Math.floor(rnd() * o.maxBatchDelayMs);
+      deliveries.push({ at, side, docs: batch });
+      if (rnd() < o.redeliverShare) deliveries.push({ at: at + Math.floor(rnd() * 5000), side, docs: batch.slice(0, 1 + Math.floor(rnd() * batch.length)) });
+    }
+  }
+  // Ties in arrival time broken at random: the two feeds interleave either way.
+  const tie = new Map(deliveries.map((d) => [d, rnd()]));
+  return deliveries.sort((x, y) => x.at - y.at || tie.get(x)! - tie.get(y)!);
+}
+
+export interface RunOptions {
+  /** Checkpoint, then crash and restore at these delivery indexes (kill -9: outputs since the checkpoint stay in the sink). */
+  crashAt?: number;
+  checkpointEvery?: number;
+}
+
+/**
+ * Plays a schedule through an engine the way the pipeline drives it: each
+ * delivery pushed, both feeds advanced to the wall clock (they are caught
+ * up with what is stored), lookups answered from what is stored by then,
+ * with priors from the sink. Returns the sink's content once quiet.
+ */
+export function play(cfg: EngineConfig, schedule: readonly Delivery[], opts: RunOptions = {}): { content: Map<string, string>; engine: CorrelationEngine } {
+  let engine = new CorrelationEngine(cfg);
+  const sink = new SinkState();
+  const stored = new Map<string, InputEvent>();
+  let checkpoint: { snap: ReturnType<CorrelationEngine['exportState']>; at: number } | null = null;
+  const every = opts.checkpointEvery ?? 7;
+  let clock = 0;
+  const settle = () => {
+    for (let round = 0; round < 10; round++) {
+      sink.apply(engine.drain(clock));
+      const reqs = engine.lookups();
+      if (reqs.length === 0) return;
+      for (const r of reqs) answer(engine, r);
+    }
+    throw new Error('lookups did not settle');
+  };
+  const answer = (e: CorrelationEngine, r: LookupRequest) => {
+    const events = [...stored.values()].filter((ev) => ev.key === r.key && ev.time >= r.from);
+    const priors = new Map<string, PriorRecord>();
+    for (const ev of events) {
+      const id = `${ev.side}-${ev.id}`;
+      const p = sink.prior(id);
+      if (p) priors.set(id, p);
+    }
+    e.provide(r.key, r.from, events, priors);
+  };
+  for (let i = 0; i < schedule.length; i++) {
+    const d = schedule[i]!;
+    clock = Math.max(clock, d.at);
+    const events = toEvents(d.docs);
+    for (const ev of events) stored.set(`${ev.side}:${ev.id}`, ev);
+    for (const ev of events) engine.push(ev);
+    engine.advance('A', clock);
+    engine.advance('B', clock);
+    settle();
+    if (i % every === 0) checkpoint = { snap: JSON.parse(JSON.stringify(engine.exportState())), at: i };
+    if (opts.crashAt === i && checkpoint) {
+      const snap = checkpoint.snap;
+      engine = CorrelationEngine.restore(cfg, snap, (side, id) => stored.get(`${side}:${id}`));
+      // The feeds are read again from the checkpoint: everything since is delivered again.
+      for (let k = checkpoint.at + 1; k <= i; k++) for (const ev of toEvents(schedule[k]!.docs)) engine.push(ev);
+      engine.advance('A', clock);
+      engine.advance('B', clock);
+      settle();
+    }
+  }
+  engine.advance('A', Infinity);
+  engine.advance('B', Infinity);
+  settle();
+  return { content: sink.content(), engine };
+}
+
+/** First difference between two record sets, for a failure message. */
+export function firstDifference(want: Map<string, string>, got: Map<string, string>): string | null {
+  for (const [id, w] of want) {
+    const g = got.get(id);
+    if (g !== w) return `${id}:\n  want ${w}\n  got  ${g ?? '(missing)'}`;
+  }
+  for (const id of got.keys()) if (!want.has(id)) return `${id}: not in the reference, got ${got.get(id)}`;
+  return null;
+}
