@@ -1,0 +1,268 @@
+// Late sides through the ingress, with a running correlator, real servers:
+//  - B documents of connections made an hour ago, then a few seconds later
+//    the A documents of the same connections: every A is correlated;
+//  - A documents first (provisional orphans), their B half an hour late: the
+//    orphans are corrected under the same ids, revision 2, in CouchDB, in
+//    ClickHouse (FINAL) and in the file sink (latest line per id);
+//  - then seeded random schedules of generated traffic (batches, one side
+//    late, a correlator restart in between): once quiet, log_correlated and
+//    ClickHouse hold exactly the reference (a replay of every stored
+//    document in event order), record for record.
+// The memory cache is tiny here, so partners are found through the
+// `_design/correlator` lookup view, as they would be after a long delay.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startStack, http, JSON_TYPE, freePort, type Stack } from '../helpers/stack.js';
+import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
+import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
+import { engineConfig } from '../../correlator/engine/engine-config.js';
+import { createLogger } from '../../lib/logger.js';
+import { generateTraffic } from '../../lib/bench/correlator-traffic.js';
+import { mulberry32 } from '../../lib/bench/prng.js';
+import { firstDifference, referenceResult, type StoredDoc } from '../helpers/arrival-schedule.js';
+
+const HOUR = 3_600_000;
+let ch: TestClickhouse;
+let stack: Stack;
+let correlator: RunningCorrelator;
+let metricsUrl: string;
+const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+
+before(async () => {
+  ch = await startClickhouse();
+  const metricsPort = await freePort();
+  metricsUrl = `http://127.0.0.1:${metricsPort}`;
+  stack = await startStack({
+    yaml: {
+      clickhouse: { enabled: true, url: ch.url },
+      correlator: {
+        reorder_slack_ms: 200,
+        orphan_policy: { apache_emit_delay_ms: 300, network_emit: true },
+        time_window: { value: 5, unit: 's' },
+        ttl: { network_ttl_s: 20 },
+        buffers: { max_http_items: 8, max_network_items: 8 },
+        inputs: { poll_interval_ms: 50, batch_size: 50 },
+        outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
+        checkpoint_interval_ms: 200,
+        metrics: { port: metricsPort },
+      },
+    },
+  });
+  correlator = await startCorrelator(stack.config, log, { clickhouse: true });
+});
+after(async () => {
+  await correlator?.stop();
+  await stack?.stop();
+  await ch?.stop();
+});
+
+type Doc = Record<string, unknown>;
+
+async function post(app: string, docs: Doc[]): Promise<string[]> {
+  const res = await http(`${stack.url}/log_${app}/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ docs }) });
+  assert.equal(res.status, 201, res.text);
+  return res.json.map((r: { id: string }) => r.id);
+}
+
+async function allDocs(db: string): Promise<Map<string, Doc>> {
+  const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
+  assert.equal(res.status, 200, res.text.slice(0, 200));
+  const out = new Map<string, Doc>();
+  for (const row of res.json.rows as Array<{ id: string; doc: Doc }>) if (!row.id.startsWith('_design/')) out.set(row.id, row.doc);
+  return out;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = null;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== null) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(200);
+  }
+}
+
+const conn = (port: number, t: number, extra: Doc = {}) => ({ src_ip: '198.51.100.77', src_port: port, dst_ip: '192.168.1.10', ...extra, timestamp: t });
+const aDoc = (port: number, t: number) => conn(port, t, { dst_port: 8080, method: 'GET', host: 'late.example', path: `/p${port}` });
+const bDoc = (port: number, t: number) => conn(port, t, { dst_port: 443, ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', tls_sni: 'late.example', conn_id: `c${port}` });
+
+/** ClickHouse rows as they stand (latest version per id, deletions out), id -> row. */
+async function clickhouseCurrent(): Promise<Map<string, Doc>> {
+  const text = await ch.query('SELECT * FROM couchlog.http_logs_current FORMAT JSONEachRow');
+  const out = new Map<string, Doc>();
+  for (const line of text.split('\n')) if (line) out.set((JSON.parse(line) as Doc).id as string, JSON.parse(line) as Doc);
+  return out;
+}
+
+/** The file sink's latest line per id. */
+function fileLatest(): Map<string, Doc> {
+  const out = new Map<string, Doc>();
+  const text = readFileSync(join(stack.dataDir, 'correlated.jsonl'), 'utf8');
+  for (const line of text.split('\n')) if (line) out.set((JSON.parse(line) as Doc).id as string, JSON.parse(line) as Doc);
+  return out;
+}
+
+async function metric(name: string): Promise<number> {
+  const text = (await http(`${metricsUrl}/metrics`)).text;
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(name)) sum += Number(line.split(' ').pop());
+  return sum;
+}
+
+describe('a side that arrives late is correlated as if it had come on time', () => {
+  test('B an hour old posted, A posted seconds later: every A correlated, the provisional orphan Bs deleted everywhere', async () => {
+    const t0 = Date.now() - HOUR;
+    const ports = Array.from({ length: 20 }, (_, i) => 41_000 + i);
+    const bIds = await post('network', ports.map((p, i) => bDoc(p, t0 + i * 1000)));
+    // The Bs are decided first (provisional orphan Bs, network_emit is on)...
+    await until('the provisional orphan Bs', async () => {
+      const docs = await allDocs('log_correlated');
+      return bIds.every((id) => docs.get(`B-${id}`)?.orphan_side === 'B') ? true : null;
+    });
+    await sleep(2000);
+    const aIds = await post('http', ports.map((p, i) => aDoc(p, t0 + i * 1000 + 40)));
+    const docs = await until('every A correlated', async () => {
+      const d = await allDocs('log_correlated');
+      return aIds.every((id) => d.get(`A-${id}`)?.correlated === true) && bIds.every((id) => !d.has(`B-${id}`)) ? d : null;
+    });
+    aIds.forEach((id, i) => {
+      const r = docs.get(`A-${id}`)!;
+      assert.equal(r.b_id, bIds[i]);
+      assert.equal(r.keepalives, 1);
+      assert.equal(r.ja4, 't13d1516h2_8daaf6152771_b0da82dd1658');
+      assert.equal(typeof r.decided_at, 'string');
+    });
+    const rows = await until('ClickHouse to agree', async () => {
+      const r = await clickhouseCurrent();
+      return aIds.every((id) => r.get(`A-${id}`)?.correlated === 1) && bIds.every((id) => !r.has(`B-${id}`)) ? r : null;
+    });
+    assert.equal(rows.get(`A-${aIds[0]}`)!.ja4, 't13d1516h2_8daaf6152771_b0da82dd1658');
+    const file = fileLatest();
+    for (const id of aIds) assert.equal(file.get(`A-${id}`)?.correlated, true, `file sink, A-${id}`);
+    for (const id of bIds) assert.equal(file.get(`B-${id}`)?.deleted, true, `file sink, B-${id} deleted`);
+    assert.ok((await metric('couchlog_correlator_late_events_total')) >= 40);
+    assert.ok((await metric('couchlog_correlator_lookups_total')) > 0, 'a cache of 8 events: partners came through lookups');
+    assert.ok((await metric('couchlog_correlator_corrections_total')) >= 20);
+  });
+
+  test('A first, B half an hour late: the provisional orphans are corrected to revision 2 in every sink', async () => {
+    const t0 = Date.now() - HOUR / 2;
+    const ports = Array.from({ length: 12 }, (_, i) => 42_000 + i);
+    const aIds = await post('http', ports.map((p, i) => aDoc(p, t0 + i * 500)));
+    await until('provisional orphans, revision 1', async () => {
+      const d = await allDocs('log_correlated');
+      return aIds.every((id) => d.get(`A-${id}`)?.correlated === false && d.get(`A-${id}`)?.revision === 1) ? true : null;
+    });
+    const bIds = await post('network', ports.map((p, i) => bDoc(p, t0 + i * 500 - 20)));
+    const docs = await until('the corrections in CouchDB', async () => {
+      const d = await allDocs('log_correlated');
+      return aIds.every((id) => d.get(`A-${id}`)?.correlated === true) ? d : null;
+    });
+    aIds.forEach((id, i) => {
+      const r = docs.get(`A-${id}`)!;
+      assert.equal(r.revision, 2, `A-${id}`);
+      assert.equal(r.b_id, bIds[i]);
+      assert.equal(r.orphan_side, '');
+    });
+    await until('the corrections in ClickHouse (FINAL)', async () => {
+      const text = await ch.query(`SELECT id, correlated, revision, deleted FROM couchlog.http_logs FINAL WHERE id IN (${aIds.map((id) => `'A-${id}'`).join(',')}) FORMAT JSONEachRow`);
+      const rows = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Doc);
+      return rows.length === aIds.length && rows.every((r) => r.correlated === 1 && r.revision === 2 && r.deleted === 0) ? true : null;
+    });
+    // Both revisions are in the table; FINAL keeps the later.
+    const raw = await ch.query(`SELECT count() FROM couchlog.http_logs WHERE id = 'A-${aIds[0]}'`);
+    assert.ok(Number(raw.trim()) >= 1);
+    const file = fileLatest();
+    for (const id of aIds) assert.deepEqual([file.get(`A-${id}`)?.correlated, file.get(`A-${id}`)?.revision], [true, 2], `file sink, A-${id}`);
+  });
+
+  test('readers and the ingress writer cannot change correlated records', async () => {
+    const docs = await allDocs('log_correlated');
+    const [id, doc] = [...docs][0]!;
+    const body = JSON.stringify({ ...doc, correlated: false });
+    for (const who of ['reader', 'writer'] as const) {
+      const res = await http(`${stack.couchUrl}/log_correlated/${encodeURIComponent(id)}`, { method: 'PUT', headers: { ...JSON_TYPE, authorization: stack.auth[who] }, body });
+      assert.ok(res.status === 403 || res.status === 401, `${who}: ${res.status} ${res.text}`);
+    }
+    const after = await allDocs('log_correlated');
+    assert.deepEqual(after.get(id), doc);
+  });
+});
+
+describe('seeded schedules through the ingress equal the reference', () => {
+  /** Generated traffic an hour ago, posted in random batches, one side late, the correlator restarted once. */
+  async function runSchedule(seed: number): Promise<void> {
+    const rnd = mulberry32(seed);
+    const start = Date.now() - HOUR - Math.floor(rnd() * HOUR);
+    const t = generateTraffic({ seed, aCount: 120, bCount: 80, startMs: start, spanMs: 30_000 });
+    const late = rnd() < 0.5 ? 'http' : 'network';
+    const batches = (docs: Doc[]) => {
+      const out: Doc[][] = [];
+      for (let i = 0; i < docs.length; ) {
+        const n = 1 + Math.floor(rnd() * 40);
+        out.push(docs.slice(i, i + n));
+        i += n;
+      }
+      return out;
+    };
+    const early = late === 'http' ? batches(t.b) : batches(t.a);
+    const lateBatches = late === 'http' ? batches(t.a) : batches(t.b);
+    const earlyApp = late === 'http' ? 'network' : 'http';
+    for (const b of early) await post(earlyApp, b);
+    await sleep(300 + Math.floor(rnd() * 1500));
+    const restartAfter = Math.floor(rnd() * lateBatches.length);
+    for (let i = 0; i < lateBatches.length; i++) {
+      await post(late, lateBatches[i]!);
+      if (i === restartAfter) {
+        await correlator.stop();
+        correlator = await startCorrelator(stack.config, log, { clickhouse: true });
+      }
+    }
+  }
+
+  test('3 seeds, both sides settled: log_correlated and ClickHouse hold the reference record for record', async () => {
+    for (const seed of [11, 12, 13]) await runSchedule(seed);
+    const cfg = engineConfig(stack.config.correlator);
+    const stored = async (): Promise<StoredDoc[]> => {
+      const out: StoredDoc[] = [];
+      for (const [side, db] of [['A', 'log_http'], ['B', 'log_network']] as const) {
+        for (const [id, doc] of await allDocs(db)) {
+          const { _id, _rev, ...rest } = doc;
+          out.push({ side, id, doc: rest });
+        }
+      }
+      return out;
+    };
+    const want = referenceResult(cfg, await stored());
+    const strip = (d: Doc) => {
+      const { _id, _rev, revision, decided_at, ...rest } = d;
+      return JSON.stringify(rest);
+    };
+    await until('log_correlated to equal the reference', async () => {
+      const got = new Map([...(await allDocs('log_correlated'))].map(([id, d]) => [id, strip(d)]));
+      const diff = firstDifference(want, got);
+      if (diff) throw new Error(diff.slice(0, 600));
+      return true;
+    }, 90_000);
+    await until('ClickHouse to hold the same ids', async () => {
+      const rows = await clickhouseCurrent();
+      const missing = [...want.keys()].filter((id) => !rows.has(id));
+      const extra = [...rows.keys()].filter((id) => !want.has(id));
+      if (missing.length || extra.length) throw new Error(`missing ${missing.slice(0, 3)} extra ${extra.slice(0, 3)}`);
+      for (const [id, w] of want) {
+        const r = rows.get(id)!;
+        const rec = JSON.parse(w) as Doc;
+        if (r.correlated !== (rec.correlated ? 1 : 0) || r.keepalives !== rec.keepalives || r.b_id !== (rec.b_id ?? '')) throw new Error(`${id}: ${JSON.stringify(r).slice(0, 300)} vs ${w.slice(0, 300)}`);
+      }
+      return true;
+    }, 60_000);
+  });
+});
