@@ -60,7 +60,9 @@ async function engineOf(client: ClickHouseClient, database: string, table: strin
  */
 async function ensureVersionedEngine(client: ClickHouseClient, database: string, table: string, version: ServerVersion): Promise<string[]> {
   const engine = await engineOf(client, database, table);
-  if (/ReplacingMergeTree\(version\)/.test(engine)) return [];
+  // Only couchlog's own old table is migrated; a Distributed or replicated
+  // table made by an operator (docs/production.md) is theirs to change.
+  if (!/^ReplacingMergeTree\(\s*\)/.test(engine)) return [];
   const staging = `${table}_migrating`;
   const kept = `${table}_before_version`;
   await client.command({ query: `DROP TABLE IF EXISTS ${database}.${staging}` });

@@ -228,6 +228,7 @@ describe('SIGHUP (systemctl reload)', () => {
         COUCHDB_PASSWORD: stack.config.couchdb.admin.password!,
         COUCHLOG_WRITER_PASSWORD: stack.config.users.writer.password!,
         COUCHLOG_READER_PASSWORD: stack.config.users.reader.password!,
+        COUCHLOG_CORRELATOR_PASSWORD: stack.config.users.correlator.password!,
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
