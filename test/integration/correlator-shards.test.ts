@@ -59,7 +59,8 @@ function configFor(output: string, shard: { index: number; count: number }): Con
 async function records(db: string): Promise<Map<string, string>> {
   const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
   const rows = (res.json.rows as Array<{ id: string; doc: Record<string, unknown> }>).filter((r) => !r.id.startsWith('_design/'));
-  return new Map(rows.map(({ id, doc }) => [id, JSON.stringify({ ...doc, _rev: undefined })]));
+  // decided_at is bookkeeping (when each instance decided), not content.
+  return new Map(rows.map(({ id, doc }) => [id, JSON.stringify({ ...doc, _rev: undefined, decided_at: undefined })]));
 }
 
 async function settled(db: string): Promise<Map<string, string>> {
