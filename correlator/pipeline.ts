@@ -217,12 +217,14 @@ export class CorrelatorPipeline {
       const end = this.metrics.lookupSeconds.startTimer();
       const answers = await this.lookupWithRetry(requests);
       end();
+      // Stopping while CouchDB failed: the connections stay undecided in the checkpoint, decided after the restart.
+      if (answers === null) return;
       for (const a of answers) this.engine.provide(a.request.key, a.request.from, a.events, a.priors);
       this.fanout.write(this.engine.drain(this.clock()));
     }
   }
 
-  private async lookupWithRetry(requests: LookupRequest[]): Promise<LookupAnswer[]> {
+  private async lookupWithRetry(requests: LookupRequest[]): Promise<LookupAnswer[] | null> {
     for (let backoff = this.opts.pollIntervalMs; ; backoff = Math.min(backoff * 2, 30_000)) {
       try {
         const answers = await this.lookup.run(requests);
@@ -232,7 +234,7 @@ export class CorrelatorPipeline {
         // The engine holds these connections until answered; nothing is decided without them.
         this.lookupFailingSince ??= this.clock();
         this.log.warn({ err: (err as Error).message, connections: requests.length }, 'connection lookup failed; retrying with backoff');
-        if (this.stopping) throw err;
+        if (this.stopping) return null;
         await sleep(backoff);
       }
     }

@@ -449,6 +449,11 @@ export class CorrelationEngine {
     const keys: EngineSnapshot['keys'] = [];
     const recent = this.releasedUpTo - this.gap;
     for (const c of this.conns.values()) {
+      if (c.dirtyFrom !== null || c.awaitingLookup) {
+        // Not decided yet (a lookup was pending at shutdown): every event, decided again after the restart.
+        keys.push([c.key, num(c.completeFrom), c.events.map((e) => [e.side, e.id]), [], true]);
+        continue;
+      }
       if (!c.sim.live && c.lastTime < recent) continue;
       const start = c.events.length === 0 ? 0 : segmentStart(c.events, c.events.length - 1, this.gap);
       const segment = c.events.slice(start);
@@ -496,11 +501,18 @@ export class CorrelationEngine {
       e.waiting.push(ev);
       e.waitingIds.add(knownId(side, id));
     }
-    for (const [key, completeFrom, events, revs] of snap.keys) {
+    for (const [key, completeFrom, events, revs, undecided] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));
       for (const [side, id] of events) {
         const ev = eventOf(side, id);
         if (ev) e.insert(conn, ev);
+      }
+      if (undecided) {
+        // What was emitted for it is unknown here: a lookup brings what the sinks hold.
+        conn.completeFrom = Infinity;
+        conn.dirtyFrom = conn.events[0] ?? null;
+        if (conn.dirtyFrom) e.dirty.add(conn);
+        continue;
       }
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
       e.rerun(conn, 0);

@@ -98,9 +98,10 @@ export interface EngineSnapshot {
   /**
    * Connections that may still change: [key, complete from (null: -inf),
    * the events of their open segment as [side, id], the record ids whose
-   * revision is above 1 or that are deleted as [id, revision, deleted]].
+   * revision is above 1 or that are deleted as [id, revision, deleted],
+   * true when it was still to be decided (a lookup pending at shutdown)].
    */
-  keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>]>;
+  keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>, boolean?]>;
   /** Connections recently evicted from memory: [key, latest event time]. */
   evicted: Array<[string, number]>;
 }

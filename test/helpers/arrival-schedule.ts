@@ -122,6 +122,8 @@ export interface RunOptions {
   /** Checkpoint, then crash and restore at these delivery indexes (kill -9: outputs since the checkpoint stay in the sink). */
   crashAt?: number;
   checkpointEvery?: number;
+  /** At this delivery, stop while lookups are still unanswered (CouchDB failing at shutdown), checkpoint and restart. */
+  stopWithLookupsPendingAt?: number;
 }
 
 /**
@@ -164,6 +166,12 @@ export function play(cfg: EngineConfig, schedule: readonly Delivery[], opts: Run
     for (const ev of events) engine.push(ev);
     engine.advance('A', clock);
     engine.advance('B', clock);
+    if (opts.stopWithLookupsPendingAt === i) {
+      sink.apply(engine.drain(clock));
+      engine.lookups(); // asked, never answered
+      const snap = JSON.parse(JSON.stringify(engine.exportState()));
+      engine = CorrelationEngine.restore(cfg, snap, (side, id) => stored.get(`${side}:${id}`));
+    }
     settle();
     if (i % every === 0) checkpoint = { snap: JSON.parse(JSON.stringify(engine.exportState())), at: i };
     if (opts.crashAt === i && checkpoint) {

@@ -54,13 +54,14 @@ function traffic(seed: number, n: number): StoredDoc[] {
 
 const timeOf = (d: StoredDoc) => eventTime(d.doc)!;
 
-function check(seed: number, cfg: EngineConfig, n: number, crash: boolean): void {
+function check(seed: number, cfg: EngineConfig, n: number, crash: boolean, stopWithLookupsPending = false): void {
   const docs = traffic(seed, n);
   const want = referenceResult(cfg, docs);
   const rnd = mulberry32(seed);
   const schedule = randomSchedule(docs, timeOf, { seed, maxSideDelayMs: rnd() < 0.5 ? HOUR : 5 * 60_000, maxBatchDelayMs: 20_000, maxBatch: 1 + Math.floor(rnd() * 80), redeliverShare: 0.1 });
   const crashAt = crash ? Math.floor(rnd() * schedule.length) : undefined;
-  const { content } = play(cfg, schedule, { crashAt, checkpointEvery: 1 + Math.floor(rnd() * 10) });
+  const stopAt = stopWithLookupsPending ? Math.floor(rnd() * schedule.length) : undefined;
+  const { content } = play(cfg, schedule, { crashAt, checkpointEvery: 1 + Math.floor(rnd() * 10), stopWithLookupsPendingAt: stopAt });
   const diff = firstDifference(want, content);
   assert.equal(diff, null, `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}): ${diff}`);
 }
@@ -80,6 +81,10 @@ describe('records do not depend on arrival timing', () => {
 
   test('a short emit delay and window, orphans A not emitted (30 schedules)', () => {
     for (let seed = 301; seed <= 330; seed++) check(seed, config({ windowMs: 2000, apacheEmitDelayMs: 100, apacheAlwaysEmit: false, networkTtlMs: 5000 }), 300, true);
+  });
+
+  test('stopped while lookups were unanswered: the checkpoint keeps those connections undecided (30 schedules)', () => {
+    for (let seed = 401; seed <= 430; seed++) check(seed, config({ maxHttpItems: 30, maxNetworkItems: 30 }), 300, false, true);
   });
 
   test('the reference is itself independent of feed order: sides and ties reversed give the same', () => {
