@@ -74,6 +74,8 @@ export class CorrelatorPipeline {
   private lastCheckpointAt: number | null = null;
   /** When the saved checkpoint was last known to be current. */
   checkpointSavedAt: number | null = null;
+  /** Feed positions and held events of the last saved checkpoint (see heldState). */
+  private savedHeldState: string | null = null;
   /** Wall-clock ms since connection lookups have been failing, null when fine. */
   lookupFailingSince: number | null = null;
 
@@ -254,7 +256,17 @@ export class CorrelatorPipeline {
    */
   async checkpoint(): Promise<void> {
     this.lastCheckpointAt = this.clock();
-    this.pendingCheckpoint ??= { cp: this.capture(), through: this.fanout.lastWrite };
+    if (this.pendingCheckpoint === null) {
+      const cp = this.capture();
+      // Idle feeds: nothing read, nothing held changed (only the watermark
+      // moved with the clock, which a restart re-derives). Rewriting the
+      // same checkpoint every second would only grow the database.
+      if (this.fanout.pending === 0 && heldState(cp) === this.savedHeldState) {
+        this.checkpointSavedAt = this.clock();
+        return;
+      }
+      this.pendingCheckpoint = { cp, through: this.fanout.lastWrite };
+    }
     await this.saveIfAcknowledged();
   }
 
@@ -269,6 +281,7 @@ export class CorrelatorPipeline {
     try {
       await this.checkpoints.save(pending.cp);
       this.checkpointSavedAt = Date.parse(pending.cp.saved_at);
+      this.savedHeldState = heldState(pending.cp);
       this.pendingCheckpoint = null;
     } catch (err) {
       this.pendingCheckpoint = null;
@@ -297,4 +310,9 @@ export class CorrelatorPipeline {
       await this.saveIfAcknowledged();
     }
   }
+}
+
+/** What a checkpoint says beyond the clock: feed positions and the events and connections held. */
+function heldState(cp: Checkpoint): string {
+  return JSON.stringify([cp.feeds, cp.state.waiting, cp.state.keys, cp.state.evicted]);
 }

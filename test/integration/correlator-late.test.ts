@@ -184,6 +184,14 @@ describe('a side that arrives late is correlated as if it had come on time', () 
     for (const id of aIds) assert.deepEqual([file.get(`A-${id}`)?.correlated, file.get(`A-${id}`)?.revision], [true, 2], `file sink, A-${id}`);
   });
 
+  test('idle feeds do not rewrite the checkpoint', async () => {
+    const rev = async () => (await http(`${stack.couchUrl}/log_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } })).json._rev as string;
+    await sleep(1500); // the last corrections settle
+    const before = await rev();
+    await sleep(2500); // checkpoint_interval_ms is 200: a dozen chances to rewrite it
+    assert.equal(await rev(), before);
+  });
+
   test('readers and the ingress writer cannot change correlated records', async () => {
     const docs = await allDocs('log_correlated');
     const [id, doc] = [...docs][0]!;
