@@ -162,7 +162,7 @@ export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line
       for (;;) {
         const e = running.engine;
         const s = e.sizes();
-        if (e.counters.eventsIn.A === o.events && e.counters.eventsIn.B === o.events && s.waiting + s.pendingA + s.bufferedB === 0 && running.pipeline.fanout.pending === 0) break;
+        if (e.counters.eventsIn.A === o.events && e.counters.eventsIn.B === o.events && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0) break;
         await new Promise((r) => setTimeout(r, 20));
       }
       counters = structuredClone(running.engine.counters);

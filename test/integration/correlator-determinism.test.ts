@@ -63,7 +63,7 @@ async function settled(r: RunningCorrelator, what: string): Promise<EngineCounte
     async () => {
       const c = r.engine.counters;
       const s = r.engine.sizes();
-      const done = c.eventsIn.A === A_COUNT && c.eventsIn.B === B_COUNT && s.waiting + s.pendingA + s.bufferedB === 0 && r.pipeline.fanout.pending === 0;
+      const done = c.eventsIn.A === A_COUNT && c.eventsIn.B === B_COUNT && s.waiting + s.open + s.awaitingLookup === 0 && r.pipeline.fanout.pending === 0;
       return done ? true : null;
     },
     30_000,

@@ -63,7 +63,7 @@ class ManualDelivery implements Delivery {
   }
 }
 
-const records = (from: number, n: number): SinkRecord[] => Array.from({ length: n }, (_, i) => ({ id: `r${from + i}`, record: { n: from + i } }));
+const records = (from: number, n: number): SinkRecord[] => Array.from({ length: n }, (_, i) => ({ id: `r${from + i}`, record: { n: from + i }, version: from + i + 1, deleted: false }));
 const tick = () => new Promise((ok) => setImmediate(ok));
 
 function makeSink(delivery: Delivery, opts: Partial<BatchingOptions> = {}) {

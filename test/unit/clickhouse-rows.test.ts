@@ -32,7 +32,7 @@ function reference(id: string, record: Record<string, unknown>): { picked: Recor
   return { picked, extra };
 }
 
-const row = (record: Record<string, unknown>, id = 'A-1') => toRow({ id, record });
+const row = (record: Record<string, unknown>, id = 'A-1') => toRow({ id, record, version: 1, deleted: false });
 
 describe('toRow', () => {
   test('every column is present, in table order, extra last', () => {
@@ -98,7 +98,7 @@ describe('toRow', () => {
       assert.deepEqual(JSON.parse(got.extra as string), want.extra, `extra of ${JSON.stringify(record)}`);
       for (const col of COLUMNS) {
         if (col.name === 'extra') continue;
-        const expected = toRow({ id, record: col.name in want.picked ? { [col.from[0] ?? col.name]: want.picked[col.name] } : {} })[col.name];
+        const expected = toRow({ id, record: col.name in want.picked ? { [col.from[0] ?? col.name]: want.picked[col.name] } : {}, version: 1, deleted: false })[col.name];
         if (col.name !== 'id') assert.deepEqual(got[col.name], expected, `${col.name} of ${JSON.stringify(record)}`);
       }
       assert.equal(got.id, id);

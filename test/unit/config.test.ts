@@ -483,24 +483,25 @@ describe('ensureSecrets', () => {
     const cwd = tmp();
     const config = load(cwd);
     const result = ensureSecrets(config);
-    assert.deepEqual(result.generated, ['admin', 'writer', 'reader']);
+    assert.deepEqual(result.generated, ['admin', 'writer', 'reader', 'correlator']);
     assert.equal(result.file, join(cwd, 'data', SECRETS_FILE));
     assert.equal(result.file, secretsPath(config.data_dir));
     assert.ok(existsSync(result.file));
     assert.equal(modeOf(result.file), 0o600);
 
-    const passwords = [config.couchdb.admin.password, config.users.writer.password, config.users.reader.password];
+    const passwords = [config.couchdb.admin.password, config.users.writer.password, config.users.reader.password, config.users.correlator.password];
     for (const p of passwords) {
       assert.equal(typeof p, 'string');
       assert.ok(p!.length >= 8, 'long enough for the schema');
       assert.match(p!, /^[A-Za-z0-9_-]+$/, 'URL- and shell-safe');
     }
-    assert.equal(new Set(passwords).size, 3, 'each account gets its own password');
+    assert.equal(new Set(passwords).size, 4, 'each account gets its own password');
 
     assert.deepEqual(readSecretsFile(config.data_dir), {
       COUCHDB_PASSWORD: config.couchdb.admin.password,
       COUCHLOG_WRITER_PASSWORD: config.users.writer.password,
       COUCHLOG_READER_PASSWORD: config.users.reader.password,
+      COUCHLOG_CORRELATOR_PASSWORD: config.users.correlator.password,
     });
   });
 
@@ -531,12 +532,12 @@ describe('ensureSecrets', () => {
     const env = { COUCHLOG_WRITER_PASSWORD: 'writer-from-env-1' };
     const config = load(cwd, env);
     const result = ensureSecrets(config);
-    assert.deepEqual(result.generated, ['admin', 'reader']);
+    assert.deepEqual(result.generated, ['admin', 'reader', 'correlator']);
     assert.equal(config.users.writer.password, 'writer-from-env-1');
     const text = readFileSync(result.file, 'utf8');
     assert.ok(!text.includes('COUCHLOG_WRITER_PASSWORD'));
     assert.ok(!text.includes('writer-from-env-1'));
-    assert.deepEqual(Object.keys(readSecretsFile(config.data_dir)).sort(), ['COUCHDB_PASSWORD', 'COUCHLOG_READER_PASSWORD']);
+    assert.deepEqual(Object.keys(readSecretsFile(config.data_dir)).sort(), ['COUCHDB_PASSWORD', 'COUCHLOG_CORRELATOR_PASSWORD', 'COUCHLOG_READER_PASSWORD']);
 
     // Later runs keep taking it from the environment.
     const again = load(cwd, env);
@@ -548,7 +549,7 @@ describe('ensureSecrets', () => {
     const { cwd } = withYaml('users:\n  reader:\n    password: reader-in-file-1\n');
     const config = load(cwd);
     const result = ensureSecrets(config);
-    assert.deepEqual(result.generated, ['admin', 'writer']);
+    assert.deepEqual(result.generated, ['admin', 'writer', 'correlator']);
     assert.equal(config.users.reader.password, 'reader-in-file-1');
     assert.ok(!readFileSync(result.file, 'utf8').includes('reader-in-file-1'));
   });
@@ -566,6 +567,7 @@ describe('ensureSecrets', () => {
       COUCHDB_PASSWORD: 'admin-password-1',
       COUCHLOG_WRITER_PASSWORD: 'writer-password-1',
       COUCHLOG_READER_PASSWORD: 'reader-password-1',
+      COUCHLOG_CORRELATOR_PASSWORD: 'correlator-password-1',
     });
     const result = ensureSecrets(config);
     assert.deepEqual(result.generated, []);
@@ -582,11 +584,11 @@ describe('ensureSecrets', () => {
     assert.equal(config.users.writer.password, null, 'no password was invented either');
   });
 
-  test('an external CouchDB with an admin password: only writer and reader are generated', () => {
+  test('an external CouchDB with an admin password: only writer, reader and correlator are generated', () => {
     const cwd = tmp();
     const config = load(cwd, { COUCHDB_URL: 'http://couch.example:5984', COUCHDB_PASSWORD: 'given-admin-pw' });
     const result = ensureSecrets(config);
-    assert.deepEqual(result.generated, ['writer', 'reader']);
+    assert.deepEqual(result.generated, ['writer', 'reader', 'correlator']);
     assert.equal(config.couchdb.admin.password, 'given-admin-pw');
     assert.ok(!readFileSync(result.file, 'utf8').includes('given-admin-pw'));
   });
@@ -602,13 +604,14 @@ describe('ensureSecrets', () => {
     const config = load(cwd);
     assert.equal(config.couchdb.admin.password, 'kept-admin-pw', 'read from secrets.env');
     const result = ensureSecrets(config);
-    assert.deepEqual(result.generated, ['writer', 'reader']);
+    assert.deepEqual(result.generated, ['writer', 'reader', 'correlator']);
     assert.equal(modeOf(file), 0o600);
     const stored = readSecretsFile(dataDir);
     assert.equal(stored.COUCHDB_PASSWORD, 'kept-admin-pw');
     assert.equal(stored.OTHER_VALUE, 'abc');
     assert.equal(stored.COUCHLOG_WRITER_PASSWORD, config.users.writer.password);
     assert.equal(stored.COUCHLOG_READER_PASSWORD, config.users.reader.password);
+    assert.equal(stored.COUCHLOG_CORRELATOR_PASSWORD, config.users.correlator.password);
   });
 
   test('the data folder is created when missing (COUCHLOG_DATA)', () => {

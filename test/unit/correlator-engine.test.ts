@@ -1,23 +1,35 @@
 // Unit tests of correlator/engine/engine.ts (CorrelationEngine), the pure A x B
-// join. Time is injected: events come in through push(), feed progress through
-// advance(), decisions are read with drain(); nothing here reads a clock.
+// join, and of its parts (key-sim.ts, eventBefore, fingerprint.ts). Time is
+// injected: events come in through push(), feed progress through advance(),
+// decisions are read with drain(now); nothing here reads a clock.
 //
-// One table case (or a few) per rule of the issue: window edges in both
-// directions, B before A and A before B, Keep-Alive counter / TTL refresh /
-// expiry, one_to_one, orphan delay against the watermark (lagging and idle
-// feeds), network_emit, apache_always_emit, buffer eviction, out-of-order
-// events within the reorder slack. Then properties over a generated traffic
-// set: the same outputs whatever the interleaving of the two feeds, one output
-// per A, deterministic ids, replayFrom/oldestNeeded, and restart from a
+// One table case (or a few) per rule: window edges in both directions, B
+// before A and A before B, Keep-Alive counter / TTL refresh / expiry,
+// one_to_one, orphan delay against the watermark (lagging and idle feeds),
+// network_emit, apache_always_emit, out-of-order events within the reorder
+// slack. Then what the rewrite added: late events re-deciding their
+// connection (a provisional orphan A corrected to correlated with revision 2,
+// a provisional orphan B deleted), duplicates ignored, the memory cache
+// (eviction decides an open connection early; a later event of it asks for a
+// lookup, and provide() corrects the records to what an unbounded engine
+// gives), versions and decided_at, snapshots v2 and restore. Then properties
+// over a generated traffic set: the same outputs whatever the interleaving of
+// the two feeds, one output per A, deterministic ids, and restart from a
 // checkpoint giving the same records as one uninterrupted run.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CorrelationEngine } from '../../correlator/engine/engine.js';
-import type { EngineConfig, EngineCounters, InputEvent, Output, Side } from '../../correlator/engine/types.js';
+import { CorrelationEngine, eventBefore } from '../../correlator/engine/engine.js';
+import { fingerprint } from '../../correlator/engine/fingerprint.js';
+import { KeySim, segmentGap, segmentStart } from '../../correlator/engine/key-sim.js';
+import type { EngineConfig, EngineCounters, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../correlator/engine/types.js';
 import { mulberry32 } from '../../lib/bench/prng.js';
 
 /** Noon, 2024-01-01 UTC: keeps record timestamps readable when a test prints them. */
 const T0 = Date.UTC(2024, 0, 1, 12);
+/** The wall clock given to drain(): an hour after T0 (versions and decided_at come from it). */
+const NOW = T0 + 3_600_000;
+/** Where run() advances both feeds at the end: past every deadline, well within allowed lateness. */
+const END = T0 + 3_600_000;
 
 function config(over: Partial<EngineConfig> = {}): EngineConfig {
   return {
@@ -30,9 +42,13 @@ function config(over: Partial<EngineConfig> = {}): EngineConfig {
     maxNetworkItems: 1000,
     networkTtlMs: 30_000,
     reorderSlackMs: 0,
+    allowedLatenessMs: 24 * 3_600_000,
     ...over,
   };
 }
+
+/** The same config with a memory cache that never evicts: what every bounded run must end up equal to. */
+const unbounded = (cfg: EngineConfig): EngineConfig => ({ ...cfg, maxHttpItems: 10_000_000, maxNetworkItems: 10_000_000 });
 
 // Named connections: the engine only compares keys, but records carry the
 // matching src_ip/src_port, as normalize.ts would produce them.
@@ -56,11 +72,16 @@ const advance = (t: number, side?: Side): Step => ({ advance: t, side });
 /** What drain() returns at this point (sorted summaries). */
 const expectNow = (...summaries: string[]): Step => ({ expect: summaries });
 
-/** `a0+b1#2` correlated (A id, B id, keepalives); `a0 orphan`; `b1 orphan`. */
+/**
+ * `a0+b1#2` correlated (A id, B id, keepalives); `a0 orphan`; `b1 orphan`;
+ * `B-b1 deleted`; ` r2` appended when the revision is not 1.
+ */
 function summary(o: Output): string {
   const r = o.record;
-  if (o.kind === 'correlated') return `${r.a_id}+${r.b_id}#${r.keepalives}`;
-  return `${o.kind === 'orphan_a' ? r.a_id : r.b_id} orphan`;
+  const rev = o.revision === 1 ? '' : ` r${o.revision}`;
+  if (o.kind === 'deleted') return `${o.id} deleted${rev}`;
+  if (o.kind === 'correlated') return `${r.a_id}+${r.b_id}#${r.keepalives}${rev}`;
+  return `${o.kind === 'orphan_a' ? r.a_id : r.b_id} orphan${rev}`;
 }
 const summaries = (outs: Output[]) => outs.map(summary).sort();
 
@@ -84,27 +105,103 @@ class Feeds {
   }
 }
 
+/** What a sink holds: the latest output per id (by version), as the pipeline's sinks keep it. */
+class Sink {
+  readonly latest = new Map<string, Output>();
+
+  apply(outs: readonly Output[]): void {
+    for (const o of outs) {
+      const prev = this.latest.get(o.id);
+      if (!prev || prev.version < o.version) this.latest.set(o.id, o);
+    }
+  }
+
+  prior(id: string): PriorRecord | undefined {
+    const o = this.latest.get(id);
+    if (!o) return undefined;
+    return { fingerprint: o.kind === 'deleted' ? '' : fingerprint(o.record), revision: o.revision, deleted: o.kind === 'deleted' };
+  }
+
+  /** Live records (deletions left out) as summaries without revisions: what a reader sees once quiet. */
+  current(): string[] {
+    return [...this.latest.values()].filter((o) => o.kind !== 'deleted').map((o) => summary({ ...o, revision: 1 })).sort();
+  }
+}
+
+/**
+ * Drives an engine the way the pipeline does: every pushed event is "stored";
+ * drain() answers lookups from the store (events of the key from `from` on,
+ * priors from the sink) until none are asked, unless `answer` is false.
+ */
+class Harness {
+  readonly engine: CorrelationEngine;
+  readonly store = new Map<string, InputEvent>();
+  readonly sink = new Sink();
+  readonly asked: LookupRequest[] = [];
+  clock = NOW;
+
+  constructor(
+    cfg: EngineConfig | CorrelationEngine,
+    public answer = true,
+  ) {
+    this.engine = cfg instanceof CorrelationEngine ? cfg : new CorrelationEngine(cfg);
+  }
+
+  push(ev: InputEvent): void {
+    this.store.set(`${ev.side}:${ev.id}`, ev);
+    this.engine.push(ev);
+  }
+
+  /** Answers one lookup from the store, with priors from the sink. */
+  provide(r: LookupRequest): void {
+    const events = [...this.store.values()].filter((e) => e.key === r.key && e.time >= r.from);
+    const priors = new Map<string, PriorRecord>();
+    for (const e of events) {
+      const p = this.sink.prior(`${e.side}-${e.id}`);
+      if (p) priors.set(`${e.side}-${e.id}`, p);
+    }
+    this.engine.provide(r.key, r.from, events, priors);
+  }
+
+  drain(): Output[] {
+    const out: Output[] = [];
+    for (let round = 0; ; round++) {
+      assert.ok(round < 10, 'lookups did not settle');
+      const got = this.engine.drain(this.clock++);
+      this.sink.apply(got);
+      out.push(...got);
+      if (!this.answer) return out;
+      const reqs = this.engine.lookups();
+      if (reqs.length === 0) return out;
+      this.asked.push(...reqs);
+      for (const r of reqs) this.provide(r);
+    }
+  }
+}
+
 interface Run {
   engine: CorrelationEngine;
+  h: Harness;
   /** Everything drained, including what `expect` steps checked. */
   all: Output[];
   /** Drained after the last `expect` step (and the final advance). */
   rest: Output[];
 }
 
-/** Pushes the steps in order; at the end both feeds are advanced past everything unless `final` is false. */
+/** Pushes the steps in order; at the end both feeds are advanced to END unless `final` is false. */
 function run(cfg: EngineConfig, steps: Step[], final = true): Run {
-  const engine = new CorrelationEngine(cfg);
+  const h = new Harness(cfg);
+  const engine = h.engine;
   const feeds = new Feeds();
   const all: Output[] = [];
   let pending: Output[] = [];
   const take = () => {
-    const got = engine.drain();
+    const got = h.drain();
     all.push(...got);
     pending.push(...got);
   };
   for (const s of steps) {
-    if ('ev' in s) engine.push(feeds.event(s.ev, s.conn, s.t, s.doc));
+    if ('ev' in s) h.push(feeds.event(s.ev, s.conn, s.t, s.doc));
     else if ('advance' in s) {
       for (const side of s.side ? [s.side] : (['A', 'B'] as const)) engine.advance(side, T0 + s.advance);
     } else {
@@ -114,11 +211,16 @@ function run(cfg: EngineConfig, steps: Step[], final = true): Run {
     }
   }
   if (final) {
-    engine.advance('A', Infinity);
-    engine.advance('B', Infinity);
+    engine.advance('A', END);
+    engine.advance('B', END);
   }
   take();
-  return { engine, all, rest: pending };
+  return { engine, h, all, rest: pending };
+}
+
+/** The same events (no expect steps, no advances) pushed in event order into an unbounded engine: the records a reader must end up with. */
+function reference(cfg: EngineConfig, steps: Step[]): string[] {
+  return run(unbounded(cfg), steps.filter((s) => 'ev' in s)).h.sink.current();
 }
 
 type CounterCheck = Partial<{ [K in keyof EngineCounters]: EngineCounters[K] extends number ? number : Partial<EngineCounters[K]> }>;
@@ -146,6 +248,9 @@ function runCases(cases: Case[]): void {
       const r = run(config(c.cfg), c.steps);
       assert.deepEqual(summaries(r.rest), [...c.out].sort());
       if (c.counters) checkCounters(r.engine.counters, c.counters);
+      // Decided in order, nothing was provisional: no correction, no lookup.
+      assert.equal(r.engine.counters.corrections, 0, 'corrections');
+      assert.equal(r.engine.counters.lookups, 0, 'lookups');
     });
   }
 }
@@ -206,6 +311,14 @@ describe('CorrelationEngine: B before A and A before B', () => {
       name: 'the most recent fresh B of the key wins when two are buffered',
       steps: [B('k1', 0), B('k1', 400), A('k1', 500)],
       out: ['a0+b1#1', 'b0 orphan'],
+    },
+    {
+      // Of equally recent Bs, the first in event order (document id) wins
+      // (see 'ties are broken by document id, not feed position' below for
+      // ids that disagree with feed positions).
+      name: 'two Bs at the same instant: the one first in event order (smaller document id) is matched',
+      steps: [B('k1', 100), B('k1', 100), A('k1', 200)],
+      out: ['a0+b0#1', 'b1 orphan'],
     },
   ]);
 });
@@ -360,49 +473,6 @@ describe('CorrelationEngine: orphan policy', () => {
   });
 });
 
-describe('CorrelationEngine: bounded buffers', () => {
-  runCases([
-    {
-      // The B feed is idle at 25, so each A is decided as it comes; the third
-      // pending A pushes the oldest out long before its own delay is up. The B
-      // at 100 would have matched a0 (within 500 ms) had it still been there.
-      name: 'max_http_items: the oldest pending A is evicted at once as an orphan',
-      cfg: { maxHttpItems: 2 },
-      steps: [advance(25, 'B'), A('k1', 0), A('k2', 10), A('k3', 20), expectNow('a0 orphan'), B('k1', 100)],
-      out: ['a1 orphan', 'a2 orphan', 'b0 orphan'],
-      counters: { evictions: { A: 1, B: 0 }, orphans: { A: 3, B: 1 }, correlated: 0 },
-    },
-    {
-      name: 'max_http_items with apache_always_emit: false: the evicted A is a counted drop',
-      cfg: { maxHttpItems: 2, apacheAlwaysEmit: false },
-      steps: [advance(25, 'B'), A('k1', 0), A('k2', 10), A('k3', 20), expectNow()],
-      out: [],
-      counters: { evictions: { A: 1 }, dropped: { http_buffer_full: 1, orphan_a_not_emitted: 2 }, orphans: { A: 0 } },
-    },
-    {
-      name: 'max_network_items: the oldest buffered B is evicted at once as an orphan and matches nothing after',
-      cfg: { maxNetworkItems: 2 },
-      steps: [advance(25, 'A'), B('k1', 0), B('k2', 10), B('k3', 20), expectNow('b0 orphan'), A('k1', 30)],
-      out: ['a0 orphan', 'b1 orphan', 'b2 orphan'],
-      counters: { evictions: { A: 0, B: 1 }, orphans: { A: 1, B: 3 } },
-    },
-    {
-      name: 'max_network_items with network_emit: false: the evicted B is a counted drop',
-      cfg: { maxNetworkItems: 2, networkEmit: false },
-      steps: [advance(25, 'A'), B('k1', 0), B('k2', 10), B('k3', 20), expectNow()],
-      out: [],
-      counters: { evictions: { B: 1 }, dropped: { network_buffer_full: 1, orphan_b_not_emitted: 2 } },
-    },
-    {
-      name: 'an evicted B that already matched is neither an orphan nor a drop',
-      cfg: { maxNetworkItems: 2 },
-      steps: [B('k1', 0), A('k1', 5), B('k2', 10), B('k4', 20)],
-      out: ['a0+b0#1', 'b1 orphan', 'b2 orphan'],
-      counters: { evictions: { B: 1 }, orphans: { B: 2 }, dropped: { network_buffer_full: 0, orphan_b_not_emitted: 0 } },
-    },
-  ]);
-});
-
 describe('CorrelationEngine: out-of-order events', () => {
   // Feed order differs from time order by up to 250 ms, under the 300 ms slack.
   const feedA: [string, number][] = [['k1', 1250], ['k2', 1000], ['k1', 1600], ['k3', 1400]];
@@ -428,17 +498,448 @@ describe('CorrelationEngine: out-of-order events', () => {
     const events = [...feedA.map(([c, t]) => f.event('A', c, t)), ...feedB.map(([c, t]) => f.event('B', c, t))];
     const engine = new CorrelationEngine(config({ reorderSlackMs: 300 }));
     for (const e of events.sort((x, y) => x.time - y.time)) engine.push(e);
-    engine.advance('A', Infinity);
-    engine.advance('B', Infinity);
-    assert.deepEqual(summaries(engine.drain()), expected);
+    engine.advance('A', END);
+    engine.advance('B', END);
+    assert.deepEqual(summaries(engine.drain(NOW)), expected);
   });
 
-  test('an event out of order by more than the slack is decided at once and counted late', () => {
+  test('an event out of order by more than the slack is counted late and still gets exactly one output', () => {
     const r = run(config({ reorderSlackMs: 300 }), [advance(3000, 'B'), A('k1', 2000), A('k2', 1000)]);
     assert.deepEqual(r.engine.counters.late, { A: 1, B: 0 });
+    assert.deepEqual(r.engine.counters.tooLate, { A: 0, B: 0 });
     assert.deepEqual(summaries(r.all), ['a0 orphan', 'a1 orphan'], 'still exactly one output per A');
   });
 });
+
+// ---------------------------------------------------------------------------
+// The parts: event order, one connection's rules (KeySim), fingerprints.
+
+/** An event with an explicit id and index (Feeds ties ids to indexes). */
+function ev(side: Side, conn: string, t: number, id: string, index = 0): InputEvent {
+  const c = CONNS[conn]!;
+  return { side, index, id, key: keyOf(c.ip, c.port), time: T0 + t, doc: { src_ip: c.ip, src_port: c.port, timestamp: T0 + t } };
+}
+
+describe('eventBefore: time, then B before A, then document id', () => {
+  test('an earlier time comes first whatever the side and id', () => {
+    assert.equal(eventBefore(ev('A', 'k1', 0, 'z'), ev('B', 'k1', 1, 'a')), true);
+    assert.equal(eventBefore(ev('B', 'k1', 1, 'a'), ev('A', 'k1', 0, 'z')), false);
+  });
+
+  test('at the same time a B comes before an A, whatever their ids', () => {
+    assert.equal(eventBefore(ev('B', 'k1', 5, 'zzz'), ev('A', 'k1', 5, 'aaa')), true);
+    assert.equal(eventBefore(ev('A', 'k1', 5, 'aaa'), ev('B', 'k1', 5, 'zzz')), false);
+  });
+
+  test('same time and side: by document id as a string; the feed index is ignored', () => {
+    // 'a10' < 'a9' as strings, though 9 < 10 as indexes.
+    const x = ev('A', 'k1', 5, 'a10', 10);
+    const y = ev('A', 'k1', 5, 'a9', 9);
+    assert.equal(eventBefore(x, y), true);
+    assert.equal(eventBefore(y, x), false);
+    const early = ev('B', 'k1', 5, 'b1', 99);
+    const late = ev('B', 'k1', 5, 'b2', 0);
+    assert.equal(eventBefore(early, late), true, 'index 99 vs 0 does not matter');
+  });
+
+  test('strict: an event is not before itself', () => {
+    const x = ev('A', 'k1', 5, 'a1');
+    assert.equal(eventBefore(x, x), false);
+  });
+
+  test('ties are broken by document id, not feed position: in the engine too, in either push order', () => {
+    // Two Bs at the same instant whose ids disagree with their feed positions:
+    // 'b-z' came first in its feed (index 0), 'b-a' second (index 1). Of
+    // equally recent Bs the first in event order is matched: 'b-a', by id.
+    for (const order of [0, 1]) {
+      const bs = [ev('B', 'k1', 100, 'b-z', 0), ev('B', 'k1', 100, 'b-a', 1)];
+      const engine = new CorrelationEngine(config());
+      for (const e of order === 0 ? bs : [...bs].reverse()) engine.push(e);
+      engine.push(ev('A', 'k1', 200, 'a-1', 0));
+      engine.advance('A', END);
+      engine.advance('B', END);
+      const outs = engine.drain(NOW);
+      const a = outs.find((o) => o.id === 'A-a-1')!;
+      assert.equal(a.record.b_id, 'b-a', `push order ${order}`);
+      assert.deepEqual(outs.filter((o) => o.kind === 'orphan_b').map((o) => o.id), ['B-b-z'], `push order ${order}`);
+    }
+  });
+});
+
+describe('KeySim: one connection, events in event order', () => {
+  type Decision = [id: string, what: string | null, dropped: boolean];
+  const what = (r: Record<string, unknown>) => (r.correlated ? `${r.a_id}+${r.b_id}#${r.keepalives}` : `${r.a_id ?? r.b_id} orphan`);
+  function sim(over: Partial<EngineConfig> = {}): { s: KeySim; d: Decision[] } {
+    const d: Decision[] = [];
+    const s = new KeySim(config(over), (id, _ev, record, dropped) => d.push([id, record === null ? null : what(record), dropped]));
+    return { s, d };
+  }
+
+  test('a B then an A within the window: the B is decided without a record, the A correlated; the B stays alive for the TTL', () => {
+    const { s, d } = sim({ windowMs: 1000, networkTtlMs: 30_000 });
+    s.step(ev('B', 'k1', 0, 'b0'));
+    assert.deepEqual(d, []);
+    assert.equal(s.nextDeadline(), T0 + 1000, 'an unmatched B lives for the window');
+    s.step(ev('A', 'k1', 1000, 'a0'));
+    assert.deepEqual(d, [['B-b0', null, false], ['A-a0', 'a0+b0#1', false]]);
+    assert.equal(s.live, true);
+    assert.equal(s.nextDeadline(), T0 + 1000 + 30_000, 'kept alive TTL after the match');
+    s.step(ev('A', 'k1', 2000, 'a1'));
+    assert.deepEqual(d.slice(2), [['A-a1', 'a1+b0#2', false]], 'the B is decided once; keepalives count on');
+  });
+
+  test('an A without a B waits apache_emit_delay_ms (strictly), then is an orphan', () => {
+    const { s, d } = sim({ apacheEmitDelayMs: 500 });
+    s.step(ev('A', 'k1', 0, 'a0'));
+    assert.equal(s.nextDeadline(), T0 + 500);
+    s.expire(T0 + 500);
+    assert.deepEqual(d, [], 'deadline not passed yet');
+    assert.equal(s.live, true);
+    s.expire(T0 + 501);
+    assert.deepEqual(d, [['A-a0', 'a0 orphan', false]]);
+    assert.equal(s.live, false);
+    assert.equal(s.nextDeadline(), Infinity);
+    assert.equal(s.expiredTo, T0 + 501);
+  });
+
+  test('policy: an orphan A not emitted and an orphan B not emitted are decided as dropped', () => {
+    const { s, d } = sim({ apacheAlwaysEmit: false, networkEmit: false });
+    s.step(ev('A', 'k1', 0, 'a0'));
+    s.step(ev('B', 'k1', 5000, 'b0')); // step() expires first: the A is an orphan before the B is seen
+    s.expire(Infinity);
+    assert.deepEqual(d, [['A-a0', null, true], ['B-b0', null, true]]);
+  });
+
+  test('a B reaches back min(window, delay) to waiting As, oldest first; beyond that it does not', () => {
+    const { s, d } = sim({ windowMs: 300, apacheEmitDelayMs: 800 });
+    s.step(ev('A', 'k1', 0, 'a0'));
+    s.step(ev('A', 'k1', 100, 'a1'));
+    s.step(ev('B', 'k1', 350, 'b0')); // 350 from a0 (> 300), 250 from a1
+    assert.deepEqual(d, [['B-b0', null, false], ['A-a1', 'a1+b0#1', false]]);
+    s.expire(Infinity);
+    assert.deepEqual(d.slice(2), [['A-a0', 'a0 orphan', false]]);
+  });
+
+  test('one_to_one: the first A consumes the B; the next A waits and ends an orphan', () => {
+    const { s, d } = sim({ mode: 'one_to_one' });
+    s.step(ev('B', 'k1', 0, 'b0'));
+    s.step(ev('A', 'k1', 10, 'a0'));
+    s.step(ev('A', 'k1', 20, 'a1'));
+    assert.deepEqual(d, [['B-b0', null, false], ['A-a0', 'a0+b0#1', false]]);
+    assert.equal(s.size, 1, 'only a1 is held');
+    s.expire(Infinity);
+    assert.deepEqual(d.slice(2), [['A-a1', 'a1 orphan', false]]);
+  });
+
+  test('a matched B that expires is not an orphan', () => {
+    const { s, d } = sim({ networkTtlMs: 1000 });
+    s.step(ev('B', 'k1', 0, 'b0'));
+    s.step(ev('A', 'k1', 10, 'a0'));
+    s.expire(Infinity);
+    assert.deepEqual(d, [['B-b0', null, false], ['A-a0', 'a0+b0#1', false]]);
+    assert.equal(s.live, false);
+  });
+
+  test('segmentGap is the longest reach of any rule; segmentStart splits where events are further apart than it', () => {
+    assert.equal(segmentGap(config({ windowMs: 1000, networkTtlMs: 30_000, apacheEmitDelayMs: 500 })), 30_000);
+    assert.equal(segmentGap(config({ windowMs: 1000, networkTtlMs: 200, apacheEmitDelayMs: 5000 })), 5000);
+    const evs = [0, 100, 100 + 30_000, 100 + 30_000 + 30_001].map((t, i) => ev('A', 'k1', t, `a${i}`));
+    assert.equal(segmentStart(evs, 0, 30_000), 0);
+    assert.equal(segmentStart(evs, 2, 30_000), 0, 'exactly the gap apart: the same segment');
+    assert.equal(segmentStart(evs, 3, 30_000), 3, 'one ms more: a new segment');
+  });
+});
+
+describe('fingerprint: the content of a record, not its bookkeeping', () => {
+  const rec = { timestamp: '2024-01-01T12:00:00.000Z', src_ip: '198.51.100.1', src_port: 50001, correlated: true, keepalives: 2 };
+
+  test('revision, decided_at, _id and _rev do not change it', () => {
+    const fp = fingerprint(rec);
+    assert.equal(fingerprint({ ...rec, revision: 7, decided_at: '2030-01-01T00:00:00.000Z' }), fp);
+    assert.equal(fingerprint({ _id: 'A-a0', _rev: '3-abc', ...rec }), fp);
+    assert.equal(fingerprint({ ...rec, missing: undefined }), fp, 'an undefined field is no field');
+  });
+
+  test('any content change does', () => {
+    const fp = fingerprint(rec);
+    assert.notEqual(fingerprint({ ...rec, keepalives: 3 }), fp);
+    assert.notEqual(fingerprint({ ...rec, correlated: false }), fp);
+    assert.notEqual(fingerprint({ ...rec, extra: null }), fp);
+    assert.notEqual(fingerprint({ ...rec, revision_note: 1 }), fp, 'only the exact bookkeeping names are skipped');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Late events: decisions are provisional; a late event re-runs its connection
+// and what changed is emitted again under the same id.
+
+describe('CorrelationEngine: late events correct what was emitted', () => {
+  test('a late B turns a provisional orphan A into a correlated record: revision 2, same id', () => {
+    const h = new Harness(config());
+    const f = new Feeds();
+    h.push(f.event('A', 'k1', 0)); // a0
+    h.engine.advance('A', T0 + 2000);
+    h.engine.advance('B', T0 + 2000);
+    const first = h.drain();
+    assert.deepEqual(first.map((o) => [o.id, o.kind, o.revision]), [['A-a0', 'orphan_a', 1]]);
+    h.push(f.event('B', 'k1', 100)); // b0: 100 ms after a0, within its delay; 1.9 s behind the watermark
+    const second = h.drain();
+    assert.deepEqual(second.map((o) => [o.id, o.kind, o.revision]), [['A-a0', 'correlated', 2]]);
+    assert.equal(second[0]!.record.revision, 2, 'the record carries its revision');
+    assert.equal(second[0]!.record.b_id, 'b0');
+    assert.ok(second[0]!.version > first[0]!.version, 'a higher version replaces the provisional record');
+    const c = h.engine.counters;
+    assert.deepEqual(c.late, { A: 0, B: 1 });
+    assert.deepEqual(c.tooLate, { A: 0, B: 0 });
+    assert.equal(c.corrections, 1);
+    assert.equal(c.lookups, 0, 'the connection was in memory');
+    assert.equal(c.correlated, 0, 'a correction is not a new record');
+    assert.deepEqual(h.sink.current(), reference(config(), [A('k1', 0), B('k1', 100)]));
+  });
+
+  test('a late A matching an already emitted orphan B deletes B-<id> (revision 2) and correlates', () => {
+    const h = new Harness(config());
+    const f = new Feeds();
+    h.push(f.event('B', 'k1', 0)); // b0
+    h.engine.advance('A', T0 + 5000);
+    h.engine.advance('B', T0 + 5000);
+    assert.deepEqual(summaries(h.drain()), ['b0 orphan']);
+    h.push(f.event('A', 'k1', 500)); // a0, within b0's window
+    const outs = h.drain();
+    assert.deepEqual(summaries(outs), ['B-b0 deleted r2', 'a0+b0#1']);
+    const del = outs.find((o) => o.kind === 'deleted')!;
+    assert.equal(del.id, 'B-b0');
+    assert.deepEqual(del.record, { timestamp: new Date(T0).toISOString(), src_ip: '198.51.100.1', src_port: 50001, deleted: true, revision: 2, decided_at: new Date(del.version).toISOString() });
+    assert.equal(h.engine.counters.corrections, 1);
+    assert.deepEqual(h.sink.current(), ['a0+b0#1']);
+  });
+
+  test('a late event whose re-run changes nothing emits nothing', () => {
+    const h = new Harness(config());
+    const f = new Feeds();
+    h.push(f.event('B', 'k1', 0));
+    h.push(f.event('A', 'k1', 100));
+    h.engine.advance('A', T0 + 5000);
+    h.engine.advance('B', T0 + 5000);
+    assert.deepEqual(summaries(h.drain()), ['a0+b0#1']);
+    h.push(f.event('B', 'k1', 3000)); // late, same connection, too far from a0 to change it: only itself is new
+    assert.deepEqual(summaries(h.drain()), ['b1 orphan']);
+    assert.equal(h.engine.counters.corrections, 0);
+  });
+
+  test('a late A that comes between keep-alive requests renumbers the later ones', () => {
+    const h = new Harness(config());
+    const f = new Feeds();
+    h.push(f.event('B', 'k1', 0)); // b0
+    h.push(f.event('A', 'k1', 100)); // a0 #1
+    h.push(f.event('A', 'k1', 300)); // a1 #2
+    h.engine.advance('A', T0 + 2000);
+    h.engine.advance('B', T0 + 2000);
+    assert.deepEqual(summaries(h.drain()), ['a0+b0#1', 'a1+b0#2']);
+    h.push(f.event('A', 'k1', 200)); // a2, between them
+    assert.deepEqual(summaries(h.drain()), ['a1+b0#3 r2', 'a2+b0#2']);
+  });
+
+  test('later than allowed_lateness: counted too late, decided with what is in memory, no lookup', () => {
+    const cfg = config({ allowedLatenessMs: 10_000, maxHttpItems: 1, maxNetworkItems: 1 });
+    const h = new Harness(cfg);
+    const f = new Feeds();
+    h.push(f.event('A', 'k1', 0));
+    h.push(f.event('B', 'k2', 0));
+    h.push(f.event('A', 'k3', 10)); // one A in memory at most: k1's connection leaves (a0 decided early)
+    h.engine.advance('A', T0 + 60_000);
+    h.engine.advance('B', T0 + 60_000);
+    h.drain();
+    h.push(f.event('B', 'k1', 100)); // would match a0, but 59.9 s late with 10 s allowed
+    const outs = h.drain();
+    assert.deepEqual(h.engine.counters.tooLate, { A: 0, B: 1 });
+    assert.deepEqual(h.asked, [], 'no lookup for a too-late event');
+    assert.deepEqual(summaries(outs), ['b1 orphan'], 'decided alone: a0 left memory and is not looked up');
+    assert.deepEqual(h.sink.current(), ['a0 orphan', 'a1 orphan', 'b0 orphan', 'b1 orphan']);
+  });
+});
+
+describe('CorrelationEngine: duplicates, versions, decided_at', () => {
+  test('a re-delivered change (same side and id) is ignored, before and after its release', () => {
+    const h = new Harness(config());
+    const f = new Feeds();
+    const b0 = f.event('B', 'k1', 0);
+    const a0 = f.event('A', 'k1', 100);
+    h.push(b0);
+    h.push({ ...b0, doc: { ...b0.doc, ja4: 'changed' } }); // waiting: ignored even with other content
+    h.push(a0);
+    h.engine.advance('A', T0 + 5000);
+    h.engine.advance('B', T0 + 5000);
+    const outs = h.drain();
+    assert.deepEqual(summaries(outs), ['a0+b0#1']);
+    assert.equal(outs[0]!.record.ja4, undefined);
+    h.push(a0); // released and decided: ignored
+    h.push(b0);
+    assert.deepEqual(h.drain(), []);
+    const c = h.engine.counters;
+    assert.equal(c.duplicates, 3);
+    assert.deepEqual(c.eventsIn, { A: 1, B: 1 });
+    assert.deepEqual(c.late, { A: 0, B: 0 }, 'a duplicate is not a late event');
+  });
+
+  test('the same id on the other side is not a duplicate', () => {
+    const engine = new CorrelationEngine(config());
+    engine.push(ev('B', 'k1', 0, 'x'));
+    engine.push(ev('A', 'k1', 10, 'x'));
+    engine.advance('A', END);
+    engine.advance('B', END);
+    assert.equal(engine.counters.duplicates, 0);
+    assert.deepEqual(engine.drain(NOW).map((o) => [o.id, o.kind]), [['A-x', 'correlated']]);
+  });
+
+  test('versions are strictly increasing even when the wall clock goes back; decided_at is the version as ISO 8601', () => {
+    const engine = new CorrelationEngine(config());
+    const f = new Feeds();
+    engine.push(f.event('A', 'k1', 0));
+    engine.push(f.event('A', 'k2', 0));
+    engine.advance('A', T0 + 1000);
+    engine.advance('B', T0 + 1000);
+    const first = engine.drain(NOW);
+    assert.deepEqual(first.map((o) => o.version), [NOW, NOW + 1]);
+    engine.push(f.event('A', 'k3', 2000));
+    engine.advance('A', T0 + 3000);
+    engine.advance('B', T0 + 3000);
+    const second = engine.drain(NOW - 60_000); // the clock stepped back a minute
+    assert.deepEqual(second.map((o) => o.version), [NOW + 2]);
+    for (const o of [...first, ...second]) {
+      assert.equal(o.record.decided_at, new Date(o.version).toISOString());
+      assert.equal(o.record.revision, 1);
+      assert.equal(o.revision, 1);
+    }
+    engine.push(f.event('A', 'k4', 4000));
+    engine.advance('A', T0 + 5000);
+    engine.advance('B', T0 + 5000);
+    assert.deepEqual(engine.drain(NOW + 10_000).map((o) => o.version), [NOW + 10_000], 'the clock again when it is ahead');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Memory is a cache of connections: when a side holds more events than
+// allowed, the least recently used connection leaves (an open one is decided
+// early, provisionally). A later event of it asks for a lookup; answered
+// with the stored events, the records are corrected to what an unbounded
+// engine gives.
+
+describe('CorrelationEngine: the memory cache (max_http_items / max_network_items)', () => {
+  const httpSteps = [advance(25, 'B'), A('k1', 0), A('k2', 10), A('k3', 20), expectNow('a0 orphan'), B('k1', 100)];
+
+  test('max_http_items: the LRU open connection is decided early; a later B of it is looked up and a0 corrected (revision 2)', () => {
+    const cfg = config({ maxHttpItems: 2 });
+    const r = run(cfg, httpSteps);
+    // a0 came out at once (watermark 20), long before its 500 ms delay: provisional.
+    assert.deepEqual(summaries(r.rest), ['a0+b0#1 r2', 'a1 orphan', 'a2 orphan']);
+    const c = r.engine.counters;
+    assert.deepEqual(c.evictions, { A: 1, B: 0 });
+    assert.equal(c.lookups, 1);
+    assert.equal(c.corrections, 1);
+    assert.equal(c.correlated, 0, 'a corrected record is not counted as a new one');
+    assert.deepEqual(c.dropped, { http_buffer_full: 0, network_buffer_full: 0, orphan_a_not_emitted: 0, orphan_b_not_emitted: 0 }, 'nothing is lost');
+    assert.deepEqual(r.h.sink.current(), reference(cfg, httpSteps), 'what an unbounded engine gives');
+    assert.deepEqual(r.h.sink.current(), ['a0+b0#1', 'a1 orphan', 'a2 orphan']);
+  });
+
+  test('the lookup names the connection and the lateness horizon; its connection waits, undecided, until provide()', () => {
+    const cfg = config({ maxHttpItems: 2 });
+    const h = new Harness(cfg, false);
+    const f = new Feeds();
+    h.engine.advance('B', T0 + 25);
+    for (const [conn, t] of [['k1', 0], ['k2', 10], ['k3', 20]] as const) h.push(f.event('A', conn, t));
+    assert.deepEqual(summaries(h.drain()), ['a0 orphan']);
+    assert.equal(h.engine.sizes().connections, 2, 'k1 left memory');
+    h.push(f.event('B', 'k1', 100));
+    h.engine.advance('A', T0 + 10_000);
+    h.engine.advance('B', T0 + 10_000);
+    const before = h.drain();
+    assert.deepEqual(summaries(before), ['a1 orphan', 'a2 orphan'], 'b0 is not decided without its partners');
+    assert.equal(h.engine.sizes().awaitingLookup, 1);
+    const reqs = h.engine.lookups();
+    // from = releasedUpTo - allowed lateness - the segment gap (TTL 30 s).
+    assert.deepEqual(reqs, [{ key: '198.51.100.1:50001', src_ip: '198.51.100.1', src_port: 50001, from: T0 + 10_000 - 24 * 3_600_000 - 30_000 }]);
+    assert.deepEqual(h.engine.lookups(), [], 'asked once');
+    assert.deepEqual(h.drain(), [], 'still waiting');
+    h.provide(reqs[0]!);
+    const after = h.drain();
+    assert.deepEqual(summaries(after), ['a0+b0#1 r2']);
+    assert.equal(h.engine.sizes().awaitingLookup, 0);
+    assert.deepEqual(h.sink.current(), ['a0+b0#1', 'a1 orphan', 'a2 orphan']);
+  });
+
+  test('max_http_items with apache_always_emit: false: the evicted A is dropped provisionally, then correlated after the lookup', () => {
+    const cfg = config({ maxHttpItems: 2, apacheAlwaysEmit: false });
+    const steps = [advance(25, 'B'), A('k1', 0), A('k2', 10), A('k3', 20), expectNow(), B('k1', 100)];
+    const r = run(cfg, steps);
+    assert.deepEqual(summaries(r.rest), ['a0+b0#1']);
+    assert.deepEqual(r.h.sink.current(), reference(cfg, steps));
+    assert.deepEqual(r.engine.counters.evictions, { A: 1, B: 0 });
+    assert.equal(r.engine.counters.dropped.http_buffer_full, 0);
+    assert.equal(r.engine.counters.lookups, 1);
+  });
+
+  test('max_network_items: the LRU B is an orphan early; a later A of it is looked up: the orphan B is deleted, the A correlated', () => {
+    const cfg = config({ maxNetworkItems: 2 });
+    const steps = [advance(25, 'A'), B('k1', 0), B('k2', 10), B('k3', 20), expectNow('b0 orphan'), A('k1', 30)];
+    const r = run(cfg, steps);
+    assert.deepEqual(summaries(r.rest), ['B-b0 deleted r2', 'a0+b0#1', 'b1 orphan', 'b2 orphan']);
+    assert.deepEqual(r.engine.counters.evictions, { A: 0, B: 1 });
+    assert.equal(r.engine.counters.lookups, 1);
+    assert.deepEqual(r.h.sink.current(), reference(cfg, steps));
+    assert.deepEqual(r.h.sink.current(), ['a0+b0#1', 'b1 orphan', 'b2 orphan']);
+  });
+
+  test('max_network_items with network_emit: false: the evicted B is a provisional drop, then matched by the later A', () => {
+    const cfg = config({ maxNetworkItems: 2, networkEmit: false });
+    const steps = [advance(25, 'A'), B('k1', 0), B('k2', 10), B('k3', 20), expectNow(), A('k1', 30)];
+    const r = run(cfg, steps);
+    assert.deepEqual(summaries(r.rest), ['a0+b0#1']);
+    assert.deepEqual(r.h.sink.current(), reference(cfg, steps));
+    assert.equal(r.engine.counters.dropped.network_buffer_full, 0);
+  });
+
+  test('an evicted connection whose B already matched: nothing changes, neither an orphan nor a drop, no lookup', () => {
+    const r = run(config({ maxNetworkItems: 2 }), [B('k1', 0), A('k1', 5), B('k2', 10), B('k4', 20)]);
+    assert.deepEqual(summaries(r.rest), ['a0+b0#1', 'b1 orphan', 'b2 orphan']);
+    checkCounters(r.engine.counters, { evictions: { A: 1, B: 1 }, orphans: { B: 2 }, dropped: { network_buffer_full: 0, orphan_b_not_emitted: 0 }, lookups: 0, corrections: 0 });
+  });
+
+  test('memory stays within the limits; sizes() reports it', () => {
+    const engine = new CorrelationEngine(config({ maxHttpItems: 3, maxNetworkItems: 2 }));
+    const f = new Feeds();
+    engine.advance('B', T0 + 100);
+    engine.advance('A', T0 + 100);
+    const conns = ['k1', 'k2', 'k3', 'k4'];
+    for (let i = 0; i < 8; i++) engine.push(f.event(i % 2 === 0 ? 'A' : 'B', conns[i % 4]!, 101 + i));
+    engine.advance('A', T0 + 200);
+    engine.advance('B', T0 + 200);
+    const s = engine.sizes();
+    assert.ok(s.cachedA <= 3 && s.cachedB <= 2, JSON.stringify(s));
+    assert.equal(s.waiting, 0);
+    assert.ok(engine.counters.evictions.A + engine.counters.evictions.B > 0, 'something was evicted');
+    assert.ok(s.open <= s.connections);
+  });
+
+  test('a stalled feed: waiting events are bounded too; the oldest is decided early, counted late, and corrected when its partner comes', () => {
+    const cfg = config({ maxHttpItems: 2, maxNetworkItems: 1 });
+    const h = new Harness(cfg);
+    const f = new Feeds();
+    // The B feed says nothing: As wait for release, at most 2 + 1 of them.
+    for (const [conn, t] of [['k1', 0], ['k2', 10], ['k3', 20], ['k4', 30]] as const) h.push(f.event('A', conn, t));
+    assert.equal(h.engine.sizes().waiting, 3);
+    assert.equal(h.engine.counters.late.A, 1, 'a0 was admitted early');
+    h.push(f.event('B', 'k1', 50)); // a0's partner, at last
+    h.engine.advance('A', T0 + 10_000);
+    h.engine.advance('B', T0 + 10_000);
+    h.drain();
+    assert.deepEqual(h.sink.current(), ['a0+b0#1', 'a1 orphan', 'a2 orphan', 'a3 orphan']);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Snapshots (v2: ids only) and restore.
 
 describe('CorrelationEngine: ids and state snapshots', () => {
   test('output ids are A-<doc id> for every A output and B-<doc id> for orphan Bs', () => {
@@ -447,43 +948,113 @@ describe('CorrelationEngine: ids and state snapshots', () => {
     assert.deepEqual(ids, { 'a0+b0#1': 'A-a0', 'a1 orphan': 'A-a1', 'b1 orphan': 'B-b1' });
   });
 
-  test('exportState lists what the engine holds, by feed index and document id, as JSON', () => {
+  test('exportState v2 lists open connections and waiting events by side and document id, as JSON', () => {
     const engine = new CorrelationEngine(config({ networkTtlMs: 5000 }));
     const f = new Feeds();
-    assert.deepEqual(engine.exportState(), { v: 1, progress: { A: null, B: null }, releasedUpTo: null, waiting: [], pendingA: [], networkB: [] });
+    assert.deepEqual(engine.exportState(), { v: 2, progress: { A: null, B: null }, releasedUpTo: null, cacheFloor: null, lastVersion: 0, waiting: [], keys: [], evicted: [] });
     engine.push(f.event('A', 'k2', 0)); // a0
     engine.push(f.event('B', 'k1', 0)); // b0
     engine.push(f.event('A', 'k1', 100)); // a1 -> b0
     engine.push(f.event('B', 'k3', 200)); // b1, not released yet
+    engine.drain(NOW);
     const snap = engine.exportState();
     assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap, 'survives JSON');
-    assert.deepEqual(snap.pendingA, [[0, 'a0']], 'a0 waits for a B (orphan delay)');
-    assert.deepEqual(snap.networkB, [[0, 'b0', T0 + 100, 1]], 'b0 kept alive after its first match');
-    assert.deepEqual(snap.waiting, [['B', 1, 'b1']]);
-    assert.equal(snap.progress.A, T0 + 100);
+    assert.deepEqual(snap.waiting, [['B', 'b1']]);
+    // Least recently used first; complete from the segment start - gap (5 s); no revision above 1 yet.
+    assert.deepEqual(snap.keys, [
+      ['198.51.100.2:50002', T0 - 5000, [['A', 'a0']], []],
+      ['198.51.100.1:50001', T0 - 5000, [['B', 'b0'], ['A', 'a1']], []],
+    ]);
+    assert.deepEqual(snap.progress, { A: T0 + 100, B: T0 + 200 });
+    assert.equal(snap.releasedUpTo, T0 + 100);
+    assert.equal(snap.lastVersion, NOW);
   });
 
-  test('a restored engine decides the rest exactly as the original', () => {
+  test('exportState keeps the revisions above 1 and the deletions of the open segment', () => {
+    const h = new Harness(config());
+    const f = new Feeds();
+    h.push(f.event('B', 'k1', 1500)); // b0
+    h.engine.advance('A', T0 + 3000);
+    h.engine.advance('B', T0 + 3000);
+    assert.deepEqual(summaries(h.drain()), ['b0 orphan']);
+    h.push(f.event('A', 'k1', 2400)); // a0: late, within b0's window: b0 deleted (revision 2)
+    assert.deepEqual(summaries(h.drain()), ['B-b0 deleted r2', 'a0+b0#1']);
+    const snap = h.engine.exportState();
+    assert.deepEqual(snap.keys, [['198.51.100.1:50001', T0 + 1500 - 30_000, [['B', 'b0'], ['A', 'a0']], [['B-b0', 2, true]]]]);
+  });
+
+  test('a restored engine decides the rest exactly as the original (the same outputs, versions included)', () => {
     const f = new Feeds();
     const events = [f.event('A', 'k2', 0), f.event('B', 'k1', 0), f.event('A', 'k1', 100), f.event('B', 'k3', 200), f.event('A', 'k1', 3000), f.event('A', 'k3', 3100)];
     const cfg = config({ networkTtlMs: 5000 });
     const original = new CorrelationEngine(cfg);
-    for (const ev of events.slice(0, 4)) original.push(ev);
-    original.drain();
+    for (const e of events.slice(0, 4)) original.push(e);
+    original.drain(NOW);
     const snap = JSON.parse(JSON.stringify(original.exportState()));
-    const restored = CorrelationEngine.restore(cfg, snap, (side, index) => events.find((e) => e.side === side && e.index === index));
-    for (const ev of events.slice(4)) {
-      original.push(ev);
-      restored.push(ev);
+    const restored = CorrelationEngine.restore(cfg, snap, (side, id) => events.find((e) => e.side === side && e.id === id));
+    for (const e of events.slice(4)) {
+      original.push(e);
+      restored.push(e);
     }
     for (const e of [original, restored]) {
       e.advance('A', T0 + 20_000);
       e.advance('B', T0 + 20_000);
     }
-    const after = original.drain();
+    const after = original.drain(NOW + 1000);
     assert.deepEqual(summaries(after), ['a0 orphan', 'a2+b0#2', 'a3 orphan', 'b1 orphan']);
-    assert.deepEqual(restored.drain(), after);
-    assert.deepEqual(restored.exportState(), original.exportState());
+    assert.deepEqual(restored.drain(NOW + 1000), after);
+    const { cacheFloor: _a, ...o } = original.exportState();
+    const { cacheFloor: _b, ...r } = restored.exportState();
+    assert.deepEqual(r, o);
+  });
+
+  test('exportState/restore round trip with corrections: the restored engine continues the revisions (3) as an uninterrupted one', () => {
+    const cfg = config({ networkTtlMs: 5000 });
+    const f = new Feeds();
+    const a0 = f.event('A', 'k1', 0);
+    const b0 = f.event('B', 'k1', 100);
+    const a1 = f.event('A', 'k1', 3000);
+    const b1 = f.event('B', 'k1', 50);
+    // Before the snapshot: a0 orphan, then late b0 corrects it (revision 2).
+    const before = (h: Harness) => {
+      h.push(a0);
+      h.engine.advance('A', T0 + 2000);
+      h.engine.advance('B', T0 + 2000);
+      h.drain();
+      h.push(b0);
+      h.drain();
+    };
+    // After: a1 keeps b0 alive; then a late b1 takes a0 (revision 3), a1 follows it, b0 is an orphan.
+    const after = (h: Harness) => {
+      const out: Output[] = [];
+      h.push(a1);
+      h.engine.advance('A', T0 + 4000);
+      h.engine.advance('B', T0 + 4000);
+      out.push(...h.drain());
+      h.push(b1);
+      h.engine.advance('A', T0 + 60_000);
+      h.engine.advance('B', T0 + 60_000);
+      out.push(...h.drain());
+      return out;
+    };
+    const uninterrupted = new Harness(cfg);
+    before(uninterrupted);
+    const snap = JSON.parse(JSON.stringify(uninterrupted.engine.exportState()));
+    const clockAtSnapshot = uninterrupted.clock;
+    const want = after(uninterrupted);
+    assert.deepEqual(summaries(want), ['a0+b1#1 r3', 'a1+b0#2', 'a1+b1#2 r2', 'b0 orphan']);
+
+    const first = new Harness(cfg);
+    before(first);
+    // The crash: a new engine from the snapshot, the same store and sink.
+    const second = new Harness(CorrelationEngine.restore(cfg, snap, (side, id) => first.store.get(`${side}:${id}`)));
+    for (const [k, v] of first.store) second.store.set(k, v);
+    for (const [k, v] of first.sink.latest) second.sink.latest.set(k, v);
+    second.clock = clockAtSnapshot;
+    const got = after(second);
+    assert.deepEqual(got, want, 'the same outputs, revisions and versions included');
+    assert.deepEqual(second.sink.current(), uninterrupted.sink.current());
+    assert.deepEqual(second.sink.current(), reference(cfg, [A('k1', 0), B('k1', 100), A('k1', 3000), B('k1', 50)]));
   });
 });
 
@@ -629,11 +1200,11 @@ function runPushes(cfg: EngineConfig, pushes: Push[]): { engine: CorrelationEngi
   for (const p of pushes) {
     if ('push' in p) engine.push(p.push);
     else engine.advance(p.advance, p.to);
-    outputs.push(...engine.drain());
+    outputs.push(...engine.drain(NOW));
   }
   engine.advance('A', Infinity);
   engine.advance('B', Infinity);
-  outputs.push(...engine.drain());
+  outputs.push(...engine.drain(NOW));
   return { engine, outputs };
 }
 
@@ -647,11 +1218,17 @@ function byId(outputs: Output[], what: string): Map<string, Output> {
   return m;
 }
 
+/** What must not depend on when an output was drained: everything but decided_at (and the version). */
+function content(o: Output): { kind: string; revision: number; record: Record<string, unknown> } {
+  const { decided_at: _d, ...record } = o.record;
+  return { kind: o.kind, revision: o.revision, record };
+}
+
 function assertSameOutputs(actual: Map<string, Output>, expected: Map<string, Output>, what: string): void {
   for (const [id, o] of expected) {
     const got = actual.get(id);
     assert.ok(got, `${what}: ${id} (${summary(o)}) is missing`);
-    assert.deepEqual({ kind: got.kind, record: got.record }, { kind: o.kind, record: o.record }, `${what}: ${id} differs`);
+    assert.deepEqual(content(got), content(o), `${what}: ${id} differs`);
   }
   const extra = [...actual.keys()].filter((id) => !expected.has(id));
   assert.deepEqual(extra, [], `${what}: outputs the reference run does not have`);
@@ -730,21 +1307,22 @@ function restartFromSnapshot(cfg: EngineConfig, tr: Traffic, snapAt: Record<Side
   const all = [...tr.A, ...tr.B];
   const first = new CorrelationEngine(cfg);
   for (const p of byTime({ A: tr.A.slice(0, snapAt.A), B: tr.B.slice(0, snapAt.B) }, 0, 0)) if ('push' in p) first.push(p.push);
-  const acked = first.drain();
+  const acked = first.drain(NOW);
   const snap = JSON.parse(JSON.stringify(first.exportState()));
   // The first run goes on until the crash; what it wrote after the snapshot may or may not have landed.
   for (const p of byTime({ A: tr.A.slice(snapAt.A, crashAt.A), B: tr.B.slice(snapAt.B, crashAt.B) }, 0, 0)) if ('push' in p) first.push(p.push);
-  const lost = byId(first.drain(), `${what}: after the snapshot`);
-  const second = CorrelationEngine.restore(cfg, snap, (side, index) => all.find((e) => e.side === side && e.index === index));
+  const lost = byId(first.drain(NOW), `${what}: after the snapshot`);
+  const second = CorrelationEngine.restore(cfg, snap, (side, id) => all.find((e) => e.side === side && e.id === id));
   for (const p of byTime({ A: tr.A.slice(snapAt.A), B: tr.B.slice(snapAt.B) }, 0, 0)) if ('push' in p) second.push(p.push);
   second.advance('A', Number.MAX_SAFE_INTEGER);
   second.advance('B', Number.MAX_SAFE_INTEGER);
   const union = byId(acked, `${what}: before the snapshot`);
-  for (const o of second.drain()) {
+  for (const o of second.drain(NOW)) {
     const had = lost.get(o.id) ?? union.get(o.id);
-    if (had) assert.deepEqual({ kind: o.kind, record: o.record }, { kind: had.kind, record: had.record }, `${what}: ${o.id} decided differently after the restart`);
+    if (had) assert.deepEqual(content(o), content(had), `${what}: ${o.id} decided differently after the restart`);
     union.set(o.id, o);
   }
+  assert.deepEqual(second.lookups(), [], `${what}: no lookup needed`);
   return union;
 }
 
