@@ -204,7 +204,7 @@ describe('kill -9 during a 20,000-event replay', () => {
         async () => {
           const e = running.engine;
           const s = e.sizes();
-          const idle = e.counters.eventsIn.A === N && e.counters.eventsIn.B === N && s.waiting + s.pendingA + s.bufferedB === 0 && running.pipeline.fanout.pending === 0;
+          const idle = e.counters.eventsIn.A === N && e.counters.eventsIn.B === N && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0;
           return idle ? true : null;
         },
         90_000,
