@@ -17,6 +17,8 @@ import { Metrics } from './plugins/metrics.js';
 import healthRoutes from './routes/health-routes.js';
 import proxyRoutes from './routes/proxy-routes.js';
 import writeRoutes from './routes/write-routes.js';
+import hecRoutes from './hec/hec-routes.js';
+import { tokenTable } from './hec/tokens.js';
 import { AppRegistry } from './write/app-registry.js';
 import { BulkWriter } from './write/bulk-writer.js';
 import { GroupCommit } from './write/group-commit.js';
@@ -69,6 +71,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     (target, docs) => writer.write(target, docs, 'group'),
   );
   const registry = appRegistry(config);
+  const tokens = tokenTable(config);
+  const writerHeaders = { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) };
 
   await app.register(errorHandler);
   await app.register(pathGuard);
@@ -84,7 +88,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.config.metricsRoute ?? 'none';
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
-    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, route }, 'request');
+    const ms = Math.round(reply.elapsedTime * 10) / 10;
+    // The fields for machines (JSON lines), the message for people (pretty).
+    request.log.info({ http: { method: request.method, url: request.url, status: reply.statusCode, ms, route } }, `${request.method} ${request.url} ${reply.statusCode} ${ms} ms`);
   });
 
   await app.register(healthRoutes, { http, metrics, verifier, publicMetrics: ingress.public_metrics });
@@ -94,9 +100,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     registry,
     writer,
     group,
-    writerHeaders: { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) },
+    writerHeaders,
     metrics,
+    tokens,
   });
+  if (ingress.hec.enabled) await app.register(hecRoutes, { ingress, tokens, registry, group, writerHeaders, metrics });
   await app.register(proxyRoutes, { upstream, verifier, requestTimeoutMs: config.couchdb.request_timeout_ms, retryAfterS: ingress.retry_after_s });
 
   // Shutdown order: the server has stopped taking requests; queued

@@ -21,10 +21,25 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
-export async function startBenchStack(o: { dataDir: string; apps: string[]; couchPort: number; ingressPort: number }): Promise<BenchStack> {
+export interface BenchToken {
+  name: string;
+  secret: string;
+  ack?: boolean;
+}
+
+export async function startBenchStack(o: {
+  dataDir: string;
+  apps: string[];
+  couchPort: number;
+  ingressPort: number;
+  /** Write tokens per app (HEC benchmark). */
+  tokens?: Record<string, BenchToken[]>;
+}): Promise<BenchStack> {
   const env = { COUCHLOG_DATA: o.dataDir, COUCHLOG_COUCHDB_PORT: String(o.couchPort), COUCHLOG_INGRESS_PORT: String(o.ingressPort), COUCHLOG_LOG_LEVEL: 'info' };
   const { config } = loadConfig({ env, cwd: o.dataDir });
-  config.apps = Object.fromEntries(o.apps.map((app) => [app, { reports: [] }]));
+  config.apps = Object.fromEntries(
+    o.apps.map((app) => [app, { reports: [], tokens: (o.tokens?.[app] ?? []).map((t) => ({ name: t.name, secret: t.secret, ack: t.ack ?? false })) }]),
+  );
   config.clickhouse.enabled = false;
   ensureSecrets(config);
   const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));

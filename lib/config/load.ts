@@ -36,6 +36,7 @@ export interface LoadedConfig {
 const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'int']> = [
   ['COUCHLOG_DATA', ['data_dir'], 'string'],
   ['COUCHLOG_LOG_LEVEL', ['log_level'], 'string'],
+  ['COUCHLOG_LOG_FORMAT', ['log_format'], 'string'],
   ['COUCHDB_URL', ['couchdb', 'url'], 'string'],
   ['COUCHDB_USER', ['couchdb', 'admin', 'user'], 'string'],
   ['COUCHDB_PASSWORD', ['couchdb', 'admin', 'password'], 'string'],
@@ -75,7 +76,37 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   config.data_dir = resolve(cwd, config.data_dir);
   fillFromSecretsFile(config);
+  fillTokenSecrets(config, env);
   return { config, file };
+}
+
+/** The environment variable (and secrets.env key) holding a write token's secret. */
+export function tokenSecretKey(name: string): string {
+  return `COUCHLOG_TOKEN_${name.toUpperCase()}`;
+}
+
+/**
+ * Write tokens without a secret in the file take it from the environment,
+ * else from <data_dir>/secrets.env. A token listed under several apps gets
+ * the same secret everywhere (a different one in the file is refused).
+ */
+function fillTokenSecrets(config: Config, env: Env): void {
+  const entries = Object.values(config.apps).flatMap((a) => a.tokens);
+  if (entries.length === 0) return;
+  const stored = readSecretsFile(config.data_dir);
+  const known = new Map<string, string | null>();
+  const problems: string[] = [];
+  for (const [app, settings] of Object.entries(config.apps)) {
+    for (const token of settings.tokens) {
+      const key = tokenSecretKey(token.name);
+      if (token.secret === null) token.secret = env[key] || stored[key] || null;
+      if (known.has(token.name) && known.get(token.name) !== token.secret) {
+        problems.push(`apps.${app}.tokens: token "${token.name}" has a different secret under another app`);
+      }
+      known.set(token.name, token.secret);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 function pickFile(explicit: string | undefined, cwd: string): string | null {

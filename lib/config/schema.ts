@@ -33,6 +33,24 @@ const appName = z
   .max(APP_NAME_MAX_LENGTH)
   .regex(APP_NAME_PATTERN, 'app names are lowercase letters, digits, "_" and "-", starting with a letter');
 
+/** Token names become environment variables COUCHLOG_TOKEN_<NAME>: letters, digits, "_". */
+export const TOKEN_NAME_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
+
+// A write token of an app (Splunk HEC `Authorization: Splunk <token>`, or
+// `Bearer <token>` on the write routes). The same name under several apps is
+// one token allowed to write to each of them (the first app listing it is
+// its default, an event's `index` picks another).
+const hecToken = z
+  .object({
+    /** Shown in logs and metrics, never the secret. */
+    name: z.string().regex(TOKEN_NAME_PATTERN, 'token names are lowercase letters, digits and "_", starting with a letter'),
+    /** null: from COUCHLOG_TOKEN_<NAME> in the environment, else <data_dir>/secrets.env. */
+    secret: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
+    /** HEC indexer acknowledgment: answers carry an ackId; requests need a channel. */
+    ack: z.boolean().default(false),
+  })
+  .strict();
+
 // `apps: {web: }` (nothing after the name) means an app with the defaults.
 const appSchema = z.preprocess(
   (v) => v ?? {},
@@ -40,6 +58,8 @@ const appSchema = z.preprocess(
     .object({
       /** Report design documents pushed to this app's database (see design-docs/index.ts). */
       reports: z.array(z.enum(REPORT_SET_NAMES)).default([]),
+      /** Write tokens (HEC and Bearer) allowed to write to this app; see hecToken. */
+      tokens: z.array(hecToken).default([]),
     })
     .strict(),
 );
@@ -80,6 +100,18 @@ const rateLimit = z
   .strict()
   .default({});
 
+const hec = z
+  .object({
+    /** Serve the Splunk HEC endpoints (/services/collector/...). */
+    enabled: z.boolean().default(true),
+    /** Indexer acknowledgment: channels remembered (least recently used forgotten first). */
+    ack_max_channels: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Acks kept per channel until queried (the oldest are forgotten beyond). */
+    ack_max_pending_per_channel: z.number().int().min(1).max(1_000_000).default(10_000),
+  })
+  .strict()
+  .default({});
+
 const ingress = z
   .object({
     host: host.default('127.0.0.1'),
@@ -108,6 +140,9 @@ const ingress = z
     retry_after_s: z.number().int().min(1).max(3600).default(5),
     /** Serve GET /_couchlog/metrics without credentials. */
     public_metrics: z.boolean().default(true),
+    /** Anonymous POSTs to the write routes (false: a token or real credentials are needed). */
+    anonymous_write: z.boolean().default(true),
+    hec,
   })
   .strict()
   .default({});
@@ -142,6 +177,8 @@ export const configSchema = z
     /** Folder for the embedded server's data and generated secrets. */
     data_dir: z.string().min(1).default('./data'),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Log lines: `json` (one object per line), `pretty` (human, colour on a terminal), `auto`: pretty on a terminal, else json. */
+    log_format: z.enum(['auto', 'pretty', 'json']).default('auto'),
     couchdb,
     users: z
       .object({ writer: credentials('writer'), reader: credentials('reader'), correlator: credentials('correlator') })

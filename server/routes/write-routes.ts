@@ -14,6 +14,8 @@ import { newDocId } from '../write/doc-id.js';
 import { parseJson, parseNdjson } from '../write/parse-body.js';
 import { bulkDocsOf, checkCount, validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
 import type { Metrics } from '../plugins/metrics.js';
+import { presentedToken, type TokenTable } from '../hec/tokens.js';
+import { forbidden, unauthorized } from '../../lib/errors.js';
 
 export interface WriteRoutesOptions {
   ingress: Config['ingress'];
@@ -23,6 +25,8 @@ export interface WriteRoutesOptions {
   group: GroupCommit;
   writerHeaders: Record<string, string>;
   metrics: Metrics;
+  /** Write tokens: `Authorization: Bearer <token>` (or `Splunk <token>`) writes as the writer. */
+  tokens: TokenTable;
 }
 
 /** `log_` + an app name; the router refuses anything else (upper case, encodings). */
@@ -57,11 +61,23 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
     const db = (request.params as { db: string }).db;
     await registry.admit(db.slice('log_'.length));
     const creds = extractCredentials(request.headers);
-    if (creds) {
+    const presented = presentedToken(creds?.authorization);
+    const token = presented.kind === 'token' && presented.scheme !== 'basic' ? opts.tokens.find(presented.secret) : null;
+    if (token) {
+      // A write token of the config: the ingress writes as the writer, to the apps the token names.
+      if (!token.apps.includes(db.slice('log_'.length))) {
+        throw forbidden('INGRESS_TOKEN_APP', `this token may not write to ${db}`);
+      }
+      request.writeTarget = { db, headers: opts.writerHeaders, asWriter: true };
+      request.writeKey = `${db}\nwriter`;
+    } else if (presented.kind === 'token' && presented.scheme === 'splunk') {
+      throw unauthorized('AUTH_INVALID', 'unknown write token');
+    } else if (creds) {
       await verifier.verify(creds);
       request.writeTarget = { db, headers: credentialHeaders(creds), asWriter: false };
       request.writeKey = `${db}\n${creds.authorization ?? ''}\n${creds.cookie ?? ''}`;
     } else {
+      if (!ingress.anonymous_write) throw unauthorized('AUTH_REQUIRED', 'anonymous writes are off: send a write token (Authorization: Bearer <token>) or credentials');
       request.writeTarget = { db, headers: opts.writerHeaders, asWriter: true };
       request.writeKey = `${db}\nwriter`;
     }

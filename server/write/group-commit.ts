@@ -59,6 +59,25 @@ export class GroupCommit {
     });
   }
 
+  /**
+   * Several documents of one request (HEC batches): queued together, so an
+   * idle queue sends them in one batch rather than the first one alone.
+   * Each result in the order given; rejects if any batch failed as a whole.
+   */
+  submitMany(key: string, target: WriteTarget, docs: IdDoc[]): Promise<DocResult[]> {
+    let q = this.queues.get(key);
+    if (!q) {
+      q = { target, pending: [], inflight: 0, timer: null, due: false };
+      this.queues.set(key, q);
+    }
+    const queue = q;
+    const promises = docs.map((doc) => new Promise<DocResult>((resolve, reject) => queue.pending.push({ doc, resolve, reject })));
+    if (queue.inflight === 0 || queue.pending.length >= this.opts.maxDocs) queue.due = true;
+    else if (!queue.timer) queue.timer = setTimeout(() => this.onTimer(key, queue), this.opts.maxWaitMs);
+    this.pump(key, queue);
+    return Promise.all(promises);
+  }
+
   private onTimer(key: string, q: Queue): void {
     q.timer = null;
     q.due = true;

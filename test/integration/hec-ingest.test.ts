@@ -1,0 +1,310 @@
+// Splunk HEC on the ingress against a real embedded server: every answer
+// code of issue 14, the body forms (concatenated, newline-separated, gzip,
+// raw), the document shape, tokens on the plain write routes, acks, group
+// commit across HEC requests, and 503/code 9 while CouchDB is down.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import { randomUUID } from 'node:crypto';
+import { startStack, http, countDocs, type Stack } from '../helpers/stack.js';
+
+const TOKEN = 'hec-test-token-web-0123456789';
+const MULTI = 'hec-test-token-multi-0123456789';
+const ACK = 'hec-test-token-ack-0123456789ab';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack({
+    yaml: {
+      apps: {
+        web: { tokens: [{ name: 'web', secret: TOKEN }, { name: 'multi', secret: MULTI }] },
+        audit: { tokens: [{ name: 'multi', secret: MULTI }] },
+        acked: { tokens: [{ name: 'acked', secret: ACK, ack: true }] },
+        other: {},
+      },
+    },
+  });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+interface Res {
+  status: number;
+  json: any;
+  headers: Headers;
+}
+
+async function hec(path: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<Res> {
+  const res = await fetch(`${stack.url}${path}`, { method: 'POST', headers, body: typeof body === 'string' ? body : new Uint8Array(body) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json, headers: res.headers };
+}
+
+const auth = (token = TOKEN) => ({ authorization: `Splunk ${token}` });
+
+async function allDocs(db: string): Promise<any[]> {
+  const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
+  return (res.json.rows as any[]).filter((r) => !r.id.startsWith('_design/')).map((r) => r.doc);
+}
+
+async function docsWith(db: string, key: string, value: unknown): Promise<any[]> {
+  return (await allDocs(db)).filter((d) => d[key] === value);
+}
+
+describe('HEC event endpoint', () => {
+  test('one envelope: Success, stored with the documented shape', async () => {
+    const run = randomUUID();
+    const res = await hec(
+      '/services/collector/event',
+      JSON.stringify({ time: 1721187223.512, host: 'web-1', source: 'app.log', sourcetype: '_json', event: { run, msg: 'hello', src_ip: '192.0.2.1' }, fields: { env: 'prod' } }),
+      auth(),
+    );
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.json, { text: 'Success', code: 0 });
+    const [doc] = await docsWith('log_web', 'run', run);
+    assert.ok(doc, 'stored');
+    assert.equal(doc.time, '2024-07-17T03:33:43.512Z');
+    assert.equal(doc.host, 'web-1');
+    assert.equal(doc.source, 'app.log');
+    assert.equal(doc.sourcetype, '_json');
+    assert.equal(doc.env, 'prod');
+    assert.equal(doc.msg, 'hello');
+    assert.equal(doc.src_ip, '192.0.2.1');
+    assert.equal(doc.index, undefined);
+    assert.match(doc._id, /^[0-9a-f]{32}$/);
+    assert.ok(!Number.isNaN(Date.parse(doc.received_at)));
+  });
+
+  test('a string event is stored as message; the event\'s own fields win over metadata', async () => {
+    const run = randomUUID();
+    const body =
+      JSON.stringify({ event: `text ${run}`, host: 'h1' }) +
+      JSON.stringify({ time: '1721187223', host: 'envelope-host', event: { run, host: 'own-host', time: '2020-01-01T00:00:00Z' } });
+    const res = await hec('/services/collector', body, auth());
+    assert.equal(res.status, 200);
+    const [text] = await docsWith('log_web', 'message', `text ${run}`);
+    assert.equal(text.host, 'h1');
+    assert.equal(text.time, undefined, 'no time given: received_at is the time');
+    const [own] = await docsWith('log_web', 'run', run);
+    assert.equal(own.host, 'own-host');
+    assert.equal(own.time, '2020-01-01T00:00:00Z');
+  });
+
+  test('concatenated, newline-separated and /event/1.0 bodies', async () => {
+    const run = randomUUID();
+    const envs = Array.from({ length: 5 }, (_, i) => JSON.stringify({ event: { run, i, text: 'a } { b "quoted" \\ back' } }));
+    assert.equal((await hec('/services/collector/event', envs.slice(0, 2).join(''), auth())).status, 200);
+    assert.equal((await hec('/services/collector/event', envs.slice(2, 4).join('\n') + '\n', auth())).status, 200);
+    assert.equal((await hec('/services/collector/event/1.0', `  ${envs[4]}\r\n`, auth())).status, 200);
+    const docs = await docsWith('log_web', 'run', run);
+    assert.deepEqual(docs.map((d) => d.i).sort(), [0, 1, 2, 3, 4]);
+    assert.ok(docs.every((d) => d.text === 'a } { b "quoted" \\ back'));
+  });
+
+  test('gzip bodies (Content-Encoding: gzip)', async () => {
+    const run = randomUUID();
+    const body = Array.from({ length: 50 }, (_, i) => JSON.stringify({ event: { run, i } })).join('\n');
+    const res = await hec('/services/collector/event', gzipSync(body), { ...auth(), 'content-encoding': 'gzip', 'content-type': 'application/json' });
+    assert.equal(res.status, 200);
+    assert.equal((await docsWith('log_web', 'run', run)).length, 50);
+    const bad = await hec('/services/collector/event', Buffer.from('not gzip at all'), { ...auth(), 'content-encoding': 'gzip' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.code, 6);
+  });
+
+  test('Basic auth with the token as password, and any Content-Type', async () => {
+    const run = randomUUID();
+    const basic = `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}`;
+    const res = await hec('/services/collector/event', JSON.stringify({ event: { run } }), { authorization: basic, 'content-type': 'text/plain' });
+    assert.equal(res.status, 200);
+    assert.equal((await docsWith('log_web', 'run', run)).length, 1);
+  });
+
+  test('index picks one of the token\'s apps; others are code 7', async () => {
+    const run = randomUUID();
+    const body = JSON.stringify({ event: { run, n: 1 } }) + JSON.stringify({ index: 'audit', event: { run, n: 2 } }) + JSON.stringify({ index: 'log_audit', event: { run, n: 3 } });
+    assert.equal((await hec('/services/collector/event', body, auth(MULTI))).status, 200);
+    assert.deepEqual((await docsWith('log_web', 'run', run)).map((d) => d.n), [1]);
+    assert.deepEqual((await docsWith('log_audit', 'run', run)).map((d) => d.n).sort(), [2, 3]);
+
+    const wrong = await hec('/services/collector/event', JSON.stringify({ event: { run } }) + JSON.stringify({ index: 'other', event: { run } }), auth());
+    assert.equal(wrong.status, 400);
+    assert.deepEqual(wrong.json, { text: 'Incorrect index', code: 7, 'invalid-event-number': 1 });
+  });
+});
+
+describe('HEC error codes (nothing stored on any of them)', () => {
+  const cases: Array<[string, string, string | Buffer, Record<string, string>, number, Record<string, unknown>]> = [
+    ['no token', '/services/collector/event', '{"event":"x"}', {}, 401, { text: 'Token is required', code: 2 }],
+    ['malformed Authorization', '/services/collector/event', '{"event":"x"}', { authorization: 'Splunk' }, 401, { text: 'Invalid authorization', code: 3 }],
+    ['unknown scheme', '/services/collector/event', '{"event":"x"}', { authorization: 'Digest abc' }, 401, { text: 'Invalid authorization', code: 3 }],
+    ['wrong token', '/services/collector/event', '{"event":"x"}', { authorization: 'Splunk not-a-token-of-this-ingress' }, 403, { text: 'Invalid token', code: 4 }],
+    ['empty body', '/services/collector/event', '', auth(), 400, { text: 'No data', code: 5 }],
+    ['blank body', '/services/collector/event', ' \n ', auth(), 400, { text: 'No data', code: 5 }],
+    ['invalid JSON in the 3rd event', '/services/collector/event', '{"event":"a"}{"event":"b"}{"event":"c",}', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 2 }],
+    ['not an object', '/services/collector/event', '{"event":"a"}\n[1,2]', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
+    ['truncated', '/services/collector/event', '{"event":"a"}{"event":"b"', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
+    ['bad time', '/services/collector/event', '{"event":"a","time":"yesterday"}', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 0 }],
+    ['_rev in an event', '/services/collector/event', '{"event":"a"}{"event":{"_rev":"1-x"}}', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
+    ['event missing', '/services/collector/event', '{"event":"a"}{"host":"h"}', auth(), 400, { text: 'Event field is required', code: 12, 'invalid-event-number': 1 }],
+    ['event blank', '/services/collector/event', '{"event":""}', auth(), 400, { text: 'Event field cannot be blank', code: 13, 'invalid-event-number': 0 }],
+    ['fields not an object', '/services/collector/event', '{"event":"a","fields":"x"}', auth(), 400, { text: 'Error in handling indexed fields', code: 15, 'invalid-event-number': 0 }],
+    ['token in the query string', '/services/collector/event?token=abc', '{"event":"a"}', {}, 400, { text: 'Query string authorization is not enabled', code: 16 }],
+    ['ack on a token without ack', '/services/collector/ack', '{"acks":[0]}', { ...auth(), 'x-splunk-request-channel': randomUUID() }, 400, { text: 'ACK is disabled', code: 14 }],
+    ['ack token without channel', '/services/collector/event', '{"event":"a"}', auth(ACK), 400, { text: 'Data channel is missing', code: 10 }],
+    ['channel that is not a GUID', '/services/collector/event', '{"event":"a"}', { ...auth(ACK), 'x-splunk-request-channel': 'nope' }, 400, { text: 'Invalid data channel', code: 11 }],
+  ];
+  for (const [name, path, body, headers, status, expected] of cases) {
+    test(`${name}: ${status} code ${expected.code}`, async () => {
+      const before = (await countDocs(stack, 'log_web')) + (await countDocs(stack, 'log_acked'));
+      const res = await hec(path, body, headers);
+      assert.equal(res.status, status, JSON.stringify(res.json));
+      assert.deepEqual(res.json, expected);
+      assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+      assert.equal((await countDocs(stack, 'log_web')) + (await countDocs(stack, 'log_acked')), before);
+    });
+  }
+
+  test('a body over the limit is 413', async () => {
+    await stack.restartIngress((c) => {
+      c.ingress.body_limit_bytes = 4096;
+    });
+    try {
+      const big = JSON.stringify({ event: 'x'.repeat(5000) });
+      const res = await hec('/services/collector/event', big, auth());
+      assert.equal(res.status, 413);
+      assert.equal(res.json.code, 6);
+      const bomb = gzipSync(JSON.stringify({ event: 'y'.repeat(100_000) }));
+      assert.ok(bomb.length < 4096);
+      const res2 = await hec('/services/collector/event', bomb, { ...auth(), 'content-encoding': 'gzip' });
+      assert.equal(res2.status, 413, 'the decompressed size counts');
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.body_limit_bytes = 8 * 1024 * 1024;
+      });
+    }
+  });
+});
+
+describe('HEC raw and health endpoints', () => {
+  test('raw: one event per line, metadata from the query string', async () => {
+    const run = randomUUID();
+    const q = new URLSearchParams({ host: 'raw-host', source: 'syslog', sourcetype: 'linux', time: '1721187223.5', index: 'audit' });
+    const res = await hec(`/services/collector/raw?${q}`, `first ${run}\r\nsecond ${run}\n\n`, auth(MULTI));
+    assert.deepEqual([res.status, res.json], [200, { text: 'Success', code: 0 }]);
+    const docs = (await allDocs('log_audit')).filter((d) => typeof d.message === 'string' && d.message.endsWith(run));
+    assert.deepEqual(docs.map((d) => d.message).sort(), [`first ${run}`, `second ${run}`]);
+    for (const d of docs) {
+      assert.equal(d.host, 'raw-host');
+      assert.equal(d.sourcetype, 'linux');
+      assert.equal(d.time, '2024-07-17T03:33:43.500Z');
+    }
+    const empty = await hec('/services/collector/raw', '\n\n', auth());
+    assert.deepEqual([empty.status, empty.json.code], [400, 5]);
+  });
+
+  test('health', async () => {
+    const res = await http(`${stack.url}/services/collector/health`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.json, { text: 'HEC is healthy', code: 17 });
+  });
+});
+
+describe('indexer acknowledgment', () => {
+  test('ackIds per channel, true once stored, reported once', async () => {
+    const channel = randomUUID();
+    const headers = { ...auth(ACK), 'x-splunk-request-channel': channel };
+    const a = await hec('/services/collector/event', '{"event":"one"}', headers);
+    const b = await hec('/services/collector/event', '{"event":"two"}{"event":"three"}', headers);
+    assert.deepEqual(a.json, { text: 'Success', code: 0, ackId: 0 });
+    assert.deepEqual(b.json, { text: 'Success', code: 0, ackId: 1 });
+    const other = await hec(`/services/collector/raw?channel=${randomUUID()}`, 'four', auth(ACK));
+    assert.equal(other.json.ackId, 0, 'each channel counts on its own');
+
+    const q = await hec('/services/collector/ack', JSON.stringify({ acks: [0, 1, 7] }), headers);
+    assert.equal(q.status, 200);
+    assert.deepEqual(q.json, { acks: { '0': true, '1': true, '7': false } });
+    const again = await hec('/services/collector/ack', JSON.stringify({ acks: [0, 1] }), headers);
+    assert.deepEqual(again.json, { acks: { '0': false, '1': false } });
+    const bad = await hec('/services/collector/ack', '{"acks":"x"}', headers);
+    assert.deepEqual([bad.status, bad.json.code], [400, 6]);
+    const noChannel = await hec('/services/collector/ack', '{"acks":[0]}', auth(ACK));
+    assert.deepEqual([noChannel.status, noChannel.json.code], [400, 10]);
+  });
+});
+
+describe('tokens on the plain write routes', () => {
+  test('Bearer token writes to its apps only; anonymous_write: false refuses anonymous writes', async () => {
+    const run = randomUUID();
+    const ok = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ run }) });
+    assert.equal(ok.status, 201);
+    assert.equal((await docsWith('log_web', 'run', run)).length, 1);
+    const bulk = await http(`${stack.url}/log_audit/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${MULTI}` }, body: JSON.stringify({ docs: [{ run }, { run }] }) });
+    assert.equal(bulk.status, 201);
+    const denied = await http(`${stack.url}/log_audit`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: '{"a":1}' });
+    assert.deepEqual([denied.status, denied.json.code], [403, 'INGRESS_TOKEN_APP']);
+    const unknown = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Splunk wrong-token-0000000000' }, body: '{"a":1}' });
+    assert.equal(unknown.status, 401);
+
+    await stack.restartIngress((c) => {
+      c.ingress.anonymous_write = false;
+    });
+    try {
+      const anon = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
+      assert.deepEqual([anon.status, anon.json.code], [401, 'AUTH_REQUIRED']);
+      const withToken = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: '{"a":1}' });
+      assert.equal(withToken.status, 201);
+      const asWriter = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: stack.auth.writer }, body: '{"a":1}' });
+      assert.equal(asWriter.status, 201, 'real credentials still write');
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.anonymous_write = true;
+      });
+    }
+  });
+});
+
+describe('group commit and outages', () => {
+  test('concurrent HEC requests share _bulk_docs writes', async () => {
+    const metricsBefore = await batchCount();
+    const run = randomUUID();
+    const requests = Array.from({ length: 40 }, (_, r) =>
+      hec('/services/collector/event', Array.from({ length: 10 }, (_, i) => JSON.stringify({ event: { run, r, i } })).join('\n'), auth()),
+    );
+    const answers = await Promise.all(requests);
+    assert.ok(answers.every((a) => a.status === 200 && a.json.code === 0));
+    assert.equal((await docsWith('log_web', 'run', run)).length, 400);
+    const batches = (await batchCount()) - metricsBefore;
+    assert.ok(batches < 40, `40 requests went out in ${batches} _bulk_docs`);
+  });
+
+  test('CouchDB down: 503 code 9 with Retry-After, then Success again', async () => {
+    await stack.couch.stop();
+    try {
+      const res = await hec('/services/collector/event', '{"event":"while down"}', auth());
+      assert.equal(res.status, 503);
+      assert.deepEqual(res.json, { text: 'Server is busy', code: 9 });
+      assert.ok(Number(res.headers.get('retry-after')) >= 1);
+    } finally {
+      await stack.couch.start();
+    }
+    const run = randomUUID();
+    const ok = await hec('/services/collector/event', JSON.stringify({ event: { run } }), auth());
+    assert.equal(ok.status, 200);
+    assert.equal((await docsWith('log_web', 'run', run)).length, 1);
+  });
+});
+
+async function batchCount(): Promise<number> {
+  const res = await http(`${stack.url}/_couchlog/metrics`);
+  const m = /couchlog_ingress_batch_documents_count\{kind="group"\} (\d+)/.exec(res.text);
+  return m ? Number(m[1]) : 0;
+}
+
