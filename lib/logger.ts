@@ -1,8 +1,18 @@
 // One pino logger for every process. Credentials are redacted wherever they
 // could appear, so a log line can never carry a password or a session.
+//
+// Two formats (config `log_format`, `couchlog --log-format`):
+//  - json: one JSON object per line (systemd, docker, pipes, log shippers);
+//  - pretty: one short human line per event (pino-pretty), colour only when
+//    the output is a terminal;
+//  - auto (the default): pretty when stdout is a terminal, else json.
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
+
+export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export const REDACT_PATHS = [
   'req.headers.authorization',
@@ -22,6 +32,75 @@ export function loggerOptions(level: string, name?: string): LoggerOptions {
   };
 }
 
-export function createLogger(level: string, name?: string): Logger {
-  return pino(loggerOptions(level, name));
+export interface LoggerOutput {
+  format?: LogFormat;
+  /** Where lines go (default: stdout, written synchronously so they keep their order with the banner). */
+  fd?: number;
+  /** Whether that output is a terminal (default: asked of the fd). */
+  isTTY?: boolean;
+}
+
+/** The format `auto` stands for on this output. */
+export function resolveLogFormat(format: LogFormat, isTTY: boolean): 'pretty' | 'json' {
+  return format === 'auto' ? (isTTY ? 'pretty' : 'json') : format;
+}
+
+export function createLogger(level: string, name?: string, out: LoggerOutput = {}): Logger {
+  const fd = out.fd ?? 1;
+  const isTTY = out.isTTY ?? (fd === 1 ? process.stdout.isTTY === true : fd === 2 ? process.stderr.isTTY === true : false);
+  const format = resolveLogFormat(out.format ?? 'json', isTTY);
+  if (format === 'json') {
+    // Explicit format only: library callers (tests) keep pino's default destination.
+    if (out.format === undefined) return pino(loggerOptions(level, name));
+    return pino(loggerOptions(level, name), pino.destination({ dest: fd, sync: true }));
+  }
+  const colour = isTTY && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
+  return pino(loggerOptions(level, name), prettyStream(fd, colour));
+}
+
+export interface CliLogger {
+  logger: Logger;
+  /** The format in force (auto resolved). */
+  format: 'pretty' | 'json';
+  /** Lets routine (info and below) lines through again after a quiet startup. */
+  endStartup: () => void;
+}
+
+const ROUTINE = /"level":(10|20|30),/;
+
+/**
+ * The logger of a long-running command. With `quietStartup` and the pretty
+ * format, routine lines are held back until endStartup(): the command
+ * prints its own short account of what started instead, and warnings and
+ * errors (what failed and why) still show at once. JSON lines are never held.
+ */
+export function createCliLogger(level: string, name: string, format: LogFormat, quietStartup = false): CliLogger {
+  const resolved = resolveLogFormat(format, process.stdout.isTTY === true);
+  if (resolved === 'json' || !quietStartup) {
+    return { logger: createLogger(level, name, { format: resolved }), format: resolved, endStartup: () => {} };
+  }
+  const colour = process.stdout.isTTY === true && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
+  const target = prettyStream(1, colour);
+  let quiet = true;
+  const gate = {
+    write(line: string): void {
+      if (quiet && ROUTINE.test(line)) return;
+      target.write(line);
+    },
+  };
+  return { logger: pino(loggerOptions(level, name), gate), format: resolved, endStartup: () => (quiet = false) };
+}
+
+function prettyStream(fd: number, colour: boolean) {
+  return pretty({
+    destination: fd,
+    sync: true,
+    colorize: colour,
+    singleLine: true,
+    translateTime: 'SYS:HH:MM:ss',
+    // pid and hostname are the same on every line; the component leads the
+    // message; a request's fields are in its message already.
+    ignore: 'pid,hostname,name,component,reqId,http',
+    messageFormat: '{if component}{component}: {end}{msg}',
+  });
 }

@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, ensureSecrets } from '../lib/config/load.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
-import { createLogger } from '../lib/logger.js';
+import { createCliLogger, LOG_FORMATS, type LogFormat } from '../lib/logger.js';
 import { onReopenSignal, onShutdownSignal } from '../lib/commands/lifecycle.js';
 import { startCorrelator } from '../correlator/service.js';
 import { startEmbeddedClickhouse } from '../lib/commands/clickhouse.js';
@@ -18,20 +18,29 @@ import { shipCommand } from '../lib/commands/ship-command.js';
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')
   .addOption(new Option('-c, --config <file>', 'YAML config file (default: $COUCHLOG_CONFIG, else ./couchlog.yml if present)'))
+  .addOption(new Option('--log-format <format>', 'log lines: pretty (human), json (one object per line), auto: pretty on a terminal (default: log_format from the config)').choices([...LOG_FORMATS]))
   .showHelpAfterError();
 
-function context() {
-  const { config } = loadConfig({ file: program.opts<{ config?: string }>().config });
-  return { config, logger: createLogger(config.log_level, 'couchlog') };
+function context(quietStartup = false) {
+  const opts = program.opts<{ config?: string; logFormat?: LogFormat }>();
+  const { config } = loadConfig({ file: opts.config });
+  const cli = createCliLogger(config.log_level, 'couchlog', opts.logFormat ?? config.log_format, quietStartup);
+  return { config, logger: cli.logger, cli };
 }
 
 program
   .command('up')
   .description('start everything: embedded CouchDB (unless couchdb.url is set), setup, ingress')
   .action(async () => {
-    const { config, logger } = context();
-    const running = await up(config, logger);
+    const { config, logger, cli } = context(true);
+    // On a terminal: a short account of what started (routine log lines are
+    // held back meanwhile; warnings and errors show at once), then the banner.
+    const say = cli.format === 'pretty' ? (line: string) => process.stdout.write(`${line}\n`) : undefined;
+    const running = await up(config, logger, say);
     process.stdout.write(running.banner);
+    // Lines the correlator's first poll writes just after startup stay held
+    // a moment, so the banner is what the terminal ends with.
+    setTimeout(cli.endStartup, 500).unref();
     onShutdownSignal(logger, running.stop);
     onReopenSignal(logger, running.reopen);
   });

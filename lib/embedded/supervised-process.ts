@@ -71,15 +71,17 @@ export class SupervisedProcess extends EventEmitter {
     this.child = child;
     this.startedAt = Date.now();
     const log = this.spec.logger;
-    child.stdout?.on('data', (d: Buffer) => log.debug({ out: d.toString().trimEnd() }, `${this.spec.label} stdout`));
-    child.stderr?.on('data', (d: Buffer) => {
-      const text = d.toString().trimEnd();
-      if (this.spec.routineStderr?.test(text)) log.debug({ err: text }, `${this.spec.label} stderr`);
-      else log.warn({ err: text }, `${this.spec.label} stderr`);
+    // Output is logged a whole line at a time: a server may write one
+    // line in several pieces ("Logging", " warning", " to ..."), and a
+    // routine line must be recognised as a whole.
+    eachLine(child.stdout, (line) => log.debug({ out: line }, `${this.spec.label} stdout`));
+    eachLine(child.stderr, (line) => {
+      if (this.spec.routineStderr?.test(line)) log.debug({ err: line }, `${this.spec.label} stderr`);
+      else log.warn({ err: line }, `${this.spec.label} stderr`);
     });
     child.on('error', (err) => log.error({ err: err.message }, `${this.spec.label} could not be started`));
     child.on('exit', (code, signal) => this.onExit(child, code, signal));
-    log.info({ pid: child.pid, url: this.spec.probeUrl }, `${this.spec.label} started`);
+    log.info({ child_pid: child.pid, url: this.spec.probeUrl }, `${this.spec.label} started`);
   }
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
@@ -139,4 +141,19 @@ export class SupervisedProcess extends EventEmitter {
     this.child = null;
     this.spec.logger.info(`${this.spec.label} stopped`);
   }
+}
+
+/** Calls `fn` with each non-empty line of a stream (the last one even without a newline). */
+function eachLine(stream: NodeJS.ReadableStream | null, fn: (line: string) => void): void {
+  if (!stream) return;
+  let rest = '';
+  stream.on('data', (d: Buffer) => {
+    const lines = (rest + d.toString()).split('\n');
+    rest = lines.pop()!;
+    for (const line of lines) if (line.trim() !== '') fn(line.trimEnd());
+  });
+  stream.on('end', () => {
+    if (rest.trim() !== '') fn(rest.trimEnd());
+    rest = '';
+  });
 }

@@ -45,6 +45,9 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     upstream: opts.upstream,
     preHandler: authorize,
     config: { metricsRoute: 'proxy' },
+    // One log line per request (the app's onResponse hook), not three:
+    // reply-from would add "fetching from remote server" and "response received".
+    disableRequestLogging: true,
     undici: {
       connections: 64,
       // Long-polling and continuous _changes feeds keep a response open.

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, http, JSON_TYPE } from '../helpers/stack.js';
 import { loadConfig } from '../../lib/config/load.js';
-import { readSecretsFile } from '../../lib/config/secrets.js';
+import { readSecretsFile, SECRET_KEYS } from '../../lib/config/secrets.js';
 import { findClickhouseServer } from '../../lib/embedded/clickhouse-server.js';
 import { createServer } from 'node:http';
 
@@ -41,6 +41,17 @@ describe('couchlog up', () => {
     assert.match(outputOf(), /secrets\.env/);
   });
 
+  test('the banner lists Fauxton, the dashboard, health, metrics and the report pages', () => {
+    const out = outputOf();
+    assert.match(out, new RegExp(`Fauxton\\s+${ingress}/_utils/`));
+    assert.match(out, new RegExp(`dashboard\\s+${ingress}/_couchlog/dashboard/fail2ban`));
+    assert.match(out, new RegExp(`health\\s+${ingress}/_couchlog/health`));
+    assert.match(out, new RegExp(`metrics\\s+${ingress}/_couchlog/metrics`));
+    assert.ok(out.includes(`${ingress}/log_fail2ban/_design/report/_list/html/attackers?group_level=5&top=10`));
+    assert.ok(out.includes(`${ingress}/log_appname/_design/logs/_list/html/by_time?group_level=3`));
+    assert.match(out, /passwords\s+admin, writer, reader, correlator in \.\/data\/secrets\.env \(mode 0600\)/);
+  });
+
   test('the seed curl checks pass', async () => {
     const post = await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{ "foo" : "foo" }' });
     assert.equal(post.status, 201);
@@ -52,11 +63,39 @@ describe('couchlog up', () => {
     assert.ok(read.json.rows.some((r: { id: string }) => r.id === post.json.id));
   });
 
+  test('without a terminal the logs are JSON lines: one per request, one "pid" key', async () => {
+    // Each request is told apart by its X-Request-Id (kept by the ingress as reqId).
+    const id = (n: number) => ({ 'x-request-id': `jsonlines-${n}` });
+    await http(`${ingress}/log_appname/`, { method: 'POST', headers: { ...JSON_TYPE, ...id(1) }, body: '{"n":1}' });
+    await http(`${ingress}/log_appname/_all_docs`, { headers: { ...id(2), authorization: 'Basic ' + Buffer.from('reader:wrong-password').toString('base64') } });
+    const secrets = readSecretsFile(join(dir, 'data'));
+    const auth = `Basic ${Buffer.from(`reader:${secrets.COUCHLOG_READER_PASSWORD}`).toString('base64')}`;
+    await http(`${ingress}/log_appname/_all_docs`, { headers: { ...id(3), authorization: auth } });
+    await new Promise((ok) => setTimeout(ok, 300));
+    const lines = outputOf().split('\n').filter((l) => l.startsWith('{'));
+    assert.ok(lines.length > 3);
+    for (const line of lines) {
+      assert.doesNotThrow(() => JSON.parse(line), `not a JSON line: ${line}`);
+      assert.ok((line.match(/"pid":/g) ?? []).length <= 1, `duplicate pid: ${line}`);
+    }
+    const requests = lines.map((l) => JSON.parse(l)).filter((l) => String(l.reqId).startsWith('jsonlines-'));
+    assert.deepEqual(
+      requests.map((l) => [l.reqId, l.http.method, l.http.url, l.http.status]),
+      [
+        ['jsonlines-1', 'POST', '/log_appname/', 201],
+        ['jsonlines-2', 'GET', '/log_appname/_all_docs', 401],
+        ['jsonlines-3', 'GET', '/log_appname/_all_docs', 200],
+      ],
+      'exactly one line per request, proxied ones included',
+    );
+    assert.equal(requests[2].msg, 'GET /log_appname/_all_docs 200 ' + requests[2].http.ms + ' ms');
+  });
+
   test('generated passwords are stored with mode 0600 and never printed', () => {
     const file = join(dir, 'data', 'secrets.env');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const secrets = readSecretsFile(join(dir, 'data'));
-    assert.equal(Object.keys(secrets).length, 3);
+    assert.equal(Object.keys(secrets).length, Object.keys(SECRET_KEYS).length);
     for (const value of Object.values(secrets)) assert.ok(!outputOf().includes(value), 'a password appeared in the output');
   });
 
@@ -120,6 +159,69 @@ async function startUp(dir: string, env: NodeJS.ProcessEnv): Promise<{ child: Ch
   return { child, output: () => output };
 }
 
+describe('couchlog up on a terminal (script -qc: a pseudo-terminal)', () => {
+  test('a short human startup ending with the banner, one pretty coloured line per request, Ctrl-C stops it', async (t) => {
+    if (spawnSync('script', ['--version']).status !== 0) return t.skip('script(1) from util-linux is not installed');
+    const dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
+    const { env, ingress } = await upEnv(dir);
+    // Every password from the environment: the banner must not send anyone to a secrets file.
+    Object.assign(env, {
+      COUCHDB_PASSWORD: 'admin-pass-from-env',
+      COUCHLOG_WRITER_PASSWORD: 'writer-pass-from-env',
+      COUCHLOG_READER_PASSWORD: 'reader-pass-from-env',
+      COUCHLOG_CORRELATOR_PASSWORD: 'correlator-pass-from-env',
+      TERM: 'xterm-256color',
+    });
+    delete env.NO_COLOR;
+    let output = '';
+    const child = spawn('script', ['-qefc', `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} up`, '/dev/null'], { cwd: dir, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    try {
+      const started = Date.now();
+      while (!/Try it:[\s\S]*succeeds with a real user/.test(output)) {
+        if (child.exitCode !== null || Date.now() - started > 120_000) assert.fail(`no banner:\n${output}`);
+        await new Promise((ok) => setTimeout(ok, 50));
+      }
+      await new Promise((ok) => setTimeout(ok, 700));
+      const startup = output;
+      const plain = startup.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
+      assert.ok(!plain.includes('{"level"'), `no JSON lines on a terminal:\n${plain}`);
+      assert.match(plain, /^couchlog starting \(data in \.\/data\)$/m);
+      assert.match(plain, /^ {2}ok {3}CouchDB {5}embedded PouchDB Server on http:\/\/127\.0\.0\.1:\d+$/m);
+      assert.match(plain, new RegExp(`^  ok   ingress     ${ingress}$`, 'm'));
+      const lines = plain.trimEnd().split('\n');
+      assert.ok(lines.length <= 40, `a short startup (${lines.length} lines):\n${plain}`);
+      assert.match(lines.at(-1)!, /succeeds with a real user$/, 'the banner ends the output');
+      assert.match(plain, /passwords\s+admin, writer, reader, correlator from the environment/);
+      assert.ok(!plain.includes('secrets.env'), 'no secrets file is mentioned: none holds these passwords');
+      assert.match(plain, new RegExp(`^  curl --user "reader:\\$COUCHLOG_READER_PASSWORD" -X GET ${ingress}/log_appname/_all_docs`, 'm'));
+
+      await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{"n":1}' });
+      const read = await http(`${ingress}/log_appname/_all_docs`, { headers: { authorization: 'Basic ' + Buffer.from('reader:reader-pass-from-env').toString('base64') } });
+      assert.equal(read.status, 200);
+      await new Promise((ok) => setTimeout(ok, 300));
+      const after0 = output.slice(startup.length);
+      assert.match(after0, /\x1b\[\d+m/, 'colour on a terminal');
+      const reqLines = after0.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '').split('\n').filter((l) => l.includes('ingress: '));
+      assert.equal(reqLines.length, 2, `one line per request:\n${after0}`);
+      assert.match(reqLines[0]!, /^\[\d\d:\d\d:\d\d\] INFO: ingress: POST \/log_appname\/ 201 [\d.]+ ms$/);
+      assert.match(reqLines[1]!, /^\[\d\d:\d\d:\d\d\] INFO: ingress: GET \/log_appname\/_all_docs 200 [\d.]+ ms$/);
+
+      // Ctrl-C, typed into the terminal.
+      const code = await new Promise<number | null>((ok) => {
+        child.on('exit', (c) => ok(c));
+        child.stdin!.write('\x03');
+      });
+      assert.equal(code, 0, output);
+      await assert.rejects(fetch(`${ingress}/_couchlog/health`), 'the ingress is gone');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('couchlog up when ClickHouse cannot start', () => {
   test('intake still comes up, and the banner says why the ClickHouse sink is off', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
@@ -131,7 +233,7 @@ describe('couchlog up when ClickHouse cannot start', () => {
     try {
       // Installed (as in CI): its start fails on the taken port. Not
       // installed: it is off for that reason. Either way intake runs.
-      const why = findClickhouseServer() ? /ClickHouse off: the embedded ClickHouse did not start \(.*already answers.*\): the ClickHouse sink is off/ : /ClickHouse off: clickhouse-server is not installed/;
+      const why = findClickhouseServer() ? /ClickHouse\s+off: the embedded ClickHouse did not start \(.*already answers.*\): the ClickHouse sink is off/ : /ClickHouse\s+off: clickhouse-server is not installed/;
       assert.match(output(), why);
       const post = await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{ "foo" : "foo" }' });
       assert.equal(post.status, 201);
