@@ -62,7 +62,9 @@ export class CredentialVerifier {
     const res = await this.http.request<{ userCtx?: { name: string | null; roles: string[] } }>('GET', '/_session', {
       headers: credentialHeaders(creds),
     });
-    if (res.status === 401 || res.status === 403) return { caller: null };
+    // CouchDB 3 answers 400 to credentials it cannot parse (a Basic value
+    // that is not base64, a malformed AuthSession cookie): refused, not an outage.
+    if (res.status === 400 || res.status === 401 || res.status === 403) return { caller: null };
     if (res.status !== 200) {
       throw unavailable('AUTH_CHECK_FAILED', `CouchDB answered ${res.status} to the credential check`, this.opts.retryAfterS);
     }

@@ -5,6 +5,7 @@
 // route act were it allowed to.
 import type { Stack } from './stack.js';
 import { http } from './stack.js';
+import { adminClient } from '../../lib/setup/run-setup.js';
 
 export const MARKER = 'leak-probe-marker-7f3a9c';
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'COPY'] as const;
@@ -97,9 +98,16 @@ export async function couchSnapshot(stack: Stack): Promise<string> {
   for (const db of dbs) {
     const info = (await http(`${stack.couchUrl}/${db}`, { headers: admin })).json;
     const security = (await http(`${stack.couchUrl}/${db}/_security`, { headers: admin })).json;
-    state[db] = { docs: info.doc_count, deleted: info.doc_del_count, seq: info.update_seq, security };
+    // CouchDB 3's sequences are "N-opaque"; in a cluster the opaque part names whichever shard copies answered.
+    const seq = typeof info.update_seq === 'string' ? parseInt(info.update_seq, 10) : info.update_seq;
+    state[db] = { docs: info.doc_count, deleted: info.doc_del_count, seq, security };
   }
-  state.admins = (await http(`${stack.couchUrl}/_config/admins`, { headers: admin })).json;
-  state.rvu = (await http(`${stack.couchUrl}/_config/couch_httpd_auth/require_valid_user`, { headers: admin })).json;
+  // PouchDB Server keeps its configuration under /_config, CouchDB 3 under /_node/_local/_config.
+  const client = adminClient(stack.config);
+  const couchdb3 = (await client.serverInfo()).flavor === 'couchdb';
+  state.admins = (await http(`${stack.couchUrl}${couchdb3 ? '/_node/_local/_config' : '/_config'}/admins`, { headers: admin })).json;
+  const rvu = couchdb3 ? [['chttpd', 'require_valid_user'], ['chttpd_auth', 'require_valid_user']] : [['couch_httpd_auth', 'require_valid_user']];
+  state.rvu = [];
+  for (const [section, key] of rvu) (state.rvu as unknown[]).push((await http(`${stack.couchUrl}${await client.configPath(section!, key!)}`, { headers: admin })).json);
   return JSON.stringify(state);
 }

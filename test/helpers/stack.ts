@@ -1,6 +1,9 @@
 // Starts a real, isolated couchlog stack for a test file: an embedded
 // PouchDB Server on a free port with its own data folder, setup, and the
 // ingress listening on another free port. Nothing is mocked.
+// With COUCHLOG_TEST_COUCHDB_START or COUCHLOG_TEST_COUCHDB_URL set, the
+// stack runs on Apache CouchDB 3 instead (./couchdb3.ts), through the same
+// config loader (COUCHDB_URL and admin) and setup as `couchlog setup`.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { stringify as stringifyYaml } from 'yaml';
 import { tmpdir } from 'node:os';
@@ -14,16 +17,37 @@ import type { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
 import { runSetup } from '../../lib/setup/run-setup.js';
 import { buildApp } from '../../server/app.js';
 import { freePort } from '../../lib/bench/free-port.js';
+import { describeTestServer, startTestCouchdb3, testServer, type TestCouchdb3 } from './couchdb3.js';
 
 export { freePort };
 
+/** The server the stacks of this run use: 'embedded' (PouchDB Server) or 'couchdb3'. */
+export const couchFlavor: 'embedded' | 'couchdb3' = testServer().kind === 'embedded' ? 'embedded' : 'couchdb3';
+
+/** Whether this run's stacks each have a CouchDB 3 cluster (COUCHLOG_TEST_COUCHDB_NODES > 1). */
+export const couchCluster: boolean = (() => {
+  const server = testServer();
+  return server.kind === 'couchdb3-start' && server.nodes > 1;
+})();
+
+/** A test's `skip` option for what only applies to the embedded server: false there, the reason elsewhere. */
+export function embeddedOnly(reason: string): false | string {
+  return couchFlavor === 'embedded' ? false : `embedded server only (this run: ${describeTestServer()}): ${reason}`;
+}
+
+/** A test's `skip` option for what needs a CouchDB it can stop and start (not a shared COUCHLOG_TEST_COUCHDB_URL). */
+export function needsStoppableCouch(reason: string): false | string {
+  return testServer().kind === 'couchdb3-url' ? `needs a CouchDB the tests start themselves (this run: ${describeTestServer()}): ${reason}` : false;
+}
+
 export interface Stack {
   config: Config;
-  couch: EmbeddedCouch;
+  /** The embedded server, or the CouchDB 3 of this stack (couchFlavor tells which). */
+  couch: EmbeddedCouch | TestCouchdb3;
   app: FastifyInstance;
   /** Ingress base URL, e.g. http://127.0.0.1:41234 */
   url: string;
-  /** Embedded CouchDB base URL. */
+  /** CouchDB base URL (embedded or CouchDB 3). */
   couchUrl: string;
   auth: { admin: string; writer: string; reader: string };
   dataDir: string;
@@ -46,11 +70,14 @@ export interface StackOptions {
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-test-'));
+  const couchdb3 = await startTestCouchdb3(dataDir);
   const env = {
     COUCHLOG_DATA: dataDir,
     COUCHLOG_COUCHDB_PORT: String(await freePort()),
     COUCHLOG_INGRESS_PORT: String(await freePort()),
     COUCHLOG_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    // An external CouchDB, exactly as a user configures one.
+    ...(couchdb3 && { COUCHDB_URL: couchdb3.url, COUCHDB_USER: couchdb3.admin.user, COUCHDB_PASSWORD: couchdb3.admin.password }),
   };
   // No ClickHouse unless a test asks for one: setup would otherwise look for it.
   const yaml = { clickhouse: { enabled: false }, ...opts.yaml };
@@ -58,8 +85,14 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const { config } = loadConfig({ env, cwd: dataDir });
   ensureSecrets(config);
   const logger = createLogger(config.log_level, 'test');
-  const couch = await startEmbeddedCouch(config, logger);
-  await runSetup(config);
+  const couch = couchdb3 ?? (await startEmbeddedCouch(config, logger));
+  try {
+    await runSetup(config);
+    await couchdb3?.settled();
+  } catch (err) {
+    await couchdb3?.dispose();
+    throw err;
+  }
   let app = await buildApp(config, { logger });
   await app.listen({ host: '127.0.0.1', port: config.ingress.port });
   let ingressUp = true;
@@ -99,7 +132,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     },
     async stop() {
       if (ingressUp) await app.close();
-      await couch.stop();
+      if (couchdb3) await couchdb3.dispose();
+      else await couch.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -102,11 +102,11 @@ async function waitUntilServing(child: ChildProcess): Promise<void> {
 /** Outputs written so far: log_correlated documents (with the design documents and nothing else). */
 const correlatedCount = () => couchDocCount(stack, 'log_correlated');
 
-/** The saved feed positions (PouchDB Server's sequences are numbers), 0 before the first save. */
+/** The saved feed positions, 0 before the first save (PouchDB Server's sequences are numbers; CouchDB 3's are "N-opaque", N counting the changes). */
 async function checkpoint(): Promise<{ A: number; B: number }> {
   const res = await http(`${stack.couchUrl}/log_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } });
   if (res.status === 404) return { A: 0, B: 0 };
-  return { A: Number(res.json.feeds.A.since), B: Number(res.json.feeds.B.since) };
+  return { A: parseInt(String(res.json.feeds.A.since), 10), B: parseInt(String(res.json.feeds.B.since), 10) };
 }
 
 const lateIn = (m: Map<string, number>) => (m.get('couchlog_correlator_late_events_total{side="A"}') ?? 0) + (m.get('couchlog_correlator_late_events_total{side="B"}') ?? 0);

@@ -3,7 +3,8 @@
 // outage is a quick 503 and the ingress recovers by itself.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, couchCluster, embeddedOnly, needsStoppableCouch, type Stack } from '../helpers/stack.js';
+import type { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
 
 let stack: Stack;
 before(async () => {
@@ -46,13 +47,23 @@ describe('group commit', () => {
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, n) => http(`${stack.url}/log_load`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ _id: 'same-id', n }) })),
     );
-    assert.equal(results.filter((r) => r.status === 201).length, 1);
-    assert.equal(results.filter((r) => r.status === 409).length, 19);
+    const stored = results.filter((r) => r.status === 201).length;
+    assert.equal(stored + results.filter((r) => r.status === 409).length, 20, 'every caller got 201 or 409');
+    if (couchCluster) {
+      // In a CouchDB 3 cluster, concurrent batches creating the same id can
+      // reach the shard copies in different orders: more than one may be
+      // accepted, kept as conflicting revisions of that one document.
+      assert.ok(stored >= 1);
+      assert.equal((await allDocs('log_load')).filter((d) => d._id === 'same-id').length, 1);
+    } else {
+      assert.equal(stored, 1);
+    }
   });
 });
 
 describe('CouchDB outages', () => {
-  test('a POST while CouchDB is stopped gets 503 quickly; the ingress recovers by itself', async () => {
+  // On CouchDB 3 the stack's own node(s) are stopped and started again.
+  test('a POST while CouchDB is stopped gets 503 quickly; the ingress recovers by itself', { skip: needsStoppableCouch('it stops CouchDB') }, async () => {
     await stack.couch.stop();
     try {
       const started = Date.now();
@@ -75,14 +86,19 @@ describe('CouchDB outages', () => {
     }
     const res = await http(`${stack.url}/log_outage`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"outage"}' });
     assert.equal(res.status, 201);
-    const docs = await allDocs('log_outage');
+    // A cluster that has just come back may answer a read from a shard copy the write has not reached yet.
+    let docs = await allDocs('log_outage');
+    for (const deadline = Date.now() + 15_000; docs.length === 0 && Date.now() < deadline; docs = await allDocs('log_outage')) {
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
     assert.deepEqual(docs.map((d) => d.after ?? d.during), ['outage'], 'only the document written after the outage exists');
     assert.ok(docs.every((d) => d.during === undefined));
   });
 
-  test('the supervisor restarts a killed embedded server and writes resume', async () => {
-    const pid = stack.couch.pid!;
-    const restarted = new Promise((resolve) => stack.couch.once('restarted', resolve));
+  test('the supervisor restarts a killed embedded server and writes resume', { skip: embeddedOnly('couchlog supervises only the embedded server; an external CouchDB 3 is restarted by its own service manager') }, async () => {
+    const couch = stack.couch as EmbeddedCouch;
+    const pid = couch.pid!;
+    const restarted = new Promise((resolve) => couch.once('restarted', resolve));
     process.kill(pid, 'SIGKILL');
     await restarted;
     assert.notEqual(stack.couch.pid, pid);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { startStack, http, countDocs, JSON_TYPE, type Stack } from '../helpers/stack.js';
+import { startStack, http, countDocs, JSON_TYPE, type Stack, couchCluster, embeddedOnly } from '../helpers/stack.js';
 
 let stack: Stack;
 before(async () => {
@@ -184,10 +184,12 @@ describe('append-only', () => {
 
   test('the writer cannot update or delete directly against CouchDB', async () => {
     const headers = { ...JSON_TYPE, authorization: stack.auth.writer };
+    // In a CouchDB 3 cluster a shard copy the new document has not reached yet answers 409 instead: refused as well.
+    const refused = couchCluster ? [403, 409] : [403];
     const put = await http(`${stack.couchUrl}/log_appname/${id}`, { method: 'PUT', headers, body: JSON.stringify({ _rev: rev, keep: 'changed' }) });
-    assert.equal(put.status, 403);
+    assert.ok(refused.includes(put.status), `PUT: ${put.status} ${put.text}`);
     const del = await http(`${stack.couchUrl}/log_appname/${id}?rev=${rev}`, { method: 'DELETE', headers });
-    assert.equal(del.status, 403);
+    assert.ok(refused.includes(del.status), `DELETE: ${del.status} ${del.text}`);
     const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs: [{ _id: id, _rev: rev, _deleted: true }] }) });
     assert.equal(bulk.json[0].error, 'forbidden');
     const ddoc = await http(`${stack.couchUrl}/log_appname/_design/evil`, { method: 'PUT', headers, body: '{"views":{}}' });
@@ -223,7 +225,7 @@ describe('append-only', () => {
     assert.deepEqual(reader.json.map((r: { error: string }) => r.error), ['forbidden', 'forbidden']);
   });
 
-  test('revisions are still the md5 of the document as written (patched pouchdb-utils: no copy before hashing)', async () => {
+  test('revisions are still the md5 of the document as written (patched pouchdb-utils: no copy before hashing)', { skip: embeddedOnly('checks the patched PouchDB revision hash; CouchDB 3 computes revisions its own way') }, async () => {
     const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-utils'), 'utf8');
     assert.match(source, /without copying when there is none/, 'npm ci did not apply patches/pouchdb-utils+7.3.1.patch');
     const docs = [{ _id: 'rev-check-1', n: 1, s: 'é ü', nested: { a: [1, 2] } }, { _id: 'rev-check-2', n: 2 }];

@@ -49,14 +49,19 @@ describe('anonymous leak probe', () => {
   }
 
   test('public routes answer but reveal nothing', async () => {
+    // CouchDB 3 with require_valid_user refuses every anonymous request but the
+    // login (POST /_session), even GET /_session and /_utils: the ingress
+    // passes on what CouchDB itself answers, and that reveals nothing.
     const session = await http(`${stack.url}/_session`);
-    assert.equal(session.status, 200);
-    assert.equal(session.json.userCtx.name, null);
+    assert.equal(session.status, (await http(`${stack.couchUrl}/_session`)).status);
+    if (session.status === 200) assert.equal(session.json.userCtx.name, null);
+    else assert.equal(session.status, 401);
     const login = await http(`${stack.url}/_session`, { method: 'POST', headers: JSON_TYPE, body: '{"name":"reader","password":"not-the-password"}' });
     assert.equal(login.status, 401);
     const fauxton = await http(`${stack.url}/_utils/`);
-    assert.equal(fauxton.status, 200);
-    assert.match(fauxton.text, /<html/i);
+    assert.equal(fauxton.status, (await http(`${stack.couchUrl}/_utils/`)).status);
+    if (fauxton.status === 200) assert.match(fauxton.text, /<html/i);
+    else assert.equal(fauxton.status, 401);
     assert.ok(!fauxton.text.includes(MARKER));
   });
 
@@ -70,7 +75,7 @@ describe('anonymous leak probe', () => {
     assert.equal(cookie.status, 401);
   });
 
-  test('nothing changed and the embedded server never died', async () => {
+  test('nothing changed and the server never died', async () => {
     assert.equal(await snapshot(), before0);
     assert.equal(stack.couch.pid, pid);
     assert.equal(stack.couch.restarts, 0);

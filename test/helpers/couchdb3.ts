@@ -1,0 +1,372 @@
+// The second server flavour of the integration tests: Apache CouchDB 3
+// instead of the embedded PouchDB Server. Chosen by environment, one flavour
+// per run (see README, "Tests against Apache CouchDB 3"):
+//
+//   COUCHLOG_TEST_COUCHDB_START=/path/to/couchdb3/start   every stack starts
+//       its own node (or cluster, COUCHLOG_TEST_COUCHDB_NODES=3) in its temp
+//       folder on free ports, and stops it at the end: test files stay
+//       isolated and can run concurrently. COUCHLOG_TEST_COUCHDB_INI=FILE
+//       adds settings to every node (start --ini), e.g. "[cluster]\nq = 1".
+//   COUCHLOG_TEST_COUCHDB_URL=http://127.0.0.1:5984 (+ COUCHLOG_TEST_COUCHDB_USER,
+//       default admin, and COUCHLOG_TEST_COUCHDB_PASSWORD)   any running
+//       CouchDB 3, e.g. the official Docker image. Stacks take turns (a lock
+//       file) and each deletes every log_* database first: use a throwaway
+//       server.
+//
+// Neither set: the embedded flavour, as always. The variables are the tests'
+// own, never COUCHDB_URL: a COUCHDB_URL left in a shell must not point the
+// suite (which deletes databases) at a real server.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { basicAuth } from '../../lib/couch/basic-auth.js';
+import { freePort } from '../../lib/bench/free-port.js';
+
+const run = promisify(execFile);
+
+export type TestServer =
+  | { kind: 'embedded' }
+  | { kind: 'couchdb3-start'; script: string; nodes: number }
+  | { kind: 'couchdb3-url'; url: string; user: string; password: string };
+
+let chosen: TestServer | undefined;
+
+/** The server flavour this run's stacks use, from the environment. */
+export function testServer(env: NodeJS.ProcessEnv = process.env): TestServer {
+  if (chosen && env === process.env) return chosen;
+  const start = env.COUCHLOG_TEST_COUCHDB_START || '';
+  const url = env.COUCHLOG_TEST_COUCHDB_URL || '';
+  let server: TestServer;
+  if (start && url) {
+    throw new Error('set COUCHLOG_TEST_COUCHDB_START or COUCHLOG_TEST_COUCHDB_URL, not both');
+  } else if (start) {
+    const script = existsSync(start) && statSync(start).isDirectory() ? join(start, 'start') : start;
+    if (!existsSync(script)) throw new Error(`COUCHLOG_TEST_COUCHDB_START: ${script} does not exist`);
+    const nodes = Number(env.COUCHLOG_TEST_COUCHDB_NODES || '1');
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw new Error(`COUCHLOG_TEST_COUCHDB_NODES: expected 1..9, got "${env.COUCHLOG_TEST_COUCHDB_NODES}"`);
+    server = { kind: 'couchdb3-start', script, nodes };
+  } else if (url) {
+    const password = env.COUCHLOG_TEST_COUCHDB_PASSWORD || '';
+    if (!password) throw new Error('COUCHLOG_TEST_COUCHDB_URL needs the admin password in COUCHLOG_TEST_COUCHDB_PASSWORD');
+    server = { kind: 'couchdb3-url', url: url.replace(/\/+$/, ''), user: env.COUCHLOG_TEST_COUCHDB_USER || 'admin', password };
+  } else {
+    server = { kind: 'embedded' };
+  }
+  if (env === process.env) chosen = server;
+  return server;
+}
+
+/** One line for logs and skip messages: which server the stacks run on. */
+export function describeTestServer(server: TestServer = testServer()): string {
+  switch (server.kind) {
+    case 'embedded':
+      return 'embedded PouchDB Server';
+    case 'couchdb3-start':
+      return `Apache CouchDB 3 from ${server.script}, ${server.nodes === 1 ? 'one node' : `a ${server.nodes}-node cluster`} per stack`;
+    case 'couchdb3-url':
+      return `Apache CouchDB 3 at ${server.url} (shared, stacks in turn)`;
+  }
+}
+
+/** A CouchDB 3 under a stack, in place of the embedded server. */
+export interface TestCouchdb3 {
+  readonly url: string;
+  readonly admin: { user: string; password: string };
+  /** The (first) node's process while it runs; undefined for a server the tests did not start. */
+  readonly pid: number | undefined;
+  /** Always 0: nothing restarts a CouchDB 3 behind the tests' back. */
+  readonly restarts: number;
+  /** Whether stop()/start() can make an outage (only for nodes the tests started). */
+  readonly canStop: boolean;
+  /** Stops the node(s) as an outage would; start() brings them back with their data. */
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** End of the stack: stops the node(s) for good, or hands a shared server to the next stack. */
+  dispose(): Promise<void>;
+  /** Resolves once CouchDB's user cache follows _users (see waitForAuthCache). */
+  settled(): Promise<void>;
+}
+
+/**
+ * A fresh CouchDB 3 node's user cache starts following _users' changes
+ * only when it finds _users, retrying every 5 s after boot: until then a
+ * changed password may not take effect, and _users gets its _design/_auth
+ * (the cache creates it) seconds after setup, which would read as a change
+ * to a test comparing snapshots. Wait for that design document.
+ */
+async function waitForAuthCache(url: string, admin: { user: string; password: string }): Promise<void> {
+  const authorization = basicAuth(admin.user, admin.password);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const res = await fetch(`${url}/_users/_design/_auth`, { headers: { authorization } });
+    await res.arrayBuffer();
+    if (res.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`${url}/_users/_design/_auth did not appear within 60 s (${res.status})`);
+    await sleep(200);
+  }
+}
+
+/** Starts (or takes its turn on) the CouchDB 3 for one stack; null for the embedded flavour. */
+export async function startTestCouchdb3(dataDir: string): Promise<TestCouchdb3 | null> {
+  const server = testServer();
+  if (server.kind === 'embedded') return null;
+  if (server.kind === 'couchdb3-url') return SharedCouchdb3.take(server);
+  return OwnCouchdb3.launch(server.script, server.nodes, join(dataDir, 'couchdb3'));
+}
+
+/** Node(s) of the prebuilt release started with its `start` script, for one stack. */
+class OwnCouchdb3 implements TestCouchdb3 {
+  readonly restarts = 0;
+  readonly canStop = true;
+  readonly url: string;
+  private running = false;
+  private firstPid: number | undefined;
+
+  private constructor(
+    private readonly script: string,
+    private readonly nodes: number,
+    private readonly dir: string,
+    private readonly port: number,
+    readonly admin: { user: string; password: string },
+  ) {
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  static async launch(script: string, nodes: number, dir: string): Promise<OwnCouchdb3> {
+    await seedRelease(script, dir);
+    const admin = { user: 'admin', password: randomBytes(16).toString('hex') };
+    let port = await freePortRange(nodes);
+    for (let attempt = 1; ; attempt++) {
+      const node = new OwnCouchdb3(script, nodes, dir, port, admin);
+      try {
+        await node.start();
+        return node;
+      } catch (err) {
+        if (attempt >= 3) {
+          rmSync(dir, { recursive: true, force: true });
+          throw err;
+        }
+        // Another process may have taken a port between the check and the
+        // start: new ports, and a fresh DIR (data is tied to the ports).
+        // Anything else once more as it is: a fresh node now and then
+        // answers `start`'s PUT /_users with 500 "conflict" while it creates
+        // the system databases itself.
+        if (/already in use/.test((err as Error).message)) {
+          port = await freePortRange(nodes);
+          for (const f of readdirSync(dir)) if (f !== 'release') rmSync(join(dir, f), { recursive: true, force: true });
+        }
+      }
+    }
+  }
+
+  get pid(): number | undefined {
+    if (!this.running || this.firstPid === undefined) return undefined;
+    try {
+      process.kill(this.firstPid, 0);
+      return this.firstPid;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async start(): Promise<void> {
+    const args = ['--dir', this.dir, '--port', String(this.port), '--admin', `${this.admin.user}:${this.admin.password}`];
+    if (this.nodes > 1) args.push('--cluster', String(this.nodes));
+    if (process.env.COUCHLOG_TEST_COUCHDB_INI) args.push('--ini', process.env.COUCHLOG_TEST_COUCHDB_INI);
+    try {
+      await run(this.script, args, { encoding: 'utf8', timeout: 180_000 });
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`${this.script} ${args.slice(0, 4).join(' ')} failed: ${e.stderr?.trim() || e.message}`);
+    }
+    this.running = true;
+    const pidFile = join(this.dir, this.nodes > 1 ? 'node1' : '', 'couchdb.pid');
+    this.firstPid = Number(readFileSync(pidFile, 'utf8').trim()) || undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    const stop = join(dirname(this.script), 'stop');
+    try {
+      await run(stop, ['--dir', this.dir], { encoding: 'utf8', timeout: 120_000 });
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`${stop} --dir ${this.dir} failed: ${e.stderr?.trim() || e.message}`);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+  }
+
+  settled(): Promise<void> {
+    return waitForAuthCache(this.url, this.admin);
+  }
+}
+
+/**
+ * N consecutive free ports on 127.0.0.1 (a cluster's nodes listen on
+ * PORT..PORT+N-1), free a moment ago.
+ */
+async function freePortRange(n: number): Promise<number> {
+  for (;;) {
+    const first = await freePort();
+    if (first + n - 1 > 65535) continue;
+    let ok = true;
+    for (let p = first + 1; p < first + n && ok; p++) ok = await portFree(p);
+    if (ok) return first;
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `start` unpacks its 21 MB tarball into every new DIR (about 1.5 s of a
+ * core). With COUCHLOG_TEST_COUCHDB_RELEASE_CACHE (npm run test:couchdb3
+ * sets it), the release is unpacked once into that folder and each stack's
+ * DIR/release is a tree of hard links to it, which `start` recognises by
+ * its .unpacked-from stamp. Anything unexpected: no seed, `start` unpacks.
+ */
+async function seedRelease(script: string, dir: string): Promise<void> {
+  const cache = process.env.COUCHLOG_TEST_COUCHDB_RELEASE_CACHE;
+  if (!cache) return;
+  const here = dirname(script);
+  const tarball =
+    process.env.COUCHDB_TARBALL ||
+    readdirSync(here)
+      .filter((f) => /^couchdb-.*\.tar\.(xz|gz)$/.test(f))
+      .map((f) => join(here, f))[0];
+  if (!tarball || !existsSync(tarball)) return;
+  const stamp = `${basename(tarball)} ${statSync(tarball).size}`;
+  const release = join(cache, 'release');
+  const stampFile = join(release, '.unpacked-from');
+  try {
+    if (!existsSync(stampFile) || readFileSync(stampFile, 'utf8').trim() !== stamp) {
+      const tmp = join(cache, `release.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+      mkdirSync(tmp, { recursive: true });
+      await run('tar', ['-xf', tarball, '-C', tmp, '--strip-components=1', '--no-same-owner']);
+      writeFileSync(join(tmp, '.unpacked-from'), `${stamp}\n`);
+      try {
+        rmSync(release, { recursive: true, force: true });
+        renameSync(tmp, release);
+      } catch {
+        rmSync(tmp, { recursive: true, force: true }); // another process got there first
+      }
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await run('cp', ['-al', release, join(dir, 'release')]);
+  } catch {
+    rmSync(join(dir, 'release'), { recursive: true, force: true });
+  }
+}
+
+/**
+ * A CouchDB 3 the tests did not start (COUCHLOG_TEST_COUCHDB_URL): one stack
+ * at a time across test processes (a lock directory naming its owner's pid,
+ * taken over when that process is gone), and every log_* database deleted
+ * when a stack takes its turn, since test files reuse database names.
+ */
+class SharedCouchdb3 implements TestCouchdb3 {
+  readonly pid = undefined;
+  readonly restarts = 0;
+  readonly canStop = false;
+
+  private constructor(
+    readonly url: string,
+    readonly admin: { user: string; password: string },
+    private readonly lock: string,
+  ) {}
+
+  static async take(server: { url: string; user: string; password: string }): Promise<SharedCouchdb3> {
+    const key = Buffer.from(server.url).toString('base64url');
+    const lock = join(tmpdir(), `couchlog-test-couchdb-${key}.lock`);
+    await acquire(lock);
+    const shared = new SharedCouchdb3(server.url, { user: server.user, password: server.password }, lock);
+    try {
+      await shared.wipe();
+    } catch (err) {
+      release(lock);
+      throw err;
+    }
+    return shared;
+  }
+
+  private async wipe(): Promise<void> {
+    const authorization = basicAuth(this.admin.user, this.admin.password);
+    const res = await fetch(`${this.url}/_all_dbs`, { headers: { authorization } });
+    if (res.status !== 200) throw new Error(`${this.url}/_all_dbs as ${this.admin.user}: ${res.status} ${await res.text()}`);
+    for (const db of (await res.json()) as string[]) {
+      if (!db.startsWith('log_')) continue;
+      const del = await fetch(`${this.url}/${encodeURIComponent(db)}`, { method: 'DELETE', headers: { authorization } });
+      if (del.status >= 300 && del.status !== 404) throw new Error(`deleting ${db}: ${del.status} ${await del.text()}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    throw new Error(`cannot stop ${this.url}: the tests did not start it`);
+  }
+
+  async start(): Promise<void> {
+    throw new Error(`cannot start ${this.url}: the tests did not start it`);
+  }
+
+  async dispose(): Promise<void> {
+    release(this.lock);
+  }
+
+  settled(): Promise<void> {
+    return waitForAuthCache(this.url, this.admin);
+  }
+}
+
+const held = new Set<string>();
+process.on('exit', () => {
+  for (const lock of held) release(lock);
+});
+
+async function acquire(lock: string): Promise<void> {
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      held.add(lock);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner = 0;
+    try {
+      owner = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+    } catch {
+      // being written or removed: look again
+    }
+    if (owner > 0 && !alive(owner)) rmSync(lock, { recursive: true, force: true });
+    await sleep(200);
+  }
+}
+
+function release(lock: string): void {
+  if (!held.delete(lock)) return;
+  rmSync(lock, { recursive: true, force: true });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
