@@ -20,6 +20,9 @@ declare global {
     keys: string[];
     reduced: string;
     mapped: string;
+    dateAt: number;
+    noun?: [string, string];
+    unit?: [string, string];
   }
   interface ListRequest {
     path: string[];

@@ -10,6 +10,7 @@ import { byTimeMap } from './by-time.js';
 import { attackersByIpMap, attackersMap, attacksMap } from './fail2ban-report.js';
 import { byJa4Map, clientsByJa4Map, orphansMap, requestsByHostMap } from './correlated-report.js';
 import { csvList, htmlList } from './lists.js';
+import { reportLib } from './report-lib.js';
 import { fnSource, type DesignDoc } from './serialize.js';
 
 export { sameDesignDoc, type DesignDoc } from './serialize.js';
@@ -24,23 +25,27 @@ export interface ViewMeta {
   mapped: string;
   /** Index of `year` in the key (month and day follow it); -1: the key has no date. */
   dateAt: number;
+  /** What one row is, for captions: [singular, plural] ("attacker", "attackers"). */
+  noun: [string, string];
+  /** What the count counts, for captions: [singular, plural] ("ban", "bans"). */
+  unit: [string, string];
 }
 
 const LOGS_VIEWS: Record<string, ViewMeta> = {
-  by_time: { keys: ['year', 'month', 'day', 'hour'], reduced: 'documents', mapped: 'value', dateAt: 0 },
+  by_time: { keys: ['year', 'month', 'day', 'hour'], reduced: 'documents', mapped: 'value', dateAt: 0, noun: ['period', 'periods'], unit: ['document', 'documents'] },
 };
 
 const FAIL2BAN_VIEWS: Record<string, ViewMeta> = {
-  attacks: { keys: ['machine', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 1 },
-  attackers: { keys: ['machine', 'year', 'month', 'day', 'ip'], reduced: 'attacks', mapped: 'process', dateAt: 1 },
-  attackers_by_ip: { keys: ['machine', 'ip', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 2 },
+  attacks: { keys: ['machine', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 1, noun: ['row', 'rows'], unit: ['ban', 'bans'] },
+  attackers: { keys: ['machine', 'year', 'month', 'day', 'ip'], reduced: 'attacks', mapped: 'process', dateAt: 1, noun: ['attacker', 'attackers'], unit: ['ban', 'bans'] },
+  attackers_by_ip: { keys: ['machine', 'ip', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 2, noun: ['attacker', 'attackers'], unit: ['ban', 'bans'] },
 };
 
 const CORRELATED_VIEWS: Record<string, ViewMeta> = {
-  attacks: { keys: ['host', 'year', 'month', 'day'], reduced: 'requests', mapped: 'value', dateAt: 1 },
-  attackers: { keys: ['src_ip', 'ja4'], reduced: 'requests', mapped: 'value', dateAt: -1 },
-  by_ja4: { keys: ['ja4', 'year', 'month', 'day'], reduced: 'requests', mapped: 'value', dateAt: 1 },
-  orphans: { keys: ['orphan_side', 'year', 'month', 'day'], reduced: 'records', mapped: 'value', dateAt: 1 },
+  attacks: { keys: ['host', 'year', 'month', 'day'], reduced: 'requests', mapped: 'value', dateAt: 1, noun: ['row', 'rows'], unit: ['request', 'requests'] },
+  attackers: { keys: ['src_ip', 'ja4'], reduced: 'requests', mapped: 'value', dateAt: -1, noun: ['client', 'clients'], unit: ['request', 'requests'] },
+  by_ja4: { keys: ['ja4', 'year', 'month', 'day'], reduced: 'requests', mapped: 'value', dateAt: 1, noun: ['fingerprint', 'fingerprints'], unit: ['request', 'requests'] },
+  orphans: { keys: ['orphan_side', 'year', 'month', 'day'], reduced: 'records', mapped: 'value', dateAt: 1, noun: ['row', 'rows'], unit: ['record', 'records'] },
 };
 
 export const VALIDATE_DDOC_ID = '_design/couchlog';
@@ -58,10 +63,10 @@ export function correlatedValidateDoc(): DesignDoc {
 
 function lists(meta: Record<string, ViewMeta>): Record<string, string> {
   const json = JSON.stringify(meta);
-  return {
-    csv: fnSource(csvList).replace('__VIEW_META__', json),
-    html: fnSource(htmlList).replace('__VIEW_META__', json),
-  };
+  const lib = `(${fnSource(reportLib)})`;
+  // Function replacers: the sources hold `$`, which a replacement string would interpret.
+  const fill = (src: string) => src.replace('__VIEW_META__', () => json).replace('__REPORT_LIB__', () => lib);
+  return { csv: fill(fnSource(csvList)), html: fill(fnSource(htmlList)) };
 }
 
 type MapFn = (doc: never) => void;

@@ -2,7 +2,7 @@
 import { dbName, requirePassword, type Config } from '../config/load.js';
 import { findView, REPORT_SET_NAMES, viewNames, type ReportSet } from '../../design-docs/index.js';
 import { CommandError } from '../errors.js';
-import { buildReport, viewParams } from '../report/build-report.js';
+import { groupReport, reportCaption, topRows, viewParams } from '../report/build-report.js';
 import { formatCsv, formatJson, formatTable } from '../report/format-report.js';
 import { queryView } from '../report/query-view.js';
 
@@ -40,11 +40,13 @@ export async function report(config: Config, view: string, o: ReportCommandOptio
     password: requirePassword(config, 'reader'),
     params: viewParams(meta, options),
   });
-  const result = buildReport(meta, rows, options);
+  const all = groupReport(meta, rows, options);
+  const result = topRows(all, options.top);
   const cols = { keys: meta.keys.slice(0, groupLevel), count: meta.reduced };
   if (o.format === 'csv') return formatCsv(result, cols);
   if (o.format === 'json') return formatJson(result, cols);
-  return formatTable(result, cols);
+  // The same caption as the report page's.
+  return formatTable(result, cols, reportCaption(meta, all, result, options));
 }
 
 /** The report sets of an app: from apps:, or `correlated` for the correlator's database. */

@@ -17,7 +17,7 @@ export function bar(value: number, max: number, width: number): string {
 
 const show = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
 
-export function formatTable(rows: ReportRow[], cols: Columns, barWidth = 40): string {
+export function formatTable(rows: ReportRow[], cols: Columns, caption?: string, barWidth = 40): string {
   const header = [...cols.keys, cols.count];
   const cells = rows.map((r) => [...cols.keys.map((_, i) => show(r.key[i])), String(r.count)]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
@@ -26,7 +26,7 @@ export function formatTable(rows: ReportRow[], cols: Columns, barWidth = 40): st
   const max = Math.max(0, ...rows.map((r) => r.count));
   const out = [line(header), line(widths.map((w) => '-'.repeat(w)))];
   rows.forEach((r, i) => out.push(`${line(cells[i]!)}  ${bar(r.count, max, barWidth)}`.trimEnd()));
-  out.push(`${rows.length} row${rows.length === 1 ? '' : 's'}, total ${rows.reduce((s, r) => s + r.count, 0)}`);
+  out.push(caption ?? `${rows.length} row${rows.length === 1 ? '' : 's'}, total ${rows.reduce((s, r) => s + r.count, 0)}`);
   return out.join('\n') + '\n';
 }
 

@@ -201,14 +201,63 @@ describe('lists', () => {
       { key: ['we,b "1"', 2017, 6, 12], value: 2 },
     ], path);
     assert.match(headers['Content-Type']!, /^text\/csv/);
-    assert.equal(body, 'machine,year,month,day,attacks\r\nserver,2017,6,11,4\r\n"we,b ""1""",2017,6,12,2\r\n');
+    assert.equal(body, 'machine,date,attacks\r\nserver,2017-06-11,4\r\n"we,b ""1""",2017-06-12,2\r\n');
   });
 
   test('csv: group level 1, reduce=false rows with id and process, and no rows at all', () => {
     assert.equal(runList(lists.csv!, [{ key: ['server'], value: 7 }], path).body, 'machine,attacks\r\nserver,7\r\n');
     const mapped = runList(lists.csv!, [{ key: ['s', 2017, 6, 11, '1.1.1.1'], value: 'sshd', id: 'abc' }], [...path.slice(0, -1), 'attackers']).body;
-    assert.equal(mapped, 'machine,year,month,day,ip,id,process\r\ns,2017,6,11,1.1.1.1,abc,sshd\r\n');
-    assert.equal(runList(lists.csv!, [], path).body, 'machine,year,month,day,attacks\r\n');
+    assert.equal(mapped, 'machine,date,ip,id,process\r\ns,2017-06-11,1.1.1.1,abc,sshd\r\n');
+    assert.equal(runList(lists.csv!, [], path).body, 'machine,date,attacks\r\n');
+  });
+
+  test('csv: top, from/to and sort, with the names the CLI uses', () => {
+    const rows = [
+      { key: ['s', 2017, 6, 11], value: 4 },
+      { key: ['s', 2017, 6, 12], value: 9 },
+      { key: ['s', 2017, 6, 13], value: 1 },
+      { key: ['t', 2017, 6, 12], value: 5 },
+    ];
+    assert.equal(runList(lists.csv!, rows, path, { top: '2' }).body, 'machine,date,attacks\r\ns,2017-06-12,9\r\nt,2017-06-12,5\r\n');
+    assert.equal(runList(lists.csv!, rows, path, { from: '2017-06-12', to: '2017-06-12' }).body, 'machine,date,attacks\r\ns,2017-06-12,9\r\nt,2017-06-12,5\r\n');
+    assert.equal(runList(lists.csv!, rows, path, { sort: 'attacks', order: 'asc', top: '3' }).body, 'machine,date,attacks\r\ns,2017-06-11,4\r\nt,2017-06-12,5\r\ns,2017-06-12,9\r\n');
+  });
+
+  test('html: IPs sorted as addresses, caption, top, no "null", numbers right and text left', () => {
+    const ap = ['log_fail2ban', '_design', 'report', '_list', 'html', 'attackers'];
+    const rows = [
+      { key: ['server', 2026, 2, 27, '100.1.2.3'], value: 3 },
+      { key: ['server', 2026, 2, 27, '35.1.2.3'], value: 7 },
+      { key: ['server', 2026, 2, 28, '2001:db8::1'], value: 1 },
+      { key: [null, 2026, 3, 3, '9.9.9.9'], value: 2 },
+    ];
+    const ipsOf = (page: string) => [...page.matchAll(/<td class="t">([0-9a-f.:]+)<\/td>\s*<td class="n">/g)].map((m) => m[1]);
+    const page = runList(lists.html!, rows, ap, { group_level: '5' }).body;
+    assert.deepEqual(ipsOf(page), ['9.9.9.9', '35.1.2.3', '100.1.2.3', '2001:db8::1'], 'key order: machine (none first), date, then the address');
+    assert.match(page, /<p class="caption" id="caption">4 attackers, 13 bans, 2026-02-27 – 2026-03-03<\/p>/);
+    assert.ok(!/null/.test(page.replace(/<style>.*?<\/style>/s, '')), 'no "null" on the page');
+    assert.match(page, /<td class="t none">\(none\)<\/td>/);
+    assert.match(page, /<th class="t"[^>]*><a [^>]*>machine<\/a><\/th>\n<th class="t"[^>]*><a [^>]*>date<\/a><\/th>\n<th class="t"[^>]*><a [^>]*>ip<\/a><\/th>\n<th class="n/);
+    assert.match(page, /<td class="t">2026-02-27<\/td>/, 'ISO dates');
+    const top = runList(lists.html!, rows, ap, { group_level: '5', top: '2' }).body;
+    assert.match(top, /id="caption">top 2 of 4 attackers, 13 bans, 2026-02-27 – 2026-03-03</);
+    assert.deepEqual([...top.matchAll(/<td class="n">(\d+)<\/td>/g)].map((m) => m[1]), ['7', '3'], 'the highest counts, highest first');
+    const asc = runList(lists.html!, rows, ap, { group_level: '5', sort: 'ip', order: 'asc' }).body;
+    assert.deepEqual(ipsOf(asc), ['9.9.9.9', '35.1.2.3', '100.1.2.3', '2001:db8::1']);
+    const desc = runList(lists.html!, rows, ap, { group_level: '5', sort: 'ip', order: 'desc' }).body;
+    assert.deepEqual(ipsOf(desc), ['2001:db8::1', '100.1.2.3', '35.1.2.3', '9.9.9.9']);
+    assert.match(asc, /<th class="t sorted asc" data-col="ip"><a href="\?group_level=5&amp;sort=ip&amp;order=desc"/, 'the sorted column links to the other order');
+  });
+
+  test('html: no group level is one total, not a row called "null"', () => {
+    const page = runList(lists.html!, [{ key: null, value: 23 }], [...path.slice(0, -2), 'html', 'attacks']).body;
+    assert.match(page, /id="caption">23 bans</);
+    assert.ok(!/null|1 rows/.test(page.replace(/<style>.*?<\/style>/s, '')));
+  });
+
+  test('html: from/to that the grouping cannot honour are said, not silently dropped', () => {
+    const page = runList(lists.html!, [{ key: ['server'], value: 7 }], [...path.slice(0, -2), 'html', 'attacks'], { group_level: '1', from: '2017-06-01' }).body;
+    assert.match(page, /<p class="note">from\/to need rows with a whole date: ask group_level=4 or more/);
   });
 
   test('html: self-contained, one bar per row, keys escaped', () => {
@@ -217,13 +266,13 @@ describe('lists', () => {
       { key: ['<script>alert(1)</script>', 2017, 6, 12], value: 2 },
       { key: ['server', 2017, 6, 13], value: 1 },
     ];
-    const { body, headers } = runList(lists.html!, rows, [...path.slice(0, -2), 'html', 'attacks'], { group_level: '4' });
+    const { body, headers } = runList(lists.html!, rows, [...path.slice(0, -2), 'html', 'attacks'], { group_level: '4', sort: 'attacks' });
     assert.match(headers['Content-Type']!, /^text\/html/);
-    assert.equal(body.match(/<rect class="bar"/g)?.length, 3);
+    assert.equal(body.match(/<span class="bar"/g)?.length, 3);
     assert.ok(!body.includes('<script>'), 'keys are escaped');
     assert.ok(!/<script|<link|src=|@import|url\(/i.test(body), 'no external scripts, styles or fonts');
-    assert.match(body, /<th>machine<\/th>.*<th>attacks<\/th>/s);
-    const widths = [...body.matchAll(/<rect class="bar"[^>]* width="(\d+)"/g)].map((m) => Number(m[1]));
+    assert.match(body, /<th [^>]*><a [^>]*>machine<\/a><\/th>.*<th [^>]*><a [^>]*>attacks<\/a><\/th>/s);
+    const widths = [...body.matchAll(/<span class="bar" style="width:([\d.]+)%"/g)].map((m) => Number(m[1]));
     assert.ok(widths[0]! > widths[1]! && widths[1]! > widths[2]!, `bars scale with the values: ${widths}`);
   });
 
