@@ -47,7 +47,8 @@ interface Emitted {
 /** One connection held in memory. */
 class Conn {
   readonly events: InputEvent[] = [];
-  readonly known = new Set<string>();
+  /** Ids of its events, built only for long connections (a scan is cheaper for a few events). */
+  private known: Set<string> | null = null;
   readonly emitted = new Map<string, Emitted>();
   sim: KeySim;
   lastStepped: InputEvent | null = null;
@@ -58,6 +59,8 @@ class Conn {
   queuedDeadline = NaN;
   lastTime = -Infinity;
   removed = false;
+  /** Events of each side it holds. */
+  readonly count: Record<Side, number> = { A: 0, B: 0 };
 
   constructor(
     readonly key: string,
@@ -66,6 +69,20 @@ class Conn {
     sim: KeySim,
   ) {
     this.sim = sim;
+  }
+
+  has(side: Side, id: string): boolean {
+    const events = this.events;
+    if (events.length <= 16) {
+      for (const e of events) if (e.id === id && e.side === side) return true;
+      return false;
+    }
+    if (this.known === null) this.known = new Set(events.map((e) => knownId(e.side, e.id)));
+    return this.known.has(knownId(side, id));
+  }
+
+  added(ev: InputEvent): void {
+    this.known?.add(knownId(ev.side, ev.id));
   }
 }
 
@@ -84,7 +101,7 @@ export function emptyCounters(): EngineCounters {
     correlated: 0,
     orphans: { A: 0, B: 0 },
     evictions: { A: 0, B: 0 },
-    dropped: { http_buffer_full: 0, network_buffer_full: 0, orphan_a_not_emitted: 0, orphan_b_not_emitted: 0 },
+    dropped: { orphan_a_not_emitted: 0, orphan_b_not_emitted: 0 },
     late: { A: 0, B: 0 },
     tooLate: { A: 0, B: 0 },
     corrections: 0,
@@ -102,8 +119,10 @@ export class CorrelationEngine {
   private readonly progress: Record<Side, number> = { A: -Infinity, B: -Infinity };
   /** Every event at or before this time has been decided. */
   private releasedUpTo = -Infinity;
-  /** Connections, least recently used first. */
+  /** Connections by key. */
   private readonly conns = new Map<string, Conn>();
+  /** Connections holding events of each side, least recently used first: eviction frees the side that is over. */
+  private readonly lru: Record<Side, Map<string, Conn>> = { A: new Map(), B: new Map() };
   /**
    * Connections evicted from memory, with their latest event time (least
    * recently evicted first): a new event of one of them may need what was
@@ -127,7 +146,7 @@ export class CorrelationEngine {
   /** One event, from either feed, in any order. */
   push(ev: InputEvent): void {
     const kid = knownId(ev.side, ev.id);
-    if (this.waitingIds.has(kid) || this.conns.get(ev.key)?.known.has(kid)) {
+    if (this.waitingIds.has(kid) || this.conns.get(ev.key)?.has(ev.side, ev.id)) {
       this.counters.duplicates += 1;
       return;
     }
@@ -135,7 +154,7 @@ export class CorrelationEngine {
     if (ev.time > this.progress[ev.side]) this.progress[ev.side] = ev.time;
     if (ev.time <= this.releasedUpTo) {
       this.counters.late[ev.side] += 1;
-      if (ev.time < this.watermark - this.cfg.allowedLatenessMs) this.counters.tooLate[ev.side] += 1;
+      if (ev.time < this.horizon()) this.counters.tooLate[ev.side] += 1;
       this.admit(ev);
     } else {
       this.waiting.push(ev);
@@ -195,7 +214,7 @@ export class CorrelationEngine {
     conn.completeFrom = Math.min(conn.completeFrom, from);
     for (const ev of events) {
       // Events past the release point come through the feed in their turn.
-      if (ev.time > this.releasedUpTo || conn.known.has(knownId(ev.side, ev.id))) continue;
+      if (ev.time > this.releasedUpTo || conn.has(ev.side, ev.id)) continue;
       if (this.waitingIds.has(knownId(ev.side, ev.id))) continue;
       this.insert(conn, ev);
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
@@ -206,6 +225,18 @@ export class CorrelationEngine {
       }
     }
     this.dirty.add(conn);
+    this.touch(conn);
+    this.evictIfFull(conn);
+  }
+
+  /**
+   * Events before this are too late to be exact. A watermark at +Infinity
+   * (both feeds declared complete, as a replay to the end does) puts no
+   * event beyond the horizon.
+   */
+  private horizon(): number {
+    const w = this.watermark;
+    return Number.isFinite(w) ? w - this.cfg.allowedLatenessMs : -Infinity;
   }
 
   /** The watermark: both feeds have been seen up to here. */
@@ -266,12 +297,9 @@ export class CorrelationEngine {
       const evictedUpTo = this.evicted.get(ev.key);
       this.evicted.delete(ev.key);
       conn = this.newConn(ev.key, Math.max(this.cacheFloor, evictedUpTo === undefined ? -Infinity : evictedUpTo + 1));
-    } else {
-      // Least recently used first: touching moves it to the end.
-      this.conns.delete(ev.key);
-      this.conns.set(ev.key, conn);
     }
     this.insert(conn, ev);
+    this.touch(conn);
     const inOrder = conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
     // A new connection whose segment may reach into what was evicted must be looked up first.
     const mayMissPartners = conn.events.length === 1 && ev.time - this.gap < conn.completeFrom;
@@ -285,6 +313,16 @@ export class CorrelationEngine {
       this.dirty.add(conn);
     }
     this.evictIfFull(conn);
+  }
+
+  /** Least recently used first: touching moves it to the end of the lists of the sides it holds. */
+  private touch(conn: Conn): void {
+    for (const side of ['A', 'B'] as const) {
+      if (conn.count[side] === 0) continue;
+      const list = this.lru[side];
+      list.delete(conn.key);
+      list.set(conn.key, conn);
+    }
   }
 
   private newConn(key: string, completeFrom: number): Conn {
@@ -303,9 +341,10 @@ export class CorrelationEngine {
     let i = events.length;
     while (i > 0 && eventBefore(ev, events[i - 1]!)) i--;
     events.splice(i, 0, ev);
-    conn.known.add(knownId(ev.side, ev.id));
+    conn.added(ev);
     if (ev.time > conn.lastTime) conn.lastTime = ev.time;
     this.cached[ev.side] += 1;
+    conn.count[ev.side] += 1;
   }
 
   /** Re-runs a connection from the segment of its earliest out-of-order event, or asks for a lookup first. */
@@ -321,8 +360,8 @@ export class CorrelationEngine {
     }
     const idx = conn.events.indexOf(first);
     const start = segmentStart(conn.events, idx, this.gap);
-    const horizon = this.watermark - this.cfg.allowedLatenessMs;
-    const from = this.releasedUpTo - this.cfg.allowedLatenessMs - this.gap;
+    const horizon = this.horizon();
+    const from = horizon - this.gap - this.cfg.reorderSlackMs;
     const segmentMayBeIncomplete = conn.events[start]!.time - this.gap < conn.completeFrom;
     if (segmentMayBeIncomplete && conn.completeFrom > from && first.time >= horizon) {
       const [ip, port] = splitKey(conn.key);
@@ -377,6 +416,10 @@ export class CorrelationEngine {
     }
     const fp = fingerprint(record);
     if (prior !== undefined && !prior.deleted && prior.fp === fp) return;
+    if (prior !== undefined && prior.revision === 0) {
+      // A drop counted when it was decided without record: it has one now.
+      this.counters.dropped[ev.side === 'A' ? 'orphan_a_not_emitted' : 'orphan_b_not_emitted'] -= 1;
+    }
     const revision = queued ? queued.revision : (prior?.revision ?? 0) + 1;
     conn.emitted.set(id, { fp, revision, deleted: false });
     const kind: OutputKind = record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b';
@@ -394,13 +437,15 @@ export class CorrelationEngine {
 
   /** Least recently used connections leave when a side holds more events than allowed; open ones are decided early. */
   private evictIfFull(current: Conn): void {
-    while (this.cached.A > this.cfg.maxHttpItems || this.cached.B > this.cfg.maxNetworkItems) {
-      const victim = this.firstEvictable(current);
+    for (;;) {
+      // Only connections holding events of the side that is over free room:
+      // evicting others would throw out recent connections for nothing.
+      const side: Side | null = this.cached.A > this.cfg.maxHttpItems ? 'A' : this.cached.B > this.cfg.maxNetworkItems ? 'B' : null;
+      if (side === null) return;
+      const victim = this.firstEvictable(current, side);
       if (!victim) return;
-      const counted = { A: 0, B: 0 };
-      for (const e of victim.events) counted[e.side] += 1;
-      if (counted.A > 0) this.counters.evictions.A += 1;
-      if (counted.B > 0) this.counters.evictions.B += 1;
+      if (victim.count.A > 0) this.counters.evictions.A += 1;
+      if (victim.count.B > 0) this.counters.evictions.B += 1;
       // Provisional: a later event of this connection finds it again through a lookup and corrects it.
       if (victim.sim.live) victim.sim.expire(Infinity);
       this.forget(victim.key, victim.lastTime);
@@ -411,7 +456,9 @@ export class CorrelationEngine {
   private forget(key: string, lastTime: number): void {
     this.evicted.delete(key);
     this.evicted.set(key, lastTime);
-    const cap = 4 * (this.cfg.maxHttpItems + this.cfg.maxNetworkItems);
+    // A few dozen bytes an entry: many more connections than the cache holds
+    // events, so new connections of in-order traffic are known to be new.
+    const cap = 16 * (this.cfg.maxHttpItems + this.cfg.maxNetworkItems);
     for (const [k, t] of this.evicted) {
       if (this.evicted.size <= cap) break;
       this.cacheFloor = Math.max(this.cacheFloor, t + 1);
@@ -419,18 +466,20 @@ export class CorrelationEngine {
     }
   }
 
-  private firstEvictable(current: Conn): Conn | undefined {
-    for (const c of this.conns.values()) if (c !== current && c.dirtyFrom === null && !c.awaitingLookup) return c;
+  private firstEvictable(current: Conn, side: Side): Conn | undefined {
+    for (const c of this.lru[side].values()) if (c !== current && c.dirtyFrom === null && !c.awaitingLookup) return c;
     return undefined;
   }
 
   /** Connections past the lateness horizon can never change again. */
   private pruneBeyondHorizon(): void {
-    const limit = this.releasedUpTo - this.cfg.allowedLatenessMs - this.gap;
-    for (const c of this.conns.values()) {
-      if (c.lastTime >= limit) return; // roughly time-ordered: stop at the first recent one
-      if (c.sim.live || c.dirtyFrom !== null || c.awaitingLookup) continue;
-      this.removeConn(c);
+    const limit = this.horizon() - this.gap - this.cfg.reorderSlackMs;
+    for (const side of ['A', 'B'] as const) {
+      for (const c of this.lru[side].values()) {
+        if (c.lastTime >= limit) break; // roughly time-ordered: stop at the first recent one
+        if (c.sim.live || c.dirtyFrom !== null || c.awaitingLookup) continue;
+        this.removeConn(c);
+      }
     }
   }
 
@@ -438,6 +487,8 @@ export class CorrelationEngine {
     for (const e of c.events) this.cached[e.side] -= 1;
     c.removed = true;
     this.conns.delete(c.key);
+    this.lru.A.delete(c.key);
+    this.lru.B.delete(c.key);
     this.dirty.delete(c);
   }
 
@@ -507,6 +558,7 @@ export class CorrelationEngine {
         const ev = eventOf(side, id);
         if (ev) e.insert(conn, ev);
       }
+      e.touch(conn);
       if (undecided) {
         // What was emitted for it is unknown here: a lookup brings what the sinks hold.
         conn.completeFrom = Infinity;

@@ -74,6 +74,8 @@ export class KeySim {
   /** Ends every entry whose deadline is before `time`. */
   expire(time: number): void {
     if (time > this.expiredTo) this.expiredTo = time;
+    // Called before every step: nothing allocated unless something is due.
+    if (this.nextDeadline() >= time) return;
     if (this.as.length > 0) {
       const keep: AEntry[] = [];
       for (const a of this.as) {

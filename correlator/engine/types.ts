@@ -107,7 +107,7 @@ export interface EngineSnapshot {
 }
 
 /** Why an event or an entry left the engine without an output. */
-export type DropReason = 'http_buffer_full' | 'network_buffer_full' | 'orphan_a_not_emitted' | 'orphan_b_not_emitted';
+export type DropReason = 'orphan_a_not_emitted' | 'orphan_b_not_emitted';
 
 export interface EngineCounters {
   eventsIn: Record<Side, number>;

@@ -115,8 +115,8 @@ export const correlatorSchema = z
       .default({}),
     buffers: z
       .object({
-        max_http_items: z.number().int().min(1).default(10_000),
-        max_network_items: z.number().int().min(1).default(20_000),
+        max_http_items: z.number().int().min(1).default(50_000),
+        max_network_items: z.number().int().min(1).default(50_000),
       })
       .strict()
       .default({}),
