@@ -20,7 +20,9 @@
 #   FAIL2BAN_LOG       the log                    (default /var/log/fail2ban.log)
 #   MACHINE            the "machine" field        (default: this host's name)
 #   COUCHLOG_REJECTS   lines that could not be stored, with the reason
-#                      (default /var/lib/couchlog/fail2ban-rejects.ndjson)
+#                      (default /var/lib/couchlog/fail2ban-rejects.ndjson; always
+#                      given to the shipper, so it never depends on cron's
+#                      current directory)
 #   COUCHLOG_SHIP      the shipper command        (default: node <this checkout>/dist/scripts/ship.js)
 # Exit code: 0 when every line was stored or set aside; non-zero otherwise
 # (cron mails the one-line reason).

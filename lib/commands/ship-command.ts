@@ -7,6 +7,7 @@ import { converterFactory } from '../jsonformat/converter.js';
 import { noProgress, terminalProgress } from '../shipper/progress.js';
 import { parseTarget } from '../shipper/ingress-client.js';
 import { ship, type ShipResult } from '../shipper/ship.js';
+import { defaultRejectPath } from '../shipper/reject-file.js';
 import type { TruncateMethod } from '../shipper/truncate.js';
 import { addConversionOptions, collect, nonNegativeInt, seconds, stdinChunks } from './jsonformat-command.js';
 
@@ -34,7 +35,7 @@ export interface ShipCliOptions {
   truncateMethod: TruncateMethod;
   state?: string;
   sourceId?: string;
-  rejectFile: string;
+  rejectFile?: string;
   verbose?: boolean;
   progress: boolean;
 }
@@ -77,7 +78,7 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
     .addOption(new Option('--truncate-method <method>', 'auto: collapse-range where the filesystem has it, else copy-truncate').choices(['auto', 'collapse', 'copy']).default('auto'))
     .option('--state <file>', 'remember per file (device, inode, offset) what was sent; send only what is new; follows rotation and truncation')
     .option('--source-id <id>', 'identity of the input in document ids (default: the absolute path, or "stdin")')
-    .option('--reject-file <file>', 'where refused documents and non-matching lines go, with the reason', 'couchlog-rejects.ndjson')
+    .option('--reject-file <file>', 'where refused documents and non-matching lines go, with the reason (default: next to --state as <state>.rejects.ndjson, else <data_dir>/rejects/log_<app>.ndjson)')
     .option('-v, --verbose', 'a one-line summary at the end, retries as they happen')
     .option('--no-progress', 'no progress bar even on a terminal')
     .showHelpAfterError()
@@ -89,8 +90,12 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
       const label = name === 'ship' ? 'couchlog ship' : name;
       const report = (line: string) => process.stderr.write(`${label}: ${line}\n`);
       const isTty = process.stderr.isTTY === true && o.progress;
+      const target = parseTarget(o.url ?? defaultIngress(o.config ?? configFile?.(), o.app), o.app);
+      const rejectFile =
+        o.rejectFile ??
+        defaultRejectPath({ stateFile: o.state ?? null, dataDir: o.state ? '' : loadConfig({ file: o.config ?? configFile?.() }).config.data_dir, db: target.dbPath.slice(target.dbPath.lastIndexOf('/') + 1) });
       const result = await ship({
-        target: parseTarget(o.url ?? defaultIngress(o.config ?? configFile?.(), o.app), o.app),
+        target,
         files,
         // Opened only when read: with files, stdin is left alone.
         stdin: files.length === 0 ? stdinChunks() : [],
@@ -111,7 +116,7 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
         truncate: o.truncate ? o.truncateMethod : null,
         stateFile: o.state ?? null,
         sourceId: o.sourceId ?? null,
-        rejectFile: o.rejectFile,
+        rejectFile,
         progress: (what, total) => (isTty ? terminalProgress(process.stderr, what, total) : noProgress()),
         report,
         verbose: o.verbose === true,
@@ -121,7 +126,7 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
       process.off('SIGTERM', onSignal);
       for (const note of result.notes) report(note);
       if (result.counts.rejected + result.counts.unmatched > 0) {
-        report(`${result.counts.unmatched} lines did not match and ${result.counts.rejected} documents were refused: written to ${o.rejectFile} with the reasons`);
+        report(`${result.counts.unmatched} lines did not match and ${result.counts.rejected} documents were refused: written to ${rejectFile} with the reasons`);
       }
       if (o.verbose || result.error) report(summaryLine(result, o));
       if (result.error) {

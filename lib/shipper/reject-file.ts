@@ -2,7 +2,23 @@
 // refuses are written here, one JSON object per line with the reason, so
 // that nothing is dropped silently and --truncate can still remove them
 // from the log. Opened on the first reject; synced before any truncation.
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+//
+// Where it is when --reject-file is not given (defaultRejectPath): next to
+// the --state file (`fail2ban.state` -> `fail2ban.state.rejects.ndjson`),
+// else in the data folder (`<data_dir>/rejects/log_<app>.ndjson`), never
+// in the current directory, which under cron is $HOME or /. The folder is
+// created on the first reject.
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+
+/** The reject file of a run without --reject-file: next to the state file, else in the data folder. */
+export function defaultRejectPath(o: { stateFile: string | null; dataDir: string; db: string }): string {
+  if (o.stateFile !== null) {
+    const state = resolve(o.stateFile);
+    return join(dirname(state), `${basename(state)}.rejects.ndjson`);
+  }
+  return join(resolve(o.dataDir), 'rejects', `${o.db.replace(/[^A-Za-z0-9_.-]/g, '_')}.ndjson`);
+}
 
 export interface RejectEntry {
   source: string;
@@ -23,7 +39,10 @@ export class RejectFile {
   constructor(readonly path: string) {}
 
   write(entry: RejectEntry): void {
-    if (this.fd === null) this.fd = openSync(this.path, 'a', 0o600);
+    if (this.fd === null) {
+      mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+      this.fd = openSync(this.path, 'a', 0o600);
+    }
     const { doc, ...rest } = entry;
     let json = JSON.stringify({ at: new Date().toISOString(), ...rest });
     if (doc !== undefined) json = `${json.slice(0, -1)},"doc":${doc}}`;

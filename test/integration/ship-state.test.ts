@@ -6,11 +6,11 @@
 // each exactly once.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../helpers/stack.js';
-import { allDocs, ship, type RunResult } from '../helpers/shipper.js';
+import { allDocs, ship, start, SHIP, type RunResult } from '../helpers/shipper.js';
 import type { ShipState } from '../../lib/shipper/state-file.js';
 
 let stack: Stack;
@@ -137,5 +137,33 @@ describe('--state through a log file\'s life', () => {
     assert.match(r.stderr, /--state .* is not readable/);
     writeFileSync(stateFile, good);
     await assertAllOnce('after the corrupt state');
+  });
+});
+
+describe('the reject file when --reject-file is not given', () => {
+  test('next to the --state file, and nothing in the current directory (cron runs in $HOME or /)', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'couchlog-ship-cwd-'));
+    const other = join(dir, 'rejecting.log');
+    const otherState = join(dir, 'rejecting.state');
+    writeFileSync(other, `${JSON.stringify({ ok: 1 })}\nnot json at all\n`);
+    const r = await start([SHIP, '--url', `${stack.url}/log_state`, '--state', otherState, other], { cwd }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const expected = `${otherState}.rejects.ndjson`;
+    assert.ok(r.stderr.includes(`written to ${expected}`), r.stderr);
+    assert.equal(readFileSync(expected, 'utf8').trim().split('\n').length, 1);
+    assert.deepEqual(readdirSync(cwd), [], 'nothing written in the current directory');
+    rmSync(cwd, { recursive: true, force: true });
+  });
+
+  test('without --state: in the data folder, <data_dir>/rejects/log_<app>.ndjson', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'couchlog-ship-cwd-'));
+    const data = join(dir, 'data');
+    const r = await start([SHIP, '--url', `${stack.url}/log_state`], { cwd, stdin: 'not json either\n', env: { ...process.env, COUCHLOG_DATA: data, COUCHLOG_CONFIG: '' } }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const expected = join(data, 'rejects', 'log_state.ndjson');
+    assert.ok(r.stderr.includes(`written to ${expected}`), r.stderr);
+    assert.match(readFileSync(expected, 'utf8'), /not json either/);
+    assert.deepEqual(readdirSync(cwd), []);
+    rmSync(cwd, { recursive: true, force: true });
   });
 });
