@@ -16,7 +16,12 @@
 //  - at most `concurrency` batches are in flight. Batches may then be
 //    acknowledged out of order, which is safe because every record has a
 //    deterministic id (a re-write is harmless) and the fan-out only lets a
-//    checkpoint be saved once everything before it is acknowledged.
+//    checkpoint be saved once everything before it is acknowledged;
+//  - but two writes of the SAME id go in the order they were written: a
+//    batch waits, before its first attempt, until every earlier batch
+//    holding one of its ids is acknowledged (retries included). A
+//    correction, or the deletion of a provisional record, never lands
+//    before the record it replaces.
 import type { Logger } from '../../lib/logger.js';
 import type { CorrelatorMetrics } from '../metrics.js';
 import type { FailureKind, Sink, SinkRecord } from './sink.js';
@@ -55,6 +60,8 @@ export class BatchingSink implements Sink {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private inflight = 0;
+  /** Per record id, the latest batch holding it that is not acknowledged yet. */
+  private readonly lastBatchOf = new Map<string, Promise<void>>();
   failingSince: number | null = null;
 
   constructor(
@@ -112,7 +119,14 @@ export class BatchingSink implements Sink {
     const backlog = this.queue.length > this.opts.batchSize;
     const batch = this.queue.splice(0, backlog ? Math.max(this.opts.batchSize, this.opts.maxBatchSize) : this.opts.batchSize);
     this.inflight += batch.length;
-    const sent: Promise<void> = this.deliverWithRetry(batch.map((i) => i.rec)).then(() => {
+    const before = new Set<Promise<void>>();
+    for (const item of batch) {
+      const p = this.lastBatchOf.get(item.rec.id);
+      if (p) before.add(p);
+    }
+    const records = batch.map((i) => i.rec);
+    const sent: Promise<void> = (before.size > 0 ? Promise.all(before).then(() => this.deliverWithRetry(records)) : this.deliverWithRetry(records)).then(() => {
+      for (const item of batch) if (this.lastBatchOf.get(item.rec.id) === sent) this.lastBatchOf.delete(item.rec.id);
       this.inflight -= batch.length;
       this.sending.delete(sent);
       for (const item of batch) item.done();
@@ -121,6 +135,7 @@ export class BatchingSink implements Sink {
       this.schedule();
     });
     this.sending.add(sent);
+    for (const item of batch) this.lastBatchOf.set(item.rec.id, sent);
   }
 
   /** Delivers the batch, or dead-letters the records that can never be delivered. */

@@ -23,14 +23,18 @@ export async function addOutputs(stack: Stack, ch: TestClickhouse, app: string, 
   }
 }
 
-/** Every non-design document of a database, id -> document without _id/_rev. */
-export async function couchDocs(stack: Stack, db: string): Promise<Map<string, Doc>> {
+/** Every non-design document of a database, id -> document without _id/_rev (and, with `content`, without the bookkeeping revision/decided_at). */
+export async function couchDocs(stack: Stack, db: string, content = false): Promise<Map<string, Doc>> {
   const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
   assert.equal(res.status, 200, `${db}/_all_docs: ${res.text.slice(0, 200)}`);
   const out = new Map<string, Doc>();
   for (const row of res.json.rows as Array<{ id: string; doc: Doc }>) {
     if (row.id.startsWith('_design/')) continue;
     const { _id, _rev, ...doc } = row.doc;
+    if (content) {
+      delete doc.revision;
+      delete doc.decided_at;
+    }
     out.set(row.id, doc);
   }
   return out;
@@ -43,15 +47,19 @@ export async function couchDocCount(stack: Stack, db: string): Promise<number> {
   return res.json.doc_count as number;
 }
 
-/** Rows of a ClickHouse table, deduplicated by FINAL, id -> the row's JSON text (every column). */
+/**
+ * Rows of a ClickHouse table as they stand (FINAL, deletions left out), id ->
+ * the row's JSON text: every column but the bookkeeping (revision,
+ * decided_at, version), which say when a record was decided, not what it says.
+ */
 export async function clickhouseRows(ch: TestClickhouse, table: string): Promise<Map<string, string>> {
-  const text = await ch.query(`SELECT * FROM couchlog.${table} FINAL ORDER BY id FORMAT JSONEachRow`);
+  const text = await ch.query(`SELECT * FROM couchlog.${table} FINAL WHERE deleted = 0 ORDER BY id FORMAT JSONEachRow`);
   const rows = new Map<string, string>();
   for (const line of text.split('\n')) {
     if (line === '') continue;
-    const id = (JSON.parse(line) as { id: string }).id;
-    assert.ok(!rows.has(id), `FINAL shows id ${id} twice in ${table}`);
-    rows.set(id, line);
+    const { revision: _r, decided_at: _d, version: _v, ...row } = JSON.parse(line) as { id: string } & Record<string, unknown>;
+    assert.ok(!rows.has(row.id), `FINAL shows id ${row.id} twice in ${table}`);
+    rows.set(row.id, JSON.stringify(row));
   }
   return rows;
 }
@@ -61,7 +69,7 @@ export async function clickhouseCounts(ch: TestClickhouse, table: string): Promi
   const one = async (sql: string) => Number((await ch.query(`${sql} FORMAT TSV`)).trim());
   return {
     raw: await one(`SELECT count() FROM couchlog.${table}`),
-    final: await one(`SELECT count() FROM couchlog.${table} FINAL`),
+    final: await one(`SELECT count() FROM couchlog.${table} FINAL WHERE deleted = 0`),
     distinct: await one(`SELECT uniqExact(id) FROM couchlog.${table}`),
   };
 }

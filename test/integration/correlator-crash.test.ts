@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify as stringifyYaml } from 'yaml';
-import { freePort, http, startStack, type Stack } from '../helpers/stack.js';
+import { embeddedOnly, freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { addOutputs, clickhouseCounts, clickhouseRows, couchDocCount, couchDocs, diffMaps, metrics, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
 import { generateTraffic, mulberry32 } from '../../lib/bench/correlator-traffic.js';
@@ -144,6 +144,8 @@ describe('kill -9 during a 20,000-event replay', () => {
       COUCHLOG_WRITER_PASSWORD: c.users.writer.password!,
       COUCHLOG_READER_USER: c.users.reader.user,
       COUCHLOG_READER_PASSWORD: c.users.reader.password!,
+      COUCHLOG_CORRELATOR_USER: c.users.correlator.user,
+      COUCHLOG_CORRELATOR_PASSWORD: c.users.correlator.password!,
     };
     delete env.COUCHLOG_CONFIG;
 
@@ -176,8 +178,7 @@ describe('kill -9 during a 20,000-event replay', () => {
         const zero = (name: string) => (m.get(name) ?? 0) === 0;
         const ready =
           zero('couchlog_correlator_buffer_size{buffer="waiting"}') &&
-          zero('couchlog_correlator_buffer_size{buffer="http_pending"}') &&
-          zero('couchlog_correlator_buffer_size{buffer="network"}') &&
+          zero('couchlog_correlator_buffer_size{buffer="open_connections"}') &&
           zero('couchlog_correlator_sink_backlog{sink="clickhouse"}') &&
           zero('couchlog_correlator_sink_backlog{sink="couchdb"}') &&
           m.has('couchlog_correlator_sink_writes_total{sink="couchdb"}');
@@ -237,9 +238,9 @@ describe('kill -9 during a 20,000-event replay', () => {
     assert.deepEqual(finalExit, { code: 0, signal: null }, output.slice(-3000));
   });
 
-  test('premise: no event was out of order by more than reorder_slack_ms (no late decision)', () => {
-    // Late events are decided at once (documented), which may depend on
-    // how the feeds interleave; the equality below is only promised without them.
+  test('premise (embedded server): no event was out of order by more than reorder_slack_ms', { skip: embeddedOnly('CouchDB 3 interleaves shards in _changes: late events and corrections are normal there, and the equalities below must hold anyway') }, () => {
+    // The feeds of the embedded server are in order: a late event here would
+    // mean the replay is not exercising the in-order path this test is about.
     assert.equal(cleanStats.late, 0, 'late events in the clean run');
     assert.deepEqual(kills.map((k) => k.late), kills.map(() => 0), 'late events before a kill');
     assert.equal(finalRun.late, 0, 'late events in the last run');
@@ -252,16 +253,16 @@ describe('kill -9 during a 20,000-event replay', () => {
     assert.equal(aRecords.length, N);
     assert.deepEqual(new Set(aRecords), new Set(aIds.map((id) => `A-${id}`)));
     assert.ok(bRecords.every(([, d]) => d.orphan_side === 'B' && d.correlated === false));
-    assert.equal(docs.size, N + cleanStats.orphanB, 'records = one per A + the orphan Bs of a clean run');
+    const cleanB = [...(await couchDocs(stack, 'log_correlated_clean')).keys()].filter((id) => id.startsWith('B-')).length;
+    assert.equal(docs.size, N + cleanB, 'records = one per A + the orphan Bs of a clean run');
     assert.ok(cleanStats.orphanA > 0 && cleanStats.orphanB > 0 && cleanStats.correlated > 0, JSON.stringify(cleanStats));
     // Keep-Alive happened: some B matched several A's.
     assert.ok([...docs.values()].some((d) => (d.keepalives as number) >= 3));
   });
 
   test('log_correlated equals the clean run, document by document', async () => {
-    const crashed = await couchDocs(stack, 'log_correlated');
-    const clean = await couchDocs(stack, 'log_correlated_clean');
-    assert.equal(clean.size, N + cleanStats.orphanB);
+    const crashed = await couchDocs(stack, 'log_correlated', true);
+    const clean = await couchDocs(stack, 'log_correlated_clean', true);
     const d = diffMaps<Doc>(crashed, clean, (x, y) => JSON.stringify(x) === JSON.stringify(y));
     assert.equal(d.count, 0, `${d.count} records differ (first: crash run, second: clean run):\n${d.examples.join('\n')}`);
   });
@@ -269,12 +270,12 @@ describe('kill -9 during a 20,000-event replay', () => {
   test('ClickHouse with FINAL equals the clean run, row by row, and shows no duplicate', async () => {
     const crashed = await clickhouseRows(ch, 'http_logs');
     const clean = await clickhouseRows(ch, 'http_logs_clean');
-    assert.equal(clean.size, N + cleanStats.orphanB);
+    const cleanDocs = await couchDocs(stack, 'log_correlated_clean');
+    assert.equal(clean.size, cleanDocs.size, 'ClickHouse and log_correlated hold the same records');
     const d = diffMaps(crashed, clean, (x, y) => x === y);
     assert.equal(d.count, 0, `${d.count} rows differ (first: crash run, second: clean run):\n${d.examples.join('\n')}`);
     const counts = await clickhouseCounts(ch, 'http_logs');
-    assert.equal(counts.final, counts.distinct, 'FINAL: one row per id');
-    assert.equal(counts.final, N + cleanStats.orphanB);
+    assert.equal(counts.final, crashed.size, 'FINAL WHERE deleted = 0: one row per record');
     // Without FINAL, replayed records may be there twice until ClickHouse merges them.
     assert.ok(counts.raw >= counts.final, JSON.stringify(counts));
   });

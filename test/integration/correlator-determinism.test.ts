@@ -1,14 +1,14 @@
-// Determinism (issue 6): the same documents correlated live, as they arrive
-// over a few seconds, and later as a backlog by fresh correlators (one
-// reading big pages, one tiny pages, so the two feeds interleave
-// differently) give identical records, id by id. The live documents carry
-// current timestamps and arrive promptly: a running correlator decides
-// anything older than its watermark minus reorder_slack_ms at once, as late
-// (engine.ts), and only on-time documents are promised the same decisions.
+// Determinism: the same documents correlated live, as they arrive over a
+// few seconds, and later as a backlog by fresh correlators (one reading big
+// pages, one tiny pages, so the two feeds interleave differently) give
+// identical records, id by id (bookkeeping fields aside). On the embedded
+// server the feeds are in order and nothing is late; on CouchDB 3 `_changes`
+// interleaves shards differently on every read, so events come late and
+// provisional records are corrected — and the records must still be the same.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { couchFlavor, startStack, type Stack } from '../helpers/stack.js';
 import { couchDocs, diffMaps, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { generateTraffic, type TrafficDoc } from '../../lib/bench/correlator-traffic.js';
 import type { Config } from '../../lib/config/load.js';
@@ -99,9 +99,9 @@ describe('live and backlog give the same records', () => {
     live = await couchDocs(stack, 'log_correlated');
   });
 
-  test('premise: the live documents arrived on time and the traffic has every case', () => {
-    assert.deepEqual(liveCounters.late, { A: 0, B: 0 }, 'documents arrived later than reorder_slack_ms');
-    assert.equal(live.size, A_COUNT + liveCounters.orphans.B);
+  test('premise: the live documents arrived on time (embedded server) and the traffic has every case', () => {
+    if (couchFlavor === 'embedded') assert.deepEqual(liveCounters.late, { A: 0, B: 0 }, 'documents arrived later than reorder_slack_ms');
+    assert.equal(live.size, A_COUNT + [...live.values()].filter((d) => d.orphan_side === 'B').length, 'one record per A, plus the orphan Bs');
     const recs = [...live.values()];
     assert.ok(recs.some((d) => d.orphan_side === 'A'), 'an orphan A');
     assert.ok(recs.some((d) => d.orphan_side === 'B'), 'an orphan B');
@@ -115,11 +115,13 @@ describe('live and backlog give the same records', () => {
   ] as const) {
     test(`a fresh correlator over the backlog (pages of ${batchSize}) writes the same records to log_${app}`, async () => {
       const counters = await settled(await correlator(app, batchSize), `the backlog run into log_${app}`);
-      assert.deepEqual(counters.late, { A: 0, B: 0 });
+      if (couchFlavor === 'embedded') assert.deepEqual(counters.late, { A: 0, B: 0 });
       const backlog = await couchDocs(stack, `log_${app}`);
-      const d = diffMaps<Doc>(live, backlog, (x, y) => JSON.stringify(x) === JSON.stringify(y));
+      const content = (x: Doc) => JSON.stringify({ ...x, revision: undefined, decided_at: undefined });
+      const d = diffMaps<Doc>(live, backlog, (x, y) => content(x) === content(y));
       assert.equal(d.count, 0, `${d.count} records differ (first: live, second: backlog):\n${d.examples.join('\n')}`);
-      assert.deepEqual({ ...counters, late: null }, { ...liveCounters, late: null });
+      // In order (embedded server), even the counts of decisions agree; CouchDB 3's interleaving adds corrections.
+      if (couchFlavor === 'embedded') assert.deepEqual({ ...counters, late: null }, { ...liveCounters, late: null });
     });
   }
 });

@@ -113,6 +113,31 @@ describe('BatchingSink', () => {
     cleanup();
   });
 
+  test('a second write of the same id waits for the first batch, retries included; other batches do not wait', async () => {
+    const d = new ManualDelivery();
+    d.auto = false;
+    const { sink, cleanup } = makeSink(d, { batchSize: 2, concurrency: 3 });
+    d.failNext = 1; // the first batch fails once, then is retried
+    const first = sink.write([{ id: 'x', record: { v: 1 }, version: 1, deleted: false }, { id: 'y', record: {}, version: 2, deleted: false }]);
+    const second = sink.write([{ id: 'x', record: { v: 2 }, version: 3, deleted: true }, { id: 'z', record: {}, version: 4, deleted: false }]);
+    const other = sink.write(records(100, 2));
+    const pending = (): number => d.pendingAnswers;
+    await tick();
+    assert.equal(pending(), 2, 'the first batch and the unrelated one are in flight; the second waits for x');
+    d.release(); // the first attempt fails, the unrelated batch is stored
+    await other;
+    for (let i = 0; i < 20 && pending() === 0; i++) await new Promise((ok) => setTimeout(ok, 2));
+    assert.equal(pending(), 1, 'only the retry of the first batch: the second still waits');
+    d.release();
+    await first;
+    for (let i = 0; i < 20 && pending() === 0; i++) await tick();
+    d.release();
+    await second;
+    assert.deepEqual(d.batches, [['r100', 'r101'], ['x', 'y'], ['x', 'z']]);
+    await sink.close();
+    cleanup();
+  });
+
   test('retriable failures are retried and counted; nothing is lost or stored twice', async () => {
     const d = new ManualDelivery();
     d.failNext = 3;
