@@ -11,7 +11,9 @@
 //    RFC 3339 UTC, which the correlator and the by_time report read;
 //  - `host`, `source`, `sourcetype` and the `fields` members are added as
 //    top-level fields; the event's own fields of the same name win;
-//  - `index` picks the app (database), it is not stored.
+//  - `index` picks the app (database), it is not stored;
+//  - an event's own `_id` is kept (as on POST /log_<app>); one already
+//    stored counts as stored, so a shipper's retry is not stored twice.
 import { CouchlogError } from '../../lib/errors.js';
 import { validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
 import { HecError } from './errors.js';

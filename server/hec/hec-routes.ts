@@ -109,7 +109,7 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
     const now = ingress.received_at ? new Date().toISOString() : null;
     const byApp = new Map<string, IdDoc[]>();
     for (const { app: name, doc } of docs) {
-      doc._id = newDocId();
+      if (doc._id === undefined) doc._id = newDocId();
       if (now !== null && doc.received_at === undefined) doc.received_at = now;
       let list = byApp.get(name);
       if (!list) byApp.set(name, (list = []));
@@ -124,9 +124,10 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
     );
     for (const list of results) {
       for (const r of list) {
-        if ('ok' in r) continue;
-        // Generated ids never conflict; anything else is CouchDB's trouble.
-        throw r.error === 'unknown' || r.error === 'conflict'
+        // An event's own `_id` already stored: it is there, unchangeable (append-only),
+        // so a retried request is not stored twice.
+        if ('ok' in r || r.error === 'conflict') continue;
+        throw r.error === 'unknown'
           ? new HecError('SERVER_BUSY', undefined, { 'Retry-After': String(ingress.retry_after_s) }, `${r.id}: ${r.error} ${r.reason}`)
           : new HecError('INTERNAL_ERROR', undefined, {}, `${r.id}: ${r.error} ${r.reason}`);
       }

@@ -119,6 +119,16 @@ describe('HEC event endpoint', () => {
     assert.equal(bad.json.code, 6);
   });
 
+  test('an event\'s own _id is kept; sent again, it is stored once and answered Success', async () => {
+    const id = `hec-own-${randomUUID()}`;
+    const body = JSON.stringify({ event: { _id: id, n: 1 } }) + JSON.stringify({ event: { _id: id, n: 2 } });
+    assert.deepEqual((await hec('/services/collector/event', body, auth())).json, { text: 'Success', code: 0 });
+    assert.deepEqual((await hec('/services/collector/event', body, auth())).json, { text: 'Success', code: 0 });
+    const docs = (await allDocs('log_web')).filter((d) => d._id === id);
+    assert.equal(docs.length, 1);
+    assert.equal(docs[0].n, 1);
+  });
+
   test('Basic auth with the token as password, and any Content-Type', async () => {
     const run = randomUUID();
     const basic = `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}`;
