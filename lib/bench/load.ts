@@ -17,7 +17,7 @@ export interface LoadSpec {
   path: string;
   headers: Record<string, string>;
   /** Body of request number i. */
-  body: (i: number) => string;
+  body: (i: number) => string | Buffer;
   docsPerRequest: number;
   total: number;
   concurrency: number;

@@ -1,0 +1,147 @@
+// Benchmark of the ingress's Splunk HEC endpoint against the embedded
+// server, in one run: batches of 100 HEC envelopes (as Vector sends them)
+// through POST /services/collector/event, next to _bulk_docs of the same
+// documents straight into CouchDB (and through the ingress's _bulk_docs).
+// Same server, same client, same concurrency, a database per phase. Bulk
+// loads are short and PouchDB Server's speed drifts as LevelDB compacts,
+// so the phases run direct, HEC, HEC, direct, and each side's figure is its
+// mean; a gzip variant of the HEC phase runs after.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { runLoad, type LoadResult } from './load.js';
+import { startBenchStack } from './bench-stack.js';
+
+export interface HecBenchOptions {
+  /** Requests per phase. */
+  requests: number;
+  /** Envelopes (documents) per request. */
+  batch: number;
+  concurrency: number;
+  couchPort: number;
+  ingressPort: number;
+}
+
+export interface HecBenchReport {
+  direct: LoadResult;
+  hec: LoadResult;
+  hecGzip: LoadResult;
+  ingressBulk: LoadResult;
+  ratio: number;
+  gzipRatio: number;
+}
+
+const TOKEN = 'bench-hec-token-0123456789abcdef';
+const APPS = ['warmup', 'direct1', 'hec1', 'hec2', 'direct2', 'hec_gzip', 'ingress_bulk'];
+
+/** An nginx access log event as a shipper would send it. */
+const event = (i: number) => ({
+  src_ip: `198.51.${(i >> 8) & 255}.${i & 255}`,
+  src_port: 40000 + (i % 20000),
+  method: 'GET',
+  host: 'www.example.com',
+  path: `/item/${i % 997}`,
+  status: 200,
+  bytes: 512 + (i % 4096),
+  user_agent: 'Mozilla/5.0 (X11; Linux x86_64)',
+});
+const BASE_TIME = 1_721_187_223;
+const envelope = (i: number) => ({ time: BASE_TIME + i / 1000, host: 'web-1', source: '/var/log/nginx/access.log', sourcetype: 'nginx', event: event(i) });
+/** The document the ingress stores for envelope(i) (received_at included). */
+const storedDoc = (i: number) => ({
+  ...event(i),
+  time: new Date(Math.round((BASE_TIME + i / 1000) * 1000)).toISOString(),
+  source: '/var/log/nginx/access.log',
+  sourcetype: 'nginx',
+  received_at: new Date().toISOString(),
+});
+
+export async function benchHec(o: HecBenchOptions, progress: (line: string) => void): Promise<HecBenchReport> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-hec-'));
+  const tokens = Object.fromEntries(APPS.map((app) => [app, [{ name: 'bench', secret: TOKEN }]]));
+  const stack = await startBenchStack({ dataDir, apps: APPS, couchPort: o.couchPort, ingressPort: o.ingressPort, tokens });
+  const { couch, ingressUrl, writer } = stack;
+  try {
+    const hecHeaders = { authorization: `Splunk ${TOKEN}`, 'content-type': 'application/json' };
+    const hecBody = (app: string) => (r: number) =>
+      Array.from({ length: o.batch }, (_, j) => JSON.stringify({ ...envelope(r * o.batch + j), index: app })).join('\n');
+    const bulkBody = (r: number) => JSON.stringify({ docs: Array.from({ length: o.batch }, (_, j) => storedDoc(r * o.batch + j)) });
+    const hec = (app: string, total = o.requests) =>
+      runLoad({ url: ingressUrl, path: '/services/collector/event', headers: hecHeaders, body: hecBody(app), docsPerRequest: o.batch, total, concurrency: o.concurrency, ok: [200] });
+    const direct = (app: string, total = o.requests) =>
+      runLoad({ url: couch.url, path: `/log_${app}/_bulk_docs`, headers: writer, body: bulkBody, docsPerRequest: o.batch, total, concurrency: o.concurrency, ok: [201] });
+
+    progress('warming up both paths...');
+    await direct('warmup', Math.ceil(o.requests / 5));
+    await hec('warmup', Math.ceil(o.requests / 5));
+    progress(`${o.requests} requests of ${o.batch} documents, concurrency ${o.concurrency}: _bulk_docs straight to CouchDB...`);
+    const d1 = await direct('direct1');
+    progress('    ...HEC event batches through the ingress, twice...');
+    const h1 = await hec('hec1');
+    const h2 = await hec('hec2');
+    progress('    ...and _bulk_docs straight to CouchDB again');
+    const d2 = await direct('direct2');
+    progress('    ...HEC with gzip bodies, and the ingress\'s own _bulk_docs');
+    // Bodies compressed ahead: the client's CPU is not the ingress's cost.
+    const gz = new Map<number, Buffer>();
+    const gzBody = (r: number) => {
+      let b = gz.get(r);
+      if (!b) gz.set(r, (b = gzipSync(hecBody('hec_gzip')(r))));
+      return b;
+    };
+    for (let r = 0; r < o.requests; r++) gzBody(r);
+    const hecGzip = await runLoad({
+      url: ingressUrl,
+      path: '/services/collector/event',
+      headers: { ...hecHeaders, 'content-encoding': 'gzip' },
+      body: gzBody,
+      docsPerRequest: o.batch,
+      total: o.requests,
+      concurrency: o.concurrency,
+      ok: [200],
+    });
+    const ingressBulk = await runLoad({
+      url: ingressUrl,
+      path: '/log_ingress_bulk/_bulk_docs',
+      headers: hecHeaders,
+      body: bulkBody,
+      docsPerRequest: o.batch,
+      total: o.requests,
+      concurrency: o.concurrency,
+      ok: [201],
+    });
+    const directBoth = combine(d1, d2);
+    const hecBoth = combine(h1, h2);
+    return {
+      direct: directBoth,
+      hec: hecBoth,
+      hecGzip,
+      ingressBulk,
+      ratio: hecBoth.docsPerSecond / directBoth.docsPerSecond,
+      gzipRatio: hecGzip.docsPerSecond / directBoth.docsPerSecond,
+    };
+  } finally {
+    await stack.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+function combine(x: LoadResult, y: LoadResult): LoadResult {
+  const docs = x.docs + y.docs;
+  const seconds = x.seconds + y.seconds;
+  return { requests: x.requests + y.requests, docs, seconds, docsPerSecond: docs / seconds, p50ms: (x.p50ms + y.p50ms) / 2, p99ms: (x.p99ms + y.p99ms) / 2, errors: x.errors + y.errors };
+}
+
+export function formatHecReport(r: HecBenchReport): string {
+  const row = (name: string, x: LoadResult) =>
+    `  ${name.padEnd(24)} ${x.docsPerSecond.toFixed(0).padStart(8)} docs/s   p50 ${x.p50ms.toFixed(1).padStart(7)} ms   p99 ${x.p99ms.toFixed(1).padStart(7)} ms   errors ${x.errors}`;
+  return [
+    'HEC ingest, batches as Vector sends them',
+    row('_bulk_docs to CouchDB', r.direct),
+    row('HEC /services/collector', r.hec),
+    row('HEC, gzip bodies', r.hecGzip),
+    row('ingress _bulk_docs', r.ingressBulk),
+    `  ratio HEC/_bulk_docs: ${r.ratio.toFixed(2)}x  (target >= 0.90x); gzip: ${r.gzipRatio.toFixed(2)}x`,
+  ].join('\n');
+}
