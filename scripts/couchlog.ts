@@ -14,6 +14,7 @@ import { runSetup } from '../lib/setup/run-setup.js';
 import { report } from '../lib/commands/report.js';
 import { jsonformatCommand } from '../lib/commands/jsonformat-command.js';
 import { shipCommand } from '../lib/commands/ship-command.js';
+import { forwardCommand } from '../lib/commands/forward-command.js';
 
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')
@@ -124,6 +125,7 @@ program
 
 program.addCommand(jsonformatCommand());
 program.addCommand(shipCommand('ship', () => program.opts<{ config?: string }>().config));
+program.addCommand(forwardCommand('forward', () => program.opts<{ config?: string }>().config));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) {

@@ -80,6 +80,14 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   return { config, file };
 }
 
+/**
+ * A named secret (e.g. a forwarder's HEC token): from the environment, else
+ * from <data_dir>/secrets.env; null when neither has it.
+ */
+export function namedSecret(config: Config, name: string, env: Env = process.env): string | null {
+  return env[name] || readSecretsFile(config.data_dir)[name] || null;
+}
+
 /** The environment variable (and secrets.env key) holding a write token's secret. */
 export function tokenSecretKey(name: string): string {
   return `COUCHLOG_TOKEN_${name.toUpperCase()}`;

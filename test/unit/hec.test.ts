@@ -13,6 +13,7 @@ import { AckRegistry } from '../../server/hec/acks.js';
 import { envelopeToDoc, hecTime, rawToDocs, splitEnvelopes } from '../../server/hec/envelope.js';
 import { HecError } from '../../server/hec/errors.js';
 import { presentedToken, tokenTable, TokenTable, type WriteToken } from '../../server/hec/tokens.js';
+import { envelopeOf, eventTimeSeconds } from '../../lib/forward/forwarder.js';
 
 const rules = { maxDepth: 32, maxDocs: 10_000 };
 const token: WriteToken = { name: 't', apps: ['web', 'audit'], ack: false };
@@ -160,5 +161,30 @@ describe('AckRegistry', () => {
     acks.issue('v', 'c9');
     assert.equal(acks.channelCount, 2);
     assert.deepEqual(acks.query('u', 'c1', [0]), { '0': false }, 'least recently used channel forgotten');
+  });
+});
+
+describe('forward: envelopeOf and eventTimeSeconds', () => {
+  const m = { index: null, indexField: null, source: null, sourcetype: '_json', sourcetypeField: null, hostField: 'host' };
+  test('the document (minus _rev) is the event; time, host, source, sourcetype, index', () => {
+    const doc = { _id: 'x', _rev: '1-a', host: 'web-1', kind: 'nginx', idx: 'audit', time: '2024-07-17T03:33:43.512Z', n: 1 };
+    assert.deepEqual(envelopeOf(doc, 'web', m), {
+      time: 1721187223.512,
+      host: 'web-1',
+      source: 'couchlog:log_web',
+      sourcetype: '_json',
+      event: { _id: 'x', host: 'web-1', kind: 'nginx', idx: 'audit', time: '2024-07-17T03:33:43.512Z', n: 1 },
+    });
+    const mapped = envelopeOf(doc, 'web', { ...m, index: 'main', indexField: 'idx', source: 'src', sourcetypeField: 'kind', hostField: null });
+    assert.deepEqual([mapped.index, mapped.source, mapped.sourcetype, mapped.host], ['audit', 'src', 'nginx', undefined]);
+    assert.equal(envelopeOf({ _id: 'y' }, 'web', { ...m, index: 'main', indexField: 'idx' }).index, 'main');
+  });
+  test('event time: timestamp by magnitude, else time, else received_at', () => {
+    assert.equal(eventTimeSeconds({ timestamp: 1721187223 }), 1721187223);
+    assert.equal(eventTimeSeconds({ timestamp: 1721187223512 }), 1721187223.512);
+    assert.equal(eventTimeSeconds({ timestamp: 1721187223512000 }), 1721187223.512);
+    assert.equal(eventTimeSeconds({ timestamp: 1721187223512000000 }), 1721187223.512);
+    assert.equal(eventTimeSeconds({ time: 'nope', received_at: '2024-07-17T03:33:43.512Z' }), 1721187223.512);
+    assert.equal(eventTimeSeconds({}), undefined);
   });
 });

@@ -1,0 +1,111 @@
+// `couchlog forward`: options defined here; the work is lib/forward/.
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { couchUrl, loadConfig, namedSecret, requirePassword } from '../config/load.js';
+import { basicAuth } from '../couch/basic-auth.js';
+import { CommandError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { Forwarder } from '../forward/forwarder.js';
+import { onShutdownSignal } from './lifecycle.js';
+
+export interface ForwardCliOptions {
+  app: string;
+  name?: string;
+  hecUrl: string;
+  hecToken?: string;
+  hecTokenEnv: string;
+  index?: string;
+  indexField?: string;
+  source?: string;
+  sourcetype: string;
+  sourcetypeField?: string;
+  hostField: string;
+  maxEvents: number;
+  maxBytes: number;
+  gzip: boolean;
+  caFile?: string;
+  verifyTls: boolean;
+  timeout: number;
+  ack: boolean;
+  ackTimeout: number;
+  pollMs: number;
+  backoffBase: number;
+  backoffMax: number;
+  checkpoint?: string;
+  deadLetter?: string;
+  once?: boolean;
+}
+
+const positive = (flag: string) => (value: string) => {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${flag} must be a positive integer`);
+  return Number(value);
+};
+
+export function forwardCommand(name: string, configFile: () => string | undefined): Command {
+  return new Command(name)
+    .description("forward log_<app>'s documents to a Splunk HTTP Event Collector, checkpointed (resumes after a crash)")
+    .requiredOption('--app <app>', 'the app whose log_<app> is forwarded')
+    .requiredOption('--hec-url <url>', 'the HEC base URL (https://splunk:8088) or its event URL')
+    .option('--hec-token <token>', 'the HEC token (visible to ps: prefer --hec-token-env)')
+    .option('--hec-token-env <NAME>', 'environment variable or secrets.env key holding the HEC token', 'COUCHLOG_FORWARD_HEC_TOKEN')
+    .option('--name <name>', 'checkpoint name (default: the app): one checkpoint per forwarder')
+    .option('--index <index>', 'HEC index of every event (default: the token\'s)')
+    .option('--index-field <field>', 'document field that names the index, when present')
+    .option('--source <source>', 'HEC source (default: couchlog:log_<app>)')
+    .option('--sourcetype <st>', 'HEC sourcetype', '_json')
+    .option('--sourcetype-field <field>', 'document field that names the sourcetype, when present')
+    .option('--host-field <field>', 'document field that names the host', 'host')
+    .option('--max-events <n>', 'events per HEC request (and per _changes page)', positive('--max-events'), 500)
+    .option('--max-bytes <n>', 'bytes per HEC request (before gzip)', positive('--max-bytes'), 1_000_000)
+    .option('--no-gzip', 'send uncompressed bodies')
+    .option('--ca-file <pem>', 'CA certificate(s) for an https HEC URL')
+    .option('--no-verify-tls', 'accept any TLS certificate (never in production)')
+    .option('--timeout <ms>', 'timeout of each request', positive('--timeout'), 30_000)
+    .option('--no-ack', 'do not wait for indexer acknowledgment even when the target gives ackIds')
+    .option('--ack-timeout <ms>', 'resend a batch whose ack is not confirmed within this', positive('--ack-timeout'), 120_000)
+    .option('--poll-ms <ms>', 'wait between _changes reads once caught up', positive('--poll-ms'), 1000)
+    .option('--backoff-base <ms>', 'first retry delay ceiling', positive('--backoff-base'), 500)
+    .option('--backoff-max <ms>', 'longest retry delay', positive('--backoff-max'), 30_000)
+    .option('--checkpoint <file>', 'checkpoint file (default: <data_dir>/forward/<name>.checkpoint.json)')
+    .option('--dead-letter <file>', 'events HEC refuses for good (default: <data_dir>/forward/<name>.dead-letter.ndjson)')
+    .option('--once', 'stop once caught up (cron, tests)')
+    .action(async (o: ForwardCliOptions) => {
+      const { config } = loadConfig({ file: configFile() });
+      const logger = createLogger(config.log_level, 'forward');
+      const token = o.hecToken ?? namedSecret(config, o.hecTokenEnv);
+      if (!token) throw new CommandError(`no HEC token: set ${o.hecTokenEnv} (environment or ${join(config.data_dir, 'secrets.env')}) or give --hec-token`, 2);
+      const name = o.name ?? o.app;
+      if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new CommandError('--name: lowercase letters, digits, "_" and "-"', 2);
+      const dir = join(config.data_dir, 'forward');
+      const forwarder = new Forwarder({
+        app: o.app,
+        couchUrl: couchUrl(config),
+        couchHeaders: { authorization: basicAuth(config.users.reader.user, requirePassword(config, 'reader')) },
+        checkpointFile: o.checkpoint ?? join(dir, `${name}.checkpoint.json`),
+        deadLetterFile: o.deadLetter ?? join(dir, `${name}.dead-letter.ndjson`),
+        hec: { url: o.hecUrl, token, gzip: o.gzip, caFile: o.caFile, verifyTls: o.verifyTls, timeoutMs: o.timeout, ack: o.ack ? 'auto' : 'off', ackTimeoutMs: o.ackTimeout, ackPollMs: 200 },
+        maxEvents: o.maxEvents,
+        maxBytes: o.maxBytes,
+        pollMs: o.pollMs,
+        backoff: { baseMs: o.backoffBase, maxMs: o.backoffMax },
+        mapping: {
+          index: o.index ?? null,
+          indexField: o.indexField ?? null,
+          source: o.source ?? null,
+          sourcetype: o.sourcetype,
+          sourcetypeField: o.sourcetypeField ?? null,
+          hostField: o.hostField,
+        },
+        logger,
+      });
+      forwarder.start();
+      logger.info({ app: o.app, hec: new URL(o.hecUrl).origin, since: forwarder.status.since || '0' }, 'forwarding');
+      if (o.once) {
+        while (forwarder.status.caughtUpAt === null) await new Promise((ok) => setTimeout(ok, 50));
+        await forwarder.stop();
+        process.stdout.write(`${JSON.stringify({ forwarded: forwarder.status.forwarded, dead_lettered: forwarder.status.deadLettered, since: forwarder.status.since })}\n`);
+        return;
+      }
+      onShutdownSignal(logger, () => forwarder.stop());
+    });
+}
