@@ -15,6 +15,7 @@ import errorHandler from './plugins/error-handler.js';
 import pathGuard from './plugins/path-guard.js';
 import { Metrics } from './plugins/metrics.js';
 import healthRoutes from './routes/health-routes.js';
+import dashboardRoutes from './routes/dashboard-routes.js';
 import proxyRoutes from './routes/proxy-routes.js';
 import writeRoutes from './routes/write-routes.js';
 import hecRoutes from './hec/hec-routes.js';
@@ -94,6 +95,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
 
   await app.register(healthRoutes, { http, metrics, verifier, publicMetrics: ingress.public_metrics });
+  await app.register(dashboardRoutes, { apps: dashboardApps(config) });
   await app.register(writeRoutes, {
     ingress,
     verifier,
@@ -144,4 +146,12 @@ function appRegistry(config: Config): AppRegistry {
       return all.filter((db) => db.startsWith(dbName(''))).map((db) => db.slice(dbName('').length));
     },
   });
+}
+
+/** The live dashboards: every configured app, and the correlator's records. */
+function dashboardApps(config: Config): Record<string, 'fail2ban' | 'correlated' | 'plain'> {
+  const apps: Record<string, 'fail2ban' | 'correlated' | 'plain'> = {};
+  for (const [name, a] of Object.entries(config.apps)) apps[name] = a.reports.includes('fail2ban') ? 'fail2ban' : a.reports.includes('correlated') ? 'correlated' : 'plain';
+  if (config.correlator.outputs.couchdb.enabled) apps[config.correlator.outputs.couchdb.app] = 'correlated';
+  return apps;
 }

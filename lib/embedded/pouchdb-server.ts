@@ -3,6 +3,7 @@
 // some requests crash it outright (an anonymous `PUT /<db>`, `_changes`
 // with a `_selector` filter): a crash must cost a restart, not the service.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommandError } from '../errors.js';
@@ -59,5 +60,10 @@ function prepareConfig(dir: string, file: string): void {
     }
   }
   config.log = { file: join(dir, 'pouchdb-server.log'), level: 'warning', ...config.log };
+  // A session secret of its own, kept across restarts (as CouchDB keeps it
+  // in its ini): otherwise PouchDB Server draws a new one at each start and
+  // every AuthSession cookie (Fauxton, the live dashboard) dies with a restart.
+  const auth = (config.couch_httpd_auth ??= {});
+  if (typeof auth.secret !== 'string' || auth.secret === '') auth.secret = randomBytes(32).toString('hex');
   writeFileSync(file, JSON.stringify(config, null, 2), { mode: 0o600 });
 }
