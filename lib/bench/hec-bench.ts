@@ -11,9 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { runLoad, type LoadResult } from './load.js';
+import { pino } from 'pino';
 import { startBenchStack } from './bench-stack.js';
+import { Forwarder } from '../forward/forwarder.js';
 
 export interface HecBenchOptions {
+  /** Documents forwarded in the forwarding phase (0: skip it). */
+  forwardDocs: number;
   /** Requests per phase. */
   requests: number;
   /** Envelopes (documents) per request. */
@@ -30,10 +34,11 @@ export interface HecBenchReport {
   ingressBulk: LoadResult;
   ratio: number;
   gzipRatio: number;
+  forward: { docs: number; changesDocsPerSecond: number; forwardDocsPerSecond: number; ratio: number } | null;
 }
 
 const TOKEN = 'bench-hec-token-0123456789abcdef';
-const APPS = ['warmup', 'direct1', 'hec1', 'hec2', 'direct2', 'hec_gzip', 'ingress_bulk'];
+const APPS = ['warmup', 'direct1', 'hec1', 'hec2', 'direct2', 'hec_gzip', 'ingress_bulk', 'fwd_src', 'fwd_dst'];
 
 /** An nginx access log event as a shipper would send it. */
 const event = (i: number) => ({
@@ -111,6 +116,7 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
       concurrency: o.concurrency,
       ok: [201],
     });
+    const forward = o.forwardDocs > 0 ? await benchForward(o, stack, bulkBody, progress) : null;
     const directBoth = combine(d1, d2);
     const hecBoth = combine(h1, h2);
     return {
@@ -120,11 +126,72 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
       ingressBulk,
       ratio: hecBoth.docsPerSecond / directBoth.docsPerSecond,
       gzipRatio: hecGzip.docsPerSecond / directBoth.docsPerSecond,
+      forward,
     };
   } finally {
     await stack.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Forwarding: `couchlog forward`'s Forwarder from log_fwd_src into the same
+ * ingress's HEC endpoint (index fwd_dst, gzip, acks off as Vector's
+ * default target would have them), next to a plain read of the same
+ * _changes pages (limit = the forwarder's page size, include_docs).
+ */
+async function benchForward(
+  o: HecBenchOptions,
+  stack: Awaited<ReturnType<typeof startBenchStack>>,
+  bulkBody: (r: number) => string,
+  progress: (line: string) => void,
+): Promise<NonNullable<HecBenchReport['forward']>> {
+  const pageSize = 500;
+  const requests = Math.ceil(o.forwardDocs / o.batch);
+  const docs = requests * o.batch;
+  progress(`forwarding: loading ${docs} documents into log_fwd_src...`);
+  await runLoad({ url: stack.couch.url, path: '/log_fwd_src/_bulk_docs', headers: stack.writer, body: bulkBody, docsPerRequest: o.batch, total: requests, concurrency: 4, ok: [201] });
+  progress('    ...a plain _changes read of all of it...');
+  const readers = { authorization: stack.writer.authorization!, accept: 'application/json' };
+  let since: unknown = 0;
+  let read = 0;
+  const t0 = process.hrtime.bigint();
+  for (;;) {
+    const res = await fetch(`${stack.couch.url}/log_fwd_src/_changes?since=${encodeURIComponent(String(since))}&limit=${pageSize}&include_docs=true`, { headers: readers });
+    const body = (await res.json()) as { results: Array<{ id: string; doc?: Record<string, unknown> }>; last_seq: unknown };
+    // What a consumer does at least: look at every document.
+    for (const r of body.results) if (r.doc && !r.id.startsWith('_design/')) read++;
+    since = body.last_seq;
+    if (body.results.length < pageSize) break;
+  }
+  const readSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  progress('    ...and couchlog forward into the HEC endpoint');
+  const dir = mkdtempSync(join(tmpdir(), 'couchlog-bench-fwd-'));
+  const logger = pino({ level: 'silent' });
+  const forwarder = new Forwarder({
+    app: 'fwd_src',
+    couchUrl: stack.couch.url,
+    couchHeaders: { authorization: stack.writer.authorization! },
+    checkpointFile: join(dir, 'checkpoint.json'),
+    deadLetterFile: join(dir, 'dead-letter.ndjson'),
+    hec: { url: stack.ingressUrl, token: TOKEN, gzip: true, verifyTls: true, timeoutMs: 30_000, ack: 'auto', ackTimeoutMs: 60_000, ackPollMs: 50 },
+    maxEvents: pageSize,
+    maxBytes: 4_000_000,
+    pollMs: 50,
+    backoff: { baseMs: 100, maxMs: 2000 },
+    mapping: { index: 'fwd_dst', indexField: null, source: null, sourcetype: '_json', sourcetypeField: null, hostField: 'host' },
+    logger,
+  });
+  const t1 = process.hrtime.bigint();
+  forwarder.start();
+  while (forwarder.status.caughtUpAt === null) await new Promise((ok) => setTimeout(ok, 10));
+  const fwdSeconds = Number(process.hrtime.bigint() - t1) / 1e9;
+  await forwarder.stop();
+  rmSync(dir, { recursive: true, force: true });
+  if (forwarder.status.forwarded !== read) throw new Error(`forwarded ${forwarder.status.forwarded} of ${read} documents`);
+  const changesDocsPerSecond = read / readSeconds;
+  const forwardDocsPerSecond = forwarder.status.forwarded / fwdSeconds;
+  return { docs: read, changesDocsPerSecond, forwardDocsPerSecond, ratio: forwardDocsPerSecond / changesDocsPerSecond };
 }
 
 function combine(x: LoadResult, y: LoadResult): LoadResult {
@@ -143,5 +210,13 @@ export function formatHecReport(r: HecBenchReport): string {
     row('HEC, gzip bodies', r.hecGzip),
     row('ingress _bulk_docs', r.ingressBulk),
     `  ratio HEC/_bulk_docs: ${r.ratio.toFixed(2)}x  (target >= 0.90x); gzip: ${r.gzipRatio.toFixed(2)}x`,
+    ...(r.forward
+      ? [
+          `Forwarding ${r.forward.docs} documents into the HEC endpoint (gzip, pages of 500)`,
+          `  plain _changes read       ${r.forward.changesDocsPerSecond.toFixed(0).padStart(8)} docs/s`,
+          `  couchlog forward          ${r.forward.forwardDocsPerSecond.toFixed(0).padStart(8)} docs/s`,
+          `  ratio forward/_changes: ${r.forward.ratio.toFixed(2)}x  (target >= 0.50x)`,
+        ]
+      : []),
   ].join('\n');
 }

@@ -53,6 +53,11 @@ export interface ForwarderStatus {
   caughtUpAt: number | null;
 }
 
+interface Page {
+  results: Change[];
+  last_seq: unknown;
+}
+
 interface Change {
   seq: unknown;
   id: string;
@@ -137,16 +142,27 @@ export class Forwarder {
 
   private async run(): Promise<void> {
     let attempt = 0;
+    // The next page is read while the current one is sent (one page ahead);
+    // the checkpoint still only moves once a page is delivered.
+    let ahead: { since: string; page: Promise<Page> } | null = null;
     while (this.running) {
-      let page: { results: Change[]; last_seq: unknown };
+      let page: Page;
       try {
-        page = await this.readPage();
+        const mine: { since: string; page: Promise<Page> } | null = ahead;
+        ahead = null;
+        page = mine !== null && mine.since === this.status.since ? await mine.page : await this.readPage(this.status.since);
         attempt = 0;
       } catch (err) {
         this.status.lastError = (err as Error).message;
         this.o.logger.warn({ app: this.o.app, err: (err as Error).message }, 'forward: reading _changes failed; retrying');
         await this.sleep(backoffDelay(attempt++, this.o.backoff));
         continue;
+      }
+      if (page.results.length >= this.o.maxEvents) {
+        const since = JSON.stringify(page.last_seq);
+        const next = this.readPage(since);
+        next.catch(() => {}); // read again if it failed
+        ahead = { since, page: next };
       }
       const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
       const envelopes = docs.map((d) => JSON.stringify(envelopeOf(d, this.o.app, this.o.mapping)));
@@ -164,8 +180,8 @@ export class Forwarder {
     }
   }
 
-  private async readPage(): Promise<{ results: Change[]; last_seq: unknown }> {
-    const since = this.status.since === '' ? '0' : (JSON.parse(this.status.since) as unknown);
+  private async readPage(checkpoint: string): Promise<Page> {
+    const since = checkpoint === '' ? '0' : (JSON.parse(checkpoint) as unknown);
     const q = new URLSearchParams({ since: typeof since === 'string' ? since : String(since), limit: String(this.o.maxEvents), include_docs: 'true' });
     const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}/_changes?${q}`, { headers: { accept: 'application/json', ...this.o.couchHeaders }, signal: AbortSignal.timeout(this.o.hec.timeoutMs) });
     const body = (await res.json()) as { results?: Change[]; last_seq?: unknown; reason?: string };
