@@ -240,7 +240,8 @@ describe('ClickHouse stopped under load, then started again', () => {
     const counts = await clickhouseCounts(ch, 'http_logs');
     assert.equal(docs.size, traffic.expectedRecords);
     assert.equal(counts.final, traffic.expectedRecords);
-    assert.equal(counts.distinct, traffic.expectedRecords);
+    // Ids without FINAL may also include provisional records since deleted (CouchDB 3 reorders the feeds).
+    assert.ok(counts.distinct >= traffic.expectedRecords, JSON.stringify(counts));
     assert.deepEqual([...rows.keys()].sort(), [...docs.keys()].sort());
     for (const [id, want] of traffic.expectA) {
       const d = docs.get(`A-${id}`);
