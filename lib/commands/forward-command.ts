@@ -1,11 +1,12 @@
 // `couchlog forward`: options defined here; the work is lib/forward/.
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { couchUrl, loadConfig, namedSecret, requirePassword } from '../config/load.js';
+import { couchUrl, loadConfig, namedSecret, requirePassword, type Config } from '../config/load.js';
 import { basicAuth } from '../couch/basic-auth.js';
 import { CommandError } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { createLogger, type Logger } from '../logger.js';
 import { Forwarder } from '../forward/forwarder.js';
+import { forwardersOf, serveForwardMetrics } from '../forward/from-config.js';
 import { onShutdownSignal } from './lifecycle.js';
 
 export interface ForwardCliOptions {
@@ -34,6 +35,8 @@ export interface ForwardCliOptions {
   checkpoint?: string;
   deadLetter?: string;
   once?: boolean;
+  metricsHost: string;
+  metricsPort?: number;
 }
 
 const positive = (flag: string) => (value: string) => {
@@ -44,8 +47,8 @@ const positive = (flag: string) => (value: string) => {
 export function forwardCommand(name: string, configFile: () => string | undefined): Command {
   return new Command(name)
     .description("forward log_<app>'s documents to a Splunk HTTP Event Collector, checkpointed (resumes after a crash)")
-    .requiredOption('--app <app>', 'the app whose log_<app> is forwarded')
-    .requiredOption('--hec-url <url>', 'the HEC base URL (https://splunk:8088) or its event URL')
+    .option('--app <app>', 'the app whose log_<app> is forwarded (without it: every forwarder of the config\'s forward: section)')
+    .option('--hec-url <url>', 'the HEC base URL (https://splunk:8088) or its event URL (with --app)')
     .option('--hec-token <token>', 'the HEC token (visible to ps: prefer --hec-token-env)')
     .option('--hec-token-env <NAME>', 'environment variable or secrets.env key holding the HEC token', 'COUCHLOG_FORWARD_HEC_TOKEN')
     .option('--name <name>', 'checkpoint name (default: the app): one checkpoint per forwarder')
@@ -69,43 +72,68 @@ export function forwardCommand(name: string, configFile: () => string | undefine
     .option('--checkpoint <file>', 'checkpoint file (default: <data_dir>/forward/<name>.checkpoint.json)')
     .option('--dead-letter <file>', 'events HEC refuses for good (default: <data_dir>/forward/<name>.dead-letter.ndjson)')
     .option('--once', 'stop once caught up (cron, tests)')
+    .option('--metrics-host <host>', 'address of the /metrics and /health endpoint', '127.0.0.1')
+    .option('--metrics-port <port>', 'serve /metrics and /health on this port', positive('--metrics-port'))
     .action(async (o: ForwardCliOptions) => {
       const { config } = loadConfig({ file: configFile() });
       const logger = createLogger(config.log_level, 'forward');
-      const token = o.hecToken ?? namedSecret(config, o.hecTokenEnv);
-      if (!token) throw new CommandError(`no HEC token: set ${o.hecTokenEnv} (environment or ${join(config.data_dir, 'secrets.env')}) or give --hec-token`, 2);
-      const name = o.name ?? o.app;
-      if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new CommandError('--name: lowercase letters, digits, "_" and "-"', 2);
-      const dir = join(config.data_dir, 'forward');
-      const forwarder = new Forwarder({
-        app: o.app,
-        couchUrl: couchUrl(config),
-        couchHeaders: { authorization: basicAuth(config.users.reader.user, requirePassword(config, 'reader')) },
-        checkpointFile: o.checkpoint ?? join(dir, `${name}.checkpoint.json`),
-        deadLetterFile: o.deadLetter ?? join(dir, `${name}.dead-letter.ndjson`),
-        hec: { url: o.hecUrl, token, gzip: o.gzip, caFile: o.caFile, verifyTls: o.verifyTls, timeoutMs: o.timeout, ack: o.ack ? 'auto' : 'off', ackTimeoutMs: o.ackTimeout, ackPollMs: 200 },
-        maxEvents: o.maxEvents,
-        maxBytes: o.maxBytes,
-        pollMs: o.pollMs,
-        backoff: { baseMs: o.backoffBase, maxMs: o.backoffMax },
-        mapping: {
-          index: o.index ?? null,
-          indexField: o.indexField ?? null,
-          source: o.source ?? null,
-          sourcetype: o.sourcetype,
-          sourcetypeField: o.sourcetypeField ?? null,
-          hostField: o.hostField,
-        },
-        logger,
-      });
-      forwarder.start();
-      logger.info({ app: o.app, hec: new URL(o.hecUrl).origin, since: forwarder.status.since || '0' }, 'forwarding');
+      let forwarders: Forwarder[];
+      if (o.app === undefined) {
+        forwarders = forwardersOf(config, logger);
+        if (forwarders.length === 0) throw new CommandError('nothing to forward: give --app and --hec-url, or list forwarders under forward: in the config', 2);
+      } else {
+        forwarders = [single(config, logger, o)];
+      }
+      const server = o.metricsPort !== undefined ? await serveForwardMetrics(forwarders, o.metricsHost, o.metricsPort) : null;
+      for (const f of forwarders) {
+        f.start();
+        logger.info({ forwarder: f.name, app: f.status.app, since: f.status.since || '0' }, 'forwarding');
+      }
+      const stop = async () => {
+        await Promise.all(forwarders.map((f) => f.stop()));
+        await new Promise((ok) => (server ? server.close(ok) : ok(undefined)));
+      };
       if (o.once) {
-        while (forwarder.status.caughtUpAt === null) await new Promise((ok) => setTimeout(ok, 50));
-        await forwarder.stop();
-        process.stdout.write(`${JSON.stringify({ forwarded: forwarder.status.forwarded, dead_lettered: forwarder.status.deadLettered, since: forwarder.status.since })}\n`);
+        while (forwarders.some((f) => f.status.caughtUpAt === null)) await new Promise((ok) => setTimeout(ok, 50));
+        await stop();
+        for (const f of forwarders) {
+          process.stdout.write(`${JSON.stringify({ forwarder: f.name, forwarded: f.status.forwarded, dead_lettered: f.status.deadLettered, since: f.status.since })}\n`);
+        }
         return;
       }
-      onShutdownSignal(logger, () => forwarder.stop());
+      onShutdownSignal(logger, stop);
     });
+}
+
+function single(config: Config, logger: Logger, o: ForwardCliOptions): Forwarder {
+  if (!o.hecUrl) throw new CommandError('--app needs --hec-url', 2);
+  const token = o.hecToken ?? namedSecret(config, o.hecTokenEnv);
+  if (!token) throw new CommandError(`no HEC token: set ${o.hecTokenEnv} (environment or ${join(config.data_dir, 'secrets.env')}) or give --hec-token`, 2);
+  const name = o.name ?? o.app!;
+  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new CommandError('--name: lowercase letters, digits, "_" and "-"', 2);
+  const dir = join(config.data_dir, 'forward');
+  const app = o.app!;
+  const forwarder = new Forwarder({
+    app,
+    name,
+    couchUrl: couchUrl(config),
+    couchHeaders: { authorization: basicAuth(config.users.reader.user, requirePassword(config, 'reader')) },
+    checkpointFile: o.checkpoint ?? join(dir, `${name}.checkpoint.json`),
+    deadLetterFile: o.deadLetter ?? join(dir, `${name}.dead-letter.ndjson`),
+    hec: { url: o.hecUrl, token, gzip: o.gzip, caFile: o.caFile, verifyTls: o.verifyTls, timeoutMs: o.timeout, ack: o.ack ? 'auto' : 'off', ackTimeoutMs: o.ackTimeout, ackPollMs: 200 },
+    maxEvents: o.maxEvents,
+    maxBytes: o.maxBytes,
+    pollMs: o.pollMs,
+    backoff: { baseMs: o.backoffBase, maxMs: o.backoffMax },
+    mapping: {
+      index: o.index ?? null,
+      indexField: o.indexField ?? null,
+      source: o.source ?? null,
+      sourcetype: o.sourcetype,
+      sourcetypeField: o.sourcetypeField ?? null,
+      hostField: o.hostField,
+    },
+    logger,
+  });
+  return forwarder;
 }

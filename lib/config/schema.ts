@@ -172,6 +172,37 @@ const couchdb = z
   .strict()
   .default({});
 
+/** A forwarder: log_<app> to a Splunk HTTP Event Collector (`couchlog forward`, run by `couchlog up`). */
+const forwarder = z
+  .object({
+    /** Checkpoint and dead-letter files are named after it; its HEC token is COUCHLOG_FORWARD_TOKEN_<NAME>. */
+    name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'lowercase letters, digits and "_", starting with a letter'),
+    app: appName,
+    hec_url: z.string().url().refine((u) => /^https?:/.test(u), 'must be an http:// or https:// URL'),
+    /** null: from COUCHLOG_FORWARD_TOKEN_<NAME> in the environment, else <data_dir>/secrets.env. */
+    token: z.string().min(1).nullable().default(null),
+    index: z.string().min(1).nullable().default(null),
+    index_field: z.string().min(1).nullable().default(null),
+    /** null: couchlog:log_<app>. */
+    source: z.string().min(1).nullable().default(null),
+    sourcetype: z.string().min(1).default('_json'),
+    sourcetype_field: z.string().min(1).nullable().default(null),
+    host_field: z.string().min(1).nullable().default('host'),
+    max_events: z.number().int().min(1).max(100_000).default(500),
+    max_bytes: z.number().int().min(1024).default(1_000_000),
+    gzip: z.boolean().default(true),
+    ca_file: z.string().min(1).nullable().default(null),
+    verify_tls: z.boolean().default(true),
+    timeout_ms: z.number().int().min(100).default(30_000),
+    /** Wait for indexer acknowledgment when the target hands out ackIds. */
+    ack: z.boolean().default(true),
+    ack_timeout_ms: z.number().int().min(100).default(120_000),
+    poll_ms: z.number().int().min(10).default(1000),
+    backoff_base_ms: z.number().int().min(10).default(500),
+    backoff_max_ms: z.number().int().min(10).default(30_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** Folder for the embedded server's data and generated secrets. */
@@ -191,6 +222,8 @@ export const configSchema = z
     ingress,
     correlator: correlatorSchema,
     clickhouse: clickhouseSchema,
+    /** Forwarders to Splunk HEC endpoints (several at once). */
+    forward: z.array(forwarder).default([]),
   })
   .strict();
 

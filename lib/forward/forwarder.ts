@@ -28,6 +28,8 @@ export interface ForwardMapping {
 
 export interface ForwarderOptions {
   app: string;
+  /** For logs and metrics (default: the app). */
+  name?: string;
   /** CouchDB base URL and the headers of an account that may read log_<app>. */
   couchUrl: string;
   couchHeaders: Record<string, string>;
@@ -108,8 +110,10 @@ export class Forwarder {
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   readonly status: ForwarderStatus;
+  readonly name: string;
 
   constructor(private readonly o: ForwarderOptions) {
+    this.name = o.name ?? o.app;
     this.sender = new HecSender(o.hec);
     this.status = { app: o.app, since: readCheckpoint(o.checkpointFile), forwarded: 0, deadLettered: 0, retries: 0, lastError: null, caughtUpAt: null };
   }

@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { couchUrl, requirePassword } from '../../lib/config/load.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 import { Forwarder, type ForwarderOptions } from '../../lib/forward/forwarder.js';
+import { forwardersOf, serveForwardMetrics } from '../../lib/forward/from-config.js';
 import { startStack, http, countDocs, type Stack } from '../helpers/stack.js';
 
 const TOKEN = 'forward-target-token-0123456789';
@@ -175,5 +176,37 @@ describe('couchlog forward into a HEC endpoint', () => {
     assert.equal(f.status.forwarded, 59);
     const metrics = await http(`${dst.url}/_couchlog/metrics`);
     assert.match(metrics.text, /route="hec_ack",method="POST",status="200"/);
+  });
+});
+
+describe('forward: section of the config', () => {
+  test('forwardersOf runs every configured forwarder; /metrics and /health', async () => {
+    await post('src', makeDocs(20, 5000));
+    const config = structuredClone(src.config);
+    config.forward = [
+      {
+        name: 'cfg_one', app: 'src', hec_url: dst.url, token: TOKEN, index: 'dst4', index_field: null, source: 'cfg', sourcetype: '_json', sourcetype_field: null, host_field: 'host',
+        max_events: 500, max_bytes: 1_000_000, gzip: true, ca_file: null, verify_tls: true, timeout_ms: 5000, ack: true, ack_timeout_ms: 10_000, poll_ms: 100, backoff_base_ms: 100, backoff_max_ms: 1000,
+      },
+    ];
+    const forwarders = forwardersOf(config, silent);
+    const server = await serveForwardMetrics(forwarders, '127.0.0.1', 0);
+    const port = (server.address() as { port: number }).port;
+    forwarders.forEach((f) => f.start());
+    try {
+      await until('log_src in log_dst4', async () => (await countDocs(dst, 'log_dst4')) === (await countDocs(src, 'log_src')));
+      const metrics = await http(`http://127.0.0.1:${port}/metrics`);
+      assert.match(metrics.text, /couchlog_forward_events_total\{forwarder="cfg_one",app="src"\} 1020/);
+      const health = await http(`http://127.0.0.1:${port}/health`);
+      assert.equal(health.status, 200);
+      assert.equal(health.json.forwarders[0].name, 'cfg_one');
+    } finally {
+      await Promise.all(forwarders.map((f) => f.stop()));
+      server.close();
+    }
+    assert.ok(existsSync(join(src.dataDir, 'forward', 'cfg_one.checkpoint.json')));
+    const noToken = structuredClone(config);
+    noToken.forward[0]!.token = null;
+    assert.throws(() => forwardersOf(noToken, silent), /COUCHLOG_FORWARD_TOKEN_CFG_ONE/);
   });
 });
