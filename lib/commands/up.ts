@@ -12,6 +12,7 @@ import type { Logger } from '../logger.js';
 import { runSetup } from '../setup/run-setup.js';
 import { startEmbeddedCouch } from './couchdb.js';
 import { startIngress } from './ingress.js';
+import { forwardersOf } from '../forward/from-config.js';
 
 export interface Running {
   stop: () => Promise<void>;
@@ -25,6 +26,8 @@ export type Say = (line: string) => void;
 
 export async function up(config: Config, logger: Logger, say: Say = () => {}): Promise<Running> {
   const secrets = ensureSecrets(config);
+  // Built (and their tokens checked) before anything starts; started last.
+  const forwarders = forwardersOf(config, logger);
   say(`couchlog starting (data in ${displayPath(config.data_dir)})`);
   const stack: Array<{ stop: () => Promise<void> }> = [];
   const stopAll = async () => {
@@ -64,6 +67,11 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}): P
     const ingress = await startIngress(config, logger);
     stack.push({ stop: () => ingress.close() });
     say(`  ok   ingress     ${ingressUrl(config)}`);
+    for (const f of forwarders) {
+      f.start();
+      stack.push({ stop: () => f.stop() });
+      say(`  ok   forward     ${f.name}: ${dbName(f.status.app)} -> Splunk HEC`);
+    }
     return {
       stop: stopAll,
       reopen: async () => correlator?.reopen(),
