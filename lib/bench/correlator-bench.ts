@@ -23,7 +23,7 @@ import { loggerOptions } from '../logger.js';
 import { startEmbeddedCouch } from '../commands/couchdb.js';
 import { EmbeddedClickhouse, findClickhouseServer } from '../embedded/clickhouse-server.js';
 import { runSetup } from '../setup/run-setup.js';
-import { startCorrelator } from '../../correlator/service.js';
+import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import type { EngineCounters } from '../../correlator/engine/types.js';
 import { freePort } from './free-port.js';
 import { cpuMeter } from './process-cpu.js';
@@ -39,6 +39,16 @@ export interface CorrelatorBenchOptions {
   seed: number;
   /** The sinks to run (both by default): timing one alone shows what each costs. */
   sinks: Array<'clickhouse' | 'couchdb'>;
+  /**
+   * in-order: both backlogs loaded, then drained; late-side: the B backlog
+   * drained first, then the A backlog of the same connections (an hour
+   * old) posted to the running correlator, and its drain timed.
+   */
+  scenario: 'in-order' | 'late-side';
+  /** An external CouchDB (admin from COUCHDB_USER / COUCHDB_PASSWORD in `env`); null: the embedded server. */
+  couchdbUrl: string | null;
+  /** Where the config module reads the external admin's credentials. */
+  env: Record<string, string | undefined>;
 }
 
 export interface Timed {
@@ -51,13 +61,16 @@ export interface Timed {
 export type PhaseCpu = Record<'couchdb' | 'clickhouse' | 'correlator', number | null>;
 
 export interface CorrelatorBenchReport {
+  scenario: CorrelatorBenchOptions['scenario'];
+  /** Which CouchDB was measured: "embedded PouchDB Server 4.2.0" or "Apache CouchDB 3.5.0 at http://...". */
+  server: string;
   events: { A: number; B: number };
   batchSize: number;
   load: Timed;
   plainRead: Timed & { cpu: PhaseCpu };
   correlator: Timed & { cpu: PhaseCpu; outputs: number; outputsPerSecond: number; sinks: string[]; counters: EngineCounters };
   /** What the sinks hold afterwards (null: sink not run). */
-  check: { couchdb: number | null; clickhouseFinal: number | null; clickhouseRaw: number | null };
+  check: { couchdb: number | null; clickhouseFinal: number | null; clickhouseRaw: number | null; expected: number };
   clickhouse: string;
   ratio: number;
 }
@@ -76,13 +89,36 @@ async function clickhouseQuery(url: string, sql: string): Promise<string> {
   return text.trim();
 }
 
-export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line: string) => void): Promise<CorrelatorBenchReport> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-correlator-'));
-  const env = { COUCHLOG_DATA: dataDir, COUCHLOG_COUCHDB_PORT: String(await freePort()), COUCHLOG_LOG_LEVEL: 'info' };
+interface Server {
+  config: Config;
+  http: CouchHttp;
+  label: string;
+  pids: Record<'couchdb' | 'clickhouse' | 'correlator', number | null>;
+  clickhouseUrl: string | null;
+  clickhouseNote: string;
+  dbs: { a: string; b: string; out: string };
+  close(): Promise<void>;
+}
+
+/** The CouchDB (embedded, or the external one asked for) and ClickHouse, set up with fresh databases. */
+async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (line: string) => void): Promise<Server> {
+  const env: Record<string, string | undefined> = { COUCHLOG_DATA: dataDir, COUCHLOG_COUCHDB_PORT: String(await freePort()), COUCHLOG_LOG_LEVEL: 'info' };
+  if (o.couchdbUrl) Object.assign(env, { COUCHDB_URL: o.couchdbUrl, COUCHDB_USER: o.env.COUCHDB_USER, COUCHDB_PASSWORD: o.env.COUCHDB_PASSWORD });
   const { config } = loadConfig({ env, cwd: dataDir });
   ensureSecrets(config);
   // Logs are written (at info, as in production) but to /dev/null.
   const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));
+  // Databases of their own on an external server, removed afterwards.
+  const tag = o.couchdbUrl ? `bench${Date.now().toString(36)}` : '';
+  const apps = { a: `${tag || ''}http`, b: `${tag || ''}network`, out: `${tag || ''}correlated` };
+  config.apps = { [apps.a]: { reports: [], tokens: [] }, [apps.b]: { reports: [], tokens: [] } };
+  const c = config.correlator;
+  c.inputs.http.app = apps.a;
+  c.inputs.network.app = apps.b;
+  c.outputs.couchdb.app = apps.out;
+  c.inputs.batch_size = o.batchSize;
+  c.metrics.enabled = false;
+  c.outputs.couchdb.enabled = o.sinks.includes('couchdb');
 
   const binary = findClickhouseServer();
   let clickhouse: EmbeddedClickhouse | null = null;
@@ -96,106 +132,194 @@ export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line
     clickhouseNote = `${binary} (its own data folder and ports)`;
   } else {
     config.clickhouse.enabled = false;
-    clickhouseNote = 'not installed (no clickhouse-server): the ClickHouse sink is SKIPPED, only log_correlated is written';
+    clickhouseNote = 'not installed (no clickhouse-server): the ClickHouse sink is SKIPPED, only the CouchDB sink is written';
   }
-  const c = config.correlator;
-  c.inputs.batch_size = o.batchSize;
-  c.metrics.enabled = false;
-  c.outputs.couchdb.enabled = o.sinks.includes('couchdb');
+  const embedded = o.couchdbUrl ? null : await (progress('starting the embedded CouchDB...'), startEmbeddedCouch(config, logger));
+  const url = embedded ? embedded.url : o.couchdbUrl!;
+  const http = new CouchHttp(url, { timeoutMs: 300_000, retryAfterS: 5 });
+  if (clickhouse) await clickhouse.start();
+  await runSetup(config);
+  const admin = { authorization: basicAuth(config.couchdb.admin.user, config.couchdb.admin.password!) };
+  const info = await http.request<{ version?: string; vendor?: { name?: string } }>('GET', '/', { headers: admin });
+  const label = embedded ? `embedded PouchDB Server (${url})` : `${info.body.vendor?.name ?? 'CouchDB'} ${info.body.version ?? ''} at ${url}`;
+  const dbs = { a: `log_${apps.a}`, b: `log_${apps.b}`, out: `log_${apps.out}` };
+  return {
+    config,
+    http,
+    label,
+    pids: { couchdb: embedded?.pid ?? null, clickhouse: clickhouse?.pid ?? null, correlator: process.pid },
+    clickhouseUrl: clickhouse?.url ?? null,
+    clickhouseNote,
+    dbs,
+    async close() {
+      if (!embedded) for (const db of Object.values(dbs)) await http.request('DELETE', `/${db}`, { headers: admin });
+      await http.close();
+      await clickhouse?.stop(3000);
+      await embedded?.stop();
+    },
+  };
+}
 
-  progress(`starting the embedded CouchDB${clickhouse ? ' and ClickHouse' : ''}...`);
-  const couch = await startEmbeddedCouch(config, logger);
-  const http = new CouchHttp(couch.url, { timeoutMs: 120_000, retryAfterS: 5 });
+async function load(s: Server, db: string, docs: readonly Record<string, unknown>[], chunk: number): Promise<void> {
+  const writer = { authorization: basicAuth(s.config.users.writer.user, s.config.users.writer.password!) };
+  for (let i = 0; i < docs.length; i += chunk) {
+    const res = await s.http.request('POST', `/${db}/_bulk_docs`, { headers: writer, body: JSON.stringify({ docs: docs.slice(i, i + chunk) }) });
+    if (res.status !== 201) throw new Error(`loading ${db}: ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+  }
+}
+
+/** The baseline: `_changes?include_docs=true` of the databases, pages of batchSize, by the reader. */
+async function plainRead(s: Server, dbs: string[], batchSize: number): Promise<number> {
+  const reader = { authorization: basicAuth(s.config.users.reader.user, s.config.users.reader.password!) };
+  let read = 0;
+  for (const db of dbs) {
+    let since = '0';
+    for (;;) {
+      const qs = new URLSearchParams({ since, limit: String(batchSize), include_docs: 'true', feed: 'normal' });
+      const res = await s.http.request<{ results: Array<{ id: string }>; last_seq: unknown }>('GET', `/${db}/_changes?${qs}`, { headers: reader });
+      if (res.status !== 200) throw new Error(`_changes of ${db}: ${res.status}`);
+      read += res.body.results.filter((r) => !r.id.startsWith('_design/')).length;
+      since = typeof res.body.last_seq === 'string' ? res.body.last_seq : JSON.stringify(res.body.last_seq);
+      if (res.body.results.length < batchSize) break;
+    }
+  }
+  return read;
+}
+
+/** Until the correlator has read `a` A and `b` B events and holds, asks and owes nothing. */
+async function drained(running: RunningCorrelator, a: number, b: number): Promise<void> {
+  for (;;) {
+    const e = running.engine;
+    const s = e.sizes();
+    if (e.counters.eventsIn.A >= a && e.counters.eventsIn.B >= b && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function benchCorrelator(o: CorrelatorBenchOptions, progress: (line: string) => void): Promise<CorrelatorBenchReport> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-correlator-'));
+  const s = await prepare(o, dataDir, progress);
   try {
-    if (clickhouse) await clickhouse.start();
-    await runSetup(config);
-    if (!clickhouse) progress(`ClickHouse ${clickhouseNote}`);
-
+    progress(`measuring ${s.label}; ClickHouse ${s.clickhouseNote}`);
     progress(`generating ${o.events} A + ${o.events} B documents...`);
-    // ~40 new connections per second of event time, ending an hour ago: a
-    // backlog, with the buffers holding what the default window and TTL keep.
+    // ~40 new connections per second of event time, ending an hour ago.
     const spanMs = Math.max(60_000, Math.round((o.events / 40) * 1000));
     const traffic = generateTraffic({ seed: o.seed, aCount: o.events, bCount: o.events, startMs: Date.now() - 3_600_000 - spanMs, spanMs });
-
-    progress(`loading them with _bulk_docs of ${o.loadChunk}...`);
-    const writer = { authorization: basicAuth(config.users.writer.user, config.users.writer.password!) };
-    const t0 = process.hrtime.bigint();
-    await Promise.all(
-      (['http', 'network'] as const).map(async (app) => {
-        const docs = app === 'http' ? traffic.a : traffic.b;
-        for (let i = 0; i < docs.length; i += o.loadChunk) {
-          const res = await http.request('POST', `/log_${app}/_bulk_docs`, { headers: writer, body: JSON.stringify({ docs: docs.slice(i, i + o.loadChunk) }) });
-          if (res.status !== 201) throw new Error(`loading log_${app}: ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
-        }
-      }),
-    );
-    const load = timed(2 * o.events, t0);
-
-    progress(`(i) plain read: _changes?include_docs=true of log_http and log_network, pages of ${o.batchSize}...`);
-    const reader = { authorization: basicAuth(config.users.reader.user, config.users.reader.password!) };
-    // The reader and the correlator run in this process.
-    const pids = { couchdb: couch.pid ?? null, clickhouse: clickhouse?.pid ?? null, correlator: process.pid };
-    const readCpu = cpuMeter(pids);
-    const t1 = process.hrtime.bigint();
-    let read = 0;
-    for (const db of ['log_http', 'log_network']) {
-      let since = '0';
-      for (;;) {
-        const qs = new URLSearchParams({ since, limit: String(o.batchSize), include_docs: 'true', feed: 'normal' });
-        const res = await http.request<{ results: Array<{ id: string }>; last_seq: unknown }>('GET', `/${db}/_changes?${qs}`, { headers: reader });
-        if (res.status !== 200) throw new Error(`_changes of ${db}: ${res.status}`);
-        read += res.body.results.filter((r) => !r.id.startsWith('_design/')).length;
-        since = typeof res.body.last_seq === 'string' ? res.body.last_seq : JSON.stringify(res.body.last_seq);
-        if (res.body.results.length < o.batchSize) break;
-      }
-    }
-    const plainRead = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
-    if (read !== 2 * o.events) throw new Error(`the plain read saw ${read} documents, expected ${2 * o.events}`);
-
-    progress('(ii) the correlator, from start until every output is acknowledged by every sink...');
-    const runCpu = cpuMeter(pids);
-    const t2 = process.hrtime.bigint();
-    const running = await startCorrelator(config, logger, { clickhouse: clickhouse !== null });
-    let counters: EngineCounters;
-    let cpu: PhaseCpu;
-    try {
-      for (;;) {
-        const e = running.engine;
-        const s = e.sizes();
-        if (e.counters.eventsIn.A === o.events && e.counters.eventsIn.B === o.events && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      counters = structuredClone(running.engine.counters);
-      cpu = runCpu() as PhaseCpu;
-    } finally {
-      await running.stop();
-    }
-    const outputs = counters.correlated + counters.orphans.A + counters.orphans.B;
-    const run = timed(2 * o.events, t2);
-    const correlator = { ...run, cpu: cpu!, outputs, outputsPerSecond: outputs / run.seconds, sinks: running.sinks.map((s) => s.name), counters };
-
-    const check = await checkSinks(http, config, clickhouse?.url ?? null);
-    return { events: { A: o.events, B: o.events }, batchSize: o.batchSize, load, plainRead, correlator, check, clickhouse: clickhouseNote, ratio: correlator.docsPerSecond / plainRead.docsPerSecond };
+    return o.scenario === 'in-order' ? await inOrder(o, s, traffic, progress) : await lateSide(o, s, traffic, progress);
   } finally {
-    await http.close();
-    await clickhouse?.stop(3000);
-    await couch.stop();
+    await s.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
-async function checkSinks(http: CouchHttp, config: Config, clickhouseUrl: string | null): Promise<CorrelatorBenchReport['check']> {
+type Traffic = ReturnType<typeof generateTraffic>;
+
+async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, progress: (line: string) => void): Promise<CorrelatorBenchReport> {
+  progress(`loading both backlogs with _bulk_docs of ${o.loadChunk}...`);
+  const t0 = process.hrtime.bigint();
+  await Promise.all([load(s, s.dbs.a, traffic.a, o.loadChunk), load(s, s.dbs.b, traffic.b, o.loadChunk)]);
+  const loaded = timed(2 * o.events, t0);
+
+  progress(`(i) plain read: _changes?include_docs=true of ${s.dbs.a} and ${s.dbs.b}, pages of ${o.batchSize}...`);
+  const readCpu = cpuMeter(s.pids);
+  const t1 = process.hrtime.bigint();
+  const read = await plainRead(s, [s.dbs.a, s.dbs.b], o.batchSize);
+  const plain = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
+  if (read !== 2 * o.events) throw new Error(`the plain read saw ${read} documents, expected ${2 * o.events}`);
+
+  progress('(ii) the correlator, from start until every output is acknowledged by every sink...');
+  const runCpu = cpuMeter(s.pids);
+  const t2 = process.hrtime.bigint();
+  const logger = pino({ level: 'silent' });
+  const running = await startCorrelator(s.config, logger, { clickhouse: s.clickhouseUrl !== null });
+  let counters: EngineCounters;
+  let cpu: PhaseCpu;
+  try {
+    await drained(running, o.events, o.events);
+    counters = structuredClone(running.engine.counters);
+    cpu = runCpu() as PhaseCpu;
+  } finally {
+    await running.stop();
+  }
+  const run = timed(2 * o.events, t2);
+  return report(o, s, loaded, plain, run, cpu!, counters!, running.sinks.map((x) => x.name));
+}
+
+async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, progress: (line: string) => void): Promise<CorrelatorBenchReport> {
+  progress(`loading the B backlog (${o.events} documents, an hour old)...`);
+  const t0 = process.hrtime.bigint();
+  await load(s, s.dbs.b, traffic.b, o.loadChunk);
+  const loadedB = timed(o.events, t0);
+  const logger = pino({ level: 'silent' });
+  const running = await startCorrelator(s.config, logger, { clickhouse: s.clickhouseUrl !== null });
+  let counters: EngineCounters;
+  let cpu: PhaseCpu;
+  let plain: Timed & { cpu: PhaseCpu };
+  let run: Timed;
+  try {
+    progress('the correlator drains the B backlog (provisional orphan Bs) and idles...');
+    await drained(running, 0, o.events);
+    // Paused while the A side is posted, so the drain below is timed from a full backlog, not from the posting.
+    running.pipeline.paused = true;
+    progress(`posting the A backlog of the same connections, an hour late (${o.events} documents)...`);
+    await load(s, s.dbs.a, traffic.a, o.loadChunk);
+
+    progress(`(i) plain read: _changes?include_docs=true of ${s.dbs.a}, pages of ${o.batchSize}...`);
+    const readCpu = cpuMeter(s.pids);
+    const t1 = process.hrtime.bigint();
+    const read = await plainRead(s, [s.dbs.a], o.batchSize);
+    plain = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
+    if (read !== o.events) throw new Error(`the plain read saw ${read} documents, expected ${o.events}`);
+
+    progress('(ii) the running correlator drains the late A backlog: every A decided, corrections written, sinks acknowledged...');
+    const before = structuredClone(running.engine.counters);
+    const runCpu = cpuMeter(s.pids);
+    const t2 = process.hrtime.bigint();
+    running.pipeline.paused = false;
+    await drained(running, o.events, o.events);
+    run = timed(o.events, t2);
+    cpu = runCpu() as PhaseCpu;
+    counters = running.engine.counters;
+    progress(`   ${counters.late.A - before.late.A} late A, ${counters.lookups - before.lookups} connections looked up, ${counters.corrections - before.corrections} corrections`);
+    counters = structuredClone(counters);
+  } finally {
+    await running.stop();
+  }
+  return report(o, s, loadedB, plain!, run!, cpu!, counters!, running.sinks.map((x) => x.name));
+}
+
+async function report(o: CorrelatorBenchOptions, s: Server, loaded: Timed, plain: Timed & { cpu: PhaseCpu }, run: Timed, cpu: PhaseCpu, counters: EngineCounters, sinks: string[]): Promise<CorrelatorBenchReport> {
+  const outputs = counters.correlated + counters.orphans.A + counters.orphans.B;
+  const check = await checkSinks(s);
+  return {
+    scenario: o.scenario,
+    server: s.label,
+    events: { A: o.events, B: o.events },
+    batchSize: o.batchSize,
+    load: loaded,
+    plainRead: plain,
+    correlator: { ...run, cpu, outputs, outputsPerSecond: outputs / run.seconds, sinks, counters },
+    check,
+    clickhouse: s.clickhouseNote,
+    ratio: run.docsPerSecond / plain.docsPerSecond,
+  };
+}
+
+/** What the sinks hold once quiet: the two must agree (ClickHouse counted as it stands: FINAL, deletions out). */
+async function checkSinks(s: Server): Promise<CorrelatorBenchReport['check']> {
+  const config = s.config;
   const admin = { authorization: basicAuth(config.couchdb.admin.user, config.couchdb.admin.password!) };
-  const db = `log_${config.correlator.outputs.couchdb.app}`;
-  const info = await http.request<{ doc_count: number }>('GET', `/${db}`, { headers: admin });
-  const ddocs = await http.request<{ rows: unknown[] }>('GET', `/${db}/_all_docs?startkey=%22_design%2F%22&endkey=%22_design0%22`, { headers: admin });
+  const info = await s.http.request<{ doc_count: number }>('GET', `/${s.dbs.out}`, { headers: admin });
+  const ddocs = await s.http.request<{ rows: unknown[] }>('GET', `/${s.dbs.out}/_all_docs?startkey=%22_design%2F%22&endkey=%22_design0%22`, { headers: admin });
   const couchdb = config.correlator.outputs.couchdb.enabled ? info.body.doc_count - ddocs.body.rows.length : null;
-  if (clickhouseUrl === null) return { couchdb, clickhouseFinal: null, clickhouseRaw: null };
+  const expected = couchdb ?? NaN;
+  if (s.clickhouseUrl === null) return { couchdb, clickhouseFinal: null, clickhouseRaw: null, expected };
   const table = `${config.clickhouse.database}.${config.clickhouse.table}`;
   return {
     couchdb,
-    clickhouseFinal: Number(await clickhouseQuery(clickhouseUrl, `SELECT count() FROM ${table} FINAL`)),
-    clickhouseRaw: Number(await clickhouseQuery(clickhouseUrl, `SELECT count() FROM ${table}`)),
+    clickhouseFinal: Number(await clickhouseQuery(s.clickhouseUrl, `SELECT count() FROM ${table} FINAL WHERE deleted = 0`)),
+    clickhouseRaw: Number(await clickhouseQuery(s.clickhouseUrl, `SELECT count() FROM ${table}`)),
+    expected,
   };
 }
 
@@ -207,16 +331,19 @@ export function formatReport(r: CorrelatorBenchReport): string {
       .filter(([, v]) => v !== null)
       .map(([k, v]) => `${k} ${v!.toFixed(1)}`)
       .join(', ')}`;
-  const ok = (n: number | null) => (n === null ? 'not run' : `${n}${n === r.correlator.outputs ? ' (all)' : ` (EXPECTED ${r.correlator.outputs})`}`);
+  const ok = (n: number | null) => (n === null ? 'not run' : `${n}${n === r.check.expected ? '' : ` (log_correlated has ${r.check.expected})`}`);
+  const late = r.scenario === 'late-side';
   return [
+    `scenario: ${late ? 'late side — the B backlog drained first, then the A backlog of the same connections posted an hour late' : 'in order — both backlogs, then the drain'}`,
+    `CouchDB: ${r.server}`,
     `backlog: ${r.events.A} A + ${r.events.B} B documents; pages of ${r.batchSize}; ClickHouse: ${r.clickhouse}`,
-    row('loading (_bulk_docs)', r.load),
-    row('(i) plain _changes read', r.plainRead),
+    row(late ? 'loading B (_bulk_docs)' : 'loading (_bulk_docs)', r.load),
+    row(late ? '(i) plain _changes read of A' : '(i) plain _changes read', r.plainRead),
     cpu(r.plainRead.cpu),
-    row(`(ii) correlator -> ${r.correlator.sinks.join(' + ')}`, r.correlator),
+    row(`(ii) correlator${late ? ' (late A)' : ''} -> ${r.correlator.sinks.join(' + ')}`, r.correlator),
     cpu(r.correlator.cpu),
-    `  outputs: ${r.correlator.outputs} (${k.correlated} correlated, ${k.orphans.A} orphan A, ${k.orphans.B} orphan B; late ${k.late.A + k.late.B}) = ${r.correlator.outputsPerSecond.toFixed(0)} records/s`,
-    `  acknowledged: log_correlated ${ok(r.check.couchdb)}; ClickHouse FINAL ${ok(r.check.clickhouseFinal)}${r.check.clickhouseRaw !== null ? `, without FINAL ${r.check.clickhouseRaw}` : ''}`,
+    `  decisions: ${k.correlated} correlated, ${k.orphans.A} orphan A, ${k.orphans.B} orphan B (first revisions); ${k.corrections} corrections; late ${k.late.A + k.late.B}; ${k.lookups} lookups; ${k.evictions.A + k.evictions.B} evictions`,
+    `  records as they stand: log_correlated ${r.check.couchdb ?? 'not run'}; ClickHouse FINAL WHERE deleted = 0 ${ok(r.check.clickhouseFinal)}${r.check.clickhouseRaw !== null ? `, without FINAL ${r.check.clickhouseRaw}` : ''}`,
     `  ratio correlator/plain read: ${r.ratio.toFixed(2)}  (target >= ${TARGET_RATIO})`,
   ].join('\n');
 }
