@@ -9,7 +9,7 @@ import { startCorrelator } from '../correlator/service.js';
 import { startEmbeddedClickhouse } from '../lib/commands/clickhouse.js';
 import { up } from '../lib/commands/up.js';
 import { startEmbeddedCouch } from '../lib/commands/couchdb.js';
-import { startIngress } from '../lib/commands/ingress.js';
+import { reloadWriteTokens, startIngress } from '../lib/commands/ingress.js';
 import { runSetup } from '../lib/setup/run-setup.js';
 import { report } from '../lib/commands/report.js';
 import { jsonformatCommand } from '../lib/commands/jsonformat-command.js';
@@ -78,8 +78,8 @@ program
     onShutdownSignal(logger, () => app.close());
     // `systemctl reload` sends SIGHUP, which would otherwise end the process
     // (and systemd counts that as a clean exit: no restart). The ingress has
-    // no file to reopen: its logs go to stdout.
-    onReopenSignal(logger, async () => {});
+    // no file to reopen (its logs go to stdout); it reloads its write tokens.
+    onReopenSignal(logger, async () => reloadWriteTokens(app, () => loadConfig({ file: program.opts<{ config?: string }>().config }).config, logger));
   });
 
 program

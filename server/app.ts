@@ -19,7 +19,7 @@ import dashboardRoutes from './routes/dashboard-routes.js';
 import proxyRoutes from './routes/proxy-routes.js';
 import writeRoutes from './routes/write-routes.js';
 import hecRoutes from './hec/hec-routes.js';
-import { tokenTable } from './hec/tokens.js';
+import { tokenTable, type TokenTable } from './hec/tokens.js';
 import { AppRegistry } from './write/app-registry.js';
 import { BulkWriter } from './write/bulk-writer.js';
 import { GroupCommit } from './write/group-commit.js';
@@ -34,6 +34,8 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     metrics: Metrics;
+    /** The write tokens in use; `couchlog ingress` replaces them on SIGHUP. */
+    writeTokens: TokenTable;
   }
 }
 
@@ -73,6 +75,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   );
   const registry = appRegistry(config);
   const tokens = tokenTable(config);
+  app.decorate('writeTokens', tokens);
   const writerHeaders = { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) };
 
   await app.register(errorHandler);

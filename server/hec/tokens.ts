@@ -23,13 +23,23 @@ interface Entry {
 const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
 
 export class TokenTable {
-  private readonly byDigest = new Map<string, Entry>();
+  private byDigest = new Map<string, Entry>();
 
   constructor(tokens: Array<WriteToken & { secret: string }>) {
     for (const t of tokens) {
       const digest = sha256(t.secret);
       this.byDigest.set(digest.toString('hex'), { token: { name: t.name, apps: t.apps, ack: t.ack }, digest });
     }
+  }
+
+  /** Takes another table's tokens (SIGHUP reload): requests from now on see only those. */
+  replace(other: TokenTable): void {
+    this.byDigest = other.byDigest;
+  }
+
+  /** Token names, for logs (never secrets). */
+  names(): string[] {
+    return [...this.byDigest.values()].map((e) => e.token.name);
   }
 
   get size(): number {
