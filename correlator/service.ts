@@ -4,7 +4,7 @@
 // then close the HTTP server and connections.
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { clickhouseUrl, couchUrl, dbName, requirePassword, type Config } from '../lib/config/load.js';
+import { clickhouseUrl, couchUrl, dbName, namedSecret, requirePassword, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
@@ -28,6 +28,7 @@ import { FanOut } from './sinks/fan-out.js';
 import { FileSink } from './sinks/file-sink.js';
 import type { Sink } from './sinks/sink.js';
 import { StdoutSink } from './sinks/stdout-sink.js';
+import { HecDelivery } from './sinks/hec-sink.js';
 
 export interface CorrelatorOptions {
   /** False when `up` found no ClickHouse to run: the ClickHouse sink is off. */
@@ -82,6 +83,15 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
     const o = out.couchdb;
     sinks.push(
       new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer, (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n)), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
+    );
+  }
+  if (out.splunk_hec.enabled) {
+    const o = out.splunk_hec;
+    const token = o.token ?? namedSecret(config, 'COUCHLOG_CORRELATOR_HEC_TOKEN');
+    if (token === null) throw new ConfigError([`correlator.outputs.splunk_hec: no token: set COUCHLOG_CORRELATOR_HEC_TOKEN (environment or ${resolve(config.data_dir, 'secrets.env')})`]);
+    const hec = { url: o.url!, token, gzip: o.gzip, caFile: o.ca_file ?? undefined, verifyTls: o.verify_tls, timeoutMs: o.timeout_ms, ack: o.ack ? ('auto' as const) : ('off' as const), ackTimeoutMs: o.ack_timeout_ms, ackPollMs: 200 };
+    sinks.push(
+      new BatchingSink('splunk_hec', new HecDelivery(hec, { index: o.index, source: o.source, sourcetype: o.sourcetype }), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
     );
   }
   if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path)));

@@ -66,6 +66,38 @@ const couchdbSink = z
   .strict()
   .default({});
 
+/** Correlated records to a Splunk HTTP Event Collector (docs/forwarding.md). */
+const splunkHecSink = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** The HEC base URL (https://splunk:8088) or its event URL. */
+    url: z.string().url().nullable().default(null),
+    /** null: COUCHLOG_CORRELATOR_HEC_TOKEN from the environment, else <data_dir>/secrets.env. */
+    token: z.string().min(1).nullable().default(null),
+    /** null: the token's default index. */
+    index: z.string().min(1).nullable().default(null),
+    source: z.string().min(1).default('couchlog:correlated'),
+    sourcetype: z.string().min(1).default('couchlog:correlated'),
+    gzip: z.boolean().default(true),
+    ca_file: z.string().min(1).nullable().default(null),
+    verify_tls: z.boolean().default(true),
+    timeout_ms: z.number().int().min(100).default(30_000),
+    /** Wait for indexer acknowledgment when the target hands out ackIds. */
+    ack: z.boolean().default(true),
+    ack_timeout_ms: z.number().int().min(100).default(120_000),
+    batch_size: z.number().int().min(1).max(100_000).default(500),
+    concurrency: z.number().int().min(1).max(16).default(1),
+    flush_interval_ms: z.number().int().min(1).max(60_000).default(1000),
+    max_buffer_size: z.number().int().min(1).default(100_000),
+    retry_initial_ms: z.number().int().min(1).default(500),
+    retry_max_ms: z.number().int().min(1).default(30_000),
+    /** Records HEC refuses for good (relative to data_dir). */
+    dead_letter_file: z.string().min(1).default('splunk-hec-dead-letter.jsonl'),
+  })
+  .strict()
+  .refine((s) => !s.enabled || s.url !== null, { message: 'url is required when enabled', path: ['url'] })
+  .default({});
+
 export const correlatorSchema = z
   .object({
     /** `couchlog up` starts the correlator too. */
@@ -137,6 +169,7 @@ export const correlatorSchema = z
           .strict()
           .default({}),
         stdout: z.object({ enabled: z.boolean().default(false) }).strict().default({}),
+        splunk_hec: splunkHecSink,
       })
       .strict()
       .default({}),
