@@ -32,6 +32,9 @@ const REQUIRE_VALID_USER = {
   ],
 } as const;
 
+/** The report pages (list functions) on CouchDB 3: sandboxed, no scripts, but their form works. */
+const SHOWLIST_CSP = 'sandbox allow-forms';
+
 export function adminClient(config: Config): AdminClient {
   return new AdminClient(couchUrl(config), config.couchdb.admin.user, requirePassword(config, 'admin'));
 }
@@ -71,6 +74,18 @@ export async function runSetup(config: Config): Promise<SetupReport> {
     if (current.status === 200 && current.body === 'true') continue;
     await admin.must(`setting ${section}/${key}`, 'PUT', path, 'true');
     changes.push(`set ${section}/${key} = true`);
+  }
+
+  // CouchDB 3.2+ serves _list answers under `Content-Security-Policy:
+  // sandbox`, which also blocks form submission: the report pages' top /
+  // from / to form needs `allow-forms`. Scripts stay blocked.
+  if (flavor === 'couchdb') {
+    const path = await admin.configPath('csp', 'showlist_header_value');
+    const current = await admin.call<unknown>('GET', path);
+    if (!(current.status === 200 && current.body === SHOWLIST_CSP)) {
+      await admin.must('setting csp/showlist_header_value', 'PUT', path, SHOWLIST_CSP);
+      changes.push(`set csp/showlist_header_value = ${SHOWLIST_CSP}`);
+    }
   }
 
   const inputs = new Set([config.correlator.inputs.http.app, config.correlator.inputs.network.app]);

@@ -96,7 +96,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
       ctl.abort();
     }, timeoutMs || 30000);
     try {
-      var res = await fetch(path, { credentials: 'same-origin', headers: { accept: 'application/json' }, signal: ctl.signal });
+      var res = await fetch(path, { credentials: 'same-origin', headers: { accept: 'application/json', 'x-requested-with': 'XMLHttpRequest' }, signal: ctl.signal });
       var body = await res.json().catch(function () {
         return null;
       });
@@ -448,7 +448,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
     e.preventDefault();
     var name = ($('name') as HTMLInputElement).value;
     var password = ($('password') as HTMLInputElement).value;
-    fetch('/_session', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ name: name, password: password }) })
+    fetch('/_session', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json', accept: 'application/json', 'x-requested-with': 'XMLHttpRequest' }, body: JSON.stringify({ name: name, password: password }) })
       .then(function (res) {
         ($('password') as HTMLInputElement).value = '';
         if (!res.ok) throw new Error(res.status === 401 ? 'Name or password is incorrect.' : 'Login failed (HTTP ' + res.status + ').');
@@ -459,7 +459,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
       });
   });
   $('logout').addEventListener('click', function () {
-    fetch('/_session', { method: 'DELETE', credentials: 'same-origin' }).finally(function () {
+    fetch('/_session', { method: 'DELETE', credentials: 'same-origin', headers: { 'x-requested-with': 'XMLHttpRequest' } }).finally(function () {
       showLogin('Logged out.');
     });
   });
@@ -472,6 +472,8 @@ export function dashboardClient(cfg: DashboardConfig): void {
         else showLogin('Log in to see ' + cfg.db + '.');
         return;
       } catch (err) {
+        // CouchDB 3 with require_valid_user answers an anonymous /_session with 401.
+        if (err instanceof HttpError && err.status === 401) return showLogin('Log in to see ' + cfg.db + '.');
         $('login-message').textContent = 'The server does not answer; retrying… (' + (err as Error).message + ')';
         $('login').hidden = false;
         await sleep(backoff);

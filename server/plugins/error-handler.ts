@@ -27,7 +27,19 @@ function fromFastify(err: FastifyError): CouchlogError | null {
 }
 
 export function sendError(reply: FastifyReply, err: CouchlogError): FastifyReply {
-  return reply.code(err.statusCode).headers(err.headers).type('application/json').send(err.toBody());
+  let headers = err.headers;
+  // CouchDB's convention: a script's request (X-Requested-With:
+  // XMLHttpRequest) gets no Basic challenge, so the browser shows no login
+  // dialog of its own over the page's (the live dashboard's, Fauxton's).
+  if (isScriptRequest(reply.request?.headers ?? {}) && headers && 'WWW-Authenticate' in headers) {
+    headers = { ...headers };
+    delete headers['WWW-Authenticate'];
+  }
+  return reply.code(err.statusCode).headers(headers).type('application/json').send(err.toBody());
+}
+
+export function isScriptRequest(headers: Record<string, string | string[] | undefined>): boolean {
+  return headers['x-requested-with'] === 'XMLHttpRequest';
 }
 
 async function errorHandler(app: FastifyInstance): Promise<void> {

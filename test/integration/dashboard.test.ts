@@ -74,6 +74,13 @@ describe('the live dashboard', () => {
     assert.match(res.headers.get('content-security-policy')!, /default-src 'none'; script-src 'sha256-[^']+'; .*connect-src 'self'/);
     assert.ok(!/<script src|<link|@import|https?:\/\/(?!127)/i.test(res.text), 'self-contained: no external script, style or font');
     assert.equal((await http(`${stack.url}/log_fail2ban/_changes`)).status, 401);
+    // A script's request gets no Basic challenge (no browser dialog over the page's login form), as CouchDB 3 does.
+    const xhr = await http(`${stack.url}/log_fail2ban/_changes`, { headers: { 'x-requested-with': 'XMLHttpRequest' } });
+    assert.equal(xhr.status, 401);
+    assert.equal(xhr.headers.get('www-authenticate'), null);
+    assert.ok((await http(`${stack.url}/log_fail2ban/_changes`)).headers.get('www-authenticate'), 'others still get it');
+    const session = await http(`${stack.url}/_session`, { headers: { 'x-requested-with': 'XMLHttpRequest' } });
+    assert.equal(session.headers.get('www-authenticate'), null);
     assert.equal((await http(`${stack.url}/_couchlog/dashboard/nosuchapp`)).status, 404);
   });
 
@@ -185,7 +192,11 @@ describe('the live dashboard', () => {
       await expectText(page, '#doc-count', '100,001', 3000);
       assert.match(await textOf(page, '#latest li:first-child code'), /203\.0\.113\.7/);
       assert.match(await textOf(page, '#this-minute'), /^[\d,]+\+$/, 'a minute only partly loaded says so');
-      assert.match(await textOf(page, '#index-note'), /report index building: [\d,]+ documents behind/, 'the day\'s totals wait for the index, and say so');
+      // PouchDB Server indexes slowly: the day's totals wait for its index,
+      // and the page says so. CouchDB 3 builds it in seconds: exact totals.
+      const note = await textOf(page, '#index-note');
+      if (note === '') await expectText(page, '#bans-today', '100,001', 15_000);
+      else assert.match(note, /report index building: [\d,]+ documents behind/);
       await page.screenshot({ path: hb.shot('bulk-100k'), fullPage: true });
       process.stdout.write(`# dashboard with 100,000 documents: live in ${openMs} ms\n`);
     } finally {
