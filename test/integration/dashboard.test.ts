@@ -147,6 +147,37 @@ describe('the live dashboard', () => {
     }
   });
 
+  test('log_correlated: correlated vs orphans and the top JA4 fingerprints, live', async () => {
+    const context = await hb.browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    try {
+      await login(page, 'correlated');
+      await expectText(page, '#correlated', '0', 2000);
+      // The correlator's records (written here as the admin: only the correlator account may write them).
+      const now = new Date().toISOString();
+      const rec = (i: number, correlated: boolean, ja4: string | null) => ({
+        _id: `rec-${i}`,
+        timestamp: now,
+        received_at: now,
+        src_ip: `192.0.2.${i}`,
+        correlated,
+        ...(correlated ? {} : { orphan_side: 'A' }),
+        ...(ja4 ? { ja4 } : {}),
+      });
+      const docs = [rec(1, true, 't13d1516h2_aaa'), rec(2, true, 't13d1516h2_aaa'), rec(3, true, 't13d0912h1_bbb'), rec(4, false, null)];
+      const res = await http(`${stack.couchUrl}/log_correlated/_bulk_docs`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.admin }, body: JSON.stringify({ docs }) });
+      assert.equal(res.status, 201, res.text);
+      await expectText(page, '#correlated', '3', 2000);
+      await expectText(page, '#orphans', '1', 2000);
+      await expectText(page, '#orphan-share', '25%', 2000);
+      await expectText(page, '#ja4 tr:first-child td:first-child', 't13d1516h2_aaa', 2000);
+      assert.equal(await textOf(page, '#ja4 tr:first-child td:nth-child(2)'), '2');
+      await page.screenshot({ path: hb.shot('correlated-1280'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
   test('on a phone: the page fits the screen', async () => {
     const context = await hb.browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
     const page = await context.newPage();
