@@ -14,6 +14,7 @@ import { runLoad, type LoadResult } from './load.js';
 import { pino } from 'pino';
 import { startBenchStack } from './bench-stack.js';
 import { Forwarder } from '../forward/forwarder.js';
+import { freePort } from './free-port.js';
 
 export interface HecBenchOptions {
   /** Documents forwarded in the forwarding phase (0: skip it). */
@@ -135,10 +136,10 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
 }
 
 /**
- * Forwarding: `couchlog forward`'s Forwarder from log_fwd_src into the same
- * ingress's HEC endpoint (index fwd_dst, gzip, acks off as Vector's
- * default target would have them), next to a plain read of the same
- * _changes pages (limit = the forwarder's page size, include_docs).
+ * Forwarding: `couchlog forward`'s Forwarder from log_fwd_src into the HEC
+ * endpoint of a second couchlog on this machine (gzip), next to a plain
+ * read of the same _changes pages (limit = the forwarder's page size,
+ * include_docs).
  */
 async function benchForward(
   o: HecBenchOptions,
@@ -165,7 +166,18 @@ async function benchForward(
     if (body.results.length < pageSize) break;
   }
   const readSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  progress('    ...and couchlog forward into the HEC endpoint');
+  // The target is another couchlog (its own PouchDB Server and ingress), as
+  // a SIEM is another machine: the source server serves the reads alone,
+  // as in the plain read.
+  progress('    ...and couchlog forward into another couchlog\'s HEC endpoint');
+  const targetDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-fwd-target-'));
+  const target = await startBenchStack({
+    dataDir: targetDir,
+    apps: ['fwd_dst'],
+    couchPort: await freePort(),
+    ingressPort: await freePort(),
+    tokens: { fwd_dst: [{ name: 'bench', secret: TOKEN }] },
+  });
   const dir = mkdtempSync(join(tmpdir(), 'couchlog-bench-fwd-'));
   const logger = pino({ level: 'silent' });
   const forwarder = new Forwarder({
@@ -174,7 +186,7 @@ async function benchForward(
     couchHeaders: { authorization: stack.writer.authorization! },
     checkpointFile: join(dir, 'checkpoint.json'),
     deadLetterFile: join(dir, 'dead-letter.ndjson'),
-    hec: { url: stack.ingressUrl, token: TOKEN, gzip: true, verifyTls: true, timeoutMs: 30_000, ack: 'auto', ackTimeoutMs: 60_000, ackPollMs: 50 },
+    hec: { url: target.ingressUrl, token: TOKEN, gzip: true, verifyTls: true, timeoutMs: 30_000, ack: 'auto', ackTimeoutMs: 60_000, ackPollMs: 50 },
     maxEvents: pageSize,
     maxBytes: 4_000_000,
     pollMs: 50,
@@ -187,7 +199,9 @@ async function benchForward(
   while (forwarder.status.caughtUpAt === null) await new Promise((ok) => setTimeout(ok, 10));
   const fwdSeconds = Number(process.hrtime.bigint() - t1) / 1e9;
   await forwarder.stop();
+  await target.stop();
   rmSync(dir, { recursive: true, force: true });
+  rmSync(targetDir, { recursive: true, force: true });
   if (forwarder.status.forwarded !== read) throw new Error(`forwarded ${forwarder.status.forwarded} of ${read} documents`);
   const changesDocsPerSecond = read / readSeconds;
   const forwardDocsPerSecond = forwarder.status.forwarded / fwdSeconds;
@@ -212,7 +226,7 @@ export function formatHecReport(r: HecBenchReport): string {
     `  ratio HEC/_bulk_docs: ${r.ratio.toFixed(2)}x  (target >= 0.90x); gzip: ${r.gzipRatio.toFixed(2)}x`,
     ...(r.forward
       ? [
-          `Forwarding ${r.forward.docs} documents into the HEC endpoint (gzip, pages of 500)`,
+          `Forwarding ${r.forward.docs} documents into another couchlog's HEC endpoint (gzip, pages of 500)`,
           `  plain _changes read       ${r.forward.changesDocsPerSecond.toFixed(0).padStart(8)} docs/s`,
           `  couchlog forward          ${r.forward.forwardDocsPerSecond.toFixed(0).padStart(8)} docs/s`,
           `  ratio forward/_changes: ${r.forward.ratio.toFixed(2)}x  (target >= 0.50x)`,

@@ -23,6 +23,7 @@ export interface ForwardCliOptions {
   hostField: string;
   maxEvents: number;
   maxBytes: number;
+  inflight: number;
   gzip: boolean;
   caFile?: string;
   verifyTls: boolean;
@@ -60,6 +61,7 @@ export function forwardCommand(name: string, configFile: () => string | undefine
     .option('--host-field <field>', 'document field that names the host', 'host')
     .option('--max-events <n>', 'events per HEC request (and per _changes page)', positive('--max-events'), 500)
     .option('--max-bytes <n>', 'bytes per HEC request (before gzip)', positive('--max-bytes'), 1_000_000)
+    .option('--inflight <n>', 'pages being delivered at once (what a crash may send twice)', positive('--inflight'), 2)
     .option('--no-gzip', 'send uncompressed bodies')
     .option('--ca-file <pem>', 'CA certificate(s) for an https HEC URL')
     .option('--no-verify-tls', 'accept any TLS certificate (never in production)')
@@ -123,6 +125,7 @@ function single(config: Config, logger: Logger, o: ForwardCliOptions): Forwarder
     hec: { url: o.hecUrl, token, gzip: o.gzip, caFile: o.caFile, verifyTls: o.verifyTls, timeoutMs: o.timeout, ack: o.ack ? 'auto' : 'off', ackTimeoutMs: o.ackTimeout, ackPollMs: 200 },
     maxEvents: o.maxEvents,
     maxBytes: o.maxBytes,
+    inflight: o.inflight,
     pollMs: o.pollMs,
     backoff: { baseMs: o.backoffBase, maxMs: o.backoffMax },
     mapping: {

@@ -190,6 +190,8 @@ const forwarder = z
     host_field: z.string().min(1).nullable().default('host'),
     max_events: z.number().int().min(1).max(100_000).default(500),
     max_bytes: z.number().int().min(1024).default(1_000_000),
+    /** Pages being delivered at once; a crash may send these twice. */
+    inflight: z.number().int().min(1).max(16).default(2),
     gzip: z.boolean().default(true),
     ca_file: z.string().min(1).nullable().default(null),
     verify_tls: z.boolean().default(true),

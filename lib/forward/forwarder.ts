@@ -3,8 +3,8 @@
 // the checkpoint (a file, written atomically) advances only after HEC took
 // every event of the page, so after a crash or `kill -9` the forwarder
 // resumes from the last page HEC acknowledged. Nothing is lost; what may
-// be sent twice is the page in flight at the crash (at most `max_events`
-// documents): HEC has no idempotent ids. (couchlog's own HEC endpoint
+// be sent twice are the pages in flight at the crash (at most `inflight` x
+// `max_events` documents): HEC has no idempotent ids. (couchlog's own HEC endpoint
 // does: events carry their `_id`, so a repeat into couchlog is stored once.)
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -38,6 +38,8 @@ export interface ForwarderOptions {
   hec: HecSenderOptions;
   maxEvents: number;
   maxBytes: number;
+  /** Pages being delivered at once (default 2): what may be sent twice after a crash. */
+  inflight?: number;
   pollMs: number;
   backoff: { baseMs: number; maxMs: number };
   mapping: ForwardMapping;
@@ -107,13 +109,16 @@ export function envelopeOf(doc: Record<string, unknown>, app: string, m: Forward
 export class Forwarder {
   private readonly sender: HecSender;
   private running = false;
-  private wake: (() => void) | null = null;
+  /** Sleeping waits (poll, backoff), woken by stop(). */
+  private readonly wakers = new Set<() => void>();
+  private readonly inflight: number;
   private loop: Promise<void> | null = null;
   readonly status: ForwarderStatus;
   readonly name: string;
 
   constructor(private readonly o: ForwarderOptions) {
     this.name = o.name ?? o.app;
+    this.inflight = Math.max(1, o.inflight ?? 2);
     this.sender = new HecSender(o.hec);
     this.status = { app: o.app, since: readCheckpoint(o.checkpointFile), forwarded: 0, deadLettered: 0, retries: 0, lastError: null, caughtUpAt: null };
   }
@@ -127,7 +132,7 @@ export class Forwarder {
   /** Finishes the page in flight (or gives up waiting on a retry), then stops. */
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    for (const wake of [...this.wakers]) wake();
     await this.loop;
     await this.sender.close();
   }
@@ -135,26 +140,39 @@ export class Forwarder {
   private async sleep(ms: number): Promise<void> {
     if (!this.running) return;
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.wake = () => {
+      const done = () => {
         clearTimeout(t);
+        this.wakers.delete(done);
         resolve();
       };
+      const t = setTimeout(done, ms);
+      this.wakers.add(done);
     });
-    this.wake = null;
   }
 
   private async run(): Promise<void> {
     let attempt = 0;
-    // The next page is read while the current one is sent (one page ahead);
-    // the checkpoint still only moves once a page is delivered.
+    // Pages are read one ahead and up to `inflight` are being delivered at
+    // once; the checkpoint moves in feed order, to the last page delivered
+    // with every page before it.
+    let cursor = this.status.since;
     let ahead: { since: string; page: Promise<Page> } | null = null;
-    while (this.running) {
+    const window: Array<{ seq: string; done: Promise<boolean> }> = [];
+    const settle = async (): Promise<boolean> => {
+      const oldest = window.shift()!;
+      if (!(await oldest.done)) return false; // stopped while retrying: that page is sent again next time
+      if (oldest.seq !== this.status.since) {
+        writeCheckpoint(this.o.checkpointFile, oldest.seq);
+        this.status.since = oldest.seq;
+      }
+      return true;
+    };
+    loop: while (this.running) {
       let page: Page;
       try {
         const mine: { since: string; page: Promise<Page> } | null = ahead;
         ahead = null;
-        page = mine !== null && mine.since === this.status.since ? await mine.page : await this.readPage(this.status.since);
+        page = mine !== null && mine.since === cursor ? await mine.page : await this.readPage(cursor);
         attempt = 0;
       } catch (err) {
         this.status.lastError = (err as Error).message;
@@ -162,24 +180,31 @@ export class Forwarder {
         await this.sleep(backoffDelay(attempt++, this.o.backoff));
         continue;
       }
-      if (page.results.length >= this.o.maxEvents) {
-        const since = JSON.stringify(page.last_seq);
-        const next = this.readPage(since);
+      const full = page.results.length >= this.o.maxEvents;
+      const seq = JSON.stringify(page.last_seq);
+      if (full) {
+        const next = this.readPage(seq);
         next.catch(() => {}); // read again if it failed
-        ahead = { since, page: next };
+        ahead = { since: seq, page: next };
       }
       const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
       const envelopes = docs.map((d) => JSON.stringify(envelopeOf(d, this.o.app, this.o.mapping)));
-      const delivered = await this.deliver(envelopes, docs);
-      if (!delivered) break; // stopped while retrying: the checkpoint stays, the page is sent again next time
-      const seq = JSON.stringify(page.last_seq);
-      if (seq !== this.status.since) {
-        writeCheckpoint(this.o.checkpointFile, seq);
-        this.status.since = seq;
+      window.push({ seq, done: this.deliver(envelopes, docs) });
+      cursor = seq;
+      while (window.length >= this.inflight || (!full && window.length > 0)) {
+        if (!(await settle())) break loop;
       }
-      if (page.results.length < this.o.maxEvents) {
+      if (!full) {
         this.status.caughtUpAt = Date.now();
         await this.sleep(this.o.pollMs);
+      }
+    }
+    // Stopping: pages in flight finish (or give up while retrying); the
+    // checkpoint moves as far as every page before it was delivered.
+    while (window.length > 0) {
+      if (!(await settle())) {
+        await Promise.allSettled(window.map((w) => w.done));
+        break;
       }
     }
   }

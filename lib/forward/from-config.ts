@@ -52,6 +52,7 @@ export function forwardersOf(config: Config, logger: Logger): Forwarder[] {
         },
         maxEvents: f.max_events,
         maxBytes: f.max_bytes,
+        inflight: f.inflight,
         pollMs: f.poll_ms,
         backoff: { baseMs: f.backoff_base_ms, maxMs: f.backoff_max_ms },
         mapping: { index: f.index, indexField: f.index_field, source: f.source, sourcetype: f.sourcetype, sourcetypeField: f.sourcetype_field, hostField: f.host_field },
