@@ -13,6 +13,7 @@ import { ensureAppDatabase } from '../lib/setup/ensure-app-db.js';
 import { CredentialVerifier } from './auth/credential-verifier.js';
 import errorHandler from './plugins/error-handler.js';
 import pathGuard from './plugins/path-guard.js';
+import hardening from './plugins/hardening.js';
 import { Metrics } from './plugins/metrics.js';
 import healthRoutes from './routes/health-routes.js';
 import dashboardRoutes from './routes/dashboard-routes.js';
@@ -57,7 +58,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    return503OnClosing: true,
+    // Our own 503 while closing (code, Retry-After): plugins/hardening.ts.
+    return503OnClosing: false,
   });
 
   const metrics = new Metrics();
@@ -65,7 +67,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const http = new CouchHttp(upstream, { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: ingress.retry_after_s });
   const verifier = new CredentialVerifier(
     http,
-    { ttlMs: ingress.auth_cache_ttl_ms, negativeTtlMs: ingress.auth_cache_negative_ttl_ms, retryAfterS: ingress.retry_after_s },
+    {
+      ttlMs: ingress.auth_cache_ttl_ms,
+      negativeTtlMs: ingress.auth_cache_negative_ttl_ms,
+      retryAfterS: ingress.retry_after_s,
+      writer: { user: config.users.writer.user, password: requirePassword(config, 'writer') },
+    },
     metrics,
   );
   const writer = new BulkWriter(http, metrics, ingress.retry_after_s);
@@ -79,6 +86,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const writerHeaders = { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) };
 
   await app.register(errorHandler);
+  await app.register(hardening, { retryAfterS: ingress.retry_after_s });
   await app.register(pathGuard);
   if (ingress.rate_limit.enabled) {
     await app.register(rateLimit, {
@@ -137,6 +145,7 @@ function appRegistry(config: Config): AppRegistry {
     reserved,
     autoCreate: true,
     autoCreateMax: config.ingress.auto_create_max,
+    retryAfterS: config.ingress.retry_after_s,
     createApp: async (app) => {
       try {
         await ensureAppDatabase(admin, app);

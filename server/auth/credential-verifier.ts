@@ -2,12 +2,13 @@
 // remembers the answer briefly. The ingress must do this itself before it
 // forwards anything: PouchDB Server ignores require_valid_user and _security
 // on several routes (`_find`, `_index`, `_all_dbs`) and crashes on others.
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { unauthorized, unavailable } from '../../lib/errors.js';
 import { credentialHeaders, type Credentials } from './credentials.js';
 import type { Metrics } from '../plugins/metrics.js';
+import { WRITER_ROLE } from './role-policy.js';
 
 export interface Caller {
   name: string;
@@ -19,20 +20,33 @@ export interface VerifierOptions {
   negativeTtlMs: number;
   retryAfterS: number;
   maxEntries?: number;
+  /**
+   * The writer account, whose password only the ingress needs. Credentials
+   * naming it are checked here and never sent to CouchDB: CouchDB 3.4+
+   * locks an account out after 5 failures from one address, and a few
+   * wrong guesses through the ingress would otherwise lock out the writer
+   * the ingress itself writes as (every write then answers 503).
+   */
+  writer?: { user: string; password: string };
+}
+
+interface Lookup {
+  creds: Credentials;
+  clientIp: string | undefined;
 }
 
 /** `null` in the cache: these credentials were refused recently. */
 type Verdict = { caller: Caller | null };
 
 export class CredentialVerifier {
-  private readonly cache: LRUCache<string, Verdict, Credentials>;
+  private readonly cache: LRUCache<string, Verdict, Lookup>;
 
   constructor(
     private readonly http: CouchHttp,
     private readonly opts: VerifierOptions,
     private readonly metrics: Metrics,
   ) {
-    this.cache = new LRUCache<string, Verdict, Credentials>({
+    this.cache = new LRUCache<string, Verdict, Lookup>({
       max: opts.maxEntries ?? 10_000,
       ttl: Math.max(opts.ttlMs, 1),
       // Concurrent requests with the same credentials share one lookup.
@@ -44,24 +58,39 @@ export class CredentialVerifier {
     });
   }
 
+  /** Whether a login (name, password) names the writer account, and if so whether the password is its own. */
+  writerLogin(name: string, password: unknown): 'not-writer' | 'ok' | 'wrong' {
+    if (!this.opts.writer || name !== this.opts.writer.user) return 'not-writer';
+    return typeof password === 'string' && sameSecret(password, this.opts.writer.password) ? 'ok' : 'wrong';
+  }
+
   /** The verified caller; a 401 error when the credentials are refused. */
-  async verify(creds: Credentials): Promise<Caller> {
+  async verify(creds: Credentials, clientIp?: string): Promise<Caller> {
+    if (this.opts.writer && creds.authorization) {
+      const named = basicUser(creds.authorization);
+      if (named && named.user === this.opts.writer.user) {
+        const ok = sameSecret(named.password, this.opts.writer.password) && !creds.cookie;
+        this.metrics.authChecks.inc({ result: ok ? 'valid' : 'invalid' });
+        if (!ok) throw unauthorized('AUTH_INVALID', 'Name or password is incorrect.');
+        return { name: this.opts.writer.user, roles: [WRITER_ROLE] };
+      }
+    }
     const key = createHash('sha256')
       .update(creds.authorization ?? '')
       .update('\n')
       .update(creds.cookie ?? '')
       .digest('base64');
     const cached = this.cache.has(key);
-    const verdict = await this.cache.fetch(key, { context: creds });
+    const verdict = await this.cache.fetch(key, { context: { creds, clientIp } });
     this.metrics.authChecks.inc({ result: cached ? 'cached' : verdict?.caller ? 'valid' : 'invalid' });
     if (!verdict?.caller) throw unauthorized('AUTH_INVALID', 'Name or password is incorrect.');
     return verdict.caller;
   }
 
-  private async ask(creds: Credentials): Promise<Verdict> {
-    const res = await this.http.request<{ userCtx?: { name: string | null; roles: string[] } }>('GET', '/_session', {
-      headers: credentialHeaders(creds),
-    });
+  private async ask({ creds, clientIp }: Lookup): Promise<Verdict> {
+    // The caller's address: CouchDB's lockout then counts failures per client.
+    const headers = clientIp ? { ...credentialHeaders(creds), 'x-forwarded-for': clientIp } : credentialHeaders(creds);
+    const res = await this.http.request<{ userCtx?: { name: string | null; roles: string[] } }>('GET', '/_session', { headers });
     // CouchDB 3 answers 400 to credentials it cannot parse (a Basic value
     // that is not base64, a malformed AuthSession cookie): refused, not an outage.
     if (res.status === 400 || res.status === 401 || res.status === 403) return { caller: null };
@@ -77,4 +106,20 @@ export class CredentialVerifier {
   clear(): void {
     this.cache.clear();
   }
+}
+
+/** Name and password of a Basic Authorization value; null for other schemes or garbage. */
+export function basicUser(authorization: string): { user: string; password: string } | null {
+  const m = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
+  if (!m) return null;
+  const text = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = text.indexOf(':');
+  if (colon < 0) return null;
+  return { user: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
 }

@@ -6,6 +6,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import { forbidden, unauthorized, unavailable } from '../../lib/errors.js';
 import { extractCredentials } from '../auth/credentials.js';
+import { proxyRefusal } from '../auth/role-policy.js';
+import { guardLogin } from '../auth/session-login.js';
 import { isScriptRequest } from '../plugins/error-handler.js';
 import type { CredentialVerifier } from '../auth/credential-verifier.js';
 
@@ -31,15 +33,21 @@ function isDatabaseLevelWrite(method: string, path: string): boolean {
 export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions): Promise<void> {
   const authorize = async (request: FastifyRequest) => {
     const path = (request.raw.url ?? '/').split('?', 1)[0]!;
-    if (isPublic(request.method, path)) return;
+    if (isPublic(request.method, path)) {
+      if (request.method === 'POST' && path === '/_session') await guardLogin(request, { writerLogin: (n, p) => opts.verifier.writerLogin(n, p) });
+      return;
+    }
     const creds = extractCredentials(request.headers);
     if (!creds) throw unauthorized('AUTH_REQUIRED', 'Authentication required.');
-    const caller = await opts.verifier.verify(creds);
+    const caller = await opts.verifier.verify(creds, request.ip);
     // PouchDB Server dies on some database-level requests from non-admins;
     // CouchDB refuses them anyway, so refuse them before they get there.
     if (isDatabaseLevelWrite(request.method, path) && !caller.roles.includes('_admin')) {
       throw forbidden('AUTH_ADMIN_ONLY', 'You are not a server admin.');
     }
+    // The role policy (server/auth/role-policy.ts), decided before anything is forwarded.
+    const refusal = proxyRefusal(request.method, request.raw.url ?? '/', caller);
+    if (refusal) throw forbidden('AUTH_ROLE_FORBIDDEN', refusal);
   };
 
   await app.register(httpProxy, {
@@ -56,6 +64,13 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
       bodyTimeout: 0,
     },
     replyOptions: {
+      // The caller's address, so CouchDB's failed-login lockout (3.4+) counts
+      // per client, not per ingress; undici cannot send Expect: 100-continue
+      // (Node's server already answered 100 Continue to the caller).
+      rewriteRequestHeaders: (request, headers) => {
+        const { expect: _expect, 'x-forwarded-for': _xff, ...rest } = headers;
+        return { ...rest, 'x-forwarded-for': request.ip };
+      },
       // As CouchDB 3 does itself: no Basic challenge for a script's request
       // (PouchDB Server sends one regardless), so no browser dialog pops up.
       rewriteHeaders: (headers, request) => {

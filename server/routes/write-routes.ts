@@ -16,6 +16,7 @@ import { bulkDocsOf, checkCount, validateDoc, type DocRules, type LogDoc } from 
 import type { Metrics } from '../plugins/metrics.js';
 import { presentedToken, type TokenTable } from '../hec/tokens.js';
 import { forbidden, unauthorized } from '../../lib/errors.js';
+import { mayWrite } from '../auth/role-policy.js';
 
 export interface WriteRoutesOptions {
   ingress: Config['ingress'];
@@ -59,7 +60,9 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
   // Before the body is read: unknown apps and bad credentials cost nothing.
   app.addHook('onRequest', async (request) => {
     const db = (request.params as { db: string }).db;
-    await registry.admit(db.slice('log_'.length));
+    // Unknown or reserved apps are refused here; an auto-created database is
+    // created only once the request is authenticated and valid (admit below).
+    registry.check(db.slice('log_'.length));
     const creds = extractCredentials(request.headers);
     const presented = presentedToken(creds?.authorization);
     const token = presented.kind === 'token' && presented.scheme !== 'basic' ? opts.tokens.find(presented.secret) : null;
@@ -73,7 +76,9 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
     } else if (presented.kind === 'token' && presented.scheme === 'splunk') {
       throw unauthorized('AUTH_INVALID', 'unknown write token');
     } else if (creds) {
-      await verifier.verify(creds);
+      const caller = await verifier.verify(creds, request.ip);
+      // The role policy: readers (and accounts with no log role) never write.
+      if (!mayWrite(caller)) throw forbidden('AUTH_ROLE_FORBIDDEN', 'only the writer and admins may write with their own credentials');
       request.writeTarget = { db, headers: credentialHeaders(creds), asWriter: false };
       request.writeKey = `${db}\n${creds.authorization ?? ''}\n${creds.cookie ?? ''}`;
     } else {
@@ -96,9 +101,12 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
     return docs as IdDoc[];
   };
 
+  const admit = (request: FastifyRequest) => registry.admit(request.writeTarget!.db.slice('log_'.length));
+
   const writeMany = async (request: FastifyRequest, reply: FastifyReply, values: unknown[]) => {
     checkCount(values.length, rules);
     const docs = stamp(values.map((v, i) => validateDoc(v, rules, `document ${i}`)));
+    await admit(request);
     const results: DocResult[] = docs.length === 0 ? [] : await writer.write(request.writeTarget!, docs, 'bulk');
     return reply.code(201).send(results);
   };
@@ -112,6 +120,7 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
       return writeMany(request, reply, value);
     }
     const [doc] = stamp([validateDoc(value, rules, 'the document')]);
+    await admit(request);
     const result = await group.submit(request.writeKey, request.writeTarget!, doc!);
     if ('ok' in result) return reply.code(201).header('location', `/${request.writeTarget!.db}/${encodeURIComponent(result.id)}`).send(result);
     return reply.code(statusOfError(result.error)).send({ error: result.error, reason: result.reason });

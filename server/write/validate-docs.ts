@@ -48,6 +48,9 @@ function checkSpecialField(d: LogDoc, key: string, label: string): void {
       const id = d._id;
       if (typeof id !== 'string' || id === '') throw badRequest('INGRESS_BAD_ID', `${label}: _id must be a non-empty string`);
       if (id.length > MAX_ID_LENGTH) throw badRequest('INGRESS_BAD_ID', `${label}: _id is longer than ${MAX_ID_LENGTH} characters`);
+      // A lone surrogate is no Unicode: CouchDB would store something else
+      // than the client sent, and the answer could not be encoded.
+      if (!isWellFormed(id)) throw badRequest('INGRESS_BAD_ID', `${label}: _id is not valid Unicode (lone surrogate)`);
       if (id.startsWith('_')) {
         throw forbidden('INGRESS_RESERVED_ID', `${label}: _id may not start with "_" (design and local documents are admin-only)`);
       }
@@ -89,4 +92,11 @@ export function bulkDocsOf(body: unknown): unknown[] {
   }
   if (!Array.isArray(b.docs)) throw badRequest('INGRESS_BAD_BULK', 'the _bulk_docs body must have a "docs" array');
   return b.docs;
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** No lone surrogates (String.prototype.isWellFormed, Node 20+). */
+export function isWellFormed(text: string): boolean {
+  return !LONE_SURROGATE.test(text);
 }

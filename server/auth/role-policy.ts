@@ -1,0 +1,115 @@
+// The role policy the ingress enforces itself, on both CouchDB flavours,
+// before anything is forwarded (README, "Security model"):
+//
+//   anonymous, log_writer  -> the write routes only (and the public routes)
+//   log_reader             -> read-only routes: GET/HEAD on documents, views,
+//                             lists, _all_docs, _changes, and the read-only
+//                             POSTs _find, _all_docs, _bulk_get, _explain,
+//                             view queries (keys)
+//   _admin                 -> everything
+//
+// CouchDB 3 lets any authenticated user POST _replicate, PouchDB Server
+// ignores _security on several routes: neither may decide this for us.
+// Paths are judged segment by segment after percent-decoding, as CouchDB
+// itself reads them; anything not recognised is refused (allowlist).
+import type { Caller } from './credential-verifier.js';
+
+export type Role = 'admin' | 'reader' | 'writer' | 'none';
+
+export const WRITER_ROLE = 'log_writer';
+export const READER_ROLE = 'log_reader';
+
+/** The strongest role a verified caller holds. */
+export function roleOf(caller: Caller): Role {
+  if (caller.roles.includes('_admin')) return 'admin';
+  if (caller.roles.includes(READER_ROLE)) return 'reader';
+  if (caller.roles.includes(WRITER_ROLE)) return 'writer';
+  return 'none';
+}
+
+/** May this caller use the write routes (with their own credentials)? */
+export function mayWrite(caller: Caller): boolean {
+  return caller.roles.includes('_admin') || caller.roles.includes(WRITER_ROLE);
+}
+
+/** Server-level (`/_x`) routes a reader may GET: none of them reveals more than CouchDB shows any member. */
+const READER_SERVER_GET = new Set(['_all_dbs', '_uuids', '_up']);
+
+const READ = new Set(['GET', 'HEAD']);
+
+/**
+ * null when the caller may make this proxied request; otherwise the reason
+ * for the 403. `url` is the raw request URL (path and query).
+ */
+export function proxyRefusal(method: string, url: string, caller: Caller): string | null {
+  const role = roleOf(caller);
+  if (role === 'admin') return null;
+  if (role !== 'reader') return `${role === 'writer' ? 'the writer account' : 'this account'} may only use the write routes`;
+  return readerMayReach(method, url) ? null : `a reader may not ${method} this path (read-only routes only)`;
+}
+
+/** Path segments after percent-decoding; null when a segment does not decode. */
+export function segmentsOf(path: string): string[] | null {
+  const raw = path.split('/').slice(1);
+  if (raw.length > 0 && raw[raw.length - 1] === '') raw.pop();
+  const out: string[] = [];
+  for (const s of raw) {
+    try {
+      out.push(decodeURIComponent(s));
+    } catch {
+      return null;
+    }
+  }
+  return out;
+}
+
+export function readerMayReach(method: string, url: string): boolean {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const query = q < 0 ? '' : url.slice(q + 1);
+  const segs = segmentsOf(path);
+  if (!segs) return false;
+  const read = READ.has(method);
+  if (segs.length === 0) return read; // the welcome
+  const [db, second, third, fourth, fifth, sixth] = segs as [string, ...(string | undefined)[]];
+  if (db.startsWith('_')) {
+    // _users, _replicator, _replicate, _config, _node, _active_tasks, _scheduler ... : never.
+    if (segs.length !== 1) return false;
+    if (db === '_dbs_info') return read || method === 'POST';
+    return read && READER_SERVER_GET.has(db);
+  }
+  if (second === undefined) return read; // database info
+  if (!second.startsWith('_')) return read; // a document or one of its attachments
+  switch (second) {
+    case '_all_docs':
+    case '_design_docs':
+      if (segs.length === 2) return read || method === 'POST';
+      return segs.length === 3 && third === 'queries' && method === 'POST';
+    case '_changes':
+      // A _selector filter kills PouchDB Server (unhandled error event).
+      return segs.length === 2 && read && !/(^|&)filter=(_|%5f)selector/i.test(query);
+    case '_find':
+    case '_explain':
+    case '_bulk_get':
+      return segs.length === 2 && method === 'POST';
+    case '_index':
+      return segs.length === 2 && read;
+    case '_design': {
+      if (third === undefined) return false;
+      if (fourth === undefined) return read; // the design document itself
+      if (!fourth.startsWith('_')) return read; // its attachments
+      if (fourth === '_info') return segs.length === 4 && read;
+      if (fourth === '_view') {
+        if (segs.length === 5) return read || method === 'POST';
+        return segs.length === 6 && sixth === 'queries' && method === 'POST';
+      }
+      if (fourth === '_list') return (segs.length === 6 || segs.length === 7) && read && fifth !== undefined;
+      if (fourth === '_show') return (segs.length === 5 || segs.length === 6) && read;
+      return false; // _update, _rewrite, _search, _nouveau ...
+    }
+    default:
+      // _local, _local_docs, _security, _purge, _compact, _view_cleanup,
+      // _bulk_docs, _revs_diff, _missing_revs, _revs_limit, _partition ...
+      return false;
+  }
+}

@@ -1,0 +1,208 @@
+// Regression tests for issue 12's defects that are not the role policy
+// (role-matrix.test.ts covers 1, 2, 3, 6): lone surrogates in ids (9),
+// Expect: 100-continue (10), auto_create only after the request passed and
+// its limit under concurrency (11), auto_create while CouchDB is down (12),
+// the ingress's own 503 while it shuts down (14), and the writer account
+// that outside guesses must not lock out (CouchDB 3.4+ lockout).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { startStack, http, JSON_TYPE, freePort, couchFlavor, type Stack } from '../helpers/stack.js';
+import { buildApp } from '../../server/app.js';
+import { basicAuth } from '../../lib/couch/basic-auth.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const admin = () => ({ authorization: stack.auth.admin });
+async function allDbs(): Promise<string[]> {
+  return (await http(`${stack.couchUrl}/_all_dbs`, { headers: admin() })).json as string[];
+}
+
+describe('defect 9: ids that are not valid Unicode', () => {
+  for (const [label, path, body] of [
+    ['single document', '/log_appname', '{"_id":"\\ud800x","n":1}'],
+    ['array', '/log_appname', '[{"_id":"ok-1"},{"_id":"\\udc00"}]'],
+    ['_bulk_docs', '/log_appname/_bulk_docs', '{"docs":[{"_id":"a\\ud800"}]}'],
+  ] as const) {
+    test(`${label}: 400 before anything is written`, async () => {
+      const before0 = (await http(`${stack.couchUrl}/log_appname`, { headers: admin() })).json.doc_count;
+      const res = await http(`${stack.url}${path}`, { method: 'POST', headers: JSON_TYPE, body });
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.json.code, 'INGRESS_BAD_ID');
+      const after0 = (await http(`${stack.couchUrl}/log_appname`, { headers: admin() })).json.doc_count;
+      assert.equal(after0, before0);
+    });
+  }
+
+  test('a well-formed astral character in an id is fine', async () => {
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"_id":"emoji-\\ud83d\\ude00"}' });
+    assert.equal(res.status, 201, res.text);
+    assert.equal(res.json.id, 'emoji-\u{1F600}');
+  });
+});
+
+/** A request with `Expect: 100-continue` that sends its body only after the 100. */
+function expectContinue(url: string, headers: Record<string, string>, body: string): Promise<{ status: number; text: string; continued: boolean }> {
+  return new Promise((resolve, reject) => {
+    let continued = false;
+    const req = httpRequest(url, { method: 'POST', headers: { ...headers, expect: '100-continue', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, continued }));
+    });
+    req.on('continue', () => {
+      continued = true;
+      req.end(body);
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+}
+
+describe('defect 10: Expect: 100-continue', () => {
+  test("a reader's large _find through the proxy", async () => {
+    const body = JSON.stringify({ selector: { n: { $exists: true } }, padding: 'x'.repeat(1_100_000), limit: 1 });
+    const res = await expectContinue(`${stack.url}/log_appname/_find`, { ...JSON_TYPE, authorization: stack.auth.reader }, body);
+    assert.ok(res.continued);
+    assert.ok(res.status === 200 || res.status === 400, `${res.status} ${res.text.slice(0, 200)}`);
+    assert.ok(!res.text.includes('expect header'), res.text.slice(0, 200));
+  });
+
+  test('an anonymous write', async () => {
+    const res = await expectContinue(`${stack.url}/log_appname`, JSON_TYPE, JSON.stringify({ big: 'y'.repeat(1_100_000) }));
+    assert.equal(res.status, 201, res.text.slice(0, 200));
+  });
+});
+
+describe('defect 11: auto_create', () => {
+  before(async () => {
+    await stack.restartIngress((c) => {
+      c.ingress.auto_create = true;
+      c.ingress.auto_create_max = 5;
+    });
+  });
+
+  test('a refused request (415, 401, 403, 400) creates no database', async () => {
+    const refused: Array<[number, Record<string, string>, string]> = [
+      [415, { 'content-type': 'text/plain' }, '{}'],
+      [401, { ...JSON_TYPE, authorization: basicAuth('nobody', 'wrong') }, '{}'],
+      [403, { ...JSON_TYPE, authorization: stack.auth.reader }, '{}'],
+      [403, JSON_TYPE, '{"_rev":"1-x"}'],
+      [400, JSON_TYPE, '{not json'],
+      [400, JSON_TYPE, '{"_id":"\\ud800"}'],
+    ];
+    for (const [i, [status, headers, body]] of refused.entries()) {
+      const res = await http(`${stack.url}/log_refused${i}`, { method: 'POST', headers, body });
+      assert.equal(res.status, status, `case ${i}: ${res.text}`);
+    }
+    const dbs = await allDbs();
+    assert.deepEqual(dbs.filter((d) => d.startsWith('log_refused')), []);
+  });
+
+  test('the limit holds under concurrency', async () => {
+    const before0 = (await allDbs()).length;
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => http(`${stack.url}/log_burst${i}`, { method: 'POST', headers: JSON_TYPE, body: '{"n":1}' })),
+    );
+    const created = results.filter((r) => r.status === 201).length;
+    assert.equal(created, 5);
+    for (const r of results) if (r.status !== 201) assert.equal(r.json.code, 'INGRESS_APP_LIMIT');
+    assert.equal((await allDbs()).length, before0 + 5);
+  });
+});
+
+describe('defect 12: auto_create while CouchDB cannot be reached', () => {
+  test('503 with code and Retry-After, not 500', async () => {
+    const config = structuredClone(stack.config);
+    config.ingress.auto_create = true;
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    config.couchdb.url = dead;
+    const app = await buildApp(config);
+    try {
+      const res = await app.inject({ method: 'POST', url: '/log_brand_new', headers: JSON_TYPE, payload: '{"n":1}' });
+      assert.equal(res.statusCode, 503, res.body);
+      assert.equal(res.json().error, 'service_unavailable');
+      assert.match(res.json().code, /^INGRESS_AUTO_CREATE_FAILED$|^COUCHDB_UNAVAILABLE$/);
+      assert.ok(Number(res.headers['retry-after']) >= 1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('defect 14: shutting down', () => {
+  test('a request arriving while the ingress closes gets a 503 with code and Retry-After', async () => {
+    const app = await buildApp(stack.config);
+    const port = await freePort();
+    await app.listen({ host: '127.0.0.1', port });
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => (received += c));
+    const first = '{"n":"first"}';
+    // The first request is in flight (its body incomplete) when the close begins.
+    socket.write(`POST /log_appname HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${first.length}\r\n\r\n${first.slice(0, 3)}`);
+    await new Promise((r) => setTimeout(r, 100));
+    const closing = app.close();
+    await new Promise((r) => setTimeout(r, 50));
+    socket.write(`${first.slice(3)}GET /_couchlog/health HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await closing;
+    await new Promise((r) => setTimeout(r, 50));
+    socket.destroy();
+    const answers = received.split(/(?=HTTP\/1\.1 )/);
+    assert.match(answers[0] ?? '', /^HTTP\/1\.1 201/);
+    assert.equal(answers.length, 2, received);
+    assert.match(answers[1]!, /^HTTP\/1\.1 503/);
+    assert.match(answers[1]!, /retry-after: \d+/i);
+    assert.match(answers[1]!, /"code":"INGRESS_SHUTTING_DOWN"/);
+  });
+});
+
+describe('the writer account cannot be locked out by outside guesses', () => {
+  test('wrong passwords for the writer are refused without asking CouchDB, and writes go on', async () => {
+    const wrong = { authorization: basicAuth(stack.config.users.writer.user, 'not-the-password') };
+    for (let i = 0; i < 8; i++) {
+      const res = await http(`${stack.url}/log_appname/_all_docs?i=${i}`, { headers: wrong });
+      assert.equal(res.status, 401);
+      const w = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, ...wrong }, body: '{}' });
+      assert.equal(w.status, 401);
+    }
+    const writerName = stack.config.users.writer.user;
+    for (let i = 0; i < 4; i++) {
+      const login = await http(`${stack.url}/_session`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ name: writerName, password: `guess-${i}` }) });
+      assert.equal(login.status, 401);
+      assert.equal(login.json.code, 'AUTH_INVALID', 'refused by the ingress, not by CouchDB');
+      const form = await http(`${stack.url}/_session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `name=${encodeURIComponent(writerName)}&password=guess-${i}`,
+      });
+      assert.equal(form.status, 401);
+      assert.equal(form.json.code, 'AUTH_INVALID');
+    }
+    // Other logins still reach CouchDB, body unchanged.
+    const readerLogin = await http(`${stack.url}/_session`, {
+      method: 'POST',
+      headers: JSON_TYPE,
+      body: JSON.stringify({ name: stack.config.users.reader.user, password: stack.config.users.reader.password }),
+    });
+    assert.equal(readerLogin.status, 200, readerLogin.text);
+    assert.match(readerLogin.headers.get('set-cookie') ?? '', /AuthSession=/);
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"guesses"}' });
+    assert.equal(res.status, 201, res.text);
+    const own = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.writer }, body: '{"as":"writer"}' });
+    assert.equal(own.status, 201, own.text);
+    // The writer's session is not checked by CouchDB either: still working there.
+    const direct = await http(`${stack.couchUrl}/_session`, { headers: { authorization: stack.auth.writer } });
+    assert.equal(direct.status, 200, `CouchDB (${couchFlavor}) still lets the writer in: ${direct.text}`);
+  });
+});
