@@ -31,6 +31,7 @@ export interface DashboardConfig {
 
 export function dashboardClient(cfg: DashboardConfig): void {
   var CATCH_UP_LIMIT = 20000;
+  var UNSETTLED = 'unsettled';
   var PAGE = 1000;
   var LATEST = 50;
   var MINUTES = 30;
@@ -230,7 +231,14 @@ export function dashboardClient(cfg: DashboardConfig): void {
     status.className = state.connected ? 'live' : 'down';
     text(status, state.connected ? 'live' : 'reconnecting… ' + state.lastError);
     var idx = $('index-note');
-    text(idx, state.aggBehind > CATCH_UP_LIMIT ? 'report index building: ' + fmt(state.aggBehind) + ' documents behind; the totals fill in as it catches up' : '');
+    text(
+      idx,
+      state.aggBehind > CATCH_UP_LIMIT
+        ? 'report index building: ' + fmt(state.aggBehind) + ' documents behind; the totals fill in as it catches up'
+        : state.aggBehind < 0
+          ? 'report index updating; the totals fill in when it settles'
+          : '',
+    );
   }
   function changed(): void {
     if (!dirty) {
@@ -292,8 +300,8 @@ export function dashboardClient(cfg: DashboardConfig): void {
     }
     state.headSince = info.update_seq;
   }
-  async function viewRows(view: string, params: Record<string, unknown>): Promise<{ rows: Array<{ key: any; value: number }>; update_seq: unknown }> {
-    var q: string[] = ['stale=update_after', 'update_seq=true'];
+  async function viewRows(view: string, params: Record<string, unknown>, stale?: string): Promise<{ rows: Array<{ key: any; value: number }>; update_seq: unknown }> {
+    var q: string[] = ['stale=' + (stale || 'update_after'), 'update_seq=true'];
     for (var k in params) q.push(k + '=' + encodeURIComponent(typeof params[k] === 'string' && k !== 'startkey' && k !== 'endkey' ? (params[k] as string) : JSON.stringify(params[k])));
     return get(dbPath + '/_design/report/_view/' + view + '?' + q.join('&'), 60000);
   }
@@ -307,17 +315,40 @@ export function dashboardClient(cfg: DashboardConfig): void {
     var day = today();
     if (cfg.kind === 'fail2ban') {
       var ymd = day.split('-').map(Number);
-      var all = await viewRows('attacks', { group_level: '1' });
-      seq = all.update_seq;
-      for (var i = 0; i < all.rows.length; i++) {
-        var machine = all.rows[i]!.key[0];
-        var res = await viewRows('attackers', { group_level: '5', startkey: [machine, ymd[0], ymd[1], ymd[2]], endkey: [machine, ymd[0], ymd[1], ymd[2], {}] });
-        for (var j = 0; j < res.rows.length; j++) {
-          var r = res.rows[j]!;
-          var name = typeof machine === 'string' ? machine : '(none)';
-          machines[name] = (machines[name] || 0) + r.value;
-          ips[r.key[4]] = (ips[r.key[4]] || 0) + r.value;
+      // Several queries (one per machine) must see the same index state, or
+      // documents indexed between them would be counted twice once the
+      // changes after the index's seq are added. So: ask once with
+      // update_after (the indexes catch up in the background; PouchDB Server
+      // keeps one index per view, CouchDB one per design document), then
+      // read without updating (stale=ok) until every answer has the same seq.
+      var first = await viewRows('attacks', { group_level: '1' });
+      // Far behind: no use reading it all now (the caller waits for it).
+      if (seqNumber(state.headSince) - seqNumber(first.update_seq) > CATCH_UP_LIMIT) return first.update_seq;
+      for (var attempt = 0; ; attempt++) {
+        machines = {};
+        ips = {};
+        var stale = attempt === 0 ? 'update_after' : 'ok';
+        var all = await viewRows('attacks', { group_level: '1' }, stale);
+        seq = all.update_seq;
+        var same = true;
+        for (var i = 0; i < all.rows.length; i++) {
+          var machine = all.rows[i]!.key[0];
+          var res = await viewRows('attackers', { group_level: '5', startkey: [machine, ymd[0], ymd[1], ymd[2]], endkey: [machine, ymd[0], ymd[1], ymd[2], {}] }, stale);
+          if (seqNumber(res.update_seq) !== seqNumber(seq)) same = false;
+          for (var j = 0; j < res.rows.length; j++) {
+            var r = res.rows[j]!;
+            var name = typeof machine === 'string' ? machine : '(none)';
+            machines[name] = (machines[name] || 0) + r.value;
+            ips[r.key[4]] = (ips[r.key[4]] || 0) + r.value;
+          }
         }
+        if (same || gen !== state.generation) break;
+        if (attempt >= 20) {
+          // The index kept moving (being built): try again later.
+          seq = UNSETTLED;
+          break;
+        }
+        await sleep(500);
       }
     } else {
       var fp = await viewRows('by_ja4', { group_level: '1' });
@@ -399,17 +430,19 @@ export function dashboardClient(cfg: DashboardConfig): void {
         if (cfg.kind === 'plain') return;
         // The day's totals: the views at their index position, then every
         // change after it. While the index is far behind, wait for it.
+        state.aggBehind = -1;
+        changed();
         for (;;) {
           var seq = await loadAggregates(gen);
           if (gen !== state.generation) return;
           var known = seq !== null && seq !== undefined;
-          var behind = known ? seqNumber(state.headSince) - seqNumber(seq) : 0;
+          var behind = seq === UNSETTLED ? Infinity : known ? seqNumber(state.headSince) - seqNumber(seq) : 0;
           if (behind <= CATCH_UP_LIMIT) {
             state.aggSince = known ? seq : state.headSince;
             state.aggBehind = Math.max(0, behind);
             break;
           }
-          state.aggBehind = behind;
+          state.aggBehind = behind === Infinity ? -1 : behind;
           changed();
           await sleep(5000);
           if (gen !== state.generation) return;

@@ -94,6 +94,7 @@ describe('the live dashboard', () => {
       if (m.type() === 'error' && !/Failed to load resource|net::ERR/.test(m.text())) problems.push(m.text());
     });
     page.on('pageerror', (e) => problems.push(e.message));
+    if (process.env.DEBUG_DASHBOARD) page.on('response', (r) => process.stdout.write(`# ${Date.now() % 100000} ${r.status()} ${r.url().slice(22, 160)}\n`));
     try {
       await login(page, 'fail2ban');
       await expectText(page, '#doc-count', '0', 2000);
@@ -222,12 +223,14 @@ describe('the live dashboard', () => {
       await post('bulk', [{ date: day, hour: '11:00:00,000', process: 'sshd', machine: 'm0', ip: '203.0.113.7' }]);
       await expectText(page, '#doc-count', '100,001', 3000);
       assert.match(await textOf(page, '#latest li:first-child code'), /203\.0\.113\.7/);
-      assert.match(await textOf(page, '#this-minute'), /^[\d,]+\+$/, 'a minute only partly loaded says so');
+      // The bulk load's minute (this one, or the last one if the clock turned) was only partly loaded, and says so.
+      const minutes = [await textOf(page, '#this-minute'), await textOf(page, '#last-minute')];
+      assert.ok(minutes.some((m) => /^[\d,]+\+$/.test(m)), `a minute only partly loaded says so: ${minutes}`);
       // PouchDB Server indexes slowly: the day's totals wait for its index,
       // and the page says so. CouchDB 3 builds it in seconds: exact totals.
       const note = await textOf(page, '#index-note');
       if (note === '') await expectText(page, '#bans-today', '100,001', 15_000);
-      else assert.match(note, /report index building: [\d,]+ documents behind/);
+      else assert.match(note, /report index (building: [\d,]+ documents behind|updating)/);
       await page.screenshot({ path: hb.shot('bulk-100k'), fullPage: true });
       process.stdout.write(`# dashboard with 100,000 documents: live in ${openMs} ms\n`);
     } finally {
