@@ -60,6 +60,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     // Our own 503 while closing (code, Retry-After): plugins/hardening.ts.
     return503OnClosing: false,
+    // A stalled request body: 408 and the connection closed (checked every second).
+    requestTimeout: ingress.body_timeout_ms,
+    http: { headersTimeout: Math.min(60_000, ingress.body_timeout_ms), connectionsCheckingInterval: Math.min(1000, ingress.body_timeout_ms) },
   });
 
   const metrics = new Metrics();
@@ -86,7 +89,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const writerHeaders = { authorization: basicAuth(config.users.writer.user, requirePassword(config, 'writer')) };
 
   await app.register(errorHandler);
-  await app.register(hardening, { retryAfterS: ingress.retry_after_s });
+  await app.register(hardening, {
+    retryAfterS: ingress.retry_after_s,
+    authFailures: ingress.auth_failures,
+    shutdownDeadlineMs: ingress.shutdown_deadline_ms,
+  });
   await app.register(pathGuard);
   if (ingress.rate_limit.enabled) {
     await app.register(rateLimit, {

@@ -100,6 +100,16 @@ const rateLimit = z
   .strict()
   .default({});
 
+/** Failed authentications per client address (401s to requests that presented credentials or a login). */
+const authFailures = z
+  .object({
+    /** Failures allowed per address per window; beyond, credentials from it get 429 until the window ends. 0: no limit. */
+    max: z.number().int().min(0).default(20),
+    window_ms: z.number().int().min(1000).max(86_400_000).default(60_000),
+  })
+  .strict()
+  .default({});
+
 const hec = z
   .object({
     /** Serve the Splunk HEC endpoints (/services/collector/...). */
@@ -143,6 +153,11 @@ const ingress = z
     /** Anonymous POSTs to the write routes (false: a token or real credentials are needed). */
     anonymous_write: z.boolean().default(true),
     hec,
+    auth_failures: authFailures,
+    /** A request (headers and body) must arrive within this long, else 408 and the connection closed. */
+    body_timeout_ms: z.number().int().min(1000).max(3_600_000).default(30_000),
+    /** On shutdown: requests in flight get this long to be answered, then remaining connections are closed. */
+    shutdown_deadline_ms: z.number().int().min(0).max(600_000).default(10_000),
   })
   .strict()
   .default({});

@@ -113,8 +113,9 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
 
   app.post(`/${LOG_DB_PARAM}`, { config: { metricsRoute: 'write' } }, async (request, reply) => {
     const text = bodyText(request);
-    if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text));
-    const value = parseJson(text);
+    // Depth limits while scanning (a document, or an array of them: one level more).
+    if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text, rules.maxDepth));
+    const value = parseJson(text, 'request body', rules.maxDepth + 1);
     if (Array.isArray(value)) {
       if (value.length === 0) throw badRequest('INGRESS_EMPTY_BODY', 'the array holds no documents');
       return writeMany(request, reply, value);
@@ -128,7 +129,7 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
 
   app.post(`/${LOG_DB_PARAM}/_bulk_docs`, { config: { metricsRoute: 'bulk_docs' } }, async (request, reply) => {
     if (isNdjson(request)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', '_bulk_docs takes application/json');
-    return writeMany(request, reply, bulkDocsOf(parseJson(bodyText(request))));
+    return writeMany(request, reply, bulkDocsOf(parseJson(bodyText(request), 'request body', rules.maxDepth + 2)));
   });
 }
 

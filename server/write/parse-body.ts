@@ -1,9 +1,38 @@
-// Turns a write request's raw body into JSON values. Document rules
-// (nesting depth, reserved fields) are checked per document in validate-docs.
+// Turns a write request's raw body into JSON values. The nesting depth is
+// checked while the text is scanned, before JSON.parse sees it: a hostile
+// body of millions of "[" costs one linear pass and stops at the first
+// bracket too deep, instead of blocking the event loop in the parser.
+// Document rules (reserved fields, exact depth) are checked per document in
+// validate-docs.
 import { badRequest } from '../../lib/errors.js';
 
-export function parseJson(text: string, where = 'request body'): unknown {
+/**
+ * The position of the first bracket nested deeper than `maxDepth` (strings
+ * skipped, escapes honoured), or -1. Invalid JSON is left to JSON.parse.
+ */
+export function tooDeepAt(text: string, maxDepth: number, from = 0, to = text.length): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
+}
+
+export function parseJson(text: string, where = 'request body', maxDepth = Infinity): unknown {
   if (text.trim() === '') throw badRequest('INGRESS_EMPTY_BODY', `${where} is empty`);
+  if (Number.isFinite(maxDepth) && tooDeepAt(text, maxDepth) >= 0) {
+    throw badRequest('INGRESS_TOO_DEEP', `${where} is nested deeper than ${maxDepth} levels`);
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -14,13 +43,13 @@ export function parseJson(text: string, where = 'request body'): unknown {
 }
 
 /** One JSON value per line; blank lines are skipped; errors name the line. */
-export function parseNdjson(text: string): unknown[] {
+export function parseNdjson(text: string, maxDepth = Infinity): unknown[] {
   const docs: unknown[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
     if (line.trim() === '') continue;
-    docs.push(parseJson(line, `line ${i + 1}`));
+    docs.push(parseJson(line, `line ${i + 1}`, maxDepth));
   }
   if (docs.length === 0) throw badRequest('INGRESS_EMPTY_BODY', 'request body holds no documents');
   return docs;

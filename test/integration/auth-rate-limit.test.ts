@@ -1,0 +1,51 @@
+// Failed authentications are limited per client address (issue 12, defect
+// 13): 429 with Retry-After once an address has used up its failures, for
+// requests with credentials and logins; anonymous writes and other
+// addresses go on; successful authentications are never counted.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+import { basicAuth } from '../../lib/couch/basic-auth.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack({ yaml: { ingress: { auth_failures: { max: 4, window_ms: 3000 } } } });
+});
+after(async () => {
+  await stack?.stop();
+});
+
+test('successful authentications are not counted nor slowed', async () => {
+  const started = Date.now();
+  for (let i = 0; i < 30; i++) {
+    const res = await http(`${stack.url}/log_appname/_all_docs?limit=1&i=${i}`, { headers: { authorization: stack.auth.reader } });
+    assert.equal(res.status, 200);
+  }
+  assert.ok(Date.now() - started < 5000);
+});
+
+test('after max failures from an address: 429 with Retry-After, then the window ends', async () => {
+  const wrong = { authorization: basicAuth(stack.config.couchdb.admin.user, 'guess') };
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) statuses.push((await http(`${stack.url}/_all_dbs?i=${i}`, { headers: wrong })).status);
+  const login = await http(`${stack.url}/_session`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ name: 'reader', password: 'guess' }) });
+  statuses.push(login.status);
+  assert.deepEqual(statuses, [401, 401, 401, 401]);
+
+  const limited = await http(`${stack.url}/_all_dbs`, { headers: wrong });
+  assert.equal(limited.status, 429);
+  assert.equal(limited.json.error, 'too_many_requests');
+  assert.equal(limited.json.code, 'AUTH_TOO_MANY_FAILURES');
+  const retryAfter = Number(limited.headers.get('retry-after'));
+  assert.ok(retryAfter >= 1 && retryAfter <= 3, String(retryAfter));
+  // Right credentials from that address wait too; so does a login.
+  assert.equal((await http(`${stack.url}/_all_dbs`, { headers: { authorization: stack.auth.admin } })).status, 429);
+  assert.equal((await http(`${stack.url}/_session`, { method: 'POST', headers: JSON_TYPE, body: '{"name":"reader","password":"x"}' })).status, 429);
+  // A forged X-Forwarded-For (no trusted proxy) changes nothing.
+  assert.equal((await http(`${stack.url}/_all_dbs`, { headers: { ...wrong, 'x-forwarded-for': '203.0.113.9' } })).status, 429);
+  // Anonymous writes do not authenticate: they go on.
+  assert.equal((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"during":"limit"}' })).status, 201);
+
+  await new Promise((r) => setTimeout(r, retryAfter * 1000 + 100));
+  assert.equal((await http(`${stack.url}/_all_dbs`, { headers: { authorization: stack.auth.admin } })).status, 200);
+});

@@ -1,0 +1,103 @@
+// Hostile bodies and slow clients (issue 12, defects 7 and 8): the nesting
+// depth is enforced while the body is scanned, so a body of millions of "["
+// costs what its bytes cost; a stalled body gets 408 and its connection
+// closed; on shutdown, connections still open after the deadline are cut.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { startStack, http, JSON_TYPE, freePort, type Stack } from '../helpers/stack.js';
+import { buildApp } from '../../server/app.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const NESTED = '['.repeat(8 * 1024 * 1024 - 16);
+
+describe('defect 7: deeply nested bodies', () => {
+  for (const [label, path, type, body] of [
+    ['a JSON body', '/log_appname', 'application/json', NESTED],
+    ['an object nested in an array', '/log_appname', 'application/json', '[{"a":' + '{"b":'.repeat(200_000)],
+    ['_bulk_docs', '/log_appname/_bulk_docs', 'application/json', '{"docs":[' + '['.repeat(1_000_000)],
+    ['an NDJSON line', '/log_appname', 'application/x-ndjson', '{"ok":1}\n' + '['.repeat(1_000_000)],
+  ] as const) {
+    test(`${label}: 400 INGRESS_TOO_DEEP`, async () => {
+      const res = await http(`${stack.url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+      assert.equal(res.status, 400, res.text.slice(0, 200));
+      assert.equal(res.json.code, 'INGRESS_TOO_DEEP');
+    });
+  }
+
+  test('16 hostile 8 MB bodies at once do not hold up normal writes', async () => {
+    const hostile = Array.from({ length: 16 }, () => http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: NESTED }));
+    const started = Date.now();
+    const normal: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = Date.now();
+      const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: `{"normal":${i}}` });
+      assert.equal(res.status, 201);
+      normal.push(Date.now() - t);
+    }
+    const answers = await Promise.all(hostile);
+    for (const a of answers) assert.equal(a.status, 400);
+    assert.ok(Math.max(...normal) < 3000, `normal writes took ${normal.join(', ')} ms (all: ${Date.now() - started} ms)`);
+  });
+
+  test('documents at the depth limit are still accepted', async () => {
+    const depth = stack.config.ingress.max_json_depth;
+    const doc = '{"a":'.repeat(depth - 1) + '1' + '}'.repeat(depth - 1);
+    assert.equal((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: doc })).status, 201);
+    assert.equal((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: `[${doc}]` })).status, 201);
+    assert.equal((await http(`${stack.url}/log_appname/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: `{"docs":[${doc}]}` })).status, 201);
+    // Brackets inside strings do not count.
+    assert.equal((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ s: '['.repeat(10_000) + '\\"[' }) })).status, 201);
+  });
+});
+
+function stalled(port: number): Promise<{ socket: Socket; received: () => string; closed: Promise<number> }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      let text = '';
+      const started = Date.now();
+      socket.setEncoding('utf8');
+      socket.on('data', (c: string) => (text += c));
+      socket.on('error', () => {});
+      const closed = new Promise<number>((r) => socket.on('close', () => r(Date.now() - started)));
+      socket.write('POST /log_appname HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"slow":');
+      resolve({ socket, received: () => text, closed });
+    });
+  });
+}
+
+describe('defect 8: stalled bodies and shutdown', () => {
+  test('a body that stalls gets 408 and its connection closed', async () => {
+    await stack.restartIngress((c) => {
+      c.ingress.body_timeout_ms = 1000;
+    });
+    const s = await stalled(stack.config.ingress.port);
+    const ms = await s.closed;
+    assert.match(s.received(), /^HTTP\/1\.1 408/);
+    assert.ok(ms < 4000, `closed after ${ms} ms`);
+    assert.equal((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{}' })).status, 201);
+  });
+
+  test('shutdown: in-flight requests are answered, stalled connections closed at the deadline', async () => {
+    const config = structuredClone(stack.config);
+    config.ingress.body_timeout_ms = 120_000;
+    config.ingress.shutdown_deadline_ms = 500;
+    const app = await buildApp(config);
+    const port = await freePort();
+    await app.listen({ host: '127.0.0.1', port });
+    const s = await stalled(port);
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await app.close();
+    const took = Date.now() - started;
+    await s.closed;
+    assert.ok(took < 3000, `close took ${took} ms`);
+  });
+});
