@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { runLoad, type LoadResult } from './load.js';
-import { pino } from 'pino';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { startBenchStack } from './bench-stack.js';
-import { Forwarder } from '../forward/forwarder.js';
 import { freePort } from './free-port.js';
 
 export interface HecBenchOptions {
@@ -152,60 +152,68 @@ async function benchForward(
   const docs = requests * o.batch;
   progress(`forwarding: loading ${docs} documents into log_fwd_src...`);
   await runLoad({ url: stack.couch.url, path: '/log_fwd_src/_bulk_docs', headers: stack.writer, body: bulkBody, docsPerRequest: o.batch, total: requests, concurrency: 4, ok: [201] });
-  progress('    ...a plain _changes read of all of it...');
-  const readers = { authorization: stack.writer.authorization!, accept: 'application/json' };
-  let since: unknown = 0;
-  let read = 0;
-  const t0 = process.hrtime.bigint();
-  for (;;) {
-    const res = await fetch(`${stack.couch.url}/log_fwd_src/_changes?since=${encodeURIComponent(String(since))}&limit=${pageSize}&include_docs=true`, { headers: readers });
-    const body = (await res.json()) as { results: Array<{ id: string; doc?: Record<string, unknown> }>; last_seq: unknown };
-    // What a consumer does at least: look at every document.
-    for (const r of body.results) if (r.doc && !r.id.startsWith('_design/')) read++;
-    since = body.last_seq;
-    if (body.results.length < pageSize) break;
-  }
-  const readSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   // The target is another couchlog (its own PouchDB Server and ingress), as
   // a SIEM is another machine: the source server serves the reads alone,
   // as in the plain read.
-  progress('    ...and couchlog forward into another couchlog\'s HEC endpoint');
   const targetDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-fwd-target-'));
   const target = await startBenchStack({
     dataDir: targetDir,
-    apps: ['fwd_dst'],
+    apps: ['fwd_dst1', 'fwd_dst2'],
     couchPort: await freePort(),
     ingressPort: await freePort(),
-    tokens: { fwd_dst: [{ name: 'bench', secret: TOKEN }] },
+    tokens: { fwd_dst1: [{ name: 'bench', secret: TOKEN }], fwd_dst2: [{ name: 'bench', secret: TOKEN }] },
   });
   const dir = mkdtempSync(join(tmpdir(), 'couchlog-bench-fwd-'));
-  const logger = pino({ level: 'silent' });
-  const forwarder = new Forwarder({
-    app: 'fwd_src',
-    couchUrl: stack.couch.url,
-    couchHeaders: { authorization: stack.writer.authorization! },
-    checkpointFile: join(dir, 'checkpoint.json'),
-    deadLetterFile: join(dir, 'dead-letter.ndjson'),
-    hec: { url: target.ingressUrl, token: TOKEN, gzip: true, verifyTls: true, timeoutMs: 30_000, ack: 'auto', ackTimeoutMs: 60_000, ackPollMs: 50 },
-    maxEvents: pageSize,
-    maxBytes: 4_000_000,
-    pollMs: 50,
-    backoff: { baseMs: 100, maxMs: 2000 },
-    mapping: { index: 'fwd_dst', indexField: null, source: null, sourcetype: '_json', sourcetypeField: null, hostField: 'host' },
-    logger,
-  });
-  const t1 = process.hrtime.bigint();
-  forwarder.start();
-  while (forwarder.status.caughtUpAt === null) await new Promise((ok) => setTimeout(ok, 10));
-  const fwdSeconds = Number(process.hrtime.bigint() - t1) / 1e9;
-  await forwarder.stop();
-  await target.stop();
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(targetDir, { recursive: true, force: true });
-  if (forwarder.status.forwarded !== read) throw new Error(`forwarded ${forwarder.status.forwarded} of ${read} documents`);
-  const changesDocsPerSecond = read / readSeconds;
-  const forwardDocsPerSecond = forwarder.status.forwarded / fwdSeconds;
-  return { docs: read, changesDocsPerSecond, forwardDocsPerSecond, ratio: forwardDocsPerSecond / changesDocsPerSecond };
+  try {
+    const readers = { authorization: stack.writer.authorization!, accept: 'application/json' };
+    const plainRead = async (): Promise<{ n: number; seconds: number }> => {
+      let since: unknown = 0;
+      let n = 0;
+      const t0 = process.hrtime.bigint();
+      for (;;) {
+        const res = await fetch(`${stack.couch.url}/log_fwd_src/_changes?since=${encodeURIComponent(String(since))}&limit=${pageSize}&include_docs=true`, { headers: readers });
+        const body = (await res.json()) as { results: Array<{ id: string; doc?: Record<string, unknown> }>; last_seq: unknown };
+        // What a consumer does at least: look at every document.
+        for (const r of body.results) if (r.doc && !r.id.startsWith('_design/')) n++;
+        since = body.last_seq;
+        if (body.results.length < pageSize) break;
+      }
+      return { n, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+    };
+    // `couchlog forward --once` as its own process, as it runs in production
+    // (the target's ingress runs in this process).
+    const forward = async (run: number): Promise<{ n: number; seconds: number }> => {
+      const args = [fileURLToPath(new URL('../../scripts/couchlog.js', import.meta.url)), 'forward', '--app', 'fwd_src', '--name', `bench${run}`, '--hec-url', target.ingressUrl, '--index', `fwd_dst${run}`, '--max-events', String(pageSize), '--poll-ms', '50', '--once'];
+      const env = { ...process.env, COUCHLOG_DATA: stack.config.data_dir, COUCHLOG_COUCHDB_PORT: String(stack.config.couchdb.embedded.port), COUCHLOG_LOG_LEVEL: 'warn', COUCHLOG_FORWARD_HEC_TOKEN: TOKEN };
+      const t1 = process.hrtime.bigint();
+      const child = spawn(process.execPath, args, { env, cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      const code = await new Promise<number | null>((ok) => child.once('exit', ok));
+      const seconds = Number(process.hrtime.bigint() - t1) / 1e9;
+      if (code !== 0) throw new Error(`couchlog forward exited with ${code}`);
+      void seconds;
+      // The forwarder's own time from start to caught up (not node's start-up).
+      const summary = JSON.parse(out) as { forwarded: number; seconds: number };
+      return { n: summary.forwarded, seconds: summary.seconds };
+    };
+    // read, forward, forward, read: each side's mean, so drift hits both alike.
+    progress('    ...a plain _changes read of all of it...');
+    const r1 = await plainRead();
+    progress("    ...couchlog forward (its own process) into another couchlog's HEC endpoint, twice...");
+    const f1 = await forward(1);
+    const f2 = await forward(2);
+    progress('    ...and the plain read again');
+    const r2 = await plainRead();
+    for (const x of [r1, r2, f1, f2]) if (x.n !== docs) throw new Error(`${x.n} of ${docs} documents`);
+    const changesDocsPerSecond = (r1.n + r2.n) / (r1.seconds + r2.seconds);
+    const forwardDocsPerSecond = (f1.n + f2.n) / (f1.seconds + f2.seconds);
+    return { docs, changesDocsPerSecond, forwardDocsPerSecond, ratio: forwardDocsPerSecond / changesDocsPerSecond };
+  } finally {
+    await target.stop();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(targetDir, { recursive: true, force: true });
+  }
 }
 
 function combine(x: LoadResult, y: LoadResult): LoadResult {

@@ -87,6 +87,7 @@ export function forwardCommand(name: string, configFile: () => string | undefine
         forwarders = [single(config, logger, o)];
       }
       const server = o.metricsPort !== undefined ? await serveForwardMetrics(forwarders, o.metricsHost, o.metricsPort) : null;
+      const started = process.hrtime.bigint();
       for (const f of forwarders) {
         f.start();
         logger.info({ forwarder: f.name, app: f.status.app, since: f.status.since || '0' }, 'forwarding');
@@ -96,10 +97,11 @@ export function forwardCommand(name: string, configFile: () => string | undefine
         await new Promise((ok) => (server ? server.close(ok) : ok(undefined)));
       };
       if (o.once) {
-        while (forwarders.some((f) => f.status.caughtUpAt === null)) await new Promise((ok) => setTimeout(ok, 50));
+        while (forwarders.some((f) => f.status.caughtUpAt === null)) await new Promise((ok) => setTimeout(ok, 5));
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         await stop();
         for (const f of forwarders) {
-          process.stdout.write(`${JSON.stringify({ forwarder: f.name, forwarded: f.status.forwarded, dead_lettered: f.status.deadLettered, since: f.status.since })}\n`);
+          process.stdout.write(`${JSON.stringify({ forwarder: f.name, forwarded: f.status.forwarded, dead_lettered: f.status.deadLettered, since: f.status.since, seconds: Math.round(seconds * 1000) / 1000 })}\n`);
         }
         return;
       }

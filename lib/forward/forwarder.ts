@@ -106,6 +106,24 @@ export function envelopeOf(doc: Record<string, unknown>, app: string, m: Forward
   return env;
 }
 
+/**
+ * envelopeOf as JSON text, without copying the document (the hot path:
+ * `doc` is a freshly parsed page's and loses its `_rev`).
+ */
+export function envelopeText(doc: Record<string, unknown>, app: string, m: ForwardMapping): string {
+  const str = (field: string | null) => (field !== null && typeof doc[field] === 'string' && doc[field] !== '' ? (doc[field] as string) : undefined);
+  let head = '{';
+  const time = eventTimeSeconds(doc);
+  if (time !== undefined) head += `"time":${Math.round(time * 1000) / 1000},`;
+  const host = str(m.hostField);
+  if (host !== undefined) head += `"host":${JSON.stringify(host)},`;
+  head += `"source":${JSON.stringify(m.source ?? `couchlog:log_${app}`)},"sourcetype":${JSON.stringify(str(m.sourcetypeField) ?? m.sourcetype)},`;
+  const index = str(m.indexField) ?? m.index;
+  if (index !== null && index !== undefined) head += `"index":${JSON.stringify(index)},`;
+  delete doc._rev;
+  return `${head}"event":${JSON.stringify(doc)}}`;
+}
+
 export class Forwarder {
   private readonly sender: HecSender;
   private running = false;
@@ -188,7 +206,7 @@ export class Forwarder {
         ahead = { since: seq, page: next };
       }
       const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
-      const envelopes = docs.map((d) => JSON.stringify(envelopeOf(d, this.o.app, this.o.mapping)));
+      const envelopes = docs.map((d) => envelopeText(d, this.o.app, this.o.mapping));
       window.push({ seq, done: this.deliver(envelopes, docs) });
       cursor = seq;
       while (window.length >= this.inflight || (!full && window.length > 0)) {

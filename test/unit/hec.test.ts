@@ -13,7 +13,7 @@ import { AckRegistry } from '../../server/hec/acks.js';
 import { envelopeToDoc, hecTime, rawToDocs, splitEnvelopes } from '../../server/hec/envelope.js';
 import { HecError } from '../../server/hec/errors.js';
 import { presentedToken, tokenTable, TokenTable, type WriteToken } from '../../server/hec/tokens.js';
-import { envelopeOf, eventTimeSeconds } from '../../lib/forward/forwarder.js';
+import { envelopeOf, envelopeText, eventTimeSeconds } from '../../lib/forward/forwarder.js';
 
 const rules = { maxDepth: 32, maxDocs: 10_000 };
 const token: WriteToken = { name: 't', apps: ['web', 'audit'], ack: false };
@@ -178,6 +178,17 @@ describe('forward: envelopeOf and eventTimeSeconds', () => {
     const mapped = envelopeOf(doc, 'web', { ...m, index: 'main', indexField: 'idx', source: 'src', sourcetypeField: 'kind', hostField: null });
     assert.deepEqual([mapped.index, mapped.source, mapped.sourcetype, mapped.host], ['audit', 'src', 'nginx', undefined]);
     assert.equal(envelopeOf({ _id: 'y' }, 'web', { ...m, index: 'main', indexField: 'idx' }).index, 'main');
+  });
+  test('envelopeText is envelopeOf as JSON', () => {
+    const maps = [m, { ...m, index: 'main', indexField: 'idx', source: 'src', sourcetypeField: 'kind', hostField: null }];
+    const docs = [
+      { _id: 'x', _rev: '1-a', host: 'web-1', kind: 'nginx', idx: 'audit', time: '2024-07-17T03:33:43.512Z', n: 1, s: 'quote " and \\ and \u2028' },
+      { _id: 'y', timestamp: 1721187223512345, nested: { a: [1, { b: null }] } },
+      { _id: 'z' },
+    ];
+    for (const map of maps) {
+      for (const d of docs) assert.deepEqual(JSON.parse(envelopeText(structuredClone(d), 'web', map)), envelopeOf(d, 'web', map));
+    }
   });
   test('event time: timestamp by magnitude, else time, else received_at', () => {
     assert.equal(eventTimeSeconds({ timestamp: 1721187223 }), 1721187223);
