@@ -1,9 +1,11 @@
 // _design/correlator of the correlator's input databases (log_http and
 // log_network by default): the view `by_conn`, keyed by
-// [canonical src_ip, src_port, event time ms], so the correlator finds every
-// stored document of one connection within a time range — the partners of a
-// late event that have left its memory — with one range query per
-// connection (batched with /queries where the server has it).
+// [canonical src_ip, src_port] with the event time (ms) as value, so the
+// correlator finds every stored document of many connections — the
+// partners of late events that have left its memory — with one
+// POST .../_view/by_conn {"keys": [...]} per database, on PouchDB Server and
+// CouchDB alike (PouchDB Server has no multi-range /queries), and keeps
+// those from the lateness horizon on.
 //
 // The map function IS correlator/engine/conn-key.ts's connKeyOf, serialized:
 // the key is computed by the same source the correlator runs, so a lookup
@@ -22,7 +24,7 @@ export function lookupMapSource(): string {
     "  if (doc._id.indexOf('_design/') === 0) return;",
     `  var connKeyOf = ${fnSource(connKeyOf)};`,
     '  var k = connKeyOf(doc);',
-    "  if (typeof k !== 'string') emit(k, null);",
+    "  if (typeof k !== 'string') emit([k[0], k[1]], k[2]);",
     '}',
   ].join('\n');
 }

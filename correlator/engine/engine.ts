@@ -88,6 +88,11 @@ class Conn {
 
 const knownId = (side: Side, id: string) => `${side}\u0000${id}`;
 
+/** Events of recently used, closed connections a checkpoint keeps (as ids) to restart with a warm cache. */
+const WARM_EVENTS = 20_000;
+/** Connections a checkpoint names without their events (key and latest time), so a restart knows a new one is new. */
+const FORGOTTEN_KEYS = 50_000;
+
 interface PendingOutput {
   kind: OutputKind;
   id: string;
@@ -499,10 +504,21 @@ export class CorrelationEngine {
     const num = (x: number) => (Number.isFinite(x) ? x : null);
     const keys: EngineSnapshot['keys'] = [];
     const recent = this.releasedUpTo - this.gap;
+    const saved = new Set<Conn>();
+    const revsOf = (c: Conn, events: readonly InputEvent[]) => {
+      const revs: Array<[string, number, boolean]> = [];
+      for (const e of events) {
+        const id = `${e.side}-${e.id}`;
+        const em = c.emitted.get(id);
+        if (em && (em.revision > 1 || (em.deleted && em.revision > 0))) revs.push([id, em.revision, em.deleted]);
+      }
+      return revs;
+    };
     for (const c of this.conns.values()) {
       if (c.dirtyFrom !== null || c.awaitingLookup) {
         // Not decided yet (a lookup was pending at shutdown): every event, decided again after the restart.
         keys.push([c.key, num(c.completeFrom), c.events.map((e) => [e.side, e.id]), [], true]);
+        saved.add(c);
         continue;
       }
       if (!c.sim.live && c.lastTime < recent) continue;
@@ -510,24 +526,45 @@ export class CorrelationEngine {
       const segment = c.events.slice(start);
       if (segment.length === 0) continue;
       const completeFrom = Math.max(c.completeFrom, segment[0]!.time - this.gap);
-      const revs: Array<[string, number, boolean]> = [];
-      for (const e of segment) {
-        for (const id of [`${e.side}-${e.id}`]) {
-          const em = c.emitted.get(id);
-          if (em && (em.revision > 1 || (em.deleted && em.revision > 0))) revs.push([id, em.revision, em.deleted]);
-        }
+      keys.push([c.key, num(completeFrom), segment.map((e) => [e.side, e.id]), revsOf(c, segment)]);
+      saved.add(c);
+    }
+    // The most recently used of the rest, whole, within a budget: a restart
+    // then starts with a warm cache instead of looking up every connection a
+    // late side touches (an hour-late backlog that was being corrected).
+    let budget = Math.min(WARM_EVENTS, Math.floor((this.cfg.maxHttpItems + this.cfg.maxNetworkItems) / 2));
+    for (const side of ['B', 'A'] as const) {
+      const recentFirst = [...this.lru[side].values()].reverse();
+      for (const c of recentFirst) {
+        if (budget <= 0) break;
+        if (saved.has(c)) continue;
+        saved.add(c);
+        budget -= c.events.length;
+        keys.push([c.key, num(c.completeFrom), c.events.map((e) => [e.side, e.id]), revsOf(c, c.events)]);
       }
-      keys.push([c.key, num(completeFrom), segment.map((e) => [e.side, e.id]), revs]);
+    }
+    // Every other connection, in memory or evicted, as [key, latest event
+    // time], the most recent first, within a budget: after a restart an
+    // event of a connection never seen is known to be new (no lookup); the
+    // cache floor rises only past what the budget left out.
+    const forgotten: Array<[string, number]> = [];
+    for (const c of this.conns.values()) if (!saved.has(c)) forgotten.push([c.key, c.lastTime]);
+    for (const [k, t] of this.evicted) forgotten.push([k, t]);
+    forgotten.sort((x, y) => y[1] - x[1]);
+    let cacheFloor = this.cacheFloor;
+    if (forgotten.length > FORGOTTEN_KEYS) {
+      cacheFloor = Math.max(cacheFloor, forgotten[FORGOTTEN_KEYS]![1] + 1);
+      forgotten.length = FORGOTTEN_KEYS;
     }
     return {
       v: 2,
       progress: { A: num(this.progress.A), B: num(this.progress.B) },
       releasedUpTo: num(this.releasedUpTo),
-      cacheFloor: num(this.cacheFloor),
+      cacheFloor: num(cacheFloor),
       lastVersion: this.lastVersion,
       waiting: this.waiting.values().map((e) => [e.side, e.id]),
       keys,
-      evicted: [...this.evicted].filter(([, t]) => t >= recent),
+      evicted: forgotten,
     };
   }
 
@@ -544,8 +581,9 @@ export class CorrelationEngine {
     e.releasedUpTo = inf(snap.releasedUpTo, -Infinity);
     e.lastVersion = snap.lastVersion;
     // Connections not in the snapshot had no event this recent.
-    e.cacheFloor = Math.max(inf(snap.cacheFloor, -Infinity), e.releasedUpTo - e.gap);
-    for (const [key, t] of snap.evicted) e.evicted.set(key, t);
+    // Connections not in the snapshot are listed in `evicted`, or older than the snapshot's cache floor.
+    e.cacheFloor = inf(snap.cacheFloor, -Infinity);
+    for (const [key, t] of [...snap.evicted].reverse()) e.evicted.set(key, t);
     for (const [side, id] of snap.waiting) {
       const ev = eventOf(side, id);
       if (!ev) continue;

@@ -102,7 +102,7 @@ export interface EngineSnapshot {
    * true when it was still to be decided (a lookup pending at shutdown)].
    */
   keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>, boolean?]>;
-  /** Connections recently evicted from memory: [key, latest event time]. */
+  /** Connections known but not held above (evicted, or left out of the snapshot): [key, latest event time], the most recent first. */
   evicted: Array<[string, number]>;
 }
 

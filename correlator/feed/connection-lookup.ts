@@ -1,12 +1,12 @@
 // Answers the engine's lookups: every stored document of one connection
 // from a time on, in both input databases (the `_design/correlator` view
-// `by_conn`, keyed [src_ip, src_port, time]), and what log_correlated
-// already holds for the records of those documents (so the engine rewrites
-// only what changed). Lookups happen only for late events whose partners
-// have left memory; a page's lookups go out together:
-//  - CouchDB 3: one POST .../_view/by_conn/queries per database per page
-//    (up to QUERIES_PER_REQUEST ranges each);
-//  - PouchDB Server has no /queries: one GET per range, a few in flight.
+// `by_conn`, keyed [src_ip, src_port], valued with the event time), and what
+// log_correlated already holds for the records of those documents (so the
+// engine rewrites only what changed). Lookups happen only for late events
+// whose partners have left memory; all the connections of a round go in one
+// POST .../_view/by_conn {"keys": [...]} per database (chunks of
+// KEYS_PER_REQUEST): one index update and one read, on PouchDB Server and
+// CouchDB alike.
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { LOOKUP_DDOC_ID, LOOKUP_VIEW } from '../../design-docs/correlator-lookup.js';
 import { fingerprint } from '../engine/fingerprint.js';
@@ -25,15 +25,11 @@ export interface LookupAnswer {
   priors: Map<string, PriorRecord> | null;
 }
 
-const QUERIES_PER_REQUEST = 100;
-const GETS_IN_FLIGHT = 8;
+const KEYS_PER_REQUEST = 500;
 
-type Row = { id: string; key: unknown; doc?: Record<string, unknown> | null };
+type Row = { id: string; key: unknown; value: unknown; doc?: Record<string, unknown> | null };
 
 export class ConnectionLookup {
-  /** null until known: does the server have POST /_view/.../queries? */
-  private multiQuery: boolean | null = null;
-
   constructor(
     private readonly http: CouchHttp,
     private readonly headers: Record<string, string>,
@@ -67,50 +63,28 @@ export class ConnectionLookup {
     }));
   }
 
-  private query(r: LookupRequest): Record<string, unknown> {
-    const from = Number.isFinite(r.from) ? r.from : null;
-    return { startkey: [r.src_ip, r.src_port, from], endkey: [r.src_ip, r.src_port, {}], include_docs: true };
-  }
-
-  private viewPath(db: string): string {
-    return `/${encodeURIComponent(db)}/${LOOKUP_DDOC_ID}/_view/${LOOKUP_VIEW}`;
-  }
-
-  /** Rows of each request's range, in request order. */
+  /** Rows of each request's connection from its `from` on, in request order. */
   private async ranges(db: string, requests: readonly LookupRequest[]): Promise<Row[][]> {
-    if (this.multiQuery !== false) {
-      const out: Row[][] = [];
-      for (let i = 0; i < requests.length; i += QUERIES_PER_REQUEST) {
-        const chunk = requests.slice(i, i + QUERIES_PER_REQUEST);
-        const res = await this.http.request<{ results?: Array<{ rows?: Row[] }> }>('POST', `${this.viewPath(db)}/queries`, {
-          headers: this.headers,
-          body: JSON.stringify({ queries: chunk.map((r) => this.query(r)) }),
-        });
-        if (res.status === 200 && Array.isArray(res.body.results)) {
-          this.multiQuery = true;
-          for (const r of res.body.results) out.push(r.rows ?? []);
-          continue;
+    const out = requests.map(() => [] as Row[]);
+    const index = new Map<string, number[]>();
+    requests.forEach((r, i) => {
+      const k = JSON.stringify([r.src_ip, r.src_port]);
+      index.set(k, [...(index.get(k) ?? []), i]);
+    });
+    const keys = [...index.keys()];
+    for (let i = 0; i < keys.length; i += KEYS_PER_REQUEST) {
+      const chunk = keys.slice(i, i + KEYS_PER_REQUEST).map((k) => JSON.parse(k) as unknown);
+      const res = await this.http.request<{ rows?: Row[] }>('POST', `/${encodeURIComponent(db)}/${LOOKUP_DDOC_ID}/_view/${LOOKUP_VIEW}?include_docs=true`, {
+        headers: this.headers,
+        body: JSON.stringify({ keys: chunk }),
+      });
+      if (res.status !== 200) throw new Error(`looking up ${chunk.length} connections in ${db}: ${res.status} ${JSON.stringify(res.body)}`);
+      for (const row of res.body.rows ?? []) {
+        for (const at of index.get(JSON.stringify(row.key)) ?? []) {
+          if (typeof row.value === 'number' && row.value >= requests[at]!.from) out[at]!.push(row);
         }
-        if (this.multiQuery === null && res.status >= 400 && res.status < 500) {
-          this.multiQuery = false; // PouchDB Server: no multi-query endpoint
-          break;
-        }
-        throw new Error(`looking up connections in ${db}: ${res.status} ${JSON.stringify(res.body)}`);
       }
-      if (this.multiQuery) return out;
     }
-    const out: Row[][] = new Array(requests.length);
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < requests.length; i = next++) {
-        const q = this.query(requests[i]!);
-        const qs = new URLSearchParams({ startkey: JSON.stringify(q.startkey), endkey: JSON.stringify(q.endkey), include_docs: 'true' });
-        const res = await this.http.request<{ rows?: Row[] }>('GET', `${this.viewPath(db)}?${qs}`, { headers: this.headers });
-        if (res.status !== 200) throw new Error(`looking up a connection in ${db}: ${res.status} ${JSON.stringify(res.body)}`);
-        out[i] = res.body.rows ?? [];
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(GETS_IN_FLIGHT, requests.length) }, worker));
     return out;
   }
 

@@ -1,11 +1,14 @@
-// Crash safety of the correlator (issue 6): during a 20,000-event replay the
-// `couchlog correlator` process is killed with SIGKILL at random moments
-// several times and restarted; the last run finishes and stops on SIGTERM.
-// Its outputs in CouchDB and ClickHouse must equal those of a clean,
-// uninterrupted run over the same documents: nothing lost (checkpoints never
-// pass what is not acknowledged), nothing decided differently (the engine is
-// rebuilt from re-read events), nothing visible twice (deterministic ids;
-// ClickHouse duplicates merged by FINAL, as documented).
+// Crash safety of the correlator, with one side late: the B backlog
+// (10,000 documents) is drained by a running `couchlog correlator` (orphan
+// Bs emitted, provisionally), then the A backlog of the same connections is
+// posted, and while the correlator corrects its records the process is
+// killed with SIGKILL at random moments several times and restarted; the
+// last run finishes and stops on SIGTERM. Its outputs in CouchDB and
+// ClickHouse must equal those of a clean run that reads both backlogs in
+// event order (the reference): nothing lost (checkpoints never pass what is
+// not acknowledged), nothing decided differently (connections rebuilt from
+// re-read events, corrections re-derived), nothing visible twice
+// (deterministic ids; ClickHouse rows merged by FINAL, deletions hidden).
 //
 // CRASH_SEED=n reproduces a run with other documents and kill times.
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify as stringifyYaml } from 'yaml';
-import { embeddedOnly, freePort, http, startStack, type Stack } from '../helpers/stack.js';
+import { couchFlavor, freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { addOutputs, clickhouseCounts, clickhouseRows, couchDocCount, couchDocs, diffMaps, metrics, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
 import { generateTraffic, mulberry32 } from '../../lib/bench/correlator-traffic.js';
@@ -111,8 +114,9 @@ async function checkpoint(): Promise<{ A: number; B: number }> {
 
 const lateIn = (m: Map<string, number>) => (m.get('couchlog_correlator_late_events_total{side="A"}') ?? 0) + (m.get('couchlog_correlator_late_events_total{side="B"}') ?? 0);
 
-describe('kill -9 during a 20,000-event replay', () => {
-  const kills: Array<{ resumedFrom: { A: number; B: number }; afterMs: number; outputsAtKill: number; late: number }> = [];
+describe('kill -9 while a late side of 10,000 documents is correlated against 10,000 already decided', () => {
+  const kills: Array<{ resumedFrom: { A: number; B: number }; afterMs: number; outputsAtKill: number; late: number; aRead: number }> = [];
+  let bDrainedRecords = 0;
   let finalRun: { resumedFrom: { A: number; B: number }; late: number };
   let finalExit: { code: number | null; signal: NodeJS.Signals | null };
   let cleanStats: { correlated: number; orphanA: number; orphanB: number; late: number };
@@ -123,10 +127,9 @@ describe('kill -9 during a 20,000-event replay', () => {
     // The clean run's outputs, next to the crash run's.
     await addOutputs(stack, ch, 'correlated_clean', 'http_logs_clean');
 
-    // The backlog, in the past, before any correlator runs.
+    // The B side first, in the past; the A side once the correlator has drained it.
     const traffic = generateTraffic({ seed: SEED, aCount: N, bCount: N, startMs: Date.now() - 10 * 60_000, spanMs: 4 * 60_000 });
-    const [a] = await Promise.all([postBulk(stack, 'http', traffic.a, 200), postBulk(stack, 'network', traffic.b, 200)]);
-    aIds = a;
+    await postBulk(stack, 'network', traffic.b, 200);
 
     dir = mkdtempSync(join(tmpdir(), 'couchlog-crash-'));
     const metricsPort = await freePort();
@@ -149,13 +152,28 @@ describe('kill -9 during a 20,000-event replay', () => {
     };
     delete env.COUCHLOG_CONFIG;
 
+    // The first run drains the B backlog and idles; then the A side comes, late.
+    const first = spawnCorrelator();
+    await waitUntilServing(first);
+    await until(
+      'the B backlog drained',
+      async () => {
+        const m = await metrics(metricsUrl);
+        return (m.get('couchlog_correlator_events_in_total{side="B"}') ?? 0) >= N && (m.get('couchlog_correlator_buffer_size{buffer="open_connections"}') ?? 1) === 0 ? true : null;
+      },
+      90_000,
+      100,
+    );
+    bDrainedRecords = await correlatedCount();
+    const posting = postBulk(stack, 'http', traffic.a, 200).then((ids) => (aIds = ids));
+
     // Kill at seeded moments after each start has come up, and restart.
     const rnd = mulberry32(SEED ^ 0x5eed);
     const killCount = 4 + Math.floor(rnd() * 3);
     for (let i = 0; i < killCount; i++) {
       const resumedFrom = await checkpoint();
-      const child = spawnCorrelator();
-      await waitUntilServing(child);
+      const child = i === 0 ? first : spawnCorrelator();
+      if (i > 0) await waitUntilServing(child);
       const afterMs = 300 + Math.round(rnd() * 1200);
       await sleep(afterMs);
       const late = lateIn(await metrics(metricsUrl));
@@ -163,8 +181,9 @@ describe('kill -9 during a 20,000-event replay', () => {
       child.kill('SIGKILL');
       const how = await exited(child);
       assert.equal(how.signal, 'SIGKILL');
-      kills.push({ resumedFrom, afterMs, outputsAtKill: await correlatedCount(), late });
+      kills.push({ resumedFrom, afterMs, outputsAtKill: await correlatedCount(), late, aRead: (await checkpoint()).A });
     }
+    await posting;
 
     // The last run finishes the replay; done when the engine holds nothing,
     // the sinks have nothing pending and the outputs stop changing.
@@ -228,22 +247,21 @@ describe('kill -9 during a 20,000-event replay', () => {
 
   test('the kills landed in the middle of the replay, runs resumed from saved checkpoints, SIGTERM stopped the last with exit code 0', async (t) => {
     t.diagnostic(`kills: ${JSON.stringify(kills)}; last run: ${JSON.stringify(finalRun)}; clean run: ${JSON.stringify(cleanStats)}`);
-    const total = await correlatedCount();
     assert.ok(kills.length >= 4, `${kills.length} kills`);
-    const midway = kills.filter((k) => k.outputsAtKill < total);
-    assert.ok(midway.length >= 3, `only ${midway.length} of ${kills.length} kills happened before the replay was done: ${JSON.stringify(kills)} (total ${total})`);
+    assert.ok(bDrainedRecords > 0, 'the B side was decided (orphan Bs) before the A side came');
+    const finalA = (await checkpoint()).A;
+    const midway = kills.filter((k) => k.aRead < finalA);
+    assert.ok(midway.length >= 3, `only ${midway.length} of ${kills.length} kills happened before the late A side was read: ${JSON.stringify(kills)} (final A position ${finalA})`);
     // Not every run started over from the beginning: the checkpoint moved between kills.
     const resumed = [...kills, finalRun].filter((k) => k.resumedFrom.A > 0 && k.resumedFrom.B > 0);
     assert.ok(resumed.length >= 3, `only ${resumed.length} runs resumed from a saved checkpoint: ${JSON.stringify(kills)}`);
     assert.deepEqual(finalExit, { code: 0, signal: null }, output.slice(-3000));
   });
 
-  test('premise (embedded server): no event was out of order by more than reorder_slack_ms', { skip: embeddedOnly('CouchDB 3 interleaves shards in _changes: late events and corrections are normal there, and the equalities below must hold anyway') }, () => {
-    // The feeds of the embedded server are in order: a late event here would
-    // mean the replay is not exercising the in-order path this test is about.
-    assert.equal(cleanStats.late, 0, 'late events in the clean run');
-    assert.deepEqual(kills.map((k) => k.late), kills.map(() => 0), 'late events before a kill');
-    assert.equal(finalRun.late, 0, 'late events in the last run');
+  test('premise: the A side came late (decided against B records already written) and the clean run read in order', async () => {
+    assert.ok(kills.some((k) => k.late > 0) || finalRun.late > 0, `no late event: ${JSON.stringify(kills)}`);
+    // The embedded server's feeds are in order; CouchDB 3 interleaves shards, so a few late events are normal there.
+    if (couchFlavor === 'embedded') assert.equal(cleanStats.late, 0, 'late events in the clean run');
   });
 
   test('every A yields exactly one record; the rest are orphan Bs; counts match the clean run', async () => {

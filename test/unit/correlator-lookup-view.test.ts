@@ -73,7 +73,8 @@ describe('the lookup view keys documents as the correlator does', () => {
       }
       keyed++;
       assert.equal(emitted.length, 1, JSON.stringify(doc));
-      const [ip, port, time] = emitted[0]![0] as [string, number, number];
+      const [ip, port] = emitted[0]![0] as [string, number];
+      const time = emitted[0]![1] as number;
       assert.equal(ev.key, ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`, JSON.stringify(doc));
       assert.equal(ev.time, time, JSON.stringify(doc));
     }
