@@ -93,6 +93,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     retryAfterS: ingress.retry_after_s,
     authFailures: ingress.auth_failures,
     shutdownDeadlineMs: ingress.shutdown_deadline_ms,
+    corsOrigins: ingress.cors_origins,
   });
   await app.register(pathGuard);
   if (ingress.rate_limit.enabled) {

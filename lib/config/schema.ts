@@ -156,6 +156,8 @@ const ingress = z
     auth_failures: authFailures,
     /** A request (headers and body) must arrive within this long, else 408 and the connection closed. */
     body_timeout_ms: z.number().int().min(1000).max(3_600_000).default(30_000),
+    /** Origins (e.g. https://tools.example.org) a browser may call the ingress from with credentials; none by default (CORS off). */
+    cors_origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'an origin: scheme://host[:port], no path')).default([]),
     /** On shutdown: requests in flight get this long to be answered, then remaining connections are closed. */
     shutdown_deadline_ms: z.number().int().min(0).max(600_000).default(10_000),
   })

@@ -39,7 +39,12 @@ export function sendError(reply: FastifyReply, err: CouchlogError): FastifyReply
 }
 
 export function isScriptRequest(headers: Record<string, string | string[] | undefined>): boolean {
-  return headers['x-requested-with'] === 'XMLHttpRequest';
+  if (headers['x-requested-with'] === 'XMLHttpRequest') return true;
+  // A browser's fetch or XHR (Fauxton's included) sends Sec-Fetch-Site and a
+  // Sec-Fetch-Mode other than navigate; only a navigation may still show the
+  // dialog. (Node's fetch sends Sec-Fetch-Mode alone: not a browser.)
+  const mode = headers['sec-fetch-mode'];
+  return typeof headers['sec-fetch-site'] === 'string' && typeof mode === 'string' && mode !== 'navigate';
 }
 
 async function errorHandler(app: FastifyInstance): Promise<void> {

@@ -3,7 +3,10 @@
 // - during shutdown every request gets the ingress's own 503 (code and
 //   Retry-After, like every other 503), not Fastify's bare one, and after
 //   a deadline the connections still open are closed;
-// - failed authentications are limited per client address (429).
+// - failed authentications are limited per client address (429);
+// - CORS only for the configured origins (PouchDB Server reflects any
+//   Origin with credentials allowed: its CORS headers never pass), and
+//   cookies set through the ingress get SameSite=Lax (Secure behind TLS).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { unavailable } from '../../lib/errors.js';
@@ -16,6 +19,19 @@ export interface HardeningOptions {
   authFailures: { max: number; window_ms: number };
   /** After this long in close(), connections still open are closed. */
   shutdownDeadlineMs: number;
+  /** ingress.cors_origins: origins allowed to call with credentials (exact match). */
+  corsOrigins: string[];
+}
+
+const CORS_METHODS = 'GET, HEAD, POST, PUT, DELETE, OPTIONS';
+const CORS_HEADERS = 'accept, authorization, content-type, origin, referer, x-requested-with, x-couch-full-commit';
+
+/** A Set-Cookie value with SameSite=Lax (unless it names one) and Secure when the caller came over TLS. */
+export function hardenCookie(cookie: string, secure: boolean): string {
+  let out = cookie;
+  if (!/;\s*samesite=/i.test(out)) out += '; SameSite=Lax';
+  if (secure && !/;\s*secure(\s*;|\s*$)/i.test(out)) out += '; Secure';
+  return out;
 }
 
 /** Whether a request asks to be authenticated: credentials, or a login. */
@@ -36,6 +52,48 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
     if (!closing) return;
     reply.header('connection', 'close');
     throw unavailable('INGRESS_SHUTTING_DOWN', 'the ingress is shutting down; retry later', opts.retryAfterS);
+  });
+
+  const allowed = new Set(opts.corsOrigins);
+  const allowedOrigin = (request: FastifyRequest): string | null => {
+    const origin = request.headers.origin;
+    return typeof origin === 'string' && allowed.has(origin) ? origin : null;
+  };
+  // A preflight from an allowed origin is answered here (it carries no credentials).
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method !== 'OPTIONS' || !request.headers['access-control-request-method']) return;
+    const origin = allowedOrigin(request);
+    if (!origin) return;
+    return reply
+      .code(204)
+      .headers({
+        'access-control-allow-origin': origin,
+        'access-control-allow-credentials': 'true',
+        'access-control-allow-methods': CORS_METHODS,
+        'access-control-allow-headers': CORS_HEADERS,
+        'access-control-max-age': '600',
+        vary: 'Origin',
+      })
+      .send();
+  });
+  app.addHook('onSend', async (request, reply, payload) => {
+    for (const name of Object.keys(reply.getHeaders())) {
+      if (name.toLowerCase().startsWith('access-control-')) reply.removeHeader(name);
+    }
+    const origin = allowedOrigin(request);
+    if (origin) {
+      reply.header('access-control-allow-origin', origin);
+      reply.header('access-control-allow-credentials', 'true');
+      reply.header('access-control-expose-headers', 'content-type, etag, location, retry-after, x-couch-request-id');
+      reply.header('vary', 'Origin');
+    }
+    const cookies = reply.getHeader('set-cookie');
+    if (cookies !== undefined) {
+      const secure = request.protocol === 'https';
+      const list = Array.isArray(cookies) ? cookies.map(String) : [String(cookies)];
+      reply.header('set-cookie', list.map((c) => hardenCookie(c, secure)));
+    }
+    return payload;
   });
 
   const limiter = new FailureLimiter({ max: opts.authFailures.max, windowMs: opts.authFailures.window_ms });

@@ -1,0 +1,122 @@
+// Browsers (issue 12, defects 4 and 5): CORS off by default, an allowlist of
+// origins when configured (PouchDB Server's own reflecting CORS headers never
+// pass); cookies set through the ingress get SameSite=Lax, and Secure when a
+// trusted proxy says the caller came over TLS; a browser's script requests
+// get no Basic challenge (no native dialog over Fauxton), curl still does.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { get, type IncomingMessage } from 'node:http';
+import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const EVIL = 'http://evil.example';
+const TOOLS = 'http://tools.example:8443';
+
+function login(extra: Record<string, string> = {}) {
+  return http(`${stack.url}/_session`, {
+    method: 'POST',
+    headers: { ...JSON_TYPE, ...extra },
+    body: JSON.stringify({ name: stack.config.users.reader.user, password: stack.config.users.reader.password }),
+  });
+}
+
+describe('defect 4: CORS and cookies', () => {
+  test('CORS is off by default: no Access-Control-* on any answer, preflights included', async () => {
+    const answers = [
+      await http(`${stack.url}/log_appname/_all_docs`, { headers: { authorization: stack.auth.reader, origin: EVIL } }),
+      await http(`${stack.url}/_session`, { headers: { authorization: stack.auth.reader, origin: EVIL } }),
+      await login({ origin: EVIL }),
+      await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, origin: EVIL }, body: '{}' }),
+      await http(`${stack.url}/log_appname/_all_docs`, { method: 'OPTIONS', headers: { origin: EVIL, 'access-control-request-method': 'GET' } }),
+    ];
+    for (const res of answers) {
+      const cors = [...res.headers.keys()].filter((h) => h.startsWith('access-control-'));
+      assert.deepEqual(cors, [], `status ${res.status}`);
+    }
+  });
+
+  test('with cors_origins, only those origins get credentialed CORS', async () => {
+    await stack.restartIngress((c) => {
+      c.ingress.cors_origins = [TOOLS];
+    });
+    try {
+      const ok = await http(`${stack.url}/log_appname/_all_docs`, { headers: { authorization: stack.auth.reader, origin: TOOLS } });
+      assert.equal(ok.status, 200);
+      assert.equal(ok.headers.get('access-control-allow-origin'), TOOLS);
+      assert.equal(ok.headers.get('access-control-allow-credentials'), 'true');
+      const pre = await http(`${stack.url}/log_appname/_find`, { method: 'OPTIONS', headers: { origin: TOOLS, 'access-control-request-method': 'POST' } });
+      assert.equal(pre.status, 204);
+      assert.equal(pre.headers.get('access-control-allow-origin'), TOOLS);
+      const evil = await http(`${stack.url}/log_appname/_all_docs`, { headers: { authorization: stack.auth.reader, origin: EVIL } });
+      assert.equal(evil.headers.get('access-control-allow-origin'), null);
+      assert.equal(evil.headers.get('access-control-allow-credentials'), null);
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.cors_origins = [];
+      });
+    }
+  });
+
+  test('the session cookie gets SameSite=Lax; Secure only behind a trusted TLS proxy', async () => {
+    const plain = await login();
+    assert.equal(plain.status, 200, plain.text);
+    const cookie = plain.headers.get('set-cookie') ?? '';
+    assert.match(cookie, /AuthSession=/);
+    assert.match(cookie, /SameSite=Lax/i);
+    assert.doesNotMatch(cookie, /;\s*Secure/i);
+    // X-Forwarded-Proto from an untrusted caller changes nothing.
+    assert.doesNotMatch((await login({ 'x-forwarded-proto': 'https' })).headers.get('set-cookie') ?? '', /;\s*Secure/i);
+    await stack.restartIngress((c) => {
+      c.ingress.trust_proxy = ['127.0.0.1'];
+    });
+    try {
+      const tls = await login({ 'x-forwarded-proto': 'https' });
+      assert.match(tls.headers.get('set-cookie') ?? '', /;\s*Secure/i);
+      assert.match(tls.headers.get('set-cookie') ?? '', /SameSite=Lax/i);
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.trust_proxy = [];
+      });
+    }
+  });
+});
+
+describe('defect 5: no Basic challenge for browser scripts', () => {
+  const BROWSER = { 'sec-fetch-mode': 'cors', 'sec-fetch-site': 'same-origin' };
+  test("the ingress's own 401s", async () => {
+    const script = await http(`${stack.url}/log_appname/_all_docs`, { headers: BROWSER });
+    assert.equal(script.status, 401);
+    assert.equal(script.headers.get('www-authenticate'), null);
+    const xhr = await http(`${stack.url}/log_appname/_all_docs`, { headers: { 'x-requested-with': 'XMLHttpRequest' } });
+    assert.equal(xhr.headers.get('www-authenticate'), null);
+    const curl = await http(`${stack.url}/log_appname/_all_docs`);
+    assert.equal(curl.status, 401);
+    assert.match(curl.headers.get('www-authenticate') ?? '', /^Basic/);
+    // (fetch always says Sec-Fetch-Mode: cors; a navigation is sent with node:http)
+    const navigation = await new Promise<IncomingMessage>((resolve, reject) => {
+      get(`${stack.url}/log_appname/_all_docs`, { headers: { 'sec-fetch-mode': 'navigate', 'sec-fetch-site': 'none' } }, (res) => {
+        res.resume();
+        resolve(res);
+      }).on('error', reject);
+    });
+    assert.equal(navigation.statusCode, 401);
+    assert.match(String(navigation.headers['www-authenticate'] ?? ''), /^Basic/);
+  });
+
+  test("CouchDB's own 401s through the proxy (a wrong login, Fauxton's session check)", async () => {
+    for (const path of ['/_session']) {
+      const wrong = await http(`${stack.url}${path}`, { method: 'POST', headers: { ...JSON_TYPE, ...BROWSER }, body: '{"name":"reader","password":"wrong"}' });
+      assert.equal(wrong.status, 401);
+      assert.equal(wrong.headers.get('www-authenticate'), null);
+      const get = await http(`${stack.url}${path}`, { headers: BROWSER });
+      assert.equal(get.headers.get('www-authenticate'), null);
+    }
+  });
+});
