@@ -5,7 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { couchUrl, requirePassword } from '../../lib/config/load.js';
@@ -208,5 +209,25 @@ describe('forward: section of the config', () => {
     const noToken = structuredClone(config);
     noToken.forward[0]!.token = null;
     assert.throws(() => forwardersOf(noToken, silent), /COUCHLOG_FORWARD_TOKEN_CFG_ONE/);
+  });
+});
+
+describe('couchlog up with a forward: section', () => {
+  test('a forwarder without its token stops `up` before anything starts, naming the variable', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'couchlog-forward-up-'));
+    try {
+      writeFileSync(join(dir, 'couchlog.yml'), 'clickhouse:\n  enabled: false\nforward:\n  - name: siem\n    app: appname\n    hec_url: https://127.0.0.1:1\n');
+      const env: Record<string, string | undefined> = { ...process.env, COUCHLOG_CONFIG: join(dir, 'couchlog.yml'), COUCHLOG_DATA: join(dir, 'data'), COUCHLOG_LOG_LEVEL: 'silent', COUCHLOG_COUCHDB_PORT: '1', COUCHLOG_INGRESS_PORT: '1' };
+      delete env.COUCHLOG_FORWARD_TOKEN_SIEM;
+      const child = spawn(process.execPath, [join(ROOT, 'dist', 'scripts', 'couchlog.js'), 'up'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+      const code = await new Promise((ok) => child.once('exit', ok));
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, /COUCHLOG_FORWARD_TOKEN_SIEM/);
+      assert.ok(!existsSync(join(dir, 'data', 'couchdb')), 'the embedded server was not started');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
