@@ -70,12 +70,15 @@ export class CorrelatorPipeline {
   private loop: Promise<void> | null = null;
   engine: CorrelationEngine;
   /** A checkpoint taken, waiting for the outputs before it to be acknowledged. */
-  private pendingCheckpoint: { cp: Checkpoint; through: number } | null = null;
+  private pendingCheckpoint: { cp: Checkpoint; through: number; held: string } | null = null;
   private lastCheckpointAt: number | null = null;
   /** When the saved checkpoint was last known to be current. */
   checkpointSavedAt: number | null = null;
-  /** Feed positions and held events of the last saved checkpoint (see heldState). */
+  /** Feed positions and engine changes of the last saved checkpoint (see heldState). */
   private savedHeldState: string | null = null;
+  /** How long the last checkpoint took to take and to save (spaces them under load). */
+  private captureMs = 0;
+  private saveMs = 0;
   /**
    * While paused, the feeds are not read (the engine and its memory stay as
    * they are; checkpoints go on). For maintenance and for benchmarks that
@@ -166,7 +169,7 @@ export class CorrelatorPipeline {
           await this.pollOnce(this.feeds[side]);
         }
       }
-      if (this.clock() - (this.lastCheckpointAt ?? 0) >= this.opts.checkpointIntervalMs) await this.checkpoint();
+      if (this.checkpointDue()) await this.checkpoint();
       else await this.saveIfAcknowledged();
     }
   }
@@ -263,17 +266,34 @@ export class CorrelatorPipeline {
   async checkpoint(): Promise<void> {
     this.lastCheckpointAt = this.clock();
     if (this.pendingCheckpoint === null) {
-      const cp = this.capture();
       // Idle feeds: nothing read, nothing held changed (only the watermark
       // moved with the clock, which a restart re-derives). Rewriting the
       // same checkpoint every second would only grow the database.
-      if (this.fanout.pending === 0 && heldState(cp) === this.savedHeldState) {
+      const held = this.heldState();
+      if (this.fanout.pending === 0 && held === this.savedHeldState) {
         this.checkpointSavedAt = this.clock();
         return;
       }
-      this.pendingCheckpoint = { cp, through: this.fanout.lastWrite };
+      const started = this.clock();
+      this.pendingCheckpoint = { cp: this.capture(), through: this.fanout.lastWrite, held };
+      this.captureMs = this.clock() - started;
     }
     await this.saveIfAcknowledged();
+  }
+
+  /** What a checkpoint says beyond the clock: feed positions and the engine's changes. */
+  private heldState(): string {
+    return `${this.feeds.A.cursor.since}|${this.feeds.B.cursor.since}|${this.engine.changes}`;
+  }
+
+  /**
+   * Checkpoints cost time in proportion to what the engine holds: while a
+   * backlog is read they are spaced so that taking and saving them stays
+   * under a tenth of the time (never less often than every 30 s).
+   */
+  private checkpointDue(): boolean {
+    const spacing = Math.min(30_000, Math.max(this.opts.checkpointIntervalMs, 10 * (this.captureMs + this.saveMs)));
+    return this.clock() - (this.lastCheckpointAt ?? 0) >= spacing;
   }
 
   private capture(): Checkpoint {
@@ -285,9 +305,11 @@ export class CorrelatorPipeline {
     const pending = this.pendingCheckpoint;
     if (!pending || this.fanout.ackedThrough < pending.through) return;
     try {
+      const started = this.clock();
       await this.checkpoints.save(pending.cp);
+      this.saveMs = this.clock() - started;
       this.checkpointSavedAt = Date.parse(pending.cp.saved_at);
-      this.savedHeldState = heldState(pending.cp);
+      this.savedHeldState = pending.held;
       this.pendingCheckpoint = null;
     } catch (err) {
       this.pendingCheckpoint = null;
@@ -318,7 +340,3 @@ export class CorrelatorPipeline {
   }
 }
 
-/** What a checkpoint says beyond the clock: feed positions and the events and connections held. */
-function heldState(cp: Checkpoint): string {
-  return JSON.stringify([cp.feeds, cp.state.waiting, cp.state.keys, cp.state.evicted]);
-}

@@ -61,6 +61,8 @@ class Conn {
   removed = false;
   /** Events of each side it holds. */
   readonly count: Record<Side, number> = { A: 0, B: 0 };
+  /** Some record of it has a revision above 1 or was deleted (a checkpoint then lists them). */
+  revised = false;
 
   constructor(
     readonly key: string,
@@ -141,6 +143,11 @@ export class CorrelationEngine {
   private newLookups: LookupRequest[] = [];
   private pending = new Map<string, PendingOutput>();
   private lastVersion = 0;
+  /**
+   * Counts what changes a snapshot beyond the clock (events taken, lookups
+   * answered, connections evicted or pruned): equal counts, equal held state.
+   */
+  changes = 0;
   /** Set while a restored connection is re-run: decisions fill `emitted` without outputs. */
   private silent: Map<string, [number, boolean]> | null = null;
 
@@ -156,6 +163,7 @@ export class CorrelationEngine {
       return;
     }
     this.counters.eventsIn[ev.side] += 1;
+    this.changes += 1;
     if (ev.time > this.progress[ev.side]) this.progress[ev.side] = ev.time;
     if (ev.time <= this.releasedUpTo) {
       this.counters.late[ev.side] += 1;
@@ -216,6 +224,7 @@ export class CorrelationEngine {
     const conn = this.conns.get(key);
     if (!conn || !conn.awaitingLookup) return;
     conn.awaitingLookup = false;
+    this.changes += 1;
     conn.completeFrom = Math.min(conn.completeFrom, from);
     for (const ev of events) {
       // Events past the release point come through the feed in their turn.
@@ -226,7 +235,9 @@ export class CorrelationEngine {
     }
     if (priors) {
       for (const [id, p] of priors) {
-        if (!conn.emitted.has(id)) conn.emitted.set(id, { fp: p.deleted ? '' : p.fingerprint, revision: p.revision, deleted: p.deleted });
+        if (conn.emitted.has(id)) continue;
+        conn.emitted.set(id, { fp: p.deleted ? '' : p.fingerprint, revision: p.revision, deleted: p.deleted });
+        if (p.revision > 1 || p.deleted) conn.revised = true;
       }
     }
     this.dirty.add(conn);
@@ -397,6 +408,7 @@ export class CorrelationEngine {
     const prior = conn.emitted.get(id);
     if (this.silent) {
       const saved = this.silent.get(id);
+      if (saved) conn.revised = true;
       if (record !== null) conn.emitted.set(id, { fp: fingerprint(record), revision: saved?.[0] ?? 1, deleted: false });
       else if (saved) conn.emitted.set(id, { fp: '', revision: saved[0], deleted: true });
       return;
@@ -414,6 +426,7 @@ export class CorrelationEngine {
       if (prior.deleted) return;
       const revision = queued ? queued.revision : prior.revision + 1;
       conn.emitted.set(id, { fp: '', revision, deleted: true });
+      conn.revised = true;
       this.counters.corrections += 1;
       this.pending.delete(id);
       this.pending.set(id, { kind: 'deleted', id, revision, record: { timestamp: new Date(ev.time).toISOString(), src_ip: ev.doc.src_ip, src_port: ev.doc.src_port, deleted: true } });
@@ -427,6 +440,7 @@ export class CorrelationEngine {
     }
     const revision = queued ? queued.revision : (prior?.revision ?? 0) + 1;
     conn.emitted.set(id, { fp, revision, deleted: false });
+    if (revision > 1) conn.revised = true;
     const kind: OutputKind = record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b';
     if (prior === undefined || prior.revision === 0) {
       if (kind === 'correlated') this.counters.correlated += 1;
@@ -489,6 +503,7 @@ export class CorrelationEngine {
   }
 
   private removeConn(c: Conn): void {
+    this.changes += 1;
     for (const e of c.events) this.cached[e.side] -= 1;
     c.removed = true;
     this.conns.delete(c.key);
@@ -507,6 +522,7 @@ export class CorrelationEngine {
     const saved = new Set<Conn>();
     const revsOf = (c: Conn, events: readonly InputEvent[]) => {
       const revs: Array<[string, number, boolean]> = [];
+      if (!c.revised) return revs;
       for (const e of events) {
         const id = `${e.side}-${e.id}`;
         const em = c.emitted.get(id);

@@ -192,7 +192,7 @@ async function drained(running: RunningCorrelator, a: number, b: number): Promis
     const e = running.engine;
     const s = e.sizes();
     if (e.counters.eventsIn.A >= a && e.counters.eventsIn.B >= b && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0) return;
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
