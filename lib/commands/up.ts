@@ -161,9 +161,12 @@ function banner(config: Config, flavor: string, generated: string[], clickhouse:
     `  passwords   ${passwords}${generated.length ? ` (generated now: ${generated.join(', ')})` : ''}`,
     '',
     'Try it:',
-    `  curl -X POST ${ingress}/${dbName(app)}/ -d '{ "foo" : "foo" }' -H 'Content-Type: application/json'   # succeeds, no credentials`,
-    `  curl -X GET ${ingress}/${dbName(app)}/_all_docs   # fails: anonymous reads are refused`,
-    `  ${readerCred} -X GET ${ingress}/${dbName(app)}/_all_docs   # succeeds with a real user`,
+    '  # succeeds, no credentials',
+    `  curl -X POST ${ingress}/${dbName(app)}/ -d '{ "foo" : "foo" }' -H 'Content-Type: application/json'`,
+    '  # fails: anonymous reads are refused',
+    `  curl -X GET ${ingress}/${dbName(app)}/_all_docs`,
+    '  # succeeds with a real user',
+    `  ${readerCred} -X GET ${ingress}/${dbName(app)}/_all_docs`,
     '',
   ];
   return lines.join('\n');
