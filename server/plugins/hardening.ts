@@ -77,6 +77,10 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
       .send();
   });
   app.addHook('onSend', async (request, reply, payload) => {
+    // Answered before the body was read (refused early): the connection is
+    // closed after the answer, so the client stops sending and the socket
+    // never waits on a body nobody reads.
+    if (!request.raw.complete && !request.raw.readableEnded) reply.header('connection', 'close');
     for (const name of Object.keys(reply.getHeaders())) {
       if (name.toLowerCase().startsWith('access-control-')) reply.removeHeader(name);
     }

@@ -4,10 +4,11 @@
 // only the session login/logout and Fauxton's static files get through.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
-import { forbidden, unauthorized, unavailable } from '../../lib/errors.js';
+import { forbidden, unauthorized, unavailable, unsupportedMediaType } from '../../lib/errors.js';
 import { extractCredentials } from '../auth/credentials.js';
 import { proxyRefusal } from '../auth/role-policy.js';
 import { guardLogin } from '../auth/session-login.js';
+import { ListGuard } from '../auth/list-guard.js';
 import { isScriptRequest } from '../plugins/error-handler.js';
 import type { CredentialVerifier } from '../auth/credential-verifier.js';
 
@@ -31,8 +32,13 @@ function isDatabaseLevelWrite(method: string, path: string): boolean {
 }
 
 export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions): Promise<void> {
+  const lists = new ListGuard({ upstream: opts.upstream, timeoutMs: opts.requestTimeoutMs, retryAfterS: opts.retryAfterS });
   const authorize = async (request: FastifyRequest) => {
     const path = (request.raw.url ?? '/').split('?', 1)[0]!;
+    // PouchDB Server parses multipart bodies with multiparty, and a malformed
+    // or cut one kills the process (unhandled error): only admins (attachments) send them.
+    const multipart = String(request.headers['content-type'] ?? '').trim().toLowerCase().startsWith('multipart/');
+    if (multipart && isPublic(request.method, path)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', 'multipart bodies are not accepted here');
     if (isPublic(request.method, path)) {
       if (request.method === 'POST' && path === '/_session') await guardLogin(request, { writerLogin: (n, p) => opts.verifier.writerLogin(n, p) });
       return;
@@ -46,8 +52,11 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
       throw forbidden('AUTH_ADMIN_ONLY', 'You are not a server admin.');
     }
     // The role policy (server/auth/role-policy.ts), decided before anything is forwarded.
+    if (multipart && !caller.roles.includes('_admin')) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', 'multipart bodies are for admins only');
     const refusal = proxyRefusal(request.method, request.raw.url ?? '/', caller);
     if (refusal) throw forbidden('AUTH_ROLE_FORBIDDEN', refusal);
+    // A _list of a missing function kills PouchDB Server: 404 here instead.
+    await lists.check(request.raw.url ?? '/', creds);
   };
 
   await app.register(httpProxy, {

@@ -207,3 +207,14 @@ describe('the writer account cannot be locked out by outside guesses', () => {
     assert.equal(direct.status, 200, `CouchDB (${couchFlavor}) still lets the writer in: ${direct.text}`);
   });
 });
+
+describe('bodies that kill PouchDB Server never reach it (found by fuzz.test.ts)', () => {
+  test('a cut multipart body: 415 to all but admins, the server keeps running', async () => {
+    const multipart = { 'content-type': 'multipart/form-data; boundary=x' };
+    for (const [path, auth] of [['/_session', {}], ['/log_appname/_find', { authorization: stack.auth.reader }], ['/log_appname/doc', { authorization: stack.auth.writer }]] as const) {
+      const res = await http(`${stack.url}${path}`, { method: 'POST', headers: { ...multipart, ...auth }, body: '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\ncut' });
+      assert.ok(res.status === 415 || res.status === 403, `${path}: ${res.status} ${res.text}`);
+    }
+    assert.equal((await http(`${stack.url}/_couchlog/health`)).status, 200);
+  });
+});

@@ -200,3 +200,26 @@ describe('role matrix', () => {
     assert.equal(changes.status, 200);
   });
 });
+
+describe('a _list of something missing', () => {
+  test('answers 404 and leaves the server running (PouchDB Server dies on it)', async () => {
+    const pid = stack.couch.pid;
+    for (const path of [
+      `/${DB}/_design/logs/_list/nope/by_time`,
+      `/${DB}/_design/nope/_list/csv/by_time`,
+      `/${DB}/_design/logs/_list/csv/nope`,
+      `/${DB}/_design/logs/_list/csv/nope/by_time`,
+      `/${DB}/_design/logs/_list/csv`,
+    ]) {
+      for (const who of ['reader', 'admin'] as const) {
+        const res = await http(`${stack.url}${path}`, { headers: { authorization: stack.auth[who] } });
+        // (a list without a view is not a read route for readers: 403)
+        const want = who === 'reader' && path.endsWith('/_list/csv') ? 403 : 404;
+        assert.equal(res.status, want, `${who} ${path}: ${res.status} ${res.text.slice(0, 120)}`);
+      }
+    }
+    const ok = await http(`${stack.url}/${DB}/_design/logs/_list/csv/by_time`, { headers: { authorization: stack.auth.reader } });
+    assert.equal(ok.status, 200);
+    assert.equal(stack.couch.pid, pid, 'the server did not restart');
+  });
+});
