@@ -10,7 +10,13 @@ export function onShutdownSignal(logger: Logger, shutdown: () => Promise<void>):
       process.exit(130);
     }
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    // A log line that cannot be written (the terminal is gone: EIO) must
+    // not stop the shutdown it announces.
+    try {
+      logger.info({ signal }, 'shutting down');
+    } catch {
+      // nothing to do: the shutdown below is what matters
+    }
     shutdown().then(
       () => process.exit(0),
       (err: Error) => {

@@ -219,6 +219,18 @@ describe('couchlog up on a terminal (script -qc: a pseudo-terminal)', { skip: UP
       assert.equal(code, 0, output);
       await assert.rejects(fetch(`${ingress}/_couchlog/health`), 'the ingress is gone');
     } finally {
+      // Killing `script` would leave `couchlog up` (in the terminal's own
+      // session) running: type Ctrl-C first, as a user would.
+      if (child.exitCode === null) {
+        child.stdin!.write('\x03');
+        await new Promise<void>((ok) => {
+          const t = setTimeout(ok, 15_000);
+          child.on('exit', () => {
+            clearTimeout(t);
+            ok();
+          });
+        });
+      }
       if (child.exitCode === null) child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
