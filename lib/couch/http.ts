@@ -20,6 +20,8 @@ export interface CouchResponse<T = unknown> {
 export interface CouchRequest {
   headers?: Record<string, string>;
   body?: string | Buffer;
+  /** This request's own time limit (headers and body), below the client's default. */
+  timeoutMs?: number;
 }
 
 export class CouchHttp {
@@ -46,6 +48,7 @@ export class CouchHttp {
         path,
         headers: { accept: 'application/json', ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}), ...req.headers },
         body: req.body,
+        ...(req.timeoutMs !== undefined && { headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs }),
       });
     } catch (err) {
       throw this.unreachable(err);

@@ -32,4 +32,12 @@ if (unpatched.length > 0) {
   );
 }
 
+// It runs in its own process group (a terminal's Ctrl-C reaches only
+// couchlog, which stops it in order): should couchlog itself die without
+// stopping it, it must not linger holding the port and the data.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(0);
+}, 1000).unref();
+
 require('pouchdb-server/lib/index.js');

@@ -18,6 +18,8 @@ export interface EmbeddedOptions {
   restartDelayMaxMs: number;
   startTimeoutMs: number;
   logger: Logger;
+  /** Liveness probe (SupervisedProcess); default 5 s interval, 2 s timeout, 3 misses. */
+  liveness?: { intervalMs: number; timeoutMs: number; failures: number };
 }
 
 export class EmbeddedCouch extends SupervisedProcess {
@@ -42,6 +44,7 @@ export class EmbeddedCouch extends SupervisedProcess {
       restartDelayMaxMs: opts.restartDelayMaxMs,
       startTimeoutMs: opts.startTimeoutMs,
       logger: opts.logger,
+      liveness: opts.liveness,
     });
     this.url = url;
     this.dir = dir;

@@ -27,7 +27,16 @@ export interface ProcessSpec {
   logger: Logger;
   /** Lines on its stderr that are routine, not warnings (e.g. "Logging warning to ..."). */
   routineStderr?: RegExp;
+  /**
+   * Liveness: once up, the probe URL is asked every `intervalMs`; after
+   * `failures` probes in a row without an answer within `timeoutMs`, the
+   * process is killed (SIGKILL: a frozen process ignores SIGTERM) and
+   * restarted like a crash. Default 5 s / 2 s / 3.
+   */
+  liveness?: { intervalMs: number; timeoutMs: number; failures: number };
 }
+
+const DEFAULT_LIVENESS = { intervalMs: 5000, timeoutMs: 2000, failures: 3 };
 
 /** A run shorter than this counts as a crash loop: the restart delay grows. */
 const STABLE_RUN_MS = 30_000;
@@ -38,6 +47,7 @@ export class SupervisedProcess extends EventEmitter {
   private restartDelay: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private startedAt = 0;
+  private livenessTimer: NodeJS.Timeout | null = null;
   restarts = 0;
 
   constructor(private readonly spec: ProcessSpec) {
@@ -58,6 +68,7 @@ export class SupervisedProcess extends EventEmitter {
     this.spawnChild();
     try {
       await this.waitUntilUp();
+      this.watchLiveness();
     } catch (err) {
       // A server that never answered must not linger holding its ports.
       await this.stop(2000);
@@ -67,7 +78,10 @@ export class SupervisedProcess extends EventEmitter {
 
   private spawnChild(): void {
     this.spec.prepare();
-    const child = spawn(this.spec.command, this.spec.args, { cwd: this.spec.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: Ctrl-C in a terminal signals the foreground
+    // group, and the servers must stop after couchlog's orderly shutdown
+    // (intake stopped, queues flushed, checkpoints saved), not before it.
+    const child = spawn(this.spec.command, this.spec.args, { cwd: this.spec.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.child = child;
     this.startedAt = Date.now();
     const log = this.spec.logger;
@@ -98,15 +112,42 @@ export class SupervisedProcess extends EventEmitter {
       this.restarts += 1;
       this.spawnChild();
       this.waitUntilUp().then(
-        () => this.emit('restarted'),
+        () => {
+          this.watchLiveness();
+          this.emit('restarted');
+        },
         (err: Error) => this.spec.logger.error({ err: err.message }, `${this.spec.label} did not come back`),
       );
     }, this.restartDelay);
   }
 
-  private async answers(): Promise<boolean> {
+  /** Probes the running child; kills it when it stops answering (a frozen process never exits by itself). */
+  private watchLiveness(): void {
+    const live = this.spec.liveness ?? DEFAULT_LIVENESS;
+    if (this.livenessTimer) clearTimeout(this.livenessTimer);
+    const child = this.child;
+    let missed = 0;
+    const tick = async () => {
+      this.livenessTimer = null;
+      if (this.stopping || this.child !== child || !child) return;
+      if (await this.answers(live.timeoutMs)) missed = 0;
+      else missed += 1;
+      if (this.stopping || this.child !== child) return;
+      if (missed >= live.failures) {
+        this.spec.logger.error({ child_pid: child.pid, missed }, `${this.spec.label} stopped answering; killing it to restart it`);
+        child.kill('SIGKILL');
+        return;
+      }
+      this.livenessTimer = setTimeout(tick, live.intervalMs);
+      this.livenessTimer.unref();
+    };
+    this.livenessTimer = setTimeout(tick, live.intervalMs);
+    this.livenessTimer.unref();
+  }
+
+  private async answers(timeoutMs = 1000): Promise<boolean> {
     try {
-      const res = await request(this.spec.probeUrl, { headersTimeout: 1000, bodyTimeout: 1000 });
+      const res = await request(this.spec.probeUrl, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
       await res.body.dump();
       return true;
     } catch {
@@ -131,6 +172,8 @@ export class SupervisedProcess extends EventEmitter {
     this.stopping = true;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
+    if (this.livenessTimer) clearTimeout(this.livenessTimer);
+    this.livenessTimer = null;
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

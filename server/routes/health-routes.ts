@@ -7,6 +7,9 @@ import type { CredentialVerifier } from '../auth/credential-verifier.js';
 import { unauthorized } from '../../lib/errors.js';
 import type { Metrics } from '../plugins/metrics.js';
 
+/** How long health waits for CouchDB before answering 503. */
+export const HEALTH_TIMEOUT_MS = 2000;
+
 export interface HealthRoutesOptions {
   http: CouchHttp;
   metrics: Metrics;
@@ -18,7 +21,8 @@ export default async function healthRoutes(app: FastifyInstance, opts: HealthRou
   app.get('/_couchlog/health', { config: { metricsRoute: 'health', rateLimit: false } }, async (_request, reply) => {
     const started = process.hrtime.bigint();
     try {
-      const res = await opts.http.request('GET', '/');
+      // A frozen CouchDB must make health fail fast, not after the 15 s request timeout.
+      const res = await opts.http.request('GET', '/', { timeoutMs: HEALTH_TIMEOUT_MS });
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
       const ok = res.status < 500;
       return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', couchdb: { reachable: true, status: res.status, latency_ms: Math.round(latencyMs * 10) / 10 } });

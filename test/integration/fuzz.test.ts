@@ -142,7 +142,9 @@ function request(r: () => number): { method: string; path: string; headers: Reco
     // anonymous
   } else if (who < 0.55) headers.authorization = stack.auth.reader;
   else if (who < 0.7) headers.authorization = stack.auth.writer;
-  else if (who < 0.8) headers.authorization = basicAuth(pick(r, ['reader', 'writer', 'admin', 'nobody', '']), 'wrong');
+  // Wrong passwords for real names too, but not the admin's: CouchDB 3.4+ would lock the admin
+  // out for this address (the test's own), and the checks below read as admin.
+  else if (who < 0.8) headers.authorization = basicAuth(pick(r, ['reader', 'writer', 'nobody', '']), 'wrong');
   else if (who < 0.85) headers.authorization = pick(r, ['Basic !!!', 'Bearer nope', 'Splunk 00000000-0000-0000-0000-000000000000', 'Basic', 'Digest x']);
   else if (who < 0.9) headers.cookie = pick(r, ['AuthSession=garbage', 'AuthSession=', 'other=1; AuthSession=YWRtaW46MDA6AA']);
   else headers.authorization = basicAuth('reader\u00e9', 'pw:with:colons');

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { startStack, http, JSON_TYPE, freePort, couchFlavor, type Stack } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, freePort, couchFlavor, embeddedOnly, type Stack } from '../helpers/stack.js';
 import { buildApp } from '../../server/app.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 
@@ -214,6 +214,23 @@ describe('bodies that kill PouchDB Server never reach it (found by fuzz.test.ts)
     for (const [path, auth] of [['/_session', {}], ['/log_appname/_find', { authorization: stack.auth.reader }], ['/log_appname/doc', { authorization: stack.auth.writer }]] as const) {
       const res = await http(`${stack.url}${path}`, { method: 'POST', headers: { ...multipart, ...auth }, body: '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\ncut' });
       assert.ok(res.status === 415 || res.status === 403, `${path}: ${res.status} ${res.text}`);
+    }
+    assert.equal((await http(`${stack.url}/_couchlog/health`)).status, 200);
+  });
+});
+
+describe('defect 16: health of a frozen server', () => {
+  test('health answers 503 within a few seconds when CouchDB stops answering', { skip: embeddedOnly('freezes the embedded server (SIGSTOP)') }, async () => {
+    const pid = stack.couch.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      const res = await http(`${stack.url}/_couchlog/health`);
+      const took = Date.now() - started;
+      assert.equal(res.status, 503);
+      assert.ok(took < 4000, `health took ${took} ms`);
+    } finally {
+      process.kill(pid, 'SIGCONT');
     }
     assert.equal((await http(`${stack.url}/_couchlog/health`)).status, 200);
   });

@@ -1,0 +1,108 @@
+// The embedded server's supervision (issue 12, defects 15 and 16): it runs in
+// its own process group, so a terminal's Ctrl-C reaches only couchlog, which
+// stops it in order; and a server that stops answering (frozen: SIGSTOP) is
+// noticed by the liveness probe, killed and restarted.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
+import { createLogger } from '../../lib/logger.js';
+import { embeddedOnly, freePort } from '../helpers/stack.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'couchlog-supervisor-'));
+let couch: EmbeddedCouch | null = null;
+after(async () => {
+  await couch?.stop(2000);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/`, { signal: AbortSignal.timeout(1000) });
+    await res.text();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+test('own process group; a frozen server is killed and restarted by the liveness probe', { timeout: 60_000 }, async () => {
+  couch = new EmbeddedCouch({
+    dataDir: dir,
+    host: '127.0.0.1',
+    port: await freePort(),
+    restartDelayMs: 100,
+    restartDelayMaxMs: 1000,
+    startTimeoutMs: 30_000,
+    logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent', 'test'),
+    liveness: { intervalMs: 300, timeoutMs: 300, failures: 2 },
+  });
+  await couch.start();
+  const pid = couch.pid!;
+  const pgid = (p: number) => Number(execFileSync('ps', ['-o', 'pgid=', '-p', String(p)], { encoding: 'utf8' }).trim());
+  assert.equal(pgid(pid), pid, 'the server leads a process group of its own');
+  assert.notEqual(pgid(pid), pgid(process.pid));
+
+  const restarted = new Promise<void>((resolve) => couch!.once('restarted', () => resolve()));
+  process.kill(pid, 'SIGSTOP');
+  const frozenAt = Date.now();
+  await restarted;
+  const took = Date.now() - frozenAt;
+  assert.notEqual(couch.pid, pid);
+  assert.ok(await answers(couch.url));
+  assert.ok(took < 15_000, `restarted after ${took} ms`);
+  // The frozen one is gone (SIGKILL works on a stopped process).
+  await sleep(200);
+  assert.throws(() => process.kill(pid, 0));
+});
+
+test('Ctrl-C in a terminal (SIGINT to the whole foreground group) stops couchlog up in order', { timeout: 240_000, skip: embeddedOnly('couchlog up runs its own embedded server') }, async () => {
+  const root = resolve(fileURLToPath(import.meta.url), '../../../..');
+  const work = mkdtempSync(join(tmpdir(), 'couchlog-ctrlc-'));
+  const ingressPort = await freePort();
+  const couchPort = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    COUCHLOG_DATA: join(work, 'data'),
+    COUCHLOG_INGRESS_PORT: String(ingressPort),
+    COUCHLOG_COUCHDB_PORT: String(couchPort),
+    COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
+    COUCHLOG_CLICKHOUSE_HTTP_PORT: String(await freePort()),
+    COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
+  };
+  delete env.COUCHLOG_CONFIG;
+  // A shell runs a job as a process group of its own; the terminal's Ctrl-C signals that group.
+  const child = spawn(process.execPath, [join(root, 'dist/scripts/couchlog.js'), 'up', '--log-format', 'json'], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  try {
+    await new Promise<void>((ok, fail) => {
+      const timer = setTimeout(() => fail(new Error(`no banner after 180 s:\n${output}`)), 180_000);
+      child.stdout!.on('data', () => {
+        if (output.includes('Ctrl-C stops everything')) {
+          clearTimeout(timer);
+          ok();
+        }
+      });
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        fail(new Error(`exited ${code}:\n${output}`));
+      });
+    });
+    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    process.kill(-child.pid!, 'SIGINT');
+    const code = await exited;
+    assert.equal(code, 0, output.slice(-2000));
+    assert.doesNotMatch(output, /died; restarting/, 'a server died before the orderly stop');
+    assert.ok(!(await answers(`http://127.0.0.1:${couchPort}`)), 'the embedded server is gone');
+  } finally {
+    if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+  }
+});
