@@ -235,3 +235,28 @@ describe('defect 16: health of a frozen server', () => {
     assert.equal((await http(`${stack.url}/_couchlog/health`)).status, 200);
   });
 });
+
+describe("CouchDB 3.4+'s lockout counts per caller, not per ingress", () => {
+  test("a guesser's failures (its X-Forwarded-For, via a trusted proxy) do not lock the reader out for others", async () => {
+    await stack.restartIngress((c) => {
+      c.ingress.trust_proxy = ['127.0.0.1'];
+    });
+    try {
+      const wrong = { authorization: basicAuth(stack.config.users.reader.user, 'guess'), 'x-forwarded-for': '198.51.100.7' };
+      for (let i = 0; i < 7; i++) {
+        const res = await http(`${stack.url}/log_appname/_all_docs?g=${i}`, { headers: wrong });
+        assert.equal(res.status, 401);
+        // A new password each time: a repeated one would be answered from the ingress's cache.
+        wrong.authorization = basicAuth(stack.config.users.reader.user, `guess-${i}`);
+      }
+      const other = await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.reader, 'x-forwarded-for': '203.0.113.5' } });
+      assert.equal(other.status, 200, other.text);
+      const direct = await http(`${stack.url}/log_appname/_all_docs?limit=2`, { headers: { authorization: stack.auth.reader } });
+      assert.equal(direct.status, 200, direct.text);
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.trust_proxy = [];
+      });
+    }
+  });
+});
