@@ -90,6 +90,11 @@ class Conn {
 
 const knownId = (side: Side, id: string) => `${side}\u0000${id}`;
 
+/** The release waits at most this much for a feed's observed disorder; later events are corrections. */
+const MAX_DISORDER_MS = 5 * 60_000;
+/** Per in-order event: the disorder estimate fades over a few thousand events. */
+const DISORDER_DECAY = 0.999;
+
 /** Events of recently used, closed connections a checkpoint keeps (as ids) to restart with a warm cache. */
 const WARM_EVENTS = 20_000;
 /** Connections a checkpoint names without their events (key and latest time), so a restart knows a new one is new. */
@@ -124,6 +129,15 @@ export class CorrelationEngine {
   private readonly waitingIds = new Set<string>();
   private readonly deadlines = new MinHeap<{ at: number; conn: Conn }>((x, y) => x.at < y.at);
   private readonly progress: Record<Side, number> = { A: -Infinity, B: -Infinity };
+  /**
+   * How far behind its own progress each feed has recently delivered events:
+   * a CouchDB 3 `_changes` interleaves shards, so a backlog arrives out of
+   * order by much more than reorder_slack_ms. Releasing that much later
+   * turns would-be late events (each a re-run and a correction) into
+   * in-order ones; results are the same either way, only cheaper. Decays
+   * as in-order events come, and when an idle feed follows the clock.
+   */
+  private readonly disorder: Record<Side, number> = { A: 0, B: 0 };
   /** Every event at or before this time has been decided. */
   private releasedUpTo = -Infinity;
   /** Connections by key. */
@@ -164,6 +178,9 @@ export class CorrelationEngine {
     }
     this.counters.eventsIn[ev.side] += 1;
     this.changes += 1;
+    const lag = this.progress[ev.side] - ev.time;
+    if (lag > this.disorder[ev.side]) this.disorder[ev.side] = Math.min(lag, MAX_DISORDER_MS);
+    else this.disorder[ev.side] *= DISORDER_DECAY;
     if (ev.time > this.progress[ev.side]) this.progress[ev.side] = ev.time;
     if (ev.time <= this.releasedUpTo) {
       this.counters.late[ev.side] += 1;
@@ -186,7 +203,12 @@ export class CorrelationEngine {
 
   /** A feed that is caught up and idle has seen everything up to `time` (its wall clock). */
   advance(side: Side, time: number): void {
-    if (time > this.progress[side]) this.progress[side] = time;
+    if (time > this.progress[side]) {
+      // Caught up: what was out of order is read; the estimate halves every 10 s the feed follows the clock.
+      const dt = Number.isFinite(this.progress[side]) ? time - this.progress[side] : Infinity;
+      this.disorder[side] *= 0.5 ** (dt / 10_000);
+      this.progress[side] = time;
+    }
     this.release();
   }
 
@@ -227,9 +249,11 @@ export class CorrelationEngine {
     this.changes += 1;
     conn.completeFrom = Math.min(conn.completeFrom, from);
     for (const ev of events) {
-      // Events past the release point come through the feed in their turn.
-      if (ev.time > this.releasedUpTo || conn.has(ev.side, ev.id)) continue;
-      if (this.waitingIds.has(knownId(ev.side, ev.id))) continue;
+      // Every stored event not held yet joins, whatever its time: one past
+      // the release point may have been taken early (a full release queue)
+      // and evicted since; one the feed has not delivered yet is recognised
+      // as a duplicate when it comes. Only those waiting for release stay there.
+      if (conn.has(ev.side, ev.id) || this.waitingIds.has(knownId(ev.side, ev.id))) continue;
       this.insert(conn, ev);
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
     }
@@ -273,7 +297,8 @@ export class CorrelationEngine {
   // ---- release, admission, re-runs -------------------------------------------------
 
   private release(): void {
-    const until = this.watermark - this.cfg.reorderSlackMs;
+    const slack = (side: Side) => Math.max(this.cfg.reorderSlackMs, this.disorder[side]);
+    const until = Math.min(this.progress.A - slack('A'), this.progress.B - slack('B'));
     for (let ev = this.waiting.peek(); ev !== undefined && ev.time <= until; ev = this.waiting.peek()) {
       this.waiting.pop();
       this.waitingIds.delete(knownId(ev.side, ev.id));
@@ -581,6 +606,7 @@ export class CorrelationEngine {
       waiting: this.waiting.values().map((e) => [e.side, e.id]),
       keys,
       evicted: forgotten,
+      disorder: { ...this.disorder },
     };
   }
 
@@ -596,6 +622,7 @@ export class CorrelationEngine {
     e.progress.B = inf(snap.progress.B, -Infinity);
     e.releasedUpTo = inf(snap.releasedUpTo, -Infinity);
     e.lastVersion = snap.lastVersion;
+    if (snap.disorder) Object.assign(e.disorder, snap.disorder);
     // Connections not in the snapshot had no event this recent.
     // Connections not in the snapshot are listed in `evicted`, or older than the snapshot's cache floor.
     e.cacheFloor = inf(snap.cacheFloor, -Infinity);

@@ -104,6 +104,8 @@ export interface EngineSnapshot {
   keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>, boolean?]>;
   /** Connections known but not held above (evicted, or left out of the snapshot): [key, latest event time], the most recent first. */
   evicted: Array<[string, number]>;
+  /** Each feed's recent disorder (ms): the release waits as long after a restart. */
+  disorder?: Record<Side, number>;
 }
 
 /** Why an event or an entry left the engine without an output. */
