@@ -38,12 +38,13 @@ program
     // held back meanwhile; warnings and errors show at once), then the banner.
     const say = cli.format === 'pretty' ? (line: string) => process.stdout.write(`${line}\n`) : undefined;
     const running = await up(config, logger, say);
+    // Before the banner: a Ctrl-C right after it must find the orderly shutdown ready.
+    onShutdownSignal(logger, running.stop);
+    onReopenSignal(logger, running.reopen);
     process.stdout.write(running.banner);
     // Lines the correlator's first poll writes just after startup stay held
     // a moment, so the banner is what the terminal ends with.
     setTimeout(cli.endStartup, 500).unref();
-    onShutdownSignal(logger, running.stop);
-    onReopenSignal(logger, running.reopen);
   });
 
 program

@@ -76,6 +76,20 @@ export class SupervisedProcess extends EventEmitter {
     }
   }
 
+  private static readonly running = new Set<ChildProcess>();
+  private static exitHookInstalled = false;
+
+  /** Children have their own process group: if couchlog exits without stopping them, they go too. */
+  private static track(child: ChildProcess): void {
+    SupervisedProcess.running.add(child);
+    child.once('exit', () => SupervisedProcess.running.delete(child));
+    if (SupervisedProcess.exitHookInstalled) return;
+    SupervisedProcess.exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of SupervisedProcess.running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    });
+  }
+
   private spawnChild(): void {
     this.spec.prepare();
     // Its own process group: Ctrl-C in a terminal signals the foreground
@@ -83,6 +97,7 @@ export class SupervisedProcess extends EventEmitter {
     // (intake stopped, queues flushed, checkpoints saved), not before it.
     const child = spawn(this.spec.command, this.spec.args, { cwd: this.spec.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.child = child;
+    SupervisedProcess.track(child);
     this.startedAt = Date.now();
     const log = this.spec.logger;
     // Output is logged a whole line at a time: a server may write one
