@@ -42,6 +42,12 @@ interface Emitted {
   fp: string;
   revision: number;
   deleted: boolean;
+  /**
+   * Re-derived after a restart, not emitted by this process: the crashed
+   * run may have written something else after its checkpoint, so the next
+   * decision of this id is written even if it looks the same.
+   */
+  unconfirmed?: boolean;
 }
 
 /** One connection held in memory. */
@@ -63,6 +69,13 @@ class Conn {
   readonly count: Record<Side, number> = { A: 0, B: 0 };
   /** Some record of it has a revision above 1 or was deleted (a checkpoint then lists them). */
   revised = false;
+  /**
+   * Restored, or read again, after a restart and before the feeds caught
+   * up: what the crashed run wrote for it after its checkpoint is unknown.
+   * A B it matches is deleted in the sinks even without a known orphan
+   * record (the sink writes nothing when there is none).
+   */
+  uncertain = false;
 
   constructor(
     readonly key: string,
@@ -162,6 +175,8 @@ export class CorrelationEngine {
    * answered, connections evicted or pruned): equal counts, equal held state.
    */
   changes = 0;
+  /** After a restore, until both feeds have caught up: connections touched are `uncertain`. */
+  private replaying: Record<Side, boolean> | null = null;
   /** Set while a restored connection is re-run: decisions fill `emitted` without outputs. */
   private silent: Map<string, [number, boolean]> | null = null;
 
@@ -203,6 +218,10 @@ export class CorrelationEngine {
 
   /** A feed that is caught up and idle has seen everything up to `time` (its wall clock). */
   advance(side: Side, time: number): void {
+    if (this.replaying) {
+      this.replaying[side] = false;
+      if (!this.replaying.A && !this.replaying.B) this.replaying = null;
+    }
     if (time > this.progress[side]) {
       // Caught up: what was out of order is read; the estimate halves every 10 s the feed follows the clock.
       const dt = Number.isFinite(this.progress[side]) ? time - this.progress[side] : Infinity;
@@ -341,6 +360,7 @@ export class CorrelationEngine {
     }
     this.insert(conn, ev);
     this.touch(conn);
+    if (this.replaying) conn.uncertain = true;
     const inOrder = conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
     // A new connection whose segment may reach into what was evicted must be looked up first.
     const mayMissPartners = conn.events.length === 1 && ev.time - this.gap < conn.completeFrom;
@@ -434,12 +454,18 @@ export class CorrelationEngine {
     if (this.silent) {
       const saved = this.silent.get(id);
       if (saved) conn.revised = true;
-      if (record !== null) conn.emitted.set(id, { fp: fingerprint(record), revision: saved?.[0] ?? 1, deleted: false });
-      else if (saved) conn.emitted.set(id, { fp: '', revision: saved[0], deleted: true });
+      if (record !== null) conn.emitted.set(id, { fp: fingerprint(record), revision: saved?.[0] ?? 1, deleted: false, unconfirmed: true });
+      else if (saved) conn.emitted.set(id, { fp: '', revision: saved[0], deleted: true, unconfirmed: true });
       return;
     }
     const queued = this.pending.get(id);
     if (record === null) {
+      if (prior === undefined && conn.uncertain && !dropped) {
+        // Replaying after a crash: the crashed run may have written this B as an orphan.
+        conn.emitted.set(id, { fp: '', revision: 1, deleted: false });
+        this.decided(conn, id, ev, null, false);
+        return;
+      }
       if (prior === undefined) {
         if (dropped) {
           // Counted once per id: a revision-0 entry remembers it.
@@ -448,8 +474,9 @@ export class CorrelationEngine {
         }
         return;
       }
-      if (prior.deleted) return;
-      const revision = queued ? queued.revision : prior.revision + 1;
+      if (prior.deleted && !prior.unconfirmed) return;
+      // A confirmation of a deletion keeps its revision; a new deletion is the next one.
+      const revision = queued ? queued.revision : prior.deleted ? prior.revision : prior.revision + 1;
       conn.emitted.set(id, { fp: '', revision, deleted: true });
       conn.revised = true;
       this.counters.corrections += 1;
@@ -458,7 +485,15 @@ export class CorrelationEngine {
       return;
     }
     const fp = fingerprint(record);
-    if (prior !== undefined && !prior.deleted && prior.fp === fp) return;
+    const same = prior !== undefined && !prior.deleted && prior.fp === fp;
+    if (same && !prior.unconfirmed) return;
+    if (same) {
+      // After a restart: written again as it stands (same revision), over whatever the crashed run left.
+      conn.emitted.set(id, { ...prior, unconfirmed: false });
+      this.pending.delete(id);
+      this.pending.set(id, { kind: record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b', id, record, revision: queued ? queued.revision : prior.revision });
+      return;
+    }
     if (prior !== undefined && prior.revision === 0) {
       // A drop counted when it was decided without record: it has one now.
       this.counters.dropped[ev.side === 'A' ? 'orphan_a_not_emitted' : 'orphan_b_not_emitted'] -= 1;
@@ -622,6 +657,7 @@ export class CorrelationEngine {
     e.progress.B = inf(snap.progress.B, -Infinity);
     e.releasedUpTo = inf(snap.releasedUpTo, -Infinity);
     e.lastVersion = snap.lastVersion;
+    e.replaying = { A: true, B: true };
     if (snap.disorder) Object.assign(e.disorder, snap.disorder);
     // Connections not in the snapshot had no event this recent.
     // Connections not in the snapshot are listed in `evicted`, or older than the snapshot's cache floor.
@@ -647,6 +683,7 @@ export class CorrelationEngine {
         if (conn.dirtyFrom) e.dirty.add(conn);
         continue;
       }
+      conn.uncertain = true;
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
       e.rerun(conn, 0);
       e.silent = null;
