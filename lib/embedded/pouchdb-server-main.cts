@@ -21,6 +21,33 @@ utils.sendCouchDBResp = function sendWithoutBogusChunking(res, err, couchResp) {
   return send(res, err, couchResp);
 };
 
+// The fourth: PouchDB Server hashes passwords with crypto-lite's PBKDF2 in
+// plain JavaScript (10,000 iterations: 50 ms of its only thread), on every
+// Basic-authenticated request. Native PBKDF2 gives the same hex (checked for
+// ASCII; other text keeps crypto-lite, whose UTF-8 handling differs), and a
+// small memo keeps a repeated check from hashing again, so setup can raise
+// the iterations to CouchDB 3's default (600,000).
+{
+  const nodeCrypto = require('node:crypto') as typeof import('node:crypto');
+  const lite = require('crypto-lite').crypto as { pbkdf2: (s: string, salt: string, n: number, len: number, digest?: string) => string };
+  const slow = lite.pbkdf2;
+  const memo = new Map<string, string>();
+  const ascii = /^[\x00-\x7f]*$/;
+  lite.pbkdf2 = function nativePbkdf2(secret, salt, count, length, digest) {
+    if (typeof secret !== 'string' || typeof salt !== 'string' || !ascii.test(secret) || !ascii.test(salt)) return slow(secret, salt, count, length, digest);
+    const iterations = Number(count) || 1000;
+    const bytes = Number(length) || 20;
+    const algo = digest === 'sha256' ? 'sha256' : 'sha1';
+    const key = nodeCrypto.createHash('sha256').update(`${algo}\n${iterations}\n${bytes}\n${salt}\n${secret}`).digest('base64');
+    const known = memo.get(key);
+    if (known !== undefined) return known;
+    const out = nodeCrypto.pbkdf2Sync(secret, salt, iterations, bytes, algo).toString('hex');
+    if (memo.size >= 1000) memo.delete(memo.keys().next().value!);
+    memo.set(key, out);
+    return out;
+  };
+}
+
 const fs = require('node:fs') as typeof import('node:fs');
 const unpatched = [
   ['pouchdb-validation', 'validationFuncsOfBulk'],

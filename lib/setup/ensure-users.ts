@@ -21,9 +21,16 @@ interface UserDoc {
   type: 'user';
   roles: string[];
   password?: string;
+  /** PBKDF2 iterations of the stored hash (PouchDB Server and CouchDB 3). */
+  iterations?: number | string;
 }
 
-export async function ensureUser(admin: AdminClient, spec: UserSpec): Promise<string[]> {
+/**
+ * `minIterations`: a stored hash with fewer PBKDF2 iterations is rewritten
+ * (the server hashes the password again with its current setting). For the
+ * embedded server; CouchDB 3.4+ upgrades hashes on login by itself.
+ */
+export async function ensureUser(admin: AdminClient, spec: UserSpec, minIterations = 0): Promise<string[]> {
   const id = `org.couchdb.user:${spec.user}`;
   const path = `/_users/${encodeURIComponent(id)}`;
   const existing = await admin.call<UserDoc>('GET', path);
@@ -39,9 +46,13 @@ export async function ensureUser(admin: AdminClient, spec: UserSpec): Promise<st
   const login = new AdminClient(admin.baseUrl, spec.user, spec.password);
   const session = await login.call<{ userCtx?: { name: string | null } }>('GET', '/_session');
   const passwordWorks = session.status === 200 && session.body.userCtx?.name === spec.user;
-  if (sameRoles && passwordWorks) return [];
+  const iterations = Number(existing.body.iterations);
+  const weakHash = Number.isFinite(iterations) && iterations < minIterations;
+  if (sameRoles && passwordWorks && !weakHash) return [];
   await admin.must(`updating user "${spec.user}"`, 'PUT', path, { ...doc, _rev: existing.body._rev });
-  const what = [!sameRoles ? 'roles' : '', !passwordWorks ? 'password' : ''].filter(Boolean).join(' and ');
+  const what = [!sameRoles ? 'roles' : '', !passwordWorks ? 'password' : '', weakHash ? `password hash (${iterations} -> ${minIterations} PBKDF2 iterations)` : '']
+    .filter(Boolean)
+    .join(' and ');
   return [`updated user "${spec.user}" (${what})`];
 }
 

@@ -32,6 +32,9 @@ const REQUIRE_VALID_USER = {
   ],
 } as const;
 
+/** CouchDB 3.5's default PBKDF2 iterations ([chttpd_auth] iterations), set on the embedded server. */
+export const EMBEDDED_PBKDF2_ITERATIONS = 600_000;
+
 /** The report pages (list functions) on CouchDB 3: sandboxed, no scripts, but their form works. */
 const SHOWLIST_CSP = 'sandbox allow-forms';
 
@@ -49,23 +52,41 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   // A fresh single-node CouchDB 3 has no system databases until someone makes them.
   for (const db of ['_users', '_replicator']) changes.push(...(await ensureDatabase(admin, db)));
 
+  // PouchDB Server hashes passwords with 10 PBKDF2 iterations by default;
+  // CouchDB 3's default is 600,000 (the embedded server's hashing is native
+  // and memoised: lib/embedded/pouchdb-server-main.cts). A running server
+  // that has used _users applies a changed setting only after a restart, so
+  // accounts with weaker hashes are rehashed on a later run (couchlog up
+  // restarts the server each time), once the setting is in force.
+  let minIterations = 0;
+  if (flavor === 'pouchdb-server') {
+    const path = await admin.configPath('couch_httpd_auth', 'iterations');
+    const current = await admin.call<unknown>('GET', path);
+    if (current.status === 200 && Number(current.body) === EMBEDDED_PBKDF2_ITERATIONS) {
+      minIterations = EMBEDDED_PBKDF2_ITERATIONS;
+    } else {
+      await admin.must('setting couch_httpd_auth/iterations', 'PUT', path, String(EMBEDDED_PBKDF2_ITERATIONS));
+      changes.push(`set couch_httpd_auth/iterations = ${EMBEDDED_PBKDF2_ITERATIONS}`);
+    }
+  }
+
   changes.push(
     ...(await ensureUser(admin, {
       user: config.users.writer.user,
       password: requirePassword(config, 'writer'),
       roles: [WRITER_ROLE],
-    })),
+    }, minIterations)),
     ...(await ensureUser(admin, {
       user: config.users.reader.user,
       password: requirePassword(config, 'reader'),
       roles: [READER_ROLE],
-    })),
+    }, minIterations)),
     // Reads the input feeds and writes (and corrects) log_correlated.
     ...(await ensureUser(admin, {
       user: config.users.correlator.user,
       password: requirePassword(config, 'correlator'),
       roles: [READER_ROLE, CORRELATOR_ROLE],
-    })),
+    }, minIterations)),
   );
 
   for (const [section, key] of REQUIRE_VALID_USER[flavor]) {
