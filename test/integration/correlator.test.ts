@@ -198,7 +198,9 @@ describe('HTTP x network through the ingress', () => {
     const metrics = (await http(`${metricsUrl}/metrics`)).text;
     assert.match(metrics, /couchlog_correlator_skipped_total\{side="B",reason="no_key"\} 1/);
     assert.match(metrics, /couchlog_correlator_skipped_total\{side="A",reason="excluded_ip"\} 1/);
-    assert.match(metrics, /couchlog_correlator_correlated_total [4-9]/);
+    // First decisions plus corrections: on a CouchDB 3 cluster an A may first be a provisional orphan.
+    const value = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN);
+    assert.ok(value('couchlog_correlator_correlated_total') + value('couchlog_correlator_corrections_total') >= 4, metrics.slice(0, 2000));
     assert.match(metrics, /couchlog_correlator_sink_writes_total\{sink="clickhouse"\} \d+/);
     assert.match(metrics, /couchlog_correlator_checkpoint_age_seconds \d/);
   });
