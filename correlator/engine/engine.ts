@@ -7,7 +7,8 @@
 //    in what order they arrive: each connection's records are what KeySim
 //    decides over that connection's events in event order (time, B before
 //    A, document id). Events are released in that order once both feeds
-//    are `reorderSlackMs` past them (the watermark); an event that comes
+//    are past them by `reorderSlackMs`, or by the disorder each feed has
+//    recently shown if that is more (CouchDB 3 interleaves shards); an event that comes
 //    later than that (a batch posted an hour late) re-runs its
 //    connection's segment, and every record whose content changed is
 //    emitted again under the same id with `revision` + 1 (or deleted: a
@@ -17,14 +18,17 @@
 //  - Memory is a bounded cache of connections (`maxHttpItems` /
 //    `maxNetworkItems` events), least recently used first out. Every
 //    connection knows from when its events are complete (`completeFrom`);
-//    one evicted raises `cacheFloor` past its events. A late event whose
+//    one evicted is remembered as key and latest time (`evicted`; beyond a
+//    bound, `cacheFloor` rises past it instead). A late event whose
 //    segment may reach before what is known asks for a lookup of its
 //    connection (every stored event from the lateness horizon on, and what
 //    the sinks hold for its records), answered through provide().
 //  - Re-delivered changes (same side and id) change nothing.
 //  - exportState()/restore(): a restart continues from a snapshot of the
-//    open connections (as document ids), deciding everything after it as
-//    an uninterrupted run would.
+//    open connections (as document ids, plus a warm cache and the keys of
+//    the others), deciding everything after it as an uninterrupted run
+//    would; until the feeds catch up it re-writes what the crashed run may
+//    have written differently after its checkpoint (`uncertain`).
 import { fingerprint } from './fingerprint.js';
 import { KeySim, segmentGap, segmentStart } from './key-sim.js';
 import { MinHeap } from './min-heap.js';
