@@ -87,7 +87,7 @@ const exited = (child: ChildProcess) =>
 
 async function waitUntilServing(child: ChildProcess): Promise<void> {
   await until(
-    'the correlator to serve /health',
+    'the correlator to serve /health (a restart first fetches the documents its checkpoint names)',
     async () => {
       if (child.exitCode !== null) throw new Error(`the correlator exited with ${child.exitCode}:\n${output.slice(-3000)}`);
       try {
@@ -97,7 +97,7 @@ async function waitUntilServing(child: ChildProcess): Promise<void> {
         return null;
       }
     },
-    30_000,
+    120_000,
     50,
   );
 }

@@ -80,12 +80,14 @@ async function settled(r: RunningCorrelator, what: string): Promise<EngineCounte
  * replica that has not seen the latest revision yet.
  */
 async function assertReference(db: string, mustMatch = true): Promise<Map<string, Doc>> {
-  const stored: StoredDoc[] = [];
-  for (const [side, input] of [['A', 'log_http'], ['B', 'log_network']] as const) for (const [id, doc] of await couchDocs(stack, input)) stored.push({ side, id, doc });
-  const want = referenceResult(engineConfig(stack.config.correlator), stored);
+  let stored: StoredDoc[] = [];
   let diff: string | null = null;
   let records = new Map<string, Doc>();
   for (const deadline = Date.now() + 15_000; ; ) {
+    // The inputs are read again too: a replica behind may miss a document as well as a revision.
+    stored = [];
+    for (const [side, input] of [['A', 'log_http'], ['B', 'log_network']] as const) for (const [id, doc] of await couchDocs(stack, input)) stored.push({ side, id, doc });
+    const want = referenceResult(engineConfig(stack.config.correlator), stored);
     records = await couchDocs(stack, db);
     diff = firstDifference(want, new Map([...records].map(([id, d]) => [id, JSON.stringify({ ...d, revision: undefined, decided_at: undefined })])));
     if (!diff || Date.now() > deadline) break;
