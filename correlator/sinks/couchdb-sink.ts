@@ -83,7 +83,9 @@ export class CouchDbDelivery implements Delivery {
   private upsertDoc(r: SinkRecord, cur: Stored | undefined): Record<string, unknown> | null {
     const live = cur !== undefined && !cur.deleted && cur.doc !== null;
     // Over a tombstone, its revision is extended (both CouchDB and PouchDB Server accept that).
-    if (!live) return r.deleted ? null : cur ? { ...toDoc(r), _rev: cur.rev } : toDoc(r);
+    // A deletion of a record that reads as absent is written anyway: a CouchDB cluster may answer
+    // from a replica that has not seen it yet; if it exists, the write conflicts and is read again.
+    if (!live) return r.deleted ? (cur ? null : { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at }) : cur ? { ...toDoc(r), _rev: cur.rev } : toDoc(r);
     const doc = cur.doc!;
     if (typeof doc.decided_at === 'string' && typeof r.record.decided_at === 'string' && doc.decided_at > r.record.decided_at) return null;
     if (r.deleted) return { _id: r.id, _rev: cur.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at };
