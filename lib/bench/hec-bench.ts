@@ -1,19 +1,21 @@
-// Benchmark of the ingress's Splunk HEC endpoint against the embedded
-// server, in one run: batches of 100 HEC envelopes (as Vector sends them)
+// Benchmark of the ingress's Splunk HEC endpoint against a CouchDB (the
+// embedded server, or an external one such as Apache CouchDB 3:
+// --couchdb-url), in one run: batches of 100 HEC envelopes (as Vector sends them)
 // through POST /services/collector/event, next to _bulk_docs of the same
 // documents straight into CouchDB (and through the ingress's _bulk_docs).
 // Same server, same client, same concurrency, a database per phase. Bulk
-// loads are short and PouchDB Server's speed drifts as LevelDB compacts,
+// loads are short and a server's speed drifts (PouchDB Server's LevelDB
+// compacts),
 // so the phases run direct, HEC, HEC, direct, and each side's figure is its
 // mean; a gzip variant of the HEC phase runs after.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { runLoad, type LoadResult } from './load.js';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startBenchStack } from './bench-stack.js';
+import { startBenchStack, type BenchStack, type CouchChoice } from './bench-stack.js';
 import { freePort } from './free-port.js';
 
 export interface HecBenchOptions {
@@ -26,9 +28,15 @@ export interface HecBenchOptions {
   concurrency: number;
   couchPort: number;
   ingressPort: number;
+  /** Embedded (default) or an external CouchDB (the forwarding target stays an embedded couchlog). */
+  couch?: CouchChoice;
 }
 
 export interface HecBenchReport {
+  /** "embedded PouchDB Server (url)" or "Apache CouchDB 3.5.0 at url". */
+  server: string;
+  /** Load averages (1, 5, 15 min) before and after the run: the machine is shared. */
+  load: { before: number[]; after: number[] };
   direct: LoadResult;
   hec: LoadResult;
   hecGzip: LoadResult;
@@ -64,19 +72,21 @@ const storedDoc = (i: number) => ({
 });
 
 export async function benchHec(o: HecBenchOptions, progress: (line: string) => void): Promise<HecBenchReport> {
+  const before = loadavg();
   const dataDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-hec-'));
   const tokens = Object.fromEntries(APPS.map((app) => [app, [{ name: 'bench', secret: TOKEN }]]));
-  const stack = await startBenchStack({ dataDir, apps: APPS, couchPort: o.couchPort, ingressPort: o.ingressPort, tokens });
-  const { couch, ingressUrl, writer } = stack;
+  const stack = await startBenchStack({ dataDir, apps: APPS, couchPort: o.couchPort, ingressPort: o.ingressPort, tokens, couch: o.couch });
+  const { couchUrl, ingressUrl, writer, db, appName } = stack;
   try {
+    progress(`measuring ${stack.server}`);
     const hecHeaders = { authorization: `Splunk ${TOKEN}`, 'content-type': 'application/json' };
     const hecBody = (app: string) => (r: number) =>
-      Array.from({ length: o.batch }, (_, j) => JSON.stringify({ ...envelope(r * o.batch + j), index: app })).join('\n');
+      Array.from({ length: o.batch }, (_, j) => JSON.stringify({ ...envelope(r * o.batch + j), index: appName(app) })).join('\n');
     const bulkBody = (r: number) => JSON.stringify({ docs: Array.from({ length: o.batch }, (_, j) => storedDoc(r * o.batch + j)) });
     const hec = (app: string, total = o.requests) =>
       runLoad({ url: ingressUrl, path: '/services/collector/event', headers: hecHeaders, body: hecBody(app), docsPerRequest: o.batch, total, concurrency: o.concurrency, ok: [200] });
     const direct = (app: string, total = o.requests) =>
-      runLoad({ url: couch.url, path: `/log_${app}/_bulk_docs`, headers: writer, body: bulkBody, docsPerRequest: o.batch, total, concurrency: o.concurrency, ok: [201] });
+      runLoad({ url: couchUrl, path: `/${db(app)}/_bulk_docs`, headers: writer, body: bulkBody, docsPerRequest: o.batch, total, concurrency: o.concurrency, ok: [201] });
 
     progress('warming up both paths...');
     await direct('warmup', Math.ceil(o.requests / 5));
@@ -109,7 +119,7 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
     });
     const ingressBulk = await runLoad({
       url: ingressUrl,
-      path: '/log_ingress_bulk/_bulk_docs',
+      path: `/${db('ingress_bulk')}/_bulk_docs`,
       headers: hecHeaders,
       body: bulkBody,
       docsPerRequest: o.batch,
@@ -121,6 +131,8 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
     const directBoth = combine(d1, d2);
     const hecBoth = combine(h1, h2);
     return {
+      server: stack.server,
+      load: { before, after: loadavg() },
       direct: directBoth,
       hec: hecBoth,
       hecGzip,
@@ -143,18 +155,20 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
  */
 async function benchForward(
   o: HecBenchOptions,
-  stack: Awaited<ReturnType<typeof startBenchStack>>,
+  stack: BenchStack,
   bulkBody: (r: number) => string,
   progress: (line: string) => void,
 ): Promise<NonNullable<HecBenchReport['forward']>> {
   const pageSize = 500;
   const requests = Math.ceil(o.forwardDocs / o.batch);
   const docs = requests * o.batch;
-  progress(`forwarding: loading ${docs} documents into log_fwd_src...`);
-  await runLoad({ url: stack.couch.url, path: '/log_fwd_src/_bulk_docs', headers: stack.writer, body: bulkBody, docsPerRequest: o.batch, total: requests, concurrency: 4, ok: [201] });
+  const src = stack.db('fwd_src');
+  progress(`forwarding: loading ${docs} documents into ${src}...`);
+  await runLoad({ url: stack.couchUrl, path: `/${src}/_bulk_docs`, headers: stack.writer, body: bulkBody, docsPerRequest: o.batch, total: requests, concurrency: 4, ok: [201] });
   // The target is another couchlog (its own PouchDB Server and ingress), as
   // a SIEM is another machine: the source server serves the reads alone,
-  // as in the plain read.
+  // as in the plain read. It stays embedded when the source is an external
+  // server.
   const targetDir = mkdtempSync(join(tmpdir(), 'couchlog-bench-fwd-target-'));
   const target = await startBenchStack({
     dataDir: targetDir,
@@ -171,7 +185,7 @@ async function benchForward(
       let n = 0;
       const t0 = process.hrtime.bigint();
       for (;;) {
-        const res = await fetch(`${stack.couch.url}/log_fwd_src/_changes?since=${encodeURIComponent(String(since))}&limit=${pageSize}&include_docs=true`, { headers: readers });
+        const res = await fetch(`${stack.couchUrl}/${src}/_changes?since=${encodeURIComponent(String(since))}&limit=${pageSize}&include_docs=true`, { headers: readers });
         const body = (await res.json()) as { results: Array<{ id: string; doc?: Record<string, unknown> }>; last_seq: unknown };
         // What a consumer does at least: look at every document.
         for (const r of body.results) if (r.doc && !r.id.startsWith('_design/')) n++;
@@ -183,8 +197,10 @@ async function benchForward(
     // `couchlog forward --once` as its own process, as it runs in production
     // (the target's ingress runs in this process).
     const forward = async (run: number): Promise<{ n: number; seconds: number }> => {
-      const args = [fileURLToPath(new URL('../../scripts/couchlog.js', import.meta.url)), 'forward', '--app', 'fwd_src', '--name', `bench${run}`, '--hec-url', target.ingressUrl, '--index', `fwd_dst${run}`, '--max-events', String(pageSize), '--poll-ms', '50', '--once'];
-      const env = { ...process.env, COUCHLOG_DATA: stack.config.data_dir, COUCHLOG_COUCHDB_PORT: String(stack.config.couchdb.embedded.port), COUCHLOG_LOG_LEVEL: 'warn', COUCHLOG_FORWARD_HEC_TOKEN: TOKEN };
+      const args = [fileURLToPath(new URL('../../scripts/couchlog.js', import.meta.url)), 'forward', '--app', stack.appName('fwd_src'), '--name', `bench${run}`, '--hec-url', target.ingressUrl, '--index', `fwd_dst${run}`, '--max-events', String(pageSize), '--poll-ms', '50', '--once'];
+      // The same server and data folder (secrets) as this stack; nothing of the shell's COUCHDB_*.
+      const { COUCHDB_URL: _u, COUCHDB_USER: _n, COUCHDB_PASSWORD: _p, ...inherited } = process.env;
+      const env = { ...inherited, ...stack.childEnv(), COUCHLOG_LOG_LEVEL: 'warn', COUCHLOG_FORWARD_HEC_TOKEN: TOKEN };
       const t1 = process.hrtime.bigint();
       const child = spawn(process.execPath, args, { env, cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
@@ -225,7 +241,9 @@ function combine(x: LoadResult, y: LoadResult): LoadResult {
 export function formatHecReport(r: HecBenchReport): string {
   const row = (name: string, x: LoadResult) =>
     `  ${name.padEnd(24)} ${x.docsPerSecond.toFixed(0).padStart(8)} docs/s   p50 ${x.p50ms.toFixed(1).padStart(7)} ms   p99 ${x.p99ms.toFixed(1).padStart(7)} ms   errors ${x.errors}`;
+  const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
   return [
+    `CouchDB: ${r.server}`,
     'HEC ingest, batches as Vector sends them',
     row('_bulk_docs to CouchDB', r.direct),
     row('HEC /services/collector', r.hec),
@@ -240,5 +258,6 @@ export function formatHecReport(r: HecBenchReport): string {
           `  ratio forward/_changes: ${r.forward.ratio.toFixed(2)}x  (target >= 0.50x)`,
         ]
       : []),
+    `load average: ${la(r.load.before)} before, ${la(r.load.after)} after`,
   ].join('\n');
 }

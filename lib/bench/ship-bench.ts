@@ -4,24 +4,26 @@
 //      doing the same split and printing the same JSON (the outputs are
 //      compared byte for byte, so both really do the same work); both read
 //      the file as stdin and write a file, as `cmd < log > out` would;
-//  (b) couchlog-ship of a fail2ban log into the embedded server through
-//      the ingress, against a direct _bulk_docs load of the very same
-//      documents (same ids, same batch size, same concurrency) into
-//      PouchDB Server. Each run writes to a fresh database, after a
-//      warm-up of both paths. PouchDB Server's speed drifts during a run
-//      (LevelDB compacts in the background), so the sides alternate
-//      direct, ship, ship, direct and each side's figure is its mean.
+//  (b) couchlog-ship of a fail2ban log through the ingress into a CouchDB
+//      (the embedded server, or an external one such as Apache CouchDB 3:
+//      --couchdb-url), against a direct _bulk_docs load of the very same
+//      documents (same ids, same batch size, same concurrency) into the
+//      same server. Each run writes to a fresh database, after a warm-up
+//      of both paths. A server's speed drifts during a run (PouchDB
+//      Server's LevelDB compacts in the background), so the sides
+//      alternate direct, ship, ship, direct and each side's figure is its
+//      mean.
 // Both tools run as the processes a user runs (node dist/scripts/...).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineFormatter } from '../jsonformat/line-formatter.js';
 import { docId, sourceKey, withId } from '../shipper/doc-id.js';
 import { runLoad, type LoadResult } from './load.js';
-import { startBenchStack } from './bench-stack.js';
+import { startBenchStack, type CouchChoice } from './bench-stack.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 const JSONFORMAT = join(ROOT, 'dist/scripts/jsonformat.js');
@@ -38,6 +40,8 @@ export interface ShipBenchOptions {
   concurrency: number;
   couchPort: number;
   ingressPort: number;
+  /** Embedded (default) or an external CouchDB, for (b). */
+  couch?: CouchChoice;
 }
 
 export interface ShipRun {
@@ -60,7 +64,9 @@ export interface AwkRun extends ToolRun {
 export interface ShipBenchReport {
   /** awks[0] is the system's `awk`; the others are mawk and gawk when installed. */
   jsonformat: { mb: number; lines: number; jsonformat: ToolRun; awks: AwkRun[]; ratio: number };
-  ship: { docs: number; direct: { runs: LoadResult[]; docsPerSecond: number }; ship: { runs: ShipRun[]; docsPerSecond: number }; ratio: number };
+  ship: { server: string; docs: number; direct: { runs: LoadResult[]; docsPerSecond: number }; ship: { runs: ShipRun[]; docsPerSecond: number }; ratio: number };
+  /** Load averages (1, 5, 15 min) before and after the run: the machine is shared. */
+  load: { before: number[]; after: number[] };
 }
 
 /** Line n of a generated fail2ban log (distinct IPs, several days, realistic spacing). */
@@ -140,6 +146,7 @@ async function awkVersion(command: string): Promise<string | null> {
 }
 
 export async function benchShip(o: ShipBenchOptions, progress: (line: string) => void): Promise<ShipBenchReport> {
+  const before = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-bench-'));
   try {
     // (a) jsonformat vs awk
@@ -168,6 +175,7 @@ export async function benchShip(o: ShipBenchOptions, progress: (line: string) =>
     return {
       jsonformat: { mb, lines, jsonformat: jf, awks, ratio: jf.mbPerSecond / awks[0]!.mbPerSecond },
       ship: shipReport,
+      load: { before, after: loadavg() },
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -175,9 +183,10 @@ export async function benchShip(o: ShipBenchOptions, progress: (line: string) =>
 }
 
 async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (line: string) => void): Promise<ShipBenchReport['ship']> {
-  const stack = await startBenchStack({ dataDir: join(dir, 'data'), apps: ['warmup', 'direct1', 'direct2', 'ship1', 'ship2'], couchPort: o.couchPort, ingressPort: o.ingressPort });
-  const { couch, ingressUrl, writer } = stack;
+  const stack = await startBenchStack({ dataDir: join(dir, 'data'), apps: ['warmup', 'direct1', 'direct2', 'ship1', 'ship2'], couchPort: o.couchPort, ingressPort: o.ingressPort, couch: o.couch });
+  const { couchUrl, ingressUrl, writer, db, appName } = stack;
   try {
+    progress(`(b) measuring ${stack.server}`);
     const file = join(dir, 'fail2ban.log');
     const text = Array.from({ length: o.shipLines }, (_, n) => `${fail2banLine(n)}\n`);
     const fd = openSync(file, 'w');
@@ -199,31 +208,31 @@ async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (li
 
     progress('warming up both paths...');
     const warm = Math.min(requests, 5);
-    await runLoad({ url: couch.url, path: '/log_warmup/_bulk_docs', headers: writer, body: (i) => bodyOf(i).replaceAll('"_id":"', '"_id":"w'), docsPerRequest: o.batchSize, total: warm, concurrency: o.concurrency, ok: [201] });
-    await runShip(ingressUrl, 'warmup', file, o, ['--source-id', 'warmup']);
+    await runLoad({ url: couchUrl, path: `/${db('warmup')}/_bulk_docs`, headers: writer, body: (i) => bodyOf(i).replaceAll('"_id":"', '"_id":"w'), docsPerRequest: o.batchSize, total: warm, concurrency: o.concurrency, ok: [201] });
+    await runShip(ingressUrl, appName('warmup'), file, o, ['--source-id', 'warmup']);
 
     const directRuns: LoadResult[] = [];
     const shipRuns: ShipRun[] = [];
-    const direct = async (db: string) => {
-      progress(`direct _bulk_docs of ${docs.length} documents (${requests} x ${o.batchSize}, concurrency ${o.concurrency}) into ${db}...`);
-      const r = await runLoad({ url: couch.url, path: `/${db}/_bulk_docs`, headers: writer, body: bodyOf, docsPerRequest: o.batchSize, total: requests, concurrency: o.concurrency, ok: [201] });
+    const direct = async (app: string) => {
+      progress(`direct _bulk_docs of ${docs.length} documents (${requests} x ${o.batchSize}, concurrency ${o.concurrency}) into ${db(app)}...`);
+      const r = await runLoad({ url: couchUrl, path: `/${db(app)}/_bulk_docs`, headers: writer, body: bodyOf, docsPerRequest: o.batchSize, total: requests, concurrency: o.concurrency, ok: [201] });
       if (r.errors > 0) throw new Error(`direct load: ${r.errors} requests failed`);
       directRuns.push({ ...r, docs: docs.length, docsPerSecond: docs.length / r.seconds });
     };
     const shipped = async (app: string) => {
-      progress(`couchlog-ship of the same lines through the ingress into log_${app}...`);
-      const r = await runShip(ingressUrl, app, file, o, []);
+      progress(`couchlog-ship of the same lines through the ingress into ${db(app)}...`);
+      const r = await runShip(ingressUrl, appName(app), file, o, []);
       if (r.exitCode !== 0) throw new Error(`ship exited ${r.exitCode}: ${r.stderr}`);
       shipRuns.push({ seconds: r.seconds, docsPerSecond: docs.length / r.seconds });
     };
-    await direct('log_direct1');
+    await direct('direct1');
     await shipped('ship1');
     await shipped('ship2');
-    await direct('log_direct2');
+    await direct('direct2');
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const directRate = mean(directRuns.map((r) => r.docsPerSecond));
     const shipRate = mean(shipRuns.map((r) => r.docsPerSecond));
-    return { docs: docs.length, direct: { runs: directRuns, docsPerSecond: directRate }, ship: { runs: shipRuns, docsPerSecond: shipRate }, ratio: shipRate / directRate };
+    return { server: stack.server, docs: docs.length, direct: { runs: directRuns, docsPerSecond: directRate }, ship: { runs: shipRuns, docsPerSecond: shipRate }, ratio: shipRate / directRate };
   } finally {
     await stack.stop();
   }
@@ -252,9 +261,10 @@ export function formatShipBench(r: ShipBenchReport): string {
     `  jsonformat ${j.jsonformat.mbPerSecond.toFixed(0).padStart(6)} MB/s   (${j.jsonformat.seconds.toFixed(2)} s; one process, single-threaded: MB/s per core)`,
     ...j.awks.map((a) => `  ${a.command.padEnd(10)} ${a.mbPerSecond.toFixed(0).padStart(6)} MB/s   (${a.seconds.toFixed(2)} s; ${a.version}; same output byte for byte: ${a.sameOutput ? 'yes' : 'NO'})`),
     `  ratio jsonformat/awk (the system's awk): ${j.ratio.toFixed(2)}x  (target >= 1x, and >= 50 MB/s per core)`,
-    `(b) ${s.docs} fail2ban lines into the embedded server`,
+    `(b) ${s.docs} fail2ban lines into ${s.server}`,
     `  direct _bulk_docs   ${s.direct.docsPerSecond.toFixed(0).padStart(6)} docs/s   (runs: ${s.direct.runs.map((r) => r.docsPerSecond.toFixed(0)).join(', ')})`,
     `  couchlog-ship       ${s.ship.docsPerSecond.toFixed(0).padStart(6)} docs/s   (runs: ${s.ship.runs.map((r) => r.docsPerSecond.toFixed(0)).join(', ')}; process start, reading and jsonformat included)`,
     `  ratio ship/direct: ${s.ratio.toFixed(2)}x  (target >= 0.8x)`,
+    `load average: ${r.load.before.map((x) => x.toFixed(2)).join(' ')} before, ${r.load.after.map((x) => x.toFixed(2)).join(' ')} after`,
   ].join('\n');
 }
