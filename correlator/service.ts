@@ -4,10 +4,11 @@
 // then close the HTTP server and connections.
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { clickhouseUrl, couchUrl, dbName, namedSecret, requirePassword, type Config } from '../lib/config/load.js';
+import { clickhouseUrl, couchUrl, dbName, namedSecret, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
+import { signRecord } from '../lib/audit/record-signature.js';
 import type { Logger } from '../lib/logger.js';
 import { checkClickhouseTable } from '../lib/setup/ensure-clickhouse.js';
 import { ClickHouseDelivery, connect } from './clickhouse/clickhouse-delivery.js';
@@ -81,8 +82,11 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
   }
   if (out.couchdb.enabled) {
     const o = out.couchdb;
+    const key = o.signing_key;
+    if (o.protection === 'audit' && key === null) throw new ConfigError([`correlator.outputs.couchdb.signing_key: required with protection audit: set ${SIGNING_KEY_NAME} (environment or ${resolve(config.data_dir, 'secrets.env')}; couchlog setup generates it)`]);
+    const sign = o.protection === 'audit' ? (doc: Record<string, unknown>) => signRecord(doc, key!) : null;
     sinks.push(
-      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer, (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n)), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
+      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer, (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n), sign), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
     );
   }
   if (out.splunk_hec.enabled) {
@@ -130,6 +134,7 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     }
   }
   log.info({ sinks: sinks.map((s) => s.name), http: feeds.A.feed.db, network: feeds.B.feed.db }, 'correlator running');
+  let stopping: Promise<void> | undefined;
   return {
     /** The engine in use (restored from the checkpoint at start). */
     get engine() {
@@ -138,10 +143,14 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     pipeline,
     http: server,
     sinks,
-    async stop() {
-      await pipeline.stop();
-      await server?.close();
-      await http.close();
+    // A second stop (a signal during shutdown, a test's cleanup) waits for the first.
+    stop() {
+      stopping ??= (async () => {
+        await pipeline.stop();
+        await server?.close();
+        await http.close();
+      })();
+      return stopping;
     },
     reopen: () => fanout.reopen(),
   };

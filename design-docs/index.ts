@@ -107,10 +107,14 @@ export const VIEW_META: Record<string, ViewMeta> = { ...LOGS_VIEWS, ...FAIL2BAN_
 export type ReportSet = keyof typeof REPORT_SETS;
 export const REPORT_SET_NAMES = Object.keys(REPORT_SETS) as [ReportSet, ...ReportSet[]];
 
-/** Every design document a log database must hold. */
-export function designDocsForApp(reports: readonly ReportSet[] = []): DesignDoc[] {
+/**
+ * Every design document a log database must hold. `validate` protection
+ * adds the validate_doc_update; `audit` leaves it out (setup removes one
+ * left from before: see lib/setup/ensure-app-db.ts).
+ */
+export function designDocsForApp(reports: readonly ReportSet[] = [], protection: 'validate' | 'audit' = 'validate'): DesignDoc[] {
   const validate = reports.includes('correlated') ? correlatedValidateDoc() : validateDesignDoc();
-  return [validate, logsDesignDoc(), ...reports.map((r) => REPORT_SETS[r]())];
+  return [...(protection === 'validate' ? [validate] : []), logsDesignDoc(), ...reports.map((r) => REPORT_SETS[r]())];
 }
 
 /** The design document and metadata of a view, among _design/logs and the given report sets. */

@@ -2,6 +2,7 @@
 // npm run bench:correlator [-- --scenario in-order|late-side|both --couchdb-url URL --events N --batch-size N --load-chunk N --seed N --sinks clickhouse,couchdb --json]
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
+import { PROTECTIONS, type Protection } from '../lib/config/protection.js';
 import { benchCorrelator, formatReport, type CorrelatorBenchOptions } from '../lib/bench/correlator-bench.js';
 
 const opts = new Command('bench-correlator')
@@ -13,14 +14,19 @@ const opts = new Command('bench-correlator')
   .option('--load-chunk <n>', 'documents per _bulk_docs when loading the backlog', Number, 2000)
   .option('--seed <n>', 'seed of the generated documents', Number, 1)
   .option('--sinks <list>', 'comma-separated sinks to run: clickhouse, couchdb', 'clickhouse,couchdb')
+  .option('--protection <mode>', 'validate (validate_doc_update) or audit (signed records, no validate_doc_update) for the input databases and log_correlated', 'validate')
   .option('--json', 'print the figures as JSON too')
   .parse()
-  .opts<{ scenario: string; couchdbUrl?: string; events: number; batchSize: number; loadChunk: number; seed: number; sinks: string; json?: boolean }>();
+  .opts<{ protection: string; scenario: string; couchdbUrl?: string; events: number; batchSize: number; loadChunk: number; seed: number; sinks: string; json?: boolean }>();
 
 const sinks = opts.sinks.split(',').map((s) => s.trim());
 const unknown = sinks.filter((s) => s !== 'clickhouse' && s !== 'couchdb');
 if (unknown.length > 0) {
   process.stderr.write(`bench-correlator: --sinks: unknown sink ${unknown.join(', ')} (clickhouse, couchdb)\n`);
+  process.exit(2);
+}
+if (!(PROTECTIONS as readonly string[]).includes(opts.protection)) {
+  process.stderr.write(`bench-correlator: --protection ${opts.protection}: ${PROTECTIONS.join(' or ')}\n`);
   process.exit(2);
 }
 const scenarios = opts.scenario === 'both' ? (['in-order', 'late-side'] as const) : [opts.scenario];
@@ -30,7 +36,7 @@ for (const scenario of scenarios) {
     process.exit(2);
   }
   const report = await benchCorrelator(
-    { events: opts.events, batchSize: opts.batchSize, loadChunk: opts.loadChunk, seed: opts.seed, sinks: sinks as CorrelatorBenchOptions['sinks'], scenario, couchdbUrl: opts.couchdbUrl ?? null, env: process.env },
+    { events: opts.events, batchSize: opts.batchSize, loadChunk: opts.loadChunk, seed: opts.seed, sinks: sinks as CorrelatorBenchOptions['sinks'], scenario, couchdbUrl: opts.couchdbUrl ?? null, env: process.env, protection: opts.protection as Protection },
     (line) => process.stderr.write(`${line}\n`),
   );
   process.stdout.write(`${formatReport(report)}\n`);

@@ -15,6 +15,7 @@ import { report } from '../lib/commands/report.js';
 import { jsonformatCommand } from '../lib/commands/jsonformat-command.js';
 import { shipCommand } from '../lib/commands/ship-command.js';
 import { forwardCommand } from '../lib/commands/forward-command.js';
+import { auditCommand } from '../lib/commands/audit-command.js';
 
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')
@@ -127,6 +128,7 @@ program
 program.addCommand(jsonformatCommand());
 program.addCommand(shipCommand('ship', () => program.opts<{ config?: string }>().config));
 program.addCommand(forwardCommand('forward', () => program.opts<{ config?: string }>().config));
+program.addCommand(auditCommand('audit', () => program.opts<{ config?: string }>().config));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) {

@@ -12,10 +12,13 @@
 //    when the stored record was decided later (batches in flight may be
 //    acknowledged out of order; `decided_at` orders the decisions);
 //  - a conflict while upserting (the stored record moved) is read again,
-//    a bounded number of times, then retried by the batching sink.
+//    a bounded number of times, then retried by the batching sink;
+//  - under audit protection every document written, tombstones included,
+//    carries its signature over exactly what is stored.
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { matchResults } from '../../lib/couch/bulk-results.js';
 import { fingerprint } from '../engine/fingerprint.js';
+import { SIGNATURE_FIELD } from '../../lib/audit/record-signature.js';
 import type { Delivery } from './batching-sink.js';
 import type { FailureKind, SinkRecord } from './sink.js';
 
@@ -47,6 +50,8 @@ export class CouchDbDelivery implements Delivery {
     private readonly headers: Record<string, string>,
     /** Counts corrections actually written (revision > 1, deletions). */
     private readonly onCorrection: (n: number) => void = () => {},
+    /** Under audit protection: the signature of each document as written (lib/audit/record-signature.ts). */
+    private readonly sign: ((doc: Record<string, unknown>) => string) | null = null,
   ) {}
 
   private get base(): string {
@@ -97,6 +102,7 @@ export class CouchDbDelivery implements Delivery {
 
   /** Writes documents; answers the ids that conflicted, throws on anything else refused. */
   private async bulk(docs: Array<Record<string, unknown>>): Promise<string[]> {
+    if (this.sign) for (const d of docs) d[SIGNATURE_FIELD] = this.sign(d);
     const res = await this.http.request<unknown>('POST', `${this.base}/_bulk_docs`, { headers: this.headers, body: JSON.stringify({ docs }) });
     if (res.status === 400 || res.status === 413) throw new PermanentDeliveryError(`CouchDB refused the batch: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.status !== 201 && res.status !== 202) throw new Error(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConfig, ensureSecrets, type Config } from '../config/load.js';
+import type { Protection } from '../config/protection.js';
 import { basicAuth } from '../couch/basic-auth.js';
 import { CouchHttp } from '../couch/http.js';
 import { loggerOptions } from '../logger.js';
@@ -49,6 +50,8 @@ export interface CorrelatorBenchOptions {
   couchdbUrl: string | null;
   /** Where the config module reads the external admin's credentials. */
   env: Record<string, string | undefined>;
+  /** How the input databases and log_correlated are kept append-only (validate_doc_update, or signatures + audit). */
+  protection: Protection;
 }
 
 export interface Timed {
@@ -105,13 +108,12 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
   const env: Record<string, string | undefined> = { COUCHLOG_DATA: dataDir, COUCHLOG_COUCHDB_PORT: String(await freePort()), COUCHLOG_LOG_LEVEL: 'info' };
   if (o.couchdbUrl) Object.assign(env, { COUCHDB_URL: o.couchdbUrl, COUCHDB_USER: o.env.COUCHDB_USER, COUCHDB_PASSWORD: o.env.COUCHDB_PASSWORD });
   const { config } = loadConfig({ env, cwd: dataDir });
-  ensureSecrets(config);
   // Logs are written (at info, as in production) but to /dev/null.
   const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));
   // Databases of their own on an external server, removed afterwards.
   const tag = o.couchdbUrl ? `bench${Date.now().toString(36)}` : '';
   const apps = { a: `${tag || ''}http`, b: `${tag || ''}network`, out: `${tag || ''}correlated` };
-  config.apps = { [apps.a]: { reports: [], tokens: [] }, [apps.b]: { reports: [], tokens: [] } };
+  config.apps = { [apps.a]: { reports: [], tokens: [], protection: o.protection }, [apps.b]: { reports: [], tokens: [], protection: o.protection } };
   const c = config.correlator;
   c.inputs.http.app = apps.a;
   c.inputs.network.app = apps.b;
@@ -119,6 +121,8 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
   c.inputs.batch_size = o.batchSize;
   c.metrics.enabled = false;
   c.outputs.couchdb.enabled = o.sinks.includes('couchdb');
+  c.outputs.couchdb.protection = o.protection;
+  ensureSecrets(config);
 
   const binary = findClickhouseServer();
   let clickhouse: EmbeddedClickhouse | null = null;
@@ -141,7 +145,8 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
   await runSetup(config);
   const admin = { authorization: basicAuth(config.couchdb.admin.user, config.couchdb.admin.password!) };
   const info = await http.request<{ version?: string; vendor?: { name?: string } }>('GET', '/', { headers: admin });
-  const label = embedded ? `embedded PouchDB Server (${url})` : `${info.body.vendor?.name ?? 'CouchDB'} ${info.body.version ?? ''} at ${url}`;
+  const server = embedded ? `embedded PouchDB Server (${url})` : `${info.body.vendor?.name ?? 'CouchDB'} ${info.body.version ?? ''} at ${url}`;
+  const label = `${server}, protection ${o.protection}`;
   const dbs = { a: `log_${apps.a}`, b: `log_${apps.b}`, out: `log_${apps.out}` };
   return {
     config,

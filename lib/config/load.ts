@@ -77,6 +77,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   config.data_dir = resolve(cwd, config.data_dir);
   fillFromSecretsFile(config);
   fillTokenSecrets(config, env);
+  fillSigningKey(config, env);
   return { config, file };
 }
 
@@ -115,6 +116,14 @@ function fillTokenSecrets(config: Config, env: Env): void {
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
+}
+
+/** The environment variable (and secrets.env key) holding the correlated records' signing key. */
+export const SIGNING_KEY_NAME = 'COUCHLOG_SIGNING_KEY';
+
+function fillSigningKey(config: Config, env: Env): void {
+  const sink = config.correlator.outputs.couchdb;
+  sink.signing_key ??= env[SIGNING_KEY_NAME] || readSecretsFile(config.data_dir)[SIGNING_KEY_NAME] || null;
 }
 
 function pickFile(explicit: string | undefined, cwd: string): string | null {
@@ -229,13 +238,17 @@ export function ensureSecrets(config: Config): EnsuredSecrets {
       'couchdb.admin.password: required with an external CouchDB (set COUCHDB_PASSWORD)',
     ]);
   }
-  if (missing.length === 0) return { generated: [], file };
+  // Records of log_correlated are signed when it is protected by audit; the key is made once, like a password.
+  const sink = config.correlator.outputs.couchdb;
+  const needsKey = sink.protection === 'audit' && sink.signing_key === null;
+  if (missing.length === 0 && !needsKey) return { generated: [], file };
   const stored = readSecretsFile(config.data_dir);
   for (const role of missing) {
     const password = generatePassword();
     ROLE_PATHS[role](config).password = password;
     stored[SECRET_KEYS[role]] = password;
   }
+  if (needsKey) stored[SIGNING_KEY_NAME] = sink.signing_key = generatePassword() + generatePassword();
   writeSecretsFile(config.data_dir, stored);
   return { generated: missing, file };
 }

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { REPORT_SET_NAMES } from '../../design-docs/index.js';
 import { clickhouseSchema, correlatorSchema } from './correlator-schema.js';
+import { protection } from './protection.js';
 
 /** App names become database names `log_<app>`: lowercase, digits, `_`, `-`. */
 export const APP_NAME_PATTERN = /^[a-z][a-z0-9_-]*$/;
@@ -60,6 +61,8 @@ const appSchema = z.preprocess(
       reports: z.array(z.enum(REPORT_SET_NAMES)).default([]),
       /** Write tokens (HEC and Bearer) allowed to write to this app; see hecToken. */
       tokens: z.array(hecToken).default([]),
+      /** How stored documents are kept from being changed: see PROTECTIONS and docs/append-only.md. */
+      protection: protection.default('validate'),
     })
     .strict(),
 );

@@ -34,7 +34,7 @@ export class AdminClient {
   }
 
   /** A request whose HTTP errors come back as values; only unreachability throws. */
-  async call<T = unknown>(method: string, path: string, body?: unknown): Promise<Reply<T>> {
+  async call<T = unknown>(method: string, path: string, body?: unknown, attempt = 1): Promise<Reply<T>> {
     try {
       const res = await this.server.request({ method, path: path.replace(/^\//, ''), body });
       return { status: method === 'PUT' || method === 'POST' ? 201 : 200, body: res as T };
@@ -43,6 +43,8 @@ export class AdminClient {
       if (typeof e.statusCode === 'number') {
         return { status: e.statusCode, body: { error: e.error, reason: e.reason ?? e.message } as T };
       }
+      // A kept-alive connection the server closed as it was reused: a read is sent again, once.
+      if (attempt === 1 && (method === 'GET' || method === 'HEAD') && /other side closed|ECONNRESET|socket hang up/.test(e.message)) return this.call<T>(method, path, body, 2);
       throw new CommandError(`cannot reach CouchDB at ${this.baseUrl}: ${e.message}`);
     }
   }

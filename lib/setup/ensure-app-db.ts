@@ -2,7 +2,8 @@
 // given its design documents. Each step writes only when something differs,
 // because rewriting a design document rebuilds every view index.
 import { AdminClient } from '../couch/admin-client.js';
-import { designDocsForApp, sameDesignDoc, type DesignDoc, type ReportSet } from '../../design-docs/index.js';
+import { designDocsForApp, sameDesignDoc, VALIDATE_DDOC_ID, type DesignDoc, type ReportSet } from '../../design-docs/index.js';
+import type { Protection } from '../config/protection.js';
 import { READER_ROLE, WRITER_ROLE } from './ensure-users.js';
 import { canonical } from '../../design-docs/serialize.js';
 import { dbName } from '../config/load.js';
@@ -36,9 +37,21 @@ export async function pushDesignDoc(admin: AdminClient, db: string, ddoc: Design
   return [`${current.status === 200 ? 'updated' : 'created'} ${db}/${ddoc._id}`];
 }
 
-export async function ensureAppDatabase(admin: AdminClient, app: string, reports: readonly ReportSet[] = []): Promise<string[]> {
+export async function ensureAppDatabase(admin: AdminClient, app: string, reports: readonly ReportSet[] = [], protection: Protection = 'validate'): Promise<string[]> {
   const db = dbName(app);
   const changes = [...(await ensureDatabase(admin, db)), ...(await ensureSecurity(admin, db))];
-  for (const ddoc of designDocsForApp(reports)) changes.push(...(await pushDesignDoc(admin, db, ddoc)));
+  for (const ddoc of designDocsForApp(reports, protection)) changes.push(...(await pushDesignDoc(admin, db, ddoc)));
+  if (protection === 'audit') changes.push(...(await removeDesignDoc(admin, db, VALIDATE_DDOC_ID)));
   return changes;
+}
+
+/** A design document that must not be there (the validation of an app switched to audit). */
+export async function removeDesignDoc(admin: AdminClient, db: string, id: string): Promise<string[]> {
+  const path = `/${encodeURIComponent(db)}/${id}`;
+  const current = await admin.call<{ _rev?: string }>('GET', path);
+  if (current.status === 404) return [];
+  const rev = current.status === 200 ? current.body._rev : undefined;
+  if (!rev) await admin.must(`reading ${db}/${id}`, 'GET', path);
+  await admin.must(`removing ${db}/${id}`, 'DELETE', `${path}?rev=${encodeURIComponent(rev!)}`);
+  return [`removed ${db}/${id} (protection: audit)`];
 }

@@ -111,12 +111,13 @@ export async function runSetup(config: Config): Promise<SetupReport> {
 
   const inputs = new Set([config.correlator.inputs.http.app, config.correlator.inputs.network.app]);
   for (const [app, options] of Object.entries(config.apps)) {
-    changes.push(...(await ensureAppDatabase(admin, app, options.reports)));
+    changes.push(...(await ensureAppDatabase(admin, app, options.reports, options.protection)));
     // The correlator finds partners of late events through this view.
     if (inputs.has(app)) changes.push(...(await pushDesignDoc(admin, dbName(app), lookupDesignDoc())));
   }
   // The correlator's output database: not an app (nobody writes to it through the ingress).
-  changes.push(...(await ensureAppDatabase(admin, config.correlator.outputs.couchdb.app, ['correlated'])));
+  const out = config.correlator.outputs.couchdb;
+  changes.push(...(await ensureAppDatabase(admin, out.app, ['correlated'], out.protection)));
 
   const notes: string[] = [];
   if (config.clickhouse.enabled) {
