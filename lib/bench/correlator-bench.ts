@@ -72,6 +72,14 @@ export interface CorrelatorBenchReport {
   load: Timed;
   plainRead: Timed & { cpu: PhaseCpu };
   correlator: Timed & { cpu: PhaseCpu; outputs: number; outputsPerSecond: number; sinks: string[]; counters: EngineCounters };
+  /**
+   * (iii) The records the correlator stored, written again with _bulk_docs
+   * into a database of their own (pages and concurrency of the CouchDB sink):
+   * the writes a correlator cannot avoid. null: the CouchDB sink was not run.
+   */
+  recordsWrite: (Timed & { cpu: PhaseCpu }) | null;
+  /** Correlator drain vs the unavoidable I/O: plain read then records written, one after the other. */
+  ioRatio: number | null;
   /** What the sinks hold afterwards (null: sink not run). */
   check: { couchdb: number | null; clickhouseFinal: number | null; clickhouseRaw: number | null; expected: number };
   clickhouse: string;
@@ -99,7 +107,7 @@ interface Server {
   pids: Record<'couchdb' | 'clickhouse' | 'correlator', number | null>;
   clickhouseUrl: string | null;
   clickhouseNote: string;
-  dbs: { a: string; b: string; out: string };
+  dbs: { a: string; b: string; out: string; copy: string };
   close(): Promise<void>;
 }
 
@@ -147,7 +155,7 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
   const info = await http.request<{ version?: string; vendor?: { name?: string } }>('GET', '/', { headers: admin });
   const server = embedded ? `embedded PouchDB Server (${url})` : `${info.body.vendor?.name ?? 'CouchDB'} ${info.body.version ?? ''} at ${url}`;
   const label = `${server}, protection ${o.protection}`;
-  const dbs = { a: `log_${apps.a}`, b: `log_${apps.b}`, out: `log_${apps.out}` };
+  const dbs = { a: `log_${apps.a}`, b: `log_${apps.b}`, out: `log_${apps.out}`, copy: `log_${apps.out}_copy` };
   return {
     config,
     http,
@@ -293,9 +301,35 @@ async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, 
   return report(o, s, loadedB, plain!, run!, cpu!, counters!, running.sinks.map((x) => x.name));
 }
 
+/** (iii): what log_correlated holds, stored again as plain new documents, as the sink sends them. */
+async function recordsWrite(s: Server, batchSize: number, concurrency: number): Promise<Timed & { cpu: PhaseCpu }> {
+  const admin = { authorization: basicAuth(s.config.couchdb.admin.user, s.config.couchdb.admin.password!) };
+  const all = await s.http.request<{ rows: Array<{ id: string; doc: Record<string, unknown> }> }>('GET', `/${s.dbs.out}/_all_docs?include_docs=true`, { headers: admin });
+  const docs = all.body.rows.filter((r) => !r.id.startsWith('_design/')).map(({ doc }) => {
+    const { _rev, ...rest } = doc;
+    return rest;
+  });
+  await s.http.request('PUT', `/${s.dbs.copy}`, { headers: admin });
+  const pages: string[] = [];
+  for (let i = 0; i < docs.length; i += batchSize) pages.push(JSON.stringify({ docs: docs.slice(i, i + batchSize) }));
+  const cpu = cpuMeter(s.pids);
+  const t0 = process.hrtime.bigint();
+  let next = 0;
+  const worker = async () => {
+    while (next < pages.length) {
+      const res = await s.http.request('POST', `/${s.dbs.copy}/_bulk_docs`, { headers: admin, body: pages[next++]! });
+      if (res.status !== 201) throw new Error(`storing the records again: ${res.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { ...timed(docs.length, t0), cpu: cpu() as PhaseCpu };
+}
+
 async function report(o: CorrelatorBenchOptions, s: Server, loaded: Timed, plain: Timed & { cpu: PhaseCpu }, run: Timed, cpu: PhaseCpu, counters: EngineCounters, sinks: string[]): Promise<CorrelatorBenchReport> {
   const outputs = counters.correlated + counters.orphans.A + counters.orphans.B;
   const check = await checkSinks(s);
+  const sink = s.config.correlator.outputs.couchdb;
+  const write = sink.enabled ? await recordsWrite(s, sink.batch_size, sink.concurrency) : null;
   return {
     scenario: o.scenario,
     server: s.label,
@@ -307,6 +341,8 @@ async function report(o: CorrelatorBenchOptions, s: Server, loaded: Timed, plain
     check,
     clickhouse: s.clickhouseNote,
     ratio: run.docsPerSecond / plain.docsPerSecond,
+    recordsWrite: write,
+    ioRatio: write ? (plain.seconds + write.seconds) / run.seconds : null,
   };
 }
 
@@ -349,6 +385,13 @@ export function formatReport(r: CorrelatorBenchReport): string {
     cpu(r.correlator.cpu),
     `  decisions: ${k.correlated} correlated, ${k.orphans.A} orphan A, ${k.orphans.B} orphan B (first revisions); ${k.corrections} corrections; late ${k.late.A + k.late.B}; ${k.lookups} lookups; ${k.evictions.A + k.evictions.B} evictions`,
     `  records as they stand: log_correlated ${r.check.couchdb ?? 'not run'}; ClickHouse FINAL WHERE deleted = 0 ${ok(r.check.clickhouseFinal)}${r.check.clickhouseRaw !== null ? `, without FINAL ${r.check.clickhouseRaw}` : ''}`,
+    ...(r.recordsWrite
+      ? [
+          row('(iii) the records, _bulk_docs', r.recordsWrite),
+          cpu(r.recordsWrite.cpu),
+          `  (i) then (iii), one after the other, vs the correlator: ${r.ioRatio!.toFixed(2)}  (the reads and writes it cannot avoid)`,
+        ]
+      : []),
     `  ratio correlator/plain read: ${r.ratio.toFixed(2)}  (target >= ${TARGET_RATIO})`,
   ].join('\n');
 }
