@@ -16,6 +16,10 @@ export const CONFLICT: { error: string; reason: string } = { error: 'conflict', 
  */
 export function matchResults(docs: Array<{ _id: string }>, body: unknown): DocResult[] {
   if (!Array.isArray(body)) throw unavailable('COUCHDB_BAD_ANSWER', 'CouchDB gave an unexpected _bulk_docs answer', 5);
+  // The usual answer: one result per document, in the documents' order.
+  // Matching by position then gives what matching by id would.
+  const inOrder = inOrderResults(docs, body as Array<Record<string, unknown>>);
+  if (inOrder) return inOrder;
   const byId = new Map<string, DocResult[]>();
   for (const raw of body as Array<Record<string, unknown>>) {
     const id = String(raw.id);
@@ -31,6 +35,22 @@ export function matchResults(docs: Array<{ _id: string }>, body: unknown): DocRe
     const r = byId.get(doc._id)?.shift();
     return r ?? { id: doc._id, error: 'unknown', reason: 'CouchDB gave no result for this document' };
   });
+}
+
+function inOrderResults(docs: Array<{ _id: string }>, body: Array<Record<string, unknown>>): DocResult[] | null {
+  if (body.length !== docs.length) return null;
+  const results: DocResult[] = new Array(docs.length);
+  for (let i = 0; i < body.length; i++) {
+    const raw = body[i]!;
+    if (raw === null || typeof raw !== 'object') return null;
+    const id = String(raw.id);
+    if (id !== docs[i]!._id) return null;
+    results[i] =
+      raw.ok === true || (raw.rev !== undefined && raw.error === undefined)
+        ? { ok: true, id, rev: String(raw.rev) }
+        : normalizeError(id, String(raw.error), String(raw.reason ?? ''));
+  }
+  return results;
 }
 
 /** Conflicts read as CouchDB's, whichever way the server found them (PouchDB Server says "conflict" without the full stop). */

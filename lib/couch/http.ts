@@ -15,6 +15,8 @@ export interface CouchResponse<T = unknown> {
   status: number;
   headers: Dispatcher.ResponseData['headers'];
   body: T;
+  /** The body as CouchDB sent it, when the request asked for `keepText`. */
+  text?: string;
 }
 
 export interface CouchRequest {
@@ -22,6 +24,8 @@ export interface CouchRequest {
   body?: string | Buffer;
   /** This request's own time limit (headers and body), below the client's default. */
   timeoutMs?: number;
+  /** Return the answer's text too (a caller that can pass it on as is). */
+  keepText?: boolean;
 }
 
 export class CouchHttp {
@@ -59,7 +63,9 @@ export class CouchHttp {
     } catch (err) {
       throw this.unreachable(err);
     }
-    return { status: res.statusCode, headers: res.headers, body: parseJson(text) as T };
+    const out: CouchResponse<T> = { status: res.statusCode, headers: res.headers, body: parseJson(text) as T };
+    if (req.keepText) out.text = text;
+    return out;
   }
 
   unreachable(err: unknown) {

@@ -8,11 +8,11 @@ import { APP_NAME_MAX_LENGTH } from '../../lib/config/schema.js';
 import { extractCredentials, credentialHeaders } from '../auth/credentials.js';
 import type { CredentialVerifier } from '../auth/credential-verifier.js';
 import type { AppRegistry } from '../write/app-registry.js';
-import { statusOfError, type BulkWriter, type DocResult, type WriteTarget } from '../write/bulk-writer.js';
+import { statusOfError, type BulkWriter, type WriteTarget } from '../write/bulk-writer.js';
 import type { GroupCommit } from '../write/group-commit.js';
-import { newDocId } from '../write/doc-id.js';
+import { newDocIdAt } from '../write/doc-id.js';
 import { parseJson, parseNdjson } from '../write/parse-body.js';
-import { bulkDocsOf, checkCount, validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import { bulkDocsOf, checkCount, validateDoc, validateDocs, type DocRules, type LogDoc } from '../write/validate-docs.js';
 import type { Metrics } from '../plugins/metrics.js';
 import { presentedToken, type TokenTable } from '../hec/tokens.js';
 import { forbidden, unauthorized } from '../../lib/errors.js';
@@ -34,6 +34,8 @@ export interface WriteRoutesOptions {
 export const LOG_DB_PARAM = `:db(^log_[a-z][a-z0-9_-]{0,${APP_NAME_MAX_LENGTH - 1}}$)`;
 
 const NDJSON = 'application/x-ndjson';
+/** What Fastify names a serialised object's answer. */
+const JSON_UTF8 = 'application/json; charset=utf-8';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -93,9 +95,11 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
   });
 
   const stamp = (docs: LogDoc[]): IdDoc[] => {
-    const now = new Date().toISOString();
+    // One clock reading for the request's ids and received_at.
+    const nowMs = Date.now();
+    const now = new Date(nowMs).toISOString();
     for (const doc of docs) {
-      if (doc._id === undefined) doc._id = newDocId();
+      if (doc._id === undefined) doc._id = newDocIdAt(nowMs);
       if (ingress.received_at && doc.received_at === undefined) doc.received_at = now;
     }
     return docs as IdDoc[];
@@ -103,12 +107,18 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
 
   const admit = (request: FastifyRequest) => registry.admit(request.writeTarget!.db.slice('log_'.length));
 
+  // `values` come from a text scanned with the depth limit plus the body's
+  // own levels (the array, the _bulk_docs object), which bounds every
+  // document to rules.maxDepth already.
   const writeMany = async (request: FastifyRequest, reply: FastifyReply, values: unknown[]) => {
     checkCount(values.length, rules);
-    const docs = stamp(values.map((v, i) => validateDoc(v, rules, `document ${i}`)));
+    const docs = stamp(validateDocs(values, rules, 'document', Number.isFinite(rules.maxDepth)));
     await admit(request);
-    const results: DocResult[] = docs.length === 0 ? [] : await writer.write(request.writeTarget!, docs, 'bulk');
-    return reply.code(201).send(results);
+    if (docs.length === 0) return reply.code(201).send([]);
+    const answer = await writer.writeAnswer(request.writeTarget!, docs, 'bulk');
+    // CouchDB's own text when it is exactly what serialising the results would give.
+    if (typeof answer === 'string') return reply.code(201).type(JSON_UTF8).send(answer);
+    return reply.code(201).send(answer);
   };
 
   app.post(`/${LOG_DB_PARAM}`, { config: { metricsRoute: 'write' } }, async (request, reply) => {

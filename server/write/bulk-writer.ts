@@ -25,6 +25,25 @@ export class BulkWriter {
 
   /** Every doc must carry an `_id`: results are matched to documents by id. */
   async write(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk'): Promise<DocResult[]> {
+    const res = await this.post(target, docs, kind, false);
+    return this.resultsOf(target, docs, res.body);
+  }
+
+  /**
+   * write() for an answer that goes straight back to the client: the JSON
+   * text of the results. When CouchDB's answer already is that text (every
+   * document stored, in order: the usual case) it is passed on as it came,
+   * without building and serialising a result per document again.
+   */
+  async writeAnswer(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk'): Promise<string | DocResult[]> {
+    const res = await this.post(target, docs, kind, true);
+    const text = res.text === undefined ? null : verbatimAnswer(docs, res.body, res.text);
+    if (text === null) return this.resultsOf(target, docs, res.body);
+    this.metrics.documents.inc({ db: target.db, result: 'ok' }, docs.length);
+    return text;
+  }
+
+  private async post(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk', keepText: boolean) {
     this.metrics.batchSize.observe({ kind }, docs.length);
     const stop = this.metrics.couchLatency.startTimer({ op: 'bulk_docs' });
     let res;
@@ -32,6 +51,7 @@ export class BulkWriter {
       res = await this.http.request<unknown>('POST', `/${target.db}/_bulk_docs`, {
         headers: target.headers,
         body: JSON.stringify({ docs }),
+        keepText,
       });
     } catch (err) {
       stop({ outcome: 'unreachable' });
@@ -43,7 +63,11 @@ export class BulkWriter {
       this.metrics.documents.inc({ db: target.db, result: 'refused' }, docs.length);
       throw this.requestError(target, res.status, res.body);
     }
-    const results = matchResults(docs, res.body);
+    return res;
+  }
+
+  private resultsOf(target: WriteTarget, docs: Array<{ _id: string }>, body: unknown): DocResult[] {
+    const results = matchResults(docs, body);
     // One labelled increment per outcome, not per document (hot path).
     const counts = new Map<string, number>();
     for (const r of results) {
@@ -67,6 +91,42 @@ export class BulkWriter {
     const name = (b.error ?? 'bad_request') as CouchErrorName;
     return new CouchlogError(`COUCHDB_${name.toUpperCase()}`, status, name, b.reason ?? `CouchDB answered ${status}`);
   }
+}
+
+/** Length of {"ok":true,"id":"","rev":""} with no space: an ok result's text, less its id and rev. */
+const OK_RESULT_CHARS = 28;
+
+/**
+ * `text` without its final newline when it is, character for character,
+ * what JSON.stringify(matchResults(docs, body)) would give, else null.
+ * `body` is `text` parsed. It must hold one ok result per document with
+ * the document's id, in the documents' order; then `text` is exactly
+ * that serialisation when it is no longer than its shortest possible
+ * spelling (no space, no escape, no extra or repeated member: anything
+ * else only adds characters) and each result lists ok, id, rev in that
+ * order (checked at the one place each result can then start).
+ */
+export function verbatimAnswer(docs: Array<{ _id: string }>, body: unknown, text: string): string | null {
+  if (!Array.isArray(body) || body.length !== docs.length || docs.length === 0) return null;
+  let end = text.length;
+  if (text.charCodeAt(end - 1) === 0x0a) end--;
+  let shortest = 1 + docs.length; // brackets and commas
+  for (let i = 0; i < docs.length; i++) {
+    const raw = body[i] as { ok?: unknown; id?: unknown; rev?: unknown } | null;
+    if (raw === null || typeof raw !== 'object' || raw.ok !== true) return null;
+    const id = docs[i]!._id;
+    const rev = raw.rev;
+    if (raw.id !== id || typeof rev !== 'string') return null;
+    shortest += OK_RESULT_CHARS + id.length + rev.length;
+  }
+  if (shortest !== end) return null;
+  // {"ok":true,"id":… : "o" two characters in, "i" twelve in.
+  let pos = 1;
+  for (let i = 0; i < docs.length; i++) {
+    if (text.charCodeAt(pos + 2) !== 0x6f || text.charCodeAt(pos + 12) !== 0x69) return null;
+    pos += OK_RESULT_CHARS + 1 + docs[i]!._id.length + (body[i] as { rev: string }).rev.length;
+  }
+  return end === text.length ? text : text.slice(0, end);
 }
 
 /** The HTTP status CouchDB uses for a single document's error. */

@@ -26,8 +26,16 @@ function pooledRandom(): Uint8Array {
 }
 
 export function newDocId(): string {
+  return newDocIdAt(Date.now());
+}
+
+/**
+ * A new id for a clock reading `now` (ms): a request stamps all its
+ * documents with one reading (a thousand Date.now() calls were a tenth of
+ * a bulk's stamping). Ids stay strictly increasing whatever `now` says.
+ */
+export function newDocIdAt(now: number): string {
   const random = pooledRandom();
-  const now = Date.now();
   if (now > msecs) {
     // A new millisecond: a random 31-bit start leaves room to count up.
     seq = ((random[6]! & 0x7f) << 24) | (random[7]! << 16) | (random[8]! << 8) | random[9]!;

@@ -29,41 +29,68 @@ export function jsonDepth(value: unknown): number {
 }
 
 export function validateDoc(doc: unknown, rules: DocRules, label: string): LogDoc {
+  checkDoc(doc, label, -1);
+  if (jsonDepth(doc) > rules.maxDepth) {
+    throw badRequest('INGRESS_TOO_DEEP', `${label} is nested deeper than ${rules.maxDepth} levels`);
+  }
+  return doc as LogDoc;
+}
+
+/**
+ * validateDoc for each of a request's documents, labelled "`what` i". With
+ * `depthScanned` the caller's text scan (tooDeepAt) has already bounded
+ * every document to `rules.maxDepth` (the body's own levels added to the
+ * limit), so the walk of each document's values, which could then never
+ * refuse anything, is left out. Labels are only built for an error.
+ */
+export function validateDocs(values: unknown[], rules: DocRules, what: string, depthScanned: boolean): LogDoc[] {
+  for (let i = 0; i < values.length; i++) {
+    const doc = values[i];
+    checkDoc(doc, what, i);
+    if (!depthScanned && jsonDepth(doc) > rules.maxDepth) {
+      throw badRequest('INGRESS_TOO_DEEP', `${what} ${i} is nested deeper than ${rules.maxDepth} levels`);
+    }
+  }
+  return values as LogDoc[];
+}
+
+/** An object, with no special field but a valid `_id`; named `label`, or "`label` `index`" for an index >= 0. */
+function checkDoc(doc: unknown, label: string, index: number): asserts doc is LogDoc {
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw badRequest('INGRESS_DOC_NOT_OBJECT', `${label} must be a JSON object`);
+    throw badRequest('INGRESS_DOC_NOT_OBJECT', `${labelOf(label, index)} must be a JSON object`);
   }
   const d = doc as LogDoc;
   for (const key of Object.keys(d)) {
-    if (key.startsWith('_')) checkSpecialField(d, key, label);
+    if (key.charCodeAt(0) === 0x5f) checkSpecialField(d, key, label, index);
   }
-  if (jsonDepth(d) > rules.maxDepth) {
-    throw badRequest('INGRESS_TOO_DEEP', `${label} is nested deeper than ${rules.maxDepth} levels`);
-  }
-  return d;
 }
 
-function checkSpecialField(d: LogDoc, key: string, label: string): void {
+function labelOf(label: string, index: number): string {
+  return index < 0 ? label : `${label} ${index}`;
+}
+
+function checkSpecialField(d: LogDoc, key: string, label: string, index: number): void {
   switch (key) {
     case '_id': {
       const id = d._id;
-      if (typeof id !== 'string' || id === '') throw badRequest('INGRESS_BAD_ID', `${label}: _id must be a non-empty string`);
-      if (id.length > MAX_ID_LENGTH) throw badRequest('INGRESS_BAD_ID', `${label}: _id is longer than ${MAX_ID_LENGTH} characters`);
+      if (typeof id !== 'string' || id === '') throw badRequest('INGRESS_BAD_ID', `${labelOf(label, index)}: _id must be a non-empty string`);
+      if (id.length > MAX_ID_LENGTH) throw badRequest('INGRESS_BAD_ID', `${labelOf(label, index)}: _id is longer than ${MAX_ID_LENGTH} characters`);
       // A lone surrogate is no Unicode: CouchDB would store something else
       // than the client sent, and the answer could not be encoded.
-      if (!isWellFormed(id)) throw badRequest('INGRESS_BAD_ID', `${label}: _id is not valid Unicode (lone surrogate)`);
+      if (!isWellFormed(id)) throw badRequest('INGRESS_BAD_ID', `${labelOf(label, index)}: _id is not valid Unicode (lone surrogate)`);
       if (id.startsWith('_')) {
-        throw forbidden('INGRESS_RESERVED_ID', `${label}: _id may not start with "_" (design and local documents are admin-only)`);
+        throw forbidden('INGRESS_RESERVED_ID', `${labelOf(label, index)}: _id may not start with "_" (design and local documents are admin-only)`);
       }
       return;
     }
     case '_rev':
-      throw forbidden('INGRESS_DOC_HAS_REV', `${label}: _rev is not allowed: log databases are append-only, documents cannot be updated`);
+      throw forbidden('INGRESS_DOC_HAS_REV', `${labelOf(label, index)}: _rev is not allowed: log databases are append-only, documents cannot be updated`);
     case '_deleted':
-      throw forbidden('INGRESS_DOC_DELETED', `${label}: _deleted is not allowed: log databases are append-only, documents cannot be deleted`);
+      throw forbidden('INGRESS_DOC_DELETED', `${labelOf(label, index)}: _deleted is not allowed: log databases are append-only, documents cannot be deleted`);
     case '_attachments':
-      throw forbidden('INGRESS_DOC_ATTACHMENTS', `${label}: _attachments are not accepted by the ingress`);
+      throw forbidden('INGRESS_DOC_ATTACHMENTS', `${labelOf(label, index)}: _attachments are not accepted by the ingress`);
     default:
-      throw docValidation('INGRESS_SPECIAL_FIELD', `${label}: Bad special document member: ${key}`);
+      throw docValidation('INGRESS_SPECIAL_FIELD', `${labelOf(label, index)}: Bad special document member: ${key}`);
   }
 }
 
