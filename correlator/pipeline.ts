@@ -64,6 +64,17 @@ interface FeedState {
 /** Pages asked ahead per feed: enough to keep CouchDB busy, little memory (pages of `batch_size`). */
 const READ_AHEAD_PAGES = 2;
 
+/**
+ * Connections with late events are decided once the feeds are caught up,
+ * not page by page (engine.drain(now, false)): a late backlog, or a backlog
+ * CouchDB 3 hands out shard by shard, brings one connection's late events
+ * pages apart, and deciding it at each page writes a correction each time.
+ * Held at most this long, and at most this many (held connections cannot
+ * leave the memory cache).
+ */
+const LATE_HOLD_MS = 2000;
+const LATE_HOLD_MAX = 10_000;
+
 export class CorrelatorPipeline {
   private readonly feeds: Record<Side, FeedState>;
   private stopping = false;
@@ -87,6 +98,8 @@ export class CorrelatorPipeline {
   paused = false;
   /** Wall-clock ms since connection lookups have been failing, null when fine. */
   lookupFailingSince: number | null = null;
+  /** Since when connections with late events are held undecided (see LATE_HOLD_MS). */
+  private lateHeldSince: number | null = null;
 
   constructor(
     private readonly engineConfig: EngineConfig,
@@ -220,7 +233,7 @@ export class CorrelatorPipeline {
    * every record already emitted.
    */
   private async decide(): Promise<void> {
-    this.fanout.write(this.engine.drain(this.clock()));
+    this.fanout.write(this.engine.drain(this.clock(), this.settleLate()));
     for (let round = 0; round < 3; round++) {
       const requests = this.engine.lookups();
       if (requests.length === 0) return;
@@ -233,6 +246,19 @@ export class CorrelatorPipeline {
       for (const a of answers) this.engine.provide(a.request.key, a.request.from, a.events, a.priors);
       this.fanout.write(this.engine.drain(this.clock()));
     }
+  }
+
+  /** Whether held connections with late events are decided now (see LATE_HOLD_MS). */
+  private settleLate(): boolean {
+    const now = this.clock();
+    if (this.engine.held === 0) {
+      this.lateHeldSince = null;
+      return true;
+    }
+    this.lateHeldSince ??= now;
+    const settle = this.stopping || (this.feeds.A.caughtUp && this.feeds.B.caughtUp) || this.engine.held >= LATE_HOLD_MAX || now - this.lateHeldSince >= LATE_HOLD_MS;
+    if (settle) this.lateHeldSince = null;
+    return settle;
   }
 
   private async lookupWithRetry(requests: LookupRequest[]): Promise<LookupAnswer[] | null> {

@@ -144,6 +144,13 @@ export class CorrelationEngine {
   private readonly gap: number;
   private readonly waiting = new MinHeap<InputEvent>(eventBefore);
   private readonly waitingIds = new Set<string>();
+  /**
+   * Waiting events the crashed run before a restart may have read and
+   * decided (held in the checkpoint, or read again before the replay ended):
+   * their connections stay uncertain whenever they are released (the clock
+   * and the disorder estimate may release them later than the crashed run did).
+   */
+  private readonly replayedIds = new Set<string>();
   private readonly deadlines = new MinHeap<{ at: number; conn: Conn }>((x, y) => x.at < y.at);
   private readonly progress: Record<Side, number> = { A: -Infinity, B: -Infinity };
   /**
@@ -208,13 +215,13 @@ export class CorrelationEngine {
     } else {
       this.waiting.push(ev);
       this.waitingIds.add(kid);
+      if (this.replaying) this.replayedIds.add(kid);
       // Bounded memory even if one feed stalls for good: the oldest waiting
       // event is decided early (counted as late, like any ordering slip).
       if (this.waiting.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
         const oldest = this.waiting.pop()!;
-        this.waitingIds.delete(knownId(oldest.side, oldest.id));
         this.counters.late[oldest.side] += 1;
-        this.admit(oldest);
+        this.admit(oldest, this.unwait(oldest));
       }
     }
     this.release();
@@ -222,17 +229,19 @@ export class CorrelationEngine {
 
   /** A feed that is caught up and idle has seen everything up to `time` (its wall clock). */
   advance(side: Side, time: number): void {
-    if (this.replaying) {
-      this.replaying[side] = false;
-      if (!this.replaying.A && !this.replaying.B) this.replaying = null;
-    }
     if (time > this.progress[side]) {
       // Caught up: what was out of order is read; the estimate halves every 10 s the feed follows the clock.
       const dt = Number.isFinite(this.progress[side]) ? time - this.progress[side] : Infinity;
       this.disorder[side] *= 0.5 ** (dt / 10_000);
       this.progress[side] = time;
     }
+    // Released before the replay after a restart ends: the crashed run may
+    // have released (and decided) these events too, by the same clock.
     this.release();
+    if (this.replaying) {
+      this.replaying[side] = false;
+      if (!this.replaying.A && !this.replaying.B) this.replaying = null;
+    }
   }
 
   /**
@@ -240,8 +249,12 @@ export class CorrelationEngine {
    * `now` (wall-clock ms) as `decided_at`. Connections waiting for a lookup
    * are decided once provide() answers it.
    */
-  drain(now: number): Output[] {
-    for (const conn of [...this.dirty]) this.resolve(conn);
+  drain(now: number, settleLate = true): Output[] {
+    // Held back, connections with late events are decided once, with every
+    // late event the next pages bring (CouchDB 3 interleaves its shards, so
+    // one connection's late events come pages apart), not once per page:
+    // each extra decision would be a correction to write.
+    if (settleLate) for (const conn of [...this.dirty]) this.resolve(conn);
     const out: Output[] = [];
     for (const p of this.pending.values()) {
       const version = (this.lastVersion = Math.max(now, this.lastVersion + 1));
@@ -251,6 +264,11 @@ export class CorrelationEngine {
     }
     this.pending = new Map();
     return out;
+  }
+
+  /** Connections with late events not decided yet (drain(now, false) holds them). */
+  get held(): number {
+    return this.dirty.size;
   }
 
   /** Lookups asked for since the last call (each connection once until provided). */
@@ -283,7 +301,9 @@ export class CorrelationEngine {
     if (priors) {
       for (const [id, p] of priors) {
         if (conn.emitted.has(id)) continue;
-        conn.emitted.set(id, { fp: p.deleted ? '' : p.fingerprint, revision: p.revision, deleted: p.deleted });
+        // Replaying after a crash, log_correlated may hold a record another sink never got (killed
+        // between their acknowledgments): unconfirmed, it is written again as it stands.
+        conn.emitted.set(id, { fp: p.deleted ? '' : p.fingerprint, revision: p.revision, deleted: p.deleted, ...(conn.uncertain && { unconfirmed: true }) });
         if (p.revision > 1 || p.deleted) conn.revised = true;
       }
     }
@@ -324,8 +344,7 @@ export class CorrelationEngine {
     const until = Math.min(this.progress.A - slack('A'), this.progress.B - slack('B'));
     for (let ev = this.waiting.peek(); ev !== undefined && ev.time <= until; ev = this.waiting.peek()) {
       this.waiting.pop();
-      this.waitingIds.delete(knownId(ev.side, ev.id));
-      this.admit(ev);
+      this.admit(ev, this.unwait(ev));
     }
     if (until > this.releasedUpTo) this.releasedUpTo = until;
     this.expireDue();
@@ -354,8 +373,15 @@ export class CorrelationEngine {
     this.deadlines.push({ at, conn });
   }
 
+  /** Forgets a popped waiting event; answers whether it was read during a replay. */
+  private unwait(ev: InputEvent): boolean {
+    const kid = knownId(ev.side, ev.id);
+    this.waitingIds.delete(kid);
+    return this.replayedIds.delete(kid);
+  }
+
   /** A released (or late) event joins its connection: stepped when in order, else the connection is re-run at drain. */
-  private admit(ev: InputEvent): void {
+  private admit(ev: InputEvent, replayed = false): void {
     let conn = this.conns.get(ev.key);
     if (conn === undefined) {
       const evictedUpTo = this.evicted.get(ev.key);
@@ -364,7 +390,7 @@ export class CorrelationEngine {
     }
     this.insert(conn, ev);
     this.touch(conn);
-    if (this.replaying) conn.uncertain = true;
+    if (this.replaying || replayed) conn.uncertain = true;
     const inOrder = conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
     // A new connection whose segment may reach into what was evicted must be looked up first.
     const mayMissPartners = conn.events.length === 1 && ev.time - this.gap < conn.completeFrom;
@@ -672,6 +698,7 @@ export class CorrelationEngine {
       if (!ev) continue;
       e.waiting.push(ev);
       e.waitingIds.add(knownId(side, id));
+      e.replayedIds.add(knownId(side, id));
     }
     for (const [key, completeFrom, events, revs, undecided] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));
@@ -680,14 +707,15 @@ export class CorrelationEngine {
         if (ev) e.insert(conn, ev);
       }
       e.touch(conn);
+      conn.uncertain = true;
       if (undecided) {
-        // What was emitted for it is unknown here: a lookup brings what the sinks hold.
+        // What was emitted for it is unknown here: a lookup brings what log_correlated holds,
+        // which may be more than another sink got before the crash (uncertain: written again).
         conn.completeFrom = Infinity;
         conn.dirtyFrom = conn.events[0] ?? null;
         if (conn.dirtyFrom) e.dirty.add(conn);
         continue;
       }
-      conn.uncertain = true;
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
       e.rerun(conn, 0);
       e.silent = null;
