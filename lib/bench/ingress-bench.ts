@@ -19,6 +19,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoad, type LoadResult } from './load.js';
 import { startBenchStack, type CouchChoice } from './bench-stack.js';
+import { httpCeiling } from './http-ceiling.js';
 
 export const PROTECTION_CHOICES = ['validate', 'audit'] as const;
 export type ProtectionChoice = (typeof PROTECTION_CHOICES)[number];
@@ -48,6 +49,8 @@ export interface IngressBenchReport {
   bulk: { bare: LoadResult; direct: LoadResult; ingress: LoadResult; ratio: number };
   /** The ingress against the bare database: bulk over bare bulk, and single POSTs over bare bulk. */
   bare: { bulkRatio: number; singlesRatio: number };
+  /** Single POSTs to an empty route (http-ceiling.ts): what the machine's HTTP allows; ingress singles over it. */
+  ceiling: { result: LoadResult; ratio: number };
 }
 
 export const TARGETS = { single: 3, bulk: 0.9, bareBulk: 0.8, bareSingles: 0.5 };
@@ -92,6 +95,8 @@ export async function benchIngress(o: IngressBenchOptions, progress: (line: stri
     const singleDirect = await single(couchUrl, db('single_direct'), writer);
     progress('    ...and through the ingress');
     const singleIngress = await single(ingressUrl, db('single_ingress'), anon);
+    progress('    ...and to an empty HTTP route (the ceiling)');
+    const ceiling = await httpCeiling({ total: o.singles, concurrency: o.singleConcurrency, body: (i) => JSON.stringify(doc(i)) });
     progress(`(b) ${o.bulkRequests} _bulk_docs of ${o.bulkSize} documents, concurrency ${o.bulkConcurrency}: a bare database (no design document)...`);
     const b1 = await bulk(couchUrl, bare1, writer);
     progress('    ...the log database directly...');
@@ -112,6 +117,7 @@ export async function benchIngress(o: IngressBenchOptions, progress: (line: stri
       single: { direct: singleDirect, ingress: singleIngress, ratio: singleIngress.docsPerSecond / singleDirect.docsPerSecond },
       bulk: { bare: bulkBare, direct: bulkDirect, ingress: bulkIngress, ratio: bulkIngress.docsPerSecond / bulkDirect.docsPerSecond },
       bare: { bulkRatio: bulkIngress.docsPerSecond / bulkBare.docsPerSecond, singlesRatio: singleIngress.docsPerSecond / bulkBare.docsPerSecond },
+      ceiling: { result: ceiling, ratio: singleIngress.docsPerSecond / ceiling.docsPerSecond },
     };
   } finally {
     await stack.stop();
@@ -156,5 +162,7 @@ export function formatReport(r: IngressBenchReport): string {
     '(c) the ingress against bare _bulk_docs (no design document)',
     `  ratio ingress bulk/bare bulk: ${r.bare.bulkRatio.toFixed(2)}x  (target >= ${TARGETS.bareBulk}x on CouchDB 3.5 with protection audit)`,
     `  ratio ingress singles/bare bulk: ${r.bare.singlesRatio.toFixed(2)}x  (target >= ${TARGETS.bareSingles}x)`,
+    `(d) single POSTs to an empty HTTP route, same client, same process: ${r.ceiling.result.docsPerSecond.toFixed(0)} requests/s (the machine's ceiling: ${(r.ceiling.result.docsPerSecond / r.bulk.bare.docsPerSecond).toFixed(2)}x bare bulk)`,
+    `  ratio ingress singles/ceiling: ${r.ceiling.ratio.toFixed(2)}x`,
   ].join('\n');
 }
