@@ -52,8 +52,6 @@ interface FeedState {
   rules: NormalizeRules;
   cursor: FeedCursor;
   caughtUp: boolean;
-  /** The last page read was full: a backlog is being read (not reset while idle, unlike caughtUp). */
-  backlog: boolean;
   /** Latest event time pushed from this feed. */
   progress: number;
   pending: number | null;
@@ -76,9 +74,6 @@ const READ_AHEAD_PAGES = 2;
  */
 const LATE_HOLD_MS = 2000;
 const LATE_HOLD_MAX = 10_000;
-
-/** Checkpoints while a backlog is read: at most this often (see checkpointDue). */
-const BACKLOG_CHECKPOINT_MS = 5000;
 
 export class CorrelatorPipeline {
   private readonly feeds: Record<Side, FeedState>;
@@ -122,7 +117,6 @@ export class CorrelatorPipeline {
       ...feeds[side],
       cursor: new FeedCursor('0'),
       caughtUp: false,
-      backlog: false,
       progress: -Infinity,
       pending: null,
       failingSince: null,
@@ -228,7 +222,6 @@ export class CorrelatorPipeline {
     f.cursor.endPage(page.lastSeq);
     f.pending = page.pending;
     f.caughtUp = page.changes.length < this.opts.batchSize;
-    f.backlog = !f.caughtUp;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
     await this.decide();
   }
@@ -320,17 +313,12 @@ export class CorrelatorPipeline {
   }
 
   /**
-   * Checkpoints cost time in proportion to what the engine holds (a few MB
-   * with a warm cache), on our side and as much again on CouchDB's, which
-   * stores them: while a backlog is read they are spaced to at least
-   * BACKLOG_CHECKPOINT_MS, and so that taking and saving them stays under a
-   * tenth of the time (never less often than every 30 s). A crash then
-   * re-reads at most that much of the backlog, which is fast.
+   * Checkpoints cost time in proportion to what the engine holds: while a
+   * backlog is read they are spaced so that taking and saving them stays
+   * under a tenth of the time (never less often than every 30 s).
    */
   private checkpointDue(): boolean {
-    const backlog = this.feeds.A.backlog || this.feeds.B.backlog;
-    const floor = backlog ? Math.max(this.opts.checkpointIntervalMs, BACKLOG_CHECKPOINT_MS) : this.opts.checkpointIntervalMs;
-    const spacing = Math.min(30_000, Math.max(floor, 10 * (this.captureMs + this.saveMs)));
+    const spacing = Math.min(30_000, Math.max(this.opts.checkpointIntervalMs, 10 * (this.captureMs + this.saveMs)));
     return this.clock() - (this.lastCheckpointAt ?? 0) >= spacing;
   }
 
