@@ -139,6 +139,11 @@ export class CorrelatorPipeline {
     if (cp && same) {
       for (const side of ['A', 'B'] as const) this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);
       this.engine = await this.restoreEngine(cp);
+    } else if (await this.checkpoints.holdsRecords()) {
+      // No checkpoint to continue from, but records: an earlier run wrote them (killed before its
+      // first checkpoint, or its checkpoint is unusable). Treated as a replay after a crash.
+      this.log.info('no checkpoint to continue from, but log_correlated holds records: the first pass is a replay');
+      this.engine.replayFromStart();
     }
     for (const side of ['A', 'B'] as const) {
       const f = this.feeds[side];

@@ -227,6 +227,15 @@ export class CorrelationEngine {
     this.release();
   }
 
+  /**
+   * Reading from the start over sinks that already hold records (a run
+   * killed before its first checkpoint): what is read until both feeds are
+   * caught up is a replay, as after restore().
+   */
+  replayFromStart(): void {
+    this.replaying = { A: true, B: true };
+  }
+
   /** A feed that is caught up and idle has seen everything up to `time` (its wall clock). */
   advance(side: Side, time: number): void {
     if (time > this.progress[side]) {

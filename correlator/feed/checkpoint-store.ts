@@ -38,6 +38,18 @@ export class CheckpointStore {
     return { feeds: res.body.feeds, state: res.body.state, saved_at: res.body.saved_at };
   }
 
+  /**
+   * Whether the database already holds correlated records (ids A-… and B-…,
+   * design documents aside): a run that died before its first checkpoint
+   * may have written them.
+   */
+  async holdsRecords(): Promise<boolean> {
+    const qs = new URLSearchParams({ startkey: '"A-"', endkey: '"B-\ufff0"', limit: '1' });
+    const res = await this.http.request<{ rows?: unknown[] }>('GET', `/${encodeURIComponent(this.db)}/_all_docs?${qs}`, { headers: this.headers });
+    if (res.status !== 200) throw new Error(`reading ${this.db}/_all_docs: ${res.status}`);
+    return (res.body.rows?.length ?? 0) > 0;
+  }
+
   async save(cp: Checkpoint): Promise<void> {
     const body = JSON.stringify({ ...cp, ...(this.rev ? { _rev: this.rev } : {}) });
     if (body.length > MAX_CHECKPOINT_BYTES) {

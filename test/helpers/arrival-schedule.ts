@@ -184,17 +184,22 @@ export function play(cfg: EngineConfig, schedule: readonly Delivery[], opts: Run
       engine = CorrelationEngine.restore(cfg, snap, (side, id) => stored.get(`${side}:${id}`));
     }
     settle(opts.holdLate?.(i) ?? false);
-    if (i % every === 0) {
+    if (i % every === 0 && every <= schedule.length) {
       checkpoint = { snap: JSON.parse(JSON.stringify(engine.exportState())), at: i };
       laggingAtCheckpoint = new Map(lagging.records);
     }
-    if (opts.crashAt === i && checkpoint) {
-      const snap = checkpoint.snap;
+    if (opts.crashAt === i) {
       lagging = new SinkState();
-      for (const o of laggingAtCheckpoint.values()) lagging.apply([o]);
-      engine = CorrelationEngine.restore(cfg, snap, (side, id) => stored.get(`${side}:${id}`));
-      // The feeds are read again from the checkpoint: everything since is delivered again.
-      for (let k = checkpoint.at + 1; k <= i; k++) for (const ev of toEvents(schedule[k]!.docs)) engine.push(ev);
+      if (checkpoint) {
+        for (const o of laggingAtCheckpoint.values()) lagging.apply([o]);
+        engine = CorrelationEngine.restore(cfg, checkpoint.snap, (side, id) => stored.get(`${side}:${id}`));
+      } else {
+        // Killed before its first checkpoint: read from the start over a sink that holds records (pipeline.start()).
+        engine = new CorrelationEngine(cfg);
+        engine.replayFromStart();
+      }
+      // The feeds are read again from the checkpoint (or the start): everything since is delivered again.
+      for (let k = (checkpoint?.at ?? -1) + 1; k <= i; k++) for (const ev of toEvents(schedule[k]!.docs)) engine.push(ev);
       engine.advance('A', clock);
       engine.advance('B', clock);
       settle();

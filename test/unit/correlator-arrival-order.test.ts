@@ -60,11 +60,13 @@ function check(seed: number, cfg: EngineConfig, n: number, crash: boolean, stopW
   const rnd = mulberry32(seed);
   const schedule = randomSchedule(docs, timeOf, { seed, maxSideDelayMs: rnd() < 0.5 ? HOUR : 5 * 60_000, maxBatchDelayMs: 20_000, maxBatch: 1 + Math.floor(rnd() * 80), redeliverShare: 0.1 });
   const crashAt = crash ? Math.floor(rnd() * schedule.length) : undefined;
+  // A third of the crashes come before any checkpoint was saved.
+  const firstCheckpointLate = crash && rnd() < 0.33;
   const stopAt = stopWithLookupsPending ? Math.floor(rnd() * schedule.length) : undefined;
   // Half the schedules hold connections with late events back at most deliveries, as the pipeline does while a backlog is read.
   const hold = rnd() < 0.5;
   const holdLate = hold ? () => rnd() < 0.7 : undefined;
-  const { content, lagging } = play(cfg, schedule, { crashAt, checkpointEvery: 1 + Math.floor(rnd() * 10), stopWithLookupsPendingAt: stopAt, holdLate });
+  const { content, lagging } = play(cfg, schedule, { crashAt, checkpointEvery: firstCheckpointLate ? schedule.length + 1 : 1 + Math.floor(rnd() * 10), stopWithLookupsPendingAt: stopAt, holdLate });
   const what = `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold})`;
   assert.equal(firstDifference(want, content), null, `${what}: ${firstDifference(want, content)}`);
   // The sink that lost what came after the checkpoint ends up the same.
