@@ -211,12 +211,39 @@ export function play(cfg: EngineConfig, schedule: readonly Delivery[], opts: Run
   return { content: sink.content(), lagging: lagging.content(), engine };
 }
 
-/** First difference between two record sets, for a failure message. */
+/**
+ * The differences between two record sets, for a failure message: how
+ * many records differ, are missing or are extra, and the first few of
+ * each with only the fields that differ (whole records are too long to
+ * read in a test report, and the report cuts them).
+ */
 export function firstDifference(want: Map<string, string>, got: Map<string, string>): string | null {
+  const changed: string[] = [];
+  const missing: string[] = [];
   for (const [id, w] of want) {
     const g = got.get(id);
-    if (g !== w) return `${id}:\n  want ${w}\n  got  ${g ?? '(missing)'}`;
+    if (g === undefined) missing.push(id);
+    else if (g !== w) changed.push(`${id}: ${fieldDifference(w, g)}`);
   }
-  for (const id of got.keys()) if (!want.has(id)) return `${id}: not in the reference, got ${got.get(id)}`;
-  return null;
+  const extra = [...got.keys()].filter((id) => !want.has(id));
+  if (changed.length + missing.length + extra.length === 0) return null;
+  const few = (xs: string[]) => xs.slice(0, 3).join('; ') + (xs.length > 3 ? '; ...' : '');
+  return [
+    `${changed.length} differ, ${missing.length} missing, ${extra.length} not in the reference (of ${want.size})`,
+    changed.length ? `differ: ${few(changed)}` : '',
+    missing.length ? `missing: ${few(missing)}` : '',
+    extra.length ? `extra: ${few(extra.map((id) => `${id} ${compact(got.get(id)!)}`))}` : '',
+  ].filter(Boolean).join('\n  ');
+}
+
+function fieldDifference(want: string, got: string): string {
+  const w = JSON.parse(want) as Record<string, unknown>;
+  const g = JSON.parse(got) as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(w), ...Object.keys(g)])].filter((k) => JSON.stringify(w[k]) !== JSON.stringify(g[k]));
+  return keys.map((k) => `${k} want ${JSON.stringify(w[k])} got ${JSON.stringify(g[k])}`).join(', ');
+}
+
+function compact(json: string): string {
+  const r = JSON.parse(json) as Record<string, unknown>;
+  return JSON.stringify({ correlated: r.correlated, orphan_side: r.orphan_side, a_id: r.a_id, b_id: r.b_id, keepalives: r.keepalives });
 }
