@@ -14,9 +14,15 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY lib ./lib
-COPY server ./server
 COPY design-docs ./design-docs
+COPY setup ./setup
+COPY server ./server
 COPY correlator ./correlator
+COPY shipper ./shipper
+COPY forward ./forward
+COPY embedded ./embedded
+COPY cli ./cli
+COPY bench ./bench
 COPY scripts ./scripts
 COPY test ./test
 RUN npx tsc -p . \

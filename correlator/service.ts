@@ -10,10 +10,10 @@ import { CouchHttp } from '../lib/couch/http.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
 import { signRecord } from '../lib/audit/record-signature.js';
 import type { Logger } from '../lib/logger.js';
-import { checkClickhouseTable } from '../lib/setup/ensure-clickhouse.js';
-import { ClickHouseDelivery, connect } from './clickhouse/clickhouse-delivery.js';
+import { checkClickhouseTable } from './sinks/clickhouse/ensure-table.js';
+import { ClickHouseDelivery, connect } from './sinks/clickhouse/clickhouse-delivery.js';
 import type { CorrelationEngine } from './engine/engine.js';
-import { engineConfig } from './engine/engine-config.js';
+import { engineConfig } from './engine-config.js';
 import { IpFilter } from './engine/ip-filter.js';
 import type { NormalizeRules } from './engine/normalize.js';
 import { ChangesFeed } from './feed/changes-feed.js';
@@ -23,13 +23,13 @@ import { buildCorrelatorHttp } from './http-server.js';
 import { CorrelatorMetrics } from './metrics.js';
 import { CorrelatorPipeline } from './pipeline.js';
 import { BatchingSink } from './sinks/batching-sink.js';
-import { CouchDbDelivery } from './sinks/couchdb-sink.js';
+import { CouchDbDelivery } from './sinks/couchdb/couchdb-sink.js';
 import { DeadLetterFile } from './sinks/dead-letter-file.js';
 import { FanOut } from './sinks/fan-out.js';
-import { FileSink } from './sinks/file-sink.js';
+import { FileSink } from './sinks/file/file-sink.js';
 import type { Sink } from './sinks/sink.js';
-import { StdoutSink } from './sinks/stdout-sink.js';
-import { HecDelivery } from './sinks/hec-sink.js';
+import { StdoutSink } from './sinks/stdout/stdout-sink.js';
+import { HecDelivery } from './sinks/hec/hec-sink.js';
 
 export interface CorrelatorOptions {
   /** False when `up` found no ClickHouse to run: the ClickHouse sink is off. */

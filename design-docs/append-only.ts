@@ -3,13 +3,9 @@
 // must stay ES5: `var`, `function`, no arrows, no template strings.
 // test/unit/design-docs.test.ts parses the serialized source as ES5.
 
-/**
- * The reason given when a document id already exists. The ingress turns a
- * `forbidden` with this prefix into CouchDB's 409 conflict, because PouchDB
- * Server runs validation before its conflict check while CouchDB 3 does the
- * opposite: both then answer a client the same way.
- */
-export const EXISTS_REASON_PREFIX = 'conflict:';
+// A document id that exists already is refused with a reason starting with
+// lib/couch/bulk-results.ts's EXISTS_REASON_PREFIX, spelled out below.
+export { EXISTS_REASON_PREFIX } from '../lib/couch/bulk-results.js';
 
 interface UserCtx {
   name: string | null;

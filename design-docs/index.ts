@@ -4,6 +4,7 @@
 //  - the report sets an app lists in the config (apps.<app>.reports), e.g.
 //    `fail2ban` -> _design/report with attacks / attackers views;
 //  - log_correlated: the `correlated` set (the correlator's output).
+import type { ReportSet } from '../lib/config/report-sets.js';
 import './couchdb-env.js';
 import { appendOnly, correlatorOnly } from './append-only.js';
 import { byTimeMap } from './by-time.js';
@@ -89,13 +90,13 @@ export function correlatedReportDoc(): DesignDoc {
 }
 
 /** Report sets an app may ask for in the config. */
-export const REPORT_SETS = {
+export const REPORT_SETS: Record<ReportSet, () => DesignDoc> = {
   fail2ban: fail2banReportDoc,
   correlated: correlatedReportDoc,
-} as const;
+};
 
 /** Views of _design/logs and of each report set's _design/report. */
-export const VIEWS_BY_SET: Record<'logs' | keyof typeof REPORT_SETS, Record<string, ViewMeta>> = {
+export const VIEWS_BY_SET: Record<'logs' | ReportSet, Record<string, ViewMeta>> = {
   logs: LOGS_VIEWS,
   fail2ban: FAIL2BAN_VIEWS,
   correlated: CORRELATED_VIEWS,
@@ -104,13 +105,12 @@ export const VIEWS_BY_SET: Record<'logs' | keyof typeof REPORT_SETS, Record<stri
 /** Every view name with its metadata, whatever its design document (for tests and docs). */
 export const VIEW_META: Record<string, ViewMeta> = { ...LOGS_VIEWS, ...FAIL2BAN_VIEWS, ...CORRELATED_VIEWS };
 
-export type ReportSet = keyof typeof REPORT_SETS;
-export const REPORT_SET_NAMES = Object.keys(REPORT_SETS) as [ReportSet, ...ReportSet[]];
+export { REPORT_SET_NAMES, type ReportSet } from '../lib/config/report-sets.js';
 
 /**
  * Every design document a log database must hold. `validate` protection
  * adds the validate_doc_update; `audit` leaves it out (setup removes one
- * left from before: see lib/setup/ensure-app-db.ts).
+ * left from before: see setup/ensure-app-db.ts).
  */
 export function designDocsForApp(reports: readonly ReportSet[] = [], protection: 'validate' | 'audit' = 'validate'): DesignDoc[] {
   const validate = reports.includes('correlated') ? correlatedValidateDoc() : validateDesignDoc();

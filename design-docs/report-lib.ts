@@ -1,5 +1,5 @@
 // What the report pages (design-docs/lists.ts, run inside CouchDB) and
-// `couchlog report` (lib/report/, run in Node) share: one function that
+// `couchlog report` (cli/report/, run in Node) share: one function that
 // returns the helpers, so that its serialized source can be put inside each
 // list function (a list cannot import anything) and the CLI can call the
 // very same code. ES5 only: CouchDB 3's JavaScript engines (SpiderMonkey

@@ -3,7 +3,7 @@
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
 import { PROTECTIONS, type Protection } from '../lib/config/protection.js';
-import { benchCorrelator, formatReport, type CorrelatorBenchOptions } from '../lib/bench/correlator-bench.js';
+import { benchCorrelator, formatReport, type CorrelatorBenchOptions } from '../bench/correlator-bench.js';
 
 const opts = new Command('bench-correlator')
   .description('end to end: a backlog of A + B documents drained by the correlator, next to a plain _changes read (in order, and with the A side an hour late)')

@@ -4,7 +4,7 @@
 // For the memory figure node's gc is needed: with --expose-gc it is used as
 // is, otherwise the script turns the flag on at run time.
 import { Command } from 'commander';
-import { benchEngine, formatReport } from '../lib/bench/engine-bench.js';
+import { benchEngine, formatReport } from '../bench/engine-bench.js';
 
 const opts = new Command('bench-engine')
   // The generated events all stay in memory during the run (the correlator

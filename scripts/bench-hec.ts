@@ -2,9 +2,9 @@
 // npm run bench:hec [-- --requests N --batch N --concurrency C --forward-docs N --couchdb-url URL --json]
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
-import { benchHec, formatHecReport } from '../lib/bench/hec-bench.js';
-import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../lib/bench/bench-stack.js';
-import { freePort } from '../lib/bench/free-port.js';
+import { benchHec, formatHecReport } from '../bench/hec-bench.js';
+import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
+import { freePort } from '../bench/free-port.js';
 
 const opts = usageErrorsExit2(new Command('bench-hec'))
   .description("(a) HEC event batches through the ingress vs _bulk_docs of the same documents; (b) couchlog forward into another couchlog's HEC endpoint vs a plain _changes read")

@@ -2,9 +2,9 @@
 // npm run bench:ingress [-- --singles N --concurrency C --bulk-requests N --bulk-size N --bulk-concurrency C --couchdb-url URL --protection validate|audit --json]
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
-import { benchIngress, formatReport, PROTECTION_CHOICES, type ProtectionChoice } from '../lib/bench/ingress-bench.js';
-import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../lib/bench/bench-stack.js';
-import { freePort } from '../lib/bench/free-port.js';
+import { benchIngress, formatReport, PROTECTION_CHOICES, type ProtectionChoice } from '../bench/ingress-bench.js';
+import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
+import { freePort } from '../bench/free-port.js';
 
 const opts = usageErrorsExit2(new Command('bench-ingress'))
   .description('the ingress against the same CouchDB: single POSTs and _bulk_docs, straight into a log database, into a bare one (no design document) and through the ingress')

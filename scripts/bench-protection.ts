@@ -2,9 +2,9 @@
 // npm run bench:protection [-- --couchdb-url URL --requests N --bulk-size N --json]
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
-import { benchProtection, formatReport } from '../lib/bench/protection-bench.js';
-import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../lib/bench/bench-stack.js';
-import { freePort } from '../lib/bench/free-port.js';
+import { benchProtection, formatReport } from '../bench/protection-bench.js';
+import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
+import { freePort } from '../bench/free-port.js';
 
 const opts = usageErrorsExit2(new Command('bench-protection'))
   .description('append-only protection options against the same CouchDB: _bulk_docs into a bare database, with the JavaScript validate_doc_update, with an Erlang one')

@@ -2,9 +2,9 @@
 // npm run bench:ship [-- --mb N --runs N --lines N --batch-size N --concurrency N --couchdb-url URL --json]
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
-import { benchShip, formatShipBench } from '../lib/bench/ship-bench.js';
-import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../lib/bench/bench-stack.js';
-import { freePort } from '../lib/bench/free-port.js';
+import { benchShip, formatShipBench } from '../bench/ship-bench.js';
+import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
+import { freePort } from '../bench/free-port.js';
 
 const opts = usageErrorsExit2(new Command('bench-ship'))
   .description('(a) jsonformat vs awk on a generated fail2ban log; (b) couchlog-ship through the ingress vs a direct _bulk_docs load of the same documents')

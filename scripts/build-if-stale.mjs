@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const stamp = join(root, 'dist', '.build-stamp');
-const SOURCES = ['lib', 'server', 'design-docs', 'correlator', 'scripts', 'test'];
+const SOURCES = ['lib', 'design-docs', 'setup', 'server', 'correlator', 'shipper', 'forward', 'embedded', 'cli', 'bench', 'scripts', 'test'];
 const SOURCE_FILE = /\.(c|m)?ts$/;
 
 function newest(dir) {

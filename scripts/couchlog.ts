@@ -4,18 +4,18 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, ensureSecrets } from '../lib/config/load.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
 import { createCliLogger, LOG_FORMATS, type LogFormat } from '../lib/logger.js';
-import { onReopenSignal, onShutdownSignal } from '../lib/commands/lifecycle.js';
+import { onReopenSignal, onShutdownSignal } from '../cli/lifecycle.js';
 import { startCorrelator } from '../correlator/service.js';
-import { startEmbeddedClickhouse } from '../lib/commands/clickhouse.js';
-import { up } from '../lib/commands/up.js';
-import { startEmbeddedCouch } from '../lib/commands/couchdb.js';
-import { reloadWriteTokens, startIngress } from '../lib/commands/ingress.js';
-import { runSetup } from '../lib/setup/run-setup.js';
-import { report } from '../lib/commands/report.js';
-import { jsonformatCommand } from '../lib/commands/jsonformat-command.js';
-import { shipCommand } from '../lib/commands/ship-command.js';
-import { forwardCommand } from '../lib/commands/forward-command.js';
-import { auditCommand } from '../lib/commands/audit-command.js';
+import { startEmbeddedClickhouse } from '../cli/clickhouse.js';
+import { up } from '../cli/up.js';
+import { startEmbeddedCouch } from '../cli/couchdb.js';
+import { reloadWriteTokens, startIngress } from '../cli/ingress.js';
+import { runSetup } from '../cli/run-setup.js';
+import { report } from '../cli/report.js';
+import { jsonformatCommand } from '../cli/jsonformat-command.js';
+import { shipCommand } from '../cli/ship-command.js';
+import { forwardCommand } from '../cli/forward-command.js';
+import { auditCommand } from '../cli/audit-command.js';
 
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')

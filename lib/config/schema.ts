@@ -2,7 +2,7 @@
 // couchlog.example.yml documents the same keys; test/unit/config.test.ts
 // checks that the two agree, so a key added here must be documented there.
 import { z } from 'zod';
-import { REPORT_SET_NAMES } from '../../design-docs/index.js';
+import { REPORT_SET_NAMES } from './report-sets.js';
 import { clickhouseSchema, correlatorSchema } from './correlator-schema.js';
 import { protection } from './protection.js';
 

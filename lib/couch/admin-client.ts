@@ -3,6 +3,7 @@
 // keeps it under /_config, CouchDB 3 under /_node/_local/_config.
 import nano from 'nano';
 import { CommandError } from '../errors.js';
+import { couchUrl, requirePassword, type Config } from '../config/load.js';
 
 export type Flavor = 'pouchdb-server' | 'couchdb';
 
@@ -75,4 +76,9 @@ export class AdminClient {
     const base = flavor === 'couchdb' ? '/_node/_local/_config' : '/_config';
     return `${base}/${encodeURIComponent(section)}/${encodeURIComponent(key)}`;
   }
+}
+
+/** The admin client of the configured CouchDB. */
+export function adminClient(config: Config): AdminClient {
+  return new AdminClient(couchUrl(config), config.couchdb.admin.user, requirePassword(config, 'admin'));
 }

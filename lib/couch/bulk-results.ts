@@ -1,11 +1,20 @@
 // CouchDB's per-document answers to _bulk_docs, matched back to the
 // documents sent. Shared by the ingress and the correlator's CouchDB sink.
-import { EXISTS_REASON_PREFIX } from '../../design-docs/index.js';
 import { unavailable } from '../errors.js';
 
 export type DocResult =
   | { ok: true; id: string; rev: string }
   | { id: string; error: string; reason: string };
+
+/**
+ * The reason _design/couchlog's validate_doc_update gives when a document
+ * id already exists (design-docs/append-only.ts spells it in its ES5
+ * source; test/unit/design-docs.test.ts checks both agree). The ingress
+ * turns a `forbidden` with this prefix into CouchDB's 409 conflict,
+ * because PouchDB Server runs validation before its conflict check while
+ * CouchDB 3 does the opposite: both then answer a client the same way.
+ */
+export const EXISTS_REASON_PREFIX = 'conflict:';
 
 export const CONFLICT: { error: string; reason: string } = { error: 'conflict', reason: 'Document update conflict.' };
 

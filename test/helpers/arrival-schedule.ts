@@ -9,7 +9,7 @@ import { fingerprint } from '../../correlator/engine/fingerprint.js';
 import { toEvent, type NormalizeRules } from '../../correlator/engine/normalize.js';
 import { IpFilter } from '../../correlator/engine/ip-filter.js';
 import type { EngineConfig, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../correlator/engine/types.js';
-import { mulberry32 } from '../../lib/bench/prng.js';
+import { mulberry32 } from '../../bench/prng.js';
 
 export interface StoredDoc {
   side: Side;

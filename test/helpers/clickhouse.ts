@@ -3,9 +3,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EmbeddedClickhouse, findClickhouseServer } from '../../lib/embedded/clickhouse-server.js';
+import { EmbeddedClickhouse, findClickhouseServer } from '../../embedded/clickhouse-server.js';
 import { createLogger } from '../../lib/logger.js';
-import { freePort } from '../../lib/bench/free-port.js';
+import { freePort } from '../../bench/free-port.js';
 
 export interface TestClickhouse {
   url: string;

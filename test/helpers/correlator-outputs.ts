@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { http, JSON_TYPE, type Stack } from './stack.js';
 import type { TestClickhouse } from './clickhouse.js';
-import { adminClient } from '../../lib/setup/run-setup.js';
-import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
-import { ensureClickhouse } from '../../lib/setup/ensure-clickhouse.js';
-import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
+import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
+import { ensureClickhouse } from '../../correlator/sinks/clickhouse/ensure-table.js';
+import { connect } from '../../correlator/sinks/clickhouse/clickhouse-delivery.js';
 
 export type Doc = Record<string, unknown>;
 

@@ -25,7 +25,7 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
-import { freePort } from '../../lib/bench/free-port.js';
+import { freePort } from '../../bench/free-port.js';
 
 const run = promisify(execFile);
 

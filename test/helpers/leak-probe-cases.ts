@@ -5,7 +5,7 @@
 // route act were it allowed to.
 import type { Stack } from './stack.js';
 import { http } from './stack.js';
-import { adminClient } from '../../lib/setup/run-setup.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
 
 export const MARKER = 'leak-probe-marker-7f3a9c';
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'COPY'] as const;

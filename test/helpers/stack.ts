@@ -12,11 +12,11 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig, ensureSecrets, type Config } from '../../lib/config/load.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 import { createLogger } from '../../lib/logger.js';
-import { startEmbeddedCouch } from '../../lib/commands/couchdb.js';
-import type { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
-import { runSetup } from '../../lib/setup/run-setup.js';
+import { startEmbeddedCouch } from '../../cli/couchdb.js';
+import type { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
+import { runSetup } from '../../cli/run-setup.js';
 import { buildApp } from '../../server/app.js';
-import { freePort } from '../../lib/bench/free-port.js';
+import { freePort } from '../../bench/free-port.js';
 import { describeTestServer, startTestCouchdb3, testServer, type TestCouchdb3 } from './couchdb3.js';
 
 export { freePort };

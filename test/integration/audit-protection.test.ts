@@ -15,11 +15,12 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
 import { until } from '../helpers/correlator-outputs.js';
-import { runSetup, adminClient } from '../../lib/setup/run-setup.js';
-import { runAudit } from '../../lib/commands/audit-command.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
+import { runSetup } from '../../cli/run-setup.js';
+import { runAudit } from '../../cli/audit-command.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
-import type { DbAudit } from '../../lib/audit/audit-db.js';
+import type { DbAudit } from '../../cli/audit-db.js';
 
 const CLI = fileURLToPath(new URL('../../scripts/couchlog.js', import.meta.url));
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');

@@ -15,7 +15,7 @@ import { embeddedOnly, freePort, http, JSON_TYPE } from '../helpers/stack.js';
 const UP_SKIP = embeddedOnly('couchlog up (npm start) runs its own embedded server');
 import { loadConfig } from '../../lib/config/load.js';
 import { readSecretsFile, SECRET_KEYS } from '../../lib/config/secrets.js';
-import { findClickhouseServer } from '../../lib/embedded/clickhouse-server.js';
+import { findClickhouseServer } from '../../embedded/clickhouse-server.js';
 import { createServer } from 'node:http';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');

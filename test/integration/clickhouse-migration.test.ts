@@ -6,9 +6,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
-import { connect } from '../../correlator/clickhouse/clickhouse-delivery.js';
-import { ensureClickhouse } from '../../lib/setup/ensure-clickhouse.js';
-import { COLUMNS } from '../../correlator/clickhouse/columns.js';
+import { connect } from '../../correlator/sinks/clickhouse/clickhouse-delivery.js';
+import { ensureClickhouse } from '../../correlator/sinks/clickhouse/ensure-table.js';
+import { COLUMNS } from '../../correlator/sinks/clickhouse/columns.js';
 
 let ch: TestClickhouse;
 before(async () => {

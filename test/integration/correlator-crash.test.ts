@@ -23,7 +23,7 @@ import { stringify as stringifyYaml } from 'yaml';
 import { couchCluster, couchFlavor, freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { addOutputs, clickhouseCounts, clickhouseRows, couchDocCount, couchDocs, diffMaps, metrics, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
-import { generateTraffic, mulberry32 } from '../../lib/bench/correlator-traffic.js';
+import { generateTraffic, mulberry32 } from '../../bench/correlator-traffic.js';
 import { loadConfig, type Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
 import { startCorrelator } from '../../correlator/service.js';

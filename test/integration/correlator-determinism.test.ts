@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { couchFlavor, startStack, type Stack } from '../helpers/stack.js';
 import { couchDocs, diffMaps, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
-import { generateTraffic, type TrafficDoc } from '../../lib/bench/correlator-traffic.js';
+import { generateTraffic, type TrafficDoc } from '../../bench/correlator-traffic.js';
 import type { Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
-import { adminClient } from '../../lib/setup/run-setup.js';
-import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
+import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import type { EngineCounters } from '../../correlator/engine/types.js';
-import { engineConfig } from '../../correlator/engine/engine-config.js';
+import { engineConfig } from '../../correlator/engine-config.js';
 import { firstDifference, referenceResult, type StoredDoc } from '../helpers/arrival-schedule.js';
 
 const A_COUNT = 700;

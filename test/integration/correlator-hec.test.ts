@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
-import { hecEnvelopeOf } from '../../correlator/sinks/hec-sink.js';
+import { hecEnvelopeOf } from '../../correlator/sinks/hec/hec-sink.js';
 import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
 
 const TOKEN = 'correlator-hec-token-0123456789';

@@ -18,10 +18,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startStack, http, JSON_TYPE, freePort, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
-import { engineConfig } from '../../correlator/engine/engine-config.js';
+import { engineConfig } from '../../correlator/engine-config.js';
 import { createLogger } from '../../lib/logger.js';
-import { generateTraffic } from '../../lib/bench/correlator-traffic.js';
-import { mulberry32 } from '../../lib/bench/prng.js';
+import { generateTraffic } from '../../bench/correlator-traffic.js';
+import { mulberry32 } from '../../bench/prng.js';
 import { firstDifference, referenceResult, type StoredDoc } from '../helpers/arrival-schedule.js';
 
 const HOUR = 3_600_000;

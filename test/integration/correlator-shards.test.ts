@@ -7,8 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startStack, http, JSON_TYPE, freePort, type Stack } from '../helpers/stack.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
-import { adminClient } from '../../lib/setup/run-setup.js';
-import { ensureAppDatabase } from '../../lib/setup/ensure-app-db.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
+import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
 import type { Config } from '../../lib/config/load.js';
 
 let stack: Stack;

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
 import { launchBrowser, type HeadlessBrowser } from '../helpers/browser.js';
-import { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
+import { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
 
 let stack: Stack;
 let hb: HeadlessBrowser;

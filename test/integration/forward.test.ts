@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { couchUrl, requirePassword } from '../../lib/config/load.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
-import { Forwarder, type ForwarderOptions } from '../../lib/forward/forwarder.js';
-import { forwardersOf, serveForwardMetrics } from '../../lib/forward/from-config.js';
+import { Forwarder, type ForwarderOptions } from '../../forward/forwarder.js';
+import { forwardersOf, serveForwardMetrics } from '../../forward/from-config.js';
 import { startStack, http, countDocs, type Stack } from '../helpers/stack.js';
 
 const TOKEN = 'forward-target-token-0123456789';

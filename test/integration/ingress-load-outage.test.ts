@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, http, JSON_TYPE, couchCluster, embeddedOnly, needsStoppableCouch, type Stack } from '../helpers/stack.js';
-import type { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
+import type { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
 
 let stack: Stack;
 before(async () => {

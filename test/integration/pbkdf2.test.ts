@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, http, embeddedOnly, type Stack } from '../helpers/stack.js';
-import { runSetup, EMBEDDED_PBKDF2_ITERATIONS } from '../../lib/setup/run-setup.js';
+import { runSetup, EMBEDDED_PBKDF2_ITERATIONS } from '../../cli/run-setup.js';
 
 const SKIP = embeddedOnly("CouchDB 3.5 already defaults to 600,000 iterations and upgrades hashes on login");
 let stack: Stack;

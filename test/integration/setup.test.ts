@@ -3,7 +3,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
-import { adminClient, runSetup } from '../../lib/setup/run-setup.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
+import { runSetup } from '../../cli/run-setup.js';
 
 let stack: Stack;
 before(async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { allDocs, ship, start, SHIP, type RunResult } from '../helpers/shipper.js';
-import type { ShipState } from '../../lib/shipper/state-file.js';
+import type { ShipState } from '../../shipper/state-file.js';
 
 let stack: Stack;
 let dir: string;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EmbeddedCouch } from '../../lib/embedded/pouchdb-server.js';
+import { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
 import { createLogger } from '../../lib/logger.js';
 import { embeddedOnly, freePort } from '../helpers/stack.js';
 

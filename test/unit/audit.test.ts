@@ -7,10 +7,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkSignature, signRecord, SIGNATURE_FIELD } from '../../lib/audit/record-signature.js';
-import { judge } from '../../lib/audit/audit-db.js';
+import { judge } from '../../cli/audit-db.js';
 import { ensureSecrets, loadConfig } from '../../lib/config/load.js';
 import { ConfigError } from '../../lib/errors.js';
-import { mulberry32 } from '../../lib/bench/prng.js';
+import { mulberry32 } from '../../bench/prng.js';
 
 const KEY = 'k'.repeat(40);
 const signed = (doc: Record<string, unknown>, key = KEY) => ({ ...doc, [SIGNATURE_FIELD]: signRecord(doc, key) });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchingSink, type BatchingOptions, type Delivery } from '../../correlator/sinks/batching-sink.js';
 import { DeadLetterFile } from '../../correlator/sinks/dead-letter-file.js';
-import { PermanentDeliveryError } from '../../correlator/sinks/couchdb-sink.js';
+import { PermanentDeliveryError } from '../../correlator/sinks/couchdb/couchdb-sink.js';
 import type { FailureKind, SinkRecord } from '../../correlator/sinks/sink.js';
 import { CorrelatorMetrics } from '../../correlator/metrics.js';
 import { createLogger } from '../../lib/logger.js';

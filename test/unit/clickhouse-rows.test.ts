@@ -1,12 +1,12 @@
-// Unit tests of correlator/clickhouse/rows.ts: which record field feeds
+// Unit tests of correlator/sinks/clickhouse/rows.ts: which record field feeds
 // which typed column, what goes to `extra`, and the value conversions.
 // The fast mapping is also checked against a plain statement of the rule
 // (reference below) on thousands of generated records.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { toRow } from '../../correlator/clickhouse/rows.js';
-import { COLUMNS } from '../../correlator/clickhouse/columns.js';
-import { mulberry32 } from '../../lib/bench/prng.js';
+import { toRow } from '../../correlator/sinks/clickhouse/rows.js';
+import { COLUMNS } from '../../correlator/sinks/clickhouse/columns.js';
+import { mulberry32 } from '../../bench/prng.js';
 
 /** The rule, stated plainly: fields by normalized name (later wins), first `from` name present wins, the id fills `id`. */
 function reference(id: string, record: Record<string, unknown>): { picked: Record<string, unknown>; extra: Record<string, unknown> } {

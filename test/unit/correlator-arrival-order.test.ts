@@ -9,8 +9,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EngineConfig } from '../../correlator/engine/types.js';
 import { eventTime } from '../../correlator/engine/normalize.js';
-import { generateTraffic } from '../../lib/bench/correlator-traffic.js';
-import { mulberry32 } from '../../lib/bench/prng.js';
+import { generateTraffic } from '../../bench/correlator-traffic.js';
+import { mulberry32 } from '../../bench/prng.js';
 import { firstDifference, play, randomSchedule, referenceResult, type StoredDoc } from '../helpers/arrival-schedule.js';
 
 const T0 = Date.UTC(2026, 10, 27, 9);

@@ -22,7 +22,7 @@ import { CorrelationEngine, eventBefore } from '../../correlator/engine/engine.j
 import { fingerprint } from '../../correlator/engine/fingerprint.js';
 import { KeySim, segmentGap, segmentStart } from '../../correlator/engine/key-sim.js';
 import type { EngineConfig, EngineCounters, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../correlator/engine/types.js';
-import { mulberry32 } from '../../lib/bench/prng.js';
+import { mulberry32 } from '../../bench/prng.js';
 
 /** Noon, 2024-01-01 UTC: keeps record timestamps readable when a test prints them. */
 const T0 = Date.UTC(2024, 0, 1, 12);

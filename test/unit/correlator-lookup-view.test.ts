@@ -12,7 +12,7 @@ import ipaddr from 'ipaddr.js';
 import { lookupDesignDoc, lookupMapSource } from '../../design-docs/correlator-lookup.js';
 import { toEvent } from '../../correlator/engine/normalize.js';
 import { canonicalIp, IpFilter } from '../../correlator/engine/ip-filter.js';
-import { mulberry32 } from '../../lib/bench/prng.js';
+import { mulberry32 } from '../../bench/prng.js';
 
 type Emitted = Array<[unknown, unknown]>;
 

@@ -19,7 +19,7 @@ import {
   type DesignDoc,
 } from '../../design-docs/index.js';
 import { canonical, fnSource } from '../../design-docs/serialize.js';
-import { WRITER_ROLE, READER_ROLE } from '../../lib/setup/ensure-users.js';
+import { WRITER_ROLE, READER_ROLE } from '../../setup/ensure-users.js';
 import { matchResults } from '../../server/write/bulk-writer.js';
 
 interface UserCtx {

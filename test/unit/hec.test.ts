@@ -13,7 +13,7 @@ import { AckRegistry } from '../../server/hec/acks.js';
 import { envelopeToDoc, hecTime, rawToDocs, splitEnvelopes } from '../../server/hec/envelope.js';
 import { HecError } from '../../server/hec/errors.js';
 import { presentedToken, tokenTable, TokenTable, type WriteToken } from '../../server/hec/tokens.js';
-import { envelopeOf, envelopeText, eventTimeSeconds } from '../../lib/forward/forwarder.js';
+import { envelopeOf, envelopeText, eventTimeSeconds } from '../../forward/forwarder.js';
 
 const rules = { maxDepth: 32, maxDocs: 10_000 };
 const token: WriteToken = { name: 't', apps: ['web', 'audit'], ack: false };

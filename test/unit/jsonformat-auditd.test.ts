@@ -1,13 +1,13 @@
-// Linux audit records (lib/jsonformat/auditd-record.ts) and their
-// reassembly into events (lib/jsonformat/auditd-reassembler.ts): values
+// Linux audit records (shipper/jsonformat/auditd-record.ts) and their
+// reassembly into events (shipper/jsonformat/auditd-reassembler.ts): values
 // decoded, records grouped by type, interleaved events kept apart, events
 // without EOE emitted after the timeout (stream time, wall clock, end of
 // input), output in serial order.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAuditRecord, parsePairs } from '../../lib/jsonformat/auditd-record.js';
-import { AuditReassembler, auditEventJson, type AuditEvent } from '../../lib/jsonformat/auditd-reassembler.js';
-import { AuditConverter } from '../../lib/jsonformat/converter.js';
+import { parseAuditRecord, parsePairs } from '../../shipper/jsonformat/auditd-record.js';
+import { AuditReassembler, auditEventJson, type AuditEvent } from '../../shipper/jsonformat/auditd-reassembler.js';
+import { AuditConverter } from '../../shipper/jsonformat/converter.js';
 
 const hex = (s: string) => Buffer.from(s).toString('hex').toUpperCase();
 

@@ -1,4 +1,4 @@
-// The byte path of jsonformat (lib/jsonformat/byte-formatter.ts) against
+// The byte path of jsonformat (shipper/jsonformat/byte-formatter.ts) against
 // the RegExp path (LineFormatter.format): over many generated and tricky
 // lines, for many schemas, every line the byte path decides gives exactly
 // the bytes format() gives, and it does decide the plain lines. The whole
@@ -10,15 +10,15 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { SLACK } from '../../lib/jsonformat/byte-formatter.js';
-import { converterFactory } from '../../lib/jsonformat/converter.js';
-import { formatFd, formatStream, isBlank, type FormatStats } from '../../lib/jsonformat/format-stream.js';
-import { parseAssignments, parseTypes } from '../../lib/jsonformat/field-options.js';
-import { LineFormatter, type FormatterOptions } from '../../lib/jsonformat/line-formatter.js';
-import { compileSchema } from '../../lib/jsonformat/schema.js';
-import { PRESETS } from '../../lib/jsonformat/presets.js';
+import { SLACK } from '../../shipper/jsonformat/byte-formatter.js';
+import { converterFactory } from '../../shipper/jsonformat/converter.js';
+import { formatFd, formatStream, isBlank, type FormatStats } from '../../shipper/jsonformat/format-stream.js';
+import { parseAssignments, parseTypes } from '../../shipper/jsonformat/field-options.js';
+import { LineFormatter, type FormatterOptions } from '../../shipper/jsonformat/line-formatter.js';
+import { compileSchema } from '../../shipper/jsonformat/schema.js';
+import { PRESETS } from '../../shipper/jsonformat/presets.js';
 // Deterministic, so a failure can be replayed.
-import { mulberry32 as rng } from '../../lib/bench/prng.js';
+import { mulberry32 as rng } from '../../bench/prng.js';
 
 const SEED_SCHEMA = '$date $hour _ _ _ \\[$process\\] _ $ip';
 

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { converterFactory, type ConvertSink } from '../../lib/jsonformat/converter.js';
-import { PRESETS, findPreset } from '../../lib/jsonformat/presets.js';
+import { converterFactory, type ConvertSink } from '../../shipper/jsonformat/converter.js';
+import { PRESETS, findPreset } from '../../shipper/jsonformat/presets.js';
 import { CommandError } from '../../lib/errors.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');

@@ -1,14 +1,14 @@
-// The jsonformat schema language (lib/jsonformat/schema.ts) and the line
-// formatter (lib/jsonformat/line-formatter.ts): the seed's example gives
+// The jsonformat schema language (shipper/jsonformat/schema.ts) and the line
+// formatter (shipper/jsonformat/line-formatter.ts): the seed's example gives
 // exactly the seed's object; escapes, quoted and bracketed captures, the
 // rest of the line, skips, types and constants; bad schemas are clear
 // errors; the fast "plain" path and the general path always agree.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CommandError } from '../../lib/errors.js';
-import { compileSchema } from '../../lib/jsonformat/schema.js';
-import { LineFormatter, type FormatterOptions } from '../../lib/jsonformat/line-formatter.js';
-import { convertValue, parseAssignments, parseTypes } from '../../lib/jsonformat/field-options.js';
+import { compileSchema } from '../../shipper/jsonformat/schema.js';
+import { LineFormatter, type FormatterOptions } from '../../shipper/jsonformat/line-formatter.js';
+import { convertValue, parseAssignments, parseTypes } from '../../shipper/jsonformat/field-options.js';
 
 const SEED_LINE = '2017-06-14 17:16:12,329 fail2ban.actions        [1112]: NOTICE  [sshd] Ban 59.45.175.88';
 const SEED_SCHEMA = '$date $hour _ _ _ \\[$process\\] _ $ip';

@@ -1,4 +1,4 @@
-// The jsonformat loop (lib/jsonformat/format-stream.ts) and the command as
+// The jsonformat loop (shipper/jsonformat/format-stream.ts) and the command as
 // a process: chunk boundaries anywhere (inside a line, inside a UTF-8
 // character), blank lines skipped, non-matching lines counted and reported
 // with their line numbers, --strict fails the run, auditd through stdin.
@@ -8,8 +8,8 @@ import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { converterFactory } from '../../lib/jsonformat/converter.js';
-import { formatStream } from '../../lib/jsonformat/format-stream.js';
+import { converterFactory } from '../../shipper/jsonformat/converter.js';
+import { formatStream } from '../../shipper/jsonformat/format-stream.js';
 import { CommandError } from '../../lib/errors.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');

@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AckTracker } from '../../lib/shipper/ack-tracker.js';
-import { Batcher } from '../../lib/shipper/batcher.js';
+import { AckTracker } from '../../shipper/ack-tracker.js';
+import { Batcher } from '../../shipper/batcher.js';
 import { backoffDelay, retryAfterMs } from '../../lib/backoff.js';
-import { docId, sourceKey, withId } from '../../lib/shipper/doc-id.js';
-import { classify, parseTarget } from '../../lib/shipper/ingress-client.js';
-import { planPath, type FileStat, type FsView } from '../../lib/shipper/rotation.js';
-import { emptyState, loadState, saveState, type PathState } from '../../lib/shipper/state-file.js';
-import { checkShipOptions } from '../../lib/shipper/ship.js';
+import { docId, sourceKey, withId } from '../../shipper/doc-id.js';
+import { classify, parseTarget } from '../../shipper/ingress-client.js';
+import { planPath, type FileStat, type FsView } from '../../shipper/rotation.js';
+import { emptyState, loadState, saveState, type PathState } from '../../shipper/state-file.js';
+import { checkShipOptions } from '../../shipper/ship.js';
 import { CommandError } from '../../lib/errors.js';
 
 describe('document ids', () => {

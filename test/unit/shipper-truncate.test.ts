@@ -1,4 +1,4 @@
-// removeAckedPrefix (lib/shipper/truncate.ts) on real files: collapse
+// removeAckedPrefix (shipper/truncate.ts) on real files: collapse
 // removes whole blocks and blanks the rest of the acknowledged part, the
 // bytes after it are untouched; copy removes exactly the acknowledged
 // bytes; where the filesystem cannot collapse (tmpfs), auto falls back to
@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { removeAckedPrefix, type TruncateMethod } from '../../lib/shipper/truncate.js';
+import { removeAckedPrefix, type TruncateMethod } from '../../shipper/truncate.js';
 
 /** Lines of 100 bytes (99 + "\n") numbered from 0. */
 function lines(from: number, count: number): string {

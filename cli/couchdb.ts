@@ -1,0 +1,33 @@
+// `couchlog couchdb`: the embedded server alone, supervised, with its admin.
+import { ensureSecrets, requirePassword, type Config } from '../lib/config/load.js';
+import { EmbeddedCouch } from '../embedded/pouchdb-server.js';
+import { CommandError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { ensureAdmin } from '../setup/ensure-admin.js';
+
+export async function startEmbeddedCouch(config: Config, logger: Logger): Promise<EmbeddedCouch> {
+  if (config.couchdb.url !== null) {
+    throw new CommandError(`couchdb.url is set (${config.couchdb.url}): there is no embedded server to run`);
+  }
+  ensureSecrets(config);
+  const e = config.couchdb.embedded;
+  const couch = new EmbeddedCouch({
+    dataDir: config.data_dir,
+    host: e.host,
+    port: e.port,
+    restartDelayMs: e.restart_delay_ms,
+    restartDelayMaxMs: e.restart_delay_max_ms,
+    startTimeoutMs: e.start_timeout_ms,
+    logger: logger.child({ component: 'couchdb' }),
+  });
+  await couch.start();
+  try {
+    for (const change of await ensureAdmin(couch.url, config.couchdb.admin.user, requirePassword(config, 'admin'))) {
+      logger.info(change);
+    }
+  } catch (err) {
+    await couch.stop();
+    throw err;
+  }
+  return couch;
+}

@@ -1,0 +1,38 @@
+// Signal handling shared by the long-running commands: the first SIGINT or
+// SIGTERM runs the orderly shutdown, a second one exits at once.
+import type { Logger } from '../lib/logger.js';
+
+export function onShutdownSignal(logger: Logger, shutdown: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    stopping = true;
+    // A log line that cannot be written (the terminal is gone: EIO) must
+    // not stop the shutdown it announces.
+    try {
+      logger.info({ signal }, 'shutting down');
+    } catch {
+      // nothing to do: the shutdown below is what matters
+    }
+    shutdown().then(
+      () => process.exit(0),
+      (err: Error) => {
+        logger.error({ err: err.message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+/** SIGHUP reopens output files (logrotate's postrotate sends it). */
+export function onReopenSignal(logger: Logger, reopen: () => Promise<void>): void {
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reopening files');
+    reopen().catch((err: Error) => logger.error({ err: err.message }, 'reopen failed'));
+  });
+}

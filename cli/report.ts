@@ -1,0 +1,56 @@
+// `couchlog report <view>`: a report view as a table, CSV or JSON.
+import { dbName, requirePassword, type Config } from '../lib/config/load.js';
+import { findView, REPORT_SET_NAMES, viewNames, type ReportSet } from '../design-docs/index.js';
+import { CommandError } from '../lib/errors.js';
+import { groupReport, reportCaption, topRows, viewParams } from './report/build-report.js';
+import { formatCsv, formatJson, formatTable } from './report/format-report.js';
+import { queryView } from './report/query-view.js';
+
+export interface ReportCommandOptions {
+  app: string;
+  groupLevel?: number;
+  format: 'table' | 'csv' | 'json';
+  from?: string;
+  to?: string;
+  top?: number;
+  url?: string;
+}
+
+export async function report(config: Config, view: string, o: ReportCommandOptions): Promise<string> {
+  const sets = reportSetsOf(config, o.app);
+  // A view of another report set is still tried: CouchDB then says whether
+  // the database or the view is missing, which is the more useful message.
+  const found = findView(view, sets) ?? findView(view, REPORT_SET_NAMES);
+  if (!found) throw new CommandError(`unknown view "${view}"; views: ${[...new Set(viewNames(REPORT_SET_NAMES))].join(', ')}`, 2);
+  const { ddoc, meta } = found;
+  if ((o.from !== undefined || o.to !== undefined) && meta.dateAt < 0) throw new CommandError(`${view} has no date in its key: --from/--to do not apply`, 2);
+  const groupLevel = o.groupLevel ?? meta.keys.length;
+  if (!Number.isInteger(groupLevel) || groupLevel < 0 || groupLevel > meta.keys.length) {
+    throw new CommandError(`--group-level must be 0..${meta.keys.length} for ${view} (${meta.keys.join(', ')})`, 2);
+  }
+  if (o.top !== undefined && (!Number.isInteger(o.top) || o.top < 1)) throw new CommandError('--top must be a positive integer', 2);
+  const options = { groupLevel, from: o.from, to: o.to, top: o.top };
+  const host = config.ingress.host === '0.0.0.0' || config.ingress.host === '::' ? '127.0.0.1' : config.ingress.host;
+  const rows = await queryView({
+    baseUrl: o.url ?? `http://${host.includes(':') ? `[${host}]` : host}:${config.ingress.port}`,
+    db: dbName(o.app),
+    ddoc,
+    view,
+    user: config.users.reader.user,
+    password: requirePassword(config, 'reader'),
+    params: viewParams(meta, options),
+  });
+  const all = groupReport(meta, rows, options);
+  const result = topRows(all, options.top);
+  const cols = { keys: meta.keys.slice(0, groupLevel), count: meta.reduced };
+  if (o.format === 'csv') return formatCsv(result, cols);
+  if (o.format === 'json') return formatJson(result, cols);
+  // The same caption as the report page's.
+  return formatTable(result, cols, reportCaption(meta, all, result, options));
+}
+
+/** The report sets of an app: from apps:, or `correlated` for the correlator's database. */
+function reportSetsOf(config: Config, app: string): ReportSet[] {
+  if (app === config.correlator.outputs.couchdb.app) return ['correlated'];
+  return config.apps[app]?.reports ?? [];
+}

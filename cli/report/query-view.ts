@@ -1,0 +1,63 @@
+// Reads a report view for `couchlog report`, with the reader's credentials,
+// and turns every way it can fail into one clear line.
+import { request } from 'undici';
+import { basicAuth } from '../../lib/couch/basic-auth.js';
+import { CommandError } from '../../lib/errors.js';
+
+export interface ViewRowData {
+  key: unknown[];
+  value: unknown;
+  id?: string;
+}
+
+export interface ViewQuery {
+  baseUrl: string;
+  db: string;
+  ddoc: string;
+  view: string;
+  user: string;
+  password: string;
+  /** Query string parameters, JSON-encoded where CouchDB wants JSON. */
+  params: Record<string, string>;
+}
+
+export async function queryView(q: ViewQuery): Promise<ViewRowData[]> {
+  const qs = new URLSearchParams(q.params).toString();
+  const path = `/${encodeURIComponent(q.db)}/_design/${encodeURIComponent(q.ddoc)}/_view/${encodeURIComponent(q.view)}${qs ? `?${qs}` : ''}`;
+  const headers = { authorization: basicAuth(q.user, q.password), accept: 'application/json' };
+  const res = await get(q.baseUrl, path, headers);
+  if (res.status === 200) {
+    const rows = (res.body as { rows?: Array<{ key: unknown; value: unknown; id?: string }> }).rows ?? [];
+    return rows.map((r) => ({ ...r, key: Array.isArray(r.key) ? r.key : r.key === null ? [] : [r.key] }));
+  }
+  if (res.status === 401 || res.status === 403) {
+    throw new CommandError(`the ${q.user} account was refused by ${q.baseUrl} (${reason(res.body)}): check COUCHLOG_READER_PASSWORD`);
+  }
+  if (res.status === 404) {
+    const db = await get(q.baseUrl, `/${encodeURIComponent(q.db)}`, headers);
+    if (db.status === 404) throw new CommandError(`database ${q.db} does not exist (is the app in the config's apps:, and has couchlog setup run?)`);
+    throw new CommandError(`${q.db} has no view ${q.view} in _design/${q.ddoc} (add the report set to apps.<app>.reports and run couchlog setup)`);
+  }
+  throw new CommandError(`${q.baseUrl} answered ${res.status} (${reason(res.body)}) for ${q.db}/_design/${q.ddoc}/_view/${q.view}`);
+}
+
+async function get(baseUrl: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
+  try {
+    const res = await request(new URL(path, baseUrl), { headers, headersTimeout: 60_000, bodyTimeout: 60_000 });
+    const text = await res.body.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // keep the text
+    }
+    return { status: res.statusCode, body };
+  } catch (err) {
+    throw new CommandError(`cannot reach ${baseUrl}: ${(err as { code?: string }).code ?? (err as Error).message} (is couchlog running?)`);
+  }
+}
+
+function reason(body: unknown): string {
+  const b = body as { error?: string; reason?: string } | null;
+  return b && typeof b === 'object' ? `${b.error ?? ''}: ${b.reason ?? ''}` : String(body).slice(0, 200);
+}

@@ -1,0 +1,116 @@
+// From a correlated record to a ClickHouse row: every column gets a value
+// of its type (out-of-range numbers are clamped to 0, never wrapped, which
+// 18.16 would do silently); the fields no column took go to `extra` as JSON.
+//
+// Which field feeds which column: a column takes the first of its `from`
+// names the record has, names compared case- and dash-insensitively; when
+// two record fields have the same such name, the later one counts. The
+// record id always fills `id`. This runs once per record on the hot path,
+// so what depends only on field names is worked out once per name.
+import type { SinkRecord } from '../sink.js';
+import { COLUMNS, type Column } from './columns.js';
+
+/** `header_User-Agent` and `header_user_agent` name the same field. */
+const norm = (name: string) => name.toLowerCase().replace(/-/g, '_');
+
+const LIMITS: Partial<Record<Column['type'], [number, number]>> = {
+  UInt8: [0, 255],
+  UInt16: [0, 65_535],
+  UInt32: [0, 4_294_967_295],
+  UInt64: [0, Number.MAX_SAFE_INTEGER],
+  Int32: [-2_147_483_648, 2_147_483_647],
+};
+
+/** A column a field name can feed, and how early that name is in its `from`. */
+interface Feed {
+  col: number;
+  rank: number;
+}
+
+const VALUE_COLUMNS = COLUMNS.filter((c) => c.name !== 'extra');
+const ID_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'id');
+const VERSION_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'version');
+
+/** Normalized field name -> the columns it can feed. */
+const FEEDS = new Map<string, Feed[]>();
+VALUE_COLUMNS.forEach((c, col) =>
+  c.from.forEach((f, rank) => {
+    const n = norm(f);
+    const list = FEEDS.get(n) ?? [];
+    list.push({ col, rank });
+    FEEDS.set(n, list);
+  }),
+);
+
+const NONE: readonly Feed[] = [];
+/** Field name as written -> its feeds. Logs use few distinct names; bounded anyway. */
+const byName = new Map<string, readonly Feed[]>();
+const BY_NAME_MAX = 10_000;
+
+function feedsOf(name: string): readonly Feed[] {
+  let feeds = byName.get(name);
+  if (feeds === undefined) {
+    feeds = FEEDS.get(norm(name)) ?? NONE;
+    if (byName.size >= BY_NAME_MAX) byName.clear();
+    byName.set(name, feeds);
+  }
+  return feeds;
+}
+
+function numeric(v: unknown, type: Column['type']): number {
+  const n = typeof v === 'boolean' ? Number(v) : typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : 0;
+  const [lo, hi] = LIMITS[type]!;
+  return Number.isFinite(n) && n >= lo && n <= hi ? Math.trunc(n) : 0;
+}
+
+function text(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+export function toRow(rec: SinkRecord): Record<string, unknown> {
+  const n = VALUE_COLUMNS.length;
+  // Per column: the rank of the name that fed it (Infinity: none yet), the field and its value.
+  const rank = new Array<number>(n).fill(Infinity);
+  const key = new Array<string | undefined>(n);
+  const value = new Array<unknown>(n);
+  const record = rec.record;
+  for (const k in record) {
+    for (const f of feedsOf(k)) {
+      // <=: of two fields with the same normalized name, the later one counts.
+      if (f.rank <= rank[f.col]!) {
+        rank[f.col] = f.rank;
+        key[f.col] = k;
+        value[f.col] = record[k];
+      }
+    }
+  }
+  key[ID_COLUMN] = 'id';
+  value[ID_COLUMN] = rec.id;
+  value[VERSION_COLUMN] = rec.version;
+  const row: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) row[VALUE_COLUMNS[i]!.name] = convert(VALUE_COLUMNS[i]!, value[i]);
+  const used = new Set(key);
+  const extra: Record<string, unknown> = {};
+  for (const k in record) if (!used.has(k)) extra[k] = record[k];
+  row.extra = JSON.stringify(extra);
+  return row;
+}
+
+function convert(col: Column, value: unknown): unknown {
+  switch (col.type) {
+    case 'DateTime': {
+      const ms = typeof value === 'string' ? Date.parse(value) : NaN;
+      return Number.isNaN(ms) ? 0 : Math.floor(ms / 1000);
+    }
+    case 'Date': {
+      const ms = typeof value === 'string' ? Date.parse(value) : NaN;
+      return Number.isNaN(ms) ? '1970-01-01' : new Date(ms).toISOString().slice(0, 10);
+    }
+    case 'String':
+    case 'LowString':
+      return text(value);
+    default:
+      return numeric(value, col.type);
+  }
+}

@@ -1,0 +1,136 @@
+// Correlated records into CouchDB (log_correlated), under their
+// deterministic ids. A record decided early is provisional: a correction
+// comes later under the same id (revision 2, 3..., or a deletion), and is
+// written over the stored one with its current _rev.
+//
+// What must stay true:
+//  - first revisions go out in one _bulk_docs without _rev (the common
+//    case costs one request); a conflict there means the id is stored
+//    already (a replay after a crash, or a correction that overtook it);
+//  - everything else is an upsert against what is stored: nothing is
+//    written when the stored content is the same (bookkeeping aside), or
+//    when the stored record was decided later (batches in flight may be
+//    acknowledged out of order; `decided_at` orders the decisions);
+//  - a conflict while upserting (the stored record moved) is read again,
+//    a bounded number of times, then retried by the batching sink;
+//  - under audit protection every document written, tombstones included,
+//    carries its signature over exactly what is stored.
+import type { CouchHttp } from '../../../lib/couch/http.js';
+import { matchResults } from '../../../lib/couch/bulk-results.js';
+import { fingerprint } from '../../engine/fingerprint.js';
+import { SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
+import type { Delivery } from '../batching-sink.js';
+import type { FailureKind, SinkRecord } from '../sink.js';
+
+/** Some documents were refused for a reason retrying cannot fix. */
+export class PermanentDeliveryError extends Error {
+  override readonly name = 'PermanentDeliveryError';
+}
+
+/** CouchDB refuses top-level fields starting with "_" other than its own. */
+function toDoc(r: SinkRecord): Record<string, unknown> {
+  const doc: Record<string, unknown> = { _id: r.id };
+  const rec = r.record;
+  for (const k in rec) if (k.charCodeAt(0) !== 95 /* _ */) doc[k] = rec[k];
+  return doc;
+}
+
+interface Stored {
+  rev: string;
+  deleted: boolean;
+  doc: Record<string, unknown> | null;
+}
+
+const UPSERT_ROUNDS = 5;
+
+export class CouchDbDelivery implements Delivery {
+  constructor(
+    private readonly http: CouchHttp,
+    private readonly db: string,
+    private readonly headers: Record<string, string>,
+    /** Counts corrections actually written (revision > 1, deletions). */
+    private readonly onCorrection: (n: number) => void = () => {},
+    /** Under audit protection: the signature of each document as written (lib/audit/record-signature.ts). */
+    private readonly sign: ((doc: Record<string, unknown>) => string) | null = null,
+  ) {}
+
+  private get base(): string {
+    return `/${encodeURIComponent(this.db)}`;
+  }
+
+  async deliver(batch: SinkRecord[]): Promise<void> {
+    const fresh = batch.filter((r) => !r.deleted && r.record.revision === 1);
+    let upserts = batch.filter((r) => r.deleted || r.record.revision !== 1);
+    if (fresh.length > 0) {
+      const conflicted = new Set(await this.bulk(fresh.map(toDoc)));
+      upserts = upserts.concat(fresh.filter((r) => conflicted.has(r.id)));
+    }
+    for (let round = 0; round < UPSERT_ROUNDS && upserts.length > 0; round++) {
+      const stored = await this.current(upserts.map((r) => r.id));
+      const docs: Array<Record<string, unknown>> = [];
+      const byId = new Map<string, SinkRecord>();
+      for (const r of upserts) {
+        const doc = this.upsertDoc(r, stored.get(r.id));
+        if (doc) {
+          docs.push(doc);
+          byId.set(r.id, r);
+        }
+      }
+      if (docs.length === 0) return;
+      const conflicted = new Set(await this.bulk(docs));
+      this.onCorrection(docs.length - conflicted.size);
+      upserts = [...byId.values()].filter((r) => conflicted.has(r.id));
+    }
+    if (upserts.length > 0) throw new Error(`${upserts.length} correlated record(s) kept changing under the correlator (e.g. ${upserts[0]!.id})`);
+  }
+
+  /** The document to write over what is stored, or null when nothing needs writing. */
+  private upsertDoc(r: SinkRecord, cur: Stored | undefined): Record<string, unknown> | null {
+    const live = cur !== undefined && !cur.deleted && cur.doc !== null;
+    // Over a tombstone, its revision is extended (both CouchDB and PouchDB Server accept that).
+    // A deletion of a record that reads as absent is written anyway: a CouchDB cluster may answer
+    // from a replica that has not seen it yet; if it exists, the write conflicts and is read again.
+    if (!live) return r.deleted ? (cur ? null : { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at }) : cur ? { ...toDoc(r), _rev: cur.rev } : toDoc(r);
+    const doc = cur.doc!;
+    if (typeof doc.decided_at === 'string' && typeof r.record.decided_at === 'string' && doc.decided_at > r.record.decided_at) return null;
+    if (r.deleted) return { _id: r.id, _rev: cur.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at };
+    if (fingerprint(doc) === fingerprint(r.record)) return null;
+    const storedRev = typeof doc.revision === 'number' ? doc.revision : 1;
+    const revision = Math.max(Number(r.record.revision) || 1, storedRev + 1);
+    return { ...toDoc(r), _rev: cur.rev, revision };
+  }
+
+  /** Writes documents; answers the ids that conflicted, throws on anything else refused. */
+  private async bulk(docs: Array<Record<string, unknown>>): Promise<string[]> {
+    if (this.sign) for (const d of docs) d[SIGNATURE_FIELD] = this.sign(d);
+    const res = await this.http.request<unknown>('POST', `${this.base}/_bulk_docs`, { headers: this.headers, body: JSON.stringify({ docs }) });
+    if (res.status === 400 || res.status === 413) throw new PermanentDeliveryError(`CouchDB refused the batch: ${res.status} ${JSON.stringify(res.body)}`);
+    if (res.status !== 201 && res.status !== 202) throw new Error(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);
+    const results = matchResults(docs as Array<{ _id: string }>, res.body);
+    const refused = results.filter((r) => 'error' in r && r.error !== 'conflict');
+    if (refused.length > 0) {
+      const first = refused[0] as { id: string; error: string; reason: string };
+      throw new PermanentDeliveryError(`${refused.length} document(s) refused, e.g. ${first.id}: ${first.error} ${first.reason}`);
+    }
+    return results.filter((r) => 'error' in r).map((r) => r.id);
+  }
+
+  private async current(ids: string[]): Promise<Map<string, Stored>> {
+    const res = await this.http.request<{ rows?: Array<{ id?: string; key?: string; value?: { rev: string; deleted?: boolean }; doc?: Record<string, unknown> | null; error?: string }> }>(
+      'POST',
+      `${this.base}/_all_docs?include_docs=true`,
+      { headers: this.headers, body: JSON.stringify({ keys: ids }) },
+    );
+    if (res.status !== 200) throw new Error(`reading ${ids.length} correlated records: ${res.status} ${JSON.stringify(res.body)}`);
+    const out = new Map<string, Stored>();
+    for (const row of res.body.rows ?? []) {
+      if (!row.value || row.error) continue;
+      out.set(row.key ?? row.id!, { rev: row.value.rev, deleted: row.value.deleted === true, doc: row.doc ?? null });
+    }
+    return out;
+  }
+
+  classify(err: unknown): FailureKind {
+    return err instanceof PermanentDeliveryError ? 'permanent' : 'retry';
+  }
+}

@@ -1,0 +1,308 @@
+// `couchlog forward`: follows _changes of log_<app> and sends every new
+// document to a Splunk HTTP Event Collector, like seed 004's consumer group:
+// the checkpoint (a file, written atomically) advances only after HEC took
+// every event of the page, so after a crash or `kill -9` the forwarder
+// resumes from the last page HEC acknowledged. Nothing is lost; what may
+// be sent twice are the pages in flight at the crash (at most `inflight` x
+// `max_events` documents): HEC has no idempotent ids. (couchlog's own HEC endpoint
+// does: events carry their `_id`, so a repeat into couchlog is stored once.)
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { backoffDelay } from '../lib/backoff.js';
+import type { Logger } from '../lib/logger.js';
+import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } from '../lib/hec/hec-sender.js';
+
+export interface ForwardMapping {
+  /** Fixed HEC index, or null: the target token's default. */
+  index: string | null;
+  /** A document field whose string value is the index (wins over `index`). */
+  indexField: string | null;
+  /** null: `couchlog:log_<app>`. */
+  source: string | null;
+  sourcetype: string;
+  /** A document field whose string value is the sourcetype. */
+  sourcetypeField: string | null;
+  /** A document field whose string value is the host. */
+  hostField: string | null;
+}
+
+export interface ForwarderOptions {
+  app: string;
+  /** For logs and metrics (default: the app). */
+  name?: string;
+  /** CouchDB base URL and the headers of an account that may read log_<app>. */
+  couchUrl: string;
+  couchHeaders: Record<string, string>;
+  checkpointFile: string;
+  deadLetterFile: string;
+  hec: HecSenderOptions;
+  maxEvents: number;
+  maxBytes: number;
+  /** Pages being delivered at once (default 2): what may be sent twice after a crash. */
+  inflight?: number;
+  pollMs: number;
+  backoff: { baseMs: number; maxMs: number };
+  mapping: ForwardMapping;
+  logger: Logger;
+}
+
+export interface ForwarderStatus {
+  app: string;
+  since: string;
+  forwarded: number;
+  deadLettered: number;
+  retries: number;
+  lastError: string | null;
+  /** When the forwarder last caught up with the feed (ms epoch), or null. */
+  caughtUpAt: number | null;
+}
+
+interface Page {
+  results: Change[];
+  last_seq: unknown;
+}
+
+interface Change {
+  seq: unknown;
+  id: string;
+  deleted?: boolean;
+  doc?: Record<string, unknown>;
+}
+
+/** An event time in epoch seconds: `timestamp` (s/ms/µs/ns by size), else `time`, else `received_at`. */
+export function eventTimeSeconds(doc: Record<string, unknown>): number | undefined {
+  const ts = doc.timestamp;
+  if (typeof ts === 'number' && Number.isFinite(ts) && ts > 0) {
+    if (ts < 1e11) return ts;
+    if (ts < 1e14) return ts / 1e3;
+    if (ts < 1e17) return ts / 1e6;
+    return ts / 1e9;
+  }
+  for (const key of ['time', 'received_at']) {
+    const v = doc[key];
+    if (typeof v === 'string') {
+      const ms = Date.parse(v);
+      if (!Number.isNaN(ms)) return ms / 1000;
+    }
+  }
+  return undefined;
+}
+
+/** The HEC envelope of a stored document: the document (minus `_rev`) is the event. */
+export function envelopeOf(doc: Record<string, unknown>, app: string, m: ForwardMapping): Record<string, unknown> {
+  const { _rev, ...event } = doc;
+  void _rev;
+  const str = (field: string | null) => (field !== null && typeof doc[field] === 'string' && doc[field] !== '' ? (doc[field] as string) : undefined);
+  const env: Record<string, unknown> = {};
+  const time = eventTimeSeconds(doc);
+  if (time !== undefined) env.time = Math.round(time * 1000) / 1000;
+  const host = str(m.hostField);
+  if (host !== undefined) env.host = host;
+  env.source = m.source ?? `couchlog:log_${app}`;
+  env.sourcetype = str(m.sourcetypeField) ?? m.sourcetype;
+  const index = str(m.indexField) ?? m.index;
+  if (index !== null && index !== undefined) env.index = index;
+  env.event = event;
+  return env;
+}
+
+/**
+ * envelopeOf as JSON text, without copying the document (the hot path:
+ * `doc` is a freshly parsed page's and loses its `_rev`).
+ */
+export function envelopeText(doc: Record<string, unknown>, app: string, m: ForwardMapping): string {
+  const str = (field: string | null) => (field !== null && typeof doc[field] === 'string' && doc[field] !== '' ? (doc[field] as string) : undefined);
+  let head = '{';
+  const time = eventTimeSeconds(doc);
+  if (time !== undefined) head += `"time":${Math.round(time * 1000) / 1000},`;
+  const host = str(m.hostField);
+  if (host !== undefined) head += `"host":${JSON.stringify(host)},`;
+  head += `"source":${JSON.stringify(m.source ?? `couchlog:log_${app}`)},"sourcetype":${JSON.stringify(str(m.sourcetypeField) ?? m.sourcetype)},`;
+  const index = str(m.indexField) ?? m.index;
+  if (index !== null && index !== undefined) head += `"index":${JSON.stringify(index)},`;
+  delete doc._rev;
+  return `${head}"event":${JSON.stringify(doc)}}`;
+}
+
+export class Forwarder {
+  private readonly sender: HecSender;
+  private running = false;
+  /** Sleeping waits (poll, backoff), woken by stop(). */
+  private readonly wakers = new Set<() => void>();
+  private readonly inflight: number;
+  private loop: Promise<void> | null = null;
+  readonly status: ForwarderStatus;
+  readonly name: string;
+
+  constructor(private readonly o: ForwarderOptions) {
+    this.name = o.name ?? o.app;
+    this.inflight = Math.max(1, o.inflight ?? 2);
+    this.sender = new HecSender(o.hec);
+    this.status = { app: o.app, since: readCheckpoint(o.checkpointFile), forwarded: 0, deadLettered: 0, retries: 0, lastError: null, caughtUpAt: null };
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Finishes the page in flight (or gives up waiting on a retry), then stops. */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const wake of [...this.wakers]) wake();
+    await this.loop;
+    await this.sender.close();
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    if (!this.running) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.wakers.add(done);
+    });
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    // Pages are read one ahead and up to `inflight` are being delivered at
+    // once; the checkpoint moves in feed order, to the last page delivered
+    // with every page before it.
+    let cursor = this.status.since;
+    let ahead: { since: string; page: Promise<Page> } | null = null;
+    const window: Array<{ seq: string; done: Promise<boolean> }> = [];
+    const settle = async (): Promise<boolean> => {
+      const oldest = window.shift()!;
+      if (!(await oldest.done)) return false; // stopped while retrying: that page is sent again next time
+      if (oldest.seq !== this.status.since) {
+        writeCheckpoint(this.o.checkpointFile, oldest.seq);
+        this.status.since = oldest.seq;
+      }
+      return true;
+    };
+    loop: while (this.running) {
+      let page: Page;
+      try {
+        const mine: { since: string; page: Promise<Page> } | null = ahead;
+        ahead = null;
+        page = mine !== null && mine.since === cursor ? await mine.page : await this.readPage(cursor);
+        attempt = 0;
+      } catch (err) {
+        this.status.lastError = (err as Error).message;
+        this.o.logger.warn({ app: this.o.app, err: (err as Error).message }, 'forward: reading _changes failed; retrying');
+        await this.sleep(backoffDelay(attempt++, this.o.backoff));
+        continue;
+      }
+      const full = page.results.length >= this.o.maxEvents;
+      const seq = JSON.stringify(page.last_seq);
+      if (full) {
+        const next = this.readPage(seq);
+        next.catch(() => {}); // read again if it failed
+        ahead = { since: seq, page: next };
+      }
+      const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
+      const envelopes = docs.map((d) => envelopeText(d, this.o.app, this.o.mapping));
+      window.push({ seq, done: this.deliver(envelopes, docs) });
+      cursor = seq;
+      while (window.length >= this.inflight || (!full && window.length > 0)) {
+        if (!(await settle())) break loop;
+      }
+      if (!full) {
+        this.status.caughtUpAt = Date.now();
+        await this.sleep(this.o.pollMs);
+      }
+    }
+    // Stopping: pages in flight finish (or give up while retrying); the
+    // checkpoint moves as far as every page before it was delivered.
+    while (window.length > 0) {
+      if (!(await settle())) {
+        await Promise.allSettled(window.map((w) => w.done));
+        break;
+      }
+    }
+  }
+
+  private async readPage(checkpoint: string): Promise<Page> {
+    const since = checkpoint === '' ? '0' : (JSON.parse(checkpoint) as unknown);
+    const q = new URLSearchParams({ since: typeof since === 'string' ? since : String(since), limit: String(this.o.maxEvents), include_docs: 'true' });
+    const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}/_changes?${q}`, { headers: { accept: 'application/json', ...this.o.couchHeaders }, signal: AbortSignal.timeout(this.o.hec.timeoutMs) });
+    const body = (await res.json()) as { results?: Change[]; last_seq?: unknown; reason?: string };
+    if (res.status !== 200 || !Array.isArray(body.results)) throw new Error(`_changes of log_${this.o.app} answered ${res.status}: ${body.reason ?? ''}`);
+    return { results: body.results, last_seq: body.last_seq };
+  }
+
+  /** Sends a page in batches (count and bytes); false if stopped before HEC took all of it. */
+  private async deliver(envelopes: string[], docs: Array<Record<string, unknown>>): Promise<boolean> {
+    let start = 0;
+    while (start < envelopes.length) {
+      let end = start;
+      let bytes = 0;
+      while (end < envelopes.length && end - start < this.o.maxEvents && (end === start || bytes + envelopes[end]!.length + 1 <= this.o.maxBytes)) {
+        bytes += envelopes[end]!.length + 1;
+        end++;
+      }
+      if (!(await this.sendBatch(envelopes.slice(start, end), docs.slice(start, end)))) return false;
+      start = end;
+    }
+    return true;
+  }
+
+  /** Retries what can succeed later; narrows refused batches down by halving to the events HEC refuses. */
+  private async sendBatch(envelopes: string[], docs: Array<Record<string, unknown>>): Promise<boolean> {
+    let attempt = 0;
+    for (;;) {
+      try {
+        await this.sender.send(envelopes);
+        this.status.forwarded += envelopes.length;
+        this.status.lastError = null;
+        return true;
+      } catch (err) {
+        if (err instanceof RefusedError) {
+          if (envelopes.length === 1) {
+            this.deadLetter(docs[0]!, envelopes[0]!, err.message);
+            return true;
+          }
+          const half = Math.ceil(envelopes.length / 2);
+          return (await this.sendBatch(envelopes.slice(0, half), docs.slice(0, half))) && (await this.sendBatch(envelopes.slice(half), docs.slice(half)));
+        }
+        const retryAfter = err instanceof RetryableSendError ? err.retryAfterMs : null;
+        this.status.retries++;
+        this.status.lastError = (err as Error).message;
+        this.o.logger.warn({ app: this.o.app, err: (err as Error).message, attempt }, 'forward: HEC send failed; retrying');
+        if (!this.running) return false;
+        await this.sleep(Math.max(retryAfter ?? 0, backoffDelay(attempt++, this.o.backoff)));
+        if (!this.running) return false;
+      }
+    }
+  }
+
+  private deadLetter(doc: Record<string, unknown>, envelope: string, reason: string): void {
+    mkdirSync(dirname(this.o.deadLetterFile), { recursive: true });
+    appendFileSync(this.o.deadLetterFile, `${JSON.stringify({ id: doc._id, reason, at: new Date().toISOString(), envelope: JSON.parse(envelope) as unknown })}\n`);
+    this.status.deadLettered++;
+    this.o.logger.error({ app: this.o.app, id: doc._id, reason, file: this.o.deadLetterFile }, 'forward: HEC refused an event; written to the dead-letter file');
+  }
+}
+
+/** The checkpoint: the JSON of the last acknowledged page's last_seq ('' before the first). */
+export function readCheckpoint(file: string): string {
+  try {
+    const v = (JSON.parse(readFileSync(file, 'utf8')) as { since?: string }).since;
+    return typeof v === 'string' ? v : '';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}
+
+function writeCheckpoint(file: string, since: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify({ since, at: new Date().toISOString() })}\n`);
+  renameSync(tmp, file);
+}

@@ -1,0 +1,230 @@
+// `couchlog ship`: lines from stdin or files, through jsonformat when asked,
+// in batches to the ingress, each line accounted for: stored (or already
+// stored), written to the reject file with its reason, or deliberately
+// skipped (blank, --grep). Only then is a file truncated (--truncate) or
+// its offset saved (--state). See docs/shipper.md.
+import { open, type FileHandle } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { CommandError } from '../lib/errors.js';
+import type { ConverterFactory } from './jsonformat/converter.js';
+import type { BackoffOptions } from '../lib/backoff.js';
+import { sourceKey } from './doc-id.js';
+import { IngressClient, type IngressTarget } from './ingress-client.js';
+import { acquireLock, type Lock } from './lock.js';
+import type { Progress } from './progress.js';
+import { RejectFile } from './reject-file.js';
+import { planPath, realFs, type PlannedRead } from './rotation.js';
+import { fingerprintAt, loadState, saveState, type PathState, type StreamState } from './state-file.js';
+import { StreamRun, type ShipCounts, type SourceSummary } from './stream-run.js';
+import { removeAckedPrefix, type TruncateMethod } from './truncate.js';
+
+export type { ShipCounts, SourceSummary } from './stream-run.js';
+
+export interface ShipOptions {
+  target: IngressTarget;
+  /** Files to read; none: stdin. */
+  files: string[];
+  stdin: AsyncIterable<Buffer | string> | Iterable<Buffer | string>;
+  makeConverter: ConverterFactory;
+  /** --format auditd: events span lines (refused with --truncate). */
+  auditd: boolean;
+  /** Only lines matching every one are shipped (a chain of greps); the others count as skipped. */
+  grep: RegExp[];
+  strict: boolean;
+  reportLimit: number;
+  batchDocs: number;
+  batchBytes: number;
+  concurrency: number;
+  timeoutMs: number;
+  retryForMs: number;
+  backoff: BackoffOptions;
+  /** Remove what was acknowledged from each file; null: leave files alone. */
+  truncate: TruncateMethod | null;
+  stateFile: string | null;
+  /** Identity of the source in document ids (default: the file's absolute path, or "stdin"). */
+  sourceId: string | null;
+  rejectFile: string;
+  progress: (label: string, totalBytes: number | null) => Progress;
+  /** A line for stderr. */
+  report: (line: string) => void;
+  verbose: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ShipResult {
+  counts: ShipCounts;
+  seconds: number;
+  sources: SourceSummary[];
+  notes: string[];
+  /** Set when the run failed; files were not truncated (state keeps the acknowledged part). */
+  error: Error | null;
+}
+
+export function checkShipOptions(o: Pick<ShipOptions, 'files' | 'truncate' | 'stateFile' | 'auditd' | 'batchDocs' | 'batchBytes' | 'concurrency'>): void {
+  if (o.truncate && o.stateFile) throw new CommandError('--truncate and --state are two ways to not send a line twice: choose one', 2);
+  if ((o.truncate || o.stateFile) && o.files.length === 0) throw new CommandError(`${o.truncate ? '--truncate' : '--state'} needs the log file(s) as arguments (not stdin)`, 2);
+  if (o.truncate && o.auditd) throw new CommandError('--truncate is not for audit logs (auditd rotates its own files): use --state', 2);
+  if (o.batchDocs < 1 || o.batchDocs > 10_000) throw new CommandError('--batch-size must be 1..10000 (the ingress takes at most 10000 documents per request)', 2);
+  if (o.batchBytes < 1024) throw new CommandError('--batch-bytes must be at least 1024', 2);
+  if (o.concurrency < 1 || o.concurrency > 64) throw new CommandError('--concurrency must be 1..64', 2);
+}
+
+export async function ship(o: ShipOptions): Promise<ShipResult> {
+  checkShipOptions(o);
+  const started = Date.now();
+  const counts: ShipCounts = { lines: 0, blank: 0, skipped: 0, unmatched: 0, documents: 0, stored: 0, existing: 0, rejected: 0, retries: 0, bytes: 0 };
+  const result: ShipResult = { counts, seconds: 0, sources: [], notes: [], error: null };
+  const client = new IngressClient(o.target, { timeoutMs: o.timeoutMs, connections: o.concurrency });
+  const rejects = new RejectFile(o.rejectFile);
+  const locks: Lock[] = [];
+  try {
+    if (o.files.length === 0) {
+      await new StreamRun(o, client, rejects, counts, result, {
+        label: 'stdin',
+        key: sourceKey(o.sourceId ?? 'stdin', 0),
+        chunks: o.stdin,
+        from: 0,
+        totalBytes: null,
+        includeUnterminated: true,
+        final: true,
+      }).run();
+    } else if (o.stateFile) {
+      locks.push(acquireLock(`${o.stateFile}.lock`, o.stateFile));
+      await shipWithState(o, client, rejects, counts, result);
+    } else {
+      for (const file of o.files) {
+        if (o.truncate) locks.push(acquireLock(`${file}.couchlog-ship.lock`, file));
+        await shipFile(o, client, rejects, counts, result, file);
+        if (result.error) break;
+      }
+    }
+  } catch (err) {
+    result.error ??= err as Error;
+  } finally {
+    rejects.close();
+    await client.close();
+    for (const lock of locks) lock.release();
+  }
+  result.seconds = (Date.now() - started) / 1000;
+  return result;
+}
+
+/** A whole file, plain or --truncate. */
+async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFile, counts: ShipCounts, result: ShipResult, file: string): Promise<void> {
+  const path = resolve(file);
+  let fh: FileHandle;
+  try {
+    fh = await open(path, o.truncate ? 'r+' : 'r');
+  } catch (err) {
+    throw new CommandError(`${file}: ${(err as Error).message}`, 1);
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const summary = await new StreamRun(o, client, rejects, counts, result, {
+      label: file,
+      key: sourceKey(o.sourceId ?? path, 0),
+      chunks: fh.createReadStream({ start: 0, end: Math.max(0, size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
+      empty: size === 0,
+      from: 0,
+      totalBytes: size,
+      // A file being written may end in half a line: that waits for the next run.
+      includeUnterminated: !o.truncate,
+      final: true,
+    }).run();
+    if (o.truncate && result.error === null) {
+      if (!summary.allDone) throw new Error('internal: lines left unaccounted without an error');
+      rejects.sync();
+      summary.source.truncated = await removeAckedPrefix(fh, summary.source.acked, o.truncate);
+      if (summary.source.truncated.fallbackReason && o.verbose) {
+        o.report(`${file}: collapse-range not available (${summary.source.truncated.fallbackReason}): used copy-truncate, see docs/shipper.md`);
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+async function shipWithState(o: ShipOptions, client: IngressClient, rejects: RejectFile, counts: ShipCounts, result: ShipResult): Promise<void> {
+  const stateFile = o.stateFile!;
+  const state = loadState(stateFile);
+  const fs = realFs(async (p, offset) => {
+    try {
+      const fh = await open(p, 'r');
+      try {
+        return await fingerprintAt(fh, offset);
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return null;
+    }
+  });
+  for (const file of o.files) {
+    const path = resolve(file);
+    const plan = await planPath(path, state.files[path], fs);
+    result.notes.push(...plan.notes);
+    const done: Array<{ read: PlannedRead; acked: number; fingerprint: string }> = [];
+    for (const read of plan.reads) {
+      if (result.error) {
+        done.push({ read, acked: read.from, fingerprint: await fs.fingerprint(read.path, read.from).then((f) => f ?? '') });
+        continue;
+      }
+      done.push(await shipPlannedRead(o, client, rejects, counts, result, path, read));
+    }
+    state.files[path] = nextPathState(path, plan.nextGeneration, done);
+    // Saved even after a failure: what was acknowledged need not be sent again.
+    rejects.sync();
+    saveState(stateFile, state);
+    if (result.error) break;
+  }
+}
+
+async function shipPlannedRead(
+  o: ShipOptions,
+  client: IngressClient,
+  rejects: RejectFile,
+  counts: ShipCounts,
+  result: ShipResult,
+  path: string,
+  read: PlannedRead,
+): Promise<{ read: PlannedRead; acked: number; fingerprint: string }> {
+  const fh = await open(read.path, 'r');
+  try {
+    const st = await fh.stat();
+    if (st.ino !== read.ino || st.dev !== read.dev) throw new CommandError(`${read.path} changed while starting; run again`, 1);
+    const label = read.path === path ? path : `${read.path} (was ${path})`;
+    const summary = await new StreamRun(o, client, rejects, counts, result, {
+      label,
+      key: sourceKey(o.sourceId ?? path, read.generation),
+      chunks: fh.createReadStream({ start: read.from, end: Math.max(read.from, st.size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
+      empty: st.size <= read.from,
+      from: read.from,
+      totalBytes: st.size - read.from,
+      // copytruncate's copy is complete; the others may still be written to.
+      includeUnterminated: read.kind === 'copy',
+      final: read.kind === 'copy',
+      kind: read.kind,
+    }).run();
+    return { read, acked: summary.source.acked, fingerprint: await fingerprintAt(fh, summary.source.acked) };
+  } finally {
+    await fh.close();
+  }
+}
+
+function nextPathState(path: string, nextGeneration: number, done: Array<{ read: PlannedRead; acked: number; fingerprint: string }>): PathState {
+  const stream = (d: (typeof done)[number], seenAs: string): StreamState => ({
+    dev: d.read.dev,
+    ino: d.read.ino,
+    offset: d.acked,
+    generation: d.read.generation,
+    fingerprint: d.fingerprint,
+    seen_as: seenAs,
+  });
+  const current = done.find((d) => d.read.kind === 'current');
+  return {
+    current: current ? stream(current, path) : null,
+    rotated: done.filter((d) => d.read.kind === 'rotated').map((d) => stream(d, d.read.path)),
+    next_generation: nextGeneration,
+    updated_at: new Date().toISOString(),
+  };
+}
