@@ -5,7 +5,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -306,4 +307,29 @@ describe('couchlog.example.yml', () => {
     rmSync(dir, { recursive: true, force: true });
     assert.deepEqual(fromExample, defaults);
   });
+
+  // The test above cannot see a key missing from the file (the default
+  // fills it in): the file's own keys are compared with the schema's.
+  test('lists every key of the schema, and no other', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
+    const defaults = loadConfig({ env: {}, cwd: dir }).config;
+    rmSync(dir, { recursive: true, force: true });
+    const written = parseYaml(readFileSync(join(ROOT, 'couchlog.example.yml'), 'utf8')) as unknown;
+    const inFile = keyPaths(written);
+    const inSchema = keyPaths(defaults);
+    assert.deepEqual(inSchema.filter((k) => !inFile.includes(k)), [], 'keys of the schema missing from couchlog.example.yml');
+    assert.deepEqual(inFile.filter((k) => !inSchema.includes(k)), [], 'keys in couchlog.example.yml the schema does not have');
+    assert.ok(inSchema.includes('correlator.outputs.clickhouse.batch_size') && inSchema.length > 100, `too few keys seen: ${inSchema.length}`);
+  });
 });
+
+/** Every key path of a parsed config ("a.b.c"); arrays and scalars are leaves, an app's name is "*". */
+function keyPaths(value: unknown, prefix = ''): string[] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return prefix ? [prefix] : [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(value)) {
+    const name = prefix === 'apps' ? '*' : k;
+    out.push(...keyPaths(v, prefix ? `${prefix}.${name}` : name));
+  }
+  return [...new Set(out)].sort();
+}
