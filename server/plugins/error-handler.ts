@@ -3,7 +3,7 @@
 // unexpected is logged and answered 500 without internals.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { CouchlogError, badRequest, tooLarge, unsupportedMediaType, notFound } from '../../lib/errors.js';
+import { CouchlogError, badRequest, couchlogError, tooLarge, unsupportedMediaType, notFound, ERRORS } from '../../lib/errors.js';
 
 function fromFastify(err: FastifyError): CouchlogError | null {
   switch (err.code) {
@@ -20,9 +20,8 @@ function fromFastify(err: FastifyError): CouchlogError | null {
       break;
   }
   const status = err.statusCode ?? 500;
-  if (status >= 400 && status < 500) {
-    return new CouchlogError(err.code ?? 'INGRESS_BAD_REQUEST', status, status === 429 ? 'too_many_requests' : 'bad_request', err.message);
-  }
+  if (status === 429) return couchlogError('INGRESS_RATE_LIMITED', err.message, { headers: { 'Retry-After': '1' } });
+  if (status >= 400 && status < 500) return badRequest('INGRESS_BAD_REQUEST', err.message);
   return null;
 }
 
@@ -55,7 +54,7 @@ async function errorHandler(app: FastifyInstance): Promise<void> {
       return sendError(reply, known);
     }
     request.log.error({ err }, 'unexpected error');
-    return reply.code(500).type('application/json').send({ error: 'internal_server_error', reason: 'internal error', code: 'INGRESS_INTERNAL' });
+    return reply.code(ERRORS.INGRESS_INTERNAL.status).type('application/json').send(couchlogError('INGRESS_INTERNAL', 'internal error').toBody());
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, notFound('INGRESS_NOT_FOUND', 'missing')));
 }

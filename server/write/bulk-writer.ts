@@ -1,7 +1,7 @@
 // Sends documents to CouchDB with one `_bulk_docs` and hands each document
 // its own result, in the order it was given.
 import type { CouchHttp } from '../../lib/couch/http.js';
-import { CouchlogError, unavailable, type CouchErrorName } from '../../lib/errors.js';
+import { couchdbRefusal, unavailable, type CouchlogError } from '../../lib/errors.js';
 import { matchResults, type DocResult } from '../../lib/couch/bulk-results.js';
 import type { Metrics } from '../plugins/metrics.js';
 import type { LogDoc } from './validate-docs.js';
@@ -88,8 +88,7 @@ export class BulkWriter {
     if (status >= 500) {
       return unavailable('COUCHDB_ERROR', `CouchDB failed: ${b.reason ?? status}`, this.retryAfterS);
     }
-    const name = (b.error ?? 'bad_request') as CouchErrorName;
-    return new CouchlogError(`COUCHDB_${name.toUpperCase()}`, status, name, b.reason ?? `CouchDB answered ${status}`);
+    return couchdbRefusal(status, b.reason ?? `CouchDB answered ${status}`);
   }
 }
 
