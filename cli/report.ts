@@ -5,6 +5,7 @@ import { CommandError } from '../lib/errors.js';
 import { groupReport, reportCaption, topRows, viewParams } from './report/build-report.js';
 import { formatCsv, formatJson, formatTable } from './report/format-report.js';
 import { queryView } from './report/query-view.js';
+import { httpUrl } from '../lib/http-url.js';
 
 export interface ReportCommandOptions {
   app: string;
@@ -30,9 +31,8 @@ export async function report(config: Config, view: string, o: ReportCommandOptio
   }
   if (o.top !== undefined && (!Number.isInteger(o.top) || o.top < 1)) throw new CommandError('--top must be a positive integer', 2);
   const options = { groupLevel, from: o.from, to: o.to, top: o.top };
-  const host = config.ingress.host === '0.0.0.0' || config.ingress.host === '::' ? '127.0.0.1' : config.ingress.host;
   const rows = await queryView({
-    baseUrl: o.url ?? `http://${host.includes(':') ? `[${host}]` : host}:${config.ingress.port}`,
+    baseUrl: o.url ?? httpUrl(config.ingress.host, config.ingress.port, { reachable: true }),
     db: dbName(o.app),
     ddoc,
     view,

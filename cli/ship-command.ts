@@ -10,6 +10,7 @@ import { ship, type ShipResult } from '../shipper/ship.js';
 import { defaultRejectPath } from '../shipper/reject-file.js';
 import type { TruncateMethod } from '../shipper/truncate.js';
 import { addConversionOptions, collect, nonNegativeInt, seconds, stdinChunks } from './jsonformat-command.js';
+import { httpUrl } from '../lib/http-url.js';
 
 export interface ShipCliOptions {
   url?: string;
@@ -140,8 +141,7 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
 function defaultIngress(configFile: string | undefined, app: string | undefined): string {
   if (app === undefined) throw new CommandError('give --url http://host:port/log_<app>, or --app <app> to use the ingress of the config', 2);
   const { config } = loadConfig({ file: configFile });
-  const host = config.ingress.host === '0.0.0.0' || config.ingress.host === '::' ? '127.0.0.1' : config.ingress.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${config.ingress.port}`;
+  return httpUrl(config.ingress.host, config.ingress.port, { reachable: true });
 }
 
 export function summaryLine(r: ShipResult, o: Pick<ShipCliOptions, 'truncate' | 'state'>): string {

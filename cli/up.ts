@@ -13,6 +13,7 @@ import { runSetup } from './run-setup.js';
 import { startEmbeddedCouch } from './couchdb.js';
 import { startIngress } from './ingress.js';
 import { forwardersOf } from '../forward/from-config.js';
+import { httpUrl } from '../lib/http-url.js';
 
 export interface Running {
   stop: () => Promise<void>;
@@ -85,8 +86,7 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}): P
 
 /** Where a browser or curl on this machine reaches the ingress. */
 export function ingressUrl(config: Config): string {
-  const h = config.ingress.host === '0.0.0.0' || config.ingress.host === '::' ? '127.0.0.1' : config.ingress.host;
-  return `http://${h.includes(':') ? `[${h}]` : h}:${config.ingress.port}`;
+  return httpUrl(config.ingress.host, config.ingress.port, { reachable: true });
 }
 
 /** A path as the user would type it from here: ./data rather than /home/me/data. */
@@ -152,7 +152,7 @@ function banner(config: Config, flavor: string, generated: string[], clickhouse:
     `  dashboard   ${ingress}/_couchlog/dashboard/${dashApp}`,
     ...reports.map((u, i) => `  ${i === 0 ? 'reports  ' : '         '}   ${u}`),
     `  health      ${ingress}/_couchlog/health`,
-    `  metrics     ${ingress}/_couchlog/metrics${config.correlator.enabled && config.correlator.metrics.enabled ? `, correlator http://${config.correlator.metrics.host}:${config.correlator.metrics.port}/metrics` : ''}`,
+    `  metrics     ${ingress}/_couchlog/metrics${config.correlator.enabled && config.correlator.metrics.enabled ? `, correlator ${httpUrl(config.correlator.metrics.host, config.correlator.metrics.port, { reachable: true })}/metrics` : ''}`,
     `  CouchDB     ${couchUrl(config)}  (${config.couchdb.url === null ? `embedded ${flavor}, data in ${displayPath(config.data_dir)}/couchdb` : flavor})`,
     `  ClickHouse  ${clickhouse ?? `off: ${noClickhouse ?? 'disabled'}`}`,
     config.correlator.enabled

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
 import { SupervisedProcess } from './supervised-process.js';
+import { httpUrl } from '../lib/http-url.js';
 
 export interface EmbeddedClickhouseOptions {
   binary: string;
@@ -35,7 +36,7 @@ export class EmbeddedClickhouse extends SupervisedProcess {
   constructor(opts: EmbeddedClickhouseOptions) {
     const dir = join(opts.dataDir, 'clickhouse');
     const configFile = join(dir, 'config.xml');
-    const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.httpPort}`;
+    const url = httpUrl(opts.host, opts.httpPort);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     super({
       label: 'embedded ClickHouse',

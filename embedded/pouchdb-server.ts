@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { CommandError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { SupervisedProcess } from './supervised-process.js';
+import { httpUrl } from '../lib/http-url.js';
 
 export interface EmbeddedOptions {
   dataDir: string;
@@ -28,7 +29,7 @@ export class EmbeddedCouch extends SupervisedProcess {
 
   constructor(opts: EmbeddedOptions) {
     const dir = join(opts.dataDir, 'couchdb');
-    const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+    const url = httpUrl(opts.host, opts.port);
     const configFile = join(dir, 'config.json');
     const main = fileURLToPath(new URL('./pouchdb-server-main.cjs', import.meta.url));
     mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -2,6 +2,7 @@
 // Key names follow logcorrelator's (seed 000/001) wherever it has one.
 import { z } from 'zod';
 import { protection } from './protection.js';
+import { ipOrCidr } from './ip-or-cidr.js';
 
 const port = z.number().int().min(1).max(65535);
 const host = z.string().min(1);
@@ -166,7 +167,7 @@ export const correlatorSchema = z
       .strict()
       .default({}),
     /** Source IPs and CIDRs (v4 and v6) left out of correlation. */
-    exclude_source_ips: z.array(z.string().min(1)).default([]),
+    exclude_source_ips: z.array(ipOrCidr).default([]),
     /** When not empty, only these destination ports are correlated. */
     include_dest_ports: z.array(port).default([]),
     outputs: z

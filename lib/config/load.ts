@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ZodError } from 'zod';
 import { ConfigError } from '../errors.js';
+import { httpUrl } from '../http-url.js';
 import { configSchema, type Config } from './schema.js';
 import {
   SECRET_KEYS,
@@ -269,7 +270,7 @@ export function requirePassword(config: Config, role: SecretRole): string {
 export function couchUrl(config: Config): string {
   if (config.couchdb.url !== null) return config.couchdb.url.replace(/\/+$/, '');
   const { host, port } = config.couchdb.embedded;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return httpUrl(host, port);
 }
 
 export function dbName(app: string): string {
@@ -280,5 +281,5 @@ export function dbName(app: string): string {
 export function clickhouseUrl(config: Config): string {
   if (config.clickhouse.url !== null) return config.clickhouse.url.replace(/\/+$/, '');
   const { host, http_port } = config.clickhouse.embedded;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${http_port}`;
+  return httpUrl(host, http_port);
 }

@@ -3,6 +3,7 @@
 // checks that the two agree, so a key added here must be documented there.
 import { z } from 'zod';
 import { REPORT_SET_NAMES } from './report-sets.js';
+import { proxyAddress } from './ip-or-cidr.js';
 import { clickhouseSchema, correlatorSchema } from './correlator-schema.js';
 import { protection } from './protection.js';
 
@@ -148,7 +149,7 @@ const ingress = z
     /** How long a rejected credential is remembered (slows password guessing). */
     auth_cache_negative_ttl_ms: z.number().int().min(0).max(600_000).default(2_000),
     /** Addresses/CIDRs of proxies whose X-Forwarded-For is believed. */
-    trust_proxy: z.array(z.string().min(1)).default([]),
+    trust_proxy: z.array(proxyAddress).default([]),
     /** Seconds a 503 or 429 asks the client to wait (Retry-After). */
     retry_after_s: z.number().int().min(1).max(3600).default(5),
     /** Serve GET /_couchlog/metrics without credentials. */

@@ -258,6 +258,10 @@ describe('loadConfig: invalid files', () => {
     ['received_at not a boolean', 'ingress:\n  received_at: "yes"\n', 'ingress.received_at'],
     ['trust_proxy not a list', 'ingress:\n  trust_proxy: 10.0.0.1\n', 'ingress.trust_proxy'],
     ['empty data_dir', 'data_dir: ""\n', 'data_dir'],
+    ['exclude_source_ips entry that is no address', 'correlator:\n  exclude_source_ips: [10.0.0.1, not-an-ip]\n', 'correlator.exclude_source_ips.1'],
+    ['exclude_source_ips CIDR prefix too long', 'correlator:\n  exclude_source_ips: [10.0.0.0/33]\n', 'correlator.exclude_source_ips.0'],
+    ['exclude_source_ips IPv6 CIDR prefix too long', 'correlator:\n  exclude_source_ips: ["2001:db8::/129"]\n', 'correlator.exclude_source_ips.0'],
+    ['trust_proxy entry that is no address', 'ingress:\n  trust_proxy: [10.0.0.0/8, proxy.example]\n', 'ingress.trust_proxy.1'],
   ];
   for (const [what, yaml, path] of badValues) {
     test(`${what} is reported at ${path}`, () => {

@@ -1,0 +1,19 @@
+// The one way a host and port become an http:// URL: an IPv6 address goes
+// in brackets (http://[::1]:8080), and a wildcard listen address (0.0.0.0,
+// ::), where a server listens but no client can connect, becomes the
+// loopback address when the URL is for a client on this machine.
+
+/** True for the addresses that mean "every interface" when listening. */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
+}
+
+export interface HttpUrlOptions {
+  /** The URL is for a client here: a wildcard host becomes 127.0.0.1. */
+  reachable?: boolean;
+}
+
+export function httpUrl(host: string, port: number, options: HttpUrlOptions = {}): string {
+  const h = options.reachable && isWildcardHost(host) ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1');
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+}
