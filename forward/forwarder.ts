@@ -8,7 +8,7 @@
 // does: events carry their `_id`, so a repeat into couchlog is stored once.)
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { backoffDelay } from '../lib/backoff.js';
+import { inHalves, RetrySchedule } from '../lib/retry.js';
 import type { Logger } from '../lib/logger.js';
 import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } from '../lib/hec/hec-sender.js';
 
@@ -169,7 +169,7 @@ export class Forwarder {
   }
 
   private async run(): Promise<void> {
-    let attempt = 0;
+    const readRetry = new RetrySchedule(this.o.backoff);
     // Pages are read one ahead and up to `inflight` are being delivered at
     // once; the checkpoint moves in feed order, to the last page delivered
     // with every page before it.
@@ -191,11 +191,11 @@ export class Forwarder {
         const mine: { since: string; page: Promise<Page> } | null = ahead;
         ahead = null;
         page = mine !== null && mine.since === cursor ? await mine.page : await this.readPage(cursor);
-        attempt = 0;
+        readRetry.succeeded();
       } catch (err) {
         this.status.lastError = (err as Error).message;
         this.o.logger.warn({ app: this.o.app, err: (err as Error).message }, 'forward: reading _changes failed; retrying');
-        await this.sleep(backoffDelay(attempt++, this.o.backoff));
+        await this.sleep(readRetry.failed()!);
         continue;
       }
       const full = page.results.length >= this.o.maxEvents;
@@ -254,7 +254,7 @@ export class Forwarder {
 
   /** Retries what can succeed later; narrows refused batches down by halving to the events HEC refuses. */
   private async sendBatch(envelopes: string[], docs: Array<Record<string, unknown>>): Promise<boolean> {
-    let attempt = 0;
+    const retry = new RetrySchedule(this.o.backoff);
     for (;;) {
       try {
         await this.sender.send(envelopes);
@@ -267,15 +267,14 @@ export class Forwarder {
             this.deadLetter(docs[0]!, envelopes[0]!, err.message);
             return true;
           }
-          const half = Math.ceil(envelopes.length / 2);
-          return (await this.sendBatch(envelopes.slice(0, half), docs.slice(0, half))) && (await this.sendBatch(envelopes.slice(half), docs.slice(half)));
+          return inHalves(envelopes.map((_, i) => i), (part) => this.sendBatch(part.map((i) => envelopes[i]!), part.map((i) => docs[i]!)));
         }
         const retryAfter = err instanceof RetryableSendError ? err.retryAfterMs : null;
         this.status.retries++;
         this.status.lastError = (err as Error).message;
-        this.o.logger.warn({ app: this.o.app, err: (err as Error).message, attempt }, 'forward: HEC send failed; retrying');
+        this.o.logger.warn({ app: this.o.app, err: (err as Error).message, attempt: retry.failures }, 'forward: HEC send failed; retrying');
         if (!this.running) return false;
-        await this.sleep(Math.max(retryAfter ?? 0, backoffDelay(attempt++, this.o.backoff)));
+        await this.sleep(retry.failed(retryAfter)!);
         if (!this.running) return false;
       }
     }

@@ -5,7 +5,7 @@
 import { Pool, errors as undiciErrors } from 'undici';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CommandError } from '../lib/errors.js';
-import { retryAfterMs } from '../lib/backoff.js';
+import { retryAfterMs } from '../lib/retry.js';
 
 export type DocResult = { kind: 'stored' } | { kind: 'exists' } | { kind: 'retry'; reason: string } | { kind: 'rejected'; error: string; reason: string };
 

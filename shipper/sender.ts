@@ -12,7 +12,7 @@
 // - after the first failure no new batch starts and sleeping retries stop.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError } from '../lib/errors.js';
-import { backoffDelay, type BackoffOptions } from '../lib/backoff.js';
+import { inHalves, RetrySchedule, type BackoffOptions } from '../lib/retry.js';
 import type { IngressClient } from './ingress-client.js';
 
 export interface OutDoc<U> {
@@ -83,8 +83,7 @@ export class Sender<U> {
 
   private async send(docs: Array<OutDoc<U>>): Promise<void> {
     let pending = docs;
-    let attempt = 0;
-    let failingSince: number | null = null;
+    const retry = new RetrySchedule({ ...this.o.backoff, giveUpAfterMs: this.o.retryForMs });
     while (pending.length > 0) {
       if (this.failure) throw this.failure;
       let answer;
@@ -104,9 +103,7 @@ export class Sender<U> {
           this.o.onOutcome(pending[0]!, { kind: 'rejected', reason: answer.reason });
           return;
         }
-        const half = Math.ceil(pending.length / 2);
-        await this.send(pending.slice(0, half));
-        await this.send(pending.slice(half));
+        await inHalves(pending, (part) => this.send(part));
         return;
       }
       let reason: string;
@@ -118,10 +115,7 @@ export class Sender<U> {
           if (r.kind === 'retry') again.push(doc);
           else this.o.onOutcome(doc, r.kind === 'rejected' ? { kind: 'rejected', reason: `${r.error}: ${r.reason}` } : r);
         });
-        if (again.length < pending.length) {
-          failingSince = null;
-          attempt = 0;
-        }
+        if (again.length < pending.length) retry.succeeded();
         pending = again;
         if (pending.length === 0) return;
         reason = 'the ingress could not say whether some documents were stored';
@@ -129,14 +123,11 @@ export class Sender<U> {
         reason = answer.reason;
         retryAfter = answer.retryAfterMs;
       }
-      failingSince ??= Date.now();
-      const elapsed = Date.now() - failingSince;
-      if (elapsed >= this.o.retryForMs) {
-        throw new GiveUpError(`gave up after ${(elapsed / 1000).toFixed(1)} s of failures (${attempt + 1} attempts): ${this.client.target.display}: ${reason}`);
-      }
       // The last attempt comes at the deadline, not after it.
-      const delay = Math.min(Math.max(retryAfter ?? 0, backoffDelay(attempt, this.o.backoff)), this.o.retryForMs - elapsed);
-      attempt++;
+      const delay = retry.failed(retryAfter);
+      if (delay === null) {
+        throw new GiveUpError(`gave up after ${(retry.failingForMs / 1000).toFixed(1)} s of failures (${retry.failures} attempts): ${this.client.target.display}: ${reason}`);
+      }
       this.retries += pending.length;
       this.o.onRetry?.(reason, delay);
       try {

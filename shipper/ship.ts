@@ -7,7 +7,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CommandError } from '../lib/errors.js';
 import type { ConverterFactory } from './jsonformat/converter.js';
-import type { BackoffOptions } from '../lib/backoff.js';
+import type { BackoffOptions } from '../lib/retry.js';
 import { sourceKey } from './doc-id.js';
 import { IngressClient, type IngressTarget } from './ingress-client.js';
 import { acquireLock, type Lock } from './lock.js';

@@ -26,7 +26,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { CorrelatorMetrics } from '../metrics.js';
 import type { FailureKind, Sink, SinkRecord } from './sink.js';
 import { DeadLetterFile } from './dead-letter-file.js';
-import { backoffDelay } from '../../lib/backoff.js';
+import { inHalves, RetrySchedule } from '../../lib/retry.js';
 
 export interface BatchingOptions {
   batchSize: number;
@@ -140,8 +140,8 @@ export class BatchingSink implements Sink {
 
   /** Delivers the batch, or dead-letters the records that can never be delivered. */
   private async deliverWithRetry(batch: SinkRecord[]): Promise<void> {
-    const backoff = { baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs };
-    for (let attempt = 0; ; attempt++) {
+    const retry = new RetrySchedule({ baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs });
+    for (;;) {
       try {
         await this.delivery.deliver(batch);
         if (this.failingSince !== null) this.log.info({ sink: this.name }, 'sink recovered');
@@ -156,7 +156,7 @@ export class BatchingSink implements Sink {
         }
         this.failingSince ??= Date.now();
         this.metrics.sinkRetries.inc({ sink: this.name });
-        const delay = backoffDelay(attempt, backoff);
+        const delay = retry.failed()!;
         this.log.warn({ sink: this.name, err: (err as Error).message, retryInMs: Math.round(delay), records: batch.length }, 'sink write failed; retrying');
         await sleep(delay);
       }
@@ -168,9 +168,7 @@ export class BatchingSink implements Sink {
       await this.setAside(batch[0]!, err);
       return;
     }
-    const half = Math.ceil(batch.length / 2);
-    await this.deliverWithRetry(batch.slice(0, half));
-    await this.deliverWithRetry(batch.slice(half));
+    await inHalves(batch, (part) => this.deliverWithRetry(part));
   }
 
   /**
@@ -179,8 +177,8 @@ export class BatchingSink implements Sink {
    * it is retried with backoff, loudly, until it can.
    */
   private async setAside(rec: SinkRecord, err: unknown): Promise<void> {
-    const backoff = { baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs };
-    for (let attempt = 0; ; attempt++) {
+    const retry = new RetrySchedule({ baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs });
+    for (;;) {
       try {
         await this.deadLetter.add(this.name, rec, err);
         // The server answered and the file took the record: healthy again.
@@ -188,7 +186,7 @@ export class BatchingSink implements Sink {
         break;
       } catch (fileErr) {
         this.failingSince ??= Date.now();
-        const delay = backoffDelay(attempt, backoff);
+        const delay = retry.failed()!;
         this.log.error({ sink: this.name, id: rec.id, file: this.deadLetter.path, err: (fileErr as Error).message, retryInMs: Math.round(delay) }, 'the dead-letter file cannot be written; retrying');
         await sleep(delay);
       }

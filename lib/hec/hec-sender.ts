@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Agent, request, type Dispatcher } from 'undici';
-import { retryAfterMs } from '../backoff.js';
+import { retryAfterMs } from '../retry.js';
 
 export interface HecSenderOptions {
   /** Base URL (https://splunk:8088) or the full event URL (…/services/collector/event). */

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AckTracker } from '../../shipper/ack-tracker.js';
 import { Batcher } from '../../shipper/batcher.js';
-import { backoffDelay, retryAfterMs } from '../../lib/backoff.js';
+import { backoffDelay, retryAfterMs } from '../../lib/retry.js';
 import { docId, sourceKey, withId } from '../../shipper/doc-id.js';
 import { classify, parseTarget } from '../../shipper/ingress-client.js';
 import { planPath, type FileStat, type FsView } from '../../shipper/rotation.js';
