@@ -1,7 +1,7 @@
 // validate_doc_update of every log_<app> database. It runs inside CouchDB's
 // JavaScript engine (SpiderMonkey 1.8.5 on older CouchDB 3 releases), so it
 // must stay ES5: `var`, `function`, no arrows, no template strings.
-// test/unit/design-docs.test.ts parses the serialized source as ES5.
+// test/unit/design-docs/index.test.ts parses the serialized source as ES5.
 
 // A document id that exists already is refused with a reason starting with
 // lib/couch/bulk-results.ts's EXISTS_REASON_PREFIX, spelled out below.

@@ -10,7 +10,7 @@
 // The map function IS correlator/engine/conn-key.ts's connKeyOf, serialized:
 // the key is computed by the same source the correlator runs, so a lookup
 // finds exactly the documents the correlator would have keyed the same way
-// (test/unit/correlator-lookup-view.test.ts checks it on generated documents).
+// (test/unit/design-docs/correlator-lookup.test.ts checks it on generated documents).
 import { connKeyOf } from '../correlator/engine/conn-key.js';
 import { fnSource, type DesignDoc } from './serialize.js';
 

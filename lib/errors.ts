@@ -32,7 +32,7 @@ export interface ErrorSpec {
 /**
  * Every code couchlog answers with, in one place. The codes are stable:
  * clients and alerts match them. docs/errors.md lists the same codes
- * (test/unit/errors.test.ts compares both ways); HEC routes answer with
+ * (test/unit/lib/errors.test.ts compares both ways); HEC routes answer with
  * Splunk's own codes instead (server/hec/errors.ts).
  */
 export const ERRORS = {

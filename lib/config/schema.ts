@@ -1,6 +1,7 @@
 // The one place where configuration keys and their defaults are named.
-// couchlog.example.yml documents the same keys; test/unit/config.test.ts
-// checks that the two agree, so a key added here must be documented there.
+// couchlog.example.yml documents the same keys; test/integration/cli.test.ts
+// checks that the two agree key by key, both ways, so a key added here must
+// be documented there.
 import { z } from 'zod';
 import { REPORT_SET_NAMES } from './report-sets.js';
 import { proxyAddress } from './ip-or-cidr.js';

@@ -9,7 +9,7 @@ export type DocResult =
 /**
  * The reason _design/couchlog's validate_doc_update gives when a document
  * id already exists (design-docs/append-only.ts spells it in its ES5
- * source; test/unit/design-docs.test.ts checks both agree). The ingress
+ * source; test/unit/design-docs/index.test.ts checks both agree). The ingress
  * turns a `forbidden` with this prefix into CouchDB's 409 conflict,
  * because PouchDB Server runs validation before its conflict check while
  * CouchDB 3 does the opposite: both then answer a client the same way.

@@ -7,9 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from '../helpers/repo-root.js';
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
 
 /**
  * Bottom to top. A layer may import from itself and any layer listed

@@ -1,0 +1,36 @@
+// lib/http-url.ts: every URL couchlog builds from a configured host and port.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { httpUrl, isWildcardHost } from '../../../lib/http-url.js';
+
+test('hosts and ports as URLs', () => {
+  const cases: Array<[string, number, boolean, string]> = [
+    ['127.0.0.1', 8080, false, 'http://127.0.0.1:8080'],
+    ['localhost', 5984, false, 'http://localhost:5984'],
+    ['::1', 8080, false, 'http://[::1]:8080'],
+    ['[::1]', 8080, false, 'http://[::1]:8080'],
+    ['fe80::1%eth0', 80, false, 'http://[fe80::1%eth0]:80'],
+    ['0.0.0.0', 8080, false, 'http://0.0.0.0:8080'],
+    ['::', 9464, false, 'http://[::]:9464'],
+    // for a client here, a wildcard listen address is reached on loopback
+    ['0.0.0.0', 8080, true, 'http://127.0.0.1:8080'],
+    ['::', 9464, true, 'http://127.0.0.1:9464'],
+    ['[::]', 9464, true, 'http://127.0.0.1:9464'],
+    ['::1', 8080, true, 'http://[::1]:8080'],
+  ];
+  for (const [host, port, reachable, want] of cases) assert.equal(httpUrl(host, port, { reachable }), want, `${host} ${port} ${reachable}`);
+});
+
+test('every URL built parses back to its host and port', () => {
+  for (const host of ['127.0.0.1', '::1', '::', '0.0.0.0', 'couch.example']) {
+    for (const reachable of [false, true]) {
+      const url = new URL(httpUrl(host, 6543, { reachable }));
+      assert.equal(url.port, '6543');
+      assert.equal(url.protocol, 'http:');
+    }
+  }
+});
+
+test('wildcards', () => {
+  assert.deepEqual(['0.0.0.0', '::', '[::]', '127.0.0.1', '::1'].map(isWildcardHost), [true, true, true, false, false]);
+});

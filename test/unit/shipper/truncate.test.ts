@@ -1,0 +1,130 @@
+// removeAckedPrefix (shipper/truncate.ts) on real files: collapse
+// removes whole blocks and blanks the rest of the acknowledged part, the
+// bytes after it are untouched; copy removes exactly the acknowledged
+// bytes; where the filesystem cannot collapse (tmpfs), auto falls back to
+// copy and says why, and collapse alone fails without changing the file.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { removeAckedPrefix, type TruncateMethod } from '../../../shipper/truncate.js';
+
+/** Lines of 100 bytes (99 + "\n") numbered from 0. */
+function lines(from: number, count: number): string {
+  let s = '';
+  for (let i = from; i < from + count; i++) s += `${`line ${i} `.padEnd(99, 'x')}\n`;
+  return s;
+}
+
+async function truncate(file: string, acked: number, method: TruncateMethod) {
+  const fh = await open(file, 'r+');
+  try {
+    return await removeAckedPrefix(fh, acked, method);
+  } finally {
+    await fh.close();
+  }
+}
+
+function withDir(base: string, fn: (dir: string) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(base, 'couchlog-truncate-'));
+    try {
+      await fn(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+const BLANK = /^ *\n$/;
+
+describe('collapse (ext4/XFS)', () => {
+  test(
+    'whole blocks go, the rest of the acknowledged part becomes one blank line, what follows is intact',
+    withDir(tmpdir(), async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 100) + lines(100, 50));
+      const block = statSync(file).blksize;
+      const r = await truncate(file, 100 * 100, 'collapse');
+      const removed = Math.floor(10_000 / block) * block;
+      assert.deepEqual(r, { method: 'collapse', removed, blanked: 10_000 - removed });
+      const after = readFileSync(file, 'utf8');
+      const blank = after.slice(0, 10_000 - removed);
+      assert.match(blank, BLANK);
+      assert.equal(after.slice(10_000 - removed), lines(100, 50), 'the unacknowledged lines, byte for byte');
+    }),
+  );
+
+  test(
+    'everything acknowledged and the size a multiple of the block: one block of blank line stays (the kernel keeps at least a byte)',
+    withDir(tmpdir(), async (dir) => {
+      const file = join(dir, 'log');
+      const block = 4096;
+      writeFileSync(file, `${'y'.repeat(block * 2 - 1)}\n`);
+      if (statSync(file).blksize !== block) return;
+      const r = await truncate(file, block * 2, 'collapse');
+      assert.equal(r.removed, block);
+      assert.match(readFileSync(file, 'utf8'), BLANK);
+      assert.equal(statSync(file).size, block);
+    }),
+  );
+
+  test(
+    'less than a block acknowledged: nothing to collapse, the lines are blanked in place',
+    withDir(tmpdir(), async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 3) + lines(3, 2));
+      const r = await truncate(file, 300, 'collapse');
+      assert.deepEqual(r, { method: 'collapse', removed: 0, blanked: 300 });
+      const after = readFileSync(file, 'utf8');
+      assert.match(after.slice(0, 300), BLANK);
+      assert.equal(after.slice(300), lines(3, 2));
+    }),
+  );
+
+  test(
+    'a file shorter than what was acknowledged (someone else truncated it) is left alone',
+    withDir(tmpdir(), async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 2));
+      await assert.rejects(truncate(file, 1000, 'collapse'), /truncated by someone else; left alone/);
+      assert.equal(readFileSync(file, 'utf8'), lines(0, 2));
+    }),
+  );
+});
+
+describe('copy', () => {
+  test(
+    'exactly the acknowledged bytes go',
+    withDir(tmpdir(), async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 10) + lines(10, 5) + 'partial');
+      const r = await truncate(file, 1000, 'copy');
+      assert.deepEqual(r, { method: 'copy', removed: 1000, blanked: 0 });
+      assert.equal(readFileSync(file, 'utf8'), `${lines(10, 5)}partial`);
+    }),
+  );
+});
+
+describe('a filesystem without collapse-range (tmpfs)', () => {
+  const shm = '/dev/shm';
+  const available = existsSync(shm);
+
+  test('auto falls back to copy and says why', { skip: !available && 'no /dev/shm' }, withDir(shm, async (dir) => {
+    const file = join(dir, 'log');
+    writeFileSync(file, lines(0, 100) + lines(100, 1));
+    const r = await truncate(file, 10_000, 'auto');
+    assert.equal(r.method, 'copy');
+    assert.match(r.fallbackReason ?? '', /type 0x1021994\) cannot collapse ranges/);
+    assert.equal(readFileSync(file, 'utf8'), lines(100, 1));
+  }));
+
+  test('collapse alone fails and changes nothing', { skip: !available && 'no /dev/shm' }, withDir(shm, async (dir) => {
+    const file = join(dir, 'log');
+    writeFileSync(file, lines(0, 100) + lines(100, 1));
+    await assert.rejects(truncate(file, 10_000, 'collapse'), /cannot collapse ranges/);
+    assert.equal(readFileSync(file, 'utf8'), lines(0, 100) + lines(100, 1));
+  }));
+});
