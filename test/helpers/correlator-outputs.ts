@@ -117,22 +117,28 @@ export async function until<T>(what: string, probe: () => Promise<T | null>, tim
 }
 
 /**
- * Waits until `sample` returns the same text for `stableMs` in a row (and
- * `ready` holds): the outputs have stopped changing.
+ * Until sample() is ready and its key has not changed for stableMs. Fails
+ * once nothing has changed for timeoutMs, or after five times that in all:
+ * a slow machine that still makes progress (a loaded CI runner, a cluster
+ * on two cores) gets the time it needs, a stuck one fails.
  */
 export async function untilStable(what: string, sample: () => Promise<{ key: string; ready: boolean }>, stableMs: number, timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
+  const start = Date.now();
   let last = '';
-  let since = Date.now();
+  let since = start;
+  let changed = start;
   for (;;) {
     const { key, ready } = await sample();
+    const now = Date.now();
+    if (key !== last) changed = now;
     if (key !== last || !ready) {
       last = key;
-      since = Date.now();
-    } else if (Date.now() - since >= stableMs) {
+      since = now;
+    } else if (now - since >= stableMs) {
       return key;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} to settle (last: ${last})`);
+    if (now - changed > timeoutMs) throw new Error(`nothing changed for ${timeoutMs} ms while waiting for ${what} to settle (last: ${last}, ready: ${ready})`);
+    if (now - start > 5 * timeoutMs) throw new Error(`timed out after ${5 * timeoutMs} ms waiting for ${what} to settle (last: ${last}, ready: ${ready})`);
     await sleep(150);
   }
 }

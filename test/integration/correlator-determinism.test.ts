@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { couchFlavor, startStack, type Stack } from '../helpers/stack.js';
+import { couchFlavor, http, startStack, type Stack } from '../helpers/stack.js';
 import { couchDocs, diffMaps, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { generateTraffic, type TrafficDoc } from '../../bench/correlator-traffic.js';
 import type { Config } from '../../lib/config/load.js';
@@ -83,11 +83,12 @@ async function assertReference(db: string, mustMatch = true): Promise<Map<string
   let stored: StoredDoc[] = [];
   let diff: string | null = null;
   let records = new Map<string, Doc>();
+  let want = new Map<string, string>();
   for (const deadline = Date.now() + 15_000; ; ) {
     // The inputs are read again too: a replica behind may miss a document as well as a revision.
     stored = [];
     for (const [side, input] of [['A', 'log_http'], ['B', 'log_network']] as const) for (const [id, doc] of await couchDocs(stack, input)) stored.push({ side, id, doc });
-    const want = referenceResult(engineConfig(stack.config.correlator), stored);
+    want = referenceResult(engineConfig(stack.config.correlator), stored);
     records = await couchDocs(stack, db);
     diff = firstDifference(want, new Map([...records].map(([id, d]) => [id, JSON.stringify({ ...d, revision: undefined, decided_at: undefined })])));
     if (!diff || Date.now() > deadline) break;
@@ -98,7 +99,24 @@ async function assertReference(db: string, mustMatch = true): Promise<Map<string
   const first = stored.find((s) => s.id === id);
   const conn = (d: Doc) => `${d.src_ip}:${d.src_port}`;
   const events = first ? stored.filter((s) => conn(s.doc) === conn(first.doc)).map((s) => `${s.side} ${s.id} ${JSON.stringify(s.doc.timestamp ?? s.doc.time)}`) : [];
-  assert.fail(`${diff.slice(0, 1500)}\nits connection:\n${events.join('\n')}`);
+  assert.fail(`${diff.slice(0, 1500)}\nits connection:\n${events.join('\n')}\nrevision trees:\n${await revisionTrees(db, want, records)}`);
+}
+
+/**
+ * Every leaf revision (deleted ones too) of the first few records that
+ * differ from the reference, with their histories: on a cluster, a record
+ * left live where the reference has none can be a branch beside its
+ * tombstone rather than a deletion never written.
+ */
+async function revisionTrees(db: string, want: Map<string, string>, records: Map<string, Doc>): Promise<string> {
+  const ids = [...records.keys()].filter((id) => !want.has(id)).concat([...want.keys()].filter((id) => !records.has(id))).slice(0, 3);
+  const out: string[] = [];
+  for (const id of ids) {
+    const res = await http(`${stack.couchUrl}/${db}/${encodeURIComponent(id)}?open_revs=all&revs=true`, { headers: { authorization: stack.auth.admin, accept: 'application/json' } });
+    const leaves = Array.isArray(res.json) ? (res.json as Array<{ ok?: Doc }>).map((l) => l.ok && { rev: l.ok._rev, deleted: l.ok._deleted === true, revision: l.ok.revision, history: (l.ok._revisions as { ids: string[] } | undefined)?.ids.length }) : res.text.slice(0, 300);
+    out.push(`${id}: ${JSON.stringify(leaves)}`);
+  }
+  return out.join('\n');
 }
 
 const eventMs = (d: TrafficDoc) => (d.timestamp > 1e17 ? Math.floor(d.timestamp / 1e6) : d.timestamp);
