@@ -13,7 +13,6 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { InvalidArgumentError, type Command } from 'commander';
 import { ensureSecrets, loadConfig, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
@@ -194,31 +193,7 @@ export async function startBenchStack(o: {
   };
 }
 
-// Command-line options shared by the bench scripts: a bad option is a clear
-// message on stderr and exit code 2, never a NaN measured.
-
-/** A commander parser for an integer >= min. */
-export function intAtLeast(min: number): (value: string) => number {
-  return (value: string) => {
-    const digits = value.trim().replace(/_/g, '');
-    const n = Number(digits);
-    if (!/^\d+$/.test(digits) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got "${value}"`);
-    return n;
-  };
-}
-
-/** Exit code 2 for any usage error of `cmd` (commander's own exits with 1), 0 for --help. */
-export function usageErrorsExit2(cmd: Command): Command {
-  return cmd.exitOverride((err) => {
-    process.exit(err.exitCode === 0 ? 0 : 2);
-  });
-}
-
-/** Stops the script: the message, prefixed with the script's name, and exit code 2. */
-export function usageError(script: string, message: string): never {
-  process.stderr.write(`${script}: ${message}\n`);
-  process.exit(2);
-}
+export { intAtLeast, usageError, usageErrorsExit2 } from '../cli/options.js';
 
 /**
  * --couchdb-url checked: an http(s) URL without credentials, and the admin

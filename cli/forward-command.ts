@@ -1,6 +1,7 @@
 // `couchlog forward`: options defined here; the work is forward/.
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command } from 'commander';
+import { intAtLeast } from './options.js';
 import { couchUrl, loadConfig, namedSecret, requirePassword, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CommandError } from '../lib/errors.js';
@@ -40,10 +41,6 @@ export interface ForwardCliOptions {
   metricsPort?: number;
 }
 
-const positive = (flag: string) => (value: string) => {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${flag} must be a positive integer`);
-  return Number(value);
-};
 
 export function forwardCommand(name: string, configFile: () => string | undefined): Command {
   return new Command(name)
@@ -59,23 +56,23 @@ export function forwardCommand(name: string, configFile: () => string | undefine
     .option('--sourcetype <st>', 'HEC sourcetype', '_json')
     .option('--sourcetype-field <field>', 'document field that names the sourcetype, when present')
     .option('--host-field <field>', 'document field that names the host', 'host')
-    .option('--max-events <n>', 'events per HEC request (and per _changes page)', positive('--max-events'), 500)
-    .option('--max-bytes <n>', 'bytes per HEC request (before gzip)', positive('--max-bytes'), 1_000_000)
-    .option('--inflight <n>', 'pages being delivered at once (what a crash may send twice)', positive('--inflight'), 2)
+    .option('--max-events <n>', 'events per HEC request (and per _changes page)', intAtLeast(1, '--max-events'), 500)
+    .option('--max-bytes <n>', 'bytes per HEC request (before gzip)', intAtLeast(1, '--max-bytes'), 1_000_000)
+    .option('--inflight <n>', 'pages being delivered at once (what a crash may send twice)', intAtLeast(1, '--inflight'), 2)
     .option('--no-gzip', 'send uncompressed bodies')
     .option('--ca-file <pem>', 'CA certificate(s) for an https HEC URL')
     .option('--no-verify-tls', 'accept any TLS certificate (never in production)')
-    .option('--timeout <ms>', 'timeout of each request', positive('--timeout'), 30_000)
+    .option('--timeout <ms>', 'timeout of each request', intAtLeast(1, '--timeout'), 30_000)
     .option('--no-ack', 'do not wait for indexer acknowledgment even when the target gives ackIds')
-    .option('--ack-timeout <ms>', 'resend a batch whose ack is not confirmed within this', positive('--ack-timeout'), 120_000)
-    .option('--poll-ms <ms>', 'wait between _changes reads once caught up', positive('--poll-ms'), 1000)
-    .option('--backoff-base <ms>', 'first retry delay ceiling', positive('--backoff-base'), 500)
-    .option('--backoff-max <ms>', 'longest retry delay', positive('--backoff-max'), 30_000)
+    .option('--ack-timeout <ms>', 'resend a batch whose ack is not confirmed within this', intAtLeast(1, '--ack-timeout'), 120_000)
+    .option('--poll-ms <ms>', 'wait between _changes reads once caught up', intAtLeast(1, '--poll-ms'), 1000)
+    .option('--backoff-base <ms>', 'first retry delay ceiling', intAtLeast(1, '--backoff-base'), 500)
+    .option('--backoff-max <ms>', 'longest retry delay', intAtLeast(1, '--backoff-max'), 30_000)
     .option('--checkpoint <file>', 'checkpoint file (default: <data_dir>/forward/<name>.checkpoint.json)')
     .option('--dead-letter <file>', 'events HEC refuses for good (default: <data_dir>/forward/<name>.dead-letter.ndjson)')
     .option('--once', 'stop once caught up (cron, tests)')
     .option('--metrics-host <host>', 'address of the /metrics and /health endpoint', '127.0.0.1')
-    .option('--metrics-port <port>', 'serve /metrics and /health on this port', positive('--metrics-port'))
+    .option('--metrics-port <port>', 'serve /metrics and /health on this port', intAtLeast(1, '--metrics-port'))
     .action(async (o: ForwardCliOptions) => {
       const { config } = loadConfig({ file: configFile() });
       const logger = createLogger(config.log_level, 'forward');

@@ -1,7 +1,8 @@
 // `jsonformat` (scripts/jsonformat.ts) and `couchlog jsonformat`: the same
 // options, defined once here.
 import { createReadStream } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { collect, intAtLeast, seconds } from './options.js';
 import { converterFactory } from '../shipper/jsonformat/converter.js';
 import { formatFd, formatStream, type FormatStats } from '../shipper/jsonformat/format-stream.js';
 import { PRESETS } from '../shipper/jsonformat/presets.js';
@@ -19,19 +20,6 @@ export interface JsonformatCliOptions {
   listPresets?: boolean;
 }
 
-export const collect = (value: string, previous: string[]) => [...previous, value];
-
-export const nonNegativeInt = (flag: string) => (value: string) => {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${flag} must be a non-negative integer`);
-  return Number(value);
-};
-
-export const seconds = (flag: string) => (value: string) => {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a number of seconds`);
-  return n;
-};
-
 /** The conversion options shared with `ship`. */
 export function addConversionOptions(cmd: Command, formats: string[]): Command {
   return cmd
@@ -41,7 +29,7 @@ export function addConversionOptions(cmd: Command, formats: string[]): Command {
     .option('-f, --fields <name=value,...>', 'constant fields added to every object (repeatable)', collect, [])
     .option('-t, --types <name=type,...>', 'convert captured fields: int, float, bool, string (repeatable)', collect, [])
     .option('--strict', 'fail the run at the first line that does not match')
-    .option('--report-limit <n>', 'non-matching lines reported one by one on stderr (the rest are counted)', nonNegativeInt('--report-limit'), 100)
+    .option('--report-limit <n>', 'non-matching lines reported one by one on stderr (the rest are counted)', intAtLeast(0, '--report-limit'), 100)
     .option('--audit-timeout <seconds>', 'auditd: emit an event without its EOE after this long', seconds('--audit-timeout'), 2);
 }
 

@@ -1,7 +1,7 @@
 // `couchlog setup`: brings a CouchDB or PouchDB Server to the state couchlog
 // needs. Every step checks before it writes, so a second run changes nothing
 // and reports no change.
-import { adminClient, type AdminClient } from '../lib/couch/admin-client.js';
+import { adminClient } from '../lib/couch/admin-client.js';
 import { clickhouseUrl, couchUrl, requirePassword, type Config } from '../lib/config/load.js';
 import { connect } from '../correlator/sinks/clickhouse/clickhouse-delivery.js';
 import { CommandError } from '../lib/errors.js';

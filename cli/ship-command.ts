@@ -9,7 +9,8 @@ import { parseTarget } from '../shipper/ingress-client.js';
 import { ship, type ShipResult } from '../shipper/ship.js';
 import { defaultRejectPath } from '../shipper/reject-file.js';
 import type { TruncateMethod } from '../shipper/truncate.js';
-import { addConversionOptions, collect, nonNegativeInt, seconds, stdinChunks } from './jsonformat-command.js';
+import { addConversionOptions, stdinChunks } from './jsonformat-command.js';
+import { intAtLeast, seconds } from './options.js';
 import { httpUrl } from '../lib/http-url.js';
 
 export interface ShipCliOptions {
@@ -41,11 +42,6 @@ export interface ShipCliOptions {
   progress: boolean;
 }
 
-const positiveInt = (flag: string) => (value: string) => {
-  const n = nonNegativeInt(flag)(value);
-  if (n < 1) throw new InvalidArgumentError(`${flag} must be at least 1`);
-  return n;
-};
 
 const regex = (value: string, previous: RegExp[]) => {
   try {
@@ -68,13 +64,13 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
   if (!configFile) cmd.option('-c, --config <file>', 'couchlog config file, for the default --url');
   addConversionOptions(cmd, ['json', 'auditd'])
     .option('--grep <regex>', 'ship only lines matching this (repeatable: all must match, like a chain of greps); the others are skipped and count as done', regex, [] as RegExp[])
-    .option('--batch-size <n>', 'documents per request', positiveInt('--batch-size'), 1000)
-    .option('--batch-bytes <n>', 'about this many bytes per request at most', positiveInt('--batch-bytes'), 1024 * 1024)
-    .option('--concurrency <n>', 'requests in flight', positiveInt('--concurrency'), 4)
+    .option('--batch-size <n>', 'documents per request', intAtLeast(1, '--batch-size'), 1000)
+    .option('--batch-bytes <n>', 'about this many bytes per request at most', intAtLeast(1, '--batch-bytes'), 1024 * 1024)
+    .option('--concurrency <n>', 'requests in flight', intAtLeast(1, '--concurrency'), 4)
     .option('--timeout <seconds>', 'one request gives up after this long (then it is retried)', seconds('--timeout'), 30)
     .option('--retry-for <seconds>', 'give up (exit 1) when a batch has failed for this long', seconds('--retry-for'), 300)
-    .option('--backoff-base <ms>', 'first retry delay ceiling (doubles each retry, with jitter)', nonNegativeInt('--backoff-base'), 500)
-    .option('--backoff-max <ms>', 'longest retry delay', nonNegativeInt('--backoff-max'), 30_000)
+    .option('--backoff-base <ms>', 'first retry delay ceiling (doubles each retry, with jitter)', intAtLeast(0, '--backoff-base'), 500)
+    .option('--backoff-max <ms>', 'longest retry delay', intAtLeast(0, '--backoff-max'), 30_000)
     .option('--truncate', 'once every line read is acknowledged, remove exactly those bytes from each file (keeps lines appended meanwhile)')
     .addOption(new Option('--truncate-method <method>', 'auto: collapse-range where the filesystem has it, else copy-truncate').choices(['auto', 'collapse', 'copy']).default('auto'))
     .option('--state <file>', 'remember per file (device, inode, offset) what was sent; send only what is new; follows rotation and truncation')

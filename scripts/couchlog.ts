@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The couchlog command line: parses arguments and calls library code.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { intAtLeast } from '../cli/options.js';
 import { loadConfig, ensureSecrets } from '../lib/config/load.js';
 import { CommandError, ConfigError } from '../lib/errors.js';
 import { createCliLogger, LOG_FORMATS, type LogFormat } from '../lib/logger.js';
@@ -105,20 +106,16 @@ program
     onShutdownSignal(logger, () => server.stop());
   });
 
-const integer = (flag: string) => (value: string) => {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${flag} must be a non-negative integer`);
-  return Number(value);
-};
 
 program
   .command('report <view>')
   .description('print a report view as a table, CSV or JSON (by_time; fail2ban: attacks, attackers, attackers_by_ip; correlated: attacks, attackers, by_ja4, orphans)')
   .requiredOption('--app <app>', 'the app whose log_<app> database to read')
-  .option('--group-level <n>', 'how many key parts to group by (default: all)', integer('--group-level'))
+  .option('--group-level <n>', 'how many key parts to group by (default: all)', intAtLeast(0, '--group-level'))
   .addOption(new Option('--format <format>', 'output format').choices(['table', 'csv', 'json']).default('table'))
   .option('--from <YYYY-MM-DD>', 'first day to count')
   .option('--to <YYYY-MM-DD>', 'last day to count')
-  .option('--top <n>', 'only the N rows with the highest counts, highest first', integer('--top'))
+  .option('--top <n>', 'only the N rows with the highest counts, highest first', intAtLeast(0, '--top'))
   .option('--url <url>', 'where to read (default: the ingress from the config)')
   .action(async (view: string, opts: { app: string; groupLevel?: number; format: 'table' | 'csv' | 'json'; from?: string; to?: string; top?: number; url?: string }) => {
     const { config } = context();

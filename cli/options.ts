@@ -1,0 +1,38 @@
+// Parsers of command-line option values, shared by the couchlog commands
+// and the bench scripts: a bad value is refused with a message naming the
+// option (commander reports it and exits), never used as NaN.
+import { Command, InvalidArgumentError } from 'commander';
+
+/** A commander parser for an integer >= min (digits; `_` may group them: 100_000). */
+export function intAtLeast(min: number, flag = 'the value'): (value: string) => number {
+  const must = min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer >= ${min}`;
+  return (value: string) => {
+    const digits = value.trim().replace(/_/g, '');
+    const n = Number(digits);
+    if (!/^\d+$/.test(digits) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be ${must}, got "${value}"`);
+    return n;
+  };
+}
+
+/** A commander parser for a non-negative number of seconds (fractions allowed). */
+export const seconds = (flag: string) => (value: string) => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a number of seconds`);
+  return n;
+};
+
+/** A repeatable option's values, in order. */
+export const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** Exit code 2 for any usage error of `cmd` (commander's own exits with 1), 0 for --help. */
+export function usageErrorsExit2(cmd: Command): Command {
+  return cmd.exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+}
+
+/** Stops a script: the message, prefixed with the script's name, and exit code 2. */
+export function usageError(script: string, message: string): never {
+  process.stderr.write(`${script}: ${message}\n`);
+  process.exit(2);
+}
