@@ -12,7 +12,6 @@ import { Batcher } from './batcher.js';
 import { docId, withId } from './doc-id.js';
 import type { IngressClient } from './ingress-client.js';
 import { readLines, type RawLine } from './line-reader.js';
-import type { Progress } from './progress.js';
 import type { RejectFile } from './reject-file.js';
 import type { PlannedRead } from './rotation.js';
 import { Sender, type OutDoc, type Outcome } from './sender.js';

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, http, JSON_TYPE, freePort, type Stack } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
 import { adminClient } from '../../lib/couch/admin-client.js';

@@ -16,7 +16,6 @@ import { join } from 'node:path';
 import { startStack, http, freePort, type Stack } from '../helpers/stack.js';
 
 const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const SplunkLogger: any = require('splunk-logging').Logger;
 
 const TOKEN = 'clients-test-token-0123456789';

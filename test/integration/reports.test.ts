@@ -13,7 +13,7 @@ import type { Page } from 'playwright-core';
 import { launchBrowser, type HeadlessBrowser } from '../helpers/browser.js';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+import { startStack, http, type Stack } from '../helpers/stack.js';
 
 const run = promisify(execFile);
 const CLI = join(resolve(fileURLToPath(import.meta.url), '../../../..'), 'dist/scripts/couchlog.js');
