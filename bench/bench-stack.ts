@@ -129,7 +129,12 @@ export async function startBenchStack(o: {
   config.apps = Object.fromEntries(
     o.apps.map((app) => [
       appName(app),
-      { reports: [], protection: 'validate', ...o.appOptions, tokens: (o.tokens?.[app] ?? []).map((t) => ({ name: t.name, secret: t.secret, ack: t.ack ?? false })) } as AppOptions,
+      {
+        reports: [],
+        protection: 'validate',
+        ...o.appOptions,
+        tokens: (o.tokens?.[app] ?? []).map((t) => ({ name: t.name, secret: t.secret, ack: t.ack ?? false })),
+      } as AppOptions,
     ]),
   );
   config.clickhouse.enabled = false;

@@ -139,7 +139,15 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
     config.clickhouse.enabled = false;
     clickhouseNote = 'not asked for (--sinks)';
   } else if (binary) {
-    clickhouse = new EmbeddedClickhouse({ binary, dataDir, host: '127.0.0.1', httpPort: await freePort(), tcpPort: await freePort(), startTimeoutMs: 60_000, logger });
+    clickhouse = new EmbeddedClickhouse({
+      binary,
+      dataDir,
+      host: '127.0.0.1',
+      httpPort: await freePort(),
+      tcpPort: await freePort(),
+      startTimeoutMs: 60_000,
+      logger,
+    });
     config.clickhouse = { ...config.clickhouse, enabled: true, url: clickhouse.url };
     clickhouseNote = `${binary} (its own data folder and ports)`;
   } else {
@@ -204,7 +212,8 @@ async function drained(running: RunningCorrelator, a: number, b: number): Promis
   for (;;) {
     const e = running.engine;
     const s = e.sizes();
-    if (e.counters.eventsIn.A >= a && e.counters.eventsIn.B >= b && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0) return;
+    if (e.counters.eventsIn.A >= a && e.counters.eventsIn.B >= b && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0)
+      return;
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -255,7 +264,16 @@ async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, p
     await running.stop();
   }
   const run = timed(2 * o.events, t2);
-  return report(o, s, loaded, plain, run, cpu!, counters!, running.sinks.map((x) => x.name));
+  return report(
+    o,
+    s,
+    loaded,
+    plain,
+    run,
+    cpu!,
+    counters!,
+    running.sinks.map((x) => x.name),
+  );
 }
 
 async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, progress: (line: string) => void): Promise<CorrelatorBenchReport> {
@@ -293,22 +311,37 @@ async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, 
     run = timed(o.events, t2);
     cpu = runCpu() as PhaseCpu;
     counters = running.engine.counters;
-    progress(`   ${counters.late.A - before.late.A} late A, ${counters.lookups - before.lookups} connections looked up, ${counters.corrections - before.corrections} corrections`);
+    progress(
+      `   ${counters.late.A - before.late.A} late A, ${counters.lookups - before.lookups} connections looked up, ${counters.corrections - before.corrections} corrections`,
+    );
     counters = structuredClone(counters);
   } finally {
     await running.stop();
   }
-  return report(o, s, loadedB, plain!, run!, cpu!, counters!, running.sinks.map((x) => x.name));
+  return report(
+    o,
+    s,
+    loadedB,
+    plain!,
+    run!,
+    cpu!,
+    counters!,
+    running.sinks.map((x) => x.name),
+  );
 }
 
 /** (iii): what log_correlated holds, stored again as plain new documents, as the sink sends them. */
 async function recordsWrite(s: Server, batchSize: number, concurrency: number): Promise<Timed & { cpu: PhaseCpu }> {
   const admin = { authorization: basicAuth(s.config.couchdb.admin.user, s.config.couchdb.admin.password!) };
-  const all = await s.http.request<{ rows: Array<{ id: string; doc: Record<string, unknown> }> }>('GET', `/${s.dbs.out}/_all_docs?include_docs=true`, { headers: admin });
-  const docs = all.body.rows.filter((r) => !r.id.startsWith('_design/')).map(({ doc }) => {
-    const { _rev, ...rest } = doc;
-    return rest;
+  const all = await s.http.request<{ rows: Array<{ id: string; doc: Record<string, unknown> }> }>('GET', `/${s.dbs.out}/_all_docs?include_docs=true`, {
+    headers: admin,
   });
+  const docs = all.body.rows
+    .filter((r) => !r.id.startsWith('_design/'))
+    .map(({ doc }) => {
+      const { _rev, ...rest } = doc;
+      return rest;
+    });
   await s.http.request('PUT', `/${s.dbs.copy}`, { headers: admin });
   const pages: string[] = [];
   for (let i = 0; i < docs.length; i += batchSize) pages.push(JSON.stringify({ docs: docs.slice(i, i + batchSize) }));
@@ -325,7 +358,16 @@ async function recordsWrite(s: Server, batchSize: number, concurrency: number): 
   return { ...timed(docs.length, t0), cpu: cpu() as PhaseCpu };
 }
 
-async function report(o: CorrelatorBenchOptions, s: Server, loaded: Timed, plain: Timed & { cpu: PhaseCpu }, run: Timed, cpu: PhaseCpu, counters: EngineCounters, sinks: string[]): Promise<CorrelatorBenchReport> {
+async function report(
+  o: CorrelatorBenchOptions,
+  s: Server,
+  loaded: Timed,
+  plain: Timed & { cpu: PhaseCpu },
+  run: Timed,
+  cpu: PhaseCpu,
+  counters: EngineCounters,
+  sinks: string[],
+): Promise<CorrelatorBenchReport> {
   const outputs = counters.correlated + counters.orphans.A + counters.orphans.B;
   const check = await checkSinks(s);
   const sink = s.config.correlator.outputs.couchdb;
@@ -365,7 +407,8 @@ async function checkSinks(s: Server): Promise<CorrelatorBenchReport['check']> {
 }
 
 export function formatReport(r: CorrelatorBenchReport): string {
-  const row = (name: string, t: Timed) => `  ${name.padEnd(28)} ${t.docs.toString().padStart(8)} docs in ${t.seconds.toFixed(1).padStart(6)} s = ${t.docsPerSecond.toFixed(0).padStart(7)} docs/s`;
+  const row = (name: string, t: Timed) =>
+    `  ${name.padEnd(28)} ${t.docs.toString().padStart(8)} docs in ${t.seconds.toFixed(1).padStart(6)} s = ${t.docsPerSecond.toFixed(0).padStart(7)} docs/s`;
   const k = r.correlator.counters;
   const cpu = (c: PhaseCpu) =>
     `      CPU seconds: ${Object.entries(c)

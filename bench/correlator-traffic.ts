@@ -43,11 +43,43 @@ export interface Traffic {
 export { mulberry32 };
 
 const PROFILES = [
-  { ua: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36', ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', ja3: 'cd08e31494f9531f560d64c695473da9', alpn: 'h2', tls: '1.3', ttl: 128, win: 64240 },
-  { ua: 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0', ja4: 't13d1715h2_5b57614c22b0_3d5424432f57', ja3: '579ccef312d18482fc42e2b822ca2430', alpn: 'h2', tls: '1.3', ttl: 64, win: 65535 },
+  {
+    ua: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36',
+    ja4: 't13d1516h2_8daaf6152771_b0da82dd1658',
+    ja3: 'cd08e31494f9531f560d64c695473da9',
+    alpn: 'h2',
+    tls: '1.3',
+    ttl: 128,
+    win: 64240,
+  },
+  {
+    ua: 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0',
+    ja4: 't13d1715h2_5b57614c22b0_3d5424432f57',
+    ja3: '579ccef312d18482fc42e2b822ca2430',
+    alpn: 'h2',
+    tls: '1.3',
+    ttl: 64,
+    win: 65535,
+  },
   { ua: 'curl/8.5.0', ja4: 't13d3112h1_e8f1e7e78f70_6bebaf5329ac', ja3: '456523fc94726331a4d5a2e1d40b2cd7', alpn: 'http/1.1', tls: '1.3', ttl: 64, win: 29200 },
-  { ua: 'python-requests/2.31.0', ja4: 't13d1812h1_85036bcba153_375ca2c5e164', ja3: 'a0e9f5d64349fb13191bc781f81f42e1', alpn: 'http/1.1', tls: '1.2', ttl: 64, win: 29200 },
-  { ua: 'Go-http-client/1.1', ja4: 't13d1311h1_c7886603b240_a8d8d3c4fc57', ja3: '473cd7cb9faa642487833865d516e578', alpn: 'http/1.1', tls: '1.3', ttl: 64, win: 65535 },
+  {
+    ua: 'python-requests/2.31.0',
+    ja4: 't13d1812h1_85036bcba153_375ca2c5e164',
+    ja3: 'a0e9f5d64349fb13191bc781f81f42e1',
+    alpn: 'http/1.1',
+    tls: '1.2',
+    ttl: 64,
+    win: 29200,
+  },
+  {
+    ua: 'Go-http-client/1.1',
+    ja4: 't13d1311h1_c7886603b240_a8d8d3c4fc57',
+    ja3: '473cd7cb9faa642487833865d516e578',
+    alpn: 'http/1.1',
+    tls: '1.3',
+    ttl: 64,
+    win: 65535,
+  },
 ];
 const PATHS = ['/', '/login', '/api/v1/items', '/api/v1/items/42', '/static/app.js', '/static/app.css', '/wp-login.php', '/.env', '/search', '/favicon.ico'];
 const METHODS = ['GET', 'GET', 'GET', 'GET', 'POST', 'HEAD'];
@@ -164,7 +196,8 @@ export function generateTraffic(o: TrafficOptions): Traffic {
     });
     let at: number;
     const first = rnd();
-    if (first < 0.1) at = t - rnd() * 150; // HTTP log written before the TLS log
+    if (first < 0.1)
+      at = t - rnd() * 150; // HTTP log written before the TLS log
     else if (first < 0.95) at = t + 2 + rnd() * 300;
     else at = t + 300 + rnd() * 2700; // slow first request
     const end = o.startMs + o.spanMs;

@@ -62,7 +62,6 @@ export interface EngineBenchReport {
   ratio: number;
 }
 
-
 // Value pools: real logs repeat user agents, hosts, fingerprints; paths,
 // request ids and ports vary per request.
 const USER_AGENTS = [
@@ -75,8 +74,17 @@ const USER_AGENTS = [
 ];
 const HOSTS = ['example.com', 'api.example.com', 'shop.example.com', 'static.example.com'];
 const PATHS = ['/api/v1/users', '/api/v1/orders', '/login', '/', '/static/app.js', '/search', '/wp-login.php', '/.env'];
-const JA4 = ['t13d1516h2_8daaf6152771_b0da82dd1658', 't13d1715h2_5b57614c22b0_3d5424432f57', 't12d1209h1_d34a8e72043a_b39be8c56a14', 't13d301000_1d37bd780c83_d339722ba4af'];
-const JA3 = ['771,4865-4866-4867-49195-49199,0-23-65281-10-11-35-16-5-13-18-51-45-43-27-21,29-23-24,0', '771,49195-49199-52393-52392,0-10-11-13,23-24,0', '772,4865-4867,0-43-51,29,0'];
+const JA4 = [
+  't13d1516h2_8daaf6152771_b0da82dd1658',
+  't13d1715h2_5b57614c22b0_3d5424432f57',
+  't12d1209h1_d34a8e72043a_b39be8c56a14',
+  't13d301000_1d37bd780c83_d339722ba4af',
+];
+const JA3 = [
+  '771,4865-4866-4867-49195-49199,0-23-65281-10-11-35-16-5-13-18-51-45-43-27-21,29-23-24,0',
+  '771,49195-49199-52393-52392,0-10-11-13,23-24,0',
+  '772,4865-4867,0-43-51,29,0',
+];
 const JA3_HASH = ['e7d705a3286e19ea42f587b344ee6865', 'b32309a26951912be7dba376398abc3b', '6734f37431670b3ab4292b8f60f29984'];
 const TCP_OPTIONS = ['MSS,SACK,TS,NOP,WS', 'MSS,NOP,WS,NOP,NOP,SACK', 'MSS,NOP,NOP,SACK'];
 
@@ -105,7 +113,9 @@ class DocFactory {
     const v6 = this.rnd() < 0.1;
     return {
       c,
-      src_ip: v6 ? `2001:db8:${this.int(0, 0xffff).toString(16)}::${this.int(1, 0xffff).toString(16)}` : `${this.int(1, 223)}.${this.int(0, 255)}.${this.int(0, 255)}.${this.int(1, 254)}`,
+      src_ip: v6
+        ? `2001:db8:${this.int(0, 0xffff).toString(16)}::${this.int(1, 0xffff).toString(16)}`
+        : `${this.int(1, 223)}.${this.int(0, 255)}.${this.int(0, 255)}.${this.int(1, 254)}`,
       src_port: this.int(1024, 65535),
       host: this.pick(HOSTS),
       ua: this.pick(USER_AGENTS),
@@ -248,7 +258,15 @@ function timed(run: () => { events: number; outputs: number }): Throughput {
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  return { events, outputs, seconds, eventsPerSecond: events / seconds, outputsPerSecond: outputs / seconds, cpuPerWall: cpuSeconds / seconds, eventsPerCpuSecond: events / cpuSeconds };
+  return {
+    events,
+    outputs,
+    seconds,
+    eventsPerSecond: events / seconds,
+    outputsPerSecond: outputs / seconds,
+    cpuPerWall: cpuSeconds / seconds,
+    eventsPerCpuSecond: events / cpuSeconds,
+  };
 }
 
 function median(xs: Throughput[]): Throughput {
@@ -336,7 +354,8 @@ function fill(engine: CorrelationEngine, events: { A: InputEvent[]; B: InputEven
   const s = engine.sizes();
   const n = events.A.length;
   const held = s.cachedA === n && s.cachedB === n && s.connections === 2 * n && s.open === 2 * n && s.waiting === 0 && s.awaitingLookup === 0;
-  if (!held || engine.counters.evictions.A + engine.counters.evictions.B !== 0 || engine.drain(0).length !== 0) throw new Error(`memory fill did not hold ${n} + ${n} events: ${JSON.stringify(s)}`);
+  if (!held || engine.counters.evictions.A + engine.counters.evictions.B !== 0 || engine.drain(0).length !== 0)
+    throw new Error(`memory fill did not hold ${n} + ${n} events: ${JSON.stringify(s)}`);
 }
 
 interface MemoryCase {
@@ -478,7 +497,13 @@ export function benchEngine(o: EngineBenchOptions, progress: (line: string) => v
   const fields = (c: Change | undefined) => Object.keys(c?.doc ?? {}).filter((k) => k !== '_id' && k !== '_rev').length;
   return {
     config: cfg,
-    generated: { A: streams.A.length, B: streams.B.length, connections: streams.connections, eventTimeSeconds: streams.eventTimeSeconds, fieldsPerDoc: { A: fields(streams.A[0]), B: fields(streams.B[0]) } },
+    generated: {
+      A: streams.A.length,
+      B: streams.B.length,
+      connections: streams.connections,
+      eventTimeSeconds: streams.eventTimeSeconds,
+      fieldsPerDoc: { A: fields(streams.A[0]), B: fields(streams.B[0]) },
+    },
     engine: engineFig,
     withNormalize: median(normRuns),
     counters,

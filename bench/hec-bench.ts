@@ -84,9 +84,27 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
       Array.from({ length: o.batch }, (_, j) => JSON.stringify({ ...envelope(r * o.batch + j), index: appName(app) })).join('\n');
     const bulkBody = (r: number) => JSON.stringify({ docs: Array.from({ length: o.batch }, (_, j) => storedDoc(r * o.batch + j)) });
     const hec = (app: string, total = o.requests) =>
-      runLoad({ url: ingressUrl, path: '/services/collector/event', headers: hecHeaders, body: hecBody(app), docsPerRequest: o.batch, total, concurrency: o.concurrency, ok: [200] });
+      runLoad({
+        url: ingressUrl,
+        path: '/services/collector/event',
+        headers: hecHeaders,
+        body: hecBody(app),
+        docsPerRequest: o.batch,
+        total,
+        concurrency: o.concurrency,
+        ok: [200],
+      });
     const direct = (app: string, total = o.requests) =>
-      runLoad({ url: couchUrl, path: `/${db(app)}/_bulk_docs`, headers: writer, body: bulkBody, docsPerRequest: o.batch, total, concurrency: o.concurrency, ok: [201] });
+      runLoad({
+        url: couchUrl,
+        path: `/${db(app)}/_bulk_docs`,
+        headers: writer,
+        body: bulkBody,
+        docsPerRequest: o.batch,
+        total,
+        concurrency: o.concurrency,
+        ok: [201],
+      });
 
     progress('warming up both paths...');
     await direct('warmup', Math.ceil(o.requests / 5));
@@ -98,7 +116,7 @@ export async function benchHec(o: HecBenchOptions, progress: (line: string) => v
     const h2 = await hec('hec2');
     progress('    ...and _bulk_docs straight to CouchDB again');
     const d2 = await direct('direct2');
-    progress('    ...HEC with gzip bodies, and the ingress\'s own _bulk_docs');
+    progress("    ...HEC with gzip bodies, and the ingress's own _bulk_docs");
     // Bodies compressed ahead: the client's CPU is not the ingress's cost.
     const gz = new Map<number, Buffer>();
     const gzBody = (r: number) => {
@@ -164,7 +182,16 @@ async function benchForward(
   const docs = requests * o.batch;
   const src = stack.db('fwd_src');
   progress(`forwarding: loading ${docs} documents into ${src}...`);
-  await runLoad({ url: stack.couchUrl, path: `/${src}/_bulk_docs`, headers: stack.writer, body: bulkBody, docsPerRequest: o.batch, total: requests, concurrency: 4, ok: [201] });
+  await runLoad({
+    url: stack.couchUrl,
+    path: `/${src}/_bulk_docs`,
+    headers: stack.writer,
+    body: bulkBody,
+    docsPerRequest: o.batch,
+    total: requests,
+    concurrency: 4,
+    ok: [201],
+  });
   // The target is another couchlog (its own PouchDB Server and ingress), as
   // a SIEM is another machine: the source server serves the reads alone,
   // as in the plain read. It stays embedded when the source is an external
@@ -185,7 +212,9 @@ async function benchForward(
       let n = 0;
       const t0 = process.hrtime.bigint();
       for (;;) {
-        const res = await fetch(`${stack.couchUrl}/${src}/_changes?since=${encodeURIComponent(String(since))}&limit=${pageSize}&include_docs=true`, { headers: readers });
+        const res = await fetch(`${stack.couchUrl}/${src}/_changes?since=${encodeURIComponent(String(since))}&limit=${pageSize}&include_docs=true`, {
+          headers: readers,
+        });
         const body = (await res.json()) as { results: Array<{ id: string; doc?: Record<string, unknown> }>; last_seq: unknown };
         // What a consumer does at least: look at every document.
         for (const r of body.results) if (r.doc && !r.id.startsWith('_design/')) n++;
@@ -197,7 +226,23 @@ async function benchForward(
     // `couchlog forward --once` as its own process, as it runs in production
     // (the target's ingress runs in this process).
     const forward = async (run: number): Promise<{ n: number; seconds: number }> => {
-      const args = [fileURLToPath(new URL('../../scripts/couchlog.js', import.meta.url)), 'forward', '--app', stack.appName('fwd_src'), '--name', `bench${run}`, '--hec-url', target.ingressUrl, '--index', `fwd_dst${run}`, '--max-events', String(pageSize), '--poll-ms', '50', '--once'];
+      const args = [
+        fileURLToPath(new URL('../../scripts/couchlog.js', import.meta.url)),
+        'forward',
+        '--app',
+        stack.appName('fwd_src'),
+        '--name',
+        `bench${run}`,
+        '--hec-url',
+        target.ingressUrl,
+        '--index',
+        `fwd_dst${run}`,
+        '--max-events',
+        String(pageSize),
+        '--poll-ms',
+        '50',
+        '--once',
+      ];
       // The same server and data folder (secrets) as this stack; nothing of the shell's COUCHDB_*.
       const { COUCHDB_URL: _u, COUCHDB_USER: _n, COUCHDB_PASSWORD: _p, ...inherited } = process.env;
       const env = { ...inherited, ...stack.childEnv(), COUCHLOG_LOG_LEVEL: 'warn', COUCHLOG_FORWARD_HEC_TOKEN: TOKEN };
@@ -235,7 +280,15 @@ async function benchForward(
 function combine(x: LoadResult, y: LoadResult): LoadResult {
   const docs = x.docs + y.docs;
   const seconds = x.seconds + y.seconds;
-  return { requests: x.requests + y.requests, docs, seconds, docsPerSecond: docs / seconds, p50ms: (x.p50ms + y.p50ms) / 2, p99ms: (x.p99ms + y.p99ms) / 2, errors: x.errors + y.errors };
+  return {
+    requests: x.requests + y.requests,
+    docs,
+    seconds,
+    docsPerSecond: docs / seconds,
+    p50ms: (x.p50ms + y.p50ms) / 2,
+    p99ms: (x.p99ms + y.p99ms) / 2,
+    errors: x.errors + y.errors,
+  };
 }
 
 export function formatHecReport(r: HecBenchReport): string {

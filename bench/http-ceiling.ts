@@ -17,7 +17,16 @@ export async function httpCeiling(o: { total: number; concurrency: number; body:
   const port = await freePort();
   await app.listen({ host: '127.0.0.1', port });
   try {
-    return await runLoad({ url: `http://127.0.0.1:${port}`, path: '/log_ceiling', headers: { 'content-type': 'application/json' }, body: o.body, docsPerRequest: 1, total: o.total, concurrency: o.concurrency, ok: [201] });
+    return await runLoad({
+      url: `http://127.0.0.1:${port}`,
+      path: '/log_ceiling',
+      headers: { 'content-type': 'application/json' },
+      body: o.body,
+      docsPerRequest: 1,
+      total: o.total,
+      concurrency: o.concurrency,
+      ok: [201],
+    });
   } finally {
     await app.close();
   }

@@ -78,18 +78,57 @@ export async function benchIngress(o: IngressBenchOptions, progress: (line: stri
     const anon = { 'content-type': 'application/json' };
     // The ingress's URLs name the app's database, as a client's do.
     const single = (url: string, database: string, headers: Record<string, string>) =>
-      runLoad({ url, path: `/${database}`, headers, body: (i) => JSON.stringify(doc(i)), docsPerRequest: 1, total: o.singles, concurrency: o.singleConcurrency, ok: [201, 202] });
+      runLoad({
+        url,
+        path: `/${database}`,
+        headers,
+        body: (i) => JSON.stringify(doc(i)),
+        docsPerRequest: 1,
+        total: o.singles,
+        concurrency: o.singleConcurrency,
+        ok: [201, 202],
+      });
     const bulkBody = (i: number) => JSON.stringify({ docs: Array.from({ length: o.bulkSize }, (_, j) => doc(i * o.bulkSize + j)) });
     const bulk = (url: string, database: string, headers: Record<string, string>) =>
-      runLoad({ url, path: `/${database}/_bulk_docs`, headers, body: bulkBody, docsPerRequest: o.bulkSize, total: o.bulkRequests, concurrency: o.bulkConcurrency, ok: [201] });
+      runLoad({
+        url,
+        path: `/${database}/_bulk_docs`,
+        headers,
+        body: bulkBody,
+        docsPerRequest: o.bulkSize,
+        total: o.bulkRequests,
+        concurrency: o.bulkConcurrency,
+        ok: [201],
+      });
     const bare1 = await stack.bareDb('1');
     const bare2 = await stack.bareDb('2');
 
     // Warm both paths (JIT, connection pools, LevelDB, CouchDB's JavaScript processes) so neither side pays for going first.
     progress('warming up both paths...');
-    for (const [url, headers] of [[couchUrl, writer], [ingressUrl, anon]] as const) {
-      await runLoad({ url, path: `/${db('warmup')}`, headers, body: (i) => JSON.stringify(doc(i)), docsPerRequest: 1, total: Math.ceil(o.singles / 5), concurrency: o.singleConcurrency, ok: [201, 202] });
-      await runLoad({ url, path: `/${db('warmup')}/_bulk_docs`, headers, body: bulkBody, docsPerRequest: o.bulkSize, total: Math.ceil(o.bulkRequests / 5), concurrency: o.bulkConcurrency, ok: [201] });
+    for (const [url, headers] of [
+      [couchUrl, writer],
+      [ingressUrl, anon],
+    ] as const) {
+      await runLoad({
+        url,
+        path: `/${db('warmup')}`,
+        headers,
+        body: (i) => JSON.stringify(doc(i)),
+        docsPerRequest: 1,
+        total: Math.ceil(o.singles / 5),
+        concurrency: o.singleConcurrency,
+        ok: [201, 202],
+      });
+      await runLoad({
+        url,
+        path: `/${db('warmup')}/_bulk_docs`,
+        headers,
+        body: bulkBody,
+        docsPerRequest: o.bulkSize,
+        total: Math.ceil(o.bulkRequests / 5),
+        concurrency: o.bulkConcurrency,
+        ok: [201],
+      });
     }
     progress(`(a) ${o.singles} single-document POSTs, concurrency ${o.singleConcurrency}: CouchDB directly...`);
     const singleDirect = await single(couchUrl, db('single_direct'), writer);
@@ -138,7 +177,15 @@ async function hasValidateDocUpdate(couchUrl: string, database: string, admin: R
 function combine(x: LoadResult, y: LoadResult): LoadResult {
   const docs = x.docs + y.docs;
   const seconds = x.seconds + y.seconds;
-  return { requests: x.requests + y.requests, docs, seconds, docsPerSecond: docs / seconds, p50ms: (x.p50ms + y.p50ms) / 2, p99ms: (x.p99ms + y.p99ms) / 2, errors: x.errors + y.errors };
+  return {
+    requests: x.requests + y.requests,
+    docs,
+    seconds,
+    docsPerSecond: docs / seconds,
+    p50ms: (x.p50ms + y.p50ms) / 2,
+    p99ms: (x.p99ms + y.p99ms) / 2,
+    errors: x.errors + y.errors,
+  };
 }
 
 export function formatReport(r: IngressBenchReport): string {

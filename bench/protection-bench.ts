@@ -99,7 +99,9 @@ export async function benchProtection(o: ProtectionBenchOptions, progress: (line
     };
     const results = new Map<Variant, VariantResult>(VARIANTS.map((v) => [v, { variant: v, runs: [], docsPerSecond: null, ratioToBare: null, note: '' }]));
     if (embedded) results.get('erlang')!.note = 'skipped: the embedded server has no Erlang query server';
-    const bodies = Array.from({ length: o.requests }, (_, r) => JSON.stringify({ docs: Array.from({ length: o.bulkSize }, (_, j) => doc(r * o.bulkSize + j)) }));
+    const bodies = Array.from({ length: o.requests }, (_, r) =>
+      JSON.stringify({ docs: Array.from({ length: o.bulkSize }, (_, j) => doc(r * o.bulkSize + j)) }),
+    );
     for (const round of [1, 2]) {
       for (const variant of VARIANTS) {
         const result = results.get(variant)!;
@@ -112,9 +114,13 @@ export async function benchProtection(o: ProtectionBenchOptions, progress: (line
         if (ddoc) await must(http, 'PUT', `/${db}/${VALIDATE_DDOC_ID}`, admin, JSON.stringify({ ...ddoc, _id: undefined }), [201, 202]);
         // The rule must hold before its speed means anything: an update is refused.
         const first = await http.request<{ id: string; rev: string }>('POST', `/${db}`, { headers: writer, body: JSON.stringify({ probe: 1 }) });
-        const update = await http.request<{ error?: string; reason?: string }>('PUT', `/${db}/${first.body.id}`, { headers: writer, body: JSON.stringify({ _rev: first.body.rev, probe: 2 }) });
+        const update = await http.request<{ error?: string; reason?: string }>('PUT', `/${db}/${first.body.id}`, {
+          headers: writer,
+          body: JSON.stringify({ _rev: first.body.rev, probe: 2 }),
+        });
         if (ddoc && update.status !== 403) {
-          result.note = `skipped: the server does not run it (an update answered ${update.status} ${update.body.error ?? ''} ${update.body.reason ?? ''})`.trim();
+          result.note =
+            `skipped: the server does not run it (an update answered ${update.status} ${update.body.error ?? ''} ${update.body.reason ?? ''})`.trim();
           continue;
         }
         result.note = ddoc ? `an update answers 403 "${update.body.reason}"` : `an update answers ${update.status} (nothing refuses it: the audit finds it)`;
@@ -139,15 +145,28 @@ export async function benchProtection(o: ProtectionBenchOptions, progress: (line
   }
 }
 
-async function must(http: CouchHttp, method: 'PUT' | 'POST', path: string, headers: Record<string, string>, body: string | undefined, ok: number[]): Promise<void> {
+async function must(
+  http: CouchHttp,
+  method: 'PUT' | 'POST',
+  path: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  ok: number[],
+): Promise<void> {
   const res = await http.request(method, path, { headers, body });
   if (!ok.includes(res.status)) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
 }
 
 export function formatReport(r: ProtectionBenchReport): string {
-  const lines = [`CouchDB: ${r.server}`, `${r.requests} _bulk_docs of ${r.bulkSize} small log documents per run, as the writer, one at a time; two runs each, interleaved`];
+  const lines = [
+    `CouchDB: ${r.server}`,
+    `${r.requests} _bulk_docs of ${r.bulkSize} small log documents per run, as the writer, one at a time; two runs each, interleaved`,
+  ];
   for (const v of r.variants) {
-    const figure = v.docsPerSecond === null ? '      -' : `${v.docsPerSecond.toFixed(0).padStart(7)} docs/s (${v.runs.map((x) => x.toFixed(0)).join(', ')})  ${v.ratioToBare!.toFixed(2)}x bare`;
+    const figure =
+      v.docsPerSecond === null
+        ? '      -'
+        : `${v.docsPerSecond.toFixed(0).padStart(7)} docs/s (${v.runs.map((x) => x.toFixed(0)).join(', ')})  ${v.ratioToBare!.toFixed(2)}x bare`;
     lines.push(`  ${v.variant.padEnd(11)} ${figure}`, `              ${v.note}`);
   }
   return lines.join('\n');

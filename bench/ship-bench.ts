@@ -30,7 +30,8 @@ const JSONFORMAT = join(ROOT, 'dist/scripts/jsonformat.js');
 const SHIP = join(ROOT, 'dist/scripts/ship.js');
 export const SEED_SCHEMA = '$date $hour _ _ _ \\[$process\\] _ $ip';
 /** awk doing the seed schema's split, printing what jsonformat prints. */
-const AWK_PROGRAM = '{ p = substr($6, 2, length($6) - 2); print "{\\"date\\":\\"" $1 "\\",\\"hour\\":\\"" $2 "\\",\\"process\\":\\"" p "\\",\\"ip\\":\\"" $8 "\\",\\"machine\\":\\"server\\"}" }';
+const AWK_PROGRAM =
+  '{ p = substr($6, 2, length($6) - 2); print "{\\"date\\":\\"" $1 "\\",\\"hour\\":\\"" $2 "\\",\\"process\\":\\"" p "\\",\\"ip\\":\\"" $8 "\\",\\"machine\\":\\"server\\"}" }';
 
 export interface ShipBenchOptions {
   jsonformatMB: number;
@@ -64,7 +65,13 @@ export interface AwkRun extends ToolRun {
 export interface ShipBenchReport {
   /** awks[0] is the system's `awk`; the others are mawk and gawk when installed. */
   jsonformat: { mb: number; lines: number; jsonformat: ToolRun; awks: AwkRun[]; ratio: number };
-  ship: { server: string; docs: number; direct: { runs: LoadResult[]; docsPerSecond: number }; ship: { runs: ShipRun[]; docsPerSecond: number }; ratio: number };
+  ship: {
+    server: string;
+    docs: number;
+    direct: { runs: LoadResult[]; docsPerSecond: number };
+    ship: { runs: ShipRun[]; docsPerSecond: number };
+    ratio: number;
+  };
   /** Load averages (1, 5, 15 min) before and after the run: the machine is shared. */
   load: { before: number[]; after: number[] };
 }
@@ -98,7 +105,12 @@ export function writeFail2banLog(file: string, bytes: number): number {
 }
 
 /** Runs a command with a file on stdin and stdout to a file (hashed afterwards); wall time. */
-async function timeTool(command: string, args: string[], input: string, output: string): Promise<{ seconds: number; sha256: string; code: number | null; stderr: string }> {
+async function timeTool(
+  command: string,
+  args: string[],
+  input: string,
+  output: string,
+): Promise<{ seconds: number; sha256: string; code: number | null; stderr: string }> {
   const inFd = openSync(input, 'r');
   const outFd = openSync(output, 'w');
   try {
@@ -120,7 +132,12 @@ async function timeTool(command: string, args: string[], input: string, output: 
   }
 }
 
-async function best(runs: number, f: () => Promise<{ seconds: number; sha256: string; code: number | null; stderr: string }>, mb: number, name: string): Promise<ToolRun> {
+async function best(
+  runs: number,
+  f: () => Promise<{ seconds: number; sha256: string; code: number | null; stderr: string }>,
+  mb: number,
+  name: string,
+): Promise<ToolRun> {
   let bestRun: ToolRun | null = null;
   for (let i = 0; i < runs; i++) {
     const r = await f();
@@ -156,7 +173,12 @@ export async function benchShip(o: ShipBenchOptions, progress: (line: string) =>
     const mb = statSync(big).size / (1024 * 1024);
     progress(`jsonformat, best of ${o.runs}...`);
     const out = join(dir, 'out.json');
-    const jf = await best(o.runs, () => timeTool(process.execPath, [JSONFORMAT, '--schema', SEED_SCHEMA, '--fields', 'machine=server'], big, out), mb, 'jsonformat');
+    const jf = await best(
+      o.runs,
+      () => timeTool(process.execPath, [JSONFORMAT, '--schema', SEED_SCHEMA, '--fields', 'machine=server'], big, out),
+      mb,
+      'jsonformat',
+    );
     const awks: AwkRun[] = [];
     const versions = new Set<string>();
     for (const command of ['awk', 'mawk', 'gawk']) {
@@ -183,7 +205,13 @@ export async function benchShip(o: ShipBenchOptions, progress: (line: string) =>
 }
 
 async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (line: string) => void): Promise<ShipBenchReport['ship']> {
-  const stack = await startBenchStack({ dataDir: join(dir, 'data'), apps: ['warmup', 'direct1', 'direct2', 'ship1', 'ship2'], couchPort: o.couchPort, ingressPort: o.ingressPort, couch: o.couch });
+  const stack = await startBenchStack({
+    dataDir: join(dir, 'data'),
+    apps: ['warmup', 'direct1', 'direct2', 'ship1', 'ship2'],
+    couchPort: o.couchPort,
+    ingressPort: o.ingressPort,
+    couch: o.couch,
+  });
   const { couchUrl, ingressUrl, writer, db, appName } = stack;
   try {
     progress(`(b) measuring ${stack.server}`);
@@ -208,14 +236,32 @@ async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (li
 
     progress('warming up both paths...');
     const warm = Math.min(requests, 5);
-    await runLoad({ url: couchUrl, path: `/${db('warmup')}/_bulk_docs`, headers: writer, body: (i) => bodyOf(i).replaceAll('"_id":"', '"_id":"w'), docsPerRequest: o.batchSize, total: warm, concurrency: o.concurrency, ok: [201] });
+    await runLoad({
+      url: couchUrl,
+      path: `/${db('warmup')}/_bulk_docs`,
+      headers: writer,
+      body: (i) => bodyOf(i).replaceAll('"_id":"', '"_id":"w'),
+      docsPerRequest: o.batchSize,
+      total: warm,
+      concurrency: o.concurrency,
+      ok: [201],
+    });
     await runShip(ingressUrl, appName('warmup'), file, o, ['--source-id', 'warmup']);
 
     const directRuns: LoadResult[] = [];
     const shipRuns: ShipRun[] = [];
     const direct = async (app: string) => {
       progress(`direct _bulk_docs of ${docs.length} documents (${requests} x ${o.batchSize}, concurrency ${o.concurrency}) into ${db(app)}...`);
-      const r = await runLoad({ url: couchUrl, path: `/${db(app)}/_bulk_docs`, headers: writer, body: bodyOf, docsPerRequest: o.batchSize, total: requests, concurrency: o.concurrency, ok: [201] });
+      const r = await runLoad({
+        url: couchUrl,
+        path: `/${db(app)}/_bulk_docs`,
+        headers: writer,
+        body: bodyOf,
+        docsPerRequest: o.batchSize,
+        total: requests,
+        concurrency: o.concurrency,
+        ok: [201],
+      });
       if (r.errors > 0) throw new Error(`direct load: ${r.errors} requests failed`);
       directRuns.push({ ...r, docs: docs.length, docsPerSecond: docs.length / r.seconds });
     };
@@ -232,19 +278,48 @@ async function benchShipVsDirect(o: ShipBenchOptions, dir: string, progress: (li
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const directRate = mean(directRuns.map((r) => r.docsPerSecond));
     const shipRate = mean(shipRuns.map((r) => r.docsPerSecond));
-    return { server: stack.server, docs: docs.length, direct: { runs: directRuns, docsPerSecond: directRate }, ship: { runs: shipRuns, docsPerSecond: shipRate }, ratio: shipRate / directRate };
+    return {
+      server: stack.server,
+      docs: docs.length,
+      direct: { runs: directRuns, docsPerSecond: directRate },
+      ship: { runs: shipRuns, docsPerSecond: shipRate },
+      ratio: shipRate / directRate,
+    };
   } finally {
     await stack.stop();
   }
 }
 
-function runShip(ingressUrl: string, app: string, file: string, o: ShipBenchOptions, extra: string[]): Promise<{ seconds: number; exitCode: number | null; stderr: string }> {
+function runShip(
+  ingressUrl: string,
+  app: string,
+  file: string,
+  o: ShipBenchOptions,
+  extra: string[],
+): Promise<{ seconds: number; exitCode: number | null; stderr: string }> {
   return new Promise((ok, fail) => {
     let stderr = '';
     const started = process.hrtime.bigint();
     const child = spawn(
       process.execPath,
-      [SHIP, '--url', `${ingressUrl}/log_${app}`, '--schema', SEED_SCHEMA, '--fields', 'machine=server', '--batch-size', String(o.batchSize), '--concurrency', String(o.concurrency), '--reject-file', join(resolve(file, '..'), 'rejects.ndjson'), '-v', ...extra, file],
+      [
+        SHIP,
+        '--url',
+        `${ingressUrl}/log_${app}`,
+        '--schema',
+        SEED_SCHEMA,
+        '--fields',
+        'machine=server',
+        '--batch-size',
+        String(o.batchSize),
+        '--concurrency',
+        String(o.concurrency),
+        '--reject-file',
+        join(resolve(file, '..'), 'rejects.ndjson'),
+        '-v',
+        ...extra,
+        file,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     child.stderr.on('data', (d) => (stderr += d));
@@ -259,7 +334,10 @@ export function formatShipBench(r: ShipBenchReport): string {
   return [
     `(a) jsonformat vs awk, ${j.mb.toFixed(0)} MB fail2ban log (${j.lines} lines), seed schema + --fields machine=server, best run, wall clock incl. process start`,
     `  jsonformat ${j.jsonformat.mbPerSecond.toFixed(0).padStart(6)} MB/s   (${j.jsonformat.seconds.toFixed(2)} s; one process, single-threaded: MB/s per core)`,
-    ...j.awks.map((a) => `  ${a.command.padEnd(10)} ${a.mbPerSecond.toFixed(0).padStart(6)} MB/s   (${a.seconds.toFixed(2)} s; ${a.version}; same output byte for byte: ${a.sameOutput ? 'yes' : 'NO'})`),
+    ...j.awks.map(
+      (a) =>
+        `  ${a.command.padEnd(10)} ${a.mbPerSecond.toFixed(0).padStart(6)} MB/s   (${a.seconds.toFixed(2)} s; ${a.version}; same output byte for byte: ${a.sameOutput ? 'yes' : 'NO'})`,
+    ),
     `  ratio jsonformat/awk (the system's awk): ${j.ratio.toFixed(2)}x  (target >= 1x, and >= 50 MB/s per core)`,
     `(b) ${s.docs} fail2ban lines into ${s.server}`,
     `  direct _bulk_docs   ${s.direct.docsPerSecond.toFixed(0).padStart(6)} docs/s   (runs: ${s.direct.runs.map((r) => r.docsPerSecond.toFixed(0)).join(', ')})`,

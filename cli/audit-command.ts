@@ -32,7 +32,8 @@ export async function runAudit(config: Config, apps: string[] | undefined, maxLi
   for (const db of await databases(config, apps)) {
     let signingKey: string | null = null;
     if (db === signed && out.protection === 'audit') {
-      if (out.signing_key === null) throw new CommandError(`${db} is under audit protection but there is no signing key: set ${SIGNING_KEY_NAME} (environment or secrets.env)`, 2);
+      if (out.signing_key === null)
+        throw new CommandError(`${db} is under audit protection but there is no signing key: set ${SIGNING_KEY_NAME} (environment or secrets.env)`, 2);
       signingKey = out.signing_key;
     }
     audits.push(await auditDatabase(admin, db, { signingKey, maxListed }));

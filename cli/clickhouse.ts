@@ -15,7 +15,10 @@ export interface EmbeddedClickhouseResult {
 
 function install(logger: Logger): boolean {
   logger.info('installing clickhouse-server (Debian package) for the embedded ClickHouse');
-  for (const args of [['update', '-q'], ['install', '-y', '-q', '--no-install-recommends', 'clickhouse-server']]) {
+  for (const args of [
+    ['update', '-q'],
+    ['install', '-y', '-q', '--no-install-recommends', 'clickhouse-server'],
+  ]) {
     const res = spawnSync('env', ['DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
     if (res.status !== 0) {
       logger.warn({ err: (res.stderr ?? res.error?.message ?? '').trim().slice(-500) }, `apt-get ${args[0]} failed`);

@@ -41,16 +41,15 @@ export interface ForwardCliOptions {
   metricsPort?: number;
 }
 
-
 export function forwardCommand(name: string, configFile: () => string | undefined): Command {
   return new Command(name)
     .description("forward log_<app>'s documents to a Splunk HTTP Event Collector, checkpointed (resumes after a crash)")
-    .option('--app <app>', 'the app whose log_<app> is forwarded (without it: every forwarder of the config\'s forward: section)')
+    .option('--app <app>', "the app whose log_<app> is forwarded (without it: every forwarder of the config's forward: section)")
     .option('--hec-url <url>', 'the HEC base URL (https://splunk:8088) or its event URL (with --app)')
     .option('--hec-token <token>', 'the HEC token (visible to ps: prefer --hec-token-env)')
     .option('--hec-token-env <NAME>', 'environment variable or secrets.env key holding the HEC token', 'COUCHLOG_FORWARD_HEC_TOKEN')
     .option('--name <name>', 'checkpoint name (default: the app): one checkpoint per forwarder')
-    .option('--index <index>', 'HEC index of every event (default: the token\'s)')
+    .option('--index <index>', "HEC index of every event (default: the token's)")
     .option('--index-field <field>', 'document field that names the index, when present')
     .option('--source <source>', 'HEC source (default: couchlog:log_<app>)')
     .option('--sourcetype <st>', 'HEC sourcetype', '_json')
@@ -98,7 +97,9 @@ export function forwardCommand(name: string, configFile: () => string | undefine
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         await stop();
         for (const f of forwarders) {
-          process.stdout.write(`${JSON.stringify({ forwarder: f.name, forwarded: f.status.forwarded, dead_lettered: f.status.deadLettered, since: f.status.since, seconds: Math.round(seconds * 1000) / 1000 })}\n`);
+          process.stdout.write(
+            `${JSON.stringify({ forwarder: f.name, forwarded: f.status.forwarded, dead_lettered: f.status.deadLettered, since: f.status.since, seconds: Math.round(seconds * 1000) / 1000 })}\n`,
+          );
         }
         return;
       }
@@ -121,7 +122,17 @@ function single(config: Config, logger: Logger, o: ForwardCliOptions): Forwarder
     couchHeaders: { authorization: basicAuth(config.users.reader.user, requirePassword(config, 'reader')) },
     checkpointFile: o.checkpoint ?? join(dir, `${name}.checkpoint.json`),
     deadLetterFile: o.deadLetter ?? join(dir, `${name}.dead-letter.ndjson`),
-    hec: { url: o.hecUrl, token, gzip: o.gzip, caFile: o.caFile, verifyTls: o.verifyTls, timeoutMs: o.timeout, ack: o.ack ? 'auto' : 'off', ackTimeoutMs: o.ackTimeout, ackPollMs: 200 },
+    hec: {
+      url: o.hecUrl,
+      token,
+      gzip: o.gzip,
+      caFile: o.caFile,
+      verifyTls: o.verifyTls,
+      timeoutMs: o.timeout,
+      ack: o.ack ? 'auto' : 'off',
+      ackTimeoutMs: o.ackTimeout,
+      ackPollMs: 200,
+    },
     maxEvents: o.maxEvents,
     maxBytes: o.maxBytes,
     inflight: o.inflight,

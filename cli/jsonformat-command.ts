@@ -23,7 +23,10 @@ export interface JsonformatCliOptions {
 /** The conversion options shared with `ship`. */
 export function addConversionOptions(cmd: Command, formats: string[]): Command {
   return cmd
-    .option('-s, --schema <schema>', "schema: '$date $hour _ _ _ \\[$process\\] _ $ip' ($name captures, _ skips, \"$q\" and [$b] may hold spaces, $rest... takes the rest)")
+    .option(
+      '-s, --schema <schema>',
+      'schema: \'$date $hour _ _ _ \\[$process\\] _ $ip\' ($name captures, _ skips, "$q" and [$b] may hold spaces, $rest... takes the rest)',
+    )
     .addOption(new Option('-p, --preset <name>', 'a predefined schema').choices(Object.keys(PRESETS)))
     .addOption(new Option('--format <format>', 'input format').choices(formats))
     .option('-f, --fields <name=value,...>', 'constant fields added to every object (repeatable)', collect, [])
@@ -35,7 +38,16 @@ export function addConversionOptions(cmd: Command, formats: string[]): Command {
 
 export function presetList(): string {
   return Object.entries(PRESETS)
-    .map(([name, p]) => [`${name}: ${p.description}`, `  schema: ${p.schema}`, ...(p.types ? [`  types:  ${p.types}`] : []), `  sample: ${p.sample}`, `  output: ${p.output}`, ''].join('\n'))
+    .map(([name, p]) =>
+      [
+        `${name}: ${p.description}`,
+        `  schema: ${p.schema}`,
+        ...(p.types ? [`  types:  ${p.types}`] : []),
+        `  sample: ${p.sample}`,
+        `  output: ${p.output}`,
+        '',
+      ].join('\n'),
+    )
     .join('\n');
 }
 

@@ -38,7 +38,6 @@ export const EMBEDDED_PBKDF2_ITERATIONS = 600_000;
 /** The report pages (list functions) on CouchDB 3: sandboxed, no scripts, but their form works. */
 const SHOWLIST_CSP = 'sandbox allow-forms';
 
-
 export async function runSetup(config: Config): Promise<SetupReport> {
   const url = couchUrl(config);
   const changes: string[] = [];
@@ -68,22 +67,34 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   }
 
   changes.push(
-    ...(await ensureUser(admin, {
-      user: config.users.writer.user,
-      password: requirePassword(config, 'writer'),
-      roles: [WRITER_ROLE],
-    }, minIterations)),
-    ...(await ensureUser(admin, {
-      user: config.users.reader.user,
-      password: requirePassword(config, 'reader'),
-      roles: [READER_ROLE],
-    }, minIterations)),
+    ...(await ensureUser(
+      admin,
+      {
+        user: config.users.writer.user,
+        password: requirePassword(config, 'writer'),
+        roles: [WRITER_ROLE],
+      },
+      minIterations,
+    )),
+    ...(await ensureUser(
+      admin,
+      {
+        user: config.users.reader.user,
+        password: requirePassword(config, 'reader'),
+        roles: [READER_ROLE],
+      },
+      minIterations,
+    )),
     // Reads the input feeds and writes (and corrects) log_correlated.
-    ...(await ensureUser(admin, {
-      user: config.users.correlator.user,
-      password: requirePassword(config, 'correlator'),
-      roles: [READER_ROLE, CORRELATOR_ROLE],
-    }, minIterations)),
+    ...(await ensureUser(
+      admin,
+      {
+        user: config.users.correlator.user,
+        password: requirePassword(config, 'correlator'),
+        roles: [READER_ROLE, CORRELATOR_ROLE],
+      },
+      minIterations,
+    )),
   );
 
   for (const [section, key] of REQUIRE_VALID_USER[flavor]) {
@@ -119,7 +130,14 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   const notes: string[] = [];
   if (config.clickhouse.enabled) {
     const url = clickhouseUrl(config);
-    const client = connect({ url, user: config.clickhouse.user, password: config.clickhouse.password ?? '', database: config.clickhouse.database, table: config.clickhouse.table, timeoutMs: 10_000 });
+    const client = connect({
+      url,
+      user: config.clickhouse.user,
+      password: config.clickhouse.password ?? '',
+      database: config.clickhouse.database,
+      table: config.clickhouse.table,
+      timeoutMs: 10_000,
+    });
     try {
       changes.push(...(await ensureClickhouse(client, config.clickhouse.database, config.clickhouse.table)));
     } catch (err) {

@@ -42,7 +42,6 @@ export interface ShipCliOptions {
   progress: boolean;
 }
 
-
 const regex = (value: string, previous: RegExp[]) => {
   try {
     return [...previous, new RegExp(value)];
@@ -63,7 +62,12 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
     .option('--app <app>', 'the app: log_<app> is the database');
   if (!configFile) cmd.option('-c, --config <file>', 'couchlog config file, for the default --url');
   addConversionOptions(cmd, ['json', 'auditd'])
-    .option('--grep <regex>', 'ship only lines matching this (repeatable: all must match, like a chain of greps); the others are skipped and count as done', regex, [] as RegExp[])
+    .option(
+      '--grep <regex>',
+      'ship only lines matching this (repeatable: all must match, like a chain of greps); the others are skipped and count as done',
+      regex,
+      [] as RegExp[],
+    )
     .option('--batch-size <n>', 'documents per request', intAtLeast(1, '--batch-size'), 1000)
     .option('--batch-bytes <n>', 'about this many bytes per request at most', intAtLeast(1, '--batch-bytes'), 1024 * 1024)
     .option('--concurrency <n>', 'requests in flight', intAtLeast(1, '--concurrency'), 4)
@@ -72,10 +76,17 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
     .option('--backoff-base <ms>', 'first retry delay ceiling (doubles each retry, with jitter)', intAtLeast(0, '--backoff-base'), 500)
     .option('--backoff-max <ms>', 'longest retry delay', intAtLeast(0, '--backoff-max'), 30_000)
     .option('--truncate', 'once every line read is acknowledged, remove exactly those bytes from each file (keeps lines appended meanwhile)')
-    .addOption(new Option('--truncate-method <method>', 'auto: collapse-range where the filesystem has it, else copy-truncate').choices(['auto', 'collapse', 'copy']).default('auto'))
+    .addOption(
+      new Option('--truncate-method <method>', 'auto: collapse-range where the filesystem has it, else copy-truncate')
+        .choices(['auto', 'collapse', 'copy'])
+        .default('auto'),
+    )
     .option('--state <file>', 'remember per file (device, inode, offset) what was sent; send only what is new; follows rotation and truncation')
     .option('--source-id <id>', 'identity of the input in document ids (default: the absolute path, or "stdin")')
-    .option('--reject-file <file>', 'where refused documents and non-matching lines go, with the reason (default: next to --state as <state>.rejects.ndjson, else <data_dir>/rejects/log_<app>.ndjson)')
+    .option(
+      '--reject-file <file>',
+      'where refused documents and non-matching lines go, with the reason (default: next to --state as <state>.rejects.ndjson, else <data_dir>/rejects/log_<app>.ndjson)',
+    )
     .option('-v, --verbose', 'a one-line summary at the end, retries as they happen')
     .option('--no-progress', 'no progress bar even on a terminal')
     .showHelpAfterError()
@@ -90,7 +101,11 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
       const target = parseTarget(o.url ?? defaultIngress(o.config ?? configFile?.(), o.app), o.app);
       const rejectFile =
         o.rejectFile ??
-        defaultRejectPath({ stateFile: o.state ?? null, dataDir: o.state ? '' : loadConfig({ file: o.config ?? configFile?.() }).config.data_dir, db: target.dbPath.slice(target.dbPath.lastIndexOf('/') + 1) });
+        defaultRejectPath({
+          stateFile: o.state ?? null,
+          dataDir: o.state ? '' : loadConfig({ file: o.config ?? configFile?.() }).config.data_dir,
+          db: target.dbPath.slice(target.dbPath.lastIndexOf('/') + 1),
+        });
       const result = await ship({
         target,
         files,
@@ -123,7 +138,9 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
       process.off('SIGTERM', onSignal);
       for (const note of result.notes) report(note);
       if (result.counts.rejected + result.counts.unmatched > 0) {
-        report(`${result.counts.unmatched} lines did not match and ${result.counts.rejected} documents were refused: written to ${rejectFile} with the reasons`);
+        report(
+          `${result.counts.unmatched} lines did not match and ${result.counts.rejected} documents were refused: written to ${rejectFile} with the reasons`,
+        );
       }
       if (o.verbose || result.error) report(summaryLine(result, o));
       if (result.error) {

@@ -39,9 +39,10 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}): P
     // can take many seconds). It only feeds the correlator's analytics
     // sink, so when it cannot start, intake still comes up and the banner
     // says why the ClickHouse sink is off.
-    const starting = startEmbeddedClickhouse(config, logger).catch(
-      (err: Error): EmbeddedClickhouseResult => ({ server: null, reason: `the embedded ClickHouse did not start (${err.message}): the ClickHouse sink is off` }),
-    );
+    const starting = startEmbeddedClickhouse(config, logger).catch((err: Error): EmbeddedClickhouseResult => ({
+      server: null,
+      reason: `the embedded ClickHouse did not start (${err.message}): the ClickHouse sink is off`,
+    }));
     try {
       if (config.couchdb.url === null) {
         stack.push(await startEmbeddedCouch(config, logger));
@@ -58,12 +59,16 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}): P
     if (config.couchdb.url !== null) say(`  ok   CouchDB     ${report.flavor} at ${couchUrl(config)}`);
     for (const change of report.changes) logger.info({ component: 'setup' }, change);
     for (const note of report.notes) logger.warn({ component: 'setup' }, note);
-    say(`  ok   setup       ${report.changes.length === 0 ? 'nothing to change' : `${report.changes.length} change${report.changes.length === 1 ? '' : 's'} (users, databases, security, design documents)`}`);
+    say(
+      `  ok   setup       ${report.changes.length === 0 ? 'nothing to change' : `${report.changes.length} change${report.changes.length === 1 ? '' : 's'} (users, databases, security, design documents)`}`,
+    );
     let correlator: RunningCorrelator | null = null;
     if (config.correlator.enabled) {
       correlator = await startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled && (ch.server !== null || config.clickhouse.url !== null) });
       stack.push(correlator);
-      say(`  ok   correlator  ${dbName(config.correlator.inputs.http.app)} x ${dbName(config.correlator.inputs.network.app)} -> ${dbName(config.correlator.outputs.couchdb.app)}`);
+      say(
+        `  ok   correlator  ${dbName(config.correlator.inputs.http.app)} x ${dbName(config.correlator.inputs.network.app)} -> ${dbName(config.correlator.outputs.couchdb.app)}`,
+      );
     }
     const ingress = await startIngress(config, logger);
     stack.push({ stop: () => ingress.close() });

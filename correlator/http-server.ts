@@ -53,17 +53,33 @@ export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
     const now = d.clock();
     const failing = (since: number | null) => since !== null && now - since >= d.failingThresholdMs;
     const sinks = Object.fromEntries(
-      d.pipeline.fanout.sinks.map((s) => [s.name, { backlog: s.backlog, full: s.full, failing_since: s.failingSince === null ? null : new Date(s.failingSince).toISOString(), unhealthy: failing(s.failingSince) }]),
+      d.pipeline.fanout.sinks.map((s) => [
+        s.name,
+        {
+          backlog: s.backlog,
+          full: s.full,
+          failing_since: s.failingSince === null ? null : new Date(s.failingSince).toISOString(),
+          unhealthy: failing(s.failingSince),
+        },
+      ]),
     );
     const feeds = d.pipeline.status();
     const lookupFailing = failing(d.pipeline.lookupFailingSince);
     const unhealthy = Object.values(sinks).some((s) => s.unhealthy) || Object.values(feeds).some((f) => failing(f.failingSince)) || lookupFailing;
     return reply.code(unhealthy ? 503 : 200).send({
       status: unhealthy ? 'unhealthy' : 'ok',
-      feeds: Object.fromEntries(Object.entries(feeds).map(([side, f]) => [side, { ...f, failingSince: f.failingSince === null ? null : new Date(f.failingSince).toISOString() }])),
+      feeds: Object.fromEntries(
+        Object.entries(feeds).map(([side, f]) => [side, { ...f, failingSince: f.failingSince === null ? null : new Date(f.failingSince).toISOString() }]),
+      ),
       sinks,
-      engine: { ...d.pipeline.engine.sizes(), watermark: Number.isFinite(d.pipeline.engine.watermark) ? new Date(d.pipeline.engine.watermark).toISOString() : null },
-      lookups: { failing_since: d.pipeline.lookupFailingSince === null ? null : new Date(d.pipeline.lookupFailingSince).toISOString(), unhealthy: lookupFailing },
+      engine: {
+        ...d.pipeline.engine.sizes(),
+        watermark: Number.isFinite(d.pipeline.engine.watermark) ? new Date(d.pipeline.engine.watermark).toISOString() : null,
+      },
+      lookups: {
+        failing_since: d.pipeline.lookupFailingSince === null ? null : new Date(d.pipeline.lookupFailingSince).toISOString(),
+        unhealthy: lookupFailing,
+      },
       checkpoint_age_s: d.pipeline.checkpointSavedAt === null ? null : (now - d.pipeline.checkpointSavedAt) / 1000,
     });
   });

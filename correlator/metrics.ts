@@ -6,29 +6,134 @@ export class CorrelatorMetrics {
   readonly registry = new Registry();
   private readonly r = [this.registry];
 
-  readonly eventsIn = new Gauge({ name: 'couchlog_correlator_events_in_total', help: 'Events read from the feeds and passed to the engine, per side', labelNames: ['side'] as const, registers: this.r });
-  readonly skipped = new Counter({ name: 'couchlog_correlator_skipped_total', help: 'Changes skipped before the engine, per side and reason', labelNames: ['side', 'reason'] as const, registers: this.r });
+  readonly eventsIn = new Gauge({
+    name: 'couchlog_correlator_events_in_total',
+    help: 'Events read from the feeds and passed to the engine, per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly skipped = new Counter({
+    name: 'couchlog_correlator_skipped_total',
+    help: 'Changes skipped before the engine, per side and reason',
+    labelNames: ['side', 'reason'] as const,
+    registers: this.r,
+  });
   readonly correlated = new Gauge({ name: 'couchlog_correlator_correlated_total', help: 'A events matched with a B event', registers: this.r });
-  readonly orphans = new Gauge({ name: 'couchlog_correlator_orphans_total', help: 'Orphans emitted, per side', labelNames: ['side'] as const, registers: this.r });
-  readonly evictions = new Gauge({ name: 'couchlog_correlator_evictions_total', help: 'Entries evicted from full buffers, per side', labelNames: ['side'] as const, registers: this.r });
-  readonly dropped = new Gauge({ name: 'couchlog_correlator_dropped_total', help: 'Events the engine dropped by policy, per reason', labelNames: ['reason'] as const, registers: this.r });
-  readonly late = new Gauge({ name: 'couchlog_correlator_late_events_total', help: 'Events out of order by more than reorder_slack_ms, per side', labelNames: ['side'] as const, registers: this.r });
-  readonly tooLate = new Gauge({ name: 'couchlog_correlator_too_late_total', help: 'Events later than allowed_lateness behind the watermark, decided with what was in memory, per side', labelNames: ['side'] as const, registers: this.r });
-  readonly corrections = new Gauge({ name: 'couchlog_correlator_corrections_total', help: 'Records emitted again because a late event changed them (revision > 1, or deleted)', registers: this.r });
-  readonly lookups = new Gauge({ name: 'couchlog_correlator_lookups_total', help: 'Connections looked up in the input databases because partners of a late event had left memory', registers: this.r });
-  readonly duplicates = new Gauge({ name: 'couchlog_correlator_duplicate_events_total', help: 'Changes delivered again (same side and document id), ignored', registers: this.r });
-  readonly lookupSeconds = new Histogram({ name: 'couchlog_correlator_lookup_seconds', help: 'Time to answer one round of connection lookups (view queries and prior records)', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: this.r });
-  readonly sinkCorrections = new Counter({ name: 'couchlog_correlator_sink_corrections_total', help: 'Corrections (revision > 1 or deletions) acknowledged by a sink', labelNames: ['sink'] as const, registers: this.r });
-  readonly bufferSize = new Gauge({ name: 'couchlog_correlator_buffer_size', help: 'Entries held by the engine, per buffer', labelNames: ['buffer'] as const, registers: this.r });
-  readonly watermarkLag = new Gauge({ name: 'couchlog_correlator_watermark_lag_seconds', help: 'Wall clock minus the watermark (min of both feeds\' event-time progress)', registers: this.r });
-  readonly feedBacklog = new Gauge({ name: 'couchlog_correlator_feed_backlog', help: 'Changes not yet read, per side (when CouchDB reports it)', labelNames: ['side'] as const, registers: this.r });
-  readonly sinkWrites = new Counter({ name: 'couchlog_correlator_sink_writes_total', help: 'Records acknowledged by a sink', labelNames: ['sink'] as const, registers: this.r });
-  readonly sinkFailures = new Counter({ name: 'couchlog_correlator_sink_failures_total', help: 'Failed deliveries, per sink and kind (retry, permanent)', labelNames: ['sink', 'kind'] as const, registers: this.r });
-  readonly sinkRetries = new Counter({ name: 'couchlog_correlator_sink_retries_total', help: 'Retries after a retriable failure, per sink', labelNames: ['sink'] as const, registers: this.r });
-  readonly sinkDropped = new Counter({ name: 'couchlog_correlator_sink_dropped_total', help: 'Records dropped by drop_on_overflow, per sink', labelNames: ['sink'] as const, registers: this.r });
-  readonly sinkDeadLetters = new Counter({ name: 'couchlog_correlator_sink_dead_letters_total', help: 'Records refused for good and written to the dead-letter file, per sink', labelNames: ['sink'] as const, registers: this.r });
-  readonly sinkBacklog = new Gauge({ name: 'couchlog_correlator_sink_backlog', help: 'Records accepted and not yet acknowledged, per sink', labelNames: ['sink'] as const, registers: this.r });
-  readonly checkpointAge = new Gauge({ name: 'couchlog_correlator_checkpoint_age_seconds', help: 'Seconds since the checkpoint was last saved', registers: this.r });
+  readonly orphans = new Gauge({
+    name: 'couchlog_correlator_orphans_total',
+    help: 'Orphans emitted, per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly evictions = new Gauge({
+    name: 'couchlog_correlator_evictions_total',
+    help: 'Entries evicted from full buffers, per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly dropped = new Gauge({
+    name: 'couchlog_correlator_dropped_total',
+    help: 'Events the engine dropped by policy, per reason',
+    labelNames: ['reason'] as const,
+    registers: this.r,
+  });
+  readonly late = new Gauge({
+    name: 'couchlog_correlator_late_events_total',
+    help: 'Events out of order by more than reorder_slack_ms, per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly tooLate = new Gauge({
+    name: 'couchlog_correlator_too_late_total',
+    help: 'Events later than allowed_lateness behind the watermark, decided with what was in memory, per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly corrections = new Gauge({
+    name: 'couchlog_correlator_corrections_total',
+    help: 'Records emitted again because a late event changed them (revision > 1, or deleted)',
+    registers: this.r,
+  });
+  readonly lookups = new Gauge({
+    name: 'couchlog_correlator_lookups_total',
+    help: 'Connections looked up in the input databases because partners of a late event had left memory',
+    registers: this.r,
+  });
+  readonly duplicates = new Gauge({
+    name: 'couchlog_correlator_duplicate_events_total',
+    help: 'Changes delivered again (same side and document id), ignored',
+    registers: this.r,
+  });
+  readonly lookupSeconds = new Histogram({
+    name: 'couchlog_correlator_lookup_seconds',
+    help: 'Time to answer one round of connection lookups (view queries and prior records)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: this.r,
+  });
+  readonly sinkCorrections = new Counter({
+    name: 'couchlog_correlator_sink_corrections_total',
+    help: 'Corrections (revision > 1 or deletions) acknowledged by a sink',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
+  readonly bufferSize = new Gauge({
+    name: 'couchlog_correlator_buffer_size',
+    help: 'Entries held by the engine, per buffer',
+    labelNames: ['buffer'] as const,
+    registers: this.r,
+  });
+  readonly watermarkLag = new Gauge({
+    name: 'couchlog_correlator_watermark_lag_seconds',
+    help: "Wall clock minus the watermark (min of both feeds' event-time progress)",
+    registers: this.r,
+  });
+  readonly feedBacklog = new Gauge({
+    name: 'couchlog_correlator_feed_backlog',
+    help: 'Changes not yet read, per side (when CouchDB reports it)',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly sinkWrites = new Counter({
+    name: 'couchlog_correlator_sink_writes_total',
+    help: 'Records acknowledged by a sink',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
+  readonly sinkFailures = new Counter({
+    name: 'couchlog_correlator_sink_failures_total',
+    help: 'Failed deliveries, per sink and kind (retry, permanent)',
+    labelNames: ['sink', 'kind'] as const,
+    registers: this.r,
+  });
+  readonly sinkRetries = new Counter({
+    name: 'couchlog_correlator_sink_retries_total',
+    help: 'Retries after a retriable failure, per sink',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
+  readonly sinkDropped = new Counter({
+    name: 'couchlog_correlator_sink_dropped_total',
+    help: 'Records dropped by drop_on_overflow, per sink',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
+  readonly sinkDeadLetters = new Counter({
+    name: 'couchlog_correlator_sink_dead_letters_total',
+    help: 'Records refused for good and written to the dead-letter file, per sink',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
+  readonly sinkBacklog = new Gauge({
+    name: 'couchlog_correlator_sink_backlog',
+    help: 'Records accepted and not yet acknowledged, per sink',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
+  readonly checkpointAge = new Gauge({
+    name: 'couchlog_correlator_checkpoint_age_seconds',
+    help: 'Seconds since the checkpoint was last saved',
+    registers: this.r,
+  });
 
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'couchlog_correlator_' });

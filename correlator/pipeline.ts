@@ -261,7 +261,8 @@ export class CorrelatorPipeline {
       return true;
     }
     this.lateHeldSince ??= now;
-    const settle = this.stopping || (this.feeds.A.caughtUp && this.feeds.B.caughtUp) || this.engine.held >= LATE_HOLD_MAX || now - this.lateHeldSince >= LATE_HOLD_MS;
+    const settle =
+      this.stopping || (this.feeds.A.caughtUp && this.feeds.B.caughtUp) || this.engine.held >= LATE_HOLD_MAX || now - this.lateHeldSince >= LATE_HOLD_MS;
     if (settle) this.lateHeldSince = null;
     return settle;
   }
@@ -349,7 +350,14 @@ export class CorrelatorPipeline {
   }
 
   status(): Record<Side, FeedStatus> {
-    const s = (f: FeedState): FeedStatus => ({ db: f.feed.db, since: f.cursor.since, caughtUp: f.caughtUp, pending: f.pending, failingSince: f.failingSince, lastError: f.lastError });
+    const s = (f: FeedState): FeedStatus => ({
+      db: f.feed.db,
+      since: f.cursor.since,
+      caughtUp: f.caughtUp,
+      pending: f.pending,
+      failingSince: f.failingSince,
+      lastError: f.lastError,
+    });
     return { A: s(this.feeds.A), B: s(this.feeds.B) };
   }
 
@@ -370,4 +378,3 @@ export class CorrelatorPipeline {
     }
   }
 }
-

@@ -58,13 +58,27 @@ function rules(c: Config['correlator'], where: NormalizeRules['where']): Normali
   return { exclude, includePorts: new Set(c.include_dest_ports), where, shard: c.shard };
 }
 
-async function buildSinks(config: Config, http: CouchHttp, writer: Record<string, string>, metrics: CorrelatorMetrics, log: Logger, withClickhouse: boolean): Promise<Sink[]> {
+async function buildSinks(
+  config: Config,
+  http: CouchHttp,
+  writer: Record<string, string>,
+  metrics: CorrelatorMetrics,
+  log: Logger,
+  withClickhouse: boolean,
+): Promise<Sink[]> {
   const out = config.correlator.outputs;
   const sinks: Sink[] = [];
   const retry = (o: { retry_initial_ms: number; retry_max_ms: number }) => ({ retryInitialMs: o.retry_initial_ms, retryMaxMs: o.retry_max_ms });
   if (out.clickhouse.enabled && config.clickhouse.enabled && withClickhouse) {
     const ch = config.clickhouse;
-    const target = { url: clickhouseUrl(config), user: ch.user, password: ch.password ?? '', database: ch.database, table: ch.table, timeoutMs: out.clickhouse.timeout_ms };
+    const target = {
+      url: clickhouseUrl(config),
+      user: ch.user,
+      password: ch.password ?? '',
+      database: ch.database,
+      table: ch.table,
+      timeoutMs: out.clickhouse.timeout_ms,
+    };
     const client = connect(target);
     try {
       await checkClickhouseTable(client, ch.database, ch.table);
@@ -75,7 +89,22 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
     }
     const o = out.clickhouse;
     sinks.push(
-      new BatchingSink('clickhouse', new ClickHouseDelivery(client, target, (n) => metrics.sinkCorrections.inc({ sink: 'clickhouse' }, n)), { batchSize: o.batch_size, maxBatchSize: o.max_batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: o.drop_on_overflow, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
+      new BatchingSink(
+        'clickhouse',
+        new ClickHouseDelivery(client, target, (n) => metrics.sinkCorrections.inc({ sink: 'clickhouse' }, n)),
+        {
+          batchSize: o.batch_size,
+          maxBatchSize: o.max_batch_size,
+          concurrency: o.concurrency,
+          flushIntervalMs: o.flush_interval_ms,
+          maxBufferSize: o.max_buffer_size,
+          dropOnOverflow: o.drop_on_overflow,
+          ...retry(o),
+        },
+        new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)),
+        metrics,
+        log,
+      ),
     );
   } else if (out.clickhouse.enabled) {
     log.warn('the ClickHouse sink is off (no ClickHouse to write to)');
@@ -83,19 +112,65 @@ async function buildSinks(config: Config, http: CouchHttp, writer: Record<string
   if (out.couchdb.enabled) {
     const o = out.couchdb;
     const key = o.signing_key;
-    if (o.protection === 'audit' && key === null) throw new ConfigError([`correlator.outputs.couchdb.signing_key: required with protection audit: set ${SIGNING_KEY_NAME} (environment or ${resolve(config.data_dir, 'secrets.env')}; couchlog setup generates it)`]);
+    if (o.protection === 'audit' && key === null)
+      throw new ConfigError([
+        `correlator.outputs.couchdb.signing_key: required with protection audit: set ${SIGNING_KEY_NAME} (environment or ${resolve(config.data_dir, 'secrets.env')}; couchlog setup generates it)`,
+      ]);
     const sign = o.protection === 'audit' ? (doc: Record<string, unknown>) => signRecord(doc, key!) : null;
     sinks.push(
-      new BatchingSink('couchdb', new CouchDbDelivery(http, dbName(o.app), writer, (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n), sign), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')), metrics, log),
+      new BatchingSink(
+        'couchdb',
+        new CouchDbDelivery(http, dbName(o.app), writer, (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n), sign),
+        {
+          batchSize: o.batch_size,
+          maxBatchSize: o.batch_size,
+          concurrency: o.concurrency,
+          flushIntervalMs: o.flush_interval_ms,
+          maxBufferSize: o.max_buffer_size,
+          dropOnOverflow: false,
+          ...retry(o),
+        },
+        new DeadLetterFile(resolve(config.data_dir, 'couchdb-dead-letter.jsonl')),
+        metrics,
+        log,
+      ),
     );
   }
   if (out.splunk_hec.enabled) {
     const o = out.splunk_hec;
     const token = o.token ?? namedSecret(config, 'COUCHLOG_CORRELATOR_HEC_TOKEN');
-    if (token === null) throw new ConfigError([`correlator.outputs.splunk_hec: no token: set COUCHLOG_CORRELATOR_HEC_TOKEN (environment or ${resolve(config.data_dir, 'secrets.env')})`]);
-    const hec = { url: o.url!, token, gzip: o.gzip, caFile: o.ca_file ?? undefined, verifyTls: o.verify_tls, timeoutMs: o.timeout_ms, ack: o.ack ? ('auto' as const) : ('off' as const), ackTimeoutMs: o.ack_timeout_ms, ackPollMs: 200 };
+    if (token === null)
+      throw new ConfigError([
+        `correlator.outputs.splunk_hec: no token: set COUCHLOG_CORRELATOR_HEC_TOKEN (environment or ${resolve(config.data_dir, 'secrets.env')})`,
+      ]);
+    const hec = {
+      url: o.url!,
+      token,
+      gzip: o.gzip,
+      caFile: o.ca_file ?? undefined,
+      verifyTls: o.verify_tls,
+      timeoutMs: o.timeout_ms,
+      ack: o.ack ? ('auto' as const) : ('off' as const),
+      ackTimeoutMs: o.ack_timeout_ms,
+      ackPollMs: 200,
+    };
     sinks.push(
-      new BatchingSink('splunk_hec', new HecDelivery(hec, { index: o.index, source: o.source, sourcetype: o.sourcetype }), { batchSize: o.batch_size, maxBatchSize: o.batch_size, concurrency: o.concurrency, flushIntervalMs: o.flush_interval_ms, maxBufferSize: o.max_buffer_size, dropOnOverflow: false, ...retry(o) }, new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)), metrics, log),
+      new BatchingSink(
+        'splunk_hec',
+        new HecDelivery(hec, { index: o.index, source: o.source, sourcetype: o.sourcetype }),
+        {
+          batchSize: o.batch_size,
+          maxBatchSize: o.batch_size,
+          concurrency: o.concurrency,
+          flushIntervalMs: o.flush_interval_ms,
+          maxBufferSize: o.max_buffer_size,
+          dropOnOverflow: false,
+          ...retry(o),
+        },
+        new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)),
+        metrics,
+        log,
+      ),
     );
   }
   if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path)));
@@ -118,9 +193,24 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.network.where) },
   };
   const instance = opts.instance ?? (c.shard.count > 1 ? `correlator-${c.shard.index}-of-${c.shard.count}` : 'correlator');
-  const lookup = new ConnectionLookup(http, account, { A: { db: feeds.A.feed.db, rules: feeds.A.rules }, B: { db: feeds.B.feed.db, rules: feeds.B.rules } }, c.outputs.couchdb.enabled ? dbName(c.outputs.couchdb.app) : null);
+  const lookup = new ConnectionLookup(
+    http,
+    account,
+    { A: { db: feeds.A.feed.db, rules: feeds.A.rules }, B: { db: feeds.B.feed.db, rules: feeds.B.rules } },
+    c.outputs.couchdb.enabled ? dbName(c.outputs.couchdb.app) : null,
+  );
   const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), instance, account);
-  const pipeline = new CorrelatorPipeline(engineConfig(c), feeds, fanout, lookup, checkpoints, metrics, log, { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 }, clock);
+  const pipeline = new CorrelatorPipeline(
+    engineConfig(c),
+    feeds,
+    fanout,
+    lookup,
+    checkpoints,
+    metrics,
+    log,
+    { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 },
+    clock,
+  );
   await pipeline.start();
 
   let server: FastifyInstance | null = null;

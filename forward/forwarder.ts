@@ -230,7 +230,10 @@ export class Forwarder {
   private async readPage(checkpoint: string): Promise<Page> {
     const since = checkpoint === '' ? '0' : (JSON.parse(checkpoint) as unknown);
     const q = new URLSearchParams({ since: typeof since === 'string' ? since : String(since), limit: String(this.o.maxEvents), include_docs: 'true' });
-    const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}/_changes?${q}`, { headers: { accept: 'application/json', ...this.o.couchHeaders }, signal: AbortSignal.timeout(this.o.hec.timeoutMs) });
+    const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}/_changes?${q}`, {
+      headers: { accept: 'application/json', ...this.o.couchHeaders },
+      signal: AbortSignal.timeout(this.o.hec.timeoutMs),
+    });
     const body = (await res.json()) as { results?: Change[]; last_seq?: unknown; reason?: string };
     if (res.status !== 200 || !Array.isArray(body.results)) throw new Error(`_changes of log_${this.o.app} answered ${res.status}: ${body.reason ?? ''}`);
     return { results: body.results, last_seq: body.last_seq };
@@ -267,7 +270,14 @@ export class Forwarder {
             this.deadLetter(docs[0]!, envelopes[0]!, err.message);
             return true;
           }
-          return inHalves(envelopes.map((_, i) => i), (part) => this.sendBatch(part.map((i) => envelopes[i]!), part.map((i) => docs[i]!)));
+          return inHalves(
+            envelopes.map((_, i) => i),
+            (part) =>
+              this.sendBatch(
+                part.map((i) => envelopes[i]!),
+                part.map((i) => docs[i]!),
+              ),
+          );
         }
         const retryAfter = err instanceof RetryableSendError ? err.retryAfterMs : null;
         this.status.retries++;
@@ -282,9 +292,15 @@ export class Forwarder {
 
   private deadLetter(doc: Record<string, unknown>, envelope: string, reason: string): void {
     mkdirSync(dirname(this.o.deadLetterFile), { recursive: true });
-    appendFileSync(this.o.deadLetterFile, `${JSON.stringify({ id: doc._id, reason, at: new Date().toISOString(), envelope: JSON.parse(envelope) as unknown })}\n`);
+    appendFileSync(
+      this.o.deadLetterFile,
+      `${JSON.stringify({ id: doc._id, reason, at: new Date().toISOString(), envelope: JSON.parse(envelope) as unknown })}\n`,
+    );
     this.status.deadLettered++;
-    this.o.logger.error({ app: this.o.app, id: doc._id, reason, file: this.o.deadLetterFile }, 'forward: HEC refused an event; written to the dead-letter file');
+    this.o.logger.error(
+      { app: this.o.app, id: doc._id, reason, file: this.o.deadLetterFile },
+      'forward: HEC refused an event; written to the dead-letter file',
+    );
   }
 }
 

@@ -55,7 +55,14 @@ export function forwardersOf(config: Config, logger: Logger): Forwarder[] {
         inflight: f.inflight,
         pollMs: f.poll_ms,
         backoff: { baseMs: f.backoff_base_ms, maxMs: f.backoff_max_ms },
-        mapping: { index: f.index, indexField: f.index_field, source: f.source, sourcetype: f.sourcetype, sourcetypeField: f.sourcetype_field, hostField: f.host_field },
+        mapping: {
+          index: f.index,
+          indexField: f.index_field,
+          source: f.source,
+          sourcetype: f.sourcetype,
+          sourcetypeField: f.sourcetype_field,
+          hostField: f.host_field,
+        },
         logger: logger.child({ forwarder: f.name }),
         name: f.name,
       }),
@@ -72,7 +79,12 @@ export function forwardMetrics(forwarders: Forwarder[]): string {
   metric('couchlog_forward_events_total', 'Events HEC accepted (and acknowledged)', 'counter', (f) => f.status.forwarded);
   metric('couchlog_forward_dead_lettered_total', 'Events HEC refused for good (in the dead-letter file)', 'counter', (f) => f.status.deadLettered);
   metric('couchlog_forward_retries_total', 'Failed sends or reads that were retried', 'counter', (f) => f.status.retries);
-  metric('couchlog_forward_caught_up_timestamp_seconds', 'When the forwarder last reached the end of the feed', 'gauge', (f) => (f.status.caughtUpAt ?? 0) / 1000);
+  metric(
+    'couchlog_forward_caught_up_timestamp_seconds',
+    'When the forwarder last reached the end of the feed',
+    'gauge',
+    (f) => (f.status.caughtUpAt ?? 0) / 1000,
+  );
   return `${lines.join('\n')}\n`;
 }
 

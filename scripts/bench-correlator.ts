@@ -14,10 +14,24 @@ const opts = new Command('bench-correlator')
   .option('--load-chunk <n>', 'documents per _bulk_docs when loading the backlog', Number, 2000)
   .option('--seed <n>', 'seed of the generated documents', Number, 1)
   .option('--sinks <list>', 'comma-separated sinks to run: clickhouse, couchdb', 'clickhouse,couchdb')
-  .option('--protection <mode>', 'validate (validate_doc_update) or audit (signed records, no validate_doc_update) for the input databases and log_correlated', 'validate')
+  .option(
+    '--protection <mode>',
+    'validate (validate_doc_update) or audit (signed records, no validate_doc_update) for the input databases and log_correlated',
+    'validate',
+  )
   .option('--json', 'print the figures as JSON too')
   .parse()
-  .opts<{ protection: string; scenario: string; couchdbUrl?: string; events: number; batchSize: number; loadChunk: number; seed: number; sinks: string; json?: boolean }>();
+  .opts<{
+    protection: string;
+    scenario: string;
+    couchdbUrl?: string;
+    events: number;
+    batchSize: number;
+    loadChunk: number;
+    seed: number;
+    sinks: string;
+    json?: boolean;
+  }>();
 
 const sinks = opts.sinks.split(',').map((s) => s.trim());
 const unknown = sinks.filter((s) => s !== 'clickhouse' && s !== 'couchdb');
@@ -36,7 +50,17 @@ for (const scenario of scenarios) {
     process.exit(2);
   }
   const report = await benchCorrelator(
-    { events: opts.events, batchSize: opts.batchSize, loadChunk: opts.loadChunk, seed: opts.seed, sinks: sinks as CorrelatorBenchOptions['sinks'], scenario, couchdbUrl: opts.couchdbUrl ?? null, env: process.env, protection: opts.protection as Protection },
+    {
+      events: opts.events,
+      batchSize: opts.batchSize,
+      loadChunk: opts.loadChunk,
+      seed: opts.seed,
+      sinks: sinks as CorrelatorBenchOptions['sinks'],
+      scenario,
+      couchdbUrl: opts.couchdbUrl ?? null,
+      env: process.env,
+      protection: opts.protection as Protection,
+    },
     (line) => process.stderr.write(`${line}\n`),
   );
   process.stdout.write(`${formatReport(report)}\n`);

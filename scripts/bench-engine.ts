@@ -19,9 +19,8 @@ const opts = new Command('bench-engine')
   .parse()
   .opts<{ events: number; rate: number; runs: number; buffer: number; seed: number; json?: boolean }>();
 
-const report = benchEngine(
-  { events: opts.events, connectionsPerSecond: opts.rate, runs: opts.runs, bufferN: opts.buffer, seed: opts.seed },
-  (line) => process.stderr.write(`${line}\n`),
+const report = benchEngine({ events: opts.events, connectionsPerSecond: opts.rate, runs: opts.runs, bufferN: opts.buffer, seed: opts.seed }, (line) =>
+  process.stderr.write(`${line}\n`),
 );
 process.stdout.write(`${formatReport(report)}\n`);
 if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -7,7 +7,9 @@ import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/
 import { freePort } from '../bench/free-port.js';
 
 const opts = usageErrorsExit2(new Command('bench-hec'))
-  .description("(a) HEC event batches through the ingress vs _bulk_docs of the same documents; (b) couchlog forward into another couchlog's HEC endpoint vs a plain _changes read")
+  .description(
+    "(a) HEC event batches through the ingress vs _bulk_docs of the same documents; (b) couchlog forward into another couchlog's HEC endpoint vs a plain _changes read",
+  )
   .option('--requests <n>', 'requests per phase', intAtLeast(1), 300)
   .option('--batch <n>', 'envelopes (documents) per request', intAtLeast(1), 100)
   .option('--concurrency <n>', 'concurrent clients', intAtLeast(1), 8)
@@ -21,7 +23,15 @@ const couch = couchChoice(opts.couchdbUrl, process.env);
 if (typeof couch === 'string') usageError('bench-hec', couch);
 
 const report = await benchHec(
-  { forwardDocs: opts.forwardDocs, requests: opts.requests, batch: opts.batch, concurrency: opts.concurrency, couchPort: await freePort(), ingressPort: await freePort(), couch },
+  {
+    forwardDocs: opts.forwardDocs,
+    requests: opts.requests,
+    batch: opts.batch,
+    concurrency: opts.concurrency,
+    couchPort: await freePort(),
+    ingressPort: await freePort(),
+    couch,
+  },
   (line) => process.stderr.write(`${line}\n`),
 );
 process.stdout.write(`${formatHecReport(report)}\n`);

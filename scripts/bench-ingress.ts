@@ -7,7 +7,9 @@ import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/
 import { freePort } from '../bench/free-port.js';
 
 const opts = usageErrorsExit2(new Command('bench-ingress'))
-  .description('the ingress against the same CouchDB: single POSTs and _bulk_docs, straight into a log database, into a bare one (no design document) and through the ingress')
+  .description(
+    'the ingress against the same CouchDB: single POSTs and _bulk_docs, straight into a log database, into a bare one (no design document) and through the ingress',
+  )
   .option('--singles <n>', 'single-document POSTs per side', intAtLeast(1), 5000)
   .option('--concurrency <n>', 'concurrent clients for single POSTs', intAtLeast(1), 64)
   .option('--bulk-requests <n>', '_bulk_docs requests per side', intAtLeast(1), 40)
@@ -17,7 +19,16 @@ const opts = usageErrorsExit2(new Command('bench-ingress'))
   .option('--protection <mode>', `apps.<app>.protection of the benchmark's apps: ${PROTECTION_CHOICES.join(' or ')} (default: the config's default)`)
   .option('--json', 'print the figures as JSON too')
   .parse()
-  .opts<{ singles: number; concurrency: number; bulkRequests: number; bulkSize: number; bulkConcurrency: number; couchdbUrl?: string; protection?: string; json?: boolean }>();
+  .opts<{
+    singles: number;
+    concurrency: number;
+    bulkRequests: number;
+    bulkSize: number;
+    bulkConcurrency: number;
+    couchdbUrl?: string;
+    protection?: string;
+    json?: boolean;
+  }>();
 
 const couch = couchChoice(opts.couchdbUrl, process.env);
 if (typeof couch === 'string') usageError('bench-ingress', couch);

@@ -13,7 +13,10 @@ const opts = usageErrorsExit2(new Command('bench-ship'))
   .option('--lines <n>', 'fail2ban lines shipped (and loaded directly), per run', intAtLeast(1), 100_000)
   .option('--batch-size <n>', 'documents per request, both sides', intAtLeast(1), 1000)
   .option('--concurrency <n>', 'requests in flight, both sides', intAtLeast(1), 4)
-  .option('--couchdb-url <url>', 'an external CouchDB for (b) (e.g. Apache CouchDB 3); admin from COUCHDB_USER / COUCHDB_PASSWORD. Default: the embedded server')
+  .option(
+    '--couchdb-url <url>',
+    'an external CouchDB for (b) (e.g. Apache CouchDB 3); admin from COUCHDB_USER / COUCHDB_PASSWORD. Default: the embedded server',
+  )
   .option('--json', 'print the figures as JSON too')
   .parse()
   .opts<{ mb: number; runs: number; lines: number; batchSize: number; concurrency: number; couchdbUrl?: string; json?: boolean }>();

@@ -21,7 +21,12 @@ import { auditCommand } from '../cli/audit-command.js';
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')
   .addOption(new Option('-c, --config <file>', 'YAML config file (default: $COUCHLOG_CONFIG, else ./couchlog.yml if present)'))
-  .addOption(new Option('--log-format <format>', 'log lines: pretty (human), json (one object per line), auto: pretty on a terminal (default: log_format from the config)').choices([...LOG_FORMATS]))
+  .addOption(
+    new Option(
+      '--log-format <format>',
+      'log lines: pretty (human), json (one object per line), auto: pretty on a terminal (default: log_format from the config)',
+    ).choices([...LOG_FORMATS]),
+  )
   .showHelpAfterError();
 
 function context(quietStartup = false) {
@@ -106,10 +111,11 @@ program
     onShutdownSignal(logger, () => server.stop());
   });
 
-
 program
   .command('report <view>')
-  .description('print a report view as a table, CSV or JSON (by_time; fail2ban: attacks, attackers, attackers_by_ip; correlated: attacks, attackers, by_ja4, orphans)')
+  .description(
+    'print a report view as a table, CSV or JSON (by_time; fail2ban: attacks, attackers, attackers_by_ip; correlated: attacks, attackers, by_ja4, orphans)',
+  )
   .requiredOption('--app <app>', 'the app whose log_<app> database to read')
   .option('--group-level <n>', 'how many key parts to group by (default: all)', intAtLeast(0, '--group-level'))
   .addOption(new Option('--format <format>', 'output format').choices(['table', 'csv', 'json']).default('table'))
@@ -117,10 +123,15 @@ program
   .option('--to <YYYY-MM-DD>', 'last day to count')
   .option('--top <n>', 'only the N rows with the highest counts, highest first', intAtLeast(0, '--top'))
   .option('--url <url>', 'where to read (default: the ingress from the config)')
-  .action(async (view: string, opts: { app: string; groupLevel?: number; format: 'table' | 'csv' | 'json'; from?: string; to?: string; top?: number; url?: string }) => {
-    const { config } = context();
-    process.stdout.write(await report(config, view, opts));
-  });
+  .action(
+    async (
+      view: string,
+      opts: { app: string; groupLevel?: number; format: 'table' | 'csv' | 'json'; from?: string; to?: string; top?: number; url?: string },
+    ) => {
+      const { config } = context();
+      process.stdout.write(await report(config, view, opts));
+    },
+  );
 
 program.addCommand(jsonformatCommand());
 program.addCommand(shipCommand('ship', () => program.opts<{ config?: string }>().config));

@@ -50,7 +50,13 @@ if (server.kind === 'embedded') usage('no CouchDB 3 given (npm test runs the emb
 
 const integration = join(ROOT, 'dist/test/integration');
 const files = process.argv.slice(2);
-const targets = files.length > 0 ? files : readdirSync(integration).filter((f) => f.endsWith('.test.js')).sort().map((f) => join(integration, f));
+const targets =
+  files.length > 0
+    ? files
+    : readdirSync(integration)
+        .filter((f) => f.endsWith('.test.js'))
+        .sort()
+        .map((f) => join(integration, f));
 const concurrency = process.env.COUCHLOG_TEST_CONCURRENCY || '2';
 
 const env = { ...process.env };

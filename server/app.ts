@@ -110,7 +110,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
     const ms = Math.round(reply.elapsedTime * 10) / 10;
     // The fields for machines (JSON lines), the message for people (pretty).
-    request.log.info({ http: { method: request.method, url: request.url, status: reply.statusCode, ms, route } }, `${request.method} ${request.url} ${reply.statusCode} ${ms} ms`);
+    request.log.info(
+      { http: { method: request.method, url: request.url, status: reply.statusCode, ms, route } },
+      `${request.method} ${request.url} ${reply.statusCode} ${ms} ms`,
+    );
   });
 
   await app.register(healthRoutes, { http, metrics, verifier, publicMetrics: ingress.public_metrics });
@@ -171,7 +174,8 @@ function appRegistry(config: Config): AppRegistry {
 /** The live dashboards: every configured app, and the correlator's records. */
 function dashboardApps(config: Config): Record<string, 'fail2ban' | 'correlated' | 'plain'> {
   const apps: Record<string, 'fail2ban' | 'correlated' | 'plain'> = {};
-  for (const [name, a] of Object.entries(config.apps)) apps[name] = a.reports.includes('fail2ban') ? 'fail2ban' : a.reports.includes('correlated') ? 'correlated' : 'plain';
+  for (const [name, a] of Object.entries(config.apps))
+    apps[name] = a.reports.includes('fail2ban') ? 'fail2ban' : a.reports.includes('correlated') ? 'correlated' : 'plain';
   if (config.correlator.outputs.couchdb.enabled) apps[config.correlator.outputs.couchdb.app] = 'correlated';
   return apps;
 }

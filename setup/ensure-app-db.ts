@@ -37,7 +37,12 @@ export async function pushDesignDoc(admin: AdminClient, db: string, ddoc: Design
   return [`${current.status === 200 ? 'updated' : 'created'} ${db}/${ddoc._id}`];
 }
 
-export async function ensureAppDatabase(admin: AdminClient, app: string, reports: readonly ReportSet[] = [], protection: Protection = 'validate'): Promise<string[]> {
+export async function ensureAppDatabase(
+  admin: AdminClient,
+  app: string,
+  reports: readonly ReportSet[] = [],
+  protection: Protection = 'validate',
+): Promise<string[]> {
   const db = dbName(app);
   const changes = [...(await ensureDatabase(admin, db)), ...(await ensureSecurity(admin, db))];
   for (const ddoc of designDocsForApp(reports, protection)) changes.push(...(await pushDesignDoc(admin, db, ddoc)));

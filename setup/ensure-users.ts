@@ -50,9 +50,12 @@ export async function ensureUser(admin: AdminClient, spec: UserSpec, minIteratio
   const weakHash = Number.isFinite(iterations) && iterations < minIterations;
   if (sameRoles && passwordWorks && !weakHash) return [];
   await admin.must(`updating user "${spec.user}"`, 'PUT', path, { ...doc, _rev: existing.body._rev });
-  const what = [!sameRoles ? 'roles' : '', !passwordWorks ? 'password' : '', weakHash ? `password hash (${iterations} -> ${minIterations} PBKDF2 iterations)` : '']
+  const what = [
+    !sameRoles ? 'roles' : '',
+    !passwordWorks ? 'password' : '',
+    weakHash ? `password hash (${iterations} -> ${minIterations} PBKDF2 iterations)` : '',
+  ]
     .filter(Boolean)
     .join(' and ');
   return [`updated user "${spec.user}" (${what})`];
 }
-

@@ -44,7 +44,8 @@ export function parseTarget(url: string, app?: string): IngressTarget {
     if (!DB_PATH.test(path)) path = `${path}/log_${app}`;
   }
   const db = path.slice(path.lastIndexOf('/'));
-  if (!DB_PATH.test(db)) throw new CommandError(`--url must end with /log_<app> (e.g. http://127.0.0.1:8080/log_fail2ban), or give --app; got ${u.pathname}`, 2);
+  if (!DB_PATH.test(db))
+    throw new CommandError(`--url must end with /log_<app> (e.g. http://127.0.0.1:8080/log_fail2ban), or give --app; got ${u.pathname}`, 2);
   const authorization = u.username ? basicAuth(decodeURIComponent(u.username), decodeURIComponent(u.password)) : null;
   u.username = '';
   u.password = '';

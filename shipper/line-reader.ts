@@ -13,7 +13,11 @@ export interface RawLine {
  * time. A last line without "\n" is given only when includeUnterminated:
  * in a file someone is still writing it may be half a line.
  */
-export async function* readLines(chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>, start: number, includeUnterminated: boolean): AsyncGenerator<RawLine[]> {
+export async function* readLines(
+  chunks: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
+  start: number,
+  includeUnterminated: boolean,
+): AsyncGenerator<RawLine[]> {
   let carry: Buffer | null = null;
   let base = start;
   for await (const chunk of chunks) {

@@ -30,7 +30,8 @@ export function acquireLock(path: string, what: string): Lock {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new CommandError(`cannot create the lock ${path}: ${(err as Error).message}`, 1);
     }
     const pid = readPid(path);
-    if (pid !== null && alive(pid)) throw new CommandError(`another couchlog ship (pid ${pid}) is working on ${what} (lock ${path}); not starting a second one`, 1);
+    if (pid !== null && alive(pid))
+      throw new CommandError(`another couchlog ship (pid ${pid}) is working on ${what} (lock ${path}); not starting a second one`, 1);
     try {
       unlinkSync(path);
     } catch {

@@ -35,7 +35,12 @@ export function terminalProgress(stream: NodeJS.WriteStream, label: string, tota
   return {
     update(c) {
       const s = Math.max(0.001, (Date.now() - started) / 1000);
-      bar.update(totalBytes ? Math.min(c.bytes, totalBytes) : 0, { lines: c.lines, mb: (c.bytes / 1e6).toFixed(1), docs: c.docs, rate: Math.round(c.docs / s) });
+      bar.update(totalBytes ? Math.min(c.bytes, totalBytes) : 0, {
+        lines: c.lines,
+        mb: (c.bytes / 1e6).toFixed(1),
+        docs: c.docs,
+        rate: Math.round(c.docs / s),
+      });
     },
     stop() {
       bar.stop();

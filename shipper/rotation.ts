@@ -86,7 +86,10 @@ export async function planPath(path: string, entry: PathState | undefined, fs: F
     }
     const copy = await findCopy(path, c, fs);
     if (copy) add({ kind: 'copy', path: copy.path, dev: copy.dev, ino: copy.ino, generation: c.generation, from: c.offset });
-    else if (c.offset > 0) notes.push(`${path} was truncated or rewritten since the last run; no copy of it was found, so lines added after the last run and before that (if any) could not be shipped`);
+    else if (c.offset > 0)
+      notes.push(
+        `${path} was truncated or rewritten since the last run; no copy of it was found, so lines added after the last run and before that (if any) could not be shipped`,
+      );
     add({ kind: 'current', path, dev: cur.dev, ino: cur.ino, generation: newGeneration(), from: 0 });
     return { reads, nextGeneration, notes };
   }

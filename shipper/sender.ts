@@ -126,7 +126,9 @@ export class Sender<U> {
       // The last attempt comes at the deadline, not after it.
       const delay = retry.failed(retryAfter);
       if (delay === null) {
-        throw new GiveUpError(`gave up after ${(retry.failingForMs / 1000).toFixed(1)} s of failures (${retry.failures} attempts): ${this.client.target.display}: ${reason}`);
+        throw new GiveUpError(
+          `gave up after ${(retry.failingForMs / 1000).toFixed(1)} s of failures (${retry.failures} attempts): ${this.client.target.display}: ${reason}`,
+        );
       }
       this.retries += pending.length;
       this.o.onRetry?.(reason, delay);

@@ -62,9 +62,11 @@ export interface ShipResult {
 
 export function checkShipOptions(o: Pick<ShipOptions, 'files' | 'truncate' | 'stateFile' | 'auditd' | 'batchDocs' | 'batchBytes' | 'concurrency'>): void {
   if (o.truncate && o.stateFile) throw new CommandError('--truncate and --state are two ways to not send a line twice: choose one', 2);
-  if ((o.truncate || o.stateFile) && o.files.length === 0) throw new CommandError(`${o.truncate ? '--truncate' : '--state'} needs the log file(s) as arguments (not stdin)`, 2);
+  if ((o.truncate || o.stateFile) && o.files.length === 0)
+    throw new CommandError(`${o.truncate ? '--truncate' : '--state'} needs the log file(s) as arguments (not stdin)`, 2);
   if (o.truncate && o.auditd) throw new CommandError('--truncate is not for audit logs (auditd rotates its own files): use --state', 2);
-  if (o.batchDocs < 1 || o.batchDocs > 10_000) throw new CommandError('--batch-size must be 1..10000 (the ingress takes at most 10000 documents per request)', 2);
+  if (o.batchDocs < 1 || o.batchDocs > 10_000)
+    throw new CommandError('--batch-size must be 1..10000 (the ingress takes at most 10000 documents per request)', 2);
   if (o.batchBytes < 1024) throw new CommandError('--batch-bytes must be at least 1024', 2);
   if (o.concurrency < 1 || o.concurrency > 64) throw new CommandError('--concurrency must be 1..64', 2);
 }

@@ -54,7 +54,10 @@ export function loadState(file: string): ShipState {
     if (state.version !== 1 || typeof state.files !== 'object' || state.files === null) throw new Error('not a couchlog ship state (version 1)');
     return state;
   } catch (err) {
-    throw new CommandError(`--state ${file} is not readable: ${(err as Error).message}; move it away to start over (documents already stored are not sent twice)`, 1);
+    throw new CommandError(
+      `--state ${file} is not readable: ${(err as Error).message}; move it away to start over (documents already stored are not sent twice)`,
+      1,
+    );
   }
 }
 

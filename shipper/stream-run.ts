@@ -176,7 +176,11 @@ export class StreamRun {
           return;
         }
         const first = metas.reduce((a, b) => (b.offset < a.offset ? b : a));
-        const id = docId(key, first.offset, metas.map((m) => m.text));
+        const id = docId(
+          key,
+          first.offset,
+          metas.map((m) => m.text),
+        );
         add({ id, json: withId(json, id), unit: { indexes: metas.map((m) => m.idx), metas } });
       },
       mismatch: (meta, reason) => {

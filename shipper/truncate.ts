@@ -83,7 +83,8 @@ async function collapseUnsupportedReason(fh: FileHandle): Promise<string | null>
 
 async function collapse(fh: FileHandle, acked: number): Promise<TruncateResult> {
   const st = await fh.stat();
-  if (st.size < acked) throw new Error(`the file is shorter (${st.size} bytes) than what was acknowledged (${acked}): it was truncated by someone else; left alone`);
+  if (st.size < acked)
+    throw new Error(`the file is shorter (${st.size} bytes) than what was acknowledged (${acked}): it was truncated by someone else; left alone`);
   const block = st.blksize > 0 ? st.blksize : 4096;
   // Collapsing must leave at least one byte (the kernel refuses a range
   // that reaches the end of the file).
@@ -123,7 +124,9 @@ function runFallocate(fh: FileHandle, length: number): Promise<void> {
       stdio: ['ignore', 'ignore', 'pipe', fh.fd],
     });
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err: NodeJS.ErrnoException) => reject(new CollapseUnsupported(err.code === 'ENOENT' ? 'the fallocate command (util-linux) is not installed' : err.message)));
+    child.on('error', (err: NodeJS.ErrnoException) =>
+      reject(new CollapseUnsupported(err.code === 'ENOENT' ? 'the fallocate command (util-linux) is not installed' : err.message)),
+    );
     child.on('close', (code) => {
       if (code === 0) return resolve();
       const msg = stderr.trim() || `fallocate exited with ${code}`;
@@ -148,7 +151,8 @@ async function copyTruncate(fh: FileHandle, acked: number): Promise<TruncateResu
   let tail = Buffer.alloc(0);
   for (let attempt = 0; attempt < 100; attempt++) {
     const size = (await fh.stat()).size;
-    if (size < acked) throw new Error(`the file is shorter (${size} bytes) than what was acknowledged (${acked}): it was truncated by someone else; left alone`);
+    if (size < acked)
+      throw new Error(`the file is shorter (${size} bytes) than what was acknowledged (${acked}): it was truncated by someone else; left alone`);
     tail = Buffer.alloc(size - acked);
     if (tail.length > 0) await fh.read(tail, 0, tail.length, acked);
     if ((await fh.stat()).size === size) break;

@@ -46,7 +46,10 @@ export function reportCaption(meta: ViewMeta, all: ReportRow[], shown: ReportRow
   const total = all.reduce((s, r) => s + r.count, 0);
   let range: string | null = null;
   if (meta.dateAt >= 0 && (o.groupLevel >= meta.dateAt + 3 || o.from !== undefined || o.to !== undefined)) {
-    const days = all.map((r) => r.day).filter((d): d is string => d !== undefined).sort();
+    const days = all
+      .map((r) => r.day)
+      .filter((d): d is string => d !== undefined)
+      .sort();
     const lo = o.from ?? days[0] ?? null;
     const hi = o.to ?? days.at(-1) ?? null;
     if (lo !== null || hi !== null) range = lo === hi ? lo : `${lo ?? '…'} – ${hi ?? '…'}`;

@@ -400,7 +400,8 @@ export class CorrelationEngine {
     this.insert(conn, ev);
     this.touch(conn);
     if (this.replaying || replayed) conn.uncertain = true;
-    const inOrder = conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
+    const inOrder =
+      conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
     // A new connection whose segment may reach into what was evicted must be looked up first.
     const mayMissPartners = conn.events.length === 1 && ev.time - this.gap < conn.completeFrom;
     if (inOrder && !mayMissPartners) {
@@ -520,7 +521,12 @@ export class CorrelationEngine {
       conn.revised = true;
       this.counters.corrections += 1;
       this.pending.delete(id);
-      this.pending.set(id, { kind: 'deleted', id, revision, record: { timestamp: new Date(ev.time).toISOString(), src_ip: ev.doc.src_ip, src_port: ev.doc.src_port, deleted: true } });
+      this.pending.set(id, {
+        kind: 'deleted',
+        id,
+        revision,
+        record: { timestamp: new Date(ev.time).toISOString(), src_ip: ev.doc.src_ip, src_port: ev.doc.src_port, deleted: true },
+      });
       return;
     }
     const fp = fingerprint(record);
@@ -530,7 +536,12 @@ export class CorrelationEngine {
       // After a restart: written again as it stands (same revision), over whatever the crashed run left.
       conn.emitted.set(id, { ...prior, unconfirmed: false });
       this.pending.delete(id);
-      this.pending.set(id, { kind: record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b', id, record, revision: queued ? queued.revision : prior.revision });
+      this.pending.set(id, {
+        kind: record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b',
+        id,
+        record,
+        revision: queued ? queued.revision : prior.revision,
+      });
       return;
     }
     if (prior !== undefined && prior.revision === 0) {

@@ -6,8 +6,19 @@ import type { InputEvent } from './types.js';
 
 /** Fields the record computes itself; never copied from a source as they are. */
 const CORE: Record<string, true> = {
-  timestamp: true, src_ip: true, src_port: true, dst_ip: true, dst_port: true, correlated: true, orphan_side: true,
-  keepalives: true, a_timestamp: true, b_timestamp: true, conn_id: true, a_id: true, b_id: true,
+  timestamp: true,
+  src_ip: true,
+  src_port: true,
+  dst_ip: true,
+  dst_port: true,
+  correlated: true,
+  orphan_side: true,
+  keepalives: true,
+  a_timestamp: true,
+  b_timestamp: true,
+  conn_id: true,
+  a_id: true,
+  b_id: true,
 };
 
 function same(x: unknown, y: unknown): boolean {

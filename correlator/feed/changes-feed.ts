@@ -39,11 +39,11 @@ export class ChangesFeed {
 
   async poll(since: string): Promise<FeedPage> {
     const qs = new URLSearchParams({ since, limit: String(this.limit), include_docs: 'true', feed: 'normal' });
-    const res = await this.http.request<{ results?: Array<{ seq: unknown; id: string; deleted?: boolean; doc?: Record<string, unknown> }>; last_seq?: unknown; pending?: number }>(
-      'GET',
-      `/${encodeURIComponent(this.db)}/_changes?${qs}`,
-      { headers: this.headers },
-    );
+    const res = await this.http.request<{
+      results?: Array<{ seq: unknown; id: string; deleted?: boolean; doc?: Record<string, unknown> }>;
+      last_seq?: unknown;
+      pending?: number;
+    }>('GET', `/${encodeURIComponent(this.db)}/_changes?${qs}`, { headers: this.headers });
     if (res.status !== 200) throw new Error(`_changes of ${this.db} answered ${res.status}: ${JSON.stringify(res.body)}`);
     const results = res.body.results ?? [];
     return {
@@ -59,10 +59,14 @@ export async function fetchDocs(http: CouchHttp, db: string, headers: Record<str
   const docs = new Map<string, Record<string, unknown>>();
   for (let i = 0; i < ids.length; i += 1000) {
     const keys = ids.slice(i, i + 1000);
-    const res = await http.request<{ rows?: Array<{ id?: string; doc?: Record<string, unknown> | null }> }>('POST', `/${encodeURIComponent(db)}/_all_docs?include_docs=true`, {
-      headers,
-      body: JSON.stringify({ keys }),
-    });
+    const res = await http.request<{ rows?: Array<{ id?: string; doc?: Record<string, unknown> | null }> }>(
+      'POST',
+      `/${encodeURIComponent(db)}/_all_docs?include_docs=true`,
+      {
+        headers,
+        body: JSON.stringify({ keys }),
+      },
+    );
     if (res.status !== 200) throw new Error(`fetching ${keys.length} documents of ${db}: ${res.status} ${JSON.stringify(res.body)}`);
     for (const row of res.body.rows ?? []) if (row.id && row.doc) docs.set(row.id, row.doc);
   }

@@ -59,7 +59,14 @@ export class ConnectionLookup {
     return requests.map((request, i) => ({
       request,
       events: events[i]!,
-      priors: priors ? new Map(events[i]!.flatMap((e) => { const p = priors.get(`${e.side}-${e.id}`); return p ? [[`${e.side}-${e.id}`, p] as const] : []; })) : null,
+      priors: priors
+        ? new Map(
+            events[i]!.flatMap((e) => {
+              const p = priors.get(`${e.side}-${e.id}`);
+              return p ? [[`${e.side}-${e.id}`, p] as const] : [];
+            }),
+          )
+        : null,
     }));
   }
 

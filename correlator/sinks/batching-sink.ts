@@ -187,7 +187,10 @@ export class BatchingSink implements Sink {
       } catch (fileErr) {
         this.failingSince ??= Date.now();
         const delay = retry.failed()!;
-        this.log.error({ sink: this.name, id: rec.id, file: this.deadLetter.path, err: (fileErr as Error).message, retryInMs: Math.round(delay) }, 'the dead-letter file cannot be written; retrying');
+        this.log.error(
+          { sink: this.name, id: rec.id, file: this.deadLetter.path, err: (fileErr as Error).message, retryInMs: Math.round(delay) },
+          'the dead-letter file cannot be written; retrying',
+        );
         await sleep(delay);
       }
     }

@@ -178,7 +178,10 @@ export const correlatorSchema = z
           .object({ enabled: z.boolean().default(false), path: z.string().min(1).default('correlated.jsonl') })
           .strict()
           .default({}),
-        stdout: z.object({ enabled: z.boolean().default(false) }).strict().default({}),
+        stdout: z
+          .object({ enabled: z.boolean().default(false) })
+          .strict()
+          .default({}),
         splunk_hec: splunkHecSink,
       })
       .strict()
@@ -217,8 +220,14 @@ export const clickhouseSchema = z
     url: z.string().url().nullable().default(null),
     user: z.string().min(1).default('default'),
     password: z.string().nullable().default(null),
-    database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('couchlog'),
-    table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('http_logs'),
+    database: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .default('couchlog'),
+    table: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .default('http_logs'),
     embedded: z
       .object({
         host: host.default('127.0.0.1'),

@@ -21,6 +21,7 @@ const PROXY_SETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 export const ipOrCidr = z.string().refine(isIpOrCidr, (v) => ({ message: `not an IP address or CIDR: "${v}"` }));
 
-export const proxyAddress = z
-  .string()
-  .refine((v) => PROXY_SETS.has(v) || isIpOrCidr(v), (v) => ({ message: `not an IP address, CIDR or one of ${[...PROXY_SETS].join(', ')}: "${v}"` }));
+export const proxyAddress = z.string().refine(
+  (v) => PROXY_SETS.has(v) || isIpOrCidr(v),
+  (v) => ({ message: `not an IP address, CIDR or one of ${[...PROXY_SETS].join(', ')}: "${v}"` }),
+);

@@ -7,14 +7,7 @@ import { ZodError } from 'zod';
 import { ConfigError } from '../errors.js';
 import { httpUrl } from '../http-url.js';
 import { configSchema, type Config } from './schema.js';
-import {
-  SECRET_KEYS,
-  type SecretRole,
-  generatePassword,
-  readSecretsFile,
-  secretsPath,
-  writeSecretsFile,
-} from './secrets.js';
+import { SECRET_KEYS, type SecretRole, generatePassword, readSecretsFile, secretsPath, writeSecretsFile } from './secrets.js';
 
 export type { Config } from './schema.js';
 
@@ -168,13 +161,7 @@ function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): v
   }
 }
 
-function setPath(
-  target: Record<string, unknown>,
-  path: string[],
-  value: unknown,
-  problems: string[],
-  envName: string,
-): void {
+function setPath(target: Record<string, unknown>, path: string[], value: unknown, problems: string[], envName: string): void {
   let node = target;
   for (const key of path.slice(0, -1)) {
     const next = node[key];
@@ -231,13 +218,9 @@ export interface EnsuredSecrets {
  */
 export function ensureSecrets(config: Config): EnsuredSecrets {
   const file = secretsPath(config.data_dir);
-  const missing = (Object.keys(SECRET_KEYS) as SecretRole[]).filter(
-    (role) => ROLE_PATHS[role](config).password === null,
-  );
+  const missing = (Object.keys(SECRET_KEYS) as SecretRole[]).filter((role) => ROLE_PATHS[role](config).password === null);
   if (missing.includes('admin') && config.couchdb.url !== null) {
-    throw new ConfigError([
-      'couchdb.admin.password: required with an external CouchDB (set COUCHDB_PASSWORD)',
-    ]);
+    throw new ConfigError(['couchdb.admin.password: required with an external CouchDB (set COUCHDB_PASSWORD)']);
   }
   // Records of log_correlated are signed when it is protected by audit; the key is made once, like a password.
   const sink = config.correlator.outputs.couchdb;

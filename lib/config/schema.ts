@@ -31,10 +31,7 @@ const credentials = (defaultUser: string) =>
     .strict()
     .default({});
 
-const appName = z
-  .string()
-  .max(APP_NAME_MAX_LENGTH)
-  .regex(APP_NAME_PATTERN, 'app names are lowercase letters, digits, "_" and "-", starting with a letter');
+const appName = z.string().max(APP_NAME_MAX_LENGTH).regex(APP_NAME_PATTERN, 'app names are lowercase letters, digits, "_" and "-", starting with a letter');
 
 /** Token names become environment variables COUCHLOG_TOKEN_<NAME>: letters, digits, "_". */
 export const TOKEN_NAME_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
@@ -132,7 +129,12 @@ const ingress = z
     host: host.default('127.0.0.1'),
     port: port.default(8080),
     /** Largest request body accepted on write routes (413 above). */
-    body_limit_bytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(8 * 1024 * 1024),
+    body_limit_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(256 * 1024 * 1024)
+      .default(8 * 1024 * 1024),
     /** Most documents in one array, NDJSON or _bulk_docs request (413 above). */
     max_docs_per_request: z.number().int().min(1).max(100_000).default(10_000),
     /** Deepest JSON nesting accepted in a document (400 above). */
@@ -200,7 +202,10 @@ const forwarder = z
     /** Checkpoint and dead-letter files are named after it; its HEC token is COUCHLOG_FORWARD_TOKEN_<NAME>. */
     name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'lowercase letters, digits and "_", starting with a letter'),
     app: appName,
-    hec_url: z.string().url().refine((u) => /^https?:/.test(u), 'must be an http:// or https:// URL'),
+    hec_url: z
+      .string()
+      .url()
+      .refine((u) => /^https?:/.test(u), 'must be an http:// or https:// URL'),
     /** null: from COUCHLOG_FORWARD_TOKEN_<NAME> in the environment, else <data_dir>/secrets.env. */
     token: z.string().min(1).nullable().default(null),
     index: z.string().min(1).nullable().default(null),
@@ -240,9 +245,7 @@ export const configSchema = z
       .strict()
       .default({}),
     /** One `log_<app>` database per key. */
-    apps: z
-      .record(appName, appSchema)
-      .default({ appname: {}, fail2ban: { reports: ['fail2ban'] }, http: {}, network: {} }),
+    apps: z.record(appName, appSchema).default({ appname: {}, fail2ban: { reports: ['fail2ban'] }, http: {}, network: {} }),
     ingress,
     correlator: correlatorSchema,
     clickhouse: clickhouseSchema,

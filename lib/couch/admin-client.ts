@@ -45,7 +45,8 @@ export class AdminClient {
         return { status: e.statusCode, body: { error: e.error, reason: e.reason ?? e.message } as T };
       }
       // A kept-alive connection the server closed as it was reused: a read is sent again, once.
-      if (attempt === 1 && (method === 'GET' || method === 'HEAD') && /other side closed|ECONNRESET|socket hang up/.test(e.message)) return this.call<T>(method, path, body, 2);
+      if (attempt === 1 && (method === 'GET' || method === 'HEAD') && /other side closed|ECONNRESET|socket hang up/.test(e.message))
+        return this.call<T>(method, path, body, 2);
       throw new CommandError(`cannot reach CouchDB at ${this.baseUrl}: ${e.message}`);
     }
   }

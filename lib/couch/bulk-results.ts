@@ -2,9 +2,7 @@
 // documents sent. Shared by the ingress and the correlator's CouchDB sink.
 import { unavailable } from '../errors.js';
 
-export type DocResult =
-  | { ok: true; id: string; rev: string }
-  | { id: string; error: string; reason: string };
+export type DocResult = { ok: true; id: string; rev: string } | { id: string; error: string; reason: string };
 
 /**
  * The reason _design/couchlog's validate_doc_update gives when a document
@@ -67,4 +65,3 @@ function normalizeError(id: string, error: string, reason: string): DocResult {
   if (error === 'conflict' || (error === 'forbidden' && reason.startsWith(EXISTS_REASON_PREFIX))) return { id, ...CONFLICT };
   return { id, error, reason };
 }
-

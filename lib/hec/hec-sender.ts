@@ -78,7 +78,11 @@ export class HecSender {
     });
   }
 
-  private async post(url: URL, body: string, gzip: boolean): Promise<{ status: number; headers: Dispatcher.ResponseData['headers']; answer: HecAnswer | null }> {
+  private async post(
+    url: URL,
+    body: string,
+    gzip: boolean,
+  ): Promise<{ status: number; headers: Dispatcher.ResponseData['headers']; answer: HecAnswer | null }> {
     const headers: Record<string, string> = {
       authorization: `Splunk ${this.o.token}`,
       'content-type': 'application/json',
@@ -117,7 +121,8 @@ export class HecSender {
       if (this.o.ack === 'auto' && typeof answer?.ackId === 'number') await this.waitAck(answer.ackId);
       return;
     }
-    if (status >= 500 || status === 429 || code === 9 || status === 408) throw new RetryableSendError(`HEC answered ${what}`, retryAfterMs(headers['retry-after']));
+    if (status >= 500 || status === 429 || code === 9 || status === 408)
+      throw new RetryableSendError(`HEC answered ${what}`, retryAfterMs(headers['retry-after']));
     // Token problems are the operator's to fix, not the data's: keep the
     // events and retry (loudly), never dead-letter everything.
     if (status === 401 || status === 403 || code === 1 || code === 2 || code === 3 || code === 4 || code === 10 || code === 11) {

@@ -45,7 +45,8 @@ export class ListGuard {
     const own = await this.functions(t.db, t.ddoc, creds);
     if (own === 'missing' || !own.lists.has(t.list)) throw notFound('INGRESS_MISSING_LIST', `missing list function ${t.list} on design doc _design/${t.ddoc}`);
     const viewDoc = t.viewDdoc === t.ddoc ? own : await this.functions(t.db, t.viewDdoc, creds);
-    if (viewDoc === 'missing' || !viewDoc.views.has(t.view)) throw notFound('INGRESS_MISSING_VIEW', `missing view ${t.view} on design doc _design/${t.viewDdoc}`);
+    if (viewDoc === 'missing' || !viewDoc.views.has(t.view))
+      throw notFound('INGRESS_MISSING_VIEW', `missing view ${t.view} on design doc _design/${t.viewDdoc}`);
   }
 
   private async functions(db: string, ddoc: string, creds: Credentials | null): Promise<DesignFunctions | 'missing'> {

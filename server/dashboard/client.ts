@@ -97,7 +97,11 @@ export function dashboardClient(cfg: DashboardConfig): void {
       ctl.abort();
     }, timeoutMs || 30000);
     try {
-      var res = await fetch(path, { credentials: 'same-origin', headers: { accept: 'application/json', 'x-requested-with': 'XMLHttpRequest' }, signal: ctl.signal });
+      var res = await fetch(path, {
+        credentials: 'same-origin',
+        headers: { accept: 'application/json', 'x-requested-with': 'XMLHttpRequest' },
+        signal: ctl.signal,
+      });
       var body = await res.json().catch(function () {
         return null;
       });
@@ -179,7 +183,13 @@ export function dashboardClient(cfg: DashboardConfig): void {
     for (var i = now - MINUTES + 1; i <= now; i++) {
       var c = state.perMinute[i] || { docs: 0, correlated: 0, orphans: 0 };
       var h = Math.round((c.docs / max) * 100);
-      var label = new Date(i * 60000).toTimeString().slice(0, 5) + ': ' + c.docs + (i <= state.partialUpTo ? '+' : '') + ' documents' + (cfg.kind === 'correlated' ? ', ' + c.correlated + ' correlated, ' + c.orphans + ' orphans' : '');
+      var label =
+        new Date(i * 60000).toTimeString().slice(0, 5) +
+        ': ' +
+        c.docs +
+        (i <= state.partialUpTo ? '+' : '') +
+        ' documents' +
+        (cfg.kind === 'correlated' ? ', ' + c.correlated + ' correlated, ' + c.orphans + ' orphans' : '');
       html.push('<div class="col" title="' + label + '"><span style="height:' + h + '%"></span></div>');
     }
     bars.innerHTML = html.join('');
@@ -300,9 +310,16 @@ export function dashboardClient(cfg: DashboardConfig): void {
     }
     state.headSince = info.update_seq;
   }
-  async function viewRows(view: string, params: Record<string, unknown>, stale?: string): Promise<{ rows: Array<{ key: any; value: number }>; update_seq: unknown }> {
+  async function viewRows(
+    view: string,
+    params: Record<string, unknown>,
+    stale?: string,
+  ): Promise<{ rows: Array<{ key: any; value: number }>; update_seq: unknown }> {
     var q: string[] = ['stale=' + (stale || 'update_after'), 'update_seq=true'];
-    for (var k in params) q.push(k + '=' + encodeURIComponent(typeof params[k] === 'string' && k !== 'startkey' && k !== 'endkey' ? (params[k] as string) : JSON.stringify(params[k])));
+    for (var k in params)
+      q.push(
+        k + '=' + encodeURIComponent(typeof params[k] === 'string' && k !== 'startkey' && k !== 'endkey' ? (params[k] as string) : JSON.stringify(params[k])),
+      );
     return get(dbPath + '/_design/report/_view/' + view + '?' + q.join('&'), 60000);
   }
   /** The day's totals from the views; returns the index's update_seq. */
@@ -333,7 +350,11 @@ export function dashboardClient(cfg: DashboardConfig): void {
         var same = true;
         for (var i = 0; i < all.rows.length; i++) {
           var machine = all.rows[i]!.key[0];
-          var res = await viewRows('attackers', { group_level: '5', startkey: [machine, ymd[0], ymd[1], ymd[2]], endkey: [machine, ymd[0], ymd[1], ymd[2], {}] }, stale);
+          var res = await viewRows(
+            'attackers',
+            { group_level: '5', startkey: [machine, ymd[0], ymd[1], ymd[2]], endkey: [machine, ymd[0], ymd[1], ymd[2], {}] },
+            stale,
+          );
           if (seqNumber(res.update_seq) !== seqNumber(seq)) same = false;
           for (var j = 0; j < res.rows.length; j++) {
             var r = res.rows[j]!;
@@ -373,7 +394,8 @@ export function dashboardClient(cfg: DashboardConfig): void {
       try {
         // Behind: read pages at once. Caught up: wait for the next change.
         var behind = recovering || (which === 'agg' && state.aggBehind > 0);
-        var url = dbPath + '/_changes?include_docs=true&limit=' + PAGE + '&since=' + encodeURIComponent(String(since)) + (behind ? '' : '&feed=longpoll&timeout=25000');
+        var url =
+          dbPath + '/_changes?include_docs=true&limit=' + PAGE + '&since=' + encodeURIComponent(String(since)) + (behind ? '' : '&feed=longpoll&timeout=25000');
         var res = await get(url, behind ? 60000 : 30000);
         if (gen !== state.generation) return;
         var results: Change[] = res.results || [];
@@ -481,7 +503,12 @@ export function dashboardClient(cfg: DashboardConfig): void {
     e.preventDefault();
     var name = ($('name') as HTMLInputElement).value;
     var password = ($('password') as HTMLInputElement).value;
-    fetch('/_session', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json', accept: 'application/json', 'x-requested-with': 'XMLHttpRequest' }, body: JSON.stringify({ name: name, password: password }) })
+    fetch('/_session', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-requested-with': 'XMLHttpRequest' },
+      body: JSON.stringify({ name: name, password: password }),
+    })
       .then(function (res) {
         ($('password') as HTMLInputElement).value = '';
         if (!res.ok) throw new Error(res.status === 401 ? 'Name or password is incorrect.' : 'Login failed (HTTP ' + res.status + ').');

@@ -46,7 +46,15 @@ export class HecError extends CouchlogError {
     readonly detail?: string,
   ) {
     const [code, http, text] = HEC[status];
-    super({ code: `HEC_${code}`, status: http, error: http >= 500 ? 'service_unavailable' : http === 401 ? 'unauthorized' : http === 403 ? 'forbidden' : 'bad_request' }, text, { headers });
+    super(
+      {
+        code: `HEC_${code}`,
+        status: http,
+        error: http >= 500 ? 'service_unavailable' : http === 401 ? 'unauthorized' : http === 403 ? 'forbidden' : 'bad_request',
+      },
+      text,
+      { headers },
+    );
     this.hecCode = code;
   }
 

@@ -86,7 +86,9 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
 
   const body = async (request: FastifyRequest): Promise<string> => {
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const encoding = String(request.headers['content-encoding'] ?? '').trim().toLowerCase();
+    const encoding = String(request.headers['content-encoding'] ?? '')
+      .trim()
+      .toLowerCase();
     if (encoding === '' || encoding === 'identity' || raw.length === 0) return raw.toString('utf8');
     if (encoding !== 'gzip') throw new HecError('INVALID_DATA_FORMAT', undefined, {}, `Content-Encoding ${encoding} is not supported (gzip is)`);
     try {
@@ -147,7 +149,11 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
       const envelopes = splitEnvelopes(text);
       checkCount(envelopes.length, rules);
       const defaults = queryDefaults(request);
-      return store(request, reply, envelopes.map((e, i) => envelopeToDoc(e, i, token, rules, defaults)));
+      return store(
+        request,
+        reply,
+        envelopes.map((e, i) => envelopeToDoc(e, i, token, rules, defaults)),
+      );
     });
   }
 

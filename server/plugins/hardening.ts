@@ -95,7 +95,10 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
     if (cookies !== undefined) {
       const secure = request.protocol === 'https';
       const list = Array.isArray(cookies) ? cookies.map(String) : [String(cookies)];
-      reply.header('set-cookie', list.map((c) => hardenCookie(c, secure)));
+      reply.header(
+        'set-cookie',
+        list.map((c) => hardenCookie(c, secure)),
+      );
     }
     return payload;
   });

@@ -22,7 +22,9 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: Dashbo
     return reply
       .type('text/html; charset=utf-8')
       .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-      .send(`<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>couchlog dashboards</title><style>body{font:15px system-ui,sans-serif;margin:2em}</style></head><body><h1>couchlog: live dashboards</h1><ul>${links}</ul></body></html>`);
+      .send(
+        `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>couchlog dashboards</title><style>body{font:15px system-ui,sans-serif;margin:2em}</style></head><body><h1>couchlog: live dashboards</h1><ul>${links}</ul></body></html>`,
+      );
   });
 
   app.get<{ Params: { app: string } }>('/_couchlog/dashboard/:app', { config: { metricsRoute: 'dashboard' } }, async (request, reply) => {

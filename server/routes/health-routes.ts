@@ -25,10 +25,15 @@ export default async function healthRoutes(app: FastifyInstance, opts: HealthRou
       const res = await opts.http.request('GET', '/', { timeoutMs: HEALTH_TIMEOUT_MS });
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
       const ok = res.status < 500;
-      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', couchdb: { reachable: true, status: res.status, latency_ms: Math.round(latencyMs * 10) / 10 } });
+      return reply
+        .code(ok ? 200 : 503)
+        .send({ status: ok ? 'ok' : 'degraded', couchdb: { reachable: true, status: res.status, latency_ms: Math.round(latencyMs * 10) / 10 } });
     } catch (err) {
       const reason = err instanceof CouchlogError ? err.message : String(err);
-      return reply.code(503).header('retry-after', '5').send({ status: 'unavailable', couchdb: { reachable: false, reason } });
+      return reply
+        .code(503)
+        .header('retry-after', '5')
+        .send({ status: 'unavailable', couchdb: { reachable: false, reason } });
     }
   });
 

@@ -37,7 +37,10 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     const path = (request.raw.url ?? '/').split('?', 1)[0]!;
     // PouchDB Server parses multipart bodies with multiparty, and a malformed
     // or cut one kills the process (unhandled error): only admins (attachments) send them.
-    const multipart = String(request.headers['content-type'] ?? '').trim().toLowerCase().startsWith('multipart/');
+    const multipart = String(request.headers['content-type'] ?? '')
+      .trim()
+      .toLowerCase()
+      .startsWith('multipart/');
     if (multipart && isPublic(request.method, path)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', 'multipart bodies are not accepted here');
     if (isPublic(request.method, path)) {
       if (request.method === 'POST' && path === '/_session') await guardLogin(request, { writerLogin: (n, p) => opts.verifier.writerLogin(n, p) });

@@ -84,7 +84,8 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
       request.writeTarget = { db, headers: credentialHeaders(creds), asWriter: false };
       request.writeKey = `${db}\n${creds.authorization ?? ''}\n${creds.cookie ?? ''}`;
     } else {
-      if (!ingress.anonymous_write) throw unauthorized('AUTH_REQUIRED', 'anonymous writes are off: send a write token (Authorization: Bearer <token>) or credentials');
+      if (!ingress.anonymous_write)
+        throw unauthorized('AUTH_REQUIRED', 'anonymous writes are off: send a write token (Authorization: Bearer <token>) or credentials');
       request.writeTarget = { db, headers: opts.writerHeaders, asWriter: true };
       request.writeKey = `${db}\nwriter`;
     }
@@ -133,7 +134,11 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
     const [doc] = stamp([validateDoc(value, rules, 'the document')]);
     await admit(request);
     const result = await group.submit(request.writeKey, request.writeTarget!, doc!);
-    if ('ok' in result) return reply.code(201).header('location', `/${request.writeTarget!.db}/${encodeURIComponent(result.id)}`).send(result);
+    if ('ok' in result)
+      return reply
+        .code(201)
+        .header('location', `/${request.writeTarget!.db}/${encodeURIComponent(result.id)}`)
+        .send(result);
     return reply.code(statusOfError(result.error)).send({ error: result.error, reason: result.reason });
   });
 

@@ -94,7 +94,12 @@ export class AppRegistry {
       this.ready.add(app);
     } catch (err) {
       if (err instanceof CouchlogError) throw err;
-      throw unavailable('INGRESS_AUTO_CREATE_FAILED', `log_${app} could not be created: ${(err as Error).message}; retry later`, this.opts.retryAfterS ?? 5, err);
+      throw unavailable(
+        'INGRESS_AUTO_CREATE_FAILED',
+        `log_${app} could not be created: ${(err as Error).message}; retry later`,
+        this.opts.retryAfterS ?? 5,
+        err,
+      );
     }
   }
 }

@@ -83,7 +83,11 @@ export class BulkWriter {
     if (target.asWriter && (status === 401 || status === 403)) {
       // The ingress's own writer was refused: setup has not run, or the
       // password changed. Clients should retry once an operator fixes it.
-      return unavailable('INGRESS_WRITER_REFUSED', `the ingress's writer account was refused by CouchDB (${b.reason ?? status}); run couchlog setup`, this.retryAfterS);
+      return unavailable(
+        'INGRESS_WRITER_REFUSED',
+        `the ingress's writer account was refused by CouchDB (${b.reason ?? status}); run couchlog setup`,
+        this.retryAfterS,
+      );
     }
     if (status >= 500) {
       return unavailable('COUCHDB_ERROR', `CouchDB failed: ${b.reason ?? status}`, this.retryAfterS);

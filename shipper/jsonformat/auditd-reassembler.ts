@@ -45,7 +45,8 @@ interface Open<M> {
  * Messages sent from user space with audit_log_user_message(): one record,
  * no EOE (types 1100-1299 and 2100-2999 in linux/audit.h).
  */
-const SINGLE_RECORD = /^(USER_|CRED_|DAEMON_|ANOM_|SERVICE_|SYSTEM_|ACCT_|ROLE_|GRP_|CHGRP_ID$|CHUSER_ID$|ADD_|DEL_|TRUSTED_APP$|USYS_CONFIG$|LABEL_|SOFTWARE_UPDATE$|TEST$|MAC_CHECK$|CRYPTO_)/;
+const SINGLE_RECORD =
+  /^(USER_|CRED_|DAEMON_|ANOM_|SERVICE_|SYSTEM_|ACCT_|ROLE_|GRP_|CHGRP_ID$|CHUSER_ID$|ADD_|DEL_|TRUSTED_APP$|USYS_CONFIG$|LABEL_|SOFTWARE_UPDATE$|TEST$|MAC_CHECK$|CRYPTO_)/;
 
 export class AuditReassembler<M> {
   private readonly open = new Map<string, Open<M>>();

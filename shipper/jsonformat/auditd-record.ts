@@ -24,9 +24,35 @@ const HEADER = /^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+(?:\.\d+)?):(\d+)\):/
  * (the list auparse interprets as "escaped").
  */
 const HEX_FIELDS = new Set([
-  'acct', 'cmd', 'comm', 'cwd', 'data', 'dir', 'exe', 'file', 'grp', 'key', 'name', 'new_group', 'ocomm',
-  'old-chardev', 'new-chardev', 'old-disk', 'new-disk', 'old-fs', 'new-fs', 'old-net', 'new-net',
-  'old-rng', 'new-rng', 'path', 'proctitle', 'root_dir', 'sw', 'vm', 'watch',
+  'acct',
+  'cmd',
+  'comm',
+  'cwd',
+  'data',
+  'dir',
+  'exe',
+  'file',
+  'grp',
+  'key',
+  'name',
+  'new_group',
+  'ocomm',
+  'old-chardev',
+  'new-chardev',
+  'old-disk',
+  'new-disk',
+  'old-fs',
+  'new-fs',
+  'old-net',
+  'new-net',
+  'old-rng',
+  'new-rng',
+  'path',
+  'proctitle',
+  'root_dir',
+  'sw',
+  'vm',
+  'watch',
 ]);
 
 const UPPER_HEX = /^(?:[0-9A-F]{2})+$/;

@@ -33,7 +33,8 @@ export const PRESETS: Record<string, Preset> = {
     description: 'Apache\'s "%h %l %u %t \\"%r\\" %>s %b \\"%{Referer}i\\" \\"%{User-agent}i\\"" (%b is "-" for no body: null)',
     schema: '$host $ident $user [$time] "$request" $status $bytes "$referer" "$user_agent"',
     types: 'status=int,bytes=int',
-    sample: '127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"',
+    sample:
+      '127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"',
     output:
       '{"host":"127.0.0.1","ident":"-","user":"frank","time":"10/Oct/2000:13:55:36 -0700","request":"GET /apache_pb.gif HTTP/1.0","status":200,"bytes":2326,"referer":"http://www.example.com/start.html","user_agent":"Mozilla/4.08 [en] (Win98; I ;Nav)"}',
   },
@@ -42,14 +43,16 @@ export const PRESETS: Record<string, Preset> = {
     schema: '$month $day $time $host $program: $message...',
     types: 'day=int',
     sample: 'Jun 14 17:16:12 myhost sshd[1112]: Failed password for root from 59.45.175.88 port 52113 ssh2',
-    output: '{"month":"Jun","day":14,"time":"17:16:12","host":"myhost","program":"sshd[1112]","message":"Failed password for root from 59.45.175.88 port 52113 ssh2"}',
+    output:
+      '{"month":"Jun","day":14,"time":"17:16:12","host":"myhost","program":"sshd[1112]","message":"Failed password for root from 59.45.175.88 port 52113 ssh2"}',
   },
   'syslog-rfc3339': {
     description: "rsyslog's RFC 3339 timestamps (Debian 12's default file format)",
     schema: '$time $host $program: $message...',
     types: '',
     sample: '2024-07-17T11:47:03.123456+08:00 myhost sshd[1112]: Accepted publickey for deploy from 192.0.2.10 port 50122 ssh2',
-    output: '{"time":"2024-07-17T11:47:03.123456+08:00","host":"myhost","program":"sshd[1112]","message":"Accepted publickey for deploy from 192.0.2.10 port 50122 ssh2"}',
+    output:
+      '{"time":"2024-07-17T11:47:03.123456+08:00","host":"myhost","program":"sshd[1112]","message":"Accepted publickey for deploy from 192.0.2.10 port 50122 ssh2"}',
   },
 };
 

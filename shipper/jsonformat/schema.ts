@@ -68,11 +68,7 @@ const PLAIN = '[^ \\t"\\\\\\u0000-\\u001f]';
 const PLAIN_ANY = '[^"\\\\\\u0000-\\u001f]';
 const PLAIN_IN_BRACKETS = '[^\\]"\\\\\\u0000-\\u001f]';
 
-type Part =
-  | { t: 'lit'; text: string }
-  | { t: 'cap'; name: string }
-  | { t: 'quoted'; name: string | null }
-  | { t: 'bracketed'; name: string | null };
+type Part = { t: 'lit'; text: string } | { t: 'cap'; name: string } | { t: 'quoted'; name: string | null } | { t: 'bracketed'; name: string | null };
 
 type Token = { t: 'skip' } | { t: 'skip-rest' } | { t: 'rest'; name: string } | { t: 'parts'; parts: Part[] };
 

@@ -98,7 +98,7 @@ export function randomSchedule(docs: readonly StoredDoc[], timeOf: (d: StoredDoc
   const deliveries: Delivery[] = [];
   for (const side of ['A', 'B'] as const) {
     const mine = docs.filter((d) => d.side === side).sort((x, y) => timeOf(x) - timeOf(y));
-    for (let i = 0; i < mine.length; ) {
+    for (let i = 0; i < mine.length;) {
       const n = 1 + Math.floor(rnd() * o.maxBatch);
       const batch = mine.slice(i, i + n);
       i += n;
@@ -134,7 +134,11 @@ export interface RunOptions {
  * up with what is stored), lookups answered from what is stored by then,
  * with priors from the sink. Returns the sink's content once quiet.
  */
-export function play(cfg: EngineConfig, schedule: readonly Delivery[], opts: RunOptions = {}): { content: Map<string, string>; lagging: Map<string, string>; engine: CorrelationEngine } {
+export function play(
+  cfg: EngineConfig,
+  schedule: readonly Delivery[],
+  opts: RunOptions = {},
+): { content: Map<string, string>; lagging: Map<string, string>; engine: CorrelationEngine } {
   let engine = new CorrelationEngine(cfg);
   const sink = new SinkState();
   // A second sink (ClickHouse, say) that had acknowledged nothing since the
@@ -233,7 +237,9 @@ export function firstDifference(want: Map<string, string>, got: Map<string, stri
     changed.length ? `differ: ${few(changed)}` : '',
     missing.length ? `missing: ${few(missing)}` : '',
     extra.length ? `extra: ${few(extra.map((id) => `${id} ${compact(got.get(id)!)}`))}` : '',
-  ].filter(Boolean).join('\n  ');
+  ]
+    .filter(Boolean)
+    .join('\n  ');
 }
 
 function fieldDifference(want: string, got: string): string {

@@ -78,7 +78,11 @@ export async function clickhouseCounts(ch: TestClickhouse, table: string): Promi
 export async function postBulk(stack: Stack, app: string, docs: readonly Doc[], chunk = 1000): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < docs.length; i += chunk) {
-    const res = await http(`${stack.url}/log_${app}/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ docs: docs.slice(i, i + chunk) }) });
+    const res = await http(`${stack.url}/log_${app}/_bulk_docs`, {
+      method: 'POST',
+      headers: JSON_TYPE,
+      body: JSON.stringify({ docs: docs.slice(i, i + chunk) }),
+    });
     assert.equal(res.status, 201, res.text.slice(0, 300));
     for (const r of res.json as Array<{ id: string; ok?: boolean }>) {
       assert.equal(r.ok, true, JSON.stringify(r));

@@ -30,9 +30,7 @@ import { freePort } from '../../bench/free-port.js';
 const run = promisify(execFile);
 
 export type TestServer =
-  | { kind: 'embedded' }
-  | { kind: 'couchdb3-start'; script: string; nodes: number }
-  | { kind: 'couchdb3-url'; url: string; user: string; password: string };
+  { kind: 'embedded' } | { kind: 'couchdb3-start'; script: string; nodes: number } | { kind: 'couchdb3-url'; url: string; user: string; password: string };
 
 let chosen: TestServer | undefined;
 
@@ -48,7 +46,8 @@ export function testServer(env: NodeJS.ProcessEnv = process.env): TestServer {
     const script = existsSync(start) && statSync(start).isDirectory() ? join(start, 'start') : start;
     if (!existsSync(script)) throw new Error(`COUCHLOG_TEST_COUCHDB_START: ${script} does not exist`);
     const nodes = Number(env.COUCHLOG_TEST_COUCHDB_NODES || '1');
-    if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw new Error(`COUCHLOG_TEST_COUCHDB_NODES: expected 1..9, got "${env.COUCHLOG_TEST_COUCHDB_NODES}"`);
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9)
+      throw new Error(`COUCHLOG_TEST_COUCHDB_NODES: expected 1..9, got "${env.COUCHLOG_TEST_COUCHDB_NODES}"`);
     server = { kind: 'couchdb3-start', script, nodes };
   } else if (url) {
     const password = env.COUCHLOG_TEST_COUCHDB_PASSWORD || '';

@@ -106,8 +106,14 @@ export async function couchSnapshot(stack: Stack): Promise<string> {
   const client = adminClient(stack.config);
   const couchdb3 = (await client.serverInfo()).flavor === 'couchdb';
   state.admins = (await http(`${stack.couchUrl}${couchdb3 ? '/_node/_local/_config' : '/_config'}/admins`, { headers: admin })).json;
-  const rvu = couchdb3 ? [['chttpd', 'require_valid_user'], ['chttpd_auth', 'require_valid_user']] : [['couch_httpd_auth', 'require_valid_user']];
+  const rvu = couchdb3
+    ? [
+        ['chttpd', 'require_valid_user'],
+        ['chttpd_auth', 'require_valid_user'],
+      ]
+    : [['couch_httpd_auth', 'require_valid_user']];
   state.rvu = [];
-  for (const [section, key] of rvu) (state.rvu as unknown[]).push((await http(`${stack.couchUrl}${await client.configPath(section!, key!)}`, { headers: admin })).json);
+  for (const [section, key] of rvu)
+    (state.rvu as unknown[]).push((await http(`${stack.couchUrl}${await client.configPath(section!, key!)}`, { headers: admin })).json);
   return JSON.stringify(state);
 }

@@ -32,7 +32,9 @@ export function nginxWorkDir(): string {
 export function selfSignedCert(dir: string): { cert: string; key: string } {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  const res = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+  const res = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], {
+    encoding: 'utf8',
+  });
   if (res.status !== 0) throw new Error(`openssl failed: ${res.error?.message ?? res.stderr}`);
   return { cert, key };
 }
@@ -53,7 +55,11 @@ export interface RenderOptions {
  */
 export function renderNginxFile(name: string, opts: RenderOptions): string {
   let text = readFileSync(join(NGINX_DIR, name), 'utf8');
-  const config = (t: string) => t.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+  const config = (t: string) =>
+    t
+      .split('\n')
+      .filter((l) => !/^\s*#/.test(l))
+      .join('\n');
   for (const [key, value] of Object.entries(opts.vars)) {
     if (!config(text).includes(`\${${key}}`)) throw new Error(`${name}: no \${${key}} placeholder`);
     text = text.replaceAll(`\${${key}}`, value);
@@ -104,7 +110,9 @@ export interface RunningNginx {
 /** Starts nginx in the foreground as a child process and waits until every port accepts connections. */
 export async function startNginx(dir: string, confFile: string, ports: number[]): Promise<RunningNginx> {
   let output = '';
-  const child: ChildProcess = spawn(nginxBinary(), ['-p', `${dir}/`, '-c', confFile, '-e', 'stderr', '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(nginxBinary(), ['-p', `${dir}/`, '-c', confFile, '-e', 'stderr', '-g', 'daemon off;'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
   const exited = new Promise<void>((ok) => child.once('exit', () => ok()));

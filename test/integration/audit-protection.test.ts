@@ -88,7 +88,11 @@ describe('setup under audit protection', () => {
 describe('log databases under audit protection', () => {
   const ids: string[] = [];
   before(async () => {
-    const bulk = await http(`${stack.url}/log_shield/_bulk_docs`, { method: 'POST', headers: writer(), body: JSON.stringify({ docs: [1, 2, 3, 4, 5].map((n) => ({ n, msg: `line ${n}` })) }) });
+    const bulk = await http(`${stack.url}/log_shield/_bulk_docs`, {
+      method: 'POST',
+      headers: writer(),
+      body: JSON.stringify({ docs: [1, 2, 3, 4, 5].map((n) => ({ n, msg: `line ${n}` })) }),
+    });
     assert.equal(bulk.status, 201, bulk.text);
     for (const r of bulk.json as Array<{ id: string; ok?: boolean }>) {
       assert.equal(r.ok, true);
@@ -101,7 +105,11 @@ describe('log databases under audit protection', () => {
     assert.equal(one.status, 201, one.text);
     ids.push(one.json.id);
     const stored = await http(`${stack.couchUrl}/log_shield/${ids[0]}`, { headers: admin() });
-    const update = await http(`${stack.url}/log_shield/_bulk_docs`, { method: 'POST', headers: writer(), body: JSON.stringify({ docs: [{ _id: ids[0], _rev: stored.json._rev, n: 99 }] }) });
+    const update = await http(`${stack.url}/log_shield/_bulk_docs`, {
+      method: 'POST',
+      headers: writer(),
+      body: JSON.stringify({ docs: [{ _id: ids[0], _rev: stored.json._rev, n: 99 }] }),
+    });
     assert.equal(update.status, 403, update.text);
     const del = await http(`${stack.url}/log_shield`, { method: 'POST', headers: writer(), body: JSON.stringify({ _id: ids[1], _deleted: true }) });
     assert.equal(del.status, 403, del.text);
@@ -118,7 +126,11 @@ describe('log databases under audit protection', () => {
     const doc = async (id: string) => (await http(`${stack.couchUrl}/log_shield/${id}`, { headers: admin() })).json;
     // Straight at CouchDB with the writer's password: nothing stops it under audit protection.
     const d0 = await doc(ids[0]!);
-    const upd = await http(`${stack.couchUrl}/log_shield/${ids[0]}`, { method: 'PUT', headers: writer(), body: JSON.stringify({ ...d0, msg: 'nothing happened here' }) });
+    const upd = await http(`${stack.couchUrl}/log_shield/${ids[0]}`, {
+      method: 'PUT',
+      headers: writer(),
+      body: JSON.stringify({ ...d0, msg: 'nothing happened here' }),
+    });
     assert.equal(upd.status, 201, upd.text);
     const d1 = await doc(ids[1]!);
     const del = await http(`${stack.couchUrl}/log_shield/${ids[1]}?rev=${d1._rev}`, { method: 'DELETE', headers: writer() });
@@ -135,10 +147,7 @@ describe('log databases under audit protection', () => {
     const a = byDb(audits, 'log_shield');
     assert.equal(a.checked, 6);
     assert.deepEqual(a.counts, { modified: 1, deleted: 1, branched: 1, unsigned: 0, 'bad-signature': 0 });
-    assert.deepEqual(
-      a.findings.map((f) => `${f.kind} ${f.id}`).sort(),
-      [`branched ${ids[2]}`, `deleted ${ids[1]}`, `modified ${ids[0]}`].sort(),
-    );
+    assert.deepEqual(a.findings.map((f) => `${f.kind} ${f.id}`).sort(), [`branched ${ids[2]}`, `deleted ${ids[1]}`, `modified ${ids[0]}`].sort());
     const r = cli(['--app', 'shield']);
     assert.equal(r.status, 3, r.stdout + r.stderr);
     assert.match(r.stdout, /log_shield \(append-only\): 6 documents, 1 modified, 1 deleted, 1 branched/);
@@ -178,9 +187,23 @@ describe('log_correlated under audit protection: signed records', () => {
     // The A alone: a provisional orphan, revision 1.
     await until('the provisional orphan', async () => ((await recordsOf()).some((d) => d.correlated === false) ? true : null), 20_000);
     // Its B, late: the record is corrected (revision 2), signed again.
-    const b = { time: new Date(t - 100).toISOString(), src_ip: '203.0.113.7', src_port: 51000, dst_ip: '192.0.2.1', dst_port: 443, ja4: 't13d1516h2_8daaf6152771_e5627efa2ab1' };
+    const b = {
+      time: new Date(t - 100).toISOString(),
+      src_ip: '203.0.113.7',
+      src_port: 51000,
+      dst_ip: '192.0.2.1',
+      dst_port: 443,
+      ja4: 't13d1516h2_8daaf6152771_e5627efa2ab1',
+    };
     assert.equal((await http(`${stack.url}/log_network`, { method: 'POST', headers: writer(), body: JSON.stringify(b) })).status, 201);
-    const corrected = await until('the correction', async () => (await recordsOf()).find((d) => d.correlated === true && d.revision === 2) ?? null, 20_000).catch(async (e) => { console.log(JSON.stringify(correlator.engine.counters), JSON.stringify(correlator.engine.sizes())); throw e; });
+    const corrected = await until(
+      'the correction',
+      async () => (await recordsOf()).find((d) => d.correlated === true && d.revision === 2) ?? null,
+      20_000,
+    ).catch(async (e) => {
+      console.log(JSON.stringify(correlator.engine.counters), JSON.stringify(correlator.engine.sizes()));
+      throw e;
+    });
     assert.match(String(corrected.signature), /^hmac-sha256:[\w-]{43}$/);
     const audits = await runAudit(stack.config, ['correlated'], 100);
     const c = byDb(audits, 'log_correlated');
@@ -193,11 +216,23 @@ describe('log_correlated under audit protection: signed records', () => {
     await correlator.stop();
     const [rec] = (await recordsOf()).filter((d) => d.correlated === true);
     assert.ok(rec);
-    const changed = await http(`${stack.couchUrl}/log_correlated/${rec._id}`, { method: 'PUT', headers: writer(), body: JSON.stringify({ ...rec, src_ip: '198.51.100.1' }) });
+    const changed = await http(`${stack.couchUrl}/log_correlated/${rec._id}`, {
+      method: 'PUT',
+      headers: writer(),
+      body: JSON.stringify({ ...rec, src_ip: '198.51.100.1' }),
+    });
     assert.equal(changed.status, 201, changed.text);
-    const added = await http(`${stack.couchUrl}/log_correlated`, { method: 'POST', headers: writer(), body: JSON.stringify({ ...rec, _id: 'A-forged', _rev: undefined }) });
+    const added = await http(`${stack.couchUrl}/log_correlated`, {
+      method: 'POST',
+      headers: writer(),
+      body: JSON.stringify({ ...rec, _id: 'A-forged', _rev: undefined }),
+    });
     assert.equal(added.status, 201, added.text);
-    const extra = await http(`${stack.couchUrl}/log_correlated`, { method: 'POST', headers: writer(), body: JSON.stringify({ correlated: false, note: 'no signature' }) });
+    const extra = await http(`${stack.couchUrl}/log_correlated`, {
+      method: 'POST',
+      headers: writer(),
+      body: JSON.stringify({ correlated: false, note: 'no signature' }),
+    });
     assert.equal(extra.status, 201, extra.text);
     const del = await http(`${stack.couchUrl}/log_correlated/${extra.json.id}?rev=${extra.json.rev}`, { method: 'DELETE', headers: writer() });
     assert.equal(del.status, 200, del.text);
@@ -215,7 +250,14 @@ describe('log_correlated under audit protection: signed records', () => {
     const r = spawnSync(process.execPath, [CLI, 'audit', '--app', 'correlated'], {
       cwd: stack.dataDir,
       encoding: 'utf8',
-      env: { PATH: process.env.PATH, COUCHLOG_DATA: `${stack.dataDir}/elsewhere`, COUCHLOG_CONFIG: `${stack.dataDir}/couchlog.yml`, COUCHDB_URL: stack.couchUrl, COUCHDB_USER: stack.config.couchdb.admin.user, COUCHDB_PASSWORD: stack.config.couchdb.admin.password ?? '' },
+      env: {
+        PATH: process.env.PATH,
+        COUCHLOG_DATA: `${stack.dataDir}/elsewhere`,
+        COUCHLOG_CONFIG: `${stack.dataDir}/couchlog.yml`,
+        COUCHDB_URL: stack.couchUrl,
+        COUCHDB_USER: stack.config.couchdb.admin.user,
+        COUCHDB_PASSWORD: stack.config.couchdb.admin.password ?? '',
+      },
     });
     assert.equal(r.status, 2, r.stdout + r.stderr);
     assert.match(r.stderr, /no signing key: set COUCHLOG_SIGNING_KEY/);
@@ -226,5 +268,8 @@ test('the admin client can read every database the audit lists', async () => {
   const dbs = await adminClient(stack.config).must<string[]>('listing', 'GET', '/_all_dbs');
   const audits = await runAudit(stack.config, undefined, 0);
   assert.deepEqual(audits.map((a) => a.db).sort(), dbs.filter((d) => d.startsWith('log_')).sort());
-  assert.ok(audits.every((a) => a.findings.length === 0), 'with --list 0 nothing is listed, only counted');
+  assert.ok(
+    audits.every((a) => a.findings.length === 0),
+    'with --list 0 nothing is listed, only counted',
+  );
 });

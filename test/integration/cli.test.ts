@@ -71,12 +71,16 @@ describe('couchlog up', { skip: UP_SKIP }, () => {
     // Each request is told apart by its X-Request-Id (kept by the ingress as reqId).
     const id = (n: number) => ({ 'x-request-id': `jsonlines-${n}` });
     await http(`${ingress}/log_appname/`, { method: 'POST', headers: { ...JSON_TYPE, ...id(1) }, body: '{"n":1}' });
-    await http(`${ingress}/log_appname/_all_docs`, { headers: { ...id(2), authorization: 'Basic ' + Buffer.from('reader:wrong-password').toString('base64') } });
+    await http(`${ingress}/log_appname/_all_docs`, {
+      headers: { ...id(2), authorization: 'Basic ' + Buffer.from('reader:wrong-password').toString('base64') },
+    });
     const secrets = readSecretsFile(join(dir, 'data'));
     const auth = `Basic ${Buffer.from(`reader:${secrets.COUCHLOG_READER_PASSWORD}`).toString('base64')}`;
     await http(`${ingress}/log_appname/_all_docs`, { headers: { ...id(3), authorization: auth } });
     await new Promise((ok) => setTimeout(ok, 300));
-    const lines = outputOf().split('\n').filter((l) => l.startsWith('{'));
+    const lines = outputOf()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
     assert.ok(lines.length > 3);
     for (const line of lines) {
       assert.doesNotThrow(() => JSON.parse(line), `not a JSON line: ${line}`);
@@ -178,7 +182,11 @@ describe('couchlog up on a terminal (script -qc: a pseudo-terminal)', { skip: UP
     });
     delete env.NO_COLOR;
     let output = '';
-    const child = spawn('script', ['-qefc', `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} up`, '/dev/null'], { cwd: dir, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qefc', `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} up`, '/dev/null'], {
+      cwd: dir,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     child.stdout!.on('data', (d) => (output += d));
     child.stderr!.on('data', (d) => (output += d));
     try {
@@ -202,12 +210,18 @@ describe('couchlog up on a terminal (script -qc: a pseudo-terminal)', { skip: UP
       assert.match(plain, new RegExp(`^  curl --user "reader:\\$COUCHLOG_READER_PASSWORD" -X GET ${ingress}/log_appname/_all_docs`, 'm'));
 
       await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{"n":1}' });
-      const read = await http(`${ingress}/log_appname/_all_docs`, { headers: { authorization: 'Basic ' + Buffer.from('reader:reader-pass-from-env').toString('base64') } });
+      const read = await http(`${ingress}/log_appname/_all_docs`, {
+        headers: { authorization: 'Basic ' + Buffer.from('reader:reader-pass-from-env').toString('base64') },
+      });
       assert.equal(read.status, 200);
       await new Promise((ok) => setTimeout(ok, 300));
       const after0 = output.slice(startup.length);
       assert.match(after0, /\x1b\[\d+m/, 'colour on a terminal');
-      const reqLines = after0.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '').split('\n').filter((l) => l.includes('ingress: '));
+      const reqLines = after0
+        .replace(/\x1b\[[0-9;]*m/g, '')
+        .replace(/\r/g, '')
+        .split('\n')
+        .filter((l) => l.includes('ingress: '));
       assert.equal(reqLines.length, 2, `one line per request:\n${after0}`);
       assert.match(reqLines[0]!, /^\[\d\d:\d\d:\d\d\] INFO: ingress: POST \/log_appname\/ 201 [\d.]+ ms$/);
       assert.match(reqLines[1]!, /^\[\d\d:\d\d:\d\d\] INFO: ingress: GET \/log_appname\/_all_docs 200 [\d.]+ ms$/);
@@ -249,7 +263,9 @@ describe('couchlog up when ClickHouse cannot start', { skip: UP_SKIP }, () => {
     try {
       // Installed (as in CI): its start fails on the taken port. Not
       // installed: it is off for that reason. Either way intake runs.
-      const why = findClickhouseServer() ? /ClickHouse\s+off: the embedded ClickHouse did not start \(.*already answers.*\): the ClickHouse sink is off/ : /ClickHouse\s+off: clickhouse-server is not installed/;
+      const why = findClickhouseServer()
+        ? /ClickHouse\s+off: the embedded ClickHouse did not start \(.*already answers.*\): the ClickHouse sink is off/
+        : /ClickHouse\s+off: clickhouse-server is not installed/;
       assert.match(output(), why);
       const post = await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{ "foo" : "foo" }' });
       assert.equal(post.status, 201);
@@ -291,7 +307,12 @@ describe('configuration errors', () => {
   test('an unreachable CouchDB is a one-line error, exit code 1', () => {
     const res = spawnSync(process.execPath, [CLI, 'setup'], {
       encoding: 'utf8',
-      env: { ...process.env, COUCHDB_URL: 'http://127.0.0.1:1', COUCHDB_PASSWORD: 'some-password', COUCHLOG_DATA: mkdtempSync(join(tmpdir(), 'couchlog-cli-')) },
+      env: {
+        ...process.env,
+        COUCHDB_URL: 'http://127.0.0.1:1',
+        COUCHDB_PASSWORD: 'some-password',
+        COUCHLOG_DATA: mkdtempSync(join(tmpdir(), 'couchlog-cli-')),
+      },
     });
     assert.equal(res.status, 1);
     assert.match(res.stderr, /^couchlog: cannot reach CouchDB at http:\/\/127\.0\.0\.1:1/);
@@ -317,8 +338,16 @@ describe('couchlog.example.yml', () => {
     const written = parseYaml(readFileSync(join(ROOT, 'couchlog.example.yml'), 'utf8')) as unknown;
     const inFile = keyPaths(written);
     const inSchema = keyPaths(defaults);
-    assert.deepEqual(inSchema.filter((k) => !inFile.includes(k)), [], 'keys of the schema missing from couchlog.example.yml');
-    assert.deepEqual(inFile.filter((k) => !inSchema.includes(k)), [], 'keys in couchlog.example.yml the schema does not have');
+    assert.deepEqual(
+      inSchema.filter((k) => !inFile.includes(k)),
+      [],
+      'keys of the schema missing from couchlog.example.yml',
+    );
+    assert.deepEqual(
+      inFile.filter((k) => !inSchema.includes(k)),
+      [],
+      'keys in couchlog.example.yml the schema does not have',
+    );
     assert.ok(inSchema.includes('correlator.outputs.clickhouse.batch_size') && inSchema.length > 100, `too few keys seen: ${inSchema.length}`);
   });
 });

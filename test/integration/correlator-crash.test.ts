@@ -22,7 +22,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify as stringifyYaml } from 'yaml';
 import { couchFlavor, freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
-import { addOutputs, clickhouseCounts, clickhouseRows, couchDocCount, couchDocs, diffMaps, metrics, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
+import {
+  addOutputs,
+  clickhouseCounts,
+  clickhouseRows,
+  couchDocCount,
+  couchDocs,
+  diffMaps,
+  metrics,
+  postBulk,
+  until,
+  untilStable,
+  type Doc,
+} from '../helpers/correlator-outputs.js';
 import { generateTraffic, mulberry32 } from '../../bench/correlator-traffic.js';
 import { loadConfig, type Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
@@ -112,7 +124,8 @@ async function checkpoint(): Promise<{ A: number; B: number }> {
   return { A: parseInt(String(res.json.feeds.A.since), 10), B: parseInt(String(res.json.feeds.B.since), 10) };
 }
 
-const lateIn = (m: Map<string, number>) => (m.get('couchlog_correlator_late_events_total{side="A"}') ?? 0) + (m.get('couchlog_correlator_late_events_total{side="B"}') ?? 0);
+const lateIn = (m: Map<string, number>) =>
+  (m.get('couchlog_correlator_late_events_total{side="A"}') ?? 0) + (m.get('couchlog_correlator_late_events_total{side="B"}') ?? 0);
 
 describe('kill -9 while a late side of 10,000 documents is correlated against 10,000 already decided', () => {
   const kills: Array<{ resumedFrom: { A: number; B: number }; afterMs: number; outputsAtKill: number; late: number; aRead: number }> = [];
@@ -159,7 +172,10 @@ describe('kill -9 while a late side of 10,000 documents is correlated against 10
       'the B backlog drained',
       async () => {
         const m = await metrics(metricsUrl);
-        return (m.get('couchlog_correlator_events_in_total{side="B"}') ?? 0) >= N && (m.get('couchlog_correlator_buffer_size{buffer="open_connections"}') ?? 1) === 0 ? true : null;
+        return (m.get('couchlog_correlator_events_in_total{side="B"}') ?? 0) >= N &&
+          (m.get('couchlog_correlator_buffer_size{buffer="open_connections"}') ?? 1) === 0
+          ? true
+          : null;
       },
       90_000,
       100,
@@ -196,7 +212,10 @@ describe('kill -9 while a late side of 10,000 documents is correlated against 10
         const m = await metrics(metricsUrl);
         const zero = (name: string) => (m.get(name) ?? 0) === 0;
         // Caught up on both feeds, nothing held or looked up (a lookup round on a cold view can take seconds).
-        const health = (await http(`${metricsUrl}/health`)).json as { feeds: Record<'A' | 'B', { caughtUp: boolean }>; engine: { waiting: number; open: number; awaitingLookup: number } };
+        const health = (await http(`${metricsUrl}/health`)).json as {
+          feeds: Record<'A' | 'B', { caughtUp: boolean }>;
+          engine: { waiting: number; open: number; awaitingLookup: number };
+        };
         const ready =
           health.feeds.A.caughtUp &&
           health.feeds.B.caughtUp &&
@@ -229,7 +248,8 @@ describe('kill -9 while a late side of 10,000 documents is correlated against 10
         async () => {
           const e = running.engine;
           const s = e.sizes();
-          const idle = e.counters.eventsIn.A === N && e.counters.eventsIn.B === N && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0;
+          const idle =
+            e.counters.eventsIn.A === N && e.counters.eventsIn.B === N && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0;
           return idle ? true : null;
         },
         90_000,
@@ -256,7 +276,10 @@ describe('kill -9 while a late side of 10,000 documents is correlated against 10
     assert.ok(bDrainedRecords > 0, 'the B side was decided (orphan Bs) before the A side came');
     const finalA = (await checkpoint()).A;
     const midway = kills.filter((k) => k.aRead < finalA);
-    assert.ok(midway.length >= 3, `only ${midway.length} of ${kills.length} kills happened before the late A side was read: ${JSON.stringify(kills)} (final A position ${finalA})`);
+    assert.ok(
+      midway.length >= 3,
+      `only ${midway.length} of ${kills.length} kills happened before the late A side was read: ${JSON.stringify(kills)} (final A position ${finalA})`,
+    );
     // Not every run started over from the beginning: the checkpoint moved between kills.
     const resumed = [...kills, finalRun].filter((k) => k.resumedFrom.A > 0 && k.resumedFrom.B > 0);
     assert.ok(resumed.length >= 3, `only ${resumed.length} runs resumed from a saved checkpoint: ${JSON.stringify(kills)}`);

@@ -84,10 +84,14 @@ async function assertReference(db: string, mustMatch = true): Promise<Map<string
   let diff: string | null = null;
   let records = new Map<string, Doc>();
   let want = new Map<string, string>();
-  for (const deadline = Date.now() + 15_000; ; ) {
+  for (const deadline = Date.now() + 15_000; ;) {
     // The inputs are read again too: a replica behind may miss a document as well as a revision.
     stored = [];
-    for (const [side, input] of [['A', 'log_http'], ['B', 'log_network']] as const) for (const [id, doc] of await couchDocs(stack, input)) stored.push({ side, id, doc });
+    for (const [side, input] of [
+      ['A', 'log_http'],
+      ['B', 'log_network'],
+    ] as const)
+      for (const [id, doc] of await couchDocs(stack, input)) stored.push({ side, id, doc });
     want = referenceResult(engineConfig(stack.config.correlator), stored);
     records = await couchDocs(stack, db);
     diff = firstDifference(want, new Map([...records].map(([id, d]) => [id, JSON.stringify({ ...d, revision: undefined, decided_at: undefined })])));
@@ -98,7 +102,9 @@ async function assertReference(db: string, mustMatch = true): Promise<Map<string
   const id = diff.slice(2, diff.indexOf(':'));
   const first = stored.find((s) => s.id === id);
   const conn = (d: Doc) => `${d.src_ip}:${d.src_port}`;
-  const events = first ? stored.filter((s) => conn(s.doc) === conn(first.doc)).map((s) => `${s.side} ${s.id} ${JSON.stringify(s.doc.timestamp ?? s.doc.time)}`) : [];
+  const events = first
+    ? stored.filter((s) => conn(s.doc) === conn(first.doc)).map((s) => `${s.side} ${s.id} ${JSON.stringify(s.doc.timestamp ?? s.doc.time)}`)
+    : [];
   assert.fail(`${diff.slice(0, 1500)}\nits connection:\n${events.join('\n')}\nrevision trees:\n${await revisionTrees(db, want, records)}`);
 }
 
@@ -109,11 +115,26 @@ async function assertReference(db: string, mustMatch = true): Promise<Map<string
  * tombstone rather than a deletion never written.
  */
 async function revisionTrees(db: string, want: Map<string, string>, records: Map<string, Doc>): Promise<string> {
-  const ids = [...records.keys()].filter((id) => !want.has(id)).concat([...want.keys()].filter((id) => !records.has(id))).slice(0, 3);
+  const ids = [...records.keys()]
+    .filter((id) => !want.has(id))
+    .concat([...want.keys()].filter((id) => !records.has(id)))
+    .slice(0, 3);
   const out: string[] = [];
   for (const id of ids) {
-    const res = await http(`${stack.couchUrl}/${db}/${encodeURIComponent(id)}?open_revs=all&revs=true`, { headers: { authorization: stack.auth.admin, accept: 'application/json' } });
-    const leaves = Array.isArray(res.json) ? (res.json as Array<{ ok?: Doc }>).map((l) => l.ok && { rev: l.ok._rev, deleted: l.ok._deleted === true, revision: l.ok.revision, history: (l.ok._revisions as { ids: string[] } | undefined)?.ids.length }) : res.text.slice(0, 300);
+    const res = await http(`${stack.couchUrl}/${db}/${encodeURIComponent(id)}?open_revs=all&revs=true`, {
+      headers: { authorization: stack.auth.admin, accept: 'application/json' },
+    });
+    const leaves = Array.isArray(res.json)
+      ? (res.json as Array<{ ok?: Doc }>).map(
+          (l) =>
+            l.ok && {
+              rev: l.ok._rev,
+              deleted: l.ok._deleted === true,
+              revision: l.ok.revision,
+              history: (l.ok._revisions as { ids: string[] } | undefined)?.ids.length,
+            },
+        )
+      : res.text.slice(0, 300);
     out.push(`${id}: ${JSON.stringify(leaves)}`);
   }
   return out.join('\n');
@@ -155,10 +176,22 @@ describe('live and backlog give the same records', () => {
     if (couchFlavor === 'embedded') assert.deepEqual(liveCounters.late, { A: 0, B: 0 }, 'documents arrived later than reorder_slack_ms');
     assert.equal(live.size, A_COUNT + [...live.values()].filter((d) => d.orphan_side === 'B').length, 'one record per A, plus the orphan Bs');
     const recs = [...live.values()];
-    assert.ok(recs.some((d) => d.orphan_side === 'A'), 'an orphan A');
-    assert.ok(recs.some((d) => d.orphan_side === 'B'), 'an orphan B');
-    assert.ok(recs.some((d) => (d.keepalives as number) >= 3), 'a Keep-Alive run');
-    assert.ok(recs.some((d) => d.correlated === true && (d.a_timestamp as number) < (d.b_timestamp as number)), 'an A logged before its B, still matched');
+    assert.ok(
+      recs.some((d) => d.orphan_side === 'A'),
+      'an orphan A',
+    );
+    assert.ok(
+      recs.some((d) => d.orphan_side === 'B'),
+      'an orphan B',
+    );
+    assert.ok(
+      recs.some((d) => (d.keepalives as number) >= 3),
+      'a Keep-Alive run',
+    );
+    assert.ok(
+      recs.some((d) => d.correlated === true && (d.a_timestamp as number) < (d.b_timestamp as number)),
+      'an A logged before its B, still matched',
+    );
   });
 
   for (const [app, batchSize] of [

@@ -71,7 +71,7 @@ describe('correlator output splunk_hec', () => {
     assert.equal(hit.source, 'couchlog:correlated');
     assert.equal(hit.sourcetype, 'couchlog:correlated');
     assert.equal(typeof hit.id, 'string');
-    assert.equal(Date.parse(hit.time), Date.parse(hit.timestamp), 'HEC time is the record\'s event time');
+    assert.equal(Date.parse(hit.time), Date.parse(hit.timestamp), "HEC time is the record's event time");
     const stored = (await docs('log_correlated')).find((d) => d._id === hit.id);
     assert.ok(stored, 'the same record is in log_correlated under the same id');
     // The same decision; on a CouchDB 3 cluster the A may first be written as a provisional orphan
@@ -82,7 +82,17 @@ describe('correlator output splunk_hec', () => {
   });
 
   test('envelopes: deletions say so', () => {
-    const env = hecEnvelopeOf({ id: 'r1', record: { timestamp: '2024-07-17T03:33:43.512Z', host: 'h', revision: 2 }, version: 3, deleted: true }, { index: 'sec', source: 's', sourcetype: 'st' });
-    assert.deepEqual(env, { time: 1721187223.512, host: 'h', source: 's', sourcetype: 'st', index: 'sec', event: { timestamp: '2024-07-17T03:33:43.512Z', host: 'h', revision: 2, id: 'r1', deleted: true } });
+    const env = hecEnvelopeOf(
+      { id: 'r1', record: { timestamp: '2024-07-17T03:33:43.512Z', host: 'h', revision: 2 }, version: 3, deleted: true },
+      { index: 'sec', source: 's', sourcetype: 'st' },
+    );
+    assert.deepEqual(env, {
+      time: 1721187223.512,
+      host: 'h',
+      source: 's',
+      sourcetype: 'st',
+      index: 'sec',
+      event: { timestamp: '2024-07-17T03:33:43.512Z', host: 'h', revision: 2, id: 'r1', deleted: true },
+    });
   });
 });

@@ -53,10 +53,14 @@ before(async () => {
   });
   correlator = await startCorrelator(stack.config, log, { clickhouse: true });
   // Both feeds read once and idle: the watermark follows the clock, so an hour-old document is late.
-  await until('the correlator to be idle', async () => {
-    const s = correlator.pipeline.status();
-    return s.A.caughtUp && s.B.caughtUp && Number.isFinite(correlator.engine.watermark) ? true : null;
-  }, 20_000);
+  await until(
+    'the correlator to be idle',
+    async () => {
+      const s = correlator.pipeline.status();
+      return s.A.caughtUp && s.B.caughtUp && Number.isFinite(correlator.engine.watermark) ? true : null;
+    },
+    20_000,
+  );
 });
 after(async () => {
   await correlator?.stop();
@@ -97,7 +101,8 @@ async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs 
 
 const conn = (port: number, t: number, extra: Doc = {}) => ({ src_ip: '198.51.100.77', src_port: port, dst_ip: '192.168.1.10', ...extra, timestamp: t });
 const aDoc = (port: number, t: number) => conn(port, t, { dst_port: 8080, method: 'GET', host: 'late.example', path: `/p${port}` });
-const bDoc = (port: number, t: number) => conn(port, t, { dst_port: 443, ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', tls_sni: 'late.example', conn_id: `c${port}` });
+const bDoc = (port: number, t: number) =>
+  conn(port, t, { dst_port: 443, ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', tls_sni: 'late.example', conn_id: `c${port}` });
 
 /** ClickHouse rows as they stand (latest version per id, deletions out), id -> row. */
 async function clickhouseCurrent(): Promise<Map<string, Doc>> {
@@ -126,14 +131,20 @@ describe('a side that arrives late is correlated as if it had come on time', () 
   test('B an hour old posted, A posted seconds later: every A correlated, the provisional orphan Bs deleted everywhere', async () => {
     const t0 = Date.now() - HOUR;
     const ports = Array.from({ length: 20 }, (_, i) => 41_000 + i);
-    const bIds = await post('network', ports.map((p, i) => bDoc(p, t0 + i * 1000)));
+    const bIds = await post(
+      'network',
+      ports.map((p, i) => bDoc(p, t0 + i * 1000)),
+    );
     // The Bs are decided first (provisional orphan Bs, network_emit is on)...
     await until('the provisional orphan Bs', async () => {
       const docs = await allDocs('log_correlated');
       return bIds.every((id) => docs.get(`B-${id}`)?.orphan_side === 'B') ? true : null;
     });
     await sleep(2000);
-    const aIds = await post('http', ports.map((p, i) => aDoc(p, t0 + i * 1000 + 40)));
+    const aIds = await post(
+      'http',
+      ports.map((p, i) => aDoc(p, t0 + i * 1000 + 40)),
+    );
     const docs = await until('every A correlated', async () => {
       const d = await allDocs('log_correlated');
       return aIds.every((id) => d.get(`A-${id}`)?.correlated === true) && bIds.every((id) => !d.has(`B-${id}`)) ? d : null;
@@ -161,12 +172,18 @@ describe('a side that arrives late is correlated as if it had come on time', () 
   test('A first, B half an hour late: the provisional orphans are corrected to revision 2 in every sink', async () => {
     const t0 = Date.now() - HOUR / 2;
     const ports = Array.from({ length: 12 }, (_, i) => 42_000 + i);
-    const aIds = await post('http', ports.map((p, i) => aDoc(p, t0 + i * 500)));
+    const aIds = await post(
+      'http',
+      ports.map((p, i) => aDoc(p, t0 + i * 500)),
+    );
     await until('provisional orphans, revision 1', async () => {
       const d = await allDocs('log_correlated');
       return aIds.every((id) => d.get(`A-${id}`)?.correlated === false && d.get(`A-${id}`)?.revision === 1) ? true : null;
     });
-    const bIds = await post('network', ports.map((p, i) => bDoc(p, t0 + i * 500 - 20)));
+    const bIds = await post(
+      'network',
+      ports.map((p, i) => bDoc(p, t0 + i * 500 - 20)),
+    );
     const docs = await until('the corrections in CouchDB', async () => {
       const d = await allDocs('log_correlated');
       return aIds.every((id) => d.get(`A-${id}`)?.correlated === true) ? d : null;
@@ -178,8 +195,13 @@ describe('a side that arrives late is correlated as if it had come on time', () 
       assert.equal(r.orphan_side, '');
     });
     await until('the corrections in ClickHouse (FINAL)', async () => {
-      const text = await ch.query(`SELECT id, correlated, revision, deleted FROM couchlog.http_logs FINAL WHERE id IN (${aIds.map((id) => `'A-${id}'`).join(',')}) FORMAT JSONEachRow`);
-      const rows = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Doc);
+      const text = await ch.query(
+        `SELECT id, correlated, revision, deleted FROM couchlog.http_logs FINAL WHERE id IN (${aIds.map((id) => `'A-${id}'`).join(',')}) FORMAT JSONEachRow`,
+      );
+      const rows = text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Doc);
       return rows.length === aIds.length && rows.every((r) => r.correlated === 1 && r.revision === 2 && r.deleted === 0) ? true : null;
     });
     // Both revisions are in the table; FINAL keeps the later.
@@ -190,7 +212,8 @@ describe('a side that arrives late is correlated as if it had come on time', () 
   });
 
   test('idle feeds do not rewrite the checkpoint', async () => {
-    const rev = async () => (await http(`${stack.couchUrl}/log_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } })).json._rev as string;
+    const rev = async () =>
+      (await http(`${stack.couchUrl}/log_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } })).json._rev as string;
     await sleep(1500); // the last corrections settle
     const before = await rev();
     await sleep(2500); // checkpoint_interval_ms is 200: a dozen chances to rewrite it
@@ -202,7 +225,11 @@ describe('a side that arrives late is correlated as if it had come on time', () 
     const [id, doc] = [...docs][0]!;
     const body = JSON.stringify({ ...doc, correlated: false });
     for (const who of ['reader', 'writer'] as const) {
-      const res = await http(`${stack.couchUrl}/log_correlated/${encodeURIComponent(id)}`, { method: 'PUT', headers: { ...JSON_TYPE, authorization: stack.auth[who] }, body });
+      const res = await http(`${stack.couchUrl}/log_correlated/${encodeURIComponent(id)}`, {
+        method: 'PUT',
+        headers: { ...JSON_TYPE, authorization: stack.auth[who] },
+        body,
+      });
       assert.ok(res.status === 403 || res.status === 401, `${who}: ${res.status} ${res.text}`);
     }
     const after = await allDocs('log_correlated');
@@ -219,7 +246,7 @@ describe('seeded schedules through the ingress equal the reference', () => {
     const late = rnd() < 0.5 ? 'http' : 'network';
     const batches = (docs: Doc[]) => {
       const out: Doc[][] = [];
-      for (let i = 0; i < docs.length; ) {
+      for (let i = 0; i < docs.length;) {
         const n = 1 + Math.floor(rnd() * 40);
         out.push(docs.slice(i, i + n));
         i += n;
@@ -246,7 +273,10 @@ describe('seeded schedules through the ingress equal the reference', () => {
     const cfg = engineConfig(stack.config.correlator);
     const stored = async (): Promise<StoredDoc[]> => {
       const out: StoredDoc[] = [];
-      for (const [side, db] of [['A', 'log_http'], ['B', 'log_network']] as const) {
+      for (const [side, db] of [
+        ['A', 'log_http'],
+        ['B', 'log_network'],
+      ] as const) {
         for (const [id, doc] of await allDocs(db)) {
           const { _id, _rev, ...rest } = doc;
           out.push({ side, id, doc: rest });
@@ -263,24 +293,33 @@ describe('seeded schedules through the ingress equal the reference', () => {
     // may not hold the latest documents yet (a reference computed once
     // from such a read missed 20 A documents).
     let want = new Map<string, string>();
-    await until('log_correlated to equal the reference', async () => {
-      want = referenceResult(cfg, await stored());
-      const got = new Map([...(await allDocs('log_correlated'))].map(([id, d]) => [id, strip(d)]));
-      const diff = firstDifference(want, got);
-      if (diff) throw new Error(diff.slice(0, 600));
-      return true;
-    }, 90_000);
-    await until('ClickHouse to hold the same ids', async () => {
-      const rows = await clickhouseCurrent();
-      const missing = [...want.keys()].filter((id) => !rows.has(id));
-      const extra = [...rows.keys()].filter((id) => !want.has(id));
-      if (missing.length || extra.length) throw new Error(`missing ${missing.slice(0, 3)} extra ${extra.slice(0, 3)}`);
-      for (const [id, w] of want) {
-        const r = rows.get(id)!;
-        const rec = JSON.parse(w) as Doc;
-        if (r.correlated !== (rec.correlated ? 1 : 0) || r.keepalives !== rec.keepalives || r.b_id !== (rec.b_id ?? '')) throw new Error(`${id}: ${JSON.stringify(r).slice(0, 300)} vs ${w.slice(0, 300)}`);
-      }
-      return true;
-    }, 60_000);
+    await until(
+      'log_correlated to equal the reference',
+      async () => {
+        want = referenceResult(cfg, await stored());
+        const got = new Map([...(await allDocs('log_correlated'))].map(([id, d]) => [id, strip(d)]));
+        const diff = firstDifference(want, got);
+        if (diff) throw new Error(diff.slice(0, 600));
+        return true;
+      },
+      90_000,
+    );
+    await until(
+      'ClickHouse to hold the same ids',
+      async () => {
+        const rows = await clickhouseCurrent();
+        const missing = [...want.keys()].filter((id) => !rows.has(id));
+        const extra = [...rows.keys()].filter((id) => !want.has(id));
+        if (missing.length || extra.length) throw new Error(`missing ${missing.slice(0, 3)} extra ${extra.slice(0, 3)}`);
+        for (const [id, w] of want) {
+          const r = rows.get(id)!;
+          const rec = JSON.parse(w) as Doc;
+          if (r.correlated !== (rec.correlated ? 1 : 0) || r.keepalives !== rec.keepalives || r.b_id !== (rec.b_id ?? ''))
+            throw new Error(`${id}: ${JSON.stringify(r).slice(0, 300)} vs ${w.slice(0, 300)}`);
+        }
+        return true;
+      },
+      60_000,
+    );
   });
 });

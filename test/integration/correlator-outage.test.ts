@@ -40,7 +40,11 @@ after(async () => {
  * A correlator of its own documents (`run` field), with short windows so
  * live orphans come out within seconds, and a small ClickHouse buffer.
  */
-async function correlatorFor(run: string, out: { app: string; table: string }, clickhouse: { maxBuffer: number; dropOnOverflow: boolean }): Promise<{ c: RunningCorrelator; url: string }> {
+async function correlatorFor(
+  run: string,
+  out: { app: string; table: string },
+  clickhouse: { maxBuffer: number; dropOnOverflow: boolean },
+): Promise<{ c: RunningCorrelator; url: string }> {
   const config: Config = structuredClone(stack.config);
   const port = await freePort();
   const c = config.correlator;
@@ -52,7 +56,15 @@ async function correlatorFor(run: string, out: { app: string; table: string }, c
   c.time_window = { value: 2, unit: 's' };
   c.ttl.network_ttl_s = 5;
   c.orphan_policy = { apache_always_emit: true, apache_emit_delay_ms: 300, network_emit: true };
-  Object.assign(c.outputs.clickhouse, { batch_size: 20, flush_interval_ms: 50, max_buffer_size: clickhouse.maxBuffer, drop_on_overflow: clickhouse.dropOnOverflow, retry_initial_ms: 50, retry_max_ms: 400, timeout_ms: 2000 });
+  Object.assign(c.outputs.clickhouse, {
+    batch_size: 20,
+    flush_interval_ms: 50,
+    max_buffer_size: clickhouse.maxBuffer,
+    drop_on_overflow: clickhouse.dropOnOverflow,
+    retry_initial_ms: 50,
+    retry_max_ms: 400,
+    timeout_ms: 2000,
+  });
   Object.assign(c.outputs.couchdb, { app: out.app, flush_interval_ms: 50 });
   c.checkpoint_interval_ms = 200;
   c.metrics = { ...c.metrics, port, sink_failing_threshold_ms: 500 };
@@ -91,7 +103,10 @@ class LiveTraffic {
       const port = this.port++;
       const key = `${ip}:${port}`;
       b.push({ ...base(ip, port, now - 5), dst_port: 443, ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', tls_sni: 'www.example.com' });
-      a.push([{ ...base(ip, port, now), dst_port: 8080, method: 'GET', host: 'www.example.com', path: `/p/${port}` }, { correlated: true, keepalives: 1 }]);
+      a.push([
+        { ...base(ip, port, now), dst_port: 8080, method: 'GET', host: 'www.example.com', path: `/p/${port}` },
+        { correlated: true, keepalives: 1 },
+      ]);
       this.keepalives.set(key, 1);
       this.recent.push({ ip, port, at: now });
     }
@@ -102,11 +117,17 @@ class LiveTraffic {
       const key = `${r.ip}:${r.port}`;
       const n = this.keepalives.get(key)! + 1;
       this.keepalives.set(key, n);
-      a.push([{ ...base(r.ip, r.port, now), dst_port: 8080, method: 'GET', host: 'www.example.com', path: `/again/${n}` }, { correlated: true, keepalives: n }]);
+      a.push([
+        { ...base(r.ip, r.port, now), dst_port: 8080, method: 'GET', host: 'www.example.com', path: `/again/${n}` },
+        { correlated: true, keepalives: n },
+      ]);
     }
     if (this.rnd() < 0.3) {
       const port = this.port++;
-      a.push([{ ...base('203.0.113.9', port, now), dst_port: 8080, method: 'GET', host: 'www.example.com', path: '/orphan' }, { correlated: false, keepalives: 0 }]);
+      a.push([
+        { ...base('203.0.113.9', port, now), dst_port: 8080, method: 'GET', host: 'www.example.com', path: '/orphan' },
+        { correlated: false, keepalives: 0 },
+      ]);
     }
     if (this.rnd() < 0.3) {
       const port = this.port++;
@@ -116,7 +137,11 @@ class LiveTraffic {
     while (this.recent.length > 0 && now - this.recent[0]!.at > 2000) this.recent.shift();
     // B first, as a TLS terminator logs the handshake before the request.
     await postBulk(stack, 'network', b);
-    const ids = await postBulk(stack, 'http', a.map(([doc]) => doc));
+    const ids = await postBulk(
+      stack,
+      'http',
+      a.map(([doc]) => doc),
+    );
     ids.forEach((id, i) => {
       this.aIds.push(id);
       this.expectA.set(id, a[i]![1]);
@@ -214,7 +239,10 @@ describe('ClickHouse stopped under load, then started again', () => {
   });
 
   test('backpressure: the full sink stopped the feeds instead of growing or dropping', async () => {
-    assert.ok(duringOutage.some((s) => s.full), 'the ClickHouse sink never reported full');
+    assert.ok(
+      duringOutage.some((s) => s.full),
+      'the ClickHouse sink never reported full',
+    );
     // Reading stops once 50 are held; the poll after a pause may still add
     // what its events release at once (up to reorder_slack_ms of traffic).
     // Without backpressure the backlog would reach nearly everything posted
@@ -261,13 +289,20 @@ describe('drop_on_overflow: true while ClickHouse is down', () => {
     await ch.server.stop(300);
     for (let i = 0; i < 20; i++) await Promise.all([traffic.tick(5), sleep(100)]);
     // CouchDB is not dropping: every record (orphan Bs after their window) reaches it during the outage.
-    await until('every record in log_correlated_drop', async () => ((await couchDocs(stack, 'log_correlated_drop')).size >= traffic.expectedRecords ? true : null), 30_000, 250);
+    await until(
+      'every record in log_correlated_drop',
+      async () => ((await couchDocs(stack, 'log_correlated_drop')).size >= traffic.expectedRecords ? true : null),
+      30_000,
+      250,
+    );
     await ch.server.start();
     await until(
       'the ClickHouse sink to drain',
       async () => {
         const m = await metrics(url);
-        return (m.get('couchlog_correlator_sink_backlog{sink="clickhouse"}') ?? 1) === 0 && (await clickhouseCounts(ch, 'http_logs_drop')).final > 0 ? true : null;
+        return (m.get('couchlog_correlator_sink_backlog{sink="clickhouse"}') ?? 1) === 0 && (await clickhouseCounts(ch, 'http_logs_drop')).final > 0
+          ? true
+          : null;
       },
       30_000,
       250,

@@ -39,7 +39,10 @@ before(async () => {
     if (c % 5 !== 0) bs.push({ ...conn, dst_port: 443, ja4: `ja4-${c % 7}`, timestamp: t0 + c * 100 });
     for (let r = 0; r < 1 + (c % 3); r++) if (c % 11 !== 0) as.push({ ...conn, dst_port: 80, path: `/${c}/${r}`, timestamp: t0 + c * 100 + 5 + r * 20 });
   }
-  for (const [app, docs] of [['network', bs], ['http', as]] as const) {
+  for (const [app, docs] of [
+    ['network', bs],
+    ['http', as],
+  ] as const) {
     const res = await http(`${stack.url}/log_${app}/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ docs }) });
     assert.equal(res.status, 201);
   }
@@ -65,7 +68,7 @@ async function records(db: string): Promise<Map<string, string>> {
 
 async function settled(db: string): Promise<Map<string, string>> {
   let last = -1;
-  for (let stable = 0; stable < 8; ) {
+  for (let stable = 0; stable < 8;) {
     await sleep(200);
     const n = (await records(db)).size;
     stable = n === last && n > 0 ? stable + 1 : 0;

@@ -148,13 +148,33 @@ describe('HTTP x network through the ingress', () => {
 
   test('ClickHouse holds the same records in typed columns', async () => {
     const tsv = await until('6 rows in ClickHouse', async () => {
-      const out = await ch.query('SELECT id, src_ip, src_port, dst_port, method, host, path, correlated, orphan_side, keepalives, ja4, tls_version, ip_meta_ttl, header_user_agent, a_timestamp FROM couchlog.http_logs FINAL ORDER BY a_timestamp, id FORMAT TSV');
+      const out = await ch.query(
+        'SELECT id, src_ip, src_port, dst_port, method, host, path, correlated, orphan_side, keepalives, ja4, tls_version, ip_meta_ttl, header_user_agent, a_timestamp FROM couchlog.http_logs FINAL ORDER BY a_timestamp, id FORMAT TSV',
+      );
       return out.trim().split('\n').length >= 6 ? out : null;
     });
-    const rows = tsv.trim().split('\n').map((l) => l.split('\t'));
+    const rows = tsv
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t'));
     assert.equal(rows.length, 6);
     const first = rows.find((r) => r[0] === `A-${ids.a[0]}`)!;
-    assert.deepEqual(first.slice(1), ['203.0.113.42', '50001', '8080', 'GET', 'example.com', '/p50', '1', '', '1', 't13d1516h2_8daaf6152771_b0da82dd1658', '1.3', '64', 'Mozilla/5.0', String(T0 + 50)]);
+    assert.deepEqual(first.slice(1), [
+      '203.0.113.42',
+      '50001',
+      '8080',
+      'GET',
+      'example.com',
+      '/p50',
+      '1',
+      '',
+      '1',
+      't13d1516h2_8daaf6152771_b0da82dd1658',
+      '1.3',
+      '64',
+      'Mozilla/5.0',
+      String(T0 + 50),
+    ]);
     const extra = JSON.parse((await ch.query(`SELECT extra FROM couchlog.http_logs FINAL WHERE id = 'A-${ids.a[0]}' FORMAT TSVRaw`)).trim());
     assert.equal(extra.b_dst_port, 443, 'fields without a column are kept in extra');
   });
@@ -182,7 +202,10 @@ describe('HTTP x network through the ingress', () => {
 
   test('the file sink has every record once and reopens after a rotation', async () => {
     const file = join(stack.dataDir, 'correlated.jsonl');
-    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string });
+    const lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string });
     assert.equal(new Set(lines.map((l) => l.id)).size, 6);
     renameSync(file, `${file}.1`);
     await correlator.reopen();

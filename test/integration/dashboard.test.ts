@@ -38,7 +38,12 @@ async function post(app: string, docs: object[]): Promise<void> {
 async function login(page: Page, app: string): Promise<void> {
   await page.goto(`${stack.url}/_couchlog/dashboard/${app}`);
   await page.waitForSelector('#login-form', { state: 'visible', timeout: 10_000 }).catch(async (err: Error) => {
-    const why = await page.evaluate(() => [document.getElementById('login')?.hidden, document.getElementById('board')?.hidden, document.getElementById('login-message')?.textContent, document.getElementById('status')?.textContent]);
+    const why = await page.evaluate(() => [
+      document.getElementById('login')?.hidden,
+      document.getElementById('board')?.hidden,
+      document.getElementById('login-message')?.textContent,
+      document.getElementById('status')?.textContent,
+    ]);
     throw new Error(`${err.message}\npage state: ${JSON.stringify(why)}`);
   });
   await page.fill('#name', stack.config.users.reader.user);
@@ -166,7 +171,11 @@ describe('the live dashboard', () => {
         ...(ja4 ? { ja4 } : {}),
       });
       const docs = [rec(1, true, 't13d1516h2_aaa'), rec(2, true, 't13d1516h2_aaa'), rec(3, true, 't13d0912h1_bbb'), rec(4, false, null)];
-      const res = await http(`${stack.couchUrl}/log_correlated/_bulk_docs`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.admin }, body: JSON.stringify({ docs }) });
+      const res = await http(`${stack.couchUrl}/log_correlated/_bulk_docs`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, authorization: stack.auth.admin },
+        body: JSON.stringify({ docs }),
+      });
       assert.equal(res.status, 201, res.text);
       await expectText(page, '#correlated', '3', 2000);
       await expectText(page, '#orphans', '1', 2000);
@@ -208,9 +217,20 @@ describe('the live dashboard', () => {
     for (let b = 0; b < 10; b++) {
       const docs = Array.from({ length: BATCH }, (_, i) => {
         const n = b * BATCH + i;
-        return { date: day, hour: '09:00:00,000', process: 'sshd', machine: `m${n % 5}`, ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, received_at: new Date().toISOString() };
+        return {
+          date: day,
+          hour: '09:00:00,000',
+          process: 'sshd',
+          machine: `m${n % 5}`,
+          ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`,
+          received_at: new Date().toISOString(),
+        };
       });
-      const res = await http(`${stack.couchUrl}/log_bulk/_bulk_docs`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.admin }, body: JSON.stringify({ docs }) });
+      const res = await http(`${stack.couchUrl}/log_bulk/_bulk_docs`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, authorization: stack.auth.admin },
+        body: JSON.stringify({ docs }),
+      });
       assert.equal(res.status, 201, res.text.slice(0, 200));
     }
     const { _rev: _, ...restored } = validator;
@@ -233,7 +253,10 @@ describe('the live dashboard', () => {
       assert.match(await textOf(page, '#latest li:first-child code'), /203\.0\.113\.7/);
       // The bulk load's minute (this one, or the last one if the clock turned) was only partly loaded, and says so.
       const minutes = [await textOf(page, '#this-minute'), await textOf(page, '#last-minute')];
-      assert.ok(minutes.some((m) => /^[\d,]+\+$/.test(m)), `a minute only partly loaded says so: ${minutes}`);
+      assert.ok(
+        minutes.some((m) => /^[\d,]+\+$/.test(m)),
+        `a minute only partly loaded says so: ${minutes}`,
+      );
       // PouchDB Server indexes slowly: the day's totals wait for its index,
       // and the page says so. CouchDB 3 builds it in seconds: exact totals.
       const note = await textOf(page, '#index-note');

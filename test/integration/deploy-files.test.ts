@@ -107,7 +107,13 @@ describe('docker-compose.yml', () => {
     const template = (s.nginx.volumes as string[]).find((v) => v.includes('/etc/nginx/templates/'));
     assert.ok(template && existsSync(template.split(':')[0]!), `nginx template mount: ${template}`);
     // Every placeholder of the nginx file is given to the nginx container.
-    const placeholders = new Set(readFileSync(join(ROOT, 'nginx/couchlog.conf'), 'utf8').split('\n').filter((l) => !/^\s*#/.test(l)).join('\n').match(/\$\{(COUCHLOG_[A-Z_]+)\}/g));
+    const placeholders = new Set(
+      readFileSync(join(ROOT, 'nginx/couchlog.conf'), 'utf8')
+        .split('\n')
+        .filter((l) => !/^\s*#/.test(l))
+        .join('\n')
+        .match(/\$\{(COUCHLOG_[A-Z_]+)\}/g),
+    );
     for (const p of placeholders) assert.ok(p.slice(2, -1) in s.nginx.environment, p);
   });
 
@@ -240,7 +246,10 @@ describe('SIGHUP (systemctl reload)', () => {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`couchlog ${command} exited ${child.exitCode}:\n${output}`);
       if (Date.now() > deadline) throw new Error(`couchlog ${command} did not answer at ${readyUrl}:\n${output}`);
-      const ok = await fetch(readyUrl).then((r) => r.status === 200, () => false);
+      const ok = await fetch(readyUrl).then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (ok) return { child, output: () => output };
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -24,7 +24,17 @@ let dst: Stack;
 before(async () => {
   [src, dst] = await Promise.all([
     startStack({ yaml: { apps: { src: {}, src2: {}, src3: {}, src4: {} } } }),
-    startStack({ yaml: { apps: { dst: { tokens: [{ name: 'siem', secret: TOKEN }] }, dst2: {}, dst3: {}, dst4: {}, acked: { tokens: [{ name: 'acked', secret: ACK_TOKEN, ack: true }] } } } }),
+    startStack({
+      yaml: {
+        apps: {
+          dst: { tokens: [{ name: 'siem', secret: TOKEN }] },
+          dst2: {},
+          dst3: {},
+          dst4: {},
+          acked: { tokens: [{ name: 'acked', secret: ACK_TOKEN, ack: true }] },
+        },
+      },
+    }),
   ]);
   for (const app of ['dst2', 'dst3', 'dst4']) dst.config.apps[app]!.tokens.push({ name: 'siem', secret: TOKEN, ack: false });
   await dst.restartIngress();
@@ -54,7 +64,11 @@ function options(app: string, target: string, over: Partial<ForwarderOptions> = 
 }
 
 async function post(app: string, docs: object[]): Promise<void> {
-  const res = await http(`${src.url}/log_${app}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs }) });
+  const res = await http(`${src.url}/log_${app}/_bulk_docs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ docs }),
+  });
   assert.equal(res.status, 201, res.text);
 }
 
@@ -105,7 +119,7 @@ describe('couchlog forward into a HEC endpoint', () => {
     assert.ok(existsSync(join(src.dataDir, 'forward', 'src.checkpoint.json')));
   });
 
-  test('the target\'s CouchDB stopped for 30 s in the middle: nothing lost, nothing twice', async () => {
+  test("the target's CouchDB stopped for 30 s in the middle: nothing lost, nothing twice", async () => {
     await post('src2', makeDocs(600));
     const f = new Forwarder(options('src2', 'dst2', { maxEvents: 100 }));
     f.start();
@@ -121,7 +135,10 @@ describe('couchlog forward into a HEC endpoint', () => {
       await f.stop();
     }
     const target = await all(dst, 'log_dst2');
-    assert.deepEqual(target.map((d) => d.n).sort((a, b) => a - b), Array.from({ length: 1200 }, (_, i) => i));
+    assert.deepEqual(
+      target.map((d) => d.n).sort((a, b) => a - b),
+      Array.from({ length: 1200 }, (_, i) => i),
+    );
   });
 
   test('kill -9 of `couchlog forward` and a restart: nothing lost', async () => {
@@ -135,7 +152,20 @@ describe('couchlog forward into a HEC endpoint', () => {
       COUCHLOG_LOG_LEVEL: 'silent',
       COUCHLOG_FORWARD_HEC_TOKEN: TOKEN,
     };
-    const args = [join(ROOT, 'dist', 'scripts', 'couchlog.js'), 'forward', '--app', 'src3', '--hec-url', dst.url, '--index', 'dst3', '--max-events', '100', '--poll-ms', '100'];
+    const args = [
+      join(ROOT, 'dist', 'scripts', 'couchlog.js'),
+      'forward',
+      '--app',
+      'src3',
+      '--hec-url',
+      dst.url,
+      '--index',
+      'dst3',
+      '--max-events',
+      '100',
+      '--poll-ms',
+      '100',
+    ];
     const child = spawn(process.execPath, args, { env, stdio: 'ignore' });
     await until('some documents through', async () => (await countDocs(dst, 'log_dst3')) >= 300, 20_000);
     child.kill('SIGKILL');
@@ -170,7 +200,10 @@ describe('couchlog forward into a HEC endpoint', () => {
     } finally {
       await f.stop();
     }
-    const lines = readFileSync(join(src.dataDir, 'forward', 'src4.dead-letter.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(join(src.dataDir, 'forward', 'src4.dead-letter.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.equal(lines.length, 1);
     assert.equal(lines[0].envelope.event.n, 53);
     assert.match(lines[0].reason, /Incorrect index/);
@@ -186,8 +219,28 @@ describe('forward: section of the config', () => {
     const config = structuredClone(src.config);
     config.forward = [
       {
-        name: 'cfg_one', app: 'src', hec_url: dst.url, token: TOKEN, index: 'dst4', index_field: null, source: 'cfg', sourcetype: '_json', sourcetype_field: null, host_field: 'host',
-        max_events: 500, max_bytes: 1_000_000, inflight: 2, gzip: true, ca_file: null, verify_tls: true, timeout_ms: 5000, ack: true, ack_timeout_ms: 10_000, poll_ms: 100, backoff_base_ms: 100, backoff_max_ms: 1000,
+        name: 'cfg_one',
+        app: 'src',
+        hec_url: dst.url,
+        token: TOKEN,
+        index: 'dst4',
+        index_field: null,
+        source: 'cfg',
+        sourcetype: '_json',
+        sourcetype_field: null,
+        host_field: 'host',
+        max_events: 500,
+        max_bytes: 1_000_000,
+        inflight: 2,
+        gzip: true,
+        ca_file: null,
+        verify_tls: true,
+        timeout_ms: 5000,
+        ack: true,
+        ack_timeout_ms: 10_000,
+        poll_ms: 100,
+        backoff_base_ms: 100,
+        backoff_max_ms: 1000,
       },
     ];
     const forwarders = forwardersOf(config, silent);
@@ -217,7 +270,14 @@ describe('couchlog up with a forward: section', () => {
     const dir = mkdtempSync(join(tmpdir(), 'couchlog-forward-up-'));
     try {
       writeFileSync(join(dir, 'couchlog.yml'), 'clickhouse:\n  enabled: false\nforward:\n  - name: siem\n    app: appname\n    hec_url: https://127.0.0.1:1\n');
-      const env: Record<string, string | undefined> = { ...process.env, COUCHLOG_CONFIG: join(dir, 'couchlog.yml'), COUCHLOG_DATA: join(dir, 'data'), COUCHLOG_LOG_LEVEL: 'silent', COUCHLOG_COUCHDB_PORT: '1', COUCHLOG_INGRESS_PORT: '1' };
+      const env: Record<string, string | undefined> = {
+        ...process.env,
+        COUCHLOG_CONFIG: join(dir, 'couchlog.yml'),
+        COUCHLOG_DATA: join(dir, 'data'),
+        COUCHLOG_LOG_LEVEL: 'silent',
+        COUCHLOG_COUCHDB_PORT: '1',
+        COUCHLOG_INGRESS_PORT: '1',
+      };
       delete env.COUCHLOG_FORWARD_TOKEN_SIEM;
       const child = spawn(process.execPath, [join(ROOT, 'dist', 'scripts', 'couchlog.js'), 'up'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';

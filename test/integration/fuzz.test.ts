@@ -55,7 +55,10 @@ async function snapshot(): Promise<Snapshot> {
   const designs = new Map<string, string>();
   for (const db of dbs) {
     if (db.startsWith('_')) continue;
-    const rows = (await http(`${stack.couchUrl}/${encodeURIComponent(db)}/_all_docs`, { headers: admin() })).json.rows as Array<{ id: string; value: { rev: string } }>;
+    const rows = (await http(`${stack.couchUrl}/${encodeURIComponent(db)}/_all_docs`, { headers: admin() })).json.rows as Array<{
+      id: string;
+      value: { rev: string };
+    }>;
     ids.set(db, new Set(rows.filter((r) => !r.id.startsWith('_design/')).map((r) => r.id)));
     designs.set(db, JSON.stringify(rows.filter((r) => r.id.startsWith('_design/')).map((r) => [r.id, r.value.rev])));
   }
@@ -66,21 +69,108 @@ function pick<T>(r: () => number, items: readonly T[]): T {
   return items[Math.floor(r() * items.length)]!;
 }
 
-const DBS = ['log_appname', 'log_fail2ban', 'log_correlated', 'log_fz', 'log_Fz', '_users', '_replicator', '_global_changes', '%6cog_appname', 'log_appname%2f..', 'log_', ''];
-const SUFFIXES = [
-  '', '/', '/_all_docs', '/_all_docs/queries', '/_find', '/_explain', '/_bulk_get', '/_bulk_docs', '/_changes', '/_changes?filter=_selector',
-  '/_changes?filter=%5fselector&since=0', '/_index', '/_security', '/_purge', '/_compact', '/_view_cleanup', '/_revs_diff', '/_revs_limit',
-  '/_local/x', '/_local/correlator', '/_local%2Fcheckpoint', '/_local_docs', '/_design/logs', '/_design/x', '/_design%2Fx', '/_design/logs/_view/by_time',
-  '/_design/logs/_view/by_time/queries', '/_design/logs/_list/csv/by_time', '/_design/logs/_list/nope/by_time', '/_design/nope/_list/csv/v',
-  '/_design/logs/_list/csv/nope', '/_design/logs/_show/nope', '/_design/logs/_update/u', '/_design/logs/_rewrite/x', '/_design/logs/_info',
-  '/doc1', '/%2e%2e/_users', '/..%2f_users', '/a%00b', '/%ud800', '/%ED%A0%80', '/%ff', '/\u00e9t\u00e9', '//double', '/x?rev=1-a', '/_partition/p/_all_docs',
+const DBS = [
+  'log_appname',
+  'log_fail2ban',
+  'log_correlated',
+  'log_fz',
+  'log_Fz',
+  '_users',
+  '_replicator',
+  '_global_changes',
+  '%6cog_appname',
+  'log_appname%2f..',
+  'log_',
+  '',
 ];
-const SERVER = ['/', '/_all_dbs', '/_replicate', '/_session', '/_utils/', '/_utils/index.html', '/_config', '/_config/admins', '/_node/_local/_config',
-  '/_active_tasks', '/_uuids?count=100000', '/_scheduler/jobs', '/_dbs_info', '/_up', '/_couchlog/health', '/_couchlog/metrics', '/_couchlog/dashboard/appname',
-  '/services/collector/event', '/services/collector/raw', '/services/collector/health', '/_restart', '/_membership', '/_db_updates', '/favicon.ico', '/%2e%2e/', '/\\..\\'];
+const SUFFIXES = [
+  '',
+  '/',
+  '/_all_docs',
+  '/_all_docs/queries',
+  '/_find',
+  '/_explain',
+  '/_bulk_get',
+  '/_bulk_docs',
+  '/_changes',
+  '/_changes?filter=_selector',
+  '/_changes?filter=%5fselector&since=0',
+  '/_index',
+  '/_security',
+  '/_purge',
+  '/_compact',
+  '/_view_cleanup',
+  '/_revs_diff',
+  '/_revs_limit',
+  '/_local/x',
+  '/_local/correlator',
+  '/_local%2Fcheckpoint',
+  '/_local_docs',
+  '/_design/logs',
+  '/_design/x',
+  '/_design%2Fx',
+  '/_design/logs/_view/by_time',
+  '/_design/logs/_view/by_time/queries',
+  '/_design/logs/_list/csv/by_time',
+  '/_design/logs/_list/nope/by_time',
+  '/_design/nope/_list/csv/v',
+  '/_design/logs/_list/csv/nope',
+  '/_design/logs/_show/nope',
+  '/_design/logs/_update/u',
+  '/_design/logs/_rewrite/x',
+  '/_design/logs/_info',
+  '/doc1',
+  '/%2e%2e/_users',
+  '/..%2f_users',
+  '/a%00b',
+  '/%ud800',
+  '/%ED%A0%80',
+  '/%ff',
+  '/\u00e9t\u00e9',
+  '//double',
+  '/x?rev=1-a',
+  '/_partition/p/_all_docs',
+];
+const SERVER = [
+  '/',
+  '/_all_dbs',
+  '/_replicate',
+  '/_session',
+  '/_utils/',
+  '/_utils/index.html',
+  '/_config',
+  '/_config/admins',
+  '/_node/_local/_config',
+  '/_active_tasks',
+  '/_uuids?count=100000',
+  '/_scheduler/jobs',
+  '/_dbs_info',
+  '/_up',
+  '/_couchlog/health',
+  '/_couchlog/metrics',
+  '/_couchlog/dashboard/appname',
+  '/services/collector/event',
+  '/services/collector/raw',
+  '/services/collector/health',
+  '/_restart',
+  '/_membership',
+  '/_db_updates',
+  '/favicon.ico',
+  '/%2e%2e/',
+  '/\\..\\',
+];
 const METHODS = ['GET', 'GET', 'HEAD', 'POST', 'POST', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
-const TYPES = ['application/json', 'application/json', 'application/json; charset=utf-8', 'application/x-ndjson', 'text/plain', 'multipart/form-data; boundary=x',
-  'application/x-www-form-urlencoded', 'APPLICATION/JSON', ''];
+const TYPES = [
+  'application/json',
+  'application/json',
+  'application/json; charset=utf-8',
+  'application/x-ndjson',
+  'text/plain',
+  'multipart/form-data; boundary=x',
+  'application/x-www-form-urlencoded',
+  'APPLICATION/JSON',
+  '',
+];
 
 function body(r: () => number): string | undefined {
   const depth = (n: number) => '['.repeat(n) + ']'.repeat(n);
@@ -128,7 +218,9 @@ function request(r: () => number): { method: string; path: string; headers: Reco
     // A plausible write (anonymous or the writer), so that 201s and refusals interleave.
     const app = pick(r, ['appname', 'fail2ban', 'fz', 'fz2', 'fz3', 'correlated']);
     const bulk = r() < 0.3;
-    const docs = Array.from({ length: 1 + Math.floor(r() * 3) }, () => (r() < 0.8 ? { n: Math.floor(r() * 1e6) } : pick(r, [{ _id: `fz-${Math.floor(r() * 1e9)}` }, { _rev: '1-x' }, { _id: '_design/x' }])));
+    const docs = Array.from({ length: 1 + Math.floor(r() * 3) }, () =>
+      r() < 0.8 ? { n: Math.floor(r() * 1e6) } : pick(r, [{ _id: `fz-${Math.floor(r() * 1e9)}` }, { _rev: '1-x' }, { _id: '_design/x' }]),
+    );
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (r() < 0.3) headers.authorization = pick(r, [stack.auth.writer, stack.auth.reader]);
     const body = bulk ? JSON.stringify({ docs }) : JSON.stringify(docs.length === 1 ? docs[0] : docs);
@@ -185,7 +277,13 @@ test(`seeded fuzz: ${COUNT} hostile requests (seed ${SEED})`, { timeout: 240_000
       const q = request(r);
       let res;
       try {
-        res = await fetch(`${stack.url}${q.path}`, { method: q.method, headers: q.headers, body: q.body, redirect: 'manual', signal: AbortSignal.timeout(30_000) });
+        res = await fetch(`${stack.url}${q.path}`, {
+          method: q.method,
+          headers: q.headers,
+          body: q.body,
+          redirect: 'manual',
+          signal: AbortSignal.timeout(30_000),
+        });
       } catch (err) {
         // fetch itself refuses some requests (invalid header values); the ingress closing a connection is a failure.
         const msg = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
@@ -196,7 +294,8 @@ test(`seeded fuzz: ${COUNT} hostile requests (seed ${SEED})`, { timeout: 240_000
       }
       const text = await res.text();
       statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-      if (res.status >= 500) failures.push(`${q.method} ${q.path} [${q.headers.authorization ?? q.headers.cookie ?? 'anonymous'}]: ${res.status} ${text.slice(0, 160)}`);
+      if (res.status >= 500)
+        failures.push(`${q.method} ${q.path} [${q.headers.authorization ?? q.headers.cookie ?? 'anonymous'}]: ${res.status} ${text.slice(0, 160)}`);
       if (res.status === 201) {
         const db = decodeURIComponent(q.path.split('/')[1]!);
         let json: unknown;
@@ -245,5 +344,7 @@ test(`seeded fuzz: ${COUNT} hostile requests (seed ${SEED})`, { timeout: 240_000
   gc();
   const grown = process.memoryUsage().heapUsed - heapBefore;
   assert.ok(grown < 64 * 1024 * 1024, `heap grew by ${Math.round(grown / 1048576)} MB`);
-  console.log(`fuzz: ${COUNT} requests, statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}, heap ${Math.round(grown / 1048576)} MB`);
+  console.log(
+    `fuzz: ${COUNT} requests, statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}, heap ${Math.round(grown / 1048576)} MB`,
+  );
 });

@@ -22,7 +22,9 @@ const TOKEN = 'clients-test-token-0123456789';
 
 let stack: Stack;
 before(async () => {
-  stack = await startStack({ yaml: { apps: { web: { tokens: [{ name: 'clients', secret: TOKEN }] }, syslog: { tokens: [{ name: 'clients', secret: TOKEN }] } } } });
+  stack = await startStack({
+    yaml: { apps: { web: { tokens: [{ name: 'clients', secret: TOKEN }] }, syslog: { tokens: [{ name: 'clients', secret: TOKEN }] } } },
+  });
 });
 after(async () => {
   await stack?.stop();
@@ -47,7 +49,7 @@ function send(logger: any, payload: unknown): Promise<{ err: unknown; body: any 
   return new Promise((resolve) => logger.send(payload, (err: unknown, _resp: unknown, body: any) => resolve({ err, body })));
 }
 
-describe('splunk-logging (Splunk\'s Node library)', () => {
+describe("splunk-logging (Splunk's Node library)", () => {
   test('default settings: every event stored once, with its metadata', async () => {
     const logger = new SplunkLogger({ token: TOKEN, url: stack.url });
     const run = randomUUID();
@@ -60,7 +62,10 @@ describe('splunk-logging (Splunk\'s Node library)', () => {
     }
     const stored = (await docs('log_web')).filter((d) => d.message?.run === run);
     assert.equal(stored.length, 100);
-    assert.deepEqual(stored.map((d) => d.message.i).sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
+    assert.deepEqual(
+      stored.map((d) => d.message.i).sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
     for (const d of stored) {
       assert.equal(d.severity, 'info');
       assert.equal(d.host, 'lib-host');
@@ -130,9 +135,13 @@ destination d_hec {
 log { source(s_test); destination(d_hec); };
 `;
     writeFileSync(join(dir, 'syslog-ng.conf'), conf);
-    proc = spawn('syslog-ng', ['-F', '-f', join(dir, 'syslog-ng.conf'), '-R', join(dir, 'persist'), '-p', join(dir, 'pid'), '-c', join(dir, 'ctl'), '--no-caps'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    proc = spawn(
+      'syslog-ng',
+      ['-F', '-f', join(dir, 'syslog-ng.conf'), '-R', join(dir, 'persist'), '-p', join(dir, 'pid'), '-c', join(dir, 'ctl'), '--no-caps'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     proc.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
     await waitFor('syslog-ng to listen', async () => {
       return new Promise<true | null>((resolve) => {
@@ -154,7 +163,7 @@ log { source(s_test); destination(d_hec); };
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('500 lines over TCP arrive once each, batched, with the envelope\'s fields', async () => {
+  test("500 lines over TCP arrive once each, batched, with the envelope's fields", async () => {
     const run = randomUUID();
     const lines = Array.from({ length: 500 }, (_, i) => `sshd[42]: line ${i} of ${run} "quoted" \\ back`);
     await new Promise<void>((resolve, reject) => {

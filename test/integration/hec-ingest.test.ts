@@ -22,7 +22,12 @@ before(async () => {
   stack = await startStack({
     yaml: {
       apps: {
-        web: { tokens: [{ name: 'web', secret: TOKEN }, { name: 'multi', secret: MULTI }] },
+        web: {
+          tokens: [
+            { name: 'web', secret: TOKEN },
+            { name: 'multi', secret: MULTI },
+          ],
+        },
         audit: { tokens: [{ name: 'multi', secret: MULTI }] },
         acked: { tokens: [{ name: 'acked', secret: ACK, ack: true }] },
         other: {},
@@ -68,7 +73,14 @@ describe('HEC event endpoint', () => {
     const run = randomUUID();
     const res = await hec(
       '/services/collector/event',
-      JSON.stringify({ time: 1721187223.512, host: 'web-1', source: 'app.log', sourcetype: '_json', event: { run, msg: 'hello', src_ip: '192.0.2.1' }, fields: { env: 'prod' } }),
+      JSON.stringify({
+        time: 1721187223.512,
+        host: 'web-1',
+        source: 'app.log',
+        sourcetype: '_json',
+        event: { run, msg: 'hello', src_ip: '192.0.2.1' },
+        fields: { env: 'prod' },
+      }),
       auth(),
     );
     assert.equal(res.status, 200);
@@ -87,7 +99,7 @@ describe('HEC event endpoint', () => {
     assert.ok(!Number.isNaN(Date.parse(doc.received_at)));
   });
 
-  test('a string event is stored as message; the event\'s own fields win over metadata', async () => {
+  test("a string event is stored as message; the event's own fields win over metadata", async () => {
     const run = randomUUID();
     const body =
       JSON.stringify({ event: `text ${run}`, host: 'h1' }) +
@@ -124,7 +136,7 @@ describe('HEC event endpoint', () => {
     assert.equal(bad.json.code, 6);
   });
 
-  test('an event\'s own _id is kept; sent again, it is stored once and answered Success', async () => {
+  test("an event's own _id is kept; sent again, it is stored once and answered Success", async () => {
     const id = `hec-own-${randomUUID()}`;
     const body = JSON.stringify({ event: { _id: id, n: 1 } }) + JSON.stringify({ event: { _id: id, n: 2 } });
     assert.deepEqual((await hec('/services/collector/event', body, auth())).json, { text: 'Success', code: 0 });
@@ -143,11 +155,17 @@ describe('HEC event endpoint', () => {
     assert.equal((await docsWith('log_web', 'run', run)).length, 1);
   });
 
-  test('index picks one of the token\'s apps; others are code 7', async () => {
+  test("index picks one of the token's apps; others are code 7", async () => {
     const run = randomUUID();
-    const body = JSON.stringify({ event: { run, n: 1 } }) + JSON.stringify({ index: 'audit', event: { run, n: 2 } }) + JSON.stringify({ index: 'log_audit', event: { run, n: 3 } });
+    const body =
+      JSON.stringify({ event: { run, n: 1 } }) +
+      JSON.stringify({ index: 'audit', event: { run, n: 2 } }) +
+      JSON.stringify({ index: 'log_audit', event: { run, n: 3 } });
     assert.equal((await hec('/services/collector/event', body, auth(MULTI))).status, 200);
-    assert.deepEqual((await docsWith('log_web', 'run', run)).map((d) => d.n), [1]);
+    assert.deepEqual(
+      (await docsWith('log_web', 'run', run)).map((d) => d.n),
+      [1],
+    );
     assert.deepEqual((await docsWith('log_audit', 'run', run)).map((d) => d.n).sort(), [2, 3]);
 
     const wrong = await hec('/services/collector/event', JSON.stringify({ event: { run } }) + JSON.stringify({ index: 'other', event: { run } }), auth());
@@ -161,21 +179,84 @@ describe('HEC error codes (nothing stored on any of them)', () => {
     ['no token', '/services/collector/event', '{"event":"x"}', {}, 401, { text: 'Token is required', code: 2 }],
     ['malformed Authorization', '/services/collector/event', '{"event":"x"}', { authorization: 'Splunk' }, 401, { text: 'Invalid authorization', code: 3 }],
     ['unknown scheme', '/services/collector/event', '{"event":"x"}', { authorization: 'Digest abc' }, 401, { text: 'Invalid authorization', code: 3 }],
-    ['wrong token', '/services/collector/event', '{"event":"x"}', { authorization: 'Splunk not-a-token-of-this-ingress' }, 403, { text: 'Invalid token', code: 4 }],
+    [
+      'wrong token',
+      '/services/collector/event',
+      '{"event":"x"}',
+      { authorization: 'Splunk not-a-token-of-this-ingress' },
+      403,
+      { text: 'Invalid token', code: 4 },
+    ],
     ['empty body', '/services/collector/event', '', auth(), 400, { text: 'No data', code: 5 }],
     ['blank body', '/services/collector/event', ' \n ', auth(), 400, { text: 'No data', code: 5 }],
-    ['invalid JSON in the 3rd event', '/services/collector/event', '{"event":"a"}{"event":"b"}{"event":"c",}', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 2 }],
+    [
+      'invalid JSON in the 3rd event',
+      '/services/collector/event',
+      '{"event":"a"}{"event":"b"}{"event":"c",}',
+      auth(),
+      400,
+      { text: 'Invalid data format', code: 6, 'invalid-event-number': 2 },
+    ],
     ['not an object', '/services/collector/event', '{"event":"a"}\n[1,2]', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
     ['truncated', '/services/collector/event', '{"event":"a"}{"event":"b"', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
-    ['bad time', '/services/collector/event', '{"event":"a","time":"yesterday"}', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 0 }],
-    ['_rev in an event', '/services/collector/event', '{"event":"a"}{"event":{"_rev":"1-x"}}', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
-    ['event missing', '/services/collector/event', '{"event":"a"}{"host":"h"}', auth(), 400, { text: 'Event field is required', code: 12, 'invalid-event-number': 1 }],
+    [
+      'bad time',
+      '/services/collector/event',
+      '{"event":"a","time":"yesterday"}',
+      auth(),
+      400,
+      { text: 'Invalid data format', code: 6, 'invalid-event-number': 0 },
+    ],
+    [
+      '_rev in an event',
+      '/services/collector/event',
+      '{"event":"a"}{"event":{"_rev":"1-x"}}',
+      auth(),
+      400,
+      { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 },
+    ],
+    [
+      'event missing',
+      '/services/collector/event',
+      '{"event":"a"}{"host":"h"}',
+      auth(),
+      400,
+      { text: 'Event field is required', code: 12, 'invalid-event-number': 1 },
+    ],
     ['event blank', '/services/collector/event', '{"event":""}', auth(), 400, { text: 'Event field cannot be blank', code: 13, 'invalid-event-number': 0 }],
-    ['fields not an object', '/services/collector/event', '{"event":"a","fields":"x"}', auth(), 400, { text: 'Error in handling indexed fields', code: 15, 'invalid-event-number': 0 }],
-    ['token in the query string', '/services/collector/event?token=abc', '{"event":"a"}', {}, 400, { text: 'Query string authorization is not enabled', code: 16 }],
-    ['ack on a token without ack', '/services/collector/ack', '{"acks":[0]}', { ...auth(), 'x-splunk-request-channel': randomUUID() }, 400, { text: 'ACK is disabled', code: 14 }],
+    [
+      'fields not an object',
+      '/services/collector/event',
+      '{"event":"a","fields":"x"}',
+      auth(),
+      400,
+      { text: 'Error in handling indexed fields', code: 15, 'invalid-event-number': 0 },
+    ],
+    [
+      'token in the query string',
+      '/services/collector/event?token=abc',
+      '{"event":"a"}',
+      {},
+      400,
+      { text: 'Query string authorization is not enabled', code: 16 },
+    ],
+    [
+      'ack on a token without ack',
+      '/services/collector/ack',
+      '{"acks":[0]}',
+      { ...auth(), 'x-splunk-request-channel': randomUUID() },
+      400,
+      { text: 'ACK is disabled', code: 14 },
+    ],
     ['ack token without channel', '/services/collector/event', '{"event":"a"}', auth(ACK), 400, { text: 'Data channel is missing', code: 10 }],
-    ['channel that is not a GUID', '/services/collector/event', '{"event":"a"}', { ...auth(ACK), 'x-splunk-request-channel': 'nope' }, 400, { text: 'Invalid data channel', code: 11 }],
+    [
+      'channel that is not a GUID',
+      '/services/collector/event',
+      '{"event":"a"}',
+      { ...auth(ACK), 'x-splunk-request-channel': 'nope' },
+      400,
+      { text: 'Invalid data channel', code: 11 },
+    ],
   ];
   for (const [name, path, body, headers, status, expected] of cases) {
     test(`${name}: ${status} code ${expected.code}`, async () => {
@@ -259,14 +340,30 @@ describe('indexer acknowledgment', () => {
 describe('tokens on the plain write routes', () => {
   test('Bearer token writes to its apps only; anonymous_write: false refuses anonymous writes', async () => {
     const run = randomUUID();
-    const ok = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ run }) });
+    const ok = await http(`${stack.url}/log_web`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ run }),
+    });
     assert.equal(ok.status, 201);
     assert.equal((await docsWith('log_web', 'run', run)).length, 1);
-    const bulk = await http(`${stack.url}/log_audit/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${MULTI}` }, body: JSON.stringify({ docs: [{ run }, { run }] }) });
+    const bulk = await http(`${stack.url}/log_audit/_bulk_docs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${MULTI}` },
+      body: JSON.stringify({ docs: [{ run }, { run }] }),
+    });
     assert.equal(bulk.status, 201);
-    const denied = await http(`${stack.url}/log_audit`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: '{"a":1}' });
+    const denied = await http(`${stack.url}/log_audit`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: '{"a":1}',
+    });
     assert.deepEqual([denied.status, denied.json.code], [403, 'INGRESS_TOKEN_APP']);
-    const unknown = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Splunk wrong-token-0000000000' }, body: '{"a":1}' });
+    const unknown = await http(`${stack.url}/log_web`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Splunk wrong-token-0000000000' },
+      body: '{"a":1}',
+    });
     assert.equal(unknown.status, 401);
 
     await stack.restartIngress((c) => {
@@ -275,9 +372,17 @@ describe('tokens on the plain write routes', () => {
     try {
       const anon = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
       assert.deepEqual([anon.status, anon.json.code], [401, 'AUTH_REQUIRED']);
-      const withToken = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: '{"a":1}' });
+      const withToken = await http(`${stack.url}/log_web`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+        body: '{"a":1}',
+      });
       assert.equal(withToken.status, 201);
-      const asWriter = await http(`${stack.url}/log_web`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: stack.auth.writer }, body: '{"a":1}' });
+      const asWriter = await http(`${stack.url}/log_web`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: stack.auth.writer },
+        body: '{"a":1}',
+      });
       assert.equal(asWriter.status, 201, 'real credentials still write');
     } finally {
       await stack.restartIngress((c) => {
@@ -351,9 +456,10 @@ describe('token rotation without a restart', () => {
       },
       stdio: 'ignore',
     });
-    const send = async (token: string) => (await fetch(`${url}/services/collector/event`, { method: 'POST', headers: { authorization: `Splunk ${token}` }, body: '{"event":"rotation"}' })).status;
+    const send = async (token: string) =>
+      (await fetch(`${url}/services/collector/event`, { method: 'POST', headers: { authorization: `Splunk ${token}` }, body: '{"event":"rotation"}' })).status;
     const eventually = async (what: string, probe: () => Promise<boolean>) => {
-      for (const deadline = Date.now() + 15_000; !(await probe().catch(() => false)); ) {
+      for (const deadline = Date.now() + 15_000; !(await probe().catch(() => false));) {
         if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
         await new Promise((ok) => setTimeout(ok, 100));
       }
@@ -361,7 +467,10 @@ describe('token rotation without a restart', () => {
     try {
       await eventually('the ingress', async () => (await send(OLD)) === 200);
       assert.equal(await send(NEW), 403);
-      yaml([{ name: 'vector', secret: OLD }, { name: 'vector_2', secret: NEW }]);
+      yaml([
+        { name: 'vector', secret: OLD },
+        { name: 'vector_2', secret: NEW },
+      ]);
       child.kill('SIGHUP');
       await eventually('the new token', async () => (await send(NEW)) === 200);
       assert.equal(await send(OLD), 200, 'both during the change');

@@ -54,7 +54,10 @@ describe('defect 7: deeply nested bodies', () => {
     assert.equal((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: `[${doc}]` })).status, 201);
     assert.equal((await http(`${stack.url}/log_appname/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: `{"docs":[${doc}]}` })).status, 201);
     // Brackets inside strings do not count.
-    assert.equal((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ s: '['.repeat(10_000) + '\\"[' }) })).status, 201);
+    assert.equal(
+      (await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ s: '['.repeat(10_000) + '\\"[' }) })).status,
+      201,
+    );
   });
 });
 

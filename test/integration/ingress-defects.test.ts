@@ -53,12 +53,16 @@ describe('defect 9: ids that are not valid Unicode', () => {
 function expectContinue(url: string, headers: Record<string, string>, body: string): Promise<{ status: number; text: string; continued: boolean }> {
   return new Promise((resolve, reject) => {
     let continued = false;
-    const req = httpRequest(url, { method: 'POST', headers: { ...headers, expect: '100-continue', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, continued }));
-    });
+    const req = httpRequest(
+      url,
+      { method: 'POST', headers: { ...headers, expect: '100-continue', 'content-length': String(Buffer.byteLength(body)) } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, continued }));
+      },
+    );
     req.on('continue', () => {
       continued = true;
       req.end(body);
@@ -105,7 +109,10 @@ describe('defect 11: auto_create', () => {
       assert.equal(res.status, status, `case ${i}: ${res.text}`);
     }
     const dbs = await allDbs();
-    assert.deepEqual(dbs.filter((d) => d.startsWith('log_refused')), []);
+    assert.deepEqual(
+      dbs.filter((d) => d.startsWith('log_refused')),
+      [],
+    );
   });
 
   test('the limit holds under concurrency', async () => {
@@ -179,7 +186,11 @@ describe('the writer account cannot be locked out by outside guesses', () => {
     }
     const writerName = stack.config.users.writer.user;
     for (let i = 0; i < 4; i++) {
-      const login = await http(`${stack.url}/_session`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ name: writerName, password: `guess-${i}` }) });
+      const login = await http(`${stack.url}/_session`, {
+        method: 'POST',
+        headers: JSON_TYPE,
+        body: JSON.stringify({ name: writerName, password: `guess-${i}` }),
+      });
       assert.equal(login.status, 401);
       assert.equal(login.json.code, 'AUTH_INVALID', 'refused by the ingress, not by CouchDB');
       const form = await http(`${stack.url}/_session`, {
@@ -200,7 +211,11 @@ describe('the writer account cannot be locked out by outside guesses', () => {
     assert.match(readerLogin.headers.get('set-cookie') ?? '', /AuthSession=/);
     const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"guesses"}' });
     assert.equal(res.status, 201, res.text);
-    const own = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.writer }, body: '{"as":"writer"}' });
+    const own = await http(`${stack.url}/log_appname`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, authorization: stack.auth.writer },
+      body: '{"as":"writer"}',
+    });
     assert.equal(own.status, 201, own.text);
     // The writer's session is not checked by CouchDB either: still working there.
     const direct = await http(`${stack.couchUrl}/_session`, { headers: { authorization: stack.auth.writer } });
@@ -211,8 +226,16 @@ describe('the writer account cannot be locked out by outside guesses', () => {
 describe('bodies that kill PouchDB Server never reach it (found by fuzz.test.ts)', () => {
   test('a cut multipart body: 415 to all but admins, the server keeps running', async () => {
     const multipart = { 'content-type': 'multipart/form-data; boundary=x' };
-    for (const [path, auth] of [['/_session', {}], ['/log_appname/_find', { authorization: stack.auth.reader }], ['/log_appname/doc', { authorization: stack.auth.writer }]] as const) {
-      const res = await http(`${stack.url}${path}`, { method: 'POST', headers: { ...multipart, ...auth }, body: '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\ncut' });
+    for (const [path, auth] of [
+      ['/_session', {}],
+      ['/log_appname/_find', { authorization: stack.auth.reader }],
+      ['/log_appname/doc', { authorization: stack.auth.writer }],
+    ] as const) {
+      const res = await http(`${stack.url}${path}`, {
+        method: 'POST',
+        headers: { ...multipart, ...auth },
+        body: '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\ncut',
+      });
       assert.ok(res.status === 415 || res.status === 403, `${path}: ${res.status} ${res.text}`);
     }
     assert.equal((await http(`${stack.url}/_couchlog/health`)).status, 200);
@@ -249,7 +272,9 @@ describe("CouchDB 3.4+'s lockout counts per caller, not per ingress", () => {
         // A new password each time: a repeated one would be answered from the ingress's cache.
         wrong.authorization = basicAuth(stack.config.users.reader.user, `guess-${i}`);
       }
-      const other = await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.reader, 'x-forwarded-for': '203.0.113.5' } });
+      const other = await http(`${stack.url}/log_appname/_all_docs?limit=1`, {
+        headers: { authorization: stack.auth.reader, 'x-forwarded-for': '203.0.113.5' },
+      });
       assert.equal(other.status, 200, other.text);
       const direct = await http(`${stack.url}/log_appname/_all_docs?limit=2`, { headers: { authorization: stack.auth.reader } });
       assert.equal(direct.status, 200, direct.text);

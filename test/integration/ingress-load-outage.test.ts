@@ -91,19 +91,27 @@ describe('CouchDB outages', () => {
     for (const deadline = Date.now() + 15_000; docs.length === 0 && Date.now() < deadline; docs = await allDocs('log_outage')) {
       await new Promise((ok) => setTimeout(ok, 200));
     }
-    assert.deepEqual(docs.map((d) => d.after ?? d.during), ['outage'], 'only the document written after the outage exists');
+    assert.deepEqual(
+      docs.map((d) => d.after ?? d.during),
+      ['outage'],
+      'only the document written after the outage exists',
+    );
     assert.ok(docs.every((d) => d.during === undefined));
   });
 
-  test('the supervisor restarts a killed embedded server and writes resume', { skip: embeddedOnly('couchlog supervises only the embedded server; an external CouchDB 3 is restarted by its own service manager') }, async () => {
-    const couch = stack.couch as EmbeddedCouch;
-    const pid = couch.pid!;
-    const restarted = new Promise((resolve) => couch.once('restarted', resolve));
-    process.kill(pid, 'SIGKILL');
-    await restarted;
-    assert.notEqual(stack.couch.pid, pid);
-    assert.equal(stack.couch.restarts, 1);
-    const res = await http(`${stack.url}/log_outage`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"restart"}' });
-    assert.equal(res.status, 201);
-  });
+  test(
+    'the supervisor restarts a killed embedded server and writes resume',
+    { skip: embeddedOnly('couchlog supervises only the embedded server; an external CouchDB 3 is restarted by its own service manager') },
+    async () => {
+      const couch = stack.couch as EmbeddedCouch;
+      const pid = couch.pid!;
+      const restarted = new Promise((resolve) => couch.once('restarted', resolve));
+      process.kill(pid, 'SIGKILL');
+      await restarted;
+      assert.notEqual(stack.couch.pid, pid);
+      assert.equal(stack.couch.restarts, 1);
+      const res = await http(`${stack.url}/log_outage`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"restart"}' });
+      assert.equal(res.status, 201);
+    },
+  );
 });

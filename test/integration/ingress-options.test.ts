@@ -44,7 +44,7 @@ describe('auto_create', () => {
     assert.ok(!dbs.json.includes('log_third'));
   });
 
-  test('the correlator\'s output database is never writable through the ingress', async () => {
+  test("the correlator's output database is never writable through the ingress", async () => {
     const before0 = await http(`${stack.couchUrl}/log_correlated`, { headers: { authorization: stack.auth.admin } });
     const res = await http(`${stack.url}/log_correlated`, { method: 'POST', headers: JSON_TYPE, body: '{"forged":"record"}' });
     assert.equal(res.status, 403);
@@ -89,10 +89,18 @@ describe('rate limit', () => {
 
 describe('callers with their own credentials on write routes', () => {
   test('are written as themselves: a reader is refused by CouchDB, the admin may write', async () => {
-    const asReader = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.reader }, body: '{"by":"reader"}' });
+    const asReader = await http(`${stack.url}/log_appname`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, authorization: stack.auth.reader },
+      body: '{"by":"reader"}',
+    });
     assert.equal(asReader.status, 403, 'the validate function lets only log_writer add documents');
     assert.equal(asReader.json.error, 'forbidden');
-    const asAdmin = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.admin }, body: '{"by":"admin"}' });
+    const asAdmin = await http(`${stack.url}/log_appname`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, authorization: stack.auth.admin },
+      body: '{"by":"admin"}',
+    });
     assert.equal(asAdmin.status, 201);
   });
 

@@ -17,7 +17,7 @@ after(async () => {
 });
 
 describe('the seed curl checks', () => {
-  test('anonymous POST succeeds with CouchDB\'s answer', async () => {
+  test("anonymous POST succeeds with CouchDB's answer", async () => {
     const res = await http(`${stack.url}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{ "foo" : "foo" }' });
     assert.equal(res.status, 201);
     assert.equal(res.json.ok, true);
@@ -76,10 +76,13 @@ describe('write forms', () => {
     const body = '{"line":1}\n\n{"line":2}\n{"line":3}\n';
     const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body });
     assert.equal(res.status, 201);
-    assert.deepEqual(res.json.map((r: any) => r.ok), [true, true, true]);
+    assert.deepEqual(
+      res.json.map((r: any) => r.ok),
+      [true, true, true],
+    );
   });
 
-  test('_bulk_docs with CouchDB\'s request and answer, conflicts per document', async () => {
+  test("_bulk_docs with CouchDB's request and answer, conflicts per document", async () => {
     await onEveryCopy('client-chosen-1');
     const body = JSON.stringify({ docs: [{ _id: 'bulk-a' }, { _id: 'client-chosen-1' }, { _id: 'bulk-b' }] });
     const res = await http(`${stack.url}/log_appname/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body });
@@ -136,7 +139,14 @@ describe('bad input: clear error, nothing written', () => {
     { name: 'one bad document in an array', body: '[{"ok":1},{"_rev":"2-x"},{"ok":2}]', status: 403, error: 'forbidden' },
     { name: 'one non-object in an array', body: '[{"ok":1},[1,2]]', status: 400, error: 'bad_request' },
     { name: 'bad NDJSON line', type: 'application/x-ndjson', body: '{"a":1}\n{oops}\n', status: 400, error: 'bad_request' },
-    { name: 'new_edits:false', path: '/_bulk_docs', body: '{"new_edits":false,"docs":[{"_id":"x","_rev":"1-a"}]}', status: 403, error: 'forbidden', code: 'INGRESS_NEW_EDITS' },
+    {
+      name: 'new_edits:false',
+      path: '/_bulk_docs',
+      body: '{"new_edits":false,"docs":[{"_id":"x","_rev":"1-a"}]}',
+      status: 403,
+      error: 'forbidden',
+      code: 'INGRESS_NEW_EDITS',
+    },
     { name: '_bulk_docs without docs', path: '/_bulk_docs', body: '{"documents":[]}', status: 400, error: 'bad_request' },
     { name: '_bulk_docs deleting', path: '/_bulk_docs', body: '{"docs":[{"_id":"bulk-a","_rev":"1-x","_deleted":true}]}', status: 403, error: 'forbidden' },
     { name: 'form-encoded body', type: 'application/x-www-form-urlencoded', body: 'a=b', status: 415, error: 'bad_content_type' },
@@ -146,7 +156,11 @@ describe('bad input: clear error, nothing written', () => {
   for (const c of cases) {
     test(c.name, async () => {
       const before = await countDocs(stack, 'log_fail2ban');
-      const res = await http(`${stack.url}/log_fail2ban${c.path ?? ''}`, { method: 'POST', headers: { 'content-type': c.type ?? 'application/json' }, body: c.body });
+      const res = await http(`${stack.url}/log_fail2ban${c.path ?? ''}`, {
+        method: 'POST',
+        headers: { 'content-type': c.type ?? 'application/json' },
+        body: c.body,
+      });
       assert.equal(res.status, c.status, res.text);
       assert.equal(res.json.error, c.error);
       assert.equal(typeof res.json.reason, 'string');
@@ -177,7 +191,16 @@ describe('bad input: clear error, nothing written', () => {
     assert.ok(!dbs.json.includes('log_unknownapp'));
   });
 
-  const tricks = ['/LOG_APPNAME', '/Log_appname', '/log_appname/..%2f_users', '/log_appname/%2e%2e/_users', '/log_appname//_bulk_docs', '/log_appname/./_bulk_docs', '/log%5Fappname%2F_bulk_docs', '/log_appname%2F_design%2Fx'];
+  const tricks = [
+    '/LOG_APPNAME',
+    '/Log_appname',
+    '/log_appname/..%2f_users',
+    '/log_appname/%2e%2e/_users',
+    '/log_appname//_bulk_docs',
+    '/log_appname/./_bulk_docs',
+    '/log%5Fappname%2F_bulk_docs',
+    '/log_appname%2F_design%2Fx',
+  ];
   for (const path of tricks) {
     test(`path trick ${path} writes nothing`, async () => {
       const before = await countDocs(stack, 'log_appname');
@@ -205,7 +228,11 @@ describe('append-only', () => {
     assert.ok(refused.includes(put.status), `PUT: ${put.status} ${put.text}`);
     const del = await http(`${stack.couchUrl}/log_appname/${id}?rev=${rev}`, { method: 'DELETE', headers });
     assert.ok(refused.includes(del.status), `DELETE: ${del.status} ${del.text}`);
-    const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs: [{ _id: id, _rev: rev, _deleted: true }] }) });
+    const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ docs: [{ _id: id, _rev: rev, _deleted: true }] }),
+    });
     assert.equal(bulk.json[0].error, 'forbidden');
     const ddoc = await http(`${stack.couchUrl}/log_appname/_design/evil`, { method: 'PUT', headers, body: '{"views":{}}' });
     assert.ok(ddoc.status === 401 || ddoc.status === 403, `design doc write: ${ddoc.status}`);
@@ -225,32 +252,54 @@ describe('append-only', () => {
     const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-validation'), 'utf8');
     assert.match(source, /validationFuncsOfBulk/, 'npm ci did not apply patches/pouchdb-validation+4.2.0.patch');
     const headers = { ...JSON_TYPE, authorization: stack.auth.writer };
-    const docs = [{ _id: 'mixed-1', n: 1 }, { _id: id, _rev: rev, keep: 'changed' }, { _id: 'mixed-2', n: 2 }, { _id: id, _rev: rev, _deleted: true }, { _id: '_design/mixed', views: {} }];
+    const docs = [
+      { _id: 'mixed-1', n: 1 },
+      { _id: id, _rev: rev, keep: 'changed' },
+      { _id: 'mixed-2', n: 2 },
+      { _id: id, _rev: rev, _deleted: true },
+      { _id: '_design/mixed', views: {} },
+    ];
     const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs }) });
     const byId = (i: string) => bulk.json.filter((r: { id: string }) => r.id === i);
     assert.equal(byId('mixed-1')[0].ok, true);
     assert.equal(byId('mixed-2')[0].ok, true);
-    assert.deepEqual(byId(id).map((r: { error: string }) => r.error), ['forbidden', 'forbidden']);
+    assert.deepEqual(
+      byId(id).map((r: { error: string }) => r.error),
+      ['forbidden', 'forbidden'],
+    );
     assert.ok(byId('_design/mixed')[0].error, 'a design document got through');
     const reader = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, {
       method: 'POST',
       headers: { ...JSON_TYPE, authorization: stack.auth.reader },
       body: JSON.stringify({ docs: [{ _id: 'by-reader-1' }, { _id: 'by-reader-2' }] }),
     });
-    assert.deepEqual(reader.json.map((r: { error: string }) => r.error), ['forbidden', 'forbidden']);
+    assert.deepEqual(
+      reader.json.map((r: { error: string }) => r.error),
+      ['forbidden', 'forbidden'],
+    );
   });
 
-  test('revisions are still the md5 of the document as written (patched pouchdb-utils: no copy before hashing)', { skip: embeddedOnly('checks the patched PouchDB revision hash; CouchDB 3 computes revisions its own way') }, async () => {
-    const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-utils'), 'utf8');
-    assert.match(source, /without copying when there is none/, 'npm ci did not apply patches/pouchdb-utils+7.3.1.patch');
-    const docs = [{ _id: 'rev-check-1', n: 1, s: 'é ü', nested: { a: [1, 2] } }, { _id: 'rev-check-2', n: 2 }];
-    const headers = { ...JSON_TYPE, authorization: stack.auth.admin };
-    const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs }) });
-    assert.equal(bulk.status, 201);
-    // PouchDB's deterministic revisions: md5 of the JSON, its characters taken as bytes (latin1).
-    const expected = docs.map((d) => `1-${createHash('md5').update(JSON.stringify(d), 'latin1').digest('hex')}`);
-    assert.deepEqual(bulk.json.map((r: { rev: string }) => r.rev), expected);
-  });
+  test(
+    'revisions are still the md5 of the document as written (patched pouchdb-utils: no copy before hashing)',
+    { skip: embeddedOnly('checks the patched PouchDB revision hash; CouchDB 3 computes revisions its own way') },
+    async () => {
+      const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-utils'), 'utf8');
+      assert.match(source, /without copying when there is none/, 'npm ci did not apply patches/pouchdb-utils+7.3.1.patch');
+      const docs = [
+        { _id: 'rev-check-1', n: 1, s: 'é ü', nested: { a: [1, 2] } },
+        { _id: 'rev-check-2', n: 2 },
+      ];
+      const headers = { ...JSON_TYPE, authorization: stack.auth.admin };
+      const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ docs }) });
+      assert.equal(bulk.status, 201);
+      // PouchDB's deterministic revisions: md5 of the JSON, its characters taken as bytes (latin1).
+      const expected = docs.map((d) => `1-${createHash('md5').update(JSON.stringify(d), 'latin1').digest('hex')}`);
+      assert.deepEqual(
+        bulk.json.map((r: { rev: string }) => r.rev),
+        expected,
+      );
+    },
+  );
 
   test('anonymous callers cannot update or delete through the ingress', async () => {
     const put = await http(`${stack.url}/log_appname/${id}`, { method: 'PUT', headers: JSON_TYPE, body: JSON.stringify({ _rev: rev }) });

@@ -37,10 +37,26 @@ const checks: Record<string, { status: number | null; output: string }> = {};
 
 // Path tricks of test/integration/ingress-write.test.ts, sent raw: none may
 // reach another route as the writer.
-const TRICKS = ['/LOG_APPNAME', '/Log_appname', '/log_appname/..%2f_users', '/log_appname/%2e%2e/_users', '/log_appname//_bulk_docs', '/log_appname/./_bulk_docs', '/log%5Fappname%2F_bulk_docs', '/log_appname%2F_design%2Fx'];
+const TRICKS = [
+  '/LOG_APPNAME',
+  '/Log_appname',
+  '/log_appname/..%2f_users',
+  '/log_appname/%2e%2e/_users',
+  '/log_appname//_bulk_docs',
+  '/log_appname/./_bulk_docs',
+  '/log%5Fappname%2F_bulk_docs',
+  '/log_appname%2F_design%2Fx',
+];
 // More that only matter to a proxy matching paths: a dot segment that
 // normalises back onto a write route, an encoded slash, a query string.
-const PROXY_TRICKS = ['/log_appname/x/..', '/_users/../log_appname', '/log_appname/_bulk_docs/..', '/log_appname%2f', '/log_appname/_bulk_docs?new_edits=false', '//log_appname'];
+const PROXY_TRICKS = [
+  '/log_appname/x/..',
+  '/_users/../log_appname',
+  '/log_appname/_bulk_docs/..',
+  '/log_appname%2f',
+  '/log_appname/_bulk_docs?new_edits=false',
+  '//log_appname',
+];
 // The ingress builds its upstream request itself and may accept a query
 // string on a write route; couchdb-direct.conf forwards the request line
 // as it is, so it refuses any.
@@ -59,12 +75,20 @@ before(async () => {
   const ingressFile = writeInto(
     dir,
     'couchlog.conf',
-    renderNginxFile('couchlog.conf', { vars: { ...tls, COUCHLOG_INGRESS_UPSTREAM: `127.0.0.1:${stack.config.ingress.port}` }, httpPort: port.http, httpsPort: port.https }),
+    renderNginxFile('couchlog.conf', {
+      vars: { ...tls, COUCHLOG_INGRESS_UPSTREAM: `127.0.0.1:${stack.config.ingress.port}` },
+      httpPort: port.http,
+      httpsPort: port.https,
+    }),
   );
   const directFile = writeInto(
     dir,
     'couchdb-direct.conf',
-    renderNginxFile('couchdb-direct.conf', { vars: { ...tls, COUCHLOG_COUCHDB_UPSTREAM: new URL(stack.couchUrl).host }, httpPort: port.directHttp, httpsPort: port.directHttps }),
+    renderNginxFile('couchdb-direct.conf', {
+      vars: { ...tls, COUCHLOG_COUCHDB_UPSTREAM: new URL(stack.couchUrl).host },
+      httpPort: port.directHttp,
+      httpsPort: port.directHttps,
+    }),
   );
   // The writer's credentials, made from the stack's writer password as docs/deployment.md says.
   writeInto(dir, 'couchlog-writer-auth.conf', `set $couchlog_writer_auth "${stack.auth.writer}";\n`);
@@ -128,7 +152,9 @@ async function postCounting(base: string, path: string, body: string, headers: R
 }
 
 async function designDocs(): Promise<string[]> {
-  const res = await http(`${stack.couchUrl}/log_appname/_all_docs?startkey=%22_design%2F%22&endkey=%22_design0%22`, { headers: { authorization: stack.auth.admin } });
+  const res = await http(`${stack.couchUrl}/log_appname/_all_docs?startkey=%22_design%2F%22&endkey=%22_design0%22`, {
+    headers: { authorization: stack.auth.admin },
+  });
   return (res.json.rows as Array<{ id: string }>).map((r) => r.id);
 }
 
@@ -139,7 +165,11 @@ for (const [name, httpPort, base] of [
   describe(`${name}: HTTP`, () => {
     test('port 80 redirects to HTTPS, method and body kept (308)', async () => {
       for (const method of ['GET', 'POST']) {
-        const res = await rawRequest(`http://127.0.0.1:${httpPort()}`, { method, path: '/log_appname/_all_docs?limit=1', headers: { host: 'log.example.test' } });
+        const res = await rawRequest(`http://127.0.0.1:${httpPort()}`, {
+          method,
+          path: '/log_appname/_all_docs?limit=1',
+          headers: { host: 'log.example.test' },
+        });
         assert.equal(res.status, 308, method);
         assert.equal(res.headers.location, 'https://log.example.test/log_appname/_all_docs?limit=1');
       }
@@ -153,11 +183,14 @@ for (const [name, httpPort, base] of [
 
     test('HTTPS serves the certificate it was given', async () => {
       const subject = await new Promise<string>((ok, fail) => {
-        const req = httpsRequest({ host: '127.0.0.1', port: new URL(base()).port, path: '/', rejectUnauthorized: false, servername: 'localhost', agent: false }, (res) => {
-          const cert = (res.socket as TLSSocket).getPeerCertificate();
-          res.resume();
-          ok(String(cert.subject.CN));
-        });
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: new URL(base()).port, path: '/', rejectUnauthorized: false, servername: 'localhost', agent: false },
+          (res) => {
+            const cert = (res.socket as TLSSocket).getPeerCertificate();
+            res.resume();
+            ok(String(cert.subject.CN));
+          },
+        );
         req.on('error', fail);
         req.end();
       });
@@ -210,7 +243,12 @@ describe('nginx/couchlog.conf -> ingress -> CouchDB', () => {
     const before0 = await designDocs();
     const post = await rawRequest(ingressTls, { method: 'POST', path: '/log_appname', headers: JSON_TYPE, body: '{"_id":"_design/evil","views":{}}' });
     assert.equal(post.status, 403);
-    const bulk = await rawRequest(ingressTls, { method: 'POST', path: '/log_appname/_bulk_docs', headers: JSON_TYPE, body: '{"docs":[{"_id":"_design/evil2","views":{}}]}' });
+    const bulk = await rawRequest(ingressTls, {
+      method: 'POST',
+      path: '/log_appname/_bulk_docs',
+      headers: JSON_TYPE,
+      body: '{"docs":[{"_id":"_design/evil2","views":{}}]}',
+    });
     assert.equal(bulk.status, 403);
     assert.deepEqual(await designDocs(), before0);
   });
@@ -226,7 +264,14 @@ describe('nginx/couchlog.conf -> ingress -> CouchDB', () => {
   test('a reader reads through nginx, gzip-compressed', async () => {
     const res = await new Promise<{ status: number; encoding: string | undefined; body: Buffer }>((ok, fail) => {
       const req = httpsRequest(
-        { host: '127.0.0.1', port: port.https, path: '/log_appname/_all_docs?include_docs=true', rejectUnauthorized: false, agent: false, headers: { authorization: stack.auth.reader, 'accept-encoding': 'gzip' } },
+        {
+          host: '127.0.0.1',
+          port: port.https,
+          path: '/log_appname/_all_docs?include_docs=true',
+          rejectUnauthorized: false,
+          agent: false,
+          headers: { authorization: stack.auth.reader, 'accept-encoding': 'gzip' },
+        },
         (r) => {
           const chunks: Buffer[] = [];
           r.on('data', (c: Buffer) => chunks.push(c));
@@ -313,10 +358,18 @@ describe('nginx/couchdb-direct.conf -> CouchDB, no Node process', () => {
   test('lower-case methods and an empty Authorization header get no writer', async () => {
     const before0 = await countDocs(stack, 'log_appname');
     // node:http upper-cases methods, so this one is written by hand.
-    const lower = await rawTls(port.directHttps, 'post /log_appname HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{"x":1}');
+    const lower = await rawTls(
+      port.directHttps,
+      'post /log_appname HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{"x":1}',
+    );
     assert.match(lower, /^HTTP\/1\.1 (400|401|405) /);
     assert.equal(await countDocs(stack, 'log_appname'), before0);
-    const empty = await rawRequest(directTls, { method: 'POST', path: '/log_appname/_find', headers: { ...JSON_TYPE, authorization: '' }, body: '{"selector":{}}' });
+    const empty = await rawRequest(directTls, {
+      method: 'POST',
+      path: '/log_appname/_find',
+      headers: { ...JSON_TYPE, authorization: '' },
+      body: '{"selector":{}}',
+    });
     assert.equal(empty.status, 401);
     assert.ok(!leaks(empty));
   });
@@ -325,12 +378,22 @@ describe('nginx/couchdb-direct.conf -> CouchDB, no Node process', () => {
     const before0 = await designDocs();
     const post = await rawRequest(directTls, { method: 'POST', path: '/log_appname', headers: JSON_TYPE, body: '{"_id":"_design/evil","views":{}}' });
     assert.ok(post.status === 401 || post.status === 403, `${post.status} ${post.text}`);
-    const bulk = await rawRequest(directTls, { method: 'POST', path: '/log_appname/_bulk_docs', headers: JSON_TYPE, body: '{"docs":[{"_id":"_design/evil2","views":{}}]}' });
+    const bulk = await rawRequest(directTls, {
+      method: 'POST',
+      path: '/log_appname/_bulk_docs',
+      headers: JSON_TYPE,
+      body: '{"docs":[{"_id":"_design/evil2","views":{}}]}',
+    });
     assert.ok(bulk.status >= 400 || (Array.isArray(bulk.json) && bulk.json.every((r: { error?: string }) => r.error)), `${bulk.status} ${bulk.text}`);
     assert.deepEqual(await designDocs(), before0);
 
     const doc = await http(`${stack.couchUrl}/log_appname/${id}`, { headers: { authorization: stack.auth.admin } });
-    const update = await rawRequest(directTls, { method: 'POST', path: '/log_appname/_bulk_docs', headers: JSON_TYPE, body: JSON.stringify({ docs: [{ _id: id, _rev: doc.json._rev, _deleted: true }] }) });
+    const update = await rawRequest(directTls, {
+      method: 'POST',
+      path: '/log_appname/_bulk_docs',
+      headers: JSON_TYPE,
+      body: JSON.stringify({ docs: [{ _id: id, _rev: doc.json._rev, _deleted: true }] }),
+    });
     assert.equal(update.json[0].error, 'forbidden', update.text);
     const after0 = await http(`${stack.couchUrl}/log_appname/${id}`, { headers: { authorization: stack.auth.admin } });
     assert.equal(after0.json._rev, doc.json._rev);
@@ -345,7 +408,9 @@ describe('nginx/couchdb-direct.conf -> CouchDB, no Node process', () => {
     const asReader = await postCounting(directTls, '/log_appname', '{"as":"reader"}', { authorization: stack.auth.reader });
     assert.equal(asReader.res.status, 403, asReader.res.text);
     assert.equal(asReader.added, 0);
-    const wrong = await postCounting(directTls, '/log_appname', '{"as":"nobody"}', { authorization: `Basic ${Buffer.from('writer:wrong-password').toString('base64')}` });
+    const wrong = await postCounting(directTls, '/log_appname', '{"as":"nobody"}', {
+      authorization: `Basic ${Buffer.from('writer:wrong-password').toString('base64')}`,
+    });
     assert.equal(wrong.res.status, 401, wrong.res.text);
     assert.equal(wrong.added, 0);
   });
@@ -376,7 +441,8 @@ describe('after both probes', () => {
 // a client claims with the address it really sees.
 describe('ingress.trust_proxy and X-Forwarded-For', () => {
   // A write per request: the health route is exempt from the rate limit.
-  const write = (base: string, xff: string) => rawRequest(base, { method: 'POST', path: '/log_appname', headers: { ...JSON_TYPE, 'x-forwarded-for': xff }, body: '{"rate":"limited"}' });
+  const write = (base: string, xff: string) =>
+    rawRequest(base, { method: 'POST', path: '/log_appname', headers: { ...JSON_TYPE, 'x-forwarded-for': xff }, body: '{"rate":"limited"}' });
   const limited = async (trust: string[]) =>
     stack.restartIngress((c) => {
       c.ingress.rate_limit = { enabled: true, max: 2, window_ms: 60_000 };

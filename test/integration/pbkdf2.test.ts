@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { startStack, http, embeddedOnly, type Stack } from '../helpers/stack.js';
 import { runSetup, EMBEDDED_PBKDF2_ITERATIONS } from '../../cli/run-setup.js';
 
-const SKIP = embeddedOnly("CouchDB 3.5 already defaults to 600,000 iterations and upgrades hashes on login");
+const SKIP = embeddedOnly('CouchDB 3.5 already defaults to 600,000 iterations and upgrades hashes on login');
 let stack: Stack;
 before(async () => {
   if (!SKIP) stack = await startStack();
@@ -38,7 +38,10 @@ test('setup: iterations raised, weaker hashes rewritten, logins still fast, idem
   assert.ok(first.changes.includes(`set couch_httpd_auth/iterations = ${EMBEDDED_PBKDF2_ITERATIONS}`), first.changes.join('\n'));
   await restart();
   const second = await runSetup(stack.config);
-  assert.ok(second.changes.some((c) => c.includes('password hash (10 -> 600000')), second.changes.join('\n'));
+  assert.ok(
+    second.changes.some((c) => c.includes('password hash (10 -> 600000')),
+    second.changes.join('\n'),
+  );
   assert.equal(Number((await http(userPath, { headers: admin })).json.iterations), EMBEDDED_PBKDF2_ITERATIONS);
   assert.deepEqual((await runSetup(stack.config)).changes, []);
 

@@ -118,7 +118,9 @@ describe('views through the ingress', () => {
   });
 
   test('the CSV list takes top, from and to, as the CLI does', async () => {
-    const res = await http(`${stack.url}/log_fail2ban/_design/report/_list/csv/attackers?group_level=5&top=2&from=2017-06-11&to=2017-06-30`, { headers: reader });
+    const res = await http(`${stack.url}/log_fail2ban/_design/report/_list/csv/attackers?group_level=5&top=2&from=2017-06-11&to=2017-06-30`, {
+      headers: reader,
+    });
     assert.equal(res.text, 'machine,date,ip,attacks\r\nserver,2017-06-11,52.166.126.64,5\r\nserver,2017-06-30,61.177.172.13,3\r\n');
   });
 
@@ -224,7 +226,11 @@ describe('the HTML page in headless Chromium', () => {
       // Sort by ip: as addresses (52.x before 185.x), then the other way.
       await page.click('th[data-col="ip"] a');
       const ips = await column(page, 3);
-      assert.deepEqual(ips, [...ips].sort((a, b) => ipNumber(a!) - ipNumber(b!)), `ascending as addresses: ${ips}`);
+      assert.deepEqual(
+        ips,
+        [...ips].sort((a, b) => ipNumber(a!) - ipNumber(b!)),
+        `ascending as addresses: ${ips}`,
+      );
       assert.equal(ips.at(-1), '185.220.101.4');
       await page.click('th[data-col="ip"] a');
       assert.equal((await column(page, 3))[0], '185.220.101.4', 'descending');
@@ -267,7 +273,11 @@ describe('the HTML page in headless Chromium', () => {
   test('readable on a phone: nothing wider than the screen but the table, which scrolls', async () => {
     const { page, context } = await open('attackers?group_level=5', { width: 390, height: 844 });
     try {
-      const widths = await page.evaluate(() => ({ doc: document.documentElement.scrollWidth, view: window.innerWidth, font: parseFloat(getComputedStyle(document.querySelector('td')!).fontSize) }));
+      const widths = await page.evaluate(() => ({
+        doc: document.documentElement.scrollWidth,
+        view: window.innerWidth,
+        font: parseFloat(getComputedStyle(document.querySelector('td')!).fontSize),
+      }));
       assert.ok(widths.doc <= widths.view, `the page fits the screen: ${JSON.stringify(widths)}`);
       assert.ok(widths.font >= 12, 'text stays readable');
       await page.screenshot({ path: hb.shot('attackers-phone'), fullPage: true });

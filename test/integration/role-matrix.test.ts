@@ -130,7 +130,8 @@ describe('role matrix', () => {
         } else {
           if (res.status !== want) failures.push(`${label} (expected ${want})`);
           else if (c.method !== 'HEAD') {
-            if (res.json?.error !== (want === 403 ? 'forbidden' : 'unauthorized') || typeof res.json?.code !== 'string') failures.push(`${label} (not the ingress's CouchDB-style body)`);
+            if (res.json?.error !== (want === 403 ? 'forbidden' : 'unauthorized') || typeof res.json?.code !== 'string')
+              failures.push(`${label} (not the ingress's CouchDB-style body)`);
           }
         }
       }
@@ -151,7 +152,8 @@ describe('role matrix', () => {
       if (c.expect.admin !== 'ok' || c.expect === ADMIN_ONLY) continue;
       if (c.method !== 'GET' && c.method !== 'HEAD' && c.expect !== WRITE && c.expect !== READ) continue;
       const res = await send(c, 'admin');
-      if (res.status >= 500 || (typeof res.json?.code === 'string' && res.json.code.startsWith('AUTH_'))) failures.push(`admin ${c.method} ${c.path}: ${res.status} ${res.text.slice(0, 160)}`);
+      if (res.status >= 500 || (typeof res.json?.code === 'string' && res.json.code.startsWith('AUTH_')))
+        failures.push(`admin ${c.method} ${c.path}: ${res.status} ${res.text.slice(0, 160)}`);
     }
     assert.deepEqual(failures, []);
   });
@@ -163,7 +165,11 @@ describe('role matrix', () => {
       assert.equal(res.json.code, 'AUTH_ROLE_FORBIDDEN');
       assert.ok(!res.text.includes(id));
     }
-    const find = await http(`${stack.url}/${DB}/_find`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.writer }, body: '{"selector":{}}' });
+    const find = await http(`${stack.url}/${DB}/_find`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, authorization: stack.auth.writer },
+      body: '{"selector":{}}',
+    });
     assert.equal(find.status, 403);
     for (const who of ['reader', 'writer'] as const) {
       const rep = await http(`${stack.url}/_replicate`, {
@@ -180,7 +186,11 @@ describe('role matrix', () => {
 
   test('_local documents, the correlator checkpoint included, cannot be written by readers or the writer (defect 2)', async () => {
     for (const who of ['reader', 'writer'] as const) {
-      const res = await http(`${stack.url}/log_correlated/_local/correlator`, { method: 'PUT', headers: { ...JSON_TYPE, authorization: stack.auth[who] }, body: '{"seq":"0"}' });
+      const res = await http(`${stack.url}/log_correlated/_local/correlator`, {
+        method: 'PUT',
+        headers: { ...JSON_TYPE, authorization: stack.auth[who] },
+        body: '{"seq":"0"}',
+      });
       assert.equal(res.status, 403);
       assert.equal(res.json.error, 'forbidden');
     }
@@ -196,7 +206,9 @@ describe('role matrix', () => {
     const res = await http(`${stack.url}/log_fail2ban/_design/report/_list/html/attacks`, { headers: { authorization: stack.auth.reader } });
     assert.notEqual(res.status, 403);
     assert.ok(res.status < 500);
-    const changes = await http(`${stack.url}/${DB}/_changes?descending=true&include_docs=true&limit=5`, { headers: { authorization: stack.auth.reader, 'x-requested-with': 'XMLHttpRequest' } });
+    const changes = await http(`${stack.url}/${DB}/_changes?descending=true&include_docs=true&limit=5`, {
+      headers: { authorization: stack.auth.reader, 'x-requested-with': 'XMLHttpRequest' },
+    });
     assert.equal(changes.status, 200);
   });
 });

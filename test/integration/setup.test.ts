@@ -30,7 +30,9 @@ async function revisions(): Promise<Record<string, string>> {
 test('a second setup changes nothing, not even a design document revision', async () => {
   const before0 = await revisions();
   assert.deepEqual(
-    Object.keys(before0).filter((k) => k.includes('_design')).sort(),
+    Object.keys(before0)
+      .filter((k) => k.includes('_design'))
+      .sort(),
     ['log_appname/_design/couchlog', 'log_appname/_design/logs', 'log_fail2ban/_design/couchlog', 'log_fail2ban/_design/logs', 'log_fail2ban/_design/report'],
   );
   const report = await runSetup(stack.config);
@@ -42,9 +44,16 @@ test('setup restores a loosened _security object and a changed design document',
   const admin = { ...JSON_TYPE, authorization: stack.auth.admin };
   await http(`${stack.couchUrl}/log_appname/_security`, { method: 'PUT', headers: admin, body: '{"members":{"names":[],"roles":[]}}' });
   const ddoc = (await http(`${stack.couchUrl}/log_appname/_design/couchlog`, { headers: admin })).json;
-  await http(`${stack.couchUrl}/log_appname/_design/couchlog`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...ddoc, validate_doc_update: 'function(){}' }) });
+  await http(`${stack.couchUrl}/log_appname/_design/couchlog`, {
+    method: 'PUT',
+    headers: admin,
+    body: JSON.stringify({ ...ddoc, validate_doc_update: 'function(){}' }),
+  });
   const report = await runSetup(stack.config);
-  assert.deepEqual(report.changes.sort(), ['set log_appname/_security (members: roles log_writer, log_reader; admins: none)', 'updated log_appname/_design/couchlog'].sort());
+  assert.deepEqual(
+    report.changes.sort(),
+    ['set log_appname/_security (members: roles log_writer, log_reader; admins: none)', 'updated log_appname/_design/couchlog'].sort(),
+  );
   const sec = (await http(`${stack.couchUrl}/log_appname/_security`, { headers: admin })).json;
   assert.deepEqual(sec.members.roles, ['log_writer', 'log_reader']);
   assert.deepEqual((await runSetup(stack.config)).changes, []);
@@ -71,7 +80,13 @@ test('require_valid_user is on', async () => {
   const admin = adminClient(stack.config);
   const { flavor } = await admin.serverInfo();
   // Where each server keeps it (PouchDB Server: /_config; CouchDB 3: /_node/_local/_config, both sections).
-  const keys = flavor === 'couchdb' ? [['chttpd', 'require_valid_user'], ['chttpd_auth', 'require_valid_user']] : [['couch_httpd_auth', 'require_valid_user']];
+  const keys =
+    flavor === 'couchdb'
+      ? [
+          ['chttpd', 'require_valid_user'],
+          ['chttpd_auth', 'require_valid_user'],
+        ]
+      : [['couch_httpd_auth', 'require_valid_user']];
   for (const [section, key] of keys) {
     const res = await http(`${stack.couchUrl}${await admin.configPath(section!, key!)}`, { headers: { authorization: stack.auth.admin } });
     assert.equal(res.json, 'true', `${section}/${key}: ${res.text}`);

@@ -40,9 +40,7 @@ function fail2banLog(bans: number, offset = 0): { text: string; perDay: Map<numb
 async function attacks(machine: string): Promise<Array<[number, number]>> {
   const res = await http(`${stack.url}/log_fail2ban/_design/report/_view/attacks?group_level=4`, { headers: { authorization: stack.auth.reader } });
   assert.equal(res.status, 200, res.text);
-  return (res.json.rows as Array<{ key: [string, number, number, number]; value: number }>)
-    .filter((r) => r.key[0] === machine)
-    .map((r) => [r.key[3], r.value]);
+  return (res.json.rows as Array<{ key: [string, number, number, number]; value: number }>).filter((r) => r.key[0] === machine).map((r) => [r.key[3], r.value]);
 }
 
 const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -74,35 +72,55 @@ describe("the seed's cron line", () => {
   test('couchlog report shows the same counts', async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, COUCHLOG_DATA: stack.dataDir };
     delete env.COUCHLOG_CONFIG;
-    const r = await start([COUCHLOG, 'report', 'attacks', '--app', 'fail2ban', '--group-level', '4', '--format', 'json', '--url', stack.url], { env, cwd: dir }).done;
+    const r = await start([COUCHLOG, 'report', 'attacks', '--app', 'fail2ban', '--group-level', '4', '--format', 'json', '--url', stack.url], { env, cwd: dir })
+      .done;
     assert.equal(r.code, 0, r.stderr);
     const rows = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
     const server = rows.filter((row) => row.machine === 'server').map((row) => [row.day, row.attacks]);
-    assert.deepEqual(server, [...perDay].sort((a, b) => a[0] - b[0]));
+    assert.deepEqual(
+      server,
+      [...perDay].sort((a, b) => a[0] - b[0]),
+    );
   });
 
   test('the same line run again (the log was not removed) stores nothing twice', async () => {
     const r = await shell(line);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /2000 lines .* 0 stored, 2000 already stored/);
-    assert.deepEqual(await attacks('server'), [...perDay].sort((a, b) => a[0] - b[0]));
+    assert.deepEqual(
+      await attacks('server'),
+      [...perDay].sort((a, b) => a[0] - b[0]),
+    );
   });
 });
 
 describe('scripts/fail2ban-cron.sh', () => {
-  test('one command: same counts, and the log emptied (Unban and INFO lines included, as the seed\'s rm did)', async () => {
+  test("one command: same counts, and the log emptied (Unban and INFO lines included, as the seed's rm did)", async () => {
     const { text, perDay } = fail2banLog(1_500, 10_000);
     const logFile = join(dir, 'cron-fail2ban.log');
     writeFileSync(logFile, text);
-    const env = { ...process.env, FAIL2BAN_LOG: logFile, COUCHLOG_URL: `${stack.url}/log_fail2ban`, MACHINE: 'web', COUCHLOG_REJECTS: join(dir, 'cron', 'rejects.ndjson') };
+    const env = {
+      ...process.env,
+      FAIL2BAN_LOG: logFile,
+      COUCHLOG_URL: `${stack.url}/log_fail2ban`,
+      MACHINE: 'web',
+      COUCHLOG_REJECTS: join(dir, 'cron', 'rejects.ndjson'),
+    };
     const r = await shell(`${sq(join(ROOT, 'scripts/fail2ban-cron.sh'))}`, env);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '', 'silent in cron when all went well');
-    assert.deepEqual(await attacks('web'), [...perDay].sort((a, b) => a[0] - b[0]));
+    assert.deepEqual(
+      await attacks('web'),
+      [...perDay].sort((a, b) => a[0] - b[0]),
+    );
     assert.deepEqual(contentLines(readFileSync(logFile, 'utf8')), []);
     const again = await shell(`${sq(join(ROOT, 'scripts/fail2ban-cron.sh'))}`, env);
     assert.equal(again.code, 0, again.stderr);
-    assert.deepEqual(await attacks('web'), [...perDay].sort((a, b) => a[0] - b[0]), 'a run with nothing new changes nothing');
+    assert.deepEqual(
+      await attacks('web'),
+      [...perDay].sort((a, b) => a[0] - b[0]),
+      'a run with nothing new changes nothing',
+    );
   });
 });
 
@@ -125,15 +143,30 @@ describe('an audit log', () => {
     ];
     const file = join(dir, 'audit.log');
     writeFileSync(file, `${lines.join('\n')}\n`);
-    const args = ['--url', `${stack.url}/log_audit`, '--format', 'auditd', '--audit-timeout', '30', '--state', join(dir, 'audit.state'), '--reject-file', join(dir, 'audit-rejects.ndjson'), file];
+    const args = [
+      '--url',
+      `${stack.url}/log_audit`,
+      '--format',
+      'auditd',
+      '--audit-timeout',
+      '30',
+      '--state',
+      join(dir, 'audit.state'),
+      '--reject-file',
+      join(dir, 'audit-rejects.ndjson'),
+      file,
+    ];
     const r = await ship(args);
     assert.equal(r.code, 0, r.stderr);
     let docs = (await allDocs(stack, 'log_audit')).sort((a, b) => a.serial - b.serial);
-    assert.deepEqual(docs.map((d) => [d.serial, d.complete, d.types]), [
-      [1, true, ['SYSCALL', 'CWD', 'PATH']],
-      [2, true, ['SYSCALL', 'PROCTITLE']],
-      [3, true, ['USER_LOGIN']],
-    ]);
+    assert.deepEqual(
+      docs.map((d) => [d.serial, d.complete, d.types]),
+      [
+        [1, true, ['SYSCALL', 'CWD', 'PATH']],
+        [2, true, ['SYSCALL', 'PROCTITLE']],
+        [3, true, ['USER_LOGIN']],
+      ],
+    );
     assert.equal(docs[1]!.records.SYSCALL[0].comm, 'my tool');
     assert.equal(docs[1]!.records.PROCTITLE[0].proctitle, 'my tool --x');
     assert.equal(docs[2]!.records.USER_LOGIN[0].msg.addr, '59.45.175.88');

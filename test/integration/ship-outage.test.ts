@@ -36,7 +36,25 @@ describe('ingress outages', () => {
     const file = join(dir, 'fail2ban.log');
     const lines = Array.from({ length: 20_000 }, (_, n) => banLine(n));
     writeFileSync(file, `${lines.join('\n')}\n`);
-    const run = start([SHIP, '--url', `${stack.url}/log_outage`, '--preset', 'fail2ban', '--fields', 'machine=server', '--batch-size', '500', '--retry-for', '60', ...FAST_RETRY, '--truncate', '-v', '--reject-file', join(dir, 'rejects.ndjson'), file]);
+    const run = start([
+      SHIP,
+      '--url',
+      `${stack.url}/log_outage`,
+      '--preset',
+      'fail2ban',
+      '--fields',
+      'machine=server',
+      '--batch-size',
+      '500',
+      '--retry-for',
+      '60',
+      ...FAST_RETRY,
+      '--truncate',
+      '-v',
+      '--reject-file',
+      join(dir, 'rejects.ndjson'),
+      file,
+    ]);
     for (const at of [4_000, 11_000]) {
       await waitFor(`${at} documents`, async () => (await docCount(stack, 'log_outage')) >= at, 60_000);
       await stack.killIngress();
@@ -47,7 +65,12 @@ describe('ingress outages', () => {
     }
     const result = await run.done;
     assert.equal(result.code, 0, result.stderr);
-    console.log(result.stderr.split('\n').filter((l) => !l.includes('retrying')).join('\n'));
+    console.log(
+      result.stderr
+        .split('\n')
+        .filter((l) => !l.includes('retrying'))
+        .join('\n'),
+    );
     assert.match(result.stderr, /retrying in [\d.]+ s: ECONNREFUSED/, 'it did retry on refused connections');
 
     const docs = await allDocs(stack, 'log_outage');
@@ -68,7 +91,20 @@ describe('ingress outages', () => {
     const file = join(dir, 'giveup.log');
     const text = `${Array.from({ length: 6_000 }, (_, n) => banLine(n)).join('\n')}\n`;
     writeFileSync(file, text);
-    const args = ['--url', `${stack.url}/log_giveup`, '--preset', 'fail2ban', '--batch-size', '250', '--concurrency', '2', '--truncate', '--reject-file', join(dir, 'rejects.ndjson'), file];
+    const args = [
+      '--url',
+      `${stack.url}/log_giveup`,
+      '--preset',
+      'fail2ban',
+      '--batch-size',
+      '250',
+      '--concurrency',
+      '2',
+      '--truncate',
+      '--reject-file',
+      join(dir, 'rejects.ndjson'),
+      file,
+    ];
     const run = start([SHIP, ...args, '--retry-for', '2', ...FAST_RETRY]);
     await waitFor('some documents', async () => (await docCount(stack, 'log_giveup')) >= 500, 60_000, 20);
     await stack.killIngress();

@@ -6,7 +6,19 @@
 // each exactly once.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../helpers/stack.js';
@@ -38,7 +50,18 @@ function write(file: string, count: number): void {
 }
 
 async function run(): Promise<RunResult> {
-  const r = await ship(['--url', `${stack.url}/log_state`, '--state', stateFile, '-v', '--batch-size', '50', '--reject-file', join(dir, 'rejects.ndjson'), log]);
+  const r = await ship([
+    '--url',
+    `${stack.url}/log_state`,
+    '--state',
+    stateFile,
+    '-v',
+    '--batch-size',
+    '50',
+    '--reject-file',
+    join(dir, 'rejects.ndjson'),
+    log,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   return r;
 }
@@ -46,14 +69,18 @@ async function run(): Promise<RunResult> {
 /** Every line written so far is stored, each exactly once. */
 async function assertAllOnce(step: string): Promise<void> {
   const seqs = (await allDocs(stack, 'log_state')).map((d) => d.seq as number).sort((a, b) => a - b);
-  assert.deepEqual(seqs, Array.from({ length: written }, (_, i) => i), `${step}: lines 0..${written - 1}, each once`);
+  assert.deepEqual(
+    seqs,
+    Array.from({ length: written }, (_, i) => i),
+    `${step}: lines 0..${written - 1}, each once`,
+  );
 }
 
 function state(): ShipState {
   return JSON.parse(readFileSync(stateFile, 'utf8')) as ShipState;
 }
 
-describe('--state through a log file\'s life', () => {
+describe("--state through a log file's life", () => {
   test('first run sends everything and remembers device, inode and offset', async () => {
     write(log, 100);
     await run();
@@ -83,7 +110,10 @@ describe('--state through a log file\'s life', () => {
     const s = state().files[log]!;
     assert.equal(s.current!.ino, statSync(log).ino);
     assert.equal(s.current!.generation, 1, 'the new file is a new generation');
-    assert.deepEqual(s.rotated.map((r) => [r.ino, r.seen_as]), [[statSync(`${log}.1`).ino, `${log}.1`]]);
+    assert.deepEqual(
+      s.rotated.map((r) => [r.ino, r.seen_as]),
+      [[statSync(`${log}.1`).ino, `${log}.1`]],
+    );
 
     write(`${log}.1`, 7); // still late lines in the old file
     write(log, 3);
@@ -158,7 +188,11 @@ describe('the reject file when --reject-file is not given', () => {
   test('without --state: in the data folder, <data_dir>/rejects/log_<app>.ndjson', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'couchlog-ship-cwd-'));
     const data = join(dir, 'data');
-    const r = await start([SHIP, '--url', `${stack.url}/log_state`], { cwd, stdin: 'not json either\n', env: { ...process.env, COUCHLOG_DATA: data, COUCHLOG_CONFIG: '' } }).done;
+    const r = await start([SHIP, '--url', `${stack.url}/log_state`], {
+      cwd,
+      stdin: 'not json either\n',
+      env: { ...process.env, COUCHLOG_DATA: data, COUCHLOG_CONFIG: '' },
+    }).done;
     assert.equal(r.code, 0, r.stderr);
     const expected = join(data, 'rejects', 'log_state.ndjson');
     assert.ok(r.stderr.includes(`written to ${expected}`), r.stderr);

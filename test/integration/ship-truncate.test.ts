@@ -56,7 +56,19 @@ describe('--truncate', () => {
     const appenderDone = new Promise<void>((ok) => appender.on('exit', () => ok()));
     let appending = true;
     void appenderDone.then(() => (appending = false));
-    const args = ['--url', `${stack.url}/log_appended`, '--truncate', '--truncate-method', 'collapse', '--batch-size', '400', '-v', '--reject-file', join(dir, 'rejects-appended.ndjson'), file];
+    const args = [
+      '--url',
+      `${stack.url}/log_appended`,
+      '--truncate',
+      '--truncate-method',
+      'collapse',
+      '--batch-size',
+      '400',
+      '-v',
+      '--reject-file',
+      join(dir, 'rejects-appended.ndjson'),
+      file,
+    ];
     let runs = 0;
     let runsWhileAppending = 0;
     let removedWhileAppending = 0;
@@ -80,7 +92,11 @@ describe('--truncate', () => {
       const both = inFile.filter((s) => db.has(s));
       assert.deepEqual(both, [], `run ${runs}: no line both stored and still in the file`);
       const union = [...inDb, ...inFile].sort((a, b) => a - b);
-      assert.deepEqual(union, Array.from({ length: union.length }, (_, i) => i), `run ${runs}: no line lost (0..${union.length - 1} all there)`);
+      assert.deepEqual(
+        union,
+        Array.from({ length: union.length }, (_, i) => i),
+        `run ${runs}: no line lost (0..${union.length - 1} all there)`,
+      );
       if (!wasAppending && inFile.length === 0) break;
       assert.ok(runs < 200, 'converges');
     }
@@ -122,10 +138,19 @@ describe('--truncate', () => {
     const stored = (await allDocs(stack, 'log_rejects')).map((d) => d.i as number).sort((a, b) => a - b);
     assert.equal(stored.length, 997, 'the batch was split until only the bad documents were left out');
     assert.ok(!stored.includes(10) && !stored.includes(700));
-    const entries = readFileSync(rejects, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const entries = readFileSync(rejects, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual(
-      entries.map((e) => [e.line, e.text, /INGRESS_DOC_HAS_REV|INGRESS_DOC_DELETED|not JSON/.test(e.reason)]).sort((a, b) => (a[0] as number) - (b[0] as number)),
-      [[11, lines[10], true], [501, 'not json at all', true], [701, lines[700], true]],
+      entries
+        .map((e) => [e.line, e.text, /INGRESS_DOC_HAS_REV|INGRESS_DOC_DELETED|not JSON/.test(e.reason)])
+        .sort((a, b) => (a[0] as number) - (b[0] as number)),
+      [
+        [11, lines[10], true],
+        [501, 'not json at all', true],
+        [701, lines[700], true],
+      ],
     );
     assert.ok(entries.every((e) => e.source.endsWith('rejects.log') && typeof e.offset === 'number'));
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
@@ -146,7 +171,17 @@ describe('--truncate', () => {
   test('--truncate-method copy on a quiet file: exactly the acknowledged bytes are removed', async () => {
     const file = join(dir, 'copy.log');
     writeFileSync(file, '{"a":1}\n{"a":2}\n{"a":3');
-    const r = await ship(['--url', `${stack.url}/log_copy`, '--truncate', '--truncate-method', 'copy', '-v', '--reject-file', join(dir, 'rejects-copy.ndjson'), file]);
+    const r = await ship([
+      '--url',
+      `${stack.url}/log_copy`,
+      '--truncate',
+      '--truncate-method',
+      'copy',
+      '-v',
+      '--reject-file',
+      join(dir, 'rejects-copy.ndjson'),
+      file,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /removed 16 bytes \(copy\)/);
     assert.equal(readFileSync(file, 'utf8'), '{"a":3', 'the unfinished line, nothing else');

@@ -61,52 +61,61 @@ test('own process group; a frozen server is killed and restarted by the liveness
   assert.throws(() => process.kill(pid, 0));
 });
 
-test('Ctrl-C in a terminal (SIGINT to the whole foreground group) stops couchlog up in order', { timeout: 240_000, skip: embeddedOnly('couchlog up runs its own embedded server') }, async () => {
-  const root = resolve(fileURLToPath(import.meta.url), '../../../..');
-  const work = mkdtempSync(join(tmpdir(), 'couchlog-ctrlc-'));
-  const ingressPort = await freePort();
-  const couchPort = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    COUCHLOG_DATA: join(work, 'data'),
-    COUCHLOG_INGRESS_PORT: String(ingressPort),
-    COUCHLOG_COUCHDB_PORT: String(couchPort),
-    COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
-    COUCHLOG_CLICKHOUSE_HTTP_PORT: String(await freePort()),
-    COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
-  };
-  delete env.COUCHLOG_CONFIG;
-  // A shell runs a job as a process group of its own; the terminal's Ctrl-C signals that group.
-  const child = spawn(process.execPath, [join(root, 'dist/scripts/couchlog.js'), 'up', '--log-format', 'json'], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  try {
-    await new Promise<void>((ok, fail) => {
-      const timer = setTimeout(() => fail(new Error(`no banner after 180 s:\n${output}`)), 180_000);
-      child.stdout!.on('data', () => {
-        if (output.includes('Ctrl-C stops everything')) {
-          clearTimeout(timer);
-          ok();
-        }
-      });
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        fail(new Error(`exited ${code}:\n${output}`));
-      });
+test(
+  'Ctrl-C in a terminal (SIGINT to the whole foreground group) stops couchlog up in order',
+  { timeout: 240_000, skip: embeddedOnly('couchlog up runs its own embedded server') },
+  async () => {
+    const root = resolve(fileURLToPath(import.meta.url), '../../../..');
+    const work = mkdtempSync(join(tmpdir(), 'couchlog-ctrlc-'));
+    const ingressPort = await freePort();
+    const couchPort = await freePort();
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      COUCHLOG_DATA: join(work, 'data'),
+      COUCHLOG_INGRESS_PORT: String(ingressPort),
+      COUCHLOG_COUCHDB_PORT: String(couchPort),
+      COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
+      COUCHLOG_CLICKHOUSE_HTTP_PORT: String(await freePort()),
+      COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
+    };
+    delete env.COUCHLOG_CONFIG;
+    // A shell runs a job as a process group of its own; the terminal's Ctrl-C signals that group.
+    const child = spawn(process.execPath, [join(root, 'dist/scripts/couchlog.js'), 'up', '--log-format', 'json'], {
+      cwd: work,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     });
-    const exited = new Promise<string>((ok) => child.on('exit', (code, signal) => ok(`${code} ${signal}`)));
-    process.kill(-child.pid!, 'SIGINT');
-    const code = await exited;
-    assert.equal(code, '0 null', output.slice(-3000));
-    assert.doesNotMatch(output, /died; restarting/, 'a server died before the orderly stop');
-    assert.ok(!(await answers(`http://127.0.0.1:${couchPort}`)), 'the embedded server is gone');
-  } finally {
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
     try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
+      await new Promise<void>((ok, fail) => {
+        const timer = setTimeout(() => fail(new Error(`no banner after 180 s:\n${output}`)), 180_000);
+        child.stdout!.on('data', () => {
+          if (output.includes('Ctrl-C stops everything')) {
+            clearTimeout(timer);
+            ok();
+          }
+        });
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          fail(new Error(`exited ${code}:\n${output}`));
+        });
+      });
+      const exited = new Promise<string>((ok) => child.on('exit', (code, signal) => ok(`${code} ${signal}`)));
+      process.kill(-child.pid!, 'SIGINT');
+      const code = await exited;
+      assert.equal(code, '0 null', output.slice(-3000));
+      assert.doesNotMatch(output, /died; restarting/, 'a server died before the orderly stop');
+      assert.ok(!(await answers(`http://127.0.0.1:${couchPort}`)), 'the embedded server is gone');
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      rmSync(work, { recursive: true, force: true });
     }
-    rmSync(work, { recursive: true, force: true });
-  }
-});
+  },
+);

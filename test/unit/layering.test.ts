@@ -9,7 +9,6 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { ROOT } from '../helpers/repo-root.js';
 
-
 /**
  * Bottom to top. A layer may import from itself and any layer listed
  * before it; folders on one line (one layer) may not import each other.
@@ -59,7 +58,9 @@ function importsOf(file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8');
   const out: string[] = [];
   for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\(\s*)['"](\.{1,2}\/[^'"]+)['"]/g)) {
-    const target = relative(ROOT, resolve(ROOT, dirname(file), m[1]!)).split(sep).join('/');
+    const target = relative(ROOT, resolve(ROOT, dirname(file), m[1]!))
+      .split(sep)
+      .join('/');
     out.push(target.replace(/\.(c|m)?js$/, (ext) => ext.replace('js', 'ts')));
   }
   return out;
@@ -106,7 +107,14 @@ test('the engine imports nothing outside itself but pure packages', () => {
     for (const m of text.matchAll(/\bfrom\s*['"]([^'"]+)['"]/g)) {
       const spec = m[1]!;
       if (spec.startsWith('.')) {
-        if (unitOf(relative(ROOT, resolve(ROOT, dirname(file), spec)).split(sep).join('/')) !== 'correlator/engine') wrong.push(`${file} -> ${spec}`);
+        if (
+          unitOf(
+            relative(ROOT, resolve(ROOT, dirname(file), spec))
+              .split(sep)
+              .join('/'),
+          ) !== 'correlator/engine'
+        )
+          wrong.push(`${file} -> ${spec}`);
       } else if (!ENGINE_PACKAGES.has(spec)) {
         wrong.push(`${file} -> ${spec}`);
       }

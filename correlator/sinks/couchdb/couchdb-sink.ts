@@ -90,7 +90,14 @@ export class CouchDbDelivery implements Delivery {
     // Over a tombstone, its revision is extended (both CouchDB and PouchDB Server accept that).
     // A deletion of a record that reads as absent is written anyway: a CouchDB cluster may answer
     // from a replica that has not seen it yet; if it exists, the write conflicts and is read again.
-    if (!live) return r.deleted ? (cur ? null : { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at }) : cur ? { ...toDoc(r), _rev: cur.rev } : toDoc(r);
+    if (!live)
+      return r.deleted
+        ? cur
+          ? null
+          : { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at }
+        : cur
+          ? { ...toDoc(r), _rev: cur.rev }
+          : toDoc(r);
     const doc = cur.doc!;
     if (typeof doc.decided_at === 'string' && typeof r.record.decided_at === 'string' && doc.decided_at > r.record.decided_at) return null;
     if (r.deleted) return { _id: r.id, _rev: cur.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at };
@@ -116,11 +123,9 @@ export class CouchDbDelivery implements Delivery {
   }
 
   private async current(ids: string[]): Promise<Map<string, Stored>> {
-    const res = await this.http.request<{ rows?: Array<{ id?: string; key?: string; value?: { rev: string; deleted?: boolean }; doc?: Record<string, unknown> | null; error?: string }> }>(
-      'POST',
-      `${this.base}/_all_docs?include_docs=true`,
-      { headers: this.headers, body: JSON.stringify({ keys: ids }) },
-    );
+    const res = await this.http.request<{
+      rows?: Array<{ id?: string; key?: string; value?: { rev: string; deleted?: boolean }; doc?: Record<string, unknown> | null; error?: string }>;
+    }>('POST', `${this.base}/_all_docs?include_docs=true`, { headers: this.headers, body: JSON.stringify({ keys: ids }) });
     if (res.status !== 200) throw new Error(`reading ${ids.length} correlated records: ${res.status} ${JSON.stringify(res.body)}`);
     const out = new Map<string, Stored>();
     for (const row of res.body.rows ?? []) {

@@ -19,7 +19,15 @@ test('a signature holds whatever the key order, with or without _rev, and only w
   const doc = { _id: 'A-1', correlated: true, keepalives: 2, nested: { b: 1, a: [1, 'x', null] }, revision: 2 };
   const s = signed(doc);
   assert.equal(checkSignature(s, KEY), 'valid');
-  const reordered = { revision: 2, nested: { a: [1, 'x', null], b: 1 }, keepalives: 2, correlated: true, _id: 'A-1', _rev: '2-abc', [SIGNATURE_FIELD]: s[SIGNATURE_FIELD] };
+  const reordered = {
+    revision: 2,
+    nested: { a: [1, 'x', null], b: 1 },
+    keepalives: 2,
+    correlated: true,
+    _id: 'A-1',
+    _rev: '2-abc',
+    [SIGNATURE_FIELD]: s[SIGNATURE_FIELD],
+  };
   assert.equal(checkSignature(reordered, KEY), 'valid', 'key order and CouchDB _rev do not matter');
   assert.equal(checkSignature(JSON.parse(JSON.stringify(s)), KEY), 'valid', 'a JSON round trip keeps it');
   assert.equal(checkSignature(s, 'x'.repeat(40)), 'invalid', 'another key');
@@ -29,7 +37,16 @@ test('a signature holds whatever the key order, with or without _rev, and only w
 
 test('any change to a signed document breaks its signature (seeded random edits)', () => {
   const rnd = mulberry32(7);
-  const base = { _id: 'A-9', src_ip: '203.0.113.9', src_port: 50123, correlated: true, keepalives: 3, ja4: 't13d', deep: { list: [1, 2, 3], flag: false }, decided_at: '2026-12-03T08:00:00.000Z' };
+  const base = {
+    _id: 'A-9',
+    src_ip: '203.0.113.9',
+    src_port: 50123,
+    correlated: true,
+    keepalives: 3,
+    ja4: 't13d',
+    deep: { list: [1, 2, 3], flag: false },
+    decided_at: '2026-12-03T08:00:00.000Z',
+  };
   const s = signed(base);
   const edits: Array<(d: Record<string, any>) => void> = [
     (d) => (d._id = 'A-10'),
@@ -84,7 +101,10 @@ test('config: protection is validate or audit, per app and for log_correlated; t
       }
     };
     assert.match(bad({ apps: { web: { protection: 'trust' } } }) ?? '', /apps\.web\.protection: Invalid enum value\. Expected 'validate' \| 'audit'/);
-    assert.match(bad({ correlator: { outputs: { couchdb: { signing_key: 'short' } } } }) ?? '', /correlator\.outputs\.couchdb\.signing_key: must be at least 32 characters/);
+    assert.match(
+      bad({ correlator: { outputs: { couchdb: { signing_key: 'short' } } } }) ?? '',
+      /correlator\.outputs\.couchdb\.signing_key: must be at least 32 characters/,
+    );
     const { config } = loadConfig({ env, cwd: dir });
     assert.equal(config.apps.http!.protection, 'validate', 'the default');
     config.correlator.outputs.couchdb.protection = 'audit';
@@ -93,7 +113,11 @@ test('config: protection is validate or audit, per app and for log_correlated; t
     assert.ok(key && key.length >= 32);
     assert.match(readFileSync(join(dir, 'secrets.env'), 'utf8'), new RegExp(`COUCHLOG_SIGNING_KEY='${key}'`));
     assert.equal(loadConfig({ env, cwd: dir }).config.correlator.outputs.couchdb.signing_key, key, 'read back from secrets.env');
-    assert.equal(loadConfig({ env: { ...env, COUCHLOG_SIGNING_KEY: 'e'.repeat(32) }, cwd: dir }).config.correlator.outputs.couchdb.signing_key, 'e'.repeat(32), 'the environment first');
+    assert.equal(
+      loadConfig({ env: { ...env, COUCHLOG_SIGNING_KEY: 'e'.repeat(32) }, cwd: dir }).config.correlator.outputs.couchdb.signing_key,
+      'e'.repeat(32),
+      'the environment first',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

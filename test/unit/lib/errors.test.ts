@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { badRequest, couchdbRefusal, couchlogError, ERRORS, tooManyRequests, unauthorized, unavailable, type ErrorCode } from '../../../lib/errors.js';
 import { ROOT } from '../../helpers/repo-root.js';
 
-
 /** The rows of docs/errors.md's table: code, status, error name. */
 function documented(): Map<string, { status: number; error: string }> {
   const out = new Map<string, { status: number; error: string }>();
@@ -22,8 +21,16 @@ function documented(): Map<string, { status: number; error: string }> {
 test('docs/errors.md lists every registered code with its status and error name, and no other', () => {
   const docs = documented();
   const registered = Object.keys(ERRORS) as ErrorCode[];
-  assert.deepEqual(registered.filter((c) => !docs.has(c)), [], 'registered but not documented');
-  assert.deepEqual([...docs.keys()].filter((c) => !(c in ERRORS)), [], 'documented but not registered');
+  assert.deepEqual(
+    registered.filter((c) => !docs.has(c)),
+    [],
+    'registered but not documented',
+  );
+  assert.deepEqual(
+    [...docs.keys()].filter((c) => !(c in ERRORS)),
+    [],
+    'documented but not registered',
+  );
   for (const code of registered) {
     assert.deepEqual(docs.get(code), { status: ERRORS[code].status, error: ERRORS[code].error }, code);
   }
@@ -37,7 +44,10 @@ test('every code README names in its error table is registered', () => {
   const table = readme.slice(start, readme.indexOf('\n\n', readme.indexOf('|', start)));
   const named = [...table.matchAll(/`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`/g)].map((m) => m[1]!);
   assert.ok(named.length >= 10, `codes read from README: ${named.length}`);
-  assert.deepEqual(named.filter((c) => !(c in ERRORS)), []);
+  assert.deepEqual(
+    named.filter((c) => !(c in ERRORS)),
+    [],
+  );
 });
 
 test('codes are upper snake case, grouped by the part that answers', () => {

@@ -40,7 +40,9 @@ describe('log format', () => {
   });
 
   test('pretty: one short line, the component leading the message, colour only on a terminal, secrets redacted', () => {
-    const plain = logTo('pretty', false, (log) => log.child({ component: 'ingress' }).info({ http: { method: 'GET', url: '/x', status: 200, ms: 1 }, password: 'hunter2-secret' }, 'GET /x 200 1 ms'));
+    const plain = logTo('pretty', false, (log) =>
+      log.child({ component: 'ingress' }).info({ http: { method: 'GET', url: '/x', status: 200, ms: 1 }, password: 'hunter2-secret' }, 'GET /x 200 1 ms'),
+    );
     assert.equal(plain.trim().split('\n').length, 1);
     assert.match(plain, /^\[\d\d:\d\d:\d\d\] INFO: ingress: GET \/x 200 1 ms/);
     assert.ok(!plain.includes('\x1b['), 'no colour when not a terminal');

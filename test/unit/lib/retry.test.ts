@@ -30,7 +30,11 @@ test("the server's Retry-After wins when it is longer", () => {
 
 test('with a deadline: the last attempt comes at the deadline, then it gives up', () => {
   let now = 1_000;
-  const r = new RetrySchedule({ baseMs: 400, maxMs: 400, giveUpAfterMs: 1000 }, () => now, () => 1);
+  const r = new RetrySchedule(
+    { baseMs: 400, maxMs: 400, giveUpAfterMs: 1000 },
+    () => now,
+    () => 1,
+  );
   const waits: number[] = [];
   for (;;) {
     const w = r.failed();
@@ -63,8 +67,16 @@ test('halving narrows a refused batch down to the refused items, in order, each 
       else await inHalves(part, send);
     };
     await send(items);
-    assert.deepEqual(refused, items.filter((x) => x.bad).map((x) => x.i), `seed ${seed}`);
-    assert.deepEqual(stored, items.filter((x) => !x.bad).map((x) => x.i), `seed ${seed}`);
+    assert.deepEqual(
+      refused,
+      items.filter((x) => x.bad).map((x) => x.i),
+      `seed ${seed}`,
+    );
+    assert.deepEqual(
+      stored,
+      items.filter((x) => !x.bad).map((x) => x.i),
+      `seed ${seed}`,
+    );
   }
 });
 

@@ -56,9 +56,21 @@ describe('document ids', () => {
 describe('backoff', () => {
   test('each delay is between half and all of min(max, base * 2^attempt)', () => {
     const o = { baseMs: 100, maxMs: 5000 };
-    for (const [attempt, ceiling] of [[0, 100], [1, 200], [3, 800], [6, 5000], [60, 5000]] as const) {
-      assert.equal(backoffDelay(attempt, o, () => 0), ceiling / 2);
-      assert.equal(backoffDelay(attempt, o, () => 1), ceiling);
+    for (const [attempt, ceiling] of [
+      [0, 100],
+      [1, 200],
+      [3, 800],
+      [6, 5000],
+      [60, 5000],
+    ] as const) {
+      assert.equal(
+        backoffDelay(attempt, o, () => 0),
+        ceiling / 2,
+      );
+      assert.equal(
+        backoffDelay(attempt, o, () => 1),
+        ceiling,
+      );
     }
   });
 
@@ -123,9 +135,18 @@ describe('batches', () => {
   test('closed at the document count or the size, whichever comes first; the rest on flush', () => {
     const b = new Batcher<{ json: string }>(3, 25);
     for (const json of ['aaaa', 'bbbb', 'cccc', 'dddd', 'x'.repeat(30), 'eeee']) b.add({ json });
-    assert.deepEqual(b.take().map((batch) => batch.map((d) => d.json.length)), [[4, 4, 4], [4, 30]]);
+    assert.deepEqual(
+      b.take().map((batch) => batch.map((d) => d.json.length)),
+      [
+        [4, 4, 4],
+        [4, 30],
+      ],
+    );
     assert.deepEqual(b.take(), []);
-    assert.deepEqual(b.take(true).map((batch) => batch.length), [1]);
+    assert.deepEqual(
+      b.take(true).map((batch) => batch.length),
+      [1],
+    );
     assert.deepEqual(b.take(true), []);
   });
 });
@@ -141,14 +162,25 @@ describe('ingress answers', () => {
     ]);
     assert.deepEqual(classify(201, body, null, ids), {
       kind: 'results',
-      results: [{ kind: 'stored' }, { kind: 'exists' }, { kind: 'retry', reason: 'CouchDB gave no result' }, { kind: 'rejected', error: 'forbidden', reason: 'nope' }],
+      results: [
+        { kind: 'stored' },
+        { kind: 'exists' },
+        { kind: 'retry', reason: 'CouchDB gave no result' },
+        { kind: 'rejected', error: 'forbidden', reason: 'nope' },
+      ],
     });
   });
 
   test('results out of order are matched by id; a missing one is retried', () => {
-    const body = JSON.stringify([{ ok: true, id: 'c', rev: '1' }, { ok: true, id: 'a', rev: '1' }]);
+    const body = JSON.stringify([
+      { ok: true, id: 'c', rev: '1' },
+      { ok: true, id: 'a', rev: '1' },
+    ]);
     const r = classify(201, body, null, ['a', 'b', 'c']);
-    assert.deepEqual(r, { kind: 'results', results: [{ kind: 'stored' }, { kind: 'retry', reason: 'the ingress gave no result for this document' }, { kind: 'stored' }] });
+    assert.deepEqual(r, {
+      kind: 'results',
+      results: [{ kind: 'stored' }, { kind: 'retry', reason: 'the ingress gave no result for this document' }, { kind: 'stored' }],
+    });
   });
 
   test('429 and 5xx are retried with Retry-After; 400/403/413 refuse the batch; 401 and 404 are fatal', () => {
@@ -160,7 +192,10 @@ describe('ingress answers', () => {
     assert.equal(classify(503, '{"error":"service_unavailable"}', 5000, ids).kind, 'retry');
     assert.equal(classify(502, '<html>bad gateway</html>', null, ids).kind, 'retry');
     for (const s of [400, 403, 413]) assert.equal(classify(s, '{"error":"forbidden","reason":"x"}', null, ids).kind, 'refused');
-    assert.match((classify(401, '{"error":"unauthorized","reason":"Name or password is incorrect."}', null, ids) as { reason: string }).reason, /refused the credentials/);
+    assert.match(
+      (classify(401, '{"error":"unauthorized","reason":"Name or password is incorrect."}', null, ids) as { reason: string }).reason,
+      /refused the credentials/,
+    );
     assert.match((classify(404, '{"error":"not_found","reason":"unknown app"}', null, ids) as { reason: string }).reason, /no such log database/);
     assert.equal(classify(201, 'not json', null, ids).kind, 'retry');
   });
@@ -168,7 +203,12 @@ describe('ingress answers', () => {
 
 describe('target URL', () => {
   test('the seed-style URL, a trailing slash, _bulk_docs, a base URL with --app, credentials', () => {
-    assert.deepEqual(parseTarget('http://h:8080/log_fail2ban'), { origin: 'http://h:8080', dbPath: '/log_fail2ban', authorization: null, display: 'http://h:8080/log_fail2ban' });
+    assert.deepEqual(parseTarget('http://h:8080/log_fail2ban'), {
+      origin: 'http://h:8080',
+      dbPath: '/log_fail2ban',
+      authorization: null,
+      display: 'http://h:8080/log_fail2ban',
+    });
     assert.equal(parseTarget('http://h:8080/log_fail2ban/').dbPath, '/log_fail2ban');
     assert.equal(parseTarget('http://h/log_x/_bulk_docs').dbPath, '/log_x');
     assert.equal(parseTarget('https://h/couch', 'web').dbPath, '/couch/log_web');
@@ -185,16 +225,31 @@ describe('target URL', () => {
       ['http://h/log_x', 'y', /names log_x but --app is y/],
       ['http://h/log_UPPER', undefined, /must end with/],
     ] as const) {
-      assert.throws(() => parseTarget(url, app), (e: unknown) => e instanceof CommandError && e.exitCode === 2 && re.test(e.message), url);
+      assert.throws(
+        () => parseTarget(url, app),
+        (e: unknown) => e instanceof CommandError && e.exitCode === 2 && re.test(e.message),
+        url,
+      );
     }
   });
 });
 
 describe('option checks', () => {
-  const base: Parameters<typeof checkShipOptions>[0] = { files: ['/f'], truncate: null, stateFile: null, auditd: false, batchDocs: 1000, batchBytes: 1 << 20, concurrency: 4 };
+  const base: Parameters<typeof checkShipOptions>[0] = {
+    files: ['/f'],
+    truncate: null,
+    stateFile: null,
+    auditd: false,
+    batchDocs: 1000,
+    batchBytes: 1 << 20,
+    concurrency: 4,
+  };
   test('conflicting or impossible combinations are refused before anything is read', () => {
     const bad = (o: Partial<Parameters<typeof checkShipOptions>[0]>, re: RegExp) =>
-      assert.throws(() => checkShipOptions({ ...base, ...o }), (e: unknown) => e instanceof CommandError && e.exitCode === 2 && re.test(e.message));
+      assert.throws(
+        () => checkShipOptions({ ...base, ...o }),
+        (e: unknown) => e instanceof CommandError && e.exitCode === 2 && re.test(e.message),
+      );
     bad({ truncate: 'auto', stateFile: '/s' }, /choose one/);
     bad({ truncate: 'auto', files: [] }, /--truncate needs the log file/);
     bad({ stateFile: '/s', files: [] }, /--state needs the log file/);
@@ -211,11 +266,19 @@ describe('state file', () => {
       const file = join(dir, 'ship.state');
       assert.deepEqual(loadState(file), emptyState());
       const state = emptyState();
-      state.files['/var/log/x.log'] = { current: { dev: 1, ino: 2, offset: 3, generation: 0, fingerprint: 'f', seen_as: '/var/log/x.log' }, rotated: [], next_generation: 1, updated_at: 'now' };
+      state.files['/var/log/x.log'] = {
+        current: { dev: 1, ino: 2, offset: 3, generation: 0, fingerprint: 'f', seen_as: '/var/log/x.log' },
+        rotated: [],
+        next_generation: 1,
+        updated_at: 'now',
+      };
       saveState(file, state);
       assert.deepEqual(loadState(file), state);
       writeFileSync(file, '{"nope"');
-      assert.throws(() => loadState(file), (e: unknown) => e instanceof CommandError && /not readable/.test(e.message));
+      assert.throws(
+        () => loadState(file),
+        (e: unknown) => e instanceof CommandError && /not readable/.test(e.message),
+      );
       assert.ok(readFileSync(file, 'utf8').length > 0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -226,7 +289,8 @@ describe('state file', () => {
 describe('rotation planner', () => {
   /** A directory of files: path -> {ino, content}. */
   function fakeFs(files: Record<string, { ino: number; content: string }>): FsView {
-    const fp = (content: string, offset: number) => (offset === 0 ? '' : content.length < offset ? null : `fp:${content.slice(Math.max(0, offset - 8), offset)}`);
+    const fp = (content: string, offset: number) =>
+      offset === 0 ? '' : content.length < offset ? null : `fp:${content.slice(Math.max(0, offset - 8), offset)}`;
     return {
       async stat(p) {
         const f = files[p];
@@ -250,7 +314,12 @@ describe('rotation planner', () => {
     fingerprint: offset === 0 ? '' : `fp:${content.slice(Math.max(0, offset - 8), offset)}`,
     seen_as: seenAs,
   });
-  const entry = (current: ReturnType<typeof stream> | null, rotated: Array<ReturnType<typeof stream>> = [], next = 1): PathState => ({ current, rotated, next_generation: next, updated_at: '' });
+  const entry = (current: ReturnType<typeof stream> | null, rotated: Array<ReturnType<typeof stream>> = [], next = 1): PathState => ({
+    current,
+    rotated,
+    next_generation: next,
+    updated_at: '',
+  });
   const brief = (plan: Awaited<ReturnType<typeof planPath>>) => plan.reads.map((r) => [r.kind, r.path, r.ino, r.generation, r.from]);
 
   test('first run: the whole file, generation 0', async () => {
@@ -268,8 +337,15 @@ describe('rotation planner', () => {
 
   test('rotated by rename: the rest of the old file (found by inode), then the new one from 0 under a new generation', async () => {
     const old = 'aaaa\nbbbb\ncccc\n';
-    const plan = await planPath(LOG, entry(stream(10, old, 10, 0)), fakeFs({ [LOG]: { ino: 11, content: 'dddd\n' }, [`${LOG}.1`]: { ino: 10, content: old }, '/var/log/other.log': { ino: 12, content: 'x' } }));
-    assert.deepEqual(brief(plan), [['rotated', `${LOG}.1`, 10, 0, 10], ['current', LOG, 11, 1, 0]]);
+    const plan = await planPath(
+      LOG,
+      entry(stream(10, old, 10, 0)),
+      fakeFs({ [LOG]: { ino: 11, content: 'dddd\n' }, [`${LOG}.1`]: { ino: 10, content: old }, '/var/log/other.log': { ino: 12, content: 'x' } }),
+    );
+    assert.deepEqual(brief(plan), [
+      ['rotated', `${LOG}.1`, 10, 0, 10],
+      ['current', LOG, 11, 1, 0],
+    ]);
     assert.equal(plan.nextGeneration, 2);
   });
 
@@ -278,7 +354,10 @@ describe('rotation planner', () => {
     const cur = 'dddd\neeee\n';
     const e = entry(stream(11, cur, 5, 1), [stream(10, old, 10, 0, `${LOG}.1`)], 2);
     const plan = await planPath(LOG, e, fakeFs({ [LOG]: { ino: 11, content: cur }, [`${LOG}.2`]: { ino: 10, content: `${old}ffff\n` } }));
-    assert.deepEqual(brief(plan), [['rotated', `${LOG}.2`, 10, 0, 10], ['current', LOG, 11, 1, 5]]);
+    assert.deepEqual(brief(plan), [
+      ['rotated', `${LOG}.2`, 10, 0, 10],
+      ['current', LOG, 11, 1, 5],
+    ]);
     const gone = await planPath(LOG, e, fakeFs({ [LOG]: { ino: 11, content: cur } }));
     assert.deepEqual(brief(gone), [['current', LOG, 11, 1, 5]]);
   });
@@ -290,7 +369,10 @@ describe('rotation planner', () => {
       entry(stream(10, before, 10, 0)),
       fakeFs({ [LOG]: { ino: 10, content: 'zz\n' }, [`${LOG}.1`]: { ino: 20, content: before }, [`${LOG}.2.gz`]: { ino: 21, content: before } }),
     );
-    assert.deepEqual(brief(plan), [['copy', `${LOG}.1`, 20, 0, 10], ['current', LOG, 10, 1, 0]]);
+    assert.deepEqual(brief(plan), [
+      ['copy', `${LOG}.1`, 20, 0, 10],
+      ['current', LOG, 10, 1, 0],
+    ]);
     assert.deepEqual(plan.notes, []);
   });
 

@@ -112,19 +112,27 @@ describe('a filesystem without collapse-range (tmpfs)', () => {
   const shm = '/dev/shm';
   const available = existsSync(shm);
 
-  test('auto falls back to copy and says why', { skip: !available && 'no /dev/shm' }, withDir(shm, async (dir) => {
-    const file = join(dir, 'log');
-    writeFileSync(file, lines(0, 100) + lines(100, 1));
-    const r = await truncate(file, 10_000, 'auto');
-    assert.equal(r.method, 'copy');
-    assert.match(r.fallbackReason ?? '', /type 0x1021994\) cannot collapse ranges/);
-    assert.equal(readFileSync(file, 'utf8'), lines(100, 1));
-  }));
+  test(
+    'auto falls back to copy and says why',
+    { skip: !available && 'no /dev/shm' },
+    withDir(shm, async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 100) + lines(100, 1));
+      const r = await truncate(file, 10_000, 'auto');
+      assert.equal(r.method, 'copy');
+      assert.match(r.fallbackReason ?? '', /type 0x1021994\) cannot collapse ranges/);
+      assert.equal(readFileSync(file, 'utf8'), lines(100, 1));
+    }),
+  );
 
-  test('collapse alone fails and changes nothing', { skip: !available && 'no /dev/shm' }, withDir(shm, async (dir) => {
-    const file = join(dir, 'log');
-    writeFileSync(file, lines(0, 100) + lines(100, 1));
-    await assert.rejects(truncate(file, 10_000, 'collapse'), /cannot collapse ranges/);
-    assert.equal(readFileSync(file, 'utf8'), lines(0, 100) + lines(100, 1));
-  }));
+  test(
+    'collapse alone fails and changes nothing',
+    { skip: !available && 'no /dev/shm' },
+    withDir(shm, async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 100) + lines(100, 1));
+      await assert.rejects(truncate(file, 10_000, 'collapse'), /cannot collapse ranges/);
+      assert.equal(readFileSync(file, 'utf8'), lines(0, 100) + lines(100, 1));
+    }),
+  );
 });

@@ -58,7 +58,13 @@ function check(seed: number, cfg: EngineConfig, n: number, crash: boolean, stopW
   const docs = traffic(seed, n);
   const want = referenceResult(cfg, docs);
   const rnd = mulberry32(seed);
-  const schedule = randomSchedule(docs, timeOf, { seed, maxSideDelayMs: rnd() < 0.5 ? HOUR : 5 * 60_000, maxBatchDelayMs: 20_000, maxBatch: 1 + Math.floor(rnd() * 80), redeliverShare: 0.1 });
+  const schedule = randomSchedule(docs, timeOf, {
+    seed,
+    maxSideDelayMs: rnd() < 0.5 ? HOUR : 5 * 60_000,
+    maxBatchDelayMs: 20_000,
+    maxBatch: 1 + Math.floor(rnd() * 80),
+    redeliverShare: 0.1,
+  });
   const crashAt = crash ? Math.floor(rnd() * schedule.length) : undefined;
   // A third of the crashes come before any checkpoint was saved.
   const firstCheckpointLate = crash && rnd() < 0.33;
@@ -66,7 +72,12 @@ function check(seed: number, cfg: EngineConfig, n: number, crash: boolean, stopW
   // Half the schedules hold connections with late events back at most deliveries, as the pipeline does while a backlog is read.
   const hold = rnd() < 0.5;
   const holdLate = hold ? () => rnd() < 0.7 : undefined;
-  const { content, lagging } = play(cfg, schedule, { crashAt, checkpointEvery: firstCheckpointLate ? schedule.length + 1 : 1 + Math.floor(rnd() * 10), stopWithLookupsPendingAt: stopAt, holdLate });
+  const { content, lagging } = play(cfg, schedule, {
+    crashAt,
+    checkpointEvery: firstCheckpointLate ? schedule.length + 1 : 1 + Math.floor(rnd() * 10),
+    stopWithLookupsPendingAt: stopAt,
+    holdLate,
+  });
   const what = `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold})`;
   assert.equal(firstDifference(want, content), null, `${what}: ${firstDifference(want, content)}`);
   // The sink that lost what came after the checkpoint ends up the same.
@@ -83,11 +94,13 @@ describe('records do not depend on arrival timing', () => {
   });
 
   test('one_to_one, orphan B not emitted, small cache (40 schedules)', () => {
-    for (let seed = 201; seed <= 240; seed++) check(seed, config({ mode: 'one_to_one', networkEmit: false, maxHttpItems: 60, maxNetworkItems: 30 }), 300, seed % 2 === 1);
+    for (let seed = 201; seed <= 240; seed++)
+      check(seed, config({ mode: 'one_to_one', networkEmit: false, maxHttpItems: 60, maxNetworkItems: 30 }), 300, seed % 2 === 1);
   });
 
   test('a short emit delay and window, orphans A not emitted (30 schedules)', () => {
-    for (let seed = 301; seed <= 330; seed++) check(seed, config({ windowMs: 2000, apacheEmitDelayMs: 100, apacheAlwaysEmit: false, networkTtlMs: 5000 }), 300, true);
+    for (let seed = 301; seed <= 330; seed++)
+      check(seed, config({ windowMs: 2000, apacheEmitDelayMs: 100, apacheAlwaysEmit: false, networkTtlMs: 5000 }), 300, true);
   });
 
   test('stopped while lookups were unanswered: the checkpoint keeps those connections undecided (30 schedules)', () => {

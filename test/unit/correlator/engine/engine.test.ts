@@ -60,10 +60,7 @@ const CONNS: Record<string, { ip: string; port: number }> = {
 };
 const keyOf = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
-type Step =
-  | { ev: Side; conn: string; t: number; doc?: Record<string, unknown> }
-  | { advance: number; side?: Side }
-  | { expect: string[] };
+type Step = { ev: Side; conn: string; t: number; doc?: Record<string, unknown> } | { advance: number; side?: Side } | { expect: string[] };
 
 const A = (conn: string, t: number, doc?: Record<string, unknown>): Step => ({ ev: 'A', conn, t, doc });
 const B = (conn: string, t: number, doc?: Record<string, unknown>): Step => ({ ev: 'B', conn, t, doc });
@@ -124,7 +121,10 @@ class Sink {
 
   /** Live records (deletions left out) as summaries without revisions: what a reader sees once quiet. */
   current(): string[] {
-    return [...this.latest.values()].filter((o) => o.kind !== 'deleted').map((o) => summary({ ...o, revision: 1 })).sort();
+    return [...this.latest.values()]
+      .filter((o) => o.kind !== 'deleted')
+      .map((o) => summary({ ...o, revision: 1 }))
+      .sort();
   }
 }
 
@@ -220,7 +220,10 @@ function run(cfg: EngineConfig, steps: Step[], final = true): Run {
 
 /** The same events (no expect steps, no advances) pushed in event order into an unbounded engine: the records a reader must end up with. */
 function reference(cfg: EngineConfig, steps: Step[]): string[] {
-  return run(unbounded(cfg), steps.filter((s) => 'ev' in s)).h.sink.current();
+  return run(
+    unbounded(cfg),
+    steps.filter((s) => 'ev' in s),
+  ).h.sink.current();
 }
 
 type CounterCheck = Partial<{ [K in keyof EngineCounters]: EngineCounters[K] extends number ? number : Partial<EngineCounters[K]> }>;
@@ -475,8 +478,18 @@ describe('CorrelationEngine: orphan policy', () => {
 
 describe('CorrelationEngine: out-of-order events', () => {
   // Feed order differs from time order by up to 250 ms, under the 300 ms slack.
-  const feedA: [string, number][] = [['k1', 1250], ['k2', 1000], ['k1', 1600], ['k3', 1400]];
-  const feedB: [string, number][] = [['k2', 950], ['k1', 1200], ['k3', 1150], ['k4', 1500]];
+  const feedA: [string, number][] = [
+    ['k1', 1250],
+    ['k2', 1000],
+    ['k1', 1600],
+    ['k3', 1400],
+  ];
+  const feedB: [string, number][] = [
+    ['k2', 950],
+    ['k1', 1200],
+    ['k3', 1150],
+    ['k4', 1500],
+  ];
   const stepsA = feedA.map(([c, t]) => A(c, t));
   const stepsB = feedB.map(([c, t]) => B(c, t));
   const expected = ['a0+b1#1', 'a1+b0#1', 'a2+b1#2', 'a3+b2#1', 'b3 orphan'];
@@ -561,7 +574,11 @@ describe('eventBefore: time, then B before A, then document id', () => {
       const outs = engine.drain(NOW);
       const a = outs.find((o) => o.id === 'A-a-1')!;
       assert.equal(a.record.b_id, 'b-a', `push order ${order}`);
-      assert.deepEqual(outs.filter((o) => o.kind === 'orphan_b').map((o) => o.id), ['B-b-z'], `push order ${order}`);
+      assert.deepEqual(
+        outs.filter((o) => o.kind === 'orphan_b').map((o) => o.id),
+        ['B-b-z'],
+        `push order ${order}`,
+      );
     }
   });
 });
@@ -581,7 +598,10 @@ describe('KeySim: one connection, events in event order', () => {
     assert.deepEqual(d, []);
     assert.equal(s.nextDeadline(), T0 + 1000, 'an unmatched B lives for the window');
     s.step(ev('A', 'k1', 1000, 'a0'));
-    assert.deepEqual(d, [['B-b0', null, false], ['A-a0', 'a0+b0#1', false]]);
+    assert.deepEqual(d, [
+      ['B-b0', null, false],
+      ['A-a0', 'a0+b0#1', false],
+    ]);
     assert.equal(s.live, true);
     assert.equal(s.nextDeadline(), T0 + 1000 + 30_000, 'kept alive TTL after the match');
     s.step(ev('A', 'k1', 2000, 'a1'));
@@ -607,7 +627,10 @@ describe('KeySim: one connection, events in event order', () => {
     s.step(ev('A', 'k1', 0, 'a0'));
     s.step(ev('B', 'k1', 5000, 'b0')); // step() expires first: the A is an orphan before the B is seen
     s.expire(Infinity);
-    assert.deepEqual(d, [['A-a0', null, true], ['B-b0', null, true]]);
+    assert.deepEqual(d, [
+      ['A-a0', null, true],
+      ['B-b0', null, true],
+    ]);
   });
 
   test('a B reaches back min(window, delay) to waiting As, oldest first; beyond that it does not', () => {
@@ -615,7 +638,10 @@ describe('KeySim: one connection, events in event order', () => {
     s.step(ev('A', 'k1', 0, 'a0'));
     s.step(ev('A', 'k1', 100, 'a1'));
     s.step(ev('B', 'k1', 350, 'b0')); // 350 from a0 (> 300), 250 from a1
-    assert.deepEqual(d, [['B-b0', null, false], ['A-a1', 'a1+b0#1', false]]);
+    assert.deepEqual(d, [
+      ['B-b0', null, false],
+      ['A-a1', 'a1+b0#1', false],
+    ]);
     s.expire(Infinity);
     assert.deepEqual(d.slice(2), [['A-a0', 'a0 orphan', false]]);
   });
@@ -625,7 +651,10 @@ describe('KeySim: one connection, events in event order', () => {
     s.step(ev('B', 'k1', 0, 'b0'));
     s.step(ev('A', 'k1', 10, 'a0'));
     s.step(ev('A', 'k1', 20, 'a1'));
-    assert.deepEqual(d, [['B-b0', null, false], ['A-a0', 'a0+b0#1', false]]);
+    assert.deepEqual(d, [
+      ['B-b0', null, false],
+      ['A-a0', 'a0+b0#1', false],
+    ]);
     assert.equal(s.size, 1, 'only a1 is held');
     s.expire(Infinity);
     assert.deepEqual(d.slice(2), [['A-a1', 'a1 orphan', false]]);
@@ -636,7 +665,10 @@ describe('KeySim: one connection, events in event order', () => {
     s.step(ev('B', 'k1', 0, 'b0'));
     s.step(ev('A', 'k1', 10, 'a0'));
     s.expire(Infinity);
-    assert.deepEqual(d, [['B-b0', null, false], ['A-a0', 'a0+b0#1', false]]);
+    assert.deepEqual(d, [
+      ['B-b0', null, false],
+      ['A-a0', 'a0+b0#1', false],
+    ]);
     assert.equal(s.live, false);
   });
 
@@ -670,7 +702,19 @@ describe('fingerprint: the content of a record, not its bookkeeping', () => {
   });
 
   test('a record read back from CouchDB (other key order, its own fields) has the same fingerprint', () => {
-    const stored = { _id: 'A-a0', _rev: '2-x', b_id: 'b0', a_id: 'a0', keepalives: 2, correlated: true, src_port: 50001, src_ip: '198.51.100.1', timestamp: '2024-01-01T12:00:00.000Z', revision: 2, decided_at: 'x' };
+    const stored = {
+      _id: 'A-a0',
+      _rev: '2-x',
+      b_id: 'b0',
+      a_id: 'a0',
+      keepalives: 2,
+      correlated: true,
+      src_port: 50001,
+      src_ip: '198.51.100.1',
+      timestamp: '2024-01-01T12:00:00.000Z',
+      revision: 2,
+      decided_at: 'x',
+    };
     assert.equal(fingerprint(stored), fingerprint(rec));
   });
 });
@@ -687,10 +731,16 @@ describe('CorrelationEngine: late events correct what was emitted', () => {
     h.engine.advance('A', T0 + 2000);
     h.engine.advance('B', T0 + 2000);
     const first = h.drain();
-    assert.deepEqual(first.map((o) => [o.id, o.kind, o.revision]), [['A-a0', 'orphan_a', 1]]);
+    assert.deepEqual(
+      first.map((o) => [o.id, o.kind, o.revision]),
+      [['A-a0', 'orphan_a', 1]],
+    );
     h.push(f.event('B', 'k1', 100)); // b0: 100 ms after a0, within its delay; 1.9 s behind the watermark
     const second = h.drain();
-    assert.deepEqual(second.map((o) => [o.id, o.kind, o.revision]), [['A-a0', 'correlated', 2]]);
+    assert.deepEqual(
+      second.map((o) => [o.id, o.kind, o.revision]),
+      [['A-a0', 'correlated', 2]],
+    );
     assert.equal(second[0]!.record.revision, 2, 'the record carries its revision');
     assert.equal(second[0]!.record.b_id, 'b0');
     assert.ok(second[0]!.version > first[0]!.version, 'a higher version replaces the provisional record');
@@ -715,7 +765,14 @@ describe('CorrelationEngine: late events correct what was emitted', () => {
     assert.deepEqual(summaries(outs), ['B-b0 deleted r2', 'a0+b0#1']);
     const del = outs.find((o) => o.kind === 'deleted')!;
     assert.equal(del.id, 'B-b0');
-    assert.deepEqual(del.record, { timestamp: new Date(T0).toISOString(), src_ip: '198.51.100.1', src_port: 50001, deleted: true, revision: 2, decided_at: new Date(del.version).toISOString() });
+    assert.deepEqual(del.record, {
+      timestamp: new Date(T0).toISOString(),
+      src_ip: '198.51.100.1',
+      src_port: 50001,
+      deleted: true,
+      revision: 2,
+      decided_at: new Date(del.version).toISOString(),
+    });
     assert.equal(h.engine.counters.corrections, 1);
     assert.deepEqual(h.sink.current(), ['a0+b0#1']);
   });
@@ -795,7 +852,10 @@ describe('CorrelationEngine: duplicates, versions, decided_at', () => {
     engine.advance('A', END);
     engine.advance('B', END);
     assert.equal(engine.counters.duplicates, 0);
-    assert.deepEqual(engine.drain(NOW).map((o) => [o.id, o.kind]), [['A-x', 'correlated']]);
+    assert.deepEqual(
+      engine.drain(NOW).map((o) => [o.id, o.kind]),
+      [['A-x', 'correlated']],
+    );
   });
 
   test('versions are strictly increasing even when the wall clock goes back; decided_at is the version as ISO 8601', () => {
@@ -806,12 +866,18 @@ describe('CorrelationEngine: duplicates, versions, decided_at', () => {
     engine.advance('A', T0 + 1000);
     engine.advance('B', T0 + 1000);
     const first = engine.drain(NOW);
-    assert.deepEqual(first.map((o) => o.version), [NOW, NOW + 1]);
+    assert.deepEqual(
+      first.map((o) => o.version),
+      [NOW, NOW + 1],
+    );
     engine.push(f.event('A', 'k3', 2000));
     engine.advance('A', T0 + 3000);
     engine.advance('B', T0 + 3000);
     const second = engine.drain(NOW - 60_000); // the clock stepped back a minute
-    assert.deepEqual(second.map((o) => o.version), [NOW + 2]);
+    assert.deepEqual(
+      second.map((o) => o.version),
+      [NOW + 2],
+    );
     for (const o of [...first, ...second]) {
       assert.equal(o.record.decided_at, new Date(o.version).toISOString());
       assert.equal(o.record.revision, 1);
@@ -820,7 +886,11 @@ describe('CorrelationEngine: duplicates, versions, decided_at', () => {
     engine.push(f.event('A', 'k4', 4000));
     engine.advance('A', T0 + 5000);
     engine.advance('B', T0 + 5000);
-    assert.deepEqual(engine.drain(NOW + 10_000).map((o) => o.version), [NOW + 10_000], 'the clock again when it is ahead');
+    assert.deepEqual(
+      engine.drain(NOW + 10_000).map((o) => o.version),
+      [NOW + 10_000],
+      'the clock again when it is ahead',
+    );
   });
 });
 
@@ -855,7 +925,12 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
     const h = new Harness(cfg, false);
     const f = new Feeds();
     h.engine.advance('B', T0 + 25);
-    for (const [conn, t] of [['k1', 0], ['k2', 10], ['k3', 20]] as const) h.push(f.event('A', conn, t));
+    for (const [conn, t] of [
+      ['k1', 0],
+      ['k2', 10],
+      ['k3', 20],
+    ] as const)
+      h.push(f.event('A', conn, t));
     assert.deepEqual(summaries(h.drain()), ['a0 orphan']);
     assert.equal(h.engine.sizes().connections, 2, 'k1 left memory');
     h.push(f.event('B', 'k1', 100));
@@ -932,7 +1007,13 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
     const h = new Harness(cfg);
     const f = new Feeds();
     // The B feed says nothing: As wait for release, at most 2 + 1 of them.
-    for (const [conn, t] of [['k1', 0], ['k2', 10], ['k3', 20], ['k4', 30]] as const) h.push(f.event('A', conn, t));
+    for (const [conn, t] of [
+      ['k1', 0],
+      ['k2', 10],
+      ['k3', 20],
+      ['k4', 30],
+    ] as const)
+      h.push(f.event('A', conn, t));
     assert.equal(h.engine.sizes().waiting, 3);
     assert.equal(h.engine.counters.late.A, 1, 'a0 was admitted early');
     h.push(f.event('B', 'k1', 50)); // a0's partner, at last
@@ -956,7 +1037,17 @@ describe('CorrelationEngine: ids and state snapshots', () => {
   test('exportState v2 lists open connections and waiting events by side and document id, as JSON', () => {
     const engine = new CorrelationEngine(config({ networkTtlMs: 5000 }));
     const f = new Feeds();
-    assert.deepEqual(engine.exportState(), { v: 2, progress: { A: null, B: null }, releasedUpTo: null, cacheFloor: null, lastVersion: 0, waiting: [], keys: [], evicted: [], disorder: { A: 0, B: 0 } });
+    assert.deepEqual(engine.exportState(), {
+      v: 2,
+      progress: { A: null, B: null },
+      releasedUpTo: null,
+      cacheFloor: null,
+      lastVersion: 0,
+      waiting: [],
+      keys: [],
+      evicted: [],
+      disorder: { A: 0, B: 0 },
+    });
     engine.push(f.event('A', 'k2', 0)); // a0
     engine.push(f.event('B', 'k1', 0)); // b0
     engine.push(f.event('A', 'k1', 100)); // a1 -> b0
@@ -966,10 +1057,21 @@ describe('CorrelationEngine: ids and state snapshots', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(snap)), snap, 'survives JSON');
     assert.deepEqual(snap.waiting, [['B', 'b1']]);
     // Complete from the segment start - gap (5 s); no revision above 1 yet. (The order of connections carries no meaning.)
-    assert.deepEqual([...snap.keys].sort((x, y) => (x[0] < y[0] ? -1 : 1)), [
-      ['198.51.100.1:50001', T0 - 5000, [['B', 'b0'], ['A', 'a1']], []],
-      ['198.51.100.2:50002', T0 - 5000, [['A', 'a0']], []],
-    ]);
+    assert.deepEqual(
+      [...snap.keys].sort((x, y) => (x[0] < y[0] ? -1 : 1)),
+      [
+        [
+          '198.51.100.1:50001',
+          T0 - 5000,
+          [
+            ['B', 'b0'],
+            ['A', 'a1'],
+          ],
+          [],
+        ],
+        ['198.51.100.2:50002', T0 - 5000, [['A', 'a0']], []],
+      ],
+    );
     assert.deepEqual(snap.progress, { A: T0 + 100, B: T0 + 200 });
     assert.equal(snap.releasedUpTo, T0 + 100);
     assert.equal(snap.lastVersion, NOW);
@@ -985,12 +1087,29 @@ describe('CorrelationEngine: ids and state snapshots', () => {
     h.push(f.event('A', 'k1', 2400)); // a0: late, within b0's window: b0 deleted (revision 2)
     assert.deepEqual(summaries(h.drain()), ['B-b0 deleted r2', 'a0+b0#1']);
     const snap = h.engine.exportState();
-    assert.deepEqual(snap.keys, [['198.51.100.1:50001', T0 + 1500 - 30_000, [['B', 'b0'], ['A', 'a0']], [['B-b0', 2, true]]]]);
+    assert.deepEqual(snap.keys, [
+      [
+        '198.51.100.1:50001',
+        T0 + 1500 - 30_000,
+        [
+          ['B', 'b0'],
+          ['A', 'a0'],
+        ],
+        [['B-b0', 2, true]],
+      ],
+    ]);
   });
 
   test('a restored engine decides the rest exactly as the original (the same outputs, versions included)', () => {
     const f = new Feeds();
-    const events = [f.event('A', 'k2', 0), f.event('B', 'k1', 0), f.event('A', 'k1', 100), f.event('B', 'k3', 200), f.event('A', 'k1', 3000), f.event('A', 'k3', 3100)];
+    const events = [
+      f.event('A', 'k2', 0),
+      f.event('B', 'k1', 0),
+      f.event('A', 'k1', 100),
+      f.event('B', 'k3', 200),
+      f.event('A', 'k1', 3000),
+      f.event('A', 'k3', 3100),
+    ];
     const cfg = config({ networkTtlMs: 5000 });
     const original = new CorrelationEngine(cfg);
     for (const e of events.slice(0, 4)) original.push(e);
@@ -1011,7 +1130,10 @@ describe('CorrelationEngine: ids and state snapshots', () => {
     // The same held state; completeness bounds may be tighter after a restore (a restart knows less about older connections), never looser.
     const held = (e: CorrelationEngine) => {
       const { cacheFloor: _c, keys, ...rest } = e.exportState();
-      return { ...rest, keys: keys.map(([key, , events, revs, undecided]) => [key, events, revs, undecided]).sort((x, y) => (String(x[0]) < String(y[0]) ? -1 : 1)) };
+      return {
+        ...rest,
+        keys: keys.map(([key, , events, revs, undecided]) => [key, events, revs, undecided]).sort((x, y) => (String(x[0]) < String(y[0]) ? -1 : 1)),
+      };
     };
     assert.deepEqual(held(restored), held(original));
   });
@@ -1080,7 +1202,6 @@ describe('CorrelationEngine: ids and state snapshots', () => {
 
 const GEN_CFG = config({ windowMs: 2000, apacheEmitDelayMs: 800, networkTtlMs: 6000, reorderSlackMs: 400, maxHttpItems: 5000, maxNetworkItems: 5000 });
 
-
 interface Traffic {
   A: InputEvent[];
   B: InputEvent[];
@@ -1102,9 +1223,35 @@ function generateTraffic(seed: number, connections: number, cfg: EngineConfig): 
     const key = keyOf(ip, port);
     const base = { src_ip: ip, src_port: port, dst_ip: '192.0.2.1' };
     const a = (time: number, i: number) =>
-      raw.A.push({ time, key, doc: { ...base, dst_port: rnd() < 0.8 ? 443 : 8443, timestamp: time, method: pick(['GET', 'POST']), host: 'shop.example', path: `/c${c}/r${i}`, 'header_User-Agent': pick(['curl/8.5', 'Mozilla/5.0']), tls_version: rnd() < 0.9 ? '1.3' : '1.2' } });
+      raw.A.push({
+        time,
+        key,
+        doc: {
+          ...base,
+          dst_port: rnd() < 0.8 ? 443 : 8443,
+          timestamp: time,
+          method: pick(['GET', 'POST']),
+          host: 'shop.example',
+          path: `/c${c}/r${i}`,
+          'header_User-Agent': pick(['curl/8.5', 'Mozilla/5.0']),
+          tls_version: rnd() < 0.9 ? '1.3' : '1.2',
+        },
+      });
     const b = (time: number) =>
-      raw.B.push({ time, key, doc: { ...base, dst_port: 443, timestamp: time, ja3: `ja3-${c % 7}`, ja4: `t13d_${c % 5}`, tls_version: '1.3', ip_meta_ttl: 64, conn_id: `conn-${seed}-${c}` } });
+      raw.B.push({
+        time,
+        key,
+        doc: {
+          ...base,
+          dst_port: 443,
+          timestamp: time,
+          ja3: `ja3-${c % 7}`,
+          ja4: `t13d_${c % 5}`,
+          tls_version: '1.3',
+          ip_meta_ttl: 64,
+          conn_id: `conn-${seed}-${c}`,
+        },
+      });
     const kind = rnd();
     if (kind < 0.55) {
       // Keep-alive connection: the first A up to `reach` before the B or within the window after it.
@@ -1290,7 +1437,11 @@ describe('CorrelationEngine: generated traffic', () => {
     }
     for (const [b, list] of perB) {
       list.sort((x, y) => x.time - y.time || x.n - y.n);
-      assert.deepEqual(list.map((x) => x.n), list.map((_, i) => i + 1), `keepalives of ${b}`);
+      assert.deepEqual(
+        list.map((x) => x.n),
+        list.map((_, i) => i + 1),
+        `keepalives of ${b}`,
+      );
     }
   });
 
@@ -1347,11 +1498,27 @@ describe('CorrelationEngine: restart from a checkpoint', () => {
     const f = new Feeds();
     const tr: Traffic = {
       B: [f.event('B', 'k3', -5000), f.event('B', 'k1', 0), f.event('B', 'k2', 900), f.event('B', 'k1', 40_000)],
-      A: [f.event('A', 'k4', -5000), f.event('A', 'k1', 100), f.event('A', 'k1', 200), f.event('A', 'k2', 700), f.event('A', 'k1', 3000), f.event('A', 'k1', 9000)],
+      A: [
+        f.event('A', 'k4', -5000),
+        f.event('A', 'k1', 100),
+        f.event('A', 'k1', 200),
+        f.event('A', 'k2', 700),
+        f.event('A', 'k1', 3000),
+        f.event('A', 'k1', 9000),
+      ],
     };
     const cfg = config();
     const reference = byId(runPushes(cfg, byTime(tr, 0, 0)).outputs, 'uninterrupted');
-    assert.deepEqual([...reference.values()].map(summary).sort(), ['a0 orphan', 'a1+b1#1', 'a2+b1#2', 'a3+b2#1', 'a4+b1#3', 'a5+b1#4', 'b0 orphan', 'b3 orphan']);
+    assert.deepEqual([...reference.values()].map(summary).sort(), [
+      'a0 orphan',
+      'a1+b1#1',
+      'a2+b1#2',
+      'a3+b2#1',
+      'a4+b1#3',
+      'a5+b1#4',
+      'b0 orphan',
+      'b3 orphan',
+    ]);
     const union = restartFromSnapshot(cfg, tr, { A: 4, B: 3 }, { A: 5, B: 3 }, 'keep-alive');
     assertSameOutputs(union, reference, 'keep-alive restart');
   });
@@ -1392,7 +1559,10 @@ describe('CorrelationEngine: restart from a checkpoint', () => {
   for (const [name, fa, fb, more] of cuts) {
     test(`generated traffic, snapshot with ${name}, crash later: same records as one run`, () => {
       const snapAt = { A: Math.floor(traffic.A.length * fa), B: Math.floor(traffic.B.length * fb) };
-      const crashAt = { A: Math.min(traffic.A.length, snapAt.A + Math.floor(traffic.A.length * more)), B: Math.min(traffic.B.length, snapAt.B + Math.floor(traffic.B.length * more)) };
+      const crashAt = {
+        A: Math.min(traffic.A.length, snapAt.A + Math.floor(traffic.A.length * more)),
+        B: Math.min(traffic.B.length, snapAt.B + Math.floor(traffic.B.length * more)),
+      };
       assertSameOutputs(restartFromSnapshot(GEN_CFG, traffic, snapAt, crashAt, name), reference, name);
     });
   }

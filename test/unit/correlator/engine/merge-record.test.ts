@@ -35,7 +35,19 @@ const tlsB = ev('B', 'tls-1', NOON, {
   conn_id: 'c-77',
 });
 
-const CORE_ORDER = ['timestamp', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'correlated', 'orphan_side', 'keepalives', 'a_timestamp', 'b_timestamp', 'conn_id'];
+const CORE_ORDER = [
+  'timestamp',
+  'src_ip',
+  'src_port',
+  'dst_ip',
+  'dst_port',
+  'correlated',
+  'orphan_side',
+  'keepalives',
+  'a_timestamp',
+  'b_timestamp',
+  'conn_id',
+];
 
 describe('correlatedRecord', () => {
   test('the seed example: core fields first, then A and B fields flat at the root', () => {
@@ -91,7 +103,7 @@ describe('correlatedRecord', () => {
     });
   }
 
-  test('dst_port differing (443 at the sensor, 8443 at the backend): dst_port is A\'s, both kept as a_/b_', () => {
+  test("dst_port differing (443 at the sensor, 8443 at the backend): dst_port is A's, both kept as a_/b_", () => {
     const r = correlatedRecord(ev('A', 'a', NOON, { dst_ip: '10.0.0.5', dst_port: 8443 }), ev('B', 'b', NOON, { dst_ip: '10.0.0.5', dst_port: 443 }), 1);
     assert.equal(r.dst_port, 8443);
     assert.equal(r.a_dst_port, 8443);
@@ -100,7 +112,7 @@ describe('correlatedRecord', () => {
     assert.ok(!('a_dst_ip' in r) && !('b_dst_ip' in r), 'equal dst_ip is not duplicated');
   });
 
-  test('conn_id: B\'s; A\'s when B has none; both kept as a_/b_ when they differ', () => {
+  test("conn_id: B's; A's when B has none; both kept as a_/b_ when they differ", () => {
     assert.equal(correlatedRecord(ev('A', 'a', NOON, { conn_id: 'from-a' }), ev('B', 'b', NOON, {}), 1).conn_id, 'from-a');
     const both = correlatedRecord(ev('A', 'a', NOON, { conn_id: 'from-a' }), ev('B', 'b', NOON, { conn_id: 'from-b' }), 1);
     assert.equal(both.conn_id, 'from-b');

@@ -33,8 +33,16 @@ test('pops in order, for 300 seeded sequences of pushes and pops (duplicates inc
 test('orders by the comparison it is given (objects, ties broken by a second key)', () => {
   type Ev = { time: number; id: string };
   const heap = new MinHeap<Ev>((a, b) => a.time < b.time || (a.time === b.time && a.id < b.id));
-  const evs: Ev[] = [{ time: 2, id: 'b' }, { time: 1, id: 'z' }, { time: 2, id: 'a' }, { time: 0, id: 'm' }];
+  const evs: Ev[] = [
+    { time: 2, id: 'b' },
+    { time: 1, id: 'z' },
+    { time: 2, id: 'a' },
+    { time: 0, id: 'm' },
+  ];
   for (const e of evs) heap.push(e);
-  assert.deepEqual([heap.pop(), heap.pop(), heap.pop(), heap.pop()].map((e) => `${e!.time}${e!.id}`), ['0m', '1z', '2a', '2b']);
+  assert.deepEqual(
+    [heap.pop(), heap.pop(), heap.pop(), heap.pop()].map((e) => `${e!.time}${e!.id}`),
+    ['0m', '1z', '2a', '2b'],
+  );
   assert.equal(heap.values().length, 0);
 });

@@ -15,7 +15,17 @@ function rules(over: { exclude?: string[]; ports?: number[]; where?: NormalizeRu
   return { exclude: new IpFilter(over.exclude ?? []), includePorts: new Set(over.ports ?? []), where: over.where ?? null, shard: over.shard };
 }
 
-const doc = (over: Record<string, unknown> = {}) => ({ _id: 'd1', _rev: '1-abc', src_ip: '203.0.113.7', src_port: 52341, dst_ip: '192.0.2.1', dst_port: 443, timestamp: NOON, method: 'GET', ...over });
+const doc = (over: Record<string, unknown> = {}) => ({
+  _id: 'd1',
+  _rev: '1-abc',
+  src_ip: '203.0.113.7',
+  src_port: 52341,
+  dst_ip: '192.0.2.1',
+  dst_port: 443,
+  timestamp: NOON,
+  method: 'GET',
+  ...over,
+});
 const change = (over: Record<string, unknown> = {}, id = 'd1'): Change => ({ id, doc: doc(over) });
 
 function event(r: ReturnType<typeof toEvent>): InputEvent {
@@ -54,12 +64,15 @@ describe('canonicalIp', () => {
   test('the dotted-quad shortcut agrees with full parsing (a leading space forces the parser)', () => {
     const parts = ['0', '00', '01', '7', '09', '10', '99', '100', '199', '200', '249', '250', '255', '256', '260', '300', '999', '1000', ''];
     let n = 0;
-    for (const a of parts) for (const b of ['0', '255', '01']) for (const c of parts) for (const d of parts) {
-      const ip = `${a}.${b}.${c}.${d}`;
-      assert.equal(canonicalIp(ip), canonicalIp(` ${ip}`), ip);
-      assert.equal(canonicalIp(`::ffff:${ip}`), canonicalIp(` ::FFFF:${ip}`), `::ffff:${ip}`);
-      n++;
-    }
+    for (const a of parts)
+      for (const b of ['0', '255', '01'])
+        for (const c of parts)
+          for (const d of parts) {
+            const ip = `${a}.${b}.${c}.${d}`;
+            assert.equal(canonicalIp(ip), canonicalIp(` ${ip}`), ip);
+            assert.equal(canonicalIp(`::ffff:${ip}`), canonicalIp(` ::FFFF:${ip}`), `::ffff:${ip}`);
+            n++;
+          }
     assert.ok(n > 3000);
   });
 });
@@ -103,7 +116,10 @@ describe('IpFilter (exclude_source_ips)', () => {
 
   for (const bad of ['nope', '10.0.0.0/33', '2001:db8::/129', '1.2.3.4/', '']) {
     test(`config entry ${JSON.stringify(bad)} is refused, naming it`, () => {
-      assert.throws(() => new IpFilter(['10.0.0.0/8', bad]), (e: Error) => e.message.includes(`"${bad}"`));
+      assert.throws(
+        () => new IpFilter(['10.0.0.0/8', bad]),
+        (e: Error) => e.message.includes(`"${bad}"`),
+      );
     });
   }
 });
@@ -214,7 +230,10 @@ describe('toEvent', () => {
 
   test("CouchDB's own fields (_attachments, _conflicts...) are not log data", () => {
     const ev = event(toEvent(change({ _conflicts: ['2-x'], _attachments: { a: {} }, _deleted_conflicts: [] }), 'B', 0, rules()));
-    assert.deepEqual(Object.keys(ev.doc).filter((k) => k.startsWith('_')), []);
+    assert.deepEqual(
+      Object.keys(ev.doc).filter((k) => k.startsWith('_')),
+      [],
+    );
     assert.equal(ev.doc.method, 'GET');
   });
 

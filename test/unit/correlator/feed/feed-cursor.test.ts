@@ -36,6 +36,9 @@ test('a cursor restored from (since, next) continues as the saved one would have
     assert.equal(i, continued.take(s));
     indexes.push(i);
   }
-  assert.deepEqual(indexes, seqs.map((_, i) => i));
+  assert.deepEqual(
+    indexes,
+    seqs.map((_, i) => i),
+  );
   assert.equal(restored.since, '20-x');
 });

@@ -47,7 +47,10 @@ describe('ReadAhead', () => {
     const feed = new MemoryFeed(50, 10);
     const r = new ReadAhead(feed, 10, 2, () => true);
     const first = await page(r, '0');
-    assert.deepEqual(first.changes.map((c) => c.seq), ['1', '2', '3', '4', '5', '6', '7', '8', '9', '10']);
+    assert.deepEqual(
+      first.changes.map((c) => c.seq),
+      ['1', '2', '3', '4', '5', '6', '7', '8', '9', '10'],
+    );
     await settle();
     // Pages 2 and 3 asked while page 1 is being handled; no more (depth 2).
     assert.deepEqual(feed.asked, ['0', '10', '20']);
@@ -59,7 +62,10 @@ describe('ReadAhead', () => {
       since = p.lastSeq;
       if (p.changes.length < 10) break;
     }
-    assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => String(i + 1)));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 50 }, (_, i) => String(i + 1)),
+    );
     // Every page asked exactly once; the short (empty) last page ends the chain.
     await settle();
     assert.deepEqual(feed.asked, ['0', '10', '20', '30', '40', '50']);

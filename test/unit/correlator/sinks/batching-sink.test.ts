@@ -63,14 +63,25 @@ class ManualDelivery implements Delivery {
   }
 }
 
-const records = (from: number, n: number): SinkRecord[] => Array.from({ length: n }, (_, i) => ({ id: `r${from + i}`, record: { n: from + i }, version: from + i + 1, deleted: false }));
+const records = (from: number, n: number): SinkRecord[] =>
+  Array.from({ length: n }, (_, i) => ({ id: `r${from + i}`, record: { n: from + i }, version: from + i + 1, deleted: false }));
 const tick = () => new Promise((ok) => setImmediate(ok));
 
 function makeSink(delivery: Delivery, opts: Partial<BatchingOptions> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'couchlog-sink-'));
   const metrics = new CorrelatorMetrics(false);
   const deadLetter = new DeadLetterFile(join(dir, 'dead.jsonl'));
-  const options: BatchingOptions = { batchSize: 10, maxBatchSize: opts.batchSize ?? 10, concurrency: 2, flushIntervalMs: 20, maxBufferSize: 1000, dropOnOverflow: false, retryInitialMs: 1, retryMaxMs: 5, ...opts };
+  const options: BatchingOptions = {
+    batchSize: 10,
+    maxBatchSize: opts.batchSize ?? 10,
+    concurrency: 2,
+    flushIntervalMs: 20,
+    maxBufferSize: 1000,
+    dropOnOverflow: false,
+    retryInitialMs: 1,
+    retryMaxMs: 5,
+    ...opts,
+  };
   const sink = new BatchingSink('test', delivery, options, deadLetter, metrics, createLogger('silent'));
   const counter = async (name: string) => (await metrics.registry.getSingleMetric(name)!.get()).values.reduce((a, v) => a + v.value, 0);
   return { sink, metrics, counter, deadLetterPath: deadLetter.path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -98,8 +109,16 @@ describe('BatchingSink', () => {
     d.release();
     await written;
     assert.equal(d.maxInFlight, 2);
-    assert.deepEqual(d.batches.map((b) => b.length), [10, 10, 10, 10, 5]);
-    assert.deepEqual([...d.stored].sort(), records(0, 45).map((r) => r.id).sort());
+    assert.deepEqual(
+      d.batches.map((b) => b.length),
+      [10, 10, 10, 10, 5],
+    );
+    assert.deepEqual(
+      [...d.stored].sort(),
+      records(0, 45)
+        .map((r) => r.id)
+        .sort(),
+    );
     assert.equal(sink.backlog, 0);
     cleanup();
   });
@@ -109,7 +128,10 @@ describe('BatchingSink', () => {
     const { sink, cleanup } = makeSink(d, { batchSize: 7, concurrency: 1 });
     await sink.write(records(0, 30));
     assert.equal(d.maxInFlight, 1);
-    assert.deepEqual(d.stored, records(0, 30).map((r) => r.id));
+    assert.deepEqual(
+      d.stored,
+      records(0, 30).map((r) => r.id),
+    );
     cleanup();
   });
 
@@ -118,8 +140,14 @@ describe('BatchingSink', () => {
     d.auto = false;
     const { sink, cleanup } = makeSink(d, { batchSize: 2, concurrency: 3 });
     d.failNext = 1; // the first batch fails once, then is retried
-    const first = sink.write([{ id: 'x', record: { v: 1 }, version: 1, deleted: false }, { id: 'y', record: {}, version: 2, deleted: false }]);
-    const second = sink.write([{ id: 'x', record: { v: 2 }, version: 3, deleted: true }, { id: 'z', record: {}, version: 4, deleted: false }]);
+    const first = sink.write([
+      { id: 'x', record: { v: 1 }, version: 1, deleted: false },
+      { id: 'y', record: {}, version: 2, deleted: false },
+    ]);
+    const second = sink.write([
+      { id: 'x', record: { v: 2 }, version: 3, deleted: true },
+      { id: 'z', record: {}, version: 4, deleted: false },
+    ]);
     const other = sink.write(records(100, 2));
     const pending = (): number => d.pendingAnswers;
     await tick();
@@ -133,7 +161,11 @@ describe('BatchingSink', () => {
     for (let i = 0; i < 20 && pending() === 0; i++) await tick();
     d.release();
     await second;
-    assert.deepEqual(d.batches, [['r100', 'r101'], ['x', 'y'], ['x', 'z']]);
+    assert.deepEqual(d.batches, [
+      ['r100', 'r101'],
+      ['x', 'y'],
+      ['x', 'z'],
+    ]);
     await sink.close();
     cleanup();
   });
@@ -155,8 +187,17 @@ describe('BatchingSink', () => {
     d.refuse.add('r3');
     const { sink, counter, deadLetterPath, cleanup } = makeSink(d, { batchSize: 5 });
     await sink.write(records(0, 10));
-    assert.deepEqual([...d.stored].sort(), records(0, 10).map((r) => r.id).filter((id) => id !== 'r3').sort());
-    const dead = readFileSync(deadLetterPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(
+      [...d.stored].sort(),
+      records(0, 10)
+        .map((r) => r.id)
+        .filter((id) => id !== 'r3')
+        .sort(),
+    );
+    const dead = readFileSync(deadLetterPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.equal(dead.length, 1);
     assert.equal(dead[0].id, 'r3');
     assert.match(dead[0].reason, /refused r3/);
@@ -175,7 +216,13 @@ describe('BatchingSink', () => {
     d.refuse.add('r37');
     const { sink, deadLetterPath, cleanup } = makeSink(d, { batchSize: 64, concurrency: 1 });
     await sink.write(records(0, 64));
-    assert.deepEqual([...d.stored].sort(), records(0, 64).map((r) => r.id).filter((id) => id !== 'r37').sort());
+    assert.deepEqual(
+      [...d.stored].sort(),
+      records(0, 64)
+        .map((r) => r.id)
+        .filter((id) => id !== 'r37')
+        .sort(),
+    );
     assert.equal(readFileSync(deadLetterPath, 'utf8').trim().split('\n').length, 1);
     // 1 + 2 per halving (64 -> 1 is 6 halvings): 13, where one by one would be 65.
     assert.equal(calls, 13);
@@ -192,13 +239,23 @@ describe('BatchingSink', () => {
       await new Promise((ok) => setTimeout(ok, 10));
     }
     await written;
-    assert.deepEqual(d.batches.map((b) => b.length), [25, 25, 10]);
-    assert.deepEqual(d.stored, records(0, 60).map((r) => r.id), 'in order');
+    assert.deepEqual(
+      d.batches.map((b) => b.length),
+      [25, 25, 10],
+    );
+    assert.deepEqual(
+      d.stored,
+      records(0, 60).map((r) => r.id),
+      'in order',
+    );
 
     d.batches.length = 0;
     d.auto = true;
     for (let i = 0; i < 3; i++) await sink.write(records(100 + 10 * i, 10));
-    assert.deepEqual(d.batches.map((b) => b.length), [10, 10, 10]);
+    assert.deepEqual(
+      d.batches.map((b) => b.length),
+      [10, 10, 10],
+    );
     cleanup();
   });
 
@@ -254,7 +311,14 @@ describe('BatchingSink when the dead-letter file cannot be written', () => {
     writeFileSync(blocker, 'x');
     const deadLetter = new DeadLetterFile(join(blocker, 'dead.jsonl'));
     const metrics = new CorrelatorMetrics(false);
-    const sink = new BatchingSink('test', d, { batchSize: 5, maxBatchSize: 5, concurrency: 1, flushIntervalMs: 5, maxBufferSize: 100, dropOnOverflow: false, retryInitialMs: 5, retryMaxMs: 10 }, deadLetter, metrics, createLogger('silent'));
+    const sink = new BatchingSink(
+      'test',
+      d,
+      { batchSize: 5, maxBatchSize: 5, concurrency: 1, flushIntervalMs: 5, maxBufferSize: 100, dropOnOverflow: false, retryInitialMs: 5, retryMaxMs: 10 },
+      deadLetter,
+      metrics,
+      createLogger('silent'),
+    );
     let acked = false;
     const written = sink.write(records(0, 3)).then(() => (acked = true));
     await new Promise((ok) => setTimeout(ok, 60));

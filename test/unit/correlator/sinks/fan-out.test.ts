@@ -81,7 +81,13 @@ test('every sink gets the same records, deletions marked', async () => {
   const fan = new FanOut([a, b]);
   fan.write([out('x'), { ...out('y'), kind: 'deleted' } as Output]);
   assert.deepEqual(a.waiting[0]!.records, b.waiting[0]!.records);
-  assert.deepEqual(a.waiting[0]!.records.map((r) => [r.id, r.deleted]), [['x', false], ['y', true]]);
+  assert.deepEqual(
+    a.waiting[0]!.records.map((r) => [r.id, r.deleted]),
+    [
+      ['x', false],
+      ['y', true],
+    ],
+  );
 });
 
 test('without sinks nothing is numbered and nothing waits', async () => {

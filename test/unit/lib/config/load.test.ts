@@ -11,15 +11,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import {
-  couchUrl,
-  dbName,
-  ensureSecrets,
-  loadConfig,
-  requirePassword,
-  type Config,
-  type Env,
-} from '../../../../lib/config/load.js';
+import { couchUrl, dbName, ensureSecrets, loadConfig, requirePassword, type Config, type Env } from '../../../../lib/config/load.js';
 import { readSecretsFile, secretsPath, writeSecretsFile, SECRETS_FILE } from '../../../../lib/config/secrets.js';
 import { ConfigError } from '../../../../lib/errors.js';
 
@@ -230,7 +222,10 @@ describe('loadConfig: invalid files', () => {
 
   test('several unknown keys in one mapping are named together', () => {
     const { cwd, file } = withYaml('ingress:\n  prot: 1\n  hots: x\n');
-    assert.deepEqual(configProblems(() => load(cwd)), [`${file}: unknown keys: ingress.prot, ingress.hots`]);
+    assert.deepEqual(
+      configProblems(() => load(cwd)),
+      [`${file}: unknown keys: ingress.prot, ingress.hots`],
+    );
   });
 
   // [what, yaml, the path whose problem must be reported]
@@ -274,24 +269,17 @@ describe('loadConfig: invalid files', () => {
 
   test('all problems of a file are reported at once', () => {
     const { cwd, file } = withYaml(
-      [
-        'foo: 1',
-        'ingress:',
-        '  port: 70000',
-        '  body_limit_bytes: -5',
-        '  prot: 1',
-        'apps:',
-        '  MyApp: {}',
-        'log_level: loud',
-        '',
-      ].join('\n'),
+      ['foo: 1', 'ingress:', '  port: 70000', '  body_limit_bytes: -5', '  prot: 1', 'apps:', '  MyApp: {}', 'log_level: loud', ''].join('\n'),
     );
     const problems = configProblems(() => load(cwd));
     assert.equal(problems.length, 6, JSON.stringify(problems));
     for (const p of problems) assert.ok(p.startsWith(`${file}: `), 'each problem names the file');
     const expectStart = ['ingress.port: ', 'ingress.body_limit_bytes: ', 'apps.MyApp: ', 'log_level: '];
     for (const start of expectStart) {
-      assert.ok(problems.some((p) => p.startsWith(`${file}: ${start}`)), `missing ${start}`);
+      assert.ok(
+        problems.some((p) => p.startsWith(`${file}: ${start}`)),
+        `missing ${start}`,
+      );
     }
     assert.ok(problems.includes(`${file}: unknown key: foo`));
     assert.ok(problems.includes(`${file}: unknown key: ingress.prot`));
@@ -438,7 +426,10 @@ describe('loadConfig: environment overrides', () => {
     for (const value of ['abc', '80a', '80.5', '-1', ' 8080', '8080 ', '1e3', '0x50', '+80']) {
       test(`${name}=${JSON.stringify(value)} is a ConfigError naming ${name}`, () => {
         const problems = configProblems(() => load(tmp(), { [name]: value }));
-        assert.ok(problems.some((p) => p.startsWith(`${name}: `) && p.includes(value)), JSON.stringify(problems));
+        assert.ok(
+          problems.some((p) => p.startsWith(`${name}: `) && p.includes(value)),
+          JSON.stringify(problems),
+        );
       });
     }
   }
@@ -452,31 +443,46 @@ describe('loadConfig: environment overrides', () => {
 
   test('an integer port out of range is still refused (ingress.port)', () => {
     const problems = configProblems(() => load(tmp(), { COUCHLOG_INGRESS_PORT: '70000' }));
-    assert.ok(problems.some((p) => p.includes('ingress.port')), JSON.stringify(problems));
+    assert.ok(
+      problems.some((p) => p.includes('ingress.port')),
+      JSON.stringify(problems),
+    );
   });
 
   test('a variable whose section is not a mapping in the file is a ConfigError naming it', () => {
     const { cwd } = withYaml('users: 5\n');
     const problems = configProblems(() => load(cwd, { COUCHLOG_WRITER_USER: 'w' }));
-    assert.ok(problems.some((p) => p.startsWith('COUCHLOG_WRITER_USER: ')), JSON.stringify(problems));
+    assert.ok(
+      problems.some((p) => p.startsWith('COUCHLOG_WRITER_USER: ')),
+      JSON.stringify(problems),
+    );
   });
 
   for (const url of ['couch:5984 please', 'ftp://couch.example/', 'mailto:admin@example.com', '//couch:5984', 'couch.example:5984/x y']) {
     test(`COUCHDB_URL=${JSON.stringify(url)} is refused at couchdb.url`, () => {
       const problems = configProblems(() => load(tmp(), { COUCHDB_URL: url }));
-      assert.ok(problems.some((p) => p.startsWith('couchdb.url: ')), JSON.stringify(problems));
+      assert.ok(
+        problems.some((p) => p.startsWith('couchdb.url: ')),
+        JSON.stringify(problems),
+      );
     });
   }
 
   test('COUCHDB_URL with credentials is refused without echoing the password', () => {
     const problems = configProblems(() => load(tmp(), { COUCHDB_URL: 'http://admin:s3cret-pw@couch.example:5984' }));
-    assert.ok(problems.some((p) => p.startsWith('couchdb.url: ')), JSON.stringify(problems));
+    assert.ok(
+      problems.some((p) => p.startsWith('couchdb.url: ')),
+      JSON.stringify(problems),
+    );
     assert.ok(problems.every((p) => !p.includes('s3cret-pw')));
   });
 
   test('a password from the environment is validated like one from the file', () => {
     const problems = configProblems(() => load(tmp(), { COUCHLOG_READER_PASSWORD: 'short' }));
-    assert.ok(problems.some((p) => p.startsWith('users.reader.password: ')), JSON.stringify(problems));
+    assert.ok(
+      problems.some((p) => p.startsWith('users.reader.password: ')),
+      JSON.stringify(problems),
+    );
   });
 });
 
@@ -582,7 +588,10 @@ describe('ensureSecrets', () => {
     const cwd = tmp();
     const config = load(cwd, { COUCHDB_URL: 'http://couch.example:5984' });
     const problems = configProblems(() => ensureSecrets(config));
-    assert.ok(problems.some((p) => p.includes('couchdb.admin.password')), JSON.stringify(problems));
+    assert.ok(
+      problems.some((p) => p.includes('couchdb.admin.password')),
+      JSON.stringify(problems),
+    );
     assert.ok(problems.some((p) => p.includes('COUCHDB_PASSWORD')));
     assert.equal(existsSync(secretsPath(config.data_dir)), false);
     assert.equal(config.users.writer.password, null, 'no password was invented either');
@@ -634,10 +643,7 @@ describe('secrets file format', () => {
 
   test('readSecretsFile: quoted, unquoted and exported values; comments and junk ignored', () => {
     const dir = tmp();
-    writeFileSync(
-      join(dir, SECRETS_FILE),
-      ["# comment", "A_ONE='quoted'", 'B_TWO=plain', "export C_THREE='exp'", 'lower=no', 'not a line', ''].join('\n'),
-    );
+    writeFileSync(join(dir, SECRETS_FILE), ['# comment', "A_ONE='quoted'", 'B_TWO=plain', "export C_THREE='exp'", 'lower=no', 'not a line', ''].join('\n'));
     assert.deepEqual(readSecretsFile(dir), { A_ONE: 'quoted', B_TWO: 'plain', C_THREE: 'exp' });
   });
 

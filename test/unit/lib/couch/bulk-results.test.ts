@@ -42,7 +42,9 @@ describe('matchResults', () => {
   });
 
   test("PouchDB Server's conflict (no full stop) reads as CouchDB's", () => {
-    assert.deepEqual(matchResults(docs('a'), [{ id: 'a', error: 'conflict', reason: 'Document update conflict' }]), [{ id: 'a', error: 'conflict', reason: 'Document update conflict.' }]);
+    assert.deepEqual(matchResults(docs('a'), [{ id: 'a', error: 'conflict', reason: 'Document update conflict' }]), [
+      { id: 'a', error: 'conflict', reason: 'Document update conflict.' },
+    ]);
   });
 
   test('repeated ids get their results in order of appearance, whatever the interleaving', () => {
@@ -69,19 +71,33 @@ describe('matchResults', () => {
   test(`a forbidden whose reason starts with ${JSON.stringify(EXISTS_REASON_PREFIX)} becomes CouchDB's conflict`, () => {
     assert.deepEqual(CONFLICT, { error: 'conflict', reason: 'Document update conflict.' });
     const reason = `${EXISTS_REASON_PREFIX} document a exists and log databases are append-only`;
-    assert.deepEqual(matchResults(docs('a'), [{ id: 'a', error: 'forbidden', reason }]), [
-      { id: 'a', error: 'conflict', reason: 'Document update conflict.' },
-    ]);
+    assert.deepEqual(matchResults(docs('a'), [{ id: 'a', error: 'forbidden', reason }]), [{ id: 'a', error: 'conflict', reason: 'Document update conflict.' }]);
   });
 
   // Errors that are passed on as they are.
   const kept: Array<[string, Record<string, unknown>, { error: string; reason: string }]> = [
-    ['another forbidden', { error: 'forbidden', reason: 'only admins may write design documents' }, { error: 'forbidden', reason: 'only admins may write design documents' }],
-    ['a forbidden merely containing the prefix', { error: 'forbidden', reason: `no ${EXISTS_REASON_PREFIX} here` }, { error: 'forbidden', reason: `no ${EXISTS_REASON_PREFIX} here` }],
+    [
+      'another forbidden',
+      { error: 'forbidden', reason: 'only admins may write design documents' },
+      { error: 'forbidden', reason: 'only admins may write design documents' },
+    ],
+    [
+      'a forbidden merely containing the prefix',
+      { error: 'forbidden', reason: `no ${EXISTS_REASON_PREFIX} here` },
+      { error: 'forbidden', reason: `no ${EXISTS_REASON_PREFIX} here` },
+    ],
     ['a forbidden without a reason', { error: 'forbidden' }, { error: 'forbidden', reason: '' }],
-    ['a non-forbidden error with the prefix', { error: 'unauthorized', reason: `${EXISTS_REASON_PREFIX} x` }, { error: 'unauthorized', reason: `${EXISTS_REASON_PREFIX} x` }],
+    [
+      'a non-forbidden error with the prefix',
+      { error: 'unauthorized', reason: `${EXISTS_REASON_PREFIX} x` },
+      { error: 'unauthorized', reason: `${EXISTS_REASON_PREFIX} x` },
+    ],
     ['a conflict', { error: 'conflict', reason: 'Document update conflict.' }, { error: 'conflict', reason: 'Document update conflict.' }],
-    ['a doc_validation', { error: 'doc_validation', reason: 'Bad special document member: _x' }, { error: 'doc_validation', reason: 'Bad special document member: _x' }],
+    [
+      'a doc_validation',
+      { error: 'doc_validation', reason: 'Bad special document member: _x' },
+      { error: 'doc_validation', reason: 'Bad special document member: _x' },
+    ],
   ];
   for (const [what, raw, expected] of kept) {
     test(`${what} is kept`, () => {
@@ -90,18 +106,11 @@ describe('matchResults', () => {
   }
 
   test('a document without a result gets error "unknown"', () => {
-    assert.deepEqual(matchResults(docs('a', 'b', 'c'), [{ ok: true, id: 'b', rev: '1-b' }]), [
-      UNKNOWN('a'),
-      { ok: true, id: 'b', rev: '1-b' },
-      UNKNOWN('c'),
-    ]);
+    assert.deepEqual(matchResults(docs('a', 'b', 'c'), [{ ok: true, id: 'b', rev: '1-b' }]), [UNKNOWN('a'), { ok: true, id: 'b', rev: '1-b' }, UNKNOWN('c')]);
   });
 
   test('a repeated id with fewer results than documents: the later ones are unknown', () => {
-    assert.deepEqual(matchResults(docs('x', 'x'), [{ ok: true, id: 'x', rev: '1-x' }]), [
-      { ok: true, id: 'x', rev: '1-x' },
-      UNKNOWN('x'),
-    ]);
+    assert.deepEqual(matchResults(docs('x', 'x'), [{ ok: true, id: 'x', rev: '1-x' }]), [{ ok: true, id: 'x', rev: '1-x' }, UNKNOWN('x')]);
   });
 
   test('an empty answer: every document is unknown', () => {
@@ -127,10 +136,7 @@ describe('matchResults', () => {
       assert.throws(
         () => matchResults(docs('a'), body),
         (err: unknown) =>
-          err instanceof CouchlogError &&
-          err.statusCode === 503 &&
-          err.code === 'COUCHDB_BAD_ANSWER' &&
-          err.couchError === 'service_unavailable',
+          err instanceof CouchlogError && err.statusCode === 503 && err.code === 'COUCHDB_BAD_ANSWER' && err.couchError === 'service_unavailable',
       );
     });
   }

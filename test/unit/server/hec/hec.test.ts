@@ -38,18 +38,41 @@ describe('splitEnvelopes', () => {
     ]);
   });
   test('errors name the event (from 0)', () => {
-    assert.deepEqual(hecCode(() => splitEnvelopes('{"a":1}{"b":}')), [6, 1]);
-    assert.deepEqual(hecCode(() => splitEnvelopes('{"a":1} x')), [6, 1]);
-    assert.deepEqual(hecCode(() => splitEnvelopes('{"a":1}{"b":2')), [6, 1]);
-    assert.deepEqual(hecCode(() => splitEnvelopes('"text"')), [6, 0]);
-    assert.deepEqual(hecCode(() => splitEnvelopes('  \n')), [5, undefined]);
+    assert.deepEqual(
+      hecCode(() => splitEnvelopes('{"a":1}{"b":}')),
+      [6, 1],
+    );
+    assert.deepEqual(
+      hecCode(() => splitEnvelopes('{"a":1} x')),
+      [6, 1],
+    );
+    assert.deepEqual(
+      hecCode(() => splitEnvelopes('{"a":1}{"b":2')),
+      [6, 1],
+    );
+    assert.deepEqual(
+      hecCode(() => splitEnvelopes('"text"')),
+      [6, 0],
+    );
+    assert.deepEqual(
+      hecCode(() => splitEnvelopes('  \n')),
+      [5, undefined],
+    );
   });
 });
 
 describe('envelopeToDoc', () => {
   test('object events are the document; metadata and fields added where absent', () => {
     const { app, doc } = envelopeToDoc(
-      { time: 1721187223.5124, host: 'h', source: 's', sourcetype: 'st', index: 'audit', fields: { env: 'prod', tags: ['a'], host: 'ignored' }, event: { msg: 'x', source: 'own' } },
+      {
+        time: 1721187223.5124,
+        host: 'h',
+        source: 's',
+        sourcetype: 'st',
+        index: 'audit',
+        fields: { env: 'prod', tags: ['a'], host: 'ignored' },
+        event: { msg: 'x', source: 'own' },
+      },
       0,
       token,
       rules,
@@ -63,19 +86,49 @@ describe('envelopeToDoc', () => {
     assert.deepEqual(envelopeToDoc({ event: [1, 2] }, 0, token, rules).doc, { message: [1, 2] });
   });
   test('codes 6, 7, 12, 13, 15 with the event number', () => {
-    assert.deepEqual(hecCode(() => envelopeToDoc({ host: 'h' }, 3, token, rules)), [12, 3]);
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: null }, 3, token, rules)), [12, 3]);
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: '  ' }, 3, token, rules)), [13, 3]);
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: 'x', index: 'other' }, 3, token, rules)), [7, 3]);
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: 'x', fields: { a: { b: 1 } } }, 3, token, rules)), [15, 3]);
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: 'x', host: 5 }, 3, token, rules)), [6, 3]);
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: { _id: '_design/x' } }, 3, token, rules)), [6, 3]);
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ host: 'h' }, 3, token, rules)),
+      [12, 3],
+    );
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: null }, 3, token, rules)),
+      [12, 3],
+    );
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: '  ' }, 3, token, rules)),
+      [13, 3],
+    );
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: 'x', index: 'other' }, 3, token, rules)),
+      [7, 3],
+    );
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: 'x', fields: { a: { b: 1 } } }, 3, token, rules)),
+      [15, 3],
+    );
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: 'x', host: 5 }, 3, token, rules)),
+      [6, 3],
+    );
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: { _id: '_design/x' } }, 3, token, rules)),
+      [6, 3],
+    );
     assert.deepEqual(envelopeToDoc({ event: { _id: 'own-id' } }, 3, token, rules).doc, { _id: 'own-id' }, 'a client-chosen id is kept');
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: { _deleted: true } }, 3, token, rules)), [6, 3]);
-    assert.deepEqual(hecCode(() => envelopeToDoc([], 3, token, rules)), [6, 3]);
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: { _deleted: true } }, 3, token, rules)),
+      [6, 3],
+    );
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc([], 3, token, rules)),
+      [6, 3],
+    );
     let deep: unknown = 1;
     for (let i = 0; i < 40; i++) deep = { d: deep };
-    assert.deepEqual(hecCode(() => envelopeToDoc({ event: deep }, 3, token, rules)), [6, 3]);
+    assert.deepEqual(
+      hecCode(() => envelopeToDoc({ event: deep }, 3, token, rules)),
+      [6, 3],
+    );
   });
   test('raw lines', () => {
     const docs = rawToDocs('a\r\n\nb\n', token, rules, { host: 'h', index: 'log_audit', time: '1700000000' });
@@ -91,7 +144,12 @@ describe('hecTime', () => {
     assert.equal(hecTime(0), '1970-01-01T00:00:00.000Z');
     assert.equal(hecTime('1721187223.512'), '2024-07-17T03:33:43.512Z');
     assert.equal(hecTime(undefined), undefined);
-    for (const bad of ['now', -1, 1e20, '1e5', true, {}]) assert.deepEqual(hecCode(() => hecTime(bad, 1)), [6, 1], String(bad));
+    for (const bad of ['now', -1, 1e20, '1e5', true, {}])
+      assert.deepEqual(
+        hecCode(() => hecTime(bad, 1)),
+        [6, 1],
+        String(bad),
+      );
   });
 });
 
@@ -125,7 +183,11 @@ describe('tokens', () => {
 
   test('secrets from the environment, else secrets.env; one name under several apps is one token', () => {
     const yaml = 'apps:\n  web:\n    tokens: [{name: vector}, {name: lib, ack: true}]\n  audit:\n    tokens: [{name: vector}]\n';
-    const config = load(yaml, { COUCHLOG_TOKEN_VECTOR: 'vector-secret-from-env' }, { COUCHLOG_TOKEN_LIB: 'lib-secret-from-file', COUCHLOG_TOKEN_VECTOR: 'not-this-one-0000' });
+    const config = load(
+      yaml,
+      { COUCHLOG_TOKEN_VECTOR: 'vector-secret-from-env' },
+      { COUCHLOG_TOKEN_LIB: 'lib-secret-from-file', COUCHLOG_TOKEN_VECTOR: 'not-this-one-0000' },
+    );
     assert.equal(config.apps.web!.tokens[0]!.secret, 'vector-secret-from-env');
     assert.equal(config.apps.web!.tokens[1]!.secret, 'lib-secret-from-file');
     const table = tokenTable(config);
@@ -136,7 +198,10 @@ describe('tokens', () => {
 
   test('configuration errors: no secret, short secret, bad name, two names one secret', () => {
     const missing = load('apps:\n  web:\n    tokens: [{name: vector}]\n');
-    assert.throws(() => tokenTable(missing), (err: unknown) => err instanceof ConfigError && /COUCHLOG_TOKEN_VECTOR/.test(err.message));
+    assert.throws(
+      () => tokenTable(missing),
+      (err: unknown) => err instanceof ConfigError && /COUCHLOG_TOKEN_VECTOR/.test(err.message),
+    );
     assert.throws(() => load('apps:\n  web:\n    tokens: [{name: v, secret: short}]\n'), ConfigError);
     assert.throws(() => load('apps:\n  web:\n    tokens: [{name: Vector-1, secret: long-enough-secret-00}]\n'), ConfigError);
     const same = load('apps:\n  web:\n    tokens: [{name: a, secret: same-secret-000000000}, {name: b, secret: same-secret-000000000}]\n');

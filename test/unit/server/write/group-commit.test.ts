@@ -145,7 +145,10 @@ describe('GroupCommit: when batches go out', () => {
     await settle();
     assert.equal(fake.batches.length, 2);
     assert.deepEqual(fake.batch(1).ids, ['b', 'c', 'd']);
-    assert.deepEqual(fake.batch(1).docs, rest.map((s) => s.doc));
+    assert.deepEqual(
+      fake.batch(1).docs,
+      rest.map((s) => s.doc),
+    );
     assert.equal(a.r.state, 'resolved');
     fake.batch(1).ok();
     await settle();
@@ -339,7 +342,10 @@ describe('GroupCommit: concurrency', () => {
       await settle();
     }
     assert.ok(subs.length > 100);
-    assert.ok(fake.batches.some((b) => b.docs.length > 1), 'some grouping happened');
+    assert.ok(
+      fake.batches.some((b) => b.docs.length > 1),
+      'some grouping happened',
+    );
     assert.ok(fake.maxActive <= opts.maxInflight, `at most ${opts.maxInflight} in flight, saw ${fake.maxActive}`);
     for (const b of fake.batches) {
       assert.ok(b.docs.length >= 1 && b.docs.length <= opts.maxDocs, `batch ${b.index} has ${b.docs.length} docs`);
@@ -383,7 +389,10 @@ describe('GroupCommit: results and failures', () => {
     const c = submit('c'); // 2 queued = maxDocs: batch 1
     const d = submit('d');
     const e = submit('e'); // batch 2 must wait for a slot
-    assert.deepEqual(fake.batches.map((x) => x.ids), [['a'], ['b', 'c']]);
+    assert.deepEqual(
+      fake.batches.map((x) => x.ids),
+      [['a'], ['b', 'c']],
+    );
     const boom = new Error('CouchDB unreachable');
     fake.batch(1).fail(boom);
     await settle();
@@ -470,7 +479,11 @@ describe('GroupCommit: drain', () => {
     for (let i = 0; i < 10 && drained.state === 'pending'; i++) {
       fake.batches.filter((x) => !x.settled).forEach((x) => x.ok());
       await settle();
-      if (drained.state === 'pending') assert.ok(fake.batches.some((x) => !x.settled), 'drain waits only for real work');
+      if (drained.state === 'pending')
+        assert.ok(
+          fake.batches.some((x) => !x.settled),
+          'drain waits only for real work',
+        );
     }
     assert.equal(drained.state, 'resolved');
     assert.ok(rest.every((s) => s.r.state === 'resolved'));

@@ -44,7 +44,8 @@ function throwsCouch(fn: () => unknown, expected: Expected): CouchlogError {
     { statusCode: expected.statusCode, code: expected.code, couchError: expected.couchError },
   );
   assert.deepEqual(caught.toBody(), { error: expected.couchError, reason: caught.message, code: expected.code });
-  if (typeof expected.reason === 'string') assert.ok(caught.message.includes(expected.reason), `reason ${JSON.stringify(caught.message)} should contain ${JSON.stringify(expected.reason)}`);
+  if (typeof expected.reason === 'string')
+    assert.ok(caught.message.includes(expected.reason), `reason ${JSON.stringify(caught.message)} should contain ${JSON.stringify(expected.reason)}`);
   else if (expected.reason) assert.match(caught.message, expected.reason);
   return caught;
 }
@@ -213,7 +214,7 @@ describe('validateDoc', () => {
     { _id: 'a/b:c d' },
     { _id: 'x'.repeat(512) },
     { _id: 'design/x' },
-    { msg: '_rev', a_b: 1, 'x_': 2 }, // only keys starting with "_" are special
+    { msg: '_rev', a_b: 1, x_: 2 }, // only keys starting with "_" are special
     { data: { _rev: '1-a', _deleted: true, _attachments: {}, _id: '_design/x', _foo: 1 } }, // nested: plain data
     { a: { b: { c: {} } } }, // depth 4 = the limit
     { a: [[[1, 'x', null]]] }, // depth 4 with arrays
@@ -250,7 +251,10 @@ describe('validateDoc', () => {
     [{ _conflicts: [] }, { ...SPECIAL, reason: '_conflicts' }],
     [{ _local_seq: 1 }, { ...SPECIAL, reason: '_local_seq' }],
     [{ _: 1 }, SPECIAL],
-    [{ msg: 'x', _Id: 'a' }, { ...SPECIAL, reason: '_Id' }],
+    [
+      { msg: 'x', _Id: 'a' },
+      { ...SPECIAL, reason: '_Id' },
+    ],
     [JSON.parse('{"__proto__": {"x": 1}}') as Record<string, unknown>, { ...SPECIAL, reason: '__proto__' }],
     [{ a: { b: { c: { d: {} } } } }, TOO_DEEP], // depth 5
     [{ a: [[[[1]]]] }, TOO_DEEP],

@@ -47,7 +47,9 @@ function collect(timeoutS = 2, maxOpen = 1000, now?: () => number): Collected {
 
 describe('audit records', () => {
   test('header, quoted, bare and hex-encoded values', () => {
-    const rec = parseAuditRecord(`type=SYSCALL msg=audit(1721187223.512:3051): arch=c000003e syscall=59 comm=${hex('my script')} exe="/usr/bin/bash" key=(null)`);
+    const rec = parseAuditRecord(
+      `type=SYSCALL msg=audit(1721187223.512:3051): arch=c000003e syscall=59 comm=${hex('my script')} exe="/usr/bin/bash" key=(null)`,
+    );
     assert.deepEqual(rec, {
       node: null,
       type: 'SYSCALL',
@@ -99,7 +101,10 @@ describe('reassembly', () => {
     const e = c.events[0]!;
     assert.equal(e.complete, true);
     assert.deepEqual(Object.keys(e.records), ['SYSCALL', 'EXECVE', 'CWD', 'PATH', 'PROCTITLE']);
-    assert.deepEqual(e.records.PATH!.map((p) => p.item), ['0', '1']);
+    assert.deepEqual(
+      e.records.PATH!.map((p) => p.item),
+      ['0', '1'],
+    );
     assert.equal(e.records.PROCTITLE![0]!.proctitle, 'ls -la');
     assert.deepEqual(e.meta, [0, 1, 2, 3, 4, 5, 6], 'every line, the EOE included, belongs to the event');
     const doc = JSON.parse(auditEventJson(e));
@@ -116,12 +121,36 @@ describe('reassembly', () => {
     const b = execEvent('100.001', 11, 'cat');
     const c3 = execEvent('100.002', 12, 'id');
     // b ends first, then c, then a: records shuffled between the three.
-    const order: string[] = [a[0]!, b[0]!, a[1]!, c3[0]!, b[1]!, b[2]!, b[3]!, b[4]!, b[5]!, c3[1]!, c3[2]!, c3[3]!, c3[4]!, c3[5]!, b[6]!, c3[6]!, a[2]!, a[3]!, a[4]!, a[5]!];
+    const order: string[] = [
+      a[0]!,
+      b[0]!,
+      a[1]!,
+      c3[0]!,
+      b[1]!,
+      b[2]!,
+      b[3]!,
+      b[4]!,
+      b[5]!,
+      c3[1]!,
+      c3[2]!,
+      c3[3]!,
+      c3[4]!,
+      c3[5]!,
+      b[6]!,
+      c3[6]!,
+      a[2]!,
+      a[3]!,
+      a[4]!,
+      a[5]!,
+    ];
     const c = collect();
     order.forEach((l, i) => c.push(l, i));
     assert.equal(c.events.length, 0, 'b and c are done but wait for a, the earlier serial');
     c.push(a[6]!, 99);
-    assert.deepEqual(c.events.map((e) => e.serial), [10, 11, 12]);
+    assert.deepEqual(
+      c.events.map((e) => e.serial),
+      [10, 11, 12],
+    );
     for (const [e, cmd] of c.events.map((e, i) => [e, ['ls', 'cat', 'id'][i]] as const)) {
       assert.equal(e.complete, true);
       assert.equal(e.records.SYSCALL![0]!.comm, cmd, 'no record went to the wrong event');
@@ -135,7 +164,10 @@ describe('reassembly', () => {
     execEvent('100.000', 5).forEach((l, i) => c.push(l, i));
     execEvent('200.000', 5).forEach((l, i) => c.push(l, 10 + i));
     assert.equal(c.events.length, 2);
-    assert.deepEqual(c.events.map((e) => e.time), ['100.000', '200.000']);
+    assert.deepEqual(
+      c.events.map((e) => e.time),
+      ['100.000', '200.000'],
+    );
   });
 
   test('an event whose EOE never comes leaves once the stream is timeoutS past it, incomplete, still in order', () => {
@@ -145,36 +177,65 @@ describe('reassembly', () => {
     execEvent('101.000', 21).forEach((l, i) => c.push(l, 10 + i));
     assert.equal(c.events.length, 0, '21 waits for 20; 1 s of stream time is not enough to give up on 20');
     execEvent('102.500', 22).forEach((l, i) => c.push(l, 20 + i));
-    assert.deepEqual(c.events.map((e) => [e.serial, e.complete]), [[20, false], [21, true], [22, true]]);
+    assert.deepEqual(
+      c.events.map((e) => [e.serial, e.complete]),
+      [
+        [20, false],
+        [21, true],
+        [22, true],
+      ],
+    );
     assert.deepEqual(Object.keys(c.events[0]!.records), ['SYSCALL', 'EXECVE', 'CWD']);
   });
 
   test('a live stream gone quiet: idleExpire() lets an EOE-less event out after timeoutS of wall clock', () => {
     let now = 1_000_000;
     const c = collect(2, 1000, () => now);
-    execEvent('100.000', 30).slice(0, 2).forEach((l, i) => c.push(l, i));
+    execEvent('100.000', 30)
+      .slice(0, 2)
+      .forEach((l, i) => c.push(l, i));
     now += 1500;
     c.r.idleExpire();
     assert.equal(c.events.length, 0);
     now += 600;
     c.r.idleExpire();
-    assert.deepEqual(c.events.map((e) => [e.serial, e.complete]), [[30, false]]);
+    assert.deepEqual(
+      c.events.map((e) => [e.serial, e.complete]),
+      [[30, false]],
+    );
   });
 
   test('flush() at the end of input lets every open event out, in serial order', () => {
     const c = collect(60);
-    execEvent('100.000', 41).slice(0, 2).forEach((l, i) => c.push(l, i));
-    execEvent('100.000', 40).slice(0, 2).forEach((l, i) => c.push(l, i));
+    execEvent('100.000', 41)
+      .slice(0, 2)
+      .forEach((l, i) => c.push(l, i));
+    execEvent('100.000', 40)
+      .slice(0, 2)
+      .forEach((l, i) => c.push(l, i));
     c.r.flush();
-    assert.deepEqual(c.events.map((e) => [e.serial, e.complete]), [[40, false], [41, false]]);
+    assert.deepEqual(
+      c.events.map((e) => [e.serial, e.complete]),
+      [
+        [40, false],
+        [41, false],
+      ],
+    );
   });
 
   test('expireOlderThan(): at the end of a file still being written, only events older than the timeout leave', () => {
     const c = collect(2);
-    execEvent('100.000', 50).slice(0, 2).forEach((l, i) => c.push(l, i));
-    execEvent('109.000', 51).slice(0, 2).forEach((l, i) => c.push(l, 10 + i));
+    execEvent('100.000', 50)
+      .slice(0, 2)
+      .forEach((l, i) => c.push(l, i));
+    execEvent('109.000', 51)
+      .slice(0, 2)
+      .forEach((l, i) => c.push(l, 10 + i));
     c.r.expireOlderThan(110);
-    assert.deepEqual(c.events.map((e) => e.serial), [50]);
+    assert.deepEqual(
+      c.events.map((e) => e.serial),
+      [50],
+    );
     assert.deepEqual([...c.r.pendingMeta()], [10, 11], 'the lines of the open event are still pending');
   });
 
@@ -182,13 +243,22 @@ describe('reassembly', () => {
     const c = collect(60);
     c.push(`type=USER_LOGIN msg=audit(100.000:60): pid=1 uid=0 msg='op=login acct="root" res=failed'`, 0);
     c.push(`type=CRED_DISP msg=audit(100.001:61): pid=1 uid=0 msg='op=PAM:setcred acct="root" res=success'`, 1);
-    assert.deepEqual(c.events.map((e) => [e.serial, e.complete]), [[60, true], [61, true]]);
+    assert.deepEqual(
+      c.events.map((e) => [e.serial, e.complete]),
+      [
+        [60, true],
+        [61, true],
+      ],
+    );
   });
 
   test('at most maxOpen events wait; the oldest is let out incomplete', () => {
     const c = collect(60, 2);
     for (let s = 1; s <= 3; s++) c.push(execEvent('100.000', s)[0]!, s);
-    assert.deepEqual(c.events.map((e) => [e.serial, e.complete]), [[1, false]]);
+    assert.deepEqual(
+      c.events.map((e) => [e.serial, e.complete]),
+      [[1, false]],
+    );
     assert.equal(c.r.openCount, 2);
   });
 
@@ -213,7 +283,9 @@ describe('reassembly', () => {
     const bad: Array<[number, string]> = [];
     const conv = new AuditConverter<number>({ doc: () => assert.fail(), event: (j, m) => out.push([j, m]), mismatch: (m, r) => bad.push([m, r]) }, 2, 100);
     conv.line('garbage', 1);
-    execEvent('100.000', 80).slice(0, 2).forEach((l, i) => conv.line(l, 10 + i));
+    execEvent('100.000', 80)
+      .slice(0, 2)
+      .forEach((l, i) => conv.line(l, 10 + i));
     conv.end(true);
     assert.equal(bad.length, 1);
     assert.match(bad[0]![1], /not an audit record/);

@@ -15,7 +15,8 @@ import { ROOT } from '../../../helpers/repo-root.js';
 const JSONFORMAT = join(ROOT, 'dist/scripts/jsonformat.js');
 const COUCHLOG = join(ROOT, 'dist/scripts/couchlog.js');
 const SEED_SCHEMA = '$date $hour _ _ _ \\[$process\\] _ $ip';
-const ban = (i: number) => `2017-06-14 17:16:12,${String(i % 1000).padStart(3, '0')} fail2ban.actions        [1112]: NOTICE  [sshd] Ban 10.0.${(i >> 8) & 255}.${i & 255}`;
+const ban = (i: number) =>
+  `2017-06-14 17:16:12,${String(i % 1000).padStart(3, '0')} fail2ban.actions        [1112]: NOTICE  [sshd] Ban 10.0.${(i >> 8) & 255}.${i & 255}`;
 
 async function format(input: Buffer, chunkSize: number, o: { schema?: string; strict?: boolean; reportLimit?: number; format?: 'auditd' } = {}) {
   const chunks: Buffer[] = [];
@@ -95,8 +96,17 @@ describe('formatStream', () => {
     const a = (s: number, t: string) => `type=${t} msg=audit(100.000:${s}): pid=${s}`;
     const input = [a(2, 'SYSCALL'), a(1, 'SYSCALL'), a(2, 'CWD'), a(2, 'EOE'), a(1, 'PATH'), a(1, 'EOE'), 'not audit'].join('\n');
     const { output, stats, reports } = await format(Buffer.from(input), 13, { format: 'auditd' });
-    const events = output.trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(events.map((e) => [e.serial, e.types]), [[1, ['SYSCALL', 'PATH']], [2, ['SYSCALL', 'CWD']]]);
+    const events = output
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      events.map((e) => [e.serial, e.types]),
+      [
+        [1, ['SYSCALL', 'PATH']],
+        [2, ['SYSCALL', 'CWD']],
+      ],
+    );
     assert.equal(stats.unmatched, 1);
     assert.match(reports[0]!, /^line 7 not an audit record/);
   });

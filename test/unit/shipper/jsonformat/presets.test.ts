@@ -10,7 +10,6 @@ import { PRESETS, findPreset } from '../../../../shipper/jsonformat/presets.js';
 import { CommandError } from '../../../../lib/errors.js';
 import { ROOT } from '../../../helpers/repo-root.js';
 
-
 /** Runs lines through --preset (and extra options) and returns outputs or mismatch reasons. */
 function run(preset: string, lines: string[], extra: { fields?: string[]; types?: string[] } = {}): Array<string | { mismatch: string }> {
   const out: Array<string | { mismatch: string }> = [];
@@ -42,13 +41,16 @@ describe('presets', () => {
   test('fail2ban: with machine=server, has the fields the reports read (date, process, ip, machine)', () => {
     const [json] = run('fail2ban', [PRESETS.fail2ban!.sample], { fields: ['machine=server'] });
     const doc = JSON.parse(json as string);
-    assert.deepEqual({ date: doc.date, hour: doc.hour, process: doc.process, ip: doc.ip, machine: doc.machine }, {
-      date: '2017-06-14',
-      hour: '17:16:12,329',
-      process: 'sshd',
-      ip: '59.45.175.88',
-      machine: 'server',
-    });
+    assert.deepEqual(
+      { date: doc.date, hour: doc.hour, process: doc.process, ip: doc.ip, machine: doc.machine },
+      {
+        date: '2017-06-14',
+        hour: '17:16:12,329',
+        process: 'sshd',
+        ip: '59.45.175.88',
+        machine: 'server',
+      },
+    );
   });
 
   test('fail2ban: Unban lines match too (the action says which); other lines do not', () => {
@@ -79,7 +81,14 @@ describe('presets', () => {
 
   test('syslog: a single-digit day padded with two spaces; a message with colons', () => {
     const [json] = run('syslog', ['Jun  4 07:01:02 host CRON[99]: (root) CMD (run-parts --report /etc/cron.hourly): ok']);
-    assert.deepEqual(JSON.parse(json as string), { month: 'Jun', day: 4, time: '07:01:02', host: 'host', program: 'CRON[99]', message: '(root) CMD (run-parts --report /etc/cron.hourly): ok' });
+    assert.deepEqual(JSON.parse(json as string), {
+      month: 'Jun',
+      day: 4,
+      time: '07:01:02',
+      host: 'host',
+      program: 'CRON[99]',
+      message: '(root) CMD (run-parts --report /etc/cron.hourly): ok',
+    });
   });
 
   test('--types on top of a preset adds conversions; --fields adds constants', () => {
@@ -90,7 +99,10 @@ describe('presets', () => {
   });
 
   test('an unknown preset is a usage error listing the known ones', () => {
-    assert.throws(() => findPreset('iis'), (e: unknown) => e instanceof CommandError && e.exitCode === 2 && /known presets: fail2ban, nginx-combined/.test(e.message));
+    assert.throws(
+      () => findPreset('iis'),
+      (e: unknown) => e instanceof CommandError && e.exitCode === 2 && /known presets: fail2ban, nginx-combined/.test(e.message),
+    );
   });
 
   test('--schema, --preset and --format are exclusive', () => {

@@ -131,7 +131,11 @@ describe('types and constants', () => {
 
   test('--fields: several, repeated, values with "=" and escaped commas; typed constants', () => {
     const fields = parseAssignments(['machine=server,env=prod', 'url=a=b\\,c', 'machine=web'], '--fields');
-    assert.deepEqual(fields, [['machine', 'web'], ['env', 'prod'], ['url', 'a=b,c']]);
+    assert.deepEqual(fields, [
+      ['machine', 'web'],
+      ['env', 'prod'],
+      ['url', 'a=b,c'],
+    ]);
     assert.deepEqual(fmt('$x', 'v', { fields: [['n', '3']], types: parseTypes(['n=int']) }), { x: 'v', n: 3 });
     assert.deepEqual(fmt('_', 'v', { fields: [['only', 'const']] }), { only: 'const' }, 'a schema without captures still gives the constants');
     assert.deepEqual(fmt('_', 'v'), {});

@@ -36,7 +36,10 @@ const row = (record: Record<string, unknown>, id = 'A-1') => toRow({ id, record,
 
 describe('toRow', () => {
   test('every column is present, in table order, extra last', () => {
-    assert.deepEqual(Object.keys(row({})), COLUMNS.map((c) => c.name));
+    assert.deepEqual(
+      Object.keys(row({})),
+      COLUMNS.map((c) => c.name),
+    );
   });
 
   test('typed columns from the record; the rest goes to extra as JSON', () => {
@@ -85,7 +88,17 @@ describe('toRow', () => {
     const rand = mulberry32(7);
     const names = [
       ...COLUMNS.flatMap((c) => c.from),
-      'header_User-Agent', 'HEADER_ACCEPT', 'Header-Accept-Language', 'ID', 'Id', 'status', 'bytes', 'a_dst_port', 'b_dst_port', 'x', 'Src_IP',
+      'header_User-Agent',
+      'HEADER_ACCEPT',
+      'Header-Accept-Language',
+      'ID',
+      'Id',
+      'status',
+      'bytes',
+      'a_dst_port',
+      'b_dst_port',
+      'x',
+      'Src_IP',
     ];
     const values = [0, 1, 443, 70000, -5, '12', '', 'text', null, true, { k: 1 }, [1, 2], '2024-05-06T07:08:09Z'];
     for (let i = 0; i < 3000; i++) {
@@ -98,7 +111,9 @@ describe('toRow', () => {
       assert.deepEqual(JSON.parse(got.extra as string), want.extra, `extra of ${JSON.stringify(record)}`);
       for (const col of COLUMNS) {
         if (col.name === 'extra') continue;
-        const expected = toRow({ id, record: col.name in want.picked ? { [col.from[0] ?? col.name]: want.picked[col.name] } : {}, version: 1, deleted: false })[col.name];
+        const expected = toRow({ id, record: col.name in want.picked ? { [col.from[0] ?? col.name]: want.picked[col.name] } : {}, version: 1, deleted: false })[
+          col.name
+        ];
         if (col.name !== 'id') assert.deepEqual(got[col.name], expected, `${col.name} of ${JSON.stringify(record)}`);
       }
       assert.equal(got.id, id);
