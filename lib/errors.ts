@@ -42,7 +42,7 @@ export const ERRORS = {
   INGRESS_DOC_NOT_OBJECT: { status: 400, error: 'bad_request', when: 'a document is not a JSON object' },
   INGRESS_BAD_ID: { status: 400, error: 'bad_request', when: 'an _id that is empty, not a string, too long or not valid Unicode' },
   INGRESS_BAD_BULK: { status: 400, error: 'bad_request', when: 'a _bulk_docs body without a docs array, or with other fields than docs and new_edits' },
-  INGRESS_BAD_PATH: { status: 400, error: 'bad_request', when: 'a path that is not plain: dot segments, encoded slashes or control characters' },
+  INGRESS_BAD_PATH: { status: 400, error: 'bad_request', when: 'a path that is not plain: empty or dot segments, backslashes, control characters' },
   INGRESS_BAD_CONTENT_LENGTH: { status: 400, error: 'bad_request', when: 'Content-Length does not match the body' },
   INGRESS_BAD_REQUEST: { status: 400, error: 'bad_request', when: 'any other malformed request the HTTP layer refuses' },
   INGRESS_SPECIAL_FIELD: { status: 400, error: 'doc_validation', when: 'a top-level field starting with "_" that CouchDB does not know' },
