@@ -168,3 +168,27 @@ export async function countDocs(stack: Stack, db: string): Promise<number> {
   if (res.status !== 200) throw new Error(`count ${db}: ${res.status} ${res.text}`);
   return (res.json.rows as Array<{ id: string }>).filter((r) => !r.id.startsWith('_design/')).length;
 }
+
+/**
+ * On a cluster a write is answered once a quorum of copies holds it; the
+ * other copy catches up a moment later, and `_changes`, views and
+ * `_all_docs` without keys may answer from that copy meanwhile. A read
+ * with r=3 waits for every copy and repairs those that lack the document
+ * before it answers, so after this every copy holds `ids` (all documents
+ * of `db` when omitted). One server: nothing to do.
+ */
+export async function onEveryCopy(stack: Stack, db: string, ids?: readonly string[]): Promise<void> {
+  if (!couchCluster) return;
+  const headers = { authorization: stack.auth.admin };
+  let todo = ids ? [...ids] : ((await http(`${stack.couchUrl}/${db}/_all_docs`, { headers })).json.rows as Array<{ id: string }>).map((r) => r.id);
+  while (todo.length > 0) {
+    const chunk = todo.slice(0, 16);
+    todo = todo.slice(16);
+    await Promise.all(
+      chunk.map(async (id) => {
+        const res = await http(`${stack.couchUrl}/${db}/${encodeURIComponent(id)}?r=3`, { headers });
+        if (res.status !== 200) throw new Error(`reading ${db}/${id} from every copy: ${res.status} ${res.text}`);
+      }),
+    );
+  }
+}

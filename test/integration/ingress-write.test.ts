@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { startStack, http, countDocs, JSON_TYPE, type Stack, couchCluster, embeddedOnly } from '../helpers/stack.js';
+import { startStack, http, countDocs, JSON_TYPE, type Stack, couchCluster, embeddedOnly, onEveryCopy as onEveryCopyOf } from '../helpers/stack.js';
 
 let stack: Stack;
 before(async () => {
@@ -49,18 +49,7 @@ describe('the seed curl checks', () => {
   });
 });
 
-/**
- * On a cluster a write is answered once a quorum of copies holds it, and
- * a copy that does not yet hold a document accepts a second one under
- * the same id; a copy-by-copy conflict is only certain once every copy
- * has the first. A read with r=3 waits for every copy and repairs those
- * that lack the document before it answers. One server: nothing to do.
- */
-async function onEveryCopy(id: string): Promise<void> {
-  if (!couchCluster) return;
-  const res = await http(`${stack.couchUrl}/log_appname/${id}?r=3`, { headers: { authorization: stack.auth.admin } });
-  assert.equal(res.status, 200);
-}
+const onEveryCopy = (id: string) => onEveryCopyOf(stack, 'log_appname', [id]);
 
 describe('write forms', () => {
   test('JSON array: one answer per document, in order', async () => {
