@@ -7,9 +7,8 @@ import { Command } from 'commander';
 import { dbName, loadConfig, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
 import { adminClient } from '../lib/couch/admin-client.js';
 import { auditDatabase, FINDING_KINDS, totalFindings, type DbAudit } from './audit-db.js';
-import { CommandError } from '../lib/errors.js';
-
-export const AUDIT_FINDINGS_EXIT = 3;
+import { UsageError } from '../lib/errors.js';
+import { EXIT_CODES } from './run-cli.js';
 
 interface AuditCliOptions {
   app?: string[];
@@ -33,7 +32,7 @@ export async function runAudit(config: Config, apps: string[] | undefined, maxLi
     let signingKey: string | null = null;
     if (db === signed && out.protection === 'audit') {
       if (out.signing_key === null)
-        throw new CommandError(`${db} is under audit protection but there is no signing key: set ${SIGNING_KEY_NAME} (environment or secrets.env)`, 2);
+        throw new UsageError(`${db} is under audit protection but there is no signing key: set ${SIGNING_KEY_NAME} (environment or secrets.env)`);
       signingKey = out.signing_key;
     }
     audits.push(await auditDatabase(admin, db, { signingKey, maxListed }));
@@ -61,10 +60,10 @@ export function auditCommand(name: string, configFile: () => string | undefined)
     .option('--list <n>', 'findings listed per database (all are counted)', '100')
     .option('--json', 'print the result as JSON')
     .action(async (o: AuditCliOptions) => {
-      if (!/^\d+$/.test(o.list)) throw new CommandError('--list must be a non-negative integer', 2);
+      if (!/^\d+$/.test(o.list)) throw new UsageError('--list must be a non-negative integer');
       const { config } = loadConfig({ file: configFile() });
       const audits = await runAudit(config, o.app, Number(o.list));
       process.stdout.write(o.json ? `${JSON.stringify(audits)}\n` : formatAudit(audits));
-      if (totalFindings(audits) > 0) process.exitCode = AUDIT_FINDINGS_EXIT;
+      if (totalFindings(audits) > 0) process.exitCode = EXIT_CODES.auditFindings;
     });
 }

@@ -1,13 +1,13 @@
 // `couchlog couchdb`: the embedded server alone, supervised, with its admin.
 import { ensureSecrets, requirePassword, type Config } from '../lib/config/load.js';
 import { EmbeddedCouch } from '../embedded/pouchdb-server.js';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { ensureAdmin } from '../setup/ensure-admin.js';
 
 export async function startEmbeddedCouch(config: Config, logger: Logger): Promise<EmbeddedCouch> {
   if (config.couchdb.url !== null) {
-    throw new CommandError(`couchdb.url is set (${config.couchdb.url}): there is no embedded server to run`);
+    throw new OperationError(`couchdb.url is set (${config.couchdb.url}): there is no embedded server to run`);
   }
   ensureSecrets(config);
   const e = config.couchdb.embedded;

@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { intAtLeast } from './options.js';
 import { couchUrl, loadConfig, namedSecret, requirePassword, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
-import { CommandError } from '../lib/errors.js';
+import { UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { Forwarder } from '../forward/forwarder.js';
 import { forwardersOf, serveForwardMetrics } from '../forward/from-config.js';
@@ -78,7 +78,7 @@ export function forwardCommand(name: string, configFile: () => string | undefine
       let forwarders: Forwarder[];
       if (o.app === undefined) {
         forwarders = forwardersOf(config, logger);
-        if (forwarders.length === 0) throw new CommandError('nothing to forward: give --app and --hec-url, or list forwarders under forward: in the config', 2);
+        if (forwarders.length === 0) throw new UsageError('nothing to forward: give --app and --hec-url, or list forwarders under forward: in the config');
       } else {
         forwarders = [single(config, logger, o)];
       }
@@ -108,11 +108,11 @@ export function forwardCommand(name: string, configFile: () => string | undefine
 }
 
 function single(config: Config, logger: Logger, o: ForwardCliOptions): Forwarder {
-  if (!o.hecUrl) throw new CommandError('--app needs --hec-url', 2);
+  if (!o.hecUrl) throw new UsageError('--app needs --hec-url');
   const token = o.hecToken ?? namedSecret(config, o.hecTokenEnv);
-  if (!token) throw new CommandError(`no HEC token: set ${o.hecTokenEnv} (environment or ${join(config.data_dir, 'secrets.env')}) or give --hec-token`, 2);
+  if (!token) throw new UsageError(`no HEC token: set ${o.hecTokenEnv} (environment or ${join(config.data_dir, 'secrets.env')}) or give --hec-token`);
   const name = o.name ?? o.app!;
-  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new CommandError('--name: lowercase letters, digits, "_" and "-"', 2);
+  if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new UsageError('--name: lowercase letters, digits, "_" and "-"');
   const dir = join(config.data_dir, 'forward');
   const app = o.app!;
   const forwarder = new Forwarder({

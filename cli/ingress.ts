@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../server/app.js';
 import { tokenTable } from '../server/hec/tokens.js';
 import type { Config } from '../lib/config/load.js';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
 export async function startIngress(config: Config, logger: Logger): Promise<FastifyInstance> {
@@ -13,7 +13,7 @@ export async function startIngress(config: Config, logger: Logger): Promise<Fast
   } catch (err) {
     await app.close();
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE') throw new CommandError(`port ${config.ingress.port} on ${config.ingress.host} is already in use`);
+    if (e.code === 'EADDRINUSE') throw new OperationError(`port ${config.ingress.port} on ${config.ingress.host} is already in use`);
     throw err;
   }
   return app;

@@ -2,6 +2,7 @@
 // and the bench scripts: a bad value is refused with a message naming the
 // option (commander reports it and exits), never used as NaN.
 import { Command, InvalidArgumentError } from 'commander';
+import { EXIT_CODES } from './run-cli.js';
 
 /** A commander parser for an integer >= min (digits; `_` may group them: 100_000). */
 export function intAtLeast(min: number, flag = 'the value'): (value: string) => number {
@@ -24,15 +25,16 @@ export const seconds = (flag: string) => (value: string) => {
 /** A repeatable option's values, in order. */
 export const collect = (value: string, previous: string[]) => [...previous, value];
 
-/** Exit code 2 for any usage error of `cmd` (commander's own exits with 1), 0 for --help. */
+/** Exit code 2 for any usage error of `cmd` and of its subcommands (commander's own exits with 1), 0 for --help. */
 export function usageErrorsExit2(cmd: Command): Command {
+  for (const sub of cmd.commands) usageErrorsExit2(sub);
   return cmd.exitOverride((err) => {
-    process.exit(err.exitCode === 0 ? 0 : 2);
+    process.exit(err.exitCode === 0 ? 0 : EXIT_CODES.usage);
   });
 }
 
 /** Stops a script: the message, prefixed with the script's name, and exit code 2. */
 export function usageError(script: string, message: string): never {
   process.stderr.write(`${script}: ${message}\n`);
-  process.exit(2);
+  process.exit(EXIT_CODES.usage);
 }

@@ -1,7 +1,7 @@
 // `couchlog report <view>`: a report view as a table, CSV or JSON.
 import { dbName, requirePassword, type Config } from '../lib/config/load.js';
 import { findView, REPORT_SET_NAMES, viewNames, type ReportSet } from '../design-docs/index.js';
-import { CommandError } from '../lib/errors.js';
+import { UsageError } from '../lib/errors.js';
 import { groupReport, reportCaption, topRows, viewParams } from './report/build-report.js';
 import { formatCsv, formatJson, formatTable } from './report/format-report.js';
 import { queryView } from './report/query-view.js';
@@ -22,14 +22,14 @@ export async function report(config: Config, view: string, o: ReportCommandOptio
   // A view of another report set is still tried: CouchDB then says whether
   // the database or the view is missing, which is the more useful message.
   const found = findView(view, sets) ?? findView(view, REPORT_SET_NAMES);
-  if (!found) throw new CommandError(`unknown view "${view}"; views: ${[...new Set(viewNames(REPORT_SET_NAMES))].join(', ')}`, 2);
+  if (!found) throw new UsageError(`unknown view "${view}"; views: ${[...new Set(viewNames(REPORT_SET_NAMES))].join(', ')}`);
   const { ddoc, meta } = found;
-  if ((o.from !== undefined || o.to !== undefined) && meta.dateAt < 0) throw new CommandError(`${view} has no date in its key: --from/--to do not apply`, 2);
+  if ((o.from !== undefined || o.to !== undefined) && meta.dateAt < 0) throw new UsageError(`${view} has no date in its key: --from/--to do not apply`);
   const groupLevel = o.groupLevel ?? meta.keys.length;
   if (!Number.isInteger(groupLevel) || groupLevel < 0 || groupLevel > meta.keys.length) {
-    throw new CommandError(`--group-level must be 0..${meta.keys.length} for ${view} (${meta.keys.join(', ')})`, 2);
+    throw new UsageError(`--group-level must be 0..${meta.keys.length} for ${view} (${meta.keys.join(', ')})`);
   }
-  if (o.top !== undefined && (!Number.isInteger(o.top) || o.top < 1)) throw new CommandError('--top must be a positive integer', 2);
+  if (o.top !== undefined && (!Number.isInteger(o.top) || o.top < 1)) throw new UsageError('--top must be a positive integer');
   const options = { groupLevel, from: o.from, to: o.to, top: o.top };
   const rows = await queryView({
     baseUrl: o.url ?? httpUrl(config.ingress.host, config.ingress.port, { reachable: true }),

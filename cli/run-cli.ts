@@ -1,19 +1,32 @@
 // How every couchlog entry point ends: a typed error becomes one line on
 // stderr and its exit code; anything else is a bug and shows its stack.
 import type { Command } from 'commander';
-import { CommandError, ConfigError } from '../lib/errors.js';
+import { ConfigError, InterruptedError, OperationError, UsageError } from '../lib/errors.js';
+
+/** Every exit code a couchlog command ends with (docs/errors.md lists the same). */
+export const EXIT_CODES = {
+  /** The work could not be done (OperationError), or a bug. */
+  failure: 1,
+  /** Bad options, arguments or configuration (UsageError, ConfigError, commander's own usage errors): nothing was done. */
+  usage: 2,
+  /** couchlog audit found documents changed, deleted or not signed. */
+  auditFindings: 3,
+  /** Stopped by SIGINT/SIGTERM before the work was done (InterruptedError). */
+  interrupted: 130,
+} as const;
+
+/** The exit code of an error that ends a command, and whether it is reported in one line (anything unexpected is a bug: its stack). */
+export function exitCodeOf(err: unknown): { code: number; oneLine: boolean } {
+  if (err instanceof ConfigError || err instanceof UsageError) return { code: EXIT_CODES.usage, oneLine: true };
+  if (err instanceof InterruptedError) return { code: EXIT_CODES.interrupted, oneLine: true };
+  if (err instanceof OperationError) return { code: EXIT_CODES.failure, oneLine: true };
+  return { code: EXIT_CODES.failure, oneLine: false };
+}
 
 export function exitOnError(name: string, err: unknown): never {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${name}: ${err.message}\n`);
-    process.exit(2);
-  }
-  if (err instanceof CommandError) {
-    process.stderr.write(`${name}: ${err.message}\n`);
-    process.exit(err.exitCode);
-  }
-  process.stderr.write(`${name}: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
+  const { code, oneLine } = exitCodeOf(err);
+  process.stderr.write(`${name}: ${oneLine ? (err as Error).message : ((err as Error)?.stack ?? String(err))}\n`);
+  process.exit(code);
 }
 
 /** Runs a commander program as a process's whole life. */

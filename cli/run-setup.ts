@@ -4,7 +4,7 @@
 import { adminClient } from '../lib/couch/admin-client.js';
 import { clickhouseUrl, couchUrl, requirePassword, type Config } from '../lib/config/load.js';
 import { connect } from '../correlator/sinks/clickhouse/clickhouse-delivery.js';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 import { ensureClickhouse } from '../correlator/sinks/clickhouse/ensure-table.js';
 import { ensureAdmin } from '../setup/ensure-admin.js';
 import { CORRELATOR_ROLE, ensureUser, READER_ROLE, WRITER_ROLE } from '../setup/ensure-users.js';
@@ -141,7 +141,7 @@ export async function runSetup(config: Config): Promise<SetupReport> {
     try {
       changes.push(...(await ensureClickhouse(client, config.clickhouse.database, config.clickhouse.table)));
     } catch (err) {
-      if (!isUnreachable(err)) throw new CommandError(`ClickHouse setup at ${url} failed: ${(err as Error).message}`);
+      if (!isUnreachable(err)) throw new OperationError(`ClickHouse setup at ${url} failed: ${(err as Error).message}`);
       notes.push(`ClickHouse at ${url} is not reachable: its table was not created (the correlator's ClickHouse sink needs it)`);
     } finally {
       await client.close();

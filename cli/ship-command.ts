@@ -2,7 +2,7 @@
 // work is shipper/ship.ts.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../lib/config/load.js';
-import { CommandError } from '../lib/errors.js';
+import { UsageError, OperationError } from '../lib/errors.js';
 import { converterFactory } from '../shipper/jsonformat/converter.js';
 import { noProgress, terminalProgress } from '../shipper/progress.js';
 import { parseTarget } from '../shipper/ingress-client.js';
@@ -11,6 +11,7 @@ import { defaultRejectPath } from '../shipper/reject-file.js';
 import type { TruncateMethod } from '../shipper/truncate.js';
 import { addConversionOptions, stdinChunks } from './jsonformat-command.js';
 import { intAtLeast, seconds } from './options.js';
+import { exitCodeOf } from './run-cli.js';
 import { httpUrl } from '../lib/http-url.js';
 
 export interface ShipCliOptions {
@@ -143,16 +144,14 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
         );
       }
       if (o.verbose || result.error) report(summaryLine(result, o));
-      if (result.error) {
-        const code = result.error instanceof CommandError ? result.error.exitCode : 1;
-        throw new CommandError(result.error.message, code);
-      }
+      // Summarised above; a failure the shipper did not foresee still ends in one line.
+      if (result.error) throw exitCodeOf(result.error).oneLine ? result.error : new OperationError(result.error.message, { cause: result.error });
     });
   return cmd;
 }
 
 function defaultIngress(configFile: string | undefined, app: string | undefined): string {
-  if (app === undefined) throw new CommandError('give --url http://host:port/log_<app>, or --app <app> to use the ingress of the config', 2);
+  if (app === undefined) throw new UsageError('give --url http://host:port/log_<app>, or --app <app> to use the ingress of the config');
   const { config } = loadConfig({ file: configFile });
   return httpUrl(config.ingress.host, config.ingress.port, { reachable: true });
 }

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { clickhouseUrl, couchUrl, dbName, namedSecret, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
-import { CommandError, ConfigError } from '../lib/errors.js';
+import { ConfigError, OperationError } from '../lib/errors.js';
 import { signRecord } from '../lib/audit/record-signature.js';
 import type { Logger } from '../lib/logger.js';
 import { checkClickhouseTable } from './sinks/clickhouse/ensure-table.js';
@@ -84,8 +84,8 @@ async function buildSinks(
       await checkClickhouseTable(client, ch.database, ch.table);
     } catch (err) {
       await client.close();
-      if (err instanceof CommandError) throw err;
-      throw new CommandError(`ClickHouse at ${target.url} cannot be used: ${(err as Error).message}`);
+      if (err instanceof OperationError) throw err;
+      throw new OperationError(`ClickHouse at ${target.url} cannot be used: ${(err as Error).message}`);
     }
     const o = out.clickhouse;
     sinks.push(
@@ -220,7 +220,7 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
       await server.listen({ host: c.metrics.host, port: c.metrics.port });
     } catch (err) {
       await pipeline.stop();
-      throw new CommandError(`the correlator's metrics port ${c.metrics.host}:${c.metrics.port} cannot be used: ${(err as Error).message}`);
+      throw new OperationError(`the correlator's metrics port ${c.metrics.host}:${c.metrics.port} cannot be used: ${(err as Error).message}`);
     }
   }
   log.info({ sinks: sinks.map((s) => s.name), http: feeds.A.feed.db, network: feeds.B.feed.db }, 'correlator running');

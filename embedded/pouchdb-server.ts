@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { SupervisedProcess } from './supervised-process.js';
 import { httpUrl } from '../lib/http-url.js';
@@ -60,7 +60,7 @@ function prepareConfig(dir: string, file: string): void {
     try {
       config = JSON.parse(readFileSync(file, 'utf8')) as typeof config;
     } catch {
-      throw new CommandError(`${file} is not valid JSON; fix or remove it`);
+      throw new OperationError(`${file} is not valid JSON; fix or remove it`);
     }
   }
   config.log = { file: join(dir, 'pouchdb-server.log'), level: 'warning', ...config.log };

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
 export interface ProcessSpec {
@@ -63,7 +63,7 @@ export class SupervisedProcess extends EventEmitter {
   async start(): Promise<void> {
     this.stopping = false;
     if (await this.answers()) {
-      throw new CommandError(`${this.spec.probeUrl} already answers: is another couchlog (or server) using its port?`);
+      throw new OperationError(`${this.spec.probeUrl} already answers: is another couchlog (or server) using its port?`);
     }
     this.spawnChild();
     try {
@@ -174,12 +174,12 @@ export class SupervisedProcess extends EventEmitter {
     const deadline = Date.now() + this.spec.startTimeoutMs;
     while (Date.now() < deadline) {
       if (this.child === null && !this.stopping && this.restartTimer === null) {
-        throw new CommandError(`${this.spec.label} exited during start; see ${this.spec.logFile}`);
+        throw new OperationError(`${this.spec.label} exited during start; see ${this.spec.logFile}`);
       }
       if (await this.answers()) return;
       await sleep(100);
     }
-    throw new CommandError(`${this.spec.label} did not answer within ${this.spec.startTimeoutMs} ms; see ${this.spec.logFile}`);
+    throw new OperationError(`${this.spec.label} did not answer within ${this.spec.startTimeoutMs} ms; see ${this.spec.logFile}`);
   }
 
   /** SIGTERM, then SIGKILL if it has not exited after `graceMs`. */

@@ -1,6 +1,6 @@
 // Typed errors with a stable code and an HTTP status. Code anywhere throws
 // these; the HTTP boundary (server/plugins/error-handler.ts) and the CLI
-// (scripts/couchlog.ts) are the only places that turn them into output.
+// (cli/run-cli.ts) are the only places that turn them into output.
 
 /** CouchDB's own error names, used as the `error` field of response bodies. */
 export type CouchErrorName =
@@ -171,13 +171,26 @@ export class ConfigError extends Error {
   }
 }
 
-/** A failure of a CLI command that should end it with a one-line message. */
-export class CommandError extends Error {
-  override readonly name = 'CommandError';
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
+// The failures of work that is not an HTTP request (setup, the shipper, the
+// CLI commands): library code throws these and says only what kind of
+// failure it is; the CLI layer alone (cli/run-cli.ts exitCodeOf) turns the
+// kind into an exit code and a one-line message. Anything else that reaches
+// the CLI is a bug and is shown with its stack.
+
+/** The options, arguments or input a caller gave cannot work: nothing was done (exit code 2). */
+export class UsageError extends Error {
+  override readonly name: string = 'UsageError';
+}
+
+/** The work could not be done, for a reason the message names (a server refused or is unreachable, a file is unreadable): exit code 1. */
+export class OperationError extends Error {
+  override readonly name: string = 'OperationError';
+}
+
+/** The work was stopped by a signal before it finished (exit code 130, as a shell reports SIGINT). */
+export class InterruptedError extends Error {
+  override readonly name = 'InterruptedError';
+  constructor() {
+    super('interrupted');
   }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The couchlog command line: parses arguments and calls library code.
 import { Command, Option } from 'commander';
-import { intAtLeast } from '../cli/options.js';
+import { intAtLeast, usageErrorsExit2 } from '../cli/options.js';
 import { loadConfig, ensureSecrets } from '../lib/config/load.js';
-import { CommandError, ConfigError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
+import { exitOnError } from '../cli/run-cli.js';
 import { createCliLogger, LOG_FORMATS, type LogFormat } from '../lib/logger.js';
 import { onReopenSignal, onShutdownSignal } from '../cli/lifecycle.js';
 import { startCorrelator } from '../correlator/service.js';
@@ -106,7 +107,7 @@ program
   .action(async () => {
     const { config, logger } = context();
     const ch = await startEmbeddedClickhouse(config, logger);
-    if (!ch.server) throw new CommandError(ch.reason ?? 'clickhouse.url is set: there is no embedded ClickHouse to run');
+    if (!ch.server) throw new OperationError(ch.reason ?? 'clickhouse.url is set: there is no embedded ClickHouse to run');
     const server = ch.server;
     onShutdownSignal(logger, () => server.stop());
   });
@@ -138,15 +139,6 @@ program.addCommand(shipCommand('ship', () => program.opts<{ config?: string }>()
 program.addCommand(forwardCommand('forward', () => program.opts<{ config?: string }>().config));
 program.addCommand(auditCommand('audit', () => program.opts<{ config?: string }>().config));
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`couchlog: ${err.message}\n`);
-    process.exit(2);
-  }
-  if (err instanceof CommandError) {
-    process.stderr.write(`couchlog: ${err.message}\n`);
-    process.exit(err.exitCode);
-  }
-  process.stderr.write(`couchlog: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
-});
+usageErrorsExit2(program)
+  .parseAsync(process.argv)
+  .catch((err: unknown) => exitOnError('couchlog', err));

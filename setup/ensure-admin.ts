@@ -2,7 +2,7 @@
 // "admin party" (a fresh PouchDB Server has no admin at all). CouchDB 3
 // refuses to start without one, so there it can only be verified.
 import { AdminClient } from '../lib/couch/admin-client.js';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 
 interface Session {
   userCtx?: { name: string | null; roles: string[] };
@@ -20,13 +20,13 @@ export async function ensureAdmin(baseUrl: string, user: string, password: strin
   const anonymous = new AdminClient(baseUrl, null, null);
   // In admin party every anonymous request is an admin request.
   if (!(await isAdmin(anonymous))) {
-    throw new CommandError(
+    throw new OperationError(
       `the admin credentials for user "${user}" are rejected by ${baseUrl} ` +
         '(the server already has an admin with another password: set COUCHDB_USER/COUCHDB_PASSWORD)',
     );
   }
   const path = await anonymous.configPath('admins', user);
   await anonymous.must(`creating the admin "${user}"`, 'PUT', path, password);
-  if (!(await isAdmin(admin))) throw new CommandError(`the admin "${user}" was created but cannot log in`);
+  if (!(await isAdmin(admin))) throw new OperationError(`the admin "${user}" was created but cannot log in`);
   return [`created server admin "${user}"`];
 }

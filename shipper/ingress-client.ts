@@ -4,7 +4,7 @@
 // fatal (wrong URL, wrong credentials: retrying cannot help).
 import { Pool, errors as undiciErrors } from 'undici';
 import { basicAuth } from '../lib/couch/basic-auth.js';
-import { CommandError } from '../lib/errors.js';
+import { UsageError } from '../lib/errors.js';
 import { retryAfterMs } from '../lib/retry.js';
 
 export type DocResult = { kind: 'stored' } | { kind: 'exists' } | { kind: 'retry'; reason: string } | { kind: 'rejected'; error: string; reason: string };
@@ -34,18 +34,17 @@ export function parseTarget(url: string, app?: string): IngressTarget {
   try {
     u = new URL(url);
   } catch {
-    throw new CommandError(`--url: not a URL: ${JSON.stringify(url)}`, 2);
+    throw new UsageError(`--url: not a URL: ${JSON.stringify(url)}`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CommandError('--url must be http:// or https://', 2);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError('--url must be http:// or https://');
   let path = u.pathname.replace(/\/+$/, '');
   if (path.endsWith('/_bulk_docs')) path = path.slice(0, -'/_bulk_docs'.length);
   if (app !== undefined) {
-    if (DB_PATH.test(path) && path !== `/log_${app}`) throw new CommandError(`--url names ${path.slice(1)} but --app is ${app}`, 2);
+    if (DB_PATH.test(path) && path !== `/log_${app}`) throw new UsageError(`--url names ${path.slice(1)} but --app is ${app}`);
     if (!DB_PATH.test(path)) path = `${path}/log_${app}`;
   }
   const db = path.slice(path.lastIndexOf('/'));
-  if (!DB_PATH.test(db))
-    throw new CommandError(`--url must end with /log_<app> (e.g. http://127.0.0.1:8080/log_fail2ban), or give --app; got ${u.pathname}`, 2);
+  if (!DB_PATH.test(db)) throw new UsageError(`--url must end with /log_<app> (e.g. http://127.0.0.1:8080/log_fail2ban), or give --app; got ${u.pathname}`);
   const authorization = u.username ? basicAuth(decodeURIComponent(u.username), decodeURIComponent(u.password)) : null;
   u.username = '';
   u.password = '';

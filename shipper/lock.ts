@@ -3,7 +3,7 @@
 // file created exclusively, holding the owner's pid; a lock whose process
 // is gone (a crash, a kill -9) is taken over.
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 
 export interface Lock {
   path: string;
@@ -27,18 +27,18 @@ export function acquireLock(path: string, what: string): Lock {
         },
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new CommandError(`cannot create the lock ${path}: ${(err as Error).message}`, 1);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new OperationError(`cannot create the lock ${path}: ${(err as Error).message}`);
     }
     const pid = readPid(path);
     if (pid !== null && alive(pid))
-      throw new CommandError(`another couchlog ship (pid ${pid}) is working on ${what} (lock ${path}); not starting a second one`, 1);
+      throw new OperationError(`another couchlog ship (pid ${pid}) is working on ${what} (lock ${path}); not starting a second one`);
     try {
       unlinkSync(path);
     } catch {
       // someone else took it over first; the next attempt finds out
     }
   }
-  throw new CommandError(`cannot take the lock ${path}`, 1);
+  throw new OperationError(`cannot take the lock ${path}`);
 }
 
 function readPid(path: string): number | null {

@@ -11,7 +11,7 @@
 // - a fatal answer (401, 404: wrong URL or credentials) ends the run at once;
 // - after the first failure no new batch starts and sleeping retries stop.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CommandError } from '../lib/errors.js';
+import { OperationError, InterruptedError } from '../lib/errors.js';
 import { inHalves, RetrySchedule, type BackoffOptions } from '../lib/retry.js';
 import type { IngressClient } from './ingress-client.js';
 
@@ -34,10 +34,9 @@ export interface SenderOptions<U> {
   signal?: AbortSignal;
 }
 
-export class GiveUpError extends CommandError {
-  constructor(message: string) {
-    super(message, 1);
-  }
+/** The ingress refused for good (a fatal answer), or retries ran out. */
+export class GiveUpError extends OperationError {
+  override readonly name = 'GiveUpError';
 }
 
 export class Sender<U> {
@@ -51,7 +50,7 @@ export class Sender<U> {
     private readonly client: IngressClient,
     private readonly o: SenderOptions<U>,
   ) {
-    o.signal?.addEventListener('abort', () => this.fail(new CommandError('interrupted', 130)), { once: true });
+    o.signal?.addEventListener('abort', () => this.fail(new InterruptedError()), { once: true });
   }
 
   /** Starts sending `batch`; waits first while `concurrency` batches are in flight. */
@@ -97,7 +96,7 @@ export class Sender<U> {
         if (this.failure) throw this.failure;
         throw err;
       }
-      if (answer.kind === 'fatal') throw new CommandError(`${this.client.target.display}: ${answer.reason}`, 1);
+      if (answer.kind === 'fatal') throw new OperationError(`${this.client.target.display}: ${answer.reason}`);
       if (answer.kind === 'refused') {
         if (pending.length === 1) {
           this.o.onOutcome(pending[0]!, { kind: 'rejected', reason: answer.reason });
@@ -135,7 +134,7 @@ export class Sender<U> {
       try {
         await sleep(delay, undefined, { signal: this.abort.signal });
       } catch {
-        throw this.failure ?? new CommandError('interrupted', 130);
+        throw this.failure ?? new InterruptedError();
       }
     }
   }

@@ -5,7 +5,7 @@
 // its offset saved (--state). See docs/shipper.md.
 import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { CommandError } from '../lib/errors.js';
+import { UsageError, OperationError } from '../lib/errors.js';
 import type { ConverterFactory } from './jsonformat/converter.js';
 import type { BackoffOptions } from '../lib/retry.js';
 import { sourceKey } from './doc-id.js';
@@ -61,14 +61,13 @@ export interface ShipResult {
 }
 
 export function checkShipOptions(o: Pick<ShipOptions, 'files' | 'truncate' | 'stateFile' | 'auditd' | 'batchDocs' | 'batchBytes' | 'concurrency'>): void {
-  if (o.truncate && o.stateFile) throw new CommandError('--truncate and --state are two ways to not send a line twice: choose one', 2);
+  if (o.truncate && o.stateFile) throw new UsageError('--truncate and --state are two ways to not send a line twice: choose one');
   if ((o.truncate || o.stateFile) && o.files.length === 0)
-    throw new CommandError(`${o.truncate ? '--truncate' : '--state'} needs the log file(s) as arguments (not stdin)`, 2);
-  if (o.truncate && o.auditd) throw new CommandError('--truncate is not for audit logs (auditd rotates its own files): use --state', 2);
-  if (o.batchDocs < 1 || o.batchDocs > 10_000)
-    throw new CommandError('--batch-size must be 1..10000 (the ingress takes at most 10000 documents per request)', 2);
-  if (o.batchBytes < 1024) throw new CommandError('--batch-bytes must be at least 1024', 2);
-  if (o.concurrency < 1 || o.concurrency > 64) throw new CommandError('--concurrency must be 1..64', 2);
+    throw new UsageError(`${o.truncate ? '--truncate' : '--state'} needs the log file(s) as arguments (not stdin)`);
+  if (o.truncate && o.auditd) throw new UsageError('--truncate is not for audit logs (auditd rotates its own files): use --state');
+  if (o.batchDocs < 1 || o.batchDocs > 10_000) throw new UsageError('--batch-size must be 1..10000 (the ingress takes at most 10000 documents per request)');
+  if (o.batchBytes < 1024) throw new UsageError('--batch-bytes must be at least 1024');
+  if (o.concurrency < 1 || o.concurrency > 64) throw new UsageError('--concurrency must be 1..64');
 }
 
 export async function ship(o: ShipOptions): Promise<ShipResult> {
@@ -118,7 +117,7 @@ async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFi
   try {
     fh = await open(path, o.truncate ? 'r+' : 'r');
   } catch (err) {
-    throw new CommandError(`${file}: ${(err as Error).message}`, 1);
+    throw new OperationError(`${file}: ${(err as Error).message}`);
   }
   try {
     const size = (await fh.stat()).size;
@@ -193,7 +192,7 @@ async function shipPlannedRead(
   const fh = await open(read.path, 'r');
   try {
     const st = await fh.stat();
-    if (st.ino !== read.ino || st.dev !== read.dev) throw new CommandError(`${read.path} changed while starting; run again`, 1);
+    if (st.ino !== read.ino || st.dev !== read.dev) throw new OperationError(`${read.path} changed while starting; run again`);
     const label = read.path === path ? path : `${read.path} (was ${path})`;
     const summary = await new StreamRun(o, client, rejects, counts, result, {
       label,

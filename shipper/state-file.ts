@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 
 /** One stream of bytes: a file, identified by device and inode, read up to `offset`. */
 export interface StreamState {
@@ -47,16 +47,15 @@ export function loadState(file: string): ShipState {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
-    throw new CommandError(`--state ${file}: ${(err as Error).message}`, 1);
+    throw new OperationError(`--state ${file}: ${(err as Error).message}`);
   }
   try {
     const state = JSON.parse(text) as ShipState;
     if (state.version !== 1 || typeof state.files !== 'object' || state.files === null) throw new Error('not a couchlog ship state (version 1)');
     return state;
   } catch (err) {
-    throw new CommandError(
+    throw new OperationError(
       `--state ${file} is not readable: ${(err as Error).message}; move it away to start over (documents already stored are not sent twice)`,
-      1,
     );
   }
 }

@@ -4,7 +4,7 @@
 // Every line read ends in exactly one of: stored / already stored, refused
 // (reject file), unmatched (reject file, or the run fails with --strict),
 // skipped (blank, --grep); a line counts as done only then.
-import { CommandError } from '../lib/errors.js';
+import { OperationError } from '../lib/errors.js';
 import type { ConvertSink, Converter } from './jsonformat/converter.js';
 import { isBlank } from './jsonformat/format-stream.js';
 import { AckTracker } from './ack-tracker.js';
@@ -77,7 +77,7 @@ export class StreamRun {
   private readonly converter: Converter<LineMeta>;
   private shown = 0;
   private lineNo = 0;
-  private strictFailure: CommandError | null = null;
+  private strictFailure: OperationError | null = null;
 
   constructor(
     private readonly o: ShipOptions,
@@ -186,7 +186,7 @@ export class StreamRun {
       mismatch: (meta, reason) => {
         this.counts.unmatched++;
         if (this.o.strict) {
-          this.strictFailure ??= new CommandError(`${this.where(meta)}: ${reason} (--strict): ${meta.text.slice(0, SHOWN_CHARS)}`, 1);
+          this.strictFailure ??= new OperationError(`${this.where(meta)}: ${reason} (--strict): ${meta.text.slice(0, SHOWN_CHARS)}`);
           return;
         }
         this.reject([meta], reason);

@@ -4,7 +4,7 @@
 // `_count` views, whatever the level.
 import type { ViewMeta } from '../../design-docs/index.js';
 import { reportLib } from '../../design-docs/report-lib.js';
-import { CommandError } from '../../lib/errors.js';
+import { UsageError } from '../../lib/errors.js';
 import type { ViewRowData } from './query-view.js';
 
 export interface ReportOptions {
@@ -26,7 +26,7 @@ export function parseDay(text: string, flag: string): [number, number, number] {
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
   const ymd = m ? ([Number(m[1]), Number(m[2]), Number(m[3])] as [number, number, number]) : null;
   if (!ymd || ymd[1] < 1 || ymd[1] > 12 || ymd[2] < 1 || ymd[2] > new Date(Date.UTC(ymd[0], ymd[1], 0)).getUTCDate()) {
-    throw new CommandError(`${flag} must be a date as YYYY-MM-DD, got "${text}"`, 2);
+    throw new UsageError(`${flag} must be a date as YYYY-MM-DD, got "${text}"`);
   }
   return ymd;
 }

@@ -2,7 +2,7 @@
 // and turns every way it can fail into one clear line.
 import { request } from 'undici';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
-import { CommandError } from '../../lib/errors.js';
+import { OperationError } from '../../lib/errors.js';
 
 export interface ViewRowData {
   key: unknown[];
@@ -31,14 +31,14 @@ export async function queryView(q: ViewQuery): Promise<ViewRowData[]> {
     return rows.map((r) => ({ ...r, key: Array.isArray(r.key) ? r.key : r.key === null ? [] : [r.key] }));
   }
   if (res.status === 401 || res.status === 403) {
-    throw new CommandError(`the ${q.user} account was refused by ${q.baseUrl} (${reason(res.body)}): check COUCHLOG_READER_PASSWORD`);
+    throw new OperationError(`the ${q.user} account was refused by ${q.baseUrl} (${reason(res.body)}): check COUCHLOG_READER_PASSWORD`);
   }
   if (res.status === 404) {
     const db = await get(q.baseUrl, `/${encodeURIComponent(q.db)}`, headers);
-    if (db.status === 404) throw new CommandError(`database ${q.db} does not exist (is the app in the config's apps:, and has couchlog setup run?)`);
-    throw new CommandError(`${q.db} has no view ${q.view} in _design/${q.ddoc} (add the report set to apps.<app>.reports and run couchlog setup)`);
+    if (db.status === 404) throw new OperationError(`database ${q.db} does not exist (is the app in the config's apps:, and has couchlog setup run?)`);
+    throw new OperationError(`${q.db} has no view ${q.view} in _design/${q.ddoc} (add the report set to apps.<app>.reports and run couchlog setup)`);
   }
-  throw new CommandError(`${q.baseUrl} answered ${res.status} (${reason(res.body)}) for ${q.db}/_design/${q.ddoc}/_view/${q.view}`);
+  throw new OperationError(`${q.baseUrl} answered ${res.status} (${reason(res.body)}) for ${q.db}/_design/${q.ddoc}/_view/${q.view}`);
 }
 
 async function get(baseUrl: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
@@ -53,7 +53,7 @@ async function get(baseUrl: string, path: string, headers: Record<string, string
     }
     return { status: res.statusCode, body };
   } catch (err) {
-    throw new CommandError(`cannot reach ${baseUrl}: ${(err as { code?: string }).code ?? (err as Error).message} (is couchlog running?)`);
+    throw new OperationError(`cannot reach ${baseUrl}: ${(err as { code?: string }).code ?? (err as Error).message} (is couchlog running?)`);
   }
 }
 

@@ -2,7 +2,7 @@
 // servers differ where couchlog touches their configuration: PouchDB Server
 // keeps it under /_config, CouchDB 3 under /_node/_local/_config.
 import nano from 'nano';
-import { CommandError } from '../errors.js';
+import { OperationError } from '../errors.js';
 import { couchUrl, requirePassword, type Config } from '../config/load.js';
 
 export type Flavor = 'pouchdb-server' | 'couchdb';
@@ -47,16 +47,16 @@ export class AdminClient {
       // A kept-alive connection the server closed as it was reused: a read is sent again, once.
       if (attempt === 1 && (method === 'GET' || method === 'HEAD') && /other side closed|ECONNRESET|socket hang up/.test(e.message))
         return this.call<T>(method, path, body, 2);
-      throw new CommandError(`cannot reach CouchDB at ${this.baseUrl}: ${e.message}`);
+      throw new OperationError(`cannot reach CouchDB at ${this.baseUrl}: ${e.message}`);
     }
   }
 
-  /** Like call(), but any HTTP error is a CommandError naming what failed. */
+  /** Like call(), but any HTTP error is an OperationError naming what failed. */
   async must<T = unknown>(what: string, method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.call<T>(method, path, body);
     if (res.status >= 400) {
       const b = res.body as { error?: string; reason?: string };
-      throw new CommandError(`${what} failed: ${res.status} ${b.error ?? ''} ${b.reason ?? ''}`.trim());
+      throw new OperationError(`${what} failed: ${res.status} ${b.error ?? ''} ${b.reason ?? ''}`.trim());
     }
     return res.body;
   }

@@ -3,7 +3,7 @@
 // event (several lines), `--format json` (ship only) takes each line as a
 // JSON object. Each input line ends up in exactly one of doc(), event() or
 // mismatch(), so callers can account for every line.
-import { CommandError } from '../../lib/errors.js';
+import { UsageError } from '../../lib/errors.js';
 import { parseAuditRecord } from './auditd-record.js';
 import { AuditReassembler, auditEventJson, type AuditEvent } from './auditd-reassembler.js';
 import { parseAssignments, parseTypes } from './field-options.js';
@@ -50,22 +50,22 @@ export type ConverterFactory = <M>(sink: ConvertSink<M>) => Converter<M>;
  */
 export function converterFactory(o: ConvertOptions, defaultFormat: 'json' | 'schema'): ConverterFactory {
   const chosen = [o.schema !== undefined, o.preset !== undefined, o.format !== undefined && o.format !== 'schema'].filter(Boolean).length;
-  if (chosen > 1) throw new CommandError('give only one of --schema, --preset and --format', 2);
+  if (chosen > 1) throw new UsageError('give only one of --schema, --preset and --format');
   const format = o.schema !== undefined || o.preset !== undefined ? 'schema' : (o.format ?? defaultFormat);
   if (format === 'auditd') {
-    if ((o.fields?.length ?? 0) > 0 || (o.types?.length ?? 0) > 0) throw new CommandError('--fields and --types do not apply to --format auditd', 2);
+    if ((o.fields?.length ?? 0) > 0 || (o.types?.length ?? 0) > 0) throw new UsageError('--fields and --types do not apply to --format auditd');
     const timeoutS = o.auditTimeoutS ?? 2;
     const maxOpen = o.auditMaxOpen ?? 10_000;
-    if (!(timeoutS >= 0)) throw new CommandError('--audit-timeout must be a number of seconds', 2);
+    if (!(timeoutS >= 0)) throw new UsageError('--audit-timeout must be a number of seconds');
     return (sink) => new AuditConverter(sink, timeoutS, maxOpen);
   }
   if (format === 'json') {
-    if ((o.fields?.length ?? 0) > 0 || (o.types?.length ?? 0) > 0) throw new CommandError('--fields and --types need --schema or --preset', 2);
+    if ((o.fields?.length ?? 0) > 0 || (o.types?.length ?? 0) > 0) throw new UsageError('--fields and --types need --schema or --preset');
     return (sink) => new JsonLineConverter(sink);
   }
   const preset = o.preset !== undefined ? findPreset(o.preset) : undefined;
   const schema = o.schema ?? preset?.schema;
-  if (schema === undefined) throw new CommandError('give --schema, --preset or --format', 2);
+  if (schema === undefined) throw new UsageError('give --schema, --preset or --format');
   const formatter = new LineFormatter({
     schema,
     fields: parseAssignments(o.fields ?? [], '--fields'),

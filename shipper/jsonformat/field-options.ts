@@ -1,6 +1,6 @@
 // `--fields machine=server,env=prod` (constants added to every object) and
 // `--types port=int,bytes=int` (conversions of captured values).
-import { CommandError } from '../../lib/errors.js';
+import { UsageError } from '../../lib/errors.js';
 
 export const FIELD_TYPES = ['string', 'int', 'float', 'bool'] as const;
 export type FieldType = (typeof FIELD_TYPES)[number];
@@ -17,9 +17,9 @@ export function parseAssignments(values: string[], option: string): Array<[strin
     for (const item of splitUnescaped(value)) {
       if (item.trim() === '') continue;
       const eq = item.indexOf('=');
-      if (eq <= 0) throw new CommandError(`${option}: expected name=value, got ${JSON.stringify(item)}`, 2);
+      if (eq <= 0) throw new UsageError(`${option}: expected name=value, got ${JSON.stringify(item)}`);
       const key = item.slice(0, eq).trim();
-      if (!KEY.test(key)) throw new CommandError(`${option}: ${JSON.stringify(key)} is not a field name (a letter, then letters, digits or "_")`, 2);
+      if (!KEY.test(key)) throw new UsageError(`${option}: ${JSON.stringify(key)} is not a field name (a letter, then letters, digits or "_")`);
       out.set(key, item.slice(eq + 1));
     }
   }
@@ -49,7 +49,7 @@ export function parseTypes(values: string[]): Map<string, FieldType> {
   const types = new Map<string, FieldType>();
   for (const [key, type] of parseAssignments(values, '--types')) {
     if (!(FIELD_TYPES as readonly string[]).includes(type)) {
-      throw new CommandError(`--types: ${key}=${type}: the type must be one of ${FIELD_TYPES.join(', ')}`, 2);
+      throw new UsageError(`--types: ${key}=${type}: the type must be one of ${FIELD_TYPES.join(', ')}`);
     }
     types.set(key, type as FieldType);
   }

@@ -13,7 +13,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { once } from 'node:events';
 import { readSync, writeSync } from 'node:fs';
-import { CommandError } from '../../lib/errors.js';
+import { OperationError } from '../../lib/errors.js';
 import { SLACK, type ByteFormatter } from './byte-formatter.js';
 import { SchemaConverter, type Converter, type ConverterFactory, type ConvertSink } from './converter.js';
 
@@ -42,7 +42,7 @@ const READ_SIZE = 256 * 1024;
 /** Converts lines a chunk at a time and collects the output; shared by both drivers. */
 class LineLoop {
   readonly stats: FormatStats = { lines: 0, blank: 0, documents: 0, unmatched: 0 };
-  failure: CommandError | null = null;
+  failure: OperationError | null = null;
   readonly converter: Converter<number>;
   /** The byte path; null: strings only. */
   private readonly fast: ByteFormatter | null;
@@ -201,7 +201,7 @@ class LineLoop {
     const line = this.currentLine;
     const shown = line.length > MAX_SHOWN ? `${line.slice(0, MAX_SHOWN)}...` : line;
     if (this.o.strict) {
-      this.failure = new CommandError(`line ${lineNo} ${reason} (--strict): ${shown}`, 1);
+      this.failure = new OperationError(`line ${lineNo} ${reason} (--strict): ${shown}`);
       return;
     }
     if (this.stats.unmatched <= this.o.reportLimit) this.report(`line ${lineNo} ${reason}: ${shown}`);

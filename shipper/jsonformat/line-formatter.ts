@@ -3,7 +3,7 @@
 // from precomputed key prefixes: no intermediate object, no JSON.stringify
 // unless a value holds a character JSON must escape. Most schemas also get
 // a byte path (byte-formatter.ts) for the jsonformat loop.
-import { CommandError } from '../../lib/errors.js';
+import { UsageError } from '../../lib/errors.js';
 import { ByteFormatter } from './byte-formatter.js';
 import { compileSchema, type Capture, type CompiledSchema } from './schema.js';
 import { convertValue, type FieldType } from './field-options.js';
@@ -48,11 +48,11 @@ export class LineFormatter {
     const fields = options.fields ?? [];
     const captured = new Set(this.schema.captures.map((c) => c.name));
     for (const [key] of fields) {
-      if (captured.has(key)) throw new CommandError(`--fields: ${key} is also captured by the schema`, 2);
+      if (captured.has(key)) throw new UsageError(`--fields: ${key} is also captured by the schema`);
     }
     for (const key of types.keys()) {
       if (!captured.has(key) && !fields.some(([k]) => k === key)) {
-        throw new CommandError(`--types: ${key} is neither captured by the schema nor given in --fields`, 2);
+        throw new UsageError(`--types: ${key} is neither captured by the schema nor given in --fields`);
       }
     }
     this.kinds = this.schema.captures.map((c) => kindOf(c, types));
@@ -117,7 +117,7 @@ function constantsJson(fields: Array<[string, string]>, types: Map<string, Field
   fields.forEach(([key, value], i) => {
     const type = types.get(key) ?? 'string';
     const json = type === 'string' ? JSON.stringify(value) : convertValue(value, type);
-    if (json === undefined) throw new CommandError(`--fields: ${key}=${value} is not ${type === 'int' ? 'an' : 'a'} ${type}`, 2);
+    if (json === undefined) throw new UsageError(`--fields: ${key}=${value} is not ${type === 'int' ? 'an' : 'a'} ${type}`);
     out += `${first && i === 0 ? '{' : ','}${JSON.stringify(key)}:${json}`;
   });
   if (first && fields.length === 0) out = '{';

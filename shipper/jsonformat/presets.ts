@@ -1,7 +1,7 @@
 // Schemas for common log formats. Each carries a sample line and the exact
 // output it gives: docs/shipper.md shows them and test/unit/jsonformat-presets
 // checks them, so the documentation cannot drift from the code.
-import { CommandError } from '../../lib/errors.js';
+import { UsageError } from '../../lib/errors.js';
 
 export interface Preset {
   description: string;
@@ -58,6 +58,6 @@ export const PRESETS: Record<string, Preset> = {
 
 export function findPreset(name: string): Preset {
   const preset = PRESETS[name];
-  if (!preset) throw new CommandError(`unknown preset "${name}"; known presets: ${Object.keys(PRESETS).join(', ')}`, 2);
+  if (!preset) throw new UsageError(`unknown preset "${name}"; known presets: ${Object.keys(PRESETS).join(', ')}`);
   return preset;
 }

@@ -17,7 +17,7 @@
 // V8 compiles the RegExp to machine code; a line then costs one exec().
 // Most schemas also compile to a plan for a byte scanner (`simple`, run by
 // byte-formatter.ts), which decides the common lines without the RegExp.
-import { CommandError } from '../../lib/errors.js';
+import { UsageError } from '../../lib/errors.js';
 
 export type CaptureKind = 'token' | 'quoted' | 'bracketed' | 'rest';
 
@@ -72,9 +72,9 @@ type Part = { t: 'lit'; text: string } | { t: 'cap'; name: string } | { t: 'quot
 
 type Token = { t: 'skip' } | { t: 'skip-rest' } | { t: 'rest'; name: string } | { t: 'parts'; parts: Part[] };
 
-export class SchemaError extends CommandError {
+export class SchemaError extends UsageError {
   constructor(schema: string, at: number, problem: string) {
-    super(`bad schema ${JSON.stringify(schema)} at character ${at + 1}: ${problem}`, 2);
+    super(`bad schema ${JSON.stringify(schema)} at character ${at + 1}: ${problem}`);
   }
 }
 

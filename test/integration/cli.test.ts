@@ -304,6 +304,22 @@ describe('configuration errors', () => {
     assert.match(res.stderr, /COUCHDB_PASSWORD/);
   });
 
+  test("commander's usage errors exit with 2 like couchlog's own, in every subcommand; --help with 0", () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input: '' });
+    for (const args of [
+      ['nosuchcommand'],
+      ['ship', '--batch-size', 'abc'],
+      ['report', '--top', 'x'],
+      ['jsonformat', '--preset', 'nope'],
+      ['forward', '--nosuch'],
+    ]) {
+      const res = run(...args);
+      assert.equal(res.status, 2, `${args.join(' ')}: ${res.stderr}`);
+      assert.match(res.stderr, /error: /, args.join(' '));
+    }
+    assert.equal(run('ship', '--help').status, 0);
+  });
+
   test('an unreachable CouchDB is a one-line error, exit code 1', () => {
     const res = spawnSync(process.execPath, [CLI, 'setup'], {
       encoding: 'utf8',

@@ -4,7 +4,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { COLUMNS } from './columns.js';
 import { createDatabaseSql, createTableSql, currentViewSql, parseVersion, supportsLowCardinality, type ServerVersion } from './schema.js';
-import { CommandError } from '../../../lib/errors.js';
+import { OperationError } from '../../../lib/errors.js';
 
 export async function serverVersion(client: ClickHouseClient): Promise<ServerVersion & { text: string }> {
   const rows = (await (await client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })).json()) as Array<{ v: string }>;
@@ -76,7 +76,7 @@ async function ensureVersionedEngine(client: ClickHouseClient, database: string,
 /** At start: the table must exist with every column the sink writes. */
 export async function checkClickhouseTable(client: ClickHouseClient, database: string, table: string): Promise<void> {
   const cols = await existingColumns(client, database, table);
-  if (cols.size === 0) throw new CommandError(`ClickHouse table ${database}.${table} does not exist: run couchlog setup`);
+  if (cols.size === 0) throw new OperationError(`ClickHouse table ${database}.${table} does not exist: run couchlog setup`);
   const missing = COLUMNS.filter((c) => !cols.has(c.name)).map((c) => c.name);
-  if (missing.length > 0) throw new CommandError(`ClickHouse table ${database}.${table} lacks columns ${missing.join(', ')}: run couchlog setup`);
+  if (missing.length > 0) throw new OperationError(`ClickHouse table ${database}.${table} lacks columns ${missing.join(', ')}: run couchlog setup`);
 }

@@ -16,7 +16,7 @@ import { classify, parseTarget } from '../../../shipper/ingress-client.js';
 import { planPath, type FileStat, type FsView } from '../../../shipper/rotation.js';
 import { emptyState, loadState, saveState, type PathState } from '../../../shipper/state-file.js';
 import { checkShipOptions } from '../../../shipper/ship.js';
-import { CommandError } from '../../../lib/errors.js';
+import { UsageError, OperationError } from '../../../lib/errors.js';
 
 describe('document ids', () => {
   const key = sourceKey('/var/log/fail2ban.log', 0);
@@ -227,7 +227,7 @@ describe('target URL', () => {
     ] as const) {
       assert.throws(
         () => parseTarget(url, app),
-        (e: unknown) => e instanceof CommandError && e.exitCode === 2 && re.test(e.message),
+        (e: unknown) => e instanceof UsageError && re.test(e.message),
         url,
       );
     }
@@ -248,7 +248,7 @@ describe('option checks', () => {
     const bad = (o: Partial<Parameters<typeof checkShipOptions>[0]>, re: RegExp) =>
       assert.throws(
         () => checkShipOptions({ ...base, ...o }),
-        (e: unknown) => e instanceof CommandError && e.exitCode === 2 && re.test(e.message),
+        (e: unknown) => e instanceof UsageError && re.test(e.message),
       );
     bad({ truncate: 'auto', stateFile: '/s' }, /choose one/);
     bad({ truncate: 'auto', files: [] }, /--truncate needs the log file/);
@@ -277,7 +277,7 @@ describe('state file', () => {
       writeFileSync(file, '{"nope"');
       assert.throws(
         () => loadState(file),
-        (e: unknown) => e instanceof CommandError && /not readable/.test(e.message),
+        (e: unknown) => e instanceof OperationError && /not readable/.test(e.message),
       );
       assert.ok(readFileSync(file, 'utf8').length > 0);
     } finally {

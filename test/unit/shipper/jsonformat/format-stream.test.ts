@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { converterFactory } from '../../../../shipper/jsonformat/converter.js';
 import { formatStream } from '../../../../shipper/jsonformat/format-stream.js';
-import { CommandError } from '../../../../lib/errors.js';
+import { OperationError } from '../../../../lib/errors.js';
 import { ROOT } from '../../../helpers/repo-root.js';
 
 const JSONFORMAT = join(ROOT, 'dist/scripts/jsonformat.js');
@@ -87,7 +87,7 @@ describe('formatStream', () => {
     const make = converterFactory({ schema: SEED_SCHEMA }, 'schema');
     await assert.rejects(
       formatStream(Readable.from([Buffer.from(input)]), sink, () => {}, make, { strict: true, reportLimit: 100 }),
-      (err: unknown) => err instanceof CommandError && err.exitCode === 1 && /line 3 does not match the schema \(--strict\): garbage/.test(err.message),
+      (err: unknown) => err instanceof OperationError && /line 3 does not match the schema \(--strict\): garbage/.test(err.message),
     );
     assert.equal(output.split('\n').filter(Boolean).length, 2);
   });

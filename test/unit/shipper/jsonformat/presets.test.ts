@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { converterFactory, type ConvertSink } from '../../../../shipper/jsonformat/converter.js';
 import { PRESETS, findPreset } from '../../../../shipper/jsonformat/presets.js';
-import { CommandError } from '../../../../lib/errors.js';
+import { UsageError } from '../../../../lib/errors.js';
 import { ROOT } from '../../../helpers/repo-root.js';
 
 /** Runs lines through --preset (and extra options) and returns outputs or mismatch reasons. */
@@ -101,7 +101,7 @@ describe('presets', () => {
   test('an unknown preset is a usage error listing the known ones', () => {
     assert.throws(
       () => findPreset('iis'),
-      (e: unknown) => e instanceof CommandError && e.exitCode === 2 && /known presets: fail2ban, nginx-combined/.test(e.message),
+      (e: unknown) => e instanceof UsageError && /known presets: fail2ban, nginx-combined/.test(e.message),
     );
   });
 

@@ -5,7 +5,7 @@
 // errors; the fast "plain" path and the general path always agree.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CommandError } from '../../../../lib/errors.js';
+import { UsageError } from '../../../../lib/errors.js';
 import { compileSchema } from '../../../../shipper/jsonformat/schema.js';
 import { LineFormatter, type FormatterOptions } from '../../../../shipper/jsonformat/line-formatter.js';
 import { convertValue, parseAssignments, parseTypes } from '../../../../shipper/jsonformat/field-options.js';
@@ -22,7 +22,7 @@ function fmt(schema: string, line: string, extra: Omit<FormatterOptions, 'schema
 function badSchema(schema: string, message: RegExp): void {
   assert.throws(
     () => compileSchema(schema),
-    (err: unknown) => err instanceof CommandError && err.exitCode === 2 && message.test(err.message),
+    (err: unknown) => err instanceof UsageError && message.test(err.message),
     `schema ${JSON.stringify(schema)} should be refused with ${message}`,
   );
 }
@@ -142,7 +142,7 @@ describe('types and constants', () => {
   });
 
   test('bad --fields and --types are usage errors (exit code 2)', () => {
-    const usage = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: unknown) => e instanceof CommandError && e.exitCode === 2 && re.test(e.message));
+    const usage = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: unknown) => e instanceof UsageError && re.test(e.message));
     usage(() => parseAssignments(['machine'], '--fields'), /expected name=value/);
     usage(() => parseAssignments(['_id=x'], '--fields'), /not a field name/);
     usage(() => parseTypes(['port=integer']), /must be one of string, int, float, bool/);
