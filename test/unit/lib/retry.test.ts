@@ -1,8 +1,8 @@
 // lib/retry.ts: the retry policy the shipper, the correlator's sinks and
 // the forwarder share.
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inHalves, RetrySchedule } from '../../../lib/retry.js';
+import { backoffDelay, inHalves, retryAfterMs, RetrySchedule } from '../../../lib/retry.js';
 import { mulberry32 } from '../../../bench/prng.js';
 
 test('waits grow with each failure, stay within [ceiling/2, ceiling], and start over after a success', () => {
@@ -88,4 +88,40 @@ test('halving stops when a half says so (stopping)', async () => {
   });
   assert.equal(ok, false);
   assert.deepEqual(seen, [[1, 2]]);
+});
+
+describe('backoff', () => {
+  test('each delay is between half and all of min(max, base * 2^attempt)', () => {
+    const o = { baseMs: 100, maxMs: 5000 };
+    for (const [attempt, ceiling] of [
+      [0, 100],
+      [1, 200],
+      [3, 800],
+      [6, 5000],
+      [60, 5000],
+    ] as const) {
+      assert.equal(
+        backoffDelay(attempt, o, () => 0),
+        ceiling / 2,
+      );
+      assert.equal(
+        backoffDelay(attempt, o, () => 1),
+        ceiling,
+      );
+    }
+  });
+
+  test('jitter spreads clients that failed together', () => {
+    const delays = new Set(Array.from({ length: 50 }, () => Math.round(backoffDelay(4, { baseMs: 100, maxMs: 60_000 }))));
+    assert.ok(delays.size > 20);
+  });
+
+  test('Retry-After: seconds or an HTTP date; absent or unreadable is null', () => {
+    assert.equal(retryAfterMs('5'), 5000);
+    assert.equal(retryAfterMs(['2']), 2000);
+    assert.equal(retryAfterMs('Wed, 21 Oct 2015 07:28:10 GMT', Date.parse('Wed, 21 Oct 2015 07:28:00 GMT')), 10_000);
+    assert.equal(retryAfterMs('Wed, 21 Oct 2015 07:28:10 GMT', Date.parse('Wed, 21 Oct 2015 08:00:00 GMT')), 0);
+    assert.equal(retryAfterMs(undefined), null);
+    assert.equal(retryAfterMs('soon'), null);
+  });
 });

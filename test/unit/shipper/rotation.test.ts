@@ -1,0 +1,124 @@
+// shipper/rotation.ts: the rotation planner against a fake filesystem
+// (every case: same file, grown, rotated by rename, rotated file still
+// written, copytruncate, truncated in place, rewritten past the offset).
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planPath, type FileStat, type FsView } from '../../../shipper/rotation.js';
+import type { PathState } from '../../../shipper/state-file.js';
+
+describe('rotation planner', () => {
+  /** A directory of files: path -> {ino, content}. */
+  function fakeFs(files: Record<string, { ino: number; content: string }>): FsView {
+    const fp = (content: string, offset: number) =>
+      offset === 0 ? '' : content.length < offset ? null : `fp:${content.slice(Math.max(0, offset - 8), offset)}`;
+    return {
+      async stat(p) {
+        const f = files[p];
+        return f ? ({ dev: 1, ino: f.ino, size: f.content.length, mtimeMs: f.ino } satisfies FileStat) : null;
+      },
+      async fingerprint(p, offset) {
+        const f = files[p];
+        return f ? fp(f.content, offset) : null;
+      },
+      async neighbours(p) {
+        return Object.keys(files).filter((q) => q !== p);
+      },
+    };
+  }
+  const LOG = '/var/log/f.log';
+  const stream = (ino: number, content: string, offset: number, generation: number, seenAs = LOG) => ({
+    dev: 1,
+    ino,
+    offset,
+    generation,
+    fingerprint: offset === 0 ? '' : `fp:${content.slice(Math.max(0, offset - 8), offset)}`,
+    seen_as: seenAs,
+  });
+  const entry = (current: ReturnType<typeof stream> | null, rotated: Array<ReturnType<typeof stream>> = [], next = 1): PathState => ({
+    current,
+    rotated,
+    next_generation: next,
+    updated_at: '',
+  });
+  const brief = (plan: Awaited<ReturnType<typeof planPath>>) => plan.reads.map((r) => [r.kind, r.path, r.ino, r.generation, r.from]);
+
+  test('first run: the whole file, generation 0', async () => {
+    const plan = await planPath(LOG, undefined, fakeFs({ [LOG]: { ino: 10, content: 'aaaa\nbbbb\n' } }));
+    assert.deepEqual(brief(plan), [['current', LOG, 10, 0, 0]]);
+    assert.equal(plan.nextGeneration, 1);
+  });
+
+  test('same file, grown: from the saved offset', async () => {
+    const content = 'aaaa\nbbbb\ncccc\n';
+    const plan = await planPath(LOG, entry(stream(10, content, 10, 0)), fakeFs({ [LOG]: { ino: 10, content } }));
+    assert.deepEqual(brief(plan), [['current', LOG, 10, 0, 10]]);
+    assert.deepEqual(plan.notes, []);
+  });
+
+  test('rotated by rename: the rest of the old file (found by inode), then the new one from 0 under a new generation', async () => {
+    const old = 'aaaa\nbbbb\ncccc\n';
+    const plan = await planPath(
+      LOG,
+      entry(stream(10, old, 10, 0)),
+      fakeFs({ [LOG]: { ino: 11, content: 'dddd\n' }, [`${LOG}.1`]: { ino: 10, content: old }, '/var/log/other.log': { ino: 12, content: 'x' } }),
+    );
+    assert.deepEqual(brief(plan), [
+      ['rotated', `${LOG}.1`, 10, 0, 10],
+      ['current', LOG, 11, 1, 0],
+    ]);
+    assert.equal(plan.nextGeneration, 2);
+  });
+
+  test('a rotated file still tracked is read again from where it was left; once gone it is dropped', async () => {
+    const old = 'aaaa\nbbbb\ncccc\n';
+    const cur = 'dddd\neeee\n';
+    const e = entry(stream(11, cur, 5, 1), [stream(10, old, 10, 0, `${LOG}.1`)], 2);
+    const plan = await planPath(LOG, e, fakeFs({ [LOG]: { ino: 11, content: cur }, [`${LOG}.2`]: { ino: 10, content: `${old}ffff\n` } }));
+    assert.deepEqual(brief(plan), [
+      ['rotated', `${LOG}.2`, 10, 0, 10],
+      ['current', LOG, 11, 1, 5],
+    ]);
+    const gone = await planPath(LOG, e, fakeFs({ [LOG]: { ino: 11, content: cur } }));
+    assert.deepEqual(brief(gone), [['current', LOG, 11, 1, 5]]);
+  });
+
+  test('copytruncate: same inode, shorter; the copy (matching fingerprint) is read from the offset, then the file from 0', async () => {
+    const before = 'aaaa\nbbbb\ncccc\n';
+    const plan = await planPath(
+      LOG,
+      entry(stream(10, before, 10, 0)),
+      fakeFs({ [LOG]: { ino: 10, content: 'zz\n' }, [`${LOG}.1`]: { ino: 20, content: before }, [`${LOG}.2.gz`]: { ino: 21, content: before } }),
+    );
+    assert.deepEqual(brief(plan), [
+      ['copy', `${LOG}.1`, 20, 0, 10],
+      ['current', LOG, 10, 1, 0],
+    ]);
+    assert.deepEqual(plan.notes, []);
+  });
+
+  test('truncated in place with no copy (echo "" > log): from 0 under a new generation, and a note', async () => {
+    const before = 'aaaa\nbbbb\ncccc\n';
+    const plan = await planPath(LOG, entry(stream(10, before, 15, 3), [], 4), fakeFs({ [LOG]: { ino: 10, content: '\n' } }));
+    assert.deepEqual(brief(plan), [['current', LOG, 10, 4, 0]]);
+    assert.equal(plan.nextGeneration, 5);
+    assert.match(plan.notes[0]!, /truncated or rewritten/);
+  });
+
+  test('truncated and rewritten past the offset: the fingerprint tells, from 0', async () => {
+    const before = 'aaaa\nbbbb\n';
+    const plan = await planPath(LOG, entry(stream(10, before, 10, 0)), fakeFs({ [LOG]: { ino: 10, content: 'xxxxxxxxxxxxxxxxxxxx\n' } }));
+    assert.deepEqual(brief(plan), [['current', LOG, 10, 1, 0]]);
+  });
+
+  test('the old file gone and the path recreated: a note, the new file from 0', async () => {
+    const plan = await planPath(LOG, entry(stream(10, 'aaaa\n', 5, 0)), fakeFs({ [LOG]: { ino: 11, content: 'b\n' } }));
+    assert.deepEqual(brief(plan), [['current', LOG, 11, 1, 0]]);
+    assert.match(plan.notes[0]!, /previous file \(inode 10\) is gone/);
+  });
+
+  test('rotated but not yet recreated: only the rest of the old file', async () => {
+    const old = 'aaaa\nbbbb\n';
+    const plan = await planPath(LOG, entry(stream(10, old, 5, 0)), fakeFs({ [`${LOG}.1`]: { ino: 10, content: old } }));
+    assert.deepEqual(brief(plan), [['rotated', `${LOG}.1`, 10, 0, 5]]);
+  });
+});
