@@ -121,7 +121,8 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
     const results = await Promise.all(
       [...byApp].map(([name, list]) => {
         const target: WriteTarget = { db: `log_${name}`, headers: opts.writerHeaders, asWriter: true };
-        return group.submitMany(`${target.db}\nwriter`, target, list);
+        // HEC has no "accepted" answer: stored on fewer copies than the quorum is still stored.
+        return group.submitMany(`${target.db}\nwriter`, target, list).then((w) => w.results);
       }),
     );
     for (const list of results) {

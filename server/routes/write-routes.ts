@@ -116,10 +116,11 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
     const docs = stamp(validateDocs(values, rules, 'document', Number.isFinite(rules.maxDepth)));
     await admit(request);
     if (docs.length === 0) return reply.code(201).send([]);
-    const answer = await writer.writeAnswer(request.writeTarget!, docs, 'bulk');
+    const { results, accepted } = await writer.writeAnswer(request.writeTarget!, docs, 'bulk');
+    reply.code(accepted ? 202 : 201);
     // CouchDB's own text when it is exactly what serialising the results would give.
-    if (typeof answer === 'string') return reply.code(201).type(JSON_UTF8).send(answer);
-    return reply.code(201).send(answer);
+    if (typeof results === 'string') return reply.type(JSON_UTF8).send(results);
+    return reply.send(results);
   };
 
   app.post(`/${LOG_DB_PARAM}`, { config: { metricsRoute: 'write' } }, async (request, reply) => {
@@ -133,10 +134,10 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
     }
     const [doc] = stamp([validateDoc(value, rules, 'the document')]);
     await admit(request);
-    const result = await group.submit(request.writeKey, request.writeTarget!, doc!);
+    const { results: result, accepted } = await group.submit(request.writeKey, request.writeTarget!, doc!);
     if ('ok' in result)
       return reply
-        .code(201)
+        .code(accepted ? 202 : 201)
         .header('location', `/${request.writeTarget!.db}/${encodeURIComponent(result.id)}`)
         .send(result);
     return reply.code(statusOfError(result.error)).send({ error: result.error, reason: result.reason });

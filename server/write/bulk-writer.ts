@@ -16,6 +16,17 @@ export interface WriteTarget {
   asWriter: boolean;
 }
 
+/**
+ * Results, and whether CouchDB answered 202 Accepted: a cluster stored the
+ * documents on fewer copies than its write quorum so far (the others catch
+ * up once they are back). The ingress passes that on as its own 202, as
+ * CouchDB does, so a client can tell a write that is not yet durable.
+ */
+export interface Written<T> {
+  results: T;
+  accepted: boolean;
+}
+
 export class BulkWriter {
   constructor(
     private readonly http: CouchHttp,
@@ -24,9 +35,9 @@ export class BulkWriter {
   ) {}
 
   /** Every doc must carry an `_id`: results are matched to documents by id. */
-  async write(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk'): Promise<DocResult[]> {
+  async write(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk'): Promise<Written<DocResult[]>> {
     const res = await this.post(target, docs, kind, false);
-    return this.resultsOf(target, docs, res.body);
+    return { results: this.resultsOf(target, docs, res.body), accepted: res.status === 202 };
   }
 
   /**
@@ -35,12 +46,13 @@ export class BulkWriter {
    * document stored, in order: the usual case) it is passed on as it came,
    * without building and serialising a result per document again.
    */
-  async writeAnswer(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk'): Promise<string | DocResult[]> {
+  async writeAnswer(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk'): Promise<Written<string | DocResult[]>> {
     const res = await this.post(target, docs, kind, true);
+    const accepted = res.status === 202;
     const text = res.text === undefined ? null : verbatimAnswer(docs, res.body, res.text);
-    if (text === null) return this.resultsOf(target, docs, res.body);
+    if (text === null) return { results: this.resultsOf(target, docs, res.body), accepted };
     this.metrics.documents.inc({ db: target.db, result: 'ok' }, docs.length);
-    return text;
+    return { results: text, accepted };
   }
 
   private async post(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk', keepText: boolean) {

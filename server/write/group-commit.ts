@@ -7,7 +7,7 @@
 //  - with nothing in flight a document goes out at once (no added latency
 //    when idle); under load documents wait at most `maxWaitMs`, or until
 //    `maxDocs` are queued, and at most `maxInflight` batches run per key.
-import type { DocResult, WriteTarget } from './bulk-writer.js';
+import type { DocResult, WriteTarget, Written } from './bulk-writer.js';
 import type { LogDoc } from './validate-docs.js';
 
 export interface GroupCommitOptions {
@@ -18,11 +18,11 @@ export interface GroupCommitOptions {
 
 type IdDoc = LogDoc & { _id: string };
 
-export type FlushFn = (target: WriteTarget, docs: IdDoc[]) => Promise<DocResult[]>;
+export type FlushFn = (target: WriteTarget, docs: IdDoc[]) => Promise<Written<DocResult[]>>;
 
 interface Waiter {
   doc: IdDoc;
-  resolve: (r: DocResult) => void;
+  resolve: (r: Written<DocResult>) => void;
   reject: (err: unknown) => void;
 }
 
@@ -44,14 +44,14 @@ export class GroupCommit {
   ) {}
 
   /** `key` identifies database + credentials: only equal keys share a batch. */
-  submit(key: string, target: WriteTarget, doc: IdDoc): Promise<DocResult> {
+  submit(key: string, target: WriteTarget, doc: IdDoc): Promise<Written<DocResult>> {
     let q = this.queues.get(key);
     if (!q) {
       q = { target, pending: [], inflight: 0, timer: null, due: false };
       this.queues.set(key, q);
     }
     const queue = q;
-    return new Promise<DocResult>((resolve, reject) => {
+    return new Promise<Written<DocResult>>((resolve, reject) => {
       queue.pending.push({ doc, resolve, reject });
       if (queue.inflight === 0 || queue.pending.length >= this.opts.maxDocs) queue.due = true;
       else if (!queue.timer) queue.timer = setTimeout(() => this.onTimer(key, queue), this.opts.maxWaitMs);
@@ -62,20 +62,21 @@ export class GroupCommit {
   /**
    * Several documents of one request (HEC batches): queued together, so an
    * idle queue sends them in one batch rather than the first one alone.
-   * Each result in the order given; rejects if any batch failed as a whole.
+   * Each result in the order given (accepted if any batch was); rejects if any batch failed as a whole.
    */
-  submitMany(key: string, target: WriteTarget, docs: IdDoc[]): Promise<DocResult[]> {
+  async submitMany(key: string, target: WriteTarget, docs: IdDoc[]): Promise<Written<DocResult[]>> {
     let q = this.queues.get(key);
     if (!q) {
       q = { target, pending: [], inflight: 0, timer: null, due: false };
       this.queues.set(key, q);
     }
     const queue = q;
-    const promises = docs.map((doc) => new Promise<DocResult>((resolve, reject) => queue.pending.push({ doc, resolve, reject })));
+    const promises = docs.map((doc) => new Promise<Written<DocResult>>((resolve, reject) => queue.pending.push({ doc, resolve, reject })));
     if (queue.inflight === 0 || queue.pending.length >= this.opts.maxDocs) queue.due = true;
     else if (!queue.timer) queue.timer = setTimeout(() => this.onTimer(key, queue), this.opts.maxWaitMs);
     this.pump(key, queue);
-    return Promise.all(promises);
+    const each = await Promise.all(promises);
+    return { results: each.map((w) => w.results), accepted: each.some((w) => w.accepted) };
   }
 
   private onTimer(key: string, q: Queue): void {
@@ -123,11 +124,11 @@ export class GroupCommit {
 
   private async send(q: Queue, batch: Waiter[]): Promise<void> {
     try {
-      const results = await this.flush(
+      const { results, accepted } = await this.flush(
         q.target,
         batch.map((w) => w.doc),
       );
-      batch.forEach((w, i) => w.resolve(results[i]!));
+      batch.forEach((w, i) => w.resolve({ results: results[i]!, accepted }));
     } catch (err) {
       for (const w of batch) w.reject(err);
     }

@@ -85,6 +85,8 @@ export interface TestCouchdb3 {
   /** Stops the node(s) as an outage would; start() brings them back with their data. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** A cluster the tests started: kills every node but the first with SIGKILL, as crashes would (stop() and start() bring them back). */
+  killOtherNodes?(): Promise<void>;
   /** End of the stack: stops the node(s) for good, or hands a shared server to the next stack. */
   dispose(): Promise<void>;
   /** Resolves once CouchDB's user cache follows _users (see waitForAuthCache). */
@@ -186,6 +188,21 @@ class OwnCouchdb3 implements TestCouchdb3 {
     this.running = true;
     const pidFile = join(this.dir, this.nodes > 1 ? 'node1' : '', 'couchdb.pid');
     this.firstPid = Number(readFileSync(pidFile, 'utf8').trim()) || undefined;
+  }
+
+  async killOtherNodes(): Promise<void> {
+    if (this.nodes < 2) throw new Error('a single node has no other nodes');
+    for (let n = 2; n <= this.nodes; n++) {
+      const pid = Number(readFileSync(join(this.dir, `node${n}`, 'couchdb.pid'), 'utf8').trim());
+      process.kill(pid, 'SIGKILL');
+      for (let alive = true; alive; await sleep(50)) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          alive = false;
+        }
+      }
+    }
   }
 
   async stop(): Promise<void> {

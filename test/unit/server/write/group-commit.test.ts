@@ -9,7 +9,7 @@
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { GroupCommit, type FlushFn, type GroupCommitOptions } from '../../../../server/write/group-commit.js';
-import type { DocResult, WriteTarget } from '../../../../server/write/bulk-writer.js';
+import type { DocResult, WriteTarget, Written } from '../../../../server/write/bulk-writer.js';
 
 type IdDoc = { _id: string; [k: string]: unknown };
 
@@ -21,7 +21,8 @@ interface Batch {
   settled: boolean;
   /** Each doc gets `{ok, id, rev: 'b<batch>-<position>'}`. */
   ok(): void;
-  resolveWith(results: DocResult[]): void;
+  /** `accepted`: CouchDB answered 202 for this batch. */
+  resolveWith(results: DocResult[], accepted?: boolean): void;
   fail(err: unknown): void;
 }
 
@@ -35,7 +36,7 @@ class FakeFlush {
     this.active += 1;
     this.maxActive = Math.max(this.maxActive, this.active);
     const index = this.batches.length;
-    return new Promise<DocResult[]>((resolve, reject) => {
+    return new Promise<Written<DocResult[]>>((resolve, reject) => {
       const batch: Batch = {
         index,
         target,
@@ -43,10 +44,10 @@ class FakeFlush {
         ids: docs.map((d) => d._id),
         settled: false,
         ok: () => batch.resolveWith(docs.map((d, i) => ({ ok: true, id: d._id, rev: revOf(index, i) }))),
-        resolveWith: (results) => {
+        resolveWith: (results, accepted = false) => {
           assert.equal(batch.settled, false, `batch ${index} settled twice`);
           batch.settled = true;
-          resolve(results);
+          resolve({ results, accepted });
         },
         fail: (err) => {
           assert.equal(batch.settled, false, `batch ${index} settled twice`);
@@ -101,7 +102,8 @@ function setup(t: TestContext, opts: Partial<GroupCommitOptions> = {}) {
   /** Submits a fresh document (id given or unique) under key 'k'. */
   const submit = (id = `doc${n++}`, key = 'k', tg: WriteTarget = tgt) => {
     const doc: IdDoc = { _id: id, seq: n++ };
-    return { doc, r: track(gc.submit(key, tg, doc)) };
+    const written = gc.submit(key, tg, doc);
+    return { doc, r: track(written.then((w) => w.results)), accepted: track(written.then((w) => w.accepted)) };
   };
   return { fake, gc, tgt, submit };
 }
@@ -363,6 +365,39 @@ describe('GroupCommit: concurrency', () => {
 });
 
 describe('GroupCommit: results and failures', () => {
+  test('a batch CouchDB answered 202 (fewer copies than its write quorum) is accepted for every caller in it, and only for them', async (t) => {
+    const { fake, submit, gc, tgt } = setup(t, { maxInflight: 1 });
+    const a = submit('a');
+    const b = submit('b');
+    const c = submit('c');
+    fake.batch(0).ok();
+    await settle();
+    fake.batch(1).resolveWith(
+      [
+        { ok: true, id: 'b', rev: '1-bbb' },
+        { id: 'c', error: 'conflict', reason: 'Document update conflict.' },
+      ],
+      true,
+    );
+    await settle();
+    assert.deepEqual([a.accepted.value, b.accepted.value, c.accepted.value], [false, true, true]);
+    const many = gc.submitMany('k', tgt, [{ _id: 'm1' }, { _id: 'm2' }]);
+    await settle();
+    fake.batch(2).resolveWith(
+      [
+        { ok: true, id: 'm1', rev: '1-m' },
+        { ok: true, id: 'm2', rev: '1-m' },
+      ],
+      true,
+    );
+    const w = await many;
+    assert.equal(w.accepted, true);
+    assert.deepEqual(
+      w.results.map((r) => r.id),
+      ['m1', 'm2'],
+    );
+  });
+
   test('each caller gets results[i] of its own document, errors included (resolved, not rejected)', async (t) => {
     const { fake, submit } = setup(t, { maxInflight: 1 });
     submit('a');
@@ -417,16 +452,16 @@ describe('GroupCommit: results and failures', () => {
     const flush: FlushFn = (_target, docs) => {
       calls += 1;
       if (calls === 1) throw boom;
-      return Promise.resolve(docs.map((doc) => ({ ok: true as const, id: doc._id, rev: '1-x' })));
+      return Promise.resolve({ results: docs.map((doc) => ({ ok: true as const, id: doc._id, rev: '1-x' })), accepted: false });
     };
     const gc = new GroupCommit({ maxDocs: 10, maxWaitMs: 5, maxInflight: 1 }, flush);
-    let p!: Promise<DocResult>;
+    let p!: Promise<Written<DocResult>>;
     assert.doesNotThrow(() => {
       p = gc.submit('k', target(), { _id: 'a' });
     });
     await assert.rejects(p, (err) => err === boom);
     // The queue is not stuck afterwards.
-    assert.deepEqual(await gc.submit('k', target(), { _id: 'b' }), { ok: true, id: 'b', rev: '1-x' });
+    assert.deepEqual(await gc.submit('k', target(), { _id: 'b' }), { results: { ok: true, id: 'b', rev: '1-x' }, accepted: false });
     assert.equal(calls, 2);
   });
 
