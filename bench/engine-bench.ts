@@ -1,6 +1,7 @@
 // Benchmark (a) of the correlator: the pure engine alone, on one thread, on
-// generated A (HTTP) and B (TLS/network) streams shaped like seed 000/001's
-// documents. Measures
+// A (HTTP) and B (TLS/network) streams from the shared traffic generator
+// (bench/correlator-traffic.ts, the one the correlator tests use), as the
+// feed normalises them. Measures
 //  - events/s and outputs/s of engine.push()/drain() on events normalised
 //    beforehand (generation and normalisation are not timed); the engine's
 //    lookups (connections evicted from its memory cache, then seen again)
@@ -16,11 +17,10 @@ import { runInNewContext } from 'node:vm';
 import { correlatorSchema } from '../lib/config/correlator-schema.js';
 import { CorrelationEngine } from '../correlator/engine/engine.js';
 import { engineConfig } from '../correlator/engine-config.js';
-import { IpFilter } from '../correlator/engine/ip-filter.js';
-import { toEvent, type Change, type NormalizeRules } from '../correlator/engine/normalize.js';
+import { toEvent, type Change } from '../correlator/engine/normalize.js';
 import { fingerprint } from '../correlator/engine/fingerprint.js';
-import type { EngineConfig, EngineCounters, InputEvent, Output, PriorRecord, Side } from '../correlator/engine/types.js';
-import { mulberry32 } from './prng.js';
+import type { EngineConfig, EngineCounters, InputEvent, Output, PriorRecord } from '../correlator/engine/types.js';
+import { asChanges, asEvents, firstAWithLateB, generateTraffic, NO_RULES, unmatchedTraffic } from './correlator-traffic.js';
 
 export interface EngineBenchOptions {
   /** A and B events in total (approximately: whole connections are generated). */
@@ -62,182 +62,38 @@ export interface EngineBenchReport {
   ratio: number;
 }
 
-// Value pools: real logs repeat user agents, hosts, fingerprints; paths,
-// request ids and ports vary per request.
-const USER_AGENTS = [
-  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36',
-  'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15',
-  'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0',
-  'curl/8.5.0',
-  'python-requests/2.31.0',
-  'Go-http-client/1.1',
-];
-const HOSTS = ['example.com', 'api.example.com', 'shop.example.com', 'static.example.com'];
-const PATHS = ['/api/v1/users', '/api/v1/orders', '/login', '/', '/static/app.js', '/search', '/wp-login.php', '/.env'];
-const JA4 = [
-  't13d1516h2_8daaf6152771_b0da82dd1658',
-  't13d1715h2_5b57614c22b0_3d5424432f57',
-  't12d1209h1_d34a8e72043a_b39be8c56a14',
-  't13d301000_1d37bd780c83_d339722ba4af',
-];
-const JA3 = [
-  '771,4865-4866-4867-49195-49199,0-23-65281-10-11-35-16-5-13-18-51-45-43-27-21,29-23-24,0',
-  '771,49195-49199-52393-52392,0-10-11-13,23-24,0',
-  '772,4865-4867,0-43-51,29,0',
-];
-const JA3_HASH = ['e7d705a3286e19ea42f587b344ee6865', 'b32309a26951912be7dba376398abc3b', '6734f37431670b3ab4292b8f60f29984'];
-const TCP_OPTIONS = ['MSS,SACK,TS,NOP,WS', 'MSS,NOP,WS,NOP,NOP,SACK', 'MSS,NOP,NOP,SACK'];
-
 interface Streams {
-  /** Each feed in its own order: by time, with a jitter below the reorder slack. */
+  /** Each feed in its own order: by time, up to a small local disorder (far below the reorder slack). */
   A: Change[];
   B: Change[];
   connections: number;
   eventTimeSeconds: number;
 }
 
-/** Seed-shaped documents: A (17 fields) from the web server, B (19 fields) from the TLS sensor. */
-class DocFactory {
-  constructor(private readonly rnd: () => number) {}
-
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.rnd() * (hi - lo + 1));
-  }
-
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.rnd() * xs.length)]!;
-  }
-
-  /** A connection: its source, and what all its requests share. */
-  conn(c: number) {
-    const v6 = this.rnd() < 0.1;
-    return {
-      c,
-      src_ip: v6
-        ? `2001:db8:${this.int(0, 0xffff).toString(16)}::${this.int(1, 0xffff).toString(16)}`
-        : `${this.int(1, 223)}.${this.int(0, 255)}.${this.int(0, 255)}.${this.int(1, 254)}`,
-      src_port: this.int(1024, 65535),
-      host: this.pick(HOSTS),
-      ua: this.pick(USER_AGENTS),
-    };
-  }
-
-  a(k: ReturnType<DocFactory['conn']>, at: number, n: number): Record<string, unknown> {
-    return {
-      src_ip: k.src_ip,
-      src_port: k.src_port,
-      dst_ip: '192.0.2.10',
-      dst_port: 443,
-      timestamp: at * 1e6, // the seed's A timestamps are nanoseconds
-      method: this.rnd() < 0.8 ? 'GET' : 'POST',
-      scheme: 'https',
-      host: k.host,
-      path: `${this.pick(PATHS)}/${k.c}`,
-      query: this.rnd() < 0.3 ? `q=${this.int(1, 1e6)}` : '',
-      http_version: 'HTTP/1.1',
-      'header_User-Agent': k.ua,
-      header_Accept: '*/*',
-      'header_Accept-Encoding': 'gzip, deflate, br',
-      'header_Accept-Language': 'en-US,en;q=0.9',
-      'header_X-Request-Id': `${k.c.toString(36)}-${n}-${this.int(0, 1e9).toString(36)}`,
-      'header_Sec-Fetch-Mode': 'navigate',
-    };
-  }
-
-  b(k: ReturnType<DocFactory['conn']>, at: number): Record<string, unknown> {
-    return {
-      src_ip: k.src_ip,
-      src_port: k.src_port,
-      dst_ip: '192.0.2.10',
-      dst_port: 443,
-      timestamp: at,
-      ip_meta_df: true,
-      ip_meta_id: this.int(0, 65535),
-      ip_meta_total_length: this.int(52, 1500),
-      ip_meta_ttl: this.pick([52, 56, 64, 118, 128]),
-      tcp_meta_options: this.pick(TCP_OPTIONS),
-      tcp_meta_window_size: this.pick([64240, 65535, 29200]),
-      syn_to_clienthello_ms: this.int(1, 120),
-      tls_version: this.rnd() < 0.9 ? '1.3' : '1.2',
-      tls_sni: k.host,
-      tls_alpn: 'h2',
-      ja3: this.pick(JA3),
-      ja3_hash: this.pick(JA3_HASH),
-      ja4: this.pick(JA4),
-      conn_id: `conn-${k.c.toString(36)}`,
-    };
-  }
-}
-
-const change = (side: Side, seed: number, i: number, doc: Record<string, unknown>): Change => {
-  const id = `${side === 'A' ? 'http' : 'tls'}-${seed}-${i}`;
-  return { id, doc: { _id: id, _rev: '1-0', ...doc } };
-};
-
 /**
- * ~`events` events as whole connections: 60% keep-alive (one B, 1..6 As,
- * the first A shortly before or after the B), 15% A without B, 15% B
- * without A, 10% B arriving after the A stopped waiting.
+ * `events` events from the shared generator (bench/correlator-traffic.ts),
+ * about 2.7 A per B as this benchmark has always measured: keep-alive runs
+ * with gaps of up to 20 s, orphans on both sides, a tenth of the Bs arriving
+ * after their first A stopped waiting; `connectionsPerSecond` new
+ * connections per second of event time.
  */
 export function generateStreams(events: number, connectionsPerSecond: number, cfg: EngineConfig, seed: number, t0 = Date.UTC(2024, 0, 1)): Streams {
-  const rnd = mulberry32(seed);
-  const f = new DocFactory(rnd);
-  const raw: Record<Side, { t: number; doc: Record<string, unknown> }[]> = { A: [], B: [] };
-  const gapMs = 1000 / connectionsPerSecond;
-  const reach = Math.min(cfg.windowMs, cfg.apacheEmitDelayMs);
-  let t = t0;
-  let c = 0;
-  for (; raw.A.length + raw.B.length < events; c++) {
-    t += gapMs * 2 * rnd(); // mean gap 1/rate
-    const time = Math.round(t);
-    const k = f.conn(c);
-    const a = (at: number, n: number) => raw.A.push({ t: at, doc: f.a(k, at, n) });
-    const b = (at: number) => raw.B.push({ t: at, doc: f.b(k, at) });
-    const kind = rnd();
-    if (kind < 0.6) {
-      b(time);
-      let at = time + f.int(-Math.floor(reach / 2), Math.floor(cfg.windowMs / 2));
-      for (let n = f.int(1, 6), i = 0; i < n; i++, at += f.int(50, 20_000)) a(at, i);
-    } else if (kind < 0.75) {
-      a(time, 0); // no TLS log (plain HTTP, sensor down): orphan A
-    } else if (kind < 0.9) {
-      b(time); // handshake without a request: orphan B (dropped unless network_emit)
-    } else {
-      a(time, 0);
-      b(time + reach + f.int(1, 2000));
-    }
-  }
-  // Feed order: time plus a jitter below the reorder slack.
-  const feed = (side: Side): Change[] =>
-    raw[side]
-      .map((e) => ({ e, order: e.t + f.int(0, Math.max(0, cfg.reorderSlackMs - 1)) }))
-      .sort((x, y) => x.order - y.order)
-      .map(({ e }, i) => change(side, seed, i, e.doc));
-  return { A: feed('A'), B: feed('B'), connections: c, eventTimeSeconds: (t - t0) / 1000 };
-}
-
-/** N As and N Bs on 2N distinct keys (nothing matches), all within 400 ms of t0. */
-function unmatchedChanges(n: number, seed: number, t0: number): { A: Change[]; B: Change[] } {
-  const f = new DocFactory(mulberry32(seed));
-  const out = { A: [] as Change[], B: [] as Change[] };
-  for (let i = 0; i < n; i++) {
-    for (const side of ['A', 'B'] as const) {
-      const k = { ...f.conn(i), src_ip: `${side === 'A' ? 10 : 11}.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` };
-      const at = t0 + (i % 400);
-      out[side].push(change(side, seed, i, side === 'A' ? f.a(k, at, 0) : f.b(k, at)));
-    }
-  }
-  return out;
-}
-
-const NO_RULES: NormalizeRules = { exclude: new IpFilter([]), includePorts: new Set(), where: null };
-
-function normalizeAll(changes: Change[], side: Side): InputEvent[] {
-  return changes.map((ch, i) => {
-    const ev = toEvent(ch, side, i, NO_RULES);
-    if ('skip' in ev) throw new Error(`generated document skipped: ${ev.skip}`);
-    return ev;
+  const aCount = Math.round(events * 0.73);
+  const bCount = events - aCount;
+  const orphanAShare = 0.05;
+  const connections = bCount + Math.round(aCount * orphanAShare);
+  const traffic = generateTraffic({
+    seed,
+    aCount,
+    bCount,
+    startMs: t0,
+    spanMs: (connections / connectionsPerSecond) * 1000,
+    orphanAShare,
+    firstA: firstAWithLateB(Math.min(cfg.windowMs, cfg.apacheEmitDelayMs), 0.1, 2000),
+    keepAliveGapMs: { min: 50, mean: 10_000, max: 20_000 },
   });
+  const changes = asChanges(traffic, (side, i) => `${side === 'A' ? 'http' : 'tls'}-${seed}-${i}`);
+  return { ...changes, connections, eventTimeSeconds: (traffic.lastMs - t0) / 1000 };
 }
 
 /** Push order of a feed adapter reading both feeds at the same pace: merged by event time, each feed in its own order. */
@@ -367,8 +223,7 @@ interface MemoryCase {
 }
 
 function memoryEvents(m: MemoryCase): { A: InputEvent[]; B: InputEvent[] } {
-  const ch = unmatchedChanges(m.n, m.seed, m.t0);
-  return { A: normalizeAll(ch.A, 'A'), B: normalizeAll(ch.B, 'B') };
+  return asEvents(asChanges(unmatchedTraffic({ seed: m.seed, n: m.n, startMs: m.t0, spanMs: 400 }), (side, i) => `${side}-${m.seed}-${i}`));
 }
 
 // Each measurement is a function of its own, and what it builds is created in
@@ -415,7 +270,7 @@ export function benchEngine(o: EngineBenchOptions, progress: (line: string) => v
   const cfg = engineConfig(correlatorSchema.parse({}));
   progress(`generating ~${o.events.toLocaleString('en-US')} events (${o.connectionsPerSecond} connections/s of event time)...`);
   const streams = generateStreams(o.events, o.connectionsPerSecond, cfg, o.seed);
-  const events = { A: normalizeAll(streams.A, 'A'), B: normalizeAll(streams.B, 'B') };
+  const events = asEvents(streams);
   const order = mergeOrder(events.A, events.B);
   // The same push order for the normalising run: by the events' times, as above.
   const changeOrder = order.map((ev) => ({ side: ev.side, index: ev.index, change: (ev.side === 'A' ? streams.A : streams.B)[ev.index]! }));

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EngineConfig } from '../../../../correlator/engine/types.js';
 import { eventTime } from '../../../../correlator/engine/normalize.js';
-import { generateTraffic } from '../../../../bench/correlator-traffic.js';
+import { generateTraffic, mixTimeFormats } from '../../../../bench/correlator-traffic.js';
 import { mulberry32 } from '../../../../bench/prng.js';
 import { firstDifference, play, randomSchedule, referenceResult, type StoredDoc } from '../../../helpers/arrival-schedule.js';
 
@@ -32,24 +32,11 @@ function config(over: Partial<EngineConfig> = {}): EngineConfig {
   };
 }
 
-/** The benchmark's traffic, with every time format the correlator reads mixed in, and some exact ties. */
+/** The generated traffic, with every time format the correlator reads mixed in, and some exact ties. */
 function traffic(seed: number, n: number): StoredDoc[] {
-  const t = generateTraffic({ seed, aCount: n, bCount: Math.round(n * 0.7), startMs: T0, spanMs: 60_000 });
-  const rnd = mulberry32(seed ^ 0x5eed);
-  const docs: StoredDoc[] = [];
-  const vary = (doc: Record<string, unknown>) => {
-    const ms = eventTime(doc)!;
-    const r = rnd();
-    if (r < 0.15) {
-      delete doc.timestamp;
-      doc.time = new Date(ms).toISOString().replace('Z', '+00:00');
-    } else if (r < 0.25) doc.timestamp = ms / 1000;
-    else if (r < 0.3) doc.timestamp = Math.floor(ms / 1000) * 1000; // ties at whole seconds
-    return doc;
-  };
-  t.a.forEach((d, i) => docs.push({ side: 'A', id: `a${seed}-${i.toString().padStart(5, '0')}`, doc: vary({ ...d }) }));
-  t.b.forEach((d, i) => docs.push({ side: 'B', id: `b${seed}-${i.toString().padStart(5, '0')}`, doc: vary({ ...d }) }));
-  return docs;
+  const t = mixTimeFormats(generateTraffic({ seed, aCount: n, bCount: Math.round(n * 0.7), startMs: T0, spanMs: 60_000 }), seed ^ 0x5eed);
+  const id = (side: string, i: number) => `${side}${seed}-${i.toString().padStart(5, '0')}`;
+  return [...t.a.map((doc, i) => ({ side: 'A' as const, id: id('a', i), doc })), ...t.b.map((doc, i) => ({ side: 'B' as const, id: id('b', i), doc }))];
 }
 
 const timeOf = (d: StoredDoc) => eventTime(d.doc)!;

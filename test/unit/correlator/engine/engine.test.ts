@@ -23,6 +23,7 @@ import { fingerprint } from '../../../../correlator/engine/fingerprint.js';
 import { KeySim, segmentGap, segmentStart } from '../../../../correlator/engine/key-sim.js';
 import type { EngineConfig, EngineCounters, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../../../correlator/engine/types.js';
 import { mulberry32 } from '../../../../bench/prng.js';
+import { asChanges, asEvents, firstAWithLateB, generateTraffic, type Traffic as GeneratedDocs } from '../../../../bench/correlator-traffic.js';
 
 /** Noon, 2024-01-01 UTC: keeps record timestamps readable when a test prints them. */
 const T0 = Date.UTC(2024, 0, 1, 12);
@@ -1195,10 +1196,13 @@ describe('CorrelationEngine: ids and state snapshots', () => {
 });
 
 // ---------------------------------------------------------------------------
-// Generated traffic: a fixed, seeded set of A and B events with keep-alive
-// connections, As before and after their B, orphans on both sides, keys
-// reused by later connections, and each feed out of time order by less than
-// the reorder slack.
+// Generated traffic: a fixed, seeded set of A and B events from the shared
+// generator (bench/correlator-traffic.ts), normalised by toEvent as the feed
+// does, reshaped for GEN_CFG's short window and TTL: keep-alive connections,
+// As before and after their B, Bs that come after their A stopped waiting,
+// keep-alive gaps past the TTL, orphans on both sides, IPv6 and IPv4-mapped
+// addresses, keys reused by later connections (a small pool of source
+// ports), and each feed out of time order by less than the reorder slack.
 
 const GEN_CFG = config({ windowMs: 2000, apacheEmitDelayMs: 800, networkTtlMs: 6000, reorderSlackMs: 400, maxHttpItems: 5000, maxNetworkItems: 5000 });
 
@@ -1207,80 +1211,22 @@ interface Traffic {
   B: InputEvent[];
 }
 
-function generateTraffic(seed: number, connections: number, cfg: EngineConfig): Traffic {
-  const rnd = mulberry32(seed);
-  const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-  const ips = ['203.0.113.10', '203.0.113.11', '198.51.100.7', '2001:db8::42', '192.0.2.200'];
-  const ports = [50001, 50002, 50003, 50004];
-  const reach = Math.min(cfg.windowMs, cfg.apacheEmitDelayMs);
-  const raw: Record<Side, { time: number; key: string; doc: Record<string, unknown> }[]> = { A: [], B: [] };
-  let t = T0;
-  for (let c = 0; c < connections; c++) {
-    t += int(50, 700);
-    const ip = pick(ips);
-    const port = pick(ports);
-    const key = keyOf(ip, port);
-    const base = { src_ip: ip, src_port: port, dst_ip: '192.0.2.1' };
-    const a = (time: number, i: number) =>
-      raw.A.push({
-        time,
-        key,
-        doc: {
-          ...base,
-          dst_port: rnd() < 0.8 ? 443 : 8443,
-          timestamp: time,
-          method: pick(['GET', 'POST']),
-          host: 'shop.example',
-          path: `/c${c}/r${i}`,
-          'header_User-Agent': pick(['curl/8.5', 'Mozilla/5.0']),
-          tls_version: rnd() < 0.9 ? '1.3' : '1.2',
-        },
-      });
-    const b = (time: number) =>
-      raw.B.push({
-        time,
-        key,
-        doc: {
-          ...base,
-          dst_port: 443,
-          timestamp: time,
-          ja3: `ja3-${c % 7}`,
-          ja4: `t13d_${c % 5}`,
-          tls_version: '1.3',
-          ip_meta_ttl: 64,
-          conn_id: `conn-${seed}-${c}`,
-        },
-      });
-    const kind = rnd();
-    if (kind < 0.55) {
-      // Keep-alive connection: the first A up to `reach` before the B or within the window after it.
-      b(t);
-      let at = t + int(-reach + 100, cfg.windowMs - 100);
-      const n = int(1, 5);
-      for (let i = 0; i < n; i++) {
-        a(at, i);
-        at += int(200, cfg.networkTtlMs - 1000);
-      }
-      if (rnd() < 0.2) a(at + cfg.networkTtlMs + int(1, 3000), n); // after the TTL: an orphan unless the key is reused
-    } else if (kind < 0.7) {
-      a(t, 0);
-      if (rnd() < 0.5) a(t + int(100, 3000), 1);
-    } else if (kind < 0.85) {
-      b(t);
-    } else {
-      // The B shows up after the A has stopped waiting for it.
-      a(t, 0);
-      b(t + reach + int(1, 1500));
-    }
-  }
-  // Feed order: time plus a jitter below the slack, so each feed is out of time order by less than the slack.
-  const feed = (side: Side): InputEvent[] =>
-    raw[side]
-      .map((e) => ({ e, order: e.time + int(0, cfg.reorderSlackMs - 1) }))
-      .sort((x, y) => x.order - y.order)
-      .map(({ e }, index) => ({ side, index, id: `${side.toLowerCase()}-${seed}-${index}`, key: e.key, time: e.time, doc: e.doc }));
-  return { A: feed('A'), B: feed('B') };
+/** The events, and the documents they were made of. */
+function generatedTraffic(seed: number, aCount: number, cfg: EngineConfig): Traffic & { docs: GeneratedDocs } {
+  const docs = generateTraffic({
+    seed,
+    aCount,
+    bCount: Math.round((aCount * 2) / 3),
+    startMs: T0,
+    spanMs: aCount * 200,
+    orphanAShare: 0.1,
+    clients: 6,
+    ports: [50001, 50002, 50003, 50004],
+    firstA: firstAWithLateB(Math.min(cfg.windowMs, cfg.apacheEmitDelayMs), 0.15, 1500),
+    keepAliveGapMs: { min: 200, mean: 2500, max: cfg.networkTtlMs + 3000 },
+    disorderMs: Math.min(150, cfg.reorderSlackMs - 1),
+  });
+  return { ...asEvents(asChanges(docs, (side, i) => `${side.toLowerCase()}-${seed}-${i}`)), docs };
 }
 
 type Push = { push: InputEvent } | { advance: Side; to: number };
@@ -1396,7 +1342,7 @@ function assertSameOutputs(actual: Map<string, Output>, expected: Map<string, Ou
 }
 
 describe('CorrelationEngine: generated traffic', () => {
-  const traffic = generateTraffic(20240101, 160, GEN_CFG);
+  const traffic = generatedTraffic(20240101, 300, GEN_CFG);
   const reference = runPushes(GEN_CFG, byTime(traffic, 0, 0));
   const refById = byId(reference.outputs, 'time order');
 
@@ -1409,6 +1355,30 @@ describe('CorrelationEngine: generated traffic', () => {
     assert.ok(kinds.filter((k) => k === 'orphan_a').length > 20, 'orphan A');
     assert.ok(kinds.filter((k) => k === 'orphan_b').length > 10, 'orphan B');
     assert.ok(maxKeepalives >= 4, `keep-alive runs (max ${maxKeepalives})`);
+    const correlated = reference.outputs.filter((o) => o.kind === 'correlated').map((o) => o.record);
+    assert.ok(
+      correlated.some((r) => (r.a_timestamp as number) < (r.b_timestamp as number)),
+      'an A before its B',
+    );
+    assert.ok(
+      correlated.some((r) => (r.a_timestamp as number) > (r.b_timestamp as number)),
+      'an A after its B',
+    );
+    const sources = [...traffic.A, ...traffic.B].map((e) => e.doc.src_ip as string);
+    assert.ok(
+      sources.some((ip) => ip.includes(':')),
+      'IPv6 sources',
+    );
+    assert.ok(
+      traffic.docs.b.some((d) => String(d.src_ip).startsWith('::ffff:')),
+      'B sources written as IPv4-mapped IPv6',
+    );
+    const keys = new Map<string, Set<unknown>>();
+    for (const e of traffic.B) keys.set(e.key, (keys.get(e.key) ?? new Set()).add(e.doc.conn_id));
+    assert.ok(
+      [...keys.values()].some((conns) => conns.size > 1),
+      'keys reused by later connections',
+    );
     // Feeds really are out of time order (but by less than the slack).
     const disorder = (evs: InputEvent[]) => evs.some((e, i) => i > 0 && e.time < evs[i - 1]!.time);
     assert.ok(disorder(traffic.A) && disorder(traffic.B), 'both feeds out of time order somewhere');
@@ -1455,7 +1425,7 @@ describe('CorrelationEngine: generated traffic', () => {
 
   test('a second generated set (other seed, one_to_one) is interleaving-independent too', () => {
     const cfg = { ...GEN_CFG, mode: 'one_to_one' as const };
-    const tr = generateTraffic(77, 120, cfg);
+    const tr = generatedTraffic(77, 220, cfg);
     const ref = byId(runPushes(cfg, byTime(tr, 0, 0)).outputs, 'time order');
     for (const [name, plan] of Object.entries(interleavings)) assertSameOutputs(byId(runPushes(cfg, plan(tr)).outputs, name), ref, name);
   });
@@ -1549,7 +1519,7 @@ describe('CorrelationEngine: restart from a checkpoint', () => {
     assertSameOutputs(restartFromSnapshot(cfg, tr, { A: 1, B: 2 }, { A: 2, B: 2 }, 'consumed B'), reference, 'one_to_one');
   });
 
-  const traffic = generateTraffic(4242, 160, GEN_CFG);
+  const traffic = generatedTraffic(4242, 300, GEN_CFG);
   const reference = byId(runPushes(GEN_CFG, byTime(traffic, 0, 0)).outputs, 'uninterrupted');
   const cuts: [string, number, number, number][] = [
     ['half of each feed', 0.5, 0.5, 0.1],
