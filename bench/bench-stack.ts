@@ -2,6 +2,11 @@
 // same code `couchlog up` runs, on given ports, with request logs written at
 // `info` (as in production) but to /dev/null.
 //
+// startCouchStack is the one sequence tests and benchmarks start a stack
+// with: the CouchDB (embedded unless the config names one), setup, and the
+// ingress when asked for (test/helpers/stack.ts, startBenchStack below,
+// bench:protection and bench:correlator).
+//
 // The one place where a benchmark chooses its CouchDB: the embedded PouchDB
 // Server (started here, in a temporary data folder, stopped at the end), or
 // an external CouchDB given by URL (e.g. Apache CouchDB 3), whose admin
@@ -13,14 +18,14 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { ensureSecrets, loadConfig, type Config } from '../lib/config/load.js';
+import { couchUrl, ensureSecrets, loadConfig, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { startEmbeddedCouch } from '../cli/couchdb.js';
 import type { EmbeddedCouch } from '../embedded/pouchdb-server.js';
 import { loggerOptions, type Logger } from '../lib/logger.js';
 import { runSetup } from '../cli/run-setup.js';
-import { buildApp } from '../server/app.js';
+import { startIngress } from '../cli/ingress.js';
 
 /** Which CouchDB a benchmark measures. */
 export interface CouchChoice {
@@ -56,9 +61,39 @@ export function benchConfig(o: { dataDir: string; couch: CouchChoice; couchPort:
   return { config, external, prefix };
 }
 
-/** The embedded server, started, when the config has no external CouchDB; null otherwise. */
-export async function startChosenCouch(config: Config, logger: Logger): Promise<EmbeddedCouch | null> {
-  return config.couchdb.url === null ? await startEmbeddedCouch(config, logger) : null;
+export interface CouchStack {
+  /** The embedded server, started here; null when the config names an external CouchDB. */
+  embedded: EmbeddedCouch | null;
+  /** The ingress, listening on the config's host and port; null when not asked for. */
+  app: FastifyInstance | null;
+  /** Closes the ingress, stops the embedded server. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The CouchDB (the embedded server, with its admin, unless `config.couchdb.url`
+ * is set), `couchlog setup`, then `afterSetup`, then the ingress when asked
+ * for. When a step fails, what was started is stopped before the error is thrown.
+ */
+export async function startCouchStack(config: Config, logger: Logger, o: { ingress: boolean; afterSetup?: () => Promise<unknown> }): Promise<CouchStack> {
+  const embedded = config.couchdb.url === null ? await startEmbeddedCouch(config, logger) : null;
+  let app: FastifyInstance | null = null;
+  try {
+    await runSetup(config);
+    await o.afterSetup?.();
+    if (o.ingress) app = await startIngress(config, logger);
+  } catch (err) {
+    await embedded?.stop();
+    throw err;
+  }
+  return {
+    embedded,
+    app,
+    async stop() {
+      await app?.close();
+      await embedded?.stop();
+    },
+  };
 }
 
 /** "embedded PouchDB Server (url)" or "Apache CouchDB 3.5.0 at url", from the server's own welcome. */
@@ -139,38 +174,34 @@ export async function startBenchStack(o: {
   );
   config.clickhouse.enabled = false;
   const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));
-  const couch = await startChosenCouch(config, logger);
-  const couchUrl = couch ? couch.url : config.couchdb.url!.replace(/\/+$/, '');
-  const admin = { authorization: basicAuth(config.couchdb.admin.user, config.couchdb.admin.password!) };
-  const http = new CouchHttp(couchUrl, { timeoutMs: 120_000, retryAfterS: 1 });
   const dbs = [...Object.keys(config.apps), config.correlator.outputs.couchdb.app].map((a) => `log_${a}`);
   const bare: string[] = [];
+  const url = couchUrl(config);
+  const http = new CouchHttp(url, { timeoutMs: 120_000, retryAfterS: 1 });
+  const admin = { authorization: basicAuth(config.couchdb.admin.user, config.couchdb.admin.password!) };
+  // An external server keeps nothing of the run; the embedded one goes with its data folder.
   const cleanUp = async () => {
-    // An external server keeps nothing of the run; the embedded one goes with its data folder.
     if (external) for (const db of [...dbs, ...bare]) await http.request('DELETE', `/${db}`, { headers: admin }).catch(() => undefined);
     await http.close();
-    await couch?.stop();
   };
-  let app: FastifyInstance | null = null;
+  let running: CouchStack | null = null;
   let server: string;
   try {
-    await runSetup(config);
-    server = await describeCouch(couchUrl, couch !== null, admin);
-    app = await buildApp(config, { logger });
-    await app.listen({ host: '127.0.0.1', port: o.ingressPort });
+    running = await startCouchStack(config, logger, { ingress: true });
+    server = await describeCouch(url, running.embedded !== null, admin);
   } catch (err) {
-    await app?.close();
+    await running?.stop();
     await cleanUp();
     throw err;
   }
-  const ingress = app;
+  const stack = running;
   const db = (a: string) => `log_${appName(a)}`;
   return {
     config,
-    couchUrl,
+    couchUrl: url,
     server,
     external,
-    app: ingress,
+    app: stack.app!,
     ingressUrl: `http://127.0.0.1:${o.ingressPort}`,
     writer: { authorization: basicAuth(config.users.writer.user, config.users.writer.password!), 'content-type': 'application/json' },
     admin,
@@ -188,12 +219,13 @@ export async function startBenchStack(o: {
     },
     childEnv() {
       const env: Record<string, string> = { COUCHLOG_DATA: config.data_dir, COUCHLOG_COUCHDB_PORT: String(config.couchdb.embedded.port) };
-      if (external) Object.assign(env, { COUCHDB_URL: couchUrl, COUCHDB_USER: config.couchdb.admin.user, COUCHDB_PASSWORD: config.couchdb.admin.password! });
+      if (external) Object.assign(env, { COUCHDB_URL: url, COUCHDB_USER: config.couchdb.admin.user, COUCHDB_PASSWORD: config.couchdb.admin.password! });
       return env;
     },
     async stop() {
-      await ingress.close();
+      await stack.app!.close();
       await cleanUp();
+      await stack.embedded?.stop();
     },
   };
 }

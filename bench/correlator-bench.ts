@@ -16,16 +16,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { loadConfig, ensureSecrets, type Config } from '../lib/config/load.js';
+import { couchUrl, type Config } from '../lib/config/load.js';
 import type { Protection } from '../lib/config/protection.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { loggerOptions } from '../lib/logger.js';
-import { startEmbeddedCouch } from '../cli/couchdb.js';
+import type { EmbeddedCouch } from '../embedded/pouchdb-server.js';
 import { EmbeddedClickhouse, findClickhouseServer } from '../embedded/clickhouse-server.js';
-import { runSetup } from '../cli/run-setup.js';
 import { startCorrelator, type RunningCorrelator } from '../correlator/service.js';
 import type { EngineCounters } from '../correlator/engine/types.js';
+import { benchConfig, describeCouch, startCouchStack } from './bench-stack.js';
 import { freePort } from './free-port.js';
 import { cpuMeter } from './process-cpu.js';
 import { generateTraffic } from './correlator-traffic.js';
@@ -113,14 +113,11 @@ interface Server {
 
 /** The CouchDB (embedded, or the external one asked for) and ClickHouse, set up with fresh databases. */
 async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (line: string) => void): Promise<Server> {
-  const env: Record<string, string | undefined> = { COUCHLOG_DATA: dataDir, COUCHLOG_COUCHDB_PORT: String(await freePort()), COUCHLOG_LOG_LEVEL: 'info' };
-  if (o.couchdbUrl) Object.assign(env, { COUCHDB_URL: o.couchdbUrl, COUCHDB_USER: o.env.COUCHDB_USER, COUCHDB_PASSWORD: o.env.COUCHDB_PASSWORD });
-  const { config } = loadConfig({ env, cwd: dataDir });
+  // Databases of their own on an external server (a prefix of the run's own), removed afterwards.
+  const { config, prefix } = benchConfig({ dataDir, couch: { couchdbUrl: o.couchdbUrl, env: o.env }, couchPort: await freePort() });
   // Logs are written (at info, as in production) but to /dev/null.
   const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));
-  // Databases of their own on an external server, removed afterwards.
-  const tag = o.couchdbUrl ? `bench${Date.now().toString(36)}` : '';
-  const apps = { a: `${tag || ''}http`, b: `${tag || ''}network`, out: `${tag || ''}correlated` };
+  const apps = { a: `${prefix}http`, b: `${prefix}network`, out: config.correlator.outputs.couchdb.app };
   config.apps = { [apps.a]: { reports: [], tokens: [], protection: o.protection }, [apps.b]: { reports: [], tokens: [], protection: o.protection } };
   const c = config.correlator;
   c.inputs.http.app = apps.a;
@@ -130,7 +127,6 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
   c.metrics.enabled = false;
   c.outputs.couchdb.enabled = o.sinks.includes('couchdb');
   c.outputs.couchdb.protection = o.protection;
-  ensureSecrets(config);
 
   const binary = findClickhouseServer();
   let clickhouse: EmbeddedClickhouse | null = null;
@@ -154,14 +150,23 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
     config.clickhouse.enabled = false;
     clickhouseNote = 'not installed (no clickhouse-server): the ClickHouse sink is SKIPPED, only the CouchDB sink is written';
   }
-  const embedded = o.couchdbUrl ? null : await (progress('starting the embedded CouchDB...'), startEmbeddedCouch(config, logger));
-  const url = embedded ? embedded.url : o.couchdbUrl!;
+  const url = couchUrl(config);
   const http = new CouchHttp(url, { timeoutMs: 300_000, retryAfterS: 5 });
-  if (clickhouse) await clickhouse.start();
-  await runSetup(config);
   const admin = { authorization: basicAuth(config.couchdb.admin.user, config.couchdb.admin.password!) };
-  const info = await http.request<{ version?: string; vendor?: { name?: string } }>('GET', '/', { headers: admin });
-  const server = embedded ? `embedded PouchDB Server (${url})` : `${info.body.vendor?.name ?? 'CouchDB'} ${info.body.version ?? ''} at ${url}`;
+  if (config.couchdb.url === null) progress('starting the embedded CouchDB...');
+  let embedded: EmbeddedCouch | null = null;
+  let server: string;
+  try {
+    // Setup makes the ClickHouse table: the server is started first.
+    if (clickhouse) await clickhouse.start();
+    embedded = (await startCouchStack(config, logger, { ingress: false })).embedded;
+    server = await describeCouch(url, embedded !== null, admin);
+  } catch (err) {
+    await http.close();
+    await clickhouse?.stop(3000);
+    await embedded?.stop();
+    throw err;
+  }
   const label = `${server}, protection ${o.protection}`;
   const dbs = { a: `log_${apps.a}`, b: `log_${apps.b}`, out: `log_${apps.out}`, copy: `log_${apps.out}_copy` };
   return {

@@ -18,10 +18,10 @@ import { pino } from 'pino';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { couchUrl } from '../lib/config/load.js';
-import { runSetup } from '../cli/run-setup.js';
+import type { EmbeddedCouch } from '../embedded/pouchdb-server.js';
 import { LOG_DB_SECURITY } from '../setup/ensure-app-db.js';
 import { validateDesignDoc, VALIDATE_DDOC_ID } from '../design-docs/index.js';
-import { benchConfig, describeCouch, startChosenCouch, type CouchChoice } from './bench-stack.js';
+import { benchConfig, describeCouch, startCouchStack, type CouchChoice } from './bench-stack.js';
 
 export const VARIANTS = ['bare', 'javascript', 'erlang'] as const;
 export type Variant = (typeof VARIANTS)[number];
@@ -82,14 +82,14 @@ export async function benchProtection(o: ProtectionBenchOptions, progress: (line
   config.apps = {};
   config.clickhouse.enabled = false;
   const logger = pino({ level: 'silent' });
-  const embedded = await startChosenCouch(config, logger);
   const url = couchUrl(config);
   const http = new CouchHttp(url, { timeoutMs: 300_000, retryAfterS: 5 });
   const admin = { authorization: basicAuth(config.couchdb.admin.user, config.couchdb.admin.password!) };
   const writer = { authorization: basicAuth(config.users.writer.user, config.users.writer.password!) };
   const made: string[] = [];
+  let embedded: EmbeddedCouch | null = null;
   try {
-    await runSetup(config);
+    embedded = (await startCouchStack(config, logger, { ingress: false })).embedded;
     const server = await describeCouch(url, embedded !== null, admin);
     progress(`measuring ${server}`);
     const ddocs: Record<Variant, Record<string, unknown> | null> = {

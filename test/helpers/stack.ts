@@ -1,6 +1,8 @@
 // Starts a real, isolated couchlog stack for a test file: an embedded
 // PouchDB Server on a free port with its own data folder, setup, and the
-// ingress listening on another free port. Nothing is mocked.
+// ingress listening on another free port (bench/bench-stack.ts
+// startCouchStack, the sequence the benchmarks start theirs with). Nothing
+// is mocked.
 // With COUCHLOG_TEST_COUCHDB_START or COUCHLOG_TEST_COUCHDB_URL set, the
 // stack runs on Apache CouchDB 3 instead (./couchdb3.ts), through the same
 // config loader (COUCHDB_URL and admin) and setup as `couchlog setup`.
@@ -12,10 +14,9 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig, ensureSecrets, type Config } from '../../lib/config/load.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 import { createLogger } from '../../lib/logger.js';
-import { startEmbeddedCouch } from '../../cli/couchdb.js';
 import type { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
-import { runSetup } from '../../cli/run-setup.js';
-import { buildApp } from '../../server/app.js';
+import { startIngress } from '../../cli/ingress.js';
+import { startCouchStack, type CouchStack } from '../../bench/bench-stack.js';
 import { freePort } from '../../bench/free-port.js';
 import { describeTestServer, startTestCouchdb3, testServer, type TestCouchdb3 } from './couchdb3.js';
 
@@ -85,16 +86,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const { config } = loadConfig({ env, cwd: dataDir });
   ensureSecrets(config);
   const logger = createLogger(config.log_level, 'test');
-  const couch = couchdb3 ?? (await startEmbeddedCouch(config, logger));
+  let running: CouchStack;
   try {
-    await runSetup(config);
-    await couchdb3?.settled();
+    running = await startCouchStack(config, logger, { ingress: true, afterSetup: async () => couchdb3?.settled() });
   } catch (err) {
     await couchdb3?.dispose();
     throw err;
   }
-  let app = await buildApp(config, { logger });
-  await app.listen({ host: '127.0.0.1', port: config.ingress.port });
+  const couch = couchdb3 ?? running.embedded!;
+  let app = running.app!;
   let ingressUp = true;
   const pw = (x: string | null) => x ?? '';
   const stack: Stack = {
@@ -112,8 +112,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     async restartIngress(change) {
       await app.close();
       change?.(config);
-      app = await buildApp(config, { logger });
-      await app.listen({ host: '127.0.0.1', port: config.ingress.port });
+      app = await startIngress(config, logger);
       stack.app = app;
     },
     async killIngress() {
@@ -125,8 +124,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     },
     async reviveIngress() {
       if (ingressUp) return;
-      app = await buildApp(config, { logger });
-      await app.listen({ host: '127.0.0.1', port: config.ingress.port });
+      app = await startIngress(config, logger);
       stack.app = app;
       ingressUp = true;
     },
