@@ -26,6 +26,7 @@ const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
 let stack: Stack;
 const running: RunningCorrelator[] = [];
+const outputOf = new Map<RunningCorrelator, string>();
 
 // Short window, delay and TTL so the live run settles within seconds of the last document.
 const correlatorYaml = {
@@ -55,6 +56,7 @@ async function correlator(app: string, batchSize: number): Promise<RunningCorrel
   config.correlator.inputs.batch_size = batchSize;
   const r = await startCorrelator(config, logger, { clickhouse: false });
   running.push(r);
+  outputOf.set(r, app);
   return r;
 }
 
@@ -99,13 +101,42 @@ async function assertReference(db: string, mustMatch = true): Promise<Map<string
     await sleep(500);
   }
   if (!diff || !mustMatch) return records;
-  const id = diff.slice(2, diff.indexOf(':'));
-  const first = stored.find((s) => s.id === id);
+  assert.fail(
+    `${diff.slice(0, 1500)}\nthe connections of the first records that differ:\n${connections(stored, want, records)}\n` +
+      `revision trees:\n${await revisionTrees(db, want, records)}\ncorrelators (eventsIn, late, duplicates, lookups):\n${countersOfAll()}`,
+  );
+}
+
+/** Ids of the records that differ from the reference (extra, missing or changed), first few. */
+function differing(want: Map<string, string>, records: Map<string, Doc>): string[] {
+  const content = (d: Doc) => JSON.stringify({ ...d, revision: undefined, decided_at: undefined });
+  const ids = [...records.keys()].filter((id) => !want.has(id) || want.get(id) !== content(records.get(id)!));
+  return ids.concat([...want.keys()].filter((id) => !records.has(id))).slice(0, 3);
+}
+
+/** Every stored document of the connection of each differing record, in event order, with when it was stored (its id is a UUIDv7). */
+function connections(stored: StoredDoc[], want: Map<string, string>, records: Map<string, Doc>): string {
   const conn = (d: Doc) => `${d.src_ip}:${d.src_port}`;
-  const events = first
-    ? stored.filter((s) => conn(s.doc) === conn(first.doc)).map((s) => `${s.side} ${s.id} ${JSON.stringify(s.doc.timestamp ?? s.doc.time)}`)
-    : [];
-  assert.fail(`${diff.slice(0, 1500)}\nits connection:\n${events.join('\n')}\nrevision trees:\n${await revisionTrees(db, want, records)}`);
+  const storedAt = (id: string) => new Date(parseInt(id.slice(0, 12), 16)).toISOString().slice(11, 23);
+  return differing(want, records)
+    .map((recordId) => {
+      const source = stored.find((s) => `${s.side}-${s.id}` === recordId);
+      if (!source) return `${recordId}: its source document is not stored`;
+      const events = stored
+        .filter((s) => conn(s.doc) === conn(source.doc))
+        .map((s) => `  ${s.side} ${s.id} event ${JSON.stringify(s.doc.timestamp ?? s.doc.time)} stored ${storedAt(s.id)}`);
+      return `${recordId} (${conn(source.doc)}):\n${events.join('\n')}`;
+    })
+    .join('\n');
+}
+
+function countersOfAll(): string {
+  return running
+    .map((r) => {
+      const c = r.engine.counters;
+      return `  log_${outputOf.get(r)}: ${JSON.stringify([c.eventsIn, c.late, c.duplicates, c.lookups])}`;
+    })
+    .join('\n');
 }
 
 /**
