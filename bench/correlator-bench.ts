@@ -28,7 +28,7 @@ import type { EngineCounters } from '../correlator/engine/types.js';
 import { benchConfig, describeCouch, startCouchStack } from './bench-stack.js';
 import { freePort } from './free-port.js';
 import { cpuMeter } from './process-cpu.js';
-import { generateTraffic } from './correlator-traffic.js';
+import { generateTraffic } from './traffic.js';
 
 export interface CorrelatorBenchOptions {
   /** A documents, and as many B documents. */

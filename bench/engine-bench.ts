@@ -1,6 +1,6 @@
 // Benchmark (a) of the correlator: the pure engine alone, on one thread, on
 // A (HTTP) and B (TLS/network) streams from the shared traffic generator
-// (bench/correlator-traffic.ts, the one the correlator tests use), as the
+// (bench/traffic.ts, the one the correlator tests use), as the
 // feed normalises them. Measures
 //  - events/s and outputs/s of engine.push()/drain() on events normalised
 //    beforehand (generation and normalisation are not timed); the engine's
@@ -20,7 +20,7 @@ import { engineConfig } from '../correlator/engine-config.js';
 import { toEvent, type Change } from '../correlator/engine/normalize.js';
 import { fingerprint } from '../correlator/engine/fingerprint.js';
 import type { EngineConfig, EngineCounters, InputEvent, Output, PriorRecord } from '../correlator/engine/types.js';
-import { asChanges, asEvents, firstAWithLateB, generateTraffic, NO_RULES, unmatchedTraffic } from './correlator-traffic.js';
+import { asChanges, asEvents, firstAWithLateB, generateTraffic, NO_RULES, unmatchedTraffic } from './traffic.js';
 
 export interface EngineBenchOptions {
   /** A and B events in total (approximately: whole connections are generated). */
@@ -71,7 +71,7 @@ interface Streams {
 }
 
 /**
- * `events` events from the shared generator (bench/correlator-traffic.ts),
+ * `events` events from the shared generator (bench/traffic.ts),
  * about 2.7 A per B as this benchmark has always measured: keep-alive runs
  * with gaps of up to 20 s, orphans on both sides, a tenth of the Bs arriving
  * after their first A stopped waiting; `connectionsPerSecond` new

@@ -35,7 +35,7 @@ import {
   untilStable,
   type Doc,
 } from '../helpers/correlator-outputs.js';
-import { generateTraffic, mulberry32 } from '../../bench/correlator-traffic.js';
+import { generateTraffic, mulberry32 } from '../../bench/traffic.js';
 import { loadConfig, type Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
 import { startCorrelator } from '../../correlator/service.js';

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { couchFlavor, http, startStack, type Stack } from '../helpers/stack.js';
 import { couchDocs, diffMaps, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
-import { generateTraffic, type TrafficDoc } from '../../bench/correlator-traffic.js';
+import { generateTraffic, type TrafficDoc } from '../../bench/traffic.js';
 import type { Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
 import { adminClient } from '../../lib/couch/admin-client.js';

@@ -20,7 +20,7 @@ import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { engineConfig } from '../../correlator/engine-config.js';
 import { createLogger } from '../../lib/logger.js';
-import { generateTraffic } from '../../bench/correlator-traffic.js';
+import { generateTraffic } from '../../bench/traffic.js';
 import { mulberry32 } from '../../bench/prng.js';
 import { firstDifference, referenceResult, type StoredDoc } from '../helpers/arrival-schedule.js';
 

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { addOutputs, clickhouseCounts, clickhouseRows, couchDocs, metrics, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
-import { mulberry32 } from '../../bench/correlator-traffic.js';
+import { mulberry32 } from '../../bench/traffic.js';
 import type { Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';

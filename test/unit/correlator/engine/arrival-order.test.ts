@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EngineConfig } from '../../../../correlator/engine/types.js';
 import { eventTime } from '../../../../correlator/engine/normalize.js';
-import { generateTraffic, mixTimeFormats } from '../../../../bench/correlator-traffic.js';
+import { generateTraffic, mixTimeFormats } from '../../../../bench/traffic.js';
 import { mulberry32 } from '../../../../bench/prng.js';
 import { firstDifference, play, randomSchedule, referenceResult, type StoredDoc } from '../../../helpers/arrival-schedule.js';
 

@@ -23,7 +23,7 @@ import { fingerprint } from '../../../../correlator/engine/fingerprint.js';
 import { KeySim, segmentGap, segmentStart } from '../../../../correlator/engine/key-sim.js';
 import type { EngineConfig, EngineCounters, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../../../correlator/engine/types.js';
 import { mulberry32 } from '../../../../bench/prng.js';
-import { asChanges, asEvents, firstAWithLateB, generateTraffic, type Traffic as GeneratedDocs } from '../../../../bench/correlator-traffic.js';
+import { asChanges, asEvents, firstAWithLateB, generateTraffic, type Traffic as GeneratedDocs } from '../../../../bench/traffic.js';
 
 /** Noon, 2024-01-01 UTC: keeps record timestamps readable when a test prints them. */
 const T0 = Date.UTC(2024, 0, 1, 12);
@@ -1197,7 +1197,7 @@ describe('CorrelationEngine: ids and state snapshots', () => {
 
 // ---------------------------------------------------------------------------
 // Generated traffic: a fixed, seeded set of A and B events from the shared
-// generator (bench/correlator-traffic.ts), normalised by toEvent as the feed
+// generator (bench/traffic.ts), normalised by toEvent as the feed
 // does, reshaped for GEN_CFG's short window and TTL: keep-alive connections,
 // As before and after their B, Bs that come after their A stopped waiting,
 // keep-alive gaps past the TTL, orphans on both sides, IPv6 and IPv4-mapped
