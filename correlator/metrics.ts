@@ -76,6 +76,12 @@ export class CorrelatorMetrics {
     labelNames: ['sink'] as const,
     registers: this.r,
   });
+  readonly sinkPartialWrites = new Counter({
+    name: 'couchlog_correlator_sink_partial_writes_total',
+    help: 'Records CouchDB stored on fewer copies than its write quorum (202), read back from every copy before they count as delivered',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
   readonly bufferSize = new Gauge({
     name: 'couchlog_correlator_buffer_size',
     help: 'Entries held by the engine, per buffer',

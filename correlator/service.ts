@@ -120,7 +120,14 @@ async function buildSinks(
     sinks.push(
       new BatchingSink(
         'couchdb',
-        new CouchDbDelivery(http, dbName(o.app), writer, (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n), sign),
+        new CouchDbDelivery(
+          http,
+          dbName(o.app),
+          writer,
+          (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n),
+          sign,
+          (n) => metrics.sinkPartialWrites.inc({ sink: 'couchdb' }, n),
+        ),
         {
           batchSize: o.batch_size,
           maxBatchSize: o.batch_size,

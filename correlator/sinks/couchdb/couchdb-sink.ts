@@ -13,6 +13,14 @@
 //    acknowledged out of order; `decided_at` orders the decisions);
 //  - a conflict while upserting (the stored record moved) is read again,
 //    a bounded number of times, then retried by the batching sink;
+//  - a batch writes only the latest decision of each id it holds: an
+//    earlier one is superseded, and writing it (again, when the batch is
+//    retried after its deletion was stored) would bring a deleted record
+//    back, since CouchDB takes a write without _rev over a tombstone;
+//  - a write CouchDB answers 202 (a cluster stored it on fewer copies than
+//    its write quorum) is read back from every copy (r = n), which repairs
+//    the copies that lack it, before it counts as delivered: the reads
+//    above and the connection lookups are quorum reads, and must see it;
 //  - under audit protection every document written, tombstones included,
 //    carries its signature over exactly what is stored.
 import type { CouchHttp } from '../../../lib/couch/http.js';
@@ -42,6 +50,15 @@ interface Stored {
 }
 
 const UPSERT_ROUNDS = 5;
+/** Documents read back at once after a 202. */
+const REPAIR_CONCURRENCY = 8;
+
+/** The last record of each id, in batch order (the fan-out queues decisions in the order they were made). */
+export function latestOfEach(batch: readonly SinkRecord[]): SinkRecord[] {
+  const last = new Map<string, number>();
+  batch.forEach((r, i) => last.set(r.id, i));
+  return last.size === batch.length ? [...batch] : batch.filter((r, i) => last.get(r.id) === i);
+}
 
 export class CouchDbDelivery implements Delivery {
   constructor(
@@ -52,13 +69,16 @@ export class CouchDbDelivery implements Delivery {
     private readonly onCorrection: (n: number) => void = () => {},
     /** Under audit protection: the signature of each document as written (lib/audit/record-signature.ts). */
     private readonly sign: ((doc: Record<string, unknown>) => string) | null = null,
+    /** Counts documents CouchDB answered 202 for (read back from every copy). */
+    private readonly onPartialWrite: (n: number) => void = () => {},
   ) {}
 
   private get base(): string {
     return `/${encodeURIComponent(this.db)}`;
   }
 
-  async deliver(batch: SinkRecord[]): Promise<void> {
+  async deliver(all: SinkRecord[]): Promise<void> {
+    const batch = latestOfEach(all);
     const fresh = batch.filter((r) => !r.deleted && r.record.revision === 1);
     let upserts = batch.filter((r) => r.deleted || r.record.revision !== 1);
     if (fresh.length > 0) {
@@ -114,12 +134,32 @@ export class CouchDbDelivery implements Delivery {
     if (res.status === 400 || res.status === 413) throw new PermanentDeliveryError(`CouchDB refused the batch: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.status !== 201 && res.status !== 202) throw new Error(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);
     const results = matchResults(docs as Array<{ _id: string }>, res.body);
+    if (res.status === 202) await this.onEveryCopy(results.filter((r) => 'ok' in r).map((r) => r.id));
     const refused = results.filter((r) => 'error' in r && r.error !== 'conflict');
     if (refused.length > 0) {
       const first = refused[0] as { id: string; error: string; reason: string };
       throw new PermanentDeliveryError(`${refused.length} document(s) refused, e.g. ${first.id}: ${first.error} ${first.reason}`);
     }
     return results.filter((r) => 'error' in r).map((r) => r.id);
+  }
+
+  /**
+   * Reads each document with r = 3 (at most n): CouchDB waits for every
+   * copy that answers and writes the newest revision to those that lack it
+   * before it replies. A copy that stays down catches up by internal
+   * replication once it is back.
+   */
+  private async onEveryCopy(ids: string[]): Promise<void> {
+    this.onPartialWrite(ids.length);
+    for (let i = 0; i < ids.length; i += REPAIR_CONCURRENCY) {
+      await Promise.all(
+        ids.slice(i, i + REPAIR_CONCURRENCY).map(async (id) => {
+          const res = await this.http.request('GET', `${this.base}/${encodeURIComponent(id)}?r=3`, { headers: this.headers });
+          if (res.status !== 200 && res.status !== 404)
+            throw new Error(`reading ${id} back from every copy after a 202: ${res.status} ${JSON.stringify(res.body)}`);
+        }),
+      );
+    }
   }
 
   private async current(ids: string[]): Promise<Map<string, Stored>> {

@@ -1,0 +1,93 @@
+// The correlator's CouchDB sink against a real server: a retried batch never
+// brings a deleted record back, and on a cluster that has lost copies a
+// write answered 202 is read back from every copy before it counts as
+// delivered (only a cluster the tests start can lose nodes).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { couchCluster, http, startStack, type Stack } from '../helpers/stack.js';
+import type { TestCouchdb3 } from '../helpers/couchdb3.js';
+import { CouchHttp, type CouchRequest, type CouchResponse } from '../../lib/couch/http.js';
+import { CouchDbDelivery } from '../../correlator/sinks/couchdb/couchdb-sink.js';
+import type { SinkRecord } from '../../correlator/sinks/sink.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
+import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack();
+  for (const app of ['sinkretry', 'sinkpartial']) await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+});
+after(async () => {
+  await stack?.stop();
+});
+
+/** A CouchHttp that loses the answer to the first _bulk_docs holding a deletion, after CouchDB applied it, as a cut connection would. */
+class LosingHttp extends CouchHttp {
+  lost = false;
+  constructor(url: string) {
+    super(url, { timeoutMs: 30_000, retryAfterS: 1 });
+  }
+  override async request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, req: CouchRequest = {}): Promise<CouchResponse<T>> {
+    const res = await super.request<T>(method, path, req);
+    if (!this.lost && path.endsWith('/_bulk_docs') && String(req.body).includes('"_deleted":true')) {
+      this.lost = true;
+      throw new Error('the answer was lost');
+    }
+    return res;
+  }
+}
+
+const orphanB = (id: string, revision: number, decidedAt: string, deleted = false): SinkRecord => ({
+  id,
+  version: revision,
+  deleted,
+  record: deleted
+    ? { timestamp: '2026-12-03T10:00:00.000Z', src_ip: '192.0.2.7', src_port: 40000, deleted: true, revision, decided_at: decidedAt }
+    : {
+        timestamp: '2026-12-03T10:00:00.000Z',
+        src_ip: '192.0.2.7',
+        src_port: 40000,
+        correlated: false,
+        orphan_side: 'B',
+        b_id: 'b1',
+        revision,
+        decided_at: decidedAt,
+      },
+});
+
+async function revisionHistory(db: string, id: string): Promise<{ deleted: boolean; revs: number }> {
+  const res = await http(`${stack.couchUrl}/${db}/${id}?open_revs=all&revs=true`, { headers: { authorization: stack.auth.admin, accept: 'application/json' } });
+  const leaves = res.json as Array<{ ok: { _deleted?: boolean; _revisions: { start: number } } }>;
+  assert.equal(leaves.length, 1, `one leaf: ${res.text}`);
+  return { deleted: leaves[0]!.ok._deleted === true, revs: leaves[0]!.ok._revisions.start };
+}
+
+describe('the CouchDB sink', () => {
+  test('a batch holding a provisional record and its deletion, retried after its answer was lost, never brings the record back', async () => {
+    // The deletion's answer is lost: the batching sink delivers the whole batch again.
+    const httpClient = new LosingHttp(stack.couchUrl);
+    const delivery = new CouchDbDelivery(httpClient, 'log_sinkretry', { authorization: stack.auth.admin });
+    const batch = [orphanB('B-b1', 1, '2026-12-03T10:00:01.000Z'), orphanB('B-b1', 2, '2026-12-03T10:00:02.000Z', true)];
+    await assert.rejects(delivery.deliver(batch), /the answer was lost/);
+    await delivery.deliver(batch);
+    // Only the deletion is written (a tombstone): writing the superseded record first, and again over the tombstone on the retry, made four revisions, the third one live.
+    assert.deepEqual(await revisionHistory('log_sinkretry', 'B-b1'), { deleted: true, revs: 1 });
+    await httpClient.pool.close();
+  });
+
+  test(
+    'on a cluster with two of three nodes killed, a write answered 202 is read back from every copy and counted',
+    { skip: couchCluster ? false : 'needs a CouchDB 3 cluster the tests start (COUCHLOG_TEST_COUCHDB_NODES=3)' },
+    async () => {
+      await (stack.couch as TestCouchdb3).killOtherNodes!();
+      const httpClient = new CouchHttp(stack.couchUrl, { timeoutMs: 30_000, retryAfterS: 1 });
+      let partial = 0;
+      const delivery = new CouchDbDelivery(httpClient, 'log_sinkpartial', { authorization: stack.auth.admin }, undefined, null, (n) => (partial += n));
+      await delivery.deliver([orphanB('B-p1', 1, '2026-12-03T10:00:01.000Z'), orphanB('B-p2', 1, '2026-12-03T10:00:01.000Z')]);
+      assert.equal(partial, 2);
+      const res = await http(`${stack.couchUrl}/log_sinkpartial/B-p1?r=1`, { headers: { authorization: stack.auth.admin } });
+      assert.equal(res.status, 200);
+      await httpClient.pool.close();
+    },
+  );
+});
