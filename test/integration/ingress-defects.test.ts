@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { startStack, http, JSON_TYPE, freePort, couchFlavor, embeddedOnly, type Stack } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, freePort, couchFlavor, embeddedOnly, type Stack, storedStatus, couchCluster } from '../helpers/stack.js';
 import { buildApp } from '../../server/app.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 
@@ -44,7 +44,7 @@ describe('defect 9: ids that are not valid Unicode', () => {
 
   test('a well-formed astral character in an id is fine', async () => {
     const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"_id":"emoji-\\ud83d\\ude00"}' });
-    assert.equal(res.status, 201, res.text);
+    assert.equal(storedStatus(res.status), 201, res.text);
     assert.equal(res.json.id, 'emoji-\u{1F600}');
   });
 });
@@ -83,7 +83,7 @@ describe('defect 10: Expect: 100-continue', () => {
 
   test('an anonymous write', async () => {
     const res = await expectContinue(`${stack.url}/log_appname`, JSON_TYPE, JSON.stringify({ big: 'y'.repeat(1_100_000) }));
-    assert.equal(res.status, 201, res.text.slice(0, 200));
+    assert.equal(storedStatus(res.status), 201, res.text.slice(0, 200));
   });
 });
 
@@ -120,9 +120,9 @@ describe('defect 11: auto_create', () => {
     const results = await Promise.all(
       Array.from({ length: 40 }, (_, i) => http(`${stack.url}/log_burst${i}`, { method: 'POST', headers: JSON_TYPE, body: '{"n":1}' })),
     );
-    const created = results.filter((r) => r.status === 201).length;
+    const created = results.filter((r) => storedStatus(r.status) === 201).length;
     assert.equal(created, 5);
-    for (const r of results) if (r.status !== 201) assert.equal(r.json.code, 'INGRESS_APP_LIMIT');
+    for (const r of results) if (storedStatus(r.status) !== 201) assert.equal(r.json.code, 'INGRESS_APP_LIMIT');
     assert.equal((await allDbs()).length, before0 + 5);
   });
 });
@@ -167,7 +167,7 @@ describe('defect 14: shutting down', () => {
     await new Promise((r) => setTimeout(r, 50));
     socket.destroy();
     const answers = received.split(/(?=HTTP\/1\.1 )/);
-    assert.match(answers[0] ?? '', /^HTTP\/1\.1 201/);
+    assert.match(answers[0] ?? '', couchCluster ? /^HTTP\/1\.1 20[12]/ : /^HTTP\/1\.1 201/);
     assert.equal(answers.length, 2, received);
     assert.match(answers[1]!, /^HTTP\/1\.1 503/);
     assert.match(answers[1]!, /retry-after: \d+/i);
@@ -210,13 +210,13 @@ describe('the writer account cannot be locked out by outside guesses', () => {
     assert.equal(readerLogin.status, 200, readerLogin.text);
     assert.match(readerLogin.headers.get('set-cookie') ?? '', /AuthSession=/);
     const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"guesses"}' });
-    assert.equal(res.status, 201, res.text);
+    assert.equal(storedStatus(res.status), 201, res.text);
     const own = await http(`${stack.url}/log_appname`, {
       method: 'POST',
       headers: { ...JSON_TYPE, authorization: stack.auth.writer },
       body: '{"as":"writer"}',
     });
-    assert.equal(own.status, 201, own.text);
+    assert.equal(storedStatus(own.status), 201, own.text);
     // The writer's session is not checked by CouchDB either: still working there.
     const direct = await http(`${stack.couchUrl}/_session`, { headers: { authorization: stack.auth.writer } });
     assert.equal(direct.status, 200, `CouchDB (${couchFlavor}) still lets the writer in: ${direct.text}`);

@@ -4,7 +4,7 @@
 // dies on an anonymous `PUT /<name>`).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, type Stack, storedStatus } from '../helpers/stack.js';
 import { MARKER, METHODS, PROBE_BODY as BODY, couchSnapshot, isWriteRoute, probePaths as paths } from '../helpers/leak-probe-cases.js';
 
 let stack: Stack;
@@ -13,7 +13,7 @@ let id: string;
 before(async () => {
   stack = await startStack();
   const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ secret: MARKER }) });
-  assert.equal(res.status, 201);
+  assert.equal(storedStatus(res.status), 201);
   id = res.json.id;
 });
 after(async () => {
