@@ -82,6 +82,12 @@ export class CorrelatorMetrics {
     labelNames: ['sink'] as const,
     registers: this.r,
   });
+  readonly sinkResurrections = new Counter({
+    name: 'couchlog_correlator_sink_resurrections_total',
+    help: 'Deleted records found live again when checked once the cluster settled (a copy applied an earlier write late), and deleted again',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
   readonly bufferSize = new Gauge({
     name: 'couchlog_correlator_buffer_size',
     help: 'Entries held by the engine, per buffer',

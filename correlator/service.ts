@@ -120,14 +120,12 @@ async function buildSinks(
     sinks.push(
       new BatchingSink(
         'couchdb',
-        new CouchDbDelivery(
-          http,
-          dbName(o.app),
-          writer,
-          (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n),
+        new CouchDbDelivery(http, dbName(o.app), writer, {
+          onCorrection: (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n),
           sign,
-          (n) => metrics.sinkPartialWrites.inc({ sink: 'couchdb' }, n),
-        ),
+          onPartialWrite: (n) => metrics.sinkPartialWrites.inc({ sink: 'couchdb' }, n),
+          onResurrection: (n) => metrics.sinkResurrections.inc({ sink: 'couchdb' }, n),
+        }),
         {
           batchSize: o.batch_size,
           maxBatchSize: o.batch_size,

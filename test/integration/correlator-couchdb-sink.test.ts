@@ -4,7 +4,8 @@
 // delivered (only a cluster the tests start can lose nodes).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { couchCluster, http, startStack, type Stack } from '../helpers/stack.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { couchCluster, http, JSON_TYPE, startStack, type Stack } from '../helpers/stack.js';
 import type { TestCouchdb3 } from '../helpers/couchdb3.js';
 import { CouchHttp, type CouchRequest, type CouchResponse } from '../../lib/couch/http.js';
 import { CouchDbDelivery } from '../../correlator/sinks/couchdb/couchdb-sink.js';
@@ -15,7 +16,7 @@ import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
 let stack: Stack;
 before(async () => {
   stack = await startStack();
-  for (const app of ['sinkretry', 'sinkpartial']) await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+  for (const app of ['sinkretry', 'sinkpartial', 'sinkwatch']) await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
 });
 after(async () => {
   await stack?.stop();
@@ -70,8 +71,40 @@ describe('the CouchDB sink', () => {
     const batch = [orphanB('B-b1', 1, '2026-12-03T10:00:01.000Z'), orphanB('B-b1', 2, '2026-12-03T10:00:02.000Z', true)];
     await assert.rejects(delivery.deliver(batch), /the answer was lost/);
     await delivery.deliver(batch);
+    await delivery.close();
     // Only the deletion is written (a tombstone): writing the superseded record first, and again over the tombstone on the retry, made four revisions, the third one live.
     assert.deepEqual(await revisionHistory('log_sinkretry', 'B-b1'), { deleted: true, revs: 1 });
+    await httpClient.pool.close();
+  });
+
+  test('a deleted record that comes back (a copy applying the earlier write late) is deleted again; a newer decision is left alone', async () => {
+    const httpClient = new CouchHttp(stack.couchUrl, { timeoutMs: 30_000, retryAfterS: 1 });
+    let resurrected = 0;
+    const delivery = new CouchDbDelivery(
+      httpClient,
+      'log_sinkwatch',
+      { authorization: stack.auth.admin },
+      { recheckDelaysMs: [200, 600], onResurrection: (n) => (resurrected += n) },
+    );
+    const orphan = (id: string) => orphanB(id, 1, '2026-12-03T10:00:01.000Z');
+    await delivery.deliver([orphan('B-w1'), orphan('B-w2')]);
+    await delivery.deliver([orphanB('B-w1', 2, '2026-12-03T10:00:02.000Z', true), orphanB('B-w2', 2, '2026-12-03T10:00:02.000Z', true)]);
+    assert.equal(delivery.watched, 2);
+    // What a slow copy does late: the first write, without _rev, over the tombstone. And a newer decision of B-w2, written by someone else.
+    const raw = (doc: Record<string, unknown>) =>
+      http(`${stack.couchUrl}/log_sinkwatch/_bulk_docs`, {
+        method: 'POST',
+        headers: { authorization: stack.auth.admin, ...JSON_TYPE },
+        body: JSON.stringify({ docs: [doc] }),
+      });
+    assert.equal((await raw({ _id: 'B-w1', ...orphan('B-w1').record })).status, 201);
+    assert.equal((await raw({ _id: 'B-w2', ...orphanB('B-w2', 3, '2026-12-03T10:00:03.000Z').record })).status, 201);
+    for (const deadline = Date.now() + 10_000; delivery.watched > 0 && Date.now() < deadline;) await sleep(100);
+    assert.equal(delivery.watched, 0, 'every check made');
+    assert.equal(resurrected, 1);
+    assert.equal((await revisionHistory('log_sinkwatch', 'B-w1')).deleted, true, 'the late write is undone');
+    assert.equal((await revisionHistory('log_sinkwatch', 'B-w2')).deleted, false, 'the newer decision stays');
+    await delivery.close();
     await httpClient.pool.close();
   });
 
@@ -82,11 +115,12 @@ describe('the CouchDB sink', () => {
       await (stack.couch as TestCouchdb3).killOtherNodes!();
       const httpClient = new CouchHttp(stack.couchUrl, { timeoutMs: 30_000, retryAfterS: 1 });
       let partial = 0;
-      const delivery = new CouchDbDelivery(httpClient, 'log_sinkpartial', { authorization: stack.auth.admin }, undefined, null, (n) => (partial += n));
+      const delivery = new CouchDbDelivery(httpClient, 'log_sinkpartial', { authorization: stack.auth.admin }, { onPartialWrite: (n) => (partial += n) });
       await delivery.deliver([orphanB('B-p1', 1, '2026-12-03T10:00:01.000Z'), orphanB('B-p2', 1, '2026-12-03T10:00:01.000Z')]);
       assert.equal(partial, 2);
       const res = await http(`${stack.couchUrl}/log_sinkpartial/B-p1?r=1`, { headers: { authorization: stack.auth.admin } });
       assert.equal(res.status, 200);
+      await delivery.close();
       await httpClient.pool.close();
     },
   );

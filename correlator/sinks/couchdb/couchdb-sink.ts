@@ -21,6 +21,9 @@
 //    its write quorum) is read back from every copy (r = n), which repairs
 //    the copies that lack it, before it counts as delivered: the reads
 //    above and the connection lookups are quorum reads, and must see it;
+//  - every deletion written is checked again once the cluster has settled
+//    (tombstone-watch.ts): a slow copy may apply the earlier write of the
+//    record late, over the tombstone;
 //  - under audit protection every document written, tombstones included,
 //    carries its signature over exactly what is stored.
 import type { CouchHttp } from '../../../lib/couch/http.js';
@@ -29,6 +32,7 @@ import { fingerprint } from '../../engine/fingerprint.js';
 import { SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
+import { TombstoneWatch } from './tombstone-watch.js';
 
 /** Some documents were refused for a reason retrying cannot fix. */
 export class PermanentDeliveryError extends Error {
@@ -60,18 +64,90 @@ export function latestOfEach(batch: readonly SinkRecord[]): SinkRecord[] {
   return last.size === batch.length ? [...batch] : batch.filter((r, i) => last.get(r.id) === i);
 }
 
+export interface CouchDbDeliveryOptions {
+  /** Counts corrections actually written (revision > 1, deletions). */
+  onCorrection?: (n: number) => void;
+  /** Under audit protection: the signature of each document as written (lib/audit/record-signature.ts). */
+  sign?: ((doc: Record<string, unknown>) => string) | null;
+  /** Counts documents CouchDB answered 202 for (read back from every copy). */
+  onPartialWrite?: (n: number) => void;
+  /** Counts deleted records found live again, and deleted again. */
+  onResurrection?: (n: number) => void;
+  /** When each deletion is checked again (default 2 s, 15 s, 60 s after it was written). */
+  recheckDelaysMs?: readonly number[];
+}
+
+/** How often due checks of deleted records run. */
+const RECHECK_TICK_MS = 1000;
+
 export class CouchDbDelivery implements Delivery {
+  private readonly onCorrection: (n: number) => void;
+  private readonly sign: ((doc: Record<string, unknown>) => string) | null;
+  private readonly onPartialWrite: (n: number) => void;
+  private readonly onResurrection: (n: number) => void;
+  private readonly watch: TombstoneWatch;
+  private readonly ticker: NodeJS.Timeout;
+  private checking: Promise<void> | null = null;
+
   constructor(
     private readonly http: CouchHttp,
     private readonly db: string,
     private readonly headers: Record<string, string>,
-    /** Counts corrections actually written (revision > 1, deletions). */
-    private readonly onCorrection: (n: number) => void = () => {},
-    /** Under audit protection: the signature of each document as written (lib/audit/record-signature.ts). */
-    private readonly sign: ((doc: Record<string, unknown>) => string) | null = null,
-    /** Counts documents CouchDB answered 202 for (read back from every copy). */
-    private readonly onPartialWrite: (n: number) => void = () => {},
-  ) {}
+    o: CouchDbDeliveryOptions = {},
+  ) {
+    this.onCorrection = o.onCorrection ?? (() => {});
+    this.sign = o.sign ?? null;
+    this.onPartialWrite = o.onPartialWrite ?? (() => {});
+    this.onResurrection = o.onResurrection ?? (() => {});
+    this.watch = new TombstoneWatch(o.recheckDelaysMs ?? [2_000, 15_000, 60_000]);
+    this.ticker = setInterval(() => void this.recheck(), Math.min(RECHECK_TICK_MS, ...(o.recheckDelaysMs ?? [RECHECK_TICK_MS])));
+    this.ticker.unref();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.ticker);
+    await this.checking;
+  }
+
+  /** Deletions waiting for a check (a gauge for tests and /health). */
+  get watched(): number {
+    return this.watch.size;
+  }
+
+  /**
+   * Deletes again the deleted records whose check is due and that are live
+   * with content decided before their deletion. A check that fails
+   * (CouchDB unreachable) is made again at the next tick.
+   */
+  recheck(): Promise<void> {
+    this.checking ??= this.recheckDue().finally(() => (this.checking = null));
+    return this.checking;
+  }
+
+  private async recheckDue(): Promise<void> {
+    const due = this.watch.takeDue();
+    if (due.length === 0) return;
+    try {
+      const stored = await this.current(due.map((r) => r.id));
+      const docs: Array<Record<string, unknown>> = [];
+      const again: SinkRecord[] = [];
+      for (const r of due) {
+        const cur = stored.get(r.id);
+        if (!cur || cur.deleted || !cur.doc) continue;
+        const doc = this.upsertDoc(r, cur);
+        if (doc) {
+          docs.push(doc);
+          again.push(r);
+        }
+      }
+      if (docs.length === 0) return;
+      const conflicted = new Set(await this.bulk(docs));
+      this.onResurrection(docs.length - conflicted.size);
+      this.watch.retry(again.filter((r) => conflicted.has(r.id)));
+    } catch {
+      this.watch.retry(due);
+    }
+  }
 
   private get base(): string {
     return `/${encodeURIComponent(this.db)}`;
@@ -79,6 +155,12 @@ export class CouchDbDelivery implements Delivery {
 
   async deliver(all: SinkRecord[]): Promise<void> {
     const batch = latestOfEach(all);
+    await this.write(batch);
+    for (const r of batch) if (!r.deleted) this.watch.forget(r.id);
+    this.watch.add(batch.filter((r) => r.deleted));
+  }
+
+  private async write(batch: SinkRecord[]): Promise<void> {
     const fresh = batch.filter((r) => !r.deleted && r.record.revision === 1);
     let upserts = batch.filter((r) => r.deleted || r.record.revision !== 1);
     if (fresh.length > 0) {
