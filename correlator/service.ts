@@ -125,6 +125,8 @@ async function buildSinks(
           sign,
           onPartialWrite: (n) => metrics.sinkPartialWrites.inc({ sink: 'couchdb' }, n),
           onResurrection: (n) => metrics.sinkResurrections.inc({ sink: 'couchdb' }, n),
+          onCheckFailed: (err, givenUp) =>
+            log.warn({ sink: 'couchdb', err: (err as Error).message, givenUp }, 'checking deleted records again failed; trying again in a second'),
         }),
         {
           batchSize: o.batch_size,

@@ -73,6 +73,8 @@ export interface CouchDbDeliveryOptions {
   onPartialWrite?: (n: number) => void;
   /** Counts deleted records found live again, and deleted again. */
   onResurrection?: (n: number) => void;
+  /** A check of deleted records failed (it is made again at the next tick; `givenUp` of them no longer). */
+  onCheckFailed?: (err: unknown, givenUp: number) => void;
   /** When each deletion is checked again (default 2 s, 15 s, 60 s after it was written). */
   recheckDelaysMs?: readonly number[];
 }
@@ -85,6 +87,7 @@ export class CouchDbDelivery implements Delivery {
   private readonly sign: ((doc: Record<string, unknown>) => string) | null;
   private readonly onPartialWrite: (n: number) => void;
   private readonly onResurrection: (n: number) => void;
+  private readonly onCheckFailed: (err: unknown, givenUp: number) => void;
   private readonly watch: TombstoneWatch;
   private readonly ticker: NodeJS.Timeout;
   private checking: Promise<void> | null = null;
@@ -99,6 +102,7 @@ export class CouchDbDelivery implements Delivery {
     this.sign = o.sign ?? null;
     this.onPartialWrite = o.onPartialWrite ?? (() => {});
     this.onResurrection = o.onResurrection ?? (() => {});
+    this.onCheckFailed = o.onCheckFailed ?? (() => {});
     this.watch = new TombstoneWatch(o.recheckDelaysMs ?? [2_000, 15_000, 60_000]);
     this.ticker = setInterval(() => void this.recheck(), Math.min(RECHECK_TICK_MS, ...(o.recheckDelaysMs ?? [RECHECK_TICK_MS])));
     this.ticker.unref();
@@ -143,9 +147,10 @@ export class CouchDbDelivery implements Delivery {
       if (docs.length === 0) return;
       const conflicted = new Set(await this.bulk(docs));
       this.onResurrection(docs.length - conflicted.size);
+      // Moved meanwhile (a newer decision being written): looked at again at the next tick.
       this.watch.retry(again.filter((r) => conflicted.has(r.id)));
-    } catch {
-      this.watch.retry(due);
+    } catch (err) {
+      this.onCheckFailed(err, this.watch.retry(due));
     }
   }
 

@@ -15,7 +15,12 @@ interface Watched {
   rec: SinkRecord;
   stage: number;
   due: number;
+  /** Checks of it that failed in a row. */
+  failed: number;
 }
+
+/** Failed checks in a row after which a deletion is no longer watched (its failures are reported each time). */
+const MAX_FAILED_CHECKS = 60;
 
 export class TombstoneWatch {
   private readonly watched = new Map<string, Watched>();
@@ -32,7 +37,7 @@ export class TombstoneWatch {
   /** Deletions just written: checked after the first delay, then each next one. A later deletion of an id replaces the earlier. */
   add(deletions: readonly SinkRecord[]): void {
     if (this.delaysMs.length === 0) return;
-    for (const rec of deletions) this.watched.set(rec.id, { rec, stage: 0, due: this.now() + this.delaysMs[0]! });
+    for (const rec of deletions) this.watched.set(rec.id, { rec, stage: 0, due: this.now() + this.delaysMs[0]!, failed: 0 });
   }
 
   /** Deletions whose check is due, each moved on to its next delay (or forgotten after the last). */
@@ -43,7 +48,7 @@ export class TombstoneWatch {
       if (w.due > now) continue;
       out.push(w.rec);
       const next = w.stage + 1;
-      if (next < this.delaysMs.length) this.watched.set(id, { rec: w.rec, stage: next, due: now + this.delaysMs[next]! - this.delaysMs[w.stage]! });
+      if (next < this.delaysMs.length) this.watched.set(id, { ...w, stage: next, due: now + this.delaysMs[next]! - this.delaysMs[w.stage]! });
       else this.watched.delete(id);
     }
     return out;
@@ -54,8 +59,17 @@ export class TombstoneWatch {
     this.watched.delete(id);
   }
 
-  /** A check that could not be made: tried again at the next tick, at the same stage. */
-  retry(recs: readonly SinkRecord[]): void {
-    for (const rec of recs) if (!this.watched.has(rec.id)) this.watched.set(rec.id, { rec, stage: 0, due: this.now() });
+  /** Checks that could not be made: made again at the next tick, at most MAX_FAILED_CHECKS times in a row. Answers how many were given up. */
+  retry(recs: readonly SinkRecord[]): number {
+    let givenUp = 0;
+    for (const rec of recs) {
+      const w = this.watched.get(rec.id);
+      const failed = (w?.rec === rec ? w.failed : 0) + 1;
+      if (failed > MAX_FAILED_CHECKS) {
+        this.watched.delete(rec.id);
+        givenUp += 1;
+      } else this.watched.set(rec.id, { rec, stage: w?.rec === rec ? w.stage : 0, due: this.now(), failed });
+    }
+    return givenUp;
   }
 }

@@ -36,3 +36,14 @@ test('a deletion is due after each delay, then forgotten; a newer write of the i
   off.add([del('x')]);
   assert.equal(off.size, 0, 'no delays: nothing watched');
 });
+
+test('a check that keeps failing is given up after 60 tries in a row, and says so', () => {
+  const w = new TombstoneWatch([100], () => 0);
+  const d = del('a');
+  let givenUp = 0;
+  for (let i = 0; i < 60; i++) givenUp += w.retry([d]);
+  assert.equal(givenUp, 0);
+  assert.equal(w.size, 1);
+  assert.equal(w.retry([d]), 1);
+  assert.equal(w.size, 0);
+});
