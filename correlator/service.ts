@@ -124,7 +124,11 @@ async function buildSinks(
           onCorrection: (n) => metrics.sinkCorrections.inc({ sink: 'couchdb' }, n),
           sign,
           onPartialWrite: (n) => metrics.sinkPartialWrites.inc({ sink: 'couchdb' }, n),
-          onResurrection: (n) => metrics.sinkResurrections.inc({ sink: 'couchdb' }, n),
+          onResurrection: (n) => {
+            metrics.sinkResurrections.inc({ sink: 'couchdb' }, n);
+            if (n > 0)
+              log.warn({ sink: 'couchdb', records: n }, 'deleted records were live again (a cluster copy applied an earlier write late): deleted again');
+          },
           onCheckFailed: (err, givenUp) =>
             log.warn({ sink: 'couchdb', err: (err as Error).message, givenUp }, 'checking deleted records again failed; trying again in a second'),
         }),
