@@ -172,13 +172,13 @@ export async function countDocs(stack: Stack, db: string): Promise<number> {
  * other copy catches up a moment later, and `_changes`, views and
  * `_all_docs` without keys may answer from that copy meanwhile. A read
  * with r=3 waits for every copy and repairs those that lack the document
- * before it answers, so after this every copy holds `ids` (all documents
- * of `db` when omitted). One server: nothing to do.
+ * before it answers, so after this every copy holds `ids` (by id: a
+ * listing could come from the copy that lacks some). One server: nothing to do.
  */
-export async function onEveryCopy(stack: Stack, db: string, ids?: readonly string[]): Promise<void> {
+export async function onEveryCopy(stack: Stack, db: string, ids: readonly string[]): Promise<void> {
   if (!couchCluster) return;
   const headers = { authorization: stack.auth.admin };
-  let todo = ids ? [...ids] : ((await http(`${stack.couchUrl}/${db}/_all_docs`, { headers })).json.rows as Array<{ id: string }>).map((r) => r.id);
+  let todo = [...ids];
   while (todo.length > 0) {
     const chunk = todo.slice(0, 16);
     todo = todo.slice(16);
