@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { couchFlavor, http, startStack, type Stack } from '../helpers/stack.js';
-import { couchDocs, diffMaps, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
+import { couchDocs, diffMaps, postBulk, untilStable, type Doc } from '../helpers/correlator-outputs.js';
 import { generateTraffic, type TrafficDoc } from '../../bench/traffic.js';
 import type { Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
@@ -60,16 +60,22 @@ async function correlator(app: string, batchSize: number): Promise<RunningCorrel
   return r;
 }
 
-/** Until the correlator has read every document and holds and owes nothing. */
+/**
+ * Until the correlator has read every document and holds and owes nothing.
+ * Fails only when nothing moved for 30 s: three cluster nodes per stack,
+ * two stacks at once on two cores (CI) take longer than 30 s in all.
+ */
 async function settled(r: RunningCorrelator, what: string): Promise<EngineCounters> {
-  await until(
+  await untilStable(
     what,
     async () => {
       const c = r.engine.counters;
       const s = r.engine.sizes();
-      const done = c.eventsIn.A === A_COUNT && c.eventsIn.B === B_COUNT && s.waiting + s.open + s.awaitingLookup === 0 && r.pipeline.fanout.pending === 0;
-      return done ? true : null;
+      const pending = r.pipeline.fanout.pending;
+      const ready = c.eventsIn.A === A_COUNT && c.eventsIn.B === B_COUNT && s.waiting + s.open + s.awaitingLookup === 0 && pending === 0;
+      return { key: `${c.eventsIn.A}/${c.eventsIn.B}/${r.engine.changes}/${s.waiting}/${s.open}/${s.awaitingLookup}/${pending}`, ready };
     },
+    300,
     30_000,
   );
   return structuredClone(r.engine.counters);
