@@ -7,7 +7,8 @@
 //  - first revisions go out in one _bulk_docs without _rev (the common
 //    case costs one request); a conflict there means the id is stored
 //    already (a replay after a crash, or a correction that overtook it);
-//  - everything else is an upsert against what is stored: nothing is
+//  - everything else is an upsert against what is stored (over a
+//    tombstone: without _rev, the only way CouchDB 3 takes it): nothing is
 //    written when the stored content is the same (bookkeeping aside), or
 //    when the stored record was decided later (batches in flight may be
 //    acknowledged out of order; `decided_at` orders the decisions);
@@ -194,17 +195,12 @@ export class CouchDbDelivery implements Delivery {
   /** The document to write over what is stored, or null when nothing needs writing. */
   private upsertDoc(r: SinkRecord, cur: Stored | undefined): Record<string, unknown> | null {
     const live = cur !== undefined && !cur.deleted && cur.doc !== null;
-    // Over a tombstone, its revision is extended (both CouchDB and PouchDB Server accept that).
+    // Over a tombstone a record is written without _rev, which extends the tombstone's branch: CouchDB 3
+    // refuses the tombstone's own _rev there as a conflict (PouchDB Server takes both). Should the record
+    // have come back meanwhile, the write conflicts and is read again.
     // A deletion of a record that reads as absent is written anyway: a CouchDB cluster may answer
     // from a replica that has not seen it yet; if it exists, the write conflicts and is read again.
-    if (!live)
-      return r.deleted
-        ? cur
-          ? null
-          : { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at }
-        : cur
-          ? { ...toDoc(r), _rev: cur.rev }
-          : toDoc(r);
+    if (!live) return r.deleted ? (cur ? null : { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at }) : toDoc(r);
     const doc = cur.doc!;
     if (typeof doc.decided_at === 'string' && typeof r.record.decided_at === 'string' && doc.decided_at > r.record.decided_at) return null;
     if (r.deleted) return { _id: r.id, _rev: cur.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at };
