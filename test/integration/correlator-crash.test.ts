@@ -168,17 +168,16 @@ describe('kill -9 while a late side of 10,000 documents is correlated against 10
     // The first run drains the B backlog and idles; then the A side comes, late.
     const first = spawnCorrelator();
     await waitUntilServing(first);
-    await until(
+    await untilStable(
       'the B backlog drained',
       async () => {
         const m = await metrics(metricsUrl);
-        return (m.get('couchlog_correlator_events_in_total{side="B"}') ?? 0) >= N &&
-          (m.get('couchlog_correlator_buffer_size{buffer="open_connections"}') ?? 1) === 0
-          ? true
-          : null;
+        const read = m.get('couchlog_correlator_events_in_total{side="B"}') ?? 0;
+        const open = m.get('couchlog_correlator_buffer_size{buffer="open_connections"}') ?? 1;
+        return { key: `${read}/${open}`, ready: read >= N && open === 0 };
       },
+      0,
       90_000,
-      100,
     );
     bDrainedRecords = await correlatedCount();
     const posting = postBulk(stack, 'http', traffic.a, 200).then((ids) => (aIds = ids));
@@ -243,15 +242,18 @@ describe('kill -9 while a late side of 10,000 documents is correlated against 10
     clean.clickhouse.table = 'http_logs_clean';
     const running = await startCorrelator(clean, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), { clickhouse: true });
     try {
-      await until(
+      // Progress-aware like the last run's wait: on a loaded 3-node cluster the clean run's 20,000 documents took over 90 s.
+      await untilStable(
         'the clean run',
         async () => {
           const e = running.engine;
           const s = e.sizes();
-          const idle =
-            e.counters.eventsIn.A === N && e.counters.eventsIn.B === N && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0;
-          return idle ? true : null;
+          const pending = running.pipeline.fanout.pending;
+          const ready = e.counters.eventsIn.A === N && e.counters.eventsIn.B === N && s.waiting + s.open + s.awaitingLookup === 0 && pending === 0;
+          const outputs = e.counters.correlated + e.counters.orphans.A + e.counters.orphans.B + e.counters.corrections;
+          return { key: `${e.counters.eventsIn.A}/${e.counters.eventsIn.B}/${outputs}/${pending}/${s.awaitingLookup}`, ready };
         },
+        500,
         90_000,
       );
       const c = running.engine.counters;
