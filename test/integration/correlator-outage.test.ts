@@ -321,8 +321,21 @@ describe('drop_on_overflow: true while ClickHouse is down', () => {
     const docs = await couchDocs(stack, 'log_correlated_drop');
     assert.equal(docs.size, traffic.expectedRecords, 'the CouchDB sink drops nothing');
     const counts = await clickhouseCounts(ch, 'http_logs_drop');
-    assert.equal(counts.final + dropped, traffic.expectedRecords);
-    assert.equal(counts.final, counts.distinct);
+    const corrections = m.get('couchlog_correlator_corrections_total') ?? 0;
+    const got = `ClickHouse ${counts.final} records, ${dropped} outputs dropped, ${corrections} corrections, ${traffic.expectedRecords} expected`;
+    if (corrections === 0) {
+      // Each record decided once: every output dropped is exactly one record missing.
+      assert.equal(counts.final + dropped, traffic.expectedRecords, got);
+      assert.equal(counts.final, counts.distinct, 'one live row per id');
+    } else {
+      // A CouchDB 3 cluster reorders the feeds, so some records are decided again. A dropped output then either
+      // hides a record (at most one per drop) or, when it was a deletion, leaves a provisional one standing
+      // (at most one per correction).
+      assert.ok(counts.final + dropped >= traffic.expectedRecords, `more missing than dropped: ${got}`);
+      assert.ok(counts.final <= traffic.expectedRecords + Math.min(dropped, corrections), `more standing than dropped deletions explain: ${got}`);
+      // Without FINAL, ids also include records since deleted.
+      assert.ok(counts.distinct >= counts.final, JSON.stringify(counts));
+    }
     // The correlator kept reading: dropping is the alternative to backpressure.
     assert.equal(m.get('couchlog_correlator_events_in_total{side="A"}'), traffic.aIds.length);
   });
