@@ -216,9 +216,12 @@ async function plainRead(s: Server, dbs: string[], batchSize: number): Promise<n
 async function drained(running: RunningCorrelator, a: number, b: number): Promise<void> {
   for (;;) {
     const e = running.engine;
-    const s = e.sizes();
-    if (e.counters.eventsIn.A >= a && e.counters.eventsIn.B >= b && s.waiting + s.open + s.awaitingLookup === 0 && running.pipeline.fanout.pending === 0)
-      return;
+    // sizes() walks every connection on the correlator's own thread: asked only once the rest says done.
+    const done = () => {
+      const s = e.sizes();
+      return s.waiting + s.open + s.awaitingLookup === 0;
+    };
+    if (e.counters.eventsIn.A >= a && e.counters.eventsIn.B >= b && running.pipeline.fanout.pending === 0 && done()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
 }

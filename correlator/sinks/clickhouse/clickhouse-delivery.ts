@@ -4,7 +4,7 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
-import { toRow } from './rows.js';
+import { toJsonLine } from './rows.js';
 
 export interface ClickHouseTarget {
   url: string;
@@ -55,7 +55,12 @@ export class ClickHouseDelivery implements Delivery {
   ) {}
 
   async deliver(batch: SinkRecord[]): Promise<void> {
-    await this.client.insert({ table: `${this.target.database}.${this.target.table}`, values: batch.map(toRow), format: 'JSONEachRow' });
+    // The rows are written as JSONEachRow text here rather than by the client (which would build and
+    // stringify an object per row); the data follows the INSERT in the request body, where ClickHouse
+    // reads it with its stream parser (max_query_size does not apply to it).
+    let rows = '';
+    for (const r of batch) rows += toJsonLine(r);
+    await this.client.command({ query: `INSERT INTO ${this.target.database}.${this.target.table} FORMAT JSONEachRow\n${rows}` });
     let corrections = 0;
     for (const r of batch) if (r.deleted || Number(r.record.revision) > 1) corrections++;
     if (corrections > 0) this.onCorrection(corrections);

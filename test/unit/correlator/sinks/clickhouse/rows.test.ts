@@ -4,7 +4,7 @@
 // (reference below) on thousands of generated records.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
+import { toJsonLine, toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
 import { COLUMNS } from '../../../../../correlator/sinks/clickhouse/columns.js';
 import { mulberry32 } from '../../../../../bench/prng.js';
 
@@ -117,6 +117,48 @@ describe('toRow', () => {
         if (col.name !== 'id') assert.deepEqual(got[col.name], expected, `${col.name} of ${JSON.stringify(record)}`);
       }
       assert.equal(got.id, id);
+    }
+  });
+});
+
+describe('toJsonLine', () => {
+  test('is exactly the JSONEachRow line of toRow, on generated records with awkward names and values', () => {
+    const rand = mulberry32(11);
+    const names = [...COLUMNS.flatMap((c) => c.from), 'header_User-Agent', 'ID', 'status', 'x', 'quote"d', 'back\\slash', 'line\nbreak', '\u2028', 'emoji 🙂'];
+    const values = [
+      0,
+      -0,
+      1,
+      65_535,
+      1e21,
+      -5,
+      2.5,
+      NaN,
+      Infinity,
+      '12',
+      '',
+      'a "quoted" \\ text\n',
+      '\u0000\u001f\u2028',
+      '🙂',
+      null,
+      true,
+      false,
+      { k: [1, 'two'] },
+      [1, 2],
+      '2024-05-06T07:08:09Z',
+      'not a date',
+    ];
+    for (let i = 0; i < 3000; i++) {
+      const record: Record<string, unknown> = {};
+      const count = Math.floor(rand() * 30);
+      for (let j = 0; j < count; j++) record[names[Math.floor(rand() * names.length)]!] = values[Math.floor(rand() * values.length)];
+      const rec = { id: `A-${i}-"\\`, record, version: Math.floor(rand() * 2 ** 40), deleted: rand() < 0.1 };
+      const line = toJsonLine(rec);
+      assert.equal(line, `${JSON.stringify(toRow(rec))}\n`, `record ${JSON.stringify(record)}`);
+      assert.deepEqual(
+        Object.keys(JSON.parse(line)),
+        COLUMNS.map((c) => c.name),
+      );
     }
   });
 });
