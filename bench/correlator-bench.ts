@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { couchUrl, type Config } from '../lib/config/load.js';
+import { couchUrl, ensureSecrets, type Config } from '../lib/config/load.js';
 import type { Protection } from '../lib/config/protection.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
@@ -127,6 +127,8 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
   c.metrics.enabled = false;
   c.outputs.couchdb.enabled = o.sinks.includes('couchdb');
   c.outputs.couchdb.protection = o.protection;
+  // Under audit the records are signed: the key is made now (benchConfig ran before the protection was chosen).
+  ensureSecrets(config);
 
   const binary = findClickhouseServer();
   let clickhouse: EmbeddedClickhouse | null = null;
