@@ -11,6 +11,7 @@ import { startStack, http, JSON_TYPE, freePort, type Stack, storedStatus } from 
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
+import { decodeState, type StoredCheckpoint } from '../../correlator/feed/checkpoint-store.js';
 
 let ch: TestClickhouse;
 let stack: Stack;
@@ -226,5 +227,34 @@ describe('HTTP x network through the ingress', () => {
     assert.ok(value('couchlog_correlator_correlated_total') + value('couchlog_correlator_corrections_total') >= 4, metrics.slice(0, 2000));
     assert.match(metrics, /couchlog_correlator_sink_writes_total\{sink="clickhouse"\} \d+/);
     assert.match(metrics, /couchlog_correlator_checkpoint_age_seconds \d/);
+  });
+
+  test('the checkpoint keeps its feed positions readable and its snapshot gzipped; one written by an older couchlog is continued from', async () => {
+    const url = `${stack.couchUrl}/log_correlated/_local/correlator`;
+    const admin = { authorization: stack.auth.admin };
+    const saved = await until('a checkpoint past the documents posted above', async () => {
+      const res = await http(url, { headers: admin });
+      return res.status === 200 && parseInt(String(res.json.feeds.A.since), 10) > 0 ? (res.json as StoredCheckpoint & { _rev: string }) : null;
+    });
+    assert.equal(typeof saved.state_gzip, 'string');
+    assert.equal(saved.state, undefined, 'the snapshot is not stored twice');
+    const state = await decodeState(saved, 'test');
+    assert.equal(state.v, 2);
+    assert.ok(saved.state_gzip!.length < JSON.stringify(state).length || JSON.stringify(state).length < 2000, 'gzipped is smaller than the JSON');
+
+    // The same checkpoint as an older couchlog wrote it: the snapshot as JSON.
+    await correlator.stop();
+    const old = { _rev: (await http(url, { headers: admin })).json._rev, feeds: saved.feeds, saved_at: saved.saved_at, state };
+    assert.equal((await http(url, { method: 'PUT', headers: { ...admin, ...JSON_TYPE }, body: JSON.stringify(old) })).status, 201);
+    correlator = await startCorrelator(stack.config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), { clickhouse: true });
+    const [id] = await post('http', [a(50002, Date.now() - T0, { path: '/after-old-checkpoint' })]);
+    await until('the new A decided', async () => ((await correlatedDocs()).has(`A-${id}`) ? true : null));
+    // Continued from the saved positions: only the new A was read, nothing from the start.
+    assert.deepEqual(correlator.engine.counters.eventsIn, { A: 1, B: 0 });
+    const rewritten = await until('the checkpoint saved again, in the new form', async () => {
+      const res = await http(url, { headers: admin });
+      return typeof res.json.state_gzip === 'string' ? (res.json as StoredCheckpoint) : null;
+    });
+    assert.equal(rewritten.state, undefined);
   });
 });

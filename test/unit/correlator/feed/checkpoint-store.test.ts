@@ -1,0 +1,89 @@
+// Unit tests of correlator/feed/checkpoint-store.ts's stored form: the
+// snapshot goes gzipped and comes back equal (awkward ids included), the
+// feed positions stay plain JSON, a checkpoint of an older couchlog (the
+// snapshot as JSON) is read as it is, a damaged snapshot is an error that
+// says what to do, and one too big is refused before anything is sent.
+// Saving and loading through a real server: test/integration/correlator.test.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { CheckpointStore, MAX_CHECKPOINT_BYTES, decodeState, encodeCheckpoint, type Checkpoint } from '../../../../correlator/feed/checkpoint-store.js';
+import type { CouchHttp } from '../../../../lib/couch/http.js';
+import type { EngineSnapshot } from '../../../../correlator/engine/types.js';
+import { mulberry32 } from '../../../../bench/prng.js';
+
+function snapshot(connections: number, seed = 1): EngineSnapshot {
+  const rnd = mulberry32(seed);
+  const id = () => `${Math.floor(rnd() * 2 ** 32).toString(16)}-\u00e9"\\\u2028-${Math.floor(rnd() * 1e9)}`;
+  const keys: EngineSnapshot['keys'] = [];
+  for (let i = 0; i < connections; i++) {
+    keys.push([
+      i % 3 === 0 ? `[2001:db8::${i.toString(16)}]:${1024 + i}` : `203.0.113.${i % 256}:${1024 + i}`,
+      i % 5 === 0 ? null : 1_796_000_000_000 + i,
+      [
+        ['B', id()],
+        ['A', id()],
+      ],
+      i % 7 === 0 ? [[`A-${id()}`, 2, false]] : [],
+      ...(i % 11 === 0 ? [true] : []),
+    ] as EngineSnapshot['keys'][number]);
+  }
+  return {
+    v: 2,
+    progress: { A: 1_796_000_000_000, B: null },
+    releasedUpTo: 1_795_999_990_000,
+    cacheFloor: null,
+    lastVersion: 1_796_000_000_123,
+    waiting: [['A', id()]],
+    keys,
+    evicted: [['198.51.100.7:36802', 1_796_000_000_000]],
+    disorder: { A: 12.5, B: 0 },
+  };
+}
+
+const cp = (state: EngineSnapshot): Checkpoint => ({
+  feeds: { A: { db: 'log_http', since: '42-g1AAAA', next_index: 43 }, B: { db: 'log_network', since: '7', next_index: 8 } },
+  state,
+  saved_at: '2026-12-04T00:00:00.000Z',
+});
+
+test('the snapshot is stored gzipped and comes back equal; the feed positions stay readable', async () => {
+  for (const n of [0, 1, 50, 5_000]) {
+    const state = snapshot(n, n + 1);
+    const stored = await encodeCheckpoint(cp(state));
+    const doc = JSON.parse(JSON.stringify(stored)) as typeof stored;
+    assert.equal(doc.state, undefined);
+    assert.deepEqual(doc.feeds, cp(state).feeds);
+    assert.equal(doc.saved_at, '2026-12-04T00:00:00.000Z');
+    assert.deepEqual(await decodeState(doc, 'test'), state);
+    if (n >= 50)
+      assert.ok(doc.state_gzip!.length < JSON.stringify(state).length, `${n} connections: ${doc.state_gzip!.length} vs ${JSON.stringify(state).length}`);
+  }
+});
+
+test('a checkpoint written by an older couchlog (the snapshot as JSON) is read as it is', async () => {
+  const state = snapshot(20);
+  assert.deepEqual(await decodeState({ feeds: cp(state).feeds, saved_at: 'x', state }, 'test'), state);
+});
+
+test('a damaged snapshot is an error that names the checkpoint and the way out', async () => {
+  const stored = await encodeCheckpoint(cp(snapshot(20)));
+  const cut = { ...stored, state_gzip: stored.state_gzip!.slice(0, stored.state_gzip!.length >> 1) };
+  await assert.rejects(decodeState(cut, 'log_correlated/_local/correlator'), /log_correlated\/_local\/correlator .*cannot be read.*delete it/);
+  const notGzip = { ...stored, state_gzip: Buffer.from('{"v":2}').toString('base64') };
+  await assert.rejects(decodeState(notGzip, 'x'), /cannot be read/);
+});
+
+test('a checkpoint above the document limit is refused before anything is sent', async () => {
+  const http = {
+    request: () => {
+      throw new Error('nothing may be sent');
+    },
+  } as unknown as CouchHttp;
+  const store = new CheckpointStore(http, 'log_correlated', 'correlator', {});
+  // Random ids do not compress: enough of them pass the limit even gzipped.
+  const state = snapshot(0);
+  const big = Math.ceil(MAX_CHECKPOINT_BYTES / 64) + 1000;
+  for (let i = 0; i < big; i++) state.waiting.push(['A', randomBytes(48).toString('base64')]);
+  await assert.rejects(store.save(cp(state)), /would be \d+ bytes, above 7500000: lower correlator.buffers/);
+});
