@@ -28,6 +28,7 @@ import type { EngineCounters } from '../correlator/engine/types.js';
 import { benchConfig, describeCouch, startCouchStack } from './bench-stack.js';
 import { freePort } from './free-port.js';
 import { cpuMeter } from './process-cpu.js';
+import { describeQuiet, waitForQuiet } from './machine-quiet.js';
 import { generateTraffic } from './traffic.js';
 
 export interface CorrelatorBenchOptions {
@@ -252,6 +253,7 @@ async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, p
   await Promise.all([load(s, s.dbs.a, traffic.a, o.loadChunk), load(s, s.dbs.b, traffic.b, o.loadChunk)]);
   const loaded = timed(2 * o.events, t0);
 
+  progress(describeQuiet(await waitForQuiet()));
   progress(`(i) plain read: _changes?include_docs=true of ${s.dbs.a} and ${s.dbs.b}, pages of ${o.batchSize}...`);
   const readCpu = cpuMeter(s.pids);
   const t1 = process.hrtime.bigint();
@@ -259,6 +261,7 @@ async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, p
   const plain = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
   if (read !== 2 * o.events) throw new Error(`the plain read saw ${read} documents, expected ${2 * o.events}`);
 
+  progress(describeQuiet(await waitForQuiet()));
   progress('(ii) the correlator, from start until every output is acknowledged by every sink...');
   const runCpu = cpuMeter(s.pids);
   const t2 = process.hrtime.bigint();
@@ -305,6 +308,7 @@ async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, 
     progress(`posting the A backlog of the same connections, an hour late (${o.events} documents)...`);
     await load(s, s.dbs.a, traffic.a, o.loadChunk);
 
+    progress(describeQuiet(await waitForQuiet()));
     progress(`(i) plain read: _changes?include_docs=true of ${s.dbs.a}, pages of ${o.batchSize}...`);
     const readCpu = cpuMeter(s.pids);
     const t1 = process.hrtime.bigint();
@@ -312,6 +316,7 @@ async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, 
     plain = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
     if (read !== o.events) throw new Error(`the plain read saw ${read} documents, expected ${o.events}`);
 
+    progress(describeQuiet(await waitForQuiet()));
     progress('(ii) the running correlator drains the late A backlog: every A decided, corrections written, sinks acknowledged...');
     const before = structuredClone(running.engine.counters);
     const runCpu = cpuMeter(s.pids);
@@ -353,6 +358,7 @@ async function recordsWrite(s: Server, batchSize: number, concurrency: number): 
       return rest;
     });
   await s.http.request('PUT', `/${s.dbs.copy}`, { headers: admin });
+  await waitForQuiet();
   const pages: string[] = [];
   for (let i = 0; i < docs.length; i += batchSize) pages.push(JSON.stringify({ docs: docs.slice(i, i + batchSize) }));
   const cpu = cpuMeter(s.pids);
