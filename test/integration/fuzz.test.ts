@@ -11,6 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { startStack, http, type Stack } from '../helpers/stack.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
+import { mulberry32 } from '../../bench/prng.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 12);
 const COUNT = Number(process.env.FUZZ_COUNT ?? 3000);
@@ -18,18 +19,6 @@ const CONCURRENCY = 12;
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-
-/** mulberry32: small, fast, reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let stack: Stack;
 before(async () => {
@@ -260,7 +249,7 @@ test(`seeded fuzz: ${COUNT} hostile requests (seed ${SEED})`, { timeout: 240_000
   const heapBefore = process.memoryUsage().heapUsed;
   const pid = stack.couch.pid;
 
-  const r = rng(SEED);
+  const r = mulberry32(SEED);
   // Generated one at a time, in order (the same sequence for a seed), and dropped once sent.
   const claimed = new Map<string, Set<string>>();
   const claim = (db: string, id: unknown) => {
