@@ -38,7 +38,12 @@ const clickhouseSink = z
     max_batch_size: z.number().int().min(1).max(100_000).default(2000),
     /** Batches in flight at once: the next one is on its way while the server stores the last. */
     concurrency: z.number().int().min(1).max(16).default(2),
-    flush_interval_ms: z.number().int().min(1).max(60_000).default(200),
+    /**
+     * A batch not full goes out after this long. ClickHouse writes a part per
+     * INSERT and merges them in the background: it asks for no more than about
+     * one INSERT a second, which is also Vector's default for its ClickHouse sink.
+     */
+    flush_interval_ms: z.number().int().min(1).max(60_000).default(1000),
     /** Records held while ClickHouse is slow or down; beyond it the correlator stops reading (or drops, below). */
     max_buffer_size: z.number().int().min(1).default(5000),
     /** true: drop (and count) records beyond max_buffer_size instead of applying backpressure. */
