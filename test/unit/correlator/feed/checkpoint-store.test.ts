@@ -2,8 +2,10 @@
 // snapshot goes gzipped and comes back equal (awkward ids included), the
 // feed positions stay plain JSON, a checkpoint of an older couchlog (the
 // snapshot as JSON) is read as it is, a damaged snapshot is an error that
-// says what to do, and one too big is refused before anything is sent.
-// Saving and loading through a real server: test/integration/correlator.test.ts.
+// says what to do, and one too big is refused before anything is sent;
+// the store's requests (a conflict, the revision it then sends) against a
+// scripted server. Saving and loading through a real server:
+// test/integration/correlator.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -86,4 +88,61 @@ test('a checkpoint above the document limit is refused before anything is sent',
   const big = Math.ceil(MAX_CHECKPOINT_BYTES / 64) + 1000;
   for (let i = 0; i < big; i++) state.waiting.push(['A', randomBytes(48).toString('base64')]);
   await assert.rejects(store.save(cp(state)), /would be \d+ bytes, above 7500000: lower correlator.buffers/);
+});
+
+/** A server that answers from a script and records what it was sent (the store's requests, in order). */
+function scripted(answers: Array<{ status: number; body: unknown }>) {
+  const sent: Array<{ method: string; path: string; body: Record<string, unknown> | null }> = [];
+  const http = {
+    request: async (method: string, path: string, req: { body?: string } = {}) => {
+      sent.push({ method, path, body: req.body === undefined ? null : (JSON.parse(req.body) as Record<string, unknown>) });
+      const next = answers.shift();
+      if (!next) throw new Error(`unexpected ${method} ${path}`);
+      return { status: next.status, headers: {}, body: next.body };
+    },
+  } as unknown as CouchHttp;
+  return { http, sent };
+}
+
+test('save() after a conflict takes the stored revision, whatever that document holds, and writes the gzipped form', async () => {
+  const { http, sent } = scripted([
+    { status: 409, body: { error: 'conflict' } },
+    { status: 200, body: { _id: '_local/correlator', _rev: '0-7', feeds: {}, state_gzip: 'not base64 gzip at all' } },
+    { status: 201, body: { ok: true, rev: '0-8' } },
+    { status: 201, body: { ok: true, rev: '0-9' } },
+  ]);
+  const store = new CheckpointStore(http, 'log_correlated', 'correlator', {});
+  const state = snapshot(30);
+  await store.save(cp(state));
+  assert.deepEqual(
+    sent.map((r) => `${r.method} ${r.path}`),
+    ['PUT /log_correlated/_local/correlator', 'GET /log_correlated/_local/correlator', 'PUT /log_correlated/_local/correlator'],
+  );
+  for (const put of [sent[0]!, sent[2]!]) {
+    assert.equal(put.body!.state, undefined);
+    assert.deepEqual(await decodeState(put.body as never, 'test'), state);
+  }
+  assert.equal(sent[0]!.body!._rev, undefined, 'the first save knew no revision');
+  assert.equal(sent[2]!.body!._rev, '0-7');
+  // The revision it got back is the one the next save sends.
+  await store.save(cp(state));
+  assert.equal(sent[3]!.body!._rev, '0-8');
+});
+
+test('load() decodes the gzipped form, reads the older one, and rejects a damaged one', async () => {
+  const state = snapshot(30);
+  const stored = await encodeCheckpoint(cp(state));
+  const { http } = scripted([
+    { status: 200, body: { _rev: '0-3', ...stored } },
+    { status: 200, body: { _rev: '0-4', feeds: stored.feeds, saved_at: stored.saved_at, state } },
+    { status: 200, body: { _rev: '0-5', ...stored, state_gzip: stored.state_gzip!.slice(0, 100) } },
+    { status: 200, body: { _rev: '0-6', ...stored, state_gzip: null } },
+    { status: 404, body: { error: 'not_found' } },
+  ]);
+  const store = new CheckpointStore(http, 'log_correlated', 'correlator', {});
+  assert.deepEqual(await store.load(), cp(state));
+  assert.deepEqual(await store.load(), cp(state));
+  await assert.rejects(store.load(), /log_correlated\/_local\/correlator holds a snapshot that cannot be read/);
+  await assert.rejects(store.load(), /state_gzip is null, not a string/);
+  assert.equal(await store.load(), null);
 });
