@@ -1,13 +1,15 @@
-// Waits until the machine is quiet before a measured phase. Right after a
-// backlog is loaded, the database is still working on it (LevelDB compacts
-// the fresh tables on the embedded server, CouchDB 3 updates its internal
-// indexes, ClickHouse merges parts): a read timed then was measured at
-// 3,800 or at 8,500 docs/s on the same machine, depending on whether it
-// overlapped that work, and a ratio to it said more about the luck of the
-// run than about the code. What must stay true: the wait is bounded (a
-// busy machine is reported, never waited on forever), and it reads the
-// whole machine's CPU, so it covers servers whose process it does not know
-// (an external CouchDB). Linux only: elsewhere it returns at once.
+// Waits until the machine is quiet before a measured phase. A server can
+// stay busy after the work that came before: Apache CouchDB 3.5 was seen
+// at 100 % of a core for minutes after a benchmark deleted its databases,
+// and back-to-back runs on it were then up to 40 % slower. A phase timed
+// then measures the leftover work, not the code. (On the embedded server
+// the machine is quiet again within a second after a backlog is loaded;
+// the plain read's own speed still varies up to 2× between runs there, for
+// reasons inside PouchDB Server: see README.) What must stay true: the
+// wait is bounded (a busy machine is reported, never waited on forever),
+// and it reads the whole machine's CPU, so it covers servers whose process
+// it does not know (an external CouchDB). Linux only: elsewhere it returns
+// at once.
 import { readFileSync } from 'node:fs';
 
 export interface QuietOptions {
