@@ -69,7 +69,8 @@ export async function auditDatabase(admin: AdminClient, db: string, o: AuditOpti
     lastSeq: o.since ?? '0',
   };
   for (;;) {
-    const qs = new URLSearchParams({ style: 'all_docs', since: audit.lastSeq, limit: String(pageSize), feed: 'normal' });
+    // seq_interval: only last_seq is used, and CouchDB 3 then encodes no sequence for the other changes.
+    const qs = new URLSearchParams({ style: 'all_docs', since: audit.lastSeq, limit: String(pageSize), feed: 'normal', seq_interval: String(pageSize) });
     if (o.signingKey !== null) qs.set('include_docs', 'true');
     const page = await admin.must<{ results: ChangeRow[]; last_seq: unknown }>(`reading ${db}/_changes`, 'GET', `/${encodeURIComponent(db)}/_changes?${qs}`);
     for (const row of page.results) {

@@ -229,7 +229,13 @@ export class Forwarder {
 
   private async readPage(checkpoint: string): Promise<Page> {
     const since = checkpoint === '' ? '0' : (JSON.parse(checkpoint) as unknown);
-    const q = new URLSearchParams({ since: typeof since === 'string' ? since : String(since), limit: String(this.o.maxEvents), include_docs: 'true' });
+    // seq_interval: CouchDB 3 encodes a sequence for the page's last change only (the checkpoint is last_seq).
+    const q = new URLSearchParams({
+      since: typeof since === 'string' ? since : String(since),
+      limit: String(this.o.maxEvents),
+      include_docs: 'true',
+      seq_interval: String(this.o.maxEvents),
+    });
     const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}/_changes?${q}`, {
       headers: { accept: 'application/json', ...this.o.couchHeaders },
       signal: AbortSignal.timeout(this.o.hec.timeoutMs),

@@ -8,9 +8,9 @@ export class FeedCursor {
     private nextIndex = 0,
   ) {}
 
-  /** Records a change read from the feed; returns its index. */
-  take(seq: string): number {
-    this.since = seq;
+  /** Records a change read from the feed; returns its index. A change without a sequence (seq_interval) leaves `since` to the page's end. */
+  take(seq: string | null): number {
+    if (seq !== null) this.since = seq;
     return this.nextIndex++;
   }
 

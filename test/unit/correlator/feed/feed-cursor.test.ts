@@ -42,3 +42,15 @@ test('a cursor restored from (since, next) continues as the saved one would have
   );
   assert.equal(restored.since, '20-x');
 });
+
+test('changes without a sequence (seq_interval) take indexes and leave since to the end of the page', () => {
+  const c = new FeedCursor('4-d', 3);
+  assert.equal(c.take(null), 3);
+  assert.equal(c.take(null), 4);
+  assert.equal(c.since, '4-d');
+  assert.equal(c.take('7-g'), 5);
+  assert.equal(c.since, '7-g');
+  c.endPage('7-g');
+  assert.equal(c.since, '7-g');
+  assert.equal(c.next, 6);
+});
