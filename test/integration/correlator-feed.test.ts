@@ -48,7 +48,10 @@ test('every document exactly once over pages, resuming from each page’s last_s
     cursor.endPage(page.lastSeq);
     if (page.changes.length < PAGE) break;
   }
-  assert.deepEqual([...seen].sort(), Array.from({ length: DOCS }, (_, i) => `d${String(i).padStart(3, '0')}`));
+  assert.deepEqual(
+    [...seen].sort(),
+    Array.from({ length: DOCS }, (_, i) => `d${String(i).padStart(3, '0')}`),
+  );
   assert.equal(cursor.next, DOCS);
   // CouchDB 3 leaves the sequences inside a page out; PouchDB Server ignores seq_interval and sends them all.
   if (couchFlavor === 'couchdb3') assert.equal(nullSeqs, innerSeqs);
