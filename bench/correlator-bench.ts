@@ -64,7 +64,8 @@ export interface Timed {
 }
 
 /** CPU seconds each process used during a phase (null: not running or not measurable). */
-export type PhaseCpu = Record<'couchdb' | 'clickhouse' | 'correlator', number | null>;
+/** `couchdb main thread`: the embedded server's JavaScript thread alone (PouchDB Server runs on one). */
+export type PhaseCpu = Record<'couchdb' | 'clickhouse' | 'correlator', number | null> & { 'couchdb main thread'?: number | null };
 
 export interface CorrelatorBenchReport {
   scenario: CorrelatorBenchOptions['scenario'];
@@ -84,12 +85,15 @@ export interface CorrelatorBenchReport {
   /** Correlator drain vs the unavoidable I/O: plain read then records written, one after the other. */
   ioRatio: number | null;
   /**
-   * The best ratio this machine allows: the CPU the CouchDB server needs for
-   * (i) and (iii), spread over every core, is the shortest a drain can take;
-   * `withOthers` adds what ClickHouse and the correlator used in (ii). null:
-   * the server's CPU was not measurable (an external server without a local pid).
+   * The best ratio this machine allows: the drain must at least read what
+   * (i) read and write what (iii) wrote, so the CPU the CouchDB server needs
+   * for (i) and (iii), spread over every core — and on the embedded server,
+   * whose JavaScript runs on one thread, that thread's CPU for them — is the
+   * shortest a drain can take. `withOthers` also spreads what ClickHouse and
+   * the correlator used in (ii) over the cores. null: the server's CPU was
+   * not measurable (an external server not listening on this machine).
    */
-  ceiling: { cores: number; serverCpu: number; serverOnly: number; withOthers: number } | null;
+  ceiling: { cores: number; serverCpu: number; mainThreadCpu: number | null; serverOnly: number; withOthers: number } | null;
   /** What the sinks hold afterwards (null: sink not run). */
   check: { couchdb: number | null; clickhouseFinal: number | null; clickhouseRaw: number | null; expected: number };
   clickhouse: string;
@@ -115,6 +119,8 @@ interface Server {
   http: CouchHttp;
   label: string;
   pids: Record<'couchdb' | 'clickhouse' | 'correlator', number | null>;
+  /** The embedded server's pid, whose JavaScript thread is measured alone; empty for an external server. */
+  mainThreads: Record<string, number | null>;
   clickhouseUrl: string | null;
   clickhouseNote: string;
   dbs: { a: string; b: string; out: string; copy: string };
@@ -190,6 +196,7 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
     label,
     // An external server on this machine is measured too (its CPU, and the ceiling it sets).
     pids: { couchdb: embedded?.pid ?? (o.couchdbUrl ? listeningPid(o.couchdbUrl) : null), clickhouse: clickhouse?.pid ?? null, correlator: process.pid },
+    mainThreads: embedded ? { 'couchdb main thread': embedded.pid ?? null } : {},
     clickhouseUrl: clickhouse?.url ?? null,
     clickhouseNote,
     dbs,
@@ -268,7 +275,7 @@ async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, p
 
   progress(describeQuiet(await waitForQuiet()));
   progress(`(i) plain read: _changes?include_docs=true of ${s.dbs.a} and ${s.dbs.b}, pages of ${o.batchSize}...`);
-  const readCpu = cpuMeter(s.pids);
+  const readCpu = cpuMeter(s.pids, s.mainThreads);
   const t1 = process.hrtime.bigint();
   const read = await plainRead(s, [s.dbs.a, s.dbs.b], o.batchSize);
   const plain = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
@@ -276,7 +283,7 @@ async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, p
 
   progress(describeQuiet(await waitForQuiet()));
   progress('(ii) the correlator, from start until every output is acknowledged by every sink...');
-  const runCpu = cpuMeter(s.pids);
+  const runCpu = cpuMeter(s.pids, s.mainThreads);
   const t2 = process.hrtime.bigint();
   const logger = pino({ level: 'silent' });
   const running = await startCorrelator(s.config, logger, { clickhouse: s.clickhouseUrl !== null });
@@ -324,7 +331,7 @@ async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, 
 
     progress(describeQuiet(await waitForQuiet()));
     progress(`(i) plain read: _changes?include_docs=true of ${s.dbs.a}, pages of ${o.batchSize}...`);
-    const readCpu = cpuMeter(s.pids);
+    const readCpu = cpuMeter(s.pids, s.mainThreads);
     const t1 = process.hrtime.bigint();
     const read = await plainRead(s, [s.dbs.a], o.batchSize);
     plain = { ...timed(read, t1), cpu: readCpu() as PhaseCpu };
@@ -333,7 +340,7 @@ async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, 
     progress(describeQuiet(await waitForQuiet()));
     progress('(ii) the running correlator drains the late A backlog: every A decided, corrections written, sinks acknowledged...');
     const before = structuredClone(running.engine.counters);
-    const runCpu = cpuMeter(s.pids);
+    const runCpu = cpuMeter(s.pids, s.mainThreads);
     const t2 = process.hrtime.bigint();
     running.pipeline.paused = false;
     await drained(running, o.events, o.events);
@@ -376,7 +383,7 @@ async function recordsWrite(s: Server, batchSize: number, concurrency: number, p
   progress(describeQuiet(await waitForQuiet()));
   const pages: string[] = [];
   for (let i = 0; i < docs.length; i += batchSize) pages.push(JSON.stringify({ docs: docs.slice(i, i + batchSize) }));
-  const cpu = cpuMeter(s.pids);
+  const cpu = cpuMeter(s.pids, s.mainThreads);
   const t0 = process.hrtime.bigint();
   let next = 0;
   const worker = async () => {
@@ -425,8 +432,11 @@ function ceilingOf(plain: Timed & { cpu: PhaseCpu }, write: (Timed & { cpu: Phas
   if (write === null || plain.cpu.couchdb === null || write.cpu.couchdb === null) return null;
   const cores = availableParallelism();
   const serverCpu = plain.cpu.couchdb + write.cpu.couchdb;
+  const [readMain, writeMain] = [plain.cpu['couchdb main thread'], write.cpu['couchdb main thread']];
+  const mainThreadCpu = typeof readMain === 'number' && typeof writeMain === 'number' ? readMain + writeMain : null;
   const others = (drain.clickhouse ?? 0) + (drain.correlator ?? 0);
-  return { cores, serverCpu, serverOnly: plain.seconds / (serverCpu / cores), withOthers: plain.seconds / ((serverCpu + others) / cores) };
+  const shortest = (spread: number) => Math.max(spread / cores, mainThreadCpu ?? 0);
+  return { cores, serverCpu, mainThreadCpu, serverOnly: plain.seconds / shortest(serverCpu), withOthers: plain.seconds / shortest(serverCpu + others) };
 }
 
 /** What the sinks hold once quiet: the two must agree (ClickHouse counted as it stands: FINAL, deletions out). */
@@ -476,7 +486,9 @@ export function formatReport(r: CorrelatorBenchReport): string {
           `  (i) then (iii), one after the other, vs the correlator: ${r.ioRatio!.toFixed(2)}  (the reads and writes it cannot avoid)`,
           ...(r.ceiling
             ? [
-                `  ceiling: CouchDB needs ${r.ceiling.serverCpu.toFixed(1)} CPU-s for (i) + (iii); spread over all ${r.ceiling.cores} cores the ratio is at most ${r.ceiling.serverOnly.toFixed(2)}` +
+                `  ceiling: CouchDB needs ${r.ceiling.serverCpu.toFixed(1)} CPU-s for (i) + (iii)` +
+                  (r.ceiling.mainThreadCpu === null ? '' : `, ${r.ceiling.mainThreadCpu.toFixed(1)} of them on its one JavaScript thread`) +
+                  `; on ${r.ceiling.cores} cores the ratio is at most ${r.ceiling.serverOnly.toFixed(2)}` +
                   ` (${r.ceiling.withOthers.toFixed(2)} with the CPU ClickHouse and the correlator used in (ii))`,
               ]
             : []),
