@@ -63,8 +63,11 @@ export interface Timed {
   docsPerSecond: number;
 }
 
-/** CPU seconds each process used during a phase (null: not running or not measurable). */
-/** `couchdb main thread`: the embedded server's JavaScript thread alone (PouchDB Server runs on one). */
+/**
+ * CPU seconds each process used during a phase (null: not running or not
+ * measurable); `couchdb main thread`: the embedded server's JavaScript thread
+ * alone (PouchDB Server runs its JavaScript on one).
+ */
 export type PhaseCpu = Record<'couchdb' | 'clickhouse' | 'correlator', number | null> & { 'couchdb main thread'?: number | null };
 
 export interface CorrelatorBenchReport {
