@@ -18,6 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { startBenchStack, type BenchStack, type CouchChoice } from './bench-stack.js';
 import { freePort } from './free-port.js';
 
+/** This file runs as dist/bench/hec-bench.js: `couchlog` is dist/scripts/couchlog.js. */
+export const COUCHLOG_SCRIPT = fileURLToPath(new URL('../scripts/couchlog.js', import.meta.url));
+
 export interface HecBenchOptions {
   /** Documents forwarded in the forwarding phase (0: skip it). */
   forwardDocs: number;
@@ -230,7 +233,7 @@ async function benchForward(
     // (the target's ingress runs in this process).
     const forward = async (run: number): Promise<{ n: number; seconds: number }> => {
       const args = [
-        fileURLToPath(new URL('../../scripts/couchlog.js', import.meta.url)),
+        COUCHLOG_SCRIPT,
         'forward',
         '--app',
         stack.appName('fwd_src'),

@@ -25,9 +25,10 @@ import { docId, sourceKey, withId } from '../shipper/doc-id.js';
 import { runLoad, type LoadResult } from './load.js';
 import { startBenchStack, type CouchChoice } from './bench-stack.js';
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../../..');
-const JSONFORMAT = join(ROOT, 'dist/scripts/jsonformat.js');
-const SHIP = join(ROOT, 'dist/scripts/ship.js');
+/** This file runs as dist/bench/ship-bench.js: the compiled scripts are in dist/scripts. */
+const SCRIPTS = resolve(fileURLToPath(import.meta.url), '../../scripts');
+export const JSONFORMAT = join(SCRIPTS, 'jsonformat.js');
+export const SHIP = join(SCRIPTS, 'ship.js');
 export const SEED_SCHEMA = '$date $hour _ _ _ \\[$process\\] _ $ip';
 /** awk doing the seed schema's split, printing what jsonformat prints. */
 const AWK_PROGRAM =
