@@ -13,6 +13,7 @@ const ACROSS_MODULES: Record<string, string> = {
   'correlator/engine/arrival-order.test.ts': 'engine.ts under seeded arrival schedules, crashes and lagging sinks, against the reference replay',
   'design-docs/report-views.test.ts': 'the views and list functions of every report set (by-time, fail2ban-report, correlated-report, lists)',
   'server/hec/hec.test.ts': 'the HEC endpoint: envelope.ts, tokens.ts, acks.ts, errors.ts',
+  'bench/script-paths.test.ts': 'the compiled scripts ship-bench.ts and hec-bench.ts spawn',
 };
 const WHOLE_TREE = new Set(['layering.test.ts', 'test-layout.test.ts']);
 

@@ -1,12 +1,9 @@
-// What the benchmarks say about where CPU went: a process's own CPU, its
-// main thread's alone, and the process listening on a loopback port (an
-// external CouchDB on this machine, measured as the embedded one is).
+// What the benchmarks say about where CPU went: a process's own CPU and its
+// main thread's alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { mainThreadCpuSeconds, processCpuSeconds, cpuMeter } from '../../../bench/process-cpu.js';
-import { listeningPid } from '../../../bench/listening-pid.js';
 
 const linux = process.platform === 'linux' ? false : 'reads /proc';
 
@@ -35,17 +32,4 @@ test('a process that is gone, or none, measures as null', { skip: linux }, () =>
   assert.equal(processCpuSeconds(null), null);
   assert.equal(mainThreadCpuSeconds(2 ** 22 + 12345), null);
   assert.deepEqual(cpuMeter({ gone: 2 ** 22 + 12345 })(), { gone: null });
-});
-
-test('the process listening on a loopback port is found; a closed port or a bad URL gives null', { skip: linux }, async () => {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  try {
-    assert.equal(listeningPid(`http://127.0.0.1:${port}`), process.pid);
-  } finally {
-    await new Promise((resolve) => server.close(resolve));
-  }
-  assert.equal(listeningPid(`http://127.0.0.1:${port}`), null);
-  assert.equal(listeningPid('not a url'), null);
 });
