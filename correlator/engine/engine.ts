@@ -30,7 +30,9 @@
 //    would; until the feeds catch up it re-writes what the crashed run may
 //    have written differently after its checkpoint (`uncertain`).
 import { fingerprint } from './fingerprint.js';
+import { isoTime } from './iso-time.js';
 import { KeySim, segmentGap, segmentStart } from './key-sim.js';
+import { LruLink, LruList } from './lru-list.js';
 import { MinHeap } from './min-heap.js';
 import type { EngineConfig, EngineCounters, EngineSnapshot, InputEvent, LookupRequest, Output, OutputKind, PriorRecord, Side } from './types.js';
 
@@ -57,8 +59,8 @@ interface Emitted {
 /** One connection held in memory. */
 class Conn {
   readonly events: InputEvent[] = [];
-  /** Ids of its events, built only for long connections (a scan is cheaper for a few events). */
-  private known: Set<string> | null = null;
+  /** Ids of its events per side, built only for long connections (a scan is cheaper for a few events). */
+  private known: Record<Side, Set<string>> | null = null;
   readonly emitted = new Map<string, Emitted>();
   sim: KeySim;
   lastStepped: InputEvent | null = null;
@@ -80,6 +82,9 @@ class Conn {
    * record (the sink writes nothing when there is none).
    */
   uncertain = false;
+  /** Its places in the engine's least-recently-used lists of each side. */
+  readonly linkA = new LruLink<Conn>(this);
+  readonly linkB = new LruLink<Conn>(this);
 
   constructor(
     readonly key: string,
@@ -96,16 +101,21 @@ class Conn {
       for (const e of events) if (e.id === id && e.side === side) return true;
       return false;
     }
-    if (this.known === null) this.known = new Set(events.map((e) => knownId(e.side, e.id)));
-    return this.known.has(knownId(side, id));
+    if (this.known === null) {
+      this.known = { A: new Set(), B: new Set() };
+      for (const e of events) this.known[e.side].add(e.id);
+    }
+    return this.known[side].has(id);
   }
 
   added(ev: InputEvent): void {
-    this.known?.add(knownId(ev.side, ev.id));
+    this.known?.[ev.side].add(ev.id);
+  }
+
+  link(side: Side): LruLink<Conn> {
+    return side === 'A' ? this.linkA : this.linkB;
   }
 }
-
-const knownId = (side: Side, id: string) => `${side}\u0000${id}`;
 
 /** The release waits at most this much for a feed's observed disorder; later events are corrections. */
 const MAX_DISORDER_MS = 5 * 60_000;
@@ -143,14 +153,15 @@ export class CorrelationEngine {
   readonly counters: EngineCounters = emptyCounters();
   private readonly gap: number;
   private readonly waiting = new MinHeap<InputEvent>(eventBefore);
-  private readonly waitingIds = new Set<string>();
+  /** Ids of the waiting events, per side. */
+  private readonly waitingIds: Record<Side, Set<string>> = { A: new Set(), B: new Set() };
   /**
    * Waiting events the crashed run before a restart may have read and
    * decided (held in the checkpoint, or read again before the replay ended):
    * their connections stay uncertain whenever they are released (the clock
    * and the disorder estimate may release them later than the crashed run did).
    */
-  private readonly replayedIds = new Set<string>();
+  private readonly replayedIds: Record<Side, Set<string>> = { A: new Set(), B: new Set() };
   private readonly deadlines = new MinHeap<{ at: number; conn: Conn }>((x, y) => x.at < y.at);
   private readonly progress: Record<Side, number> = { A: -Infinity, B: -Infinity };
   /**
@@ -167,7 +178,7 @@ export class CorrelationEngine {
   /** Connections by key. */
   private readonly conns = new Map<string, Conn>();
   /** Connections holding events of each side, least recently used first: eviction frees the side that is over. */
-  private readonly lru: Record<Side, Map<string, Conn>> = { A: new Map(), B: new Map() };
+  private readonly lru: Record<Side, LruList<Conn>> = { A: new LruList(), B: new LruList() };
   /**
    * Connections evicted from memory, with their latest event time (least
    * recently evicted first): a new event of one of them may need what was
@@ -197,8 +208,7 @@ export class CorrelationEngine {
 
   /** One event, from either feed, in any order. */
   push(ev: InputEvent): void {
-    const kid = knownId(ev.side, ev.id);
-    if (this.waitingIds.has(kid) || this.conns.get(ev.key)?.has(ev.side, ev.id)) {
+    if (this.waitingIds[ev.side].has(ev.id) || this.conns.get(ev.key)?.has(ev.side, ev.id)) {
       this.counters.duplicates += 1;
       return;
     }
@@ -214,8 +224,8 @@ export class CorrelationEngine {
       this.admit(ev);
     } else {
       this.waiting.push(ev);
-      this.waitingIds.add(kid);
-      if (this.replaying) this.replayedIds.add(kid);
+      this.waitingIds[ev.side].add(ev.id);
+      if (this.replaying) this.replayedIds[ev.side].add(ev.id);
       // Bounded memory even if one feed stalls for good: the oldest waiting
       // event is decided early (counted as late, like any ordering slip).
       if (this.waiting.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
@@ -268,7 +278,7 @@ export class CorrelationEngine {
     for (const p of this.pending.values()) {
       const version = (this.lastVersion = Math.max(now, this.lastVersion + 1));
       p.record.revision = p.revision;
-      p.record.decided_at = new Date(version).toISOString();
+      p.record.decided_at = isoTime(version);
       out.push({ kind: p.kind, id: p.id, record: p.record, revision: p.revision, version });
     }
     this.pending = new Map();
@@ -303,7 +313,7 @@ export class CorrelationEngine {
       // the release point may have been taken early (a full release queue)
       // and evicted since; one the feed has not delivered yet is recognised
       // as a duplicate when it comes. Only those waiting for release stay there.
-      if (conn.has(ev.side, ev.id) || this.waitingIds.has(knownId(ev.side, ev.id))) continue;
+      if (conn.has(ev.side, ev.id) || this.waitingIds[ev.side].has(ev.id)) continue;
       this.insert(conn, ev);
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
     }
@@ -384,9 +394,8 @@ export class CorrelationEngine {
 
   /** Forgets a popped waiting event; answers whether it was read during a replay. */
   private unwait(ev: InputEvent): boolean {
-    const kid = knownId(ev.side, ev.id);
-    this.waitingIds.delete(kid);
-    return this.replayedIds.delete(kid);
+    this.waitingIds[ev.side].delete(ev.id);
+    return this.replayedIds[ev.side].delete(ev.id);
   }
 
   /** A released (or late) event joins its connection: stepped when in order, else the connection is re-run at drain. */
@@ -418,12 +427,8 @@ export class CorrelationEngine {
 
   /** Least recently used first: touching moves it to the end of the lists of the sides it holds. */
   private touch(conn: Conn): void {
-    for (const side of ['A', 'B'] as const) {
-      if (conn.count[side] === 0) continue;
-      const list = this.lru[side];
-      list.delete(conn.key);
-      list.set(conn.key, conn);
-    }
+    if (conn.count.A > 0) this.lru.A.touch(conn.linkA);
+    if (conn.count.B > 0) this.lru.B.touch(conn.linkB);
   }
 
   private newConn(key: string, completeFrom: number): Conn {
@@ -525,7 +530,7 @@ export class CorrelationEngine {
         kind: 'deleted',
         id,
         revision,
-        record: { timestamp: new Date(ev.time).toISOString(), src_ip: ev.doc.src_ip, src_port: ev.doc.src_port, deleted: true },
+        record: { timestamp: isoTime(ev.time), src_ip: ev.doc.src_ip, src_port: ev.doc.src_port, deleted: true },
       });
       return;
     }
@@ -596,7 +601,10 @@ export class CorrelationEngine {
   }
 
   private firstEvictable(current: Conn, side: Side): Conn | undefined {
-    for (const c of this.lru[side].values()) if (c !== current && c.dirtyFrom === null && !c.awaitingLookup) return c;
+    for (let l = this.lru[side].oldest(); l !== null; l = l.next) {
+      const c = l.item;
+      if (c !== current && c.dirtyFrom === null && !c.awaitingLookup) return c;
+    }
     return undefined;
   }
 
@@ -604,10 +612,12 @@ export class CorrelationEngine {
   private pruneBeyondHorizon(): void {
     const limit = this.horizon() - this.gap - this.cfg.reorderSlackMs;
     for (const side of ['A', 'B'] as const) {
-      for (const c of this.lru[side].values()) {
+      for (let l = this.lru[side].oldest(); l !== null;) {
+        const c = l.item;
+        const next = l.next; // read before removeConn unlinks it
         if (c.lastTime >= limit) break; // roughly time-ordered: stop at the first recent one
-        if (c.sim.live || c.dirtyFrom !== null || c.awaitingLookup) continue;
-        this.removeConn(c);
+        if (!(c.sim.live || c.dirtyFrom !== null || c.awaitingLookup)) this.removeConn(c);
+        l = next;
       }
     }
   }
@@ -617,8 +627,8 @@ export class CorrelationEngine {
     for (const e of c.events) this.cached[e.side] -= 1;
     c.removed = true;
     this.conns.delete(c.key);
-    this.lru.A.delete(c.key);
-    this.lru.B.delete(c.key);
+    this.lru.A.remove(c.linkA);
+    this.lru.B.remove(c.linkB);
     this.dirty.delete(c);
   }
 
@@ -660,7 +670,7 @@ export class CorrelationEngine {
     // late side touches (an hour-late backlog that was being corrected).
     let budget = Math.min(WARM_EVENTS, Math.floor((this.cfg.maxHttpItems + this.cfg.maxNetworkItems) / 2));
     for (const side of ['B', 'A'] as const) {
-      const recentFirst = [...this.lru[side].values()].reverse();
+      const recentFirst = this.lru[side].newestFirst();
       for (const c of recentFirst) {
         if (budget <= 0) break;
         if (saved.has(c)) continue;
@@ -717,8 +727,8 @@ export class CorrelationEngine {
       const ev = eventOf(side, id);
       if (!ev) continue;
       e.waiting.push(ev);
-      e.waitingIds.add(knownId(side, id));
-      e.replayedIds.add(knownId(side, id));
+      e.waitingIds[side].add(id);
+      e.replayedIds[side].add(id);
     }
     for (const [key, completeFrom, events, revs, undecided] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));

@@ -2,6 +2,7 @@
 // field of A and B at the root; a field both have with different values
 // becomes a_<field> and b_<field>. This runs once per output on the hot
 // path: plain for-in loops, no intermediate arrays.
+import { isoTime } from './iso-time.js';
 import type { InputEvent } from './types.js';
 
 /** Fields the record computes itself; never copied from a source as they are. */
@@ -31,7 +32,7 @@ const field = (e: InputEvent | null, f: string): unknown => (e === null ? undefi
 
 function core(main: InputEvent, a: InputEvent | null, b: InputEvent | null, keepalives: number): Record<string, unknown> {
   return {
-    timestamp: new Date(main.time).toISOString(),
+    timestamp: isoTime(main.time),
     src_ip: main.doc.src_ip,
     src_port: main.doc.src_port,
     // A's view of the connection first; B's when A does not say.

@@ -16,14 +16,17 @@ export class MinHeap<T> {
 
   push(item: T): void {
     const items = this.items;
+    // Sift up with a hole: parents move down, the item is written once.
+    let i = items.length;
     items.push(item);
-    let i = items.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!this.less(items[i]!, items[parent]!)) break;
-      [items[i], items[parent]] = [items[parent]!, items[i]!];
+      const p = items[parent]!;
+      if (!this.less(item, p)) break;
+      items[i] = p;
       i = parent;
     }
+    items[i] = item;
   }
 
   pop(): T | undefined {
@@ -31,19 +34,20 @@ export class MinHeap<T> {
     if (items.length === 0) return undefined;
     const top = items[0];
     const last = items.pop()!;
-    if (items.length > 0) {
-      items[0] = last;
+    const n = items.length;
+    if (n > 0) {
+      // Sift the last item down from the root with a hole, as in push.
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < items.length && this.less(items[l]!, items[m]!)) m = l;
-        if (r < items.length && this.less(items[r]!, items[m]!)) m = r;
-        if (m === i) break;
-        [items[i], items[m]] = [items[m]!, items[i]!];
+        const m = r < n && this.less(items[r]!, items[l]!) ? r : l;
+        if (!this.less(items[m]!, last)) break;
+        items[i] = items[m]!;
         i = m;
       }
+      items[i] = last;
     }
     return top;
   }
