@@ -11,7 +11,10 @@
 //    signature itself left out, `_id` and `_deleted` included (a record
 //    cannot be moved to another id, nor a tombstone turned into a record);
 //  - both sides compute it from parsed JSON, so whitespace and key order as
-//    CouchDB returns them do not matter; numbers survive a JSON round trip.
+//    CouchDB returns them do not matter; numbers survive a JSON round trip;
+//  - every field is covered, `__proto__` too: JSON.parse makes it an own
+//    field, and copying it into a plain object would set the copy's
+//    prototype instead (the field would drop out of what is signed).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { stringify } from 'safe-stable-stringify';
 
@@ -20,7 +23,8 @@ export const SIGNATURE_FIELD = 'signature';
 const PREFIX = 'hmac-sha256:';
 
 function canonical(doc: Record<string, unknown>): string {
-  const rest: Record<string, unknown> = {};
+  // No prototype: `__proto__` is then a field like any other (see above).
+  const rest: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const k in doc) if (k !== '_rev' && k !== SIGNATURE_FIELD) rest[k] = doc[k];
   return stringify(rest) ?? '';
 }
