@@ -111,10 +111,6 @@ class Conn {
   added(ev: InputEvent): void {
     this.known?.[ev.side].add(ev.id);
   }
-
-  link(side: Side): LruLink<Conn> {
-    return side === 'A' ? this.linkA : this.linkB;
-  }
 }
 
 /** The release waits at most this much for a feed's observed disorder; later events are corrections. */

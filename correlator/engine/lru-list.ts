@@ -7,7 +7,7 @@
 // What must stay true: iteration is oldest touch first (the order a Map
 // keeps when every touch is delete + set), and an item is in a list at most
 // once. Removing the item iteration stands on is allowed only through the
-// successor captured before it (see oldest()/next()).
+// successor captured before it (see oldest(): read `link.next` first).
 
 /** One item's place in one list. Create one per item per list; never share it between lists. */
 export class LruLink<T> {
