@@ -101,11 +101,14 @@ describe('the CouchDB sink', () => {
       httpClient,
       'log_sinkwatch',
       { authorization: stack.auth.admin },
-      { recheckDelaysMs: [200, 600], onResurrection: (n) => (resurrected += n) },
+      // The late checks leave room for the reads and writes below: on a loaded 3-node cluster they took more than
+      // 600 ms once, and checks that all ran before the late write found nothing to undo.
+      { recheckDelaysMs: [200, 600, 5_000, 10_000], onResurrection: (n) => (resurrected += n) },
     );
     const orphan = (id: string) => orphanB(id, 1, '2026-12-03T10:00:01.000Z');
     await delivery.deliver([orphan('B-w1'), orphan('B-w2')]);
     await delivery.deliver([orphanB('B-w1', 2, '2026-12-03T10:00:02.000Z', true), orphanB('B-w2', 2, '2026-12-03T10:00:02.000Z', true)]);
+    const deletedAt = Date.now();
     assert.equal(delivery.watched, 2);
     // On a cluster the deletions may not be on every copy yet: a copy that lacks them would take the writes below as
     // other branches (conflicts), which is not the case this test is about. Reading with r=3 repairs the copies.
@@ -127,7 +130,9 @@ describe('the CouchDB sink', () => {
     assert.equal(storedStatus((await raw({ _id: 'B-w1', ...orphan('B-w1').record })).status), 201);
     // A newer decision of B-w2, written over the tombstone as the sink writes one: without _rev.
     assert.equal(storedStatus((await raw({ _id: 'B-w2', ...orphanB('B-w2', 3, '2026-12-03T10:00:03.000Z').record })).status), 201);
-    for (const deadline = Date.now() + 10_000; delivery.watched > 0 && Date.now() < deadline;) await sleep(100);
+    const wroteAfterMs = Date.now() - deletedAt;
+    assert.ok(wroteAfterMs < 10_000, `the late writes came ${wroteAfterMs} ms after the deletions, after the last check`);
+    for (const deadline = Date.now() + 30_000; delivery.watched > 0 && Date.now() < deadline;) await sleep(100);
     assert.equal(delivery.watched, 0, 'every check made');
     assert.equal(resurrected, 1);
     assert.equal((await revisionHistory('log_sinkwatch', 'B-w1')).deleted, true, 'the late write is undone');
