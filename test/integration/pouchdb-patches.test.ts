@@ -1,0 +1,268 @@
+// Two patches of PouchDB Server that change how it works, not what it
+// answers (patches/): `_changes` asks for each change's metadata as the
+// changes arrive instead of one read after the other, and a `_bulk_docs`
+// reads the database's security object once instead of once per document.
+// What must stay true, and is checked here on the real server:
+//  - `_changes` answers exactly what a model of the writes says, from any
+//    `since`, with any `limit`, descending, filtered by `doc_ids`, and while
+//    other clients write (seeded random histories: a failure prints its seed);
+//  - every document of a `_bulk_docs` is still checked against the security
+//    object, and a changed security object applies from the next request.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { mulberry32 } from '../../bench/prng.js';
+import { startStack, http, JSON_TYPE, type Stack, embeddedOnly, storedStatus } from '../helpers/stack.js';
+
+let stack: Stack;
+before(async () => {
+  stack = await startStack();
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const admin = () => ({ ...JSON_TYPE, authorization: stack.auth.admin });
+
+interface Change {
+  id: string;
+  seq: number;
+  deleted?: boolean;
+  changes: { rev: string }[];
+  doc?: Record<string, unknown>;
+}
+
+/** What the model says a document is after the writes so far. */
+interface ModelDoc {
+  rev: string;
+  deleted: boolean;
+  body: Record<string, unknown>;
+  /** Position of its last write in the whole history (bulk after bulk, document after document). */
+  order: number;
+}
+
+async function bulk(db: string, docs: Record<string, unknown>[]): Promise<{ id: string; rev?: string; error?: string }[]> {
+  const res = await http(`${stack.couchUrl}/${db}/_bulk_docs`, { method: 'POST', headers: admin(), body: JSON.stringify({ docs }) });
+  assert.equal(storedStatus(res.status), 201, res.text);
+  return res.json;
+}
+
+/** A seeded history of creates, updates, deletes and re-creates, applied by _bulk_docs; returns the model. */
+async function writeHistory(db: string, seed: number, bulks: number): Promise<Map<string, ModelDoc>> {
+  const rnd = mulberry32(seed);
+  const model = new Map<string, ModelDoc>();
+  let order = 0;
+  let nextId = 0;
+  for (let b = 0; b < bulks; b++) {
+    const size = 1 + Math.floor(rnd() * 40);
+    const ids = new Set<string>();
+    const docs: Record<string, unknown>[] = [];
+    for (let i = 0; i < size; i++) {
+      const known = [...model.keys()];
+      const roll = rnd();
+      let id: string;
+      if (known.length === 0 || roll < 0.5) id = `d${String(nextId++).padStart(5, '0')}`;
+      else id = known[Math.floor(rnd() * known.length)]!;
+      if (ids.has(id)) continue; // one write per document and bulk
+      ids.add(id);
+      const prev = model.get(id);
+      const body = { n: Math.floor(rnd() * 1e6), text: 'x'.repeat(Math.floor(rnd() * 300)) };
+      if (prev && !prev.deleted && rnd() < 0.3) docs.push({ _id: id, _rev: prev.rev, _deleted: true });
+      else docs.push({ _id: id, ...(prev && { _rev: prev.rev }), ...body });
+    }
+    const answers = await bulk(db, docs);
+    answers.forEach((a, i) => {
+      assert.ok(a.rev && !a.error, `seed ${seed}: write of ${a.id} failed: ${JSON.stringify(a)}`);
+      const { _id, _rev, _deleted, ...body } = docs[i]!;
+      void _id;
+      void _rev;
+      model.set(a.id, { rev: a.rev, deleted: _deleted === true, body, order: order++ });
+    });
+  }
+  return model;
+}
+
+async function changes(db: string, query: Record<string, string>, docIds?: string[]): Promise<{ results: Change[]; last_seq: number }> {
+  const qs = new URLSearchParams(query);
+  const res = docIds
+    ? await http(`${stack.couchUrl}/${db}/_changes?${qs}&filter=_doc_ids`, { method: 'POST', headers: admin(), body: JSON.stringify({ doc_ids: docIds }) })
+    : await http(`${stack.couchUrl}/${db}/_changes?${qs}`, { headers: admin() });
+  assert.equal(res.status, 200, res.text);
+  return res.json;
+}
+
+/** A change as the model expects it (include_docs: the document as written, or its tombstone). */
+function expectedChange(id: string, m: ModelDoc, withDocs: boolean): Omit<Change, 'seq'> {
+  return {
+    id,
+    changes: [{ rev: m.rev }],
+    ...(m.deleted && { deleted: true }),
+    ...(withDocs && { doc: m.deleted ? { _id: id, _rev: m.rev, _deleted: true } : { _id: id, _rev: m.rev, ...m.body } }),
+  };
+}
+
+const withoutSeq = ({ seq, ...rest }: Change) => (void seq, rest);
+
+describe('_changes with metadata read ahead (patched pouchdb-adapter-leveldb-core)', { skip: embeddedOnly('tests a patch of PouchDB Server') }, () => {
+  test('the patch is applied', () => {
+    const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-adapter-leveldb-core'), 'utf8');
+    assert.match(source, /METADATA_AHEAD/, 'npm ci did not apply patches/pouchdb-adapter-leveldb-core+7.3.1.patch');
+  });
+
+  test('every read of a random history answers what the model says (12 seeds)', async () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const db = `patch_changes_${seed}`;
+      assert.equal((await http(`${stack.couchUrl}/${db}`, { method: 'PUT', headers: admin() })).status, 201);
+      const model = await writeHistory(db, seed, 12);
+      const rnd = mulberry32(seed * 7919);
+      const inOrder = [...model.entries()].sort((a, b) => a[1].order - b[1].order);
+
+      // The whole feed: one change per document, in the order of last writes, seqs increasing.
+      const full = await changes(db, { include_docs: 'true' });
+      assert.deepEqual(
+        full.results.map(withoutSeq),
+        inOrder.map(([id, m]) => expectedChange(id, m, true)),
+        `seed ${seed}: the whole feed`,
+      );
+      const seqs = full.results.map((c) => c.seq);
+      assert.ok(
+        seqs.every((s, i) => i === 0 || s > seqs[i - 1]!),
+        `seed ${seed}: seqs not increasing`,
+      );
+      assert.equal(full.last_seq, seqs.at(-1), `seed ${seed}: last_seq`);
+
+      // From random places, with random limits, with and without documents: a slice of the whole feed.
+      for (let r = 0; r < 8; r++) {
+        const from = Math.floor(rnd() * (seqs.length + 1));
+        const since = from === 0 ? 0 : seqs[from - 1]!;
+        const limit = 1 + Math.floor(rnd() * 60);
+        const docs = rnd() < 0.5;
+        const page = await changes(db, { since: String(since), limit: String(limit), ...(docs && { include_docs: 'true' }) });
+        const want = full.results.slice(from, from + limit).map((c) => (docs ? c : (({ doc, ...rest }) => (void doc, rest))(c)));
+        assert.deepEqual(page.results, want, `seed ${seed}: since ${since}, limit ${limit}, include_docs ${docs}`);
+      }
+
+      // Page by page to the end, as the correlator reads: the same changes as the whole feed.
+      const paged: Change[] = [];
+      let since = 0;
+      for (;;) {
+        const limit = 1 + Math.floor(rnd() * 50);
+        const page = await changes(db, { since: String(since), limit: String(limit), include_docs: 'true' });
+        paged.push(...page.results);
+        since = page.last_seq;
+        if (page.results.length < limit) break;
+      }
+      assert.deepEqual(paged, full.results, `seed ${seed}: read page by page`);
+
+      // Descending, with a limit: the feed from its end.
+      const limit = 1 + Math.floor(rnd() * 30);
+      const desc = await changes(db, { descending: 'true', limit: String(limit) });
+      assert.deepEqual(
+        desc.results.map((c) => c.id),
+        [...full.results]
+          .reverse()
+          .slice(0, limit)
+          .map((c) => c.id),
+        `seed ${seed}: descending, limit ${limit}`,
+      );
+
+      // Filtered by document ids: the same changes, only those documents.
+      const picked = inOrder.filter(() => rnd() < 0.2).map(([id]) => id);
+      const filtered = await changes(db, { include_docs: 'true' }, [...picked, 'no-such-document']);
+      assert.deepEqual(
+        filtered.results,
+        full.results.filter((c) => picked.includes(c.id)),
+        `seed ${seed}: doc_ids ${picked.length}`,
+      );
+      await http(`${stack.couchUrl}/${db}`, { method: 'DELETE', headers: admin() });
+    }
+  });
+
+  test('read while another client writes: pages in order, and every document ends at its last revision', async () => {
+    const db = 'patch_changes_live';
+    assert.equal((await http(`${stack.couchUrl}/${db}`, { method: 'PUT', headers: admin() })).status, 201);
+    let writing = true;
+    const writer = writeHistory(db, 4242, 60).finally(() => (writing = false));
+    const seen = new Map<string, string>();
+    let since = 0;
+    let previous = 0;
+    for (;;) {
+      const wasWriting = writing;
+      const page = await changes(db, { since: String(since), limit: '25', include_docs: 'true' });
+      for (const c of page.results) {
+        assert.ok(c.seq > previous, `seq ${c.seq} after ${previous}`);
+        previous = c.seq;
+        const rev = c.changes[0]?.rev;
+        assert.equal(c.doc?._rev, rev, `${c.id}: the document is the revision the change names`);
+        seen.set(c.id, rev!);
+      }
+      since = page.last_seq;
+      if (page.results.length < 25 && !wasWriting) break;
+    }
+    const model = await writer;
+    assert.deepEqual(new Map([...seen].sort()), new Map([...model].map(([id, m]) => [id, m.rev] as const).sort()));
+  });
+});
+
+describe('security read once per _bulk_docs (patched pouchdb-security)', () => {
+  const db = 'patch_security';
+  const users = { member: 'patchmember', other: 'patchother' };
+  const password = 'patch-test-password';
+  const as = (user: string) => ({ ...JSON_TYPE, authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
+  const setMembers = async (names: string[]) => {
+    const res = await http(`${stack.couchUrl}/${db}/_security`, {
+      method: 'PUT',
+      headers: admin(),
+      body: JSON.stringify({ admins: { names: [], roles: [] }, members: { names, roles: [] } }),
+    });
+    assert.equal(res.status, 200, res.text);
+  };
+  const bulkAs = async (user: string, docs: Record<string, unknown>[]) => {
+    const res = await http(`${stack.couchUrl}/${db}/_bulk_docs`, { method: 'POST', headers: as(user), body: JSON.stringify({ docs }) });
+    return res;
+  };
+  const exists = async (id: string) => (await http(`${stack.couchUrl}/${db}/${id}`, { headers: admin() })).status === 200;
+
+  before(async () => {
+    for (const name of Object.values(users)) {
+      const res = await http(`${stack.couchUrl}/_users/org.couchdb.user:${name}`, {
+        method: 'PUT',
+        headers: admin(),
+        body: JSON.stringify({ name, password, roles: [], type: 'user' }),
+      });
+      assert.ok([201, 202].includes(res.status), res.text);
+    }
+    assert.ok([201, 202].includes((await http(`${stack.couchUrl}/${db}`, { method: 'PUT', headers: admin() })).status));
+    await setMembers([users.member]);
+  });
+
+  test('the patch is applied', { skip: embeddedOnly('tests a patch of PouchDB Server') }, () => {
+    const source = readFileSync(createRequire(import.meta.url).resolve('pouchdb-security'), 'utf8');
+    assert.match(source, /securityOfBulk/, 'npm ci did not apply patches/pouchdb-security+4.2.0.patch');
+  });
+
+  test('a member writes a bulk; each of its design documents is still refused', async () => {
+    const res = await bulkAs(users.member, [{ _id: 'm-1' }, { _id: '_design/m' }, { _id: 'm-2' }]);
+    assert.equal(storedStatus(res.status), 201, res.text);
+    const byId = new Map(res.json.map((r: { id: string }) => [r.id, r]));
+    assert.ok((byId.get('m-1') as { ok?: boolean }).ok && (byId.get('m-2') as { ok?: boolean }).ok, res.text);
+    assert.ok((byId.get('_design/m') as { error?: string }).error, `a member wrote a design document: ${res.text}`);
+    assert.equal(await exists('_design/m'), false);
+  });
+
+  test('a non-member writes nothing, and a changed security object applies from the next request', async () => {
+    const refused = await bulkAs(users.other, [{ _id: 'o-1' }, { _id: 'o-2' }]);
+    assert.ok(refused.status === 401 || refused.status === 403 || refused.json.every((r: { error?: string }) => r.error), refused.text);
+    assert.equal(await exists('o-1'), false);
+    assert.equal(await exists('o-2'), false);
+
+    await setMembers([users.other]);
+    const now = await bulkAs(users.other, [{ _id: 'o-3' }, { _id: 'o-4' }]);
+    assert.equal(storedStatus(now.status), 201, now.text);
+    assert.ok(await exists('o-3'));
+    const former = await bulkAs(users.member, [{ _id: 'm-3' }]);
+    assert.ok(former.status === 401 || former.status === 403 || former.json.every((r: { error?: string }) => r.error), former.text);
+    assert.equal(await exists('m-3'), false);
+  });
+});
