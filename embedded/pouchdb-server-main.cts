@@ -1,11 +1,14 @@
 // Entry point of the embedded server's child process: PouchDB Server 4.2.0
-// with fixes. Two are patches applied by `npm ci` (patches/, patch-package):
+// with fixes. Four are patches applied by `npm ci` (patches/, patch-package):
 // pouchdb-validation reads and compiles the design documents once per
 // _bulk_docs, not once per document; pouchdb-utils hashes a new revision
-// without copying the document first (same revisions). Without them
-// (installed with --ignore-scripts) everything still works, only writes
-// cost more, so this says so on stderr, which couchlog logs as a warning.
-// The third, here: its list functions (pouchdb-list) mark every response
+// without copying the document first (same revisions); pouchdb-security
+// reads the security object once per _bulk_docs and lets only database
+// admins write `_local/_security` (where it keeps that object: unpatched,
+// a member can make itself a database admin); pouchdb-adapter-leveldb-core
+// reads `_changes` metadata ahead. Without them (installed with
+// --ignore-scripts) this says so on stderr, which couchlog logs as a warning.
+// The fifth, here: its list functions (pouchdb-list) mark every response
 // `Transfer-Encoding: chunked` while Express also sets Content-Length: an
 // invalid HTTP response that strict clients (undici, hence the ingress's
 // proxy) refuse. The body is always complete, so the header is dropped.
@@ -50,12 +53,14 @@ utils.sendCouchDBResp = function sendWithoutBogusChunking(res, err, couchResp) {
 
 const fs = require('node:fs') as typeof import('node:fs');
 const unpatched = [
-  ['pouchdb-validation', 'validationFuncsOfBulk'],
-  ['pouchdb-utils', 'without copying when there is none'],
+  ['pouchdb-validation', 'validationFuncsOfBulk', '_bulk_docs writes cost up to twice as much'],
+  ['pouchdb-utils', 'without copying when there is none', 'writes cost more'],
+  ['pouchdb-security', 'securityOfBulk', 'a database member can rewrite _local/_security and make itself a database admin'],
+  ['pouchdb-adapter-leveldb-core', 'METADATA_AHEAD', '_changes reads are slower'],
 ].filter(([module, marker]) => !fs.readFileSync(require.resolve(module!), 'utf8').includes(marker!));
 if (unpatched.length > 0) {
   process.stderr.write(
-    `${unpatched.map(([m]) => m).join(' and ')} not patched (was npm ci run with --ignore-scripts?): _bulk_docs writes cost up to twice as much; run \`npx patch-package\` in the couchlog folder\n`,
+    `not patched (was npm ci run with --ignore-scripts?): ${unpatched.map(([m, , cost]) => `${m} (${cost})`).join('; ')}; run \`npx patch-package\` in the couchlog folder\n`,
   );
 }
 

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { mulberry32 } from '../../bench/prng.js';
-import { startStack, http, JSON_TYPE, type Stack, embeddedOnly, storedStatus } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, type Stack, couchFlavor, embeddedOnly, storedStatus } from '../helpers/stack.js';
 
 let stack: Stack;
 before(async () => {
@@ -138,9 +138,11 @@ describe('_changes with metadata read ahead (patched pouchdb-adapter-leveldb-cor
         const since = from === 0 ? 0 : seqs[from - 1]!;
         const limit = 1 + Math.floor(rnd() * 60);
         const docs = rnd() < 0.5;
-        const page = await changes(db, { since: String(since), limit: String(limit), ...(docs && { include_docs: 'true' }) });
+        // style=all_docs (couchlog audit's query) answers the same here: no document has conflicts.
+        const style: Record<string, string> = rnd() < 0.3 ? { style: 'all_docs' } : {};
+        const page = await changes(db, { since: String(since), limit: String(limit), ...style, ...(docs && { include_docs: 'true' }) });
         const want = full.results.slice(from, from + limit).map((c) => (docs ? c : (({ doc, ...rest }) => (void doc, rest))(c)));
-        assert.deepEqual(page.results, want, `seed ${seed}: since ${since}, limit ${limit}, include_docs ${docs}`);
+        assert.deepEqual(page.results, want, `seed ${seed}: since ${since}, limit ${limit}, include_docs ${docs}, ${JSON.stringify(style)}`);
       }
 
       // Page by page to the end, as the correlator reads: the same changes as the whole feed.
@@ -184,7 +186,7 @@ describe('_changes with metadata read ahead (patched pouchdb-adapter-leveldb-cor
     assert.equal((await http(`${stack.couchUrl}/${db}`, { method: 'PUT', headers: admin() })).status, 201);
     let writing = true;
     const writer = writeHistory(db, 4242, 60).finally(() => (writing = false));
-    const seen = new Map<string, string>();
+    const seen = new Map<string, Change>();
     let since = 0;
     let previous = 0;
     for (;;) {
@@ -193,15 +195,30 @@ describe('_changes with metadata read ahead (patched pouchdb-adapter-leveldb-cor
       for (const c of page.results) {
         assert.ok(c.seq > previous, `seq ${c.seq} after ${previous}`);
         previous = c.seq;
-        const rev = c.changes[0]?.rev;
-        assert.equal(c.doc?._rev, rev, `${c.id}: the document is the revision the change names`);
-        seen.set(c.id, rev!);
+        seen.set(c.id, c);
       }
       since = page.last_seq;
       if (page.results.length < 25 && !wasWriting) break;
     }
     const model = await writer;
-    assert.deepEqual(new Map([...seen].sort()), new Map([...model].map(([id, m]) => [id, m.rev] as const).sort()));
+    // The last change read of each document is its last write, with that write's content.
+    assert.deepEqual([...seen].map(([id, c]) => [id, withoutSeq(c)]).sort(), [...model].map(([id, m]) => [id, expectedChange(id, m, true)]).sort());
+  });
+});
+
+describe('_changes long polling (the dashboard) with metadata read ahead', { skip: embeddedOnly('tests a patch of PouchDB Server') }, () => {
+  test('a waiting longpoll answers with the write that wakes it, and nothing before its since', async () => {
+    const db = 'patch_changes_longpoll';
+    assert.equal((await http(`${stack.couchUrl}/${db}`, { method: 'PUT', headers: admin() })).status, 201);
+    await bulk(db, [{ _id: 'before-1' }, { _id: 'before-2' }]);
+    const now = await changes(db, {});
+    const waiting = changes(db, { feed: 'longpoll', since: String(now.last_seq), include_docs: 'true', timeout: '10000' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const [written] = await bulk(db, [{ _id: 'wakes-it', n: 1 }]);
+    const woke = await waiting;
+    assert.deepEqual(woke.results.map(withoutSeq), [
+      { id: 'wakes-it', changes: [{ rev: written!.rev! }], doc: { _id: 'wakes-it', _rev: written!.rev!, n: 1 } },
+    ]);
   });
 });
 
@@ -249,6 +266,29 @@ describe('security read once per _bulk_docs (patched pouchdb-security)', () => {
     assert.ok((byId.get('m-1') as { ok?: boolean }).ok && (byId.get('m-2') as { ok?: boolean }).ok, res.text);
     assert.ok((byId.get('_design/m') as { error?: string }).error, `a member wrote a design document: ${res.text}`);
     assert.equal(await exists('_design/m'), false);
+  });
+
+  test('a member cannot rewrite the security object to make itself a database admin', async () => {
+    const securityBefore = (await http(`${stack.couchUrl}/${db}/_security`, { headers: admin() })).json;
+    const grab = { admins: { names: [users.member], roles: [] }, members: { names: [users.member], roles: [] } };
+    const local = await http(`${stack.couchUrl}/${db}/_local/_security`, { headers: as(users.member) });
+    const rev = local.status === 200 ? (local.json._rev as string) : undefined;
+    const viaBulk = await bulkAs(users.member, [{ _id: '_local/_security', ...(rev && { _rev: rev }), security: grab }]);
+    const viaPut = await http(`${stack.couchUrl}/${db}/_local/_security`, {
+      method: 'PUT',
+      headers: as(users.member),
+      body: JSON.stringify({ ...(rev && { _rev: rev }), security: grab }),
+    });
+    if (couchFlavor === 'embedded') {
+      // PouchDB Server keeps the security object in that very document: the member is refused.
+      assert.ok(viaBulk.status >= 400 || viaBulk.json.every((r: { error?: string }) => r.error), `bulk: ${viaBulk.text}`);
+      assert.ok(viaPut.status === 401 || viaPut.status === 403, `PUT: ${viaPut.status} ${viaPut.text}`);
+    }
+    // On either server the security object is unchanged and the member is still no admin.
+    assert.deepEqual((await http(`${stack.couchUrl}/${db}/_security`, { headers: admin() })).json, securityBefore);
+    const ddoc = await bulkAs(users.member, [{ _id: '_design/grabbed', views: {} }]);
+    assert.ok(ddoc.status >= 400 || ddoc.json.every((r: { error?: string }) => r.error), `design document: ${ddoc.text}`);
+    assert.equal(await exists('_design/grabbed'), false);
   });
 
   test('a non-member writes nothing, and a changed security object applies from the next request', async () => {
