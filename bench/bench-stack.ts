@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { couchUrl, ensureSecrets, loadConfig, type Config } from '../lib/config/load.js';
+import { correlatorStateDb, couchUrl, dbName, ensureSecrets, loadConfig, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { startEmbeddedCouch } from '../cli/couchdb.js';
@@ -174,7 +174,8 @@ export async function startBenchStack(o: {
   );
   config.clickhouse.enabled = false;
   const logger = pino(loggerOptions('info', 'bench'), pino.destination('/dev/null'));
-  const dbs = [...Object.keys(config.apps), config.correlator.outputs.couchdb.app].map((a) => `log_${a}`);
+  const out = config.correlator.outputs.couchdb.app;
+  const dbs = [...[...Object.keys(config.apps), out].map(dbName), correlatorStateDb(out)];
   const bare: string[] = [];
   const url = couchUrl(config);
   const http = new CouchHttp(url, { timeoutMs: 120_000, retryAfterS: 1 });

@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { couchUrl, ensureSecrets, type Config } from '../lib/config/load.js';
+import { correlatorStateDb, couchUrl, dbName, ensureSecrets, type Config } from '../lib/config/load.js';
 import type { Protection } from '../lib/config/protection.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
@@ -126,7 +126,7 @@ interface Server {
   mainThreads: Record<string, number | null>;
   clickhouseUrl: string | null;
   clickhouseNote: string;
-  dbs: { a: string; b: string; out: string; copy: string };
+  dbs: { a: string; b: string; out: string; copy: string; state: string };
   close(): Promise<void>;
 }
 
@@ -192,7 +192,7 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
     throw err;
   }
   const label = `${server}, protection ${o.protection}`;
-  const dbs = { a: `log_${apps.a}`, b: `log_${apps.b}`, out: `log_${apps.out}`, copy: `log_${apps.out}_copy` };
+  const dbs = { a: dbName(apps.a), b: dbName(apps.b), out: dbName(apps.out), copy: `${dbName(apps.out)}_copy`, state: correlatorStateDb(apps.out) };
   return {
     config,
     http,

@@ -9,6 +9,7 @@ import { ensureClickhouse } from '../correlator/sinks/clickhouse/ensure-table.js
 import { ensureAdmin } from '../setup/ensure-admin.js';
 import { CORRELATOR_ROLE, ensureUser, READER_ROLE, WRITER_ROLE } from '../setup/ensure-users.js';
 import { ensureAppDatabase, ensureDatabase, pushDesignDoc } from '../setup/ensure-app-db.js';
+import { ensureCorrelatorDatabases } from '../setup/ensure-correlator-dbs.js';
 import { lookupDesignDoc } from '../design-docs/correlator-lookup.js';
 import { dbName } from '../lib/config/load.js';
 
@@ -125,7 +126,7 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   }
   // The correlator's output database: not an app (nobody writes to it through the ingress).
   const out = config.correlator.outputs.couchdb;
-  changes.push(...(await ensureAppDatabase(admin, out.app, ['correlated'], out.protection)));
+  changes.push(...(await ensureCorrelatorDatabases(admin, out.app, { protection: out.protection, shards: config.correlator.shard.count })));
 
   const notes: string[] = [];
   if (config.clickhouse.enabled) {

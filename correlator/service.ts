@@ -4,7 +4,7 @@
 // then close the HTTP server and connections.
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { clickhouseUrl, couchUrl, dbName, namedSecret, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
+import { checkpointName, clickhouseUrl, correlatorStateDb, couchUrl, dbName, namedSecret, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { ConfigError, OperationError } from '../lib/errors.js';
@@ -203,14 +203,14 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.http.where) },
     B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.network.where) },
   };
-  const instance = opts.instance ?? (c.shard.count > 1 ? `correlator-${c.shard.index}-of-${c.shard.count}` : 'correlator');
+  const instance = opts.instance ?? checkpointName(c.shard);
   const lookup = new ConnectionLookup(
     http,
     account,
     { A: { db: feeds.A.feed.db, rules: feeds.A.rules }, B: { db: feeds.B.feed.db, rules: feeds.B.rules } },
     c.outputs.couchdb.enabled ? dbName(c.outputs.couchdb.app) : null,
   );
-  const checkpoints = new CheckpointStore(http, dbName(c.outputs.couchdb.app), instance, account);
+  const checkpoints = new CheckpointStore(http, correlatorStateDb(c.outputs.couchdb.app), dbName(c.outputs.couchdb.app), instance, account);
   const pipeline = new CorrelatorPipeline(
     engineConfig(c),
     feeds,
@@ -222,7 +222,14 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 },
     clock,
   );
-  await pipeline.start();
+  try {
+    await pipeline.start();
+  } catch (err) {
+    // Nothing was read: the sinks hold nothing, but their timers and connections would keep the process alive.
+    await Promise.allSettled(sinks.map((s) => s.close()));
+    await http.close();
+    throw err;
+  }
 
   let server: FastifyInstance | null = null;
   if (c.metrics.enabled) {

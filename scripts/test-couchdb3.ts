@@ -22,7 +22,7 @@ function usage(problem: string): never {
     `test:couchdb3: ${problem}\n` +
       'Set one of:\n' +
       '  COUCHLOG_TEST_COUCHDB_URL=http://127.0.0.1:5984 COUCHLOG_TEST_COUCHDB_USER=admin COUCHLOG_TEST_COUCHDB_PASSWORD=...\n' +
-      '      a running CouchDB 3 that may be wiped (every log_* database is deleted)\n' +
+      '      a running CouchDB 3 that may be wiped (every log_* and couchlog_state_* database is deleted)\n' +
       '  COUCHLOG_TEST_COUCHDB_START=path/to/couchdb3/start [COUCHLOG_TEST_COUCHDB_NODES=3]\n' +
       '      every test stack starts its own node (or cluster) with that script\n',
   );

@@ -20,12 +20,15 @@ export async function ensureDatabase(admin: AdminClient, db: string): Promise<st
   return [`created database ${db}`];
 }
 
-export async function ensureSecurity(admin: AdminClient, db: string): Promise<string[]> {
+type Security = typeof LOG_DB_SECURITY;
+
+/** Sets a database's _security to `security` unless it is that already. */
+export async function ensureSecurity(admin: AdminClient, db: string, security: Security = LOG_DB_SECURITY): Promise<string[]> {
   const path = `/${encodeURIComponent(db)}/_security`;
   const current = await admin.must<Record<string, unknown>>(`reading ${db}/_security`, 'GET', path);
-  if (canonical(current) === canonical(LOG_DB_SECURITY)) return [];
-  await admin.must(`writing ${db}/_security`, 'PUT', path, LOG_DB_SECURITY);
-  return [`set ${db}/_security (members: roles ${WRITER_ROLE}, ${READER_ROLE}; admins: none)`];
+  if (canonical(current) === canonical(security)) return [];
+  await admin.must(`writing ${db}/_security`, 'PUT', path, security);
+  return [`set ${db}/_security (members: roles ${security.members.roles.join(', ')}; admins: none)`];
 }
 
 export async function pushDesignDoc(admin: AdminClient, db: string, ddoc: DesignDoc): Promise<string[]> {

@@ -1,7 +1,9 @@
-// The checkpoint, a _local document of the correlated database (not
-// replicated, not in _changes): each feed's position and next index, and a
-// snapshot of the engine's state as document ids (the documents themselves
-// are fetched again on restart).
+// The checkpoint, a _local document (not replicated, not in _changes) of
+// the correlator's state database couchlog_state_<app>, where only the
+// correlator's role is a member (setup/ensure-correlator-dbs.ts says why it is not
+// in log_<app>): each feed's position and next index, and a snapshot of the
+// engine's state as document ids (the documents themselves are fetched again
+// on restart).
 //
 // The snapshot is stored gzipped, as one base64 string (`state_gzip`): as
 // JSON it is a few MB of small arrays that the server must parse, copy and
@@ -17,10 +19,13 @@
 // What must stay true: save() refuses a document above MAX_CHECKPOINT_BYTES
 // (CouchDB 3's max_document_size is 8 MB) rather than fail half-way; a
 // snapshot that cannot be decoded is reported as an error, never taken as
-// "no state" (the caller would then read from the start with a wrong cursor).
+// "no state" (the caller would then read from the start with a wrong cursor);
+// a missing state database is an error too, not "no checkpoint" (every
+// start would read the feeds from the start and no save would succeed).
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import type { CouchHttp } from '../../lib/couch/http.js';
+import { OperationError } from '../../lib/errors.js';
 import type { EngineSnapshot, Side } from '../engine/types.js';
 
 const gzipAsync = promisify(gzip);
@@ -38,9 +43,14 @@ export const MAX_CHECKPOINT_BYTES = 7_500_000;
 export class CheckpointStore {
   private rev: string | undefined;
 
+  /**
+   * @param db the state database the checkpoint lives in (couchlog_state_<app>)
+   * @param outputDb the correlated records' database (log_<app>), which holdsRecords() looks into
+   */
   constructor(
     private readonly http: CouchHttp,
     private readonly db: string,
+    private readonly outputDb: string,
     private readonly name: string,
     private readonly headers: Record<string, string>,
   ) {}
@@ -51,10 +61,25 @@ export class CheckpointStore {
 
   async load(): Promise<Checkpoint | null> {
     const res = await this.http.request<StoredCheckpoint & { _rev?: string }>('GET', this.path, { headers: this.headers });
-    if (res.status === 404) return null;
+    if (res.status === 404) {
+      await this.mustHaveDatabase();
+      return null;
+    }
     if (res.status !== 200) throw new Error(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
     this.rev = res.body._rev;
     return { feeds: res.body.feeds, state: await decodeState(res.body, `${this.db}/_local/${this.name}`), saved_at: res.body.saved_at };
+  }
+
+  private async mustHaveDatabase(): Promise<void> {
+    const res = await this.http.request('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
+    if (res.status === 200) return;
+    if (res.status === 404)
+      throw new OperationError(
+        `the correlator's state database ${this.db} does not exist: run couchlog setup (it keeps the correlator's checkpoints since 2026-12-05)`,
+      );
+    throw new OperationError(
+      `the correlator's state database ${this.db} cannot be read with the correlator's account: ${res.status} (couchlog setup gives its role access)`,
+    );
   }
 
   /**
@@ -64,8 +89,8 @@ export class CheckpointStore {
    */
   async holdsRecords(): Promise<boolean> {
     const qs = new URLSearchParams({ startkey: '"A-"', endkey: '"B-\ufff0"', limit: '1' });
-    const res = await this.http.request<{ rows?: unknown[] }>('GET', `/${encodeURIComponent(this.db)}/_all_docs?${qs}`, { headers: this.headers });
-    if (res.status !== 200) throw new Error(`reading ${this.db}/_all_docs: ${res.status}`);
+    const res = await this.http.request<{ rows?: unknown[] }>('GET', `/${encodeURIComponent(this.outputDb)}/_all_docs?${qs}`, { headers: this.headers });
+    if (res.status !== 200) throw new Error(`reading ${this.outputDb}/_all_docs: ${res.status}`);
     return (res.body.rows?.length ?? 0) > 0;
   }
 

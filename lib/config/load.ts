@@ -260,6 +260,21 @@ export function dbName(app: string): string {
   return `log_${app}`;
 }
 
+/**
+ * Where the correlator writing log_<app> keeps its checkpoints: a database of
+ * its own, of which only the correlator's role is a member. Not `log_…`: the
+ * ingress routes those, and readers and writers are members of them (and so
+ * may write their _local documents).
+ */
+export function correlatorStateDb(app: string): string {
+  return `couchlog_state_${app}`;
+}
+
+/** The checkpoint's name of one correlator instance (one per shard). */
+export function checkpointName(shard: { index: number; count: number }): string {
+  return shard.count > 1 ? `correlator-${shard.index}-of-${shard.count}` : 'correlator';
+}
+
 /** The ClickHouse HTTP endpoint: the configured one, else the embedded server's. */
 export function clickhouseUrl(config: Config): string {
   if (config.clickhouse.url !== null) return config.clickhouse.url.replace(/\/+$/, '');

@@ -54,10 +54,7 @@ export class AdminClient {
   /** Like call(), but any HTTP error is an OperationError naming what failed. */
   async must<T = unknown>(what: string, method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.call<T>(method, path, body);
-    if (res.status >= 400) {
-      const b = res.body as { error?: string; reason?: string };
-      throw new OperationError(`${what} failed: ${res.status} ${b.error ?? ''} ${b.reason ?? ''}`.trim());
-    }
+    if (res.status >= 400) throw failed(what, res);
     return res.body;
   }
 
@@ -82,4 +79,10 @@ export class AdminClient {
 /** The admin client of the configured CouchDB. */
 export function adminClient(config: Config): AdminClient {
   return new AdminClient(couchUrl(config), config.couchdb.admin.user, requirePassword(config, 'admin'));
+}
+
+/** The error of a reply that was not what the caller could go on with. */
+export function failed(what: string, res: Reply<unknown>): OperationError {
+  const b = res.body as { error?: string; reason?: string };
+  return new OperationError(`${what} failed: ${res.status} ${b.error ?? ''} ${b.reason ?? ''}`.trim());
 }

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { http, JSON_TYPE, type Stack, storedStatus } from './stack.js';
 import type { TestClickhouse } from './clickhouse.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
-import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
+import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js';
 import { ensureClickhouse } from '../../correlator/sinks/clickhouse/ensure-table.js';
 import { connect } from '../../correlator/sinks/clickhouse/clickhouse-delivery.js';
 
@@ -14,7 +14,7 @@ export type Doc = Record<string, unknown>;
 
 /** A second pair of outputs (log_<app> with its report views, couchlog.<table>) for a run to compare with the main one. */
 export async function addOutputs(stack: Stack, ch: TestClickhouse, app: string, table: string): Promise<void> {
-  await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+  await ensureCorrelatorDatabases(adminClient(stack.config), app);
   const client = connect({ url: ch.url, user: 'default', password: '', database: 'couchlog', table: 'http_logs', timeoutMs: 10_000 });
   try {
     await ensureClickhouse(client, 'couchlog', table);

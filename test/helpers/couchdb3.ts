@@ -324,7 +324,7 @@ class SharedCouchdb3 implements TestCouchdb3 {
     const res = await fetch(`${this.url}/_all_dbs`, { headers: { authorization } });
     if (res.status !== 200) throw new Error(`${this.url}/_all_dbs as ${this.admin.user}: ${res.status} ${await res.text()}`);
     for (const db of (await res.json()) as string[]) {
-      if (!db.startsWith('log_')) continue;
+      if (!db.startsWith('log_') && !db.startsWith('couchlog_state_')) continue;
       const del = await fetch(`${this.url}/${encodeURIComponent(db)}`, { method: 'DELETE', headers: { authorization } });
       if (del.status >= 300 && del.status !== 404) throw new Error(`deleting ${db}: ${del.status} ${await del.text()}`);
     }

@@ -11,12 +11,12 @@ import { CouchHttp, type CouchRequest, type CouchResponse } from '../../lib/couc
 import { CouchDbDelivery } from '../../correlator/sinks/couchdb/couchdb-sink.js';
 import type { SinkRecord } from '../../correlator/sinks/sink.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
-import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
+import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js';
 
 let stack: Stack;
 before(async () => {
   stack = await startStack();
-  for (const app of ['sinkretry', 'sinkpartial', 'sinkwatch', 'sinkrevive']) await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+  for (const app of ['sinkretry', 'sinkpartial', 'sinkwatch', 'sinkrevive']) await ensureCorrelatorDatabases(adminClient(stack.config), app);
 });
 after(async () => {
   await stack?.stop();

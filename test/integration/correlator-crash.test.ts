@@ -119,7 +119,7 @@ const correlatedCount = () => couchDocCount(stack, 'log_correlated');
 
 /** The saved feed positions, 0 before the first save (PouchDB Server's sequences are numbers; CouchDB 3's are "N-opaque", N counting the changes). */
 async function checkpoint(): Promise<{ A: number; B: number }> {
-  const res = await http(`${stack.couchUrl}/log_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } });
+  const res = await http(`${stack.couchUrl}/couchlog_state_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } });
   if (res.status === 404) return { A: 0, B: 0 };
   return { A: parseInt(String(res.json.feeds.A.since), 10), B: parseInt(String(res.json.feeds.B.since), 10) };
 }

@@ -14,7 +14,7 @@ import { generateTraffic, type TrafficDoc } from '../../bench/traffic.js';
 import type { Config } from '../../lib/config/load.js';
 import { createLogger } from '../../lib/logger.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
-import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
+import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import type { EngineCounters } from '../../correlator/engine/types.js';
 import { engineConfig } from '../../correlator/engine-config.js';
@@ -42,7 +42,7 @@ const correlatorYaml = {
 
 before(async () => {
   stack = await startStack({ yaml: { correlator: correlatorYaml } });
-  for (const app of ['correlated_backlog', 'correlated_small']) await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+  for (const app of ['correlated_backlog', 'correlated_small']) await ensureCorrelatorDatabases(adminClient(stack.config), app);
 });
 after(async () => {
   for (const r of running) await r.stop().catch(() => undefined);

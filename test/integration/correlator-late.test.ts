@@ -213,7 +213,7 @@ describe('a side that arrives late is correlated as if it had come on time', () 
 
   test('idle feeds do not rewrite the checkpoint', async () => {
     const rev = async () =>
-      (await http(`${stack.couchUrl}/log_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } })).json._rev as string;
+      (await http(`${stack.couchUrl}/couchlog_state_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } })).json._rev as string;
     await sleep(1500); // the last corrections settle
     const before = await rev();
     await sleep(2500); // checkpoint_interval_ms is 200: a dozen chances to rewrite it

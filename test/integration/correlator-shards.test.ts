@@ -8,7 +8,7 @@ import { startStack, http, JSON_TYPE, onEveryCopy, type Stack, storedStatus } fr
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
-import { ensureAppDatabase } from '../../setup/ensure-app-db.js';
+import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js';
 import type { Config } from '../../lib/config/load.js';
 
 let stack: Stack;
@@ -29,7 +29,8 @@ before(async () => {
       },
     },
   });
-  for (const app of ['single', 'sharded']) await ensureAppDatabase(adminClient(stack.config), app, ['correlated']);
+  await ensureCorrelatorDatabases(adminClient(stack.config), 'single');
+  await ensureCorrelatorDatabases(adminClient(stack.config), 'sharded', { shards: 2 });
   // A backlog of 300 connections: keep-alives, orphans on both sides.
   const t0 = Date.now() - 120_000;
   const as: unknown[] = [];
@@ -103,6 +104,6 @@ test('two shards together write exactly what one instance writes', async () => {
   for (const [id, rec] of single) assert.equal(sharded.get(id), rec, id);
   const [, a, b] = running;
   assert.ok(a!.engine.counters.eventsIn.A > 0 && b!.engine.counters.eventsIn.A > 0, 'both shards did work');
-  const cp = await http(`${stack.couchUrl}/log_sharded/_local/correlator-1-of-2`, { headers: { authorization: stack.auth.admin } });
+  const cp = await http(`${stack.couchUrl}/couchlog_state_sharded/_local/correlator-1-of-2`, { headers: { authorization: stack.auth.admin } });
   assert.equal(cp.status, 200, 'each shard keeps its own checkpoint');
 });

@@ -230,7 +230,7 @@ describe('HTTP x network through the ingress', () => {
   });
 
   test('the checkpoint keeps its feed positions readable and its snapshot gzipped; one written by an older couchlog is continued from', async () => {
-    const url = `${stack.couchUrl}/log_correlated/_local/correlator`;
+    const url = `${stack.couchUrl}/couchlog_state_correlated/_local/correlator`;
     const admin = { authorization: stack.auth.admin };
     // Stopped first: the checkpoint read below is the last one, saved once everything before it was acknowledged.
     await correlator.stop();

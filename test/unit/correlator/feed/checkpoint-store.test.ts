@@ -82,7 +82,7 @@ test('a checkpoint above the document limit is refused before anything is sent',
       throw new Error('nothing may be sent');
     },
   } as unknown as CouchHttp;
-  const store = new CheckpointStore(http, 'log_correlated', 'correlator', {});
+  const store = new CheckpointStore(http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {});
   // Random ids do not compress: enough of them pass the limit even gzipped.
   const state = snapshot(0);
   const big = Math.ceil(MAX_CHECKPOINT_BYTES / 64) + 1000;
@@ -111,12 +111,16 @@ test('save() after a conflict takes the stored revision, whatever that document 
     { status: 201, body: { ok: true, rev: '0-8' } },
     { status: 201, body: { ok: true, rev: '0-9' } },
   ]);
-  const store = new CheckpointStore(http, 'log_correlated', 'correlator', {});
+  const store = new CheckpointStore(http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {});
   const state = snapshot(30);
   await store.save(cp(state));
   assert.deepEqual(
     sent.map((r) => `${r.method} ${r.path}`),
-    ['PUT /log_correlated/_local/correlator', 'GET /log_correlated/_local/correlator', 'PUT /log_correlated/_local/correlator'],
+    [
+      'PUT /couchlog_state_correlated/_local/correlator',
+      'GET /couchlog_state_correlated/_local/correlator',
+      'PUT /couchlog_state_correlated/_local/correlator',
+    ],
   );
   for (const put of [sent[0]!, sent[2]!]) {
     assert.equal(put.body!.state, undefined);
@@ -138,11 +142,40 @@ test('load() decodes the gzipped form, reads the older one, and rejects a damage
     { status: 200, body: { _rev: '0-5', ...stored, state_gzip: stored.state_gzip!.slice(0, 100) } },
     { status: 200, body: { _rev: '0-6', ...stored, state_gzip: null } },
     { status: 404, body: { error: 'not_found' } },
+    { status: 200, body: { db_name: 'couchlog_state_correlated' } },
   ]);
-  const store = new CheckpointStore(http, 'log_correlated', 'correlator', {});
+  const store = new CheckpointStore(http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {});
   assert.deepEqual(await store.load(), cp(state));
   assert.deepEqual(await store.load(), cp(state));
-  await assert.rejects(store.load(), /log_correlated\/_local\/correlator holds a snapshot that cannot be read/);
+  await assert.rejects(store.load(), /couchlog_state_correlated\/_local\/correlator holds a snapshot that cannot be read/);
   await assert.rejects(store.load(), /state_gzip is null, not a string/);
-  assert.equal(await store.load(), null);
+  assert.equal(await store.load(), null, 'no checkpoint in a database that exists');
+});
+
+test('load() without the state database (setup not run since an upgrade) is an error that says to run setup, not "no checkpoint"', async () => {
+  const { http, sent } = scripted([
+    { status: 404, body: { error: 'not_found', reason: 'Database does not exist.' } },
+    { status: 404, body: { error: 'not_found', reason: 'Database does not exist.' } },
+    { status: 404, body: { error: 'not_found', reason: 'missing' } },
+    { status: 403, body: { error: 'forbidden' } },
+  ]);
+  const store = new CheckpointStore(http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {});
+  await assert.rejects(store.load(), { name: 'OperationError', message: /state database couchlog_state_correlated does not exist: run couchlog setup/ });
+  await assert.rejects(store.load(), { name: 'OperationError', message: /cannot be read with the correlator's account: 403/ });
+  assert.deepEqual(
+    sent.map((r) => `${r.method} ${r.path}`),
+    [
+      'GET /couchlog_state_correlated/_local/correlator',
+      'GET /couchlog_state_correlated',
+      'GET /couchlog_state_correlated/_local/correlator',
+      'GET /couchlog_state_correlated',
+    ],
+  );
+});
+
+test('holdsRecords() looks into the output database, not the state database', async () => {
+  const { http, sent } = scripted([{ status: 200, body: { rows: [{ id: 'A-1' }] } }]);
+  const store = new CheckpointStore(http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {});
+  assert.equal(await store.holdsRecords(), true);
+  assert.match(sent[0]!.path, /^\/log_correlated\/_all_docs\?/);
 });

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { couchUrl, dbName, ensureSecrets, loadConfig, requirePassword, type Config, type Env } from '../../../../lib/config/load.js';
+import { checkpointName, correlatorStateDb, couchUrl, dbName, ensureSecrets, loadConfig, requirePassword, type Config, type Env } from '../../../../lib/config/load.js';
 import { readSecretsFile, secretsPath, writeSecretsFile, SECRETS_FILE } from '../../../../lib/config/secrets.js';
 import { ConfigError } from '../../../../lib/errors.js';
 
@@ -689,4 +689,15 @@ describe('requirePassword, couchUrl, dbName', () => {
     assert.equal(dbName('fail2ban'), 'log_fail2ban');
     assert.equal(dbName('appname'), 'log_appname');
   });
+});
+
+test("the correlator's state database is a valid CouchDB name outside the log databases (the ingress routes those, readers are their members)", () => {
+  for (const app of ['correlated', 'a', 'x'.repeat(64), 'web-2_b']) {
+    const db = correlatorStateDb(app);
+    assert.match(db, /^[a-z][a-z0-9_$()+/-]*$/);
+    assert.ok(!db.startsWith('log_'), db);
+    assert.notEqual(db, dbName(app));
+  }
+  assert.equal(checkpointName({ index: 0, count: 1 }), 'correlator');
+  assert.equal(checkpointName({ index: 1, count: 2 }), 'correlator-1-of-2');
 });

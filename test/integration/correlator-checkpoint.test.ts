@@ -1,0 +1,201 @@
+// Where the correlator keeps its checkpoint, and who may touch it. Until
+// 2026-12-05 it was a _local document of log_correlated, whose members (the
+// reader, the writer) could rewrite it straight against CouchDB: a cursor
+// moved forward made the next start skip every document before it, and no
+// audit would show records that were never made. Now it lives in
+// couchlog_state_<app>, where only the correlator's role is a member:
+//  - readers and the writer can neither read nor write it there, and a
+//    checkpoint they forge in log_correlated is not read;
+//  - setup moves the checkpoint of an older couchlog over, so an upgrade
+//    continues where it stopped (and deletes a stale one left behind);
+//  - without the state database the correlator refuses to start and says
+//    to run setup, instead of reading everything again at every start.
+// Runs on the embedded server and on Apache CouchDB 3.5 (one node, cluster).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { http, JSON_TYPE, onEveryCopy, startStack, type Stack } from '../helpers/stack.js';
+import { couchDocs, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
+import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
+import { CorrelationEngine } from '../../correlator/engine/engine.js';
+import { engineConfig } from '../../correlator/engine-config.js';
+import { createLogger } from '../../lib/logger.js';
+import { basicAuth } from '../../lib/couch/basic-auth.js';
+import { runSetup } from '../../cli/run-setup.js';
+import { STATE_DB_SECURITY } from '../../setup/ensure-correlator-dbs.js';
+
+const STATE = 'couchlog_state_correlated';
+const CHECKPOINT = `${STATE}/_local/correlator`;
+const OLD_PLACE = 'log_correlated/_local/correlator';
+const CONNECTIONS = 40;
+const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+
+let stack: Stack;
+let correlator: RunningCorrelator | null = null;
+let admin: Record<string, string>;
+let aIds: string[] = [];
+
+before(async () => {
+  stack = await startStack({
+    yaml: {
+      correlator: {
+        orphan_policy: { apache_emit_delay_ms: 200, network_emit: true },
+        inputs: { poll_interval_ms: 50 },
+        outputs: { clickhouse: { enabled: false }, couchdb: { flush_interval_ms: 50 } },
+        checkpoint_interval_ms: 100,
+        metrics: { enabled: false },
+      },
+    },
+  });
+  admin = { authorization: stack.auth.admin };
+  // A backlog two minutes old: every A has its B.
+  const t0 = Date.now() - 120_000;
+  const conn = (c: number) => ({ src_ip: `198.51.100.${c + 1}`, src_port: 40_000 + c, dst_ip: '192.0.2.1' });
+  const bs: Doc[] = [];
+  const as: Doc[] = [];
+  for (let c = 0; c < CONNECTIONS; c++) {
+    bs.push({ ...conn(c), dst_port: 443, ja4: `t13d1516h2_${c}`, timestamp: t0 + c * 1000 });
+    as.push({ ...conn(c), dst_port: 80, path: `/p${c}`, timestamp: t0 + c * 1000 + 5 });
+  }
+  const bIds = await postBulk(stack, 'network', bs);
+  aIds = await postBulk(stack, 'http', as);
+  await onEveryCopy(stack, 'log_network', bIds);
+  await onEveryCopy(stack, 'log_http', aIds);
+});
+after(async () => {
+  await correlator?.stop();
+  await stack?.stop();
+});
+
+const as = (who: 'reader' | 'writer' | 'correlator') =>
+  who === 'correlator' ? basicAuth(stack.config.users.correlator.user, stack.config.users.correlator.password ?? '') : stack.auth[who];
+
+async function correlatedAs(): Promise<Map<string, Doc>> {
+  const docs = await couchDocs(stack, 'log_correlated');
+  return new Map([...docs].filter(([id, doc]) => id.startsWith('A-') && doc.correlated === true));
+}
+
+async function updateSeq(db: string): Promise<string> {
+  const res = await http(`${stack.couchUrl}/${db}`, { headers: admin });
+  assert.equal(res.status, 200);
+  return String(res.json.update_seq);
+}
+
+/**
+ * A _local document as admin once the copy that answers has it in `status`:
+ * on a cluster a read may come from a copy that has not seen the last write.
+ */
+async function settled(path: string, status: number): Promise<Record<string, unknown>> {
+  return until(
+    `${path} answering ${status}`,
+    async () => {
+      const res = await http(`${stack.couchUrl}/${path}`, { headers: admin });
+      return res.status === status ? (res.json as Record<string, unknown>) : null;
+    },
+    10_000,
+  );
+}
+
+/** PUT as admin, over whatever revision is there. */
+async function putOver(path: string, body: Record<string, unknown>): Promise<void> {
+  const current = await http(`${stack.couchUrl}/${path}`, { headers: admin });
+  const rev = current.status === 200 ? { _rev: current.json._rev } : {};
+  const res = await http(`${stack.couchUrl}/${path}`, { method: 'PUT', headers: { ...admin, ...JSON_TYPE }, body: JSON.stringify({ ...body, ...rev }) });
+  assert.equal(res.status, 201, res.text);
+}
+
+describe('the correlator checkpoint', () => {
+  test('lives in a database only the correlator role uses; one that readers forge in log_correlated is not read', async () => {
+    const security = await http(`${stack.couchUrl}/${STATE}/_security`, { headers: admin });
+    assert.deepEqual(security.json, STATE_DB_SECURITY);
+    for (const who of ['reader', 'writer'] as const) {
+      const headers = { authorization: as(who), ...JSON_TYPE };
+      const put = await http(`${stack.couchUrl}/${CHECKPOINT}`, { method: 'PUT', headers, body: '{"feeds":{}}' });
+      assert.ok([401, 403].includes(put.status), `${who} PUT ${CHECKPOINT}: ${put.status} ${put.text}`);
+      const get = await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers });
+      assert.ok([401, 403].includes(get.status), `${who} GET ${CHECKPOINT}: ${get.status}`);
+      const sec = await http(`${stack.couchUrl}/${STATE}/_security`, { method: 'PUT', headers, body: JSON.stringify({ members: { roles: ['log_reader'] } }) });
+      assert.ok([401, 403].includes(sec.status), `${who} PUT ${STATE}/_security: ${sec.status}`);
+    }
+    assert.equal((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status, 404, 'nothing was written');
+    assert.equal((await http(`${stack.couchUrl}/${STATE}`, { headers: { authorization: as('correlator') } })).status, 200);
+
+    // What a reader could do to the correlator before: a cursor at the end of both feeds, in the old place.
+    // (Members may still write _local documents there: CouchDB has no finer permission. Nobody reads it now.)
+    const forged = {
+      feeds: {
+        A: { db: 'log_http', since: await updateSeq('log_http'), next_index: 1_000_000 },
+        B: { db: 'log_network', since: await updateSeq('log_network'), next_index: 1_000_000 },
+      },
+      saved_at: new Date().toISOString(),
+      // What an engine that has seen nothing exports: the old correlator took it as it was.
+      state: new CorrelationEngine(engineConfig(stack.config.correlator)).exportState(),
+    };
+    const put = await http(`${stack.couchUrl}/${OLD_PLACE}`, {
+      method: 'PUT',
+      headers: { authorization: as('reader'), ...JSON_TYPE },
+      body: JSON.stringify(forged),
+    });
+    assert.equal(put.status, 201, `premise: a member writes _local documents of log_correlated (${put.text})`);
+
+    correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
+    const done = await until('every A correlated', async () => ((await correlatedAs()).size === CONNECTIONS ? true : null), 60_000, 200);
+    assert.ok(done);
+    assert.deepEqual(correlator.engine.counters.eventsIn, { A: CONNECTIONS, B: CONNECTIONS }, 'read from the start, not from the forged cursor');
+    await until('a checkpoint saved', async () => ((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status === 200 ? true : null), 30_000);
+  });
+
+  test('setup moves the checkpoint of an older couchlog, and the correlator continues from it', async () => {
+    await correlator!.stop();
+    correlator = null;
+    const saved = await settled(CHECKPOINT, 200);
+    assert.equal(typeof saved.state_gzip, 'string');
+    const content = { feeds: saved.feeds, saved_at: saved.saved_at, state_gzip: saved.state_gzip };
+    // As an older couchlog left it: in log_correlated, none in the state database.
+    await putOver(OLD_PLACE, content);
+    const del = await http(`${stack.couchUrl}/${CHECKPOINT}?rev=${encodeURIComponent(String(saved._rev))}`, { method: 'DELETE', headers: admin });
+    assert.equal(del.status, 200, del.text);
+
+    const first = await runSetup(stack.config);
+    assert.ok(first.changes.includes(`moved the checkpoint ${OLD_PLACE} to ${STATE}`), first.changes.join('\n'));
+    const moved = await settled(CHECKPOINT, 200);
+    assert.deepEqual({ feeds: moved.feeds, saved_at: moved.saved_at, state_gzip: moved.state_gzip }, content);
+    await settled(OLD_PLACE, 404);
+    assert.deepEqual((await runSetup(stack.config)).changes, [], 'a second setup changes nothing');
+
+    correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
+    const t = Date.now() - 60_000;
+    await postBulk(stack, 'http', [{ src_ip: '198.51.100.1', src_port: 40_000, dst_ip: '192.0.2.1', dst_port: 80, path: '/after', timestamp: t }]);
+    await until('the new A read', async () => (correlator!.engine.counters.eventsIn.A > 0 ? true : null), 30_000);
+    assert.deepEqual(correlator.engine.counters.eventsIn, { A: 1, B: 0 }, 'continued from the moved checkpoint: only the new A was read');
+  });
+
+  test('setup deletes a stale checkpoint left in the old place and keeps the current one', async () => {
+    await correlator!.stop();
+    correlator = null;
+    const current = await settled(CHECKPOINT, 200);
+    // An older correlator still running during an upgrade saves there again.
+    await putOver(OLD_PLACE, { feeds: {}, saved_at: '2026-01-01T00:00:00.000Z' });
+    const report = await runSetup(stack.config);
+    assert.ok(report.changes.includes(`deleted the stale checkpoint ${OLD_PLACE} (the correlator's is in ${STATE})`), report.changes.join('\n'));
+    await settled(OLD_PLACE, 404);
+    assert.deepEqual(await settled(CHECKPOINT, 200), current, 'the current one untouched');
+  });
+
+  test('without the state database the correlator does not start and says to run setup', async () => {
+    assert.equal((await http(`${stack.couchUrl}/${STATE}`, { method: 'DELETE', headers: admin })).status, 200);
+    await assert.rejects(startCorrelator(stack.config, logger, { clickhouse: false }), {
+      name: 'OperationError',
+      message: new RegExp(`state database ${STATE} does not exist: run couchlog setup`),
+    });
+    const report = await runSetup(stack.config);
+    assert.ok(report.changes.includes(`created database ${STATE}`), report.changes.join('\n'));
+    // No checkpoint but records: a replay, which changes none of them.
+    const before = await couchDocs(stack, 'log_correlated');
+    correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
+    await until('the replay read both feeds', async () => (correlator!.engine.counters.eventsIn.B === CONNECTIONS ? true : null), 30_000);
+    await until('a checkpoint saved', async () => ((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status === 200 ? true : null), 30_000);
+    await correlator.stop();
+    correlator = null;
+    assert.deepEqual(await couchDocs(stack, 'log_correlated'), before);
+  });
+});
