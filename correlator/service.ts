@@ -4,7 +4,17 @@
 // then close the HTTP server and connections.
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { checkpointName, clickhouseUrl, correlatorStateDb, couchUrl, dbName, namedSecret, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
+import {
+  checkpointName,
+  clickhouseUrl,
+  correlatorStateDb,
+  couchUrl,
+  dbName,
+  namedSecret,
+  requirePassword,
+  SIGNING_KEY_NAME,
+  type Config,
+} from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { ConfigError, OperationError } from '../lib/errors.js';

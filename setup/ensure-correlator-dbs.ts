@@ -12,8 +12,10 @@
 //
 // What must stay true: the security object is set before anything is
 // written; a checkpoint of a couchlog from before (in log_correlated) is
-// moved once, so an upgrade continues where it stopped instead of reading
-// every feed again; a run with nothing to do changes nothing.
+// moved only by the run that creates the state database (the upgrade), so
+// that continues where it stopped instead of reading every feed again, and
+// later runs only delete what a member may have put there; a run with
+// nothing to do changes nothing.
 import { failed, type AdminClient } from '../lib/couch/admin-client.js';
 import { checkpointName, correlatorStateDb, dbName } from '../lib/config/load.js';
 import { CORRELATOR_ROLE } from './ensure-users.js';
@@ -31,43 +33,85 @@ export async function ensureCorrelatorDatabases(
   outputApp: string,
   o: { protection?: Protection; shards?: number } = {},
 ): Promise<string[]> {
-  return [...(await ensureAppDatabase(admin, outputApp, ['correlated'], o.protection)), ...(await ensureStateDb(admin, outputApp, o.shards ?? 1))];
+  return [...(await ensureAppDatabase(admin, outputApp, ['correlated'], o.protection)), ...(await ensureCorrelatorStateDb(admin, outputApp, o.shards ?? 1))];
 }
 
-async function ensureStateDb(admin: AdminClient, outputApp: string, shardCount: number): Promise<string[]> {
+/** couchlog_state_<outputApp>: created, locked to the correlator's role, an older couchlog's checkpoints moved in (only when created). */
+export async function ensureCorrelatorStateDb(admin: AdminClient, outputApp: string, shardCount: number): Promise<string[]> {
   const db = correlatorStateDb(outputApp);
-  const changes = [...(await ensureDatabase(admin, db)), ...(await ensureSecurity(admin, db, STATE_DB_SECURITY))];
-  for (let index = 0; index < shardCount; index++) {
-    changes.push(...(await moveOldCheckpoint(admin, dbName(outputApp), db, checkpointName({ index, count: shardCount }))));
+  const outputDb = dbName(outputApp);
+  const created = await ensureDatabase(admin, db);
+  const changes = [...created, ...(await ensureSecurity(admin, db, STATE_DB_SECURITY))];
+  for (const name of await oldCheckpointNames(admin, outputDb, shardCount)) {
+    if (created.length > 0) {
+      // PouchDB Server lets anyone in a database whose _security is still empty: whatever came in before it was set goes.
+      changes.push(...(await deleteLocal(admin, db, name, `deleted ${db}/_local/${name}, written before the database's _security was set`)));
+      changes.push(...(await moveCheckpoint(admin, outputDb, db, name)));
+    } else {
+      changes.push(
+        ...(await deleteLocal(
+          admin,
+          outputDb,
+          name,
+          `deleted the checkpoint ${outputDb}/_local/${name} (the correlator's is in ${db}; one there now is stale or forged)`,
+        )),
+      );
+    }
   }
   return changes;
 }
 
+const CHECKPOINT_NAME = /^correlator(-\d+-of-\d+)?$/;
+
 /**
- * A checkpoint left in the output database by an earlier couchlog: copied
- * here unless one is here already, then deleted there. On a cluster a read
- * of a _local document may come from a copy that has not seen the latest
- * write yet: a copy that finds one here already, or a deletion of what is
- * already gone, is not an error (the next run sees the settled state).
+ * The checkpoints an older couchlog may have left in the output database:
+ * every one CouchDB 3 lists (whatever shard count the instances ran with),
+ * or, on PouchDB Server (no _local_docs), the configured instances'.
  */
-async function moveOldCheckpoint(admin: AdminClient, outputDb: string, stateDb: string, name: string): Promise<string[]> {
-  const doc = `_local/${encodeURIComponent(name)}`;
-  const oldPath = `/${encodeURIComponent(outputDb)}/${doc}`;
-  const newPath = `/${encodeURIComponent(stateDb)}/${doc}`;
+async function oldCheckpointNames(admin: AdminClient, outputDb: string, shardCount: number): Promise<string[]> {
+  const names = new Set(Array.from({ length: shardCount }, (_, index) => checkpointName({ index, count: shardCount })));
+  const listed = await admin.call<{ rows?: Array<{ id: string }> }>('GET', `/${encodeURIComponent(outputDb)}/_local_docs`);
+  if (listed.status === 200 && Array.isArray(listed.body.rows)) {
+    for (const { id } of listed.body.rows) {
+      const name = id.replace(/^_local\//, '');
+      if (CHECKPOINT_NAME.test(name)) names.add(name);
+    }
+  }
+  return [...names];
+}
+
+/**
+ * Only when setup creates the state database (the upgrade from a couchlog
+ * that kept its checkpoint in the output database): the checkpoint there is
+ * copied here and deleted there. It is trusted as the older couchlog trusted
+ * it; never again afterwards, or a member could plant a cursor there for
+ * the next setup to carry over (after a rebuild, a shard change).
+ */
+async function moveCheckpoint(admin: AdminClient, outputDb: string, stateDb: string, name: string): Promise<string[]> {
+  const oldPath = `/${encodeURIComponent(outputDb)}/_local/${encodeURIComponent(name)}`;
   const old = await admin.call<Record<string, unknown>>('GET', oldPath);
   if (old.status === 404) return [];
   if (old.status !== 200) throw failed(`reading ${outputDb}/_local/${name}`, old);
-  const here = await admin.call('GET', newPath);
-  if (here.status !== 200 && here.status !== 404) throw failed(`reading ${stateDb}/_local/${name}`, here);
-  let moved = false;
-  if (here.status === 404) {
-    const put = await admin.call('PUT', newPath, Object.fromEntries(Object.entries(old.body).filter(([k]) => k !== '_id' && k !== '_rev')));
-    if (put.status >= 300 && put.status !== 409) throw failed(`copying the checkpoint ${outputDb}/_local/${name}`, put);
-    moved = put.status < 300;
-  }
-  // Not moved: the correlator has saved here already, so what is left there is stale (e.g. saved by the old version during an upgrade).
-  const del = await admin.call('DELETE', `${oldPath}?rev=${encodeURIComponent(String(old.body._rev))}`);
-  if (del.status >= 300 && del.status !== 404 && del.status !== 409) throw failed(`deleting ${outputDb}/_local/${name}`, del);
-  if (moved) return [`moved the checkpoint ${outputDb}/_local/${name} to ${stateDb}`];
-  return del.status < 300 ? [`deleted the stale checkpoint ${outputDb}/_local/${name} (the correlator's is in ${stateDb})`] : [];
+  const body = Object.fromEntries(Object.entries(old.body).filter(([k]) => k !== '_id' && k !== '_rev'));
+  const put = await admin.call('PUT', `/${encodeURIComponent(stateDb)}/_local/${encodeURIComponent(name)}`, body);
+  if (put.status >= 300) throw failed(`copying the checkpoint ${outputDb}/_local/${name} to ${stateDb}`, put);
+  await deleteLocal(admin, outputDb, name, '');
+  return [`moved the checkpoint ${outputDb}/_local/${name} to ${stateDb}`];
+}
+
+/**
+ * Deletes a _local document if there is one; `change` is what setup reports.
+ * On a cluster a read may come from a copy that has not seen the latest
+ * write: a deletion of what is already gone (404) or has just changed (409)
+ * is left to the next run.
+ */
+async function deleteLocal(admin: AdminClient, db: string, name: string, change: string): Promise<string[]> {
+  const path = `/${encodeURIComponent(db)}/_local/${encodeURIComponent(name)}`;
+  const doc = await admin.call<{ _rev?: string }>('GET', path);
+  if (doc.status === 404) return [];
+  if (doc.status !== 200) throw failed(`reading ${db}/_local/${name}`, doc);
+  const del = await admin.call('DELETE', `${path}?rev=${encodeURIComponent(String(doc.body._rev))}`);
+  if (del.status === 404 || del.status === 409) return [];
+  if (del.status >= 300) throw failed(`deleting ${db}/_local/${name}`, del);
+  return change === '' ? [] : [change];
 }

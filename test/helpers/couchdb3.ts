@@ -10,7 +10,7 @@
 //   COUCHLOG_TEST_COUCHDB_URL=http://127.0.0.1:5984 (+ COUCHLOG_TEST_COUCHDB_USER,
 //       default admin, and COUCHLOG_TEST_COUCHDB_PASSWORD)   any running
 //       CouchDB 3, e.g. the official Docker image. Stacks take turns (a lock
-//       file) and each deletes every log_* database first: use a throwaway
+//       file) and each deletes every log_* and couchlog_state_* database first: use a throwaway
 //       server.
 //
 // Neither set: the embedded flavour, as always. The variables are the tests'
@@ -291,7 +291,7 @@ async function seedRelease(script: string, dir: string): Promise<void> {
 /**
  * A CouchDB 3 the tests did not start (COUCHLOG_TEST_COUCHDB_URL): one stack
  * at a time across test processes (a lock directory naming its owner's pid,
- * taken over when that process is gone), and every log_* database deleted
+ * taken over when that process is gone), and every log_* and couchlog_state_* database deleted
  * when a stack takes its turn, since test files reuse database names.
  */
 class SharedCouchdb3 implements TestCouchdb3 {

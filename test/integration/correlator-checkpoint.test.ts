@@ -6,14 +6,16 @@
 // couchlog_state_<app>, where only the correlator's role is a member:
 //  - readers and the writer can neither read nor write it there, and a
 //    checkpoint they forge in log_correlated is not read;
-//  - setup moves the checkpoint of an older couchlog over, so an upgrade
-//    continues where it stopped (and deletes a stale one left behind);
+//  - the setup that creates the state database (an upgrade) moves the
+//    checkpoints of an older couchlog over, so the correlator continues where
+//    it stopped; later setups only delete what is in the old place (a member
+//    could have put it there), even when the state database has none;
 //  - without the state database the correlator refuses to start and says
 //    to run setup, instead of reading everything again at every start.
 // Runs on the embedded server and on Apache CouchDB 3.5 (one node, cluster).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { http, JSON_TYPE, onEveryCopy, startStack, type Stack } from '../helpers/stack.js';
+import { couchFlavor, http, JSON_TYPE, onEveryCopy, startStack, type Stack } from '../helpers/stack.js';
 import { couchDocs, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { CorrelationEngine } from '../../correlator/engine/engine.js';
@@ -66,7 +68,7 @@ after(async () => {
   await stack?.stop();
 });
 
-const as = (who: 'reader' | 'writer' | 'correlator') =>
+const authOf = (who: 'reader' | 'writer' | 'correlator') =>
   who === 'correlator' ? basicAuth(stack.config.users.correlator.user, stack.config.users.correlator.password ?? '') : stack.auth[who];
 
 async function correlatedAs(): Promise<Map<string, Doc>> {
@@ -95,12 +97,38 @@ async function settled(path: string, status: number): Promise<Record<string, unk
   );
 }
 
-/** PUT as admin, over whatever revision is there. */
-async function putOver(path: string, body: Record<string, unknown>): Promise<void> {
-  const current = await http(`${stack.couchUrl}/${path}`, { headers: admin });
-  const rev = current.status === 200 ? { _rev: current.json._rev } : {};
-  const res = await http(`${stack.couchUrl}/${path}`, { method: 'PUT', headers: { ...admin, ...JSON_TYPE }, body: JSON.stringify({ ...body, ...rev }) });
-  assert.equal(res.status, 201, res.text);
+/** A _local document as admin once five reads in a row gave the same revision (a cluster's copies agree). */
+async function stable(path: string): Promise<Record<string, unknown>> {
+  let last = '';
+  let same = 0;
+  return until(
+    `${path} read the same five times`,
+    async () => {
+      const res = await http(`${stack.couchUrl}/${path}`, { headers: admin });
+      const key = res.status === 200 ? String(res.json._rev) : `status ${res.status}`;
+      same = key === last ? same + 1 : 0;
+      last = key;
+      return res.status === 200 && same >= 4 ? (res.json as Record<string, unknown>) : null;
+    },
+    20_000,
+  );
+}
+
+/** PUT a _local document as `who`, over whatever revision is there (a cluster's lagging copy: tried again). */
+async function putAs(who: 'admin' | 'reader', path: string, body: Record<string, unknown>): Promise<void> {
+  const headers = { authorization: who === 'admin' ? stack.auth.admin : authOf('reader'), ...JSON_TYPE };
+  await until(
+    `${who} PUT ${path}`,
+    async () => {
+      const current = await http(`${stack.couchUrl}/${path}`, { headers });
+      const rev = current.status === 200 ? { _rev: current.json._rev } : {};
+      const res = await http(`${stack.couchUrl}/${path}`, { method: 'PUT', headers, body: JSON.stringify({ ...body, ...rev }) });
+      if (res.status === 409) return null;
+      assert.ok([201, 202].includes(res.status), `${who} PUT ${path}: ${res.status} ${res.text}`);
+      return true;
+    },
+    10_000,
+  );
 }
 
 describe('the correlator checkpoint', () => {
@@ -108,7 +136,7 @@ describe('the correlator checkpoint', () => {
     const security = await http(`${stack.couchUrl}/${STATE}/_security`, { headers: admin });
     assert.deepEqual(security.json, STATE_DB_SECURITY);
     for (const who of ['reader', 'writer'] as const) {
-      const headers = { authorization: as(who), ...JSON_TYPE };
+      const headers = { authorization: authOf(who), ...JSON_TYPE };
       const put = await http(`${stack.couchUrl}/${CHECKPOINT}`, { method: 'PUT', headers, body: '{"feeds":{}}' });
       assert.ok([401, 403].includes(put.status), `${who} PUT ${CHECKPOINT}: ${put.status} ${put.text}`);
       const get = await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers });
@@ -117,7 +145,7 @@ describe('the correlator checkpoint', () => {
       assert.ok([401, 403].includes(sec.status), `${who} PUT ${STATE}/_security: ${sec.status}`);
     }
     assert.equal((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status, 404, 'nothing was written');
-    assert.equal((await http(`${stack.couchUrl}/${STATE}`, { headers: { authorization: as('correlator') } })).status, 200);
+    assert.equal((await http(`${stack.couchUrl}/${STATE}`, { headers: { authorization: authOf('correlator') } })).status, 200);
 
     // What a reader could do to the correlator before: a cursor at the end of both feeds, in the old place.
     // (Members may still write _local documents there: CouchDB has no finer permission. Nobody reads it now.)
@@ -132,10 +160,10 @@ describe('the correlator checkpoint', () => {
     };
     const put = await http(`${stack.couchUrl}/${OLD_PLACE}`, {
       method: 'PUT',
-      headers: { authorization: as('reader'), ...JSON_TYPE },
+      headers: { authorization: authOf('reader'), ...JSON_TYPE },
       body: JSON.stringify(forged),
     });
-    assert.equal(put.status, 201, `premise: a member writes _local documents of log_correlated (${put.text})`);
+    assert.ok([201, 202].includes(put.status), `premise: a member writes _local documents of log_correlated (${put.status} ${put.text})`);
 
     correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
     const done = await until('every A correlated', async () => ((await correlatedAs()).size === CONNECTIONS ? true : null), 60_000, 200);
@@ -144,45 +172,69 @@ describe('the correlator checkpoint', () => {
     await until('a checkpoint saved', async () => ((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status === 200 ? true : null), 30_000);
   });
 
-  test('setup moves the checkpoint of an older couchlog, and the correlator continues from it', async () => {
+  test('the setup that creates the state database (the upgrade) moves the checkpoints an older couchlog left; the correlator continues from them', async () => {
     await correlator!.stop();
     correlator = null;
-    const saved = await settled(CHECKPOINT, 200);
+    const saved = await stable(CHECKPOINT);
     assert.equal(typeof saved.state_gzip, 'string');
     const content = { feeds: saved.feeds, saved_at: saved.saved_at, state_gzip: saved.state_gzip };
-    // As an older couchlog left it: in log_correlated, none in the state database.
-    await putOver(OLD_PLACE, content);
-    const del = await http(`${stack.couchUrl}/${CHECKPOINT}?rev=${encodeURIComponent(String(saved._rev))}`, { method: 'DELETE', headers: admin });
-    assert.equal(del.status, 200, del.text);
+    // As an older couchlog left it: no state database, the checkpoint in log_correlated.
+    assert.ok([200, 202].includes((await http(`${stack.couchUrl}/${STATE}`, { method: 'DELETE', headers: admin })).status));
+    await putAs('admin', OLD_PLACE, content);
+    // CouchDB 3 lists _local documents: an older sharded run's checkpoints move too, whatever this config's shard count.
+    const shardCheckpoint = 'log_correlated/_local/correlator-1-of-2';
+    if (couchFlavor === 'couchdb3') await putAs('admin', shardCheckpoint, { ...content, saved_at: 'shard' });
 
     const first = await runSetup(stack.config);
-    assert.ok(first.changes.includes(`moved the checkpoint ${OLD_PLACE} to ${STATE}`), first.changes.join('\n'));
+    for (const change of [`created database ${STATE}`, `moved the checkpoint ${OLD_PLACE} to ${STATE}`])
+      assert.ok(first.changes.includes(change), `${change}: ${first.changes.join('\n')}`);
     const moved = await settled(CHECKPOINT, 200);
     assert.deepEqual({ feeds: moved.feeds, saved_at: moved.saved_at, state_gzip: moved.state_gzip }, content);
     await settled(OLD_PLACE, 404);
+    if (couchFlavor === 'couchdb3') {
+      assert.ok(first.changes.includes(`moved the checkpoint ${shardCheckpoint} to ${STATE}`), first.changes.join('\n'));
+      assert.equal((await settled(`${STATE}/_local/correlator-1-of-2`, 200)).saved_at, 'shard');
+      await settled(shardCheckpoint, 404);
+    }
     assert.deepEqual((await runSetup(stack.config)).changes, [], 'a second setup changes nothing');
 
     correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
-    const t = Date.now() - 60_000;
-    await postBulk(stack, 'http', [{ src_ip: '198.51.100.1', src_port: 40_000, dst_ip: '192.0.2.1', dst_port: 80, path: '/after', timestamp: t }]);
-    await until('the new A read', async () => (correlator!.engine.counters.eventsIn.A > 0 ? true : null), 30_000);
+    const [id] = await postBulk(stack, 'http', [
+      { src_ip: '198.51.100.1', src_port: 40_000, dst_ip: '192.0.2.1', dst_port: 80, path: '/after', timestamp: Date.now() - 60_000 },
+    ]);
+    await until('the new A decided', async () => ((await couchDocs(stack, 'log_correlated')).has(`A-${id}`) ? true : null), 30_000, 200);
     assert.deepEqual(correlator.engine.counters.eventsIn, { A: 1, B: 0 }, 'continued from the moved checkpoint: only the new A was read');
   });
 
-  test('setup deletes a stale checkpoint left in the old place and keeps the current one', async () => {
+  test('later setups never carry a checkpoint over from the old place: one a reader puts there is deleted, even when the state database has none', async () => {
     await correlator!.stop();
     correlator = null;
-    const current = await settled(CHECKPOINT, 200);
-    // An older correlator still running during an upgrade saves there again.
-    await putOver(OLD_PLACE, { feeds: {}, saved_at: '2026-01-01T00:00:00.000Z' });
+    const current = await stable(CHECKPOINT);
+    const forged = {
+      feeds: { A: { db: 'log_http', since: '999999', next_index: 0 }, B: { db: 'log_network', since: '999999', next_index: 0 } },
+      saved_at: 'forged',
+    };
+    const deleted = `deleted the checkpoint ${OLD_PLACE} (the correlator's is in ${STATE}; one there now is stale or forged)`;
+    await putAs('reader', OLD_PLACE, forged);
     const report = await runSetup(stack.config);
-    assert.ok(report.changes.includes(`deleted the stale checkpoint ${OLD_PLACE} (the correlator's is in ${STATE})`), report.changes.join('\n'));
+    assert.ok(report.changes.includes(deleted), report.changes.join('\n'));
     await settled(OLD_PLACE, 404);
-    assert.deepEqual(await settled(CHECKPOINT, 200), current, 'the current one untouched');
+    assert.deepEqual(await stable(CHECKPOINT), current, 'the current one untouched');
+
+    // The rebuild of docs/production.md: the admin deletes the checkpoint. A forged one must not take its place.
+    const del = await http(`${stack.couchUrl}/${CHECKPOINT}?rev=${encodeURIComponent(String(current._rev))}`, { method: 'DELETE', headers: admin });
+    assert.equal(del.status, 200, del.text);
+    await settled(CHECKPOINT, 404);
+    await putAs('reader', OLD_PLACE, forged);
+    const again = await runSetup(stack.config);
+    assert.ok(again.changes.includes(deleted), again.changes.join('\n'));
+    assert.ok(!again.changes.some((c) => c.startsWith('moved')), again.changes.join('\n'));
+    await settled(OLD_PLACE, 404);
+    assert.equal((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status, 404);
   });
 
   test('without the state database the correlator does not start and says to run setup', async () => {
-    assert.equal((await http(`${stack.couchUrl}/${STATE}`, { method: 'DELETE', headers: admin })).status, 200);
+    assert.ok([200, 202].includes((await http(`${stack.couchUrl}/${STATE}`, { method: 'DELETE', headers: admin })).status));
     await assert.rejects(startCorrelator(stack.config, logger, { clickhouse: false }), {
       name: 'OperationError',
       message: new RegExp(`state database ${STATE} does not exist: run couchlog setup`),

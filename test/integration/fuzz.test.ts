@@ -62,6 +62,7 @@ const DBS = [
   'log_appname',
   'log_fail2ban',
   'log_correlated',
+  'couchlog_state_correlated',
   'log_fz',
   'log_Fz',
   '_users',
@@ -317,10 +318,10 @@ test(`seeded fuzz: ${COUNT} hostile requests (seed ${SEED})`, { timeout: 240_000
     // Design documents unchanged (new databases get setup's own).
     if (before0.designs.has(db)) assert.equal(after0.designs.get(db), before0.designs.get(db), `${db}: design documents changed`);
   }
-  for (const db of after0.dbs.filter((d) => d.startsWith('log_'))) {
+  for (const db of after0.dbs.filter((d) => d.startsWith('log_') || d.startsWith('couchlog_state_'))) {
     for (const local of LOCAL_IDS) {
       const res = await http(`${stack.couchUrl}/${db}/_local/${local}`, { headers: admin() });
-      if (db === 'log_correlated' && local === 'correlator') continue; // the correlator's own, were it running
+      if (db === 'couchlog_state_correlated' && local === 'correlator') continue; // the correlator's own, were it running
       assert.equal(res.status, 404, `${db}/_local/${local} exists`);
     }
   }

@@ -11,7 +11,17 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { checkpointName, correlatorStateDb, couchUrl, dbName, ensureSecrets, loadConfig, requirePassword, type Config, type Env } from '../../../../lib/config/load.js';
+import {
+  checkpointName,
+  correlatorStateDb,
+  couchUrl,
+  dbName,
+  ensureSecrets,
+  loadConfig,
+  requirePassword,
+  type Config,
+  type Env,
+} from '../../../../lib/config/load.js';
 import { readSecretsFile, secretsPath, writeSecretsFile, SECRETS_FILE } from '../../../../lib/config/secrets.js';
 import { ConfigError } from '../../../../lib/errors.js';
 
