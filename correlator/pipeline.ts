@@ -136,6 +136,10 @@ export class CorrelatorPipeline {
     // feeds are read again from the start (records have the same ids: nothing is duplicated).
     const same = sameDbs && cp.state?.v === 2;
     if (cp && sameDbs && !same) this.log.warn('the checkpoint is from an older correlator: reading the feeds again from the start');
+    if (!cp && (await this.checkpoints.oldCheckpointLeft()))
+      this.log.warn(
+        'an older couchlog left its checkpoint in the output database, where members could rewrite it: not read, the feeds are read again from the start. To continue from it instead: stop the correlator, couchlog setup --move-old-checkpoint, start it',
+      );
     if (cp && same) {
       for (const side of ['A', 'B'] as const) this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);
       this.engine = await this.restoreEngine(cp);

@@ -76,8 +76,27 @@ async function buildSinks(
   log: Logger,
   withClickhouse: boolean,
 ): Promise<Sink[]> {
-  const out = config.correlator.outputs;
   const sinks: Sink[] = [];
+  try {
+    await addSinks(sinks, config, http, writer, metrics, log, withClickhouse);
+  } catch (err) {
+    // A later sink's configuration is wrong: the ones built before hold timers and connections.
+    await Promise.allSettled(sinks.map((s) => s.close()));
+    throw err;
+  }
+  return sinks;
+}
+
+async function addSinks(
+  sinks: Sink[],
+  config: Config,
+  http: CouchHttp,
+  writer: Record<string, string>,
+  metrics: CorrelatorMetrics,
+  log: Logger,
+  withClickhouse: boolean,
+): Promise<void> {
+  const out = config.correlator.outputs;
   const retry = (o: { retry_initial_ms: number; retry_max_ms: number }) => ({ retryInitialMs: o.retry_initial_ms, retryMaxMs: o.retry_max_ms });
   if (out.clickhouse.enabled && config.clickhouse.enabled && withClickhouse) {
     const ch = config.clickhouse;
@@ -196,7 +215,6 @@ async function buildSinks(
   }
   if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path)));
   if (out.stdout.enabled) sinks.push(new StdoutSink());
-  return sinks;
 }
 
 export async function startCorrelator(config: Config, logger: Logger, opts: CorrelatorOptions): Promise<RunningCorrelator> {
@@ -207,7 +225,13 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   // The correlator's own account: reads the inputs, writes and corrects log_correlated (role log_correlator).
   const account = { authorization: basicAuth(config.users.correlator.user, requirePassword(config, 'correlator')) };
   const metrics = new CorrelatorMetrics();
-  const sinks = await buildSinks(config, http, account, metrics, log, opts.clickhouse);
+  let sinks: Sink[];
+  try {
+    sinks = await buildSinks(config, http, account, metrics, log, opts.clickhouse);
+  } catch (err) {
+    await http.close();
+    throw err;
+  }
   const fanout = new FanOut(sinks);
   const feeds = {
     A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.http.where) },
@@ -248,6 +272,7 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
       await server.listen({ host: c.metrics.host, port: c.metrics.port });
     } catch (err) {
       await pipeline.stop();
+      await http.close();
       throw new OperationError(`the correlator's metrics port ${c.metrics.host}:${c.metrics.port} cannot be used: ${(err as Error).message}`);
     }
   }

@@ -67,10 +67,14 @@ program
 program
   .command('setup')
   .description('create or check admin, users, require_valid_user, databases, security and design documents (idempotent)')
-  .action(async () => {
+  .option(
+    '--move-old-checkpoint',
+    'upgrading from before 2026-12-05 with the correlator stopped: continue from its checkpoint in log_correlated (vouch that no member rewrote it) instead of reading the feeds again',
+  )
+  .action(async (opts: { moveOldCheckpoint?: boolean }) => {
     const { config } = context();
     const secrets = ensureSecrets(config);
-    const report = await runSetup(config);
+    const report = await runSetup(config, { moveOldCheckpoint: opts.moveOldCheckpoint === true });
     process.stdout.write(`setup of ${report.server} (${report.flavor})\n`);
     for (const change of report.changes) process.stdout.write(`  ${change}\n`);
     if (report.changes.length === 0) process.stdout.write('  nothing to change\n');

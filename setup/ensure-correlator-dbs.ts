@@ -10,12 +10,18 @@
 // there, straight against CouchDB, and make it skip documents on its next
 // start. Here only the role log_correlator is a member.
 //
-// What must stay true: the security object is set before anything is
-// written; a checkpoint of a couchlog from before (in log_correlated) is
-// moved only by the run that creates the state database (the upgrade), so
-// that continues where it stopped instead of reading every feed again, and
-// later runs only delete what a member may have put there; a run with
-// nothing to do changes nothing.
+// What must stay true:
+//  - nothing from log_correlated is ever taken without an admin asking for
+//    it (`couchlog setup --move-old-checkpoint`): a member may have written
+//    it. Without that, an upgrade reads the feeds again from the start (the
+//    records keep their ids: nothing is written twice).
+//  - a run that had to set the _security object deletes the checkpoints in
+//    the state database afterwards: until then (a new database, a run that
+//    failed half-way) PouchDB Server let any authenticated user in.
+//  - an old checkpoint is deleted only once the correlator has saved its own
+//    in the state database (until then the admin may still move it);
+//  - a run with nothing to do changes nothing.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { failed, type AdminClient } from '../lib/couch/admin-client.js';
 import { checkpointName, correlatorStateDb, dbName } from '../lib/config/load.js';
 import { CORRELATOR_ROLE } from './ensure-users.js';
@@ -27,91 +33,75 @@ export const STATE_DB_SECURITY = {
   members: { names: [] as string[], roles: [CORRELATOR_ROLE] },
 };
 
-/** Both databases of a correlator writing to log_<outputApp>; `shards`: how many instances (correlator.shard.count), each with its checkpoint. */
-export async function ensureCorrelatorDatabases(
-  admin: AdminClient,
-  outputApp: string,
-  o: { protection?: Protection; shards?: number } = {},
-): Promise<string[]> {
-  return [...(await ensureAppDatabase(admin, outputApp, ['correlated'], o.protection)), ...(await ensureCorrelatorStateDb(admin, outputApp, o.shards ?? 1))];
+export interface CorrelatorDbOptions {
+  protection?: Protection;
+  /** How many instances (correlator.shard.count), each with its checkpoint. */
+  shards?: number;
+  /** Take the checkpoints an older couchlog left in log_<app> (the admin vouches for them). */
+  moveOldCheckpoint?: boolean;
 }
 
-/** couchlog_state_<outputApp>: created, locked to the correlator's role, an older couchlog's checkpoints moved in (only when created). */
-export async function ensureCorrelatorStateDb(admin: AdminClient, outputApp: string, shardCount: number): Promise<string[]> {
+/** Both databases of a correlator writing to log_<outputApp>. */
+export async function ensureCorrelatorDatabases(admin: AdminClient, outputApp: string, o: CorrelatorDbOptions = {}): Promise<string[]> {
+  return [...(await ensureAppDatabase(admin, outputApp, ['correlated'], o.protection)), ...(await ensureCorrelatorStateDb(admin, outputApp, o))];
+}
+
+/** couchlog_state_<outputApp>: created, locked to the correlator's role; what is left of an older couchlog's checkpoints dealt with. */
+export async function ensureCorrelatorStateDb(admin: AdminClient, outputApp: string, o: CorrelatorDbOptions = {}): Promise<string[]> {
   const db = correlatorStateDb(outputApp);
   const outputDb = dbName(outputApp);
-  const created = await ensureDatabase(admin, db);
-  const changes = [...created, ...(await ensureSecurity(admin, db, STATE_DB_SECURITY))];
-  for (const name of await oldCheckpointNames(admin, outputDb, shardCount)) {
-    if (created.length > 0) {
-      // PouchDB Server lets anyone in a database whose _security is still empty: whatever came in before it was set goes.
-      changes.push(...(await deleteLocal(admin, db, name, `deleted ${db}/_local/${name}, written before the database's _security was set`)));
-      changes.push(...(await moveCheckpoint(admin, outputDb, db, name)));
-    } else {
-      changes.push(
-        ...(await deleteLocal(
-          admin,
-          outputDb,
-          name,
-          `deleted the checkpoint ${outputDb}/_local/${name} (the correlator's is in ${db}; one there now is stale or forged)`,
-        )),
-      );
-    }
+  const count = o.shards ?? 1;
+  const names = Array.from({ length: count }, (_, index) => checkpointName({ index, count }));
+  const changes = await ensureDatabase(admin, db);
+  const secured = await ensureSecurity(admin, db, STATE_DB_SECURITY);
+  changes.push(...secured);
+  for (const name of names) {
+    if (secured.length > 0) changes.push(...(await deleteLocal(admin, db, name, `deleted ${db}/_local/${name}: written while the database was open to all`)));
+    changes.push(...(await oldCheckpoint(admin, outputDb, db, name, o.moveOldCheckpoint === true)));
   }
   return changes;
 }
 
-const CHECKPOINT_NAME = /^correlator(-\d+-of-\d+)?$/;
-
 /**
- * The checkpoints an older couchlog may have left in the output database:
- * every one CouchDB 3 lists (whatever shard count the instances ran with),
- * or, on PouchDB Server (no _local_docs), the configured instances'.
+ * The checkpoint an older couchlog left in the output database: moved when
+ * the admin asks and the correlator has none of its own yet; deleted once
+ * the correlator has one (it is never read again); else left for the admin.
  */
-async function oldCheckpointNames(admin: AdminClient, outputDb: string, shardCount: number): Promise<string[]> {
-  const names = new Set(Array.from({ length: shardCount }, (_, index) => checkpointName({ index, count: shardCount })));
-  const listed = await admin.call<{ rows?: Array<{ id: string }> }>('GET', `/${encodeURIComponent(outputDb)}/_local_docs`);
-  if (listed.status === 200 && Array.isArray(listed.body.rows)) {
-    for (const { id } of listed.body.rows) {
-      const name = id.replace(/^_local\//, '');
-      if (CHECKPOINT_NAME.test(name)) names.add(name);
-    }
-  }
-  return [...names];
-}
-
-/**
- * Only when setup creates the state database (the upgrade from a couchlog
- * that kept its checkpoint in the output database): the checkpoint there is
- * copied here and deleted there. It is trusted as the older couchlog trusted
- * it; never again afterwards, or a member could plant a cursor there for
- * the next setup to carry over (after a rebuild, a shard change).
- */
-async function moveCheckpoint(admin: AdminClient, outputDb: string, stateDb: string, name: string): Promise<string[]> {
-  const oldPath = `/${encodeURIComponent(outputDb)}/_local/${encodeURIComponent(name)}`;
-  const old = await admin.call<Record<string, unknown>>('GET', oldPath);
-  if (old.status === 404) return [];
-  if (old.status !== 200) throw failed(`reading ${outputDb}/_local/${name}`, old);
-  const body = Object.fromEntries(Object.entries(old.body).filter(([k]) => k !== '_id' && k !== '_rev'));
-  const put = await admin.call('PUT', `/${encodeURIComponent(stateDb)}/_local/${encodeURIComponent(name)}`, body);
+async function oldCheckpoint(admin: AdminClient, outputDb: string, stateDb: string, name: string, move: boolean): Promise<string[]> {
+  const old = await readLocal(admin, outputDb, name);
+  if (old === null) return [];
+  const own = await readLocal(admin, stateDb, name);
+  if (own !== null) return deleteLocal(admin, outputDb, name, `deleted the old checkpoint ${outputDb}/_local/${name} (the correlator's own is in ${stateDb})`);
+  if (!move) return [];
+  const body = Object.fromEntries(Object.entries(old).filter(([k]) => k !== '_id' && k !== '_rev'));
+  const put = await admin.call('PUT', localPath(stateDb, name), body);
   if (put.status >= 300) throw failed(`copying the checkpoint ${outputDb}/_local/${name} to ${stateDb}`, put);
   await deleteLocal(admin, outputDb, name, '');
   return [`moved the checkpoint ${outputDb}/_local/${name} to ${stateDb}`];
+}
+
+const localPath = (db: string, name: string) => `/${encodeURIComponent(db)}/_local/${encodeURIComponent(name)}`;
+
+async function readLocal(admin: AdminClient, db: string, name: string): Promise<Record<string, unknown> | null> {
+  const res = await admin.call<Record<string, unknown>>('GET', localPath(db, name));
+  if (res.status === 404) return null;
+  if (res.status !== 200) throw failed(`reading ${db}/_local/${name}`, res);
+  return res.body;
 }
 
 /**
  * Deletes a _local document if there is one; `change` is what setup reports.
  * On a cluster a read may come from a copy that has not seen the latest
  * write: a deletion of what is already gone (404) or has just changed (409)
- * is left to the next run.
+ * is tried again, reading the document again, a few times.
  */
 async function deleteLocal(admin: AdminClient, db: string, name: string, change: string): Promise<string[]> {
-  const path = `/${encodeURIComponent(db)}/_local/${encodeURIComponent(name)}`;
-  const doc = await admin.call<{ _rev?: string }>('GET', path);
-  if (doc.status === 404) return [];
-  if (doc.status !== 200) throw failed(`reading ${db}/_local/${name}`, doc);
-  const del = await admin.call('DELETE', `${path}?rev=${encodeURIComponent(String(doc.body._rev))}`);
-  if (del.status === 404 || del.status === 409) return [];
-  if (del.status >= 300) throw failed(`deleting ${db}/_local/${name}`, del);
-  return change === '' ? [] : [change];
+  for (let attempt = 1; ; attempt++) {
+    const doc = await readLocal(admin, db, name);
+    if (doc === null) return [];
+    const del = await admin.call('DELETE', `${localPath(db, name)}?rev=${encodeURIComponent(String(doc._rev))}`);
+    if (del.status < 300) return change === '' ? [] : [change];
+    if ((del.status !== 404 && del.status !== 409) || attempt === 5) throw failed(`deleting ${db}/_local/${name}`, del);
+    await sleep(100 * attempt);
+  }
 }

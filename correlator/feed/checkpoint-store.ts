@@ -82,6 +82,12 @@ export class CheckpointStore {
     );
   }
 
+  /** Whether a couchlog from before 2026-12-05 left a checkpoint in the output database (never read: its members can write it). */
+  async oldCheckpointLeft(): Promise<boolean> {
+    const res = await this.http.request('GET', `/${encodeURIComponent(this.outputDb)}/_local/${encodeURIComponent(this.name)}`, { headers: this.headers });
+    return res.status === 200;
+  }
+
   /**
    * Whether the database already holds correlated records (ids A-… and B-…,
    * design documents aside): a run that died before its first checkpoint

@@ -6,16 +6,16 @@
 // couchlog_state_<app>, where only the correlator's role is a member:
 //  - readers and the writer can neither read nor write it there, and a
 //    checkpoint they forge in log_correlated is not read;
-//  - the setup that creates the state database (an upgrade) moves the
-//    checkpoints of an older couchlog over, so the correlator continues where
-//    it stopped; later setups only delete what is in the old place (a member
-//    could have put it there), even when the state database has none;
+//  - nothing in the old place is ever taken unless the admin asks
+//    (`couchlog setup --move-old-checkpoint`, at the upgrade): then the
+//    correlator continues where the older couchlog stopped; once the
+//    correlator has its own, setup deletes what is in the old place;
 //  - without the state database the correlator refuses to start and says
 //    to run setup, instead of reading everything again at every start.
 // Runs on the embedded server and on Apache CouchDB 3.5 (one node, cluster).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { couchFlavor, http, JSON_TYPE, onEveryCopy, startStack, type Stack } from '../helpers/stack.js';
+import { http, JSON_TYPE, onEveryCopy, startStack, type Stack } from '../helpers/stack.js';
 import { couchDocs, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { CorrelationEngine } from '../../correlator/engine/engine.js';
@@ -83,36 +83,28 @@ async function updateSeq(db: string): Promise<string> {
 }
 
 /**
- * A _local document as admin once the copy that answers has it in `status`:
- * on a cluster a read may come from a copy that has not seen the last write.
+ * A _local document as admin once five reads in a row agree (a cluster's
+ * copies have all seen the last write): its body, or null when it is gone.
  */
-async function settled(path: string, status: number): Promise<Record<string, unknown>> {
-  return until(
-    `${path} answering ${status}`,
-    async () => {
-      const res = await http(`${stack.couchUrl}/${path}`, { headers: admin });
-      return res.status === status ? (res.json as Record<string, unknown>) : null;
-    },
-    10_000,
-  );
-}
-
-/** A _local document as admin once five reads in a row gave the same revision (a cluster's copies agree). */
-async function stable(path: string): Promise<Record<string, unknown>> {
+async function stable(path: string, expect: 'present' | 'gone' = 'present'): Promise<Record<string, unknown> | null> {
   let last = '';
   let same = 0;
-  return until(
-    `${path} read the same five times`,
+  const answer = await until(
+    `${path} read ${expect} five times in a row`,
     async () => {
       const res = await http(`${stack.couchUrl}/${path}`, { headers: admin });
       const key = res.status === 200 ? String(res.json._rev) : `status ${res.status}`;
       same = key === last ? same + 1 : 0;
       last = key;
-      return res.status === 200 && same >= 4 ? (res.json as Record<string, unknown>) : null;
+      const wanted = expect === 'present' ? res.status === 200 : res.status === 404;
+      return wanted && same >= 4 ? { body: res.status === 200 ? (res.json as Record<string, unknown>) : null } : null;
     },
     20_000,
   );
+  return answer.body;
 }
+
+const present = async (path: string) => (await stable(path, 'present'))!;
 
 /** PUT a _local document as `who`, over whatever revision is there (a cluster's lagging copy: tried again). */
 async function putAs(who: 'admin' | 'reader', path: string, body: Record<string, unknown>): Promise<void> {
@@ -172,31 +164,29 @@ describe('the correlator checkpoint', () => {
     await until('a checkpoint saved', async () => ((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status === 200 ? true : null), 30_000);
   });
 
-  test('the setup that creates the state database (the upgrade) moves the checkpoints an older couchlog left; the correlator continues from them', async () => {
+  test('an upgrade: the old checkpoint is not taken unless the admin asks (--move-old-checkpoint); then the correlator continues from it', async () => {
     await correlator!.stop();
     correlator = null;
-    const saved = await stable(CHECKPOINT);
+    const saved = await present(CHECKPOINT);
     assert.equal(typeof saved.state_gzip, 'string');
     const content = { feeds: saved.feeds, saved_at: saved.saved_at, state_gzip: saved.state_gzip };
     // As an older couchlog left it: no state database, the checkpoint in log_correlated.
     assert.ok([200, 202].includes((await http(`${stack.couchUrl}/${STATE}`, { method: 'DELETE', headers: admin })).status));
     await putAs('admin', OLD_PLACE, content);
-    // CouchDB 3 lists _local documents: an older sharded run's checkpoints move too, whatever this config's shard count.
-    const shardCheckpoint = 'log_correlated/_local/correlator-1-of-2';
-    if (couchFlavor === 'couchdb3') await putAs('admin', shardCheckpoint, { ...content, saved_at: 'shard' });
+    await present(OLD_PLACE);
 
-    const first = await runSetup(stack.config);
-    for (const change of [`created database ${STATE}`, `moved the checkpoint ${OLD_PLACE} to ${STATE}`])
-      assert.ok(first.changes.includes(change), `${change}: ${first.changes.join('\n')}`);
-    const moved = await settled(CHECKPOINT, 200);
+    const plain = await runSetup(stack.config);
+    assert.ok(plain.changes.includes(`created database ${STATE}`), plain.changes.join('\n'));
+    assert.ok(!plain.changes.some((c) => c.startsWith('moved')), plain.changes.join('\n'));
+    assert.equal(await stable(CHECKPOINT, 'gone'), null, 'not taken without the option');
+    await present(OLD_PLACE);
+
+    const moving = await runSetup(stack.config, { moveOldCheckpoint: true });
+    assert.deepEqual(moving.changes, [`moved the checkpoint ${OLD_PLACE} to ${STATE}`]);
+    const moved = await present(CHECKPOINT);
     assert.deepEqual({ feeds: moved.feeds, saved_at: moved.saved_at, state_gzip: moved.state_gzip }, content);
-    await settled(OLD_PLACE, 404);
-    if (couchFlavor === 'couchdb3') {
-      assert.ok(first.changes.includes(`moved the checkpoint ${shardCheckpoint} to ${STATE}`), first.changes.join('\n'));
-      assert.equal((await settled(`${STATE}/_local/correlator-1-of-2`, 200)).saved_at, 'shard');
-      await settled(shardCheckpoint, 404);
-    }
-    assert.deepEqual((await runSetup(stack.config)).changes, [], 'a second setup changes nothing');
+    assert.equal(await stable(OLD_PLACE, 'gone'), null);
+    assert.deepEqual((await runSetup(stack.config, { moveOldCheckpoint: true })).changes, [], 'a second setup changes nothing');
 
     correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
     const [id] = await postBulk(stack, 'http', [
@@ -206,31 +196,29 @@ describe('the correlator checkpoint', () => {
     assert.deepEqual(correlator.engine.counters.eventsIn, { A: 1, B: 0 }, 'continued from the moved checkpoint: only the new A was read');
   });
 
-  test('later setups never carry a checkpoint over from the old place: one a reader puts there is deleted, even when the state database has none', async () => {
+  test('a checkpoint a reader puts in the old place is never taken: deleted once the correlator has its own, left alone (unread) when it has none', async () => {
     await correlator!.stop();
     correlator = null;
-    const current = await stable(CHECKPOINT);
+    const current = await present(CHECKPOINT);
     const forged = {
       feeds: { A: { db: 'log_http', since: '999999', next_index: 0 }, B: { db: 'log_network', since: '999999', next_index: 0 } },
       saved_at: 'forged',
     };
-    const deleted = `deleted the checkpoint ${OLD_PLACE} (the correlator's is in ${STATE}; one there now is stale or forged)`;
     await putAs('reader', OLD_PLACE, forged);
-    const report = await runSetup(stack.config);
-    assert.ok(report.changes.includes(deleted), report.changes.join('\n'));
-    await settled(OLD_PLACE, 404);
-    assert.deepEqual(await stable(CHECKPOINT), current, 'the current one untouched');
+    await present(OLD_PLACE);
+    const report = await runSetup(stack.config, { moveOldCheckpoint: true });
+    assert.deepEqual(report.changes, [`deleted the old checkpoint ${OLD_PLACE} (the correlator's own is in ${STATE})`]);
+    assert.equal(await stable(OLD_PLACE, 'gone'), null);
+    assert.deepEqual(await present(CHECKPOINT), current, 'the current one untouched');
 
     // The rebuild of docs/production.md: the admin deletes the checkpoint. A forged one must not take its place.
     const del = await http(`${stack.couchUrl}/${CHECKPOINT}?rev=${encodeURIComponent(String(current._rev))}`, { method: 'DELETE', headers: admin });
     assert.equal(del.status, 200, del.text);
-    await settled(CHECKPOINT, 404);
+    await stable(CHECKPOINT, 'gone');
     await putAs('reader', OLD_PLACE, forged);
-    const again = await runSetup(stack.config);
-    assert.ok(again.changes.includes(deleted), again.changes.join('\n'));
-    assert.ok(!again.changes.some((c) => c.startsWith('moved')), again.changes.join('\n'));
-    await settled(OLD_PLACE, 404);
-    assert.equal((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status, 404);
+    await present(OLD_PLACE);
+    assert.deepEqual((await runSetup(stack.config)).changes, []);
+    assert.equal(await stable(CHECKPOINT, 'gone'), null);
   });
 
   test('without the state database the correlator does not start and says to run setup', async () => {

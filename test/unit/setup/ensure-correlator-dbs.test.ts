@@ -17,8 +17,6 @@ class MemoryCouch {
   /** Runs right after a database is created (a racing client). */
   onCreate: (db: string) => void = () => undefined;
 
-  constructor(private readonly listsLocalDocs: boolean) {}
-
   put(db: string, name: string, body: Body): void {
     const local = this.dbs.get(db)!.local;
     local.set(name, { rev: (local.get(name)?.rev ?? 0) + 1, body });
@@ -28,7 +26,7 @@ class MemoryCouch {
     return this.dbs.get(db)?.local.get(name)?.body;
   }
 
-  readonly admin = {
+  readonly admin: { call: (method: string, path: string, body?: Body) => Promise<Reply> } = {
     call: async (method: string, path: string, body?: Body): Promise<Reply> => {
       this.log.push(`${method} ${path}`);
       const [dbPart, rest = ''] = path.slice(1).split(/\/(.*)/s);
@@ -36,6 +34,7 @@ class MemoryCouch {
       const db = this.dbs.get(dbName);
       const reply = (status: number, b: unknown = {}): Reply => ({ status, body: b });
       if (rest === '') {
+        if (method === 'DELETE') return reply(this.dbs.delete(dbName) ? 200 : 404);
         if (method !== 'PUT') return reply(db ? 200 : 404);
         if (db) return reply(412);
         this.dbs.set(dbName, { security: {}, local: new Map() });
@@ -48,8 +47,6 @@ class MemoryCouch {
         db.security = body!;
         return reply(200, { ok: true });
       }
-      if (rest === '_local_docs')
-        return this.listsLocalDocs ? reply(200, { rows: [...db.local.keys()].map((n) => ({ id: `_local/${n}` })) }) : reply(404, { error: 'not_found' });
       const [docPath, query = ''] = rest.split('?');
       const name = decodeURIComponent(docPath!.replace(/^_local\//, ''));
       const cur = db.local.get(name);
@@ -84,60 +81,88 @@ const STATE = 'couchlog_state_correlated';
 const OUTPUT = 'log_correlated';
 const legit = { feeds: { A: { since: '41' } }, saved_at: 'by the older couchlog' };
 const forged = { feeds: { A: { since: '999999' } }, saved_at: 'forged' };
+const OLD_DELETED = `deleted the old checkpoint ${OUTPUT}/_local/correlator (the correlator's own is in ${STATE})`;
 
-function upgradeFrom(listsLocalDocs: boolean): MemoryCouch {
-  const couch = new MemoryCouch(listsLocalDocs);
+/** A server as a couchlog from before 2026-12-05 left it: the checkpoint in log_correlated. */
+function upgradeFrom(): MemoryCouch {
+  const couch = new MemoryCouch();
   couch.dbs.set(OUTPUT, { security: {}, local: new Map() });
   couch.put(OUTPUT, 'correlator', legit);
   return couch;
 }
 
-test('the upgrade: the state database is created and locked before the old checkpoint is moved in; a second run changes nothing', async () => {
-  const couch = upgradeFrom(false);
-  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated', 1);
-  assert.deepEqual(changes, [
-    `created database ${STATE}`,
-    `set ${STATE}/_security (members: roles log_correlator; admins: none)`,
-    `moved the checkpoint ${OUTPUT}/_local/correlator to ${STATE}`,
-  ]);
+test('the state database is created and locked; the old checkpoint is not taken unless the admin asks; a second run changes nothing', async () => {
+  const couch = upgradeFrom();
+  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated');
+  assert.deepEqual(changes, [`created database ${STATE}`, `set ${STATE}/_security (members: roles log_correlator; admins: none)`]);
+  assert.deepEqual(couch.dbs.get(STATE)!.security, STATE_DB_SECURITY);
+  assert.equal(couch.doc(STATE, 'correlator'), undefined);
+  assert.deepEqual(couch.doc(OUTPUT, 'correlator'), legit, 'left for the admin to move');
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), []);
+});
+
+test('--move-old-checkpoint moves it while the correlator has none of its own, after the database is locked', async () => {
+  const couch = upgradeFrom();
+  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint: true });
+  assert.ok(changes.includes(`moved the checkpoint ${OUTPUT}/_local/correlator to ${STATE}`), changes.join('\n'));
   assert.deepEqual(couch.doc(STATE, 'correlator'), legit);
   assert.equal(couch.doc(OUTPUT, 'correlator'), undefined);
-  assert.deepEqual(couch.dbs.get(STATE)!.security, STATE_DB_SECURITY);
   const secured = couch.log.indexOf(`PUT /${STATE}/_security`);
   const firstWrite = couch.log.findIndex((l) => l.startsWith(`PUT /${STATE}/_local/`));
   assert.ok(secured >= 0 && secured < firstWrite, couch.log.join('\n'));
-  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', 1), []);
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint: true }), []);
 });
 
-test("a checkpoint a member slips in before the _security is set is deleted, and the older couchlog's is the one moved in", async () => {
-  const couch = upgradeFrom(false);
-  couch.onCreate = (db) => couch.put(db, 'correlator', forged);
-  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated', 1);
-  assert.ok(changes.includes(`deleted ${STATE}/_local/correlator, written before the database's _security was set`), changes.join('\n'));
-  assert.deepEqual(couch.doc(STATE, 'correlator'), legit);
-});
-
-test('once the state database exists, a checkpoint in the old place is deleted, never moved, even when the state database has none', async () => {
-  const couch = upgradeFrom(false);
-  await ensureCorrelatorStateDb(couch.client, 'correlated', 1);
-  couch.dbs.get(STATE)!.local.delete('correlator'); // the rebuild: the admin deleted it
-  couch.put(OUTPUT, 'correlator', forged); // a member, straight against CouchDB
-  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated', 1);
-  assert.deepEqual(changes, [`deleted the checkpoint ${OUTPUT}/_local/correlator (the correlator's is in ${STATE}; one there now is stale or forged)`]);
-  assert.equal(couch.doc(STATE, 'correlator'), undefined);
-  assert.equal(couch.doc(OUTPUT, 'correlator'), undefined);
-});
-
-test('the checkpoints of every shard count: the configured ones, and on CouchDB 3 every one _local_docs lists (other _local documents stay)', async () => {
-  for (const lists of [false, true]) {
-    const couch = upgradeFrom(lists);
-    couch.put(OUTPUT, 'correlator-0-of-2', { saved_at: 'shard 0 of 2' });
-    couch.put(OUTPUT, 'correlator-3-of-4', { saved_at: 'shard 3 of 4' });
-    couch.put(OUTPUT, 'replication-checkpoint', { saved_at: 'not ours' });
-    await ensureCorrelatorStateDb(couch.client, 'correlated', 2);
-    assert.deepEqual(couch.doc(STATE, 'correlator-0-of-2'), { saved_at: 'shard 0 of 2' }, `lists: ${lists}`);
-    assert.deepEqual(couch.doc(STATE, 'correlator-3-of-4'), lists ? { saved_at: 'shard 3 of 4' } : undefined, `lists: ${lists}`);
-    assert.deepEqual(couch.doc(OUTPUT, 'replication-checkpoint'), { saved_at: 'not ours' });
-    assert.deepEqual(couch.doc(STATE, 'correlator'), lists ? legit : undefined, 'count 2 names no "correlator"; only a listing finds it');
+test('once the correlator has its own checkpoint, one in the old place is deleted, never moved, with or without the option', async () => {
+  for (const moveOldCheckpoint of [false, true]) {
+    const couch = upgradeFrom();
+    await ensureCorrelatorStateDb(couch.client, 'correlated');
+    couch.put(STATE, 'correlator', { saved_at: "the correlator's own" });
+    couch.put(OUTPUT, 'correlator', forged); // a member, straight against CouchDB
+    assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint }), [OLD_DELETED]);
+    assert.deepEqual(couch.doc(STATE, 'correlator'), { saved_at: "the correlator's own" });
+    assert.equal(couch.doc(OUTPUT, 'correlator'), undefined);
   }
+});
+
+test('a checkpoint written while the state database was open to all is deleted once it is locked, also by the run after one that failed half-way', async () => {
+  // Slipped in between the creation and the _security (PouchDB Server lets anyone in until then).
+  const couch = upgradeFrom();
+  couch.onCreate = (db) => couch.put(db, 'correlator', forged);
+  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint: true });
+  assert.ok(changes.includes(`deleted ${STATE}/_local/correlator: written while the database was open to all`), changes.join('\n'));
+  assert.deepEqual(couch.doc(STATE, 'correlator'), legit, "the older couchlog's is the one moved in");
+
+  // A run died after creating the database: the next one finds it, open, and must still clean it.
+  const half = upgradeFrom();
+  half.dbs.set(STATE, { security: {}, local: new Map() });
+  half.put(STATE, 'correlator', forged);
+  await ensureCorrelatorStateDb(half.client, 'correlated');
+  assert.equal(half.doc(STATE, 'correlator'), undefined);
+  assert.deepEqual(half.doc(OUTPUT, 'correlator'), legit);
+});
+
+test("every configured shard's checkpoint, and no other _local document", async () => {
+  const couch = upgradeFrom();
+  couch.put(OUTPUT, 'correlator-0-of-2', { saved_at: 'shard 0 of 2' });
+  couch.put(OUTPUT, 'correlator-1-of-2', { saved_at: 'shard 1 of 2' });
+  couch.put(OUTPUT, 'correlator-3-of-4', { saved_at: 'another layout' });
+  await ensureCorrelatorStateDb(couch.client, 'correlated', { shards: 2, moveOldCheckpoint: true });
+  assert.deepEqual(couch.doc(STATE, 'correlator-0-of-2'), { saved_at: 'shard 0 of 2' });
+  assert.deepEqual(couch.doc(STATE, 'correlator-1-of-2'), { saved_at: 'shard 1 of 2' });
+  assert.equal(couch.doc(STATE, 'correlator-3-of-4'), undefined, 'only the configured layout');
+  assert.equal(couch.doc(STATE, 'correlator'), undefined);
+  assert.deepEqual(couch.doc(OUTPUT, 'correlator-3-of-4'), { saved_at: 'another layout' });
+});
+
+test('a deletion that meets a lagging cluster copy (404 or 409 for what a read still shows) is tried again', async () => {
+  const couch = upgradeFrom();
+  await ensureCorrelatorStateDb(couch.client, 'correlated');
+  couch.put(STATE, 'correlator', { saved_at: 'own' });
+  let conflicts = 2;
+  const call = couch.admin.call;
+  couch.admin.call = async (method, path, body) =>
+    method === 'DELETE' && conflicts-- > 0 ? { status: 409, body: { error: 'conflict' } } : call(method, path, body);
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [OLD_DELETED]);
+  assert.equal(couch.doc(OUTPUT, 'correlator'), undefined);
 });
