@@ -68,17 +68,21 @@ function rules(c: Config['correlator'], where: NormalizeRules['where']): Normali
   return { exclude, includePorts: new Set(c.include_dest_ports), where, shard: c.shard };
 }
 
-async function buildSinks(
-  config: Config,
-  http: CouchHttp,
-  writer: Record<string, string>,
-  metrics: CorrelatorMetrics,
-  log: Logger,
-  withClickhouse: boolean,
-): Promise<Sink[]> {
+/** What the sinks are built from. */
+interface SinkContext {
+  config: Config;
+  http: CouchHttp;
+  /** The correlator's account, which writes log_correlated. */
+  writer: Record<string, string>;
+  metrics: CorrelatorMetrics;
+  log: Logger;
+  withClickhouse: boolean;
+}
+
+async function buildSinks(ctx: SinkContext): Promise<Sink[]> {
   const sinks: Sink[] = [];
   try {
-    await addSinks(sinks, config, http, writer, metrics, log, withClickhouse);
+    await addSinks(sinks, ctx);
   } catch (err) {
     // A later sink's configuration is wrong: the ones built before hold timers and connections.
     await Promise.allSettled(sinks.map((s) => s.close()));
@@ -87,15 +91,7 @@ async function buildSinks(
   return sinks;
 }
 
-async function addSinks(
-  sinks: Sink[],
-  config: Config,
-  http: CouchHttp,
-  writer: Record<string, string>,
-  metrics: CorrelatorMetrics,
-  log: Logger,
-  withClickhouse: boolean,
-): Promise<void> {
+async function addSinks(sinks: Sink[], { config, http, writer, metrics, log, withClickhouse }: SinkContext): Promise<void> {
   const out = config.correlator.outputs;
   const retry = (o: { retry_initial_ms: number; retry_max_ms: number }) => ({ retryInitialMs: o.retry_initial_ms, retryMaxMs: o.retry_max_ms });
   if (out.clickhouse.enabled && config.clickhouse.enabled && withClickhouse) {
@@ -227,7 +223,7 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   const metrics = new CorrelatorMetrics();
   let sinks: Sink[];
   try {
-    sinks = await buildSinks(config, http, account, metrics, log, opts.clickhouse);
+    sinks = await buildSinks({ config, http, writer: account, metrics, log, withClickhouse: opts.clickhouse });
   } catch (err) {
     await http.close();
     throw err;
