@@ -39,12 +39,7 @@ export const EMBEDDED_PBKDF2_ITERATIONS = 600_000;
 /** The report pages (list functions) on CouchDB 3: sandboxed, no scripts, but their form works. */
 const SHOWLIST_CSP = 'sandbox allow-forms';
 
-export interface SetupOptions {
-  /** Take the checkpoints a couchlog from before 2026-12-05 left in log_correlated (setup/ensure-correlator-dbs.ts). */
-  moveOldCheckpoint?: boolean;
-}
-
-export async function runSetup(config: Config, opts: SetupOptions = {}): Promise<SetupReport> {
+export async function runSetup(config: Config): Promise<SetupReport> {
   const url = couchUrl(config);
   const changes: string[] = [];
   changes.push(...(await ensureAdmin(url, config.couchdb.admin.user, requirePassword(config, 'admin'))));
@@ -131,13 +126,7 @@ export async function runSetup(config: Config, opts: SetupOptions = {}): Promise
   }
   // The correlator's output database: not an app (nobody writes to it through the ingress).
   const out = config.correlator.outputs.couchdb;
-  changes.push(
-    ...(await ensureCorrelatorDatabases(admin, out.app, {
-      protection: out.protection,
-      shards: config.correlator.shard.count,
-      moveOldCheckpoint: opts.moveOldCheckpoint,
-    })),
-  );
+  changes.push(...(await ensureCorrelatorDatabases(admin, out.app, { protection: out.protection, shards: config.correlator.shard.count })));
 
   const notes: string[] = [];
   if (config.clickhouse.enabled) {

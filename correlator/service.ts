@@ -221,6 +221,8 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   // The correlator's own account: reads the inputs, writes and corrects log_correlated (role log_correlator).
   const account = { authorization: basicAuth(config.users.correlator.user, requirePassword(config, 'correlator')) };
   const metrics = new CorrelatorMetrics();
+  // Before the sinks: a bad rule is a ConfigError, with nothing open yet.
+  const inputRules = { A: rules(c, c.inputs.http.where), B: rules(c, c.inputs.network.where) };
   let sinks: Sink[];
   try {
     sinks = await buildSinks({ config, http, writer: account, metrics, log, withClickhouse: opts.clickhouse });
@@ -230,8 +232,8 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
   }
   const fanout = new FanOut(sinks);
   const feeds = {
-    A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.http.where) },
-    B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), account, c.inputs.batch_size), rules: rules(c, c.inputs.network.where) },
+    A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), account, c.inputs.batch_size), rules: inputRules.A },
+    B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), account, c.inputs.batch_size), rules: inputRules.B },
   };
   const instance = opts.instance ?? checkpointName(c.shard);
   const lookup = new ConnectionLookup(
@@ -267,7 +269,8 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     try {
       await server.listen({ host: c.metrics.host, port: c.metrics.port });
     } catch (err) {
-      await pipeline.stop();
+      // The port's error is the one to report; a failed stop is only logged.
+      await pipeline.stop().catch((stopErr: unknown) => log.warn({ err: (stopErr as Error).message }, 'stopping after the metrics port failed'));
       await http.close();
       throw new OperationError(`the correlator's metrics port ${c.metrics.host}:${c.metrics.port} cannot be used: ${(err as Error).message}`);
     }

@@ -67,14 +67,10 @@ program
 program
   .command('setup')
   .description('create or check admin, users, require_valid_user, databases, security and design documents (idempotent)')
-  .option(
-    '--move-old-checkpoint',
-    'upgrading from before 2026-12-05 with the correlator stopped: continue from its checkpoint in log_correlated (vouch that no member rewrote it) instead of reading the feeds again',
-  )
-  .action(async (opts: { moveOldCheckpoint?: boolean }) => {
+  .action(async () => {
     const { config } = context();
     const secrets = ensureSecrets(config);
-    const report = await runSetup(config, { moveOldCheckpoint: opts.moveOldCheckpoint === true });
+    const report = await runSetup(config);
     process.stdout.write(`setup of ${report.server} (${report.flavor})\n`);
     for (const change of report.changes) process.stdout.write(`  ${change}\n`);
     if (report.changes.length === 0) process.stdout.write('  nothing to change\n');

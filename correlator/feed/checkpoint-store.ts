@@ -82,7 +82,12 @@ export class CheckpointStore {
     );
   }
 
-  /** Whether a couchlog from before 2026-12-05 left a checkpoint in the output database (never read: its members can write it). */
+  /** Where a couchlog from before 2026-12-05 kept this checkpoint. */
+  get oldPlace(): string {
+    return `${this.outputDb}/_local/${this.name}`;
+  }
+
+  /** Whether there is a document where a couchlog from before 2026-12-05 kept this checkpoint (never read: the output database's members can write it). */
   async oldCheckpointLeft(): Promise<boolean> {
     const res = await this.http.request('GET', `/${encodeURIComponent(this.outputDb)}/_local/${encodeURIComponent(this.name)}`, { headers: this.headers });
     return res.status === 200;

@@ -6,10 +6,9 @@
 // couchlog_state_<app>, where only the correlator's role is a member:
 //  - readers and the writer can neither read nor write it there, and a
 //    checkpoint they forge in log_correlated is not read;
-//  - nothing in the old place is ever taken unless the admin asks
-//    (`couchlog setup --move-old-checkpoint`, at the upgrade): then the
-//    correlator continues where the older couchlog stopped; once the
-//    correlator has its own, setup deletes what is in the old place;
+//  - nothing in the old place is ever read, not even the checkpoint an
+//    older couchlog left there: after the upgrade the correlator reads its
+//    feeds from the start once, which changes no record;
 //  - without the state database the correlator refuses to start and says
 //    to run setup, instead of reading everything again at every start.
 // Runs on the embedded server and on Apache CouchDB 3.5 (one node, cluster).
@@ -82,41 +81,34 @@ async function updateSeq(db: string): Promise<string> {
   return String(res.json.update_seq);
 }
 
-/**
- * A _local document as admin once five reads in a row agree (a cluster's
- * copies have all seen the last write): its body, or null when it is gone.
- */
-async function stable(path: string, expect: 'present' | 'gone' = 'present'): Promise<Record<string, unknown> | null> {
+/** A _local document as admin once five reads in a row gave the same revision (a cluster's copies have all seen the last write). */
+async function present(path: string): Promise<Record<string, unknown>> {
   let last = '';
   let same = 0;
-  const answer = await until(
-    `${path} read ${expect} five times in a row`,
+  return until(
+    `${path} read the same five times in a row`,
     async () => {
       const res = await http(`${stack.couchUrl}/${path}`, { headers: admin });
       const key = res.status === 200 ? String(res.json._rev) : `status ${res.status}`;
       same = key === last ? same + 1 : 0;
       last = key;
-      const wanted = expect === 'present' ? res.status === 200 : res.status === 404;
-      return wanted && same >= 4 ? { body: res.status === 200 ? (res.json as Record<string, unknown>) : null } : null;
+      return res.status === 200 && same >= 4 ? (res.json as Record<string, unknown>) : null;
     },
     20_000,
   );
-  return answer.body;
 }
 
-const present = async (path: string) => (await stable(path, 'present'))!;
-
-/** PUT a _local document as `who`, over whatever revision is there (a cluster's lagging copy: tried again). */
-async function putAs(who: 'admin' | 'reader', path: string, body: Record<string, unknown>): Promise<void> {
-  const headers = { authorization: who === 'admin' ? stack.auth.admin : authOf('reader'), ...JSON_TYPE };
+/** PUT a _local document as admin, over whatever revision is there (a cluster's lagging copy: tried again). */
+async function putAsAdmin(path: string, body: Record<string, unknown>): Promise<void> {
+  const headers = { ...admin, ...JSON_TYPE };
   await until(
-    `${who} PUT ${path}`,
+    `PUT ${path}`,
     async () => {
       const current = await http(`${stack.couchUrl}/${path}`, { headers });
       const rev = current.status === 200 ? { _rev: current.json._rev } : {};
       const res = await http(`${stack.couchUrl}/${path}`, { method: 'PUT', headers, body: JSON.stringify({ ...body, ...rev }) });
       if (res.status === 409) return null;
-      assert.ok([201, 202].includes(res.status), `${who} PUT ${path}: ${res.status} ${res.text}`);
+      assert.ok([201, 202].includes(res.status), `PUT ${path}: ${res.status} ${res.text}`);
       return true;
     },
     10_000,
@@ -164,78 +156,29 @@ describe('the correlator checkpoint', () => {
     await until('a checkpoint saved', async () => ((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status === 200 ? true : null), 30_000);
   });
 
-  test('an upgrade: the old checkpoint is not taken unless the admin asks (--move-old-checkpoint); then the correlator continues from it', async () => {
+  test('without the state database the correlator does not start; after setup it leaves the old checkpoint unread, reads the feeds from the start and changes no record', async () => {
     await correlator!.stop();
     correlator = null;
     const saved = await present(CHECKPOINT);
-    assert.equal(typeof saved.state_gzip, 'string');
-    const content = { feeds: saved.feeds, saved_at: saved.saved_at, state_gzip: saved.state_gzip };
-    // As an older couchlog left it: no state database, the checkpoint in log_correlated.
-    assert.ok([200, 202].includes((await http(`${stack.couchUrl}/${STATE}`, { method: 'DELETE', headers: admin })).status));
-    await putAs('admin', OLD_PLACE, content);
-    await present(OLD_PLACE);
-
-    const plain = await runSetup(stack.config);
-    assert.ok(plain.changes.includes(`created database ${STATE}`), plain.changes.join('\n'));
-    assert.ok(!plain.changes.some((c) => c.startsWith('moved')), plain.changes.join('\n'));
-    assert.equal(await stable(CHECKPOINT, 'gone'), null, 'not taken without the option');
-    await present(OLD_PLACE);
-
-    const moving = await runSetup(stack.config, { moveOldCheckpoint: true });
-    assert.deepEqual(moving.changes, [`moved the checkpoint ${OLD_PLACE} to ${STATE}`]);
-    const moved = await present(CHECKPOINT);
-    assert.deepEqual({ feeds: moved.feeds, saved_at: moved.saved_at, state_gzip: moved.state_gzip }, content);
-    assert.equal(await stable(OLD_PLACE, 'gone'), null);
-    assert.deepEqual((await runSetup(stack.config, { moveOldCheckpoint: true })).changes, [], 'a second setup changes nothing');
-
-    correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
-    const [id] = await postBulk(stack, 'http', [
-      { src_ip: '198.51.100.1', src_port: 40_000, dst_ip: '192.0.2.1', dst_port: 80, path: '/after', timestamp: Date.now() - 60_000 },
-    ]);
-    await until('the new A decided', async () => ((await couchDocs(stack, 'log_correlated')).has(`A-${id}`) ? true : null), 30_000, 200);
-    assert.deepEqual(correlator.engine.counters.eventsIn, { A: 1, B: 0 }, 'continued from the moved checkpoint: only the new A was read');
-  });
-
-  test('a checkpoint a reader puts in the old place is never taken: deleted once the correlator has its own, left alone (unread) when it has none', async () => {
-    await correlator!.stop();
-    correlator = null;
-    const current = await present(CHECKPOINT);
-    const forged = {
-      feeds: { A: { db: 'log_http', since: '999999', next_index: 0 }, B: { db: 'log_network', since: '999999', next_index: 0 } },
-      saved_at: 'forged',
-    };
-    await putAs('reader', OLD_PLACE, forged);
-    await present(OLD_PLACE);
-    const report = await runSetup(stack.config, { moveOldCheckpoint: true });
-    assert.deepEqual(report.changes, [`deleted the old checkpoint ${OLD_PLACE} (the correlator's own is in ${STATE})`]);
-    assert.equal(await stable(OLD_PLACE, 'gone'), null);
-    assert.deepEqual(await present(CHECKPOINT), current, 'the current one untouched');
-
-    // The rebuild of docs/production.md: the admin deletes the checkpoint. A forged one must not take its place.
-    const del = await http(`${stack.couchUrl}/${CHECKPOINT}?rev=${encodeURIComponent(String(current._rev))}`, { method: 'DELETE', headers: admin });
-    assert.equal(del.status, 200, del.text);
-    await stable(CHECKPOINT, 'gone');
-    await putAs('reader', OLD_PLACE, forged);
-    await present(OLD_PLACE);
-    assert.deepEqual((await runSetup(stack.config)).changes, []);
-    assert.equal(await stable(CHECKPOINT, 'gone'), null);
-  });
-
-  test('without the state database the correlator does not start and says to run setup', async () => {
+    // As an older couchlog left it: no state database, its checkpoint (here: at the end of both feeds) in log_correlated.
+    await putAsAdmin(OLD_PLACE, { feeds: saved.feeds, saved_at: saved.saved_at, state_gzip: saved.state_gzip });
     assert.ok([200, 202].includes((await http(`${stack.couchUrl}/${STATE}`, { method: 'DELETE', headers: admin })).status));
     await assert.rejects(startCorrelator(stack.config, logger, { clickhouse: false }), {
       name: 'OperationError',
       message: new RegExp(`state database ${STATE} does not exist: run couchlog setup`),
     });
+
     const report = await runSetup(stack.config);
-    assert.ok(report.changes.includes(`created database ${STATE}`), report.changes.join('\n'));
-    // No checkpoint but records: a replay, which changes none of them.
+    assert.deepEqual(report.changes, [`created database ${STATE}`, `set ${STATE}/_security (members: roles log_correlator; admins: none)`]);
+    assert.deepEqual((await runSetup(stack.config)).changes, [], 'a second setup changes nothing');
+    await present(OLD_PLACE); // left where it is, unread
+
     const before = await couchDocs(stack, 'log_correlated');
     correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
-    await until('the replay read both feeds', async () => (correlator!.engine.counters.eventsIn.B === CONNECTIONS ? true : null), 30_000);
+    await until('the feeds read from the start', async () => (correlator!.engine.counters.eventsIn.B === CONNECTIONS ? true : null), 30_000);
     await until('a checkpoint saved', async () => ((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status === 200 ? true : null), 30_000);
     await correlator.stop();
     correlator = null;
-    assert.deepEqual(await couchDocs(stack, 'log_correlated'), before);
+    assert.deepEqual(await couchDocs(stack, 'log_correlated'), before, 'the replay changed no record');
   });
 });

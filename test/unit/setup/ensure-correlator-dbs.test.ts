@@ -14,6 +14,8 @@ type Body = Record<string, unknown>;
 class MemoryCouch {
   readonly dbs = new Map<string, { security: Body; local: Map<string, { rev: number; body: Body }> }>();
   readonly log: string[] = [];
+  /** Every _security object written, in order. */
+  readonly securityHistory: Body[] = [];
   /** Runs right after a database is created (a racing client). */
   onCreate: (db: string) => void = () => undefined;
 
@@ -45,6 +47,7 @@ class MemoryCouch {
       if (rest === '_security') {
         if (method === 'GET') return reply(200, db.security);
         db.security = body!;
+        this.securityHistory.push(body!);
         return reply(200, { ok: true });
       }
       const [docPath, query = ''] = rest.split('?');
@@ -79,90 +82,76 @@ class MemoryCouch {
 
 const STATE = 'couchlog_state_correlated';
 const OUTPUT = 'log_correlated';
-const legit = { feeds: { A: { since: '41' } }, saved_at: 'by the older couchlog' };
 const forged = { feeds: { A: { since: '999999' } }, saved_at: 'forged' };
-const OLD_DELETED = `deleted the old checkpoint ${OUTPUT}/_local/correlator (the correlator's own is in ${STATE})`;
+const SET = `set ${STATE}/_security (members: roles log_correlator; admins: none)`;
+const deleted = (name: string) => `deleted ${STATE}/_local/${name}, written while its _security was not setup's`;
 
 /** A server as a couchlog from before 2026-12-05 left it: the checkpoint in log_correlated. */
 function upgradeFrom(): MemoryCouch {
   const couch = new MemoryCouch();
   couch.dbs.set(OUTPUT, { security: {}, local: new Map() });
-  couch.put(OUTPUT, 'correlator', legit);
+  couch.put(OUTPUT, 'correlator', { saved_at: 'by the older couchlog' });
   return couch;
 }
 
-test('the state database is created and locked; the old checkpoint is not taken unless the admin asks; a second run changes nothing', async () => {
+test('the state database is created and locked to the correlator role; the old place is not touched; a second run changes nothing', async () => {
   const couch = upgradeFrom();
-  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated');
-  assert.deepEqual(changes, [`created database ${STATE}`, `set ${STATE}/_security (members: roles log_correlator; admins: none)`]);
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [`created database ${STATE}`, SET]);
   assert.deepEqual(couch.dbs.get(STATE)!.security, STATE_DB_SECURITY);
-  assert.equal(couch.doc(STATE, 'correlator'), undefined);
-  assert.deepEqual(couch.doc(OUTPUT, 'correlator'), legit, 'left for the admin to move');
+  assert.equal(couch.doc(STATE, 'correlator'), undefined, 'nothing taken from the old place');
+  assert.deepEqual(couch.doc(OUTPUT, 'correlator'), { saved_at: 'by the older couchlog' });
   assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), []);
 });
 
-test('--move-old-checkpoint moves it while the correlator has none of its own, after the database is locked', async () => {
+test('a checkpoint slipped in between the creation and the _security (PouchDB Server lets anyone in) is deleted before the role is let in', async () => {
   const couch = upgradeFrom();
-  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint: true });
-  assert.ok(changes.includes(`moved the checkpoint ${OUTPUT}/_local/correlator to ${STATE}`), changes.join('\n'));
-  assert.deepEqual(couch.doc(STATE, 'correlator'), legit);
-  assert.equal(couch.doc(OUTPUT, 'correlator'), undefined);
-  const secured = couch.log.indexOf(`PUT /${STATE}/_security`);
-  const firstWrite = couch.log.findIndex((l) => l.startsWith(`PUT /${STATE}/_local/`));
-  assert.ok(secured >= 0 && secured < firstWrite, couch.log.join('\n'));
-  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint: true }), []);
+  couch.onCreate = (db) => couch.put(db, 'correlator', forged);
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [`created database ${STATE}`, deleted('correlator'), SET]);
+  assert.equal(couch.doc(STATE, 'correlator'), undefined);
+  // Closed to all but admins before the deletion, the role let in after it.
+  const order = couch.log.filter((l) => l.startsWith('PUT') || l.startsWith('DELETE')).filter((l) => l.includes(STATE));
+  assert.deepEqual(order, [`PUT /${STATE}`, `PUT /${STATE}/_security`, `DELETE /${STATE}/_local/correlator?rev=0-1`, `PUT /${STATE}/_security`]);
+  assert.deepEqual(couch.securityHistory, [{ members: { names: [], roles: ['_admin'] }, admins: { names: [], roles: [] } }, STATE_DB_SECURITY]);
 });
 
-test('once the correlator has its own checkpoint, one in the old place is deleted, never moved, with or without the option', async () => {
-  for (const moveOldCheckpoint of [false, true]) {
+test('a run that died half-way (closed, or never closed) is finished by the next: its checkpoints deleted, then the role let in', async () => {
+  for (const left of [{}, { members: { names: [], roles: ['_admin'] }, admins: { names: [], roles: [] } }]) {
     const couch = upgradeFrom();
-    await ensureCorrelatorStateDb(couch.client, 'correlated');
-    couch.put(STATE, 'correlator', { saved_at: "the correlator's own" });
-    couch.put(OUTPUT, 'correlator', forged); // a member, straight against CouchDB
-    assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint }), [OLD_DELETED]);
-    assert.deepEqual(couch.doc(STATE, 'correlator'), { saved_at: "the correlator's own" });
-    assert.equal(couch.doc(OUTPUT, 'correlator'), undefined);
+    couch.dbs.set(STATE, { security: left, local: new Map() });
+    couch.put(STATE, 'correlator', forged);
+    assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [deleted('correlator'), SET], JSON.stringify(left));
+    assert.equal(couch.doc(STATE, 'correlator'), undefined);
+    assert.deepEqual(couch.dbs.get(STATE)!.security, STATE_DB_SECURITY);
   }
 });
 
-test('a checkpoint written while the state database was open to all is deleted once it is locked, also by the run after one that failed half-way', async () => {
-  // Slipped in between the creation and the _security (PouchDB Server lets anyone in until then).
+test("a _security someone changed is set back, and the checkpoints they could write deleted; the correlator's own stays while it is setup's", async () => {
   const couch = upgradeFrom();
-  couch.onCreate = (db) => couch.put(db, 'correlator', forged);
-  const changes = await ensureCorrelatorStateDb(couch.client, 'correlated', { moveOldCheckpoint: true });
-  assert.ok(changes.includes(`deleted ${STATE}/_local/correlator: written while the database was open to all`), changes.join('\n'));
-  assert.deepEqual(couch.doc(STATE, 'correlator'), legit, "the older couchlog's is the one moved in");
-
-  // A run died after creating the database: the next one finds it, open, and must still clean it.
-  const half = upgradeFrom();
-  half.dbs.set(STATE, { security: {}, local: new Map() });
-  half.put(STATE, 'correlator', forged);
-  await ensureCorrelatorStateDb(half.client, 'correlated');
-  assert.equal(half.doc(STATE, 'correlator'), undefined);
-  assert.deepEqual(half.doc(OUTPUT, 'correlator'), legit);
+  await ensureCorrelatorStateDb(couch.client, 'correlated', 2);
+  couch.put(STATE, 'correlator-0-of-2', { saved_at: "the correlator's own" });
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', 2), []);
+  assert.deepEqual(couch.doc(STATE, 'correlator-0-of-2'), { saved_at: "the correlator's own" });
+  couch.dbs.get(STATE)!.security = { members: { names: [], roles: ['log_correlator', 'log_reader'] } };
+  couch.put(STATE, 'correlator-1-of-2', forged);
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', 2), [deleted('correlator-0-of-2'), deleted('correlator-1-of-2'), SET]);
+  assert.equal(couch.doc(STATE, 'correlator-1-of-2'), undefined);
 });
 
-test("every configured shard's checkpoint, and no other _local document", async () => {
+test('a deletion that meets a lagging cluster copy (409 for what a read still shows) is tried again; one that keeps failing fails setup', async () => {
   const couch = upgradeFrom();
-  couch.put(OUTPUT, 'correlator-0-of-2', { saved_at: 'shard 0 of 2' });
-  couch.put(OUTPUT, 'correlator-1-of-2', { saved_at: 'shard 1 of 2' });
-  couch.put(OUTPUT, 'correlator-3-of-4', { saved_at: 'another layout' });
-  await ensureCorrelatorStateDb(couch.client, 'correlated', { shards: 2, moveOldCheckpoint: true });
-  assert.deepEqual(couch.doc(STATE, 'correlator-0-of-2'), { saved_at: 'shard 0 of 2' });
-  assert.deepEqual(couch.doc(STATE, 'correlator-1-of-2'), { saved_at: 'shard 1 of 2' });
-  assert.equal(couch.doc(STATE, 'correlator-3-of-4'), undefined, 'only the configured layout');
-  assert.equal(couch.doc(STATE, 'correlator'), undefined);
-  assert.deepEqual(couch.doc(OUTPUT, 'correlator-3-of-4'), { saved_at: 'another layout' });
-});
-
-test('a deletion that meets a lagging cluster copy (404 or 409 for what a read still shows) is tried again', async () => {
-  const couch = upgradeFrom();
-  await ensureCorrelatorStateDb(couch.client, 'correlated');
-  couch.put(STATE, 'correlator', { saved_at: 'own' });
+  couch.dbs.set(STATE, { security: {}, local: new Map() });
+  couch.put(STATE, 'correlator', forged);
   let conflicts = 2;
   const call = couch.admin.call;
   couch.admin.call = async (method, path, body) =>
     method === 'DELETE' && conflicts-- > 0 ? { status: 409, body: { error: 'conflict' } } : call(method, path, body);
-  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [OLD_DELETED]);
-  assert.equal(couch.doc(OUTPUT, 'correlator'), undefined);
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [deleted('correlator'), SET]);
+
+  const stuck = upgradeFrom();
+  stuck.dbs.set(STATE, { security: {}, local: new Map() });
+  stuck.put(STATE, 'correlator', forged);
+  const stuckCall = stuck.admin.call;
+  stuck.admin.call = async (method, path, body) => (method === 'DELETE' ? { status: 409, body: { error: 'conflict' } } : stuckCall(method, path, body));
+  await assert.rejects(ensureCorrelatorStateDb(stuck.client, 'correlated'), /deleting couchlog_state_correlated\/_local\/correlator failed: 409/);
+  assert.deepEqual(stuck.dbs.get(STATE)!.security.members, { names: [], roles: ['_admin'] }, 'left closed, not opened to the role');
 });
