@@ -126,7 +126,7 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   }
   // The correlator's output database: not an app (nobody writes to it through the ingress).
   const out = config.correlator.outputs.couchdb;
-  changes.push(...(await ensureCorrelatorDatabases(admin, out.app, { protection: out.protection, shards: config.correlator.shard.count })));
+  changes.push(...(await ensureCorrelatorDatabases(admin, out.app, { protection: out.protection })));
 
   const notes: string[] = [];
   if (config.clickhouse.enabled) {

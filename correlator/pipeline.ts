@@ -129,7 +129,8 @@ export class CorrelatorPipeline {
   }
 
   async start(): Promise<void> {
-    const cp = await this.checkpoints.load();
+    const { checkpoint: cp, ignored } = await this.checkpoints.load();
+    if (ignored) this.log.warn(`${ignored}: the feeds are read from the start`);
     const sameDbs = cp !== null && (['A', 'B'] as const).every((side) => cp.feeds[side]?.db === this.feeds[side].feed.db);
     if (cp && !sameDbs) this.log.warn({ checkpoint: cp.feeds }, 'the checkpoint is for other databases: reading from the start');
     // A checkpoint of an older engine holds state this one cannot rebuild: the

@@ -13,15 +13,18 @@
 // it): the correlator reads its feeds again from the start once.
 //
 // What must stay true: whenever the state database's _security is not what
-// setup wants (a new database, one changed by someone, a run that died
-// half-way), the checkpoints in it are deleted while it is closed to all but
-// admins, and only then is the correlator's role let in. PouchDB Server lets
-// any authenticated user into a database with an empty _security, and
-// whoever changed it may have written them. A run with nothing to do
-// changes nothing.
+// setup wants (a new database: PouchDB Server lets any authenticated user
+// into one with an empty _security; one changed by someone; a run that died
+// half-way), setup closes it to all but admins, starts a new epoch
+// (_local/epoch, a random value nobody outside can read afterwards), and only
+// then lets the correlator's role in. The correlator takes only a checkpoint
+// of the current epoch, so whatever anyone wrote while they could get in is
+// never read, whatever its name. A run with nothing to do changes nothing.
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { failed, type AdminClient } from '../lib/couch/admin-client.js';
-import { checkpointName, correlatorStateDb } from '../lib/config/load.js';
+import { correlatorStateDb, STATE_EPOCH_DOC } from '../lib/config/load.js';
+import { OperationError } from '../lib/errors.js';
 import { canonical } from '../design-docs/serialize.js';
 import { CORRELATOR_ROLE } from './ensure-users.js';
 import { ensureAppDatabase, ensureDatabase } from './ensure-app-db.js';
@@ -32,7 +35,7 @@ export const STATE_DB_SECURITY = {
   members: { names: [] as string[], roles: [CORRELATOR_ROLE] },
 };
 
-/** Admins only (no account has the role _admin without being one): while the checkpoints are cleared. */
+/** Admins only (no account has the role _admin without being one): while a new epoch begins. */
 const CLOSED_SECURITY = {
   admins: { names: [] as string[], roles: [] as string[] },
   members: { names: [] as string[], roles: ['_admin'] },
@@ -40,46 +43,48 @@ const CLOSED_SECURITY = {
 
 export interface CorrelatorDbOptions {
   protection?: Protection;
-  /** How many instances (correlator.shard.count), each with its checkpoint. */
-  shards?: number;
 }
 
 /** Both databases of a correlator writing to log_<outputApp>. */
 export async function ensureCorrelatorDatabases(admin: AdminClient, outputApp: string, o: CorrelatorDbOptions = {}): Promise<string[]> {
-  return [...(await ensureAppDatabase(admin, outputApp, ['correlated'], o.protection)), ...(await ensureCorrelatorStateDb(admin, outputApp, o.shards ?? 1))];
+  return [...(await ensureAppDatabase(admin, outputApp, ['correlated'], o.protection)), ...(await ensureCorrelatorStateDb(admin, outputApp))];
 }
 
-/** couchlog_state_<outputApp>: created, and open to the correlator's role only once no checkpoint of unknown origin is left in it. */
-export async function ensureCorrelatorStateDb(admin: AdminClient, outputApp: string, shards = 1): Promise<string[]> {
+/** couchlog_state_<outputApp>: created, and open to the correlator's role only in an epoch nobody else could write to. */
+export async function ensureCorrelatorStateDb(admin: AdminClient, outputApp: string): Promise<string[]> {
   const db = correlatorStateDb(outputApp);
   const changes = await ensureDatabase(admin, db);
   const path = `/${encodeURIComponent(db)}/_security`;
   const current = await admin.must<Record<string, unknown>>(`reading ${db}/_security`, 'GET', path);
-  if (canonical(current) === canonical(STATE_DB_SECURITY)) return changes;
+  if (canonical(current) === canonical(STATE_DB_SECURITY) && (await readEpoch(admin, db)) !== null) return changes;
   await admin.must(`closing ${db} to all but admins`, 'PUT', path, CLOSED_SECURITY);
-  for (let index = 0; index < shards; index++) {
-    const name = checkpointName({ index, count: shards });
-    if (await deleteLocal(admin, db, name)) changes.push(`deleted ${db}/_local/${name}, written while its _security was not setup's`);
-  }
+  const epoch = randomBytes(16).toString('hex');
+  await writeEpoch(admin, db, epoch);
   await admin.must(`writing ${db}/_security`, 'PUT', path, STATE_DB_SECURITY);
-  changes.push(`set ${db}/_security (members: roles ${CORRELATOR_ROLE}; admins: none)`);
+  // A write that passed the security check before the close may land after it (PouchDB Server checks when a request starts).
+  if ((await readEpoch(admin, db)) !== epoch)
+    throw new OperationError(`${db}/_local/${STATE_EPOCH_DOC} changed while setup secured ${db}: someone else writes there; run setup again`);
+  changes.push(`set ${db}/_security (members: roles ${CORRELATOR_ROLE}; admins: none) and began a new epoch: checkpoints written before are not read`);
   return changes;
 }
 
-/**
- * Deletes a _local document if there is one; whether there was. Nobody but
- * admins can write it meanwhile, so a conflict is a cluster copy that had
- * not seen the latest write yet: read again and tried again, a few times.
- */
-async function deleteLocal(admin: AdminClient, db: string, name: string): Promise<boolean> {
-  const path = `/${encodeURIComponent(db)}/_local/${encodeURIComponent(name)}`;
+const epochPath = (db: string) => `/${encodeURIComponent(db)}/_local/${STATE_EPOCH_DOC}`;
+
+async function readEpoch(admin: AdminClient, db: string): Promise<string | null> {
+  const res = await admin.call<{ epoch?: unknown }>('GET', epochPath(db));
+  if (res.status === 404) return null;
+  if (res.status !== 200) throw failed(`reading ${db}/_local/${STATE_EPOCH_DOC}`, res);
+  return typeof res.body.epoch === 'string' ? res.body.epoch : null;
+}
+
+/** Over whatever revision is there; a conflict (a cluster copy behind, nobody else can write now) is read again and tried again. */
+async function writeEpoch(admin: AdminClient, db: string, epoch: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const doc = await admin.call<{ _rev?: string }>('GET', path);
-    if (doc.status === 404) return false;
-    if (doc.status !== 200) throw failed(`reading ${db}/_local/${name}`, doc);
-    const del = await admin.call('DELETE', `${path}?rev=${encodeURIComponent(String(doc.body._rev))}`);
-    if (del.status < 300) return true;
-    if ((del.status !== 404 && del.status !== 409) || attempt === 5) throw failed(`deleting ${db}/_local/${name}`, del);
+    const cur = await admin.call<{ _rev?: string }>('GET', epochPath(db));
+    if (cur.status !== 200 && cur.status !== 404) throw failed(`reading ${db}/_local/${STATE_EPOCH_DOC}`, cur);
+    const put = await admin.call('PUT', epochPath(db), { epoch, ...(cur.status === 200 ? { _rev: cur.body._rev } : {}) });
+    if (put.status < 300) return;
+    if (put.status !== 409 || attempt === 5) throw failed(`writing ${db}/_local/${STATE_EPOCH_DOC}`, put);
     await sleep(100 * attempt);
   }
 }

@@ -20,12 +20,15 @@
 // (CouchDB 3's max_document_size is 8 MB) rather than fail half-way; a
 // snapshot that cannot be decoded is reported as an error, never taken as
 // "no state" (the caller would then read from the start with a wrong cursor);
-// a missing state database is an error too, not "no checkpoint" (every
-// start would read the feeds from the start and no save would succeed).
+// a missing state database, or one without its epoch or closed to the
+// correlator, is an error that says to run setup, not "no checkpoint" (every
+// start would read the feeds from the start and no save would succeed); a
+// checkpoint of another epoch is not taken.
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { OperationError } from '../../lib/errors.js';
+import { STATE_EPOCH_DOC } from '../../lib/config/load.js';
 import type { EngineSnapshot, Side } from '../engine/types.js';
 
 const gzipAsync = promisify(gzip);
@@ -40,8 +43,16 @@ export interface Checkpoint {
 /** CouchDB 3's default max_document_size is 8 MB; stay clear of it. */
 export const MAX_CHECKPOINT_BYTES = 7_500_000;
 
+/** What load() found: the checkpoint, or null with why a stored one was not taken. */
+export interface Loaded {
+  checkpoint: Checkpoint | null;
+  ignored: string | null;
+}
+
 export class CheckpointStore {
   private rev: string | undefined;
+  /** The state database's epoch as load() read it; every save carries it. */
+  private epoch: string | undefined;
 
   /**
    * @param db the state database the checkpoint lives in (couchlog_state_<app>)
@@ -59,26 +70,44 @@ export class CheckpointStore {
     return `/${encodeURIComponent(this.db)}/_local/${encodeURIComponent(this.name)}`;
   }
 
-  async load(): Promise<Checkpoint | null> {
+  /**
+   * The checkpoint, unless there is none or it is not of the state
+   * database's current epoch (`ignored` says why): setup starts a new epoch
+   * whenever it finds the database's _security not as it wants it, so a
+   * checkpoint written by whoever could get in until then is not taken.
+   */
+  async load(): Promise<Loaded> {
+    this.epoch = await this.readEpoch();
     const res = await this.http.request<StoredCheckpoint & { _rev?: string }>('GET', this.path, { headers: this.headers });
-    if (res.status === 404) {
-      await this.mustHaveDatabase();
-      return null;
-    }
+    if (res.status === 404) return { checkpoint: null, ignored: null };
+    if (res.status === 401 || res.status === 403) throw this.noAccess(res.status);
     if (res.status !== 200) throw new Error(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
     this.rev = res.body._rev;
-    return { feeds: res.body.feeds, state: await decodeState(res.body, `${this.db}/_local/${this.name}`), saved_at: res.body.saved_at };
+    const where = `${this.db}/_local/${this.name}`;
+    if (res.body.epoch !== this.epoch)
+      return {
+        checkpoint: null,
+        ignored: `${where} is of another epoch of ${this.db} (written before couchlog setup last secured it, or by someone else): not read`,
+      };
+    return { checkpoint: { feeds: res.body.feeds, state: await decodeState(res.body, where), saved_at: res.body.saved_at }, ignored: null };
   }
 
-  private async mustHaveDatabase(): Promise<void> {
-    const res = await this.http.request('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
-    if (res.status === 200) return;
-    if (res.status === 404)
+  private async readEpoch(): Promise<string> {
+    const res = await this.http.request<{ epoch?: unknown }>('GET', `/${encodeURIComponent(this.db)}/_local/${STATE_EPOCH_DOC}`, { headers: this.headers });
+    if (res.status === 200 && typeof res.body.epoch === 'string') return res.body.epoch;
+    if (res.status === 401 || res.status === 403) throw this.noAccess(res.status);
+    if (res.status !== 200 && res.status !== 404) throw new Error(`reading ${this.db}/_local/${STATE_EPOCH_DOC}: ${res.status}`);
+    const info = await this.http.request('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
+    if (info.status === 404)
       throw new OperationError(
         `the correlator's state database ${this.db} does not exist: run couchlog setup (it keeps the correlator's checkpoints since 2026-12-05)`,
       );
-    throw new OperationError(
-      `the correlator's state database ${this.db} cannot be read with the correlator's account: ${res.status} (couchlog setup gives its role access)`,
+    throw new OperationError(`the correlator's state database ${this.db} has no epoch (_local/${STATE_EPOCH_DOC}): run couchlog setup`);
+  }
+
+  private noAccess(status: number): OperationError {
+    return new OperationError(
+      `the correlator's state database ${this.db} cannot be read with the correlator's account: ${status}: run couchlog setup (it lets the correlator's role in)`,
     );
   }
 
@@ -106,7 +135,7 @@ export class CheckpointStore {
   }
 
   async save(cp: Checkpoint): Promise<void> {
-    const stored = await encodeCheckpoint(cp);
+    const stored = { ...(await encodeCheckpoint(cp)), ...(this.epoch === undefined ? {} : { epoch: this.epoch }) };
     const body = JSON.stringify({ ...stored, ...(this.rev ? { _rev: this.rev } : {}) });
     if (body.length > MAX_CHECKPOINT_BYTES) {
       throw new Error(`the checkpoint would be ${body.length} bytes, above ${MAX_CHECKPOINT_BYTES}: lower correlator.buffers`);
@@ -138,6 +167,8 @@ export interface StoredCheckpoint {
   state_gzip?: string;
   /** The snapshot as JSON (checkpoints written before state_gzip). */
   state?: EngineSnapshot;
+  /** The state database's epoch when it was saved: another one is not read. */
+  epoch?: string;
 }
 
 export async function encodeCheckpoint(cp: Checkpoint): Promise<StoredCheckpoint> {

@@ -270,6 +270,9 @@ export function correlatorStateDb(app: string): string {
   return `couchlog_state_${app}`;
 }
 
+/** The _local document of the state database naming its current epoch: only checkpoints of that epoch are read (setup/ensure-correlator-dbs.ts). */
+export const STATE_EPOCH_DOC = 'epoch';
+
 /** The checkpoint's name of one correlator instance (one per shard). */
 export function checkpointName(shard: { index: number; count: number }): string {
   return shard.count > 1 ? `correlator-${shard.index}-of-${shard.count}` : 'correlator';

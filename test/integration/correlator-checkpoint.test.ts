@@ -25,6 +25,7 @@ import { runSetup } from '../../cli/run-setup.js';
 import { STATE_DB_SECURITY } from '../../setup/ensure-correlator-dbs.js';
 
 const STATE = 'couchlog_state_correlated';
+const SET = `set ${STATE}/_security (members: roles log_correlator; admins: none) and began a new epoch: checkpoints written before are not read`;
 const CHECKPOINT = `${STATE}/_local/correlator`;
 const OLD_PLACE = 'log_correlated/_local/correlator';
 const CONNECTIONS = 40;
@@ -115,6 +116,25 @@ async function putAsAdmin(path: string, body: Record<string, unknown>): Promise<
   );
 }
 
+/** Each record's revision: a rewrite with the same content would show. */
+async function revisions(): Promise<Map<string, string>> {
+  const res = await http(`${stack.couchUrl}/log_correlated/_all_docs`, { headers: admin });
+  return new Map((res.json.rows as Array<{ id: string; value: { rev: string } }>).map((r) => [r.id, r.value.rev]));
+}
+
+/** Starts the correlator, which must read both feeds from the start, save a checkpoint and change no record. */
+async function replaysWithoutChange(): Promise<void> {
+  const before = { docs: await couchDocs(stack, 'log_correlated'), revs: await revisions() };
+  correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
+  const read = () => correlator!.engine.counters.eventsIn;
+  await until('both feeds read from the start', async () => (read().A >= CONNECTIONS && read().B === CONNECTIONS ? true : null), 30_000);
+  await until('a checkpoint of this run saved', async () => (correlator!.pipeline.checkpointSavedAt !== null ? true : null), 30_000);
+  await correlator.stop();
+  correlator = null;
+  assert.deepEqual(await couchDocs(stack, 'log_correlated'), before.docs, 'the replay changed no record');
+  assert.deepEqual(await revisions(), before.revs, 'nor rewrote one');
+}
+
 describe('the correlator checkpoint', () => {
   test('lives in a database only the correlator role uses; one that readers forge in log_correlated is not read', async () => {
     const security = await http(`${stack.couchUrl}/${STATE}/_security`, { headers: admin });
@@ -169,16 +189,42 @@ describe('the correlator checkpoint', () => {
     });
 
     const report = await runSetup(stack.config);
-    assert.deepEqual(report.changes, [`created database ${STATE}`, `set ${STATE}/_security (members: roles log_correlator; admins: none)`]);
+    assert.deepEqual(report.changes, [`created database ${STATE}`, SET]);
     assert.deepEqual((await runSetup(stack.config)).changes, [], 'a second setup changes nothing');
     await present(OLD_PLACE); // left where it is, unread
+    await replaysWithoutChange();
+  });
 
-    const before = await couchDocs(stack, 'log_correlated');
-    correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
-    await until('the feeds read from the start', async () => (correlator!.engine.counters.eventsIn.B === CONNECTIONS ? true : null), 30_000);
-    await until('a checkpoint saved', async () => ((await http(`${stack.couchUrl}/${CHECKPOINT}`, { headers: admin })).status === 200 ? true : null), 30_000);
-    await correlator.stop();
-    correlator = null;
-    assert.deepEqual(await couchDocs(stack, 'log_correlated'), before, 'the replay changed no record');
+  test('a checkpoint written by someone let in through a changed _security is of an old epoch once setup has run: not read', async () => {
+    // An admin's slip: the readers made members of the state database.
+    const security = `${stack.couchUrl}/${STATE}/_security`;
+    const opened = { ...STATE_DB_SECURITY, members: { names: [], roles: ['log_correlator', 'log_reader'] } };
+    assert.equal((await http(security, { method: 'PUT', headers: { ...admin, ...JSON_TYPE }, body: JSON.stringify(opened) })).status, 200);
+    // A reader reads the epoch and writes a checkpoint of it at the end of both feeds.
+    const reader = { authorization: authOf('reader'), ...JSON_TYPE };
+    const epoch = await until(
+      'the reader let in',
+      async () => {
+        const res = await http(`${stack.couchUrl}/${STATE}/_local/epoch`, { headers: reader });
+        return res.status === 200 ? (res.json.epoch as string) : null;
+      },
+      10_000,
+    );
+    const own = await present(CHECKPOINT);
+    const forged = {
+      ...own,
+      epoch,
+      feeds: {
+        A: { db: 'log_http', since: await updateSeq('log_http'), next_index: 1_000_000 },
+        B: { db: 'log_network', since: await updateSeq('log_network'), next_index: 1_000_000 },
+      },
+    };
+    const put = await http(`${stack.couchUrl}/${CHECKPOINT}`, { method: 'PUT', headers: reader, body: JSON.stringify(forged) });
+    assert.ok([201, 202].includes(put.status), `premise: the reader could write it (${put.status} ${put.text})`);
+
+    assert.deepEqual((await runSetup(stack.config)).changes, [SET]);
+    assert.deepEqual((await http(security, { headers: admin })).json, STATE_DB_SECURITY);
+    assert.notEqual((await present(`${STATE}/_local/epoch`)).epoch, epoch, 'a new epoch');
+    await replaysWithoutChange();
   });
 });

@@ -30,7 +30,7 @@ before(async () => {
     },
   });
   await ensureCorrelatorDatabases(adminClient(stack.config), 'single');
-  await ensureCorrelatorDatabases(adminClient(stack.config), 'sharded', { shards: 2 });
+  await ensureCorrelatorDatabases(adminClient(stack.config), 'sharded');
   // A backlog of 300 connections: keep-alives, orphans on both sides.
   const t0 = Date.now() - 120_000;
   const as: unknown[] = [];

@@ -229,7 +229,7 @@ describe('HTTP x network through the ingress', () => {
     assert.match(metrics, /couchlog_correlator_checkpoint_age_seconds \d/);
   });
 
-  test('the checkpoint keeps its feed positions readable and its snapshot gzipped; one written by an older couchlog is continued from', async () => {
+  test('the checkpoint keeps its feed positions readable, its snapshot gzipped and its epoch; one with the snapshot as JSON (the older form) is continued from', async () => {
     const url = `${stack.couchUrl}/couchlog_state_correlated/_local/correlator`;
     const admin = { authorization: stack.auth.admin };
     // Stopped first: the checkpoint read below is the last one, saved once everything before it was acknowledged.
@@ -243,8 +243,9 @@ describe('HTTP x network through the ingress', () => {
     const state = await decodeState(saved, 'test');
     assert.equal(state.v, 2);
 
-    // The same checkpoint as an older couchlog wrote it: the snapshot as JSON.
-    const old = { _rev: saved._rev, feeds: saved.feeds, saved_at: saved.saved_at, state };
+    // The same checkpoint in the older form: the snapshot as JSON (of the current epoch: one of another is not read).
+    assert.equal(saved.epoch, (await http(`${stack.couchUrl}/couchlog_state_correlated/_local/epoch`, { headers: admin })).json.epoch);
+    const old = { _rev: saved._rev, feeds: saved.feeds, saved_at: saved.saved_at, state, epoch: saved.epoch };
     assert.equal((await http(url, { method: 'PUT', headers: { ...admin, ...JSON_TYPE }, body: JSON.stringify(old) })).status, 201);
     correlator = await startCorrelator(stack.config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), { clickhouse: true });
     const [id] = await post('http', [a(50002, Date.now() - T0, { path: '/after-old-checkpoint' })]);

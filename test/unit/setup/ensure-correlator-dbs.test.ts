@@ -81,77 +81,71 @@ class MemoryCouch {
 }
 
 const STATE = 'couchlog_state_correlated';
-const OUTPUT = 'log_correlated';
-const forged = { feeds: { A: { since: '999999' } }, saved_at: 'forged' };
-const SET = `set ${STATE}/_security (members: roles log_correlator; admins: none)`;
-const deleted = (name: string) => `deleted ${STATE}/_local/${name}, written while its _security was not setup's`;
+const SET = `set ${STATE}/_security (members: roles log_correlator; admins: none) and began a new epoch: checkpoints written before are not read`;
+const CLOSED = { members: { names: [], roles: ['_admin'] }, admins: { names: [], roles: [] } };
+const epochOf = (couch: MemoryCouch) => couch.doc(STATE, 'epoch')?.epoch as string | undefined;
 
-/** A server as a couchlog from before 2026-12-05 left it: the checkpoint in log_correlated. */
-function upgradeFrom(): MemoryCouch {
+test('the state database is created, closed, given an epoch, then opened to the correlator role; a second run changes nothing', async () => {
   const couch = new MemoryCouch();
-  couch.dbs.set(OUTPUT, { security: {}, local: new Map() });
-  couch.put(OUTPUT, 'correlator', { saved_at: 'by the older couchlog' });
-  return couch;
-}
-
-test('the state database is created and locked to the correlator role; the old place is not touched; a second run changes nothing', async () => {
-  const couch = upgradeFrom();
   assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [`created database ${STATE}`, SET]);
   assert.deepEqual(couch.dbs.get(STATE)!.security, STATE_DB_SECURITY);
-  assert.equal(couch.doc(STATE, 'correlator'), undefined, 'nothing taken from the old place');
-  assert.deepEqual(couch.doc(OUTPUT, 'correlator'), { saved_at: 'by the older couchlog' });
+  assert.match(epochOf(couch)!, /^[0-9a-f]{32}$/);
+  const writes = couch.log.filter((l) => !l.startsWith('GET'));
+  assert.deepEqual(writes, [`PUT /${STATE}`, `PUT /${STATE}/_security`, `PUT /${STATE}/_local/epoch`, `PUT /${STATE}/_security`]);
+  assert.deepEqual(couch.securityHistory, [CLOSED, STATE_DB_SECURITY]);
+  const epoch = epochOf(couch);
   assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), []);
+  assert.equal(epochOf(couch), epoch);
 });
 
-test('a checkpoint slipped in between the creation and the _security (PouchDB Server lets anyone in) is deleted before the role is let in', async () => {
-  const couch = upgradeFrom();
-  couch.onCreate = (db) => couch.put(db, 'correlator', forged);
-  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [`created database ${STATE}`, deleted('correlator'), SET]);
-  assert.equal(couch.doc(STATE, 'correlator'), undefined);
-  // Closed to all but admins before the deletion, the role let in after it.
-  const order = couch.log.filter((l) => l.startsWith('PUT') || l.startsWith('DELETE')).filter((l) => l.includes(STATE));
-  assert.deepEqual(order, [`PUT /${STATE}`, `PUT /${STATE}/_security`, `DELETE /${STATE}/_local/correlator?rev=0-1`, `PUT /${STATE}/_security`]);
-  assert.deepEqual(couch.securityHistory, [{ members: { names: [], roles: ['_admin'] }, admins: { names: [], roles: [] } }, STATE_DB_SECURITY]);
+test('whatever slipped in before the _security (PouchDB Server lets anyone in), an epoch included, is of another epoch', async () => {
+  const couch = new MemoryCouch();
+  couch.onCreate = (db) => {
+    couch.put(db, 'epoch', { epoch: 'planted' });
+    couch.put(db, 'correlator-3-of-4', { epoch: 'planted', feeds: { A: { since: '999999' } } });
+  };
+  await ensureCorrelatorStateDb(couch.client, 'correlated');
+  assert.notEqual(epochOf(couch), 'planted');
+  assert.match(epochOf(couch)!, /^[0-9a-f]{32}$/);
 });
 
-test('a run that died half-way (closed, or never closed) is finished by the next: its checkpoints deleted, then the role let in', async () => {
-  for (const left of [{}, { members: { names: [], roles: ['_admin'] }, admins: { names: [], roles: [] } }]) {
-    const couch = upgradeFrom();
+test('a run that died half-way, or a _security someone changed, begins a new epoch; so does a missing epoch', async () => {
+  for (const left of [{}, CLOSED, { members: { names: [], roles: ['log_correlator', 'log_reader'] } }, STATE_DB_SECURITY]) {
+    const couch = new MemoryCouch();
     couch.dbs.set(STATE, { security: left, local: new Map() });
-    couch.put(STATE, 'correlator', forged);
-    assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [deleted('correlator'), SET], JSON.stringify(left));
-    assert.equal(couch.doc(STATE, 'correlator'), undefined);
+    if (left !== STATE_DB_SECURITY) couch.put(STATE, 'epoch', { epoch: 'known to whoever got in' });
+    assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [SET], JSON.stringify(left));
     assert.deepEqual(couch.dbs.get(STATE)!.security, STATE_DB_SECURITY);
+    assert.match(epochOf(couch)!, /^[0-9a-f]{32}$/);
   }
 });
 
-test("a _security someone changed is set back, and the checkpoints they could write deleted; the correlator's own stays while it is setup's", async () => {
-  const couch = upgradeFrom();
-  await ensureCorrelatorStateDb(couch.client, 'correlated', 2);
-  couch.put(STATE, 'correlator-0-of-2', { saved_at: "the correlator's own" });
-  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', 2), []);
-  assert.deepEqual(couch.doc(STATE, 'correlator-0-of-2'), { saved_at: "the correlator's own" });
-  couch.dbs.get(STATE)!.security = { members: { names: [], roles: ['log_correlator', 'log_reader'] } };
-  couch.put(STATE, 'correlator-1-of-2', forged);
-  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated', 2), [deleted('correlator-0-of-2'), deleted('correlator-1-of-2'), SET]);
-  assert.equal(couch.doc(STATE, 'correlator-1-of-2'), undefined);
+test('two runs never share an epoch', async () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const couch = new MemoryCouch();
+    await ensureCorrelatorStateDb(couch.client, 'correlated');
+    seen.add(epochOf(couch)!);
+  }
+  assert.equal(seen.size, 20);
 });
 
-test('a deletion that meets a lagging cluster copy (409 for what a read still shows) is tried again; one that keeps failing fails setup', async () => {
-  const couch = upgradeFrom();
-  couch.dbs.set(STATE, { security: {}, local: new Map() });
-  couch.put(STATE, 'correlator', forged);
+test("an epoch write meeting a lagging cluster copy (409) is tried again; an epoch changed behind setup's back fails setup", async () => {
+  const couch = new MemoryCouch();
   let conflicts = 2;
   const call = couch.admin.call;
   couch.admin.call = async (method, path, body) =>
-    method === 'DELETE' && conflicts-- > 0 ? { status: 409, body: { error: 'conflict' } } : call(method, path, body);
-  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [deleted('correlator'), SET]);
+    method === 'PUT' && path.endsWith('/_local/epoch') && conflicts-- > 0 ? { status: 409, body: { error: 'conflict' } } : call(method, path, body);
+  assert.deepEqual(await ensureCorrelatorStateDb(couch.client, 'correlated'), [`created database ${STATE}`, SET]);
 
-  const stuck = upgradeFrom();
-  stuck.dbs.set(STATE, { security: {}, local: new Map() });
-  stuck.put(STATE, 'correlator', forged);
-  const stuckCall = stuck.admin.call;
-  stuck.admin.call = async (method, path, body) => (method === 'DELETE' ? { status: 409, body: { error: 'conflict' } } : stuckCall(method, path, body));
-  await assert.rejects(ensureCorrelatorStateDb(stuck.client, 'correlated'), /deleting couchlog_state_correlated\/_local\/correlator failed: 409/);
-  assert.deepEqual(stuck.dbs.get(STATE)!.security.members, { names: [], roles: ['_admin'] }, 'left closed, not opened to the role');
+  // A write that passed the security check before the close and lands after setup's epoch.
+  const raced = new MemoryCouch();
+  const racedCall = raced.admin.call;
+  raced.admin.call = async (method, path, body) => {
+    const res = await racedCall(method, path, body);
+    if (method === 'PUT' && path === `/${STATE}/_security` && (body as { members?: { roles?: string[] } }).members?.roles?.[0] === 'log_correlator')
+      raced.put(STATE, 'epoch', { epoch: 'raced' });
+    return res;
+  };
+  await assert.rejects(ensureCorrelatorStateDb(raced.client, 'correlated'), /_local\/epoch changed while setup secured couchlog_state_correlated/);
 });
