@@ -139,7 +139,7 @@ export class CorrelatorPipeline {
     if (cp && sameDbs && !same) this.log.warn('the checkpoint is from an older correlator: reading the feeds again from the start');
     if (!cp && (await this.checkpoints.oldCheckpointLeft()))
       this.log.warn(
-        `${this.checkpoints.oldPlace} exists (a checkpoint of a couchlog from before 2026-12-05, or written by a member of that database): not read, since its members can write it; the feeds are read from the start`,
+        `${this.checkpoints.oldPlace} exists (a checkpoint of an earlier couchlog, or written by a member of that database): not read, since its members can write it; the feeds are read from the start`,
       );
     if (cp && same) {
       for (const side of ['A', 'B'] as const) this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);

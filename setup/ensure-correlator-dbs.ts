@@ -6,7 +6,7 @@
 // Why a database of its own: a checkpoint is a _local document, which no
 // validate_doc_update covers, and any member of a database may write its
 // _local documents. Readers and the writer are members of log_correlated, so
-// until 2026-12-05 any of them could rewrite the correlator's checkpoint
+// until 2026-12-04 any of them could rewrite the correlator's checkpoint
 // there, straight against CouchDB, and make it skip documents on its next
 // start. Here only the role log_correlator is a member. What an older
 // couchlog left in log_correlated is never taken (a member may have written

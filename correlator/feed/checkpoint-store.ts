@@ -100,7 +100,7 @@ export class CheckpointStore {
     const info = await this.http.request('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
     if (info.status === 404)
       throw new OperationError(
-        `the correlator's state database ${this.db} does not exist: run couchlog setup (it keeps the correlator's checkpoints since 2026-12-05)`,
+        `the correlator's state database ${this.db} does not exist: run couchlog setup (it keeps the correlator's checkpoints since 2026-12-04)`,
       );
     throw new OperationError(`the correlator's state database ${this.db} has no epoch (_local/${STATE_EPOCH_DOC}): run couchlog setup`);
   }
@@ -111,12 +111,12 @@ export class CheckpointStore {
     );
   }
 
-  /** Where a couchlog from before 2026-12-05 kept this checkpoint. */
+  /** Where couchlog kept this checkpoint until 2026-12-04. */
   get oldPlace(): string {
     return `${this.outputDb}/_local/${this.name}`;
   }
 
-  /** Whether there is a document where a couchlog from before 2026-12-05 kept this checkpoint (never read: the output database's members can write it). */
+  /** Whether there is a document where couchlog kept this checkpoint until 2026-12-04 (never read: the output database's members can write it). */
   async oldCheckpointLeft(): Promise<boolean> {
     const res = await this.http.request('GET', `/${encodeURIComponent(this.outputDb)}/_local/${encodeURIComponent(this.name)}`, { headers: this.headers });
     return res.status === 200;

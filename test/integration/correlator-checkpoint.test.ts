@@ -1,5 +1,5 @@
 // Where the correlator keeps its checkpoint, and who may touch it. Until
-// 2026-12-05 it was a _local document of log_correlated, whose members (the
+// 2026-12-04 it was a _local document of log_correlated, whose members (the
 // reader, the writer) could rewrite it straight against CouchDB: a cursor
 // moved forward made the next start skip every document before it, and no
 // audit would show records that were never made. Now it lives in

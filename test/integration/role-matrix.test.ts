@@ -184,7 +184,7 @@ describe('role matrix', () => {
     assert.ok(!dbs.includes('log_copy'));
   });
 
-  test('_local documents of log databases (where the correlator kept its checkpoint until 2026-12-05) cannot be written through the ingress by readers or the writer (defect 2)', async () => {
+  test('_local documents of log databases (where the correlator kept its checkpoint until 2026-12-04) cannot be written through the ingress by readers or the writer (defect 2)', async () => {
     for (const who of ['reader', 'writer'] as const) {
       const res = await http(`${stack.url}/log_correlated/_local/correlator`, {
         method: 'PUT',
