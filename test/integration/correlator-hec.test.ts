@@ -72,7 +72,11 @@ describe('correlator output splunk_hec', () => {
     assert.equal(hit.sourcetype, 'couchlog:correlated');
     assert.equal(typeof hit.id, 'string');
     assert.equal(Date.parse(hit.time), Date.parse(hit.timestamp), "HEC time is the record's event time");
-    const stored = (await docs('log_correlated')).find((d) => d._id === hit.id);
+    // The sinks deliver independently: the CouchDB one may be a flush behind the HEC one.
+    let stored: any;
+    for (const deadline = Date.now() + 20_000; !stored && Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 100))) {
+      stored = (await docs('log_correlated')).find((d) => d._id === hit.id);
+    }
     assert.ok(stored, 'the same record is in log_correlated under the same id');
     // The same decision; on a CouchDB 3 cluster the A may first be written as a provisional orphan
     // (shards interleaved), so CouchDB's revision can be ahead of the first correlated event.
