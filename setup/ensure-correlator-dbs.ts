@@ -61,11 +61,28 @@ export async function ensureCorrelatorStateDb(admin: AdminClient, outputApp: str
   const epoch = randomBytes(16).toString('hex');
   await writeEpoch(admin, db, epoch);
   await admin.must(`writing ${db}/_security`, 'PUT', path, STATE_DB_SECURITY);
+  await untilSecurityReads(admin, db, STATE_DB_SECURITY);
   // A write that passed the security check before the close may land after it (PouchDB Server checks when a request starts).
   if ((await readEpoch(admin, db)) !== epoch)
     throw new OperationError(`${db}/_local/${STATE_EPOCH_DOC} changed while setup secured ${db}: someone else writes there; run setup again`);
   changes.push(`set ${db}/_security (members: roles ${CORRELATOR_ROLE}; admins: none) and began a new epoch: checkpoints written before are not read`);
   return changes;
+}
+
+/**
+ * On a cluster a _security write reaches the shard copies one after the
+ * other: setup returns once reads agree, or the correlator started right
+ * after it (couchlog up) could still be refused.
+ */
+async function untilSecurityReads(admin: AdminClient, db: string, want: object): Promise<void> {
+  let agreeing = 0;
+  for (let read = 0; read < 100; read++) {
+    const current = await admin.must<Record<string, unknown>>(`reading ${db}/_security`, 'GET', `/${encodeURIComponent(db)}/_security`);
+    agreeing = canonical(current) === canonical(want) ? agreeing + 1 : 0;
+    if (agreeing === 3) return;
+    await sleep(100);
+  }
+  throw new OperationError(`${db}/_security does not read as written 10 s after setup wrote it`);
 }
 
 const epochPath = (db: string) => `/${encodeURIComponent(db)}/_local/${STATE_EPOCH_DOC}`;

@@ -149,3 +149,18 @@ test("an epoch write meeting a lagging cluster copy (409) is tried again; an epo
   };
   await assert.rejects(ensureCorrelatorStateDb(raced.client, 'correlated'), /_local\/epoch changed while setup secured couchlog_state_correlated/);
 });
+
+test("setup returns once the _security reads as written (a cluster's copies take it one after the other)", async () => {
+  const couch = new MemoryCouch();
+  let lagging = 0;
+  const call = couch.admin.call;
+  couch.admin.call = async (method, path, body) => {
+    if (method === 'PUT' && path === `/${STATE}/_security` && (body as { members?: { roles?: string[] } }).members?.roles?.[0] === 'log_correlator')
+      lagging = 4;
+    if (method === 'GET' && path === `/${STATE}/_security` && lagging-- > 0) return { status: 200, body: CLOSED };
+    return call(method, path, body);
+  };
+  await ensureCorrelatorStateDb(couch.client, 'correlated');
+  assert.ok(lagging < 0, 'it read past the lagging copies instead of returning at the first read');
+  assert.deepEqual(couch.dbs.get(STATE)!.security, STATE_DB_SECURITY);
+});
