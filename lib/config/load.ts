@@ -6,7 +6,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ZodError } from 'zod';
 import { ConfigError } from '../errors.js';
 import { httpUrl } from '../http-url.js';
-import { configSchema, type Config } from './schema.js';
+import { APP_NAME_MAX_LENGTH, APP_NAME_PATTERN, configSchema, type Config } from './schema.js';
 import { SECRET_KEYS, type SecretRole, generatePassword, readSecretsFile, secretsPath, writeSecretsFile } from './secrets.js';
 
 export type { Config } from './schema.js';
@@ -258,6 +258,12 @@ export function couchUrl(config: Config): string {
 
 export function dbName(app: string): string {
   return `log_${app}`;
+}
+
+/** A name dbName() can give: `log_` and an app name (schema.ts). */
+export function isLogDb(db: string): boolean {
+  const app = db.slice('log_'.length);
+  return db.startsWith('log_') && app.length <= APP_NAME_MAX_LENGTH && APP_NAME_PATTERN.test(app);
 }
 
 /**

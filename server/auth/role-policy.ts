@@ -2,16 +2,20 @@
 // before anything is forwarded (README, "Security model"):
 //
 //   anonymous, log_writer  -> the write routes only (and the public routes)
-//   log_reader             -> read-only routes: GET/HEAD on documents, views,
-//                             lists, _all_docs, _changes, and the read-only
-//                             POSTs _find, _all_docs, _bulk_get, _explain,
-//                             view queries (keys)
+//   log_reader             -> read-only routes of log databases (log_<app>):
+//                             GET/HEAD on documents, views, lists, _all_docs,
+//                             _changes, and the read-only POSTs _find,
+//                             _all_docs, _bulk_get, _explain, view queries
+//                             (keys); no other database (a correlator's state
+//                             database, one an admin made for something else)
+//                             even where its _security would let a reader in
 //   _admin                 -> everything
 //
 // CouchDB 3 lets any authenticated user POST _replicate, PouchDB Server
 // ignores _security on several routes: neither may decide this for us.
 // Paths are judged segment by segment after percent-decoding, as CouchDB
 // itself reads them; anything not recognised is refused (allowlist).
+import { isLogDb } from '../../lib/config/load.js';
 import type { Caller } from './credential-verifier.js';
 
 export type Role = 'admin' | 'reader' | 'writer' | 'none';
@@ -78,6 +82,7 @@ export function readerMayReach(method: string, url: string): boolean {
     if (db === '_dbs_info') return read || method === 'POST';
     return read && READER_SERVER_GET.has(db);
   }
+  if (!isLogDb(db)) return false;
   if (second === undefined) return read; // database info
   if (!second.startsWith('_')) return read; // a document or one of its attachments
   switch (second) {

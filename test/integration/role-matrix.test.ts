@@ -28,6 +28,8 @@ const ADMIN_ONLY: Record<Who, Expect> = { anonymous: 401, writer: 403, reader: 4
 const PUBLIC: Record<Who, Expect> = { anonymous: 'ok', writer: 'ok', reader: 'ok', admin: 'ok' };
 
 const DB = 'log_appname';
+/** Not a log database; its _security makes the reader a member (an admin's database for something else). */
+const OTHER = 'matrix_other';
 
 function cases(id: string): Case[] {
   return [
@@ -83,6 +85,11 @@ function cases(id: string): Case[] {
     { method: 'GET', path: '/_node/_local/_config', expect: ADMIN },
     { method: 'GET', path: '/_active_tasks', expect: ADMIN },
     { method: 'GET', path: '/_replicator/_all_docs', expect: ADMIN },
+    // a database that is not a log database: refused to readers even where its _security lets them in
+    { method: 'GET', path: `/${OTHER}`, expect: ADMIN },
+    { method: 'GET', path: `/${OTHER}/visible`, expect: ADMIN },
+    { method: 'GET', path: `/${OTHER}/_all_docs`, expect: ADMIN },
+    { method: 'POST', path: `/${OTHER}/_find`, body: { selector: {} }, expect: ADMIN },
     { method: 'PUT', path: '/log_created_by_matrix', expect: ADMIN_ONLY },
     { method: 'DELETE', path: `/${DB}`, expect: ADMIN_ONLY },
   ];
@@ -96,8 +103,19 @@ before(async () => {
   const res = await http(`${stack.url}/${DB}`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ msg: 'seed' }) });
   assert.equal(res.status, 201);
   id = res.json.id;
+  const admin = { authorization: stack.auth.admin, ...JSON_TYPE };
+  const made = await http(`${stack.couchUrl}/${OTHER}`, { method: 'PUT', headers: admin });
+  assert.ok(made.status === 201 || made.status === 412, made.text);
+  const security = { members: { roles: ['log_reader'] }, admins: { roles: [] } };
+  assert.equal((await http(`${stack.couchUrl}/${OTHER}/_security`, { method: 'PUT', headers: admin, body: JSON.stringify(security) })).status, 200);
+  const doc = await http(`${stack.couchUrl}/${OTHER}/visible`, { method: 'PUT', headers: admin, body: JSON.stringify({ secret: 'not a log' }) });
+  assert.ok(doc.status === 201 || doc.status === 409, doc.text);
+  // CouchDB itself would let the reader in: the ingress's refusal is the layer under test.
+  const direct = await http(`${stack.couchUrl}/${OTHER}/visible`, { headers: { authorization: stack.auth.reader } });
+  assert.equal(direct.status, 200, direct.text);
 });
 after(async () => {
+  if (stack) await http(`${stack.couchUrl}/${OTHER}`, { method: 'DELETE', headers: { authorization: stack.auth.admin } });
   await stack?.stop();
 });
 

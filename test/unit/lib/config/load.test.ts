@@ -4,7 +4,7 @@
 // all at once; invalid YAML; every environment override and its precedence
 // over the file; ensureSecrets (generation once, mode 0600, reuse, values from
 // env/file never overwritten nor written, external CouchDB needs a password);
-// requirePassword, couchUrl and dbName. Every test works in its own temporary
+// requirePassword, couchUrl, dbName and isLogDb. Every test works in its own temporary
 // folder and passes `env` explicitly, so process.env is never read.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +17,7 @@ import {
   couchUrl,
   dbName,
   ensureSecrets,
+  isLogDb,
   loadConfig,
   requirePassword,
   type Config,
@@ -667,7 +668,7 @@ describe('secrets file format', () => {
   });
 });
 
-describe('requirePassword, couchUrl, dbName', () => {
+describe('requirePassword, couchUrl, dbName, isLogDb', () => {
   test('requirePassword returns a set password and names the variable when unset', () => {
     const config = load(tmp(), { COUCHLOG_WRITER_PASSWORD: 'writer-password-1' });
     assert.equal(requirePassword(config, 'writer'), 'writer-password-1');
@@ -698,6 +699,12 @@ describe('requirePassword, couchUrl, dbName', () => {
   test('dbName prefixes log_', () => {
     assert.equal(dbName('fail2ban'), 'log_fail2ban');
     assert.equal(dbName('appname'), 'log_appname');
+  });
+
+  test('isLogDb accepts exactly what dbName gives for a valid app name', () => {
+    for (const app of ['fail2ban', 'correlated', 'a', 'web-2_b', 'x'.repeat(64)]) assert.ok(isLogDb(dbName(app)), app);
+    for (const db of ['log_', 'log_X', 'log_1a', 'log_a b', 'log_a/b', `log_${'x'.repeat(65)}`, 'logs_a', 'couchlog_state_correlated', '_users', 'LOG_a'])
+      assert.ok(!isLogDb(db), db);
   });
 });
 

@@ -56,6 +56,9 @@ test('a reader: read-only routes and read-only POSTs', () => {
     ['GET', '/log_x/_design/report/_list/html/attacks?group_level=4'],
     ['GET', '/log_x/_design/logs/_info'],
     ['GET', '/log_x/%5Fall_docs'],
+    ['GET', '/log_correlated/_changes'],
+    ['GET', `/log_${'a'.repeat(64)}`],
+    ['GET', '/log_a-b_c9'],
   ];
   for (const [m, p] of allowed) assert.ok(readerMayReach(m, p), `${m} ${p} should be allowed`);
   const refused: Array<[string, string]> = [
@@ -93,6 +96,18 @@ test('a reader: read-only routes and read-only POSTs', () => {
     ['GET', '/log_x/_design/d/_rewrite/x'],
     ['GET', '/log_x/_partition/p/_all_docs'],
     ['GET', '/log_x/%E0%A4%A'],
+    // databases that are not log databases, whatever their _security says
+    ['GET', '/couchlog_state_correlated'],
+    ['GET', '/couchlog_state_correlated/_local/epoch'],
+    ['GET', '/other'],
+    ['GET', '/other/doc'],
+    ['POST', '/other/_find'],
+    ['GET', '/other/_design/logs/_view/by_time'],
+    ['GET', '/log_'],
+    ['GET', '/log_X'],
+    ['GET', '/log_1x'],
+    ['GET', '/log_x%2F..%2Fother'],
+    [`GET`, `/log_${'a'.repeat(65)}`],
     ['PATCH', '/log_x/doc'],
     ['OPTIONS', '/log_x'],
   ];
