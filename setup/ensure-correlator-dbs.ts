@@ -13,9 +13,9 @@
 // it): the correlator reads its feeds again from the start once.
 //
 // What must stay true: whenever the state database's _security is not what
-// setup wants (a new database: PouchDB Server lets any authenticated user
-// into one with an empty _security; one changed by someone; a run that died
-// half-way), setup closes it to all but admins, starts a new epoch
+// setup wants (one an older couchlog created on an unpatched PouchDB Server,
+// which let any authenticated user into a database without _security; one
+// changed by someone; a run that died half-way), setup closes it to all but admins, starts a new epoch
 // (_local/epoch, a random value nobody outside can read afterwards), and only
 // then lets the correlator's role in. The correlator takes only a checkpoint
 // of the current epoch, so whatever anyone wrote while they could get in is

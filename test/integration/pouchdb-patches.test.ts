@@ -7,7 +7,10 @@
 //    `since`, with any `limit`, descending, filtered by `doc_ids`, and while
 //    other clients write (seeded random histories: a failure prints its seed);
 //  - every document of a `_bulk_docs` is still checked against the security
-//    object, and a changed security object applies from the next request.
+//    object, and a changed security object applies from the next request;
+//  - a database without a stored security object is open to admins only
+//    (CouchDB 3's default_security = admin_only; PouchDB Server let every
+//    account in until _security was set).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -289,6 +292,40 @@ describe('security read once per _bulk_docs (patched pouchdb-security)', () => {
     const ddoc = await bulkAs(users.member, [{ _id: '_design/grabbed', views: {} }]);
     assert.ok(ddoc.status >= 400 || ddoc.json.every((r: { error?: string }) => r.error), `design document: ${ddoc.text}`);
     assert.equal(await exists('_design/grabbed'), false);
+  });
+
+  test('a new database is open to admins only until its _security is set, as CouchDB 3 creates it', async () => {
+    const fresh = 'patch_security_new';
+    await http(`${stack.couchUrl}/${fresh}`, { method: 'DELETE', headers: admin() });
+    assert.ok([201, 202].includes((await http(`${stack.couchUrl}/${fresh}`, { method: 'PUT', headers: admin() })).status));
+    try {
+      const refused = (status: number, text: string) => assert.ok(status === 401 || status === 403, `${status} ${text}`);
+      const bulkFresh = (user: string) =>
+        http(`${stack.couchUrl}/${fresh}/_bulk_docs`, { method: 'POST', headers: as(user), body: JSON.stringify({ docs: [{ _id: 'planted' }] }) });
+      const put = await http(`${stack.couchUrl}/${fresh}/planted`, { method: 'PUT', headers: as(users.other), body: '{}' });
+      refused(put.status, put.text);
+      const viaBulk = await bulkFresh(users.other);
+      assert.ok(viaBulk.status >= 400 || viaBulk.json.every((r: { error?: string }) => r.error), viaBulk.text);
+      const local = await http(`${stack.couchUrl}/${fresh}/_local/planted`, { method: 'PUT', headers: as(users.other), body: '{}' });
+      refused(local.status, local.text);
+      for (const path of ['', '/_all_docs', '/_changes']) {
+        const read = await http(`${stack.couchUrl}/${fresh}${path}`, { headers: as(users.other) });
+        refused(read.status, `${path}: ${read.text}`);
+      }
+      assert.equal((await http(`${stack.couchUrl}/${fresh}/_all_docs`, { headers: admin() })).json.total_rows, 0);
+      const security = (await http(`${stack.couchUrl}/${fresh}/_security`, { headers: admin() })).json;
+      assert.deepEqual(security.members?.roles, ['_admin'], JSON.stringify(security));
+      // An empty security object set on purpose opens it, on either server.
+      assert.equal((await http(`${stack.couchUrl}/${fresh}/_security`, { method: 'PUT', headers: admin(), body: '{}' })).status, 200);
+      const open = await bulkFresh(users.other);
+      assert.equal(storedStatus(open.status), 201, open.text);
+      assert.ok(
+        open.json.every((r: { ok?: boolean }) => r.ok),
+        open.text,
+      );
+    } finally {
+      await http(`${stack.couchUrl}/${fresh}`, { method: 'DELETE', headers: admin() });
+    }
   });
 
   test('a non-member writes nothing, and a changed security object applies from the next request', async () => {
