@@ -20,15 +20,13 @@ export async function ensureDatabase(admin: AdminClient, db: string): Promise<st
   return [`created database ${db}`];
 }
 
-type Security = typeof LOG_DB_SECURITY;
-
-/** Sets a database's _security to `security` unless it is that already. */
-export async function ensureSecurity(admin: AdminClient, db: string, security: Security = LOG_DB_SECURITY): Promise<string[]> {
+/** Sets a log database's _security to LOG_DB_SECURITY unless it is that already. */
+async function ensureLogDbSecurity(admin: AdminClient, db: string): Promise<string[]> {
   const path = `/${encodeURIComponent(db)}/_security`;
   const current = await admin.must<Record<string, unknown>>(`reading ${db}/_security`, 'GET', path);
-  if (canonical(current) === canonical(security)) return [];
-  await admin.must(`writing ${db}/_security`, 'PUT', path, security);
-  return [`set ${db}/_security (members: roles ${security.members.roles.join(', ')}; admins: none)`];
+  if (canonical(current) === canonical(LOG_DB_SECURITY)) return [];
+  await admin.must(`writing ${db}/_security`, 'PUT', path, LOG_DB_SECURITY);
+  return [`set ${db}/_security (members: roles ${LOG_DB_SECURITY.members.roles.join(', ')}; admins: none)`];
 }
 
 export async function pushDesignDoc(admin: AdminClient, db: string, ddoc: DesignDoc): Promise<string[]> {
@@ -47,7 +45,7 @@ export async function ensureAppDatabase(
   protection: Protection = 'validate',
 ): Promise<string[]> {
   const db = dbName(app);
-  const changes = [...(await ensureDatabase(admin, db)), ...(await ensureSecurity(admin, db))];
+  const changes = [...(await ensureDatabase(admin, db)), ...(await ensureLogDbSecurity(admin, db))];
   for (const ddoc of designDocsForApp(reports, protection)) changes.push(...(await pushDesignDoc(admin, db, ddoc)));
   if (protection === 'audit') changes.push(...(await removeDesignDoc(admin, db, VALIDATE_DDOC_ID)));
   return changes;
