@@ -54,6 +54,14 @@ interface Emitted {
    * decision of this id is written even if it looks the same.
    */
   unconfirmed?: boolean;
+  /**
+   * Taken from a lookup (what log_correlated holds) while its connection
+   * was not uncertain. If one of the connection's events turns out to be
+   * read again after a restart (released later), log_correlated may hold
+   * what the crashed run wrote there after its checkpoint and another sink
+   * never got: the entry becomes unconfirmed then.
+   */
+  fromLookup?: boolean;
 }
 
 /** One connection held in memory. */
@@ -318,7 +326,12 @@ export class CorrelationEngine {
         if (conn.emitted.has(id)) continue;
         // Replaying after a crash, log_correlated may hold a record another sink never got (killed
         // between their acknowledgments): unconfirmed, it is written again as it stands.
-        conn.emitted.set(id, { fp: p.deleted ? '' : p.fingerprint, revision: p.revision, deleted: p.deleted, ...(conn.uncertain && { unconfirmed: true }) });
+        conn.emitted.set(id, {
+          fp: p.deleted ? '' : p.fingerprint,
+          revision: p.revision,
+          deleted: p.deleted,
+          ...(conn.uncertain ? { unconfirmed: true } : { fromLookup: true }),
+        });
         if (p.revision > 1 || p.deleted) conn.revised = true;
       }
     }
@@ -404,7 +417,7 @@ export class CorrelationEngine {
     }
     this.insert(conn, ev);
     this.touch(conn);
-    if (this.replaying || replayed) conn.uncertain = true;
+    if ((this.replaying || replayed) && !conn.uncertain) this.makeUncertain(conn);
     const inOrder =
       conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
     // A new connection whose segment may reach into what was evicted must be looked up first.
@@ -419,6 +432,17 @@ export class CorrelationEngine {
       this.dirty.add(conn);
     }
     this.evictIfFull(conn);
+  }
+
+  /**
+   * The crashed run before a restart may have decided this connection after
+   * its checkpoint: what a lookup took from log_correlated for it before
+   * that was known is written again at its next decision, for the sinks
+   * that may not have it.
+   */
+  private makeUncertain(conn: Conn): void {
+    conn.uncertain = true;
+    for (const e of conn.emitted.values()) if (e.fromLookup) e.unconfirmed = true;
   }
 
   /** Least recently used first: touching moves it to the end of the lists of the sides it holds. */
@@ -535,7 +559,7 @@ export class CorrelationEngine {
     if (same && !prior.unconfirmed) return;
     if (same) {
       // After a restart: written again as it stands (same revision), over whatever the crashed run left.
-      conn.emitted.set(id, { ...prior, unconfirmed: false });
+      conn.emitted.set(id, { fp: prior.fp, revision: prior.revision, deleted: prior.deleted });
       this.pending.delete(id);
       this.pending.set(id, {
         kind: record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b',
