@@ -525,8 +525,11 @@ export class CorrelationEngine {
     }
     const queued = this.pending.get(id);
     if (record === null) {
-      if (prior === undefined && conn.uncertain && !dropped) {
-        // Replaying after a crash: the crashed run may have written this B as an orphan.
+      if (prior === undefined && conn.uncertain && (!dropped || ev.side === 'A')) {
+        // Replaying after a crash: the crashed run may have written a record under this id that
+        // this decision does not keep: a B as an orphan (matched now), an A matched to a B that
+        // now goes to another A (one_to_one) while orphan As are not emitted.
+        if (dropped) this.counters.dropped.orphan_a_not_emitted += 1;
         conn.emitted.set(id, { fp: '', revision: 1, deleted: false });
         this.decided(conn, id, ev, null, false);
         return;
