@@ -52,16 +52,25 @@ utils.sendCouchDBResp = function sendWithoutBogusChunking(res, err, couchResp) {
 }
 
 const fs = require('node:fs') as typeof import('node:fs');
-const unpatched = [
-  ['pouchdb-validation', 'validationFuncsOfBulk', '_bulk_docs writes cost up to twice as much'],
-  ['pouchdb-utils', 'without copying when there is none', 'writes cost more'],
-  ['pouchdb-security', 'securityOfBulk', 'a database member can rewrite _local/_security and make itself a database admin'],
-  ['pouchdb-adapter-leveldb-core', 'METADATA_AHEAD', '_changes reads are slower'],
-].filter(([module, marker]) => !fs.readFileSync(require.resolve(module!), 'utf8').includes(marker!));
+// [file, marker of the patch, what is lost without it, whether that is a security hole]
+const patches: Array<[string, string, string, boolean]> = [
+  ['pouchdb-validation', 'validationFuncsOfBulk', '_bulk_docs writes cost up to twice as much', false],
+  ['pouchdb-utils', 'without copying when there is none', 'writes cost more', false],
+  ['pouchdb-security', 'securityOfBulk', 'a database member can rewrite _local/_security and make itself a database admin', true],
+  ['pouchdb-security', 'members: {roles: ["_admin"]}', 'a new database is open to every account until its _security is set', true],
+  ['express-pouchdb/lib/routes/replicate.js', 'Only server admins may replicate', 'anyone can write any database through _replicate', true],
+  ['express-pouchdb/lib/routes/find.js', 'function guard(', 'anyone reads every document with _find and rewrites design documents with _index', true],
+  ['express-pouchdb/lib/routes/documents.js', 'var reading =', 'any user can give itself every role', true],
+  ['express-pouchdb/lib/routes/bulk-get.js', '_local documents are for admins', 'anyone reads every document with _bulk_get', true],
+  ['pouchdb-adapter-leveldb-core', 'METADATA_AHEAD', '_changes reads are slower', false],
+];
+const unpatched = patches.filter(([module, marker]) => !fs.readFileSync(require.resolve(module), 'utf8').includes(marker));
 if (unpatched.length > 0) {
+  const holes = unpatched.some(([, , , security]) => security);
   process.stderr.write(
-    `not patched (was npm ci run with --ignore-scripts?): ${unpatched.map(([m, , cost]) => `${m} (${cost})`).join('; ')}; run \`npx patch-package\` in the couchlog folder\n`,
+    `not patched (was npm ci run with --ignore-scripts?): ${unpatched.map(([m, , cost]) => `${m} (${cost})`).join('; ')}; run \`npx patch-package\` in the couchlog folder${holes ? '; not starting with these holes open' : ''}\n`,
   );
+  if (holes) process.exit(78); // EX_CONFIG
 }
 
 // It runs in its own process group (a terminal's Ctrl-C reaches only

@@ -67,6 +67,48 @@ export function segmentsOf(path: string): string[] | null {
   return out;
 }
 
+/**
+ * The _changes parameters a reader may send (the live dashboard uses since,
+ * limit, descending, include_docs, feed and timeout). No filter of any kind:
+ * on PouchDB Server a `filter` naming a missing design document, filter or
+ * view (or `_view`, `_doc_ids`, `_selector`) is an unhandled error that
+ * kills the process. Keys are compared decoded (`%66ilter` is `filter`),
+ * as the server reads them; anything else is refused.
+ */
+const READER_CHANGES_PARAMS = new Set([
+  'since',
+  'limit',
+  'descending',
+  'include_docs',
+  'feed',
+  'timeout',
+  'heartbeat',
+  'style',
+  'seq_interval',
+  'conflicts',
+  'attachments',
+  'att_encoding_info',
+]);
+const READER_CHANGES_FEEDS = new Set(['normal', 'longpoll']);
+
+function changesQueryAllowed(query: string): boolean {
+  for (const part of query.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    let key: string;
+    let value: string;
+    try {
+      key = decodeURIComponent((eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' '));
+      value = eq < 0 ? '' : decodeURIComponent(part.slice(eq + 1).replace(/\+/g, ' '));
+    } catch {
+      return false;
+    }
+    if (!READER_CHANGES_PARAMS.has(key)) return false;
+    if (key === 'feed' && !READER_CHANGES_FEEDS.has(value)) return false;
+  }
+  return true;
+}
+
 export function readerMayReach(method: string, url: string): boolean {
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
@@ -91,8 +133,7 @@ export function readerMayReach(method: string, url: string): boolean {
       if (segs.length === 2) return read || method === 'POST';
       return segs.length === 3 && third === 'queries' && method === 'POST';
     case '_changes':
-      // A _selector filter kills PouchDB Server (unhandled error event).
-      return segs.length === 2 && read && !/(^|&)filter=(_|%5f)selector/i.test(query);
+      return segs.length === 2 && read && changesQueryAllowed(query);
     case '_find':
     case '_explain':
     case '_bulk_get':

@@ -10,7 +10,12 @@
 //    object, and a changed security object applies from the next request;
 //  - a database without a stored security object is open to admins only
 //    (CouchDB 3's default_security = admin_only; PouchDB Server let every
-//    account in until _security was set).
+//    account in until _security was set);
+//  - (express-pouchdb patch) _find, _explain, _index and _bulk_get check the caller
+//    (they ran as "admin party": anyone read everything and could rewrite
+//    design documents through _index), _replicate is for server admins
+//    (it wrote the target as an admin), and a user cannot give itself roles
+//    through its own _users document.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -326,6 +331,103 @@ describe('security read once per _bulk_docs (patched pouchdb-security)', () => {
     } finally {
       await http(`${stack.couchUrl}/${fresh}`, { method: 'DELETE', headers: admin() });
     }
+  });
+
+  test('_find, _explain and _index check the caller; an index request cannot rewrite a design document', async () => {
+    const ddoc = await http(`${stack.couchUrl}/${db}/_design/keep`, { method: 'PUT', headers: admin(), body: JSON.stringify({ views: {} }) });
+    assert.ok([201, 202, 409].includes(ddoc.status), ddoc.text);
+    const revBefore = (await http(`${stack.couchUrl}/${db}/_design/keep`, { headers: admin() })).json._rev;
+    const anonymous = JSON_TYPE;
+    const refused = (status: number, text: string) => assert.ok(status === 401 || status === 403, `${status} ${text}`);
+    for (const [who, headers] of [
+      ['anonymous', anonymous],
+      ['non-member', as(users.other)],
+      ['member', as(users.member)],
+    ] as const) {
+      const index = await http(`${stack.couchUrl}/${db}/_index`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ index: { fields: ['zzz'] }, ddoc: 'keep', name: 'pwn' }),
+      });
+      // (Apache CouchDB answers a member 400: the design document is not a query one.)
+      if (who === 'member' && couchFlavor !== 'embedded') assert.ok(index.status >= 400, index.text);
+      else refused(index.status, `${who}: ${index.text}`);
+    }
+    for (const headers of [anonymous, as(users.other)]) {
+      for (const path of ['_find', '_explain']) {
+        const read = await http(`${stack.couchUrl}/${db}/${path}`, { method: 'POST', headers, body: JSON.stringify({ selector: {} }) });
+        refused(read.status, `${path}: ${read.text}`);
+      }
+    }
+    const kept = (await http(`${stack.couchUrl}/${db}/_design/keep`, { headers: admin() })).json;
+    assert.equal(kept._rev, revBefore, JSON.stringify(kept));
+    assert.equal(kept.language ?? 'javascript', 'javascript');
+    const member = await http(`${stack.couchUrl}/${db}/_find`, { method: 'POST', headers: as(users.member), body: JSON.stringify({ selector: {} }) });
+    assert.equal(member.status, 200, member.text);
+    const byAdmin = await http(`${stack.couchUrl}/${db}/_index`, {
+      method: 'POST',
+      headers: admin(),
+      body: JSON.stringify({ index: { fields: ['n'] }, name: 'by-n' }),
+    });
+    assert.equal(byAdmin.status, 200, byAdmin.text);
+  });
+
+  test('_bulk_get reads as the caller (not as an admin, nor as whom the body names); _local documents are not for members', async () => {
+    await bulk(db, [{ _id: 'bulk-get-me', n: 1 }]);
+    const bulkGet = (headers: Record<string, string>, body: unknown, where = db) =>
+      http(`${stack.couchUrl}/${where}/_bulk_get`, { method: 'POST', headers, body: JSON.stringify(body) });
+    const refused = (status: number, text: string) => assert.ok(status === 401 || status === 403, `${status} ${text}`);
+    const forged = { userCtx: { name: 'x', roles: ['_admin'] }, secObj: {} };
+    for (const headers of [JSON_TYPE, as(users.other)]) {
+      const read = await bulkGet(headers, { docs: [{ id: 'bulk-get-me' }] });
+      refused(read.status, read.text);
+      const named = await bulkGet(headers, { ...forged, docs: [{ id: 'bulk-get-me' }] });
+      refused(named.status, named.text);
+      const hashes = await bulkGet(headers, { ...forged, docs: [{ id: `org.couchdb.user:${users.member}` }] }, '_users');
+      refused(hashes.status, hashes.text);
+      assert.doesNotMatch(hashes.text, /derived_key/);
+    }
+    const member = await bulkGet(as(users.member), { docs: [{ id: 'bulk-get-me' }] });
+    assert.equal(member.status, 200, member.text);
+    assert.equal(member.json.results[0].docs[0].ok?.n, 1, member.text);
+    const local = await bulkGet(as(users.member), { docs: [{ id: '_local/_security' }] });
+    if (couchFlavor === 'embedded') refused(local.status, local.text);
+    assert.doesNotMatch(local.text, /"security"/);
+  });
+
+  test('_replicate is for server admins; nobody else writes a database through it', async () => {
+    const target = 'patch_replicate_target';
+    const replicate = (headers: Record<string, string>) =>
+      http(`${stack.couchUrl}/_replicate`, { method: 'POST', headers, body: JSON.stringify({ source: db, target, create_target: true }) });
+    const anonymous = await replicate(JSON_TYPE);
+    assert.ok(anonymous.status === 401 || anonymous.status === 403, anonymous.text);
+    if (couchFlavor === 'embedded') {
+      // (Apache CouchDB lets any account replicate, with that account's own rights on both ends.)
+      const member = await replicate(as(users.member));
+      assert.equal(member.status, 403, member.text);
+    }
+    assert.equal((await http(`${stack.couchUrl}/${target}`, { headers: admin() })).status, 404);
+    const byAdmin = await replicate(admin());
+    assert.equal(byAdmin.status, 200, byAdmin.text);
+    await http(`${stack.couchUrl}/${target}`, { method: 'DELETE', headers: admin() });
+  });
+
+  test('a user reads its own _users document but cannot give itself roles', async () => {
+    const id = `org.couchdb.user:${users.other}`;
+    if (couchFlavor === 'embedded') {
+      // (Apache CouchDB 3 here keeps _users to admins, reading one's own document included.)
+      const ownRead = await http(`${stack.couchUrl}/_users/${id}`, { headers: as(users.other) });
+      assert.equal(ownRead.status, 200, ownRead.text);
+    }
+    const own = await http(`${stack.couchUrl}/_users/${id}`, { headers: admin() });
+    assert.equal(own.status, 200, own.text);
+    const grab = await http(`${stack.couchUrl}/_users/${id}`, {
+      method: 'PUT',
+      headers: as(users.other),
+      body: JSON.stringify({ ...own.json, password, roles: ['log_reader', 'log_writer', 'log_correlator'] }),
+    });
+    assert.ok(grab.status === 401 || grab.status === 403, `${grab.status} ${grab.text}`);
+    assert.deepEqual((await http(`${stack.couchUrl}/_users/${id}`, { headers: admin() })).json.roles, []);
   });
 
   test('a non-member writes nothing, and a changed security object applies from the next request', async () => {
