@@ -33,6 +33,9 @@ export function csvList(_head: unknown, req: ListRequest): void {
   function cell(v: unknown): string {
     if (v === null || v === undefined) return '';
     var s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    // Logged text starting like a formula (=, +, -, @, tab, CR) would run as one in a
+    // spreadsheet (CSV injection): a leading ' keeps it text. Plain numbers and "-" stay.
+    if (typeof v !== 'number' && /^[=+\-@\t\r]/.test(s) && !/^[+-]?\d+(\.\d+)?$/.test(s) && s !== '-') s = "'" + s;
     return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   }
   var input: ViewRow[] = [];

@@ -206,6 +206,31 @@ describe('lists', () => {
     assert.equal(body, 'machine,date,attacks\r\nserver,2017-06-11,4\r\n"we,b ""1""",2017-06-12,2\r\n');
   });
 
+  test('csv: logged text that starts like a formula stays text (CSV injection); numbers and "-" stay as they are', () => {
+    const rows = [
+      { key: ['=HYPERLINK("http://x","y")', 2017, 6, 11], value: 4 },
+      { key: ['+cmd|calc', 2017, 6, 11], value: 3 },
+      { key: ['@SUM(A1)', 2017, 6, 11], value: 2 },
+      { key: ['-2+3', 2017, 6, 11], value: 1 },
+      { key: ['\tx', 2017, 6, 11], value: 1 },
+      { key: ['-', 2017, 6, 11], value: 1 },
+      { key: ['-12.5', 2017, 6, 11], value: 1 },
+      { key: ['a=b', 2017, 6, 11], value: 1 },
+    ];
+    const lines = runList(lists.csv!, rows, path, { sort: 'attacks', order: 'desc' }).body.split('\r\n');
+    const machines = lines.slice(1, 9).map((l) => l.slice(0, l.lastIndexOf(',', l.lastIndexOf(',') - 1)));
+    assert.deepEqual(machines.sort(), [
+      '"\'=HYPERLINK(""http://x"",""y"")"',
+      "'+cmd|calc",
+      "'@SUM(A1)",
+      "'-2+3",
+      "'\tx",
+      '-',
+      '-12.5',
+      'a=b',
+    ].sort());
+  });
+
   test('csv: group level 1, reduce=false rows with id and process, and no rows at all', () => {
     assert.equal(runList(lists.csv!, [{ key: ['server'], value: 7 }], path).body, 'machine,attacks\r\nserver,7\r\n');
     const mapped = runList(lists.csv!, [{ key: ['s', 2017, 6, 11, '1.1.1.1'], value: 'sshd', id: 'abc' }], [...path.slice(0, -1), 'attackers']).body;
