@@ -95,6 +95,9 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
     if (cookies !== undefined) {
       const secure = request.protocol === 'https';
       const list = Array.isArray(cookies) ? cookies.map(String) : [String(cookies)];
+      // Fastify appends to set-cookie rather than replacing it: without the removal, CouchDB's
+      // unhardened cookie went out next to the hardened one.
+      reply.removeHeader('set-cookie');
       reply.header(
         'set-cookie',
         list.map((c) => hardenCookie(c, secure)),
