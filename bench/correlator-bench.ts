@@ -166,6 +166,8 @@ async function prepare(o: CorrelatorBenchOptions, dataDir: string, progress: (li
       httpPort: await freePort(),
       tcpPort: await freePort(),
       startTimeoutMs: 60_000,
+      // The password ensureSecrets made, as couchlog up runs it (the sink sends it).
+      password: config.clickhouse.password,
       logger,
     });
     config.clickhouse = { ...config.clickhouse, enabled: true, url: clickhouse.url };

@@ -48,6 +48,7 @@ export async function startEmbeddedClickhouse(config: Config, logger: Logger): P
     tcpPort: ch.embedded.tcp_port,
     startTimeoutMs: ch.embedded.start_timeout_ms,
     logger: logger.child({ component: 'clickhouse' }),
+    password: ch.password,
   });
   await server.start();
   return { server, reason: null };

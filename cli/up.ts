@@ -4,7 +4,7 @@
 // correlator. Shutdown runs in the opposite order: stop intake and flush
 // (ingress, then correlator: drain sinks, checkpoint), then the databases.
 import { isAbsolute, relative } from 'node:path';
-import { clickhouseUrl, couchUrl, dbName, ensureSecrets, type Config } from '../lib/config/load.js';
+import { CLICKHOUSE_PASSWORD_NAME, clickhouseUrl, couchUrl, dbName, ensureSecrets, type Config } from '../lib/config/load.js';
 import { SECRET_KEYS, readSecretsFile, secretsPath, type SecretRole } from '../lib/config/secrets.js';
 import { startCorrelator, type RunningCorrelator } from '../correlator/service.js';
 import { startEmbeddedClickhouse, type EmbeddedClickhouseResult } from './clickhouse.js';
@@ -114,6 +114,13 @@ export function passwordSources(config: Config, env: NodeJS.ProcessEnv = process
   return out;
 }
 
+/** Where the embedded ClickHouse's password came from, as passwordSources says for the accounts. */
+export function clickhousePasswordSource(config: Config, env: NodeJS.ProcessEnv = process.env): PasswordSource {
+  const value = config.clickhouse.password;
+  if (env[CLICKHOUSE_PASSWORD_NAME] && env[CLICKHOUSE_PASSWORD_NAME] === value) return 'environment';
+  return readSecretsFile(config.data_dir)[CLICKHOUSE_PASSWORD_NAME] === value ? 'file' : 'config';
+}
+
 /** The report pages of each configured app (and of the correlated records). */
 export function reportUrls(config: Config): string[] {
   const base = ingressUrl(config);
@@ -141,6 +148,7 @@ function banner(config: Config, flavor: string, generated: string[], clickhouse:
     byPlace.set(place, [...(byPlace.get(place) ?? []), role]);
   }
   const passwords = [...byPlace].map(([place, roles]) => `${roles.join(', ')} ${place}`).join('; ');
+  const placeOf = (source: PasswordSource) => (source === 'environment' ? 'from the environment' : source === 'file' ? `in ${file}` : 'from the config file');
   const reader = config.users.reader.user;
   const readerCred =
     sources.reader === 'file'
@@ -159,7 +167,7 @@ function banner(config: Config, flavor: string, generated: string[], clickhouse:
     `  health      ${ingress}/_couchlog/health`,
     `  metrics     ${ingress}/_couchlog/metrics${config.correlator.enabled && config.correlator.metrics.enabled ? `, correlator ${httpUrl(config.correlator.metrics.host, config.correlator.metrics.port, { reachable: true })}/metrics` : ''}`,
     `  CouchDB     ${couchUrl(config)}  (${config.couchdb.url === null ? `embedded ${flavor}, data in ${displayPath(config.data_dir)}/couchdb` : flavor})`,
-    `  ClickHouse  ${clickhouse ?? `off: ${noClickhouse ?? 'disabled'}`}`,
+    `  ClickHouse  ${clickhouse === null ? `off: ${noClickhouse ?? 'disabled'}` : config.clickhouse.url === null ? `${clickhouse}  (user ${config.clickhouse.user}, password $${CLICKHOUSE_PASSWORD_NAME} ${placeOf(clickhousePasswordSource(config))})` : clickhouse}`,
     config.correlator.enabled
       ? `  correlator  ${dbName(config.correlator.inputs.http.app)} x ${dbName(config.correlator.inputs.network.app)} -> ${dbName(config.correlator.outputs.couchdb.app)}${clickhouse ? `, ${config.clickhouse.database}.${config.clickhouse.table}` : ''}`
       : '  correlator  off',

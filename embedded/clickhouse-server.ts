@@ -1,6 +1,8 @@
 // The embedded ClickHouse: Debian's clickhouse-server in a supervised child
 // process, with its own configuration, data folder and ports, listening on
-// loopback only, its `default` user without password (loopback-only too).
+// loopback only, its `default` user with the password couchlog made for it
+// (secrets.env, CLICKHOUSE_PASSWORD): loopback is open to every local user.
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
@@ -15,6 +17,8 @@ export interface EmbeddedClickhouseOptions {
   tcpPort: number;
   startTimeoutMs: number;
   logger: Logger;
+  /** The `default` user's password (stored as its SHA-256 only); null: none (a throwaway server of a test or benchmark). */
+  password: string | null;
 }
 
 const SEARCH = ['/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin', '/opt/clickhouse/bin'];
@@ -93,7 +97,7 @@ function writeConfig(dir: string, configFile: string, o: EmbeddedClickhouseOptio
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
   <users>
     <default>
-      <password></password>
+      ${o.password === null ? '<password></password>' : `<password_sha256_hex>${createHash('sha256').update(o.password).digest('hex')}</password_sha256_hex>`}
       <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
       <profile>default</profile>
       <quota>default</quota>

@@ -106,6 +106,8 @@ program
   .description('run the embedded ClickHouse (Debian clickhouse-server), supervised')
   .action(async () => {
     const { config, logger } = context();
+    // Its password is made once and kept in secrets.env, for the correlator and setup to read.
+    ensureSecrets(config);
     const ch = await startEmbeddedClickhouse(config, logger);
     if (!ch.server) throw new OperationError(ch.reason ?? 'clickhouse.url is set: there is no embedded ClickHouse to run');
     const server = ch.server;

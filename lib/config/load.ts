@@ -72,6 +72,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   fillFromSecretsFile(config);
   fillTokenSecrets(config, env);
   fillSigningKey(config, env);
+  fillClickhousePassword(config);
   return { config, file };
 }
 
@@ -115,9 +116,22 @@ function fillTokenSecrets(config: Config, env: Env): void {
 /** The environment variable (and secrets.env key) holding the correlated records' signing key. */
 export const SIGNING_KEY_NAME = 'COUCHLOG_SIGNING_KEY';
 
+/** The secrets.env key of the embedded ClickHouse's password (CLICKHOUSE_PASSWORD sets it, as for an external one). */
+export const CLICKHOUSE_PASSWORD_NAME = 'CLICKHOUSE_PASSWORD';
+
 function fillSigningKey(config: Config, env: Env): void {
   const sink = config.correlator.outputs.couchdb;
   sink.signing_key ??= env[SIGNING_KEY_NAME] || readSecretsFile(config.data_dir)[SIGNING_KEY_NAME] || null;
+}
+
+/** The embedded ClickHouse is run with a password (made once, like the accounts'): any local user could read and write it otherwise. */
+function embeddedClickhouseNeedsPassword(config: Config): boolean {
+  return config.clickhouse.enabled && config.clickhouse.url === null;
+}
+
+function fillClickhousePassword(config: Config): void {
+  if (!embeddedClickhouseNeedsPassword(config)) return;
+  config.clickhouse.password ??= readSecretsFile(config.data_dir)[CLICKHOUSE_PASSWORD_NAME] || null;
 }
 
 function pickFile(explicit: string | undefined, cwd: string): string | null {
@@ -225,7 +239,8 @@ export function ensureSecrets(config: Config): EnsuredSecrets {
   // Records of log_correlated are signed when it is protected by audit; the key is made once, like a password.
   const sink = config.correlator.outputs.couchdb;
   const needsKey = sink.protection === 'audit' && sink.signing_key === null;
-  if (missing.length === 0 && !needsKey) return { generated: [], file };
+  const needsClickhouse = embeddedClickhouseNeedsPassword(config) && config.clickhouse.password === null;
+  if (missing.length === 0 && !needsKey && !needsClickhouse) return { generated: [], file };
   const stored = readSecretsFile(config.data_dir);
   for (const role of missing) {
     const password = generatePassword();
@@ -233,6 +248,7 @@ export function ensureSecrets(config: Config): EnsuredSecrets {
     stored[SECRET_KEYS[role]] = password;
   }
   if (needsKey) stored[SIGNING_KEY_NAME] = sink.signing_key = generatePassword() + generatePassword();
+  if (needsClickhouse) stored[CLICKHOUSE_PASSWORD_NAME] = config.clickhouse.password = generatePassword();
   writeSecretsFile(config.data_dir, stored);
   return { generated: missing, file };
 }

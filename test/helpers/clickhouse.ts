@@ -26,6 +26,7 @@ export async function startClickhouse(): Promise<TestClickhouse> {
     httpPort: await freePort(),
     tcpPort: await freePort(),
     startTimeoutMs: 60_000,
+    password: null,
     logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent', 'test-clickhouse'),
   });
   await server.start();

@@ -103,7 +103,8 @@ describe('couchlog up', { skip: UP_SKIP }, () => {
     const file = join(dir, 'data', 'secrets.env');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const secrets = readSecretsFile(join(dir, 'data'));
-    assert.equal(Object.keys(secrets).length, Object.keys(SECRET_KEYS).length);
+    // Every account's, and the embedded ClickHouse's.
+    assert.deepEqual(Object.keys(secrets).sort(), [...Object.values(SECRET_KEYS), 'CLICKHOUSE_PASSWORD'].sort());
     for (const value of Object.values(secrets)) assert.ok(!outputOf().includes(value), 'a password appeared in the output');
   });
 
@@ -178,6 +179,7 @@ describe('couchlog up on a terminal (script -qc: a pseudo-terminal)', { skip: UP
       COUCHLOG_WRITER_PASSWORD: 'writer-pass-from-env',
       COUCHLOG_READER_PASSWORD: 'reader-pass-from-env',
       COUCHLOG_CORRELATOR_PASSWORD: 'correlator-pass-from-env',
+      CLICKHOUSE_PASSWORD: 'clickhouse-pass-from-env',
       TERM: 'xterm-256color',
     });
     delete env.NO_COLOR;
@@ -207,6 +209,15 @@ describe('couchlog up on a terminal (script -qc: a pseudo-terminal)', { skip: UP
       assert.match(lines.at(-1)!, /^ {2}curl --user "reader:\$COUCHLOG_READER_PASSWORD" -X GET \S+\/_all_docs$/, 'the banner ends the output');
       assert.match(plain, /passwords\s+admin, writer, reader, correlator from the environment/);
       assert.ok(!plain.includes('secrets.env'), 'no secrets file is mentioned: none holds these passwords');
+      if (findClickhouseServer()) {
+        // The embedded ClickHouse has the password: without it, nobody on this machine reads or writes it.
+        assert.match(plain, /ClickHouse\s+http:\/\/\S+\s+\(user default, password \$CLICKHOUSE_PASSWORD from the environment\)/);
+        const ch = `http://127.0.0.1:${env.COUCHLOG_CLICKHOUSE_HTTP_PORT}/?query=${encodeURIComponent('SELECT count() FROM system.tables')}`;
+        const anonymous = await http(ch);
+        assert.ok(anonymous.status >= 400, `ClickHouse without a password: ${anonymous.status} ${anonymous.text.slice(0, 200)}`);
+        const withPassword = await http(ch, { headers: { authorization: 'Basic ' + Buffer.from('default:clickhouse-pass-from-env').toString('base64') } });
+        assert.equal(withPassword.status, 200, withPassword.text.slice(0, 200));
+      }
       assert.match(plain, new RegExp(`^  curl --user "reader:\\$COUCHLOG_READER_PASSWORD" -X GET ${ingress}/log_appname/_all_docs`, 'm'));
 
       await http(`${ingress}/log_appname/`, { method: 'POST', headers: JSON_TYPE, body: '{"n":1}' });

@@ -523,7 +523,27 @@ describe('ensureSecrets', () => {
       COUCHLOG_WRITER_PASSWORD: config.users.writer.password,
       COUCHLOG_READER_PASSWORD: config.users.reader.password,
       COUCHLOG_CORRELATOR_PASSWORD: config.users.correlator.password,
+      CLICKHOUSE_PASSWORD: config.clickhouse.password,
     });
+    assert.match(config.clickhouse.password!, /^[A-Za-z0-9_-]{8,}$/);
+    assert.ok(!passwords.includes(config.clickhouse.password), 'the embedded ClickHouse gets a password of its own');
+  });
+
+  test('the embedded ClickHouse password: made once, read back, given by CLICKHOUSE_PASSWORD; none for an external or disabled ClickHouse', () => {
+    const cwd = tmp();
+    const first = load(cwd);
+    ensureSecrets(first);
+    assert.equal(load(cwd).clickhouse.password, first.clickhouse.password);
+    assert.equal(load(cwd, { CLICKHOUSE_PASSWORD: 'ch-from-env-1' }).clickhouse.password, 'ch-from-env-1');
+
+    const external = load(tmp(), { CLICKHOUSE_URL: 'http://ch.example:8123' });
+    ensureSecrets(external);
+    assert.equal(external.clickhouse.password, null);
+    assert.equal(readSecretsFile(external.data_dir).CLICKHOUSE_PASSWORD, undefined);
+    const { cwd: off } = withYaml('clickhouse:\n  enabled: false\n');
+    const disabled = load(off);
+    ensureSecrets(disabled);
+    assert.equal(readSecretsFile(disabled.data_dir).CLICKHOUSE_PASSWORD, undefined);
   });
 
   test('a second loadConfig + ensureSecrets reuses the stored passwords', () => {
@@ -558,7 +578,12 @@ describe('ensureSecrets', () => {
     const text = readFileSync(result.file, 'utf8');
     assert.ok(!text.includes('COUCHLOG_WRITER_PASSWORD'));
     assert.ok(!text.includes('writer-from-env-1'));
-    assert.deepEqual(Object.keys(readSecretsFile(config.data_dir)).sort(), ['COUCHDB_PASSWORD', 'COUCHLOG_CORRELATOR_PASSWORD', 'COUCHLOG_READER_PASSWORD']);
+    assert.deepEqual(Object.keys(readSecretsFile(config.data_dir)).sort(), [
+      'CLICKHOUSE_PASSWORD',
+      'COUCHDB_PASSWORD',
+      'COUCHLOG_CORRELATOR_PASSWORD',
+      'COUCHLOG_READER_PASSWORD',
+    ]);
 
     // Later runs keep taking it from the environment.
     const again = load(cwd, env);
@@ -589,6 +614,7 @@ describe('ensureSecrets', () => {
       COUCHLOG_WRITER_PASSWORD: 'writer-password-1',
       COUCHLOG_READER_PASSWORD: 'reader-password-1',
       COUCHLOG_CORRELATOR_PASSWORD: 'correlator-password-1',
+      CLICKHOUSE_PASSWORD: 'clickhouse-password-1',
     });
     const result = ensureSecrets(config);
     assert.deepEqual(result.generated, []);
