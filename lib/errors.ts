@@ -12,6 +12,7 @@ export type CouchErrorName =
   | 'too_large'
   | 'bad_content_type'
   | 'too_many_requests'
+  | 'request_timeout'
   | 'service_unavailable'
   | 'doc_validation'
   | 'internal_server_error';
@@ -58,6 +59,17 @@ export const ERRORS = {
   INGRESS_TOKEN_APP: { status: 403, error: 'forbidden', when: 'a write token used for an app it is not listed under' },
   AUTH_ADMIN_ONLY: { status: 403, error: 'forbidden', when: 'a server-wide route for admins only' },
   AUTH_ROLE_FORBIDDEN: { status: 403, error: 'forbidden', when: 'an authenticated caller reaching for more than its role allows' },
+  INGRESS_BAD_HTTP: {
+    status: 400,
+    error: 'bad_request',
+    when: "a request Node's HTTP parser refuses (a malformed request line or header, Transfer-Encoding with Content-Length, two Content-Lengths); the connection is closed",
+  },
+  INGRESS_REQUEST_TIMEOUT: {
+    status: 408,
+    error: 'request_timeout',
+    when: 'headers or a body that stall past ingress.body_timeout_ms; the connection is closed',
+  },
+  INGRESS_HEADERS_TOO_LARGE: { status: 431, error: 'too_large', when: "request headers over Node's limit (16 KiB); the connection is closed" },
   INGRESS_UNKNOWN_APP: { status: 404, error: 'not_found', when: 'a write to an app that is not configured (and auto_create is off)' },
   INGRESS_NOT_FOUND: { status: 404, error: 'not_found', when: 'a route the ingress does not have' },
   INGRESS_MISSING_LIST: { status: 404, error: 'not_found', when: 'a list function the design document does not have' },

@@ -24,6 +24,7 @@ import { tokenTable, type TokenTable } from './hec/tokens.js';
 import { AppRegistry } from './write/app-registry.js';
 import { BulkWriter } from './write/bulk-writer.js';
 import { GroupCommit } from './write/group-commit.js';
+import { clientErrorHandler } from './plugins/client-error.js';
 
 export interface AppDeps {
   logger?: Logger;
@@ -60,6 +61,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     // Our own 503 while closing (code, Retry-After): plugins/hardening.ts.
     return503OnClosing: false,
+    // What Node's HTTP parser refuses, answered CouchDB-style too.
+    clientErrorHandler: clientErrorHandler(logger),
     // A stalled request body: 408 and the connection closed (checked every second).
     requestTimeout: ingress.body_timeout_ms,
     http: { headersTimeout: Math.min(60_000, ingress.body_timeout_ms), connectionsCheckingInterval: Math.min(1000, ingress.body_timeout_ms) },

@@ -79,6 +79,47 @@ function stalled(port: number): Promise<{ socket: Socket; received: () => string
   });
 }
 
+/** Sends raw bytes, resolves with everything answered until the server closes the connection. */
+function raw(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => (text += c));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(text));
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no close; got: ${text}`)));
+  });
+}
+
+describe('requests the HTTP parser refuses', () => {
+  const cases: Array<[string, string, number, string]> = [
+    [
+      'Transfer-Encoding with Content-Length',
+      'POST /log_appname HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n',
+      400,
+      'INGRESS_BAD_HTTP',
+    ],
+    ['two Content-Lengths', 'POST /log_appname HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}', 400, 'INGRESS_BAD_HTTP'],
+    ['a request line that is not HTTP', 'HELLO THERE\r\n\r\n', 400, 'INGRESS_BAD_HTTP'],
+    ['a header without a colon', 'GET / HTTP/1.1\r\nHost x\r\n\r\n', 400, 'INGRESS_BAD_HTTP'],
+    ['headers over 16 KiB', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'INGRESS_HEADERS_TOO_LARGE'],
+  ];
+  for (const [what, bytes, status, code] of cases) {
+    test(`${what}: ${status}, a CouchDB-style body with ${code}, the connection closed`, async () => {
+      const answer = await raw(stack.config.ingress.port, bytes);
+      assert.match(answer, new RegExp(`^HTTP/1\\.1 ${status} `));
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: string; reason: string; code: string };
+      assert.equal(body.code, code);
+      assert.equal(typeof body.reason, 'string');
+      assert.match(answer, /\r\nConnection: close\r\n/i);
+    });
+  }
+  test('the ingress still answers afterwards', async () => {
+    assert.equal(storedStatus((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{}' })).status), 201);
+  });
+});
+
 describe('defect 8: stalled bodies and shutdown', () => {
   test('a body that stalls gets 408 and its connection closed', async () => {
     await stack.restartIngress((c) => {
@@ -87,6 +128,7 @@ describe('defect 8: stalled bodies and shutdown', () => {
     const s = await stalled(stack.config.ingress.port);
     const ms = await s.closed;
     assert.match(s.received(), /^HTTP\/1\.1 408/);
+    assert.match(s.received(), /\r\n\r\n\{"error":"request_timeout","reason":"[^"]+","code":"INGRESS_REQUEST_TIMEOUT"\}$/);
     assert.ok(ms < 4000, `closed after ${ms} ms`);
     assert.equal(storedStatus((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{}' })).status), 201);
   });
