@@ -62,6 +62,12 @@ const patches: Array<[string, string, string, boolean]> = [
   ['express-pouchdb/lib/routes/find.js', 'function guard(', 'anyone reads every document with _find and rewrites design documents with _index', true],
   ['express-pouchdb/lib/routes/documents.js', 'var reading =', 'any user can give itself every role', true],
   ['express-pouchdb/lib/routes/bulk-get.js', '_local documents are for admins', 'anyone reads every document with _bulk_get', true],
+  [
+    'express-pouchdb/lib/index.js',
+    "'couchlog-gate'",
+    'anyone can reach server routes through /_node/..., run code with _temp_view, write _users and _replicator',
+    true,
+  ],
   ['pouchdb-adapter-leveldb-core', 'METADATA_AHEAD', '_changes reads are slower', false],
 ];
 const unpatched = patches.filter(([module, marker]) => !fs.readFileSync(require.resolve(module), 'utf8').includes(marker));
@@ -72,6 +78,32 @@ if (unpatched.length > 0) {
   );
   if (holes) process.exit(78); // EX_CONFIG
 }
+
+// A request PouchDB Server fails to handle (a rejected promise nobody
+// awaits, an 'error' event without a listener: a missing design document
+// under _list, an unauthorized continuous feed) must not take the server
+// down for every client: it is logged and the server goes on. Anything
+// else (a real fault) still ends the process, for the supervisor to restart.
+const requestError = (err: unknown): boolean => {
+  const status = (err as { status?: unknown } | null)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500;
+};
+process.on('unhandledRejection', (reason) => {
+  if (requestError(reason)) {
+    process.stderr.write(`unhandled rejection of a request, server goes on: ${String((reason as Error).message).slice(0, 300)}\n`);
+    return;
+  }
+  process.stderr.write(`${(reason as Error)?.stack ?? String(reason)}\n`);
+  process.exit(70); // EX_SOFTWARE
+});
+process.on('uncaughtException', (err) => {
+  if (requestError(err)) {
+    process.stderr.write(`uncaught request error, server goes on: ${String(err.message).slice(0, 300)}\n`);
+    return;
+  }
+  process.stderr.write(`${err.stack ?? String(err)}\n`);
+  process.exit(70); // EX_SOFTWARE
+});
 
 // It runs in its own process group (a terminal's Ctrl-C reaches only
 // couchlog, which stops it in order): should couchlog itself die without

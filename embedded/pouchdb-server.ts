@@ -69,5 +69,9 @@ function prepareConfig(dir: string, file: string): void {
   // every AuthSession cookie (Fauxton, the live dashboard) dies with a restart.
   const auth = (config.couch_httpd_auth ??= {});
   if (typeof auth.secret !== 'string' || auth.secret === '') auth.secret = randomBytes(32).toString('hex');
+  // PouchDB Server answers CORS for any origin, with credentials, by default: any web page open in a
+  // browser on this machine could call it as the logged-in user. CouchDB 3 has CORS off; so does this
+  // (browsers reach couchlog through the ingress, which has its own cors_origins).
+  config.httpd = { ...config.httpd, enable_cors: false };
   writeFileSync(file, JSON.stringify(config, null, 2), { mode: 0o600 });
 }

@@ -15,7 +15,12 @@
 //    (they ran as "admin party": anyone read everything and could rewrite
 //    design documents through _index), _replicate is for server admins
 //    (it wrote the target as an admin), and a user cannot give itself roles
-//    through its own _users document.
+//    through its own _users document;
+//  - (couchlog-gate.js in the same patch) a gate before every route, on
+//    the path as sent: anonymous callers get the welcome, _up, _session and
+//    Fauxton's files; members no server route but a few, no database
+//    created or deleted, no _changes filter or continuous feed, no _update;
+//    nobody _temp_view (its code ran inside the server).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -412,13 +417,11 @@ describe('security read once per _bulk_docs (patched pouchdb-security)', () => {
     await http(`${stack.couchUrl}/${target}`, { method: 'DELETE', headers: admin() });
   });
 
-  test('a user reads its own _users document but cannot give itself roles', async () => {
+  test('a user cannot give itself roles through its own _users document', async () => {
     const id = `org.couchdb.user:${users.other}`;
-    if (couchFlavor === 'embedded') {
-      // (Apache CouchDB 3 here keeps _users to admins, reading one's own document included.)
-      const ownRead = await http(`${stack.couchUrl}/_users/${id}`, { headers: as(users.other) });
-      assert.equal(ownRead.status, 200, ownRead.text);
-    }
+    // (Both servers here keep _users to admins, reading one's own document included.)
+    const ownRead = await http(`${stack.couchUrl}/_users/${id}`, { headers: as(users.other) });
+    assert.ok(ownRead.status === 401 || ownRead.status === 403, `${ownRead.status} ${ownRead.text}`);
     const own = await http(`${stack.couchUrl}/_users/${id}`, { headers: admin() });
     assert.equal(own.status, 200, own.text);
     const grab = await http(`${stack.couchUrl}/_users/${id}`, {
@@ -428,6 +431,57 @@ describe('security read once per _bulk_docs (patched pouchdb-security)', () => {
     });
     assert.ok(grab.status === 401 || grab.status === 403, `${grab.status} ${grab.text}`);
     assert.deepEqual((await http(`${stack.couchUrl}/_users/${id}`, { headers: admin() })).json.roles, []);
+  });
+
+  test('the gate in front of every route (embedded server)', { skip: embeddedOnly('tests the gate couchlog adds to PouchDB Server') }, async () => {
+    const refused = (what: string, res: { status: number; text: string }, statuses: number[]) =>
+      assert.ok(statuses.includes(res.status), `${what}: ${res.status} ${res.text.slice(0, 200)}`);
+    const get = (path: string, headers: Record<string, string> = {}) => http(`${stack.couchUrl}${path}`, { headers });
+    const post = (path: string, headers: Record<string, string>, body: unknown) =>
+      http(`${stack.couchUrl}${path}`, { method: 'POST', headers: { ...JSON_TYPE, ...headers }, body: JSON.stringify(body) });
+    const member = as(users.member);
+    // Server routes reached through /_node/<name>/ skipped the admin check: the cookie secret, admin password hashes.
+    for (const headers of [{}, member]) {
+      refused('_node config', await get('/_node/node1@127.0.0.1/_config', headers), [401, 403]);
+      const grab = await http(`${stack.couchUrl}/_node/node1@127.0.0.1/_config/admins/gatecheck`, { method: 'PUT', headers, body: '"x-password-1"' });
+      refused('_node config write', grab, [401, 403]);
+      refused('_log', await get('/_node/node1@127.0.0.1/_log', headers), [401, 403]);
+    }
+    assert.equal((await get('/_node/node1@127.0.0.1/_config/admins/gatecheck', admin())).status, 404);
+    // _temp_view ran its code inside the server before any check: nobody, not even an admin.
+    for (const headers of [{}, member, admin()]) refused('_temp_view', await post(`/${db}/_temp_view`, headers, { map: 'function (d) {}' }), [410]);
+    // _bulk_docs into _users and _replicator ran as if both were open to all.
+    for (const headers of [{}, member]) {
+      refused(
+        '_users bulk',
+        await post('/_users/_bulk_docs', headers, {
+          docs: [{ _id: 'org.couchdb.user:gate-signup', name: 'gate-signup', type: 'user', roles: [], password: 'p' }],
+        }),
+        [401, 403],
+      );
+      refused('_replicator bulk', await post('/_replicator/_bulk_docs', headers, { docs: [{ _id: 'gate-job', source: db, target: '_users' }] }), [401, 403]);
+    }
+    assert.equal((await get('/_users/org.couchdb.user:gate-signup', admin())).status, 404);
+    assert.equal((await get('/_replicator/gate-job', admin())).status, 404);
+    // Anonymous callers get the welcome, _up and the login only.
+    for (const path of ['/_all_dbs', `/${db}`, `/${db}/_all_docs`, `/${db}/_changes?feed=continuous`]) refused(`anonymous ${path}`, await get(path), [401]);
+    assert.equal((await get('/')).status, 200);
+    // Members: no database created or deleted, no filters or continuous feeds (each could kill the process), no _update.
+    refused('PUT a database', await http(`${stack.couchUrl}/gate_created`, { method: 'PUT', headers: member }), [403]);
+    refused('DELETE a database', await http(`${stack.couchUrl}/${db}`, { method: 'DELETE', headers: member }), [403]);
+    for (const q of ['filter=nope/nope', 'filter=_view&view=x/y', 'feed=continuous', 'feed=eventsource', '%66ilter=_selector']) {
+      refused(`_changes?${q}`, await get(`/${db}/_changes?${q}`, member), [400]);
+    }
+    refused('_update', await post(`/${db}/_design/keep/_update/u`, member, {}), [403]);
+    assert.equal((await get(`/${db}/_changes?limit=1&feed=longpoll&timeout=1`, member)).status, 200);
+    // A missing list function or design document killed the process; now a 404, and the server stays up.
+    refused('missing list', await get(`/${db}/_design/keep/_list/nope/v`, member), [404]);
+    refused('missing design document', await get(`/${db}/_design/nope/_list/l/v`, member), [404]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await get('/')).status, 200);
+    // No CORS: a web page in a browser on this machine cannot call it as the logged-in user.
+    const cors = await get(`/${db}`, { ...member, origin: 'http://evil.example' });
+    assert.equal(cors.headers.get('access-control-allow-origin'), null);
   });
 
   test('a non-member writes nothing, and a changed security object applies from the next request', async () => {
