@@ -30,14 +30,6 @@ export function csvList(_head: unknown, req: ListRequest): void {
   var lib = __REPORT_LIB__();
   var meta = __VIEW_META__[req.path[req.path.length - 1]!] || null;
   start({ headers: { 'Content-Type': 'text/csv; charset=utf-8' } });
-  function cell(v: unknown): string {
-    if (v === null || v === undefined) return '';
-    var s = typeof v === 'object' ? JSON.stringify(v) : String(v);
-    // Logged text starting like a formula (=, +, -, @, tab, CR) would run as one in a
-    // spreadsheet (CSV injection): a leading ' keeps it text. Plain numbers and "-" stay.
-    if (typeof v !== 'number' && /^[=+\-@\t\r]/.test(s) && !/^[+-]?\d+(\.\d+)?$/.test(s) && s !== '-') s = "'" + s;
-    return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
-  }
   var input: ViewRow[] = [];
   var row: ViewRow | null;
   while ((row = getRow())) input.push(row);
@@ -47,7 +39,7 @@ export function csvList(_head: unknown, req: ListRequest): void {
   var lines: string[] = [header.join(',')];
   for (var r = 0; r < t.rows.length; r++) {
     var cells: string[] = [];
-    for (var k = 0; k < t.rows[r]!.cells.length; k++) cells.push(cell(t.rows[r]!.cells[k]));
+    for (var k = 0; k < t.rows[r]!.cells.length; k++) cells.push(lib.csvCell(t.rows[r]!.cells[k]));
     lines.push(cells.join(','));
   }
   send(lines.join('\r\n') + '\r\n');

@@ -74,6 +74,7 @@ export interface ReportLib {
   parseDay(s: string): number | null;
   caption(o: { shown: number; rows: number; total: number | null; top: number | null; noun: [string, string]; unit: [string, string]; range: string | null }): string;
   table(meta: ReportMetaSource | null, input: ReportInputRow[], query: ReportQuery): ReportTable;
+  csvCell(v: unknown): string;
 }
 
 export function reportLib(): ReportLib {
@@ -326,5 +327,17 @@ export function reportLib(): ReportLib {
         : caption({ shown: shown.length, rows: all, total: reduced ? total : null, top: reduced ? top : null, noun: noun, unit: unit, range: range });
     return { columns: columns, rows: shown, caption: text, notes: notes, sort: sortCol >= 0 ? colNames[sortCol]! : '', order: order, max: max, reduced: reduced };
   }
-  return { compareValues: compareValues, compareKeys: compareKeys, ipSortKey: ipSortKey, isoDate: isoDate, parseDay: parseDay, caption: caption, table: table };
+  /**
+   * One CSV cell (RFC 4180 quoting). Logged text starting like a formula (=, +, -, @, tab, CR)
+   * would run as one in a spreadsheet (CSV injection): a leading ' keeps it text. Plain numbers
+   * and "-" stay.
+   */
+  function csvCell(v: unknown): string {
+    if (v === null || v === undefined) return '';
+    var s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    if (typeof v !== 'number' && /^[=+\-@\t\r]/.test(s) && !/^[+-]?\d+(\.\d+)?$/.test(s) && s !== '-') s = "'" + s;
+    return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
+
+  return { compareValues: compareValues, compareKeys: compareKeys, ipSortKey: ipSortKey, isoDate: isoDate, parseDay: parseDay, caption: caption, table: table, csvCell: csvCell };
 }

@@ -1,5 +1,6 @@
 // Renders report rows as an aligned table with a bar per row (Unicode
 // eighth blocks), as CSV or as JSON.
+import { reportLib } from '../../design-docs/report-lib.js';
 import type { ReportRow } from './build-report.js';
 
 export interface Columns {
@@ -30,12 +31,8 @@ export function formatTable(rows: ReportRow[], cols: Columns, caption?: string, 
   return out.join('\n') + '\n';
 }
 
-const csvCell = (v: unknown) => {
-  let s = v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
-  // As the csv list does (design-docs/lists.ts): logged text starting like a formula is kept text with a leading '.
-  if (typeof v !== 'number' && /^[=+\-@\t\r]/.test(s) && !/^[+-]?\d+(\.\d+)?$/.test(s) && s !== '-') s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-};
+/** The csv list's own cell (design-docs/report-lib.ts): quoting, and formula-like text kept as text. */
+const csvCell = reportLib().csvCell;
 
 export function formatCsv(rows: ReportRow[], cols: Columns): string {
   const lines = [[...cols.keys, cols.count].join(',')];
