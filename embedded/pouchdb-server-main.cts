@@ -68,6 +68,7 @@ const patches: Array<[string, string, string, boolean]> = [
     'anyone can reach server routes through /_node/..., run code with _temp_view, write _users and _replicator',
     true,
   ],
+  ['express-pouchdb/lib/routes/changes.js', 'longpollTimeout', 'an abandoned or quiet feed stays open until the server stops', false],
   ['pouchdb-adapter-leveldb-core', 'METADATA_AHEAD', '_changes reads are slower', false],
 ];
 const unpatched = patches.filter(([module, marker]) => !fs.readFileSync(require.resolve(module), 'utf8').includes(marker));

@@ -84,6 +84,11 @@ export const ERRORS = {
     when: 'a Content-Type other than application/json or application/x-ndjson (or multipart where it is not allowed)',
   },
   INGRESS_RATE_LIMITED: { status: 429, error: 'too_many_requests', when: 'over the per-address rate limit (Retry-After)' },
+  INGRESS_TOO_MANY_FEEDS: {
+    status: 429,
+    error: 'too_many_requests',
+    when: 'a long-polling or continuous feed over ingress.feeds.max_open_per_user for the account, or max_open in all (Retry-After)',
+  },
   AUTH_TOO_MANY_FAILURES: { status: 429, error: 'too_many_requests', when: 'too many failed authentications from one address (Retry-After)' },
   INGRESS_INTERNAL: { status: 500, error: 'internal_server_error', when: 'a bug: logged with its stack, answered without internals' },
   COUCHDB_UNAVAILABLE: { status: 503, error: 'service_unavailable', when: 'CouchDB cannot be reached; answered at once (Retry-After)' },

@@ -132,7 +132,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     tokens,
   });
   if (ingress.hec.enabled) await app.register(hecRoutes, { ingress, tokens, registry, group, writerHeaders, metrics });
-  await app.register(proxyRoutes, { upstream, verifier, requestTimeoutMs: config.couchdb.request_timeout_ms, retryAfterS: ingress.retry_after_s });
+  await app.register(proxyRoutes, {
+    upstream,
+    verifier,
+    requestTimeoutMs: config.couchdb.request_timeout_ms,
+    retryAfterS: ingress.retry_after_s,
+    feeds: ingress.feeds,
+    metrics,
+  });
 
   // Shutdown order: the server has stopped taking requests; queued
   // documents are written and answered; then the connections to CouchDB go.

@@ -1,6 +1,6 @@
 // Reads one database's _changes with the normal feed (since + limit):
-// PouchDB Server ignores `timeout` on longpoll and dies on server-side
-// `_selector` filters, so filtering happens in the correlator. Sequences
+// unpatched PouchDB Server ignores `timeout` on longpoll and dies on
+// server-side `_selector` filters, so filtering happens in the correlator. Sequences
 // are opaque strings (numbers on PouchDB Server, strings on CouchDB 3).
 // `seq_interval` asks CouchDB 3 for the sequence of the page's last change
 // only (the others come as null): it encodes every shard's position for

@@ -124,6 +124,17 @@ const hec = z
   .strict()
   .default({});
 
+/** Long-polling and continuous feeds proxied to CouchDB (server/auth/feed-limiter.ts). */
+const feeds = z
+  .object({
+    /** Feeds open at once through the ingress; the proxy keeps 32 more connections for everything else. */
+    max_open: z.number().int().min(1).max(10_000).default(64),
+    /** Feeds one account may hold open at once (429 beyond). */
+    max_open_per_user: z.number().int().min(1).max(10_000).default(8),
+  })
+  .strict()
+  .default({});
+
 const ingress = z
   .object({
     host: host.default('127.0.0.1'),
@@ -160,6 +171,7 @@ const ingress = z
     /** Anonymous POSTs to the write routes (false: a token or real credentials are needed). */
     anonymous_write: z.boolean().default(true),
     hec,
+    feeds,
     auth_failures: authFailures,
     /** A request (headers and body) must arrive within this long, else 408 and the connection closed. */
     body_timeout_ms: z.number().int().min(1000).max(3_600_000).default(30_000),

@@ -16,8 +16,8 @@
 //    exact: view(seq S) + every change after S. While the index is far
 //    behind (more than CATCH_UP_LIMIT documents) the page says so and asks
 //    the view again every few seconds instead of reading all those changes;
-//  - the live feed is `feed=longpoll` with a client-side time limit
-//    (PouchDB Server ignores `timeout` while nothing changes); any failure
+//  - the live feed is `feed=longpoll&timeout=25000` with a client-side
+//    time limit as well (a proxy on the way may hold the answer); any failure
 //    (server restarted, ingress restarted, network) is retried with a
 //    growing delay up to 5 s, and the page shows "reconnecting".
 //  - every structure is bounded: 50 latest documents, 30 minutes of rate,

@@ -1,7 +1,7 @@
 // Prometheus metrics of one ingress instance. Each buildApp() gets its own
 // registry, so several apps in one process (tests, benchmarks) never share
 // or double-register counters.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -47,6 +47,19 @@ export class Metrics {
     name: 'couchlog_ingress_auth_checks_total',
     help: 'Credential checks, by result (cached, valid, invalid)',
     labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly feedsOpen = new Gauge({
+    name: 'couchlog_ingress_feeds_open',
+    help: 'Long-polling and continuous feeds open through the ingress',
+    registers: [this.registry],
+  });
+
+  readonly feedsRefused = new Counter({
+    name: 'couchlog_ingress_feeds_refused_total',
+    help: "Feeds refused with 429: over the account's share (user) or everybody's (total)",
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
 

@@ -2,13 +2,15 @@
 // (streamed, never parsed), with the caller's own credentials, and only
 // after the ingress has verified those credentials itself. Unauthenticated,
 // only the session login/logout and Fauxton's static files get through.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
-import { forbidden, unauthorized, unavailable, unsupportedMediaType } from '../../lib/errors.js';
+import { forbidden, tooManyRequests, unauthorized, unavailable, unsupportedMediaType } from '../../lib/errors.js';
 import { extractCredentials } from '../auth/credentials.js';
 import { proxyRefusal } from '../auth/role-policy.js';
 import { guardLogin } from '../auth/session-login.js';
 import { ListGuard } from '../auth/list-guard.js';
+import { FeedLimiter, isLiveFeed, proxyPoolSize } from '../auth/feed-limiter.js';
+import type { Metrics } from '../plugins/metrics.js';
 import { isScriptRequest } from '../plugins/error-handler.js';
 import type { CredentialVerifier } from '../auth/credential-verifier.js';
 
@@ -17,6 +19,8 @@ export interface ProxyRoutesOptions {
   verifier: CredentialVerifier;
   requestTimeoutMs: number;
   retryAfterS: number;
+  feeds: { max_open: number; max_open_per_user: number };
+  metrics: Metrics;
 }
 
 /** Requests CouchDB itself serves to anonymous callers and that reveal no data. */
@@ -33,7 +37,22 @@ function isDatabaseLevelWrite(method: string, path: string): boolean {
 
 export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions): Promise<void> {
   const lists = new ListGuard({ upstream: opts.upstream, timeoutMs: opts.requestTimeoutMs, retryAfterS: opts.retryAfterS });
-  const authorize = async (request: FastifyRequest) => {
+  const feeds = new FeedLimiter({ maxOpen: opts.feeds.max_open, maxOpenPerUser: opts.feeds.max_open_per_user });
+  /** A live feed holds a connection of the pool until it ends: counted from here until the answer is over or the client gone. */
+  const admitFeed = (reply: FastifyReply, user: string) => {
+    const slot = feeds.acquire(user);
+    if (typeof slot === 'string') {
+      opts.metrics.feedsRefused.inc({ reason: slot });
+      const whose = slot === 'user' ? `${opts.feeds.max_open_per_user} for one account` : `${opts.feeds.max_open} in all`;
+      throw tooManyRequests('INGRESS_TOO_MANY_FEEDS', `Too many long-polling or continuous feeds open (at most ${whose}); retry later`, opts.retryAfterS);
+    }
+    opts.metrics.feedsOpen.set(feeds.open);
+    reply.raw.once('close', () => {
+      slot();
+      opts.metrics.feedsOpen.set(feeds.open);
+    });
+  };
+  const authorize = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = (request.raw.url ?? '/').split('?', 1)[0]!;
     // PouchDB Server parses multipart bodies with multiparty, and a malformed
     // or cut one kills the process (unhandled error): only admins (attachments) send them.
@@ -60,6 +79,7 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     if (refusal) throw forbidden('AUTH_ROLE_FORBIDDEN', refusal);
     // A _list of a missing function kills PouchDB Server: 404 here instead.
     await lists.check(request.raw.url ?? '/', creds);
+    if (isLiveFeed(request.raw.url ?? '/')) admitFeed(reply, caller.name);
   };
 
   await app.register(httpProxy, {
@@ -70,7 +90,7 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     // reply-from would add "fetching from remote server" and "response received".
     disableRequestLogging: true,
     undici: {
-      connections: 64,
+      connections: proxyPoolSize(opts.feeds.max_open),
       // Long-polling and continuous _changes feeds keep a response open.
       headersTimeout: Math.max(opts.requestTimeoutMs, 300_000),
       bodyTimeout: 0,
