@@ -113,7 +113,7 @@ export class CorrelatorMetrics {
   });
   readonly sinkFailures = new Counter({
     name: 'couchlog_correlator_sink_failures_total',
-    help: 'Failed deliveries, per sink and kind (retry, permanent)',
+    help: 'Failed deliveries, per sink and kind (retry; config: our setup refused, retried; permanent: dead-lettered)',
     labelNames: ['sink', 'kind'] as const,
     registers: this.r,
   });

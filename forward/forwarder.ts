@@ -288,7 +288,10 @@ export class Forwarder {
         const retryAfter = err instanceof RetryableSendError ? err.retryAfterMs : null;
         this.status.retries++;
         this.status.lastError = (err as Error).message;
-        this.o.logger.warn({ app: this.o.app, err: (err as Error).message, attempt: retry.failures }, 'forward: HEC send failed; retrying');
+        const fields = { app: this.o.app, err: (err as Error).message, attempt: retry.failures };
+        if (err instanceof RetryableSendError && err.operatorMustFix)
+          this.o.logger.error(fields, 'forward: the target refuses our setup (token, URL, a proxy): fix it; the events wait and are retried');
+        else this.o.logger.warn(fields, 'forward: HEC send failed; retrying');
         if (!this.running) return false;
         await this.sleep(retry.failed(retryAfter)!);
         if (!this.running) return false;

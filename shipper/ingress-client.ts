@@ -4,7 +4,7 @@
 // fatal (wrong URL, wrong credentials: retrying cannot help).
 import { Pool, errors as undiciErrors } from 'undici';
 import { basicAuth } from '../lib/couch/basic-auth.js';
-import { UsageError } from '../lib/errors.js';
+import { UsageError, type ErrorCode } from '../lib/errors.js';
 import { retryAfterMs } from '../lib/retry.js';
 
 export type DocResult = { kind: 'stored' } | { kind: 'exists' } | { kind: 'retry'; reason: string } | { kind: 'rejected'; error: string; reason: string };
@@ -103,6 +103,34 @@ function networkReason(err: unknown): string {
   return e.cause?.code ?? e.code ?? e.message ?? String(err);
 }
 
+/**
+ * The ingress's codes that blame a document of the batch: halving the batch
+ * finds it, and only it goes to the reject file. Any other 400 or 403 code
+ * is about the request, the token or the account (INGRESS_TOKEN_APP,
+ * AUTH_ROLE_FORBIDDEN, INGRESS_APP_LIMIT ...): every line would be refused
+ * alike, and with --truncate rejecting them would remove them from the log.
+ */
+const DOCUMENT_CODES = new Set<string>([
+  'INGRESS_INVALID_JSON',
+  'INGRESS_TOO_DEEP',
+  'INGRESS_DOC_NOT_OBJECT',
+  'INGRESS_BAD_ID',
+  'INGRESS_SPECIAL_FIELD',
+  'INGRESS_RESERVED_ID',
+  'INGRESS_DOC_HAS_REV',
+  'INGRESS_DOC_DELETED',
+  'INGRESS_DOC_ATTACHMENTS',
+  'COUCHDB_BAD_REQUEST',
+  'COUCHDB_FORBIDDEN',
+] satisfies ErrorCode[]);
+
+/** Whether a 400 or 403 blames a document (refused) or the request (fatal). Without a code (not couchlog's ingress), a 400 is taken as a document's, a 403 as the account's. */
+function blamesADocument(status: number, body: unknown): boolean {
+  const code = body && typeof body === 'object' && !Array.isArray(body) ? (body as { code?: unknown }).code : undefined;
+  if (typeof code === 'string') return DOCUMENT_CODES.has(code);
+  return status === 400;
+}
+
 export function classify(status: number, text: string, retryAfter: number | null, ids: readonly string[]): BatchAnswer {
   const body = parse(text);
   const reason = describe(status, body);
@@ -111,7 +139,12 @@ export function classify(status: number, text: string, retryAfter: number | null
     return { kind: 'results', results: matchResults(body as Array<Record<string, unknown>>, ids) };
   }
   if (status === 429 || status >= 500) return { kind: 'retry', reason, retryAfterMs: retryAfter };
-  if (status === 400 || status === 403 || status === 413) return { kind: 'refused', status, reason };
+  // Too large: halving makes it fit, or finds the one line that cannot.
+  if (status === 413) return { kind: 'refused', status, reason };
+  if (status === 400 || status === 403) {
+    if (blamesADocument(status, body)) return { kind: 'refused', status, reason };
+    return { kind: 'fatal', reason: `the ingress refused the request, not a line: ${reason}` };
+  }
   if (status === 401) return { kind: 'fatal', reason: `the ingress refused the credentials: ${reason}` };
   if (status === 404) return { kind: 'fatal', reason: `no such log database at the ingress: ${reason}` };
   return { kind: 'fatal', reason };

@@ -3,8 +3,10 @@
 // worth retrying; what must stay true here:
 //  - a record is acknowledged only after delivery, dead-lettering or a
 //    counted drop (drop_on_overflow);
-//  - retriable failures back off exponentially with jitter, forever but
-//    loudly (log, metrics, failingSince for /health);
+//  - retriable failures back off exponentially with jitter (or as long as
+//    the server's Retry-After asks), forever but loudly (log, metrics,
+//    failingSince for /health); a refusal of our setup (`config`) is retried
+//    the same way and logged as an error: it never dead-letters a stream;
 //  - a permanent failure of a batch is narrowed down by halving it, so one
 //    bad record does not dead-letter its neighbours (and a big batch with
 //    one bad record costs about 2·log2(n) requests, not n);
@@ -44,6 +46,8 @@ export interface BatchingOptions {
 export interface Delivery {
   deliver(batch: SinkRecord[]): Promise<void>;
   classify(err: unknown): FailureKind;
+  /** Optional: how long the server asked us to wait (Retry-After), in ms. */
+  retryAfterMs?(err: unknown): number | null;
   /** Optional: release connections. */
   close?(): Promise<void>;
 }
@@ -156,8 +160,11 @@ export class BatchingSink implements Sink {
         }
         this.failingSince ??= Date.now();
         this.metrics.sinkRetries.inc({ sink: this.name });
-        const delay = retry.failed()!;
-        this.log.warn({ sink: this.name, err: (err as Error).message, retryInMs: Math.round(delay), records: batch.length }, 'sink write failed; retrying');
+        const delay = retry.failed(this.delivery.retryAfterMs?.(err) ?? null)!;
+        const fields = { sink: this.name, err: (err as Error).message, retryInMs: Math.round(delay), records: batch.length };
+        if (kind === 'config')
+          this.log.error(fields, 'the sink refuses our setup (credentials, permissions, schema or URL): fix it; the records wait and are retried');
+        else this.log.warn(fields, 'sink write failed; retrying');
         await sleep(delay);
       }
     }

@@ -32,5 +32,11 @@ export interface Sink {
   close(): Promise<void>;
 }
 
-/** What an adapter says about a failed delivery. */
-export type FailureKind = 'retry' | 'permanent';
+/**
+ * What an adapter says about a failed delivery: `retry` (the server is down,
+ * slow or busy), `config` (it refuses our setup: credentials, permissions, a
+ * missing table, a wrong URL; retried too, but logged as an error for the
+ * operator, since the records must not be thrown away for it) or
+ * `permanent` (it refuses the record itself: dead-letter).
+ */
+export type FailureKind = 'retry' | 'config' | 'permanent';

@@ -3,8 +3,13 @@
 // only when the target has taken them: a 200/code 0 answer and, when the
 // target has indexer acknowledgment on (its answer carries an ackId), the
 // ack reported true on our channel. What failed says whether a retry can
-// help (RetryableSendError: 5xx, 429, code 9, timeouts, network, token
-// problems an operator must fix) or not (RefusedError: the data).
+// help (RetryableSendError: 5xx, 429, code 9, timeouts, network) or not
+// (RefusedError: the data). What must stay true: only an answer that is
+// about the data (400 with a data code, 413) throws events away; anything
+// an operator has to fix (the token, the URL, a proxy in the way: 3xx, 404,
+// 405, 407, a 200 that is not HEC's answer) keeps them and is retried,
+// loudly (`operatorMustFix`), since dead-lettering a whole stream and moving
+// the checkpoint on would lose it.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -32,10 +37,15 @@ export class RetryableSendError extends Error {
   constructor(
     message: string,
     readonly retryAfterMs: number | null = null,
+    /** The target's setup or ours (token, URL, a proxy), not its load: retrying alone will not fix it. */
+    readonly operatorMustFix = false,
   ) {
     super(message);
   }
 }
+
+/** HEC's codes for events it refuses as such (400): no event, invalid format, invalid data, index, query string. */
+const DATA_CODES = new Set([5, 6, 7, 12, 13, 15]);
 
 export class RefusedError extends Error {
   override readonly name = 'RefusedError';
@@ -117,19 +127,22 @@ export class HecSender {
     const { status, headers, answer } = await this.post(this.eventUrl, envelopes.join('\n'), this.o.gzip);
     const code = typeof answer?.code === 'number' ? answer.code : null;
     const what = `${status} ${answer?.text ?? ''}${code !== null ? ` (code ${code})` : ''}`.trim();
-    if (status === 200 && (code === 0 || code === null)) {
+    if (status === 200 && code === 0) {
       if (this.o.ack === 'auto' && typeof answer?.ackId === 'number') await this.waitAck(answer.ackId);
       return;
     }
+    if (status === 200) throw new RetryableSendError(`${this.eventUrl.host} answered 200 without HEC's {"code":0}: is the URL a HEC endpoint?`, null, true);
     if (status >= 500 || status === 429 || code === 9 || status === 408)
       throw new RetryableSendError(`HEC answered ${what}`, retryAfterMs(headers['retry-after']));
-    // Token problems are the operator's to fix, not the data's: keep the
-    // events and retry (loudly), never dead-letter everything.
-    if (status === 401 || status === 403 || code === 1 || code === 2 || code === 3 || code === 4 || code === 10 || code === 11) {
-      throw new RetryableSendError(`HEC refused the token or channel: ${what}`);
+    if (status === 413 || (status === 400 && code !== null && DATA_CODES.has(code))) {
+      const n = answer?.['invalid-event-number'];
+      throw new RefusedError(`HEC refused the data: ${what}`, status, code, typeof n === 'number' ? n : null);
     }
-    const n = answer?.['invalid-event-number'];
-    throw new RefusedError(`HEC refused the data: ${what}`, status, code, typeof n === 'number' ? n : null);
+    // The token, the channel, the URL or a proxy in the way: the operator's
+    // to fix, not the data's. Keep the events and retry, loudly.
+    const why =
+      status === 401 || status === 403 || code !== null ? 'HEC refused the token or channel' : `${this.eventUrl.host} did not answer as HEC (check the URL)`;
+    throw new RetryableSendError(`${why}: ${what}`, null, true);
   }
 
   private async waitAck(ackId: number): Promise<void> {

@@ -1,7 +1,8 @@
 // The ClickHouse sink's delivery against Debian's ClickHouse 18.16: a batch
 // sent as JSONEachRow text (rows.ts toJsonLine) is stored value for value,
-// awkward text included; a batch the table refuses is classified permanent
-// (dead-letter), a server that does not answer retriable.
+// awkward text included; a row the table cannot parse is classified
+// permanent (dead-letter), a refusal of our setup (table, columns, account)
+// config (retried, for an operator to fix), a server that does not answer retriable.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
@@ -53,21 +54,39 @@ describe('ClickHouse delivery', () => {
     }
   });
 
-  test('a batch the table refuses is permanent (dead-lettered, not retried); an unreachable server is retriable', async () => {
+  test('a row the table cannot parse is permanent (dead-lettered); a refusal of our setup is retried for an operator to fix', async () => {
+    const failure = async (t: ReturnType<typeof target>) => {
+      const client = connect(t);
+      const delivery = new ClickHouseDelivery(client, t);
+      try {
+        const err = await delivery.deliver([record(4, { path: '/x' })]).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof Error, `${t.table}: the insert is refused`);
+        return { kind: delivery.classify(err), message: err.message };
+      } finally {
+        await client.close();
+      }
+    };
+    // A value of the wrong type: only this record is bad.
+    await ch.query('CREATE TABLE couchlog.typed AS couchlog.http_logs');
+    await ch.query('ALTER TABLE couchlog.typed MODIFY COLUMN path UInt32');
+    const typed = await failure(target(ch.url, 'typed'));
+    assert.equal(typed.kind, 'permanent', typed.message);
+    // Setup problems: every record would be refused the same way, so none is thrown away.
     await ch.query('CREATE TABLE couchlog.narrow (id String) ENGINE = MergeTree() ORDER BY id');
-    const client = connect(target(ch.url, 'narrow'));
-    const delivery = new ClickHouseDelivery(client, target(ch.url, 'narrow'));
-    try {
-      const err = await delivery.deliver([record(4)]).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      assert.ok(err instanceof Error, 'the insert is refused: the table has none of the other columns');
-      assert.equal(delivery.classify(err), 'permanent', (err as Error).message);
-      assert.equal((await ch.query('SELECT count() FROM couchlog.narrow')).trim(), '0', 'nothing half-written');
-    } finally {
-      await client.close();
+    for (const [what, t] of [
+      ['a table without the columns (not migrated)', target(ch.url, 'narrow')],
+      ['a missing table', target(ch.url, 'missing_table')],
+      ['a wrong password', { ...target(ch.url, 'http_logs'), password: 'rotated' }],
+      ['a missing database', { ...target(ch.url, 'http_logs'), database: 'nodb' }],
+    ] as const) {
+      const f = await failure(t);
+      assert.equal(f.kind, 'config', `${what}: ${f.message}`);
     }
+    assert.equal((await ch.query('SELECT count() FROM couchlog.narrow')).trim(), '0', 'nothing half-written');
+    assert.equal((await ch.query('SELECT count() FROM couchlog.typed')).trim(), '0', 'nothing half-written');
     const nowhere = `http://127.0.0.1:${await freePort()}`;
     const down = connect(target(nowhere, 'http_logs'));
     const downDelivery = new ClickHouseDelivery(down, target(nowhere, 'http_logs'));

@@ -156,6 +156,23 @@ describe('--truncate', () => {
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
   });
 
+  test("an account that may not write (the reader's) fails the run: no line rejected, the file left as it was", async () => {
+    const file = join(dir, 'wrong-account.log');
+    const text = `${Array.from({ length: 50 }, (_, i) => JSON.stringify({ i })).join('\n')}\n`;
+    writeFileSync(file, text);
+    const rejects = join(dir, 'rejects-wrong-account.ndjson');
+    const { user, password } = stack.config.users.reader;
+    const url = new URL(`${stack.url}/log_rejects`);
+    url.username = user;
+    url.password = password ?? '';
+    const r = await ship(['--url', url.href, '--truncate', '--reject-file', rejects, file]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /refused the request, not a line: 403 forbidden AUTH_ROLE_FORBIDDEN/);
+    assert.ok(!r.stderr.includes(password ?? '\u0000'), 'the password is not printed');
+    assert.equal(readFileSync(file, 'utf8'), text, 'nothing truncated');
+    assert.ok(!existsSync(rejects), 'nothing set aside');
+  });
+
   test('--strict: a line that does not match fails the run (exit 1) and the file is left as it was', async () => {
     const file = join(dir, 'strict.log');
     const text = `${banLine(1)}\n${banLine(2)}\nnot a fail2ban line\n${banLine(3)}\n`;

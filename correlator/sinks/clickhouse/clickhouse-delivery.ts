@@ -1,6 +1,7 @@
 // Correlated records into ClickHouse over its HTTP interface. Which
 // failures are worth retrying is decided here: the server being down, slow
-// or overloaded is; a refused schema or value is not (dead-letter).
+// or overloaded is, and so is a refusal of our setup (account, table), for
+// an operator to fix; a refused value is not (dead-letter).
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
@@ -16,16 +17,26 @@ export interface ClickHouseTarget {
 }
 
 /**
- * ClickHouse error codes that retrying cannot fix: unparsable or mistyped
- * values, missing columns, tables or databases, syntax, access.
- * (6 CANNOT_PARSE_TEXT, 16 NO_SUCH_COLUMN_IN_TABLE, 26/27 CANNOT_PARSE_*,
- * 38 CANNOT_PARSE_DATE, 41 CANNOT_PARSE_DATETIME, 53 TYPE_MISMATCH,
- * 60 UNKNOWN_TABLE, 62 SYNTAX_ERROR, 69 ARGUMENT_OUT_OF_BOUND,
- * 70 CANNOT_CONVERT_TYPE, 72 CANNOT_PARSE_NUMBER, 81 UNKNOWN_DATABASE,
- * 117 INCORRECT_DATA, 130 CANNOT_READ_ARRAY_FROM_TEXT, 131 TOO_LARGE_STRING_SIZE,
- * 192/193/194/195 user and password errors, 497 ACCESS_DENIED.)
+ * ClickHouse error codes about the rows themselves: unparsable or mistyped
+ * values. Retrying cannot fix them; the record is dead-lettered.
+ * (6 CANNOT_PARSE_TEXT, 26/27 CANNOT_PARSE_*, 38 CANNOT_PARSE_DATE,
+ * 41 CANNOT_PARSE_DATETIME, 53 TYPE_MISMATCH, 69 ARGUMENT_OUT_OF_BOUND,
+ * 70 CANNOT_CONVERT_TYPE, 72 CANNOT_PARSE_NUMBER, 117 INCORRECT_DATA,
+ * 130 CANNOT_READ_ARRAY_FROM_TEXT, 131 TOO_LARGE_STRING_SIZE.)
  */
-const PERMANENT_CODES = new Set([6, 16, 26, 27, 38, 41, 53, 60, 62, 69, 70, 72, 81, 117, 130, 131, 192, 193, 194, 195, 497]);
+const ROW_CODES = new Set([6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 130, 131]);
+
+/**
+ * Codes about our setup: the table, the database, a column, the
+ * statement, the account. Every record would fail the same way, so they
+ * are retried (loudly) until an operator fixes it, never dead-lettered: a
+ * rotated password or a table being migrated must not cost the records.
+ * (16 NO_SUCH_COLUMN_IN_TABLE, 60 UNKNOWN_TABLE, 62 SYNTAX_ERROR,
+ * 81 UNKNOWN_DATABASE, 164 READONLY, 192–195 unknown user, wrong
+ * password, required password, 291 DATABASE_ACCESS_DENIED,
+ * 497 ACCESS_DENIED, 516 AUTHENTICATION_FAILED.)
+ */
+const SETUP_CODES = new Set([16, 60, 62, 81, 164, 192, 193, 194, 195, 291, 497, 516]);
 
 /** The server's error code: a property on recent servers, only in the text on 18.16. */
 export function clickhouseErrorCode(err: unknown): number | null {
@@ -68,7 +79,12 @@ export class ClickHouseDelivery implements Delivery {
 
   classify(err: unknown): FailureKind {
     const code = clickhouseErrorCode(err);
-    return code !== null && PERMANENT_CODES.has(code) ? 'permanent' : 'retry';
+    if (code === null) return 'retry';
+    // Every row carries the same columns: a field the table does not know is
+    // a table that was not migrated (couchlog setup), not a bad record.
+    if (code === 117 && /Unknown field/i.test((err as Error).message ?? '')) return 'config';
+    if (ROW_CODES.has(code)) return 'permanent';
+    return SETUP_CODES.has(code) ? 'config' : 'retry';
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@
 // correction is the same `id` with a higher `revision`, a deleted
 // provisional record an event with `deleted: true` (search with
 // `| dedup id sortby -revision` and drop the deleted ones).
-import { HecSender, RefusedError, type HecSenderOptions } from '../../../lib/hec/hec-sender.js';
+import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } from '../../../lib/hec/hec-sender.js';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
 
@@ -45,7 +45,12 @@ export class HecDelivery implements Delivery {
   }
 
   classify(err: unknown): FailureKind {
-    return err instanceof RefusedError ? 'permanent' : 'retry';
+    if (err instanceof RefusedError) return 'permanent';
+    return err instanceof RetryableSendError && err.operatorMustFix ? 'config' : 'retry';
+  }
+
+  retryAfterMs(err: unknown): number | null {
+    return err instanceof RetryableSendError ? err.retryAfterMs : null;
   }
 
   async close(): Promise<void> {

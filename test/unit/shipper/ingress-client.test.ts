@@ -44,7 +44,29 @@ describe('ingress answers', () => {
     });
     assert.equal(classify(503, '{"error":"service_unavailable"}', 5000, ids).kind, 'retry');
     assert.equal(classify(502, '<html>bad gateway</html>', null, ids).kind, 'retry');
-    for (const s of [400, 403, 413]) assert.equal(classify(s, '{"error":"forbidden","reason":"x"}', null, ids).kind, 'refused');
+    // A document's fault: refused (the batch is halved to find it).
+    for (const code of ['INGRESS_RESERVED_ID', 'INGRESS_DOC_HAS_REV', 'INGRESS_SPECIAL_FIELD', 'INGRESS_TOO_DEEP', 'COUCHDB_FORBIDDEN']) {
+      const status = code === 'INGRESS_SPECIAL_FIELD' || code === 'INGRESS_TOO_DEEP' ? 400 : 403;
+      assert.equal(classify(status, JSON.stringify({ error: 'forbidden', reason: 'x', code }), null, ids).kind, 'refused', code);
+    }
+    assert.equal(classify(413, '{"error":"too_large","reason":"x","code":"INGRESS_BODY_TOO_LARGE"}', null, ids).kind, 'refused');
+    assert.equal(classify(400, '{"error":"bad_request","reason":"x"}', null, ids).kind, 'refused', 'no code: a 400 is taken as a document');
+    // The request's, token's or account's fault: every line would be refused alike, so the run stops (nothing rejected, nothing truncated).
+    for (const code of [
+      'INGRESS_TOKEN_APP',
+      'INGRESS_APP_LIMIT',
+      'INGRESS_RESERVED_APP',
+      'AUTH_ROLE_FORBIDDEN',
+      'AUTH_ADMIN_ONLY',
+      'INGRESS_NEW_EDITS',
+      'INGRESS_BAD_BULK',
+    ]) {
+      const status = code === 'INGRESS_BAD_BULK' ? 400 : 403;
+      const answer = classify(status, JSON.stringify({ error: 'forbidden', reason: 'x', code }), null, ids);
+      assert.equal(answer.kind, 'fatal', code);
+      assert.match((answer as { reason: string }).reason, new RegExp(`refused the request, not a line: ${status} \\w+ ${code}`));
+    }
+    assert.equal(classify(403, '{"error":"forbidden","reason":"x"}', null, ids).kind, 'fatal', "no code: a 403 is taken as the account's");
     assert.match(
       (classify(401, '{"error":"unauthorized","reason":"Name or password is incorrect."}', null, ids) as { reason: string }).reason,
       /refused the credentials/,

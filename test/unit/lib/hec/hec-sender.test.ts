@@ -1,0 +1,94 @@
+// What each answer of a HEC target means for the events: only a refusal of
+// the data (400 with a data code, 413) throws them away (RefusedError); a
+// busy or down target is retried; anything that is not HEC's answer (a
+// redirect, a 404 page, a proxy's 200 page, a token refusal) is retried and
+// flagged for the operator, never counted as delivered nor dead-lettered.
+// The target is a real HTTP server answering as scripted.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HecSender, RefusedError, RetryableSendError } from '../../../../lib/hec/hec-sender.js';
+
+interface Scripted {
+  status: number;
+  body: string;
+  headers?: Record<string, string>;
+}
+let next: Scripted = { status: 200, body: '{"text":"Success","code":0}' };
+let server: Server;
+let url: string;
+
+before(async () => {
+  server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(next.status, { 'content-type': 'application/json', ...next.headers });
+      res.end(next.body);
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(async () => {
+  await new Promise<void>((ok) => server.close(() => ok()));
+});
+
+async function outcome(answer: Scripted): Promise<'delivered' | RefusedError | RetryableSendError> {
+  next = answer;
+  const sender = new HecSender({ url, token: 't', gzip: false, verifyTls: true, timeoutMs: 5000, ack: 'off', ackTimeoutMs: 1000, ackPollMs: 10 });
+  try {
+    await sender.send(['{"event":{"n":1}}']);
+    return 'delivered';
+  } catch (err) {
+    assert.ok(err instanceof RefusedError || err instanceof RetryableSendError, String(err));
+    return err;
+  } finally {
+    await sender.close();
+  }
+}
+
+test("HEC's success is delivered", async () => {
+  assert.equal(await outcome({ status: 200, body: '{"text":"Success","code":0}' }), 'delivered');
+});
+
+test('a refusal of the data throws the events away (to be narrowed down and dead-lettered)', async () => {
+  for (const code of [5, 6, 7, 12, 13, 15]) {
+    const r = await outcome({ status: 400, body: JSON.stringify({ text: 'refused', code, 'invalid-event-number': 0 }) });
+    assert.ok(r instanceof RefusedError, `code ${code}`);
+    assert.equal(r.hecCode, code);
+  }
+  assert.ok((await outcome({ status: 413, body: '{"text":"Content too large","code":27}' })) instanceof RefusedError);
+});
+
+test('a busy or failing target is retried, as long as it asks', async () => {
+  const busy = await outcome({ status: 503, body: '{"text":"Server is busy","code":9}', headers: { 'retry-after': '7' } });
+  assert.ok(busy instanceof RetryableSendError);
+  assert.equal(busy.retryAfterMs, 7000);
+  assert.equal(busy.operatorMustFix, false);
+  for (const status of [500, 502, 429, 408]) {
+    const r = await outcome({ status, body: '<html>busy</html>' });
+    assert.ok(r instanceof RetryableSendError && !r.operatorMustFix, String(status));
+  }
+});
+
+test('anything that is not HEC answering about the data keeps the events and asks the operator', async () => {
+  const cases: Scripted[] = [
+    { status: 200, body: '<html>maintenance</html>' },
+    { status: 200, body: '{"ok":true}' },
+    { status: 200, body: '{"text":"Success","code":3}' },
+    { status: 301, body: '', headers: { location: 'https://elsewhere.example/services/collector/event' } },
+    { status: 404, body: '<html>not found</html>' },
+    { status: 405, body: '' },
+    { status: 407, body: '' },
+    { status: 400, body: '<html>bad request</html>' },
+    { status: 400, body: '{"text":"Invalid token","code":4}' },
+    { status: 401, body: '{"text":"Token is required","code":2}' },
+    { status: 403, body: '{"text":"Invalid token","code":4}' },
+  ];
+  for (const c of cases) {
+    const r = await outcome(c);
+    assert.ok(r instanceof RetryableSendError, `${c.status} ${c.body}: ${String(r)}`);
+    assert.equal(r.operatorMustFix, true, `${c.status} ${c.body}`);
+  }
+});
