@@ -105,6 +105,22 @@ export class CorrelatorMetrics {
     labelNames: ['side'] as const,
     registers: this.r,
   });
+  readonly feedFailures = new Counter({
+    name: 'couchlog_correlator_feed_failures_total',
+    help: 'Failed _changes reads, per side (retried with backoff)',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly lookupFailures = new Counter({
+    name: 'couchlog_correlator_lookup_failures_total',
+    help: 'Failed connection lookups (retried with backoff; the connections wait undecided)',
+    registers: this.r,
+  });
+  readonly checkpointFailures = new Counter({
+    name: 'couchlog_correlator_checkpoint_save_failures_total',
+    help: 'Checkpoints that could not be saved (a later one is taken and tried)',
+    registers: this.r,
+  });
   readonly sinkWrites = new Counter({
     name: 'couchlog_correlator_sink_writes_total',
     help: 'Records acknowledged by a sink',

@@ -35,6 +35,13 @@ export interface PipelineOptions {
   checkpointIntervalMs: number;
   /** How long shutdown waits for sinks to drain before saving what is acknowledged. */
   drainTimeoutMs: number;
+  /**
+   * The sink whose records lookups read back (the CouchDB sink: log_correlated),
+   * or null when none. Only it must have acknowledged everything before a
+   * lookup: the others get the same records in the same order per id later,
+   * and a checkpoint still waits for all of them.
+   */
+  lookupSink: string | null;
 }
 
 export interface FeedStatus {
@@ -78,6 +85,9 @@ const LATE_HOLD_MAX = 10_000;
 export class CorrelatorPipeline {
   private readonly feeds: Record<Side, FeedState>;
   private stopping = false;
+  /** Resolves when stop() is called: every wait of the loop ends on it, so shutdown never waits on a backoff or a failing sink. */
+  private readonly stopSignal: Promise<void>;
+  private signalStop: () => void = () => {};
   private loop: Promise<void> | null = null;
   engine: CorrelationEngine;
   /** A checkpoint taken, waiting for the outputs before it to be acknowledged. */
@@ -126,6 +136,12 @@ export class CorrelatorPipeline {
     });
     this.feeds = { A: state('A'), B: state('B') };
     this.engine = new CorrelationEngine(engineConfig);
+    this.stopSignal = new Promise((resolve) => (this.signalStop = resolve));
+  }
+
+  /** Waits ms, or less if stop() is called meanwhile. */
+  private async pause(ms: number): Promise<void> {
+    await Promise.race([sleep(ms), this.stopSignal]);
   }
 
   async start(): Promise<void> {
@@ -182,11 +198,11 @@ export class CorrelatorPipeline {
   private async run(): Promise<void> {
     while (!this.stopping) {
       if (this.fanout.full || this.paused) {
-        await sleep(20);
+        await this.pause(20);
       } else {
         const side = this.pickFeed();
         if (side === null) {
-          await sleep(this.opts.pollIntervalMs);
+          await this.pause(this.opts.pollIntervalMs);
           this.feeds.A.caughtUp = this.feeds.B.caughtUp = false;
         } else {
           await this.pollOnce(this.feeds[side]);
@@ -210,7 +226,7 @@ export class CorrelatorPipeline {
     const result = await f.reader.take(f.cursor.since);
     if ('error' in result) {
       this.feedFailed(f, result.error);
-      await sleep(f.backoffMs);
+      await this.pause(f.backoffMs);
       f.backoffMs = Math.min(f.backoffMs * 2, 30_000);
       return;
     }
@@ -239,15 +255,17 @@ export class CorrelatorPipeline {
   /**
    * Sends what the engine decided, then answers its lookups (late events
    * whose partners left memory) and sends what it decides with them. The
-   * sinks are drained before a lookup reads log_correlated, so it sees
-   * every record already emitted.
+   * sink lookups read (log_correlated) is drained before a lookup, so it
+   * sees every record already emitted; no other sink is waited for (a
+   * ClickHouse that is down must not stop the CouchDB output).
    */
   private async decide(): Promise<void> {
     this.fanout.write(this.engine.drain(this.clock(), this.settleLate()));
     for (let round = 0; round < 3; round++) {
       const requests = this.engine.lookups();
       if (requests.length === 0) return;
-      await this.fanout.settled();
+      // Stopping while that sink fails: the connections stay undecided in the checkpoint, decided after the restart.
+      if (!(await this.lookupSinkSettled())) return;
       const end = this.metrics.lookupSeconds.startTimer();
       const answers = await this.lookupWithRetry(requests);
       end();
@@ -256,6 +274,14 @@ export class CorrelatorPipeline {
       for (const a of answers) this.engine.provide(a.request.key, a.request.from, a.events, a.priors);
       this.fanout.write(this.engine.drain(this.clock()));
     }
+  }
+
+  /** Whether the sink lookups read has acknowledged everything written; false when stop() came first. */
+  private async lookupSinkSettled(): Promise<boolean> {
+    if (this.opts.lookupSink === null) return !this.stopping;
+    let settled = false;
+    await Promise.race([this.fanout.settled(this.opts.lookupSink).then(() => (settled = true)), this.stopSignal]);
+    return settled && !this.stopping;
   }
 
   /** Whether held connections with late events are decided now (see LATE_HOLD_MS). */
@@ -281,15 +307,18 @@ export class CorrelatorPipeline {
       } catch (err) {
         // The engine holds these connections until answered; nothing is decided without them.
         this.lookupFailingSince ??= this.clock();
+        this.metrics.lookupFailures.inc();
         this.log.warn({ err: (err as Error).message, connections: requests.length }, 'connection lookup failed; retrying with backoff');
         if (this.stopping) return null;
-        await sleep(backoff);
+        await this.pause(backoff);
+        if (this.stopping) return null;
       }
     }
   }
 
   private feedFailed(f: FeedState, err: unknown): void {
     const message = (err as Error).message;
+    this.metrics.feedFailures.inc({ side: f.side });
     if (f.failingSince === null) this.log.warn({ side: f.side, db: f.feed.db, err: message }, 'feed read failed; retrying with backoff');
     f.failingSince ??= this.clock();
     f.lastError = message;
@@ -350,6 +379,7 @@ export class CorrelatorPipeline {
       this.pendingCheckpoint = null;
     } catch (err) {
       this.pendingCheckpoint = null;
+      this.metrics.checkpointFailures.inc();
       this.log.warn({ err: (err as Error).message }, 'checkpoint not saved; will retry');
     }
   }
@@ -369,6 +399,7 @@ export class CorrelatorPipeline {
   /** Stop reading, flush and drain the sinks (bounded), save the checkpoint. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.signalStop();
     await this.loop;
     for (const side of ['A', 'B'] as const) this.feeds[side].reader.clear();
     const sinks = Promise.all(this.fanout.sinks.map((s) => s.close()));

@@ -209,8 +209,8 @@ async function addSinks(sinks: Sink[], { config, http, writer, metrics, log, wit
       ),
     );
   }
-  if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path)));
-  if (out.stdout.enabled) sinks.push(new StdoutSink());
+  if (out.file.enabled) sinks.push(new FileSink(resolve(config.data_dir, out.file.path), metrics, log));
+  if (out.stdout.enabled) sinks.push(new StdoutSink(metrics, log));
 }
 
 export async function startCorrelator(config: Config, logger: Logger, opts: CorrelatorOptions): Promise<RunningCorrelator> {
@@ -251,7 +251,13 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     checkpoints,
     metrics,
     log,
-    { batchSize: c.inputs.batch_size, pollIntervalMs: c.inputs.poll_interval_ms, checkpointIntervalMs: c.checkpoint_interval_ms, drainTimeoutMs: 10_000 },
+    {
+      batchSize: c.inputs.batch_size,
+      pollIntervalMs: c.inputs.poll_interval_ms,
+      checkpointIntervalMs: c.checkpoint_interval_ms,
+      drainTimeoutMs: 10_000,
+      lookupSink: c.outputs.couchdb.enabled ? 'couchdb' : null,
+    },
     clock,
   );
   try {

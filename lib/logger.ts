@@ -74,13 +74,14 @@ const ROUTINE = /"level":(10|20|30),/;
  * prints its own short account of what started instead, and warnings and
  * errors (what failed and why) still show at once. JSON lines are never held.
  */
-export function createCliLogger(level: string, name: string, format: LogFormat, quietStartup = false): CliLogger {
-  const resolved = resolveLogFormat(format, process.stdout.isTTY === true);
+export function createCliLogger(level: string, name: string, format: LogFormat, quietStartup = false, fd: 1 | 2 = 1): CliLogger {
+  const isTTY = (fd === 1 ? process.stdout : process.stderr).isTTY === true;
+  const resolved = resolveLogFormat(format, isTTY);
   if (resolved === 'json' || !quietStartup) {
-    return { logger: createLogger(level, name, { format: resolved }), format: resolved, endStartup: () => {} };
+    return { logger: createLogger(level, name, { format: resolved, fd, isTTY }), format: resolved, endStartup: () => {} };
   }
-  const colour = process.stdout.isTTY === true && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
-  const target = prettyStream(1, colour);
+  const colour = isTTY && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
+  const target = prettyStream(fd, colour);
   let quiet = true;
   const gate = {
     write(line: string): void {

@@ -33,23 +33,26 @@ const program = new Command('couchlog')
 function context(quietStartup = false) {
   const opts = program.opts<{ config?: string; logFormat?: LogFormat }>();
   const { config } = loadConfig({ file: opts.config });
-  const cli = createCliLogger(config.log_level, 'couchlog', opts.logFormat ?? config.log_format, quietStartup);
-  return { config, logger: cli.logger, cli };
+  // With the correlator's stdout sink on, stdout carries its records only: log lines and the banner go to stderr.
+  const recordsOnStdout = config.correlator.enabled && config.correlator.outputs.stdout.enabled;
+  const cli = createCliLogger(config.log_level, 'couchlog', opts.logFormat ?? config.log_format, quietStartup, recordsOnStdout ? 2 : 1);
+  const say = recordsOnStdout ? process.stderr : process.stdout;
+  return { config, logger: cli.logger, cli, say };
 }
 
 program
   .command('up')
   .description('start everything: embedded CouchDB (unless couchdb.url is set), setup, ingress')
   .action(async () => {
-    const { config, logger, cli } = context(true);
+    const { config, logger, cli, say: out } = context(true);
     // On a terminal: a short account of what started (routine log lines are
     // held back meanwhile; warnings and errors show at once), then the banner.
-    const say = cli.format === 'pretty' ? (line: string) => process.stdout.write(`${line}\n`) : undefined;
+    const say = cli.format === 'pretty' ? (line: string) => out.write(`${line}\n`) : undefined;
     const running = await up(config, logger, say);
     // Before the banner: a Ctrl-C right after it must find the orderly shutdown ready.
     onShutdownSignal(logger, running.stop);
     onReopenSignal(logger, running.reopen);
-    process.stdout.write(running.banner);
+    out.write(running.banner);
     // Lines the correlator's first poll writes just after startup stay held
     // a moment, so the banner is what the terminal ends with.
     setTimeout(cli.endStartup, 500).unref();

@@ -1,16 +1,20 @@
 // Records a sink can never deliver (the server refuses them for good) go
 // to a JSON-lines file with the reason, so nothing is lost silently and
-// an operator can fix and replay them.
-import { appendFile, mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+// an operator can fix and replay them. A record counts as set aside once
+// its line is on disk, whole (LineAppender): a failed append leaves no
+// fragment for the retry to be glued to.
+import { LineAppender } from './file/line-appender.js';
 import type { SinkRecord } from './sink.js';
 
 export class DeadLetterFile {
-  constructor(readonly path: string) {}
+  private readonly file: LineAppender;
+
+  constructor(readonly path: string) {
+    this.file = new LineAppender(path, { mode: 0o600, sync: true });
+  }
 
   async add(sink: string, rec: SinkRecord, err: unknown): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true });
     const line = JSON.stringify({ sink, id: rec.id, reason: (err as Error).message ?? String(err), at: new Date().toISOString(), record: rec.record });
-    await appendFile(this.path, `${line}\n`, { mode: 0o600 });
+    await this.file.append(`${line}\n`);
   }
 }

@@ -8,24 +8,41 @@ export class FanOut {
   private nextWrite = 1;
   private readonly unacked = new Set<number>();
   private readonly running = new Set<Promise<void>>();
+  /** Per sink, its writes not yet acknowledged. */
+  private readonly runningIn = new Map<Sink, Set<Promise<void>>>();
 
-  constructor(readonly sinks: readonly Sink[]) {}
+  constructor(readonly sinks: readonly Sink[]) {
+    for (const s of sinks) this.runningIn.set(s, new Set());
+  }
 
   write(outputs: Output[]): void {
     if (outputs.length === 0 || this.sinks.length === 0) return;
     const seq = this.nextWrite++;
     this.unacked.add(seq);
     const records = outputs.map((o) => ({ id: o.id, record: o.record, version: o.version, deleted: o.kind === 'deleted' }));
-    const run = Promise.all(this.sinks.map((s) => s.write(records))).then(() => {
+    const run = Promise.all(
+      this.sinks.map((s) => {
+        const mine = this.runningIn.get(s)!;
+        const written = s.write(records).then(() => {
+          mine.delete(written);
+        });
+        mine.add(written);
+        return written;
+      }),
+    ).then(() => {
       this.unacked.delete(seq);
       this.running.delete(run);
     });
     this.running.add(run);
   }
 
-  /** Resolves once every batch written so far is acknowledged by every sink. */
-  async settled(): Promise<void> {
-    while (this.running.size > 0) await Promise.all([...this.running]);
+  /** Resolves once every batch written so far is acknowledged by every sink, or by the one named. */
+  async settled(sinkName?: string): Promise<void> {
+    if (sinkName === undefined) {
+      while (this.running.size > 0) await Promise.all([...this.running]);
+      return;
+    }
+    for (const [s, mine] of this.runningIn) if (s.name === sinkName) while (mine.size > 0) await Promise.all([...mine]);
   }
 
   /** The number of the latest batch written. */

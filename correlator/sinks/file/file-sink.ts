@@ -1,64 +1,119 @@
 // JSON lines appended to a file; SIGHUP reopens it, so logrotate can move
-// the file away and the next records go to a fresh one.
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { dirname } from 'node:path';
+// the file away and the next records go to a fresh one. What must stay true:
+//  - a record is acknowledged once its line is on disk (fdatasync), never
+//    before: the correlator saves checkpoints past acknowledged records;
+//  - lines go out in the order written (one writer loop), so a correction
+//    never lands before the line it corrects;
+//  - what is waiting goes out together, one write and one fdatasync (group
+//    commit), so syncing costs per burst, not per record;
+//  - a failure (disk full, file removed) leaves no fragment (LineAppender),
+//    is retried with backoff, logged and counted, and makes the sink full,
+//    so the feeds stop being read instead of memory growing.
+import type { Logger } from '../../../lib/logger.js';
+import { RetrySchedule } from '../../../lib/retry.js';
+import type { CorrelatorMetrics } from '../../metrics.js';
 import type { Sink, SinkRecord } from '../sink.js';
+import { LineAppender } from './line-appender.js';
+
+/** Records waiting beyond which the sink says it is full (the feeds pause). */
+const MAX_WAITING = 10_000;
+
+interface Waiting {
+  text: string;
+  count: number;
+  done: () => void;
+}
+
+export interface FileSinkOptions {
+  retryInitialMs: number;
+  retryMaxMs: number;
+}
 
 export class FileSink implements Sink {
   readonly name = 'file';
-  private stream: WriteStream;
-  private pending = 0;
   failingSince: number | null = null;
+  private readonly file: LineAppender;
+  private queue: Waiting[] = [];
+  private waitingRecords = 0;
+  /** The writer loop, while it runs. */
+  private writing: Promise<void> | null = null;
 
-  constructor(readonly path: string) {
-    this.stream = this.open();
-  }
-
-  private open(): WriteStream {
-    mkdirSync(dirname(this.path), { recursive: true });
-    const stream = createWriteStream(this.path, { flags: 'a', mode: 0o640 });
-    stream.on('error', () => {
-      this.failingSince ??= Date.now();
-    });
-    return stream;
+  constructor(
+    readonly path: string,
+    private readonly metrics: CorrelatorMetrics,
+    private readonly log: Logger,
+    private readonly o: FileSinkOptions = { retryInitialMs: 200, retryMaxMs: 10_000 },
+  ) {
+    this.file = new LineAppender(path, { mode: 0o640, sync: true });
   }
 
   get backlog(): number {
-    return this.pending;
+    return this.waitingRecords;
   }
 
   get full(): boolean {
-    return this.stream.writableNeedDrain;
+    return this.failingSince !== null || this.waitingRecords >= MAX_WAITING;
   }
 
   write(records: SinkRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
-    const text = records.map((r) => JSON.stringify({ id: r.id, ...r.record })).join('\n') + '\n';
-    this.pending += records.length;
-    return new Promise((resolve) => {
-      const attempt = (stream: WriteStream) =>
-        stream.write(text, (err) => {
-          if (err) {
-            // The file went away under us (disk full, removed): reopen and retry.
-            this.failingSince ??= Date.now();
-            setTimeout(() => attempt((this.stream = this.open())), 1000);
-            return;
-          }
-          this.failingSince = null;
-          this.pending -= records.length;
-          resolve();
-        });
-      attempt(this.stream);
+    let text = '';
+    for (const r of records) text += `${JSON.stringify({ id: r.id, ...r.record })}\n`;
+    return new Promise((done) => {
+      this.queue.push({ text, count: records.length, done });
+      this.waitingRecords += records.length;
+      this.kick();
     });
   }
 
+  /** Starts the writer loop unless it runs; a write that came as it ended starts it again. */
+  private kick(): void {
+    if (this.writing) return;
+    this.writing = this.writeAll().finally(() => {
+      this.writing = null;
+      if (this.queue.length > 0) this.kick();
+    });
+  }
+
+  private async writeAll(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      await this.appendWithRetry(batch.map((w) => w.text).join(''));
+      for (const w of batch) {
+        this.waitingRecords -= w.count;
+        w.done();
+        this.metrics.sinkWrites.inc({ sink: this.name }, w.count);
+      }
+      this.metrics.sinkBacklog.set({ sink: this.name }, this.waitingRecords);
+    }
+  }
+
+  private async appendWithRetry(text: string): Promise<void> {
+    const retry = new RetrySchedule({ baseMs: this.o.retryInitialMs, maxMs: this.o.retryMaxMs });
+    for (;;) {
+      try {
+        await this.file.append(text);
+        if (this.failingSince !== null) this.log.info({ sink: this.name, file: this.path }, 'sink recovered');
+        this.failingSince = null;
+        return;
+      } catch (err) {
+        this.failingSince ??= Date.now();
+        this.metrics.sinkFailures.inc({ sink: this.name, kind: 'retry' });
+        this.metrics.sinkRetries.inc({ sink: this.name });
+        const delay = retry.failed()!;
+        this.log.error({ sink: this.name, file: this.path, err: (err as Error).message, retryInMs: Math.round(delay) }, 'the file sink cannot write; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
   async reopen(): Promise<void> {
-    const old = this.stream;
-    this.stream = this.open();
-    await new Promise<void>((resolve) => old.end(resolve));
+    await this.file.reopen();
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.stream.end(resolve));
+    while (this.writing) await this.writing;
+    await this.file.close();
   }
 }

@@ -97,3 +97,29 @@ test('without sinks nothing is numbered and nothing waits', async () => {
   await fan.settled();
   assert.equal(fan.ackedThrough, 0);
 });
+
+test('settled(name) waits for that sink only: another that never acknowledges does not hold it', async () => {
+  const couch = new ManualSink('couchdb');
+  const down = new ManualSink('clickhouse');
+  const fan = new FanOut([couch, down]);
+  fan.write([out('r1')]);
+  fan.write([out('r2')]);
+  let settled = false;
+  const waiting = fan.settled('couchdb').then(() => (settled = true));
+  couch.waiting[0]!.ack();
+  await ticks();
+  assert.equal(settled, false, 'r2 is not acknowledged by couchdb yet');
+  couch.waiting[1]!.ack();
+  await waiting;
+  assert.equal(settled, true);
+  assert.equal(fan.ackedThrough, 0, 'a checkpoint still waits for every sink');
+  // A write after the wait began is waited for too, by a new call.
+  fan.write([out('r3')]);
+  let again = false;
+  const second = fan.settled('couchdb').then(() => (again = true));
+  await ticks();
+  assert.equal(again, false);
+  couch.waiting[2]!.ack();
+  await second;
+  await fan.settled('no-such-sink');
+});
