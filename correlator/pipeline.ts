@@ -132,7 +132,7 @@ export class CorrelatorPipeline {
       failingSince: null,
       lastError: null,
       backoffMs: opts.pollIntervalMs,
-      reader: new ReadAhead(feeds[side].feed, opts.batchSize, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full),
+      reader: new ReadAhead(feeds[side].feed, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full),
     });
     this.feeds = { A: state('A'), B: state('B') };
     this.engine = new CorrelationEngine(engineConfig);
@@ -247,7 +247,7 @@ export class CorrelatorPipeline {
     }
     f.cursor.endPage(page.lastSeq);
     f.pending = page.pending;
-    f.caughtUp = page.changes.length < this.opts.batchSize;
+    f.caughtUp = !page.full;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
     await this.decide();
   }

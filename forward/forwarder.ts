@@ -6,11 +6,18 @@
 // be sent twice are the pages in flight at the crash (at most `inflight` x
 // `max_events` documents): HEC has no idempotent ids. (couchlog's own HEC endpoint
 // does: events carry their `_id`, so a repeat into couchlog is stored once.)
-import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { inHalves, RetrySchedule } from '../lib/retry.js';
 import type { Logger } from '../lib/logger.js';
 import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } from '../lib/hec/hec-sender.js';
+import { LineAppender } from '../lib/line-appender.js';
+
+/** Pages read at a reduced page size before it is doubled again (see pageFailed). */
+const GROW_AFTER_PAGES = 8;
+
+/** How long stop() waits for the target to answer the page in flight. */
+const STOP_GRACE_MS = 5000;
 
 export interface ForwardMapping {
   /** Fixed HEC index, or null: the target token's default. */
@@ -60,6 +67,8 @@ export interface ForwarderStatus {
 interface Page {
   results: Change[];
   last_seq: unknown;
+  /** The limit it was asked with: a page that full means more may follow. */
+  limit: number;
 }
 
 interface Change {
@@ -126,6 +135,10 @@ export function envelopeText(doc: Record<string, unknown>, app: string, m: Forwa
 
 export class Forwarder {
   private readonly sender: HecSender;
+  private readonly deadLetters: LineAppender;
+  /** Documents per _changes page: max_events, halved while pages fail (see pageFailed). */
+  private pageLimit: number;
+  private pagesReadAtLimit = 0;
   private running = false;
   /** Sleeping waits (poll, backoff), woken by stop(). */
   private readonly wakers = new Set<() => void>();
@@ -138,6 +151,8 @@ export class Forwarder {
     this.name = o.name ?? o.app;
     this.inflight = Math.max(1, o.inflight ?? 2);
     this.sender = new HecSender(o.hec);
+    this.deadLetters = new LineAppender(o.deadLetterFile, { mode: 0o600, sync: true });
+    this.pageLimit = o.maxEvents;
     this.status = { app: o.app, since: readCheckpoint(o.checkpointFile), forwarded: 0, deadLettered: 0, retries: 0, lastError: null, caughtUpAt: null };
   }
 
@@ -147,12 +162,26 @@ export class Forwarder {
     this.loop = this.run();
   }
 
-  /** Finishes the page in flight (or gives up waiting on a retry), then stops. */
+  /**
+   * Finishes the page in flight (or gives up waiting on a retry), then
+   * stops. A target that has not answered within STOP_GRACE_MS is not
+   * waited for: the request is aborted and the page, unconfirmed, is sent
+   * again after the restart (nothing lost; it may arrive twice).
+   */
   async stop(): Promise<void> {
     this.running = false;
     for (const wake of [...this.wakers]) wake();
-    await this.loop;
+    const finished = await Promise.race([this.loop?.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), STOP_GRACE_MS).unref())]);
+    if (finished === false) {
+      this.o.logger.warn(
+        { app: this.o.app },
+        `forward: the target did not answer within ${STOP_GRACE_MS} ms of stopping; the page in flight is sent again after the restart`,
+      );
+      this.sender.abort();
+      await this.loop;
+    }
     await this.sender.close();
+    await this.deadLetters.close();
   }
 
   private async sleep(ms: number): Promise<void> {
@@ -174,13 +203,13 @@ export class Forwarder {
     // once; the checkpoint moves in feed order, to the last page delivered
     // with every page before it.
     let cursor = this.status.since;
-    let ahead: { since: string; page: Promise<Page> } | null = null;
+    let ahead: { since: string; limit: number; page: Promise<Page> } | null = null;
     const window: Array<{ seq: string; done: Promise<boolean> }> = [];
     const settle = async (): Promise<boolean> => {
       const oldest = window.shift()!;
       if (!(await oldest.done)) return false; // stopped while retrying: that page is sent again next time
       if (oldest.seq !== this.status.since) {
-        writeCheckpoint(this.o.checkpointFile, oldest.seq);
+        if (!(await this.untilWritten('the checkpoint', () => writeCheckpoint(this.o.checkpointFile, oldest.seq)))) return false;
         this.status.since = oldest.seq;
       }
       return true;
@@ -188,22 +217,25 @@ export class Forwarder {
     loop: while (this.running) {
       let page: Page;
       try {
-        const mine: { since: string; page: Promise<Page> } | null = ahead;
+        const mine: { since: string; limit: number; page: Promise<Page> } | null = ahead;
         ahead = null;
-        page = mine !== null && mine.since === cursor ? await mine.page : await this.readPage(cursor);
+        page = mine !== null && mine.since === cursor && mine.limit === this.pageLimit ? await mine.page : await this.readPage(cursor, this.pageLimit);
         readRetry.succeeded();
       } catch (err) {
         this.status.lastError = (err as Error).message;
-        this.o.logger.warn({ app: this.o.app, err: (err as Error).message }, 'forward: reading _changes failed; retrying');
+        this.pageFailed();
+        this.o.logger.warn({ app: this.o.app, err: (err as Error).message, pageLimit: this.pageLimit }, 'forward: reading _changes failed; retrying');
         await this.sleep(readRetry.failed()!);
         continue;
       }
-      const full = page.results.length >= this.o.maxEvents;
+      const full = page.results.length >= page.limit;
       const seq = JSON.stringify(page.last_seq);
+      this.pageRead();
       if (full) {
-        const next = this.readPage(seq);
+        const limit = this.pageLimit;
+        const next = this.readPage(seq, limit);
         next.catch(() => {}); // read again if it failed
-        ahead = { since: seq, page: next };
+        ahead = { since: seq, limit, page: next };
       }
       const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
       const envelopes = docs.map((d) => envelopeText(d, this.o.app, this.o.mapping));
@@ -227,14 +259,49 @@ export class Forwarder {
     }
   }
 
-  private async readPage(checkpoint: string): Promise<Page> {
+  /**
+   * A page the server cannot answer (documents of several MB each: PouchDB
+   * Server fails with "Invalid string length", CouchDB may time out) is
+   * asked again at half the size, down to one document; every
+   * GROW_AFTER_PAGES pages read double it back towards max_events. A fixed
+   * page size left the forwarder retrying the same page for ever.
+   */
+  private pageFailed(): void {
+    this.pageLimit = Math.max(1, Math.floor(this.pageLimit / 2));
+    this.pagesReadAtLimit = 0;
+  }
+
+  private pageRead(): void {
+    if (this.pageLimit === this.o.maxEvents || ++this.pagesReadAtLimit < GROW_AFTER_PAGES) return;
+    this.pagesReadAtLimit = 0;
+    this.pageLimit = Math.min(this.o.maxEvents, this.pageLimit * 2);
+  }
+
+  /** A write to the local disk (checkpoint, dead letter) retried until it works or the forwarder stops; false: stopped first. */
+  private async untilWritten(what: string, write: () => void | Promise<void>): Promise<boolean> {
+    const retry = new RetrySchedule(this.o.backoff);
+    for (;;) {
+      try {
+        await write();
+        return true;
+      } catch (err) {
+        this.status.lastError = `${what}: ${(err as Error).message}`;
+        this.o.logger.error({ app: this.o.app, err: (err as Error).message }, `forward: ${what} cannot be written; retrying`);
+        if (!this.running) return false;
+        await this.sleep(retry.failed()!);
+        if (!this.running) return false;
+      }
+    }
+  }
+
+  private async readPage(checkpoint: string, limit: number): Promise<Page> {
     const since = checkpoint === '' ? '0' : (JSON.parse(checkpoint) as unknown);
     // seq_interval: CouchDB 3 encodes a sequence for the page's last change only (the checkpoint is last_seq).
     const q = new URLSearchParams({
       since: typeof since === 'string' ? since : String(since),
-      limit: String(this.o.maxEvents),
+      limit: String(limit),
       include_docs: 'true',
-      seq_interval: String(this.o.maxEvents),
+      seq_interval: String(limit),
     });
     const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}/_changes?${q}`, {
       headers: { accept: 'application/json', ...this.o.couchHeaders },
@@ -242,7 +309,7 @@ export class Forwarder {
     });
     const body = (await res.json()) as { results?: Change[]; last_seq?: unknown; reason?: string };
     if (res.status !== 200 || !Array.isArray(body.results)) throw new Error(`_changes of log_${this.o.app} answered ${res.status}: ${body.reason ?? ''}`);
-    return { results: body.results, last_seq: body.last_seq };
+    return { results: body.results, last_seq: body.last_seq, limit };
   }
 
   /** Sends a page in batches (count and bytes); false if stopped before HEC took all of it. */
@@ -273,8 +340,7 @@ export class Forwarder {
       } catch (err) {
         if (err instanceof RefusedError) {
           if (envelopes.length === 1) {
-            this.deadLetter(docs[0]!, envelopes[0]!, err.message);
-            return true;
+            return this.deadLetter(docs[0]!, envelopes[0]!, err.message);
           }
           return inHalves(
             envelopes.map((_, i) => i),
@@ -299,17 +365,16 @@ export class Forwarder {
     }
   }
 
-  private deadLetter(doc: Record<string, unknown>, envelope: string, reason: string): void {
-    mkdirSync(dirname(this.o.deadLetterFile), { recursive: true });
-    appendFileSync(
-      this.o.deadLetterFile,
-      `${JSON.stringify({ id: doc._id, reason, at: new Date().toISOString(), envelope: JSON.parse(envelope) as unknown })}\n`,
-    );
+  /** Set aside once its line is on disk; false: stopped before the file could be written (the page is sent again next time). */
+  private async deadLetter(doc: Record<string, unknown>, envelope: string, reason: string): Promise<boolean> {
+    const line = `${JSON.stringify({ id: doc._id, reason, at: new Date().toISOString(), envelope: JSON.parse(envelope) as unknown })}\n`;
+    if (!(await this.untilWritten('the dead-letter file', () => this.deadLetters.append(line)))) return false;
     this.status.deadLettered++;
     this.o.logger.error(
       { app: this.o.app, id: doc._id, reason, file: this.o.deadLetterFile },
       'forward: HEC refused an event; written to the dead-letter file',
     );
+    return true;
   }
 }
 

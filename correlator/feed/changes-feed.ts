@@ -17,6 +17,8 @@ export interface FeedChange extends Change {
 
 export interface FeedPage {
   changes: FeedChange[];
+  /** As many changes as asked for: more may follow at once (a short page: the feed is caught up). */
+  full: boolean;
   lastSeq: string;
   /** Changes still to read after this page, when the server says. */
   pending: number | null;
@@ -29,9 +31,21 @@ export function changesQuery(since: string, limit: number): URLSearchParams {
   return new URLSearchParams({ since, limit: String(limit), include_docs: 'true', feed: 'normal', seq_interval: String(limit) });
 }
 
+/** Pages read at a reduced size before it is doubled again (see ChangesFeed.failed). */
+const GROW_AFTER_PAGES = 8;
+
 export class ChangesFeed {
   readonly http: CouchHttp;
   readonly headers: Record<string, string>;
+  /**
+   * The page size asked for: `limit`, halved (down to 1) after each failed
+   * read and doubled back every GROW_AFTER_PAGES pages read. A page the
+   * server cannot answer (documents of several MB each: PouchDB Server
+   * fails with "Invalid string length") would otherwise be asked again, the
+   * same, for ever, and the correlator would stop there.
+   */
+  private pageLimit: number;
+  private readAtLimit = 0;
 
   constructor(
     http: CouchHttp,
@@ -41,6 +55,18 @@ export class ChangesFeed {
   ) {
     this.http = http;
     this.headers = headers;
+    this.pageLimit = limit;
+  }
+
+  private failed(): void {
+    this.pageLimit = Math.max(1, Math.floor(this.pageLimit / 2));
+    this.readAtLimit = 0;
+  }
+
+  private read(): void {
+    if (this.pageLimit === this.limit || ++this.readAtLimit < GROW_AFTER_PAGES) return;
+    this.readAtLimit = 0;
+    this.pageLimit = Math.min(this.limit, this.pageLimit * 2);
   }
 
   /** Documents of this feed's database by id. */
@@ -49,15 +75,27 @@ export class ChangesFeed {
   }
 
   async poll(since: string): Promise<FeedPage> {
-    const qs = changesQuery(since, this.limit);
-    const res = await this.http.request<{
-      results?: Array<{ seq: unknown; id: string; deleted?: boolean; doc?: Record<string, unknown> }>;
-      last_seq?: unknown;
-      pending?: number;
-    }>('GET', `/${encodeURIComponent(this.db)}/_changes?${qs}`, { headers: this.headers });
-    if (res.status !== 200) throw new Error(`_changes of ${this.db} answered ${res.status}: ${JSON.stringify(res.body)}`);
+    const limit = this.pageLimit;
+    const qs = changesQuery(since, limit);
+    let res;
+    try {
+      res = await this.http.request<{
+        results?: Array<{ seq: unknown; id: string; deleted?: boolean; doc?: Record<string, unknown> }>;
+        last_seq?: unknown;
+        pending?: number;
+      }>('GET', `/${encodeURIComponent(this.db)}/_changes?${qs}`, { headers: this.headers });
+    } catch (err) {
+      this.failed();
+      throw err;
+    }
+    if (res.status !== 200) {
+      if (res.status >= 500) this.failed();
+      throw new Error(`_changes of ${this.db} answered ${res.status} (${limit} a page): ${JSON.stringify(res.body)}`);
+    }
+    this.read();
     const results = res.body.results ?? [];
     return {
+      full: results.length >= limit,
       changes: results.map((r) => ({
         seq: r.seq === null || r.seq === undefined ? null : seqText(r.seq),
         id: r.id,

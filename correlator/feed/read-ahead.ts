@@ -37,7 +37,6 @@ export class ReadAhead {
 
   constructor(
     private readonly feed: PageSource,
-    private readonly pageSize: number,
     private readonly depth: number,
     /** Whether more may be asked for now. */
     private readonly allowed: () => boolean,
@@ -82,7 +81,7 @@ export class ReadAhead {
   }
 
   private continueAfter(page: FeedPage): void {
-    if (page.changes.length < this.pageSize) return;
+    if (!page.full) return;
     if (this.queue.length >= this.depth || !this.allowed()) {
       this.paused = page;
       return;

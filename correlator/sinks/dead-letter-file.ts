@@ -3,7 +3,7 @@
 // an operator can fix and replay them. A record counts as set aside once
 // its line is on disk, whole (LineAppender): a failed append leaves no
 // fragment for the retry to be glued to.
-import { LineAppender } from './file/line-appender.js';
+import { LineAppender } from '../../lib/line-appender.js';
 import type { SinkRecord } from './sink.js';
 
 export class DeadLetterFile {

@@ -67,8 +67,27 @@ interface HecAnswer {
   acks?: Record<string, boolean>;
 }
 
+/** HEC answers are a few dozen bytes; anything much longer is not one (and is not read into memory). */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/** The body as text, or null (the rest discarded) once it passes `limit` bytes. */
+async function readAtMost(body: Dispatcher.ResponseData['body'], limit: number): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      body.destroy();
+      return null;
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export class HecSender {
   readonly channel = randomUUID();
+  private readonly stopping = new AbortController();
   private readonly agent: Agent;
   private readonly eventUrl: URL;
   private readonly ackUrl: URL;
@@ -104,21 +123,34 @@ export class HecSender {
       headers['content-encoding'] = 'gzip';
     }
     let res: Dispatcher.ResponseData;
-    let text: string;
+    let text: string | null;
     try {
-      res = await request(url, { method: 'POST', headers, body: payload, dispatcher: this.agent });
-      text = await res.body.text();
+      // One deadline for the whole exchange: a target that trickles its answer a byte at a time
+      // (bodyTimeout is per chunk) must not hold a page, or a shutdown, for ever.
+      const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.o.timeoutMs)]);
+      res = await request(url, { method: 'POST', headers, body: payload, dispatcher: this.agent, signal });
+      text = await readAtMost(res.body, MAX_ANSWER_BYTES);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new RetryableSendError(`${url.host} unreachable: ${e.code ?? e.message}`);
+      const why = this.stopping.signal.aborted
+        ? 'stopping'
+        : e.name === 'TimeoutError'
+          ? `no whole answer within ${this.o.timeoutMs} ms`
+          : (e.code ?? e.message);
+      throw new RetryableSendError(`${url.host} unreachable: ${why}`);
     }
     let answer: HecAnswer | null = null;
     try {
-      answer = JSON.parse(text) as HecAnswer;
+      answer = text === null ? null : (JSON.parse(text) as HecAnswer);
     } catch {
       answer = null;
     }
     return { status: res.statusCode, headers: res.headers, answer };
+  }
+
+  /** Ends every request in flight and any later one at once (shutdown: what was not confirmed is sent again after the restart). */
+  abort(): void {
+    this.stopping.abort();
   }
 
   /** Sends envelopes (JSON texts); resolves once the target has them (acked when it acks). */
@@ -160,6 +192,7 @@ export class HecSender {
   }
 
   async close(): Promise<void> {
+    this.abort();
     await this.agent.close();
   }
 }

@@ -91,6 +91,24 @@ export function dashboardClient(cfg: DashboardConfig): void {
       super(message);
     }
   }
+  // Documents per _changes page. A page the server cannot answer (documents
+  // of several MB each: PouchDB Server fails with "Invalid string length")
+  // is asked again at half the size, down to one document, and the size
+  // grows back after pages read; a fixed size left the page broken for good.
+  var pageLimit = PAGE;
+  var readAtLimit = 0;
+  function pageFailed(err: unknown): boolean {
+    if (!(err instanceof HttpError) || err.status < 500 || pageLimit === 1) return false;
+    pageLimit = Math.max(1, Math.floor(pageLimit / 2));
+    readAtLimit = 0;
+    return true;
+  }
+  function pageRead(): void {
+    if (pageLimit === PAGE || ++readAtLimit < 8) return;
+    readAtLimit = 0;
+    pageLimit = Math.min(PAGE, pageLimit * 2);
+  }
+
   async function get(path: string, timeoutMs?: number): Promise<any> {
     var ctl = new AbortController();
     var timer = setTimeout(function () {
@@ -291,7 +309,15 @@ export function dashboardClient(cfg: DashboardConfig): void {
     var info = await get(dbPath);
     // doc_count includes the design documents: they are not logs.
     var ddocs = await get(dbPath + '/_all_docs?startkey=%22_design%2F%22&endkey=%22_design0%22');
-    var recent = await get(dbPath + '/_changes?descending=true&include_docs=true&limit=500');
+    var recent;
+    for (;;) {
+      try {
+        recent = await get(dbPath + '/_changes?descending=true&include_docs=true&limit=' + Math.min(500, pageLimit));
+        break;
+      } catch (err) {
+        if (!pageFailed(err)) throw err;
+      }
+    }
     if (gen !== state.generation) return;
     state.docCount = info.doc_count - ((ddocs && ddocs.rows) || []).length;
     state.perMinute = {};
@@ -394,10 +420,17 @@ export function dashboardClient(cfg: DashboardConfig): void {
       try {
         // Behind: read pages at once. Caught up: wait for the next change.
         var behind = recovering || (which === 'agg' && state.aggBehind > 0);
+        var limit = pageLimit;
         var url =
-          dbPath + '/_changes?include_docs=true&limit=' + PAGE + '&since=' + encodeURIComponent(String(since)) + (behind ? '' : '&feed=longpoll&timeout=25000');
+          dbPath +
+          '/_changes?include_docs=true&limit=' +
+          limit +
+          '&since=' +
+          encodeURIComponent(String(since)) +
+          (behind ? '' : '&feed=longpoll&timeout=25000');
         var res = await get(url, behind ? 60000 : 30000);
         if (gen !== state.generation) return;
+        pageRead();
         var results: Change[] = res.results || [];
         for (var i = 0; i < results.length; i++) {
           var ch = results[i]!;
@@ -408,7 +441,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
         if (which === 'head') state.headSince = res.last_seq;
         else {
           state.aggSince = res.last_seq;
-          state.aggBehind = results.length >= PAGE ? Math.max(1, typeof res.pending === 'number' ? res.pending : 1) : 0;
+          state.aggBehind = results.length >= limit ? Math.max(1, typeof res.pending === 'number' ? res.pending : 1) : 0;
           if (cfg.kind === 'fail2ban' && state.day !== today()) {
             // A new day: start again, with the new day's totals.
             void start();
@@ -430,6 +463,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
           return;
         }
         if ((err as Error).name === 'AbortError' && state.connected) continue; // the longpoll's time limit
+        if (pageFailed(err)) continue;
         state.connected = false;
         recovering = true;
         state.lastError = '(' + ((err as Error).message || String(err)) + ')';

@@ -13,7 +13,7 @@ import type { Logger } from '../../../lib/logger.js';
 import { RetrySchedule } from '../../../lib/retry.js';
 import type { CorrelatorMetrics } from '../../metrics.js';
 import type { Sink, SinkRecord } from '../sink.js';
-import { LineAppender } from './line-appender.js';
+import { LineAppender } from '../../../lib/line-appender.js';
 
 /** Records waiting beyond which the sink says it is full (the feeds pause). */
 const MAX_WAITING = 10_000;

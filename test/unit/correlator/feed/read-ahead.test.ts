@@ -28,7 +28,7 @@ class MemoryFeed implements PageSource {
     const to = Math.min(this.total, from + this.pageSize);
     const changes = [];
     for (let s = from + 1; s <= to; s++) changes.push({ seq: String(s), id: `doc-${s}`, deleted: false, doc: { n: s } });
-    return { changes, lastSeq: String(to), pending: this.total - to };
+    return { changes, full: changes.length === this.pageSize, lastSeq: String(to), pending: this.total - to };
   }
 }
 
@@ -45,7 +45,7 @@ async function page(r: ReadAhead, since: string): Promise<FeedPage> {
 describe('ReadAhead', () => {
   test('hands out consecutive pages and asks the next ones before they are taken', async () => {
     const feed = new MemoryFeed(50, 10);
-    const r = new ReadAhead(feed, 10, 2, () => true);
+    const r = new ReadAhead(feed, 2, () => true);
     const first = await page(r, '0');
     assert.deepEqual(
       first.changes.map((c) => c.seq),
@@ -73,7 +73,7 @@ describe('ReadAhead', () => {
 
   test('a take from elsewhere than the head drops what was asked ahead and asks afresh', async () => {
     const feed = new MemoryFeed(100, 10);
-    const r = new ReadAhead(feed, 10, 2, () => true);
+    const r = new ReadAhead(feed, 2, () => true);
     await page(r, '0');
     await settle();
     const p = await page(r, '55');
@@ -86,7 +86,7 @@ describe('ReadAhead', () => {
   test('nothing is asked ahead while not allowed; the chain resumes on the next take', async () => {
     const feed = new MemoryFeed(100, 10);
     let allowed = false;
-    const r = new ReadAhead(feed, 10, 2, () => allowed);
+    const r = new ReadAhead(feed, 2, () => allowed);
     const p1 = await page(r, '0');
     await settle();
     assert.deepEqual(feed.asked, ['0']);
@@ -99,7 +99,7 @@ describe('ReadAhead', () => {
 
   test('a failed request is a result, in turn; the next take asks again from the cursor', async () => {
     const feed = new MemoryFeed(100, 10);
-    const r = new ReadAhead(feed, 10, 2, () => true);
+    const r = new ReadAhead(feed, 2, () => true);
     const p1 = await page(r, '0');
     feed.failNext = true; // the page asked ahead (10) fails
     await settle();
@@ -112,7 +112,7 @@ describe('ReadAhead', () => {
 
   test('after clear(), answers still in flight do not continue the chain', async () => {
     const feed = new MemoryFeed(100, 10);
-    const r = new ReadAhead(feed, 10, 2, () => true);
+    const r = new ReadAhead(feed, 2, () => true);
     const pending = r.take('0');
     r.clear();
     await pending;

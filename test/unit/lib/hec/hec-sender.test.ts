@@ -14,6 +14,10 @@ interface Scripted {
   status: number;
   body: string;
   headers?: Record<string, string>;
+  /** Instead of body: this many bytes of spaces, in 64 KiB chunks. */
+  hugeBytes?: number;
+  /** Instead of body: a space every 100 ms, never ending. */
+  trickle?: boolean;
 }
 let next: Scripted = { status: 200, body: '{"text":"Success","code":0}' };
 let server: Server;
@@ -24,6 +28,24 @@ before(async () => {
     req.resume();
     req.on('end', () => {
       res.writeHead(next.status, { 'content-type': 'application/json', ...next.headers });
+      if (next.trickle) {
+        const timer = setInterval(() => res.write(' '), 100);
+        res.on('close', () => clearInterval(timer));
+        return;
+      }
+      if (next.hugeBytes !== undefined) {
+        let left = next.hugeBytes;
+        const chunk = Buffer.alloc(64 * 1024, 32);
+        const pump = () => {
+          while (left > 0) {
+            left -= chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+          res.end();
+        };
+        res.on('close', () => (left = 0));
+        return pump();
+      }
       res.end(next.body);
     });
   });
@@ -34,9 +56,12 @@ after(async () => {
   await new Promise<void>((ok) => server.close(() => ok()));
 });
 
+const senderFor = (timeoutMs = 5000) =>
+  new HecSender({ url, token: 't', gzip: false, verifyTls: true, timeoutMs, ack: 'off', ackTimeoutMs: 1000, ackPollMs: 10 });
+
 async function outcome(answer: Scripted): Promise<'delivered' | RefusedError | RetryableSendError> {
   next = answer;
-  const sender = new HecSender({ url, token: 't', gzip: false, verifyTls: true, timeoutMs: 5000, ack: 'off', ackTimeoutMs: 1000, ackPollMs: 10 });
+  const sender = senderFor();
   try {
     await sender.send(['{"event":{"n":1}}']);
     return 'delivered';
@@ -91,4 +116,37 @@ test('anything that is not HEC answering about the data keeps the events and ask
     assert.ok(r instanceof RetryableSendError, `${c.status} ${c.body}: ${String(r)}`);
     assert.equal(r.operatorMustFix, true, `${c.status} ${c.body}`);
   }
+});
+
+test('a huge answer is not read into memory: not HEC, kept for the operator', async () => {
+  const started = process.memoryUsage().rss;
+  const r = await outcome({ status: 200, body: '', hugeBytes: 256 * 1024 * 1024 });
+  assert.ok(r instanceof RetryableSendError && r.operatorMustFix, String(r));
+  assert.ok(process.memoryUsage().rss - started < 128 * 1024 * 1024, 'the answer was not buffered');
+});
+
+test('a target that trickles its answer forever: the request ends at its deadline', async () => {
+  next = { status: 200, body: '', trickle: true };
+  const sender = senderFor(800);
+  const started = Date.now();
+  try {
+    await assert.rejects(
+      sender.send(['{"event":1}']),
+      (err: unknown) => err instanceof RetryableSendError && /no whole answer within 800 ms/.test(err.message),
+    );
+    assert.ok(Date.now() - started < 3000, `${Date.now() - started} ms`);
+  } finally {
+    await sender.close();
+  }
+});
+
+test('abort() ends a request in flight at once (shutdown)', async () => {
+  next = { status: 200, body: '', trickle: true };
+  const sender = senderFor(60_000);
+  const started = Date.now();
+  const sending = sender.send(['{"event":1}']);
+  setTimeout(() => sender.abort(), 200);
+  await assert.rejects(sending, (err: unknown) => err instanceof RetryableSendError && /stopping/.test(err.message));
+  assert.ok(Date.now() - started < 2000);
+  await sender.close();
 });

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LineAppender } from '../../../../../correlator/sinks/file/line-appender.js';
+import { LineAppender } from '../../../lib/line-appender.js';
 
 let dir: string;
 before(() => {

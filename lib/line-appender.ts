@@ -1,5 +1,5 @@
-// Appends whole JSON lines to a file, for the file sink and the dead-letter
-// files. What must stay true:
+// Appends whole JSON lines to a file: the correlator's file sink, the
+// dead-letter files of the correlator and of the forwarder. What must stay true:
 //  - an append is all of its text or, to a reader, nothing: when a write
 //    fails half-way (disk full), the part already in the file is cut off
 //    again (or, if even that fails, ended by a newline before the next

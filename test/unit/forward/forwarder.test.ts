@@ -1,0 +1,149 @@
+// The forwarder against scripted servers: a CouchDB that cannot build pages
+// above a size (documents of several MB each) is read in smaller pages, so
+// forwarding gets past them; a dead-letter file that cannot be written is
+// retried, loudly, without ending the process or moving the checkpoint; a
+// target that never answers does not hold stop() beyond its grace.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Forwarder, type ForwarderOptions } from '../../../forward/forwarder.js';
+import { createLogger } from '../../../lib/logger.js';
+
+const TOTAL = 60;
+let maxPage = Infinity;
+const couchLimits: number[] = [];
+let hecMode: 'ok' | 'refuse' | 'hang' = 'ok';
+const received: number[] = [];
+let couch: Server;
+let hec: Server;
+let dir: string;
+
+const listen = async (s: Server) => {
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
+  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+};
+let couchUrl: string;
+let hecUrl: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'couchlog-forwarder-'));
+  couch = createServer((req, res) => {
+    const q = new URL(req.url!, 'http://x').searchParams;
+    const limit = Number(q.get('limit'));
+    const since = Number(q.get('since'));
+    couchLimits.push(limit);
+    res.setHeader('content-type', 'application/json');
+    if (limit > maxPage) {
+      res.statusCode = 500;
+      return res.end('{"error":"RangeError","reason":"Invalid string length"}');
+    }
+    const results = [];
+    for (let s = since + 1; s <= Math.min(TOTAL, since + limit); s++) results.push({ seq: s, id: `d${s}`, changes: [], doc: { _id: `d${s}`, n: s } });
+    res.end(JSON.stringify({ results, last_seq: since + results.length }));
+  });
+  hec = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      if (hecMode === 'hang') return; // never answers
+      res.setHeader('content-type', 'application/json');
+      if (hecMode === 'refuse') {
+        res.statusCode = 400;
+        return res.end('{"text":"Invalid data format","code":6,"invalid-event-number":0}');
+      }
+      for (const line of body.split('\n')) if (line) received.push((JSON.parse(line) as { event: { n: number } }).event.n);
+      res.end('{"text":"Success","code":0}');
+    });
+  });
+  couchUrl = await listen(couch);
+  hecUrl = await listen(hec);
+});
+after(async () => {
+  couch.closeAllConnections();
+  hec.closeAllConnections();
+  await new Promise<void>((ok) => couch.close(() => ok()));
+  await new Promise<void>((ok) => hec.close(() => ok()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function options(name: string, over: Partial<ForwarderOptions> = {}): ForwarderOptions {
+  return {
+    app: 'big',
+    couchUrl,
+    couchHeaders: {},
+    checkpointFile: join(dir, `${name}.checkpoint.json`),
+    deadLetterFile: join(dir, `${name}.dead-letter.ndjson`),
+    hec: { url: hecUrl, token: 't', gzip: false, verifyTls: true, timeoutMs: 60_000, ack: 'off', ackTimeoutMs: 1000, ackPollMs: 50 },
+    maxEvents: 16,
+    maxBytes: 1_000_000,
+    pollMs: 50,
+    backoff: { baseMs: 10, maxMs: 50 },
+    mapping: { index: null, indexField: null, source: null, sourcetype: '_json', sourcetypeField: null, hostField: null },
+    logger: createLogger('silent'),
+    ...over,
+  };
+}
+
+async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(20);
+  }
+}
+
+test('pages the server cannot build are read smaller: every event forwarded once, in order', async () => {
+  maxPage = 3;
+  hecMode = 'ok';
+  received.length = 0;
+  const f = new Forwarder(options('pages'));
+  f.start();
+  try {
+    await until('every event forwarded', () => received.length >= TOTAL);
+  } finally {
+    await f.stop();
+  }
+  assert.deepEqual(
+    received,
+    Array.from({ length: TOTAL }, (_, i) => i + 1),
+  );
+  assert.ok(Math.min(...couchLimits) <= 3, `limits asked: ${couchLimits.join(',')}`);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'pages.checkpoint.json'), 'utf8')).since, String(TOTAL));
+  maxPage = Infinity;
+});
+
+test('a dead-letter file that cannot be written: retried and reported, the process goes on, the checkpoint stays', async () => {
+  hecMode = 'refuse';
+  // A file where the dead-letter file's folder should be: every write fails.
+  writeFileSync(join(dir, 'blocked'), 'not a folder');
+  const f = new Forwarder(options('dead', { deadLetterFile: join(dir, 'blocked', 'dead.ndjson') }));
+  f.start();
+  try {
+    await until('the failure is reported', () => /dead-letter file: .*(ENOTDIR|EEXIST)/.test(f.status.lastError ?? ''));
+    await sleep(200);
+    assert.equal(f.status.deadLettered, 0);
+  } finally {
+    await f.stop();
+  }
+  assert.ok(!existsSync(join(dir, 'dead.checkpoint.json')), 'the checkpoint did not move past the events not set aside');
+  hecMode = 'ok';
+});
+
+test('a target that never answers does not hold stop() beyond its grace', async () => {
+  hecMode = 'hang';
+  const f = new Forwarder(options('hang'));
+  f.start();
+  await sleep(300);
+  const started = Date.now();
+  await f.stop();
+  const took = Date.now() - started;
+  assert.ok(took < 8000, `stop() took ${took} ms`);
+  assert.ok(!existsSync(join(dir, 'hang.checkpoint.json')), 'nothing confirmed, nothing checkpointed');
+  hecMode = 'ok';
+});
