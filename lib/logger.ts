@@ -24,6 +24,37 @@ export const REDACT_PATHS = [
   '*.password',
 ];
 
+/**
+ * Query parameters that carry a secret (Splunk's `?token=` for HEC
+ * clients that cannot set a header, and the usual suspects): their values
+ * never reach a log line, whether the request succeeded or not.
+ */
+const SECRET_PARAMS = new Set(['token', 'access_token', 'password', 'pass', 'passwd', 'secret', 'api_key', 'apikey', 'auth', 'authorization']);
+
+/** `url` for a log line: the value of every secret-bearing query parameter replaced (compared decoded, case-insensitive). */
+export function loggableUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const parts = url.slice(q + 1).split('&');
+  let changed = false;
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    const eq = part.indexOf('=');
+    const rawKey = eq < 0 ? part : part.slice(0, eq);
+    let key: string;
+    try {
+      key = decodeURIComponent(rawKey.replace(/\+/g, ' '));
+    } catch {
+      key = rawKey;
+    }
+    if (SECRET_PARAMS.has(key.trim().toLowerCase())) {
+      parts[i] = `${rawKey}=[redacted]`;
+      changed = true;
+    }
+  }
+  return changed ? `${url.slice(0, q)}?${parts.join('&')}` : url;
+}
+
 export function loggerOptions(level: string, name?: string): LoggerOptions {
   return {
     level,

@@ -7,7 +7,7 @@ import { couchUrl, dbName, requirePassword, type Config } from '../lib/config/lo
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { tooManyRequests, unavailable } from '../lib/errors.js';
-import { createLogger, type Logger } from '../lib/logger.js';
+import { createLogger, loggableUrl, type Logger } from '../lib/logger.js';
 import { adminClient } from '../lib/couch/admin-client.js';
 import { ensureAppDatabase } from '../setup/ensure-app-db.js';
 import { CredentialVerifier } from './auth/credential-verifier.js';
@@ -113,10 +113,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
     const ms = Math.round(reply.elapsedTime * 10) / 10;
     // The fields for machines (JSON lines), the message for people (pretty).
-    request.log.info(
-      { http: { method: request.method, url: request.url, status: reply.statusCode, ms, route } },
-      `${request.method} ${request.url} ${reply.statusCode} ${ms} ms`,
-    );
+    const url = loggableUrl(request.url);
+    request.log.info({ http: { method: request.method, url, status: reply.statusCode, ms, route } }, `${request.method} ${url} ${reply.statusCode} ${ms} ms`);
   });
 
   await app.register(healthRoutes, { http, metrics, verifier, publicMetrics: ingress.public_metrics });

@@ -94,6 +94,8 @@ export function tokenSecretKey(name: string): string {
  * else from <data_dir>/secrets.env. A token listed under several apps gets
  * the same secret everywhere (a different one in the file is refused).
  */
+const MIN_TOKEN_SECRET = 16;
+
 function fillTokenSecrets(config: Config, env: Env): void {
   const entries = Object.values(config.apps).flatMap((a) => a.tokens);
   if (entries.length === 0) return;
@@ -103,7 +105,12 @@ function fillTokenSecrets(config: Config, env: Env): void {
   for (const [app, settings] of Object.entries(config.apps)) {
     for (const token of settings.tokens) {
       const key = tokenSecretKey(token.name);
-      if (token.secret === null) token.secret = env[key] || stored[key] || null;
+      if (token.secret === null) {
+        token.secret = env[key] || stored[key] || null;
+        // The same rule as a secret in the file: a short token is a guessable one.
+        if (token.secret !== null && token.secret.length < MIN_TOKEN_SECRET)
+          problems.push(`apps.${app}.tokens: token "${token.name}": ${key} must be at least ${MIN_TOKEN_SECRET} characters`);
+      }
       if (known.has(token.name) && known.get(token.name) !== token.secret) {
         problems.push(`apps.${app}.tokens: token "${token.name}" has a different secret under another app`);
       }

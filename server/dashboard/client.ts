@@ -40,6 +40,12 @@ export function dashboardClient(cfg: DashboardConfig): void {
   };
   type Doc = Record<string, unknown> & { _id: string };
   type Change = { seq: unknown; id: string; deleted?: boolean; doc?: Doc };
+  // Counts keyed by logged values (machines, addresses, fingerprints): a
+  // plain {} would read "constructor" or "toString" as Object's own, and
+  // swallow "__proto__"; without a prototype every key is just a key.
+  function counts(): Record<string, number> {
+    return Object.create(null) as Record<string, number>;
+  }
 
   var state = {
     user: null as string | null,
@@ -48,10 +54,10 @@ export function dashboardClient(cfg: DashboardConfig): void {
     perMinute: {} as Record<number, { docs: number; correlated: number; orphans: number }>,
     // fail2ban: the day's bans per machine and per address.
     day: '',
-    machines: {} as Record<string, number>,
-    ips: {} as Record<string, number>,
+    machines: counts(),
+    ips: counts(),
     // correlated: fingerprints (all time).
-    ja4: {} as Record<string, number>,
+    ja4: counts(),
     headSince: null as unknown,
     // Minutes up to this one were only partly loaded (the newest 500 documents at load).
     partialUpTo: -1,
@@ -351,9 +357,9 @@ export function dashboardClient(cfg: DashboardConfig): void {
   /** The day's totals from the views; returns the index's update_seq. */
   async function loadAggregates(gen: number): Promise<unknown> {
     if (cfg.kind === 'plain') return null;
-    var machines: Record<string, number> = {};
-    var ips: Record<string, number> = {};
-    var ja4: Record<string, number> = {};
+    var machines = counts();
+    var ips = counts();
+    var ja4 = counts();
     var seq: unknown = null;
     var day = today();
     if (cfg.kind === 'fail2ban') {
@@ -368,8 +374,8 @@ export function dashboardClient(cfg: DashboardConfig): void {
       // Far behind: no use reading it all now (the caller waits for it).
       if (seqNumber(state.headSince) - seqNumber(first.update_seq) > CATCH_UP_LIMIT) return first.update_seq;
       for (var attempt = 0; ; attempt++) {
-        machines = {};
-        ips = {};
+        machines = counts();
+        ips = counts();
         var stale = attempt === 0 ? 'update_after' : 'ok';
         var all = await viewRows('attacks', { group_level: '1' }, stale);
         seq = all.update_seq;

@@ -3,7 +3,9 @@
 // - during shutdown every request gets the ingress's own 503 (code and
 //   Retry-After, like every other 503), not Fastify's bare one, and after
 //   a deadline the connections still open are closed;
-// - failed authentications are limited per client address (429);
+// - failed authentications are limited per client address (429), HEC
+//   tokens included;
+// - every answer says nosniff and DENY (framing);
 // - CORS only for the configured origins (PouchDB Server reflects any
 //   Origin with credentials allowed: its CORS headers never pass), and
 //   cookies set through the ingress get SameSite=Lax (Secure behind TLS).
@@ -34,11 +36,17 @@ export function hardenCookie(cookie: string, secure: boolean): string {
   return out;
 }
 
-/** Whether a request asks to be authenticated: credentials, or a login. */
+const isHec = (request: FastifyRequest) => (request.raw.url ?? '').startsWith('/services/collector');
+
+/** Whether a request asks to be authenticated: credentials, a login, or a HEC token (a token guessed is a password guessed). */
 function authenticates(request: FastifyRequest): boolean {
   if (request.method === 'POST' && (request.raw.url ?? '').split('?', 1)[0] === '/_session') return true;
-  return extractCredentials(request.headers) !== null;
+  if (extractCredentials(request.headers) !== null) return true;
+  return isHec(request) && /^\s*splunk\s/i.test(String(request.headers.authorization ?? ''));
 }
+
+/** A refused credential: 401, or HEC's 403 (its only one: "Invalid token"). */
+const authFailed = (request: FastifyRequest, status: number) => status === 401 || (status === 403 && isHec(request));
 
 async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<void> {
   let closing = false;
@@ -81,6 +89,11 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
     // closed after the answer, so the client stops sending and the socket
     // never waits on a body nobody reads.
     if (!request.raw.complete && !request.raw.readableEnded) reply.header('connection', 'close');
+    // Every answer, proxied ones included (Fauxton, _list HTML, documents a
+    // browser asks for): no guessing a type from content that writers chose,
+    // no framing (clickjacking); pages that set their own policy keep it.
+    if (reply.getHeader('x-content-type-options') === undefined) reply.header('x-content-type-options', 'nosniff');
+    if (reply.getHeader('x-frame-options') === undefined) reply.header('x-frame-options', 'DENY');
     for (const name of Object.keys(reply.getHeaders())) {
       if (name.toLowerCase().startsWith('access-control-')) reply.removeHeader(name);
     }
@@ -112,7 +125,7 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
       if (authenticates(request)) limiter.check(request.ip);
     });
     app.addHook('onResponse', async (request, reply) => {
-      if (reply.statusCode === 401 && authenticates(request)) limiter.fail(request.ip);
+      if (authFailed(request, reply.statusCode) && authenticates(request)) limiter.fail(request.ip);
     });
   }
 }

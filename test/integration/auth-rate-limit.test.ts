@@ -49,3 +49,19 @@ test('after max failures from an address: 429 with Retry-After, then the window 
   await new Promise((r) => setTimeout(r, retryAfter * 1000 + 100));
   assert.equal((await http(`${stack.url}/_all_dbs`, { headers: { authorization: stack.auth.admin } })).status, 200);
 });
+
+test('HEC tokens guessed are failed authentications too: limited per address like passwords', async () => {
+  // The window of the test before is over (it waited for it).
+  const guess = (i: number) =>
+    http(`${stack.url}/services/collector/event`, { method: 'POST', headers: { authorization: `Splunk guess-${i}` }, body: '{"event":{"a":1}}' });
+  const statuses: number[] = [];
+  for (let i = 0; i < 4; i++) statuses.push((await guess(i)).status);
+  assert.deepEqual(statuses, [403, 403, 403, 403], 'Invalid token (code 4)');
+  const limited = await guess(99);
+  assert.equal(limited.status, 503, 'HEC says busy (code 9) with Retry-After, as HEC clients expect');
+  assert.equal(limited.json.code, 9);
+  assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+  // A password from that address waits too: it is the same guesser.
+  assert.equal((await http(`${stack.url}/_all_dbs`, { headers: { authorization: stack.auth.admin } })).status, 429);
+  await new Promise((r) => setTimeout(r, 3100));
+});

@@ -188,6 +188,35 @@ describe('the live dashboard', () => {
     }
   });
 
+  test('values named like Object members (constructor, __proto__, toString) are counted like any other', async () => {
+    const context = await hb.browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    try {
+      await login(page, 'correlated');
+      const now = new Date().toISOString();
+      const names = ['constructor', 'constructor', 'constructor', 'constructor', '__proto__', '__proto__', 'toString'];
+      const docs = names.map((ja4, i) => ({ _id: `proto-${i}`, timestamp: now, received_at: now, src_ip: `192.0.2.${50 + i}`, correlated: true, ja4 }));
+      const res = await http(`${stack.couchUrl}/log_correlated/_bulk_docs`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, authorization: stack.auth.admin },
+        body: JSON.stringify({ docs }),
+      });
+      assert.equal(res.status, 201, res.text);
+      await expectText(page, '#ja4 tr:first-child td:first-child', 'constructor', 4000);
+      assert.equal(await textOf(page, '#ja4 tr:first-child td:nth-child(2)'), '4');
+      const rows = await page.$$eval('#ja4 tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(0, 2).map((td) => td.textContent)));
+      assert.deepEqual(
+        rows.filter((r) => r[0] === '__proto__' || r[0] === 'toString'),
+        [
+          ['__proto__', '2'],
+          ['toString', '1'],
+        ],
+      );
+    } finally {
+      await context.close();
+    }
+  });
+
   test('on a phone: the page fits the screen', async () => {
     const context = await hb.browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
     const page = await context.newPage();

@@ -27,6 +27,26 @@ function login(extra: Record<string, string> = {}) {
   });
 }
 
+test('every answer, proxied ones included, says nosniff and refuses framing', async () => {
+  const post = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"msg":"<html><script>alert(1)</script>"}' });
+  const id = post.json.id as string;
+  const reader = { authorization: stack.auth.reader };
+  const answers = [
+    post,
+    await http(`${stack.url}/log_appname/${id}`, { headers: { ...reader, accept: 'text/html,*/*' } }),
+    await http(`${stack.url}/log_appname/_design/logs/_list/html/by_time?limit=5`, { headers: reader }),
+    await http(`${stack.url}/_utils/`),
+    await http(`${stack.url}/nowhere/x`),
+  ];
+  for (const res of answers) {
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff', `${res.status} ${res.text.slice(0, 80)}`);
+    assert.equal(res.headers.get('x-frame-options'), 'DENY', `${res.status} ${res.text.slice(0, 80)}`);
+  }
+  // The dashboard keeps its own, stricter policy.
+  const page = await http(`${stack.url}/_couchlog/dashboard/appname`);
+  assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+});
+
 describe('defect 4: CORS and cookies', () => {
   test('CORS is off by default: no Access-Control-* on any answer, preflights included', async () => {
     const answers = [

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, resolveLogFormat } from '../../../lib/logger.js';
+import { createLogger, loggableUrl, resolveLogFormat } from '../../../lib/logger.js';
 import { loadConfig } from '../../../lib/config/load.js';
 
 function logTo(format: 'pretty' | 'json', isTTY: boolean, write: (log: ReturnType<typeof createLogger>) => void): string {
@@ -64,4 +64,15 @@ describe('log format', () => {
       rmSync(cwd, { recursive: true, force: true });
     }
   });
+});
+
+test('loggableUrl: secret-bearing query values are replaced, read decoded and case-insensitive; the rest is kept', () => {
+  assert.equal(loggableUrl('/services/collector/event?token=s3cr3t-value'), '/services/collector/event?token=[redacted]');
+  assert.equal(loggableUrl('/x?channel=abc&Token=s3cr3t&n=1'), '/x?channel=abc&Token=[redacted]&n=1');
+  assert.equal(loggableUrl('/x?%74oken=s3cr3t'), '/x?%74oken=[redacted]');
+  assert.equal(loggableUrl('/x?password=a&api_key=b&access_token=c'), '/x?password=[redacted]&api_key=[redacted]&access_token=[redacted]');
+  assert.equal(loggableUrl('/log_app/_design/logs/_view/by_time?key=1&limit=5'), '/log_app/_design/logs/_view/by_time?key=1&limit=5');
+  assert.equal(loggableUrl('/log_app'), '/log_app');
+  assert.equal(loggableUrl('/x?token'), '/x?token=[redacted]');
+  for (const url of ['/x?token=abc%zz', '/x?%zz=1&token=abc']) assert.ok(!loggableUrl(url).includes('abc'), url);
 });

@@ -203,6 +203,13 @@ describe('tokens', () => {
       (err: unknown) => err instanceof ConfigError && /COUCHLOG_TOKEN_VECTOR/.test(err.message),
     );
     assert.throws(() => load('apps:\n  web:\n    tokens: [{name: v, secret: short}]\n'), ConfigError);
+    // The same rule for a secret from the environment or secrets.env.
+    assert.throws(
+      () => load('apps:\n  web:\n    tokens: [{name: vector}]\n', { COUCHLOG_TOKEN_VECTOR: 'short' }),
+      (err: unknown) =>
+        err instanceof ConfigError && /COUCHLOG_TOKEN_VECTOR must be at least 16 characters/.test(err.message) && !err.message.includes('short"'),
+    );
+    assert.throws(() => load('apps:\n  web:\n    tokens: [{name: vector}]\n', {}, { COUCHLOG_TOKEN_VECTOR: '123456789012345' }), ConfigError);
     assert.throws(() => load('apps:\n  web:\n    tokens: [{name: Vector-1, secret: long-enough-secret-00}]\n'), ConfigError);
     const same = load('apps:\n  web:\n    tokens: [{name: a, secret: same-secret-000000000}, {name: b, secret: same-secret-000000000}]\n');
     assert.throws(() => tokenTable(same), ConfigError);
