@@ -328,14 +328,16 @@ export function reportLib(): ReportLib {
     return { columns: columns, rows: shown, caption: text, notes: notes, sort: sortCol >= 0 ? colNames[sortCol]! : '', order: order, max: max, reduced: reduced };
   }
   /**
-   * One CSV cell (RFC 4180 quoting). Logged text starting like a formula (=, +, -, @, tab, CR)
-   * would run as one in a spreadsheet (CSV injection): a leading ' keeps it text. Plain numbers
-   * and "-" stay.
+   * One CSV cell (RFC 4180 quoting). Logged text starting like a formula (=, +, -, @, tab, CR,
+   * LF; also after leading blanks or zero-width characters, which an import may trim, and in
+   * their full-width forms) would run as one in a spreadsheet (CSV injection): a leading '
+   * keeps it text. Plain numbers and "-" stay.
    */
   function csvCell(v: unknown): string {
     if (v === null || v === undefined) return '';
     var s = typeof v === 'object' ? JSON.stringify(v) : String(v);
-    if (typeof v !== 'number' && /^[=+\-@\t\r]/.test(s) && !/^[+-]?\d+(\.\d+)?$/.test(s) && s !== '-') s = "'" + s;
+    var formula = /^[\t\r\n]|^[\s\u200b-\u200d\u2060\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]/.test(s);
+    if (typeof v !== 'number' && formula && !/^[+-]?\d+(\.\d+)?$/.test(s) && s !== '-') s = "'" + s;
     return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   }
 

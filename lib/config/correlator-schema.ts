@@ -1,6 +1,7 @@
 // Configuration of the correlator and of ClickHouse, with their defaults.
 // Key names follow logcorrelator's (seed 000/001) wherever it has one.
 import { z } from 'zod';
+import { httpUrlWithoutCredentials } from './http-url.js';
 import { protection } from './protection.js';
 import { ipOrCidr } from './ip-or-cidr.js';
 
@@ -86,7 +87,7 @@ const splunkHecSink = z
   .object({
     enabled: z.boolean().default(false),
     /** The HEC base URL (https://splunk:8088) or its event URL. */
-    url: z.string().url().nullable().default(null),
+    url: z.string().superRefine(httpUrlWithoutCredentials('token (COUCHLOG_CORRELATOR_HEC_TOKEN)')).nullable().default(null),
     /** null: COUCHLOG_CORRELATOR_HEC_TOKEN from the environment, else <data_dir>/secrets.env. */
     token: z.string().min(1).nullable().default(null),
     /** null: the token's default index. */
@@ -222,7 +223,7 @@ export const clickhouseSchema = z
     /** false: no ClickHouse at all; the correlator's ClickHouse sink is off. */
     enabled: z.boolean().default(true),
     /** An external ClickHouse HTTP endpoint (http://clickhouse:8123). null: the embedded server, if installed. */
-    url: z.string().url().nullable().default(null),
+    url: z.string().superRefine(httpUrlWithoutCredentials('user and password (CLICKHOUSE_PASSWORD)')).nullable().default(null),
     user: z.string().min(1).default('default'),
     password: z.string().nullable().default(null),
     database: z

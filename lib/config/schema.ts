@@ -3,6 +3,7 @@
 // checks that the two agree key by key, both ways, so a key added here must
 // be documented there.
 import { z } from 'zod';
+import { httpUrlWithoutCredentials } from './http-url.js';
 import { REPORT_SET_NAMES } from './report-sets.js';
 import { proxyAddress } from './ip-or-cidr.js';
 import { clickhouseSchema, correlatorSchema } from './correlator-schema.js';
@@ -66,19 +67,7 @@ const appSchema = z.preprocess(
     .strict(),
 );
 
-function checkCouchUrl(value: string, ctx: z.RefinementCtx): void {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a URL: "${value}"` });
-    return;
-  }
-  if (!/^https?:$/.test(url.protocol)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must be an http:// or https:// URL' });
-  if (url.username || url.password) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must not contain credentials: use COUCHDB_USER / COUCHDB_PASSWORD' });
-  }
-}
+const checkCouchUrl = httpUrlWithoutCredentials('COUCHDB_USER / COUCHDB_PASSWORD');
 
 const groupCommit = z
   .object({
@@ -214,10 +203,7 @@ const forwarder = z
     /** Checkpoint and dead-letter files are named after it; its HEC token is COUCHLOG_FORWARD_TOKEN_<NAME>. */
     name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'lowercase letters, digits and "_", starting with a letter'),
     app: appName,
-    hec_url: z
-      .string()
-      .url()
-      .refine((u) => /^https?:/.test(u), 'must be an http:// or https:// URL'),
+    hec_url: z.string().superRefine(httpUrlWithoutCredentials('token (COUCHLOG_FORWARD_TOKEN_<NAME>)')),
     /** null: from COUCHLOG_FORWARD_TOKEN_<NAME> in the environment, else <data_dir>/secrets.env. */
     token: z.string().min(1).nullable().default(null),
     index: z.string().min(1).nullable().default(null),

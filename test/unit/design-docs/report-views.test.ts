@@ -216,9 +216,15 @@ describe('lists', () => {
       { key: ['-', 2017, 6, 11], value: 1 },
       { key: ['-12.5', 2017, 6, 11], value: 1 },
       { key: ['a=b', 2017, 6, 11], value: 1 },
+      { key: [' =1+1', 2017, 6, 11], value: 1 },
+      { key: ['\u200b=1+1', 2017, 6, 11], value: 1 },
+      { key: ['\uff1d1+1', 2017, 6, 11], value: 1 },
+      { key: ['\n=1+1', 2017, 6, 11], value: 1 },
     ];
-    const lines = runList(lists.csv!, rows, path, { sort: 'attacks', order: 'desc' }).body.split('\r\n');
-    const machines = lines.slice(1, 9).map((l) => l.slice(0, l.lastIndexOf(',', l.lastIndexOf(',') - 1)));
+    const lines = runList(lists.csv!, rows, path, { sort: 'attacks', order: 'desc' })
+      .body.slice('machine,date,attacks\r\n'.length)
+      .split(/\r\n(?=(?:[^"]*"[^"]*")*[^"]*$)/);
+    const machines = lines.filter((l) => l !== '').map((l) => l.slice(0, l.lastIndexOf(',', l.lastIndexOf(',') - 1)));
     assert.deepEqual(machines.sort(), [
       '"\'=HYPERLINK(""http://x"",""y"")"',
       "'+cmd|calc",
@@ -228,6 +234,10 @@ describe('lists', () => {
       '-',
       '-12.5',
       'a=b',
+      "' =1+1",
+      "'\u200b=1+1",
+      "'\uff1d1+1",
+      '"\'\n=1+1"',
     ].sort());
   });
 
