@@ -8,7 +8,7 @@
 // else in the data folder (`<data_dir>/rejects/log_<app>.ndjson`), never
 // in the current directory, which under cron is $HOME or /. The folder is
 // created on the first reject.
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 /** The reject file of a run without --reject-file: next to the state file, else in the data folder. */
@@ -32,6 +32,26 @@ export interface RejectEntry {
   doc?: string;
 }
 
+/**
+ * All of `buf` at the end of the file, or nothing: a short write is
+ * continued, and on a failure (disk full) the part written is cut off again
+ * before the error goes up (the run then fails, and --truncate removes
+ * nothing), so the next entry never lands glued to a fragment.
+ */
+function appendWhole(fd: number, buf: Buffer): void {
+  const size = fstatSync(fd).size;
+  try {
+    for (let done = 0; done < buf.length;) done += writeSync(fd, buf, done, buf.length - done);
+  } catch (err) {
+    try {
+      ftruncateSync(fd, size);
+    } catch {
+      // Nothing more to do: the error below fails the run.
+    }
+    throw err;
+  }
+}
+
 export class RejectFile {
   private fd: number | null = null;
   count = 0;
@@ -46,7 +66,7 @@ export class RejectFile {
     const { doc, ...rest } = entry;
     let json = JSON.stringify({ at: new Date().toISOString(), ...rest });
     if (doc !== undefined) json = `${json.slice(0, -1)},"doc":${doc}}`;
-    writeSync(this.fd, `${json}\n`);
+    appendWhole(this.fd, Buffer.from(`${json}\n`));
     this.count++;
   }
 

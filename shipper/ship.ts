@@ -17,6 +17,7 @@ import { planPath, realFs, type PlannedRead } from './rotation.js';
 import { fingerprintAt, loadState, saveState, type PathState, type StreamState } from './state-file.js';
 import { StreamRun, type ShipCounts, type SourceSummary } from './stream-run.js';
 import { removeAckedPrefix, type TruncateMethod } from './truncate.js';
+import { readGeneration, saveGeneration } from './truncate-generation.js';
 
 export type { ShipCounts, SourceSummary } from './stream-run.js';
 
@@ -121,9 +122,10 @@ async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFi
   }
   try {
     const size = (await fh.stat()).size;
+    const generation = o.truncate ? readGeneration(path) : 0;
     const summary = await new StreamRun(o, client, rejects, counts, result, {
       label: file,
-      key: sourceKey(o.sourceId ?? path, 0),
+      key: sourceKey(o.sourceId ?? path, generation),
       chunks: fh.createReadStream({ start: 0, end: Math.max(0, size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
       empty: size === 0,
       from: 0,
@@ -136,6 +138,7 @@ async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFi
       if (!summary.allDone) throw new Error('internal: lines left unaccounted without an error');
       rejects.sync();
       summary.source.truncated = await removeAckedPrefix(fh, summary.source.acked, o.truncate);
+      if (summary.source.acked > 0) saveGeneration(path, generation + 1);
       if (summary.source.truncated.fallbackReason && o.verbose) {
         o.report(`${file}: collapse-range not available (${summary.source.truncated.fallbackReason}): used copy-truncate, see docs/shipper.md`);
       }

@@ -61,10 +61,16 @@ export function loadState(file: string): ShipState {
 }
 
 export function saveState(file: string, state: ShipState): void {
+  writeFileDurably(file, `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/** Replaces `file` with `text` as one step that survives a crash: a temporary file, fsync, rename, fsync of the folder. */
+export function writeFileDurably(file: string, text: string): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
-    writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
+    const buf = Buffer.from(text);
+    for (let done = 0; done < buf.length;) done += writeSync(fd, buf, done, buf.length - done);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

@@ -17,7 +17,7 @@ import { allDocs, banLine, contentLines, ship } from '../helpers/shipper.js';
 let stack: Stack;
 let dir: string;
 before(async () => {
-  stack = await startStack({ yaml: { apps: { appended: {}, partial: {}, rejects: {}, copy: {}, strict: {} } } });
+  stack = await startStack({ yaml: { apps: { appended: {}, partial: {}, rejects: {}, copy: {}, strict: {}, repeated: {} } } });
   dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-truncate-'));
 });
 after(async () => {
@@ -154,6 +154,26 @@ describe('--truncate', () => {
     );
     assert.ok(entries.every((e) => e.source.endsWith('rejects.log') && typeof e.offset === 'number'));
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
+  });
+
+  test('a line repeated after a truncation, at the same offset, is a new document, not "already stored"', async () => {
+    const file = join(dir, 'repeated.log');
+    const line = JSON.stringify({ msg: 'backup job failed: disk full', host: 'db1' });
+    for (let run = 1; run <= 3; run++) {
+      writeFileSync(file, `${line}\n`, { flag: 'a' });
+      const r = await ship(['--url', `${stack.url}/log_repeated`, '--truncate', '-v', file]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /1 stored, 0 already stored/, `run ${run}: ${r.stderr}`);
+      assert.deepEqual(contentLines(readFileSync(file, 'utf8')), []);
+    }
+    assert.equal((await allDocs(stack, 'log_repeated')).length, 3, 'one document per run');
+    assert.equal(JSON.parse(readFileSync(`${file}.couchlog-ship.generation`, 'utf8')).generation, 3);
+    // A run that fails leaves the generation (and the file) as they were: its lines keep their ids.
+    writeFileSync(file, `${line}\n`, { flag: 'a' });
+    const failed = await ship(['--url', 'http://127.0.0.1:9/log_repeated', '--truncate', '--retry-for', '1', file]);
+    assert.notEqual(failed.code, 0);
+    assert.equal(JSON.parse(readFileSync(`${file}.couchlog-ship.generation`, 'utf8')).generation, 3);
+    assert.equal(contentLines(readFileSync(file, 'utf8')).length, 1);
   });
 
   test("an account that may not write (the reader's) fails the run: no line rejected, the file left as it was", async () => {
