@@ -18,6 +18,7 @@ import { Metrics } from './plugins/metrics.js';
 import healthRoutes from './routes/health-routes.js';
 import dashboardRoutes from './routes/dashboard-routes.js';
 import proxyRoutes from './routes/proxy-routes.js';
+import { ClaimedIds } from './write/claimed-ids.js';
 import writeRoutes from './routes/write-routes.js';
 import hecRoutes from './hec/hec-routes.js';
 import { tokenTable, type TokenTable } from './hec/tokens.js';
@@ -81,7 +82,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     metrics,
   );
-  const writer = new BulkWriter(http, metrics, ingress.retry_after_s);
+  const writer = new BulkWriter(http, metrics, ingress.retry_after_s, new ClaimedIds(http, config.users.writer.password ?? '', ingress.retry_after_s));
   const group = new GroupCommit(
     { maxDocs: ingress.group_commit.max_docs, maxWaitMs: ingress.group_commit.max_wait_ms, maxInflight: ingress.group_commit.max_inflight },
     (target, docs) => writer.write(target, docs, 'group'),

@@ -50,6 +50,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly idsTaken = new Counter({
+    name: 'couchlog_ingress_ids_taken_total',
+    help: 'Documents whose chosen _id another document already had (taken ahead?), stored under a tagged id instead',
+    labelNames: ['db'] as const,
+    registers: [this.registry],
+  });
+
   readonly feedsOpen = new Gauge({
     name: 'couchlog_ingress_feeds_open',
     help: 'Long-polling and continuous feeds open through the ingress',

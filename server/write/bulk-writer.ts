@@ -5,6 +5,7 @@ import { couchdbRefusal, unavailable, type CouchlogError } from '../../lib/error
 import { matchResults, type DocResult } from '../../lib/couch/bulk-results.js';
 import type { Metrics } from '../plugins/metrics.js';
 import type { LogDoc } from './validate-docs.js';
+import type { ClaimedIds } from './claimed-ids.js';
 
 export { matchResults, CONFLICT, type DocResult } from '../../lib/couch/bulk-results.js';
 
@@ -32,12 +33,22 @@ export class BulkWriter {
     private readonly http: CouchHttp,
     private readonly metrics: Metrics,
     private readonly retryAfterS: number,
+    /** Conflicts over another document's content (an id taken ahead): see claimed-ids.ts. */
+    private readonly claims: ClaimedIds,
   ) {}
 
   /** Every doc must carry an `_id`: results are matched to documents by id. */
   async write(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, kind: 'group' | 'bulk'): Promise<Written<DocResult[]>> {
     const res = await this.post(target, docs, kind, false);
-    return { results: this.resultsOf(target, docs, res.body), accepted: res.status === 202 };
+    return { results: await this.checked(target, docs, this.resultsOf(target, docs, res.body)), accepted: res.status === 202 };
+  }
+
+  private async checked(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, results: DocResult[]): Promise<DocResult[]> {
+    const out = await this.claims.resolve(target, docs, results);
+    let moved = 0;
+    for (const r of out) if ('stored_as' in r) moved++;
+    if (moved > 0) this.metrics.idsTaken.inc({ db: target.db }, moved);
+    return out;
   }
 
   /**
@@ -50,7 +61,7 @@ export class BulkWriter {
     const res = await this.post(target, docs, kind, true);
     const accepted = res.status === 202;
     const text = res.text === undefined ? null : verbatimAnswer(docs, res.body, res.text);
-    if (text === null) return { results: this.resultsOf(target, docs, res.body), accepted };
+    if (text === null) return { results: await this.checked(target, docs, this.resultsOf(target, docs, res.body)), accepted };
     this.metrics.documents.inc({ db: target.db, result: 'ok' }, docs.length);
     return { results: text, accepted };
   }

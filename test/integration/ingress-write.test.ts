@@ -83,22 +83,25 @@ describe('write forms', () => {
 
   test("_bulk_docs with CouchDB's request and answer, conflicts per document", async () => {
     await onEveryCopy('client-chosen-1');
-    const body = JSON.stringify({ docs: [{ _id: 'bulk-a' }, { _id: 'client-chosen-1' }, { _id: 'bulk-b' }] });
+    // The same document again (a retry): a conflict. Another document with that id: stored under a tagged id (claimed-ids.ts).
+    const body = JSON.stringify({ docs: [{ _id: 'bulk-a' }, { _id: 'client-chosen-1', n: 2 }, { _id: 'bulk-b' }, { _id: 'client-chosen-1', n: 99 }] });
     const res = await http(`${stack.url}/log_appname/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body });
     assert.equal(storedStatus(res.status), 201);
+    assert.match(res.json[3].stored_as, /^client-chosen-1~[0-9a-f]{24}$/);
     assert.deepEqual(
       res.json.map((r: any) => [r.id, r.ok ?? r.error]),
       [
         ['bulk-a', true],
         ['client-chosen-1', 'conflict'],
         ['bulk-b', true],
+        ['client-chosen-1', true],
       ],
     );
   });
 
-  test('a repeated client id on a single POST is a 409 conflict', async () => {
+  test('a document sent again with its client id on a single POST is a 409 conflict', async () => {
     await onEveryCopy('client-chosen-1');
-    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"_id":"client-chosen-1"}' });
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"n":2,"_id":"client-chosen-1"}' });
     assert.equal(res.status, 409);
     assert.deepEqual(res.json, { error: 'conflict', reason: 'Document update conflict.' });
   });
