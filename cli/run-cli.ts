@@ -1,7 +1,7 @@
 // How every couchlog entry point ends: a typed error becomes one line on
 // stderr and its exit code; anything else is a bug and shows its stack.
 import type { Command } from 'commander';
-import { ConfigError, InterruptedError, OperationError, UsageError } from '../lib/errors.js';
+import { ConfigError, CouchlogError, InterruptedError, OperationError, UsageError } from '../lib/errors.js';
 
 /** Every exit code a couchlog command ends with (docs/errors.md lists the same). */
 export const EXIT_CODES = {
@@ -20,12 +20,15 @@ export function exitCodeOf(err: unknown): { code: number; oneLine: boolean } {
   if (err instanceof ConfigError || err instanceof UsageError) return { code: EXIT_CODES.usage, oneLine: true };
   if (err instanceof InterruptedError) return { code: EXIT_CODES.interrupted, oneLine: true };
   if (err instanceof OperationError) return { code: EXIT_CODES.failure, oneLine: true };
+  // A server that cannot be reached or failed (503: COUCHDB_UNAVAILABLE ...): an operational failure, not a bug.
+  if (err instanceof CouchlogError && err.statusCode === 503) return { code: EXIT_CODES.failure, oneLine: true };
   return { code: EXIT_CODES.failure, oneLine: false };
 }
 
 export function exitOnError(name: string, err: unknown): never {
   const { code, oneLine } = exitCodeOf(err);
-  process.stderr.write(`${name}: ${oneLine ? (err as Error).message : ((err as Error)?.stack ?? String(err))}\n`);
+  const line = err instanceof CouchlogError ? `${err.message} [${err.code}]` : (err as Error).message;
+  process.stderr.write(`${name}: ${oneLine ? line : ((err as Error)?.stack ?? String(err))}\n`);
   process.exit(code);
 }
 

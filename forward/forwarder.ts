@@ -12,6 +12,7 @@ import { inHalves, RetrySchedule } from '../lib/retry.js';
 import type { Logger } from '../lib/logger.js';
 import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } from '../lib/hec/hec-sender.js';
 import { LineAppender } from '../lib/line-appender.js';
+import { OperationError } from '../lib/errors.js';
 
 /** Pages read at a reduced page size before it is doubled again (see pageFailed). */
 const GROW_AFTER_PAGES = 8;
@@ -308,7 +309,8 @@ export class Forwarder {
       signal: AbortSignal.timeout(this.o.hec.timeoutMs),
     });
     const body = (await res.json()) as { results?: Change[]; last_seq?: unknown; reason?: string };
-    if (res.status !== 200 || !Array.isArray(body.results)) throw new Error(`_changes of log_${this.o.app} answered ${res.status}: ${body.reason ?? ''}`);
+    if (res.status !== 200 || !Array.isArray(body.results))
+      throw new OperationError(`_changes of log_${this.o.app} answered ${res.status}: ${body.reason ?? ''}`);
     return { results: body.results, last_seq: body.last_seq, limit };
   }
 

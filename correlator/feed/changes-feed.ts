@@ -9,6 +9,7 @@
 // nothing needs the others; PouchDB Server ignores the parameter.
 import type { CouchHttp } from '../../lib/couch/http.js';
 import type { Change } from '../engine/normalize.js';
+import { OperationError } from '../../lib/errors.js';
 
 export interface FeedChange extends Change {
   /** null inside a page read with seq_interval (CouchDB 3): only the page's last_seq says where it ends. */
@@ -90,7 +91,7 @@ export class ChangesFeed {
     }
     if (res.status !== 200) {
       if (res.status >= 500) this.failed();
-      throw new Error(`_changes of ${this.db} answered ${res.status} (${limit} a page): ${JSON.stringify(res.body)}`);
+      throw new OperationError(`_changes of ${this.db} answered ${res.status} (${limit} a page): ${JSON.stringify(res.body)}`);
     }
     this.read();
     const results = res.body.results ?? [];
@@ -121,7 +122,7 @@ export async function fetchDocs(http: CouchHttp, db: string, headers: Record<str
         body: JSON.stringify({ keys }),
       },
     );
-    if (res.status !== 200) throw new Error(`fetching ${keys.length} documents of ${db}: ${res.status} ${JSON.stringify(res.body)}`);
+    if (res.status !== 200) throw new OperationError(`fetching ${keys.length} documents of ${db}: ${res.status} ${JSON.stringify(res.body)}`);
     for (const row of res.body.rows ?? []) if (row.id && row.doc) docs.set(row.id, row.doc);
   }
   return docs;

@@ -81,7 +81,7 @@ export class CheckpointStore {
     const res = await this.http.request<StoredCheckpoint & { _rev?: string }>('GET', this.path, { headers: this.headers });
     if (res.status === 404) return { checkpoint: null, ignored: null };
     if (res.status === 401 || res.status === 403) throw this.noAccess(res.status);
-    if (res.status !== 200) throw new Error(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
+    if (res.status !== 200) throw new OperationError(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
     this.rev = res.body._rev;
     const where = `${this.db}/_local/${this.name}`;
     if (res.body.epoch !== this.epoch)
@@ -96,7 +96,7 @@ export class CheckpointStore {
     const res = await this.http.request<{ epoch?: unknown }>('GET', `/${encodeURIComponent(this.db)}/_local/${STATE_EPOCH_DOC}`, { headers: this.headers });
     if (res.status === 200 && typeof res.body.epoch === 'string') return res.body.epoch;
     if (res.status === 401 || res.status === 403) throw this.noAccess(res.status);
-    if (res.status !== 200 && res.status !== 404) throw new Error(`reading ${this.db}/_local/${STATE_EPOCH_DOC}: ${res.status}`);
+    if (res.status !== 200 && res.status !== 404) throw new OperationError(`reading ${this.db}/_local/${STATE_EPOCH_DOC}: ${res.status}`);
     const info = await this.http.request('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
     if (info.status === 404)
       throw new OperationError(
@@ -130,7 +130,7 @@ export class CheckpointStore {
   async holdsRecords(): Promise<boolean> {
     const qs = new URLSearchParams({ startkey: '"A-"', endkey: '"B-\ufff0"', limit: '1' });
     const res = await this.http.request<{ rows?: unknown[] }>('GET', `/${encodeURIComponent(this.outputDb)}/_all_docs?${qs}`, { headers: this.headers });
-    if (res.status !== 200) throw new Error(`reading ${this.outputDb}/_all_docs: ${res.status}`);
+    if (res.status !== 200) throw new OperationError(`reading ${this.outputDb}/_all_docs: ${res.status}`);
     return (res.body.rows?.length ?? 0) > 0;
   }
 
@@ -138,7 +138,7 @@ export class CheckpointStore {
     const stored = { ...(await encodeCheckpoint(cp)), ...(this.epoch === undefined ? {} : { epoch: this.epoch }) };
     const body = JSON.stringify({ ...stored, ...(this.rev ? { _rev: this.rev } : {}) });
     if (body.length > MAX_CHECKPOINT_BYTES) {
-      throw new Error(`the checkpoint would be ${body.length} bytes, above ${MAX_CHECKPOINT_BYTES}: lower correlator.buffers`);
+      throw new OperationError(`the checkpoint would be ${body.length} bytes, above ${MAX_CHECKPOINT_BYTES}: lower correlator.buffers`);
     }
     let res = await this.http.request<{ rev?: string }>('PUT', this.path, { headers: this.headers, body });
     if (res.status === 409) {
@@ -146,7 +146,7 @@ export class CheckpointStore {
       await this.currentRev();
       res = await this.http.request<{ rev?: string }>('PUT', this.path, { headers: this.headers, body: JSON.stringify({ ...stored, _rev: this.rev }) });
     }
-    if (res.status !== 201 && res.status !== 200) throw new Error(`saving the checkpoint: ${res.status} ${JSON.stringify(res.body)}`);
+    if (res.status !== 201 && res.status !== 200) throw new OperationError(`saving the checkpoint: ${res.status} ${JSON.stringify(res.body)}`);
     this.rev = res.body.rev;
   }
 
@@ -155,7 +155,7 @@ export class CheckpointStore {
     const res = await this.http.request<{ _rev?: string }>('GET', this.path, { headers: this.headers });
     if (res.status === 404) this.rev = undefined;
     else if (res.status === 200) this.rev = res.body._rev;
-    else throw new Error(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
+    else throw new OperationError(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
   }
 }
 
@@ -182,9 +182,11 @@ export async function decodeState(doc: StoredCheckpoint, where: string): Promise
   const gz: unknown = doc.state_gzip;
   if (gz === undefined) return doc.state as EngineSnapshot;
   try {
-    if (typeof gz !== 'string') throw new Error(`state_gzip is ${gz === null ? 'null' : typeof gz}, not a string`);
+    if (typeof gz !== 'string') throw new OperationError(`state_gzip is ${gz === null ? 'null' : typeof gz}, not a string`);
     return JSON.parse((await gunzipAsync(Buffer.from(gz, 'base64'))).toString('utf8')) as EngineSnapshot;
   } catch (err) {
-    throw new Error(`the checkpoint ${where} holds a snapshot that cannot be read (${(err as Error).message}); delete it to read the feeds from the start`);
+    throw new OperationError(
+      `the checkpoint ${where} holds a snapshot that cannot be read (${(err as Error).message}); delete it to read the feeds from the start`,
+    );
   }
 }

@@ -13,6 +13,7 @@ import { fingerprint } from '../engine/fingerprint.js';
 import { toEvent, type NormalizeRules } from '../engine/normalize.js';
 import type { InputEvent, LookupRequest, PriorRecord, Side } from '../engine/types.js';
 import { fetchDocs } from './changes-feed.js';
+import { OperationError } from '../../lib/errors.js';
 
 export interface LookupSource {
   db: string;
@@ -85,7 +86,7 @@ export class ConnectionLookup {
         headers: this.headers,
         body: JSON.stringify({ keys: chunk }),
       });
-      if (res.status !== 200) throw new Error(`looking up ${chunk.length} connections in ${db}: ${res.status} ${JSON.stringify(res.body)}`);
+      if (res.status !== 200) throw new OperationError(`looking up ${chunk.length} connections in ${db}: ${res.status} ${JSON.stringify(res.body)}`);
       for (const row of res.body.rows ?? []) {
         for (const at of index.get(JSON.stringify(row.key)) ?? []) {
           if (typeof row.value === 'number' && row.value >= requests[at]!.from) out[at]!.push(row);

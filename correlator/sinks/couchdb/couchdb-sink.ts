@@ -34,6 +34,7 @@ import { SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
 import { TombstoneWatch } from './tombstone-watch.js';
+import { OperationError } from '../../../lib/errors.js';
 
 /** Some documents were refused for a reason retrying cannot fix. */
 export class PermanentDeliveryError extends Error {
@@ -189,7 +190,7 @@ export class CouchDbDelivery implements Delivery {
       this.onCorrection(docs.length - conflicted.size);
       upserts = [...byId.values()].filter((r) => conflicted.has(r.id));
     }
-    if (upserts.length > 0) throw new Error(`${upserts.length} correlated record(s) kept changing under the correlator (e.g. ${upserts[0]!.id})`);
+    if (upserts.length > 0) throw new OperationError(`${upserts.length} correlated record(s) kept changing under the correlator (e.g. ${upserts[0]!.id})`);
   }
 
   /** The document to write over what is stored, or null when nothing needs writing. */
@@ -215,7 +216,7 @@ export class CouchDbDelivery implements Delivery {
     if (this.sign) for (const d of docs) d[SIGNATURE_FIELD] = this.sign(d);
     const res = await this.http.request<unknown>('POST', `${this.base}/_bulk_docs`, { headers: this.headers, body: JSON.stringify({ docs }) });
     if (res.status === 400 || res.status === 413) throw new PermanentDeliveryError(`CouchDB refused the batch: ${res.status} ${JSON.stringify(res.body)}`);
-    if (res.status !== 201 && res.status !== 202) throw new Error(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);
+    if (res.status !== 201 && res.status !== 202) throw new OperationError(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);
     const results = matchResults(docs as Array<{ _id: string }>, res.body);
     if (res.status === 202) await this.onEveryCopy(results.filter((r) => 'ok' in r).map((r) => r.id));
     const refused = results.filter((r) => 'error' in r && r.error !== 'conflict');
@@ -239,7 +240,7 @@ export class CouchDbDelivery implements Delivery {
         ids.slice(i, i + REPAIR_CONCURRENCY).map(async (id) => {
           const res = await this.http.request('GET', `${this.base}/${encodeURIComponent(id)}?r=3`, { headers: this.headers });
           if (res.status !== 200 && res.status !== 404)
-            throw new Error(`reading ${id} back from every copy after a 202: ${res.status} ${JSON.stringify(res.body)}`);
+            throw new OperationError(`reading ${id} back from every copy after a 202: ${res.status} ${JSON.stringify(res.body)}`);
         }),
       );
     }
@@ -249,7 +250,7 @@ export class CouchDbDelivery implements Delivery {
     const res = await this.http.request<{
       rows?: Array<{ id?: string; key?: string; value?: { rev: string; deleted?: boolean }; doc?: Record<string, unknown> | null; error?: string }>;
     }>('POST', `${this.base}/_all_docs?include_docs=true`, { headers: this.headers, body: JSON.stringify({ keys: ids }) });
-    if (res.status !== 200) throw new Error(`reading ${ids.length} correlated records: ${res.status} ${JSON.stringify(res.body)}`);
+    if (res.status !== 200) throw new OperationError(`reading ${ids.length} correlated records: ${res.status} ${JSON.stringify(res.body)}`);
     const out = new Map<string, Stored>();
     for (const row of res.body.rows ?? []) {
       if (!row.value || row.error) continue;

@@ -20,6 +20,7 @@ test('each kind of failure has its exit code; typed ones are told in one line, a
     [new InterruptedError(), 130, true],
     [new TypeError('x is undefined'), 1, false],
     [couchlogError('INGRESS_INTERNAL', 'an HTTP error is not a CLI failure'), 1, false],
+    [couchlogError('COUCHDB_UNAVAILABLE', 'CouchDB is unavailable (ECONNREFUSED); retry later'), 1, true],
     ['a thrown string', 1, false],
   ];
   for (const [err, code, oneLine] of cases) assert.deepEqual(exitCodeOf(err), { code, oneLine }, String(err));
