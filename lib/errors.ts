@@ -41,7 +41,11 @@ export const ERRORS = {
   INGRESS_EMPTY_BODY: { status: 400, error: 'bad_request', when: 'the body is empty or holds no documents' },
   INGRESS_TOO_DEEP: { status: 400, error: 'bad_request', when: 'a document is nested deeper than ingress.max_json_depth' },
   INGRESS_DOC_NOT_OBJECT: { status: 400, error: 'bad_request', when: 'a document is not a JSON object' },
-  INGRESS_BAD_ID: { status: 400, error: 'bad_request', when: 'an _id that is empty, not a string, too long or not valid Unicode' },
+  INGRESS_BAD_ID: {
+    status: 400,
+    error: 'bad_request',
+    when: 'an _id that is empty, not a string, too long, not valid Unicode, or ending in ~ and 24 hex digits (a tagged id)',
+  },
   INGRESS_BAD_BULK: { status: 400, error: 'bad_request', when: 'a _bulk_docs body without a docs array, or with other fields than docs and new_edits' },
   INGRESS_BAD_PATH: { status: 400, error: 'bad_request', when: 'a path that is not plain: empty or dot segments, backslashes, control characters' },
   INGRESS_BAD_CONTENT_LENGTH: { status: 400, error: 'bad_request', when: 'Content-Length does not match the body' },

@@ -1,6 +1,6 @@
 // buildApp(config) assembles the ingress; it never listens by itself, so
 // tests and benchmarks can inject requests or listen on any port.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import { couchUrl, dbName, requirePassword, type Config } from '../lib/config/load.js';
@@ -82,7 +82,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     metrics,
   );
-  const writer = new BulkWriter(http, metrics, ingress.retry_after_s, new ClaimedIds(http, config.users.writer.password ?? '', ingress.retry_after_s));
+  // Without a configured key (an ingress started without setup's secrets.env), one for this process:
+  // a document moved twice across a restart may then be stored twice, never lost.
+  const idTagKey = ingress.id_tag_key ?? randomBytes(32).toString('hex');
+  if (ingress.id_tag_key === null) logger.warn('ingress.id_tag_key is not set (COUCHLOG_ID_TAG_KEY): using one for this process only');
+  const writer = new BulkWriter(http, metrics, ingress.retry_after_s, new ClaimedIds(http, idTagKey, ingress.retry_after_s));
   const group = new GroupCommit(
     { maxDocs: ingress.group_commit.max_docs, maxWaitMs: ingress.group_commit.max_wait_ms, maxInflight: ingress.group_commit.max_inflight },
     (target, docs) => writer.write(target, docs, 'group'),

@@ -72,6 +72,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   fillFromSecretsFile(config);
   fillTokenSecrets(config, env);
   fillSigningKey(config, env);
+  config.ingress.id_tag_key ??= env[ID_TAG_KEY_NAME] || readSecretsFile(config.data_dir)[ID_TAG_KEY_NAME] || null;
   fillClickhousePassword(config);
   return { config, file };
 }
@@ -119,6 +120,9 @@ function fillTokenSecrets(config: Config, env: Env): void {
   }
   if (problems.length > 0) throw new ConfigError(problems);
 }
+
+/** The environment variable (and secrets.env key) of the key of tagged ids (ingress.id_tag_key). */
+export const ID_TAG_KEY_NAME = 'COUCHLOG_ID_TAG_KEY';
 
 /** The environment variable (and secrets.env key) holding the correlated records' signing key. */
 export const SIGNING_KEY_NAME = 'COUCHLOG_SIGNING_KEY';
@@ -247,7 +251,8 @@ export function ensureSecrets(config: Config): EnsuredSecrets {
   const sink = config.correlator.outputs.couchdb;
   const needsKey = sink.protection === 'audit' && sink.signing_key === null;
   const needsClickhouse = embeddedClickhouseNeedsPassword(config) && config.clickhouse.password === null;
-  if (missing.length === 0 && !needsKey && !needsClickhouse) return { generated: [], file };
+  const needsIdTagKey = config.ingress.id_tag_key === null;
+  if (missing.length === 0 && !needsKey && !needsClickhouse && !needsIdTagKey) return { generated: [], file };
   const stored = readSecretsFile(config.data_dir);
   for (const role of missing) {
     const password = generatePassword();
@@ -256,6 +261,7 @@ export function ensureSecrets(config: Config): EnsuredSecrets {
   }
   if (needsKey) stored[SIGNING_KEY_NAME] = sink.signing_key = generatePassword() + generatePassword();
   if (needsClickhouse) stored[CLICKHOUSE_PASSWORD_NAME] = config.clickhouse.password = generatePassword();
+  if (needsIdTagKey) stored[ID_TAG_KEY_NAME] = config.ingress.id_tag_key = generatePassword() + generatePassword();
   writeSecretsFile(config.data_dir, stored);
   return { generated: missing, file };
 }

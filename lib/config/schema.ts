@@ -168,6 +168,12 @@ const ingress = z
     cors_origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'an origin: scheme://host[:port], no path')).default([]),
     /** On shutdown: requests in flight get this long to be answered, then remaining connections are closed. */
     shutdown_deadline_ms: z.number().int().min(0).max(600_000).default(10_000),
+    /**
+     * Key of the tags of documents whose client-chosen _id another document
+     * holds (server/write/claimed-ids.ts). null: COUCHLOG_ID_TAG_KEY from the
+     * environment, else <data_dir>/secrets.env (made there once).
+     */
+    id_tag_key: z.string().min(32, 'must be at least 32 characters').nullable().default(null),
   })
   .strict()
   .default({});

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Agent, request, type Dispatcher } from 'undici';
 import { retryAfterMs } from '../retry.js';
+import { readAtMost } from '../read-at-most.js';
 
 export interface HecSenderOptions {
   /** Base URL (https://splunk:8088) or the full event URL (…/services/collector/event). */
@@ -69,21 +70,6 @@ interface HecAnswer {
 
 /** HEC answers are a few dozen bytes; anything much longer is not one (and is not read into memory). */
 const MAX_ANSWER_BYTES = 64 * 1024;
-
-/** The body as text, or null (the rest discarded) once it passes `limit` bytes. */
-async function readAtMost(body: Dispatcher.ResponseData['body'], limit: number): Promise<string | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      body.destroy();
-      return null;
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 export class HecSender {
   readonly channel = randomUUID();

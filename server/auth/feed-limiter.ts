@@ -73,6 +73,7 @@ function decodedPath(path: string): string {
 export function isLiveFeed(url: string): boolean {
   const q = url.indexOf('?');
   if (q < 0 || !FEED_ROUTE.test(decodedPath(url.slice(0, q)))) return false;
-  for (const [key, value] of new URLSearchParams(url.slice(q + 1))) if (key === 'feed' && LIVE_FEEDS.has(value)) return true;
+  // CouchDB also separates parameters with ";" (PouchDB Server does not): read both.
+  for (const [key, value] of new URLSearchParams(url.slice(q + 1).replace(/;/g, '&'))) if (key === 'feed' && LIVE_FEEDS.has(value)) return true;
   return false;
 }

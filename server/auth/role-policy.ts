@@ -92,7 +92,8 @@ const READER_CHANGES_PARAMS = new Set([
 const READER_CHANGES_FEEDS = new Set(['normal', 'longpoll']);
 
 function changesQueryAllowed(query: string): boolean {
-  for (const part of query.split('&')) {
+  // CouchDB separates parameters with ";" as well as "&" (feed=...;filter=... got past a split on "&" alone).
+  for (const part of query.split(/[&;]/)) {
     if (part === '') continue;
     const eq = part.indexOf('=');
     let key: string;

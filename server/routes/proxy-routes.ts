@@ -39,18 +39,21 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
   const lists = new ListGuard({ upstream: opts.upstream, timeoutMs: opts.requestTimeoutMs, retryAfterS: opts.retryAfterS });
   const feeds = new FeedLimiter({ maxOpen: opts.feeds.max_open, maxOpenPerUser: opts.feeds.max_open_per_user });
   /** A live feed holds a connection of the pool until it ends: counted from here until the answer is over or the client gone. */
-  const admitFeed = (reply: FastifyReply, user: string) => {
+  const admitFeed = (request: FastifyRequest, reply: FastifyReply, user: string) => {
     const slot = feeds.acquire(user);
     if (typeof slot === 'string') {
       opts.metrics.feedsRefused.inc({ reason: slot });
       const whose = slot === 'user' ? `${opts.feeds.max_open_per_user} for one account` : `${opts.feeds.max_open} in all`;
       throw tooManyRequests('INGRESS_TOO_MANY_FEEDS', `Too many long-polling or continuous feeds open (at most ${whose}); retry later`, opts.retryAfterS);
     }
-    opts.metrics.feedsOpen.set(feeds.open);
-    reply.raw.once('close', () => {
+    const release = () => {
       slot();
       opts.metrics.feedsOpen.set(feeds.open);
-    });
+    };
+    opts.metrics.feedsOpen.set(feeds.open);
+    reply.raw.once('close', release);
+    // The client may have gone while its credentials were checked: that 'close' is over, and would never come.
+    if (request.raw.socket?.destroyed || reply.raw.destroyed) release();
   };
   const authorize = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = (request.raw.url ?? '/').split('?', 1)[0]!;
@@ -79,7 +82,7 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     if (refusal) throw forbidden('AUTH_ROLE_FORBIDDEN', refusal);
     // A _list of a missing function kills PouchDB Server: 404 here instead.
     await lists.check(request.raw.url ?? '/', creds);
-    if (isLiveFeed(request.raw.url ?? '/')) admitFeed(reply, caller.name);
+    if (isLiveFeed(request.raw.url ?? '/')) admitFeed(request, reply, caller.name);
   };
 
   await app.register(httpProxy, {

@@ -44,9 +44,7 @@ export class BulkWriter {
   }
 
   private async checked(target: WriteTarget, docs: Array<LogDoc & { _id: string }>, results: DocResult[]): Promise<DocResult[]> {
-    const out = await this.claims.resolve(target, docs, results);
-    let moved = 0;
-    for (const r of out) if ('stored_as' in r) moved++;
+    const { results: out, moved } = await this.claims.resolve(target, docs, results);
     if (moved > 0) this.metrics.idsTaken.inc({ db: target.db }, moved);
     return out;
   }

@@ -7,30 +7,38 @@
 // stored, and was never stored. (Found by a black-box test: a forged
 // document hid a "root login" line, and HEC acknowledged the real event.)
 //
-// So a conflict is checked: the stored document is read, and if it is the
-// one sent (the same fields but `received_at`, which each attempt stamps
-// anew) the conflict stands, a true retry. If it is another document, the
-// one sent is stored under `<id>~<tag>`, where the tag is an HMAC of its
-// content with a key only the ingress holds: the same document sent again
-// gets the same id (still stored once), and nobody can take that id ahead
-// of it, since nobody can compute it. The client is answered ok for its
-// id, with `stored_as` naming where the document went.
-//
-// What must stay true: a document is never answered ok, nor conflict (which
-// clients count as stored), unless it or the same content is stored; when
-// the check cannot be made the request fails with 503 and is retried.
+// So a conflict is checked: the stored document is read back and compared
+// with the one sent (all fields but `received_at`, which each attempt
+// stamps anew). The same content: a retry, nothing to do. Another content:
+// the one sent is stored under `<id>~<tag>`, the tag an HMAC of (database,
+// id, content) with a key only the ingress holds (ingress.id_tag_key, made
+// once like a password). What must stay true:
+//  - a document is answered conflict (which clients count as stored) only
+//    when it, or the same content under its tagged id, is stored; when
+//    that cannot be made sure, the request fails with 503 and is retried;
+//  - both cases answer the same (409 conflict), so a writer learns nothing
+//    about what is stored under an id it does not own: no content oracle;
+//  - nobody but the ingress can make a tagged id (clients' ids of that form
+//    are refused, validate-docs.ts) nor compute one (the key is not derived
+//    from anything a writer could guess), so a conflict on a tagged id is
+//    this same document, stored there by an earlier attempt;
+//  - the read back is bounded by what was sent: a stored document much
+//    larger than the one sent cannot be equal to it, so a tiny request
+//    naming a huge stored document costs a small read, not the document.
 import { createHmac } from 'node:crypto';
 import type { CouchHttp } from '../../lib/couch/http.js';
-import { matchResults, type DocResult } from '../../lib/couch/bulk-results.js';
+import { CONFLICT, matchResults, type DocResult } from '../../lib/couch/bulk-results.js';
 import { unavailable } from '../../lib/errors.js';
+import { readAtMost } from '../../lib/read-at-most.js';
 import type { LogDoc } from './validate-docs.js';
-
-export type ClaimResult = DocResult | { ok: true; id: string; rev: string; stored_as: string };
 
 interface Target {
   db: string;
   headers: Record<string, string>;
 }
+
+/** Bytes of stored documents read back beyond twice what was sent (an id, a rev, received_at and some slack). */
+const READ_SLACK_BYTES = 64 * 1024;
 
 /** JSON with object keys sorted: two documents are the same when these agree. */
 function canonical(value: unknown): string {
@@ -50,64 +58,81 @@ function content(doc: Record<string, unknown>): string {
 }
 
 export class ClaimedIds {
-  private readonly key: Buffer;
-
   constructor(
     private readonly http: CouchHttp,
-    /** Something only the ingress knows (the writer's password): the tags cannot be computed elsewhere. */
-    secret: string,
+    /** ingress.id_tag_key: random, from secrets.env or the environment. */
+    private readonly key: string,
     private readonly retryAfterS: number,
-  ) {
-    this.key = createHmac('sha256', 'couchlog claimed ids').update(secret).digest();
+  ) {}
+
+  /** Where a document whose id another document holds goes. */
+  altId(db: string, doc: LogDoc & { _id: string }): string {
+    const tag = createHmac('sha256', this.key)
+      .update(`${db}\0${doc._id}\0${content(doc)}`)
+      .digest('hex');
+    return `${doc._id}~${tag.slice(0, 24)}`;
   }
 
-  /** Where a document whose id was taken by another goes. */
-  altId(doc: LogDoc & { _id: string }): string {
-    return `${doc._id}~${createHmac('sha256', this.key).update(content(doc)).digest('hex').slice(0, 24)}`;
-  }
-
-  /** `results` with each conflict over another document's content replaced by the outcome of storing under altId. */
-  async resolve(target: Target, docs: Array<LogDoc & { _id: string }>, results: DocResult[]): Promise<DocResult[]> {
+  /**
+   * `results`, with each conflict checked: another content is stored under
+   * its tagged id, and answered conflict as a retry is. Returns how many
+   * documents were moved.
+   */
+  async resolve(target: Target, docs: Array<LogDoc & { _id: string }>, results: DocResult[]): Promise<{ results: DocResult[]; moved: number }> {
     const conflicts: number[] = [];
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
       if (!('ok' in r) && r.error === 'conflict') conflicts.push(i);
     }
-    if (conflicts.length === 0) return results;
-    const stored = await this.read(target, [...new Set(conflicts.map((i) => docs[i]!._id))]);
+    if (conflicts.length === 0) return { results, moved: 0 };
+    let sent = 0;
+    for (const i of conflicts) sent += JSON.stringify(docs[i]).length;
+    const stored = await this.read(target, [...new Set(conflicts.map((i) => docs[i]!._id))], 2 * sent + READ_SLACK_BYTES);
+    // Unread (over the budget, or not found on the copy asked): not known to be the same, so moved.
     const moved = conflicts.filter((i) => {
-      const doc = stored.get(docs[i]!._id);
-      return doc !== undefined && content(doc) !== content(docs[i]!);
+      const doc = stored?.get(docs[i]!._id);
+      return doc === undefined || content(doc) !== content(docs[i]!);
     });
-    if (moved.length === 0) return results;
-    const alts = moved.map((i) => ({ ...docs[i]!, _id: this.altId(docs[i]!) }));
+    if (moved.length === 0) return { results, moved: 0 };
+    const alts = moved.map((i) => ({ ...docs[i]!, _id: this.altId(target.db, docs[i]!) }));
     const res = await this.http.request<unknown>('POST', `/${target.db}/_bulk_docs`, { headers: target.headers, body: JSON.stringify({ docs: alts }) });
     if (res.status !== 201 && res.status !== 202) throw unavailable('COUCHDB_ERROR', `CouchDB failed a write (${res.status}); retry`, this.retryAfterS);
     const altResults = matchResults(alts, res.body);
     const out: DocResult[] = [...results];
     moved.forEach((i, k) => {
       const r = altResults[k]!;
-      // A conflict on the tagged id is this same document, stored there by an earlier attempt: a retry, as a plain conflict is.
-      const storedAs: ClaimResult = { ok: true, id: docs[i]!._id, rev: 'ok' in r ? r.rev : '', stored_as: alts[k]!._id };
-      out[i] = 'ok' in r ? storedAs : { id: docs[i]!._id, error: r.error, reason: r.reason };
+      // Stored now, or by an earlier attempt (only this content can have this id): answered as a retry is.
+      out[i] = 'ok' in r || r.error === 'conflict' ? { id: docs[i]!._id, ...CONFLICT } : { id: docs[i]!._id, error: r.error, reason: r.reason };
     });
-    return out;
+    return { results: out, moved: altResults.filter((r) => 'ok' in r).length };
   }
 
   /**
-   * The stored documents of these ids. When they cannot be read the
-   * request fails (503, the client retries): a conflict left unchecked
-   * would be counted as stored by the client.
+   * The stored documents of these ids, read up to `budget` bytes: null when
+   * there is more (some stored document is then much larger than anything
+   * sent, so not the same). A failed read fails the request (503): a
+   * conflict left unchecked would be counted as stored by the client.
    */
-  private async read(target: Target, ids: string[]): Promise<Map<string, Record<string, unknown>>> {
-    const res = await this.http.request<{ rows?: Array<{ key?: string; doc?: Record<string, unknown> | null }> }>(
-      'POST',
-      `/${target.db}/_all_docs?include_docs=true`,
-      { headers: target.headers, body: JSON.stringify({ keys: ids }) },
-    );
-    if (res.status !== 200) throw unavailable('COUCHDB_ERROR', `CouchDB failed to read back conflicting documents (${res.status}); retry`, this.retryAfterS);
+  private async read(target: Target, ids: string[], budget: number): Promise<Map<string, Record<string, unknown>> | null> {
+    let text: string | null;
+    let status: number;
+    try {
+      const res = await this.http.pool.request({
+        method: 'POST',
+        path: `/${target.db}/_all_docs?include_docs=true`,
+        headers: { accept: 'application/json', 'content-type': 'application/json', ...target.headers },
+        body: JSON.stringify({ keys: ids }),
+      });
+      status = res.statusCode;
+      text = await readAtMost(res.body, budget);
+    } catch (err) {
+      throw this.http.unreachable(err);
+    }
+    if (text === null) return null;
+    if (status !== 200) throw unavailable('COUCHDB_ERROR', `CouchDB failed to read back conflicting documents (${status}); retry`, this.retryAfterS);
+    const body = JSON.parse(text) as { rows?: Array<{ key?: string; doc?: Record<string, unknown> | null }> };
     const out = new Map<string, Record<string, unknown>>();
-    for (const row of res.body.rows ?? []) if (row.key !== undefined && row.doc) out.set(row.key, row.doc);
+    for (const row of body.rows ?? []) if (row.key !== undefined && row.doc) out.set(row.key, row.doc);
     return out;
   }
 }

@@ -10,6 +10,9 @@ export interface DocRules {
   maxDocs: number;
 }
 
+/** `<id>~` and 24 hex digits: the ids the ingress gives documents whose id was taken (claimed-ids.ts); refused from clients. */
+export const TAGGED_ID = /~[0-9a-f]{24}$/;
+
 /** Special fields a writer may set: only `_id` (shippers use it for idempotent retries). */
 const MAX_ID_LENGTH = 512;
 
@@ -78,6 +81,11 @@ function checkSpecialField(d: LogDoc, key: string, label: string, index: number)
       // A lone surrogate is no Unicode: CouchDB would store something else
       // than the client sent, and the answer could not be encoded.
       if (!isWellFormed(id)) throw badRequest('INGRESS_BAD_ID', `${labelOf(label, index)}: _id is not valid Unicode (lone surrogate)`);
+      if (TAGGED_ID.test(id))
+        throw badRequest(
+          'INGRESS_BAD_ID',
+          `${labelOf(label, index)}: an _id ending in "~" and 24 hex digits is the ingress's own (a document whose id was taken)`,
+        );
       if (id.startsWith('_')) {
         throw forbidden('INGRESS_RESERVED_ID', `${labelOf(label, index)}: _id may not start with "_" (design and local documents are admin-only)`);
       }

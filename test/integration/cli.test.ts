@@ -103,8 +103,8 @@ describe('couchlog up', { skip: UP_SKIP }, () => {
     const file = join(dir, 'data', 'secrets.env');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const secrets = readSecretsFile(join(dir, 'data'));
-    // Every account's, and the embedded ClickHouse's.
-    assert.deepEqual(Object.keys(secrets).sort(), [...Object.values(SECRET_KEYS), 'CLICKHOUSE_PASSWORD'].sort());
+    // Every account's, the embedded ClickHouse's, and the key of tagged ids.
+    assert.deepEqual(Object.keys(secrets).sort(), [...Object.values(SECRET_KEYS), 'CLICKHOUSE_PASSWORD', 'COUCHLOG_ID_TAG_KEY'].sort());
     for (const value of Object.values(secrets)) assert.ok(!outputOf().includes(value), 'a password appeared in the output');
   });
 

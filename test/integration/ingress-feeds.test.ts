@@ -138,3 +138,56 @@ test('a long poll without heartbeat ends after its timeout with no results, as i
   assert.ok(took >= 900 && took < 10_000, `${took} ms`);
   await until('the ended feed is given back', async () => (await metric('couchlog_ingress_feeds_open')) === 0);
 });
+
+test('a client that goes away while its credentials are checked does not keep its place', async () => {
+  // A fresh session each time: its cookie is not in the credential cache, so the check takes a round trip to CouchDB.
+  for (let i = 0; i < 12; i++) {
+    const login = await http(`${stack.url}/_session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: stack.config.users.reader.user, password: stack.config.users.reader.password }),
+    });
+    const cookie = String(login.headers.get('set-cookie')).split(';', 1)[0]!;
+    const req = httpRequest(`${stack.url}${QUIET_FEED}`, { headers: { cookie }, agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    setTimeout(() => req.destroy(), i % 3);
+    await sleep(20);
+  }
+  await until('every place given back', async () => (await metric('couchlog_ingress_feeds_open')) === 0);
+  // The account still gets its feeds.
+  const held = [openFeed(stack.auth.reader), openFeed(stack.auth.reader)];
+  try {
+    await until('two feeds are open', async () => (await metric('couchlog_ingress_feeds_open')) === 2);
+  } finally {
+    for (const f of held) f.req.destroy();
+  }
+  await until('given back', async () => (await metric('couchlog_ingress_feeds_open')) === 0);
+});
+
+test('heartbeat and timeout beyond what a timer holds are clamped, not fired at once', async () => {
+  // Node fires a timer above 2^31-1 ms after 1 ms: heartbeat=1e10 used to mean a newline every millisecond.
+  const feed = openFeed(stack.auth.reader, '/log_fail2ban/_changes?feed=longpoll&since=now&heartbeat=10000000000');
+  let bytes = 0;
+  feed.req.on('response', (res) => res.on('data', (c: Buffer) => (bytes += c.length)));
+  try {
+    await sleep(1500);
+    assert.ok(bytes < 200, `${bytes} bytes in 1.5 s`);
+  } finally {
+    feed.req.destroy();
+  }
+  const started = Date.now();
+  const ctl = new AbortController();
+  setTimeout(() => ctl.abort(), 1500);
+  const answered = await fetch(`${stack.url}/log_fail2ban/_changes?feed=longpoll&since=now&timeout=3000000000`, {
+    headers: { authorization: stack.auth.reader },
+    signal: ctl.signal,
+  })
+    .then((r) => r.text())
+    .then(
+      () => true,
+      () => false,
+    );
+  assert.equal(answered, false, `a timeout of 3e9 ms answered after ${Date.now() - started} ms`);
+  await until('given back', async () => (await metric('couchlog_ingress_feeds_open')) === 0);
+});

@@ -524,8 +524,12 @@ describe('ensureSecrets', () => {
       COUCHLOG_READER_PASSWORD: config.users.reader.password,
       COUCHLOG_CORRELATOR_PASSWORD: config.users.correlator.password,
       CLICKHOUSE_PASSWORD: config.clickhouse.password,
+      COUCHLOG_ID_TAG_KEY: config.ingress.id_tag_key,
     });
     assert.match(config.clickhouse.password!, /^[A-Za-z0-9_-]{8,}$/);
+    // The key of tagged ids: random and long, nothing a writer could guess from an account's password.
+    assert.match(config.ingress.id_tag_key!, /^[A-Za-z0-9_-]{64}$/);
+    assert.ok(!passwords.some((p) => config.ingress.id_tag_key!.includes(p!)));
     assert.ok(!passwords.includes(config.clickhouse.password), 'the embedded ClickHouse gets a password of its own');
   });
 
@@ -582,6 +586,7 @@ describe('ensureSecrets', () => {
       'CLICKHOUSE_PASSWORD',
       'COUCHDB_PASSWORD',
       'COUCHLOG_CORRELATOR_PASSWORD',
+      'COUCHLOG_ID_TAG_KEY',
       'COUCHLOG_READER_PASSWORD',
     ]);
 
@@ -615,7 +620,9 @@ describe('ensureSecrets', () => {
       COUCHLOG_READER_PASSWORD: 'reader-password-1',
       COUCHLOG_CORRELATOR_PASSWORD: 'correlator-password-1',
       CLICKHOUSE_PASSWORD: 'clickhouse-password-1',
+      COUCHLOG_ID_TAG_KEY: 'id-tag-key-0123456789abcdef0123456789',
     });
+    assert.equal(config.ingress.id_tag_key, 'id-tag-key-0123456789abcdef0123456789');
     const result = ensureSecrets(config);
     assert.deepEqual(result.generated, []);
     assert.equal(existsSync(result.file), false);

@@ -16,6 +16,9 @@ test('live feeds: longpoll, continuous, eventsource on _changes and _db_updates,
     '/log_app/_changes?feed=long%70oll',
     '/log_app/_changes?feed=normal&feed=longpoll',
     '/log_app/_changes?feed=longpoll&feed=normal',
+    // CouchDB also splits on ";"
+    '/log_app/_changes?since=now;feed=longpoll',
+    '/log_app/_changes?since=now;feed=continuous;heartbeat=5000',
   ];
   const notLive = [
     '/log_app/_changes',
