@@ -411,6 +411,9 @@ export class CorrelatorPipeline {
       // Only a checkpoint taken before what is unacknowledged may be saved.
       this.log.warn({ unacknowledged: this.fanout.pending }, 'sinks did not drain in time; what they hold is decided again on the next start');
       await this.saveIfAcknowledged();
+      // Their retries would otherwise go on (and keep the process alive) for as long as the server is away.
+      for (const s of this.fanout.sinks) s.abandon?.();
+      await Promise.race([sinks, sleep(1000)]);
     }
   }
 }

@@ -63,6 +63,9 @@ export class BatchingSink implements Sink {
   private readonly sending = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Shutdown gave up waiting (abandon()): nothing more is tried, nothing more acknowledged. */
+  private abandoned = false;
+  private readonly wakers = new Set<() => void>();
   private inflight = 0;
   /** Per record id, the latest batch holding it that is not acknowledged yet. */
   private readonly lastBatchOf = new Map<string, Promise<void>>();
@@ -129,15 +132,22 @@ export class BatchingSink implements Sink {
       if (p) before.add(p);
     }
     const records = batch.map((i) => i.rec);
-    const sent: Promise<void> = (before.size > 0 ? Promise.all(before).then(() => this.deliverWithRetry(records)) : this.deliverWithRetry(records)).then(() => {
-      for (const item of batch) if (this.lastBatchOf.get(item.rec.id) === sent) this.lastBatchOf.delete(item.rec.id);
-      this.inflight -= batch.length;
-      this.sending.delete(sent);
-      for (const item of batch) item.done();
-      this.metrics.sinkWrites.inc({ sink: this.name }, batch.length);
-      this.metrics.sinkBacklog.set({ sink: this.name }, this.backlog);
-      this.schedule();
-    });
+    const sent: Promise<void> = (before.size > 0 ? Promise.all(before).then(() => this.deliverWithRetry(records)) : this.deliverWithRetry(records)).then(
+      () => {
+        for (const item of batch) if (this.lastBatchOf.get(item.rec.id) === sent) this.lastBatchOf.delete(item.rec.id);
+        this.inflight -= batch.length;
+        this.sending.delete(sent);
+        for (const item of batch) item.done();
+        this.metrics.sinkWrites.inc({ sink: this.name }, batch.length);
+        this.metrics.sinkBacklog.set({ sink: this.name }, this.backlog);
+        this.schedule();
+      },
+      (err: unknown) => {
+        // Abandoned: the records stay unacknowledged (the checkpoint keeps them for the next start).
+        if (err !== ABANDONED) throw err;
+        this.sending.delete(sent);
+      },
+    );
     this.sending.add(sent);
     for (const item of batch) this.lastBatchOf.set(item.rec.id, sent);
   }
@@ -146,6 +156,7 @@ export class BatchingSink implements Sink {
   private async deliverWithRetry(batch: SinkRecord[]): Promise<void> {
     const retry = new RetrySchedule({ baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs });
     for (;;) {
+      if (this.abandoned) throw ABANDONED;
       try {
         await this.delivery.deliver(batch);
         if (this.failingSince !== null) this.log.info({ sink: this.name }, 'sink recovered');
@@ -165,7 +176,7 @@ export class BatchingSink implements Sink {
         if (kind === 'config')
           this.log.error(fields, 'the sink refuses our setup (credentials, permissions, schema or URL): fix it; the records wait and are retried');
         else this.log.warn(fields, 'sink write failed; retrying');
-        await sleep(delay);
+        await this.pause(delay);
       }
     }
   }
@@ -186,6 +197,7 @@ export class BatchingSink implements Sink {
   private async setAside(rec: SinkRecord, err: unknown): Promise<void> {
     const retry = new RetrySchedule({ baseMs: this.opts.retryInitialMs, maxMs: this.opts.retryMaxMs });
     for (;;) {
+      if (this.abandoned) throw ABANDONED;
       try {
         await this.deadLetter.add(this.name, rec, err);
         // The server answered and the file took the record: healthy again.
@@ -198,11 +210,31 @@ export class BatchingSink implements Sink {
           { sink: this.name, id: rec.id, file: this.deadLetter.path, err: (fileErr as Error).message, retryInMs: Math.round(delay) },
           'the dead-letter file cannot be written; retrying',
         );
-        await sleep(delay);
+        await this.pause(delay);
       }
     }
     this.metrics.sinkDeadLetters.inc({ sink: this.name });
     this.log.error({ sink: this.name, id: rec.id, err: (err as Error).message }, 'record refused for good; written to the dead-letter file');
+  }
+
+  /** Waits ms, or less if abandon() is called meanwhile. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
+  }
+
+  abandon(): void {
+    this.abandoned = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const wake of [...this.wakers]) wake();
   }
 
   async close(): Promise<void> {
@@ -213,9 +245,9 @@ export class BatchingSink implements Sink {
       this.schedule();
     }
     await this.delivery.close?.();
+    await this.deadLetter.close();
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+/** What a retry loop throws once the sink is abandoned: its records are not acknowledged. */
+const ABANDONED = new Error('abandoned at shutdown');

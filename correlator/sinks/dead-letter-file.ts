@@ -17,4 +17,8 @@ export class DeadLetterFile {
     const line = JSON.stringify({ sink, id: rec.id, reason: (err as Error).message ?? String(err), at: new Date().toISOString(), record: rec.record });
     await this.file.append(`${line}\n`);
   }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
 }

@@ -30,6 +30,12 @@ export interface Sink {
   reopen?(): Promise<void>;
   /** Sends what is queued, waits for it (retrying) and releases resources. */
   close(): Promise<void>;
+  /**
+   * Shutdown waited long enough for close(): stop retrying now, so the
+   * process can end. What is held stays unacknowledged (the checkpoint
+   * saved keeps it, to be decided again after the restart).
+   */
+  abandon?(): void;
 }
 
 /**

@@ -37,6 +37,9 @@ export class FileSink implements Sink {
   private waitingRecords = 0;
   /** The writer loop, while it runs. */
   private writing: Promise<void> | null = null;
+  /** Shutdown gave up waiting: no more retries; what waits stays unacknowledged. */
+  private abandoned = false;
+  private wake: (() => void) | null = null;
 
   constructor(
     readonly path: string,
@@ -68,7 +71,7 @@ export class FileSink implements Sink {
 
   /** Starts the writer loop unless it runs; a write that came as it ended starts it again. */
   private kick(): void {
-    if (this.writing) return;
+    if (this.writing || this.abandoned) return;
     this.writing = this.writeAll().finally(() => {
       this.writing = null;
       if (this.queue.length > 0) this.kick();
@@ -77,9 +80,10 @@ export class FileSink implements Sink {
 
   private async writeAll(): Promise<void> {
     while (this.queue.length > 0) {
+      if (this.abandoned) return;
       const batch = this.queue;
       this.queue = [];
-      await this.appendWithRetry(batch.map((w) => w.text).join(''));
+      if (!(await this.appendWithRetry(batch.map((w) => w.text).join('')))) return;
       for (const w of batch) {
         this.waitingRecords -= w.count;
         w.done();
@@ -89,27 +93,41 @@ export class FileSink implements Sink {
     }
   }
 
-  private async appendWithRetry(text: string): Promise<void> {
+  /** true once written; false when abandoned first. */
+  private async appendWithRetry(text: string): Promise<boolean> {
     const retry = new RetrySchedule({ baseMs: this.o.retryInitialMs, maxMs: this.o.retryMaxMs });
     for (;;) {
+      if (this.abandoned) return false;
       try {
         await this.file.append(text);
         if (this.failingSince !== null) this.log.info({ sink: this.name, file: this.path }, 'sink recovered');
         this.failingSince = null;
-        return;
+        return true;
       } catch (err) {
         this.failingSince ??= Date.now();
         this.metrics.sinkFailures.inc({ sink: this.name, kind: 'retry' });
         this.metrics.sinkRetries.inc({ sink: this.name });
         const delay = retry.failed()!;
         this.log.error({ sink: this.name, file: this.path, err: (err as Error).message, retryInMs: Math.round(delay) }, 'the file sink cannot write; retrying');
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => ((this.wake = null), resolve()), delay);
+          this.wake = () => {
+            clearTimeout(timer);
+            this.wake = null;
+            resolve();
+          };
+        });
       }
     }
   }
 
   async reopen(): Promise<void> {
     await this.file.reopen();
+  }
+
+  abandon(): void {
+    this.abandoned = true;
+    this.wake?.();
   }
 
   async close(): Promise<void> {

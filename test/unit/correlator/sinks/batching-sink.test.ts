@@ -202,6 +202,7 @@ describe('BatchingSink', () => {
     assert.equal(dead[0].id, 'r3');
     assert.match(dead[0].reason, /refused r3/);
     assert.equal(await counter('couchlog_correlator_sink_dead_letters_total'), 1);
+    await sink.close();
     cleanup();
   });
 
@@ -226,6 +227,7 @@ describe('BatchingSink', () => {
     assert.equal(readFileSync(deadLetterPath, 'utf8').trim().split('\n').length, 1);
     // 1 + 2 per halving (64 -> 1 is 6 halvings): 13, where one by one would be 65.
     assert.equal(calls, 13);
+    await sink.close();
     cleanup();
   });
 
@@ -330,5 +332,29 @@ describe('BatchingSink when the dead-letter file cannot be written', () => {
     assert.deepEqual([...d.stored].sort(), ['r0', 'r2']);
     assert.equal(sink.failingSince, null);
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('abandon() at shutdown: retries stop at once, close() returns, nothing is acknowledged', async () => {
+    const failing: Delivery = {
+      deliver: async () => {
+        throw new Error('ClickHouse is down');
+      },
+      classify: () => 'retry',
+    };
+    const { sink, counter, cleanup } = makeSink(failing, { retryInitialMs: 50, retryMaxMs: 60_000 });
+    let acked = false;
+    void sink.write(records(0, 25)).then(() => (acked = true));
+    await new Promise((ok) => setTimeout(ok, 200));
+    assert.ok((await counter('couchlog_correlator_sink_retries_total')) >= 1);
+    const closing = sink.close();
+    sink.abandon();
+    const started = Date.now();
+    await closing;
+    assert.ok(Date.now() - started < 1000, `close() took ${Date.now() - started} ms after abandon()`);
+    const retries = await counter('couchlog_correlator_sink_retries_total');
+    await new Promise((ok) => setTimeout(ok, 300));
+    assert.equal(await counter('couchlog_correlator_sink_retries_total'), retries, 'no retry after abandon()');
+    assert.equal(acked, false, 'what was not delivered is not acknowledged');
+    cleanup();
   });
 });
