@@ -15,7 +15,7 @@
 //  - an event's own `_id` is kept (as on POST /log_<app>); one already
 //    stored counts as stored, so a shipper's retry is not stored twice.
 import { CouchlogError } from '../../lib/errors.js';
-import { validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import { loneSurrogateIn, validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
 import { HecError } from './errors.js';
 import type { WriteToken } from './tokens.js';
 
@@ -68,11 +68,16 @@ export function splitEnvelopes(text: string): unknown[] {
       }
     }
     if (depth !== 0) throw new HecError('INVALID_DATA_FORMAT', index, {}, 'the last event envelope is incomplete');
+    const envelope = text.slice(start, i);
+    let value: unknown;
     try {
-      out.push(JSON.parse(text.slice(start, i)));
+      value = JSON.parse(envelope);
     } catch (err) {
       throw new HecError('INVALID_DATA_FORMAT', index, {}, `event ${index} is not valid JSON: ${(err as Error).message}`);
     }
+    if (loneSurrogateIn(envelope, value) !== null)
+      throw new HecError('INVALID_DATA_FORMAT', index, {}, `event ${index} holds a string that is not valid Unicode (a lone surrogate)`);
+    out.push(value);
   }
   if (out.length === 0) throw new HecError('NO_DATA');
   return out;

@@ -5,6 +5,7 @@
 // Document rules (reserved fields, exact depth) are checked per document in
 // validate-docs.
 import { badRequest } from '../../lib/errors.js';
+import { loneSurrogateIn } from './validate-docs.js';
 
 /**
  * The position of the first bracket nested deeper than `maxDepth` (strings
@@ -41,13 +42,17 @@ export function parseJson(text: string, where = 'request body', maxDepth = Infin
   if (Number.isFinite(maxDepth) && tooDeepAt(text, maxDepth) >= 0) {
     throw badRequest('INGRESS_TOO_DEEP', `${where} is nested deeper than ${maxDepth} levels`);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     // A RangeError means nesting deep enough to overflow the parser's stack.
     const detail = err instanceof RangeError ? 'nested too deeply' : (err as Error).message;
     throw badRequest('INGRESS_INVALID_JSON', `${where} is not valid JSON: ${detail}`);
   }
+  if (loneSurrogateIn(text, value) !== null)
+    throw badRequest('INGRESS_INVALID_JSON', `${where} holds a string that is not valid Unicode (a lone surrogate \\uD800-\\uDFFF)`);
+  return value;
 }
 
 /** One JSON value per line; blank lines are skipped; errors name the line. */

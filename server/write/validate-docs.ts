@@ -135,3 +135,31 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 export function isWellFormed(text: string): boolean {
   return !LONE_SURROGATE.test(text);
 }
+
+/** A \uD800-\uDFFF escape in JSON text: the only way a lone surrogate gets into a parsed value. */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+
+/**
+ * A string (key or value) of `value`, parsed from `text`, that is not valid
+ * Unicode (a lone surrogate), or null. CouchDB 3 refuses the whole
+ * _bulk_docs such a string is in ("invalid UTF-8 JSON"), and group commit
+ * puts several clients' documents in one: one client's bad string made
+ * the others' writes fail with 400, which HEC clients and the shipper take
+ * as refused for good. Only text with a surrogate escape is walked.
+ */
+export function loneSurrogateIn(text: string, value: unknown): string | null {
+  if (!SURROGATE_ESCAPE.test(text)) return null;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (typeof node === 'string') {
+      if (!isWellFormed(node)) return node;
+    } else if (node !== null && typeof node === 'object') {
+      for (const [k, v] of Object.entries(node)) {
+        if (!isWellFormed(k)) return k;
+        stack.push(v);
+      }
+    }
+  }
+  return null;
+}

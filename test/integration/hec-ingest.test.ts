@@ -491,3 +491,12 @@ describe('token rotation without a restart', () => {
     }
   });
 });
+
+test('an event with a lone surrogate is refused alone (code 6, its number), the request stores nothing', async () => {
+  const body = `{"event":{"n":"lone-ok-1"}}{"event":{"m":"\\ud800x"}}`;
+  const res = await hec('/services/collector/event', body, auth());
+  assert.equal(res.status, 400);
+  assert.equal(res.json.code, 6);
+  assert.equal(res.json['invalid-event-number'], 1);
+  assert.deepEqual(await docsWith('log_web', 'n', 'lone-ok-1'), []);
+});

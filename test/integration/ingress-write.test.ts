@@ -135,6 +135,15 @@ describe('bad input: clear error, nothing written', () => {
     { name: 'number document', body: '42', status: 400, error: 'bad_request' },
     { name: 'null document', body: 'null', status: 400, error: 'bad_request' },
     { name: 'invalid JSON', body: '{"a":', status: 400, error: 'bad_request', code: 'INGRESS_INVALID_JSON' },
+    { name: 'a lone surrogate in a value', body: '{"m":"\\ud800x"}', status: 400, error: 'bad_request', code: 'INGRESS_INVALID_JSON' },
+    {
+      name: 'a lone surrogate in a key, in a bulk',
+      path: '/_bulk_docs',
+      body: '{"docs":[{"ok":1},{"\\udc00":1}]}',
+      status: 400,
+      error: 'bad_request',
+      code: 'INGRESS_INVALID_JSON',
+    },
     { name: 'empty body', body: '', status: 400, error: 'bad_request' },
     { name: 'empty array', body: '[]', status: 400, error: 'bad_request' },
     { name: 'too deep', body: `{"a":${deep}}`, status: 400, error: 'bad_request', code: 'INGRESS_TOO_DEEP' },
@@ -333,4 +342,20 @@ describe('operations endpoints', () => {
     assert.match(res.text, /couchlog_couchdb_request_duration_seconds_count\{op="bulk_docs",outcome="201"\} \d+/);
     assert.match(res.text, /couchlog_ingress_rejected_requests_total\{code="INGRESS_DOC_HAS_REV"\} \d+/);
   });
+});
+
+test("one client's lone surrogate does not fail the others' single POSTs written in the same group commit", async () => {
+  const good = Array.from({ length: 20 }, (_, i) =>
+    http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ poison_test: i }) }),
+  );
+  const bad = Array.from({ length: 20 }, () => http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"m":"\\ud800x"}' }));
+  const [goods, bads] = await Promise.all([Promise.all(good), Promise.all(bad)]);
+  assert.deepEqual(
+    goods.map((r) => storedStatus(r.status)),
+    goods.map(() => 201),
+  );
+  assert.ok(bads.every((r) => r.status === 400 && r.json.code === 'INGRESS_INVALID_JSON'));
+  // A valid pair written as escapes is stored as the character it is.
+  const pair = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"m":"\\ud83d\\ude00"}' });
+  assert.equal(storedStatus(pair.status), 201, pair.text);
 });

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CouchlogError } from '../../../../lib/errors.js';
 import { parseJson, parseNdjson } from '../../../../server/write/parse-body.js';
-import { bulkDocsOf, checkCount, jsonDepth, validateDoc, type DocRules } from '../../../../server/write/validate-docs.js';
+import { bulkDocsOf, checkCount, jsonDepth, loneSurrogateIn, validateDoc, type DocRules } from '../../../../server/write/validate-docs.js';
 
 interface Expected {
   statusCode: number;
@@ -335,4 +335,17 @@ describe('bulkDocsOf', () => {
       throwsCouch(() => bulkDocsOf(body), expected);
     });
   }
+});
+
+test('loneSurrogateIn: a lone surrogate in any key or value, only when the text has a surrogate escape', () => {
+  const parse = (text: string) => loneSurrogateIn(text, JSON.parse(text));
+  assert.equal(parse('{"m":"\\ud800x"}'), '\ud800x');
+  assert.equal(parse('{"m":"x\\uDC00"}'), 'x\udc00');
+  assert.equal(parse('{"a":{"b":["ok","\\udbff"]}}'), '\udbff');
+  assert.equal(parse('{"\\ud800":1}'), '\ud800');
+  assert.equal(parse('{"m":"\\ud83d\\ude00 a pair is fine"}'), null);
+  assert.equal(parse('{"m":"🙂 raw, no escape"}'), null);
+  assert.equal(parse('{"m":"\\\\ud800 an escaped backslash, not an escape"}'), null);
+  // No surrogate escape in the text: nothing is walked, whatever the value.
+  assert.equal(loneSurrogateIn('{}', { m: '\ud800' }), null);
 });
