@@ -93,6 +93,11 @@ export const ERRORS = {
     error: 'too_many_requests',
     when: 'a long-polling or continuous feed over ingress.feeds.max_open_per_user for the account, or max_open in all (Retry-After)',
   },
+  INGRESS_TOO_MANY_PROXIED: {
+    status: 429,
+    error: 'too_many_requests',
+    when: 'more requests of one account proxied to CouchDB at once than ingress.feeds.max_requests_per_user (Retry-After)',
+  },
   AUTH_TOO_MANY_FAILURES: { status: 429, error: 'too_many_requests', when: 'too many failed authentications from one address (Retry-After)' },
   INGRESS_INTERNAL: { status: 500, error: 'internal_server_error', when: 'a bug: logged with its stack, answered without internals' },
   COUCHDB_UNAVAILABLE: { status: 503, error: 'service_unavailable', when: 'CouchDB cannot be reached; answered at once (Retry-After)' },

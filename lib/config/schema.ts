@@ -120,6 +120,11 @@ const feeds = z
     max_open: z.number().int().min(1).max(10_000).default(64),
     /** Feeds one account may hold open at once (429 beyond). */
     max_open_per_user: z.number().int().min(1).max(10_000).default(8),
+    /**
+     * Requests of one account proxied to CouchDB at once, feeds included
+     * (429 beyond): a slow body or a slow reader holds a connection too.
+     */
+    max_requests_per_user: z.number().int().min(1).max(10_000).default(32),
   })
   .strict()
   .default({});

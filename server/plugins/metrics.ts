@@ -65,7 +65,7 @@ export class Metrics {
 
   readonly feedsRefused = new Counter({
     name: 'couchlog_ingress_feeds_refused_total',
-    help: "Feeds refused with 429: over the account's share (user) or everybody's (total)",
+    help: "Proxied requests refused with 429: feeds over the account's share (user) or everybody's (total), requests over the account's in flight (requests)",
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -19,7 +19,7 @@ export interface ProxyRoutesOptions {
   verifier: CredentialVerifier;
   requestTimeoutMs: number;
   retryAfterS: number;
-  feeds: { max_open: number; max_open_per_user: number };
+  feeds: { max_open: number; max_open_per_user: number; max_requests_per_user: number };
   metrics: Metrics;
 }
 
@@ -38,6 +38,26 @@ function isDatabaseLevelWrite(method: string, path: string): boolean {
 export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions): Promise<void> {
   const lists = new ListGuard({ upstream: opts.upstream, timeoutMs: opts.requestTimeoutMs, retryAfterS: opts.retryAfterS });
   const feeds = new FeedLimiter({ maxOpen: opts.feeds.max_open, maxOpenPerUser: opts.feeds.max_open_per_user });
+  // Every proxied request holds a connection of the pool while its body comes in and its answer goes out:
+  // a reader sending bodies a byte at a time took them all. Counted per account, feeds included.
+  const inflight = new FeedLimiter({ maxOpen: Number.POSITIVE_INFINITY, maxOpenPerUser: opts.feeds.max_requests_per_user });
+  /** Holds `slot` until the answer is over or the client gone (including gone already, while its credentials were checked). */
+  const holdUntilClosed = (request: FastifyRequest, reply: FastifyReply, slot: () => void) => {
+    reply.raw.once('close', slot);
+    if (request.raw.socket?.destroyed || reply.raw.destroyed) slot();
+  };
+  const admitRequest = (request: FastifyRequest, reply: FastifyReply, user: string) => {
+    const slot = inflight.acquire(user);
+    if (typeof slot === 'string') {
+      opts.metrics.feedsRefused.inc({ reason: 'requests' });
+      throw tooManyRequests(
+        'INGRESS_TOO_MANY_PROXIED',
+        `Too many requests of this account in progress (at most ${opts.feeds.max_requests_per_user}); retry later`,
+        opts.retryAfterS,
+      );
+    }
+    holdUntilClosed(request, reply, slot);
+  };
   /** A live feed holds a connection of the pool until it ends: counted from here until the answer is over or the client gone. */
   const admitFeed = (request: FastifyRequest, reply: FastifyReply, user: string) => {
     const slot = feeds.acquire(user);
@@ -46,14 +66,11 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
       const whose = slot === 'user' ? `${opts.feeds.max_open_per_user} for one account` : `${opts.feeds.max_open} in all`;
       throw tooManyRequests('INGRESS_TOO_MANY_FEEDS', `Too many long-polling or continuous feeds open (at most ${whose}); retry later`, opts.retryAfterS);
     }
-    const release = () => {
+    opts.metrics.feedsOpen.set(feeds.open);
+    holdUntilClosed(request, reply, () => {
       slot();
       opts.metrics.feedsOpen.set(feeds.open);
-    };
-    opts.metrics.feedsOpen.set(feeds.open);
-    reply.raw.once('close', release);
-    // The client may have gone while its credentials were checked: that 'close' is over, and would never come.
-    if (request.raw.socket?.destroyed || reply.raw.destroyed) release();
+    });
   };
   const authorize = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = (request.raw.url ?? '/').split('?', 1)[0]!;
@@ -83,6 +100,7 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     // A _list of a missing function kills PouchDB Server: 404 here instead.
     await lists.check(request.raw.url ?? '/', creds);
     if (isLiveFeed(request.raw.url ?? '/')) admitFeed(request, reply, caller.name);
+    admitRequest(request, reply, caller.name);
   };
 
   await app.register(httpProxy, {

@@ -13,7 +13,7 @@ import { startStack, http, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
 before(async () => {
-  stack = await startStack({ yaml: { ingress: { feeds: { max_open: 3, max_open_per_user: 2 } } } });
+  stack = await startStack({ yaml: { ingress: { feeds: { max_open: 3, max_open_per_user: 2, max_requests_per_user: 4 } } } });
 });
 after(async () => {
   await stack?.stop();
@@ -190,4 +190,33 @@ test('heartbeat and timeout beyond what a timer holds are clamped, not fired at 
     );
   assert.equal(answered, false, `a timeout of 3e9 ms answered after ${Date.now() - started} ms`);
   await until('given back', async () => (await metric('couchlog_ingress_feeds_open')) === 0);
+});
+
+test("requests whose bodies come a byte at a time hold at most an account's share of the connections", async () => {
+  const slow: ClientRequest[] = [];
+  for (let i = 0; i < 4; i++) {
+    const req = httpRequest(`${stack.url}/log_appname/_all_docs`, {
+      method: 'POST',
+      headers: { authorization: stack.auth.reader, 'content-type': 'application/json', 'content-length': '100' },
+      agent: false,
+    });
+    req.on('error', () => undefined);
+    req.write('{"keys":[');
+    slow.push(req);
+  }
+  try {
+    await sleep(500);
+    const refused = await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.reader } });
+    assert.equal(refused.status, 429, refused.text);
+    assert.equal(refused.json.code, 'INGRESS_TOO_MANY_PROXIED');
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+    // Other accounts are not held up.
+    assert.equal((await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.admin } })).status, 200);
+  } finally {
+    for (const r of slow) r.destroy();
+  }
+  await until(
+    'the account is served again',
+    async () => (await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.reader } })).status === 200,
+  );
 });
