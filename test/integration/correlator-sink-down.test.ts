@@ -9,7 +9,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, http, JSON_TYPE, freePort, type Stack, storedStatus } from '../helpers/stack.js';
+import { startStack, freePort, type Stack } from '../helpers/stack.js';
+import { couchDocs, metrics, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
@@ -46,49 +47,20 @@ before(async () => {
     },
   });
   correlator = await startCorrelator(stack.config, log, { clickhouse: true });
-  await until('the correlator to be idle', async () => {
-    const s = correlator!.pipeline.status();
-    return s.A.caughtUp && s.B.caughtUp && Number.isFinite(correlator!.engine.watermark) ? true : null;
-  });
+  await until(
+    'the correlator to be idle',
+    async () => {
+      const s = correlator!.pipeline.status();
+      return s.A.caughtUp && s.B.caughtUp && Number.isFinite(correlator!.engine.watermark) ? true : null;
+    },
+    60_000,
+  );
 });
 after(async () => {
   await correlator?.stop();
   await stack?.stop();
   await ch?.stop();
 });
-
-type Doc = Record<string, unknown>;
-
-async function post(app: string, docs: Doc[]): Promise<string[]> {
-  const res = await http(`${stack.url}/log_${app}/_bulk_docs`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ docs }) });
-  assert.equal(storedStatus(res.status), 201, res.text);
-  return res.json.map((r: { id: string }) => r.id);
-}
-
-async function allDocs(db: string): Promise<Map<string, Doc>> {
-  const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
-  assert.equal(res.status, 200, res.text.slice(0, 200));
-  const out = new Map<string, Doc>();
-  for (const row of res.json.rows as Array<{ id: string; doc: Doc }>) if (!row.id.startsWith('_design/')) out.set(row.id, row.doc);
-  return out;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => null);
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
-
-async function metric(name: string): Promise<number> {
-  const text = (await http(`${metricsUrl}/metrics`)).text;
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name)) sum += Number(line.split(' ').pop());
-  return sum;
-}
 
 const conn = (port: number, t: number, extra: Doc = {}) => ({ src_ip: '198.51.100.78', src_port: port, dst_ip: '192.168.1.10', ...extra, timestamp: t });
 
@@ -98,29 +70,36 @@ test('ClickHouse down: late As still find their Bs through lookups and reach log
   try {
     const t0 = Date.now() - HOUR;
     const ports = Array.from({ length: 20 }, (_, i) => 42_000 + i);
-    const bIds = await post(
+    const bIds = await postBulk(
+      stack,
       'network',
       ports.map((p, i) => conn(p, t0 + i * 1000, { dst_port: 443, ja4: 't13d1516h2_8daaf6152771_b0da82dd1658', conn_id: `c${p}` })),
     );
-    await until('the provisional orphan Bs', async () => {
-      const docs = await allDocs('log_correlated');
-      return bIds.every((id) => docs.get(`B-${id}`)?.orphan_side === 'B') ? true : null;
-    });
+    await until(
+      'the provisional orphan Bs',
+      async () => {
+        const docs = await couchDocs(stack, 'log_correlated');
+        return bIds.every((id) => docs.get(`B-${id}`)?.orphan_side === 'B') ? true : null;
+      },
+      60_000,
+    );
     await sleep(1000);
-    const aIds = await post(
+    const aIds = await postBulk(
+      stack,
       'http',
       ports.map((p, i) => conn(p, t0 + i * 1000 + 40, { dst_port: 8080, method: 'GET', host: 'down.example', path: `/p${p}` })),
     );
     await until(
       'every A correlated in log_correlated while ClickHouse is down',
       async () => {
-        const d = await allDocs('log_correlated');
+        const d = await couchDocs(stack, 'log_correlated');
         return aIds.every((id) => d.get(`A-${id}`)?.correlated === true) && bIds.every((id) => !d.has(`B-${id}`)) ? true : null;
       },
       30_000,
     );
-    assert.ok((await metric('couchlog_correlator_lookups_total')) > 0, 'partners came through lookups');
-    assert.ok((await metric('couchlog_correlator_sink_failures_total{sink="clickhouse"')) > 0, 'ClickHouse was failing meanwhile');
+    const m = await metrics(metricsUrl);
+    assert.ok((m.get('couchlog_correlator_lookups_total') ?? 0) > 0, 'partners came through lookups');
+    assert.ok((m.get('couchlog_correlator_sink_failures_total{sink="clickhouse",kind="retry"}') ?? 0) > 0, 'ClickHouse was failing meanwhile');
 
     // Shutdown while ClickHouse is still down: the drain is bounded (10 s), then what is acknowledged is saved.
     const started = Date.now();

@@ -12,14 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Forwarder, type ForwarderOptions } from '../../../forward/forwarder.js';
+import { startBigDocChanges, type BigDocChanges } from '../../helpers/big-doc-changes.js';
 import { createLogger } from '../../../lib/logger.js';
 
 const TOTAL = 60;
-let maxPage = Infinity;
-const couchLimits: number[] = [];
 let hecMode: 'ok' | 'refuse' | 'hang' = 'ok';
 const received: number[] = [];
-let couch: Server;
+let couch: BigDocChanges;
 let hec: Server;
 let dir: string;
 
@@ -27,25 +26,11 @@ const listen = async (s: Server) => {
   await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
   return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
 };
-let couchUrl: string;
 let hecUrl: string;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'couchlog-forwarder-'));
-  couch = createServer((req, res) => {
-    const q = new URL(req.url!, 'http://x').searchParams;
-    const limit = Number(q.get('limit'));
-    const since = Number(q.get('since'));
-    couchLimits.push(limit);
-    res.setHeader('content-type', 'application/json');
-    if (limit > maxPage) {
-      res.statusCode = 500;
-      return res.end('{"error":"RangeError","reason":"Invalid string length"}');
-    }
-    const results = [];
-    for (let s = since + 1; s <= Math.min(TOTAL, since + limit); s++) results.push({ seq: s, id: `d${s}`, changes: [], doc: { _id: `d${s}`, n: s } });
-    res.end(JSON.stringify({ results, last_seq: since + results.length }));
-  });
+  couch = await startBigDocChanges(TOTAL, Infinity);
   hec = createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');
@@ -61,13 +46,11 @@ before(async () => {
       res.end('{"text":"Success","code":0}');
     });
   });
-  couchUrl = await listen(couch);
   hecUrl = await listen(hec);
 });
 after(async () => {
-  couch.closeAllConnections();
+  await couch.close();
   hec.closeAllConnections();
-  await new Promise<void>((ok) => couch.close(() => ok()));
   await new Promise<void>((ok) => hec.close(() => ok()));
   rmSync(dir, { recursive: true, force: true });
 });
@@ -75,7 +58,7 @@ after(async () => {
 function options(name: string, over: Partial<ForwarderOptions> = {}): ForwarderOptions {
   return {
     app: 'big',
-    couchUrl,
+    couchUrl: couch.url,
     couchHeaders: {},
     checkpointFile: join(dir, `${name}.checkpoint.json`),
     deadLetterFile: join(dir, `${name}.dead-letter.ndjson`),
@@ -99,7 +82,7 @@ async function until(what: string, cond: () => boolean, ms = 20_000): Promise<vo
 }
 
 test('pages the server cannot build are read smaller: every event forwarded once, in order', async () => {
-  maxPage = 3;
+  couch.maxPage = 3;
   hecMode = 'ok';
   received.length = 0;
   const f = new Forwarder(options('pages'));
@@ -113,9 +96,9 @@ test('pages the server cannot build are read smaller: every event forwarded once
     received,
     Array.from({ length: TOTAL }, (_, i) => i + 1),
   );
-  assert.ok(Math.min(...couchLimits) <= 3, `limits asked: ${couchLimits.join(',')}`);
+  assert.ok(Math.min(...couch.limits) <= 3, `limits asked: ${couch.limits.join(',')}`);
   assert.equal(JSON.parse(readFileSync(join(dir, 'pages.checkpoint.json'), 'utf8')).since, String(TOTAL));
-  maxPage = Infinity;
+  couch.maxPage = Infinity;
 });
 
 test('a dead-letter file that cannot be written: retried and reported, the process goes on, the checkpoint stays', async () => {
