@@ -9,6 +9,9 @@
 // What must stay true: feeds never hold more than `maxOpen` connections of
 // the pool, and the pool always has SHORT_REQUEST_CONNECTIONS beyond them
 // (proxyPoolSize); one account never holds more than `maxOpenPerUser`.
+// The same counter (maxOpen unbounded) limits one account's proxied
+// requests of any kind in progress (proxy-routes.ts): a body sent a byte
+// at a time holds a connection as a feed does.
 
 /** Connections of the proxy's pool that feeds can never take. */
 export const SHORT_REQUEST_CONNECTIONS = 32;
