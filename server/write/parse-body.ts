@@ -5,7 +5,7 @@
 // Document rules (reserved fields, exact depth) are checked per document in
 // validate-docs.
 import { badRequest } from '../../lib/errors.js';
-import { loneSurrogateIn } from './validate-docs.js';
+import { loneSurrogateError, loneSurrogateIn } from './validate-docs.js';
 
 /**
  * The position of the first bracket nested deeper than `maxDepth` (strings
@@ -50,8 +50,8 @@ export function parseJson(text: string, where = 'request body', maxDepth = Infin
     const detail = err instanceof RangeError ? 'nested too deeply' : (err as Error).message;
     throw badRequest('INGRESS_INVALID_JSON', `${where} is not valid JSON: ${detail}`);
   }
-  if (loneSurrogateIn(text, value) !== null)
-    throw badRequest('INGRESS_INVALID_JSON', `${where} holds a string that is not valid Unicode (a lone surrogate \\uD800-\\uDFFF)`);
+  const lone = loneSurrogateIn(text, value);
+  if (lone !== null) throw loneSurrogateError(lone, where);
   return value;
 }
 

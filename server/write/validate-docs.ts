@@ -141,25 +141,33 @@ const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
 /**
  * A string (key or value) of `value`, parsed from `text`, that is not valid
- * Unicode (a lone surrogate), or null. CouchDB 3 refuses the whole
- * _bulk_docs such a string is in ("invalid UTF-8 JSON"), and group commit
- * puts several clients' documents in one: one client's bad string made
- * the others' writes fail with 400, which HEC clients and the shipper take
- * as refused for good. Only text with a surrogate escape is walked.
+ * Unicode (a lone surrogate), with the key it is the value of, or null.
+ * CouchDB 3 refuses the whole _bulk_docs such a string is in ("invalid
+ * UTF-8 JSON"), and group commit puts several clients' documents in one:
+ * one client's bad string made the others' writes fail with 400, which HEC
+ * clients and the shipper take as refused for good. Only text with a
+ * surrogate escape is walked.
  */
-export function loneSurrogateIn(text: string, value: unknown): string | null {
+export function loneSurrogateIn(text: string, value: unknown): { text: string; key: string | null } | null {
   if (!SURROGATE_ESCAPE.test(text)) return null;
-  const stack: unknown[] = [value];
+  const stack: Array<[unknown, string | null]> = [[value, null]];
   while (stack.length > 0) {
-    const node = stack.pop();
+    const [node, key] = stack.pop()!;
     if (typeof node === 'string') {
-      if (!isWellFormed(node)) return node;
+      if (!isWellFormed(node)) return { text: node, key };
     } else if (node !== null && typeof node === 'object') {
       for (const [k, v] of Object.entries(node)) {
-        if (!isWellFormed(k)) return k;
-        stack.push(v);
+        if (!isWellFormed(k)) return { text: k, key: null };
+        stack.push([v, Array.isArray(node) ? null : k]);
       }
     }
   }
   return null;
+}
+
+/** The 400 for a lone surrogate: INGRESS_BAD_ID for an _id (as validateDoc says), else INGRESS_INVALID_JSON. */
+export function loneSurrogateError(found: { key: string | null }, where: string) {
+  return found.key === '_id'
+    ? badRequest('INGRESS_BAD_ID', `${where}: _id is not valid Unicode (lone surrogate)`)
+    : badRequest('INGRESS_INVALID_JSON', `${where} holds a string that is not valid Unicode (a lone surrogate \\uD800-\\uDFFF)`);
 }

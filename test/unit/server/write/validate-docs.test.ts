@@ -337,12 +337,13 @@ describe('bulkDocsOf', () => {
   }
 });
 
-test('loneSurrogateIn: a lone surrogate in any key or value, only when the text has a surrogate escape', () => {
+test('loneSurrogateIn: a lone surrogate in any key or value (with the key it is under), only when the text has a surrogate escape', () => {
   const parse = (text: string) => loneSurrogateIn(text, JSON.parse(text));
-  assert.equal(parse('{"m":"\\ud800x"}'), '\ud800x');
-  assert.equal(parse('{"m":"x\\uDC00"}'), 'x\udc00');
-  assert.equal(parse('{"a":{"b":["ok","\\udbff"]}}'), '\udbff');
-  assert.equal(parse('{"\\ud800":1}'), '\ud800');
+  assert.deepEqual(parse('{"m":"\\ud800x"}'), { text: '\ud800x', key: 'm' });
+  assert.deepEqual(parse('{"m":"x\\uDC00"}'), { text: 'x\udc00', key: 'm' });
+  assert.deepEqual(parse('{"a":{"b":["ok","\\udbff"]}}'), { text: '\udbff', key: null });
+  assert.deepEqual(parse('{"\\ud800":1}'), { text: '\ud800', key: null });
+  assert.deepEqual(parse('{"docs":[{"_id":"a\\ud800"}]}'), { text: 'a\ud800', key: '_id' });
   assert.equal(parse('{"m":"\\ud83d\\ude00 a pair is fine"}'), null);
   assert.equal(parse('{"m":"🙂 raw, no escape"}'), null);
   assert.equal(parse('{"m":"\\\\ud800 an escaped backslash, not an escape"}'), null);
