@@ -72,7 +72,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   fillFromSecretsFile(config);
   fillTokenSecrets(config, env);
   fillSigningKey(config, env);
-  config.ingress.id_tag_key ??= env[ID_TAG_KEY_NAME] || readSecretsFile(config.data_dir)[ID_TAG_KEY_NAME] || null;
+  fillIdTagKey(config, env);
   fillClickhousePassword(config);
   return { config, file };
 }
@@ -123,6 +123,14 @@ function fillTokenSecrets(config: Config, env: Env): void {
 
 /** The environment variable (and secrets.env key) of the key of tagged ids (ingress.id_tag_key). */
 export const ID_TAG_KEY_NAME = 'COUCHLOG_ID_TAG_KEY';
+
+/** ingress.id_tag_key from the environment, else secrets.env, held to the rule of one in the file. */
+function fillIdTagKey(config: Config, env: Env): void {
+  if (config.ingress.id_tag_key !== null) return;
+  const key = env[ID_TAG_KEY_NAME] || readSecretsFile(config.data_dir)[ID_TAG_KEY_NAME] || null;
+  if (key !== null && key.length < 32) throw new ConfigError([`ingress.id_tag_key: ${ID_TAG_KEY_NAME} must be at least 32 characters`]);
+  config.ingress.id_tag_key = key;
+}
 
 /** The environment variable (and secrets.env key) holding the correlated records' signing key. */
 export const SIGNING_KEY_NAME = 'COUCHLOG_SIGNING_KEY';

@@ -605,6 +605,16 @@ describe('ensureSecrets', () => {
     assert.ok(!readFileSync(result.file, 'utf8').includes('reader-in-file-1'));
   });
 
+  test('the key of tagged ids: from the environment or secrets.env, at least 32 characters, never echoed', () => {
+    assert.equal(load(tmp(), { COUCHLOG_ID_TAG_KEY: 'k'.repeat(32) }).ingress.id_tag_key, 'k'.repeat(32));
+    const problems = configProblems(() => load(tmp(), { COUCHLOG_ID_TAG_KEY: 'short-secret-key' }));
+    assert.ok(
+      problems.some((p) => p.startsWith('ingress.id_tag_key: COUCHLOG_ID_TAG_KEY must be at least 32')),
+      JSON.stringify(problems),
+    );
+    assert.ok(problems.every((p) => !p.includes('short-secret-key')));
+  });
+
   test('the environment beats a password stored in secrets.env', () => {
     const cwd = tmp();
     ensureSecrets(load(cwd));
