@@ -37,7 +37,8 @@ export async function startEmbeddedClickhouse(config: Config, logger: Logger): P
   if (!binary) {
     return {
       server: null,
-      reason: 'clickhouse-server is not installed (as root: apt-get install clickhouse-server, or run couchlog up as root once): the ClickHouse sink is off',
+      reason:
+        'clickhouse-server is not installed (as root: apt-get install clickhouse-server, or run couchlog up as root once): the ClickHouse sink is off (once it runs, couchlog backfill copies the records decided meanwhile)',
     };
   }
   const server = new EmbeddedClickhouse({

@@ -9,7 +9,7 @@ export const EXIT_CODES = {
   failure: 1,
   /** Bad options, arguments or configuration (UsageError, ConfigError, commander's own usage errors): nothing was done. */
   usage: 2,
-  /** couchlog audit found documents changed, deleted or not signed. */
+  /** couchlog audit found documents changed, deleted or not signed; couchlog backfill left unsigned ones out. */
   auditFindings: 3,
   /** Stopped by SIGINT/SIGTERM before the work was done (InterruptedError). */
   interrupted: 130,

@@ -41,7 +41,7 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}): P
     // says why the ClickHouse sink is off.
     const starting = startEmbeddedClickhouse(config, logger).catch((err: Error): EmbeddedClickhouseResult => ({
       server: null,
-      reason: `the embedded ClickHouse did not start (${err.message}): the ClickHouse sink is off`,
+      reason: `the embedded ClickHouse did not start (${err.message}): the ClickHouse sink is off (once it runs, couchlog backfill copies the records decided meanwhile)`,
     }));
     try {
       if (config.couchdb.url === null) {

@@ -4,24 +4,13 @@
 // then close the HTTP server and connections.
 import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import {
-  checkpointName,
-  clickhouseUrl,
-  correlatorStateDb,
-  couchUrl,
-  dbName,
-  namedSecret,
-  requirePassword,
-  SIGNING_KEY_NAME,
-  type Config,
-} from '../lib/config/load.js';
+import { checkpointName, correlatorStateDb, couchUrl, dbName, namedSecret, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { ConfigError, OperationError } from '../lib/errors.js';
 import { signRecord } from '../lib/audit/record-signature.js';
 import type { Logger } from '../lib/logger.js';
-import { checkClickhouseTable } from './sinks/clickhouse/ensure-table.js';
-import { ClickHouseDelivery, connect } from './sinks/clickhouse/clickhouse-delivery.js';
+import { openClickhouseSink } from './sinks/clickhouse/open-sink.js';
 import type { CorrelationEngine } from './engine/engine.js';
 import { engineConfig } from './engine-config.js';
 import { IpFilter } from './engine/ip-filter.js';
@@ -95,44 +84,9 @@ async function addSinks(sinks: Sink[], { config, http, writer, metrics, log, wit
   const out = config.correlator.outputs;
   const retry = (o: { retry_initial_ms: number; retry_max_ms: number }) => ({ retryInitialMs: o.retry_initial_ms, retryMaxMs: o.retry_max_ms });
   if (out.clickhouse.enabled && config.clickhouse.enabled && withClickhouse) {
-    const ch = config.clickhouse;
-    const target = {
-      url: clickhouseUrl(config),
-      user: ch.user,
-      password: ch.password ?? '',
-      database: ch.database,
-      table: ch.table,
-      timeoutMs: out.clickhouse.timeout_ms,
-    };
-    const client = connect(target);
-    try {
-      await checkClickhouseTable(client, ch.database, ch.table);
-    } catch (err) {
-      await client.close();
-      if (err instanceof OperationError) throw err;
-      throw new OperationError(`ClickHouse at ${target.url} cannot be used: ${(err as Error).message}`);
-    }
-    const o = out.clickhouse;
-    sinks.push(
-      new BatchingSink(
-        'clickhouse',
-        new ClickHouseDelivery(client, target, (n) => metrics.sinkCorrections.inc({ sink: 'clickhouse' }, n)),
-        {
-          batchSize: o.batch_size,
-          maxBatchSize: o.max_batch_size,
-          concurrency: o.concurrency,
-          flushIntervalMs: o.flush_interval_ms,
-          maxBufferSize: o.max_buffer_size,
-          dropOnOverflow: o.drop_on_overflow,
-          ...retry(o),
-        },
-        new DeadLetterFile(resolve(config.data_dir, o.dead_letter_file)),
-        metrics,
-        log,
-      ),
-    );
+    sinks.push((await openClickhouseSink(config, metrics, log, resolve(config.data_dir, out.clickhouse.dead_letter_file))).sink);
   } else if (out.clickhouse.enabled) {
-    log.warn('the ClickHouse sink is off (no ClickHouse to write to)');
+    log.warn('the ClickHouse sink is off (no ClickHouse to write to); once it runs, couchlog backfill copies the records decided meanwhile');
   }
   if (out.couchdb.enabled) {
     const o = out.couchdb;

@@ -18,6 +18,7 @@ import { jsonformatCommand } from '../cli/jsonformat-command.js';
 import { shipCommand } from '../cli/ship-command.js';
 import { forwardCommand } from '../cli/forward-command.js';
 import { auditCommand } from '../cli/audit-command.js';
+import { backfillCommand } from '../cli/backfill-command.js';
 
 const program = new Command('couchlog')
   .description('central log service: write-only ingress in front of CouchDB')
@@ -143,6 +144,7 @@ program.addCommand(jsonformatCommand());
 program.addCommand(shipCommand('ship', () => program.opts<{ config?: string }>().config));
 program.addCommand(forwardCommand('forward', () => program.opts<{ config?: string }>().config));
 program.addCommand(auditCommand('audit', () => program.opts<{ config?: string }>().config));
+program.addCommand(backfillCommand('backfill', () => program.opts<{ config?: string }>().config));
 
 usageErrorsExit2(program)
   .parseAsync(process.argv)

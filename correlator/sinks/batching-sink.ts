@@ -67,6 +67,8 @@ export class BatchingSink implements Sink {
   private abandoned = false;
   private readonly wakers = new Set<() => void>();
   private inflight = 0;
+  /** Dropping since the last write that was taken whole (drop_on_overflow). */
+  private dropping = false;
   /** Per record id, the latest batch holding it that is not acknowledged yet. */
   private readonly lastBatchOf = new Map<string, Promise<void>>();
   failingSince: number | null = null;
@@ -90,12 +92,27 @@ export class BatchingSink implements Sink {
 
   write(records: SinkRecord[]): Promise<void> {
     const accepted: Array<Promise<void>> = [];
+    let dropped = 0;
     for (const rec of records) {
       if (this.opts.dropOnOverflow && this.backlog >= this.opts.maxBufferSize) {
-        this.metrics.sinkDropped.inc({ sink: this.name });
+        dropped++;
         continue;
       }
       accepted.push(new Promise<void>((done) => this.queue.push({ rec, done })));
+    }
+    if (dropped > 0) {
+      this.metrics.sinkDropped.inc({ sink: this.name }, dropped);
+      // Once per overflow, not per record: the counter has the number.
+      if (!this.dropping)
+        this.log.warn(
+          { sink: this.name, backlog: this.backlog },
+          this.name === 'clickhouse'
+            ? 'buffer full: dropping records (drop_on_overflow); couchlog backfill copies them from log_correlated later'
+            : 'buffer full: dropping records (drop_on_overflow)',
+        );
+      this.dropping = true;
+    } else if (accepted.length > 0) {
+      this.dropping = false;
     }
     this.metrics.sinkBacklog.set({ sink: this.name }, this.backlog);
     this.schedule();

@@ -34,19 +34,12 @@ import { SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
 import { TombstoneWatch } from './tombstone-watch.js';
+import { storedDoc as toDoc } from './stored-record.js';
 import { OperationError } from '../../../lib/errors.js';
 
 /** Some documents were refused for a reason retrying cannot fix. */
 export class PermanentDeliveryError extends Error {
   override readonly name = 'PermanentDeliveryError';
-}
-
-/** CouchDB refuses top-level fields starting with "_" other than its own. */
-function toDoc(r: SinkRecord): Record<string, unknown> {
-  const doc: Record<string, unknown> = { _id: r.id };
-  const rec = r.record;
-  for (const k in rec) if (k.charCodeAt(0) !== 95 /* _ */) doc[k] = rec[k];
-  return doc;
 }
 
 interface Stored {

@@ -14,7 +14,8 @@ import { DeadLetterFile } from '../../../../correlator/sinks/dead-letter-file.js
 import { PermanentDeliveryError } from '../../../../correlator/sinks/couchdb/couchdb-sink.js';
 import type { FailureKind, SinkRecord } from '../../../../correlator/sinks/sink.js';
 import { CorrelatorMetrics } from '../../../../correlator/metrics.js';
-import { createLogger } from '../../../../lib/logger.js';
+import { createLogger, type Logger } from '../../../../lib/logger.js';
+import { pino } from 'pino';
 
 /** A server that answers when told to, and remembers what it stored. */
 class ManualDelivery implements Delivery {
@@ -67,7 +68,7 @@ const records = (from: number, n: number): SinkRecord[] =>
   Array.from({ length: n }, (_, i) => ({ id: `r${from + i}`, record: { n: from + i }, version: from + i + 1, deleted: false }));
 const tick = () => new Promise((ok) => setImmediate(ok));
 
-function makeSink(delivery: Delivery, opts: Partial<BatchingOptions> = {}) {
+function makeSink(delivery: Delivery, opts: Partial<BatchingOptions> = {}, log: Logger = createLogger('silent')) {
   const dir = mkdtempSync(join(tmpdir(), 'couchlog-sink-'));
   const metrics = new CorrelatorMetrics(false);
   const deadLetter = new DeadLetterFile(join(dir, 'dead.jsonl'));
@@ -82,7 +83,7 @@ function makeSink(delivery: Delivery, opts: Partial<BatchingOptions> = {}) {
     retryMaxMs: 5,
     ...opts,
   };
-  const sink = new BatchingSink('test', delivery, options, deadLetter, metrics, createLogger('silent'));
+  const sink = new BatchingSink('test', delivery, options, deadLetter, metrics, log);
   const counter = async (name: string) => (await metrics.registry.getSingleMetric(name)!.get()).values.reduce((a, v) => a + v.value, 0);
   return { sink, metrics, counter, deadLetterPath: deadLetter.path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
@@ -289,6 +290,33 @@ describe('BatchingSink', () => {
     assert.equal(holding.sink.full, false);
     assert.equal(await holding.counter('couchlog_correlator_sink_dropped_total'), 0);
     holding.cleanup();
+  });
+
+  test('drop_on_overflow warns once when an overflow starts, not per record, and again for the next overflow', async () => {
+    const lines: Array<{ msg: string; sink: string }> = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as { msg: string; sink: string }) }) as unknown as Logger;
+    const d = new ManualDelivery();
+    d.auto = false;
+    const s = makeSink(d, { batchSize: 10, maxBufferSize: 5, dropOnOverflow: true }, log);
+    const first = s.sink.write(records(0, 8));
+    const second = s.sink.write(records(8, 8));
+    assert.equal(await s.counter('couchlog_correlator_sink_dropped_total'), 11);
+    assert.equal(lines.filter((l) => /dropping records/.test(l.msg)).length, 1, 'one warning for one overflow');
+    while (d.stored.length < 5) {
+      d.release();
+      await new Promise((ok) => setTimeout(ok, 5));
+    }
+    await Promise.all([first, second]);
+    // Taken whole: the overflow is over; the next one is announced again.
+    await Promise.race([s.sink.write(records(16, 2)), new Promise((ok) => setTimeout(ok, 1))]);
+    void s.sink.write(records(18, 9));
+    assert.equal(lines.filter((l) => /dropping records/.test(l.msg)).length, 2);
+    assert.equal(lines[0]!.sink, 'test');
+    while (d.stored.length < 10) {
+      d.release();
+      await new Promise((ok) => setTimeout(ok, 5));
+    }
+    s.cleanup();
   });
 
   test('close() sends the partial batch at once and waits for everything in flight', async () => {

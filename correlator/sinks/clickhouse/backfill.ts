@@ -1,0 +1,164 @@
+// `couchlog backfill`: log_correlated's records into ClickHouse, for the
+// records ClickHouse missed — decided while the ClickHouse sink was off (the
+// embedded ClickHouse did not start, the sink was disabled), dropped by
+// `drop_on_overflow`, or lost with a table that was dropped or restored
+// from an older backup. log_correlated is the complete copy; ClickHouse is
+// the analysts' one.
+//
+// What must stay true:
+//  - a record reaches ClickHouse as the live sink sends it: the same row
+//    (toJsonLine) with the same version (from decided_at), so whatever the
+//    order in which backfill and a running correlator write, FINAL keeps the
+//    latest decision; running it twice, or next to the correlator, is safe;
+//  - a tombstone deletes the rows ClickHouse holds for its id with a lower
+//    version, at their (time, id) key — the tombstone does not keep the
+//    time, the row does; an id ClickHouse never held needs nothing;
+//  - under audit protection only records with the correlator's valid
+//    signature are copied: anything else stored there is counted and
+//    named, never made to look like the correlator's;
+//  - the position reached (`since`) is only moved past a page once
+//    ClickHouse acknowledged all of it, so an interrupted run resumes there.
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { ChangesFeed, FeedPage } from '../../feed/changes-feed.js';
+import type { SignatureCheck } from '../../../lib/audit/record-signature.js';
+import type { Sink, SinkRecord } from '../sink.js';
+import { isRecordId, recordOfStored } from '../couchdb/stored-record.js';
+
+export interface BackfillOptions {
+  /** log_correlated's _changes, read with an account that may. */
+  feed: ChangesFeed;
+  /** The ClickHouse sink (batching, retries, dead letters) the records go to. */
+  sink: Sink;
+  /** For the rows a tombstone deletes. */
+  client: ClickHouseClient;
+  database: string;
+  table: string;
+  /** Where to start in log_correlated's _changes ('0': from the start). */
+  since: string;
+  /** Only records decided at or after this (epoch ms); null: all. */
+  decidedSince: number | null;
+  /** Under audit protection, the signature check; null: every record is taken. */
+  checkSignature: ((doc: Record<string, unknown>) => SignatureCheck) | null;
+  /** Called after each page ClickHouse acknowledged. */
+  onPage?: (p: BackfillProgress) => void;
+  /** Stops after the page in progress (the position reached stays resumable). */
+  signal?: AbortSignal;
+}
+
+export interface BackfillProgress {
+  /** Changes of log_correlated read. */
+  read: number;
+  /** Records sent and acknowledged (dead letters and drops are the sink's to count). */
+  copied: number;
+  /** Deletion rows written for tombstones of records ClickHouse held. */
+  deleted: number;
+  /** Records decided before --decided-since. */
+  older: number;
+  /** Under audit protection: documents without the correlator's valid signature, not copied. */
+  unsigned: number;
+  /** A few of those ids, for the operator (couchlog audit lists them all). */
+  unsignedIds: string[];
+  /** Resume here: every change up to it is in ClickHouse. */
+  since: string;
+  /** Changes still to read, when the server says. */
+  pending: number | null;
+  /** True once a page came back short (log_correlated read to its end as of then). */
+  done: boolean;
+}
+
+const UNSIGNED_LISTED = 20;
+
+/** A ClickHouse string literal (18.16 has no query parameters). */
+export function sqlString(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+interface HeldRow {
+  id: string;
+  t: number | string;
+  src_ip: string;
+  src_port: number | string;
+  v: number | string;
+}
+
+/**
+ * Deletion rows for tombstones: one per (id, time) ClickHouse holds with a
+ * lower version than the tombstone's, placed at that row's key.
+ */
+export async function deletionRows(client: ClickHouseClient, database: string, table: string, tombstones: readonly SinkRecord[]): Promise<SinkRecord[]> {
+  if (tombstones.length === 0) return [];
+  const byId = new Map(tombstones.map((t) => [t.id, t]));
+  const query =
+    `SELECT id, toUnixTimestamp(time) AS t, any(src_ip) AS src_ip, any(src_port) AS src_port, max(version) AS v FROM ${database}.${table} ` +
+    `WHERE id IN (${[...byId.keys()].map(sqlString).join(',')}) GROUP BY id, t`;
+  const rows = (await (await client.query({ query, format: 'JSONEachRow' })).json()) as HeldRow[];
+  const out: SinkRecord[] = [];
+  for (const row of rows) {
+    const tomb = byId.get(row.id);
+    if (tomb === undefined || Number(row.v) >= tomb.version) continue;
+    out.push({
+      id: row.id,
+      version: tomb.version,
+      deleted: true,
+      record: {
+        timestamp: new Date(Number(row.t) * 1000).toISOString(),
+        src_ip: row.src_ip,
+        src_port: Number(row.src_port),
+        deleted: true,
+        revision: tomb.record.revision,
+        decided_at: tomb.record.decided_at,
+      },
+    });
+  }
+  return out;
+}
+
+/** What one page gives: the records to send, the tombstones to place, and what was left out. */
+function sortPage(page: FeedPage, o: BackfillOptions, p: BackfillProgress): { records: SinkRecord[]; tombstones: SinkRecord[] } {
+  const records: SinkRecord[] = [];
+  const tombstones: SinkRecord[] = [];
+  for (const ch of page.changes) {
+    if (!isRecordId(ch.id) || ch.doc === null || ch.doc === undefined) continue;
+    if (o.checkSignature && o.checkSignature(ch.doc) !== 'valid') {
+      p.unsigned++;
+      if (p.unsignedIds.length < UNSIGNED_LISTED) p.unsignedIds.push(ch.id);
+      continue;
+    }
+    const rec = recordOfStored(ch.id, ch.doc, ch.deleted === true);
+    if (rec === null) continue;
+    if (o.decidedSince !== null && rec.version < o.decidedSince) {
+      p.older++;
+      continue;
+    }
+    (rec.deleted ? tombstones : records).push(rec);
+  }
+  return { records, tombstones };
+}
+
+/**
+ * Reads log_correlated from `since` to its end (as of the last page) and
+ * sends every record to the sink, a page at a time, the next page read
+ * while the previous one is written. Feed and ClickHouse errors reject
+ * (the progress passed to onPage says where to resume).
+ */
+export async function backfill(o: BackfillOptions): Promise<BackfillProgress> {
+  const p: BackfillProgress = { read: 0, copied: 0, deleted: 0, older: 0, unsigned: 0, unsignedIds: [], since: o.since, pending: null, done: false };
+  let next: Promise<FeedPage> | null = o.feed.poll(o.since);
+  while (next !== null) {
+    const page: FeedPage = await next;
+    next = page.full && !o.signal?.aborted ? o.feed.poll(page.lastSeq) : null;
+    // A read ahead that fails while this page is written is reported when it is awaited, not as unhandled.
+    next?.catch(() => {});
+    const { records, tombstones } = sortPage(page, o, p);
+    const deletions = await deletionRows(o.client, o.database, o.table, tombstones);
+    await o.sink.write(records.concat(deletions));
+    p.read += page.changes.length;
+    p.copied += records.length;
+    p.deleted += deletions.length;
+    p.since = page.lastSeq;
+    p.pending = page.pending;
+    p.done = !page.full;
+    o.onPage?.(p);
+  }
+  return p;
+}
