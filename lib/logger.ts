@@ -31,13 +31,20 @@ export const REDACT_PATHS = [
  */
 const SECRET_PARAMS = new Set(['token', 'access_token', 'password', 'pass', 'passwd', 'secret', 'api_key', 'apikey', 'auth', 'authorization']);
 
-/** `url` for a log line: the value of every secret-bearing query parameter replaced (compared decoded, case-insensitive). */
+/**
+ * `url` for a log line: the value of every secret-bearing query parameter
+ * replaced (compared decoded, case-insensitive). `;` separates parameters
+ * as `&` does (CouchDB reads it so), and `token[]` or `token[0]` (array
+ * syntax some clients send) is `token`: a value hidden from one parser
+ * must not be shown because another one reads the query differently.
+ */
 export function loggableUrl(url: string): string {
   const q = url.indexOf('?');
   if (q < 0) return url;
-  const parts = url.slice(q + 1).split('&');
+  // Separators kept at the odd indexes, so the query is rebuilt as it came.
+  const parts = url.slice(q + 1).split(/([&;])/);
   let changed = false;
-  for (let i = 0; i < parts.length; i++) {
+  for (let i = 0; i < parts.length; i += 2) {
     const part = parts[i]!;
     const eq = part.indexOf('=');
     const rawKey = eq < 0 ? part : part.slice(0, eq);
@@ -47,12 +54,19 @@ export function loggableUrl(url: string): string {
     } catch {
       key = rawKey;
     }
-    if (SECRET_PARAMS.has(key.trim().toLowerCase())) {
+    if (
+      SECRET_PARAMS.has(
+        key
+          .replace(/\[[^\]]*\]$/, '')
+          .trim()
+          .toLowerCase(),
+      )
+    ) {
       parts[i] = `${rawKey}=[redacted]`;
       changed = true;
     }
   }
-  return changed ? `${url.slice(0, q)}?${parts.join('&')}` : url;
+  return changed ? `${url.slice(0, q)}?${parts.join('')}` : url;
 }
 
 export function loggerOptions(level: string, name?: string): LoggerOptions {

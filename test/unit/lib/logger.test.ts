@@ -76,3 +76,10 @@ test('loggableUrl: secret-bearing query values are replaced, read decoded and ca
   assert.equal(loggableUrl('/x?token'), '/x?token=[redacted]');
   for (const url of ['/x?token=abc%zz', '/x?%zz=1&token=abc']) assert.ok(!loggableUrl(url).includes('abc'), url);
 });
+
+test('loggableUrl: ";" separates parameters and array syntax names the same parameter; the query is otherwise kept as sent', () => {
+  assert.equal(loggableUrl('/x?a=1;token=s3cr3t&b=2'), '/x?a=1;token=[redacted]&b=2');
+  assert.equal(loggableUrl('/x?token[]=s3cr3t&Token[0]=t2&token%5B%5D=t3'), '/x?token[]=[redacted]&Token[0]=[redacted]&token%5B%5D=[redacted]');
+  assert.equal(loggableUrl('/x?tokens=1;a=;&b'), '/x?tokens=1;a=;&b', 'nothing secret: unchanged');
+  for (const url of ['/x?n=1;password=hunter2', '/x?secret[x]=hunter2', '/x?;;auth=hunter2']) assert.ok(!loggableUrl(url).includes('hunter2'), url);
+});
