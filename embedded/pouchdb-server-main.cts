@@ -14,6 +14,14 @@
 // proxy) refuse. The body is always complete, so the header is dropped.
 // Arguments are PouchDB Server's own (see `pouchdb-server --help`).
 /* eslint-disable @typescript-eslint/no-require-imports */
+// Every open _changes feed adds a listener to its database's emitters (the
+// `Changes` of the database and the PouchDB object's `destroyed`): eleven
+// long polls, well within what the ingress allows readers
+// (ingress.feeds.max_open, 64) plus couchlog's own followers, made Node warn
+// of a "possible memory leak" on stderr, which couchlog logs as a warning.
+// The bound stays finite, so a real leak still shows.
+require('node:events').EventEmitter.defaultMaxListeners = 1000;
+
 const utils = require('express-pouchdb/lib/utils') as {
   sendCouchDBResp: (res: unknown, err: unknown, couchResp?: { headers?: Record<string, unknown> }) => unknown;
 };

@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
-import { createLogger } from '../../lib/logger.js';
+import { createLogger, type Logger } from '../../lib/logger.js';
+import { pino } from 'pino';
 import { embeddedOnly, freePort } from '../helpers/stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'couchlog-supervisor-'));
@@ -116,6 +117,42 @@ test(
         // already gone
       }
       rmSync(work, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'thirty long polls on one database: no "possible memory leak" warning from the server',
+  { skip: embeddedOnly('the embedded server'), timeout: 60_000 },
+  async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) }) as unknown as Logger;
+    const server = new EmbeddedCouch({
+      dataDir: join(dir, 'polls'),
+      host: '127.0.0.1',
+      port: await freePort(),
+      restartDelayMs: 100,
+      restartDelayMaxMs: 1000,
+      startTimeoutMs: 30_000,
+      logger,
+    });
+    try {
+      await server.start();
+      const made = await fetch(`${server.url}/polls`, { method: 'PUT' });
+      assert.ok(made.status === 201 || made.status === 412, `PUT /polls: ${made.status} ${await made.text()}`);
+      const polls = Array.from({ length: 30 }, async () => {
+        const res = await fetch(`${server.url}/polls/_changes?feed=longpoll&since=now&timeout=1500`);
+        assert.equal(res.status, 200, await res.text());
+      });
+      await Promise.all(polls);
+      // stderr is read asynchronously: give a warning time to arrive.
+      await sleep(500);
+      assert.deepEqual(
+        lines.filter((l) => /MaxListeners|memory leak/.test(l)),
+        [],
+      );
+    } finally {
+      await server.stop(2000);
     }
   },
 );
