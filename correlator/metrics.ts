@@ -163,17 +163,6 @@ export class CorrelatorMetrics {
     registers: this.r,
   });
 
-  readonly leaseHeld = new Gauge({
-    name: 'couchlog_correlator_lease_held',
-    help: '1 while this instance holds its lease and runs, 0 on standby (another instance with the same checkpoint runs)',
-    registers: this.r,
-  });
-  readonly leaseLost = new Counter({
-    name: 'couchlog_correlator_lease_lost_total',
-    help: 'Times this instance lost its lease while running (taken over, or not renewed for a whole ttl) and went on standby',
-    registers: this.r,
-  });
-
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'couchlog_correlator_' });
   }

@@ -1,12 +1,8 @@
 // Assembles a running correlator from the configuration: feeds, engine,
-// sinks, checkpoint store, metrics/health server, and the instance lease
-// (feed/instance-lease.ts): the pipeline runs only while this instance holds
-// it; otherwise it waits on standby, and after losing it stops reading and
-// waits again. The order of stop() is the contract: stop reading, flush and
-// drain sinks, save the checkpoint, release the lease, then close the HTTP
-// server and connections.
+// sinks, checkpoint store, metrics/health server. The order of stop() is
+// the contract: stop reading, flush and drain sinks, save the checkpoint,
+// then close the HTTP server and connections.
 import { resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { checkpointName, correlatorStateDb, couchUrl, dbName, namedSecret, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
@@ -22,7 +18,6 @@ import type { NormalizeRules } from './engine/normalize.js';
 import { ChangesFeed } from './feed/changes-feed.js';
 import { ConnectionLookup } from './feed/connection-lookup.js';
 import { CheckpointStore } from './feed/checkpoint-store.js';
-import { InstanceLease, type LeaseAttempt, type LeaseStatus } from './feed/instance-lease.js';
 import { buildCorrelatorHttp } from './http-server.js';
 import { CorrelatorMetrics } from './metrics.js';
 import { CorrelatorPipeline } from './pipeline.js';
@@ -41,19 +36,13 @@ export interface CorrelatorOptions {
   clock?: () => number;
   /** Checkpoint document name: one per correlator instance. */
   instance?: string;
-  /** This instance's identity in the lease (default host:pid:nonce; tests run several in one process). */
-  holder?: string;
 }
 
 export interface RunningCorrelator {
-  /** The engine and pipeline of the running instance (an OperationError on standby). */
   readonly engine: CorrelationEngine;
-  readonly pipeline: CorrelatorPipeline;
-  /** Another instance holds the lease: this one waits to take over. */
-  readonly standby: boolean;
-  lease(): LeaseStatus;
+  pipeline: CorrelatorPipeline;
   http: FastifyInstance | null;
-  readonly sinks: Sink[];
+  sinks: Sink[];
   stop(): Promise<void>;
   reopen(): Promise<void>;
 }
@@ -178,50 +167,44 @@ async function addSinks(sinks: Sink[], { config, http, writer, metrics, log, wit
   if (out.stdout.enabled) sinks.push(new StdoutSink(metrics, log));
 }
 
-/** One run of the pipeline while this instance holds its lease: sinks, feeds, engine, checkpoints. */
-interface PipelineRun {
-  pipeline: CorrelatorPipeline;
-  sinks: Sink[];
-  fanout: FanOut;
-}
-
-interface RunContext {
-  config: Config;
-  http: CouchHttp;
-  account: Record<string, string>;
-  metrics: CorrelatorMetrics;
-  log: Logger;
-  clock: () => number;
-  inputRules: Record<'A' | 'B', NormalizeRules>;
-  instance: string;
-  lease: InstanceLease;
-  withClickhouse: boolean;
-}
-
-/** Builds the sinks and the pipeline and starts it from the checkpoint; on failure nothing stays open. */
-async function startRun(x: RunContext): Promise<PipelineRun> {
-  const c = x.config.correlator;
-  const sinks = await buildSinks({ config: x.config, http: x.http, writer: x.account, metrics: x.metrics, log: x.log, withClickhouse: x.withClickhouse });
+export async function startCorrelator(config: Config, logger: Logger, opts: CorrelatorOptions): Promise<RunningCorrelator> {
+  const c = config.correlator;
+  const log = logger.child({ component: 'correlator' });
+  const clock = opts.clock ?? Date.now;
+  const http = new CouchHttp(couchUrl(config), { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: 5 });
+  // The correlator's own account: reads the inputs, writes and corrects log_correlated (role log_correlator).
+  const account = { authorization: basicAuth(config.users.correlator.user, requirePassword(config, 'correlator')) };
+  const metrics = new CorrelatorMetrics();
+  // Before the sinks: a bad rule is a ConfigError, with nothing open yet.
+  const inputRules = { A: rules(c, c.inputs.http.where), B: rules(c, c.inputs.network.where) };
+  let sinks: Sink[];
+  try {
+    sinks = await buildSinks({ config, http, writer: account, metrics, log, withClickhouse: opts.clickhouse });
+  } catch (err) {
+    await http.close();
+    throw err;
+  }
   const fanout = new FanOut(sinks);
   const feeds = {
-    A: { feed: new ChangesFeed(x.http, dbName(c.inputs.http.app), x.account, c.inputs.batch_size), rules: x.inputRules.A },
-    B: { feed: new ChangesFeed(x.http, dbName(c.inputs.network.app), x.account, c.inputs.batch_size), rules: x.inputRules.B },
+    A: { feed: new ChangesFeed(http, dbName(c.inputs.http.app), account, c.inputs.batch_size), rules: inputRules.A },
+    B: { feed: new ChangesFeed(http, dbName(c.inputs.network.app), account, c.inputs.batch_size), rules: inputRules.B },
   };
+  const instance = opts.instance ?? checkpointName(c.shard);
   const lookup = new ConnectionLookup(
-    x.http,
-    x.account,
+    http,
+    account,
     { A: { db: feeds.A.feed.db, rules: feeds.A.rules }, B: { db: feeds.B.feed.db, rules: feeds.B.rules } },
     c.outputs.couchdb.enabled ? dbName(c.outputs.couchdb.app) : null,
   );
-  const checkpoints = new CheckpointStore(x.http, correlatorStateDb(c.outputs.couchdb.app), dbName(c.outputs.couchdb.app), x.instance, x.account, x.lease);
+  const checkpoints = new CheckpointStore(http, correlatorStateDb(c.outputs.couchdb.app), dbName(c.outputs.couchdb.app), instance, account);
   const pipeline = new CorrelatorPipeline(
     engineConfig(c),
     feeds,
     fanout,
     lookup,
     checkpoints,
-    x.metrics,
-    x.log,
+    metrics,
+    log,
     {
       batchSize: c.inputs.batch_size,
       pollIntervalMs: c.inputs.poll_interval_ms,
@@ -229,163 +212,48 @@ async function startRun(x: RunContext): Promise<PipelineRun> {
       drainTimeoutMs: 10_000,
       lookupSink: c.outputs.couchdb.enabled ? 'couchdb' : null,
     },
-    x.clock,
+    clock,
   );
   try {
     await pipeline.start();
   } catch (err) {
     // Nothing was read: the sinks hold nothing, but their timers and connections would keep the process alive.
     await Promise.allSettled(sinks.map((s) => s.close()));
-    throw err;
-  }
-  x.log.info({ sinks: sinks.map((s) => s.name), http: feeds.A.feed.db, network: feeds.B.feed.db }, 'correlator running');
-  return { pipeline, sinks, fanout };
-}
-
-/** The lease's first look, with the errors an operator can act on. */
-async function firstLook(lease: InstanceLease, stateDb: string): Promise<LeaseAttempt> {
-  try {
-    return await lease.tryAcquire();
-  } catch (err) {
-    if (err instanceof OperationError) throw err;
-    throw new OperationError(`the correlator's lease in ${stateDb} cannot be read: ${(err as Error).message}`);
-  }
-}
-
-export async function startCorrelator(config: Config, logger: Logger, opts: CorrelatorOptions): Promise<RunningCorrelator> {
-  const c = config.correlator;
-  const log = logger.child({ component: 'correlator' });
-  const clock = opts.clock ?? Date.now;
-  // Before anything opens: a bad rule is a ConfigError.
-  const inputRules = { A: rules(c, c.inputs.http.where), B: rules(c, c.inputs.network.where) };
-  const http = new CouchHttp(couchUrl(config), { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: 5 });
-  // The correlator's own account: reads the inputs, writes and corrects log_correlated (role log_correlator).
-  const account = { authorization: basicAuth(config.users.correlator.user, requirePassword(config, 'correlator')) };
-  const metrics = new CorrelatorMetrics();
-  const instance = opts.instance ?? checkpointName(c.shard);
-  const stateDb = correlatorStateDb(c.outputs.couchdb.app);
-  const lease = new InstanceLease(http, stateDb, instance, account, { ttlMs: c.lease_ttl_ms, holder: opts.holder, log });
-  const ctx: RunContext = { config, http, account, metrics, log, clock, inputRules, instance, lease, withClickhouse: opts.clickhouse };
-
-  // Taken at the first look (the common case: no other instance), the
-  // pipeline runs before this returns and its setup errors reach the
-  // caller; otherwise this instance returns on standby.
-  let run: PipelineRun | null = null;
-  try {
-    if ((await firstLook(lease, stateDb)).taken) run = await startRun(ctx);
-  } catch (err) {
-    await lease.release();
     await http.close();
     throw err;
   }
-  metrics.leaseHeld.set(run === null ? 0 : 1);
-
-  let stopping = false;
-  const stopped = new AbortController();
-  const wait = (ms: number) => sleep(ms, undefined, { signal: stopped.signal }).catch(() => {});
-  // Renews the lease while running; on standby, looks until it can take it.
-  const supervise = async (): Promise<void> => {
-    while (!stopping) {
-      if (run === null) {
-        let attempt: LeaseAttempt;
-        try {
-          attempt = await lease.tryAcquire();
-        } catch (err) {
-          log.warn({ err: (err as Error).message }, 'reading the lease failed; trying again');
-          attempt = { taken: false, retryInMs: lease.renewEveryMs };
-        }
-        if (!attempt.taken) {
-          await wait(attempt.retryInMs);
-          continue;
-        }
-        if (stopping) break;
-        try {
-          run = await startRun(ctx);
-          metrics.leaseHeld.set(1);
-        } catch (err) {
-          log.error({ err: (err as Error).message }, 'starting after taking over the lease failed: releasing it, trying again later');
-          await lease.release();
-          lease.reset();
-          await wait(lease.ttlMs);
-        }
-        continue;
-      }
-      await wait(lease.renewEveryMs);
-      if (stopping) break;
-      const lost = await lease.renew();
-      if (lost === null) continue;
-      log.error({ lease: instance, why: lost }, 'lost the lease: this instance stops reading (no checkpoint saved) and waits on standby');
-      metrics.leaseLost.inc();
-      metrics.leaseHeld.set(0);
-      const ending = run;
-      run = null;
-      await ending.pipeline.stop();
-      lease.reset();
-    }
-  };
-  const supervising = supervise();
 
   let server: FastifyInstance | null = null;
   if (c.metrics.enabled) {
-    server = buildCorrelatorHttp({
-      pipeline: () => run?.pipeline ?? null,
-      lease: () => lease.status(),
-      metrics,
-      failingThresholdMs: c.metrics.sink_failing_threshold_ms,
-      clock,
-      logger: log,
-    });
+    server = buildCorrelatorHttp({ pipeline, metrics, failingThresholdMs: c.metrics.sink_failing_threshold_ms, clock, logger: log });
     try {
       await server.listen({ host: c.metrics.host, port: c.metrics.port });
     } catch (err) {
       // The port's error is the one to report; a failed stop is only logged.
-      stopping = true;
-      stopped.abort();
-      await supervising;
-      await (run as PipelineRun | null)?.pipeline
-        .stop()
-        .catch((stopErr: unknown) => log.warn({ err: (stopErr as Error).message }, 'stopping after the metrics port failed'));
-      await lease.release();
+      await pipeline.stop().catch((stopErr: unknown) => log.warn({ err: (stopErr as Error).message }, 'stopping after the metrics port failed'));
       await http.close();
       throw new OperationError(`the correlator's metrics port ${c.metrics.host}:${c.metrics.port} cannot be used: ${(err as Error).message}`);
     }
   }
-  if (run === null) log.warn({ lease: instance }, 'correlator on standby');
-  let stopping$: Promise<void> | undefined;
-  const current = (): PipelineRun => {
-    if (run === null) throw new OperationError(`the correlator is on standby: another instance holds the lease ${instance}`);
-    return run;
-  };
+  log.info({ sinks: sinks.map((s) => s.name), http: feeds.A.feed.db, network: feeds.B.feed.db }, 'correlator running');
+  let stopping: Promise<void> | undefined;
   return {
     /** The engine in use (restored from the checkpoint at start). */
     get engine() {
-      return current().pipeline.engine;
+      return pipeline.engine;
     },
-    get pipeline() {
-      return current().pipeline;
-    },
-    get sinks() {
-      return run?.sinks ?? [];
-    },
-    get standby() {
-      return run === null;
-    },
-    lease: () => lease.status(),
+    pipeline,
     http: server,
-    // The contract: stop reading, flush and drain sinks, save the checkpoint (pipeline.stop), then let go of the lease.
+    sinks,
     // A second stop (a signal during shutdown, a test's cleanup) waits for the first.
     stop() {
-      stopping$ ??= (async () => {
-        stopping = true;
-        stopped.abort();
-        await supervising;
-        await (run as PipelineRun | null)?.pipeline.stop();
-        await lease.release();
+      stopping ??= (async () => {
+        await pipeline.stop();
         await server?.close();
         await http.close();
       })();
-      return stopping$;
+      return stopping;
     },
-    reopen: async () => run?.fanout.reopen(),
+    reopen: () => fanout.reopen(),
   };
 }

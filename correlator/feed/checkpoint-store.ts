@@ -23,9 +23,7 @@
 // a missing state database, or one without its epoch or closed to the
 // correlator, is an error that says to run setup, not "no checkpoint" (every
 // start would read the feeds from the start and no save would succeed); a
-// checkpoint of another epoch is not taken; under an instance lease, no
-// checkpoint is saved once the lease is lost, nor over a checkpoint another
-// instance wrote while holding it.
+// checkpoint of another epoch is not taken.
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import type { CouchHttp } from '../../lib/couch/http.js';
@@ -66,8 +64,6 @@ export class CheckpointStore {
     private readonly outputDb: string,
     private readonly name: string,
     private readonly headers: Record<string, string>,
-    /** The instance lease (instance-lease.ts): no checkpoint is written once it is lost, nor over another holder's. */
-    private readonly lease: CheckpointGuard | null = null,
   ) {}
 
   private get path(): string {
@@ -84,7 +80,7 @@ export class CheckpointStore {
     this.epoch = await this.readEpoch();
     const res = await this.http.request<StoredCheckpoint & { _rev?: string }>('GET', this.path, { headers: this.headers });
     if (res.status === 404) return { checkpoint: null, ignored: null };
-    if (res.status === 401 || res.status === 403) throw noAccess(this.db, res.status);
+    if (res.status === 401 || res.status === 403) throw this.noAccess(res.status);
     if (res.status !== 200) throw new OperationError(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
     this.rev = res.body._rev;
     const where = `${this.db}/_local/${this.name}`;
@@ -96,8 +92,23 @@ export class CheckpointStore {
     return { checkpoint: { feeds: res.body.feeds, state: await decodeState(res.body, where), saved_at: res.body.saved_at }, ignored: null };
   }
 
-  private readEpoch(): Promise<string> {
-    return readStateEpoch(this.http, this.db, this.headers);
+  private async readEpoch(): Promise<string> {
+    const res = await this.http.request<{ epoch?: unknown }>('GET', `/${encodeURIComponent(this.db)}/_local/${STATE_EPOCH_DOC}`, { headers: this.headers });
+    if (res.status === 200 && typeof res.body.epoch === 'string') return res.body.epoch;
+    if (res.status === 401 || res.status === 403) throw this.noAccess(res.status);
+    if (res.status !== 200 && res.status !== 404) throw new OperationError(`reading ${this.db}/_local/${STATE_EPOCH_DOC}: ${res.status}`);
+    const info = await this.http.request('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
+    if (info.status === 404)
+      throw new OperationError(
+        `the correlator's state database ${this.db} does not exist: run couchlog setup (it keeps the correlator's checkpoints since 2026-12-04)`,
+      );
+    throw new OperationError(`the correlator's state database ${this.db} has no epoch (_local/${STATE_EPOCH_DOC}): run couchlog setup`);
+  }
+
+  private noAccess(status: number): OperationError {
+    return new OperationError(
+      `the correlator's state database ${this.db} cannot be read with the correlator's account: ${status}: run couchlog setup (it lets the correlator's role in)`,
+    );
   }
 
   /** Where couchlog kept this checkpoint until 2026-12-04. */
@@ -124,7 +135,6 @@ export class CheckpointStore {
   }
 
   async save(cp: Checkpoint): Promise<void> {
-    if (this.lease !== null && !this.lease.mayWrite) throw new OperationError('this instance no longer holds its lease: checkpoint not saved');
     const stored = { ...(await encodeCheckpoint(cp)), ...(this.epoch === undefined ? {} : { epoch: this.epoch }) };
     const body = JSON.stringify({ ...stored, ...(this.rev ? { _rev: this.rev } : {}) });
     if (body.length > MAX_CHECKPOINT_BYTES) {
@@ -132,9 +142,7 @@ export class CheckpointStore {
     }
     let res = await this.http.request<{ rev?: string }>('PUT', this.path, { headers: this.headers, body });
     if (res.status === 409) {
-      // Someone else moved it: an earlier run of this instance (take its revision and write ours), or,
-      // under a lease, possibly the instance that took the lease over (then ours must not be written).
-      if (this.lease !== null && !(await this.lease.confirm())) throw new OperationError('another instance holds the lease: checkpoint not saved');
+      // Someone else (an earlier run) moved it: take its revision and write ours.
       await this.currentRev();
       res = await this.http.request<{ rev?: string }>('PUT', this.path, { headers: this.headers, body: JSON.stringify({ ...stored, _rev: this.rev }) });
     }
@@ -149,37 +157,6 @@ export class CheckpointStore {
     else if (res.status === 200) this.rev = res.body._rev;
     else throw new OperationError(`reading the checkpoint ${this.db}/_local/${this.name}: ${res.status}`);
   }
-}
-
-/**
- * The state database's epoch (setup starts a new one whenever it secures
- * the database again): an error that says to run setup when the database,
- * its epoch or the correlator's access to it is missing.
- */
-export async function readStateEpoch(http: CouchHttp, db: string, headers: Record<string, string>): Promise<string> {
-  const res = await http.request<{ epoch?: unknown }>('GET', `/${encodeURIComponent(db)}/_local/${STATE_EPOCH_DOC}`, { headers: headers });
-  if (res.status === 200 && typeof res.body.epoch === 'string') return res.body.epoch;
-  if (res.status === 401 || res.status === 403) throw noAccess(db, res.status);
-  if (res.status !== 200 && res.status !== 404) throw new OperationError(`reading ${db}/_local/${STATE_EPOCH_DOC}: ${res.status}`);
-  const info = await http.request('GET', `/${encodeURIComponent(db)}`, { headers: headers });
-  if (info.status === 404)
-    throw new OperationError(
-      `the correlator's state database ${db} does not exist: run couchlog setup (it keeps the correlator's checkpoints since 2026-12-04)`,
-    );
-  throw new OperationError(`the correlator's state database ${db} has no epoch (_local/${STATE_EPOCH_DOC}): run couchlog setup`);
-}
-
-function noAccess(db: string, status: number): OperationError {
-  return new OperationError(
-    `the correlator's state database ${db} cannot be read with the correlator's account: ${status}: run couchlog setup (it lets the correlator's role in)`,
-  );
-}
-
-/** What the checkpoint store asks of the instance lease. */
-export interface CheckpointGuard {
-  readonly mayWrite: boolean;
-  /** Reads the lease: does it still name this instance? */
-  confirm(): Promise<boolean>;
 }
 
 /** The document as stored: the snapshot gzipped (this version) or as JSON (older ones). */

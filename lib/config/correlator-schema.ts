@@ -204,12 +204,6 @@ export const correlatorSchema = z
       .default({}),
     /** Checkpoints are saved at most this often (and at shutdown). */
     checkpoint_interval_ms: z.number().int().min(10).default(1000),
-    /**
-     * One running instance per checkpoint (correlator/feed/instance-lease.ts):
-     * another one with the same checkpoint waits on standby and takes over
-     * once this lease is released or not renewed for this long.
-     */
-    lease_ttl_ms: z.number().int().min(300).max(3_600_000).default(30_000),
     metrics: z
       .object({
         enabled: z.boolean().default(true),

@@ -198,27 +198,3 @@ export async function onEveryCopy(stack: Stack, db: string, ids: readonly string
  * One server never answers 202.
  */
 export const storedStatus = (status: number): number => (couchCluster && status === 202 ? 201 : status);
-
-/**
- * The environment of a couchlog process (`couchlog correlator`, `couchlog
- * backfill`...) started by a test against this stack's CouchDB, with its
- * own data folder: every account's credentials as a user would give them.
- */
-export function processEnv(stack: Stack, dataDir: string): NodeJS.ProcessEnv {
-  const c = stack.config;
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    COUCHLOG_DATA: dataDir,
-    COUCHDB_URL: stack.couchUrl,
-    COUCHDB_USER: c.couchdb.admin.user,
-    COUCHDB_PASSWORD: c.couchdb.admin.password!,
-    COUCHLOG_WRITER_USER: c.users.writer.user,
-    COUCHLOG_WRITER_PASSWORD: c.users.writer.password!,
-    COUCHLOG_READER_USER: c.users.reader.user,
-    COUCHLOG_READER_PASSWORD: c.users.reader.password!,
-    COUCHLOG_CORRELATOR_USER: c.users.correlator.user,
-    COUCHLOG_CORRELATOR_PASSWORD: c.users.correlator.password!,
-  };
-  delete env.COUCHLOG_CONFIG;
-  return env;
-}

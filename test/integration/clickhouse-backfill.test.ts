@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
-import { startStack, freePort, http, JSON_TYPE, processEnv, type Stack } from '../helpers/stack.js';
+import { startStack, freePort, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { clickhouseRows, couchDocs, diffMaps, postBulk, until, untilStable, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
@@ -214,7 +214,18 @@ describe('couchlog backfill', () => {
   });
 
   describe('the command line', () => {
-    const env = () => processEnv(stack, stack.dataDir);
+    const env = () => {
+      const c = stack.config;
+      const e: NodeJS.ProcessEnv = {
+        ...process.env,
+        COUCHLOG_DATA: stack.dataDir,
+        COUCHDB_URL: stack.couchUrl,
+        COUCHDB_USER: c.couchdb.admin.user,
+        COUCHDB_PASSWORD: c.couchdb.admin.password!,
+      };
+      delete e.COUCHLOG_CONFIG;
+      return e;
+    };
     const cli = (args: string[], configFile = join(stack.dataDir, 'couchlog.yml')) =>
       spawnSync(process.execPath, [CLI, '--config', configFile, 'backfill', ...args], { encoding: 'utf8', env: env(), input: '', timeout: 120_000 });
 

@@ -133,33 +133,6 @@ test('save() after a conflict takes the stored revision, whatever that document 
   assert.equal(sent[3]!.body!._rev, '0-8');
 });
 
-test('under an instance lease: nothing is written once it is lost, and a conflict is written over only while the lease still names this instance', async () => {
-  const guard = { mayWrite: false, confirmed: false, confirm: async () => guard.confirmed };
-  const lost = scripted([]);
-  const store = new CheckpointStore(lost.http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {}, guard);
-  await assert.rejects(store.save(cp(snapshot(3))), /no longer holds its lease: checkpoint not saved/);
-  assert.equal(lost.sent.length, 0, 'not a request');
-
-  guard.mayWrite = true;
-  const taken = scripted([{ status: 409, body: { error: 'conflict' } }]);
-  const other = new CheckpointStore(taken.http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {}, guard);
-  await assert.rejects(other.save(cp(snapshot(3))), /another instance holds the lease: checkpoint not saved/);
-  assert.deepEqual(
-    taken.sent.map((r) => r.method),
-    ['PUT'],
-    "the other instance's checkpoint is not read, let alone written over",
-  );
-
-  guard.confirmed = true;
-  const own = scripted([
-    { status: 409, body: { error: 'conflict' } },
-    { status: 200, body: { _id: '_local/correlator', _rev: '0-7' } },
-    { status: 201, body: { ok: true, rev: '0-8' } },
-  ]);
-  await new CheckpointStore(own.http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {}, guard).save(cp(snapshot(3)));
-  assert.equal(own.sent[2]!.body!._rev, '0-7', 'an earlier run of this instance: written over');
-});
-
 const EPOCH = { status: 200, body: { _id: '_local/epoch', _rev: '0-1', epoch: 'e1' } };
 
 test('load() decodes the gzipped form, reads the older one, and rejects a damaged one', async () => {
