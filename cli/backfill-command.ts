@@ -48,6 +48,13 @@ function parseDecidedSince(text: string | undefined): number | null {
   return ms;
 }
 
+/** Rejects 5 s after the signal: a page being retried against a failing ClickHouse is not waited for (the position printed is before it). */
+function interrupted(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => {
+    signal?.addEventListener('abort', () => setTimeout(() => reject(new InterruptedError()), 5000).unref(), { once: true });
+  });
+}
+
 /** Whole run: what it copied, or an error that names the --since to resume from. */
 export async function runBackfill(
   config: Config,
@@ -96,6 +103,7 @@ export async function runBackfill(
           decidedSince: o.decidedSince,
           checkSignature: key === null ? null : (doc) => checkSignature(doc, key),
           signal: hooks.signal,
+          giveUpAfterMs: o.giveUpAfterMs,
           onPage: (p) => {
             reached = p.since;
             hooks.onPage?.(p);
@@ -104,6 +112,7 @@ export async function runBackfill(
           throw new OperationError(`${err.message}; run again with --since ${reached}`);
         }),
         gaveUp,
+        interrupted(hooks.signal),
       ]);
       if (!progress.done && hooks.signal?.aborted) throw new InterruptedError();
       await opened.sink.close();

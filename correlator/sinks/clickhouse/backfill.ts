@@ -12,13 +12,17 @@
 //    latest decision; running it twice, or next to the correlator, is safe;
 //  - a tombstone deletes the rows ClickHouse holds for its id with a lower
 //    version, at their (time, id) key — the tombstone does not keep the
-//    time, the row does; an id ClickHouse never held needs nothing;
+//    time, the row does; an id ClickHouse never held needs nothing; a
+//    record deleted by hand (an admin's DELETE: no bookkeeping in the
+//    tombstone) is deleted in ClickHouse too;
 //  - under audit protection only records with the correlator's valid
 //    signature are copied: anything else stored there is counted and
 //    named, never made to look like the correlator's;
 //  - the position reached (`since`) is only moved past a page once
 //    ClickHouse acknowledged all of it, so an interrupted run resumes there.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { backoffDelay } from '../../../lib/retry.js';
 import type { ChangesFeed, FeedPage } from '../../feed/changes-feed.js';
 import type { SignatureCheck } from '../../../lib/audit/record-signature.js';
 import type { Sink, SinkRecord } from '../sink.js';
@@ -43,6 +47,8 @@ export interface BackfillOptions {
   onPage?: (p: BackfillProgress) => void;
   /** Stops after the page in progress (the position reached stays resumable). */
   signal?: AbortSignal;
+  /** How long the lookups for tombstones are retried while ClickHouse fails. */
+  giveUpAfterMs: number;
 }
 
 export interface BackfillProgress {
@@ -81,36 +87,67 @@ interface HeldRow {
   v: number | string;
 }
 
+/** Ids per lookup: the IN list stays far below max_query_size (256 KiB on 18.16) whatever the page size. */
+const LOOKUP_IDS = 500;
+
 /**
  * Deletion rows for tombstones: one per (id, time) ClickHouse holds with a
- * lower version than the tombstone's, placed at that row's key.
+ * lower version than the tombstone's, placed at that row's key. A
+ * tombstone without a version (deleted by hand, not by the correlator:
+ * version 0) deletes whatever ClickHouse holds for its id.
  */
 export async function deletionRows(client: ClickHouseClient, database: string, table: string, tombstones: readonly SinkRecord[]): Promise<SinkRecord[]> {
-  if (tombstones.length === 0) return [];
   const byId = new Map(tombstones.map((t) => [t.id, t]));
-  const query =
-    `SELECT id, toUnixTimestamp(time) AS t, any(src_ip) AS src_ip, any(src_port) AS src_port, max(version) AS v FROM ${database}.${table} ` +
-    `WHERE id IN (${[...byId.keys()].map(sqlString).join(',')}) GROUP BY id, t`;
-  const rows = (await (await client.query({ query, format: 'JSONEachRow' })).json()) as HeldRow[];
+  const ids = [...byId.keys()];
   const out: SinkRecord[] = [];
-  for (const row of rows) {
-    const tomb = byId.get(row.id);
-    if (tomb === undefined || Number(row.v) >= tomb.version) continue;
-    out.push({
-      id: row.id,
-      version: tomb.version,
-      deleted: true,
-      record: {
-        timestamp: new Date(Number(row.t) * 1000).toISOString(),
-        src_ip: row.src_ip,
-        src_port: Number(row.src_port),
+  for (let i = 0; i < ids.length; i += LOOKUP_IDS) {
+    const query =
+      `SELECT id, toUnixTimestamp(time) AS t, any(src_ip) AS src_ip, any(src_port) AS src_port, max(version) AS v FROM ${database}.${table} ` +
+      `WHERE id IN (${ids
+        .slice(i, i + LOOKUP_IDS)
+        .map(sqlString)
+        .join(',')}) GROUP BY id, t`;
+    const rows = (await (await client.query({ query, format: 'JSONEachRow' })).json()) as HeldRow[];
+    for (const row of rows) {
+      const tomb = byId.get(row.id);
+      if (tomb === undefined) continue;
+      const held = Number(row.v);
+      const version = tomb.version === 0 ? held + 1 : tomb.version;
+      if (held >= version) continue;
+      out.push({
+        id: row.id,
+        version,
         deleted: true,
-        revision: tomb.record.revision,
-        decided_at: tomb.record.decided_at,
-      },
-    });
+        record: {
+          timestamp: new Date(Number(row.t) * 1000).toISOString(),
+          src_ip: row.src_ip,
+          src_port: Number(row.src_port),
+          deleted: true,
+          ...(tomb.version === 0 ? {} : { revision: tomb.record.revision, decided_at: tomb.record.decided_at }),
+        },
+      });
+    }
   }
   return out;
+}
+
+/** deletionRows, retried with backoff while ClickHouse fails, for at most giveUpAfterMs (the sink's own failures have the same bound). */
+async function deletionRowsRetried(o: BackfillOptions, tombstones: readonly SinkRecord[]): Promise<SinkRecord[]> {
+  if (tombstones.length === 0) return [];
+  const started = Date.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await deletionRows(o.client, o.database, o.table, tombstones);
+    } catch (err) {
+      if (Date.now() - started >= o.giveUpAfterMs || o.signal?.aborted) throw err;
+      await sleep(Math.min(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }), Math.max(0, o.giveUpAfterMs - (Date.now() - started))));
+    }
+  }
+}
+
+/** A tombstone without the correlator's bookkeeping (an admin's DELETE): version 0, see deletionRows. */
+function deletedByHand(id: string): SinkRecord {
+  return { id, version: 0, deleted: true, record: { deleted: true } };
 }
 
 /** What one page gives: the records to send, the tombstones to place, and what was left out. */
@@ -124,9 +161,9 @@ function sortPage(page: FeedPage, o: BackfillOptions, p: BackfillProgress): { re
       if (p.unsignedIds.length < UNSIGNED_LISTED) p.unsignedIds.push(ch.id);
       continue;
     }
-    const rec = recordOfStored(ch.id, ch.doc, ch.deleted === true);
+    const rec = recordOfStored(ch.id, ch.doc, ch.deleted === true) ?? (ch.deleted === true ? deletedByHand(ch.id) : null);
     if (rec === null) continue;
-    if (o.decidedSince !== null && rec.version < o.decidedSince) {
+    if (o.decidedSince !== null && rec.version !== 0 && rec.version < o.decidedSince) {
       p.older++;
       continue;
     }
@@ -150,7 +187,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillProgress> {
     // A read ahead that fails while this page is written is reported when it is awaited, not as unhandled.
     next?.catch(() => {});
     const { records, tombstones } = sortPage(page, o, p);
-    const deletions = await deletionRows(o.client, o.database, o.table, tombstones);
+    const deletions = await deletionRowsRetried(o, tombstones);
     await o.sink.write(records.concat(deletions));
     p.read += page.changes.length;
     p.copied += records.length;
