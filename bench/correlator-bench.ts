@@ -32,6 +32,7 @@ import { cpuMeter } from './process-cpu.js';
 import { describeQuiet, waitForQuiet } from './machine-quiet.js';
 import { generateTraffic } from './traffic.js';
 import { changesQuery } from '../correlator/feed/changes-feed.js';
+import { runBackfill } from '../cli/backfill-command.js';
 
 export interface CorrelatorBenchOptions {
   /** A documents, and as many B documents. */
@@ -55,6 +56,8 @@ export interface CorrelatorBenchOptions {
   env: Record<string, string | undefined>;
   /** How the input databases and log_correlated are kept append-only (validate_doc_update, or signatures + audit). */
   protection: Protection;
+  /** Afterwards, `couchlog backfill` of log_correlated into the emptied ClickHouse table, timed next to a plain read of log_correlated. */
+  backfill?: boolean;
 }
 
 export interface Timed {
@@ -101,6 +104,13 @@ export interface CorrelatorBenchReport {
   check: { couchdb: number | null; clickhouseFinal: number | null; clickhouseRaw: number | null; expected: number };
   clickhouse: string;
   ratio: number;
+  /**
+   * (iv) `couchlog backfill` of log_correlated into the ClickHouse table,
+   * emptied first, next to a plain read of log_correlated; `rows`: FINAL
+   * rows before emptying and after the backfill (must be equal). Absent
+   * unless asked for (and ClickHouse ran).
+   */
+  backfill?: { plainRead: Timed; run: Timed; ratio: number; rows: { before: number; after: number } };
 }
 
 export const TARGET_RATIO = 0.5;
@@ -110,8 +120,10 @@ const timed = (docs: number, t0: bigint): Timed => {
   return { docs, seconds, docsPerSecond: docs / seconds };
 };
 
-async function clickhouseQuery(url: string, sql: string): Promise<string> {
-  const res = await fetch(`${url}/`, { method: 'POST', body: sql });
+/** A query as the sink's account (the embedded ClickHouse has a password since 2026-12-05: without it this failed with code 194). */
+async function clickhouseQuery(s: Server, sql: string): Promise<string> {
+  const { user, password } = s.config.clickhouse;
+  const res = await fetch(`${s.clickhouseUrl}/`, { method: 'POST', body: sql, headers: { authorization: basicAuth(user, password ?? '') } });
   const text = await res.text();
   if (!res.ok) throw new Error(`ClickHouse: ${text}`);
   return text.trim();
@@ -302,7 +314,7 @@ async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, p
     await running.stop();
   }
   const run = timed(2 * o.events, t2);
-  return report(
+  const r = await report(
     o,
     s,
     loaded,
@@ -313,6 +325,27 @@ async function inOrder(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, p
     running.sinks.map((x) => x.name),
     progress,
   );
+  if (o.backfill && s.clickhouseUrl !== null && s.config.correlator.outputs.couchdb.enabled) r.backfill = await backfillPhase(o, s, progress);
+  return r;
+}
+
+/** (iv): the ClickHouse table emptied, then filled again from log_correlated by `couchlog backfill`; the plain read of log_correlated beside it. */
+async function backfillPhase(o: CorrelatorBenchOptions, s: Server, progress: (line: string) => void): Promise<NonNullable<CorrelatorBenchReport['backfill']>> {
+  const table = `${s.config.clickhouse.database}.${s.config.clickhouse.table}`;
+  const rows = async () => Number(await clickhouseQuery(s, `SELECT count() FROM ${table} FINAL WHERE deleted = 0`));
+  const before = await rows();
+  await clickhouseQuery(s, `TRUNCATE TABLE ${table}`);
+  progress(describeQuiet(await waitForQuiet()));
+  progress(`(iv) plain read: _changes?include_docs=true of ${s.dbs.out}, pages of ${o.batchSize}...`);
+  const t0 = process.hrtime.bigint();
+  const read = await plainRead(s, [s.dbs.out], o.batchSize);
+  const plain = timed(read, t0);
+  progress(describeQuiet(await waitForQuiet()));
+  progress(`(iv) couchlog backfill of ${s.dbs.out} into the emptied ${table}...`);
+  const t1 = process.hrtime.bigint();
+  const result = await runBackfill(s.config, { since: '0', decidedSince: null, giveUpAfterMs: 60_000, page: o.batchSize });
+  const run = timed(result.copied, t1);
+  return { plainRead: plain, run, ratio: run.docsPerSecond / plain.docsPerSecond, rows: { before, after: await rows() } };
 }
 
 async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, progress: (line: string) => void): Promise<CorrelatorBenchReport> {
@@ -456,8 +489,8 @@ async function checkSinks(s: Server): Promise<CorrelatorBenchReport['check']> {
   const table = `${config.clickhouse.database}.${config.clickhouse.table}`;
   return {
     couchdb,
-    clickhouseFinal: Number(await clickhouseQuery(s.clickhouseUrl, `SELECT count() FROM ${table} FINAL WHERE deleted = 0`)),
-    clickhouseRaw: Number(await clickhouseQuery(s.clickhouseUrl, `SELECT count() FROM ${table}`)),
+    clickhouseFinal: Number(await clickhouseQuery(s, `SELECT count() FROM ${table} FINAL WHERE deleted = 0`)),
+    clickhouseRaw: Number(await clickhouseQuery(s, `SELECT count() FROM ${table}`)),
     expected,
   };
 }
@@ -500,5 +533,12 @@ export function formatReport(r: CorrelatorBenchReport): string {
         ]
       : []),
     `  ratio correlator/plain read: ${r.ratio.toFixed(2)}  (target >= ${TARGET_RATIO})`,
+    ...(r.backfill
+      ? [
+          row('(iv) plain read of log_correlated', r.backfill.plainRead),
+          row('(iv) couchlog backfill', r.backfill.run),
+          `  ratio backfill/plain read: ${r.backfill.ratio.toFixed(2)}; ClickHouse FINAL rows ${r.backfill.rows.before} before emptying, ${r.backfill.rows.after} after the backfill${r.backfill.rows.after === r.backfill.rows.before ? '' : '  (DIFFERENT)'}`,
+        ]
+      : []),
   ].join('\n');
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:correlator [-- --scenario in-order|late-side|both --couchdb-url URL --events N --batch-size N --load-chunk N --seed N --sinks clickhouse,couchdb --json]
+// npm run bench:correlator [-- --scenario in-order|late-side|both --couchdb-url URL --events N --batch-size N --load-chunk N --seed N --sinks clickhouse,couchdb --backfill --json]
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
 import { PROTECTIONS, type Protection } from '../lib/config/protection.js';
@@ -19,6 +19,7 @@ const opts = new Command('bench-correlator')
     'validate (validate_doc_update) or audit (signed records, no validate_doc_update) for the input databases and log_correlated',
     'validate',
   )
+  .option('--backfill', 'in order: then time couchlog backfill of log_correlated into the emptied ClickHouse table, next to a plain read of it')
   .option('--json', 'print the figures as JSON too')
   .parse()
   .opts<{
@@ -30,6 +31,7 @@ const opts = new Command('bench-correlator')
     loadChunk: number;
     seed: number;
     sinks: string;
+    backfill?: boolean;
     json?: boolean;
   }>();
 
@@ -60,6 +62,7 @@ for (const scenario of scenarios) {
       couchdbUrl: opts.couchdbUrl ?? null,
       env: process.env,
       protection: opts.protection as Protection,
+      backfill: opts.backfill === true,
     },
     (line) => process.stderr.write(`${line}\n`),
   );

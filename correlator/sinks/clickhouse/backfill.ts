@@ -73,6 +73,8 @@ export interface BackfillProgress {
 }
 
 const UNSIGNED_LISTED = 20;
+/** Pages written at once (see backfill()). */
+const PAGES_IN_FLIGHT = 4;
 
 /** A ClickHouse string literal (18.16 has no query parameters). */
 export function sqlString(s: string): string {
@@ -180,6 +182,21 @@ function sortPage(page: FeedPage, o: BackfillOptions, p: BackfillProgress): { re
  */
 export async function backfill(o: BackfillOptions): Promise<BackfillProgress> {
   const p: BackfillProgress = { read: 0, copied: 0, deleted: 0, older: 0, unsigned: 0, unsignedIds: [], since: o.since, pending: null, done: false };
+  // Pages handed to the sink and not yet acknowledged, oldest first: several at once let the sink merge
+  // them into INSERTs of up to max_batch_size (one page at a time made an INSERT per page: 0.34x of a plain
+  // read of log_correlated); the position moves past a page only once it and every page before it are in.
+  const window: Array<{ written: Promise<void>; page: FeedPage; records: number; deletions: number }> = [];
+  const settle = async (): Promise<void> => {
+    const w = window.shift()!;
+    await w.written;
+    p.read += w.page.changes.length;
+    p.copied += w.records;
+    p.deleted += w.deletions;
+    p.since = w.page.lastSeq;
+    p.pending = w.page.pending;
+    p.done = !w.page.full;
+    o.onPage?.(p);
+  };
   let next: Promise<FeedPage> | null = o.feed.poll(o.since);
   while (next !== null) {
     const page: FeedPage = await next;
@@ -188,14 +205,9 @@ export async function backfill(o: BackfillOptions): Promise<BackfillProgress> {
     next?.catch(() => {});
     const { records, tombstones } = sortPage(page, o, p);
     const deletions = await deletionRowsRetried(o, tombstones);
-    await o.sink.write(records.concat(deletions));
-    p.read += page.changes.length;
-    p.copied += records.length;
-    p.deleted += deletions.length;
-    p.since = page.lastSeq;
-    p.pending = page.pending;
-    p.done = !page.full;
-    o.onPage?.(p);
+    window.push({ written: o.sink.write(records.concat(deletions)), page, records: records.length, deletions: deletions.length });
+    if (window.length >= PAGES_IN_FLIGHT) await settle();
   }
+  while (window.length > 0) await settle();
   return p;
 }
