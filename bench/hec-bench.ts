@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { runLoad, type LoadResult } from './load.js';
+import { combine, runLoad, type LoadResult } from './load.js';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startBenchStack, type BenchStack, type CouchChoice } from './bench-stack.js';
@@ -281,20 +281,6 @@ async function benchForward(
     rmSync(dir, { recursive: true, force: true });
     rmSync(targetDir, { recursive: true, force: true });
   }
-}
-
-function combine(x: LoadResult, y: LoadResult): LoadResult {
-  const docs = x.docs + y.docs;
-  const seconds = x.seconds + y.seconds;
-  return {
-    requests: x.requests + y.requests,
-    docs,
-    seconds,
-    docsPerSecond: docs / seconds,
-    p50ms: (x.p50ms + y.p50ms) / 2,
-    p99ms: (x.p99ms + y.p99ms) / 2,
-    errors: x.errors + y.errors,
-  };
 }
 
 export function formatHecReport(r: HecBenchReport): string {

@@ -17,7 +17,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runLoad, type LoadResult } from './load.js';
+import { combine, runLoad, type LoadResult } from './load.js';
 import { startBenchStack, type CouchChoice } from './bench-stack.js';
 import { httpCeiling } from './http-ceiling.js';
 
@@ -171,21 +171,6 @@ async function hasValidateDocUpdate(couchUrl: string, database: string, admin: R
   if (!res.ok) throw new Error(`design documents of ${database}: ${res.status} ${await res.text()}`);
   const body = (await res.json()) as { rows: Array<{ doc?: { validate_doc_update?: unknown } }> };
   return body.rows.some((r) => typeof r.doc?.validate_doc_update === 'string');
-}
-
-/** Two runs of one side as one: totals, and the mean of their percentiles. */
-function combine(x: LoadResult, y: LoadResult): LoadResult {
-  const docs = x.docs + y.docs;
-  const seconds = x.seconds + y.seconds;
-  return {
-    requests: x.requests + y.requests,
-    docs,
-    seconds,
-    docsPerSecond: docs / seconds,
-    p50ms: (x.p50ms + y.p50ms) / 2,
-    p99ms: (x.p99ms + y.p99ms) / 2,
-    errors: x.errors + y.errors,
-  };
 }
 
 export function formatReport(r: IngressBenchReport): string {

@@ -49,3 +49,18 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const docs = spec.total * spec.docsPerRequest;
   return { requests: spec.total, docs, seconds, docsPerSecond: docs / seconds, p50ms: pct(50), p99ms: pct(99), errors };
 }
+
+/** Two runs of one side as one: totals, and the mean of their percentiles. */
+export function combine(x: LoadResult, y: LoadResult): LoadResult {
+  const docs = x.docs + y.docs;
+  const seconds = x.seconds + y.seconds;
+  return {
+    requests: x.requests + y.requests,
+    docs,
+    seconds,
+    docsPerSecond: docs / seconds,
+    p50ms: (x.p50ms + y.p50ms) / 2,
+    p99ms: (x.p99ms + y.p99ms) / 2,
+    errors: x.errors + y.errors,
+  };
+}
