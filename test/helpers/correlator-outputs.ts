@@ -3,14 +3,45 @@
 // generated traffic, Prometheus text as numbers, and polling helpers.
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { http, JSON_TYPE, type Stack, storedStatus } from './stack.js';
-import type { TestClickhouse } from './clickhouse.js';
+import { freePort, http, JSON_TYPE, startStack, type Stack, storedStatus } from './stack.js';
+import { startClickhouse, type TestClickhouse } from './clickhouse.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
 import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js';
 import { ensureClickhouse } from '../../correlator/sinks/clickhouse/ensure-table.js';
 import { connect } from '../../correlator/sinks/clickhouse/clickhouse-delivery.js';
 
 export type Doc = Record<string, unknown>;
+
+/**
+ * A correlator that decides fast and remembers little: short delays and
+ * window, and a cache of 8 events per side, so late partners are found
+ * through the lookup view, as they would be after a long delay.
+ */
+export const SMALL_CACHE_CORRELATOR = {
+  reorder_slack_ms: 200,
+  orphan_policy: { apache_emit_delay_ms: 300, network_emit: true },
+  time_window: { value: 5, unit: 's' },
+  ttl: { network_ttl_s: 20 },
+  buffers: { max_http_items: 8, max_network_items: 8 },
+  inputs: { poll_interval_ms: 50, batch_size: 50 },
+};
+
+/**
+ * What the correlator's integration tests start from: a ClickHouse of their
+ * own, and a stack whose correlator section is `correlator` with its
+ * metrics on a free port.
+ */
+export async function startCorrelatorStack(correlator: Record<string, unknown>): Promise<{ ch: TestClickhouse; stack: Stack; metricsUrl: string }> {
+  const ch = await startClickhouse();
+  try {
+    const metricsPort = await freePort();
+    const stack = await startStack({ yaml: { clickhouse: { enabled: true, url: ch.url }, correlator: { ...correlator, metrics: { port: metricsPort } } } });
+    return { ch, stack, metricsUrl: `http://127.0.0.1:${metricsPort}` };
+  } catch (err) {
+    await ch.stop();
+    throw err;
+  }
+}
 
 /** A second pair of outputs (log_<app> with its report views, couchlog.<table>) for a run to compare with the main one. */
 export async function addOutputs(stack: Stack, ch: TestClickhouse, app: string, table: string): Promise<void> {

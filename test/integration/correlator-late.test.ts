@@ -15,8 +15,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, http, JSON_TYPE, freePort, type Stack, storedStatus } from '../helpers/stack.js';
-import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
+import { http, JSON_TYPE, type Stack, storedStatus } from '../helpers/stack.js';
+import type { TestClickhouse } from '../helpers/clickhouse.js';
+import { SMALL_CACHE_CORRELATOR, startCorrelatorStack } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { engineConfig } from '../../correlator/engine-config.js';
 import { createLogger } from '../../lib/logger.js';
@@ -32,25 +33,11 @@ let metricsUrl: string;
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
 before(async () => {
-  ch = await startClickhouse();
-  const metricsPort = await freePort();
-  metricsUrl = `http://127.0.0.1:${metricsPort}`;
-  stack = await startStack({
-    yaml: {
-      clickhouse: { enabled: true, url: ch.url },
-      correlator: {
-        reorder_slack_ms: 200,
-        orphan_policy: { apache_emit_delay_ms: 300, network_emit: true },
-        time_window: { value: 5, unit: 's' },
-        ttl: { network_ttl_s: 20 },
-        buffers: { max_http_items: 8, max_network_items: 8 },
-        inputs: { poll_interval_ms: 50, batch_size: 50 },
-        outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
-        checkpoint_interval_ms: 200,
-        metrics: { port: metricsPort },
-      },
-    },
-  });
+  ({ ch, stack, metricsUrl } = await startCorrelatorStack({
+    ...SMALL_CACHE_CORRELATOR,
+    outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
+    checkpoint_interval_ms: 200,
+  }));
   correlator = await startCorrelator(stack.config, log, { clickhouse: true });
   // Both feeds read once and idle: the watermark follows the clock, so an hour-old document is late.
   await until(

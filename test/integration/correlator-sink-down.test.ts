@@ -9,9 +9,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, freePort, type Stack } from '../helpers/stack.js';
-import { couchDocs, metrics, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
-import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
+import type { Stack } from '../helpers/stack.js';
+import { couchDocs, metrics, postBulk, SMALL_CACHE_CORRELATOR, startCorrelatorStack, until, type Doc } from '../helpers/correlator-outputs.js';
+import type { TestClickhouse } from '../helpers/clickhouse.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
 
@@ -23,29 +23,14 @@ let metricsUrl: string;
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
 before(async () => {
-  ch = await startClickhouse();
-  const metricsPort = await freePort();
-  metricsUrl = `http://127.0.0.1:${metricsPort}`;
-  stack = await startStack({
-    yaml: {
-      clickhouse: { enabled: true, url: ch.url },
-      correlator: {
-        reorder_slack_ms: 200,
-        orphan_policy: { apache_emit_delay_ms: 300, network_emit: true },
-        time_window: { value: 5, unit: 's' },
-        ttl: { network_ttl_s: 20 },
-        // A tiny cache: the late As find their Bs through lookups.
-        buffers: { max_http_items: 8, max_network_items: 8 },
-        inputs: { poll_interval_ms: 50, batch_size: 50 },
-        outputs: {
-          clickhouse: { flush_interval_ms: 50, max_buffer_size: 10, drop_on_overflow: true, retry_initial_ms: 50, retry_max_ms: 300, timeout_ms: 1000 },
-          couchdb: { flush_interval_ms: 50 },
-        },
-        checkpoint_interval_ms: 200,
-        metrics: { port: metricsPort },
-      },
+  ({ ch, stack, metricsUrl } = await startCorrelatorStack({
+    ...SMALL_CACHE_CORRELATOR,
+    outputs: {
+      clickhouse: { flush_interval_ms: 50, max_buffer_size: 10, drop_on_overflow: true, retry_initial_ms: 50, retry_max_ms: 300, timeout_ms: 1000 },
+      couchdb: { flush_interval_ms: 50 },
     },
-  });
+    checkpoint_interval_ms: 200,
+  }));
   correlator = await startCorrelator(stack.config, log, { clickhouse: true });
   await until(
     'the correlator to be idle',

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { readFileSync, renameSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startStack, http, JSON_TYPE, freePort, type Stack, storedStatus } from '../helpers/stack.js';
-import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
+import { http, JSON_TYPE, type Stack, storedStatus } from '../helpers/stack.js';
+import type { TestClickhouse } from '../helpers/clickhouse.js';
+import { startCorrelatorStack } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
 import { decodeState, type StoredCheckpoint } from '../../correlator/feed/checkpoint-store.js';
@@ -22,25 +23,16 @@ let metricsUrl: string;
 let T0 = 0;
 
 before(async () => {
-  ch = await startClickhouse();
-  const metricsPort = await freePort();
-  metricsUrl = `http://127.0.0.1:${metricsPort}`;
-  stack = await startStack({
-    yaml: {
-      clickhouse: { enabled: true, url: ch.url },
-      correlator: {
-        reorder_slack_ms: 100,
-        orphan_policy: { apache_emit_delay_ms: 200, network_emit: true },
-        time_window: { value: 2, unit: 's' },
-        ttl: { network_ttl_s: 30 },
-        exclude_source_ips: ['10.99.0.0/16', '2001:db8:dead::/48'],
-        inputs: { poll_interval_ms: 50 },
-        outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
-        checkpoint_interval_ms: 100,
-        metrics: { port: metricsPort },
-      },
-    },
-  });
+  ({ ch, stack, metricsUrl } = await startCorrelatorStack({
+    reorder_slack_ms: 100,
+    orphan_policy: { apache_emit_delay_ms: 200, network_emit: true },
+    time_window: { value: 2, unit: 's' },
+    ttl: { network_ttl_s: 30 },
+    exclude_source_ips: ['10.99.0.0/16', '2001:db8:dead::/48'],
+    inputs: { poll_interval_ms: 50 },
+    outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
+    checkpoint_interval_ms: 100,
+  }));
   correlator = await startCorrelator(stack.config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), { clickhouse: true });
 });
 after(async () => {
