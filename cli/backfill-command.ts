@@ -12,12 +12,13 @@ import { couchUrl, dbName, loadConfig, requirePassword, SIGNING_KEY_NAME, type C
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { InterruptedError, OperationError, UsageError } from '../lib/errors.js';
-import { createLogger } from '../lib/logger.js';
+import { createLogger, type LogFormat } from '../lib/logger.js';
 import { checkSignature } from '../lib/audit/record-signature.js';
 import { ChangesFeed } from '../correlator/feed/changes-feed.js';
 import { CorrelatorMetrics } from '../correlator/metrics.js';
-import { backfill, type BackfillProgress } from '../correlator/sinks/clickhouse/backfill.js';
+import { backfill, LONGEST_LOOKUP_ID, type BackfillProgress } from '../correlator/sinks/clickhouse/backfill.js';
 import { openClickhouseSink } from '../correlator/sinks/clickhouse/open-sink.js';
+import { InvalidArgumentError } from 'commander';
 import { intAtLeast, seconds } from './options.js';
 import { EXIT_CODES } from './run-cli.js';
 
@@ -40,6 +41,13 @@ export interface BackfillResult extends BackfillProgress {
   seconds: number;
 }
 
+/** A position in _changes as a server gives it: a number (PouchDB Server) or "N-opaque" (CouchDB 3). */
+export function parseSince(text: string): string {
+  if (!/^(0|[1-9]\d{0,15})(-[A-Za-z0-9_-]+)?$/.test(text))
+    throw new UsageError(`--since must be a sequence a previous run printed (a number, or N-... on CouchDB 3), got "${text}"`);
+  return text;
+}
+
 function parseDecidedSince(text: string | undefined): number | null {
   if (text === undefined) return null;
   const ms = Date.parse(text);
@@ -55,10 +63,17 @@ function interrupted(signal: AbortSignal | undefined): Promise<never> {
   });
 }
 
+/** A parser that also caps the value. */
+const intAtMost = (max: number, parse: (v: string) => number, flag: string) => (v: string) => {
+  const n = parse(v);
+  if (n > max) throw new InvalidArgumentError(`${flag} must be at most ${max}, got "${v}"`);
+  return n;
+};
+
 /** Whole run: what it copied, or an error that names the --since to resume from. */
 export async function runBackfill(
   config: Config,
-  o: { since: string; decidedSince: number | null; giveUpAfterMs: number; page: number },
+  o: { since: string; decidedSince: number | null; giveUpAfterMs: number; page: number; logFormat?: LogFormat },
   hooks: { onPage?: (p: BackfillProgress) => void; signal?: AbortSignal } = {},
 ): Promise<BackfillResult> {
   if (!config.clickhouse.enabled) throw new UsageError('clickhouse.enabled is false in the configuration: there is no ClickHouse to backfill');
@@ -67,7 +82,8 @@ export async function runBackfill(
     throw new UsageError(`${dbName(out.app)} is under audit protection but there is no signing key: set ${SIGNING_KEY_NAME} (environment or secrets.env)`);
   const key = out.protection === 'audit' ? out.signing_key! : null;
   const db = dbName(out.app);
-  const log = createLogger(config.log_level, 'backfill', { fd: 2 });
+  // On stderr, in the configured format: stdout carries the result (--json) alone.
+  const log = createLogger(config.log_level, 'backfill', { format: o.logFormat ?? config.log_format, fd: 2 });
   const metrics = new CorrelatorMetrics();
   const http = new CouchHttp(couchUrl(config), { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: 5 });
   const admin = { authorization: basicAuth(config.couchdb.admin.user, requirePassword(config, 'admin')) };
@@ -104,6 +120,7 @@ export async function runBackfill(
           checkSignature: key === null ? null : (doc) => checkSignature(doc, key),
           signal: hooks.signal,
           giveUpAfterMs: o.giveUpAfterMs,
+          inFlight: 2 * config.correlator.outputs.clickhouse.max_batch_size,
           onPage: (p) => {
             reached = p.since;
             hooks.onPage?.(p);
@@ -137,11 +154,16 @@ export async function runBackfill(
   }
 }
 
+/** `1 record`, `2 records`. */
+const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
 export function formatBackfill(r: BackfillResult): string {
   const lines = [
-    `backfill: ${r.read} changes of log_correlated read in ${r.seconds} s; ${r.copied} records and ${r.deleted} deletions sent to ${r.database}.${r.table}`,
+    `backfill: ${count(r.read, 'change')} of log_correlated read in ${r.seconds} s; ${count(r.copied, 'record')} and ${count(r.deleted, 'deletion')} sent to ${r.database}.${r.table}`,
   ];
   if (r.older > 0) lines.push(`  ${r.older} records decided before --decided-since left out`);
+  if (r.skipped > 0)
+    lines.push(`  ${r.skipped} deleted records with ids too long to look up in ClickHouse (over ${LONGEST_LOOKUP_ID} characters) not deleted there`);
   if (r.dead_lettered > 0) lines.push(`  ${r.dead_lettered} records refused by ClickHouse: in ${BACKFILL_DEAD_LETTER_FILE} of the data folder`);
   if (r.unsigned > 0)
     lines.push(
@@ -151,35 +173,41 @@ export function formatBackfill(r: BackfillResult): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Progress on a terminal: against `pending` where the server gives it (CouchDB 3), a plain count where not (PouchDB Server). */
 function terminalBar(): { update(p: BackfillProgress): void; stop(): void } {
-  const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: 'backfill {bar} {percentage}% | {value}/{total} changes | {copied} records', hideCursor: true },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
+  let bar: cliProgress.SingleBar | null = null;
   return {
     update(p) {
+      const known = p.pending !== null;
+      bar ??= new cliProgress.SingleBar(
+        {
+          stream: process.stderr,
+          format: known ? 'backfill {bar} {percentage}% | {value}/{total} changes | {copied} records' : 'backfill {value} changes | {copied} records',
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       const total = p.read + (p.pending ?? 0);
-      if (!started) bar.start(total, 0, { copied: 0 });
-      started = true;
-      bar.setTotal(total);
+      if (!bar.isActive) bar.start(known ? total : 0, 0, { copied: 0 });
+      if (known) bar.setTotal(total);
       bar.update(p.read, { copied: p.copied + p.deleted });
     },
-    stop: () => started && bar.stop(),
+    stop: () => bar?.stop(),
   };
 }
 
-export function backfillCommand(name: string, configFile: () => string | undefined): Command {
+export function backfillCommand(name: string, configFile: () => string | undefined, logFormat: () => LogFormat | undefined = () => undefined): Command {
   return new Command(name)
     .description('copy the correlated records of log_correlated into ClickHouse (those it missed while its sink was off, dropped or lost); safe to repeat')
     .option('--since <seq>', "start after this sequence of log_correlated's _changes (a previous run prints it)", '0')
     .option('--decided-since <time>', 'only records decided at or after this ISO 8601 time')
     .option('--give-up-after <s>', 'stop when ClickHouse has failed for this long', seconds('--give-up-after'), 120)
-    .option('--page <n>', 'changes read per request', intAtLeast(1, '--page'), 1000)
+    .option('--page <n>', 'changes read per request (at most 10000)', intAtMost(10_000, intAtLeast(1, '--page'), '--page'), 1000)
     .option('--json', 'print the result as JSON')
     .option('--no-progress', 'no progress bar even on a terminal')
     .action(async (o: BackfillCliOptions) => {
       const decidedSince = parseDecidedSince(o.decidedSince);
+      const since = parseSince(o.since);
       const { config } = loadConfig({ file: configFile() });
       const bar = process.stderr.isTTY === true && o.progress ? terminalBar() : null;
       const stop = new AbortController();
@@ -190,7 +218,7 @@ export function backfillCommand(name: string, configFile: () => string | undefin
       try {
         result = await runBackfill(
           config,
-          { since: o.since, decidedSince, giveUpAfterMs: o.giveUpAfter * 1000, page: o.page },
+          { since, decidedSince, giveUpAfterMs: o.giveUpAfter * 1000, page: o.page, logFormat: logFormat() },
           {
             onPage: (p) => {
               reached = p.since;

@@ -144,7 +144,13 @@ program.addCommand(jsonformatCommand());
 program.addCommand(shipCommand('ship', () => program.opts<{ config?: string }>().config));
 program.addCommand(forwardCommand('forward', () => program.opts<{ config?: string }>().config));
 program.addCommand(auditCommand('audit', () => program.opts<{ config?: string }>().config));
-program.addCommand(backfillCommand('backfill', () => program.opts<{ config?: string }>().config));
+program.addCommand(
+  backfillCommand(
+    'backfill',
+    () => program.opts<{ config?: string }>().config,
+    () => program.opts<{ logFormat?: LogFormat }>().logFormat,
+  ),
+);
 
 usageErrorsExit2(program)
   .parseAsync(process.argv)

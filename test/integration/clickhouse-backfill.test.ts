@@ -225,6 +225,18 @@ describe('couchlog backfill', () => {
     const r = await runBackfill(validate, { since: '0', decidedSince: null, giveUpAfterMs: 30_000, page: 500 });
     assert.ok(r.deleted >= 1);
     assert.ok(!(await clickhouseRows(ch, 'http_logs')).has(id), `${id} still in ClickHouse`);
+    const again = await runBackfill(validate, { since: '0', decidedSince: null, giveUpAfterMs: 30_000, page: 500 });
+    assert.equal(again.deleted, 0, 'a deletion ClickHouse holds already is not written again');
+    // A deleted record whose id is too long to look up (only an admin can store one): counted, and the run goes on.
+    const long = `A-${'x'.repeat(20_000)}`;
+    const made = await http(`${stack.couchUrl}/log_correlated/_bulk_docs`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, ...admin },
+      body: JSON.stringify({ docs: [{ _id: long, decided_at: new Date().toISOString(), _deleted: true }] }),
+    });
+    assert.ok(made.status < 300, made.text.slice(0, 200));
+    const skipping = await runBackfill(validate, { since: again.since, decidedSince: null, giveUpAfterMs: 30_000, page: 500 });
+    assert.equal(skipping.skipped, 1);
     // Under audit protection the same tombstone carries no signature: left out and counted.
     const audited = await backfillAll();
     assert.ok(audited.unsignedIds.includes(id), JSON.stringify(audited.unsignedIds));
@@ -251,7 +263,7 @@ describe('couchlog backfill', () => {
       assert.equal(res.status, 3, res.stderr);
       const out = JSON.parse(res.stdout) as { done: boolean; copied: number; unsigned: number; since: string; table: string };
       assert.equal(out.done, true);
-      assert.equal(out.unsigned, 2, 'the forged record and the tombstone of the one deleted by hand');
+      assert.equal(out.unsigned, 3, 'the forged record and the tombstones of the two deleted by hand');
       assert.equal(out.table, 'http_logs');
       assert.ok(out.copied > 200);
       const text = cli(['--no-progress', '--since', out.since]);
@@ -263,6 +275,12 @@ describe('couchlog backfill', () => {
       const bad = cli(['--decided-since', 'yesterday']);
       assert.equal(bad.status, 2);
       assert.match(bad.stderr, /--decided-since must be an ISO 8601 date/);
+      for (const since of ['garbage', '-5', '4000-', '1.5']) {
+        const wrong = cli(['--since', since]);
+        assert.equal(wrong.status, 2, `--since ${since}: ${wrong.stderr}`);
+        assert.match(wrong.stderr, /--since must be a sequence a previous run printed/);
+      }
+      assert.equal(cli(['--page', '10001']).status, 2);
       const dir = mkdtempSync(join(tmpdir(), 'couchlog-backfill-'));
       try {
         const file = join(dir, 'couchlog.yml');

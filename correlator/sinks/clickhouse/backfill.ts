@@ -23,6 +23,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { backoffDelay } from '../../../lib/retry.js';
+import { clickhouseErrorCode } from './clickhouse-delivery.js';
 import type { ChangesFeed, FeedPage } from '../../feed/changes-feed.js';
 import type { SignatureCheck } from '../../../lib/audit/record-signature.js';
 import type { Sink, SinkRecord } from '../sink.js';
@@ -49,6 +50,8 @@ export interface BackfillOptions {
   signal?: AbortSignal;
   /** How long the lookups for tombstones are retried while ClickHouse fails. */
   giveUpAfterMs: number;
+  /** Records handed to the sink before the oldest page is waited for (the sink's max_batch_size and more). */
+  inFlight: number;
 }
 
 export interface BackfillProgress {
@@ -60,6 +63,8 @@ export interface BackfillProgress {
   deleted: number;
   /** Records decided before --decided-since. */
   older: number;
+  /** Tombstones of ids too long to look up in ClickHouse (longer than LONGEST_LOOKUP_ID): not deleted there. */
+  skipped: number;
   /** Under audit protection: documents without the correlator's valid signature, not copied. */
   unsigned: number;
   /** A few of those ids, for the operator (couchlog audit lists them all). */
@@ -75,6 +80,7 @@ export interface BackfillProgress {
 const UNSIGNED_LISTED = 20;
 /** Pages written at once (see backfill()). */
 const PAGES_IN_FLIGHT = 4;
+const MAX_PAGES_IN_FLIGHT = 64;
 
 /** A ClickHouse string literal (18.16 has no query parameters). */
 export function sqlString(s: string): string {
@@ -87,32 +93,63 @@ interface HeldRow {
   src_ip: string;
   src_port: number | string;
   v: number | string;
+  /** Whether the latest row of the id is a deletion already. */
+  d: number | string;
 }
 
-/** Ids per lookup: the IN list stays far below max_query_size (256 KiB on 18.16) whatever the page size. */
-const LOOKUP_IDS = 500;
+/** Bytes of ids per lookup: the IN list stays far below max_query_size (256 KiB on 18.16) whatever the ids. */
+const LOOKUP_BYTES = 64_000;
+/** Longer ids (only an admin can store one) cannot be looked up within that: their tombstones are left out, and counted. */
+export const LONGEST_LOOKUP_ID = 16_000;
+
+/** The ids in groups whose quoted literals stay under LOOKUP_BYTES. */
+function lookupGroups(ids: readonly string[]): string[][] {
+  const groups: string[][] = [];
+  let group: string[] = [];
+  let bytes = 0;
+  for (const id of ids) {
+    const n = Buffer.byteLength(sqlString(id)) + 1;
+    if (group.length > 0 && bytes + n > LOOKUP_BYTES) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(id);
+    bytes += n;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
+
+/** A failed lookup, named as ClickHouse's (its own text says only "Code: 62, ..."). */
+class LookupError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`ClickHouse, looking up the rows of deleted records: ${(cause as Error).message}`);
+  }
+}
 
 /**
  * Deletion rows for tombstones: one per (id, time) ClickHouse holds with a
- * lower version than the tombstone's, placed at that row's key. A
- * tombstone without a version (deleted by hand, not by the correlator:
- * version 0) deletes whatever ClickHouse holds for its id.
+ * lower version than the tombstone's and not deleted already, placed at
+ * that row's key. A tombstone without a version (deleted by hand, not by
+ * the correlator: version 0) deletes whatever ClickHouse holds for its id.
  */
 export async function deletionRows(client: ClickHouseClient, database: string, table: string, tombstones: readonly SinkRecord[]): Promise<SinkRecord[]> {
   const byId = new Map(tombstones.map((t) => [t.id, t]));
-  const ids = [...byId.keys()];
   const out: SinkRecord[] = [];
-  for (let i = 0; i < ids.length; i += LOOKUP_IDS) {
+  for (const ids of lookupGroups([...byId.keys()])) {
     const query =
-      `SELECT id, toUnixTimestamp(time) AS t, any(src_ip) AS src_ip, any(src_port) AS src_port, max(version) AS v FROM ${database}.${table} ` +
-      `WHERE id IN (${ids
-        .slice(i, i + LOOKUP_IDS)
-        .map(sqlString)
-        .join(',')}) GROUP BY id, t`;
-    const rows = (await (await client.query({ query, format: 'JSONEachRow' })).json()) as HeldRow[];
+      `SELECT id, toUnixTimestamp(time) AS t, any(src_ip) AS src_ip, any(src_port) AS src_port, max(version) AS v, argMax(deleted, version) AS d ` +
+      `FROM ${database}.${table} WHERE id IN (${ids.map(sqlString).join(',')}) GROUP BY id, t`;
+    let rows: HeldRow[];
+    try {
+      rows = (await (await client.query({ query, format: 'JSONEachRow' })).json()) as HeldRow[];
+    } catch (err) {
+      throw new LookupError(err);
+    }
     for (const row of rows) {
       const tomb = byId.get(row.id);
-      if (tomb === undefined) continue;
+      if (tomb === undefined || Number(row.d) === 1) continue;
       const held = Number(row.v);
       const version = tomb.version === 0 ? held + 1 : tomb.version;
       if (held >= version) continue;
@@ -141,7 +178,8 @@ async function deletionRowsRetried(o: BackfillOptions, tombstones: readonly Sink
     try {
       return await deletionRows(o.client, o.database, o.table, tombstones);
     } catch (err) {
-      if (Date.now() - started >= o.giveUpAfterMs || o.signal?.aborted) throw err;
+      // A query ClickHouse cannot parse (62) fails the same way every time: no retry.
+      if (Date.now() - started >= o.giveUpAfterMs || o.signal?.aborted || clickhouseErrorCode((err as LookupError).cause) === 62) throw err;
       await sleep(Math.min(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }), Math.max(0, o.giveUpAfterMs - (Date.now() - started))));
     }
   }
@@ -169,6 +207,10 @@ function sortPage(page: FeedPage, o: BackfillOptions, p: BackfillProgress): { re
       p.older++;
       continue;
     }
+    if (rec.deleted && ch.id.length > LONGEST_LOOKUP_ID) {
+      p.skipped++;
+      continue;
+    }
     (rec.deleted ? tombstones : records).push(rec);
   }
   return { records, tombstones };
@@ -181,7 +223,18 @@ function sortPage(page: FeedPage, o: BackfillOptions, p: BackfillProgress): { re
  * (the progress passed to onPage says where to resume).
  */
 export async function backfill(o: BackfillOptions): Promise<BackfillProgress> {
-  const p: BackfillProgress = { read: 0, copied: 0, deleted: 0, older: 0, unsigned: 0, unsignedIds: [], since: o.since, pending: null, done: false };
+  const p: BackfillProgress = {
+    read: 0,
+    copied: 0,
+    deleted: 0,
+    older: 0,
+    skipped: 0,
+    unsigned: 0,
+    unsignedIds: [],
+    since: o.since,
+    pending: null,
+    done: false,
+  };
   // Pages handed to the sink and not yet acknowledged, oldest first: several at once let the sink merge
   // them into INSERTs of up to max_batch_size (one page at a time made an INSERT per page: 0.34x of a plain
   // read of log_correlated); the position moves past a page only once it and every page before it are in.
@@ -206,7 +259,10 @@ export async function backfill(o: BackfillOptions): Promise<BackfillProgress> {
     const { records, tombstones } = sortPage(page, o, p);
     const deletions = await deletionRowsRetried(o, tombstones);
     window.push({ written: o.sink.write(records.concat(deletions)), page, records: records.length, deletions: deletions.length });
-    if (window.length >= PAGES_IN_FLIGHT) await settle();
+    // At least PAGES_IN_FLIGHT pages, and with small pages as many as make up `inFlight` records (so the sink
+    // sends full batches instead of waiting for its flush interval), at most MAX_PAGES_IN_FLIGHT.
+    const held = window.reduce((n, w) => n + w.records + w.deletions, 0);
+    if (window.length >= MAX_PAGES_IN_FLIGHT || (window.length >= PAGES_IN_FLIGHT && held >= o.inFlight)) await settle();
   }
   while (window.length > 0) await settle();
   return p;
