@@ -6,7 +6,7 @@
 // protection); 2 bad usage or config; 1 CouchDB or ClickHouse failed (the
 // message says which --since resumes); 130 interrupted (likewise).
 import { resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { couchUrl, dbName, loadConfig, requirePassword, SIGNING_KEY_NAME, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
@@ -18,7 +18,6 @@ import { ChangesFeed } from '../correlator/feed/changes-feed.js';
 import { CorrelatorMetrics } from '../correlator/metrics.js';
 import { backfill, LONGEST_LOOKUP_ID, type BackfillProgress } from '../correlator/sinks/clickhouse/backfill.js';
 import { openClickhouseSink } from '../correlator/sinks/clickhouse/open-sink.js';
-import { InvalidArgumentError } from 'commander';
 import { intAtLeast, seconds } from './options.js';
 import { EXIT_CODES } from './run-cli.js';
 
