@@ -22,6 +22,26 @@ const CORE: Record<string, true> = {
   b_id: true,
 };
 
+/**
+ * The names the sinks use for a record's bookkeeping: the record id (file
+ * lines, ClickHouse), `deleted` (a deletion line or row), `revision`,
+ * `decided_at` and `version`. A source field of that name would pass for
+ * the bookkeeping (an HTTP log's request `id` replaced the record id in
+ * the file sink; `deleted: true` hid a record in ClickHouse), so it is kept
+ * as `orig_<name>` instead (and `a_orig_<name>`/`b_orig_<name>` when A and
+ * B disagree).
+ */
+const RESERVED: Record<string, string> = {
+  id: 'orig_id',
+  deleted: 'orig_deleted',
+  revision: 'orig_revision',
+  decided_at: 'orig_decided_at',
+  version: 'orig_version',
+};
+
+/** The name a source field has in the record. */
+const named = (f: string): string => RESERVED[f] ?? f;
+
 function same(x: unknown, y: unknown): boolean {
   if (x === y) return true;
   if (typeof x !== 'object' || typeof y !== 'object' || x === null || y === null) return false;
@@ -66,15 +86,16 @@ export function correlatedRecord(a: InputEvent, b: InputEvent, keepalives: numbe
     if (CORE[f] === true) continue;
     const av = ad[f];
     const bv = bd[f];
-    if (bv === undefined || same(av, bv)) out[f] = av;
+    const name = named(f);
+    if (bv === undefined || same(av, bv)) out[name] = av;
     else {
-      out[`a_${f}`] = av;
-      out[`b_${f}`] = bv;
+      out[`a_${name}`] = av;
+      out[`b_${name}`] = bv;
     }
   }
   for (const f in bd) {
     if (CORE[f] === true || f in ad) continue;
-    out[f] = bd[f];
+    out[named(f)] = bd[f];
   }
   return out;
 }
@@ -82,7 +103,7 @@ export function correlatedRecord(a: InputEvent, b: InputEvent, keepalives: numbe
 export function orphanRecord(e: InputEvent): Record<string, unknown> {
   const out = e.side === 'A' ? core(e, e, null, 0) : core(e, null, e, 0);
   const d = e.doc;
-  for (const f in d) if (CORE[f] !== true) out[f] = d[f];
+  for (const f in d) if (CORE[f] !== true) out[named(f)] = d[f];
   return out;
 }
 

@@ -5,7 +5,7 @@
 // Which field feeds which column: a column takes the first of its `from`
 // names the record has, names compared case- and dash-insensitively; when
 // two record fields have the same such name, the later one counts. The
-// record id always fills `id`. This runs once per record on the hot path,
+// record id always fills `id`, the output's kind `deleted`. This runs once per record on the hot path,
 // so what depends only on field names is worked out once per name.
 import type { SinkRecord } from '../sink.js';
 import { COLUMNS, type Column } from './columns.js';
@@ -30,6 +30,7 @@ interface Feed {
 const VALUE_COLUMNS = COLUMNS.filter((c) => c.name !== 'extra');
 const ID_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'id');
 const VERSION_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'version');
+const DELETED_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'deleted');
 
 /** Normalized field name -> the columns it can feed. */
 const FEEDS = new Map<string, Feed[]>();
@@ -91,9 +92,12 @@ function pick(rec: SinkRecord): Picked {
       }
     }
   }
+  // The bookkeeping columns follow the output, never a field: a record
+  // holding `deleted: 1` of its own must not vanish from `deleted = 0` queries.
   key[ID_COLUMN] = 'id';
   value[ID_COLUMN] = rec.id;
   value[VERSION_COLUMN] = rec.version;
+  value[DELETED_COLUMN] = rec.deleted ? 1 : 0;
   return { key, value };
 }
 

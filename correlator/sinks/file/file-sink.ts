@@ -14,6 +14,7 @@ import { RetrySchedule } from '../../../lib/retry.js';
 import type { CorrelatorMetrics } from '../../metrics.js';
 import type { Sink, SinkRecord } from '../sink.js';
 import { LineAppender } from '../../../lib/line-appender.js';
+import { recordLine } from '../record-line.js';
 
 /** Records waiting beyond which the sink says it is full (the feeds pause). */
 const MAX_WAITING = 10_000;
@@ -61,7 +62,7 @@ export class FileSink implements Sink {
   write(records: SinkRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
     let text = '';
-    for (const r of records) text += `${JSON.stringify({ id: r.id, ...r.record })}\n`;
+    for (const r of records) text += recordLine(r);
     return new Promise((done) => {
       this.queue.push({ text, count: records.length, done });
       this.waitingRecords += records.length;

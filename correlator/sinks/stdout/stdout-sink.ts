@@ -14,6 +14,7 @@
 import type { Logger } from '../../../lib/logger.js';
 import type { CorrelatorMetrics } from '../../metrics.js';
 import type { Sink, SinkRecord } from '../sink.js';
+import { recordLine } from '../record-line.js';
 
 type Out = NodeJS.WritableStream & { writableNeedDrain?: boolean };
 
@@ -42,7 +43,7 @@ export class StdoutSink implements Sink {
     if (records.length === 0) return Promise.resolve();
     this.pending += records.length;
     let text = '';
-    for (const r of records) text += `${JSON.stringify({ id: r.id, ...r.record })}\n`;
+    for (const r of records) text += recordLine(r);
     return new Promise((resolve) => {
       if (this.failingSince !== null) return; // never acknowledged: see above
       this.out.write(text, (err) => {

@@ -143,6 +143,28 @@ describe('correlatedRecord', () => {
     assert.equal(r.b_timestamp, NOON + 5);
   });
 
+  test("source fields named like the sinks' bookkeeping are kept as orig_<name>, never passing for it", () => {
+    // An HTTP log's request `id` became the file line's id, and `deleted: true` hid the record in ClickHouse.
+    const bookkeeping = { id: 'req-42', deleted: true, revision: 9, decided_at: 'x', version: 3 };
+    const r = correlatedRecord(ev('A', 'a', NOON, bookkeeping), ev('B', 'b', NOON, { id: 'flow-7' }), 1);
+    for (const name of ['id', 'deleted', 'revision', 'decided_at', 'version']) assert.equal(name in r, false, name);
+    assert.equal(r.orig_deleted, true);
+    assert.equal(r.orig_revision, 9);
+    assert.equal(r.orig_decided_at, 'x');
+    assert.equal(r.orig_version, 3);
+    // A and B disagree: both kept, and the core a_id/b_id (the documents' ids) stay.
+    assert.equal(r.a_orig_id, 'req-42');
+    assert.equal(r.b_orig_id, 'flow-7');
+    assert.equal(r.a_id, 'a');
+    assert.equal(r.b_id, 'b');
+    const o = orphanRecord(ev('A', 'a', NOON, bookkeeping));
+    assert.deepEqual(
+      Object.keys(o).filter((k) => k.startsWith('orig_')),
+      ['orig_id', 'orig_deleted', 'orig_revision', 'orig_decided_at', 'orig_version'],
+    );
+    assert.equal('id' in o || 'deleted' in o, false);
+  });
+
   test('the source events are not modified', () => {
     const a = ev('A', 'a', NOON, { tls_version: '1.2' });
     const b = ev('B', 'b', NOON, { tls_version: '1.3' });

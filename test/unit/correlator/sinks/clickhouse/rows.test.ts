@@ -67,6 +67,16 @@ describe('toRow', () => {
     assert.deepEqual(JSON.parse(r.extra as string), { ID: 'from-log' });
   });
 
+  test('`deleted` and `version` follow the output, never a record field', () => {
+    // A record with deleted: 1 of its own vanished from `deleted = 0` queries (found by a black-box test).
+    for (const value of [true, 1, 5, '1']) {
+      const r = toRow({ id: 'A-1', record: { deleted: value, version: 99 }, version: 7, deleted: false });
+      assert.equal(r.deleted, 0, `deleted: ${JSON.stringify(value)}`);
+      assert.equal(r.version, 7);
+    }
+    assert.equal(toRow({ id: 'B-1', record: { deleted: true }, version: 8, deleted: true }).deleted, 1);
+  });
+
   test('numbers are clamped to 0 when out of range, never wrapped; strings and booleans convert', () => {
     const r = row({ src_port: 70000, dst_port: '8443', correlated: true, ip_meta_ttl: -1, syn_to_clienthello_ms: -12, keepalives: 2.9 });
     assert.equal(r.src_port, 0);
