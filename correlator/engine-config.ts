@@ -16,5 +16,6 @@ export function engineConfig(c: Config['correlator']): EngineConfig {
     networkTtlMs: c.ttl.network_ttl_s * 1000,
     reorderSlackMs: c.reorder_slack_ms,
     allowedLatenessMs: c.allowed_lateness.value * UNIT_MS[c.allowed_lateness.unit],
+    maxClockSkewMs: c.max_clock_skew.value * UNIT_MS[c.max_clock_skew.unit],
   };
 }

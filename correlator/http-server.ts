@@ -23,6 +23,7 @@ function refresh(d: HealthDeps): void {
     m.evictions.set({ side }, c.evictions[side]);
     m.late.set({ side }, c.late[side]);
     m.tooLate.set({ side }, c.tooLate[side]);
+    m.future.set({ side }, c.future[side]);
     const pending = d.pipeline.status()[side].pending;
     if (pending !== null) m.feedBacklog.set({ side }, pending);
   }

@@ -49,6 +49,12 @@ export class CorrelatorMetrics {
     labelNames: ['side'] as const,
     registers: this.r,
   });
+  readonly future = new Gauge({
+    name: 'couchlog_correlator_future_events_total',
+    help: 'Events dated more than correlator.max_clock_skew ahead of this host clock when read, per side: they wait for the clock and do not move the watermark',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
   readonly corrections = new Gauge({
     name: 'couchlog_correlator_corrections_total',
     help: 'Records emitted again because a late event changed them (revision > 1, or deleted)',

@@ -235,6 +235,7 @@ export class CorrelatorPipeline {
     f.failingSince = null;
     f.lastError = null;
     f.backoffMs = this.opts.pollIntervalMs;
+    this.engine.clock(this.clock());
     for (const change of page.changes) {
       const index = f.cursor.take(change.seq);
       const ev = toEvent(change, f.side, index, f.rules);

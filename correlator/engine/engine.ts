@@ -147,6 +147,7 @@ export function emptyCounters(): EngineCounters {
     dropped: { orphan_a_not_emitted: 0, orphan_b_not_emitted: 0 },
     late: { A: 0, B: 0 },
     tooLate: { A: 0, B: 0 },
+    future: { A: 0, B: 0 },
     corrections: 0,
     lookups: 0,
     duplicates: 0,
@@ -168,6 +169,8 @@ export class CorrelationEngine {
   private readonly replayedIds: Record<Side, Set<string>> = { A: new Set(), B: new Set() };
   private readonly deadlines = new MinHeap<{ at: number; conn: Conn }>((x, y) => x.at < y.at);
   private readonly progress: Record<Side, number> = { A: -Infinity, B: -Infinity };
+  /** No feed's progress passes this: the last clock() plus maxClockSkewMs (+Infinity before any clock, as in a replay). */
+  private progressCap = Infinity;
   /**
    * How far behind its own progress each feed has recently delivered events:
    * a CouchDB 3 `_changes` interleaves shards, so a backlog arrives out of
@@ -221,7 +224,12 @@ export class CorrelationEngine {
     const lag = this.progress[ev.side] - ev.time;
     if (lag > this.disorder[ev.side]) this.disorder[ev.side] = Math.min(lag, MAX_DISORDER_MS);
     else this.disorder[ev.side] *= DISORDER_DECAY;
-    if (ev.time > this.progress[ev.side]) this.progress[ev.side] = ev.time;
+    let seen = ev.time;
+    if (seen > this.progressCap) {
+      this.counters.future[ev.side] += 1;
+      seen = this.progressCap;
+    }
+    if (seen > this.progress[ev.side]) this.progress[ev.side] = seen;
     if (ev.time <= this.releasedUpTo) {
       this.counters.late[ev.side] += 1;
       if (ev.time < this.horizon()) this.counters.tooLate[ev.side] += 1;
@@ -248,6 +256,16 @@ export class CorrelationEngine {
    */
   replayFromStart(): void {
     this.replaying = { A: true, B: true };
+  }
+
+  /**
+   * The wall clock (ms), given before events are pushed: no feed's progress
+   * runs more than maxClockSkewMs past it. A progress already past it (a
+   * snapshot taken before this rule) is brought back to it.
+   */
+  clock(now: number): void {
+    this.progressCap = now + this.cfg.maxClockSkewMs;
+    for (const side of ['A', 'B'] as const) if (this.progress[side] > this.progressCap) this.progress[side] = this.progressCap;
   }
 
   /** A feed that is caught up and idle has seen everything up to `time` (its wall clock). */

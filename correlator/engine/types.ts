@@ -41,6 +41,13 @@ export interface EngineConfig {
    * partner, in memory or through a lookup, and corrects what it emitted.
    */
   allowedLatenessMs: number;
+  /**
+   * How far past the wall clock (given by clock()) an event's time may move
+   * a feed's progress: a document dated later (a sender's wrong clock, or
+   * a hostile one) waits for the clock like any other and is counted, but
+   * cannot drag the watermark ahead and make every later document too late.
+   */
+  maxClockSkewMs: number;
 }
 
 export type OutputKind = 'correlated' | 'orphan_a' | 'orphan_b' | 'deleted';
@@ -121,6 +128,8 @@ export interface EngineCounters {
   late: Record<Side, number>;
   /** Late by more than allowed_lateness: decided with what was in memory. */
   tooLate: Record<Side, number>;
+  /** Dated more than maxClockSkewMs past the clock when they arrived: they did not move the watermark. */
+  future: Record<Side, number>;
   /** Records emitted again with changed content (revision > 1), and deletions. */
   corrections: number;
   /** Connections looked up because partners of a late event had left memory. */

@@ -157,6 +157,17 @@ export const correlatorSchema = z
       .object({ value: z.number().min(0).default(24), unit: z.enum(['ms', 's', 'm', 'h']).default('h') })
       .strict()
       .default({}),
+    /**
+     * How far ahead of this host's clock a document's event time may be and
+     * still move the watermark. A document dated later (a sender's clock
+     * wrong by days, or a hostile sender) waits until the clock reaches it
+     * and is counted (couchlog_correlator_future_events_total); unbounded,
+     * one such pair made every later document "too late" for days.
+     */
+    max_clock_skew: z
+      .object({ value: z.number().min(0).default(5), unit: z.enum(['ms', 's', 'm', 'h']).default('m') })
+      .strict()
+      .default({}),
     matching: z
       .object({ mode: z.enum(['one_to_many', 'one_to_one']).default('one_to_many') })
       .strict()

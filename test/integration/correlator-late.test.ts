@@ -310,3 +310,34 @@ describe('seeded schedules through the ingress equal the reference', () => {
     );
   });
 });
+
+// Last in this file: the pair dated ahead stays held (its time has not come),
+// which a reference replay to the end would decide.
+describe('a document dated days ahead', () => {
+  test('does not drag the watermark: documents posted after it, two hours old, are still exact', async () => {
+    const DAY = 24 * HOUR;
+    const future = Date.now() + 3 * DAY;
+    // A sender's clock three days ahead, or a hostile anonymous POST.
+    const ahead = (extra: Doc) => ({ src_ip: '203.0.113.250', src_port: 1111, dst_ip: '192.168.1.10', timestamp: future, ...extra });
+    await post('network', [ahead({ ja4: 'future' })]);
+    await post('http', [ahead({ timestamp: future + 10, method: 'GET', path: '/future' })]);
+    await until('the correlator to read the pair', async () => ((await metric('couchlog_correlator_future_events_total')) >= 2 ? true : null));
+    assert.ok(correlator.engine.watermark <= Date.now() + 6 * 60_000, `watermark ${new Date(correlator.engine.watermark).toISOString()}`);
+    const tooLate = await metric('couchlog_correlator_too_late_total');
+    const t0 = Date.now() - 2 * HOUR;
+    const ports = Array.from({ length: 6 }, (_, i) => 43_000 + i);
+    const bIds = await post(
+      'network',
+      ports.map((p, i) => bDoc(p, t0 + i * 1000)),
+    );
+    const aIds = await post(
+      'http',
+      ports.map((p, i) => aDoc(p, t0 + i * 1000 + 40)),
+    );
+    await until('every A correlated', async () => {
+      const d = await allDocs('log_correlated');
+      return aIds.every((id, i) => d.get(`A-${id}`)?.correlated === true && d.get(`A-${id}`)?.b_id === bIds[i]) ? true : null;
+    });
+    assert.equal(await metric('couchlog_correlator_too_late_total'), tooLate, 'nothing decided as too late');
+  });
+});

@@ -28,6 +28,7 @@ function config(over: Partial<EngineConfig> = {}): EngineConfig {
     networkTtlMs: 120_000,
     reorderSlackMs: 1000,
     allowedLatenessMs: 24 * HOUR,
+    maxClockSkewMs: 300_000,
     ...over,
   };
 }

@@ -44,6 +44,7 @@ function config(over: Partial<EngineConfig> = {}): EngineConfig {
     networkTtlMs: 30_000,
     reorderSlackMs: 0,
     allowedLatenessMs: 24 * 3_600_000,
+    maxClockSkewMs: 300_000,
     ...over,
   };
 }
@@ -820,6 +821,68 @@ describe('CorrelationEngine: late events correct what was emitted', () => {
     assert.deepEqual(h.asked, [], 'no lookup for a too-late event');
     assert.deepEqual(summaries(outs), ['b1 orphan'], 'decided alone: a0 left memory and is not looked up');
     assert.deepEqual(h.sink.current(), ['a0 orphan', 'a1 orphan', 'b0 orphan', 'b1 orphan']);
+  });
+});
+
+describe('CorrelationEngine: event times ahead of the clock', () => {
+  const DAY = 86_400_000;
+
+  /** A backlog of k1..k3 connections two to three hours before `now`, B first, then A (the hour-late side). */
+  function backlog(h: Harness, f: Feeds, base: number): void {
+    for (const [i, conn] of ['k1', 'k2', 'k3'].entries()) h.push(f.event('B', conn, base + i * 1000));
+    for (const [i, conn] of ['k1', 'k2', 'k3'].entries()) h.push(f.event('A', conn, base + i * 1000 + 50));
+  }
+
+  test('a pair dated days ahead does not move the watermark: later documents stay exact, nothing is too late', () => {
+    // Found by a black-box test: one anonymous POST pair dated +3 days made every later document "too late" for days.
+    const h = new Harness(config({ allowedLatenessMs: DAY }));
+    const f = new Feeds();
+    const now = T0 + 3 * 3_600_000;
+    h.engine.clock(now);
+    h.push(f.event('B', 'k4', 3 * DAY)); // b0, dated 3 days ahead of T0
+    h.push(f.event('A', 'k4', 3 * DAY + 10)); // a0
+    assert.deepEqual(h.engine.counters.future, { A: 1, B: 1 });
+    assert.ok(h.engine.watermark <= now + 300_000, `watermark ${new Date(h.engine.watermark).toISOString()} is past the clock + skew`);
+    backlog(h, f, 0);
+    h.engine.advance('A', now);
+    h.engine.advance('B', now);
+    h.drain();
+    assert.deepEqual(h.engine.counters.tooLate, { A: 0, B: 0 });
+    assert.deepEqual(h.sink.current(), ['a1+b1#1', 'a2+b2#1', 'a3+b3#1'], 'the backlog correlated; the future pair still waits for its time');
+    // The clock reaches the future pair: it is decided like any other.
+    h.engine.clock(T0 + 3 * DAY + 60_000);
+    h.engine.advance('A', T0 + 3 * DAY + 60_000);
+    h.engine.advance('B', T0 + 3 * DAY + 60_000);
+    h.drain();
+    assert.deepEqual(h.sink.current(), ['a0+b0#1', 'a1+b1#1', 'a2+b2#1', 'a3+b3#1']);
+  });
+
+  test('a snapshot whose progress ran ahead (taken before the rule) is brought back to the clock on restore', () => {
+    const old = new Harness(config({ allowedLatenessMs: DAY }));
+    const f = new Feeds();
+    old.push(f.event('B', 'k4', 3 * DAY)); // no clock given: progress follows the events, as before the rule
+    old.push(f.event('A', 'k4', 3 * DAY + 10));
+    old.drain();
+    assert.ok(old.engine.watermark > T0 + 2 * DAY);
+    const h = new Harness(
+      CorrelationEngine.restore(config({ allowedLatenessMs: DAY }), old.engine.exportState(), (side, id) => old.store.get(`${side}:${id}`)),
+    );
+    const now = T0 + 3 * 3_600_000;
+    h.engine.clock(now);
+    assert.ok(h.engine.watermark <= now + 300_000);
+    backlog(h, f, 0);
+    h.engine.advance('A', now);
+    h.engine.advance('B', now);
+    h.drain();
+    assert.deepEqual(h.engine.counters.tooLate, { A: 0, B: 0 });
+    assert.deepEqual(h.sink.current(), ['a1+b1#1', 'a2+b2#1', 'a3+b3#1']);
+  });
+
+  test('without a clock (a replay to the end) event times move the watermark as they are', () => {
+    const h = new Harness(config());
+    const f = new Feeds();
+    h.push(f.event('B', 'k4', 3 * DAY));
+    assert.deepEqual(h.engine.counters.future, { A: 0, B: 0 });
   });
 });
 
