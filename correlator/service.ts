@@ -84,7 +84,7 @@ async function addSinks(sinks: Sink[], { config, http, writer, metrics, log, wit
   const out = config.correlator.outputs;
   const retry = (o: { retry_initial_ms: number; retry_max_ms: number }) => ({ retryInitialMs: o.retry_initial_ms, retryMaxMs: o.retry_max_ms });
   if (out.clickhouse.enabled && config.clickhouse.enabled && withClickhouse) {
-    sinks.push((await openClickhouseSink(config, metrics, log, resolve(config.data_dir, out.clickhouse.dead_letter_file))).sink);
+    sinks.push((await openClickhouseSink(config, metrics, log, resolve(config.data_dir, out.clickhouse.dead_letter_file), { unreachable: 'start' })).sink);
   } else if (out.clickhouse.enabled) {
     log.warn('the ClickHouse sink is off (no ClickHouse to write to); once it runs, couchlog backfill copies the records decided meanwhile');
   }

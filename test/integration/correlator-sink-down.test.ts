@@ -96,3 +96,34 @@ test('ClickHouse down: late As still find their Bs through lookups and reach log
     await ch.server.start();
   }
 });
+
+test('ClickHouse down when the correlator starts: it starts anyway, log_correlated gets the records, ClickHouse once it is back', async () => {
+  // Found by a black-box test: a restart (after kill -9) met one ECONNRESET from ClickHouse and exited, deciding nothing.
+  await correlator?.stop();
+  correlator = null;
+  await ch.server.stop(300);
+  let restarted = false;
+  try {
+    // A sink that keeps what it holds (this file's drops on overflow, and the first test left records to re-decide).
+    const c = stack.config.correlator;
+    const keeping = { ...c.outputs.clickhouse, drop_on_overflow: false, max_buffer_size: 100_000 };
+    correlator = await startCorrelator({ ...stack.config, correlator: { ...c, outputs: { ...c.outputs, clickhouse: keeping } } }, log, { clickhouse: true });
+    const t0 = Date.now() - 60_000;
+    const [bId] = await postBulk(stack, 'network', [conn(43_001, t0, { dst_port: 443, ja4: 't13d1516h2_8daaf6152771_b0da82dd1658' })]);
+    const [aId] = await postBulk(stack, 'http', [conn(43_001, t0 + 40, { dst_port: 8080, method: 'GET', host: 'start.example', path: '/' })]);
+    await until(
+      'the record in log_correlated while ClickHouse is down',
+      async () => ((await couchDocs(stack, 'log_correlated')).get(`A-${aId}`)?.b_id === bId ? true : null),
+      30_000,
+    );
+    await ch.server.start();
+    restarted = true;
+    await until(
+      'the record in ClickHouse once it is back',
+      async () => ((await ch.query(`SELECT count() FROM couchlog.http_logs FINAL WHERE id = 'A-${aId}' AND correlated = 1`)).trim() === '1' ? true : null),
+      60_000,
+    );
+  } finally {
+    if (!restarted) await ch.server.start();
+  }
+});

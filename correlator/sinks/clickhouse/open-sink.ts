@@ -8,7 +8,7 @@ import type { Logger } from '../../../lib/logger.js';
 import type { CorrelatorMetrics } from '../../metrics.js';
 import { BatchingSink } from '../batching-sink.js';
 import { DeadLetterFile } from '../dead-letter-file.js';
-import { ClickHouseDelivery, connect, type ClickHouseTarget } from './clickhouse-delivery.js';
+import { ClickHouseDelivery, clickhouseErrorCode, connect, type ClickHouseTarget } from './clickhouse-delivery.js';
 import { checkClickhouseTable } from './ensure-table.js';
 
 export function clickhouseTarget(config: Config): ClickHouseTarget {
@@ -33,23 +33,34 @@ export interface OpenedClickhouseSink {
 /**
  * Connects, checks that the table is there and migrated (an OperationError
  * that says to run setup otherwise), and builds the batching sink with
- * the dead letters in `deadLetterPath`.
+ * the dead letters in `deadLetterPath`. A ClickHouse that does not answer
+ * at all (down, restarting, a network error) is an OperationError too,
+ * unless `unreachable: 'start'`: the correlator then starts and the sink
+ * retries until it answers, as it does when ClickHouse goes down later.
  */
 export async function openClickhouseSink(
   config: Config,
   metrics: CorrelatorMetrics,
   log: Logger,
   deadLetterPath: string,
-  overrides: { dropOnOverflow?: boolean } = {},
+  overrides: { dropOnOverflow?: boolean; unreachable?: 'fail' | 'start' } = {},
 ): Promise<OpenedClickhouseSink> {
   const target = clickhouseTarget(config);
   const client = connect(target);
   try {
     await checkClickhouseTable(client, target.database, target.table);
   } catch (err) {
-    await client.close();
-    if (err instanceof OperationError) throw err;
-    throw new OperationError(`ClickHouse at ${target.url} cannot be used: ${(err as Error).message}`);
+    // No answer from ClickHouse itself (no error code): nothing says the setup is wrong.
+    if (overrides.unreachable === 'start' && !(err instanceof OperationError) && clickhouseErrorCode(err) === null) {
+      log.warn(
+        { sink: 'clickhouse', url: target.url, err: (err as Error).message },
+        'ClickHouse does not answer at start: the correlator starts, and the ClickHouse sink retries until it does',
+      );
+    } else {
+      await client.close();
+      if (err instanceof OperationError) throw err;
+      throw new OperationError(`ClickHouse at ${target.url} cannot be used: ${(err as Error).message}`);
+    }
   }
   const o = config.correlator.outputs.clickhouse;
   const sink = new BatchingSink(
