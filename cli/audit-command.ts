@@ -35,7 +35,8 @@ export async function runAudit(config: Config, apps: string[] | undefined, maxLi
         throw new UsageError(`${db} is under audit protection but there is no signing key: set ${SIGNING_KEY_NAME} (environment or secrets.env)`);
       signingKey = out.signing_key;
     }
-    audits.push(await auditDatabase(admin, db, { signingKey, maxListed }));
+    // Under validate protection the correlator's corrections are revisions above 1 and deletions, by design.
+    audits.push(await auditDatabase(admin, db, { signingKey, corrections: db === signed && signingKey === null, maxListed }));
   }
   return audits;
 }
@@ -44,7 +45,7 @@ export function formatAudit(audits: readonly DbAudit[]): string {
   const lines: string[] = [];
   for (const a of audits) {
     const bad = FINDING_KINDS.filter((k) => a.counts[k] > 0);
-    const what = a.rules === 'signed' ? 'signed records' : 'append-only';
+    const what = a.rules === 'signed' ? 'signed records' : a.rules === 'corrections' ? "the correlator's records: only branches are findings" : 'append-only';
     lines.push(`${a.db} (${what}): ${a.checked} documents, ${bad.length === 0 ? 'intact' : bad.map((k) => `${a.counts[k]} ${k}`).join(', ')}`);
     for (const f of a.findings) lines.push(`  ${f.kind.padEnd(13)} ${f.id}  ${f.revs.join(' ')}`);
   }

@@ -32,7 +32,7 @@ export interface Finding {
 export interface DbAudit {
   db: string;
   /** What the database was checked for. */
-  rules: 'append-only' | 'signed';
+  rules: AuditRules;
   /** Documents looked at (design documents aside). */
   checked: number;
   /** Per kind, every finding (the list below stops at `maxListed`). */
@@ -42,9 +42,20 @@ export interface DbAudit {
   lastSeq: string;
 }
 
+/**
+ * append-only: a log database (one first revision per document);
+ * signed: log_correlated under audit protection (every revision signed by
+ * the correlator); corrections: log_correlated under validate protection,
+ * where only the correlator (and admins) can write, and later revisions and
+ * deletions are its corrections: only a second branch is a finding.
+ */
+export type AuditRules = 'append-only' | 'signed' | 'corrections';
+
 export interface AuditOptions {
-  /** null: append-only rules; a key: the correlator's signed records. */
+  /** null: append-only (or corrections) rules; a key: the correlator's signed records. */
   signingKey: string | null;
+  /** log_correlated under validate protection (see AuditRules). */
+  corrections?: boolean;
   since?: string;
   pageSize?: number;
   maxListed?: number;
@@ -62,7 +73,7 @@ export async function auditDatabase(admin: AdminClient, db: string, o: AuditOpti
   const maxListed = o.maxListed ?? 100;
   const audit: DbAudit = {
     db,
-    rules: o.signingKey === null ? 'append-only' : 'signed',
+    rules: o.signingKey !== null ? 'signed' : o.corrections ? 'corrections' : 'append-only',
     checked: 0,
     counts: Object.fromEntries(FINDING_KINDS.map((k) => [k, 0])) as Record<FindingKind, number>,
     findings: [],
@@ -76,7 +87,7 @@ export async function auditDatabase(admin: AdminClient, db: string, o: AuditOpti
     for (const row of page.results) {
       if (row.id.startsWith('_design/')) continue;
       audit.checked++;
-      for (const kind of judge(row, o.signingKey)) {
+      for (const kind of judge(row, o.signingKey, o.corrections)) {
         audit.counts[kind]++;
         if (audit.findings.length < maxListed) audit.findings.push({ id: row.id, kind, revs: row.changes.map((c) => c.rev) });
       }
@@ -87,9 +98,10 @@ export async function auditDatabase(admin: AdminClient, db: string, o: AuditOpti
 }
 
 /** What is wrong with one document, by the database's rules (nothing: intact). */
-export function judge(row: ChangeRow, signingKey: string | null): FindingKind[] {
+export function judge(row: ChangeRow, signingKey: string | null, corrections = false): FindingKind[] {
   const out: FindingKind[] = [];
   if (row.changes.length > 1) out.push('branched');
+  if (signingKey === null && corrections) return out;
   if (signingKey === null) {
     if (row.deleted) out.push('deleted');
     else if (row.changes.some((c) => !c.rev.startsWith('1-'))) out.push('modified');

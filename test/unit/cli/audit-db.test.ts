@@ -74,6 +74,13 @@ test('append-only rules: only a single first revision, not deleted, is intact', 
   assert.deepEqual(judge({ id: 'a', changes: [{ rev: '2-x' }, { rev: '1-y' }] }, null), ['branched', 'modified']);
 });
 
+test("corrections rules (log_correlated under validate): the correlator's later revisions and deletions are fine, branches are not", () => {
+  // A default install with a correlator made every run of couchlog audit report its corrections as tampering.
+  assert.deepEqual(judge({ id: 'A-1', changes: [{ rev: '3-x' }] }, null, true), []);
+  assert.deepEqual(judge({ id: 'B-1', deleted: true, changes: [{ rev: '2-x' }] }, null, true), []);
+  assert.deepEqual(judge({ id: 'A-2', changes: [{ rev: '2-x' }, { rev: '2-y' }] }, null, true), ['branched']);
+});
+
 test('signed rules: later revisions and deletions are fine when signed by the correlator', () => {
   const rec = signed({ _id: 'A-1', correlated: true, revision: 3 });
   assert.deepEqual(judge({ id: 'A-1', changes: [{ rev: '3-x' }], doc: { ...rec, _rev: '3-x' } }, KEY), []);
