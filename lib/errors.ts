@@ -48,6 +48,7 @@ export const ERRORS = {
   },
   INGRESS_BAD_BULK: { status: 400, error: 'bad_request', when: 'a _bulk_docs body without a docs array, or with other fields than docs and new_edits' },
   INGRESS_BAD_PATH: { status: 400, error: 'bad_request', when: 'a path that is not plain: empty or dot segments, backslashes, control characters' },
+  INGRESS_LOGIN_AMBIGUOUS: { status: 400, error: 'bad_request', when: 'a POST /_session body that gives its name or password twice' },
   INGRESS_BAD_CONTENT_LENGTH: { status: 400, error: 'bad_request', when: 'Content-Length does not match the body' },
   INGRESS_BAD_REQUEST: { status: 400, error: 'bad_request', when: 'any other malformed request the HTTP layer refuses' },
   INGRESS_SPECIAL_FIELD: { status: 400, error: 'doc_validation', when: 'a top-level field starting with "_" that CouchDB does not know' },
@@ -82,6 +83,7 @@ export const ERRORS = {
   INGRESS_BODY_TOO_LARGE: { status: 413, error: 'too_large', when: 'a body over ingress.body_limit_bytes' },
   INGRESS_TOO_MANY_DOCS: { status: 413, error: 'too_large', when: 'more than ingress.max_docs_per_request documents in one request' },
   INGRESS_LOGIN_TOO_LARGE: { status: 413, error: 'too_large', when: 'a POST /_session body over its small limit' },
+  INGRESS_LOGIN_ENCODING: { status: 415, error: 'bad_content_type', when: 'a POST /_session body with a Content-Encoding (compressed)' },
   INGRESS_BAD_CONTENT_TYPE: {
     status: 415,
     error: 'bad_content_type',

@@ -64,6 +64,20 @@ export class CredentialVerifier {
     return typeof password === 'string' && sameSecret(password, this.opts.writer.password) ? 'ok' : 'wrong';
   }
 
+  /**
+   * Basic credentials naming the writer with a wrong password are refused
+   * here, never shown to CouchDB (whose lockout would stop every write).
+   * For requests forwarded without a check of their own (GET /_session).
+   */
+  refuseWrongWriter(authorization: string | undefined): void {
+    if (!this.opts.writer || authorization === undefined) return;
+    const named = basicUser(authorization);
+    if (named && named.user === this.opts.writer.user && !sameSecret(named.password, this.opts.writer.password)) {
+      this.metrics.authChecks.inc({ result: 'invalid' });
+      throw unauthorized('AUTH_INVALID', 'Name or password is incorrect.');
+    }
+  }
+
   /** The verified caller; a 401 error when the credentials are refused. */
   async verify(creds: Credentials, clientIp?: string): Promise<Caller> {
     if (this.opts.writer && creds.authorization) {
@@ -110,9 +124,11 @@ export class CredentialVerifier {
 
 /** Name and password of a Basic Authorization value; null for other schemes or garbage. */
 export function basicUser(authorization: string): { user: string; password: string } | null {
-  const m = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
+  // CouchDB's base64 decoding skips whitespace: "Basic d3J p..." names the
+  // writer to it, so it must to this check too.
+  const m = /^\s*basic\s+([A-Za-z0-9+/=\s]+)$/i.exec(authorization);
   if (!m) return null;
-  const text = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const text = Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64').toString('utf8');
   const colon = text.indexOf(':');
   if (colon < 0) return null;
   return { user: text.slice(0, colon), password: text.slice(colon + 1) };

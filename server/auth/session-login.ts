@@ -6,7 +6,7 @@
 // password for it is refused without asking CouchDB.
 import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
-import { tooLarge, unauthorized } from '../../lib/errors.js';
+import { badRequest, tooLarge, unauthorized, unsupportedMediaType } from '../../lib/errors.js';
 
 /** Larger login bodies are refused (a name and a password fit easily). */
 export const MAX_LOGIN_BODY = 64 * 1024;
@@ -16,32 +16,85 @@ export interface LoginGuardOptions {
   writerLogin: (name: string, password: unknown) => 'not-writer' | 'ok' | 'wrong';
 }
 
-/** The name and password of a login body (JSON or form), as CouchDB reads them. */
-export function loginOf(contentType: string, body: string): { name?: unknown; password?: unknown } {
+/**
+ * Every name and password a login body gives (JSON or form), as CouchDB
+ * could read them: forms split on `&` and on `;` (mochiweb does both), and a
+ * JSON object that repeats a member is `ambiguous` (CouchDB keeps the first,
+ * JSON.parse the last).
+ */
+export function loginOf(contentType: string, body: string): { names: unknown[]; passwords: unknown[]; ambiguous: boolean } {
   const type = contentType.toLowerCase();
   if (type.startsWith('application/x-www-form-urlencoded')) {
-    const form = new URLSearchParams(body);
-    return { name: form.get('name') ?? undefined, password: form.get('password') ?? undefined };
+    const names: string[] = [];
+    const passwords: string[] = [];
+    for (const part of body.split(/[&;]/)) {
+      const eq = part.indexOf('=');
+      const key = formDecode(eq < 0 ? part : part.slice(0, eq));
+      const value = eq < 0 ? '' : formDecode(part.slice(eq + 1));
+      if (key === 'name') names.push(value);
+      else if (key === 'password') passwords.push(value);
+    }
+    return { names, passwords, ambiguous: names.length > 1 || passwords.length > 1 };
   }
   try {
     const value = JSON.parse(body) as unknown;
     if (value && typeof value === 'object' && !Array.isArray(value)) {
       const v = value as Record<string, unknown>;
-      return { name: v.name, password: v.password };
+      const keys = topLevelKeys(body);
+      const twice = (k: string) => keys.filter((x) => x === k).length > 1;
+      return { names: 'name' in v ? [v.name] : [], passwords: 'password' in v ? [v.password] : [], ambiguous: twice('name') || twice('password') };
     }
   } catch {
     // CouchDB answers the bad body itself
   }
-  return {};
+  return { names: [], passwords: [], ambiguous: false };
+}
+
+function formDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
+
+/** The member names of a JSON object text (valid JSON: JSON.parse read it), in order, repeats included. */
+export function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (depth === 1 && expectKey) keys.push(JSON.parse(text.slice(i, j + 1)) as string);
+      expectKey = false;
+      i = j;
+    } else if (c === '{' || c === '[') {
+      depth++;
+      expectKey = c === '{' && depth === 1;
+    } else if (c === '}' || c === ']') depth--;
+    else if (c === ',' && depth === 1) expectKey = true;
+  }
+  return keys;
 }
 
 /**
  * Reads the login body (it is forwarded afterwards, unchanged) and refuses a
- * wrong password for the writer account. Call from the proxy's preHandler.
+ * wrong password for the writer account, or any login CouchDB could read as
+ * the writer's that is not exactly the writer's own: two names or
+ * passwords, a compressed body. Call from the proxy's preHandler.
  */
 export async function guardLogin(request: FastifyRequest, opts: LoginGuardOptions): Promise<void> {
   const stream = request.body as NodeJS.ReadableStream | undefined;
   if (!stream || typeof (stream as Readable).on !== 'function') return;
+  // CouchDB inflates a gzip login; this guard would read bytes.
+  const encoding = String(request.headers['content-encoding'] ?? 'identity')
+    .trim()
+    .toLowerCase();
+  if (encoding !== 'identity' && encoding !== '')
+    throw unsupportedMediaType('INGRESS_LOGIN_ENCODING', 'a login body is not accepted compressed (Content-Encoding)');
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream as AsyncIterable<Buffer | string>) {
@@ -52,7 +105,9 @@ export async function guardLogin(request: FastifyRequest, opts: LoginGuardOption
   }
   const raw = Buffer.concat(chunks);
   request.body = Readable.from([raw]);
-  const { name, password } = loginOf(String(request.headers['content-type'] ?? ''), raw.toString('utf8'));
-  if (typeof name !== 'string' || opts.writerLogin(name, password) !== 'wrong') return;
+  const login = loginOf(String(request.headers['content-type'] ?? ''), raw.toString('utf8'));
+  if (login.ambiguous) throw badRequest('INGRESS_LOGIN_AMBIGUOUS', 'the login gives its name or password twice');
+  const [name] = login.names;
+  if (typeof name !== 'string' || opts.writerLogin(name, login.passwords[0]) !== 'wrong') return;
   throw unauthorized('AUTH_INVALID', 'Name or password is incorrect.');
 }

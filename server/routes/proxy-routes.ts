@@ -82,6 +82,8 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
       .startsWith('multipart/');
     if (multipart && isPublic(request.method, path)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', 'multipart bodies are not accepted here');
     if (isPublic(request.method, path)) {
+      // Forwarded as they come: a wrong password for the writer must not reach CouchDB's lockout.
+      opts.verifier.refuseWrongWriter(request.headers.authorization);
       if (request.method === 'POST' && path === '/_session') await guardLogin(request, { writerLogin: (n, p) => opts.verifier.writerLogin(n, p) });
       return;
     }

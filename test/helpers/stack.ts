@@ -146,8 +146,8 @@ export interface HttpResult {
 }
 
 /** A plain HTTP request (fetch), answering status, headers and parsed JSON body when there is one. */
-export async function http(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<HttpResult> {
-  const res = await fetch(url, { method: init.method ?? 'GET', headers: init.headers, body: init.body, redirect: 'manual' });
+export async function http(url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<HttpResult> {
+  const res = await fetch(url, { method: init.method ?? 'GET', headers: init.headers, body: init.body as BodyInit | undefined, redirect: 'manual' });
   const text = await res.text();
   let json: unknown = undefined;
   try {

@@ -5,6 +5,7 @@
 // the ingress's own 503 while it shuts down (14), and the writer account
 // that outside guesses must not lock out (CouchDB 3.4+ lockout).
 import { after, before, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
@@ -220,6 +221,75 @@ describe('the writer account cannot be locked out by outside guesses', () => {
     // The writer's session is not checked by CouchDB either: still working there.
     const direct = await http(`${stack.couchUrl}/_session`, { headers: { authorization: stack.auth.writer } });
     assert.equal(direct.status, 200, `CouchDB (${couchFlavor}) still lets the writer in: ${direct.text}`);
+  });
+});
+
+describe('the writer account cannot be locked out by other spellings of the same guess', () => {
+  // Found by a black-box test on CouchDB 3.5: each of these reached CouchDB, and after 5 every write answered 503.
+  test('GET /_session, a form split on ";", a repeated name, a gzip body, Basic with a space: refused here, writes go on', async () => {
+    const writerName = stack.config.users.writer.user;
+    const basicWithSpace = (password: string) => {
+      const b64 = Buffer.from(`${writerName}:${password}`).toString('base64');
+      return `Basic ${b64.slice(0, 3)} ${b64.slice(3)}`;
+    };
+    for (let i = 0; i < 6; i++) {
+      const get = await http(`${stack.url}/_session`, { headers: { authorization: basicAuth(writerName, `guess-${i}`) } });
+      assert.equal(get.status, 401, get.text);
+      assert.equal(get.json.code, 'AUTH_INVALID', 'refused by the ingress, not by CouchDB');
+      const semicolon = await http(`${stack.url}/_session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `x=1;name=${encodeURIComponent(writerName)}&password=guess-${i}`,
+      });
+      assert.equal(semicolon.status, 401, semicolon.text);
+      const twice = await http(`${stack.url}/_session`, {
+        method: 'POST',
+        headers: JSON_TYPE,
+        body: `{"name":${JSON.stringify(writerName)},"password":"guess-${i}","name":"someone-else"}`,
+      });
+      assert.equal(twice.status, 400, twice.text);
+      assert.equal(twice.json.code, 'INGRESS_LOGIN_AMBIGUOUS');
+      const gzip = await http(`${stack.url}/_session`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, 'content-encoding': 'gzip' },
+        body: gzipSync(JSON.stringify({ name: writerName, password: `guess-${i}` })),
+      });
+      assert.equal(gzip.status, 415, gzip.text);
+      assert.equal(gzip.json.code, 'INGRESS_LOGIN_ENCODING');
+      const spaced = await http(`${stack.url}/log_appname/_all_docs`, { headers: { authorization: basicWithSpace(`guess-${i}`) } });
+      assert.equal(spaced.status, 401, spaced.text);
+      assert.equal(spaced.json.code, 'AUTH_INVALID');
+    }
+    const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{"after":"spelled guesses"}' });
+    assert.equal(storedStatus(res.status), 201, res.text);
+    const direct = await http(`${stack.couchUrl}/_session`, { headers: { authorization: stack.auth.writer } });
+    assert.equal(direct.status, 200, `CouchDB (${couchFlavor}) still lets the writer in: ${direct.text}`);
+    // The writer's own password, spelled with a space, still works.
+    const own = await http(`${stack.url}/_session`, { headers: { authorization: basicWithSpace(stack.config.users.writer.password!) } });
+    assert.equal(own.status, 200, own.text);
+  });
+});
+
+describe('bodies that are not UTF-8', () => {
+  test('are refused (400 INGRESS_INVALID_JSON) on every write route and store nothing, as CouchDB refuses them', async () => {
+    // Found by a black-box test: "\xff\xfe" was stored as two U+FFFD, an id ending in \xc3 as "...\ufffd".
+    const bad = (text: string) => Buffer.concat([Buffer.from(text.split('#')[0]!), Buffer.from([0xff, 0xfe]), Buffer.from(text.split('#')[1]!)]);
+    const before = await http(`${stack.couchUrl}/log_appname`, { headers: admin() });
+    for (const [path, type, body] of [
+      ['/log_appname', 'application/json', bad('{"_id":"utf8-1","m":"#"}')],
+      ['/log_appname/_bulk_docs', 'application/json', bad('{"docs":[{"m":"ok"},{"m":"#"}]}')],
+      ['/log_appname', 'application/x-ndjson', bad('{"m":"ok"}\n{"m":"#"}\n')],
+      ['/log_appname', 'application/json; charset=latin1', Buffer.from([...Buffer.from('{"m":"'), 0xe9, ...Buffer.from('"}')])],
+    ] as const) {
+      const res = await http(`${stack.url}${path}`, { method: 'POST', headers: { 'content-type': type }, body });
+      assert.equal(res.status, 400, `${path} ${type}: ${res.text}`);
+      assert.equal(res.json.code, 'INGRESS_INVALID_JSON');
+      assert.match(res.json.reason, /UTF-8/);
+    }
+    const after = await http(`${stack.couchUrl}/log_appname`, { headers: admin() });
+    assert.equal(after.json.doc_count, before.json.doc_count, 'nothing stored');
+    const ok = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: Buffer.from('{"m":"héllo 🙂"}') });
+    assert.equal(storedStatus(ok.status), 201, ok.text);
   });
 });
 
