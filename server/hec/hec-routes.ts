@@ -8,6 +8,7 @@
 // Documents take the same write path as POST /log_<app>: checked whole
 // first, then written through group commit as the writer account.
 import { gunzip } from 'node:zlib';
+import { isUtf8 } from 'node:buffer';
 import { promisify } from 'node:util';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../lib/config/load.js';
@@ -89,16 +90,24 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
     const encoding = String(request.headers['content-encoding'] ?? '')
       .trim()
       .toLowerCase();
-    if (encoding === '' || encoding === 'identity' || raw.length === 0) return raw.toString('utf8');
+    if (encoding === '' || encoding === 'identity' || raw.length === 0) return utf8OrInvalid(raw);
     if (encoding !== 'gzip') throw new HecError('INVALID_DATA_FORMAT', undefined, {}, `Content-Encoding ${encoding} is not supported (gzip is)`);
+    let inflated: Buffer;
     try {
-      return (await gunzipAsync(raw, { maxOutputLength: ingress.body_limit_bytes })).toString('utf8');
+      inflated = await gunzipAsync(raw, { maxOutputLength: ingress.body_limit_bytes });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
         throw new HecError('TOO_LARGE', undefined, {}, `the decompressed body is larger than ${ingress.body_limit_bytes} bytes`);
       }
       throw new HecError('INVALID_DATA_FORMAT', undefined, {}, `the gzip body cannot be decompressed: ${(err as Error).message}`);
     }
+    return utf8OrInvalid(inflated);
+  };
+
+  /** JSON is UTF-8: bytes that are not would be stored as U+FFFD, so they are refused as Splunk refuses bad data. */
+  const utf8OrInvalid = (raw: Buffer): string => {
+    if (!isUtf8(raw)) throw new HecError('INVALID_DATA_FORMAT', undefined, {}, 'the body is not valid UTF-8');
+    return raw.toString('utf8');
   };
 
   const needChannel = (request: FastifyRequest) => {

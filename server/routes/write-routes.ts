@@ -11,7 +11,7 @@ import type { AppRegistry } from '../write/app-registry.js';
 import { statusOfError, type BulkWriter, type WriteTarget } from '../write/bulk-writer.js';
 import type { GroupCommit } from '../write/group-commit.js';
 import { newDocIdAt } from '../write/doc-id.js';
-import { parseJson, parseNdjson } from '../write/parse-body.js';
+import { parseJson, parseNdjson, utf8Text } from '../write/parse-body.js';
 import { bulkDocsOf, checkCount, validateDoc, validateDocs, type DocRules, type LogDoc } from '../write/validate-docs.js';
 import type { Metrics } from '../plugins/metrics.js';
 import { presentedToken, type TokenTable } from '../hec/tokens.js';
@@ -53,10 +53,10 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
   app.decorateRequest('writeTarget', null);
   app.decorateRequest('writeKey', '');
 
-  // Bodies stay raw strings here: parse errors then become our own typed errors.
+  // Bodies stay raw bytes here: bad UTF-8 and parse errors then become our own typed errors.
   app.removeAllContentTypeParsers();
   for (const type of ['application/json', NDJSON]) {
-    app.addContentTypeParser(type, { parseAs: 'string', bodyLimit: ingress.body_limit_bytes }, (_req, body, done) => done(null, body));
+    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: ingress.body_limit_bytes }, (_req, body, done) => done(null, body));
   }
 
   // Before the body is read: unknown apps and bad credentials cost nothing.
@@ -150,7 +150,7 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
 }
 
 function bodyText(request: FastifyRequest): string {
-  return typeof request.body === 'string' ? request.body : '';
+  return Buffer.isBuffer(request.body) ? utf8Text(request.body) : '';
 }
 
 function isNdjson(request: FastifyRequest): boolean {

@@ -4,6 +4,7 @@
 // bracket too deep, instead of blocking the event loop in the parser.
 // Document rules (reserved fields, exact depth) are checked per document in
 // validate-docs.
+import { isUtf8 } from 'node:buffer';
 import { badRequest } from '../../lib/errors.js';
 import { loneSurrogateError, loneSurrogateIn } from './validate-docs.js';
 
@@ -35,6 +36,16 @@ export function tooDeepAt(text: string, maxDepth: number, from = 0, to = text.le
     } else if (c === 0x5d || c === 0x7d) depth--;
   }
   return -1;
+}
+
+/**
+ * A body's bytes as text, refused unless they are UTF-8 (as JSON must be):
+ * decoding would turn each bad byte into U+FFFD, so different bodies would
+ * store the same content and the same ids, where CouchDB itself refuses them.
+ */
+export function utf8Text(raw: Buffer, where = 'request body'): string {
+  if (!isUtf8(raw)) throw badRequest('INGRESS_INVALID_JSON', `${where} is not valid UTF-8`);
+  return raw.toString('utf8');
 }
 
 export function parseJson(text: string, where = 'request body', maxDepth = Infinity): unknown {

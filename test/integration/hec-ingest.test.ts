@@ -199,6 +199,15 @@ describe('HEC error codes (nothing stored on any of them)', () => {
     ],
     ['not an object', '/services/collector/event', '{"event":"a"}\n[1,2]', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
     ['truncated', '/services/collector/event', '{"event":"a"}{"event":"b"', auth(), 400, { text: 'Invalid data format', code: 6, 'invalid-event-number': 1 }],
+    // Found by a black-box test: bad bytes were stored as U+FFFD.
+    [
+      'not UTF-8',
+      '/services/collector/event',
+      Buffer.from([...Buffer.from('{"event":"'), 0xff, 0xfe, ...Buffer.from('"}')]),
+      auth(),
+      400,
+      { text: 'Invalid data format', code: 6 },
+    ],
     [
       'bad time',
       '/services/collector/event',
