@@ -25,7 +25,12 @@ export interface Running {
 /** A line of the human account of the startup (printed on a terminal; a no-op for JSON logs). */
 export type Say = (line: string) => void;
 
-export async function up(config: Config, logger: Logger, say: Say = () => {}): Promise<Running> {
+/**
+ * Starts everything. `signal` (a Ctrl-C or SIGTERM during startup, which can
+ * take a minute) ends the startup between two steps: what has started is
+ * stopped, in order, and the call rejects with the signal's AbortError.
+ */
+export async function up(config: Config, logger: Logger, say: Say = () => {}, signal?: AbortSignal): Promise<Running> {
   const secrets = ensureSecrets(config);
   // Built (and their tokens checked) before anything starts; started last.
   const forwarders = forwardersOf(config, logger);
@@ -53,9 +58,11 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}): P
       if (started.server) stack.unshift(started.server);
     }
     const ch = await starting;
+    signal?.throwIfAborted();
     if (ch.reason) logger.warn({ component: 'clickhouse' }, ch.reason);
     else if (ch.server) say(`  ok   ClickHouse  embedded on ${ch.server.url}`);
     const report = await runSetup(config);
+    signal?.throwIfAborted();
     if (config.couchdb.url !== null) say(`  ok   CouchDB     ${report.flavor} at ${couchUrl(config)}`);
     for (const change of report.changes) logger.info({ component: 'setup' }, change);
     for (const note of report.notes) logger.warn({ component: 'setup' }, note);
@@ -66,12 +73,14 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}): P
     if (config.correlator.enabled) {
       correlator = await startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled && (ch.server !== null || config.clickhouse.url !== null) });
       stack.push(correlator);
+      signal?.throwIfAborted();
       say(
         `  ok   correlator  ${dbName(config.correlator.inputs.http.app)} x ${dbName(config.correlator.inputs.network.app)} -> ${dbName(config.correlator.outputs.couchdb.app)}`,
       );
     }
     const ingress = await startIngress(config, logger);
     stack.push({ stop: () => ingress.close() });
+    signal?.throwIfAborted();
     say(`  ok   ingress     ${ingressUrl(config)}`);
     for (const f of forwarders) {
       f.start();

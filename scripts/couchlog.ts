@@ -9,7 +9,7 @@ import { createCliLogger, LOG_FORMATS, type LogFormat } from '../lib/logger.js';
 import { onReopenSignal, onShutdownSignal } from '../cli/lifecycle.js';
 import { startCorrelator } from '../correlator/service.js';
 import { startEmbeddedClickhouse } from '../cli/clickhouse.js';
-import { up } from '../cli/up.js';
+import { up, type Running } from '../cli/up.js';
 import { startEmbeddedCouch } from '../cli/couchdb.js';
 import { reloadWriteTokens, startIngress } from '../cli/ingress.js';
 import { runSetup } from '../cli/run-setup.js';
@@ -49,9 +49,22 @@ program
     // On a terminal: a short account of what started (routine log lines are
     // held back meanwhile; warnings and errors show at once), then the banner.
     const say = cli.format === 'pretty' ? (line: string) => out.write(`${line}\n`) : undefined;
-    const running = await up(config, logger, say);
-    // Before the banner: a Ctrl-C right after it must find the orderly shutdown ready.
-    onShutdownSignal(logger, running.stop);
+    // From the first moment: a Ctrl-C during the startup stops what has started.
+    const startup = new AbortController();
+    const starting = up(config, logger, say, startup.signal);
+    let running: Running | undefined;
+    onShutdownSignal(logger, async () => {
+      startup.abort();
+      // Aborted in time, up() stops what it started and rejects; finished, it is stopped here.
+      const started = running ?? (await starting.catch(() => undefined));
+      await started?.stop();
+    });
+    try {
+      running = await starting;
+    } catch (err) {
+      if (startup.signal.aborted) return; // the signal handler exits once up() has stopped what it started
+      throw err;
+    }
     onReopenSignal(logger, running.reopen);
     out.write(running.banner);
     // Lines the correlator's first poll writes just after startup stay held

@@ -62,61 +62,103 @@ test('own process group; a frozen server is killed and restarted by the liveness
   assert.throws(() => process.kill(pid, 0));
 });
 
-test(
-  'Ctrl-C in a terminal (SIGINT to the whole foreground group) stops couchlog up in order',
-  { timeout: 240_000, skip: embeddedOnly('couchlog up runs its own embedded server') },
-  async () => {
-    const root = resolve(fileURLToPath(import.meta.url), '../../../..');
-    const work = mkdtempSync(join(tmpdir(), 'couchlog-ctrlc-'));
-    const ingressPort = await freePort();
-    const couchPort = await freePort();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      COUCHLOG_DATA: join(work, 'data'),
-      COUCHLOG_INGRESS_PORT: String(ingressPort),
-      COUCHLOG_COUCHDB_PORT: String(couchPort),
-      COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
-      COUCHLOG_CLICKHOUSE_HTTP_PORT: String(await freePort()),
-      COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
-    };
-    delete env.COUCHLOG_CONFIG;
-    // A shell runs a job as a process group of its own; the terminal's Ctrl-C signals that group.
-    const child = spawn(process.execPath, [join(root, 'dist/scripts/couchlog.js'), 'up', '--log-format', 'json'], {
-      cwd: work,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let output = '';
-    child.stdout!.on('data', (d) => (output += d));
-    child.stderr!.on('data', (d) => (output += d));
-    try {
-      await new Promise<void>((ok, fail) => {
-        const timer = setTimeout(() => fail(new Error(`no banner after 180 s:\n${output}`)), 180_000);
-        child.stdout!.on('data', () => {
-          if (output.includes('Ctrl-C stops everything')) {
-            clearTimeout(timer);
-            ok();
-          }
-        });
-        child.on('exit', (code) => {
-          clearTimeout(timer);
-          fail(new Error(`exited ${code}:\n${output}`));
-        });
-      });
-      const exited = new Promise<string>((ok) => child.on('exit', (code, signal) => ok(`${code} ${signal}`)));
-      process.kill(-child.pid!, 'SIGINT');
-      const code = await exited;
-      assert.equal(code, '0 null', output.slice(-3000));
-      assert.doesNotMatch(output, /died; restarting/, 'a server died before the orderly stop');
-      assert.ok(!(await answers(`http://127.0.0.1:${couchPort}`)), 'the embedded server is gone');
-    } finally {
+/** `couchlog up` on free ports in a fresh folder, as a shell runs a job: a process group of its own. */
+async function startUp(): Promise<{
+  output: () => string;
+  exited: Promise<string>;
+  couchUrl: string;
+  clickhouseUrl: string;
+  interrupt: () => void;
+  cleanUp: () => void;
+}> {
+  const root = resolve(fileURLToPath(import.meta.url), '../../../..');
+  const work = mkdtempSync(join(tmpdir(), 'couchlog-ctrlc-'));
+  const couchPort = await freePort();
+  const clickhousePort = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    COUCHLOG_DATA: join(work, 'data'),
+    COUCHLOG_INGRESS_PORT: String(await freePort()),
+    COUCHLOG_COUCHDB_PORT: String(couchPort),
+    COUCHLOG_CORRELATOR_METRICS_PORT: String(await freePort()),
+    COUCHLOG_CLICKHOUSE_HTTP_PORT: String(clickhousePort),
+    COUCHLOG_CLICKHOUSE_TCP_PORT: String(await freePort()),
+  };
+  delete env.COUCHLOG_CONFIG;
+  const child = spawn(process.execPath, [join(root, 'dist/scripts/couchlog.js'), 'up', '--log-format', 'json'], {
+    cwd: work,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<string>((ok) => child.on('exit', (code, signal) => ok(`${code} ${signal}`)));
+  return {
+    output: () => output,
+    exited,
+    couchUrl: `http://127.0.0.1:${couchPort}`,
+    clickhouseUrl: `http://127.0.0.1:${clickhousePort}`,
+    // The terminal's Ctrl-C signals the whole foreground group.
+    interrupt: () => process.kill(-child.pid!, 'SIGINT'),
+    cleanUp: () => {
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
         // already gone
       }
       rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
+
+async function until(
+  what: string,
+  up: { output: () => string; exited: Promise<string> },
+  done: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  let exited: string | null = null;
+  void up.exited.then((code) => (exited = code));
+  for (const deadline = Date.now() + timeoutMs; !(await done()); await sleep(50)) {
+    if (exited !== null) throw new Error(`exited ${exited} before ${what}:\n${up.output()}`);
+    if (Date.now() > deadline) throw new Error(`no ${what} after ${timeoutMs} ms:\n${up.output()}`);
+  }
+}
+
+test(
+  'Ctrl-C in a terminal (SIGINT to the whole foreground group) stops couchlog up in order',
+  { timeout: 240_000, skip: embeddedOnly('couchlog up runs its own embedded server') },
+  async () => {
+    const up = await startUp();
+    try {
+      await until('banner', up, () => up.output().includes('Ctrl-C stops everything'), 180_000);
+      up.interrupt();
+      assert.equal(await up.exited, '0 null', up.output().slice(-3000));
+      assert.doesNotMatch(up.output(), /died; restarting/, 'a server died before the orderly stop');
+      assert.ok(!(await answers(up.couchUrl)), 'the embedded server is gone');
+    } finally {
+      up.cleanUp();
+    }
+  },
+);
+
+test(
+  'Ctrl-C while couchlog up is still starting stops what has started: nothing is left running',
+  { timeout: 240_000, skip: embeddedOnly('couchlog up runs its own embedded server') },
+  async () => {
+    // Found by a newcomer's test: Node died at once and left the embedded ClickHouse running, holding its port.
+    const up = await startUp();
+    try {
+      await until('the embedded CouchDB', up, () => answers(up.couchUrl), 120_000);
+      up.interrupt();
+      assert.equal(await up.exited, '0 null', up.output().slice(-3000));
+      assert.doesNotMatch(up.output(), /Ctrl-C stops everything/, 'the startup was interrupted, not completed');
+      assert.ok(!(await answers(up.couchUrl)), 'the embedded CouchDB is gone');
+      assert.ok(!(await answers(up.clickhouseUrl)), 'the embedded ClickHouse is gone');
+    } finally {
+      up.cleanUp();
     }
   },
 );
