@@ -48,6 +48,11 @@ export const ERRORS = {
   },
   INGRESS_BAD_BULK: { status: 400, error: 'bad_request', when: 'a _bulk_docs body without a docs array, or with other fields than docs and new_edits' },
   INGRESS_BAD_PATH: { status: 400, error: 'bad_request', when: 'a path that is not plain: empty or dot segments, backslashes, control characters' },
+  INGRESS_UNSAFE_NUMBER: {
+    status: 400,
+    error: 'bad_request',
+    when: 'a number that cannot be stored exactly: an integer beyond ±2^53 (send it as a string), or out of range (1e400)',
+  },
   INGRESS_LOGIN_AMBIGUOUS: { status: 400, error: 'bad_request', when: 'a POST /_session body that gives its name or password twice' },
   INGRESS_BAD_CONTENT_LENGTH: { status: 400, error: 'bad_request', when: 'Content-Length does not match the body' },
   INGRESS_BAD_REQUEST: { status: 400, error: 'bad_request', when: 'any other malformed request the HTTP layer refuses' },

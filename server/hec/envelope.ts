@@ -16,6 +16,7 @@
 //    stored counts as stored, so a shipper's retry is not stored twice.
 import { CouchlogError } from '../../lib/errors.js';
 import { loneSurrogateIn, validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import { unsafeNumberIn } from '../write/parse-body.js';
 import { HecError } from './errors.js';
 import type { WriteToken } from './tokens.js';
 
@@ -77,6 +78,14 @@ export function splitEnvelopes(text: string): unknown[] {
     }
     if (loneSurrogateIn(envelope, value) !== null)
       throw new HecError('INVALID_DATA_FORMAT', index, {}, `event ${index} holds a string that is not valid Unicode (a lone surrogate)`);
+    const unsafe = unsafeNumberIn(envelope);
+    if (unsafe !== null)
+      throw new HecError(
+        'INVALID_DATA_FORMAT',
+        index,
+        {},
+        `event ${index} holds the number ${unsafe.slice(0, 40)}, which cannot be stored exactly: send it as a string`,
+      );
     out.push(value);
   }
   if (out.length === 0) throw new HecError('NO_DATA');

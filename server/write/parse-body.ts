@@ -38,6 +38,53 @@ export function tooDeepAt(text: string, maxDepth: number, from = 0, to = text.le
   return -1;
 }
 
+/** Sixteen digits in a row, or an exponent of three digits: where an unsafe number can be. */
+const MAYBE_UNSAFE = /\d{16}|[eE][+]?\d{3}/;
+
+const isNumberChar = (c: number) => (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
+
+/**
+ * The first number of a JSON text that JSON.parse cannot hold exactly: an
+ * integer beyond ±2^53 (CouchDB stores it exact, JSON.parse rounds it:
+ * 9007199254740993 became ...992), or one out of a double's range (1e400
+ * became null). Floats keep a double's precision, as in CouchDB. The
+ * common text (no 16 digits in a row, no 3-digit exponent) costs one native
+ * regular-expression scan; the rest is walked, strings skipped.
+ */
+export function unsafeNumberIn(text: string): string | null {
+  if (!MAYBE_UNSAFE.test(text)) return null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // The closing quote: the next one not preceded by an odd run of backslashes.
+      for (;;) {
+        const q = text.indexOf('"', i + 1);
+        if (q < 0) return null;
+        i = q;
+        let b = q - 1;
+        while (text.charCodeAt(b) === 0x5c) b--;
+        if (((q - 1 - b) & 1) === 0) break;
+      }
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let j = i + 1;
+      while (j < text.length && isNumberChar(text.charCodeAt(j))) j++;
+      const token = text.slice(i, j);
+      const n = Number(token);
+      if (!Number.isFinite(n) || (/^-?\d+$/.test(token) && !Number.isSafeInteger(n))) return token;
+      i = j - 1;
+    }
+  }
+  return null;
+}
+
+/** The 400 for an unsafe number (unsafeNumberIn). */
+export function unsafeNumberError(token: string, where: string) {
+  return badRequest(
+    'INGRESS_UNSAFE_NUMBER',
+    `${where} holds the number ${token.length > 40 ? `${token.slice(0, 40)}...` : token}, which cannot be stored exactly (an integer beyond ±9007199254740991, or out of range): send it as a string`,
+  );
+}
+
 /**
  * A body's bytes as text, refused unless they are UTF-8 (as JSON must be):
  * decoding would turn each bad byte into U+FFFD, so different bodies would
@@ -63,6 +110,8 @@ export function parseJson(text: string, where = 'request body', maxDepth = Infin
   }
   const lone = loneSurrogateIn(text, value);
   if (lone !== null) throw loneSurrogateError(lone, where);
+  const unsafe = unsafeNumberIn(text);
+  if (unsafe !== null) throw unsafeNumberError(unsafe, where);
   return value;
 }
 

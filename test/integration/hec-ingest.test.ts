@@ -209,6 +209,14 @@ describe('HEC error codes (nothing stored on any of them)', () => {
       { text: 'Invalid data format', code: 6 },
     ],
     [
+      'an integer beyond 2^53',
+      '/services/collector/event',
+      '{"event":{"n":9007199254740993}}',
+      auth(),
+      400,
+      { text: 'Invalid data format', code: 6, 'invalid-event-number': 0 },
+    ],
+    [
       'bad time',
       '/services/collector/event',
       '{"event":"a","time":"yesterday"}',
