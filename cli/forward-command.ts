@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { intAtLeast } from './options.js';
 import { couchUrl, loadConfig, namedSecret, requirePassword, type Config } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
-import { UsageError } from '../lib/errors.js';
+import { OperationError, UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { Forwarder } from '../forward/forwarder.js';
 import { forwardersOf, serveForwardMetrics } from '../forward/from-config.js';
@@ -37,6 +37,7 @@ export interface ForwardCliOptions {
   checkpoint?: string;
   deadLetter?: string;
   once?: boolean;
+  giveUpAfter: number;
   metricsHost: string;
   metricsPort?: number;
 }
@@ -70,6 +71,12 @@ export function forwardCommand(name: string, configFile: () => string | undefine
     .option('--checkpoint <file>', 'checkpoint file (default: <data_dir>/forward/<name>.checkpoint.json)')
     .option('--dead-letter <file>', 'events HEC refuses for good (default: <data_dir>/forward/<name>.dead-letter.ndjson)')
     .option('--once', 'stop once caught up (cron, tests)')
+    .option(
+      '--give-up-after <ms>',
+      'with --once: stop (exit 1, checkpoint at what was delivered) once every attempt has failed for this long',
+      intAtLeast(1, '--give-up-after'),
+      300_000,
+    )
     .option('--metrics-host <host>', 'address of the /metrics and /health endpoint', '127.0.0.1')
     .option('--metrics-port <port>', 'serve /metrics and /health on this port', intAtLeast(1, '--metrics-port'))
     .action(async (o: ForwardCliOptions) => {
@@ -93,14 +100,21 @@ export function forwardCommand(name: string, configFile: () => string | undefine
         await new Promise((ok) => (server ? server.close(ok) : ok(undefined)));
       };
       if (o.once) {
-        while (forwarders.some((f) => f.status.caughtUpAt === null)) await new Promise((ok) => setTimeout(ok, 5));
+        // A cron run must end: caught up, or failing for --give-up-after (the next run goes on from the checkpoint).
+        const failedTooLong = (f: Forwarder) => f.status.failingSince !== null && Date.now() - f.status.failingSince >= o.giveUpAfter;
+        while (forwarders.some((f) => f.status.caughtUpAt === null) && !forwarders.some(failedTooLong)) await new Promise((ok) => setTimeout(ok, 5));
+        const gaveUp = forwarders.filter(failedTooLong);
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         await stop();
         for (const f of forwarders) {
           process.stdout.write(
-            `${JSON.stringify({ forwarder: f.name, forwarded: f.status.forwarded, dead_lettered: f.status.deadLettered, since: f.status.since, seconds: Math.round(seconds * 1000) / 1000 })}\n`,
+            `${JSON.stringify({ forwarder: f.name, forwarded: f.status.forwarded, dead_lettered: f.status.deadLettered, since: f.status.since, seconds: Math.round(seconds * 1000) / 1000, ...(gaveUp.includes(f) && { gave_up: f.status.lastError }) })}\n`,
           );
         }
+        if (gaveUp.length > 0)
+          throw new OperationError(
+            `gave up after ${Math.round(o.giveUpAfter / 1000)} s of failures: ${gaveUp.map((f) => `${f.name}: ${f.status.lastError}`).join('; ')}; the next run goes on from the checkpoint`,
+          );
         return;
       }
       onShutdownSignal(logger, stop);

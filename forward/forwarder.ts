@@ -63,6 +63,8 @@ export interface ForwarderStatus {
   lastError: string | null;
   /** When the forwarder last caught up with the feed (ms epoch), or null. */
   caughtUpAt: number | null;
+  /** Since when (ms epoch) every attempt failed (CouchDB, HEC or the local disk), or null when the last one worked. */
+  failingSince: number | null;
 }
 
 interface Page {
@@ -154,7 +156,16 @@ export class Forwarder {
     this.sender = new HecSender(o.hec);
     this.deadLetters = new LineAppender(o.deadLetterFile, { mode: 0o600, sync: true });
     this.pageLimit = o.maxEvents;
-    this.status = { app: o.app, since: readCheckpoint(o.checkpointFile), forwarded: 0, deadLettered: 0, retries: 0, lastError: null, caughtUpAt: null };
+    this.status = {
+      app: o.app,
+      since: readCheckpoint(o.checkpointFile),
+      forwarded: 0,
+      deadLettered: 0,
+      retries: 0,
+      lastError: null,
+      caughtUpAt: null,
+      failingSince: null,
+    };
   }
 
   start(): void {
@@ -224,6 +235,7 @@ export class Forwarder {
         readRetry.succeeded();
       } catch (err) {
         this.status.lastError = (err as Error).message;
+        this.status.failingSince ??= Date.now();
         this.pageFailed();
         this.o.logger.warn({ app: this.o.app, err: (err as Error).message, pageLimit: this.pageLimit }, 'forward: reading _changes failed; retrying');
         await this.sleep(readRetry.failed()!);
@@ -247,6 +259,7 @@ export class Forwarder {
       }
       if (!full) {
         this.status.caughtUpAt = Date.now();
+        if (this.status.lastError === null) this.status.failingSince = null;
         await this.sleep(this.o.pollMs);
       }
     }
@@ -287,6 +300,7 @@ export class Forwarder {
         return true;
       } catch (err) {
         this.status.lastError = `${what}: ${(err as Error).message}`;
+        this.status.failingSince ??= Date.now();
         this.o.logger.error({ app: this.o.app, err: (err as Error).message }, `forward: ${what} cannot be written; retrying`);
         if (!this.running) return false;
         await this.sleep(retry.failed()!);
@@ -338,6 +352,7 @@ export class Forwarder {
         await this.sender.send(envelopes);
         this.status.forwarded += envelopes.length;
         this.status.lastError = null;
+        this.status.failingSince = null;
         return true;
       } catch (err) {
         if (err instanceof RefusedError) {
@@ -356,6 +371,7 @@ export class Forwarder {
         const retryAfter = err instanceof RetryableSendError ? err.retryAfterMs : null;
         this.status.retries++;
         this.status.lastError = (err as Error).message;
+        this.status.failingSince ??= Date.now();
         const fields = { app: this.o.app, err: (err as Error).message, attempt: retry.failures };
         if (err instanceof RetryableSendError && err.operatorMustFix)
           this.o.logger.error(fields, 'forward: the target refuses our setup (token, URL, a proxy): fix it; the events wait and are retried');

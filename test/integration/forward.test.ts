@@ -13,7 +13,7 @@ import { couchUrl, requirePassword } from '../../lib/config/load.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 import { Forwarder, type ForwarderOptions } from '../../forward/forwarder.js';
 import { forwardersOf, serveForwardMetrics } from '../../forward/from-config.js';
-import { startStack, http, countDocs, type Stack } from '../helpers/stack.js';
+import { startStack, http, countDocs, freePort, type Stack } from '../helpers/stack.js';
 
 const TOKEN = 'forward-target-token-0123456789';
 const ACK_TOKEN = 'forward-target-ack-token-01234';
@@ -23,7 +23,7 @@ let src: Stack;
 let dst: Stack;
 before(async () => {
   [src, dst] = await Promise.all([
-    startStack({ yaml: { apps: { src: {}, src2: {}, src3: {}, src4: {} } } }),
+    startStack({ yaml: { apps: { src: {}, src2: {}, src3: {}, src4: {}, src5: {} } } }),
     startStack({
       yaml: {
         apps: {
@@ -180,6 +180,47 @@ describe('couchlog forward into a HEC endpoint', () => {
     const summary = JSON.parse(out) as { forwarded: number };
     assert.ok(summary.forwarded <= 3000 - before + 200, `resent at most the two pages in flight: ${summary.forwarded} after ${before}`);
     assert.equal(await countDocs(dst, 'log_dst3'), 3000);
+  });
+
+  test('--once gives up (exit 1) once every attempt has failed for --give-up-after: a cron run ends', async () => {
+    // Found by a newcomer's test: with a wrong token or nothing listening, --once retried for ever and cron runs piled up.
+    await post('src5', makeDocs(20));
+    const env = {
+      ...process.env,
+      COUCHLOG_CONFIG: join(src.dataDir, 'couchlog.yml'),
+      COUCHLOG_DATA: src.dataDir,
+      COUCHLOG_COUCHDB_PORT: String(src.config.couchdb.embedded.port),
+      ...(src.config.couchdb.url ? { COUCHDB_URL: src.config.couchdb.url } : {}),
+      COUCHLOG_LOG_LEVEL: 'silent',
+      COUCHLOG_FORWARD_HEC_TOKEN: TOKEN,
+    };
+    const nothing = `http://127.0.0.1:${await freePort()}`;
+    const args = [
+      join(ROOT, 'dist', 'scripts', 'couchlog.js'),
+      'forward',
+      '--app',
+      'src5',
+      '--hec-url',
+      nothing,
+      '--once',
+      '--give-up-after',
+      '1500',
+      '--backoff-max',
+      '300',
+    ];
+    const started = Date.now();
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    const code = await new Promise((ok) => child.once('exit', ok));
+    assert.equal(code, 1, `${out}\n${err}`);
+    assert.ok(Date.now() - started < 20_000, `ended after ${Date.now() - started} ms`);
+    assert.match(err, /gave up after 2 s of failures: src5: .*ECONNREFUSED.*the next run goes on from the checkpoint/);
+    const summary = JSON.parse(out) as { forwarded: number; gave_up?: string };
+    assert.equal(summary.forwarded, 0);
+    assert.match(summary.gave_up ?? '', /ECONNREFUSED/);
   });
 
   test('refused events go to the dead-letter file, the rest through; acks are waited for', async () => {
