@@ -66,7 +66,9 @@ program
       throw err;
     }
     onReopenSignal(logger, running.reopen);
-    out.write(running.banner);
+    // Without a terminal every line is one JSON object: the banner too.
+    if (cli.format === 'json') logger.info({ banner: running.banner }, 'couchlog is running (Ctrl-C stops everything)');
+    else out.write(running.banner);
     // Lines the correlator's first poll writes just after startup stay held
     // a moment, so the banner is what the terminal ends with.
     setTimeout(cli.endStartup, 500).unref();

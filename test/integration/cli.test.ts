@@ -39,14 +39,24 @@ describe('couchlog up', { skip: UP_SKIP }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Without a terminal the banner is one JSON log line: its text. */
+  const banner = (): string => {
+    for (const line of outputOf().split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const parsed = JSON.parse(line) as { banner?: string };
+      if (typeof parsed.banner === 'string') return parsed.banner;
+    }
+    assert.fail(`no JSON line with the banner:\n${outputOf()}`);
+  };
+
   test('prints where everything listens and the curl lines to try', () => {
-    assert.match(outputOf(), new RegExp(`ingress\\s+${ingress}`));
-    assert.match(outputOf(), /curl -X POST http:\/\/127\.0\.0\.1:\d+\/log_appname\/ -d '\{ "foo" : "foo" \}'/);
-    assert.match(outputOf(), /secrets\.env/);
+    assert.match(banner(), new RegExp(`ingress\\s+${ingress}`));
+    assert.match(banner(), /curl -X POST http:\/\/127\.0\.0\.1:\d+\/log_appname\/ -d '\{ "foo" : "foo" \}'/);
+    assert.match(banner(), /secrets\.env/);
   });
 
   test('the banner lists Fauxton, the dashboard, health, metrics and the report pages', () => {
-    const out = outputOf();
+    const out = banner();
     assert.match(out, new RegExp(`Fauxton\\s+${ingress}/_utils/`));
     assert.match(out, new RegExp(`dashboard\\s+${ingress}/_couchlog/dashboard/fail2ban`));
     assert.match(out, new RegExp(`health\\s+${ingress}/_couchlog/health`));
@@ -82,6 +92,14 @@ describe('couchlog up', { skip: UP_SKIP }, () => {
       .split('\n')
       .filter((l) => l.startsWith('{'));
     assert.ok(lines.length > 3);
+    // The banner too (found by a newcomer's test: 24 of 68 lines were its plain text).
+    assert.ok(
+      outputOf()
+        .split('\n')
+        .filter((l) => l.includes('Ctrl-C stops everything'))
+        .every((l) => l.startsWith('{')),
+      'the banner is a JSON line',
+    );
     for (const line of lines) {
       assert.doesNotThrow(() => JSON.parse(line), `not a JSON line: ${line}`);
       assert.ok((line.match(/"pid":/g) ?? []).length <= 1, `duplicate pid: ${line}`);
