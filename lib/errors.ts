@@ -51,7 +51,7 @@ export const ERRORS = {
   INGRESS_UNSAFE_NUMBER: {
     status: 400,
     error: 'bad_request',
-    when: 'a number that cannot be stored exactly: an integer beyond ±2^53 (send it as a string), or out of range (1e400)',
+    when: 'a number out of range (1e400): JSON.parse would read it as Infinity, stored as null',
   },
   INGRESS_LOGIN_AMBIGUOUS: { status: 400, error: 'bad_request', when: 'a POST /_session body that gives its name or password twice' },
   INGRESS_BAD_CONTENT_LENGTH: { status: 400, error: 'bad_request', when: 'Content-Length does not match the body' },

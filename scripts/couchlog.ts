@@ -43,7 +43,9 @@ function context(quietStartup = false) {
 
 program
   .command('up')
-  .description('start everything: embedded CouchDB (unless couchdb.url is set) and ClickHouse (when installed), setup, the correlator, the ingress and the forwarders')
+  .description(
+    'start everything: embedded CouchDB (unless couchdb.url is set) and ClickHouse (when installed), setup, the correlator, the ingress and the forwarders',
+  )
   .action(async () => {
     const { config, logger, cli, say: out } = context(true);
     // On a terminal: a short account of what started (routine log lines are

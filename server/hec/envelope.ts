@@ -84,7 +84,7 @@ export function splitEnvelopes(text: string): unknown[] {
         'INVALID_DATA_FORMAT',
         index,
         {},
-        `event ${index} holds the number ${unsafe.slice(0, 40)}, which cannot be stored exactly: send it as a string`,
+        `event ${index} holds the number ${unsafe.slice(0, 40)}, which is out of range: send it as a string`,
       );
     out.push(value);
   }

@@ -209,9 +209,9 @@ describe('HEC error codes (nothing stored on any of them)', () => {
       { text: 'Invalid data format', code: 6 },
     ],
     [
-      'an integer beyond 2^53',
+      'a number out of range',
       '/services/collector/event',
-      '{"event":{"n":9007199254740993}}',
+      '{"event":{"n":1e400}}',
       auth(),
       400,
       { text: 'Invalid data format', code: 6, 'invalid-event-number': 0 },
@@ -471,18 +471,31 @@ describe('token rotation without a restart', () => {
         COUCHLOG_INGRESS_PORT: String(port),
         COUCHLOG_LOG_LEVEL: 'silent',
       },
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
+    // Registered at once: a child that exits early must fail the test, not hang its cleanup.
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise((ok) => child.once('exit', ok));
     const send = async (token: string) =>
-      (await fetch(`${url}/services/collector/event`, { method: 'POST', headers: { authorization: `Splunk ${token}` }, body: '{"event":"rotation"}' })).status;
-    const eventually = async (what: string, probe: () => Promise<boolean>) => {
-      for (const deadline = Date.now() + 15_000; !(await probe().catch(() => false));) {
-        if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+      (
+        await fetch(`${url}/services/collector/event`, {
+          method: 'POST',
+          headers: { authorization: `Splunk ${token}` },
+          body: '{"event":"rotation"}',
+          signal: AbortSignal.timeout(10_000),
+        })
+      ).status;
+    const eventually = async (what: string, probe: () => Promise<boolean>, timeoutMs = 15_000) => {
+      for (const deadline = Date.now() + timeoutMs; !(await probe().catch(() => false));) {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`couchlog ingress exited (${child.exitCode ?? child.signalCode}) before ${what}: ${stderr}`);
+        if (Date.now() > deadline) throw new Error(`timed out: ${what}; stderr: ${stderr}`);
         await new Promise((ok) => setTimeout(ok, 100));
       }
     };
     try {
-      await eventually('the ingress', async () => (await send(OLD)) === 200);
+      await eventually('the ingress', async () => (await send(OLD)) === 200, 60_000);
       assert.equal(await send(NEW), 403);
       yaml([
         { name: 'vector', secret: OLD },
@@ -501,7 +514,6 @@ describe('token rotation without a restart', () => {
       assert.equal(await send(NEW), 200, 'a config that does not load keeps the running tokens');
       assert.equal(child.exitCode, null, 'still running');
     } finally {
-      const exited = new Promise((ok) => child.once('exit', ok));
       child.kill('SIGTERM');
       await exited;
       rmSync(dir, { recursive: true, force: true });
