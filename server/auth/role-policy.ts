@@ -91,23 +91,63 @@ const READER_CHANGES_PARAMS = new Set([
 ]);
 const READER_CHANGES_FEEDS = new Set(['normal', 'longpoll']);
 
-function changesQueryAllowed(query: string): boolean {
-  // CouchDB separates parameters with ";" as well as "&" (feed=...;filter=... got past a split on "&" alone).
+/** A query's parameters as CouchDB reads them ("&" and ";" separate them); null when one does not decode. */
+function queryParams(query: string): Array<[string, string]> | null {
+  const out: Array<[string, string]> = [];
   for (const part of query.split(/[&;]/)) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    let key: string;
-    let value: string;
     try {
-      key = decodeURIComponent((eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' '));
-      value = eq < 0 ? '' : decodeURIComponent(part.slice(eq + 1).replace(/\+/g, ' '));
+      out.push([
+        decodeURIComponent((eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' ')),
+        eq < 0 ? '' : decodeURIComponent(part.slice(eq + 1).replace(/\+/g, ' ')),
+      ]);
     } catch {
-      return false;
+      return null;
     }
+  }
+  return out;
+}
+
+function changesQueryAllowed(query: string): boolean {
+  // CouchDB separates parameters with ";" as well as "&" (feed=...;filter=... got past a split on "&" alone).
+  const params = queryParams(query);
+  if (params === null) return false;
+  for (const [key, value] of params) {
     if (!READER_CHANGES_PARAMS.has(key)) return false;
     if (key === 'feed' && !READER_CHANGES_FEEDS.has(value)) return false;
   }
   return true;
+}
+
+/** Parameters of _all_docs that name document ids. */
+const ID_PARAMS = new Set(['key', 'keys', 'start_key', 'startkey', 'end_key', 'endkey']);
+
+/**
+ * Whether an _all_docs query names a `_local/` id: CouchDB 3 opens any id
+ * given as a key, so `?keys=["_local/x"]&include_docs=true` handed a reader
+ * the `_local` documents it may not GET. Unreadable queries count as naming one.
+ */
+export function namesLocalInQuery(query: string): boolean {
+  const params = queryParams(query);
+  if (params === null) return true;
+  return params.some(([key, value]) => ID_PARAMS.has(key) && namesLocal(parseOrText(value)));
+}
+
+/** Whether a value (an id, or an array or object holding ids, as in a POST body) names a `_local/` document. */
+export function namesLocal(value: unknown): boolean {
+  if (typeof value === 'string') return value.startsWith('_local/');
+  if (Array.isArray(value)) return value.some(namesLocal);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(namesLocal);
+  return false;
+}
+
+function parseOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }
 
 export function readerMayReach(method: string, url: string): boolean {
@@ -131,7 +171,7 @@ export function readerMayReach(method: string, url: string): boolean {
   switch (second) {
     case '_all_docs':
     case '_design_docs':
-      if (segs.length === 2) return read || method === 'POST';
+      if (segs.length === 2) return (read && !namesLocalInQuery(query)) || (method === 'POST' && !namesLocalInQuery(query));
       return segs.length === 3 && third === 'queries' && method === 'POST';
     case '_changes':
       return segs.length === 2 && read && changesQueryAllowed(query);

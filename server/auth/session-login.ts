@@ -4,9 +4,9 @@
 // the ingress's address, so a few wrong guesses would lock out the writer
 // the ingress itself writes as. The writer never needs a session; a wrong
 // password for it is refused without asking CouchDB.
-import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { badRequest, tooLarge, unauthorized, unsupportedMediaType } from '../../lib/errors.js';
+import { bufferBody } from './buffered-body.js';
 
 /** Larger login bodies are refused (a name and a password fit easily). */
 export const MAX_LOGIN_BODY = 64 * 1024;
@@ -87,24 +87,15 @@ export function topLevelKeys(text: string): string[] {
  * passwords, a compressed body. Call from the proxy's preHandler.
  */
 export async function guardLogin(request: FastifyRequest, opts: LoginGuardOptions): Promise<void> {
-  const stream = request.body as NodeJS.ReadableStream | undefined;
-  if (!stream || typeof (stream as Readable).on !== 'function') return;
+  if (request.body === undefined || request.body === null) return;
   // CouchDB inflates a gzip login; this guard would read bytes.
   const encoding = String(request.headers['content-encoding'] ?? 'identity')
     .trim()
     .toLowerCase();
   if (encoding !== 'identity' && encoding !== '')
     throw unsupportedMediaType('INGRESS_LOGIN_ENCODING', 'a login body is not accepted compressed (Content-Encoding)');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    size += buf.length;
-    if (size > MAX_LOGIN_BODY) throw tooLarge('INGRESS_LOGIN_TOO_LARGE', 'the login body is too large');
-    chunks.push(buf);
-  }
-  const raw = Buffer.concat(chunks);
-  request.body = Readable.from([raw]);
+  const raw = await bufferBody(request, MAX_LOGIN_BODY, () => tooLarge('INGRESS_LOGIN_TOO_LARGE', 'the login body is too large'));
+  if (raw === null) return;
   const login = loginOf(String(request.headers['content-type'] ?? ''), raw.toString('utf8'));
   if (login.ambiguous) throw badRequest('INGRESS_LOGIN_AMBIGUOUS', 'the login gives its name or password twice');
   const [name] = login.names;

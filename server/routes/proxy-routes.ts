@@ -4,9 +4,10 @@
 // only the session login/logout and Fauxton's static files get through.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
-import { forbidden, tooManyRequests, unauthorized, unavailable, unsupportedMediaType } from '../../lib/errors.js';
+import { forbidden, tooLarge, tooManyRequests, unauthorized, unavailable, unsupportedMediaType } from '../../lib/errors.js';
 import { extractCredentials } from '../auth/credentials.js';
-import { proxyRefusal } from '../auth/role-policy.js';
+import { namesLocal, proxyRefusal, roleOf } from '../auth/role-policy.js';
+import { bufferBody } from '../auth/buffered-body.js';
 import { guardLogin } from '../auth/session-login.js';
 import { ListGuard } from '../auth/list-guard.js';
 import { FeedLimiter, isLiveFeed, proxyPoolSize } from '../auth/feed-limiter.js';
@@ -28,6 +29,30 @@ export function isPublic(method: string, path: string): boolean {
   if (path === '/_session') return method === 'GET' || method === 'POST' || method === 'DELETE';
   if (path === '/_utils' || path.startsWith('/_utils/')) return method === 'GET' || method === 'HEAD';
   return false;
+}
+
+/** A reader's key list is read whole up to this; larger ones are refused. */
+const MAX_IDS_BODY = 4 * 1024 * 1024;
+
+/** POSTs whose body names document ids: _all_docs, _design_docs (and their /queries), _bulk_get. */
+function takesIds(path: string): boolean {
+  return /^\/[^/]+\/(?:_all_docs|_design_docs|_bulk_get)(?:\/queries)?\/?$/.test(path);
+}
+
+/**
+ * CouchDB 3 opens any id a key list names, `_local/` ones too: a reader's
+ * POST naming one is refused (role-policy.ts refuses the same in a query).
+ */
+async function refuseLocalIds(request: FastifyRequest): Promise<void> {
+  const raw = await bufferBody(request, MAX_IDS_BODY, () => tooLarge('INGRESS_BODY_TOO_LARGE', `a reader's key list is limited to ${MAX_IDS_BODY} bytes`));
+  if (raw === null) return;
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return; // CouchDB answers the bad body itself
+  }
+  if (namesLocal(body)) throw forbidden('AUTH_ROLE_FORBIDDEN', 'a reader may not read _local documents');
 }
 
 /** `PUT /db`, `DELETE /db`, `COPY /db`: creating or dropping a database is for admins only. */
@@ -99,6 +124,7 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     if (multipart && !caller.roles.includes('_admin')) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', 'multipart bodies are for admins only');
     const refusal = proxyRefusal(request.method, request.raw.url ?? '/', caller);
     if (refusal) throw forbidden('AUTH_ROLE_FORBIDDEN', refusal);
+    if (roleOf(caller) === 'reader' && request.method === 'POST' && takesIds(path)) await refuseLocalIds(request);
     // A _list of a missing function kills PouchDB Server: 404 here instead.
     await lists.check(request.raw.url ?? '/', creds);
     if (isLiveFeed(request.raw.url ?? '/')) admitFeed(request, reply, caller.name);

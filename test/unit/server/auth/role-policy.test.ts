@@ -2,7 +2,7 @@
 // ranked, and that paths are judged after percent-decoding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mayWrite, proxyRefusal, readerMayReach, roleOf, segmentsOf } from '../../../../server/auth/role-policy.js';
+import { mayWrite, namesLocal, proxyRefusal, readerMayReach, roleOf, segmentsOf } from '../../../../server/auth/role-policy.js';
 
 const reader = { name: 'reader', roles: ['log_reader'] };
 const writer = { name: 'writer', roles: ['log_writer'] };
@@ -136,4 +136,23 @@ test('segments are percent-decoded as CouchDB reads them; a trailing slash is ig
   assert.deepEqual(segmentsOf('/log_x/_design%2Fd/'), ['log_x', '_design/d']);
   assert.deepEqual(segmentsOf('/'), []);
   assert.equal(segmentsOf('/%ZZ'), null);
+});
+
+test('a reader may not name _local ids in _all_docs keys (CouchDB 3 opens them), in the query or the body', () => {
+  // Found by a black-box test on CouchDB 3.5: _all_docs?keys=["_local/secret"]&include_docs=true handed a reader the document.
+  for (const query of [
+    'keys=["_local/secret"]&include_docs=true',
+    'keys=%5B%22_local%2Fsecret%22%5D',
+    'include_docs=true;key="_local/x"',
+    'startkey="_local/"',
+    '%6Beys=["_local/x"]',
+    'keys=%E0%A4',
+  ])
+    assert.equal(readerMayReach('GET', `/log_web/_all_docs?${query}`), false, query);
+  assert.equal(readerMayReach('GET', '/log_web/_all_docs?keys=["a","b"]&include_docs=true'), true);
+  assert.equal(readerMayReach('POST', '/log_web/_all_docs?keys=["_local/x"]'), false);
+  assert.equal(namesLocal({ keys: ['a', '_local/x'] }), true);
+  assert.equal(namesLocal({ queries: [{ keys: ['a'] }, { key: '_local/y' }] }), true);
+  assert.equal(namesLocal({ docs: [{ id: '_local/z' }] }), true, '_bulk_get');
+  assert.equal(namesLocal({ keys: ['a', 'b_local/x'], include_docs: true }), false);
 });
