@@ -7,9 +7,13 @@
 // west of UTC gave the previous day. Keys here are read from the date string
 // itself: true calendar dates, 1-based months, whatever the server's zone.
 // Dates that do not exist (2017-02-30) and documents without a date or an
-// ip are skipped: a map function never throws on a foreign document.
+// ip are skipped: a map function never throws on a foreign document. A
+// document with an `action` (the fail2ban preset keeps it) counts only when
+// it is a Ban: Unban and Found lines shipped without --grep were counted as
+// bans.
 
 interface Fail2banDoc {
+  action?: unknown;
   date?: unknown;
   ip?: unknown;
   machine?: unknown;
@@ -19,6 +23,7 @@ interface Fail2banDoc {
 /** attacks: key [machine, year, month, day], reduce _count. */
 export function attacksMap(doc: Fail2banDoc): void {
   if (typeof doc.date !== 'string' || typeof doc.ip !== 'string' || doc.ip === '') return;
+  if (typeof doc.action === 'string' && doc.action !== 'Ban') return;
   var m = /^(\d{4})-(\d{2})-(\d{2})/.exec(doc.date);
   if (!m) return;
   var y = parseInt(m[1]!, 10);
@@ -36,6 +41,7 @@ export function attacksMap(doc: Fail2banDoc): void {
  */
 export function attackersMap(doc: Fail2banDoc): void {
   if (typeof doc.date !== 'string' || typeof doc.ip !== 'string' || doc.ip === '') return;
+  if (typeof doc.action === 'string' && doc.action !== 'Ban') return;
   var m = /^(\d{4})-(\d{2})-(\d{2})/.exec(doc.date);
   if (!m) return;
   var y = parseInt(m[1]!, 10);
@@ -53,6 +59,7 @@ export function attackersMap(doc: Fail2banDoc): void {
  */
 export function attackersByIpMap(doc: Fail2banDoc): void {
   if (typeof doc.date !== 'string' || typeof doc.ip !== 'string' || doc.ip === '') return;
+  if (typeof doc.action === 'string' && doc.action !== 'Ban') return;
   var m = /^(\d{4})-(\d{2})-(\d{2})/.exec(doc.date);
   if (!m) return;
   var y = parseInt(m[1]!, 10);

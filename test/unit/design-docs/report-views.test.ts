@@ -125,6 +125,17 @@ describe('attacks', () => {
   });
 });
 
+test('a document with an action counts only when it is a Ban (Unban and Found lines of the fail2ban preset are no attacks)', () => {
+  // Found by a newcomer's test: the preset without --grep stored Unban and Found lines, and the report counted them as bans.
+  const line = (action: string) => ({ ...f2b('2017-06-11', '52.166.126.64'), action });
+  for (const map of [attacks, attackers, attackersByIp]) {
+    assert.equal(map(line('Ban')).length, 1);
+    assert.deepEqual(map(line('Unban')), []);
+    assert.deepEqual(map(line('Found')), []);
+    assert.equal(map(f2b('2017-06-11', '52.166.126.64')).length, 1, 'without an action, as the original cron job stored them');
+  }
+});
+
 describe('attackers', () => {
   test('group level 5 counts each IP per day; reduce=false gives the process', () => {
     const docs = [f2b('2017-06-11', '1.1.1.1'), f2b('2017-06-11', '1.1.1.1', 'server', 'nginx'), f2b('2017-06-11', '2.2.2.2'), f2b('2017-06-12', '1.1.1.1')];
