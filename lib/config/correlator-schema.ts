@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { httpUrlWithoutCredentials } from './http-url.js';
 import { protection } from './protection.js';
 import { ipOrCidr } from './ip-or-cidr.js';
+import { duration } from './duration.js';
 
 const port = z.number().int().min(1).max(65535);
 const host = z.string().min(1);
@@ -129,10 +130,7 @@ export const correlatorSchema = z
       })
       .strict()
       .default({}),
-    time_window: z
-      .object({ value: z.number().positive().default(10), unit: z.enum(['s', 'ms']).default('s') })
-      .strict()
-      .default({}),
+    time_window: duration(['s', 'ms'], z.number().positive(), 10, 's'),
     orphan_policy: z
       .object({
         apache_always_emit: z.boolean().default(true),
@@ -153,10 +151,7 @@ export const correlatorSchema = z
      * their partners arrive; later ones are decided with what is in memory
      * and counted (couchlog_correlator_too_late_total).
      */
-    allowed_lateness: z
-      .object({ value: z.number().min(0).default(24), unit: z.enum(['ms', 's', 'm', 'h']).default('h') })
-      .strict()
-      .default({}),
+    allowed_lateness: duration(['ms', 's', 'm', 'h'], z.number().min(0), 24, 'h'),
     /**
      * How far ahead of this host's clock a document's event time may be and
      * still move the watermark. A document dated later (a sender's clock
@@ -164,10 +159,7 @@ export const correlatorSchema = z
      * and is counted (couchlog_correlator_future_events_total); unbounded,
      * one such pair made every later document "too late" for days.
      */
-    max_clock_skew: z
-      .object({ value: z.number().min(0).default(5), unit: z.enum(['ms', 's', 'm', 'h']).default('m') })
-      .strict()
-      .default({}),
+    max_clock_skew: duration(['ms', 's', 'm', 'h'], z.number().min(0), 5, 'm'),
     matching: z
       .object({ mode: z.enum(['one_to_many', 'one_to_one']).default('one_to_many') })
       .strict()

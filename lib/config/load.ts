@@ -58,14 +58,14 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const file = pickFile(options.file ?? env.COUCHLOG_CONFIG, cwd);
   const raw = file === null ? {} : readYaml(file);
   const problems: string[] = [];
-  applyEnv(raw, env, problems);
+  const fromEnv = applyEnv(raw, env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   let config: Config;
   try {
     config = configSchema.parse(raw);
   } catch (err) {
-    if (err instanceof ZodError) throw new ConfigError(formatZodIssues(err, file));
+    if (err instanceof ZodError) throw new ConfigError(formatZodIssues(err, file, fromEnv));
     throw err;
   }
   config.data_dir = resolve(cwd, config.data_dir);
@@ -178,7 +178,9 @@ function readYaml(file: string): Record<string, unknown> {
   return doc as Record<string, unknown>;
 }
 
-function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): void {
+/** Sets what the environment overrides; returns the variable behind each path it set ("a.b" -> NAME). */
+function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): Map<string, string> {
+  const fromEnv = new Map<string, string>();
   for (const [name, path, kind] of ENV_OVERRIDES) {
     const value = env[name];
     if (value === undefined || value === '') continue;
@@ -191,7 +193,9 @@ function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): v
       parsed = Number(value);
     }
     setPath(raw, path, parsed, problems, name);
+    fromEnv.set(path.join('.'), name);
   }
+  return fromEnv;
 }
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown, problems: string[], envName: string): void {
@@ -209,10 +213,13 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
   node[path[path.length - 1]!] = value;
 }
 
-function formatZodIssues(err: ZodError, file: string | null): string[] {
-  const where = file ? `${file}: ` : '';
+function formatZodIssues(err: ZodError, file: string | null, fromEnv: ReadonlyMap<string, string>): string[] {
   return err.issues.map((issue) => {
     const path = issue.path.length ? issue.path.join('.') : '(top level)';
+    // A value the environment gave is blamed on its variable, not on the file.
+    const variable = fromEnv.get(path);
+    const where = variable ? `${variable} (${path}): ` : file ? `${file}: ` : '';
+    if (variable) return `${where}${issue.message}`;
     if (issue.code === 'unrecognized_keys') {
       const keys = issue.keys.map((k) => (issue.path.length ? `${path}.${k}` : k));
       return `${where}unknown key${keys.length > 1 ? 's' : ''}: ${keys.join(', ')}`;

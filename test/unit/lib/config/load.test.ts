@@ -348,6 +348,18 @@ describe('loadConfig: environment overrides', () => {
     });
   }
 
+  test('a bad value from the environment is blamed on its variable, not on the file', () => {
+    // Found by a newcomer's test: COUCHDB_PASSWORD=wrong gave "couchlog.yml: couchdb.admin.password: must be at least 8 characters".
+    const { cwd, file } = withYaml('log_level: info\n');
+    const problems = configProblems(() => loadConfig({ env: { COUCHDB_PASSWORD: 'short' }, cwd, file }));
+    assert.deepEqual(problems, ['COUCHDB_PASSWORD (couchdb.admin.password): must be at least 8 characters']);
+    const inFile = withYaml('couchdb:\n  admin:\n    password: short\n');
+    assert.deepEqual(
+      configProblems(() => loadConfig({ env: {}, cwd: inFile.cwd, file: inFile.file })),
+      [`${inFile.file}: couchdb.admin.password: must be at least 8 characters`],
+    );
+  });
+
   test('an override changes nothing else', () => {
     const cwd = tmp();
     const base = load(cwd);
@@ -473,7 +485,7 @@ describe('loadConfig: environment overrides', () => {
     test(`COUCHDB_URL=${JSON.stringify(url)} is refused at couchdb.url`, () => {
       const problems = configProblems(() => load(tmp(), { COUCHDB_URL: url }));
       assert.ok(
-        problems.some((p) => p.startsWith('couchdb.url: ')),
+        problems.some((p) => p.startsWith('COUCHDB_URL (couchdb.url): ')),
         JSON.stringify(problems),
       );
     });
@@ -482,7 +494,7 @@ describe('loadConfig: environment overrides', () => {
   test('COUCHDB_URL with credentials is refused without echoing the password', () => {
     const problems = configProblems(() => load(tmp(), { COUCHDB_URL: 'http://admin:s3cret-pw@couch.example:5984' }));
     assert.ok(
-      problems.some((p) => p.startsWith('couchdb.url: ')),
+      problems.some((p) => p.startsWith('COUCHDB_URL (couchdb.url): ')),
       JSON.stringify(problems),
     );
     assert.ok(problems.every((p) => !p.includes('s3cret-pw')));
@@ -491,7 +503,7 @@ describe('loadConfig: environment overrides', () => {
   test('a password from the environment is validated like one from the file', () => {
     const problems = configProblems(() => load(tmp(), { COUCHLOG_READER_PASSWORD: 'short' }));
     assert.ok(
-      problems.some((p) => p.startsWith('users.reader.password: ')),
+      problems.some((p) => p.startsWith('COUCHLOG_READER_PASSWORD (users.reader.password): ')),
       JSON.stringify(problems),
     );
   });
