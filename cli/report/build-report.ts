@@ -62,6 +62,7 @@ export function reportCaption(meta: ViewMeta, all: ReportRow[], shown: ReportRow
 export function groupReport(meta: ViewMeta, rows: ViewRowData[], o: ReportOptions): ReportRow[] {
   const from = o.from === undefined ? -Infinity : dayNumber(parseDay(o.from, '--from'));
   const to = o.to === undefined ? Infinity : dayNumber(parseDay(o.to, '--to'));
+  if (from > to) throw new UsageError(`--from ${o.from} is after --to ${o.to}: no day can be in that range`);
   const groups = new Map<string, ReportRow>();
   for (const row of rows) {
     if (from !== -Infinity || to !== Infinity) {
