@@ -19,6 +19,13 @@ export interface SetupReport {
   changes: string[];
   /** What setup could not do and why (e.g. ClickHouse not running). */
   notes: string[];
+  /**
+   * What it could not do on a server the config names (an external
+   * ClickHouse that does not answer): `couchlog setup` exits 1 for it, so an
+   * upgrade script knows; the embedded ClickHouse not running is a note only
+   * (couchlog up starts it and runs setup again).
+   */
+  unfinished: string[];
 }
 
 /** The settings that make CouchDB refuse anonymous requests. */
@@ -129,6 +136,7 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   changes.push(...(await ensureCorrelatorDatabases(admin, out.app, { protection: out.protection })));
 
   const notes: string[] = [];
+  const unfinished: string[] = [];
   if (config.clickhouse.enabled) {
     const url = clickhouseUrl(config);
     const client = connect({
@@ -143,12 +151,14 @@ export async function runSetup(config: Config): Promise<SetupReport> {
       changes.push(...(await ensureClickhouse(client, config.clickhouse.database, config.clickhouse.table)));
     } catch (err) {
       if (!isUnreachable(err)) throw new OperationError(`ClickHouse setup at ${url} failed: ${(err as Error).message}`);
-      notes.push(`ClickHouse at ${url} is not reachable: its table was not created (the correlator's ClickHouse sink needs it)`);
+      const note = `ClickHouse at ${url} is not reachable: its table was not created (the correlator's ClickHouse sink needs it)`;
+      if (config.clickhouse.url !== null) unfinished.push(note);
+      else notes.push(note);
     } finally {
       await client.close();
     }
   }
-  return { server: url, flavor: `${flavor} ${version}`, changes, notes };
+  return { server: url, flavor: `${flavor} ${version}`, changes, notes, unfinished };
 }
 
 function isUnreachable(err: unknown): boolean {

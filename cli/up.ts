@@ -65,7 +65,7 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
     signal?.throwIfAborted();
     if (config.couchdb.url !== null) say(`  ok   CouchDB     ${report.flavor} at ${couchUrl(config)}`);
     for (const change of report.changes) logger.info({ component: 'setup' }, change);
-    for (const note of report.notes) logger.warn({ component: 'setup' }, note);
+    for (const note of [...report.notes, ...report.unfinished]) logger.warn({ component: 'setup' }, note);
     say(
       `  ok   setup       ${report.changes.length === 0 ? 'nothing to change' : `${report.changes.length} change${report.changes.length === 1 ? '' : 's'} (users, databases, security, design documents)`}`,
     );

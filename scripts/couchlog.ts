@@ -97,6 +97,7 @@ program
     if (report.changes.length === 0) process.stdout.write('  nothing to change\n');
     for (const note of report.notes) process.stdout.write(`note: ${note}\n`);
     if (secrets.generated.length) process.stdout.write(`generated passwords for ${secrets.generated.join(', ')} in ${secrets.file}\n`);
+    if (report.unfinished.length > 0) throw new OperationError(`setup is not complete: ${report.unfinished.join('; ')}; run it again once that is fixed`);
   });
 
 program

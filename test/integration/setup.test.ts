@@ -2,7 +2,7 @@
 // nothing, not even a design document revision), and it repairs drift.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, http, JSON_TYPE, type Stack } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, freePort, type Stack } from '../helpers/stack.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
 import { runSetup } from '../../cli/run-setup.js';
 
@@ -96,4 +96,18 @@ test('require_valid_user is on', async () => {
     const anonymous = await http(`${stack.couchUrl}/log_appname`);
     assert.equal(anonymous.status, 401, anonymous.text);
   }
+});
+
+test('an external ClickHouse that does not answer leaves setup unfinished (couchlog setup exits 1); the embedded one not running is a note', async () => {
+  // Found by a newcomer's test: setup printed a note and exited 0, so an upgrade script could not tell the table was not made.
+  const closed = `http://127.0.0.1:${await freePort()}`;
+  const external = await runSetup({ ...stack.config, clickhouse: { ...stack.config.clickhouse, enabled: true, url: closed } });
+  assert.equal(external.unfinished.length, 1, JSON.stringify(external));
+  assert.match(external.unfinished[0]!, /ClickHouse at http:\/\/127\.0\.0\.1:\d+ is not reachable: its table was not created/);
+  const embedded = await runSetup({
+    ...stack.config,
+    clickhouse: { ...stack.config.clickhouse, enabled: true, url: null, embedded: { ...stack.config.clickhouse.embedded, http_port: await freePort() } },
+  });
+  assert.deepEqual(embedded.unfinished, []);
+  assert.equal(embedded.notes.length, 1);
 });
