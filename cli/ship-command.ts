@@ -8,6 +8,7 @@ import { noProgress, terminalProgress } from '../shipper/progress.js';
 import { parseTarget } from '../shipper/ingress-client.js';
 import { ship, type ShipResult } from '../shipper/ship.js';
 import { defaultRejectPath } from '../shipper/reject-file.js';
+import { homedir } from 'node:os';
 import type { TruncateMethod } from '../shipper/truncate.js';
 import { addConversionOptions, stdinChunks } from './jsonformat-command.js';
 import { intAtLeast, seconds } from './options.js';
@@ -104,8 +105,9 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
         o.rejectFile ??
         defaultRejectPath({
           stateFile: o.state ?? null,
-          dataDir: o.state ? '' : loadConfig({ file: o.config ?? configFile?.() }).config.data_dir,
+          dataDir: o.state ? null : namedDataDir(o.config ?? configFile?.()),
           db: target.dbPath.slice(target.dbPath.lastIndexOf('/') + 1),
+          home: homedir(),
         });
       const result = await ship({
         target,
@@ -180,4 +182,10 @@ export function summaryLine(r: ShipResult, o: Pick<ShipCliOptions, 'truncate' | 
     }
   }
   return line;
+}
+
+/** The data folder a config file or COUCHLOG_DATA names; null when it would be the built-in ./data. */
+function namedDataDir(file: string | undefined): string | null {
+  const loaded = loadConfig({ file });
+  return loaded.dataDirDefaulted ? null : loaded.config.data_dir;
 }

@@ -12,12 +12,18 @@ import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, wr
 import { basename, dirname, join, resolve } from 'node:path';
 
 /** The reject file of a run without --reject-file: next to the state file, else in the data folder. */
-export function defaultRejectPath(o: { stateFile: string | null; dataDir: string; db: string }): string {
+/**
+ * Next to the state file; else in the data folder a config or COUCHLOG_DATA
+ * names; else (no config: ./data would be wherever cron runs the job, $HOME
+ * or /) in the user's state folder, ~/.local/state/couchlog/rejects.
+ */
+export function defaultRejectPath(o: { stateFile: string | null; dataDir: string | null; db: string; home: string }): string {
   if (o.stateFile !== null) {
     const state = resolve(o.stateFile);
     return join(dirname(state), `${basename(state)}.rejects.ndjson`);
   }
-  return join(resolve(o.dataDir), 'rejects', `${o.db.replace(/[^A-Za-z0-9_.-]/g, '_')}.ndjson`);
+  const dir = o.dataDir !== null ? join(resolve(o.dataDir), 'rejects') : join(o.home, '.local', 'state', 'couchlog', 'rejects');
+  return join(dir, `${o.db.replace(/[^A-Za-z0-9_.-]/g, '_')}.ndjson`);
 }
 
 export interface RejectEntry {

@@ -24,6 +24,8 @@ export interface LoadedConfig {
   config: Config;
   /** The file the configuration came from, or null for built-in defaults. */
   file: string | null;
+  /** Whether data_dir is the built-in ./data (neither the file nor COUCHLOG_DATA named one): relative to wherever the command runs. */
+  dataDirDefaulted: boolean;
 }
 
 /** Environment variables and the config path each one overrides. */
@@ -74,7 +76,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   fillSigningKey(config, env);
   fillIdTagKey(config, env);
   fillClickhousePassword(config);
-  return { config, file };
+  return { config, file, dataDirDefaulted: !fromEnv.has('data_dir') && raw.data_dir === undefined };
 }
 
 /**

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RejectFile } from '../../../shipper/reject-file.js';
+import { defaultRejectPath, RejectFile } from '../../../shipper/reject-file.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -45,3 +45,18 @@ test(
     }
   },
 );
+
+test('the default reject file: next to --state, else in a named data folder, else in ~/.local/state, never under the working folder', () => {
+  // Found by a newcomer's test: with no config, rejects went to ./data/rejects of wherever cron ran the job ($HOME or /).
+  const home = '/home/someone';
+  assert.equal(
+    defaultRejectPath({ stateFile: '/var/lib/ship/f2b.state', dataDir: '/srv/data', db: 'log_fail2ban', home }),
+    '/var/lib/ship/f2b.state.rejects.ndjson',
+  );
+  assert.equal(defaultRejectPath({ stateFile: null, dataDir: '/srv/data', db: 'log_fail2ban', home }), '/srv/data/rejects/log_fail2ban.ndjson');
+  assert.equal(
+    defaultRejectPath({ stateFile: null, dataDir: null, db: 'log_fail2ban', home }),
+    '/home/someone/.local/state/couchlog/rejects/log_fail2ban.ndjson',
+  );
+  assert.equal(defaultRejectPath({ stateFile: null, dataDir: null, db: 'log_a/b', home }), '/home/someone/.local/state/couchlog/rejects/log_a_b.ndjson');
+});

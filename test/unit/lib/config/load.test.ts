@@ -348,6 +348,16 @@ describe('loadConfig: environment overrides', () => {
     });
   }
 
+  test('dataDirDefaulted: true only when neither the file nor COUCHLOG_DATA names data_dir', () => {
+    const cwd = tmp();
+    assert.equal(loadConfig({ env: {}, cwd }).dataDirDefaulted, true);
+    assert.equal(loadConfig({ env: { COUCHLOG_DATA: '/srv/x' }, cwd }).dataDirDefaulted, false);
+    const named = withYaml('data_dir: /srv/y\n');
+    assert.equal(loadConfig({ env: {}, cwd: named.cwd, file: named.file }).dataDirDefaulted, false);
+    const unnamed = withYaml('log_level: info\n');
+    assert.equal(loadConfig({ env: {}, cwd: unnamed.cwd, file: unnamed.file }).dataDirDefaulted, true);
+  });
+
   test('a bad value from the environment is blamed on its variable, not on the file', () => {
     // Found by a newcomer's test: COUCHDB_PASSWORD=wrong gave "couchlog.yml: couchdb.admin.password: must be at least 8 characters".
     const { cwd, file } = withYaml('log_level: info\n');
