@@ -38,7 +38,11 @@ export interface ErrorSpec {
  */
 export const ERRORS = {
   INGRESS_INVALID_JSON: { status: 400, error: 'bad_request', when: 'the body (or one NDJSON line) is not valid JSON' },
-  INGRESS_EMPTY_BODY: { status: 400, error: 'bad_request', when: 'the body is empty or holds no documents' },
+  INGRESS_EMPTY_BODY: {
+    status: 400,
+    error: 'bad_request',
+    when: 'the body is empty, or an array or NDJSON body holds no documents (_bulk_docs with "docs": [] is answered 201 [], as CouchDB does)',
+  },
   INGRESS_TOO_DEEP: { status: 400, error: 'bad_request', when: 'a document is nested deeper than ingress.max_json_depth' },
   INGRESS_DOC_NOT_OBJECT: { status: 400, error: 'bad_request', when: 'a document is not a JSON object' },
   INGRESS_BAD_ID: {
@@ -94,6 +98,7 @@ export const ERRORS = {
     error: 'bad_content_type',
     when: 'a Content-Type other than application/json or application/x-ndjson (or multipart where it is not allowed)',
   },
+  INGRESS_BAD_CONTENT_ENCODING: { status: 415, error: 'bad_content_type', when: 'a Content-Encoding other than gzip (or identity) on a write route' },
   INGRESS_RATE_LIMITED: { status: 429, error: 'too_many_requests', when: 'over the per-address rate limit (Retry-After)' },
   INGRESS_TOO_MANY_FEEDS: {
     status: 429,

@@ -7,9 +7,8 @@
 //   GET  /services/collector/health[/1.0]
 // Documents take the same write path as POST /log_<app>: checked whole
 // first, then written through group commit as the writer account.
-import { gunzip } from 'node:zlib';
 import { isUtf8 } from 'node:buffer';
-import { promisify } from 'node:util';
+import { BodyEncodingError, decodedBody } from '../write/body-encoding.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../lib/config/load.js';
 import type { AppRegistry } from '../write/app-registry.js';
@@ -22,8 +21,6 @@ import { AckRegistry, CHANNEL_PATTERN } from './acks.js';
 import { HEC, HecError, toHecError } from './errors.js';
 import { envelopeToDoc, rawToDocs, splitEnvelopes, type HecDefaults, type HecDoc } from './envelope.js';
 import { presentedToken, type TokenTable, type WriteToken } from './tokens.js';
-
-const gunzipAsync = promisify(gunzip);
 
 export interface HecRoutesOptions {
   ingress: Config['ingress'];
@@ -87,21 +84,12 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
 
   const body = async (request: FastifyRequest): Promise<string> => {
     const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const encoding = String(request.headers['content-encoding'] ?? '')
-      .trim()
-      .toLowerCase();
-    if (encoding === '' || encoding === 'identity' || raw.length === 0) return utf8OrInvalid(raw);
-    if (encoding !== 'gzip') throw new HecError('INVALID_DATA_FORMAT', undefined, {}, `Content-Encoding ${encoding} is not supported (gzip is)`);
-    let inflated: Buffer;
     try {
-      inflated = await gunzipAsync(raw, { maxOutputLength: ingress.body_limit_bytes });
+      return utf8OrInvalid(await decodedBody(raw, request.headers['content-encoding'], ingress.body_limit_bytes));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
-        throw new HecError('TOO_LARGE', undefined, {}, `the decompressed body is larger than ${ingress.body_limit_bytes} bytes`);
-      }
-      throw new HecError('INVALID_DATA_FORMAT', undefined, {}, `the gzip body cannot be decompressed: ${(err as Error).message}`);
+      if (!(err instanceof BodyEncodingError)) throw err;
+      throw new HecError(err.kind === 'too_large' ? 'TOO_LARGE' : 'INVALID_DATA_FORMAT', undefined, {}, err.message);
     }
-    return utf8OrInvalid(inflated);
   };
 
   /** JSON is UTF-8: bytes that are not would be stored as U+FFFD, so they are refused as Splunk refuses bad data. */

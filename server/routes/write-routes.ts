@@ -3,7 +3,8 @@
 // CouchDB unless every document of the request passed.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../lib/config/load.js';
-import { CouchlogError, unsupportedMediaType, badRequest } from '../../lib/errors.js';
+import { CouchlogError, unsupportedMediaType, badRequest, tooLarge } from '../../lib/errors.js';
+import { BodyEncodingError, decodedBody } from '../write/body-encoding.js';
 import { APP_NAME_MAX_LENGTH } from '../../lib/config/schema.js';
 import { extractCredentials, credentialHeaders } from '../auth/credentials.js';
 import type { CredentialVerifier } from '../auth/credential-verifier.js';
@@ -124,7 +125,7 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
   };
 
   app.post(`/${LOG_DB_PARAM}`, { config: { metricsRoute: 'write' } }, async (request, reply) => {
-    const text = bodyText(request);
+    const text = await bodyText(request, ingress.body_limit_bytes);
     // Depth limits while scanning (a document, or an array of them: one level more).
     if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text, rules.maxDepth));
     const value = parseJson(text, 'request body', rules.maxDepth + 1);
@@ -145,12 +146,21 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
 
   app.post(`/${LOG_DB_PARAM}/_bulk_docs`, { config: { metricsRoute: 'bulk_docs' } }, async (request, reply) => {
     if (isNdjson(request)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', '_bulk_docs takes application/json');
-    return writeMany(request, reply, bulkDocsOf(parseJson(bodyText(request), 'request body', rules.maxDepth + 2)));
+    return writeMany(request, reply, bulkDocsOf(parseJson(await bodyText(request, ingress.body_limit_bytes), 'request body', rules.maxDepth + 2)));
   });
 }
 
-function bodyText(request: FastifyRequest): string {
-  return Buffer.isBuffer(request.body) ? utf8Text(request.body) : '';
+/** The body as text: inflated when it came gzip-compressed (within the body limit), UTF-8 or refused. */
+async function bodyText(request: FastifyRequest, limitBytes: number): Promise<string> {
+  if (!Buffer.isBuffer(request.body)) return '';
+  try {
+    return utf8Text(await decodedBody(request.body, request.headers['content-encoding'], limitBytes));
+  } catch (err) {
+    if (!(err instanceof BodyEncodingError)) throw err;
+    if (err.kind === 'unsupported') throw unsupportedMediaType('INGRESS_BAD_CONTENT_ENCODING', err.message);
+    if (err.kind === 'too_large') throw tooLarge('INGRESS_BODY_TOO_LARGE', err.message);
+    throw badRequest('INGRESS_INVALID_JSON', err.message);
+  }
 }
 
 function isNdjson(request: FastifyRequest): boolean {

@@ -5,7 +5,7 @@
 // the ingress's own 503 while it shuts down (14), and the writer account
 // that outside guesses must not lock out (CouchDB 3.4+ lockout).
 import { after, before, describe, test } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
@@ -329,6 +329,47 @@ describe("_local documents stay out of readers' reach", () => {
     assert.equal(ordinary.status, 200, ordinary.text);
     const asAdmin = await http(`${stack.url}/log_appname/_all_docs?keys=${encodeURIComponent('["_local/secret"]')}`, { headers: admin() });
     assert.equal(asAdmin.status, 200, asAdmin.text);
+  });
+});
+
+describe('compressed bodies on the write routes', () => {
+  test('gzip is inflated (within the body limit); other encodings are 415, a cut gzip 400; nothing half-written', async () => {
+    // Found by a black-box test: a gzip body was 400 INGRESS_INVALID_JSON with its binary bytes echoed in the reason.
+    const gz = (text: string) => gzipSync(Buffer.from(text));
+    const one = await http(`${stack.url}/log_appname`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, 'content-encoding': 'gzip' },
+      body: gz('{"m":"compressed"}'),
+    });
+    assert.equal(storedStatus(one.status), 201, one.text);
+    const stored = await http(`${stack.couchUrl}/log_appname/${one.json.id}`, { headers: admin() });
+    assert.equal(stored.json.m, 'compressed');
+    const bulk = await http(`${stack.url}/log_appname/_bulk_docs`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, 'content-encoding': 'gzip' },
+      body: gz('{"docs":[{"m":"a"},{"m":"b"}]}'),
+    });
+    assert.equal(storedStatus(bulk.status), 201, bulk.text);
+    assert.equal(bulk.json.length, 2);
+    const before = await http(`${stack.couchUrl}/log_appname`, { headers: admin() });
+    const deflate = await http(`${stack.url}/log_appname`, {
+      method: 'POST',
+      headers: { ...JSON_TYPE, 'content-encoding': 'deflate' },
+      body: deflateSync(Buffer.from('{"m":1}')),
+    });
+    assert.equal(deflate.status, 415, deflate.text);
+    assert.equal(deflate.json.code, 'INGRESS_BAD_CONTENT_ENCODING');
+    const cut = gz('{"m":"cut"}').subarray(0, 12);
+    const broken = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body: cut });
+    assert.equal(broken.status, 400, broken.text);
+    assert.equal(broken.json.code, 'INGRESS_INVALID_JSON');
+    assert.doesNotMatch(broken.json.reason, /[\u0000-\u0008\ufffd]/, 'no binary in the reason');
+    const bomb = gzipSync(Buffer.from(`{"m":"${'x'.repeat(stack.config.ingress.body_limit_bytes + 10)}"}`));
+    const big = await http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body: bomb });
+    assert.equal(big.status, 413, big.text.slice(0, 200));
+    assert.equal(big.json.code, 'INGRESS_BODY_TOO_LARGE');
+    const after = await http(`${stack.couchUrl}/log_appname`, { headers: admin() });
+    assert.equal(after.json.doc_count, before.json.doc_count, 'nothing stored');
   });
 });
 
