@@ -73,6 +73,11 @@ export const ERRORS = {
   INGRESS_TOKEN_APP: { status: 403, error: 'forbidden', when: 'a write token used for an app it is not listed under' },
   AUTH_ADMIN_ONLY: { status: 403, error: 'forbidden', when: 'a server-wide route for admins only' },
   AUTH_ROLE_FORBIDDEN: { status: 403, error: 'forbidden', when: 'an authenticated caller reaching for more than its role allows' },
+  AUTH_LOCKED: {
+    status: 403,
+    error: 'forbidden',
+    when: "CouchDB 3.4+ has locked the account out for a while after repeated failed logins (the caller's password may be right)",
+  },
   INGRESS_BAD_HTTP: {
     status: 400,
     error: 'bad_request',

@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CouchHttp } from '../../lib/couch/http.js';
-import { unauthorized, unavailable } from '../../lib/errors.js';
+import { forbidden, unauthorized, unavailable } from '../../lib/errors.js';
 import { credentialHeaders, type Credentials } from './credentials.js';
 import type { Metrics } from '../plugins/metrics.js';
 import { WRITER_ROLE } from './role-policy.js';
@@ -36,7 +36,8 @@ interface Lookup {
 }
 
 /** `null` in the cache: these credentials were refused recently. */
-type Verdict = { caller: Caller | null };
+/** `locked`: CouchDB 3.4+'s reason when it has locked the account out (the password may be right). */
+type Verdict = { caller: Caller | null; locked?: string };
 
 export class CredentialVerifier {
   private readonly cache: LRUCache<string, Verdict, Lookup>;
@@ -97,6 +98,12 @@ export class CredentialVerifier {
     const cached = this.cache.has(key);
     const verdict = await this.cache.fetch(key, { context: { creds, clientIp } });
     this.metrics.authChecks.inc({ result: cached ? 'cached' : verdict?.caller ? 'valid' : 'invalid' });
+    // Not "incorrect": the caller may hold the right password, and counting it as a guess helps no one.
+    // Not kept either: CouchDB locks an address out, and the cache is per credentials, not per address.
+    if (verdict?.locked) {
+      this.cache.delete(key);
+      throw forbidden('AUTH_LOCKED', `CouchDB refuses this account for now: ${verdict.locked}`);
+    }
     if (!verdict?.caller) throw unauthorized('AUTH_INVALID', 'Name or password is incorrect.');
     return verdict.caller;
   }
@@ -104,7 +111,9 @@ export class CredentialVerifier {
   private async ask({ creds, clientIp }: Lookup): Promise<Verdict> {
     // The caller's address: CouchDB's lockout then counts failures per client.
     const headers = clientIp ? { ...credentialHeaders(creds), 'x-forwarded-for': clientIp } : credentialHeaders(creds);
-    const res = await this.http.request<{ userCtx?: { name: string | null; roles: string[] } }>('GET', '/_session', { headers });
+    const res = await this.http.request<{ userCtx?: { name: string | null; roles: string[] }; reason?: unknown }>('GET', '/_session', { headers });
+    if (res.status === 403 && typeof res.body?.reason === 'string' && /locked/i.test(res.body.reason))
+      return { caller: null, locked: res.body.reason.slice(0, 200) };
     // CouchDB 3 answers 400 to credentials it cannot parse (a Basic value
     // that is not base64, a malformed AuthSession cookie): refused, not an outage.
     if (res.status === 400 || res.status === 401 || res.status === 403) return { caller: null };
