@@ -134,6 +134,39 @@ export function namesLocalInQuery(query: string): boolean {
   return params.some(([key, value]) => ID_PARAMS.has(key) && namesLocal(parseOrText(value)));
 }
 
+/**
+ * Whether a reader's POST body to a route that takes ids (_all_docs,
+ * _design_docs, their /queries, _bulk_get) must be refused, as CouchDB
+ * could read it: compressed (CouchDB inflates it), not JSON, or holding a
+ * `_local/` id in any string, escaped or not, repeated members included
+ * (JSON.parse keeps one of two, a server may keep the other).
+ */
+export function bodyNamesLocal(raw: string): boolean {
+  try {
+    JSON.parse(raw);
+  } catch {
+    return true;
+  }
+  for (const s of jsonStrings(raw)) if (s.startsWith('_local/')) return true;
+  return false;
+}
+
+/** Every string token of a valid JSON text, decoded (member names included). */
+function* jsonStrings(text: string): Generator<string> {
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) !== 0x22) continue;
+    let q = i;
+    for (;;) {
+      q = text.indexOf('"', q + 1);
+      let b = q - 1;
+      while (text.charCodeAt(b) === 0x5c) b--;
+      if (((q - 1 - b) & 1) === 0) break;
+    }
+    yield JSON.parse(text.slice(i, q + 1)) as string;
+    i = q;
+  }
+}
+
 /** Whether a value (an id, or an array or object holding ids, as in a POST body) names a `_local/` document. */
 export function namesLocal(value: unknown): boolean {
   if (typeof value === 'string') return value.startsWith('_local/');
@@ -171,14 +204,17 @@ export function readerMayReach(method: string, url: string): boolean {
   switch (second) {
     case '_all_docs':
     case '_design_docs':
-      if (segs.length === 2) return (read && !namesLocalInQuery(query)) || (method === 'POST' && !namesLocalInQuery(query));
+      // Keys in the query count for /queries too: CouchDB bases every query of the body on them.
+      if (namesLocalInQuery(query)) return false;
+      if (segs.length === 2) return read || method === 'POST';
       return segs.length === 3 && third === 'queries' && method === 'POST';
     case '_changes':
       return segs.length === 2 && read && changesQueryAllowed(query);
     case '_find':
     case '_explain':
-    case '_bulk_get':
       return segs.length === 2 && method === 'POST';
+    case '_bulk_get':
+      return segs.length === 2 && method === 'POST' && !namesLocalInQuery(query);
     case '_index':
       return segs.length === 2 && read;
     case '_design': {

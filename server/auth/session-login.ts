@@ -18,9 +18,10 @@ export interface LoginGuardOptions {
 
 /**
  * Every name and password a login body gives (JSON or form), as CouchDB
- * could read them: forms split on `&` and on `;` (mochiweb does both), and a
- * JSON object that repeats a member is `ambiguous` (CouchDB keeps the first,
- * JSON.parse the last).
+ * could read them: `name`, or `username` (CouchDB takes it when `name` is
+ * absent); forms split on `&` and on `;` (mochiweb does both); a body that
+ * gives a member twice, or both names, is `ambiguous` (decoders differ on
+ * which one counts).
  */
 export function loginOf(contentType: string, body: string): { names: unknown[]; passwords: unknown[]; ambiguous: boolean } {
   const type = contentType.toLowerCase();
@@ -31,7 +32,7 @@ export function loginOf(contentType: string, body: string): { names: unknown[]; 
       const eq = part.indexOf('=');
       const key = formDecode(eq < 0 ? part : part.slice(0, eq));
       const value = eq < 0 ? '' : formDecode(part.slice(eq + 1));
-      if (key === 'name') names.push(value);
+      if (key === 'name' || key === 'username') names.push(value);
       else if (key === 'password') passwords.push(value);
     }
     return { names, passwords, ambiguous: names.length > 1 || passwords.length > 1 };
@@ -41,8 +42,9 @@ export function loginOf(contentType: string, body: string): { names: unknown[]; 
     if (value && typeof value === 'object' && !Array.isArray(value)) {
       const v = value as Record<string, unknown>;
       const keys = topLevelKeys(body);
-      const twice = (k: string) => keys.filter((x) => x === k).length > 1;
-      return { names: 'name' in v ? [v.name] : [], passwords: 'password' in v ? [v.password] : [], ambiguous: twice('name') || twice('password') };
+      const count = (...names: string[]) => keys.filter((x) => names.includes(x)).length;
+      const names = [...('name' in v ? [v.name] : []), ...('username' in v ? [v.username] : [])];
+      return { names, passwords: 'password' in v ? [v.password] : [], ambiguous: count('name', 'username') > 1 || count('password') > 1 };
     }
   } catch {
     // CouchDB answers the bad body itself

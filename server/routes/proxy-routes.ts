@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import { forbidden, tooLarge, tooManyRequests, unauthorized, unavailable, unsupportedMediaType } from '../../lib/errors.js';
 import { extractCredentials } from '../auth/credentials.js';
-import { namesLocal, proxyRefusal, roleOf } from '../auth/role-policy.js';
+import { bodyNamesLocal, proxyRefusal, roleOf, segmentsOf } from '../auth/role-policy.js';
 import { bufferBody } from '../auth/buffered-body.js';
 import { guardLogin } from '../auth/session-login.js';
 import { ListGuard } from '../auth/list-guard.js';
@@ -34,9 +34,13 @@ export function isPublic(method: string, path: string): boolean {
 /** A reader's key list is read whole up to this; larger ones are refused. */
 const MAX_IDS_BODY = 4 * 1024 * 1024;
 
-/** POSTs whose body names document ids: _all_docs, _design_docs (and their /queries), _bulk_get. */
+/** POSTs whose body names document ids: _all_docs, _design_docs (and their /queries), _bulk_get; segments decoded as CouchDB reads them. */
 function takesIds(path: string): boolean {
-  return /^\/[^/]+\/(?:_all_docs|_design_docs|_bulk_get)(?:\/queries)?\/?$/.test(path);
+  const segs = segmentsOf(path);
+  if (segs === null) return true;
+  const [, second, third] = segs;
+  if (second !== '_all_docs' && second !== '_design_docs' && second !== '_bulk_get') return false;
+  return segs.length === 2 || (segs.length === 3 && third === 'queries' && second !== '_bulk_get');
 }
 
 /**
@@ -44,15 +48,15 @@ function takesIds(path: string): boolean {
  * POST naming one is refused (role-policy.ts refuses the same in a query).
  */
 async function refuseLocalIds(request: FastifyRequest): Promise<void> {
+  const encoding = String(request.headers['content-encoding'] ?? 'identity')
+    .trim()
+    .toLowerCase();
+  // CouchDB inflates a compressed body; this check would read bytes.
+  if (encoding !== 'identity' && encoding !== '') throw unsupportedMediaType('INGRESS_BAD_CONTENT_ENCODING', "a reader's key list is not accepted compressed");
   const raw = await bufferBody(request, MAX_IDS_BODY, () => tooLarge('INGRESS_BODY_TOO_LARGE', `a reader's key list is limited to ${MAX_IDS_BODY} bytes`));
   if (raw === null) return;
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch {
-    return; // CouchDB answers the bad body itself
-  }
-  if (namesLocal(body)) throw forbidden('AUTH_ROLE_FORBIDDEN', 'a reader may not read _local documents');
+  if (bodyNamesLocal(raw.toString('utf8')))
+    throw forbidden('AUTH_ROLE_FORBIDDEN', 'a reader may not read _local documents (or send a key list that is not JSON)');
 }
 
 /** `PUT /db`, `DELETE /db`, `COPY /db`: creating or dropping a database is for admins only. */
@@ -124,11 +128,12 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     if (multipart && !caller.roles.includes('_admin')) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', 'multipart bodies are for admins only');
     const refusal = proxyRefusal(request.method, request.raw.url ?? '/', caller);
     if (refusal) throw forbidden('AUTH_ROLE_FORBIDDEN', refusal);
-    if (roleOf(caller) === 'reader' && request.method === 'POST' && takesIds(path)) await refuseLocalIds(request);
     // A _list of a missing function kills PouchDB Server: 404 here instead.
     await lists.check(request.raw.url ?? '/', creds);
     if (isLiveFeed(request.raw.url ?? '/')) admitFeed(request, reply, caller.name);
     admitRequest(request, reply, caller.name);
+    // After the admission: the per-account limit then bounds what is buffered.
+    if (roleOf(caller) === 'reader' && request.method === 'POST' && takesIds(path)) await refuseLocalIds(request);
   };
 
   await app.register(httpProxy, {

@@ -2,7 +2,7 @@
 // ranked, and that paths are judged after percent-decoding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mayWrite, namesLocal, proxyRefusal, readerMayReach, roleOf, segmentsOf } from '../../../../server/auth/role-policy.js';
+import { bodyNamesLocal, mayWrite, namesLocal, proxyRefusal, readerMayReach, roleOf, segmentsOf } from '../../../../server/auth/role-policy.js';
 
 const reader = { name: 'reader', roles: ['log_reader'] };
 const writer = { name: 'writer', roles: ['log_writer'] };
@@ -155,4 +155,15 @@ test('a reader may not name _local ids in _all_docs keys (CouchDB 3 opens them),
   assert.equal(namesLocal({ queries: [{ keys: ['a'] }, { key: '_local/y' }] }), true);
   assert.equal(namesLocal({ docs: [{ id: '_local/z' }] }), true, '_bulk_get');
   assert.equal(namesLocal({ keys: ['a', 'b_local/x'], include_docs: true }), false);
+});
+
+test("a reader's key-list body is refused when CouchDB could read a _local id in it: escaped, repeated member, or not JSON", () => {
+  // Found by a code review: JSON.parse keeps one of two "keys" members, and escapes hid the prefix from a plain text search.
+  assert.equal(bodyNamesLocal('{"keys":["_local/x"]}'), true);
+  assert.equal(bodyNamesLocal('{"keys":["\\u005flocal/x"]}'), true);
+  assert.equal(bodyNamesLocal('{"keys":["_local/x"],"keys":["a"]}'), true);
+  assert.equal(bodyNamesLocal('not json'), true);
+  assert.equal(bodyNamesLocal('{"keys":["a","b \\"_local/\\" c"],"include_docs":true}'), false);
+  assert.equal(readerMayReach('POST', '/log_web/_all_docs/queries?keys=["_local/x"]'), false, 'URL keys count for /queries');
+  assert.equal(readerMayReach('POST', '/log_web/%5Fall_docs?keys=["_local/x"]'), false);
 });

@@ -27,3 +27,11 @@ test('topLevelKeys: member names at depth 1 only, escapes decoded, strings with 
   assert.deepEqual(topLevelKeys(' { "a" : "x" , "a" : "y" } '), ['a', 'a']);
   assert.deepEqual(topLevelKeys('{}'), []);
 });
+
+test('`username` is a name too (CouchDB takes it when name is absent); both at once are ambiguous', () => {
+  // Found by a code review: {"username":"writer","password":"wrong"} reached CouchDB's lockout.
+  assert.deepEqual(loginOf('application/json', '{"username":"writer","password":"p"}'), { names: ['writer'], passwords: ['p'], ambiguous: false });
+  assert.deepEqual(loginOf(FORM, 'username=writer&password=p'), { names: ['writer'], passwords: ['p'], ambiguous: false });
+  assert.equal(loginOf('application/json', '{"name":"reader","username":"writer","password":"p"}').ambiguous, true);
+  assert.equal(loginOf(FORM, 'name=reader;username=writer&password=p').ambiguous, true);
+});
