@@ -39,8 +39,8 @@ const RESERVED: Record<string, string> = {
   version: 'orig_version',
 };
 
-/** The name a source field has in the record. */
-const named = (f: string): string => RESERVED[f] ?? f;
+/** The name a source field has in the record; a source `orig_x` becomes `orig_orig_x`, so no two fields meet. */
+const named = (f: string): string => RESERVED[f] ?? (f.startsWith('orig_') ? `orig_${f}` : f);
 
 function same(x: unknown, y: unknown): boolean {
   if (x === y) return true;

@@ -43,6 +43,33 @@ VALUE_COLUMNS.forEach((c, col) =>
   }),
 );
 
+/**
+ * The record's own fields (merge-record.ts writes them, spelled exactly so)
+ * and its bookkeeping: only that exact spelling feeds their columns. A
+ * source field `Correlated` or `A_ID` (the same name case- and
+ * dash-insensitively, and later in the record) overwrote them: an orphan
+ * became correlated = 1, and a `Timestamp` moved the row's (time, id) key
+ * so later corrections no longer replaced it (found by a code review).
+ */
+export const EXACT_FIELDS: ReadonlySet<string> = new Set([
+  'timestamp',
+  'src_ip',
+  'src_port',
+  'dst_ip',
+  'dst_port',
+  'correlated',
+  'orphan_side',
+  'keepalives',
+  'a_timestamp',
+  'b_timestamp',
+  'conn_id',
+  'a_id',
+  'b_id',
+  'revision',
+  'decided_at',
+  'deleted',
+]);
+
 const NONE: readonly Feed[] = [];
 /** Field name as written -> its feeds. Logs use few distinct names; bounded anyway. */
 const byName = new Map<string, readonly Feed[]>();
@@ -51,7 +78,8 @@ const BY_NAME_MAX = 10_000;
 function feedsOf(name: string): readonly Feed[] {
   let feeds = byName.get(name);
   if (feeds === undefined) {
-    feeds = FEEDS.get(norm(name)) ?? NONE;
+    const n = norm(name);
+    feeds = EXACT_FIELDS.has(n) && n !== name ? NONE : (FEEDS.get(n) ?? NONE);
     if (byName.size >= BY_NAME_MAX) byName.clear();
     byName.set(name, feeds);
   }

@@ -163,6 +163,10 @@ describe('correlatedRecord', () => {
       ['orig_id', 'orig_deleted', 'orig_revision', 'orig_decided_at', 'orig_version'],
     );
     assert.equal('id' in o || 'deleted' in o, false);
+    // A source orig_id of its own is kept too, as orig_orig_id (found by a code review: one of the two was lost).
+    const both = orphanRecord(ev('A', 'a', NOON, { id: 'x', orig_id: 'y' }));
+    assert.equal(both.orig_id, 'x');
+    assert.equal(both.orig_orig_id, 'y');
   });
 
   test('the source events are not modified', () => {

@@ -4,7 +4,7 @@
 // (reference below) on thousands of generated records.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { toJsonLine, toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
+import { EXACT_FIELDS, toJsonLine, toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
 import { COLUMNS } from '../../../../../correlator/sinks/clickhouse/columns.js';
 import { mulberry32 } from '../../../../../bench/prng.js';
 
@@ -12,7 +12,8 @@ import { mulberry32 } from '../../../../../bench/prng.js';
 function reference(id: string, record: Record<string, unknown>): { picked: Record<string, unknown>; extra: Record<string, unknown> } {
   const norm = (name: string) => name.toLowerCase().replace(/-/g, '_');
   const fields = new Map<string, [string, unknown]>();
-  for (const [k, v] of Object.entries(record)) fields.set(norm(k), [k, v]);
+  // The record's own fields feed their columns only when spelled exactly.
+  for (const [k, v] of Object.entries(record)) if (!(EXACT_FIELDS.has(norm(k)) && norm(k) !== k)) fields.set(norm(k), [k, v]);
   fields.set('id', ['id', id]);
   const used = new Set<string>();
   const picked: Record<string, unknown> = {};
@@ -75,6 +76,24 @@ describe('toRow', () => {
       assert.equal(r.version, 7);
     }
     assert.equal(toRow({ id: 'B-1', record: { deleted: true }, version: 8, deleted: true }).deleted, 1);
+  });
+
+  test("the record's own fields feed their columns only spelled exactly; other spellings go to extra", () => {
+    // Found by a code review: a source Correlated / A_ID / Timestamp overwrote the record's own.
+    const r = row({
+      timestamp: '2026-12-05T10:00:00.000Z',
+      correlated: false,
+      a_id: 'a1',
+      Correlated: true,
+      A_ID: 'forged',
+      Timestamp: '2030-01-01T00:00:00Z',
+      'Orphan-Side': 'X',
+    });
+    assert.equal(r.correlated, 0);
+    assert.equal(r.a_id, 'a1');
+    assert.equal(r.time, Date.parse('2026-12-05T10:00:00.000Z') / 1000);
+    assert.deepEqual(JSON.parse(r.extra as string), { Correlated: true, A_ID: 'forged', Timestamp: '2030-01-01T00:00:00Z', 'Orphan-Side': 'X' });
+    assert.equal(row({ 'Header-User-Agent': 'curl/8' }).header_user_agent, 'curl/8', 'other columns still match case- and dash-insensitively');
   });
 
   test('numbers are clamped to 0 when out of range, never wrapped; strings and booleans convert', () => {
