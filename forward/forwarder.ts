@@ -233,6 +233,7 @@ export class Forwarder {
         ahead = null;
         page = mine !== null && mine.since === cursor && mine.limit === this.pageLimit ? await mine.page : await this.readPage(cursor, this.pageLimit);
         readRetry.succeeded();
+        this.worked();
       } catch (err) {
         this.status.lastError = (err as Error).message;
         this.status.failingSince ??= Date.now();
@@ -259,7 +260,6 @@ export class Forwarder {
       }
       if (!full) {
         this.status.caughtUpAt = Date.now();
-        if (this.status.lastError === null) this.status.failingSince = null;
         await this.sleep(this.o.pollMs);
       }
     }
@@ -291,12 +291,19 @@ export class Forwarder {
     this.pageLimit = Math.min(this.o.maxEvents, this.pageLimit * 2);
   }
 
+  /** A step worked (a page read, a batch sent, a file written): whatever failed before is over (--give-up-after counts from the last failure after a success). */
+  private worked(): void {
+    this.status.lastError = null;
+    this.status.failingSince = null;
+  }
+
   /** A write to the local disk (checkpoint, dead letter) retried until it works or the forwarder stops; false: stopped first. */
   private async untilWritten(what: string, write: () => void | Promise<void>): Promise<boolean> {
     const retry = new RetrySchedule(this.o.backoff);
     for (;;) {
       try {
         await write();
+        this.worked();
         return true;
       } catch (err) {
         this.status.lastError = `${what}: ${(err as Error).message}`;
@@ -351,8 +358,7 @@ export class Forwarder {
       try {
         await this.sender.send(envelopes);
         this.status.forwarded += envelopes.length;
-        this.status.lastError = null;
-        this.status.failingSince = null;
+        this.worked();
         return true;
       } catch (err) {
         if (err instanceof RefusedError) {
