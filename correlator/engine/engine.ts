@@ -172,6 +172,13 @@ export class CorrelationEngine {
   /** No feed's progress passes this: the last clock() plus maxClockSkewMs (+Infinity before any clock, as in a replay). */
   private progressCap = Infinity;
   /**
+   * Events dated past progressCap when they came: parked until the clock
+   * reaches them, without moving any progress (one would make every live
+   * event late) and outside `waiting` (many would crowd live events out of
+   * its bound). Their ids are in waitingIds, and snapshots list them.
+   */
+  private readonly ahead = new MinHeap<InputEvent>(eventBefore);
+  /**
    * How far behind its own progress each feed has recently delivered events:
    * a CouchDB 3 `_changes` interleaves shards, so a backlog arrives out of
    * order by much more than reorder_slack_ms. Releasing that much later
@@ -221,15 +228,14 @@ export class CorrelationEngine {
     }
     this.counters.eventsIn[ev.side] += 1;
     this.changes += 1;
+    if (ev.time > this.progressCap) {
+      this.park(ev);
+      return;
+    }
     const lag = this.progress[ev.side] - ev.time;
     if (lag > this.disorder[ev.side]) this.disorder[ev.side] = Math.min(lag, MAX_DISORDER_MS);
     else this.disorder[ev.side] *= DISORDER_DECAY;
-    let seen = ev.time;
-    if (seen > this.progressCap) {
-      this.counters.future[ev.side] += 1;
-      seen = this.progressCap;
-    }
-    if (seen > this.progress[ev.side]) this.progress[ev.side] = seen;
+    if (ev.time > this.progress[ev.side]) this.progress[ev.side] = ev.time;
     if (ev.time <= this.releasedUpTo) {
       this.counters.late[ev.side] += 1;
       if (ev.time < this.horizon()) this.counters.tooLate[ev.side] += 1;
@@ -265,7 +271,37 @@ export class CorrelationEngine {
    */
   clock(now: number): void {
     this.progressCap = now + this.cfg.maxClockSkewMs;
-    for (const side of ['A', 'B'] as const) if (this.progress[side] > this.progressCap) this.progress[side] = this.progressCap;
+    let clamped = false;
+    for (const side of ['A', 'B'] as const) {
+      if (this.progress[side] > this.progressCap) {
+        // Where an idle feed that follows the clock would be.
+        this.progress[side] = now;
+        clamped = true;
+      }
+    }
+    // Its release point ran ahead too: brought back to where following the clock puts it, so events since are not all late.
+    if (clamped) this.releasedUpTo = Math.min(this.releasedUpTo, now - this.cfg.reorderSlackMs);
+    // Parked events whose time has come are pushed as if they came now.
+    for (let ev = this.ahead.peek(); ev !== undefined && ev.time <= this.progressCap; ev = this.ahead.peek()) {
+      this.ahead.pop();
+      this.waitingIds[ev.side].delete(ev.id);
+      this.counters.eventsIn[ev.side] -= 1;
+      this.changes -= 1;
+      this.push(ev);
+    }
+  }
+
+  /** An event dated past the clock: parked (see `ahead`); beyond the bound, the nearest is decided early (counted as late). */
+  private park(ev: InputEvent): void {
+    this.counters.future[ev.side] += 1;
+    this.ahead.push(ev);
+    this.waitingIds[ev.side].add(ev.id);
+    if (this.replaying) this.replayedIds[ev.side].add(ev.id);
+    if (this.ahead.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
+      const nearest = this.ahead.pop()!;
+      this.counters.late[nearest.side] += 1;
+      this.admit(nearest, this.unwait(nearest));
+    }
   }
 
   /** A feed that is caught up and idle has seen everything up to `time` (its wall clock). */
@@ -380,7 +416,14 @@ export class CorrelationEngine {
       if (c.sim.live) open += 1;
       if (c.awaitingLookup) awaiting += 1;
     }
-    return { waiting: this.waiting.size, connections: this.conns.size, open, cachedA: this.cached.A, cachedB: this.cached.B, awaitingLookup: awaiting };
+    return {
+      waiting: this.waiting.size + this.ahead.size,
+      connections: this.conns.size,
+      open,
+      cachedA: this.cached.A,
+      cachedB: this.cached.B,
+      awaitingLookup: awaiting,
+    };
   }
 
   // ---- release, admission, re-runs -------------------------------------------------
@@ -739,7 +782,7 @@ export class CorrelationEngine {
       releasedUpTo: num(this.releasedUpTo),
       cacheFloor: num(cacheFloor),
       lastVersion: this.lastVersion,
-      waiting: this.waiting.values().map((e) => [e.side, e.id]),
+      waiting: [...this.waiting.values(), ...this.ahead.values()].map((e) => [e.side, e.id]),
       keys,
       evicted: forgotten,
       disorder: { ...this.disorder },
