@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
+import { findClickhouseServer } from '../../embedded/clickhouse-server.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { pino } from 'pino';
 import { embeddedOnly, freePort } from '../helpers/stack.js';
@@ -152,6 +153,8 @@ test(
     const up = await startUp();
     try {
       await until('the embedded CouchDB', up, () => answers(up.couchUrl), 120_000);
+      // Installed, ClickHouse starts alongside: interrupted once it answers too, so "gone" below means stopped.
+      if (findClickhouseServer() !== null) await until('the embedded ClickHouse', up, () => answers(up.clickhouseUrl), 120_000);
       up.interrupt();
       assert.equal(await up.exited, '0 null', up.output().slice(-3000));
       assert.doesNotMatch(up.output(), /Ctrl-C stops everything/, 'the startup was interrupted, not completed');
