@@ -6,7 +6,7 @@ import { isoTime } from './iso-time.js';
 import type { InputEvent } from './types.js';
 
 /** Fields the record computes itself; never copied from a source as they are. */
-const CORE: Record<string, true> = {
+export const CORE: Readonly<Record<string, true>> = {
   timestamp: true,
   src_ip: true,
   src_port: true,

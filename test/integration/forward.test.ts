@@ -141,17 +141,20 @@ describe('couchlog forward into a HEC endpoint', () => {
     );
   });
 
+  /** The environment of a `couchlog forward` process on the source stack. */
+  const cliEnv = () => ({
+    ...process.env,
+    COUCHLOG_CONFIG: join(src.dataDir, 'couchlog.yml'),
+    COUCHLOG_DATA: src.dataDir,
+    COUCHLOG_COUCHDB_PORT: String(src.config.couchdb.embedded.port),
+    ...(src.config.couchdb.url ? { COUCHDB_URL: src.config.couchdb.url } : {}),
+    COUCHLOG_LOG_LEVEL: 'silent',
+    COUCHLOG_FORWARD_HEC_TOKEN: TOKEN,
+  });
+
   test('kill -9 of `couchlog forward` and a restart: nothing lost', async () => {
     await post('src3', makeDocs(3000));
-    const env = {
-      ...process.env,
-      COUCHLOG_CONFIG: join(src.dataDir, 'couchlog.yml'),
-      COUCHLOG_DATA: src.dataDir,
-      COUCHLOG_COUCHDB_PORT: String(src.config.couchdb.embedded.port),
-      ...(src.config.couchdb.url ? { COUCHDB_URL: src.config.couchdb.url } : {}),
-      COUCHLOG_LOG_LEVEL: 'silent',
-      COUCHLOG_FORWARD_HEC_TOKEN: TOKEN,
-    };
+    const env = cliEnv();
     const args = [
       join(ROOT, 'dist', 'scripts', 'couchlog.js'),
       'forward',
@@ -185,15 +188,7 @@ describe('couchlog forward into a HEC endpoint', () => {
   test('--once gives up (exit 1) once every attempt has failed for --give-up-after: a cron run ends', async () => {
     // Found by a newcomer's test: with a wrong token or nothing listening, --once retried for ever and cron runs piled up.
     await post('src5', makeDocs(20));
-    const env = {
-      ...process.env,
-      COUCHLOG_CONFIG: join(src.dataDir, 'couchlog.yml'),
-      COUCHLOG_DATA: src.dataDir,
-      COUCHLOG_COUCHDB_PORT: String(src.config.couchdb.embedded.port),
-      ...(src.config.couchdb.url ? { COUCHDB_URL: src.config.couchdb.url } : {}),
-      COUCHLOG_LOG_LEVEL: 'silent',
-      COUCHLOG_FORWARD_HEC_TOKEN: TOKEN,
-    };
+    const env = cliEnv();
     const nothing = `http://127.0.0.1:${await freePort()}`;
     const args = [
       join(ROOT, 'dist', 'scripts', 'couchlog.js'),

@@ -9,6 +9,7 @@
 // so what depends only on field names is worked out once per name.
 import type { SinkRecord } from '../sink.js';
 import { COLUMNS, type Column } from './columns.js';
+import { CORE } from '../../engine/merge-record.js';
 
 /** `header_User-Agent` and `header_user_agent` name the same field. */
 const norm = (name: string) => name.toLowerCase().replace(/-/g, '_');
@@ -51,24 +52,7 @@ VALUE_COLUMNS.forEach((c, col) =>
  * became correlated = 1, and a `Timestamp` moved the row's (time, id) key
  * so later corrections no longer replaced it (found by a code review).
  */
-export const EXACT_FIELDS: ReadonlySet<string> = new Set([
-  'timestamp',
-  'src_ip',
-  'src_port',
-  'dst_ip',
-  'dst_port',
-  'correlated',
-  'orphan_side',
-  'keepalives',
-  'a_timestamp',
-  'b_timestamp',
-  'conn_id',
-  'a_id',
-  'b_id',
-  'revision',
-  'decided_at',
-  'deleted',
-]);
+export const EXACT_FIELDS: ReadonlySet<string> = new Set([...Object.keys(CORE), 'revision', 'decided_at', 'deleted']);
 
 const NONE: readonly Feed[] = [];
 /** Field name as written -> its feeds. Logs use few distinct names; bounded anyway. */
