@@ -16,6 +16,7 @@
 // (revision 2, 3..., deletions), so there what must hold is that every
 // current document, tombstones included, carries the correlator's valid
 // signature (lib/audit/record-signature.ts) and has a single leaf.
+import { OperationError } from '../lib/errors.js';
 import type { AdminClient } from '../lib/couch/admin-client.js';
 import { checkSignature } from '../lib/audit/record-signature.js';
 
@@ -83,7 +84,11 @@ export async function auditDatabase(admin: AdminClient, db: string, o: AuditOpti
     // seq_interval: only last_seq is used, and CouchDB 3 then encodes no sequence for the other changes.
     const qs = new URLSearchParams({ style: 'all_docs', since: audit.lastSeq, limit: String(pageSize), feed: 'normal', seq_interval: String(pageSize) });
     if (o.signingKey !== null) qs.set('include_docs', 'true');
-    const page = await admin.must<{ results: ChangeRow[]; last_seq: unknown }>(`reading ${db}/_changes`, 'GET', `/${encodeURIComponent(db)}/_changes?${qs}`);
+    const res = await admin.call<{ results: ChangeRow[]; last_seq: unknown }>('GET', `/${encodeURIComponent(db)}/_changes?${qs}`);
+    // Said as `couchlog report` says it (it was CouchDB's "404 not_found no_db_file").
+    if (res.status === 404) throw new OperationError(`database ${db} does not exist (is the app in the config's apps:, and has couchlog setup run?)`);
+    if (res.status >= 400) throw new OperationError(`reading ${db}/_changes failed: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+    const page = res.body;
     for (const row of page.results) {
       if (row.id.startsWith('_design/')) continue;
       audit.checked++;

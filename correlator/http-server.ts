@@ -45,7 +45,8 @@ function refresh(d: HealthDeps): void {
 }
 
 export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: d.logger as FastifyBaseLogger });
+  // Scrapes every few seconds: no "incoming request"/"request completed" pair per scrape (it filled a terminal in pretty mode).
+  const app = Fastify({ loggerInstance: d.logger as FastifyBaseLogger, disableRequestLogging: true });
   app.get('/metrics', async (_req, reply) => {
     refresh(d);
     return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics());

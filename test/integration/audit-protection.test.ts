@@ -163,7 +163,7 @@ describe('log databases under audit protection', () => {
     assert.match(bad.stderr, /--list must be a non-negative integer/);
     const missing = cli(['--app', 'nosuchapp']);
     assert.equal(missing.status, 1);
-    assert.match(missing.stderr, /log_nosuchapp/);
+    assert.match(missing.stderr, /database log_nosuchapp does not exist \(is the app in the config's apps:, and has couchlog setup run\?\)/);
   });
 });
 
