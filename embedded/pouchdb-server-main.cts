@@ -59,6 +59,30 @@ utils.sendCouchDBResp = function sendWithoutBogusChunking(res, err, couchResp) {
   };
 }
 
+// The sixth: pouchdb-size walks a database's folder (one lstat per file)
+// on every info(), and pouchdb-auth calls info() of _users on every
+// Basic-authenticated request: each batch the ingress writes paid a walk
+// of _users (7 % of this server's thread under single POSTs). A folder's
+// size is kept for a second; GET /db's disk_size may be that old.
+{
+  type SizedDb = { name?: string; __opts?: { prefix?: string } };
+  const size = require('pouchdb-size') as { getDiskSize: (this: SizedDb, callback?: unknown) => Promise<number> };
+  const walk = size.getDiskSize;
+  const recent = new Map<string, { at: number; size: Promise<number> }>();
+  size.getDiskSize = function recentDiskSize(this: SizedDb, callback?: unknown) {
+    if (callback !== undefined) return walk.call(this, callback);
+    const key = `${this.__opts?.prefix ?? ''}${this.name ?? ''}`;
+    const now = Date.now();
+    const hit = recent.get(key);
+    if (hit !== undefined && now - hit.at < 1000) return hit.size;
+    const measured = walk.call(this);
+    recent.set(key, { at: now, size: measured });
+    if (recent.size > 1000) recent.delete(recent.keys().next().value!);
+    measured.catch(() => recent.delete(key));
+    return measured;
+  };
+}
+
 const fs = require('node:fs') as typeof import('node:fs');
 // [file, marker of the patch, what is lost without it, whether that is a security hole]
 const patches: Array<[string, string, string, boolean]> = [

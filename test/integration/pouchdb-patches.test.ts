@@ -499,3 +499,28 @@ describe('security read once per _bulk_docs (patched pouchdb-security)', () => {
     assert.equal(await exists('m-3'), false);
   });
 });
+
+describe(
+  "database sizes kept for a second (embedded server: pouchdb-auth's _users info() on every Basic request)",
+  { skip: embeddedOnly('tests a fix of PouchDB Server') },
+  () => {
+    test('GET /db still reports disk_size, and it follows writes once the second has passed', async () => {
+      const admin = { authorization: stack.auth.admin };
+      const size = async () => (await http(`${stack.couchUrl}/log_appname`, { headers: admin })).json.disk_size as number;
+      const before = await size();
+      assert.equal(typeof before, 'number');
+      const docs = Array.from({ length: 300 }, (_, i) => ({ pad: 'x'.repeat(2000), i }));
+      const res = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, ...admin },
+        body: JSON.stringify({ docs }),
+      });
+      assert.equal(storedStatus(res.status), 201, res.text.slice(0, 200));
+      await new Promise((ok) => setTimeout(ok, 1200));
+      const after = await size();
+      assert.ok(after > before, `disk_size ${before} -> ${after}`);
+      // Basic-authenticated requests in a row all work (each asks _users' info()).
+      for (let i = 0; i < 20; i++) assert.equal((await http(`${stack.couchUrl}/log_appname`, { headers: admin })).status, 200);
+    });
+  },
+);
