@@ -136,7 +136,11 @@ describe('the CouchDB sink', () => {
     assert.equal(delivery.watched, 0, 'every check made');
     assert.equal(resurrected, 1);
     assert.equal((await revisionHistory('log_sinkwatch', 'B-w1')).deleted, true, 'the late write is undone');
-    assert.equal((await revisionHistory('log_sinkwatch', 'B-w2')).deleted, false, 'the newer decision stays');
+    // On a cluster the raw write above can land as a second branch on a copy the read repair had not reached yet
+    // (CI of 415ff09: leaves 1-… and 3-…, both the newer decision): what matters is that no leaf was deleted.
+    const w2 = await http(`${stack.couchUrl}/log_sinkwatch/B-w2?open_revs=all`, { headers: { authorization: stack.auth.admin, accept: 'application/json' } });
+    const w2Leaves = w2.json as Array<{ ok?: { _deleted?: boolean; revision?: number } }>;
+    assert.ok(w2Leaves.length >= 1 && w2Leaves.every((l) => l.ok && !l.ok._deleted && l.ok.revision === 3), `the newer decision stays: ${w2.text}`);
     await delivery.close();
     await httpClient.pool.close();
   });
