@@ -241,16 +241,9 @@ export class CorrelationEngine {
       if (ev.time < this.horizon()) this.counters.tooLate[ev.side] += 1;
       this.admit(ev);
     } else {
-      this.waiting.push(ev);
-      this.waitingIds[ev.side].add(ev.id);
-      if (this.replaying) this.replayedIds[ev.side].add(ev.id);
       // Bounded memory even if one feed stalls for good: the oldest waiting
       // event is decided early (counted as late, like any ordering slip).
-      if (this.waiting.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
-        const oldest = this.waiting.pop()!;
-        this.counters.late[oldest.side] += 1;
-        this.admit(oldest, this.unwait(oldest));
-      }
+      this.hold(this.waiting, ev);
     }
     this.release();
   }
@@ -294,13 +287,18 @@ export class CorrelationEngine {
   /** An event dated past the clock: parked (see `ahead`); beyond the bound, the nearest is decided early (counted as late). */
   private park(ev: InputEvent): void {
     this.counters.future[ev.side] += 1;
-    this.ahead.push(ev);
+    this.hold(this.ahead, ev);
+  }
+
+  /** Holds an event in `queue` (waiting or ahead); past the buffers' bound, the queue's first is decided early, counted as late. */
+  private hold(queue: MinHeap<InputEvent>, ev: InputEvent): void {
+    queue.push(ev);
     this.waitingIds[ev.side].add(ev.id);
     if (this.replaying) this.replayedIds[ev.side].add(ev.id);
-    if (this.ahead.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
-      const nearest = this.ahead.pop()!;
-      this.counters.late[nearest.side] += 1;
-      this.admit(nearest, this.unwait(nearest));
+    if (queue.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
+      const first = queue.pop()!;
+      this.counters.late[first.side] += 1;
+      this.admit(first, this.unwait(first));
     }
   }
 
