@@ -1,6 +1,6 @@
 // A real ClickHouse (Debian's clickhouse-server) for a test file: its own
 // data folder and free loopback ports, stopped and removed afterwards.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedClickhouse, findClickhouseServer } from '../../embedded/clickhouse-server.js';
@@ -34,7 +34,7 @@ export async function startClickhouse(): Promise<TestClickhouse> {
     url: server.url,
     server,
     async query(sql: string) {
-      const res = await fetch(`${server.url}/`, { method: 'POST', body: sql });
+      const res = await answered(server, dataDir, sql);
       const text = await res.text();
       if (!res.ok) throw new Error(`ClickHouse: ${text}`);
       return text;
@@ -44,4 +44,29 @@ export async function startClickhouse(): Promise<TestClickhouse> {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A query's response; a request that gets no answer at all (the connection
+ * refused or dropped) is tried again for up to 30 s, because the supervisor
+ * restarts a ClickHouse that died and its data is on disk. Each such miss is
+ * written to stderr with its cause and the server's error log, so a CI log
+ * shows it; if it never answers, the error says why. (Seen once in CI, on a
+ * 3-node cluster run: `fetch failed` with nothing else to go on.)
+ */
+async function answered(server: EmbeddedClickhouse, dataDir: string, sql: string): Promise<Response> {
+  const deadline = Date.now() + 30_000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(`${server.url}/`, { method: 'POST', body: sql });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const logFile = join(dataDir, 'clickhouse', 'server.err.log');
+      const errLog = existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-2000) : '(no error log)';
+      const why = `test ClickHouse at ${server.url} did not answer (attempt ${attempt}): ${(err as Error).message}, ${cause?.code ?? ''} ${cause?.message ?? ''}\n${errLog}`;
+      process.stderr.write(`${why}\n`);
+      if (Date.now() > deadline) throw new Error(why, { cause: err });
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }

@@ -160,11 +160,30 @@ export async function http(url: string, init: { method?: string; headers?: Recor
 
 export const JSON_TYPE = { 'content-type': 'application/json' };
 
-/** Number of non-design documents in a database, read as admin directly from CouchDB. */
+/**
+ * Number of non-design documents in a database, read as admin directly from
+ * CouchDB, once it has stopped moving. On a cluster `_all_docs` reads each
+ * shard range from whichever copy answers first, and a copy may not yet hold
+ * a write answered a moment ago: a count taken right after a write can be
+ * short by it, and a later "nothing was stored" comparison then sees that
+ * write arrive. So on a cluster, read until three reads in a row agree.
+ */
 export async function countDocs(stack: Stack, db: string): Promise<number> {
-  const res = await http(`${stack.couchUrl}/${db}/_all_docs`, { headers: { authorization: stack.auth.admin } });
-  if (res.status !== 200) throw new Error(`count ${db}: ${res.status} ${res.text}`);
-  return (res.json.rows as Array<{ id: string }>).filter((r) => !r.id.startsWith('_design/')).length;
+  const read = async (): Promise<number> => {
+    const res = await http(`${stack.couchUrl}/${db}/_all_docs`, { headers: { authorization: stack.auth.admin } });
+    if (res.status !== 200) throw new Error(`count ${db}: ${res.status} ${res.text}`);
+    return (res.json.rows as Array<{ id: string }>).filter((r) => !r.id.startsWith('_design/')).length;
+  };
+  let last = await read();
+  if (!couchCluster) return last;
+  const deadline = Date.now() + 10_000;
+  for (let agreeing = 1; agreeing < 3 && Date.now() < deadline;) {
+    await new Promise((r) => setTimeout(r, 150));
+    const now = await read();
+    agreeing = now === last ? agreeing + 1 : 1;
+    last = now;
+  }
+  return last;
 }
 
 /**
