@@ -1,6 +1,6 @@
 // GET /metrics (Prometheus) and GET /health (JSON; 503 when a sink has been
 // failing longer than the threshold or a feed cannot be read).
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../lib/logger.js';
 import type { CorrelatorMetrics } from './metrics.js';
 import type { CorrelatorPipeline } from './pipeline.js';
@@ -46,7 +46,7 @@ function refresh(d: HealthDeps): void {
 
 export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
   // Scrapes every few seconds: no "incoming request"/"request completed" pair per scrape (it filled a terminal in pretty mode).
-  const app = Fastify({ loggerInstance: d.logger as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: d.logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   app.get('/metrics', async (_req, reply) => {
     refresh(d);
     return reply.type(d.metrics.registry.contentType).send(await d.metrics.registry.metrics());
