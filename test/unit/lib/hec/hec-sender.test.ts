@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { getEventListeners } from 'node:events';
 import { HecSender, RefusedError, RetryableSendError } from '../../../../lib/hec/hec-sender.js';
 
 interface Scripted {
@@ -149,4 +150,21 @@ test('abort() ends a request in flight at once (shutdown)', async () => {
   await assert.rejects(sending, (err: unknown) => err instanceof RetryableSendError && /stopping/.test(err.message));
   assert.ok(Date.now() - started < 2000);
   await sender.close();
+});
+
+test('requests leave nothing behind on the sender’s long-lived stop signal (Node 20 kept one entry per AbortSignal.any call)', async () => {
+  next = { status: 200, body: '{"text":"Success","code":0}' };
+  const sender = senderFor();
+  try {
+    for (let i = 0; i < 200; i++) await sender.send(['{"event":1}']);
+    const stop = (sender as unknown as { stopping: AbortController }).stopping.signal;
+    assert.equal(getEventListeners(stop, 'abort').length, 0, 'abort listeners');
+    // Node's own bookkeeping of signals that follow this one (AbortSignal.any), where it keeps one.
+    for (const sym of Object.getOwnPropertySymbols(stop)) {
+      const held = (stop as unknown as Record<symbol, unknown>)[sym];
+      if (sym.description === 'kDependantSignals' && held !== undefined) assert.equal((held as { size: number }).size, 0, 'signals following the stop signal');
+    }
+  } finally {
+    await sender.close();
+  }
 });
