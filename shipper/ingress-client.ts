@@ -34,7 +34,8 @@ export function parseTarget(url: string, app?: string): IngressTarget {
   try {
     u = new URL(url);
   } catch {
-    throw new UsageError(`--url: not a URL: ${JSON.stringify(url)}`);
+    // Not repeated: it may hold a password (http://writer:secret@host:80x/...), and this goes to cron mail.
+    throw new UsageError('--url: not a URL (expected e.g. http://127.0.0.1:8080/log_fail2ban)');
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError('--url must be http:// or https://');
   let path = u.pathname.replace(/\/+$/, '');

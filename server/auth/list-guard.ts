@@ -43,13 +43,15 @@ export class ListGuard {
     const t = listTarget(url);
     if (!t) return;
     const own = await this.functions(t.db, t.ddoc, creds);
+    if (own === 'unchecked') return;
     if (own === 'missing' || !own.lists.has(t.list)) throw notFound('INGRESS_MISSING_LIST', `missing list function ${t.list} on design doc _design/${t.ddoc}`);
     const viewDoc = t.viewDdoc === t.ddoc ? own : await this.functions(t.db, t.viewDdoc, creds);
+    if (viewDoc === 'unchecked') return;
     if (viewDoc === 'missing' || !viewDoc.views.has(t.view))
       throw notFound('INGRESS_MISSING_VIEW', `missing view ${t.view} on design doc _design/${t.viewDdoc}`);
   }
 
-  private async functions(db: string, ddoc: string, creds: Credentials | null): Promise<DesignFunctions | 'missing'> {
+  private async functions(db: string, ddoc: string, creds: Credentials | null): Promise<DesignFunctions | 'missing' | 'unchecked'> {
     const key = `${creds?.authorization ?? ''}\n${creds?.cookie ?? ''}\n${db}\n${ddoc}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
@@ -63,8 +65,14 @@ export class ListGuard {
       throw unavailable('COUCHDB_UNAVAILABLE', `CouchDB is unavailable (${(err as Error).message}); retry later`, this.opts.retryAfterS, err);
     }
     const body = (await res.json().catch(() => null)) as { lists?: Record<string, unknown>; views?: Record<string, unknown> } | null;
-    const value: DesignFunctions | 'missing' =
-      res.status === 200 && body ? { lists: new Set(Object.keys(body.lists ?? {})), views: new Set(Object.keys(body.views ?? {})) } : 'missing';
+    // Only an answer about the design document is kept: a 404 says it is missing, a 200 what it
+    // holds. CouchDB failing for a moment is a 503 to retry, never a cached "missing" (a 404 for a
+    // list that exists, which no client retries); a caller it refuses is for CouchDB to answer.
+    if (res.status === 401 || res.status === 403) return 'unchecked';
+    let value: DesignFunctions | 'missing';
+    if (res.status === 200 && body) value = { lists: new Set(Object.keys(body.lists ?? {})), views: new Set(Object.keys(body.views ?? {})) };
+    else if (res.status === 404) value = 'missing';
+    else throw unavailable('COUCHDB_UNAVAILABLE', `CouchDB answered ${res.status} for _design/${ddoc}; retry later`, this.opts.retryAfterS);
     this.cache.set(key, value);
     return value;
   }

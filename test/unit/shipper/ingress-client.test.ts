@@ -107,4 +107,11 @@ describe('target URL', () => {
       );
     }
   });
+
+  test('a URL that does not parse is not repeated: it may carry a password', () => {
+    assert.throws(
+      () => parseTarget('http://writer:S3cret@host:80x/log_a'),
+      (e: unknown) => e instanceof UsageError && /not a URL/.test(e.message) && !e.message.includes('S3cret'),
+    );
+  });
 });
