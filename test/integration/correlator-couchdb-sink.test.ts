@@ -16,7 +16,7 @@ import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js'
 let stack: Stack;
 before(async () => {
   stack = await startStack();
-  for (const app of ['sinkretry', 'sinkpartial', 'sinkwatch', 'sinkrevive']) await ensureCorrelatorDatabases(adminClient(stack.config), app);
+  for (const app of ['sinkretry', 'sinkpartial', 'sinkwatch', 'sinkrevive', 'sinkrole']) await ensureCorrelatorDatabases(adminClient(stack.config), app);
 });
 after(async () => {
   await stack?.stop();
@@ -64,6 +64,31 @@ async function revisionHistory(db: string, id: string): Promise<{ deleted: boole
 }
 
 describe('the CouchDB sink', () => {
+  test("an account CouchDB refuses (no role log_correlator, not a member) is the operator's to fix: retried, never dead-lettered", async () => {
+    // Found by a code review: the validate_doc_update's 'only the correlator' refusal of every
+    // record was taken as bad records, and all of log_correlated went to the dead-letter file.
+    const httpClient = new CouchHttp(stack.couchUrl, { timeoutMs: 30_000, retryAfterS: 1 });
+    try {
+      for (const [who, authorization] of [
+        ['a reader (a member, without the role)', stack.auth.reader],
+        ['the writer (not a member)', stack.auth.writer],
+      ] as const) {
+        const delivery = new CouchDbDelivery(httpClient, 'log_sinkrole', { authorization });
+        const err = await delivery.deliver([orphanB('B-role', 1, '2026-12-05T10:00:01.000Z')]).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        await delivery.close();
+        assert.ok(err instanceof Error, `${who}: refused`);
+        assert.equal(delivery.classify(err), 'config', `${who}: ${(err as Error).message}`);
+      }
+      const stored = await http(`${stack.couchUrl}/log_sinkrole/B-role`, { headers: { authorization: stack.auth.admin } });
+      assert.equal(stored.status, 404, 'nothing written');
+    } finally {
+      await httpClient.pool.close();
+    }
+  });
+
   test('a batch holding a provisional record and its deletion, retried after its answer was lost, never brings the record back', async () => {
     // The deletion's answer is lost: the batching sink delivers the whole batch again.
     const httpClient = new LosingHttp(stack.couchUrl);

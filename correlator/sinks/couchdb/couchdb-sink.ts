@@ -42,6 +42,35 @@ export class PermanentDeliveryError extends Error {
   override readonly name = 'PermanentDeliveryError';
 }
 
+/**
+ * CouchDB refuses the correlator's account, not the records (its password,
+ * its role log_correlator, the database's members): the operator's to fix.
+ * The records wait and are retried, loudly; dead-lettering them would move
+ * the checkpoint past every record of the outage.
+ */
+export class SinkSetupError extends OperationError {
+  override readonly name = 'SinkSetupError';
+}
+
+/** validate_doc_update's refusals of the account rather than of a record (design-docs/append-only.ts). */
+const ACCOUNT_REFUSAL = /^only (the correlator|admins) /;
+
+/**
+ * What per-document refusals of a _bulk_docs mean for the batch: an
+ * account refusal or a missing result (no answer is not a refusal: the
+ * ingress answers it 503 too) is retried; only refusals of the records
+ * themselves go on to the dead letters.
+ */
+export function refusalError(refused: ReadonlyArray<{ id: string; error: string; reason: string }>): Error | null {
+  if (refused.length === 0) return null;
+  const example = (r: { id: string; error: string; reason: string }) => `${refused.length} document(s) refused, e.g. ${r.id}: ${r.error} ${r.reason}`;
+  const account = refused.find((r) => r.error === 'unauthorized' || (r.error === 'forbidden' && ACCOUNT_REFUSAL.test(r.reason)));
+  if (account) return new SinkSetupError(`${example(account)} (the correlator's account in CouchDB: its role log_correlator, the database's members)`);
+  const unknown = refused.find((r) => r.error === 'unknown');
+  if (unknown) return new OperationError(example(unknown));
+  return new PermanentDeliveryError(example(refused[0]!));
+}
+
 interface Stored {
   rev: string;
   deleted: boolean;
@@ -209,14 +238,13 @@ export class CouchDbDelivery implements Delivery {
     if (this.sign) for (const d of docs) d[SIGNATURE_FIELD] = this.sign(d);
     const res = await this.http.request<unknown>('POST', `${this.base}/_bulk_docs`, { headers: this.headers, body: JSON.stringify({ docs }) });
     if (res.status === 400 || res.status === 413) throw new PermanentDeliveryError(`CouchDB refused the batch: ${res.status} ${JSON.stringify(res.body)}`);
+    if (res.status === 401 || res.status === 403)
+      throw new SinkSetupError(`CouchDB refused the correlator's account: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.status !== 201 && res.status !== 202) throw new OperationError(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);
     const results = matchResults(docs as Array<{ _id: string }>, res.body);
     if (res.status === 202) await this.onEveryCopy(results.filter((r) => 'ok' in r).map((r) => r.id));
-    const refused = results.filter((r) => 'error' in r && r.error !== 'conflict');
-    if (refused.length > 0) {
-      const first = refused[0] as { id: string; error: string; reason: string };
-      throw new PermanentDeliveryError(`${refused.length} document(s) refused, e.g. ${first.id}: ${first.error} ${first.reason}`);
-    }
+    const refusal = refusalError(results.filter((r) => 'error' in r && r.error !== 'conflict') as Array<{ id: string; error: string; reason: string }>);
+    if (refusal) throw refusal;
     return results.filter((r) => 'error' in r).map((r) => r.id);
   }
 
@@ -243,6 +271,8 @@ export class CouchDbDelivery implements Delivery {
     const res = await this.http.request<{
       rows?: Array<{ id?: string; key?: string; value?: { rev: string; deleted?: boolean }; doc?: Record<string, unknown> | null; error?: string }>;
     }>('POST', `${this.base}/_all_docs?include_docs=true`, { headers: this.headers, body: JSON.stringify({ keys: ids }) });
+    if (res.status === 401 || res.status === 403)
+      throw new SinkSetupError(`CouchDB refused the correlator's account: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.status !== 200) throw new OperationError(`reading ${ids.length} correlated records: ${res.status} ${JSON.stringify(res.body)}`);
     const out = new Map<string, Stored>();
     for (const row of res.body.rows ?? []) {
@@ -253,6 +283,6 @@ export class CouchDbDelivery implements Delivery {
   }
 
   classify(err: unknown): FailureKind {
-    return err instanceof PermanentDeliveryError ? 'permanent' : 'retry';
+    return err instanceof PermanentDeliveryError ? 'permanent' : err instanceof SinkSetupError ? 'config' : 'retry';
   }
 }

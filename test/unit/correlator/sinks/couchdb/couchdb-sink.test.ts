@@ -3,7 +3,8 @@
 // test/integration/correlator-couchdb-sink.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { latestOfEach } from '../../../../../correlator/sinks/couchdb/couchdb-sink.js';
+import { latestOfEach, PermanentDeliveryError, refusalError, SinkSetupError } from '../../../../../correlator/sinks/couchdb/couchdb-sink.js';
+import { OperationError } from '../../../../../lib/errors.js';
 import type { SinkRecord } from '../../../../../correlator/sinks/sink.js';
 import { mulberry32 } from '../../../../../bench/prng.js';
 
@@ -43,4 +44,22 @@ test('property: for random batches, exactly one record per id survives, the last
       'in batch order',
     );
   }
+});
+
+test("per-document refusals: the account's are the operator's to fix, a missing result is retried, only the records' own go to the dead letters", () => {
+  const r = (error: string, reason: string) => ({ id: 'A-1', error, reason });
+  assert.equal(refusalError([]), null);
+  const role = refusalError([r('forbidden', 'only the correlator (role log_correlator) may write correlated records')]);
+  assert.ok(role instanceof SinkSetupError, String(role));
+  assert.ok(refusalError([r('unauthorized', 'You are not a db or server admin.')]) instanceof SinkSetupError);
+  assert.ok(refusalError([r('forbidden', 'only admins may write design documents')]) instanceof SinkSetupError);
+  const unknown = refusalError([r('unknown', 'CouchDB gave no result for this document')]);
+  assert.ok(unknown instanceof OperationError && !(unknown instanceof SinkSetupError), String(unknown));
+  const data = refusalError([r('forbidden', 'a correlated record is only replaced by a later revision'), r('bad_request', 'Document must be a JSON object')]);
+  assert.ok(data instanceof PermanentDeliveryError, String(data));
+  assert.match(data.message, /2 document\(s\) refused/);
+  // One account refusal in a batch decides it: the others were refused for the same account.
+  assert.ok(
+    refusalError([r('bad_request', 'x'), r('forbidden', 'only the correlator (role log_correlator) may write correlated records')]) instanceof SinkSetupError,
+  );
 });
