@@ -31,6 +31,13 @@ export interface HecSenderOptions {
   ack: 'auto' | 'off';
   ackTimeoutMs: number;
   ackPollMs: number;
+  /**
+   * Events name their own index (the forwarder's index_field): HEC's code 7
+   * (incorrect index) is then about an event. Otherwise every event has the
+   * configured index, and code 7 is the setup's (a missing index, or one the
+   * token may not write): kept and retried for the operator, not dead-lettered.
+   */
+  indexPerEvent?: boolean;
 }
 
 export class RetryableSendError extends Error {
@@ -161,6 +168,8 @@ export class HecSender {
     if (status === 200) throw new RetryableSendError(`${this.eventUrl.host} answered 200 without HEC's {"code":0}: is the URL a HEC endpoint?`, null, true);
     if (status >= 500 || status === 429 || code === 9 || status === 408)
       throw new RetryableSendError(`HEC answered ${what}`, retryAfterMs(headers['retry-after']));
+    if (status === 400 && code === 7 && this.o.indexPerEvent !== true)
+      throw new RetryableSendError(`HEC refused the configured index (missing, or not allowed for the token): ${what}`, null, true);
     if (status === 413 || (status === 400 && code !== null && DATA_CODES.has(code))) {
       const n = answer?.['invalid-event-number'];
       throw new RefusedError(`HEC refused the data: ${what}`, status, code, typeof n === 'number' ? n : null);

@@ -57,12 +57,12 @@ after(async () => {
   await new Promise<void>((ok) => server.close(() => ok()));
 });
 
-const senderFor = (timeoutMs = 5000) =>
-  new HecSender({ url, token: 't', gzip: false, verifyTls: true, timeoutMs, ack: 'off', ackTimeoutMs: 1000, ackPollMs: 10 });
+const senderFor = (timeoutMs = 5000, indexPerEvent = true) =>
+  new HecSender({ url, token: 't', gzip: false, verifyTls: true, timeoutMs, ack: 'off', ackTimeoutMs: 1000, ackPollMs: 10, indexPerEvent });
 
-async function outcome(answer: Scripted): Promise<'delivered' | RefusedError | RetryableSendError> {
+async function outcome(answer: Scripted, indexPerEvent = true): Promise<'delivered' | RefusedError | RetryableSendError> {
   next = answer;
-  const sender = senderFor();
+  const sender = senderFor(5000, indexPerEvent);
   try {
     await sender.send(['{"event":{"n":1}}']);
     return 'delivered';
@@ -85,6 +85,12 @@ test('a refusal of the data throws the events away (to be narrowed down and dead
     assert.equal(r.hecCode, code);
   }
   assert.ok((await outcome({ status: 413, body: '{"text":"Content too large","code":27}' })) instanceof RefusedError);
+});
+
+test("code 7 (incorrect index) is the setup's when every event has the configured index: kept and retried for the operator", async () => {
+  const r = await outcome({ status: 400, body: '{"text":"Incorrect index","code":7,"invalid-event-number":0}' }, false);
+  assert.ok(r instanceof RetryableSendError && r.operatorMustFix, String(r));
+  assert.match(r.message, /configured index/);
 });
 
 test('a busy or failing target is retried, as long as it asks', async () => {
