@@ -29,10 +29,18 @@ export function onShutdownSignal(logger: Logger, shutdown: () => Promise<void>):
   process.on('SIGTERM', handler);
 }
 
-/** SIGHUP reopens output files (logrotate's postrotate sends it). */
-export function onReopenSignal(logger: Logger, reopen: () => Promise<void>): void {
+/**
+ * SIGHUP reopens output files (logrotate's postrotate sends it, and
+ * `systemctl reload`). Installed before startup, with the reopen action
+ * to come once started: SIGHUP's default action ends the process, which
+ * systemd counts as a clean exit (no restart), and `couchlog up` would
+ * leave its servers behind. One that comes while starting is answered
+ * once started (a file opened meanwhile may be the one rotated away).
+ */
+export function onReopenSignal(logger: Logger, reopen: Promise<(() => Promise<void>) | undefined>): void {
+  const ready = reopen.catch(() => undefined);
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: reopening files');
-    reopen().catch((err: Error) => logger.error({ err: err.message }, 'reopen failed'));
+    ready.then((action) => action?.()).catch((err: Error) => logger.error({ err: err.message }, 'reopen failed'));
   });
 }

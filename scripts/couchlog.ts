@@ -54,6 +54,10 @@ program
     // From the first moment: a Ctrl-C during the startup stops what has started.
     const startup = new AbortController();
     const starting = up(config, logger, say, startup.signal);
+    onReopenSignal(
+      logger,
+      starting.then((r) => r.reopen),
+    );
     let running: Running | undefined;
     onShutdownSignal(logger, async () => {
       startup.abort();
@@ -67,7 +71,6 @@ program
       if (startup.signal.aborted) return; // the signal handler exits once up() has stopped what it started
       throw err;
     }
-    onReopenSignal(logger, running.reopen);
     // Without a terminal every line is one JSON object: the banner too.
     if (cli.format === 'json') logger.info({ banner: running.banner }, 'couchlog is running (Ctrl-C stops everything)');
     else out.write(running.banner);
@@ -105,12 +108,15 @@ program
   .description('run the write-only HTTP ingress')
   .action(async () => {
     const { config, logger } = context();
-    const app = await startIngress(config, logger);
-    onShutdownSignal(logger, () => app.close());
-    // `systemctl reload` sends SIGHUP, which would otherwise end the process
-    // (and systemd counts that as a clean exit: no restart). The ingress has
-    // no file to reopen (its logs go to stdout); it reloads its write tokens.
-    onReopenSignal(logger, async () => reloadWriteTokens(app, () => loadConfig({ file: program.opts<{ config?: string }>().config }).config, logger));
+    // Signals are taken from the start: one during startup waits for it (see cli/lifecycle.ts).
+    const starting = startIngress(config, logger);
+    onShutdownSignal(logger, async () => (await starting.catch(() => undefined))?.close());
+    // The ingress has no file to reopen (its logs go to stdout): SIGHUP reloads its write tokens.
+    onReopenSignal(
+      logger,
+      starting.then((app) => async () => reloadWriteTokens(app, () => loadConfig({ file: program.opts<{ config?: string }>().config }).config, logger)),
+    );
+    await starting;
   });
 
 program
@@ -118,9 +124,14 @@ program
   .description('run the correlator: HTTP (A) x network (B) logs from CouchDB _changes into ClickHouse and log_correlated')
   .action(async () => {
     const { config, logger } = context();
-    const running = await startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled });
-    onShutdownSignal(logger, running.stop);
-    onReopenSignal(logger, running.reopen);
+    // Signals are taken from the start: one during startup waits for it (see cli/lifecycle.ts).
+    const starting = startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled });
+    onShutdownSignal(logger, async () => (await starting.catch(() => undefined))?.stop());
+    onReopenSignal(
+      logger,
+      starting.then((r) => r.reopen),
+    );
+    await starting;
   });
 
 program

@@ -9,6 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../lib/config/load.js';
 import { buildApp } from '../../server/app.js';
@@ -226,8 +227,8 @@ describe('SIGHUP (systemctl reload)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function run(command: string, env: Record<string, string>, readyUrl: string): Promise<{ child: ChildProcess; output: () => string }> {
-    writeFileSync(join(dir, `${command}.yml`), 'clickhouse: {enabled: false}\n');
+  function spawnCommand(command: string, env: Record<string, string>, yaml = 'clickhouse: {enabled: false}\n'): { child: ChildProcess; output: () => string } {
+    writeFileSync(join(dir, `${command}.yml`), yaml);
     let output = '';
     const child = spawn(process.execPath, [CLI, '--config', join(dir, `${command}.yml`), command], {
       env: {
@@ -246,15 +247,20 @@ describe('SIGHUP (systemctl reload)', () => {
     children.push(child);
     child.stdout!.on('data', (d) => (output += d));
     child.stderr!.on('data', (d) => (output += d));
+    return { child, output: () => output };
+  }
+
+  async function run(command: string, env: Record<string, string>, readyUrl: string): Promise<{ child: ChildProcess; output: () => string }> {
+    const { child, output } = spawnCommand(command, env);
     const deadline = Date.now() + 30_000;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`couchlog ${command} exited ${child.exitCode}:\n${output}`);
-      if (Date.now() > deadline) throw new Error(`couchlog ${command} did not answer at ${readyUrl}:\n${output}`);
+      if (child.exitCode !== null) throw new Error(`couchlog ${command} exited ${child.exitCode}:\n${output()}`);
+      if (Date.now() > deadline) throw new Error(`couchlog ${command} did not answer at ${readyUrl}:\n${output()}`);
       const ok = await fetch(readyUrl).then(
         (r) => r.status === 200,
         () => false,
       );
-      if (ok) return { child, output: () => output };
+      if (ok) return { child, output };
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -276,6 +282,41 @@ describe('SIGHUP (systemctl reload)', () => {
     const url = `http://127.0.0.1:${port}/_couchlog/health`;
     const { child, output } = await run('ingress', { COUCHLOG_INGRESS_PORT: String(port) }, url);
     await reloadAndStop(child, url, output);
+  });
+
+  test('during startup too: SIGHUP does not end the correlator, and SIGTERM waits for the start, then stops it cleanly', async () => {
+    // Found by a code review: the handlers came after startup, and logrotate's reload after a
+    // reboot (Persistent timer) met a starting correlator: it died of SIGHUP, which systemd
+    // counts as a clean exit (no restart). A ClickHouse that accepts and never answers holds the start.
+    const held: Socket[] = [];
+    let connected!: () => void;
+    const reached = new Promise<void>((ok) => (connected = ok));
+    const blackHole = createServer((socket) => {
+      held.push(socket);
+      connected();
+    });
+    await new Promise<void>((ok) => blackHole.listen(0, '127.0.0.1', ok));
+    try {
+      const chPort = (blackHole.address() as AddressInfo).port;
+      const port = await freePort();
+      const { child, output } = spawnCommand(
+        'correlator',
+        { COUCHLOG_CORRELATOR_METRICS_PORT: String(port) },
+        `clickhouse: {enabled: true, url: "http://127.0.0.1:${chPort}"}\ncorrelator: {outputs: {clickhouse: {timeout_ms: 4000}}}\n`,
+      );
+      await Promise.race([reached, new Promise((_, no) => setTimeout(() => no(new Error(`never asked ClickHouse:\n${output()}`)), 30_000))]);
+      child.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(child.exitCode, null, `died of SIGHUP while starting:\n${output()}`);
+      assert.equal(child.signalCode, null, output());
+      const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, output());
+      assert.match(output(), /SIGHUP/);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((ok) => blackHole.close(() => ok()));
+    }
   });
 
   test('the correlator keeps running after SIGHUP (it reopens its file sink), and SIGTERM stops it cleanly', async () => {
