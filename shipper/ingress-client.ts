@@ -114,6 +114,7 @@ function networkReason(err: unknown): string {
 const DOCUMENT_CODES = new Set<string>([
   'INGRESS_INVALID_JSON',
   'INGRESS_TOO_DEEP',
+  'INGRESS_UNSAFE_NUMBER',
   'INGRESS_DOC_NOT_OBJECT',
   'INGRESS_BAD_ID',
   'INGRESS_SPECIAL_FIELD',

@@ -45,8 +45,15 @@ describe('ingress answers', () => {
     assert.equal(classify(503, '{"error":"service_unavailable"}', 5000, ids).kind, 'retry');
     assert.equal(classify(502, '<html>bad gateway</html>', null, ids).kind, 'retry');
     // A document's fault: refused (the batch is halved to find it).
-    for (const code of ['INGRESS_RESERVED_ID', 'INGRESS_DOC_HAS_REV', 'INGRESS_SPECIAL_FIELD', 'INGRESS_TOO_DEEP', 'COUCHDB_FORBIDDEN']) {
-      const status = code === 'INGRESS_SPECIAL_FIELD' || code === 'INGRESS_TOO_DEEP' ? 400 : 403;
+    for (const code of [
+      'INGRESS_RESERVED_ID',
+      'INGRESS_DOC_HAS_REV',
+      'INGRESS_SPECIAL_FIELD',
+      'INGRESS_TOO_DEEP',
+      'INGRESS_UNSAFE_NUMBER',
+      'COUCHDB_FORBIDDEN',
+    ]) {
+      const status = ['INGRESS_SPECIAL_FIELD', 'INGRESS_TOO_DEEP', 'INGRESS_UNSAFE_NUMBER'].includes(code) ? 400 : 403;
       assert.equal(classify(status, JSON.stringify({ error: 'forbidden', reason: 'x', code }), null, ids).kind, 'refused', code);
     }
     assert.equal(classify(413, '{"error":"too_large","reason":"x","code":"INGRESS_BODY_TOO_LARGE"}', null, ids).kind, 'refused');
