@@ -138,10 +138,22 @@ export function htmlList(_head: unknown, req: ListRequest): void {
   }
   if (t.rows.length === 0) out.push('<tr><td colspan="' + (t.columns.length + 1) + '" class="none">no rows</td></tr>');
   out.push('</tbody></table></div>');
+  /**
+   * One shell word: as it is when plain, else single-quoted. The values come
+   * from the URL, and the line is there to be pasted into a terminal: a
+   * crafted link (from=$(touch /tmp/x)) must not put a command in it.
+   */
+  function sh(v: unknown): string {
+    var s = String(v);
+    return /^[A-Za-z0-9_.:@%+=,\/-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\\''") + "'";
+  }
+  function opt(name: string, v: string | undefined): string {
+    return v ? ' ' + name + ' ' + esc(sh(v)) : '';
+  }
   out.push(
     '<footer>Sort by a column by clicking its name. The same rows as CSV: <a href="' + esc('../csv/' + encodeURIComponent(view) + link({})) + '">' + esc(view) + '.csv</a>. ' +
-      'The terminal: <code>couchlog report ' + esc(view) + ' --app ' + esc(db.replace(/^log_/, '')) + (req.query.group_level ? ' --group-level ' + esc(req.query.group_level) : '') +
-      (req.query.top ? ' --top ' + esc(req.query.top) : '') + (req.query.from ? ' --from ' + esc(req.query.from) : '') + (req.query.to ? ' --to ' + esc(req.query.to) : '') + '</code></footer>',
+      'The terminal: <code>couchlog report ' + esc(sh(view)) + ' --app ' + esc(sh(db.replace(/^log_/, ''))) + opt('--group-level', req.query.group_level) +
+      opt('--top', req.query.top) + opt('--from', req.query.from) + opt('--to', req.query.to) + '</code></footer>',
   );
   out.push('</body></html>');
   send(out.join('\n'));

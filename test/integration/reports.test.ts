@@ -154,6 +154,16 @@ describe('couchlog report', () => {
     assert.equal(stdout.trimEnd().split('\n').at(-1), caption);
     const page = await http(`${stack.url}/log_fail2ban/_design/report/_list/html/attackers?group_level=5&top=2`, { headers: reader });
     assert.ok(page.text.includes(`<p class="caption" id="caption">${caption}</p>`), 'the page says the same');
+    assert.ok(page.text.includes('couchlog report attackers --app fail2ban --group-level 5 --top 2</code>'), 'the command line, plain');
+  });
+
+  test("the page's command line quotes what the URL gave: a crafted link cannot put a command in it", async () => {
+    // Found by a black-box test: ?from=$(touch /tmp/pwned) was shown as --from $(touch /tmp/pwned).
+    const q = `group_level=5&from=${encodeURIComponent('$(touch /tmp/pwned)')}&top=${encodeURIComponent('1;id')}&to=${encodeURIComponent("it's")}`;
+    const page = await http(`${stack.url}/log_fail2ban/_design/report/_list/html/attackers?${q}`, { headers: reader });
+    assert.equal(page.status, 200, page.text.slice(0, 300));
+    const line = /The terminal: <code>([^<]*)<\/code>/.exec(page.text)?.[1];
+    assert.equal(line, "couchlog report attackers --app fail2ban --group-level 5 --top '1;id' --from '$(touch /tmp/pwned)' --to 'it'\\''s'");
   });
 
   test('--format csv, --from/--to and --top', async () => {
