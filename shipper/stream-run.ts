@@ -17,6 +17,7 @@ import type { PlannedRead } from './rotation.js';
 import { Sender, type OutDoc, type Outcome } from './sender.js';
 import type { ShipOptions, ShipResult } from './ship.js';
 import type { TruncateResult } from './truncate.js';
+import { printable } from '../lib/printable.js';
 
 export interface SourceSummary {
   source: string;
@@ -186,7 +187,7 @@ export class StreamRun {
       mismatch: (meta, reason) => {
         this.counts.unmatched++;
         if (this.o.strict) {
-          this.strictFailure ??= new OperationError(`${this.where(meta)}: ${reason} (--strict): ${meta.text.slice(0, SHOWN_CHARS)}`);
+          this.strictFailure ??= new OperationError(printable(`${this.where(meta)}: ${reason} (--strict): ${meta.text.slice(0, SHOWN_CHARS)}`));
           return;
         }
         this.reject([meta], reason);
@@ -222,7 +223,8 @@ export class StreamRun {
 
   /** Reports on stderr, up to --report-limit lines (the summary counts them all). */
   private tell(line: string): void {
-    if (this.shown++ < this.o.reportLimit) this.o.report(line);
+    // Lines quote log text: shown so that it cannot act on the terminal or cron's mail (lib/printable.ts).
+    if (this.shown++ < this.o.reportLimit) this.o.report(printable(line));
   }
 
   /** file:line when reading from the start, else file:byte offset. */

@@ -1,6 +1,7 @@
 // Renders report rows as an aligned table with a bar per row (Unicode
 // eighth blocks), as CSV or as JSON.
 import { reportLib } from '../../design-docs/report-lib.js';
+import { printable, printableCsv } from '../../lib/printable.js';
 import type { ReportRow } from './build-report.js';
 
 export interface Columns {
@@ -16,7 +17,8 @@ export function bar(value: number, max: number, width: number): string {
   return '█'.repeat(Math.floor(eighths / 8)) + EIGHTHS[eighths % 8];
 }
 
-const show = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+/** Anyone may write a log value: what would act on the terminal is shown escaped (lib/printable.ts). */
+const show = (v: unknown) => (v === null || v === undefined ? '-' : printable(typeof v === 'object' ? JSON.stringify(v) : String(v)));
 
 export function formatTable(rows: ReportRow[], cols: Columns, caption?: string, barWidth = 40): string {
   const header = [...cols.keys, cols.count];
@@ -36,7 +38,7 @@ const csvCell = reportLib().csvCell;
 
 export function formatCsv(rows: ReportRow[], cols: Columns): string {
   const lines = [[...cols.keys, cols.count].join(',')];
-  for (const r of rows) lines.push([...cols.keys.map((_, i) => csvCell(r.key[i])), String(r.count)].join(','));
+  for (const r of rows) lines.push([...cols.keys.map((_, i) => printableCsv(csvCell(r.key[i]))), String(r.count)].join(','));
   return lines.join('\n') + '\n';
 }
 

@@ -16,6 +16,7 @@ import { readSync, writeSync } from 'node:fs';
 import { OperationError } from '../../lib/errors.js';
 import { SLACK, type ByteFormatter } from './byte-formatter.js';
 import { SchemaConverter, type Converter, type ConverterFactory, type ConvertSink } from './converter.js';
+import { printable } from '../../lib/printable.js';
 
 export interface FormatStreamOptions {
   /** Stop at the first line that gives no document (exit code 1). */
@@ -199,7 +200,8 @@ class LineLoop {
   private mismatch(lineNo: number, reason: string): void {
     this.stats.unmatched++;
     const line = this.currentLine;
-    const shown = line.length > MAX_SHOWN ? `${line.slice(0, MAX_SHOWN)}...` : line;
+    // Log text on stderr (a terminal, cron's mail): shown so that it cannot act on it (lib/printable.ts).
+    const shown = printable(line.length > MAX_SHOWN ? `${line.slice(0, MAX_SHOWN)}...` : line);
     if (this.o.strict) {
       this.failure = new OperationError(`line ${lineNo} ${reason} (--strict): ${shown}`);
       return;

@@ -2,7 +2,7 @@
 // text that starts like a spreadsheet formula kept as text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatCsv } from '../../../../cli/report/format-report.js';
+import { formatCsv, formatTable } from '../../../../cli/report/format-report.js';
 
 const cols = { keys: ['machine', 'ip'], count: 'attacks' };
 
@@ -20,4 +20,13 @@ test('formatCsv keeps formula-like text as text; numbers, "-" and inner signs st
     .map((l) => l.split(',')[0]);
   assert.deepEqual(machines, ["'=1+1", "'+cmd|calc", "'@SUM(A1)", "'-2+3", "'\tx", '-', '-12.5', 'a=b', '10.0.0.1']);
   assert.equal(formatCsv([{ key: [-3, 4], count: 1 }], cols), 'machine,ip,attacks\n-3,4,1\n');
+});
+
+test('log values cannot drive the terminal: control characters and bidi overrides are shown as escapes in the table and CSV', () => {
+  // Found by a black-box test: ESC, BEL and CR from a shipped value reached the terminal raw.
+  const rows = [{ key: ['esc\u001b]0;PWNED\u0007', '1.2.3.9\r\u001b[2Kfake'], count: 1 }];
+  const table = formatTable(rows, cols);
+  assert.doesNotMatch(table, /[\u0000-\u0009\u000b-\u001f]/);
+  assert.match(table, /esc\\x1b\]0;PWNED\\x07 +1\.2\.3\.9\\r\\x1b\[2Kfake/);
+  assert.equal(formatCsv(rows, cols), 'machine,ip,attacks\nesc\\x1b]0;PWNED\\x07,"1.2.3.9\r\\x1b[2Kfake",1\n');
 });
