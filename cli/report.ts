@@ -1,8 +1,8 @@
 // `couchlog report <view>`: a report view as a table, CSV or JSON.
-import { dbName, requirePassword, type Config } from '../lib/config/load.js';
+import { dbName, isLogDb, requirePassword, type Config } from '../lib/config/load.js';
 import { findView, REPORT_SET_NAMES, viewNames, type ReportSet } from '../design-docs/index.js';
 import { UsageError } from '../lib/errors.js';
-import { groupReport, reportCaption, topRows, viewParams } from './report/build-report.js';
+import { groupReport, parseDay, reportCaption, topRows, viewParams } from './report/build-report.js';
 import { formatCsv, formatJson, formatTable } from './report/format-report.js';
 import { queryView } from './report/query-view.js';
 import { httpUrl } from '../lib/http-url.js';
@@ -18,6 +18,8 @@ export interface ReportCommandOptions {
 }
 
 export async function report(config: Config, view: string, o: ReportCommandOptions): Promise<string> {
+  // Every argument is checked before the query: on a large database the view may take minutes to build.
+  if (!isLogDb(dbName(o.app))) throw new UsageError(`--app must be an app name (lowercase letters, digits, _ and -, starting with a letter), got "${o.app}"`);
   const sets = reportSetsOf(config, o.app);
   // A view of another report set is still tried: CouchDB then says whether
   // the database or the view is missing, which is the more useful message.
@@ -29,7 +31,10 @@ export async function report(config: Config, view: string, o: ReportCommandOptio
   if (!Number.isInteger(groupLevel) || groupLevel < 0 || groupLevel > meta.keys.length) {
     throw new UsageError(`--group-level must be 0..${meta.keys.length} for ${view} (${meta.keys.join(', ')})`);
   }
-  if (o.top !== undefined && (!Number.isInteger(o.top) || o.top < 1)) throw new UsageError('--top must be a positive integer');
+  if (o.top !== undefined && (!Number.isInteger(o.top) || o.top < 1)) throw new UsageError(`--top must be a positive integer, got "${o.top}"`);
+  if (o.from !== undefined) parseDay(o.from, '--from');
+  if (o.to !== undefined) parseDay(o.to, '--to');
+  if (o.from !== undefined && o.to !== undefined && o.from > o.to) throw new UsageError(`--from ${o.from} is after --to ${o.to}: no day can be in that range`);
   const options = { groupLevel, from: o.from, to: o.to, top: o.top };
   const rows = await queryView({
     baseUrl: o.url ?? httpUrl(config.ingress.host, config.ingress.port, { reachable: true }),

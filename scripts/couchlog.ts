@@ -157,7 +157,7 @@ program
   .addOption(new Option('--format <format>', 'output format').choices(['table', 'csv', 'json']).default('table'))
   .option('--from <YYYY-MM-DD>', 'first day to count')
   .option('--to <YYYY-MM-DD>', 'last day to count')
-  .option('--top <n>', 'only the N rows with the highest counts, highest first', intAtLeast(0, '--top'))
+  .option('--top <n>', 'only the N rows with the highest counts, highest first', intAtLeast(1, '--top'))
   .option('--url <url>', 'where to read (default: the ingress from the config)')
   .action(
     async (

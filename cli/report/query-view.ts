@@ -43,7 +43,7 @@ export async function queryView(q: ViewQuery): Promise<ViewRowData[]> {
 
 async function get(baseUrl: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }> {
   try {
-    const res = await request(new URL(path, baseUrl), { headers, headersTimeout: 60_000, bodyTimeout: 60_000 });
+    const res = await request(new URL(path, baseUrl), { headers, headersTimeout: VIEW_TIMEOUT_MS, bodyTimeout: VIEW_TIMEOUT_MS });
     const text = await res.body.text();
     let body: unknown = text;
     try {
@@ -53,9 +53,19 @@ async function get(baseUrl: string, path: string, headers: Record<string, string
     }
     return { status: res.statusCode, body };
   } catch (err) {
-    throw new OperationError(`cannot reach ${baseUrl}: ${(err as { code?: string }).code ?? (err as Error).message} (is couchlog running?)`);
+    const code = (err as { code?: string }).code;
+    // Found by a black-box test: after 100,000 new documents the first query builds the index for minutes, and the
+    // old 60 s timeout blamed the network ("is couchlog running?") while the ingress answered /health at once.
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
+      throw new OperationError(
+        `${baseUrl} gave no answer within ${VIEW_TIMEOUT_MS / 60_000} minutes: CouchDB is likely still building the view's index (the first query after many new documents does); run the report again later`,
+      );
+    throw new OperationError(`cannot reach ${baseUrl}: ${code ?? (err as Error).message} (is couchlog running?)`);
   }
 }
+
+/** A view's first query after many writes builds its index first: minutes on a large database. */
+const VIEW_TIMEOUT_MS = 10 * 60_000;
 
 function reason(body: unknown): string {
   const b = body as { error?: string; reason?: string } | null;
