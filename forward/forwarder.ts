@@ -153,7 +153,8 @@ export class Forwarder {
   constructor(private readonly o: ForwarderOptions) {
     this.name = o.name ?? o.app;
     this.inflight = Math.max(1, o.inflight ?? 2);
-    this.sender = new HecSender(o.hec);
+    // With index_field an event names its own index, and HEC's code 7 is about that event (lib/hec/hec-sender.ts).
+    this.sender = new HecSender({ ...o.hec, indexPerEvent: o.mapping.indexField !== null });
     this.deadLetters = new LineAppender(o.deadLetterFile, { mode: 0o600, sync: true });
     this.pageLimit = o.maxEvents;
     this.status = {

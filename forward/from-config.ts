@@ -49,7 +49,6 @@ export function forwardersOf(config: Config, logger: Logger): Forwarder[] {
           ack: f.ack ? 'auto' : 'off',
           ackTimeoutMs: f.ack_timeout_ms,
           ackPollMs: 200,
-          indexPerEvent: f.index_field !== null,
         },
         maxEvents: f.max_events,
         maxBytes: f.max_bytes,
