@@ -193,14 +193,21 @@ async function shipPlannedRead(
   read: PlannedRead,
 ): Promise<{ read: PlannedRead; acked: number; fingerprint: string }> {
   const fh = await open(read.path, 'r');
+  // The lines are read through a handle of their own: a run that stops early (the ingress gone)
+  // destroys its stream, which closes the handle under it whatever autoClose says, and `fh` must
+  // stay open to fingerprint where the acknowledged part ends (found by a black-box test: a failed
+  // run saved no --state at all, EBADF, and the next run sent everything again).
+  const lines = await open(read.path, 'r');
   try {
     const st = await fh.stat();
-    if (st.ino !== read.ino || st.dev !== read.dev) throw new OperationError(`${read.path} changed while starting; run again`);
+    const again = await lines.stat();
+    if (st.ino !== read.ino || st.dev !== read.dev || again.ino !== st.ino || again.dev !== st.dev)
+      throw new OperationError(`${read.path} changed while starting; run again`);
     const label = read.path === path ? path : `${read.path} (was ${path})`;
     const summary = await new StreamRun(o, client, rejects, counts, result, {
       label,
       key: sourceKey(o.sourceId ?? path, read.generation),
-      chunks: fh.createReadStream({ start: read.from, end: Math.max(read.from, st.size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
+      chunks: lines.createReadStream({ start: read.from, end: Math.max(read.from, st.size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
       empty: st.size <= read.from,
       from: read.from,
       totalBytes: st.size - read.from,
@@ -212,6 +219,7 @@ async function shipPlannedRead(
     return { read, acked: summary.source.acked, fingerprint: await fingerprintAt(fh, summary.source.acked) };
   } finally {
     await fh.close();
+    await lines.close().catch(() => undefined); // closed already when its stream was destroyed
   }
 }
 

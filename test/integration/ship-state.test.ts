@@ -20,6 +20,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../helpers/stack.js';
 import { allDocs, ship, start, SHIP, type RunResult } from '../helpers/shipper.js';
@@ -157,6 +159,53 @@ describe("--state through a log file's life", () => {
     await run();
     await assertAllOnce('refilled past the offset');
     assert.ok(state().files[log]!.current!.generation >= 3);
+  });
+
+  test('a run that fails midway (the ingress gone) keeps what was acknowledged in --state; the next run sends only the rest', async () => {
+    // Found by a black-box test: the failed run saved no state (its file handle was closed under
+    // it, EBADF), so every retry of a cron job sent the whole file again as "already stored".
+    const before = state().files[log]!.current!.offset;
+    // More than one read of the file (256 KiB): the run stops while lines are still being read.
+    write(log, 20_000);
+    let batches = 0;
+    const gateway = createServer((req, res) => {
+      if (++batches > 5) {
+        req.socket.destroy();
+        gateway.close();
+        return;
+      }
+      // Forwarded to the real ingress: its answers are the acknowledgments.
+      const upstream = httpRequest(`${stack.url}${req.url}`, { method: req.method, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    await new Promise<void>((ok) => gateway.listen(0, '127.0.0.1', ok));
+    const port = (gateway.address() as AddressInfo).port;
+    const failed = await ship([
+      '--url',
+      `http://127.0.0.1:${port}/log_state`,
+      '--state',
+      stateFile,
+      '-v',
+      '--batch-size',
+      '50',
+      '--concurrency',
+      '1',
+      '--retry-for',
+      '1',
+      '--reject-file',
+      join(dir, 'rejects.ndjson'),
+      log,
+    ]).finally(() => gateway.close());
+    assert.equal(failed.code, 1, failed.stderr);
+    const acked = Number(/acknowledged up to byte (\d+)/.exec(failed.stderr)?.[1]);
+    assert.ok(acked > before, `some progress: ${failed.stderr}`);
+    assert.equal(state().files[log]!.current!.offset, acked, 'the acknowledged part is saved');
+    const next = await run();
+    assert.match(next.stderr, / 0 already stored/, 'nothing sent twice');
+    await assertAllOnce('after a failed run and the next one');
   });
 
   test('a corrupt state file is a clear error, not a resend of everything', async () => {
