@@ -3,10 +3,10 @@
 // new one, never half of one; an old state only means lines sent again
 // under the same ids, which stores nothing twice.
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { OperationError } from '../lib/errors.js';
+import { writeFileDurably } from '../lib/durable-file.js';
 
 /** One stream of bytes: a file, identified by device and inode, read up to `offset`. */
 export interface StreamState {
@@ -62,30 +62,6 @@ export function loadState(file: string): ShipState {
 
 export function saveState(file: string, state: ShipState): void {
   writeFileDurably(file, `${JSON.stringify(state, null, 2)}\n`);
-}
-
-/** Replaces `file` with `text` as one step that survives a crash: a temporary file, fsync, rename, fsync of the folder. */
-export function writeFileDurably(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    const buf = Buffer.from(text);
-    for (let done = 0; done < buf.length;) done += writeSync(fd, buf, done, buf.length - done);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  try {
-    const dir = openSync(dirname(file), 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } catch {
-    // Some filesystems cannot fsync a directory; the rename is still atomic.
-  }
 }
 
 /** Fingerprint of the bytes [offset - 256, offset) of an open file ("" at offset 0). */

@@ -15,7 +15,7 @@
 // taken for it.
 import { readFileSync } from 'node:fs';
 import { OperationError } from '../lib/errors.js';
-import { writeFileDurably } from './state-file.js';
+import { writeFileDurably } from '../lib/durable-file.js';
 
 export const generationFile = (path: string): string => `${path}.couchlog-ship.generation`;
 
