@@ -6,13 +6,14 @@
 // be sent twice are the pages in flight at the crash (at most `inflight` x
 // `max_events` documents): HEC has no idempotent ids. (couchlog's own HEC endpoint
 // does: events carry their `_id`, so a repeat into couchlog is stored once.)
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { inHalves, RetrySchedule } from '../lib/retry.js';
 import type { Logger } from '../lib/logger.js';
 import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } from '../lib/hec/hec-sender.js';
 import { LineAppender } from '../lib/line-appender.js';
 import { OperationError } from '../lib/errors.js';
+import { writeFileDurably } from '../lib/durable-file.js';
 
 /** Pages read at a reduced page size before it is doubled again (see pageFailed). */
 const GROW_AFTER_PAGES = 8;
@@ -405,18 +406,29 @@ export class Forwarder {
 
 /** The checkpoint: the JSON of the last acknowledged page's last_seq ('' before the first). */
 export function readCheckpoint(file: string): string {
+  let text: string;
   try {
-    const v = (JSON.parse(readFileSync(file, 'utf8')) as { since?: string }).since;
-    return typeof v === 'string' ? v : '';
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
+    throw new OperationError(`forward checkpoint ${file} cannot be read: ${(err as Error).message}`);
   }
+  let v: unknown;
+  try {
+    v = (JSON.parse(text) as { since?: unknown } | null)?.since;
+  } catch {
+    v = undefined;
+  }
+  // Not started over from the beginning on its own: that would send the whole database again.
+  if (typeof v !== 'string')
+    throw new OperationError(
+      `forward checkpoint ${file} is not a checkpoint (${text.length} bytes): restore it, or delete it to forward the whole database again`,
+    );
+  return v;
 }
 
+/** Written durably (fsync): a checkpoint lost or emptied by a power cut would send everything again, or stop the start. */
 function writeCheckpoint(file: string, since: string): void {
   mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify({ since, at: new Date().toISOString() })}\n`);
-  renameSync(tmp, file);
+  writeFileDurably(file, `${JSON.stringify({ since, at: new Date().toISOString() })}\n`);
 }

@@ -11,7 +11,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Forwarder, type ForwarderOptions } from '../../../forward/forwarder.js';
+import { Forwarder, readCheckpoint, type ForwarderOptions } from '../../../forward/forwarder.js';
+import { OperationError } from '../../../lib/errors.js';
 import { startBigDocChanges, type BigDocChanges } from '../../helpers/big-doc-changes.js';
 import { createLogger } from '../../../lib/logger.js';
 
@@ -129,4 +130,25 @@ test('a target that never answers does not hold stop() beyond its grace', async 
   assert.ok(took < 8000, `stop() took ${took} ms`);
   assert.ok(!existsSync(join(dir, 'hang.checkpoint.json')), 'nothing confirmed, nothing checkpointed');
   hecMode = 'ok';
+});
+
+test('a checkpoint file that is empty or not a checkpoint (a power cut) is a clear error, never a start from the beginning', () => {
+  // Found by a code review: it was written without fsync, and an empty file stopped `couchlog up` with a SyntaxError's stack.
+  const dir = mkdtempSync(join(tmpdir(), 'couchlog-fwd-cp-'));
+  try {
+    const file = join(dir, 'a.checkpoint.json');
+    assert.equal(readCheckpoint(file), '', 'none yet: from the start');
+    writeFileSync(file, '{"since":"\\"42-abc\\"","at":"2026-12-05T00:00:00Z"}\n');
+    assert.equal(readCheckpoint(file), '"42-abc"');
+    for (const text of ['', '{ broken', '{}', 'null', '{"since":7}']) {
+      writeFileSync(file, text);
+      assert.throws(
+        () => readCheckpoint(file),
+        (e: unknown) => e instanceof OperationError && /is not a checkpoint .* delete it to forward the whole database again/.test(e.message),
+        JSON.stringify(text),
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
