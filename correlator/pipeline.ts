@@ -188,8 +188,17 @@ export class CorrelatorPipeline {
       for (const id of wanted[side]) {
         const doc = docs.get(id);
         const ev = doc ? toEvent({ id, doc }, side, -1, f.rules) : null;
-        if (ev && !('skip' in ev)) events.set(`${side}:${id}`, ev);
-        else this.log.warn({ side, id }, 'a document held at the checkpoint is gone; left out');
+        if (ev && !('skip' in ev)) {
+          events.set(`${side}:${id}`, ev);
+          continue;
+        }
+        // Counted like any skipped change: gone (deleted), or skipped now by rules changed since (where, exclude_source_ips...).
+        const reason = ev ? ev.skip : 'deleted';
+        this.metrics.skipped.inc({ side, reason });
+        this.log.warn(
+          { side, id, reason },
+          ev ? 'a document held at the checkpoint is skipped by the rules now; left out' : 'a document held at the checkpoint is gone; left out',
+        );
       }
     }
     return CorrelationEngine.restore(this.engineConfig, state, (side, id) => events.get(`${side}:${id}`));
