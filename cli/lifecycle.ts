@@ -44,3 +44,22 @@ export function onReopenSignal(logger: Logger, reopen: Promise<(() => Promise<vo
     ready.then((action) => action?.()).catch((err: Error) => logger.error({ err: err.message }, 'reopen failed'));
   });
 }
+
+/**
+ * Stops parts in the reverse of the order they started. Every part is
+ * stopped even if one fails to (the correlator's checkpoint and the
+ * databases after it must not be skipped); the first failure is thrown once
+ * all have been tried.
+ */
+export async function stopInReverse(parts: ReadonlyArray<{ stop: () => Promise<void> }>, logger: Logger): Promise<void> {
+  let first: unknown = null;
+  for (const part of [...parts].reverse()) {
+    try {
+      await part.stop();
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'a part failed to stop; stopping the others');
+      first ??= err;
+    }
+  }
+  if (first !== null) throw first;
+}

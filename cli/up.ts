@@ -14,6 +14,7 @@ import { startEmbeddedCouch } from './couchdb.js';
 import { startIngress } from './ingress.js';
 import { forwardersOf } from '../forward/from-config.js';
 import { httpUrl } from '../lib/http-url.js';
+import { stopInReverse } from './lifecycle.js';
 
 export interface Running {
   stop: () => Promise<void>;
@@ -36,9 +37,7 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
   const forwarders = forwardersOf(config, logger);
   say(`couchlog starting (data in ${displayPath(config.data_dir)})`);
   const stack: Array<{ stop: () => Promise<void> }> = [];
-  const stopAll = async () => {
-    for (const part of stack.reverse()) await part.stop();
-  };
+  const stopAll = () => stopInReverse(stack, logger);
   try {
     // ClickHouse starts alongside CouchDB (a cold start of its libraries
     // can take many seconds). It only feeds the correlator's analytics
