@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, renameSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
+import { OperationError } from '../errors.js';
 
 export const SECRETS_FILE = 'secrets.env';
 
@@ -27,7 +28,10 @@ export function readSecretsFile(dataDir: string): Record<string, string> {
     text = readFileSync(secretsPath(dataDir), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw err;
+    // One line, not a stack (found by a black-box test: `couchlog ship` run by another user in the install folder).
+    throw new OperationError(
+      `cannot read ${secretsPath(dataDir)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): run as the user that owns the data folder, or give the secrets by environment`,
+    );
   }
   const out: Record<string, string> = {};
   for (const line of text.split('\n')) {
