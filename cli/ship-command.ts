@@ -140,10 +140,12 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       for (const note of result.notes) report(note);
-      if (result.counts.rejected + result.counts.unmatched > 0) {
-        report(
-          `${result.counts.unmatched} lines did not match and ${result.counts.rejected} documents were refused: written to ${rejectFile} with the reasons`,
-        );
+      const toReject = result.counts.rejected + result.counts.unmatched;
+      if (toReject > 0) {
+        const what = `${result.counts.unmatched} lines did not match and ${result.counts.rejected} documents were refused`;
+        // Said only of what the file took (found by a black-box test: "written to" came before the EACCES that stopped it).
+        if (result.rejectsWritten === toReject) report(`${what}: written to ${rejectFile} with the reasons`);
+        else report(`${what}: ${result.rejectsWritten} of them written to ${rejectFile}; the others could not be (below), and stay in the log`);
       }
       if (o.verbose || result.error) report(summaryLine(result, o));
       // Summarised above; a failure the shipper did not foresee still ends in one line.

@@ -59,6 +59,8 @@ export interface ShipResult {
   notes: string[];
   /** Set when the run failed; files were not truncated (state keeps the acknowledged part). */
   error: Error | null;
+  /** Entries the reject file took (unmatched lines and refused documents written with their reason). */
+  rejectsWritten: number;
 }
 
 export function checkShipOptions(o: Pick<ShipOptions, 'files' | 'truncate' | 'stateFile' | 'auditd' | 'batchDocs' | 'batchBytes' | 'concurrency'>): void {
@@ -75,7 +77,7 @@ export async function ship(o: ShipOptions): Promise<ShipResult> {
   checkShipOptions(o);
   const started = Date.now();
   const counts: ShipCounts = { lines: 0, blank: 0, skipped: 0, unmatched: 0, documents: 0, stored: 0, existing: 0, rejected: 0, retries: 0, bytes: 0 };
-  const result: ShipResult = { counts, seconds: 0, sources: [], notes: [], error: null };
+  const result: ShipResult = { counts, seconds: 0, sources: [], notes: [], error: null, rejectsWritten: 0 };
   const client = new IngressClient(o.target, { timeoutMs: o.timeoutMs, connections: o.concurrency });
   const rejects = new RejectFile(o.rejectFile);
   const locks: Lock[] = [];
@@ -103,6 +105,7 @@ export async function ship(o: ShipOptions): Promise<ShipResult> {
   } catch (err) {
     result.error ??= err as Error;
   } finally {
+    result.rejectsWritten = rejects.count;
     rejects.close();
     await client.close();
     for (const lock of locks) lock.release();

@@ -159,6 +159,18 @@ describe('--truncate', () => {
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
   });
 
+  test('a reject file that cannot be written: the run fails, the line stays in the log, and nothing claims it was written', async () => {
+    const file = join(dir, 'unwritable.log');
+    writeFileSync(file, '{"ok":1}\nnot json\n{"ok":2}\n');
+    const blocker = join(dir, 'a-file');
+    writeFileSync(blocker, '');
+    const r = await ship(['--url', `${stack.url}/log_rejects`, '--truncate', '--reject-file', join(blocker, 'rejects.ndjson'), file]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, /written to .* with the reasons/);
+    assert.match(r.stderr, /1 lines did not match and 0 documents were refused: 0 of them written to /);
+    assert.match(readFileSync(file, 'utf8'), /not json/, 'nothing truncated');
+  });
+
   test('a line repeated after a truncation, at the same offset, is a new document, not "already stored"', async () => {
     const file = join(dir, 'repeated.log');
     const line = JSON.stringify({ msg: 'backup job failed: disk full', host: 'db1' });
