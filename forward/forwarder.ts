@@ -60,7 +60,10 @@ export interface ForwarderStatus {
   since: string;
   forwarded: number;
   deadLettered: number;
+  /** Failed attempts retried: sends, _changes reads, writes of the checkpoint or dead-letter file. */
   retries: number;
+  /** Changes not forwarded: deletions, design documents. */
+  skipped: number;
   lastError: string | null;
   /** When the forwarder last caught up with the feed (ms epoch), or null. */
   caughtUpAt: number | null;
@@ -164,6 +167,7 @@ export class Forwarder {
       forwarded: 0,
       deadLettered: 0,
       retries: 0,
+      skipped: 0,
       lastError: null,
       caughtUpAt: null,
       failingSince: null,
@@ -239,6 +243,7 @@ export class Forwarder {
       } catch (err) {
         this.status.lastError = (err as Error).message;
         this.status.failingSince ??= Date.now();
+        this.status.retries++;
         this.pageFailed();
         this.o.logger.warn({ app: this.o.app, err: (err as Error).message, pageLimit: this.pageLimit }, 'forward: reading _changes failed; retrying');
         await this.sleep(readRetry.failed()!);
@@ -254,6 +259,7 @@ export class Forwarder {
         ahead = { since: seq, limit, page: next };
       }
       const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
+      this.status.skipped += page.results.length - docs.length;
       const envelopes = docs.map((d) => envelopeText(d, this.o.app, this.o.mapping));
       window.push({ seq, done: this.deliver(envelopes, docs) });
       cursor = seq;
@@ -310,6 +316,7 @@ export class Forwarder {
       } catch (err) {
         this.status.lastError = `${what}: ${(err as Error).message}`;
         this.status.failingSince ??= Date.now();
+        this.status.retries++;
         this.o.logger.error({ app: this.o.app, err: (err as Error).message }, `forward: ${what} cannot be written; retrying`);
         if (!this.running) return false;
         await this.sleep(retry.failed()!);

@@ -78,7 +78,13 @@ export function forwardMetrics(forwarders: Forwarder[]): string {
   };
   metric('couchlog_forward_events_total', 'Events HEC accepted (and acknowledged)', 'counter', (f) => f.status.forwarded);
   metric('couchlog_forward_dead_lettered_total', 'Events HEC refused for good (in the dead-letter file)', 'counter', (f) => f.status.deadLettered);
-  metric('couchlog_forward_retries_total', 'Failed sends or reads that were retried', 'counter', (f) => f.status.retries);
+  metric(
+    'couchlog_forward_retries_total',
+    'Failed attempts that were retried: sends, _changes reads, checkpoint and dead-letter writes',
+    'counter',
+    (f) => f.status.retries,
+  );
+  metric('couchlog_forward_skipped_total', 'Changes not forwarded: deletions and design documents', 'counter', (f) => f.status.skipped);
   metric(
     'couchlog_forward_caught_up_timestamp_seconds',
     'When the forwarder last reached the end of the feed',

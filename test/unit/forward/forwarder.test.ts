@@ -98,6 +98,7 @@ test('pages the server cannot build are read smaller: every event forwarded once
     Array.from({ length: TOTAL }, (_, i) => i + 1),
   );
   assert.ok(Math.min(...couch.limits) <= 3, `limits asked: ${couch.limits.join(',')}`);
+  assert.ok(f.status.retries > 0, 'each page the server could not build is a retry, counted');
   assert.equal(JSON.parse(readFileSync(join(dir, 'pages.checkpoint.json'), 'utf8')).since, String(TOTAL));
   couch.maxPage = Infinity;
 });
@@ -112,6 +113,7 @@ test('a dead-letter file that cannot be written: retried and reported, the proce
     await until('the failure is reported', () => /dead-letter file: .*(ENOTDIR|EEXIST)/.test(f.status.lastError ?? ''));
     await sleep(200);
     assert.equal(f.status.deadLettered, 0);
+    assert.ok(f.status.retries > 0, 'the failed writes are retries, counted');
   } finally {
     await f.stop();
   }
