@@ -68,3 +68,25 @@ export function attackersByIpMap(doc: Fail2banDoc): void {
   if (mo < 1 || mo > 12 || d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate()) return;
   emit([typeof doc.machine === 'string' ? doc.machine : null, doc.ip, y, mo, d], null);
 }
+
+/**
+ * bans_by_day: key [year, month, day, machine, ip], value the process,
+ * reduce _count. One range query gives a day's bans per machine and per IP
+ * (group_level=5 from [y, m, d] to [y, m, d, {}]): the live dashboard's
+ * totals, whatever the number of machines (keyed by machine first, that took
+ * one query per machine, and anyone who can write can add machines).
+ * Each map function repeats the date checks: CouchDB evaluates each one on
+ * its own, so they cannot share a helper.
+ */
+export function bansByDayMap(doc: Fail2banDoc): void {
+  if (typeof doc.date !== 'string' || typeof doc.ip !== 'string' || doc.ip === '') return;
+  if (typeof doc.action === 'string' && doc.action !== 'Ban') return;
+  var m = /^(\d{4})-(\d{2})-(\d{2})/.exec(doc.date);
+  if (!m) return;
+  var y = parseInt(m[1]!, 10);
+  var mo = parseInt(m[2]!, 10);
+  var d = parseInt(m[3]!, 10);
+  if (mo < 1 || mo > 12 || d < 1 || d > new Date(Date.UTC(y, mo, 0)).getUTCDate()) return;
+  var machine = typeof doc.machine === 'string' ? doc.machine : null;
+  emit([y, mo, d, machine, doc.ip], typeof doc.process === 'string' ? doc.process : null);
+}

@@ -8,7 +8,7 @@ import type { ReportSet } from '../lib/config/report-sets.js';
 import './couchdb-env.js';
 import { appendOnly, correlatorOnly } from './append-only.js';
 import { byTimeMap } from './by-time.js';
-import { attackersByIpMap, attackersMap, attacksMap } from './fail2ban-report.js';
+import { attackersByIpMap, attackersMap, attacksMap, bansByDayMap } from './fail2ban-report.js';
 import { byJa4Map, clientsByJa4Map, orphansMap, requestsByHostMap } from './correlated-report.js';
 import { csvList, htmlList } from './lists.js';
 import { reportLib } from './report-lib.js';
@@ -40,6 +40,7 @@ const FAIL2BAN_VIEWS: Record<string, ViewMeta> = {
   attacks: { keys: ['machine', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 1, noun: ['row', 'rows'], unit: ['ban', 'bans'] },
   attackers: { keys: ['machine', 'year', 'month', 'day', 'ip'], reduced: 'attacks', mapped: 'process', dateAt: 1, noun: ['attacker', 'attackers'], unit: ['ban', 'bans'] },
   attackers_by_ip: { keys: ['machine', 'ip', 'year', 'month', 'day'], reduced: 'attacks', mapped: 'value', dateAt: 2, noun: ['attacker', 'attackers'], unit: ['ban', 'bans'] },
+  bans_by_day: { keys: ['year', 'month', 'day', 'machine', 'ip'], reduced: 'attacks', mapped: 'process', dateAt: 0, noun: ['attacker', 'attackers'], unit: ['ban', 'bans'] },
 };
 
 const CORRELATED_VIEWS: Record<string, ViewMeta> = {
@@ -82,7 +83,11 @@ export function logsDesignDoc(): DesignDoc {
 }
 
 export function fail2banReportDoc(): DesignDoc {
-  return viewDoc(REPORT_DDOC_ID, { attacks: attacksMap, attackers: attackersMap, attackers_by_ip: attackersByIpMap }, FAIL2BAN_VIEWS);
+  return viewDoc(
+    REPORT_DDOC_ID,
+    { attacks: attacksMap, attackers: attackersMap, attackers_by_ip: attackersByIpMap, bans_by_day: bansByDayMap },
+    FAIL2BAN_VIEWS,
+  );
 }
 
 export function correlatedReportDoc(): DesignDoc {

@@ -150,7 +150,7 @@ program
 program
   .command('report <view>')
   .description(
-    'print a report view as a table, CSV or JSON (by_time; fail2ban: attacks, attackers, attackers_by_ip; correlated: attacks, attackers, by_ja4, orphans)',
+    'print a report view as a table, CSV or JSON (by_time; fail2ban: attacks, attackers, attackers_by_ip, bans_by_day; correlated: attacks, attackers, by_ja4, orphans)',
   )
   .requiredOption('--app <app>', 'the app whose log_<app> database to read')
   .option('--group-level <n>', 'how many key parts to group by (default: all)', intAtLeast(0, '--group-level'))

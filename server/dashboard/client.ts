@@ -31,7 +31,6 @@ export interface DashboardConfig {
 
 export function dashboardClient(cfg: DashboardConfig): void {
   var CATCH_UP_LIMIT = 20000;
-  var UNSETTLED = 'unsettled';
   var PAGE = 1000;
   var LATEST = 50;
   var MINUTES = 30;
@@ -59,10 +58,13 @@ export function dashboardClient(cfg: DashboardConfig): void {
     // correlated: fingerprints (all time).
     ja4: counts(),
     headSince: null as unknown,
+    // Ids of the newest changes read at load (at most 500).
+    loadedIds: Object.create(null) as Record<string, true>,
     // Minutes up to this one were only partly loaded (the newest 500 documents at load).
     partialUpTo: -1,
     aggSince: null as unknown,
     aggBehind: 0,
+    aggMissing: false,
     generation: 0,
     connected: false,
     lastError: '',
@@ -267,11 +269,13 @@ export function dashboardClient(cfg: DashboardConfig): void {
     var idx = $('index-note');
     text(
       idx,
-      state.aggBehind > CATCH_UP_LIMIT
-        ? 'report index building: ' + fmt(state.aggBehind) + ' documents behind; the totals fill in as it catches up'
-        : state.aggBehind < 0
-          ? 'report index updating; the totals fill in when it settles'
-          : '',
+      state.aggMissing
+        ? 'the report views are missing or out of date: an admin runs couchlog setup'
+        : state.aggBehind > CATCH_UP_LIMIT
+          ? 'report index building: ' + fmt(state.aggBehind) + ' documents behind; the totals fill in as it catches up'
+          : state.aggBehind < 0
+            ? 'report totals loading…'
+            : '',
     );
   }
   function changed(): void {
@@ -283,13 +287,16 @@ export function dashboardClient(cfg: DashboardConfig): void {
 
   // ---- what one document adds ------------------------------------------
   function addHead(doc: Doc, live: boolean): void {
+    if (live) state.docCount++;
+    // Written between the count and the newest-changes read at load: already
+    // in the minutes and the list, though not in the count.
+    if (live && state.loadedIds[doc._id]) return;
     var m = minuteOf(doc);
     var c = state.perMinute[m] || (state.perMinute[m] = { docs: 0, correlated: 0, orphans: 0 });
     c.docs++;
     if (doc.correlated === true) c.correlated++;
     else if (doc.correlated === false) c.orphans++;
     if (live) {
-      state.docCount++;
       state.latest.unshift(doc);
       if (state.latest.length > LATEST) state.latest.length = LATEST;
     }
@@ -328,6 +335,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
     state.docCount = info.doc_count - ((ddocs && ddocs.rows) || []).length;
     state.perMinute = {};
     state.latest = [];
+    state.loadedIds = Object.create(null) as Record<string, true>;
     var results: Change[] = recent.results || [];
     state.partialUpTo = -1;
     if (results.length >= 500) {
@@ -337,6 +345,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
     for (var i = 0; i < results.length; i++) {
       var ch = results[i]!;
       if (!ch.doc || ch.deleted || ch.id.indexOf('_design/') === 0) continue;
+      state.loadedIds[ch.id] = true;
       addHead(ch.doc, false);
       if (state.latest.length < LATEST) state.latest.push(ch.doc);
     }
@@ -354,54 +363,27 @@ export function dashboardClient(cfg: DashboardConfig): void {
       );
     return get(dbPath + '/_design/report/_view/' + view + '?' + q.join('&'), 60000);
   }
-  /** The day's totals from the views; returns the index's update_seq. */
+  /**
+   * The day's totals from the views; returns the index's update_seq (null:
+   * nothing to total). One query per total, so each answer is one index
+   * state: the changes after its update_seq then make the figures exact.
+   */
   async function loadAggregates(gen: number): Promise<unknown> {
     if (cfg.kind === 'plain') return null;
     var machines = counts();
     var ips = counts();
     var ja4 = counts();
-    var seq: unknown = null;
+    var seq: unknown;
     var day = today();
     if (cfg.kind === 'fail2ban') {
       var ymd = day.split('-').map(Number);
-      // Several queries (one per machine) must see the same index state, or
-      // documents indexed between them would be counted twice once the
-      // changes after the index's seq are added. So: ask once with
-      // update_after (the indexes catch up in the background; PouchDB Server
-      // keeps one index per view, CouchDB one per design document), then
-      // read without updating (stale=ok) until every answer has the same seq.
-      var first = await viewRows('attacks', { group_level: '1' });
-      // Far behind: no use reading it all now (the caller waits for it).
-      if (seqNumber(state.headSince) - seqNumber(first.update_seq) > CATCH_UP_LIMIT) return first.update_seq;
-      for (var attempt = 0; ; attempt++) {
-        machines = counts();
-        ips = counts();
-        var stale = attempt === 0 ? 'update_after' : 'ok';
-        var all = await viewRows('attacks', { group_level: '1' }, stale);
-        seq = all.update_seq;
-        var same = true;
-        for (var i = 0; i < all.rows.length; i++) {
-          var machine = all.rows[i]!.key[0];
-          var res = await viewRows(
-            'attackers',
-            { group_level: '5', startkey: [machine, ymd[0], ymd[1], ymd[2]], endkey: [machine, ymd[0], ymd[1], ymd[2], {}] },
-            stale,
-          );
-          if (seqNumber(res.update_seq) !== seqNumber(seq)) same = false;
-          for (var j = 0; j < res.rows.length; j++) {
-            var r = res.rows[j]!;
-            var name = typeof machine === 'string' ? machine : '(none)';
-            machines[name] = (machines[name] || 0) + r.value;
-            ips[r.key[4]] = (ips[r.key[4]] || 0) + r.value;
-          }
-        }
-        if (same || gen !== state.generation) break;
-        if (attempt >= 20) {
-          // The index kept moving (being built): try again later.
-          seq = UNSETTLED;
-          break;
-        }
-        await sleep(500);
+      var bans = await viewRows('bans_by_day', { group_level: '5', startkey: ymd, endkey: ymd.concat([{}] as never[]) });
+      seq = bans.update_seq;
+      for (var i = 0; i < bans.rows.length; i++) {
+        var r = bans.rows[i]!;
+        var machine = typeof r.key[3] === 'string' ? r.key[3] : '(none)';
+        machines[machine] = (machines[machine] || 0) + r.value;
+        ips[r.key[4]] = (ips[r.key[4]] || 0) + r.value;
       }
     } else {
       var fp = await viewRows('by_ja4', { group_level: '1' });
@@ -482,6 +464,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
 
   async function start(): Promise<void> {
     var gen = ++state.generation;
+    state.aggMissing = false;
     for (var backoff = 500; gen === state.generation; backoff = Math.min(backoff * 2, 5000)) {
       try {
         await loadHead(gen);
@@ -495,16 +478,26 @@ export function dashboardClient(cfg: DashboardConfig): void {
         state.aggBehind = -1;
         changed();
         for (;;) {
-          var seq = await loadAggregates(gen);
+          var seq;
+          try {
+            seq = await loadAggregates(gen);
+          } catch (err) {
+            // A design document from before the view existed: only setup can fix it.
+            if (!(err instanceof HttpError) || err.status !== 404) throw err;
+            state.aggBehind = 0;
+            state.aggMissing = true;
+            changed();
+            return;
+          }
           if (gen !== state.generation) return;
           var known = seq !== null && seq !== undefined;
-          var behind = seq === UNSETTLED ? Infinity : known ? seqNumber(state.headSince) - seqNumber(seq) : 0;
+          var behind = known ? seqNumber(state.headSince) - seqNumber(seq) : 0;
           if (behind <= CATCH_UP_LIMIT) {
             state.aggSince = known ? seq : state.headSince;
             state.aggBehind = Math.max(0, behind);
             break;
           }
-          state.aggBehind = behind === Infinity ? -1 : behind;
+          state.aggBehind = behind;
           changed();
           await sleep(5000);
           if (gen !== state.generation) return;

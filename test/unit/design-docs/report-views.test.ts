@@ -26,6 +26,7 @@ const views = report.views as Views;
 const attacks = mapper(views.attacks!.map);
 const attackers = mapper(views.attackers!.map);
 const attackersByIp = mapper(views.attackers_by_ip!.map);
+const bansByDay = mapper(views.bans_by_day!.map);
 const byTime = mapper((logsDesignDoc().views as Views).by_time!.map);
 
 /** CouchDB's _count at a group level over the emitted rows of many documents. */
@@ -154,6 +155,29 @@ describe('attackers', () => {
       [['server', '1.1.1.1'], 2],
       [['server', '2.2.2.2'], 1],
     ]);
+  });
+
+  test('bans_by_day: one range query gives a day\'s bans per machine and IP; the same bans as attackers', () => {
+    const docs = [
+      f2b('2017-06-11', '1.1.1.1'),
+      f2b('2017-06-11', '1.1.1.1', 'web', 'nginx'),
+      f2b('2017-06-11', '2.2.2.2', 'web'),
+      f2b('2017-06-12', '1.1.1.1'),
+      { ...f2b('2017-06-11', '3.3.3.3'), action: 'Unban' },
+      f2b('2017-02-30', '4.4.4.4'),
+      { date: '2017-06-11', ip: '5.5.5.5' },
+    ];
+    const rows = docs.flatMap(bansByDay);
+    const day = countAt(rows, 5).filter(([k]) => k[0] === 2017 && k[1] === 6 && k[2] === 11);
+    assert.deepEqual(day, [
+      [[2017, 6, 11, 'server', '1.1.1.1'], 1],
+      [[2017, 6, 11, 'web', '1.1.1.1'], 1],
+      [[2017, 6, 11, 'web', '2.2.2.2'], 1],
+      [[2017, 6, 11, null, '5.5.5.5'], 1],
+    ]);
+    // Every ban attackers counts, bans_by_day counts, with the same process.
+    const reorder = ([k, v]: [unknown, unknown]) => JSON.stringify([[...(k as unknown[]).slice(1, 4), (k as unknown[])[0], (k as unknown[])[4]], v]);
+    assert.deepEqual(docs.flatMap(attackers).map(reorder).sort(), rows.map(([k, v]) => JSON.stringify([k, v])).sort());
   });
 
   test('no custom reduce anywhere: every view uses the built-in _count (reduce_limit safe)', () => {
