@@ -21,7 +21,7 @@ test('successful authentications are not counted nor slowed', async () => {
     const res = await http(`${stack.url}/log_appname/_all_docs?limit=1&i=${i}`, { headers: { authorization: stack.auth.reader } });
     assert.equal(res.status, 200);
   }
-  assert.ok(Date.now() - started < 5000);
+  assert.ok(Date.now() - started < 15_000, '30 reads at the pace of reads, no delay added');
 });
 
 test('after max failures from an address: 429 with Retry-After, then the window ends', async () => {

@@ -87,7 +87,7 @@ describe('couchlog up', { skip: UP_SKIP }, () => {
     const secrets = readSecretsFile(join(dir, 'data'));
     const auth = `Basic ${Buffer.from(`reader:${secrets.COUCHLOG_READER_PASSWORD}`).toString('base64')}`;
     await http(`${ingress}/log_appname/_all_docs`, { headers: { ...id(3), authorization: auth } });
-    await new Promise((ok) => setTimeout(ok, 300));
+    await logged(() => outputOf().includes('"reqId":"jsonlines-3"'));
     const lines = outputOf()
       .split('\n')
       .filter((l) => l.startsWith('{'));
@@ -145,6 +145,16 @@ describe('couchlog up', { skip: UP_SKIP }, () => {
 });
 
 /** Environment for `couchlog up` in `dir`, every port free. */
+/**
+ * Until `seen()` (the child writes a request's log line after answering it,
+ * and a loaded machine may not run it at once), then a moment more for any
+ * line that must not be there.
+ */
+async function logged(seen: () => boolean, timeoutMs = 10_000): Promise<void> {
+  for (const until = Date.now() + timeoutMs; !seen() && Date.now() < until;) await new Promise((ok) => setTimeout(ok, 50));
+  await new Promise((ok) => setTimeout(ok, 300));
+}
+
 async function upEnv(dir: string): Promise<{ env: NodeJS.ProcessEnv; ingress: string }> {
   const ingressPort = await freePort();
   const env: NodeJS.ProcessEnv = {
@@ -243,7 +253,7 @@ describe('couchlog up on a terminal (script -qc: a pseudo-terminal)', { skip: UP
         headers: { authorization: 'Basic ' + Buffer.from('reader:reader-pass-from-env').toString('base64') },
       });
       assert.equal(read.status, 200);
-      await new Promise((ok) => setTimeout(ok, 300));
+      await logged(() => (output.slice(startup.length).match(/ingress: GET \/log_appname\/_all_docs/g) ?? []).length >= 1);
       const after0 = output.slice(startup.length);
       assert.match(after0, /\x1b\[\d+m/, 'colour on a terminal');
       const reqLines = after0

@@ -201,8 +201,14 @@ describe('a side that arrives late is correlated as if it had come on time', () 
   test('idle feeds do not rewrite the checkpoint', async () => {
     const rev = async () =>
       (await http(`${stack.couchUrl}/couchlog_state_correlated/_local/correlator`, { headers: { authorization: stack.auth.admin } })).json._rev as string;
-    await sleep(1500); // the last corrections settle
-    const before = await rev();
+    // The last corrections settle: until the checkpoint has not moved for 1 s (up to 30 s).
+    let before = await rev();
+    for (const until = Date.now() + 30_000; Date.now() < until;) {
+      await sleep(1000);
+      const now = await rev();
+      if (now === before) break;
+      before = now;
+    }
     await sleep(2500); // checkpoint_interval_ms is 200: a dozen chances to rewrite it
     assert.equal(await rev(), before);
   });

@@ -91,7 +91,7 @@ test('ClickHouse down: late As still find their Bs through lookups and reach log
     await correlator!.stop();
     correlator = null;
     const took = Date.now() - started;
-    assert.ok(took < 15_000, `stop() took ${took} ms`);
+    assert.ok(took < 25_000, `stop() took ${took} ms (a 10 s drain)`);
   } finally {
     await ch.server.start();
   }

@@ -33,18 +33,37 @@ describe('defect 7: deeply nested bodies', () => {
   }
 
   test('16 hostile 8 MB bodies at once do not hold up normal writes', async () => {
-    const hostile = Array.from({ length: 16 }, () => http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: NESTED }));
+    // Relative, not absolute: the client's sending of 128 MB and the
+    // ingress's reading of it share this process, so on a slow machine
+    // everything takes longer (CI once: 9.2 s). What must hold is that a
+    // normal write is not queued behind the hostile bodies' parsing: it is
+    // answered by the time the last of them is, give or take a scheduling
+    // slice, and the next ones at once.
     const started = Date.now();
+    let lastHostile = 0;
+    const hostile = Array.from({ length: 16 }, () =>
+      http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: NESTED }).then((res) => {
+        lastHostile = Math.max(lastHostile, Date.now() - started);
+        return res;
+      }),
+    );
     const normal: number[] = [];
+    const answered: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t = Date.now();
       const res = await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: `{"normal":${i}}` });
       assert.equal(storedStatus(res.status), 201);
       normal.push(Date.now() - t);
+      answered.push(Date.now() - started);
     }
     const answers = await Promise.all(hostile);
     for (const a of answers) assert.equal(a.status, 400);
-    assert.ok(Math.max(...normal) < 8000, `normal writes took ${normal.join(', ')} ms (all: ${Date.now() - started} ms)`);
+    const why = `normal writes took ${normal.join(', ')} ms; answered at ${answered.join(', ')} ms; the last hostile body at ${lastHostile} ms`;
+    assert.ok(answered[0]! <= lastHostile + 2000, why);
+    // 128 MB of brackets scanned at the cost of their bytes: about 2 s here. A
+    // scan that cost more than the bytes (quadratic in the depth) takes minutes.
+    assert.ok(lastHostile < 60_000, why);
+    assert.ok(Math.max(...normal.slice(1)) < 3000, why);
   });
 
   test('documents at the depth limit are still accepted', async () => {
@@ -129,7 +148,7 @@ describe('defect 8: stalled bodies and shutdown', () => {
     const ms = await s.closed;
     assert.match(s.received(), /^HTTP\/1\.1 408/);
     assert.match(s.received(), /\r\n\r\n\{"error":"request_timeout","reason":"[^"]+","code":"INGRESS_REQUEST_TIMEOUT"\}$/);
-    assert.ok(ms < 4000, `closed after ${ms} ms`);
+    assert.ok(ms < 8000, `closed after ${ms} ms (a 1 s timeout; Node checks it every second)`);
     assert.equal(storedStatus((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{}' })).status), 201);
   });
 
@@ -146,6 +165,6 @@ describe('defect 8: stalled bodies and shutdown', () => {
     await app.close();
     const took = Date.now() - started;
     await s.closed;
-    assert.ok(took < 3000, `close took ${took} ms`);
+    assert.ok(took < 8000, `close took ${took} ms (a 500 ms deadline)`);
   });
 });

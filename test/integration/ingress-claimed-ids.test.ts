@@ -100,7 +100,7 @@ test('a huge stored document named by a tiny request costs a bounded read; the t
   const ms = Date.now() - started;
   assert.equal((await tagged('log_web', 'bigkeys')).length, 1, 'the small one is stored once, under its tag');
   // Five full reads of the 1 MB document would each cost the ingress a parse and a canonical copy; bounded, they cost about what a write does.
-  assert.ok(ms < 5000, `${ms} ms for five`);
+  assert.ok(ms < 15_000, `${ms} ms for five`);
 });
 
 test('HEC with acks: an event whose id was taken is stored and acked for real', async () => {

@@ -150,6 +150,14 @@ describe('defect 12: auto_create while CouchDB cannot be reached', () => {
 describe('defect 14: shutting down', () => {
   test('a request arriving while the ingress closes gets a 503 with code and Retry-After', async () => {
     const app = await buildApp(stack.config);
+    // Evidence instead of sleeps (a loaded machine may take longer than any fixed pause): the
+    // first request has arrived, and the close has begun, before the second request is sent.
+    let arrived!: () => void;
+    const firstArrived = new Promise<void>((ok) => (arrived = ok));
+    let began!: () => void;
+    const closeBegan = new Promise<void>((ok) => (began = ok));
+    app.addHook('onRequest', async () => arrived());
+    app.addHook('preClose', async () => began());
     const port = await freePort();
     await app.listen({ host: '127.0.0.1', port });
     const socket = connect(port, '127.0.0.1');
@@ -160,12 +168,17 @@ describe('defect 14: shutting down', () => {
     const first = '{"n":"first"}';
     // The first request is in flight (its body incomplete) when the close begins.
     socket.write(`POST /log_appname HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${first.length}\r\n\r\n${first.slice(0, 3)}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await firstArrived;
     const closing = app.close();
-    await new Promise((r) => setTimeout(r, 50));
+    await closeBegan;
     socket.write(`${first.slice(3)}GET /_couchlog/health HTTP/1.1\r\nHost: x\r\n\r\n`);
     await closing;
-    await new Promise((r) => setTimeout(r, 50));
+    // Both answers read, or the connection ended (up to 5 s).
+    let ended = false;
+    socket.once('close', () => (ended = true));
+    for (const until = Date.now() + 5000; !ended && (received.match(/HTTP\/1\.1 /g) ?? []).length < 2 && Date.now() < until;) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     socket.destroy();
     const answers = received.split(/(?=HTTP\/1\.1 )/);
     assert.match(answers[0] ?? '', couchCluster ? /^HTTP\/1\.1 20[12]/ : /^HTTP\/1\.1 201/);

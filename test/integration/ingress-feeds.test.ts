@@ -195,6 +195,7 @@ test('heartbeat and timeout beyond what a timer holds are clamped, not fired at 
 
 test("requests whose bodies come a byte at a time hold at most an account's share of the connections", async () => {
   const slow: ClientRequest[] = [];
+  const checksBefore = await metric('couchlog_ingress_auth_checks_total');
   for (let i = 0; i < 4; i++) {
     const req = httpRequest(`${stack.url}/log_appname/_all_docs`, {
       method: 'POST',
@@ -206,7 +207,11 @@ test("requests whose bodies come a byte at a time hold at most an account's shar
     slow.push(req);
   }
   try {
-    await sleep(500);
+    // The four are admitted once their credentials are checked (counted), and a probe sent before
+    // that would take a slot from them: wait for the evidence, not a fixed time (a loaded machine
+    // may take longer than any), then leave the admissions a moment to follow their checks.
+    await until('the four slow requests were checked', async () => (await metric('couchlog_ingress_auth_checks_total')) >= checksBefore + 4);
+    await sleep(200);
     const refused = await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.reader } });
     assert.equal(refused.status, 429, refused.text);
     assert.equal(refused.json.code, 'INGRESS_TOO_MANY_PROXIED');

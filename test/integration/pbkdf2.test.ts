@@ -51,12 +51,16 @@ test('setup: iterations raised, weaker hashes rewritten, logins still fast, idem
     return { status: res.status, ms: Date.now() - t };
   };
   await timed(stack.auth.reader);
-  const again = await timed(stack.auth.reader);
-  assert.equal(again.status, 200);
-  assert.ok(again.ms < 100, `a repeated login took ${again.ms} ms`);
+  // Compared with a full hash measured in the same run (a wrong password is
+  // never memoised), so a loaded machine slows both sides alike.
+  const again: Array<{ status: number; ms: number }> = [];
+  for (let i = 0; i < 5; i++) again.push(await timed(stack.auth.reader));
+  for (const a of again) assert.equal(a.status, 200);
   const wrong = await timed('Basic ' + Buffer.from(`${stack.config.users.reader.user}:wrong`).toString('base64'));
   assert.equal(wrong.status, 401);
-  assert.ok(wrong.ms < 2000, `a wrong password took ${wrong.ms} ms`);
+  const fastest = Math.min(...again.map((a) => a.ms));
+  assert.ok(fastest < wrong.ms / 3, `a repeated login took ${fastest} ms at best, a wrong password ${wrong.ms} ms`);
+  assert.ok(wrong.ms < 5000, `a wrong password took ${wrong.ms} ms`);
   // Through the ingress as well.
   assert.equal((await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.reader } })).status, 200);
 });

@@ -55,7 +55,8 @@ describe('ingress outages', () => {
       join(dir, 'rejects.ndjson'),
       file,
     ]);
-    for (const at of [4_000, 11_000]) {
+    // Early in the file, so that a fast run is still going when the ingress dies, however the machine's speed compares.
+    for (const at of [3_000, 7_000]) {
       await waitFor(`${at} documents`, async () => (await docCount(stack, 'log_outage')) >= at, 60_000);
       await stack.killIngress();
       await assertRefused();
@@ -146,7 +147,7 @@ describe('ingress outages', () => {
     const r = await ship(['--url', `${stack.url}/log_nosuchapp`, '--preset', 'fail2ban', '--truncate', file]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /no such log database at the ingress: 404/);
-    assert.ok(Date.now() - started < 5000);
+    assert.ok(Date.now() - started < 15_000, 'not retried for the 300 s of the default --retry-for');
     assert.equal(readFileSync(file, 'utf8'), `${banLine(1)}\n`);
   });
 });
