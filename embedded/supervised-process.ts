@@ -126,12 +126,18 @@ export class SupervisedProcess extends EventEmitter {
       if (this.stopping) return;
       this.restarts += 1;
       this.spawnChild();
+      const restarted = this.child;
       this.waitUntilUp().then(
         () => {
           this.watchLiveness();
           this.emit('restarted');
         },
-        (err: Error) => this.spec.logger.error({ err: err.message }, `${this.spec.label} did not come back`),
+        (err: Error) => {
+          // Left as it is, a child that never answers would be watched by
+          // nobody: killed, it is restarted like any crash (its exit does it).
+          this.spec.logger.error({ err: err.message }, `${this.spec.label} did not come back; killing it to restart it`);
+          if (restarted && this.child === restarted && !this.stopping) restarted.kill('SIGKILL');
+        },
       );
     }, this.restartDelay);
   }

@@ -5,12 +5,13 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
+import { SupervisedProcess } from '../../embedded/supervised-process.js';
 import { findClickhouseServer } from '../../embedded/clickhouse-server.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { pino } from 'pino';
@@ -63,6 +64,51 @@ test('own process group; a frozen server is killed and restarted by the liveness
   // The frozen one is gone (SIGKILL works on a stopped process).
   await sleep(200);
   assert.throws(() => process.kill(pid, 0));
+});
+
+/**
+ * A server that answers HTTP on every run but the `hangOn`th, which starts
+ * and never answers (a server stuck in its start: a lock, a full disk).
+ * Each run appends its number to `runs`.
+ */
+const FLAKY_SERVER = `
+const fs = require('fs');
+const [runs, port, hangOn] = process.argv.slice(1);
+fs.appendFileSync(runs, 'x');
+const n = fs.readFileSync(runs, 'utf8').length;
+if (n === Number(hangOn)) setInterval(() => {}, 1000);
+else require('http').createServer((q, r) => r.end('{}')).listen(Number(port), '127.0.0.1');
+`;
+
+test('a server that does not come back within the start timeout after a restart is killed and restarted again', { timeout: 60_000 }, async () => {
+  const port = await freePort();
+  const runs = join(dir, 'flaky-runs');
+  const proc = new SupervisedProcess({
+    label: 'the flaky server',
+    command: process.execPath,
+    args: ['-e', FLAKY_SERVER, runs, String(port), '2'],
+    cwd: dir,
+    probeUrl: `http://127.0.0.1:${port}/`,
+    prepare: () => undefined,
+    logFile: join(dir, 'flaky.log'),
+    restartDelayMs: 100,
+    restartDelayMaxMs: 500,
+    startTimeoutMs: 1500,
+    logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent', 'test'),
+  });
+  try {
+    await proc.start();
+    const first = proc.pid!;
+    const restarted = new Promise<void>((ok) => proc.once('restarted', () => ok()));
+    // Killed: the second run hangs in its start, past the 1.5 s start timeout.
+    process.kill(first, 'SIGKILL');
+    await restarted;
+    assert.equal(readFileSync(runs, 'utf8').length, 3, 'the hung second run was killed and a third one started');
+    assert.equal(proc.restarts, 2);
+    assert.ok(await answers(`http://127.0.0.1:${port}`));
+  } finally {
+    await proc.stop(2000);
+  }
 });
 
 /** `couchlog up` on free ports in a fresh folder, as a shell runs a job: a process group of its own. */
