@@ -6,7 +6,7 @@
 #
 # which made one request per line and lost every line fail2ban wrote between
 # the cat and the rm, and every line of a run that failed half-way. This is
-# the same job in one command: the same grep and schema, batches instead of
+# the same job in one command: the same greps (one made exact) and schema, batches instead of
 # one request per line, retries, and --truncate removes from the log exactly
 # the lines that were acknowledged (lines fail2ban appends meanwhile stay for
 # the next run; if anything fails the log is left as it was, and the next run
@@ -38,9 +38,14 @@ ship=${COUCHLOG_SHIP:-node $here/../dist/scripts/ship.js}
 [ -f "$log" ] || exit 0
 mkdir -p "$(dirname -- "$rejects")"
 
+# '\] Ban ' rather than the seed's 'Ban': fail2ban 0.10+ also writes
+# "[sshd] Restore Ban <ip>" for every ban still running when it restarts, and
+# with bantime.increment "[sshd] Increase Ban <ip> (...)"; neither is a new
+# attack, and the seed's schema matches neither (they were refused into the
+# reject file on every restart). Like Unban lines, they are dropped.
 # shellcheck disable=SC2086 # $ship is a command with its arguments
 exec $ship --url "$url" \
-  --grep NOTICE --grep Ban \
+  --grep NOTICE --grep '\] Ban ' \
   --schema '$date $hour _ _ _ \[$process\] _ $ip' --fields "machine=$machine" \
   --truncate --reject-file "$rejects" \
   "$log"

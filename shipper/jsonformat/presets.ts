@@ -15,7 +15,8 @@ export interface Preset {
 
 export const PRESETS: Record<string, Preset> = {
   fail2ban: {
-    description: 'fail2ban.log action lines (Ban, Unban, ...): keep the Ban lines with --grep, as the original cron job did with grep',
+    description:
+      "fail2ban.log action lines (Ban, Unban, ...): keep the Ban lines with --grep '\\] Ban ' (grep Ban also passes 0.10+'s Restore Ban and Increase Ban lines)",
     schema: '$date $hour _ \\[$pid\\]: $level \\[$process\\] $action $ip',
     types: 'pid=int',
     sample: '2017-06-14 17:16:12,329 fail2ban.actions        [1112]: NOTICE  [sshd] Ban 59.45.175.88',
