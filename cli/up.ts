@@ -5,7 +5,8 @@
 // (ingress, then correlator: drain sinks, checkpoint), then the databases.
 import { isAbsolute, relative } from 'node:path';
 import { CLICKHOUSE_PASSWORD_NAME, clickhouseUrl, couchUrl, dbName, ensureSecrets, type Config } from '../lib/config/load.js';
-import { SECRET_KEYS, readSecretsFile, secretsPath, type SecretRole } from '../lib/config/secrets.js';
+import { SECRET_KEYS, secretsPath } from '../lib/config/secrets.js';
+import { clickhousePasswordSource, passwordSources, type PasswordSource } from '../lib/config/secret-sources.js';
 import { startCorrelator, type RunningCorrelator } from '../correlator/service.js';
 import { startEmbeddedClickhouse, type EmbeddedClickhouseResult } from './clickhouse.js';
 import type { Logger } from '../lib/logger.js';
@@ -106,27 +107,6 @@ export function ingressUrl(config: Config): string {
 function displayPath(path: string): string {
   const rel = relative(process.cwd(), path);
   return rel === '' ? '.' : rel.startsWith('..') || isAbsolute(rel) ? path : `./${rel}`;
-}
-
-type PasswordSource = 'environment' | 'file' | 'config';
-
-/** Where the password in force for a role came from: the environment, the secrets file, or the config file. */
-export function passwordSources(config: Config, env: NodeJS.ProcessEnv = process.env): Record<SecretRole, PasswordSource> {
-  const stored = readSecretsFile(config.data_dir);
-  const out = {} as Record<SecretRole, PasswordSource>;
-  for (const role of Object.keys(SECRET_KEYS) as SecretRole[]) {
-    const key = SECRET_KEYS[role];
-    const value = role === 'admin' ? config.couchdb.admin.password : config.users[role].password;
-    out[role] = env[key] && env[key] === value ? 'environment' : stored[key] !== undefined && stored[key] === value ? 'file' : 'config';
-  }
-  return out;
-}
-
-/** Where the embedded ClickHouse's password came from, as passwordSources says for the accounts. */
-export function clickhousePasswordSource(config: Config, env: NodeJS.ProcessEnv = process.env): PasswordSource {
-  const value = config.clickhouse.password;
-  if (env[CLICKHOUSE_PASSWORD_NAME] && env[CLICKHOUSE_PASSWORD_NAME] === value) return 'environment';
-  return readSecretsFile(config.data_dir)[CLICKHOUSE_PASSWORD_NAME] === value ? 'file' : 'config';
 }
 
 /** The report pages of each configured app (and of the correlated records). */

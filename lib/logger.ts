@@ -8,6 +8,7 @@
 //  - auto (the default): pretty when stdout is a terminal, else json.
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import pretty from 'pino-pretty';
+import { colourWanted } from './config/terminal.js';
 
 export type { Logger } from 'pino';
 
@@ -99,7 +100,7 @@ export function createLogger(level: string, name?: string, out: LoggerOutput = {
     if (out.format === undefined) return pino(loggerOptions(level, name));
     return pino(loggerOptions(level, name), pino.destination({ dest: fd, sync: true }));
   }
-  const colour = isTTY && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
+  const colour = isTTY && colourWanted();
   return pino(loggerOptions(level, name), prettyStream(fd, colour));
 }
 
@@ -125,7 +126,7 @@ export function createCliLogger(level: string, name: string, format: LogFormat, 
   if (resolved === 'json' || !quietStartup) {
     return { logger: createLogger(level, name, { format: resolved, fd, isTTY }), format: resolved, endStartup: () => {} };
   }
-  const colour = isTTY && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
+  const colour = isTTY && colourWanted();
   const target = prettyStream(fd, colour);
   let quiet = true;
   const gate = {
