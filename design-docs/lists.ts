@@ -55,6 +55,17 @@ export function htmlList(_head: unknown, req: ListRequest): void {
     var s = typeof v === 'object' ? JSON.stringify(v) : String(v);
     return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
   }
+  /**
+   * A logged value as page text: escaped, and with control characters and
+   * bidi overrides shown as \u escapes (anyone can write a log value, and
+   * U+202E would show "gnp.exe" as "exe.png"), as `couchlog report` does on a
+   * terminal. Not for attribute values that must round-trip (form fields).
+   */
+  function shown(v: unknown): string {
+    return esc(v).replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, function (c) {
+      return '\\u' + ('000' + c.charCodeAt(0).toString(16)).slice(-4);
+    });
+  }
   var input: ViewRow[] = [];
   var row: ViewRow | null;
   while ((row = getRow())) input.push(row);
@@ -128,11 +139,11 @@ export function htmlList(_head: unknown, req: ListRequest): void {
     for (var k = 0; k < tr.cells.length; k++) {
       var v = tr.cells[k];
       var cls = t.columns[k]!.numeric ? 'n' : 't';
-      out.push(v === null || v === undefined ? '<td class="' + cls + ' none">(none)</td>' : '<td class="' + cls + '">' + esc(v) + '</td>');
+      out.push(v === null || v === undefined ? '<td class="' + cls + ' none">(none)</td>' : '<td class="' + cls + '">' + shown(v) + '</td>');
     }
     if (t.reduced) {
       var pct = t.max > 0 && tr.count !== null ? Math.max(0.5, Math.round((tr.count / t.max) * 1000) / 10) : 0;
-      out.push('<td class="bar"><span class="bar" style="width:' + pct + '%" title="' + esc(tr.label) + ': ' + esc(tr.count) + '"></span></td>');
+      out.push('<td class="bar"><span class="bar" style="width:' + pct + '%" title="' + shown(tr.label) + ': ' + esc(tr.count) + '"></span></td>');
     }
     out.push('</tr>');
   }

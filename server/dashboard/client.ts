@@ -143,6 +143,14 @@ export function dashboardClient(cfg: DashboardConfig): void {
   function fmt(n: number): string {
     return n.toLocaleString('en-US');
   }
+  // Logged values as text: control characters and bidi overrides shown as
+  // \u escapes (anyone can write a log value, and U+202E would show
+  // "gnp.exe" as "exe.png"), as `couchlog report` does on a terminal.
+  function shown(s: string): string {
+    return s.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, function (c) {
+      return '\\u' + ('000' + c.charCodeAt(0).toString(16)).slice(-4);
+    });
+  }
   function text(el: HTMLElement, s: string): void {
     if (el.textContent !== s) el.textContent = s;
   }
@@ -154,7 +162,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
       var tr = document.createElement('tr');
       var k = document.createElement('td');
       k.className = 't';
-      k.textContent = rows[j]![0];
+      k.textContent = shown(rows[j]![0]);
       var v = document.createElement('td');
       v.className = 'n';
       v.textContent = fmt(rows[j]![1]);
@@ -255,7 +263,7 @@ export function dashboardClient(cfg: DashboardConfig): void {
       var time = document.createElement('time');
       time.textContent = typeof doc.received_at === 'string' ? doc.received_at.replace('T', ' ').slice(0, 19) : '';
       var body = document.createElement('code');
-      body.textContent = summary(doc);
+      body.textContent = shown(summary(doc));
       li.appendChild(time);
       li.appendChild(body);
       li.dataset.id = doc._id;

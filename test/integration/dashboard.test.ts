@@ -283,7 +283,7 @@ describe('the live dashboard', () => {
     try {
       await login(page, 'correlated');
       const now = new Date().toISOString();
-      const names = ['constructor', 'constructor', 'constructor', 'constructor', '__proto__', '__proto__', 'toString'];
+      const names = ['constructor', 'constructor', 'constructor', 'constructor', '__proto__', '__proto__', 'toString', 'evil\u202egnp.exe'];
       const docs = names.map((ja4, i) => ({ _id: `proto-${i}`, timestamp: now, received_at: now, src_ip: `192.0.2.${50 + i}`, correlated: true, ja4 }));
       const res = await http(`${stack.couchUrl}/log_correlated/_bulk_docs`, {
         method: 'POST',
@@ -301,6 +301,12 @@ describe('the live dashboard', () => {
           ['toString', '1'],
         ],
       );
+      // A bidi override shows as an escape, not as reversed text.
+      assert.ok(
+        rows.some((r) => r[0] === 'evil\\u202egnp.exe'),
+        JSON.stringify(rows),
+      );
+      assert.match(await textOf(page, '#latest'), /ja4=evil\\u202egnp\.exe/);
     } finally {
       await context.close();
     }

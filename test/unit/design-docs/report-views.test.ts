@@ -321,6 +321,16 @@ describe('lists', () => {
     assert.match(asc, /<th class="t sorted asc" data-col="ip"><a href="\?group_level=5&amp;sort=ip&amp;order=desc"/, 'the sorted column links to the other order');
   });
 
+  test('html: control characters and bidi overrides in logged values are shown as escapes', () => {
+    const ap = ['log_fail2ban', '_design', 'report', '_list', 'html', 'attackers'];
+    const rows = [{ key: ['web\u202egnp.exe', 2026, 2, 27, '\x1b]0;PWNED\x07'], value: 3 }];
+    const page = runList(lists.html!, rows, ap, { group_level: '5', note: 'a\u202eb' }).body;
+    assert.match(page, /<td class="t">web\\u202egnp\.exe<\/td>/);
+    assert.match(page, /<td class="t">\\u001b\]0;PWNED\\u0007<\/td>/);
+    assert.ok(!/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u202e]/.test(page.replace(/name="note" value="a\u202eb"/, '')), 'none raw in the page text');
+    assert.match(page, /name="note" value="a\u202eb"/, 'form fields keep their value');
+  });
+
   test('html: no group level is one total, not a row called "null"', () => {
     const page = runList(lists.html!, [{ key: null, value: 23 }], [...path.slice(0, -2), 'html', 'attacks']).body;
     assert.match(page, /id="caption">23 bans</);
