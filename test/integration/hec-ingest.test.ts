@@ -410,7 +410,20 @@ describe('tokens on the plain write routes', () => {
 });
 
 describe('group commit and outages', () => {
-  test('concurrent HEC requests share _bulk_docs writes', async () => {
+  test('concurrent HEC requests share _bulk_docs writes', async (t) => {
+    // A batch waits max_wait_ms (4 ms by default) for more documents: on a
+    // loaded machine 40 requests sent at once may reach the ingress further
+    // apart than that (CI once: 40 batches of one request each). 250 ms makes
+    // the premise "they arrive together" hold; what is tested is the merging.
+    const wait = stack.config.ingress.group_commit.max_wait_ms;
+    await stack.restartIngress((c) => {
+      c.ingress.group_commit.max_wait_ms = 250;
+    });
+    t.after(() =>
+      stack.restartIngress((c) => {
+        c.ingress.group_commit.max_wait_ms = wait;
+      }),
+    );
     const before = await groupBatches();
     const run = randomUUID();
     const requests = Array.from({ length: 40 }, (_, r) =>

@@ -106,7 +106,7 @@ describe('CouchDB outages', () => {
       assert.equal(res.status, 503);
       assert.equal(res.json.error, 'service_unavailable');
       assert.ok(Number(res.headers.get('retry-after')) > 0, 'Retry-After is set');
-      assert.ok(ms < 3000, `answered in ${ms} ms`);
+      assert.ok(ms < 10_000, `answered in ${ms} ms (connection refused: not a request timeout)`);
 
       const read = await http(`${stack.url}/log_outage/_all_docs`, { headers: { authorization: stack.auth.reader } });
       assert.equal(read.status, 503, 'a read is 503 too, not a 500 or a hang');
