@@ -359,12 +359,8 @@ export function dashboardClient(cfg: DashboardConfig): void {
     }
     state.headSince = info.update_seq;
   }
-  async function viewRows(
-    view: string,
-    params: Record<string, unknown>,
-    stale?: string,
-  ): Promise<{ rows: Array<{ key: any; value: number }>; update_seq: unknown }> {
-    var q: string[] = ['stale=' + (stale || 'update_after'), 'update_seq=true'];
+  async function viewRows(view: string, params: Record<string, unknown>): Promise<{ rows: Array<{ key: any; value: number }>; update_seq: unknown }> {
+    var q: string[] = ['stale=update_after', 'update_seq=true'];
     for (var k in params)
       q.push(
         k + '=' + encodeURIComponent(typeof params[k] === 'string' && k !== 'startkey' && k !== 'endkey' ? (params[k] as string) : JSON.stringify(params[k])),
