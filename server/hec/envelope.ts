@@ -39,9 +39,14 @@ const META = ['host', 'source', 'sourcetype'] as const;
 /**
  * Splits a body of concatenated or newline-separated JSON values. Scans for
  * the end of each top-level object (strings and escapes respected) and
- * parses each one on its own, so an error names its event.
+ * parses each one on its own, so an error names its event. The nesting is
+ * checked while scanning, before JSON.parse, for every member of the
+ * envelope (`time`, `index`, `fields` as much as `event`): an event may be
+ * `maxDepth` deep, its envelope one more. (Found by a black-box test: a
+ * `time` nested 250,000 deep overflowed the stack and answered 500, which
+ * HEC clients retry for ever.)
  */
-export function splitEnvelopes(text: string): unknown[] {
+export function splitEnvelopes(text: string, maxDepth: number): unknown[] {
   const out: unknown[] = [];
   const n = text.length;
   let i = 0;
@@ -59,8 +64,10 @@ export function splitEnvelopes(text: string): unknown[] {
         if (c === 0x5c /* \ */) i++;
         else if (c === 0x22 /* " */) inString = false;
       } else if (c === 0x22) inString = true;
-      else if (c === 0x7b || c === 0x5b) depth++;
-      else if (c === 0x7d || c === 0x5d) {
+      else if (c === 0x7b || c === 0x5b) {
+        if (++depth > maxDepth + 1)
+          throw new HecError('INVALID_DATA_FORMAT', index, {}, `event ${index} is nested deeper than ${maxDepth} levels (ingress.max_json_depth)`);
+      } else if (c === 0x7d || c === 0x5d) {
         depth--;
         if (depth === 0) {
           i++;
@@ -103,7 +110,14 @@ export function appOfIndex(index: unknown, token: WriteToken, eventNumber?: numb
     if (token.apps.includes(index)) return index;
     if (index.startsWith('log_') && token.apps.includes(index.slice(4))) return index.slice(4);
   }
-  throw new HecError('INCORRECT_INDEX', eventNumber, {}, `token "${token.name}" may not write to index ${JSON.stringify(index)}`);
+  throw new HecError('INCORRECT_INDEX', eventNumber, {}, `token "${token.name}" may not write to index ${described(index)}`);
+}
+
+/** A value for an error message: short strings and numbers as JSON, anything else by its kind (never the whole of it). */
+function described(value: unknown): string {
+  if (typeof value === 'string') return value.length <= 64 ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, 64))}…`;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return Array.isArray(value) ? 'an array' : value === null ? 'null' : `an ${typeof value}`;
 }
 
 /** HEC time (epoch seconds, number or numeric string) as RFC 3339 UTC with ms. */
@@ -112,7 +126,7 @@ export function hecTime(value: unknown, eventNumber?: number): string | undefine
   const seconds = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
   const ms = Math.round(seconds * 1000);
   if (!Number.isFinite(ms) || ms < 0 || ms > 253402300799999) {
-    throw new HecError('INVALID_DATA_FORMAT', eventNumber, {}, `time must be epoch seconds, got ${JSON.stringify(value)}`);
+    throw new HecError('INVALID_DATA_FORMAT', eventNumber, {}, `time must be epoch seconds, got ${described(value)}`);
   }
   return new Date(ms).toISOString();
 }

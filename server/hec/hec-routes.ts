@@ -144,7 +144,7 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
       const text = await body(request);
       if (text.trim() === '') throw new HecError('NO_DATA');
       const token = request.hecToken!;
-      const envelopes = splitEnvelopes(text);
+      const envelopes = splitEnvelopes(text, rules.maxDepth);
       checkCount(envelopes.length, rules);
       const defaults = queryDefaults(request);
       return store(

@@ -266,6 +266,23 @@ describe('HEC error codes (nothing stored on any of them)', () => {
       { text: 'ACK is disabled', code: 14 },
     ],
     ['ack token without channel', '/services/collector/event', '{"event":"a"}', auth(ACK), 400, { text: 'Data channel is missing', code: 10 }],
+    // Found by a black-box test: 500 code 8 (stack overflow), which clients retry for ever.
+    [
+      'a time nested 250,000 deep',
+      '/services/collector/event',
+      `{"event":1,"time":${'['.repeat(250_000)}${']'.repeat(250_000)}}`,
+      auth(),
+      400,
+      { text: 'Invalid data format', code: 6, 'invalid-event-number': 0 },
+    ],
+    [
+      'an index nested 250,000 deep',
+      '/services/collector/event',
+      `{"event":1,"index":${'['.repeat(250_000)}${']'.repeat(250_000)}}`,
+      auth(),
+      400,
+      { text: 'Invalid data format', code: 6, 'invalid-event-number': 0 },
+    ],
     [
       'channel that is not a GUID',
       '/services/collector/event',

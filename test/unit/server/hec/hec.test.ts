@@ -30,7 +30,7 @@ function hecCode(fn: () => unknown): [number, number | undefined] {
 
 describe('splitEnvelopes', () => {
   test('concatenated, newline- and space-separated objects', () => {
-    assert.deepEqual(splitEnvelopes('{"a":1}{"b":2}\n{"c":{"d":[1,{"e":"}{"}]}}\r\n  {"f":"\\"}"}\n'), [
+    assert.deepEqual(splitEnvelopes('{"a":1}{"b":2}\n{"c":{"d":[1,{"e":"}{"}]}}\r\n  {"f":"\\"}"}\n', 64), [
       { a: 1 },
       { b: 2 },
       { c: { d: [1, { e: '}{' }] } },
@@ -39,25 +39,68 @@ describe('splitEnvelopes', () => {
   });
   test('errors name the event (from 0)', () => {
     assert.deepEqual(
-      hecCode(() => splitEnvelopes('{"a":1}{"b":}')),
+      hecCode(() => splitEnvelopes('{"a":1}{"b":}', 64)),
       [6, 1],
     );
     assert.deepEqual(
-      hecCode(() => splitEnvelopes('{"a":1} x')),
+      hecCode(() => splitEnvelopes('{"a":1} x', 64)),
       [6, 1],
     );
     assert.deepEqual(
-      hecCode(() => splitEnvelopes('{"a":1}{"b":2')),
+      hecCode(() => splitEnvelopes('{"a":1}{"b":2', 64)),
       [6, 1],
     );
     assert.deepEqual(
-      hecCode(() => splitEnvelopes('"text"')),
+      hecCode(() => splitEnvelopes('"text"', 64)),
       [6, 0],
     );
     assert.deepEqual(
-      hecCode(() => splitEnvelopes('  \n')),
+      hecCode(() => splitEnvelopes('  \n', 64)),
       [5, undefined],
     );
+  });
+});
+
+describe('nesting and error messages (found by a black-box test: a time nested 250,000 deep answered 500)', () => {
+  const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+  test('an event may be maxDepth deep, its envelope one more; deeper is code 6 naming the event, checked before parsing', () => {
+    assert.equal(splitEnvelopes(`{"event":${deep(4)}}`, 4).length, 1);
+    assert.deepEqual(
+      hecCode(() => splitEnvelopes(`{"event":1}{"event":${deep(5)}}`, 4)),
+      [6, 1],
+    );
+    for (const member of ['time', 'index', 'fields', 'host']) {
+      assert.deepEqual(
+        hecCode(() => splitEnvelopes(`{"event":1,"${member}":${deep(250_000)}}`, 64)),
+        [6, 0],
+        member,
+      );
+    }
+  });
+  test('a bad time or index is described, not copied whole into the message', () => {
+    const token = { name: 't', apps: ['web'], ack: false } as unknown as WriteToken;
+    const long = 'x'.repeat(10_000);
+    for (const [value, want] of [
+      [[[[1]]], /an array/],
+      [{ a: 1 }, /an object/],
+      [long, /"x{64}"…$/],
+      [true, /got true$/],
+    ] as const) {
+      try {
+        hecTime(value);
+        assert.fail('no error');
+      } catch (err) {
+        assert.match((err as HecError).detail!, want);
+        assert.ok((err as HecError).detail!.length < 200);
+      }
+    }
+    try {
+      envelopeToDoc({ event: 1, index: long }, 0, token, { maxDepth: 64, maxDocs: 10 });
+      assert.fail('no error');
+    } catch (err) {
+      assert.equal((err as HecError).hecCode, 7);
+      assert.ok((err as HecError).detail!.length < 200, (err as HecError).detail!.slice(0, 300));
+    }
   });
 });
 
