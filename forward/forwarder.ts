@@ -14,6 +14,7 @@ import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } fr
 import { LineAppender } from '../lib/line-appender.js';
 import { OperationError } from '../lib/errors.js';
 import { writeFileDurably } from '../lib/durable-file.js';
+import { untaggedId } from '../lib/tagged-id.js';
 
 /** Pages read at a reduced page size before it is doubled again (see pageFailed). */
 const GROW_AFTER_PAGES = 8;
@@ -85,29 +86,44 @@ interface Change {
   doc?: Record<string, unknown>;
 }
 
-/** An event time in epoch seconds: `timestamp` (s/ms/µs/ns by size), else `time`, else `received_at`. */
+/** Event times a HEC receiver takes: epoch seconds from 1970 to the end of year 9999 (couchlog's own HEC refuses others). */
+const MAX_EVENT_SECONDS = 253402300799.999;
+
+/**
+ * An event time in epoch seconds: `timestamp` (s/ms/µs/ns by size), else
+ * `time`, else `received_at`; the first one in range. (Found by a black-box
+ * test: a document's `timestamp` of 1e30 or a `time` in year -100 went out
+ * as such, and a couchlog receiver set the whole document aside.)
+ */
 export function eventTimeSeconds(doc: Record<string, unknown>): number | undefined {
+  const inRange = (s: number) => (Number.isFinite(s) && s >= 0 && s <= MAX_EVENT_SECONDS ? s : undefined);
   const ts = doc.timestamp;
   if (typeof ts === 'number' && Number.isFinite(ts) && ts > 0) {
-    if (ts < 1e11) return ts;
-    if (ts < 1e14) return ts / 1e3;
-    if (ts < 1e17) return ts / 1e6;
-    return ts / 1e9;
+    const s = inRange(ts < 1e11 ? ts : ts < 1e14 ? ts / 1e3 : ts < 1e17 ? ts / 1e6 : ts / 1e9);
+    if (s !== undefined) return s;
   }
   for (const key of ['time', 'received_at']) {
     const v = doc[key];
     if (typeof v === 'string') {
-      const ms = Date.parse(v);
-      if (!Number.isNaN(ms)) return ms / 1000;
+      const s = inRange(Date.parse(v) / 1000);
+      if (s !== undefined) return s;
     }
   }
   return undefined;
 }
 
-/** The HEC envelope of a stored document: the document (minus `_rev`) is the event. */
+/**
+ * The HEC envelope of a stored document: the document (minus `_rev`) is the
+ * event. A document stored under a tagged id (its id was taken by another
+ * content) goes out with the id it was sent with: a couchlog receiver
+ * refuses tagged ids from clients and tags it with its own key, the same
+ * way every time, so a forward repeated stores nothing twice. (Found by a
+ * black-box test: couchlog to couchlog set every such document aside.)
+ */
 export function envelopeOf(doc: Record<string, unknown>, app: string, m: ForwardMapping): Record<string, unknown> {
   const { _rev, ...event } = doc;
   void _rev;
+  if (typeof event._id === 'string') event._id = untaggedId(event._id);
   const str = (field: string | null) => (field !== null && typeof doc[field] === 'string' && doc[field] !== '' ? (doc[field] as string) : undefined);
   const env: Record<string, unknown> = {};
   const time = eventTimeSeconds(doc);
@@ -137,6 +153,7 @@ export function envelopeText(doc: Record<string, unknown>, app: string, m: Forwa
   const index = str(m.indexField) ?? m.index;
   if (index !== null && index !== undefined) head += `"index":${JSON.stringify(index)},`;
   delete doc._rev;
+  if (typeof doc._id === 'string') doc._id = untaggedId(doc._id);
   return `${head}"event":${JSON.stringify(doc)}}`;
 }
 

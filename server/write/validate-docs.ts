@@ -2,6 +2,7 @@
 // any of its documents breaks one, so nothing is ever half-written. The
 // validate_doc_update in every log database enforces the same in CouchDB.
 import { badRequest, docValidation, forbidden, tooLarge } from '../../lib/errors.js';
+import { TAGGED_ID } from '../../lib/tagged-id.js';
 
 export type LogDoc = Record<string, unknown> & { _id?: string };
 
@@ -9,9 +10,6 @@ export interface DocRules {
   maxDepth: number;
   maxDocs: number;
 }
-
-/** `<id>~` and 24 hex digits: the ids the ingress gives documents whose id was taken (claimed-ids.ts); refused from clients. */
-export const TAGGED_ID = /~[0-9a-f]{24}$/;
 
 /** Special fields a writer may set: only `_id` (shippers use it for idempotent retries). */
 const MAX_ID_LENGTH = 512;

@@ -313,4 +313,23 @@ describe('forward: envelopeOf and eventTimeSeconds', () => {
     assert.equal(eventTimeSeconds({ time: 'nope', received_at: '2024-07-17T03:33:43.512Z' }), 1721187223.512);
     assert.equal(eventTimeSeconds({}), undefined);
   });
+  test('event times out of what a receiver takes (1970 to 9999) fall back to the next one (found by a black-box test)', () => {
+    const received_at = '2024-07-17T03:33:43.512Z';
+    for (const doc of [
+      { timestamp: 1e30 },
+      { time: '-000100-01-01T00:00:00Z' },
+      { time: '+275760-09-13T00:00:00.000Z' },
+      { timestamp: 1e30, time: '+275760-09-13T00:00:00Z' },
+    ]) {
+      assert.equal(eventTimeSeconds({ ...doc, received_at }), 1721187223.512, JSON.stringify(doc));
+    }
+    assert.equal(eventTimeSeconds({ time: '9999-12-31T23:59:59.999Z' }), 253402300799.999);
+    assert.equal(eventTimeSeconds({ time: '1969-12-31T23:59:59Z' }), undefined);
+  });
+  test('a document stored under a tagged id goes out with the id it was sent with (a couchlog receiver refuses tagged ids)', () => {
+    const doc = { _id: 'fixed-1~389115a0b1c2d3e4f5a6b7c8', v: 'B' };
+    assert.equal((envelopeOf(doc, 'web', m).event as { _id: string })._id, 'fixed-1');
+    assert.equal(JSON.parse(envelopeText(structuredClone(doc), 'web', m)).event._id, 'fixed-1');
+    assert.equal((envelopeOf({ _id: 'plain~abc' }, 'web', m).event as { _id: string })._id, 'plain~abc', 'only the ingress tag is taken off');
+  });
 });
