@@ -186,6 +186,26 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
       return reply.code(200).send({ text, code });
     });
   }
+
+  // Any other method or path under /services/collector is answered here, as
+  // HEC answers it, without looking at the credentials. (Found by a
+  // black-box test: they fell through to the proxy, whose 401 counted as a
+  // failed login, so 20 requests with a valid token on a wrong path locked
+  // every HEC client of that address out; a token in Basic auth went to
+  // CouchDB's _session as a password.)
+  const wrongMethod = (allowed: string) => async (_request: FastifyRequest, reply: FastifyReply) =>
+    reply
+      .code(405)
+      .header('allow', allowed)
+      .send({ text: `Method not allowed: use ${allowed}`, code: 405 });
+  const OTHER_METHODS = ['DELETE', 'PATCH', 'PUT', 'OPTIONS'] as const;
+  for (const url of [...EVENT_PATHS, ...RAW_PATHS, ACK_PATH]) {
+    app.route({ method: ['GET', 'HEAD', ...OTHER_METHODS], url, config: { metricsRoute: 'hec_other' }, handler: wrongMethod('POST') });
+  }
+  for (const url of HEALTH_PATHS) app.route({ method: ['POST', ...OTHER_METHODS], url, config: { metricsRoute: 'hec_other' }, handler: wrongMethod('GET') });
+  app.all('/services/collector/*', { config: { metricsRoute: 'hec_other' } }, async (_request, reply) =>
+    reply.code(404).send({ text: 'The requested URL was not found on this server.', code: 404 }),
+  );
 }
 
 function queryDefaults(request: FastifyRequest): HecDefaults {

@@ -36,7 +36,7 @@ export function hardenCookie(cookie: string, secure: boolean): string {
   return out;
 }
 
-const isHec = (request: FastifyRequest) => (request.raw.url ?? '').startsWith('/services/collector');
+const isHec = (request: FastifyRequest) => /^\/services\/collector(?:[/?]|$)/.test(request.raw.url ?? '');
 
 /** Whether a request asks to be authenticated: credentials, a login, or a HEC token (a token guessed is a password guessed). */
 function authenticates(request: FastifyRequest): boolean {

@@ -426,6 +426,33 @@ describe('tokens on the plain write routes', () => {
   });
 });
 
+describe('other methods and paths under /services/collector', () => {
+  test('HEC-style 405 or 404, credentials not looked at, and no lockout after more than auth_failures.max of them', async () => {
+    const cases: Array<[string, string, number, string | null]> = [
+      ['GET', '/services/collector/event', 405, 'POST'],
+      ['PUT', '/services/collector/event', 405, 'POST'],
+      ['DELETE', '/services/collector', 405, 'POST'],
+      ['GET', '/services/collector/ack', 405, 'POST'],
+      ['POST', '/services/collector/health', 405, 'GET'],
+      ['GET', '/services/collector/event/2.0', 404, null],
+      ['POST', '/services/collector/nope', 404, null],
+    ];
+    for (const [method, path, status, allow] of cases) {
+      const res = await http(`${stack.url}${path}`, { method, headers: auth(), body: method === 'GET' ? undefined : '{"event":1}' });
+      assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
+      assert.equal(res.json.code, status);
+      assert.equal(typeof res.json.text, 'string');
+      assert.equal(res.headers.get('allow'), allow);
+    }
+    // Found by a black-box test: each of these was a failed login, and 20 locked out every HEC client of the address.
+    for (let i = 0; i < stack.config.ingress.auth_failures.max + 5; i++) {
+      assert.equal((await http(`${stack.url}/services/collector/event/2.0`, { headers: auth() })).status, 404);
+    }
+    const ok = await hec('/services/collector/event', '{"event":"still welcome"}', auth());
+    assert.deepEqual([ok.status, ok.json.code], [200, 0]);
+  });
+});
+
 describe('group commit and outages', () => {
   test('concurrent HEC requests share _bulk_docs writes', async (t) => {
     // A batch waits max_wait_ms (4 ms by default) for more documents: on a
