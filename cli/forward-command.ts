@@ -1,8 +1,10 @@
 // `couchlog forward`: options defined here; the work is forward/.
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { intAtLeast } from './options.js';
+import { intAtLeast, port } from './options.js';
 import { couchUrl, loadConfig, namedSecret, requirePassword, type Config } from '../lib/config/load.js';
+import { httpUrlProblems } from '../lib/config/http-url.js';
+import { APP_NAME_MAX_LENGTH, APP_NAME_PATTERN } from '../lib/config/schema.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { OperationError, UsageError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -78,7 +80,7 @@ export function forwardCommand(name: string, configFile: () => string | undefine
       300_000,
     )
     .option('--metrics-host <host>', 'address of the /metrics and /health endpoint', '127.0.0.1')
-    .option('--metrics-port <port>', 'serve /metrics and /health on this port', intAtLeast(1, '--metrics-port'))
+    .option('--metrics-port <port>', 'serve /metrics and /health on this port', port('--metrics-port'))
     .action(async (o: ForwardCliOptions) => {
       const { config } = loadConfig({ file: configFile() });
       const logger = createLogger(config.log_level, 'forward');
@@ -122,7 +124,11 @@ export function forwardCommand(name: string, configFile: () => string | undefine
 }
 
 function single(config: Config, logger: Logger, o: ForwardCliOptions): Forwarder {
+  if (o.app.length > APP_NAME_MAX_LENGTH || !APP_NAME_PATTERN.test(o.app))
+    throw new UsageError(`--app: app names are lowercase letters, digits, "_" and "-", starting with a letter (at most ${APP_NAME_MAX_LENGTH})`);
   if (!o.hecUrl) throw new UsageError('--app needs --hec-url');
+  const urlProblems = httpUrlProblems(o.hecUrl, '--hec-token-env (or --hec-token)');
+  if (urlProblems.length > 0) throw new UsageError(`--hec-url: ${urlProblems.join('; ')}`);
   const token = o.hecToken ?? namedSecret(config, o.hecTokenEnv);
   if (!token) throw new UsageError(`no HEC token: set ${o.hecTokenEnv} (environment or ${join(config.data_dir, 'secrets.env')}) or give --hec-token`);
   const name = o.name ?? o.app!;

@@ -15,6 +15,16 @@ export function intAtLeast(min: number, flag = 'the value'): (value: string) => 
   };
 }
 
+/** A commander parser for a TCP port (1-65535). */
+export function port(flag: string): (value: string) => number {
+  const int = intAtLeast(1, flag);
+  return (value: string) => {
+    const n = int(value);
+    if (n > 65535) throw new InvalidArgumentError(`${flag} must be a port number (1-65535), got "${value}"`);
+    return n;
+  };
+}
+
 /** A commander parser for a non-negative number of seconds (fractions allowed). */
 export const seconds = (flag: string) => (value: string) => {
   const n = Number(value);

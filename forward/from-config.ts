@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Config } from '../lib/config/load.js';
 import { couchUrl, namedSecret, requirePassword } from '../lib/config/load.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError, OperationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { Forwarder } from './forwarder.js';
 
@@ -108,7 +108,15 @@ export function serveForwardMetrics(forwarders: Forwarder[], host: string, port:
     }
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const why =
+        err.code === 'EADDRINUSE'
+          ? 'the port is in use'
+          : err.code === 'ENOTFOUND' || err.code === 'EADDRNOTAVAIL'
+            ? 'no such local address'
+            : (err.code ?? err.message);
+      reject(new OperationError(`cannot serve /metrics and /health on ${host}:${port}: ${why}`));
+    });
     server.listen(port, host, () => resolve(server));
   });
 }

@@ -5,17 +5,22 @@
 // their own, which the error names.
 import { z } from 'zod';
 
+/** What is wrong with `value` as such a URL (empty: nothing). The value itself is never repeated: it may hold a secret. */
+export function httpUrlProblems(value: string, credentialsFrom: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return ['not a URL'];
+  }
+  const problems: string[] = [];
+  if (!/^https?:$/.test(url.protocol)) problems.push('must be an http:// or https:// URL');
+  if (url.username || url.password) problems.push(`must not contain credentials: use ${credentialsFrom}`);
+  return problems;
+}
+
 export function httpUrlWithoutCredentials(credentialsFrom: string): (value: string, ctx: z.RefinementCtx) => void {
   return (value, ctx) => {
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      // The value itself is not repeated: it may hold a secret.
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'not a URL' });
-      return;
-    }
-    if (!/^https?:$/.test(url.protocol)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must be an http:// or https:// URL' });
-    if (url.username || url.password) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must not contain credentials: use ${credentialsFrom}` });
+    for (const message of httpUrlProblems(value, credentialsFrom)) ctx.addIssue({ code: z.ZodIssueCode.custom, message });
   };
 }

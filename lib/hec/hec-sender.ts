@@ -16,6 +16,7 @@ import { gzipSync } from 'node:zlib';
 import { Agent, request, type Dispatcher } from 'undici';
 import { retryAfterMs } from '../retry.js';
 import { readAtMost } from '../read-at-most.js';
+import { OperationError } from '../errors.js';
 
 export interface HecSenderOptions {
   /** Base URL (https://splunk:8088) or the full event URL (…/services/collector/event). */
@@ -93,7 +94,7 @@ export class HecSender {
     this.eventUrl = new URL(/\/services\/collector(\/event(\/1\.0)?)?$/.test(path) ? base.href : `${base.origin}${path}/services/collector/event`);
     this.ackUrl = new URL(`${this.eventUrl.origin}${this.eventUrl.pathname.replace(/\/services\/collector.*$/, '')}/services/collector/ack`);
     this.agent = new Agent({
-      connect: { ca: o.caFile ? readFileSync(o.caFile) : undefined, rejectUnauthorized: o.verifyTls, timeout: Math.min(o.timeoutMs, 10_000) },
+      connect: { ca: o.caFile ? readCaFile(o.caFile) : undefined, rejectUnauthorized: o.verifyTls, timeout: Math.min(o.timeoutMs, 10_000) },
       headersTimeout: o.timeoutMs,
       bodyTimeout: o.timeoutMs,
       keepAliveTimeout: 30_000,
@@ -198,5 +199,14 @@ export class HecSender {
   async close(): Promise<void> {
     this.abort();
     await this.agent.close();
+  }
+}
+
+/** The CA file's certificates; one that cannot be read is the operator's to fix, said in one line. */
+function readCaFile(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new OperationError(`cannot read the CA file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }

@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -221,6 +222,49 @@ describe('couchlog forward into a HEC endpoint', () => {
     const summary = JSON.parse(out) as { forwarded: number };
     assert.ok(summary.forwarded <= 3000 - before + 200, `resent at most the two pages in flight: ${summary.forwarded} after ${before}`);
     assert.equal(await countDocs(dst, 'log_dst3'), 3000);
+  });
+
+  test('bad flags: one line naming the flag, exit 2 (usage) or 1 (the machine), no stack trace', async () => {
+    // Found by a black-box test: each of these printed a stack trace, or was taken and retried for 5 minutes.
+    const busy = createServer().listen(0, '127.0.0.1');
+    await new Promise((ok) => busy.once('listening', ok));
+    const busyPort = (busy.address() as { port: number }).port;
+    const hec = ['--hec-url', 'http://127.0.0.1:1'];
+    const cases: Array<[string[], number, RegExp]> = [
+      [['--app', 'src', '--hec-url', 'notaurl'], 2, /^couchlog: --hec-url: not a URL$/],
+      [['--app', 'src', '--hec-url', 'ftp://127.0.0.1/x'], 2, /^couchlog: --hec-url: must be an http:\/\/ or https:\/\/ URL$/],
+      [['--app', 'src', '--hec-url', 'http://user:secret-pw@127.0.0.1:1'], 2, /^couchlog: --hec-url: must not contain credentials/],
+      [['--app', 'WEB', ...hec], 2, /^couchlog: --app: app names are lowercase/],
+      [['--app', '../_users', ...hec], 2, /^couchlog: --app: app names are lowercase/],
+      [['--app', 'src', ...hec, '--metrics-port', '70000'], 2, /--metrics-port must be a port number \(1-65535\), got "70000"/],
+      [['--app', 'src', ...hec, '--ca-file', '/nonexistent/ca.pem'], 1, /^couchlog: cannot read the CA file \/nonexistent\/ca\.pem: ENOENT$/],
+      [
+        ['--app', 'src', ...hec, '--metrics-port', String(busyPort)],
+        1,
+        new RegExp(`^couchlog: cannot serve /metrics and /health on 127\\.0\\.0\\.1:${busyPort}: the port is in use$`),
+      ],
+    ];
+    try {
+      for (const [flags, want, message] of cases) {
+        const child = spawn(process.execPath, [join(ROOT, 'dist', 'scripts', 'couchlog.js'), 'forward', ...flags, '--once'], {
+          env: cliEnv(),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let err = '';
+        child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+        const code = await new Promise((ok) => child.once('exit', ok));
+        const lines = err
+          .trim()
+          .split('\n')
+          .filter((l) => !l.startsWith('{'));
+        assert.equal(code, want, `${flags.join(' ')}: ${err}`);
+        assert.equal(lines.length, 1, `${flags.join(' ')}: one line: ${err}`);
+        assert.match(lines[0]!, message, flags.join(' '));
+        assert.ok(!err.includes('secret-pw'), 'the password in a URL is not repeated');
+      }
+    } finally {
+      busy.close();
+    }
   });
 
   test('--once gives up (exit 1) once every attempt has failed for --give-up-after: a cron run ends', async () => {
