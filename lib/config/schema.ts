@@ -105,7 +105,7 @@ const hec = z
   .object({
     /** Serve the Splunk HEC endpoints (/services/collector/...). */
     enabled: z.boolean().default(true),
-    /** Indexer acknowledgment: channels remembered (least recently used forgotten first). */
+    /** Indexer acknowledgment: channels remembered per token (its least recently used forgotten first). */
     ack_max_channels: z.number().int().min(1).max(1_000_000).default(10_000),
     /** Acks kept per channel until queried (the oldest are forgotten beyond). */
     ack_max_pending_per_channel: z.number().int().min(1).max(1_000_000).default(10_000),

@@ -2,10 +2,14 @@
 // after CouchDB stored every document of it, so an ackId is handed out for
 // documents already stored and `/services/collector/ack` answers true for
 // it (once: like Splunk, an ack reported true is forgotten). Memory is
-// bounded: at most `maxChannels` channels (the least recently used is
-// forgotten) and `maxPending` unqueried acks per channel (the oldest is
-// forgotten). A forgotten ack answers false, so the client sends the events
-// again: a duplicate, never a loss.
+// bounded: at most `maxChannels` channels per token (the least recently
+// used of that token's is forgotten) and `maxPending` unqueried acks per
+// channel (the oldest is forgotten). A forgotten ack answers false, so the
+// client sends the events again: a duplicate, never a loss. Per token, so
+// that one token's clients opening channel after channel cannot make
+// another token's acks forgotten (found by a black-box test: 10,001 new
+// channels of one token turned another's pending ack to false, and its
+// client stored the events twice).
 
 export interface AckOptions {
   maxChannels: number;
@@ -21,23 +25,25 @@ interface Channel {
 export const CHANNEL_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 export class AckRegistry {
-  private readonly channels = new Map<string, Channel>();
+  /** Per token, its channels; each map least recently used first (a Map keeps insertion order). */
+  private readonly tokens = new Map<string, Map<string, Channel>>();
 
   constructor(private readonly opts: AckOptions) {}
 
   private channel(token: string, channel: string, create: boolean): Channel | undefined {
-    const key = `${token}\n${channel.toLowerCase()}`;
-    const found = this.channels.get(key);
+    const key = channel.toLowerCase();
+    let channels = this.tokens.get(token);
+    const found = channels?.get(key);
     if (found) {
-      // Most recently used last: Map keeps insertion order.
-      this.channels.delete(key);
-      this.channels.set(key, found);
+      channels!.delete(key);
+      channels!.set(key, found);
       return found;
     }
     if (!create) return undefined;
+    if (!channels) this.tokens.set(token, (channels = new Map()));
     const ch: Channel = { next: 0, pending: new Set() };
-    this.channels.set(key, ch);
-    while (this.channels.size > this.opts.maxChannels) this.channels.delete(this.channels.keys().next().value!);
+    channels.set(key, ch);
+    while (channels.size > this.opts.maxChannels) channels.delete(channels.keys().next().value!);
     return ch;
   }
 
@@ -62,6 +68,8 @@ export class AckRegistry {
   }
 
   get channelCount(): number {
-    return this.channels.size;
+    let n = 0;
+    for (const channels of this.tokens.values()) n += channels.size;
+    return n;
   }
 }

@@ -273,9 +273,17 @@ describe('AckRegistry', () => {
     assert.deepEqual(acks.query('t', 'c1', [0]), { '0': false });
     for (let i = 0; i < 5; i++) acks.issue('t', 'c1');
     assert.deepEqual(acks.query('t', 'c1', [2, 3, 4, 5, 6]), { '2': false, '3': false, '4': true, '5': true, '6': true }, 'oldest forgotten beyond maxPending');
-    acks.issue('v', 'c9');
-    assert.equal(acks.channelCount, 2);
-    assert.deepEqual(acks.query('u', 'c1', [0]), { '0': false }, 'least recently used channel forgotten');
+    acks.issue('t', 'c2');
+    acks.issue('t', 'c3');
+    assert.equal(acks.channelCount, 3, "t's two most recent, and u's one");
+    assert.deepEqual(acks.query('t', 'c1', [7]), { '7': false }, "t's least recently used channel forgotten");
+  });
+  test("one token's new channels never make another token's acks forgotten (found by a black-box test)", () => {
+    const acks = new AckRegistry({ maxChannels: 100, maxPending: 10 });
+    const victim = acks.issue('lib', 'X');
+    for (let i = 0; i < 10_001; i++) acks.issue('noisy', `c${i}`);
+    assert.deepEqual(acks.query('lib', 'X', [victim]), { [victim]: true });
+    assert.equal(acks.channelCount, 101, 'bounded per token');
   });
 });
 
