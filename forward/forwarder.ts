@@ -400,6 +400,8 @@ export class Forwarder {
               ),
           );
         }
+        // Cut short by stop(): no failure, the page is sent again on the next start.
+        if (!this.running) return false;
         const retryAfter = err instanceof RetryableSendError ? err.retryAfterMs : null;
         this.status.retries++;
         this.status.lastError = (err as Error).message;
@@ -444,11 +446,22 @@ export function readCheckpoint(file: string): string {
     v = undefined;
   }
   // Not started over from the beginning on its own: that would send the whole database again.
-  if (typeof v !== 'string')
+  if (typeof v !== 'string' || !isJsonSeq(v))
     throw new OperationError(
       `forward checkpoint ${file} is not a checkpoint (${text.length} bytes): restore it, or delete it to forward the whole database again`,
     );
   return v;
+}
+
+/** A sequence as the checkpoint keeps it: CouchDB's last_seq as JSON text (a number, or a string on CouchDB 3), or '' before the first page. */
+function isJsonSeq(text: string): boolean {
+  if (text === '') return true;
+  try {
+    const seq = JSON.parse(text) as unknown;
+    return typeof seq === 'string' || typeof seq === 'number';
+  } catch {
+    return false;
+  }
 }
 
 /** Written durably (fsync): a checkpoint lost or emptied by a power cut would send everything again, or stop the start. */

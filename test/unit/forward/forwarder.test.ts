@@ -142,7 +142,8 @@ test('a checkpoint file that is empty or not a checkpoint (a power cut) is a cle
     assert.equal(readCheckpoint(file), '', 'none yet: from the start');
     writeFileSync(file, '{"since":"\\"42-abc\\"","at":"2026-12-05T00:00:00Z"}\n');
     assert.equal(readCheckpoint(file), '"42-abc"');
-    for (const text of ['', '{ broken', '{}', 'null', '{"since":7}']) {
+    // '{"since":"abc"}': found by a black-box test (every read then failed on JSON.parse, for ever).
+    for (const text of ['', '{ broken', '{}', 'null', '{"since":7}', '{"since":"abc"}', '{"since":"[1]"}']) {
       writeFileSync(file, text);
       assert.throws(
         () => readCheckpoint(file),
