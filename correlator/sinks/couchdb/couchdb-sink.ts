@@ -75,6 +75,32 @@ interface Stored {
   rev: string;
   deleted: boolean;
   doc: Record<string, unknown> | null;
+  /** The other live branches' revisions (read only when asked for). */
+  conflicts: string[];
+}
+
+/** One live branch of a stored record. */
+interface Leaf {
+  rev: string;
+  doc: Record<string, unknown>;
+}
+
+/**
+ * The live branches of a deleted record to delete again: all but the one
+ * newest decision made after the deletion, if there is one. A late copy
+ * can leave the earlier content as a branch beside a newer decision; the
+ * winner among branches is CouchDB's pick by revision hash, not the newest
+ * decision, and a later deletion of the winner would bring that branch up.
+ */
+export function staleLeaves(deletion: SinkRecord, leaves: readonly Leaf[]): Leaf[] {
+  const decided = (l: Leaf) => (typeof l.doc.decided_at === 'string' ? l.doc.decided_at : '');
+  const deletedAt = String(deletion.record.decided_at ?? '');
+  let keep: Leaf | null = null;
+  for (const l of leaves) {
+    if (decided(l) <= deletedAt) continue;
+    if (keep === null || decided(l) > decided(keep) || (decided(l) === decided(keep) && l.rev > keep.rev)) keep = l;
+  }
+  return leaves.filter((l) => l !== keep);
 }
 
 const UPSERT_ROUNDS = 5;
@@ -156,26 +182,46 @@ export class CouchDbDelivery implements Delivery {
     const due = this.watch.takeDue();
     if (due.length === 0) return;
     try {
-      const stored = await this.current(due.map((r) => r.id));
+      const leaves = await this.liveLeaves(due.map((r) => r.id));
       const docs: Array<Record<string, unknown>> = [];
-      const again: SinkRecord[] = [];
+      const again = new Map<string, SinkRecord>();
       for (const r of due) {
-        const cur = stored.get(r.id);
-        if (!cur || cur.deleted || !cur.doc) continue;
-        const doc = this.upsertDoc(r, cur);
-        if (doc) {
-          docs.push(doc);
-          again.push(r);
+        for (const leaf of staleLeaves(r, leaves.get(r.id) ?? [])) {
+          docs.push({ _id: r.id, _rev: leaf.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at });
+          again.set(r.id, r);
         }
       }
       if (docs.length === 0) return;
-      const conflicted = new Set(await this.bulk(docs));
-      this.onResurrection(docs.length - conflicted.size);
+      const conflicted = await this.bulk(docs);
+      this.onResurrection(docs.length - conflicted.length);
       // Moved meanwhile (a newer decision being written): looked at again at the next tick.
-      this.watch.retry(again.filter((r) => conflicted.has(r.id)));
+      this.watch.retry([...new Set(conflicted)].map((id) => again.get(id)!));
     } catch (err) {
       this.onCheckFailed(err, this.watch.retry(due));
     }
+  }
+
+  /**
+   * The live leaves of each record: the winner, and the conflicting
+   * branches a late copy left (read only for the records that have any).
+   */
+  private async liveLeaves(ids: string[]): Promise<Map<string, Leaf[]>> {
+    const stored = await this.current(ids, true);
+    const out = new Map<string, Leaf[]>();
+    for (const [id, cur] of stored) {
+      if (cur.conflicts.length === 0) {
+        if (!cur.deleted && cur.doc) out.set(id, [{ rev: cur.rev, doc: cur.doc }]);
+        continue;
+      }
+      const res = await this.http.request<unknown>('GET', `${this.base}/${encodeURIComponent(id)}?open_revs=all`, {
+        headers: { ...this.headers, accept: 'application/json' },
+      });
+      if (res.status !== 200 || !Array.isArray(res.body)) throw new OperationError(`reading the branches of ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+      const live: Leaf[] = [];
+      for (const l of res.body as Array<{ ok?: Record<string, unknown> }>) if (l.ok && l.ok._deleted !== true) live.push({ rev: String(l.ok._rev), doc: l.ok });
+      out.set(id, live);
+    }
+    return out;
   }
 
   private get base(): string {
@@ -267,17 +313,19 @@ export class CouchDbDelivery implements Delivery {
     }
   }
 
-  private async current(ids: string[]): Promise<Map<string, Stored>> {
+  private async current(ids: string[], conflicts = false): Promise<Map<string, Stored>> {
     const res = await this.http.request<{
       rows?: Array<{ id?: string; key?: string; value?: { rev: string; deleted?: boolean }; doc?: Record<string, unknown> | null; error?: string }>;
-    }>('POST', `${this.base}/_all_docs?include_docs=true`, { headers: this.headers, body: JSON.stringify({ keys: ids }) });
+    }>('POST', `${this.base}/_all_docs?include_docs=true${conflicts ? '&conflicts=true' : ''}`, { headers: this.headers, body: JSON.stringify({ keys: ids }) });
     if (res.status === 401 || res.status === 403)
       throw new SinkSetupError(`CouchDB refused the correlator's account: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.status !== 200) throw new OperationError(`reading ${ids.length} correlated records: ${res.status} ${JSON.stringify(res.body)}`);
     const out = new Map<string, Stored>();
     for (const row of res.body.rows ?? []) {
       if (!row.value || row.error) continue;
-      out.set(row.key ?? row.id!, { rev: row.value.rev, deleted: row.value.deleted === true, doc: row.doc ?? null });
+      const doc = row.doc ?? null;
+      const branches = Array.isArray(doc?._conflicts) ? (doc._conflicts as unknown[]).map(String) : [];
+      out.set(row.key ?? row.id!, { rev: row.value.rev, deleted: row.value.deleted === true, doc, conflicts: branches });
     }
     return out;
   }

@@ -3,7 +3,7 @@
 // test/integration/correlator-couchdb-sink.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { latestOfEach, PermanentDeliveryError, refusalError, SinkSetupError } from '../../../../../correlator/sinks/couchdb/couchdb-sink.js';
+import { latestOfEach, PermanentDeliveryError, refusalError, SinkSetupError, staleLeaves } from '../../../../../correlator/sinks/couchdb/couchdb-sink.js';
 import { OperationError } from '../../../../../lib/errors.js';
 import type { SinkRecord } from '../../../../../correlator/sinks/sink.js';
 import { mulberry32 } from '../../../../../bench/prng.js';
@@ -62,4 +62,22 @@ test("per-document refusals: the account's are the operator's to fix, a missing 
   assert.ok(
     refusalError([r('bad_request', 'x'), r('forbidden', 'only the correlator (role log_correlator) may write correlated records')]) instanceof SinkSetupError,
   );
+});
+
+test('a deleted record checked again: every live branch decided before the deletion goes, and of those after it all but the newest', () => {
+  const deletion: SinkRecord = { id: 'B-1', version: 9, deleted: true, record: { revision: 2, decided_at: '2026-12-03T10:00:02.000Z' } };
+  const leaf = (rev: string, at?: string) => ({ rev, doc: at === undefined ? {} : { decided_at: at } });
+  const stale = (leaves: ReturnType<typeof leaf>[]) => staleLeaves(deletion, leaves).map((l) => l.rev);
+  assert.deepEqual(stale([]), []);
+  // The earlier content brought back by a late copy: deleted again, whatever its branch.
+  assert.deepEqual(stale([leaf('3-a', '2026-12-03T10:00:01.000Z')]), ['3-a']);
+  assert.deepEqual(stale([leaf('3-a', '2026-12-03T10:00:02.000Z')]), ['3-a'], 'decided with the deletion: not newer');
+  assert.deepEqual(stale([leaf('3-a')]), ['3-a'], 'no decided_at: not a newer decision');
+  // A newer decision stays; the earlier content beside it goes, winner or not.
+  assert.deepEqual(stale([leaf('3-a', '2026-12-03T10:00:03.000Z'), leaf('3-b', '2026-12-03T10:00:01.000Z')]), ['3-b']);
+  assert.deepEqual(stale([leaf('3-b', '2026-12-03T10:00:01.000Z'), leaf('3-a', '2026-12-03T10:00:03.000Z')]), ['3-b']);
+  // Two newer decisions: the newest stays; equal ones keep the same branch whichever order they are read in.
+  assert.deepEqual(stale([leaf('3-a', '2026-12-03T10:00:04.000Z'), leaf('3-b', '2026-12-03T10:00:03.000Z')]), ['3-b']);
+  assert.deepEqual(stale([leaf('3-a', '2026-12-03T10:00:04.000Z'), leaf('3-b', '2026-12-03T10:00:04.000Z')]), ['3-a']);
+  assert.deepEqual(stale([leaf('3-b', '2026-12-03T10:00:04.000Z'), leaf('3-a', '2026-12-03T10:00:04.000Z')]), ['3-a']);
 });
