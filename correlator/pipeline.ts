@@ -357,6 +357,15 @@ export class CorrelatorPipeline {
     await this.saveIfAcknowledged();
   }
 
+  /**
+   * Whether the saved checkpoint holds everything: none waits to be saved,
+   * every output is acknowledged, and the feeds and the engine stand where
+   * it says. Until something is read or decided, no checkpoint is written.
+   */
+  get checkpointCurrent(): boolean {
+    return this.pendingCheckpoint === null && this.fanout.pending === 0 && this.heldState() === this.savedHeldState;
+  }
+
   /** What a checkpoint says beyond the clock: feed positions and the engine's changes. */
   private heldState(): string {
     return `${this.feeds.A.cursor.since}|${this.feeds.B.cursor.since}|${this.engine.changes}`;
