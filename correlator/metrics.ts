@@ -18,6 +18,12 @@ export class CorrelatorMetrics {
     labelNames: ['side', 'reason'] as const,
     registers: this.r,
   });
+  readonly rewinds = new Counter({
+    name: 'couchlog_correlator_feed_rewinds_total',
+    help: 'Times a feed position was ahead of its database (made again, or restored from an older copy) and the feed was read from the start, per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
   readonly correlated = new Gauge({ name: 'couchlog_correlator_correlated_total', help: 'A events matched with a B event', registers: this.r });
   readonly orphans = new Gauge({
     name: 'couchlog_correlator_orphans_total',

@@ -24,6 +24,7 @@ import type { EngineConfig, InputEvent, LookupRequest, Side } from './engine/typ
 import type { ConnectionLookup, LookupAnswer } from './feed/connection-lookup.js';
 import type { ChangesFeed } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
+import { seqAhead } from '../lib/couch/seq-ahead.js';
 import { FeedCursor } from './feed/feed-cursor.js';
 import { ReadAhead } from './feed/read-ahead.js';
 import type { CorrelatorMetrics } from './metrics.js';
@@ -66,7 +67,12 @@ interface FeedState {
   lastError: string | null;
   backoffMs: number;
   reader: ReadAhead;
+  /** When the feed's position was last compared with its database's update_seq (clock ms). */
+  aheadCheckedAt: number;
 }
+
+/** How often, at most, an empty page leads to a look at the database's update_seq (see rewoundIfAhead). */
+const AHEAD_CHECK_MS = 30_000;
 
 /** Pages asked ahead per feed: enough to keep CouchDB busy, little memory (pages of `batch_size`). */
 const READ_AHEAD_PAGES = 2;
@@ -133,6 +139,7 @@ export class CorrelatorPipeline {
       lastError: null,
       backoffMs: opts.pollIntervalMs,
       reader: new ReadAhead(feeds[side].feed, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full),
+      aheadCheckedAt: -Infinity,
     });
     this.feeds = { A: state('A'), B: state('B') };
     this.engine = new CorrelationEngine(engineConfig);
@@ -240,6 +247,7 @@ export class CorrelatorPipeline {
       return;
     }
     const { page } = result;
+    if (page.changes.length === 0 && (await this.rewoundIfAhead(f))) return;
     if (f.failingSince !== null) this.log.info({ side: f.side, db: f.feed.db }, 'feed recovered');
     f.failingSince = null;
     f.lastError = null;
@@ -260,6 +268,28 @@ export class CorrelatorPipeline {
     f.caughtUp = !page.full;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
     await this.decide();
+  }
+
+  /**
+   * A feed position past its database's update_seq (the database was made
+   * again, or restored from an older copy) would read nothing, for ever:
+   * that feed is read again from the start (what was correlated stays; the
+   * documents read again are decided as any). Looked at on an empty page,
+   * at most every AHEAD_CHECK_MS; a failed look is left to the next one.
+   */
+  private async rewoundIfAhead(f: FeedState): Promise<boolean> {
+    if (this.clock() - f.aheadCheckedAt < AHEAD_CHECK_MS) return false;
+    f.aheadCheckedAt = this.clock();
+    const updateSeq = await f.feed.updateSeq().catch(() => undefined);
+    if (!seqAhead(f.cursor.since, updateSeq)) return false;
+    this.metrics.rewinds.inc({ side: f.side });
+    this.log.warn(
+      { side: f.side, db: f.feed.db, since: f.cursor.since, update_seq: updateSeq },
+      'the feed position is ahead of the database (made again, or restored from an older copy): reading it from the start',
+    );
+    f.reader.clear();
+    f.cursor = new FeedCursor('0', f.cursor.next);
+    return true;
   }
 
   /**

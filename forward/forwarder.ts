@@ -15,9 +15,13 @@ import { LineAppender } from '../lib/line-appender.js';
 import { OperationError } from '../lib/errors.js';
 import { writeFileDurably } from '../lib/durable-file.js';
 import { untaggedId } from '../lib/tagged-id.js';
+import { seqAhead } from '../lib/couch/seq-ahead.js';
 
 /** Pages read at a reduced page size before it is doubled again (see pageFailed). */
 const GROW_AFTER_PAGES = 8;
+
+/** How often, at most, an empty page leads to a look at the database's update_seq (see checkpointAhead). */
+const AHEAD_CHECK_MS = 30_000;
 
 /** How long stop() waits for the target to answer the page in flight. */
 const STOP_GRACE_MS = 5000;
@@ -65,6 +69,8 @@ export interface ForwarderStatus {
   retries: number;
   /** Changes not forwarded: deletions, design documents. */
   skipped: number;
+  /** Times the checkpoint was found ahead of the database (made again, or restored) and the feed read from the start. */
+  rewinds: number;
   lastError: string | null;
   /** When the forwarder last caught up with the feed (ms epoch), or null. */
   caughtUpAt: number | null;
@@ -163,6 +169,8 @@ export class Forwarder {
   /** Documents per _changes page: max_events, halved while pages fail (see pageFailed). */
   private pageLimit: number;
   private pagesReadAtLimit = 0;
+  /** When checkpointAhead last looked at the database (ms epoch). */
+  private aheadCheckedAt = 0;
   private running = false;
   /** Sleeping waits (poll, backoff), woken by stop(). */
   private readonly wakers = new Set<() => void>();
@@ -185,6 +193,7 @@ export class Forwarder {
       deadLettered: 0,
       retries: 0,
       skipped: 0,
+      rewinds: 0,
       lastError: null,
       caughtUpAt: null,
       failingSince: null,
@@ -266,6 +275,10 @@ export class Forwarder {
         await this.sleep(readRetry.failed()!);
         continue;
       }
+      if (page.results.length === 0 && (await this.checkpointAhead(cursor))) {
+        cursor = '';
+        continue;
+      }
       const full = page.results.length >= page.limit;
       const seq = JSON.stringify(page.last_seq);
       this.pageRead();
@@ -295,6 +308,33 @@ export class Forwarder {
         await Promise.allSettled(window.map((w) => w.done));
         break;
       }
+    }
+  }
+
+  /**
+   * Whether the feed's position is past the database's update_seq (the
+   * database was made again, or restored from an older copy): nothing would
+   * ever be read from there. Looked at on an empty page, at most every
+   * AHEAD_CHECK_MS; a failed look is left to the next one.
+   */
+  private async checkpointAhead(cursor: string): Promise<boolean> {
+    if (cursor === '' || Date.now() - this.aheadCheckedAt < AHEAD_CHECK_MS) return false;
+    this.aheadCheckedAt = Date.now();
+    try {
+      const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}`, {
+        headers: { accept: 'application/json', ...this.o.couchHeaders },
+        signal: AbortSignal.timeout(this.o.hec.timeoutMs),
+      });
+      const info = (await res.json()) as { update_seq?: unknown };
+      if (res.status !== 200 || !seqAhead(JSON.parse(cursor), info.update_seq)) return false;
+      this.status.rewinds++;
+      this.o.logger.warn(
+        { app: this.o.app, since: JSON.parse(cursor) as unknown, update_seq: info.update_seq },
+        `forward: the checkpoint is ahead of log_${this.o.app} (the database was made again, or restored from an older copy): forwarding it from the start`,
+      );
+      return true;
+    } catch {
+      return false;
     }
   }
 

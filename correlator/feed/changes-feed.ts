@@ -75,6 +75,12 @@ export class ChangesFeed {
     return fetchDocs(this.http, this.db, this.headers, ids);
   }
 
+  /** The database's update_seq as CouchDB gives it; undefined when it cannot be read. */
+  async updateSeq(): Promise<unknown> {
+    const res = await this.http.request<{ update_seq?: unknown }>('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
+    return res.status === 200 ? res.body.update_seq : undefined;
+  }
+
   async poll(since: string): Promise<FeedPage> {
     const limit = this.pageLimit;
     const qs = changesQuery(since, limit);

@@ -14,7 +14,7 @@
 // Runs on the embedded server and on Apache CouchDB 3.5 (one node, cluster).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort, http, JSON_TYPE, onEveryCopy, startStack, type Stack } from '../helpers/stack.js';
+import { couchFlavor, freePort, http, JSON_TYPE, onEveryCopy, startStack, type Stack } from '../helpers/stack.js';
 import type { Config } from '../../lib/config/load.js';
 import { couchDocs, postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
@@ -253,5 +253,51 @@ describe('the correlator checkpoint', () => {
     await correlator.stop();
     correlator = null;
     assert.match(text, /^couchlog_correlator_skipped_total\{side="B",reason="excluded_ip"\} 1$/m);
+  });
+
+  test('a feed position ahead of its database (log_http deleted and made again): that feed is read from the start, logged and counted', async () => {
+    const metricsPort = await freePort();
+    const config: Config = {
+      ...stack.config,
+      correlator: { ...stack.config.correlator, metrics: { ...stack.config.correlator.metrics, enabled: true, port: metricsPort } },
+    };
+    correlator = await startCorrelator(config, logger, { clickhouse: false });
+    await until('log_http read to its end', async () => (correlator!.pipeline.status().A.caughtUp ? true : null), 30_000);
+    const read = Date.now();
+    await until('a checkpoint saved since', async () => ((correlator!.pipeline.checkpointSavedAt ?? 0) >= read ? true : null), 30_000);
+    await correlator.stop();
+    correlator = null;
+    const gone = await http(`${stack.couchUrl}/log_http`, { method: 'DELETE', headers: admin });
+    assert.equal(gone.status, 200, gone.text);
+    await runSetup(stack.config);
+    // A connection of its own, now: its A is the only document of the new log_http.
+    const now = Date.now();
+    const conn = { src_ip: '203.0.113.99', src_port: 52_000, dst_ip: '192.0.2.1' };
+    await postBulk(stack, 'network', [{ ...conn, dst_port: 443, ja4: 'after-recreate', timestamp: now }]);
+    const [aId] = await postBulk(stack, 'http', [{ ...conn, dst_port: 80, path: '/after-recreate', timestamp: now + 5 }]);
+    correlator = await startCorrelator(config, logger, { clickhouse: false });
+    const record = await until(
+      'the new A correlated',
+      async () => {
+        const doc = (await couchDocs(stack, 'log_correlated')).get(`A-${aId}`);
+        return doc?.correlated === true ? doc : null;
+      },
+      30_000,
+    );
+    const text = (await http(`http://127.0.0.1:${metricsPort}/metrics`)).text;
+    await correlator.stop();
+    correlator = null;
+    assert.equal(record.ja4, 'after-recreate');
+    // PouchDB Server's sequences are plain numbers: the checkpoint's is past the new database's, and nothing would
+    // ever be read from there. CouchDB 3's carry each shard's identity; CouchDB reads a new database from its start.
+    const rewinds = /^couchlog_correlator_feed_rewinds_total\{side="A"\} (\d+)$/m.exec(text);
+    assert.equal(
+      Number(rewinds?.[1] ?? 0),
+      couchFlavor === 'embedded' ? 1 : 0,
+      text
+        .split('\n')
+        .filter((l) => l.includes('rewinds'))
+        .join('\n'),
+    );
   });
 });
