@@ -211,6 +211,19 @@ export async function onEveryCopy(stack: Stack, db: string, ids: readonly string
 }
 
 /**
+ * Reads until `enough` holds (at most `ms`, 30 s by default), then answers
+ * the last read, for the caller to assert exactly. On a cluster _all_docs
+ * without keys, views, _changes and GET /db answer from one copy of each
+ * shard range, which may lack writes the others acknowledged (CI of
+ * 76dd246: 18 of 20 at the first read); copies converge within seconds.
+ */
+export async function settled<T>(read: () => Promise<T>, enough: (v: T) => boolean, ms = 30_000): Promise<T> {
+  let v = await read();
+  for (const deadline = Date.now() + ms; !enough(v) && Date.now() < deadline; v = await read()) await new Promise((r) => setTimeout(r, 200));
+  return v;
+}
+
+/**
  * A write's status as "stored" (201) when the test is not about its kind:
  * a CouchDB cluster under load answers 202 now and then (stored on fewer
  * copies than its write quorum so far), and the ingress passes that on.

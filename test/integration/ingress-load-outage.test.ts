@@ -3,7 +3,7 @@
 // outage is a quick 503 and the ingress recovers by itself.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, http, JSON_TYPE, couchCluster, embeddedOnly, needsStoppableCouch, type Stack, storedStatus } from '../helpers/stack.js';
+import { startStack, http, JSON_TYPE, couchCluster, embeddedOnly, needsStoppableCouch, settled, type Stack, storedStatus } from '../helpers/stack.js';
 import type { EmbeddedCouch } from '../../embedded/pouchdb-server.js';
 
 let stack: Stack;
@@ -17,17 +17,6 @@ after(async () => {
 async function allDocs(db: string): Promise<Array<Record<string, unknown>>> {
   const res = await http(`${stack.couchUrl}/${db}/_all_docs?include_docs=true`, { headers: { authorization: stack.auth.admin } });
   return (res.json.rows as Array<{ id: string; doc: Record<string, unknown> }>).filter((r) => !r.id.startsWith('_design/')).map((r) => r.doc);
-}
-
-/**
- * Reads until `enough` holds (at most 30 s), then answers the last read. On a
- * cluster _all_docs answers from one copy of each shard, which may not have
- * a write the others acknowledged yet (CI of 76dd246: 18 of 20 at first).
- */
-async function settled<T>(read: () => Promise<T>, enough: (v: T) => boolean): Promise<T> {
-  let v = await read();
-  for (const deadline = Date.now() + 30_000; !enough(v) && Date.now() < deadline; v = await read()) await new Promise((r) => setTimeout(r, 200));
-  return v;
 }
 
 function groupBatches(metrics: string): number {
