@@ -64,7 +64,17 @@ describe('group commit', () => {
     } else {
       assert.equal(stored, 1);
     }
-    assert.equal((await allDocs('log_load')).filter((d) => String(d._id).startsWith('same-id')).length, 1);
+    const sameId = (docs: Array<Record<string, unknown>>) => docs.filter((d) => String(d._id).startsWith('same-id'));
+    // On a cluster _all_docs answers from one copy per shard range, which may not hold the write yet.
+    assert.equal(
+      sameId(
+        await settled(
+          () => allDocs('log_load'),
+          (d) => sameId(d).length >= 1,
+        ),
+      ).length,
+      1,
+    );
   });
 
   test('concurrent POSTs of different documents with the same client id: each stored once, one under the id, the others under tagged ids', async () => {
@@ -80,16 +90,22 @@ describe('group commit', () => {
     );
     const stored = async () => {
       const docs = (await allDocs('log_load')).filter((d) => String(d._id).startsWith('shared-id'));
-      const seen = docs.map((d) => d.n as number);
-      if (couchCluster) {
-        // Concurrent creates of one id may reach the shard copies in different orders, and more than one be
-        // accepted (201): kept as conflicting revisions of that document, stored but not the winner.
-        const head = await http(`${stack.couchUrl}/log_load/shared-id?conflicts=true`, { headers: { authorization: stack.auth.admin } });
-        for (const rev of (head.json._conflicts ?? []) as string[]) {
-          const old = await http(`${stack.couchUrl}/log_load/shared-id?rev=${rev}`, { headers: { authorization: stack.auth.admin } });
-          seen.push(old.json.n as number);
-        }
-      }
+      if (!couchCluster) return { docs, seen: docs.map((d) => d.n as number) };
+      // Concurrent creates of one id may reach the shard copies in different orders, and more than one be
+      // accepted (201): kept as conflicting revisions of that document, stored but not the winner. Its
+      // revisions are read with a quorum read: the copy _all_docs answered from may show another winner.
+      const seen = docs.filter((d) => d._id !== 'shared-id').map((d) => d.n as number);
+      const admin = { authorization: stack.auth.admin };
+      const head = await http(`${stack.couchUrl}/log_load/shared-id?conflicts=true`, { headers: admin });
+      const revisions = head.status === 200 ? [head.json.n as number] : [];
+      for (const rev of (head.json._conflicts ?? []) as string[])
+        revisions.push((await http(`${stack.couchUrl}/log_load/shared-id?rev=${rev}`, { headers: admin })).json.n as number);
+      // A create answered 409 by a quorum of copies may still have been stored on the one copy it reached
+      // first; the ingress then stored it under its tagged id, and that copy's revision later shows up on
+      // shared-id as well (as a conflict, or as the winner). Stored under its tagged id: the revision is a
+      // cluster artefact, counted once.
+      const underTag = new Set(seen);
+      for (const n of revisions) if (!underTag.has(n)) seen.push(n);
       return { docs, seen };
     };
     const { docs, seen } = await settled(stored, (v) => v.seen.length >= 20);
