@@ -9,6 +9,7 @@ import { adminClient } from '../../lib/couch/admin-client.js';
 import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js';
 import { ensureClickhouse } from '../../correlator/sinks/clickhouse/ensure-table.js';
 import { connect } from '../../correlator/sinks/clickhouse/clickhouse-delivery.js';
+import type { RunningCorrelator } from '../../correlator/service.js';
 
 export type Doc = Record<string, unknown>;
 
@@ -149,6 +150,19 @@ export async function until<T>(what: string, probe: () => Promise<T | null>, tim
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/**
+ * Whether a correlator has, on its own account, nothing left to read,
+ * decide, expire with the clock, send or save. A pause in its output proves
+ * none of that on a slow cluster, where checkpoints are spaced by ten times
+ * what saving one takes and a copy may deliver a change late.
+ */
+export function isQuiet(c: RunningCorrelator): boolean {
+  const s = c.pipeline.status();
+  const z = c.engine.sizes();
+  const idle = s.A.caughtUp && s.B.caughtUp && c.engine.held === 0 && z.waiting === 0 && z.open === 0 && z.awaitingLookup === 0;
+  return idle && c.pipeline.checkpointCurrent;
 }
 
 /**

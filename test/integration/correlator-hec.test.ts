@@ -73,8 +73,10 @@ describe('correlator output splunk_hec', () => {
     assert.equal(typeof hit.id, 'string');
     assert.equal(Date.parse(hit.time), Date.parse(hit.timestamp), "HEC time is the record's event time");
     // The sinks deliver independently: the CouchDB one may be a flush behind the HEC one.
+    // Read until that decision shows: the provisional record before it, or a copy behind, would not hold it yet.
     let stored: any;
-    for (const deadline = Date.now() + 20_000; !stored && Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 100))) {
+    const decided = (d: any) => d?.correlated === true && d.revision >= hit.revision;
+    for (const deadline = Date.now() + 20_000; !decided(stored) && Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 100))) {
       stored = (await docs('log_correlated')).find((d) => d._id === hit.id);
     }
     assert.ok(stored, 'the same record is in log_correlated under the same id');
