@@ -111,7 +111,8 @@ describe('the CouchDB sink', () => {
     // The partner that took it is given to another (one_to_one): B-r1 is an orphan again.
     await delivery.deliver([orphanB('B-r1', 3, '2026-12-03T10:00:03.000Z')]);
     assert.equal(corrections, 2);
-    assert.equal(delivery.watched, 0, 'a record decided again is no longer watched as deleted');
+    // Still watched: a late copy could bring the first content back as a branch beside the newer decision.
+    assert.equal(delivery.watched, 1, 'the deletion stays watched');
     assert.deepEqual(await revisionHistory('log_sinkrevive', 'B-r1'), { deleted: false, revs: 3 });
     const res = await http(`${stack.couchUrl}/log_sinkrevive/B-r1`, { headers: { authorization: stack.auth.admin } });
     assert.equal((res.json as { revision: number }).revision, 3);
@@ -128,7 +129,7 @@ describe('the CouchDB sink', () => {
       { authorization: stack.auth.admin },
       // The late checks leave room for the reads and writes below: on a loaded 3-node cluster they took more than
       // 600 ms once, and checks that all ran before the late write found nothing to undo.
-      { recheckDelaysMs: [200, 600, 5_000, 10_000], onResurrection: (n) => (resurrected += n) },
+      { recheckDelaysMs: [200, 600, 5_000, 20_000], onResurrection: (n) => (resurrected += n) },
     );
     const orphan = (id: string) => orphanB(id, 1, '2026-12-03T10:00:01.000Z');
     const ids = ['B-w1', 'B-w2', 'B-w3'];
@@ -163,7 +164,9 @@ describe('the CouchDB sink', () => {
     assert.equal(storedStatus((await raw({ _id: 'B-w2', ...orphanB('B-w2', 3, '2026-12-03T10:00:03.000Z').record })).status), 201);
     // B-w3: the newer decision, and beside it the earlier content as a branch of its own, as a late copy leaves
     // it on a cluster (CI of 76dd246: B-w2 had 3-… revision 3 and 3-… revision 1). Made here on every server.
-    assert.equal(storedStatus((await raw({ _id: 'B-w3', ...orphanB('B-w3', 3, '2026-12-03T10:00:03.000Z').record })).status), 201);
+    // Written by the sink itself, as the correlator does: its watch of the deletion goes on (a review found
+    // that such a write ended it, and with it the check of the branch below).
+    await delivery.deliver([orphanB('B-w3', 3, '2026-12-03T10:00:03.000Z')]);
     // The earlier content over the tombstone, as a copy applying it late writes it: generation 3 on the tombstone's branch.
     const w3 = await http(`${stack.couchUrl}/log_sinkwatch/B-w3?revs=true`, { headers: { authorization: stack.auth.admin } });
     const [, ...tombstonePath] = (w3.json._revisions as { ids: string[] }).ids;
@@ -184,7 +187,7 @@ describe('the CouchDB sink', () => {
     const branched = (before.json as unknown[]).length === 2;
     assert.ok(branched || couchFlavor === 'embedded', `two branches on CouchDB 3: ${before.text}`);
     const wroteAfterMs = Date.now() - deletedAt;
-    assert.ok(wroteAfterMs < 10_000, `the late writes came ${wroteAfterMs} ms after the deletions, after the last check`);
+    assert.ok(wroteAfterMs < 20_000, `the late writes came ${wroteAfterMs} ms after the deletions, after the last check`);
     for (const deadline = Date.now() + 30_000; delivery.watched > 0 && Date.now() < deadline;) await sleep(100);
     assert.equal(delivery.watched, 0, 'every check made');
     // B-w1 and B-w3's branch; B-w2 too when a late copy left its earlier content as a branch.

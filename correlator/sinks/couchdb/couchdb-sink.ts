@@ -182,20 +182,33 @@ export class CouchDbDelivery implements Delivery {
     const due = this.watch.takeDue();
     if (due.length === 0) return;
     try {
-      const leaves = await this.liveLeaves(due.map((r) => r.id));
+      const { leaves, unread } = await this.liveLeaves(due.map((r) => r.id));
       const docs: Array<Record<string, unknown>> = [];
-      const again = new Map<string, SinkRecord>();
+      const deleted = new Map<string, { rec: SinkRecord; stale: number }>();
       for (const r of due) {
+        if (unread.has(r.id)) continue;
+        const at = String(r.record.decided_at ?? '');
         for (const leaf of staleLeaves(r, leaves.get(r.id) ?? [])) {
           docs.push({ _id: r.id, _rev: leaf.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at });
-          again.set(r.id, r);
+          // Only earlier content is a resurrection; a second branch of a newer decision is only tidied away.
+          const entry = deleted.get(r.id) ?? { rec: r, stale: 0 };
+          if (!(typeof leaf.doc.decided_at === 'string' && leaf.doc.decided_at > at)) entry.stale += 1;
+          deleted.set(r.id, entry);
         }
       }
-      if (docs.length === 0) return;
-      const conflicted = await this.bulk(docs);
-      this.onResurrection(docs.length - conflicted.length);
-      // Moved meanwhile (a newer decision being written): looked at again at the next tick.
-      this.watch.retry([...new Set(conflicted)].map((id) => again.get(id)!));
+      const conflicted = new Set(docs.length > 0 ? await this.bulk(docs) : []);
+      this.onResurrection([...deleted.values()].filter((d) => !conflicted.has(d.rec.id)).reduce((n, d) => n + d.stale, 0));
+      // Moved meanwhile (a newer decision being written), or its branches unreadable: looked at again at the next tick.
+      const again = due.filter((r) => conflicted.has(r.id) || unread.has(r.id));
+      this.watch.checked(due.filter((r) => !again.includes(r)));
+      const givenUp = this.watch.retry(again);
+      if (unread.size > 0 || givenUp > 0)
+        this.onCheckFailed(
+          new OperationError(
+            `${again.length} deleted record(s) could not be checked (e.g. ${again[0]?.id}): ${unread.size} unreadable, ${conflicted.size} moved meanwhile`,
+          ),
+          givenUp,
+        );
     } catch (err) {
       this.onCheckFailed(err, this.watch.retry(due));
     }
@@ -203,25 +216,30 @@ export class CouchDbDelivery implements Delivery {
 
   /**
    * The live leaves of each record: the winner, and the conflicting
-   * branches a late copy left (read only for the records that have any).
+   * branches a late copy left (read only for the records that have any;
+   * those whose branches cannot be read are `unread`).
    */
-  private async liveLeaves(ids: string[]): Promise<Map<string, Leaf[]>> {
+  private async liveLeaves(ids: string[]): Promise<{ leaves: Map<string, Leaf[]>; unread: Set<string> }> {
     const stored = await this.current(ids, true);
-    const out = new Map<string, Leaf[]>();
+    const leaves = new Map<string, Leaf[]>();
+    const unread = new Set<string>();
     for (const [id, cur] of stored) {
       if (cur.conflicts.length === 0) {
-        if (!cur.deleted && cur.doc) out.set(id, [{ rev: cur.rev, doc: cur.doc }]);
+        if (!cur.deleted && cur.doc) leaves.set(id, [{ rev: cur.rev, doc: cur.doc }]);
         continue;
       }
-      const res = await this.http.request<unknown>('GET', `${this.base}/${encodeURIComponent(id)}?open_revs=all`, {
-        headers: { ...this.headers, accept: 'application/json' },
-      });
-      if (res.status !== 200 || !Array.isArray(res.body)) throw new OperationError(`reading the branches of ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+      const res = await this.http
+        .request<unknown>('GET', `${this.base}/${encodeURIComponent(id)}?open_revs=all`, { headers: { ...this.headers, accept: 'application/json' } })
+        .catch(() => null);
+      if (res === null || res.status !== 200 || !Array.isArray(res.body)) {
+        unread.add(id);
+        continue;
+      }
       const live: Leaf[] = [];
       for (const l of res.body as Array<{ ok?: Record<string, unknown> }>) if (l.ok && l.ok._deleted !== true) live.push({ rev: String(l.ok._rev), doc: l.ok });
-      out.set(id, live);
+      leaves.set(id, live);
     }
-    return out;
+    return { leaves, unread };
   }
 
   private get base(): string {
@@ -231,7 +249,8 @@ export class CouchDbDelivery implements Delivery {
   async deliver(all: SinkRecord[]): Promise<void> {
     const batch = latestOfEach(all);
     await this.write(batch);
-    for (const r of batch) if (!r.deleted) this.watch.forget(r.id);
+    // A newer decision written after a deletion does not end its watch: a late copy can still bring the
+    // earlier content back, as a branch beside it.
     this.watch.add(batch.filter((r) => r.deleted));
   }
 
