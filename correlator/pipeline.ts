@@ -24,7 +24,7 @@ import type { EngineConfig, InputEvent, LookupRequest, Side } from './engine/typ
 import type { ConnectionLookup, LookupAnswer } from './feed/connection-lookup.js';
 import type { ChangesFeed } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
-import { seqAhead } from '../lib/couch/seq-ahead.js';
+import { isPlainSeq, seqAhead } from '../lib/couch/seq-ahead.js';
 import { FeedCursor } from './feed/feed-cursor.js';
 import { ReadAhead } from './feed/read-ahead.js';
 import type { CorrelatorMetrics } from './metrics.js';
@@ -278,7 +278,7 @@ export class CorrelatorPipeline {
    * at most every AHEAD_CHECK_MS; a failed look is left to the next one.
    */
   private async rewoundIfAhead(f: FeedState): Promise<boolean> {
-    if (this.clock() - f.aheadCheckedAt < AHEAD_CHECK_MS) return false;
+    if (!isPlainSeq(f.cursor.since) || f.cursor.since === '0' || this.clock() - f.aheadCheckedAt < AHEAD_CHECK_MS) return false;
     f.aheadCheckedAt = this.clock();
     const updateSeq = await f.feed.updateSeq().catch(() => undefined);
     if (!seqAhead(f.cursor.since, updateSeq)) return false;
@@ -362,6 +362,8 @@ export class CorrelatorPipeline {
     if (f.failingSince === null) this.log.warn({ side: f.side, db: f.feed.db, err: message }, 'feed read failed; retrying with backoff');
     f.failingSince ??= this.clock();
     f.lastError = message;
+    // A database deleted and made again fails reads meanwhile: look at its update_seq at the next empty page.
+    f.aheadCheckedAt = -Infinity;
   }
 
   /**

@@ -15,7 +15,7 @@ import { LineAppender } from '../lib/line-appender.js';
 import { OperationError } from '../lib/errors.js';
 import { writeFileDurably } from '../lib/durable-file.js';
 import { untaggedId } from '../lib/tagged-id.js';
-import { seqAhead } from '../lib/couch/seq-ahead.js';
+import { isPlainSeq, seqAhead } from '../lib/couch/seq-ahead.js';
 
 /** Pages read at a reduced page size before it is doubled again (see pageFailed). */
 const GROW_AFTER_PAGES = 8;
@@ -271,6 +271,8 @@ export class Forwarder {
         this.status.failingSince ??= Date.now();
         this.status.retries++;
         this.pageFailed();
+        // A database deleted and made again fails reads meanwhile: look at its update_seq at the next empty page.
+        this.aheadCheckedAt = 0;
         this.o.logger.warn({ app: this.o.app, err: (err as Error).message, pageLimit: this.pageLimit }, 'forward: reading _changes failed; retrying');
         await this.sleep(readRetry.failed()!);
         continue;
@@ -318,7 +320,7 @@ export class Forwarder {
    * AHEAD_CHECK_MS; a failed look is left to the next one.
    */
   private async checkpointAhead(cursor: string): Promise<boolean> {
-    if (cursor === '' || Date.now() - this.aheadCheckedAt < AHEAD_CHECK_MS) return false;
+    if (cursor === '' || !isPlainSeq(JSON.parse(cursor)) || Date.now() - this.aheadCheckedAt < AHEAD_CHECK_MS) return false;
     this.aheadCheckedAt = Date.now();
     try {
       const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}`, {

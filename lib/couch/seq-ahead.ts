@@ -13,6 +13,11 @@ function plainSeq(seq: unknown): number | null {
   return null;
 }
 
+/** Whether a sequence is a plain number, the only kind seqAhead compares (no need to ask for update_seq otherwise). */
+export function isPlainSeq(seq: unknown): boolean {
+  return plainSeq(seq) !== null;
+}
+
 /** Whether `since` is past the database's `update_seq`, where both are plain sequences. */
 export function seqAhead(since: unknown, updateSeq: unknown): boolean {
   const s = plainSeq(since);
