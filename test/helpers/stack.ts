@@ -87,11 +87,20 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   ensureSecrets(config);
   const logger = createLogger(config.log_level, 'test');
   let running: CouchStack;
-  try {
-    running = await startCouchStack(config, logger, { ingress: true, afterSetup: async () => couchdb3?.settled() });
-  } catch (err) {
-    await couchdb3?.dispose();
-    throw err;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      running = await startCouchStack(config, logger, { ingress: true, afterSetup: async () => couchdb3?.settled() });
+      break;
+    } catch (err) {
+      // freePort's port was free a moment ago: another test process can take it while CouchDB starts, before
+      // the ingress listens (CI of c4dca80, the dashboard suite). startCouchStack stopped what it started.
+      if (attempt < 3 && /already in use/.test((err as Error).message)) {
+        config.ingress.port = await freePort();
+        continue;
+      }
+      await couchdb3?.dispose();
+      throw err;
+    }
   }
   const couch = couchdb3 ?? running.embedded!;
   let app = running.app!;
