@@ -24,6 +24,7 @@ function refresh(d: HealthDeps): void {
     m.late.set({ side }, c.late[side]);
     m.tooLate.set({ side }, c.tooLate[side]);
     m.future.set({ side }, c.future[side]);
+    m.withdrawn.set({ side }, c.withdrawn[side]);
     const pending = d.pipeline.status()[side].pending;
     if (pending !== null) m.feedBacklog.set({ side }, pending);
   }

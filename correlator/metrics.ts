@@ -24,6 +24,18 @@ export class CorrelatorMetrics {
     labelNames: ['side'] as const,
     registers: this.r,
   });
+  readonly withdrawn = new Gauge({
+    name: 'couchlog_correlator_withdrawn_total',
+    help: 'Earlier contents of documents an admin deleted or edited, taken back (their connection decided again without them), per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
+  readonly withdrawalsUnreadable = new Counter({
+    name: 'couchlog_correlator_withdrawals_unreadable_total',
+    help: 'Earlier revisions of deleted or edited documents whose content was gone (compacted away) when read: not taken back, per side',
+    labelNames: ['side'] as const,
+    registers: this.r,
+  });
   readonly correlated = new Gauge({ name: 'couchlog_correlator_correlated_total', help: 'A events matched with a B event', registers: this.r });
   readonly orphans = new Gauge({
     name: 'couchlog_correlator_orphans_total',

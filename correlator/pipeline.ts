@@ -22,7 +22,7 @@ import { CorrelationEngine } from './engine/engine.js';
 import { toEvent, type NormalizeRules } from './engine/normalize.js';
 import type { EngineConfig, InputEvent, LookupRequest, Side } from './engine/types.js';
 import type { ConnectionLookup, LookupAnswer } from './feed/connection-lookup.js';
-import type { ChangesFeed } from './feed/changes-feed.js';
+import { changedSinceStored, type ChangesFeed, type EarlierContents, type FeedChange } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
 import { isPlainSeq, seqAhead } from '../lib/couch/seq-ahead.js';
 import { FeedCursor } from './feed/feed-cursor.js';
@@ -73,6 +73,8 @@ interface FeedState {
 
 /** How often, at most, an empty page leads to a look at the database's update_seq (see rewoundIfAhead). */
 const AHEAD_CHECK_MS = 30_000;
+
+const NO_EARLIER: Map<string, EarlierContents> = new Map();
 
 /** Pages asked ahead per feed: enough to keep CouchDB busy, little memory (pages of `batch_size`). */
 const READ_AHEAD_PAGES = 2;
@@ -248,6 +250,8 @@ export class CorrelatorPipeline {
     }
     const { page } = result;
     if (page.changes.length === 0 && (await this.rewoundIfAhead(f))) return;
+    const earlier = await this.earlierContents(f, page.changes);
+    if (earlier === null) return;
     if (f.failingSince !== null) this.log.info({ side: f.side, db: f.feed.db }, 'feed recovered');
     f.failingSince = null;
     f.lastError = null;
@@ -256,8 +260,10 @@ export class CorrelatorPipeline {
     for (const change of page.changes) {
       const index = f.cursor.take(change.seq);
       const ev = toEvent(change, f.side, index, f.rules);
+      const before = earlier.get(change.id);
+      const withdrawn = before ? this.withdrawEarlier(f, change.id, before.docs, !('skip' in ev)) : 0;
       if ('skip' in ev) {
-        this.metrics.skipped.inc({ side: f.side, reason: ev.skip });
+        if (withdrawn === 0) this.metrics.skipped.inc({ side: f.side, reason: ev.skip });
         continue;
       }
       if (ev.time > f.progress) f.progress = ev.time;
@@ -268,6 +274,47 @@ export class CorrelatorPipeline {
     f.caughtUp = !page.full;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
     await this.decide();
+  }
+
+  /**
+   * What the deleted or edited documents of a page held before (an
+   * admin's change: the ingress only ever writes first revisions, so the
+   * common page asks nothing). Null when it could not be read: the page is
+   * read again after a backoff, as after a failed read, so no change is
+   * taken without its earlier content.
+   */
+  private async earlierContents(f: FeedState, changes: readonly FeedChange[]): Promise<Map<string, EarlierContents> | null> {
+    const changed = changes.filter(changedSinceStored);
+    if (changed.length === 0) return NO_EARLIER;
+    try {
+      const earlier = await f.feed.earlierContents(changed.map((c) => ({ id: c.id, rev: c.rev ?? '' })));
+      const unreadable = changed.filter((c) => (earlier.get(c.id)?.missing ?? 0) > 0);
+      if (unreadable.length > 0) {
+        for (const c of unreadable) this.metrics.withdrawalsUnreadable.inc({ side: f.side }, earlier.get(c.id)!.missing);
+        this.log.warn(
+          { side: f.side, db: f.feed.db, documents: unreadable.length, first: unreadable[0]!.id },
+          'deleted or edited documents whose earlier content is gone (the database was compacted since): records built from it stay as they are; see docs/correlator.md to rebuild',
+        );
+      }
+      return earlier;
+    } catch (err) {
+      this.feedFailed(f, err);
+      await this.pause(f.backoffMs);
+      f.backoffMs = Math.min(f.backoffMs * 2, 30_000);
+      return null;
+    }
+  }
+
+  /** Takes back what a changed document held before; `keep`: its new content is an event (and decides its record). Answers how many. */
+  private withdrawEarlier(f: FeedState, id: string, docs: ReadonlyArray<Record<string, unknown>>, keep: boolean): number {
+    let n = 0;
+    for (const doc of docs) {
+      const old = toEvent({ id, doc }, f.side, -1, f.rules);
+      if ('skip' in old) continue;
+      this.engine.withdraw(old, keep);
+      n += 1;
+    }
+    return n;
   }
 
   /**

@@ -32,6 +32,7 @@
 import { fingerprint } from './fingerprint.js';
 import { isoTime } from './iso-time.js';
 import { KeySim, segmentGap, segmentStart } from './key-sim.js';
+import { outputId } from './merge-record.js';
 import { LruLink, LruList } from './lru-list.js';
 import { MinHeap } from './min-heap.js';
 import type { EngineConfig, EngineCounters, EngineSnapshot, InputEvent, LookupRequest, Output, OutputKind, PriorRecord, Side } from './types.js';
@@ -90,6 +91,8 @@ class Conn {
    * record (the sink writes nothing when there is none).
    */
   uncertain = false;
+  /** What an admin's change (a withdrawal, a new content) left to decide; null for all but a few (see ConnChange). */
+  change: ConnChange | null = null;
   /** Its places in the engine's least-recently-used lists of each side. */
   readonly linkA = new LruLink<Conn>(this);
   readonly linkB = new LruLink<Conn>(this);
@@ -119,6 +122,50 @@ class Conn {
   added(ev: InputEvent): void {
     this.known?.[ev.side].add(ev.id);
   }
+
+  /** Takes the event of this side and id out, if held. */
+  remove(side: Side, id: string): InputEvent | null {
+    const i = this.events.findIndex((e) => e.id === id && e.side === side);
+    if (i < 0) return null;
+    const [ev] = this.events.splice(i, 1);
+    this.known?.[side].delete(id);
+    this.count[side] -= 1;
+    return ev!;
+  }
+
+  /** Something of it is still to be decided: out of order events, a lookup, withdrawals. */
+  get unsettled(): boolean {
+    return this.dirtyFrom !== null || this.awaitingLookup || this.change !== null;
+  }
+}
+
+/** What documents changed by an admin left to decide in one connection (kept apart: most connections never have any). */
+interface ConnChange {
+  /**
+   * Its segments from this time on are decided exactly whatever their age
+   * (looked up first when not all known): set by withdrawals and by the new
+   * content of a changed document, which the lateness horizon does not
+   * limit (an erasure or a fix may come days later).
+   */
+  exactFrom: number;
+  /** Documents taken back (see withdraw()) whose connection is still to be decided without them. */
+  withdrawals: Withdrawal[];
+  /** Record ids of new contents (see replacedBy) whose stored state the next lookup brings. */
+  ask: string[];
+  /** Those asked: without a sink to ask, each is taken to exist (a decision without record deletes it). */
+  asked: string[];
+}
+
+/** A document taken back from a connection: its earlier content, and whether its own record goes. */
+interface Withdrawal {
+  ev: InputEvent;
+  conn: Conn;
+  /** The document lives on (edited, or made again): its new content decides its record. */
+  keepRecord: boolean;
+  /** The connection held it: what was emitted for it is known. */
+  held: boolean;
+  /** A lookup asked the sinks what they hold for its record. */
+  asked: boolean;
 }
 
 /** The release waits at most this much for a feed's observed disorder; later events are corrections. */
@@ -130,6 +177,8 @@ const DISORDER_DECAY = 0.999;
 const WARM_EVENTS = 20_000;
 /** Connections a checkpoint names without their events (key and latest time), so a restart knows a new one is new. */
 const FORGOTTEN_KEYS = 50_000;
+/** Withdrawn documents remembered, so a lookup that still finds one (a lagging copy of a cluster's view) does not bring it back. */
+const RECENT_WITHDRAWALS = 10_000;
 
 interface PendingOutput {
   kind: OutputKind;
@@ -151,6 +200,7 @@ export function emptyCounters(): EngineCounters {
     corrections: 0,
     lookups: 0,
     duplicates: 0,
+    withdrawn: { A: 0, B: 0 },
   };
 }
 
@@ -215,6 +265,21 @@ export class CorrelationEngine {
   private replaying: Record<Side, boolean> | null = null;
   /** Set while a restored connection is re-run: decisions fill `emitted` without outputs. */
   private silent: Map<string, [number, boolean]> | null = null;
+  /** Withdrawals not decided yet, by `side:id`: a push of the same id (edited, or made again) keeps its record. */
+  private readonly withdrawing = new Map<string, Withdrawal[]>();
+  /** Recently withdrawn contents, `side:id` → contentOf (oldest first, bounded): see provide(). */
+  private readonly withdrawnRecently = new Map<string, string>();
+  /**
+   * What was emitted for the records of changed documents, taken from the
+   * connection of their earlier content: their new content, in whatever
+   * connection, decides them from there (a moved B that matches there
+   * deletes its orphan record here).
+   */
+  private readonly carried = new Map<string, Emitted>();
+  /** `side:id` of new contents pushed and not yet admitted (see replacedBy). */
+  private readonly replacing = new Set<string>();
+  /** A lookup answered without what the sinks hold (no CouchDB sink): a withdrawn record not known here is deleted anyway. */
+  private priorsUnknown = false;
 
   constructor(private readonly cfg: EngineConfig) {
     this.gap = segmentGap(cfg);
@@ -222,6 +287,7 @@ export class CorrelationEngine {
 
   /** One event, from either feed, in any order. */
   push(ev: InputEvent): void {
+    if (this.withdrawnRecently.size > 0) this.pushedAgain(ev);
     if (this.waitingIds[ev.side].has(ev.id) || this.conns.get(ev.key)?.has(ev.side, ev.id)) {
       this.counters.duplicates += 1;
       return;
@@ -246,6 +312,105 @@ export class CorrelationEngine {
       this.hold(this.waiting, ev);
     }
     this.release();
+  }
+
+  /**
+   * A document taken back: deleted by an admin (an erasure), or edited
+   * (`keepRecord`: its new content is pushed next and decides its record).
+   * `ev` is its earlier content, which the engine may hold. Its connection
+   * is decided again without it from its segment on, whatever its age (an
+   * erasure may come days later), after a lookup when not all of that
+   * segment is known or what the sinks hold for its record is not; its own
+   * record is deleted unless kept. Withdrawing what was never held changes
+   * no record, and withdrawing twice is harmless.
+   */
+  withdraw(ev: InputEvent, keepRecord = false): void {
+    this.counters.withdrawn[ev.side] += 1;
+    this.changes += 1;
+    let decidedHere = false;
+    if (this.waitingIds[ev.side].has(ev.id)) {
+      const other = (e: InputEvent) => !(e.side === ev.side && e.id === ev.id);
+      this.waiting.keep(other);
+      this.ahead.keep(other);
+      // Never decided by this process; one read again after a restart may have been by the crashed run.
+      decidedHere = !this.unwait(ev);
+    }
+    const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
+    // Read again after a restart: the crashed run may have written its decisions to some sinks only.
+    if (this.replaying && !conn.uncertain) this.makeUncertain(conn);
+    const held = conn.remove(ev.side, ev.id);
+    if (held) {
+      this.cached[ev.side] -= 1;
+      if (conn.dirtyFrom === held) conn.dirtyFrom = conn.events.find((e) => eventBefore(held, e)) ?? null;
+      if (conn.lastStepped === held) conn.lastStepped = null;
+    }
+    if (keepRecord) this.carry(conn, outputId(ev));
+    const w: Withdrawal = { ev, conn, keepRecord, held: held !== null || decidedHere, asked: false };
+    const ch = changeOf(conn);
+    ch.withdrawals.push(w);
+    if (ev.time < ch.exactFrom) ch.exactFrom = ev.time;
+    const sid = `${ev.side}:${ev.id}`;
+    this.withdrawing.set(sid, [...(this.withdrawing.get(sid) ?? []), w]);
+    this.withdrawnRecently.delete(sid);
+    this.withdrawnRecently.set(sid, contentOf(ev));
+    if (this.withdrawnRecently.size > RECENT_WITHDRAWALS) this.withdrawnRecently.delete(this.withdrawnRecently.keys().next().value!);
+    this.dirty.add(conn);
+    this.touch(conn);
+  }
+
+  /**
+   * A withdrawn id pushed again (its new content, or the document made
+   * again): its record stays, decided by that content. Answers whether a
+   * withdrawal of it is pending (the event replaces earlier content).
+   */
+  private pushedAgain(ev: InputEvent): boolean {
+    const sid = `${ev.side}:${ev.id}`;
+    this.withdrawnRecently.delete(sid);
+    const pending = this.withdrawing.get(sid);
+    if (pending === undefined) return false;
+    for (const w of pending) {
+      if (!w.keepRecord) this.carry(w.conn, outputId(w.ev));
+      w.keepRecord = true;
+    }
+    this.replacing.add(sid);
+    return true;
+  }
+
+  /** What was emitted for a record leaves the connection of its document's earlier content (see `carried`). */
+  private carry(conn: Conn, id: string): void {
+    const e = conn.emitted.get(id);
+    if (e === undefined) return;
+    this.carried.set(id, e);
+    conn.emitted.delete(id);
+  }
+
+  /** What was emitted for a changed document's record, now this connection's (see `carried`). */
+  private adoptCarried(conn: Conn, id: string): Emitted | undefined {
+    const e = this.carried.get(id);
+    if (e === undefined) return undefined;
+    this.carried.delete(id);
+    conn.emitted.set(id, e);
+    return e;
+  }
+
+  /**
+   * The new content of a changed document joined `conn`: decided exactly,
+   * and what the sinks hold for its record is asked when not known here
+   * (its earlier content's connection was not in memory).
+   */
+  private replacedBy(conn: Conn, ev: InputEvent): void {
+    const id = outputId(ev);
+    const ch = changeOf(conn);
+    if (!conn.emitted.has(id) && !this.carried.has(id) && !ch.ask.includes(id)) ch.ask.push(id);
+    this.decideExactly(conn, ev.time);
+  }
+
+  /** The connection is decided again from the segment holding `time`, exactly, whatever its age. */
+  private decideExactly(conn: Conn | undefined, time: number): void {
+    if (conn === undefined || conn.removed) return;
+    const ch = changeOf(conn);
+    if (time < ch.exactFrom) ch.exactFrom = time;
+    this.dirty.add(conn);
   }
 
   /**
@@ -370,9 +535,11 @@ export class CorrelationEngine {
       // and evicted since; one the feed has not delivered yet is recognised
       // as a duplicate when it comes. Only those waiting for release stay there.
       if (conn.has(ev.side, ev.id) || this.waitingIds[ev.side].has(ev.id)) continue;
+      if (this.withdrawnRecently.size > 0 && this.withdrawnRecently.get(`${ev.side}:${ev.id}`) === contentOf(ev)) continue;
       this.insert(conn, ev);
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
     }
+    if (!priors) this.priorsUnknown = true;
     if (priors) {
       for (const [id, p] of priors) {
         if (conn.emitted.has(id)) continue;
@@ -446,7 +613,7 @@ export class CorrelationEngine {
       const conn = d.conn;
       if (conn.removed || conn.queuedDeadline !== d.at) continue;
       conn.queuedDeadline = NaN;
-      if (conn.dirtyFrom !== null || conn.awaitingLookup) continue;
+      if (conn.unsettled) continue;
       conn.sim.expire(until);
       this.queueDeadline(conn);
     }
@@ -468,17 +635,13 @@ export class CorrelationEngine {
 
   /** A released (or late) event joins its connection: stepped when in order, else the connection is re-run at drain. */
   private admit(ev: InputEvent, replayed = false): void {
-    let conn = this.conns.get(ev.key);
-    if (conn === undefined) {
-      const evictedUpTo = this.evicted.get(ev.key);
-      this.evicted.delete(ev.key);
-      conn = this.newConn(ev.key, Math.max(this.cacheFloor, evictedUpTo === undefined ? -Infinity : evictedUpTo + 1));
-    }
+    const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
     this.insert(conn, ev);
     this.touch(conn);
     if ((this.replaying || replayed) && !conn.uncertain) this.makeUncertain(conn);
-    const inOrder =
-      conn.dirtyFrom === null && !conn.awaitingLookup && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
+    // Before any step: what its decision replaces must be known first.
+    if (this.replacing.size > 0 && this.replacing.delete(`${ev.side}:${ev.id}`)) this.replacedBy(conn, ev);
+    const inOrder = !conn.unsettled && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
     // A new connection whose segment may reach into what was evicted must be looked up first.
     const mayMissPartners = conn.events.length === 1 && ev.time - this.gap < conn.completeFrom;
     if (inOrder && !mayMissPartners) {
@@ -510,6 +673,13 @@ export class CorrelationEngine {
     if (conn.count.B > 0) this.lru.B.touch(conn.linkB);
   }
 
+  /** A connection not in memory: complete from past what was evicted of it, or the cache floor. */
+  private connFor(key: string): Conn {
+    const evictedUpTo = this.evicted.get(key);
+    this.evicted.delete(key);
+    return this.newConn(key, Math.max(this.cacheFloor, evictedUpTo === undefined ? -Infinity : evictedUpTo + 1));
+  }
+
   private newConn(key: string, completeFrom: number): Conn {
     const conn: Conn = new Conn(key, completeFrom, null as unknown as KeySim);
     conn.sim = this.simFor(conn);
@@ -534,36 +704,83 @@ export class CorrelationEngine {
 
   /** Re-runs a connection from the segment of its earliest out-of-order event, or asks for a lookup first. */
   private resolve(conn: Conn): void {
-    if (conn.awaitingLookup || conn.removed) {
-      this.dirty.delete(conn);
-      return;
-    }
     const first = conn.dirtyFrom;
-    if (first === null) {
+    const ch = conn.change;
+    if (conn.awaitingLookup || conn.removed || (first === null && ch === null)) {
       this.dirty.delete(conn);
       return;
     }
-    const idx = conn.events.indexOf(first);
-    const start = segmentStart(conn.events, idx, this.gap);
+    const events = conn.events;
+    let start = first === null ? events.length : segmentStart(events, events.indexOf(first), this.gap);
     const horizon = this.horizon();
-    const from = horizon - this.gap - this.cfg.reorderSlackMs;
-    const segmentMayBeIncomplete = conn.events[start]!.time - this.gap < conn.completeFrom;
-    if (segmentMayBeIncomplete && conn.completeFrom > from && first.time >= horizon) {
+    let from = horizon - this.gap - this.cfg.reorderSlackMs;
+    let lookup = first !== null && events[start]!.time - this.gap < conn.completeFrom && conn.completeFrom > from && first.time >= horizon;
+    const asking: string[] = [];
+    if (ch !== null) {
+      // The segment of each withdrawn or replacing event, whatever its age: a withdrawal can split it.
+      const wFrom = ch.exactFrom;
+      let i = 0;
+      while (i < events.length && events[i]!.time < wFrom - this.gap) i++;
+      if (events.length > 0) start = Math.min(start, segmentStart(events, Math.min(i, events.length - 1), this.gap));
+      const earliest = Math.min(wFrom, events[start]?.time ?? Infinity) - this.gap - this.cfg.reorderSlackMs;
+      for (const w of ch.withdrawals) {
+        const id = outputId(w.ev);
+        if (!w.keepRecord && !w.held && !w.asked && !conn.emitted.has(id)) asking.push(id);
+      }
+      for (const id of ch.ask) if (!conn.emitted.has(id) && !this.carried.has(id)) asking.push(id);
+      if (conn.completeFrom > earliest || asking.length > 0) {
+        lookup = true;
+        from = Math.min(from, earliest);
+      }
+    }
+    if (lookup) {
       const [ip, port] = splitKey(conn.key);
       conn.awaitingLookup = true;
       this.counters.lookups += 1;
-      this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from });
+      if (ch !== null) {
+        for (const w of ch.withdrawals) if (asking.includes(outputId(w.ev))) w.asked = true;
+        ch.asked.push(...ch.ask);
+        ch.ask = [];
+      }
+      this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from, ...(asking.length > 0 ? { ids: asking } : {}) });
       this.dirty.delete(conn);
       return;
     }
-    this.rerun(conn, start);
+    if (ch !== null && this.priorsUnknown) for (const id of ch.asked) if (!conn.emitted.has(id)) conn.emitted.set(id, { fp: '', revision: 1, deleted: false });
+    this.rerun(conn, Math.min(start, Math.max(events.length - 1, 0)));
     this.dirty.delete(conn);
+    conn.change = null;
+    if (ch !== null && ch.withdrawals.length > 0) this.settleWithdrawals(conn, ch.withdrawals);
+  }
+
+  /** After its re-run without them: the records of withdrawn documents are deleted (unless kept); an emptied connection leaves. */
+  private settleWithdrawals(conn: Conn, withdrawals: readonly Withdrawal[]): void {
+    for (const w of withdrawals) {
+      const sid = `${w.ev.side}:${w.ev.id}`;
+      const rest = (this.withdrawing.get(sid) ?? []).filter((x) => x !== w);
+      if (rest.length > 0) this.withdrawing.set(sid, rest);
+      else this.withdrawing.delete(sid);
+      if (w.keepRecord) continue;
+      const id = outputId(w.ev);
+      // Without a sink to ask (no CouchDB sink), a record that may exist is deleted anyway.
+      if (!w.held && !conn.emitted.has(id) && this.priorsUnknown) conn.emitted.set(id, { fp: '', revision: 1, deleted: false });
+      this.decided(conn, id, w.ev, null, false);
+    }
+    if (conn.events.length === 0 && !conn.sim.live) {
+      this.forget(conn.key, Number.isFinite(conn.lastTime) ? conn.lastTime : Math.max(...withdrawals.map((w) => w.ev.time)));
+      this.removeConn(conn);
+    }
   }
 
   /** Decides the connection again from events[start] (a segment start: nothing before it matters). */
   private rerun(conn: Conn, start: number): void {
-    conn.sim = this.simFor(conn);
     const events = conn.events;
+    // What earlier segments still hold (the connection was unsettled when
+    // their deadlines passed: expireDue skips it) is decided first: all of
+    // it ends before the re-run part, and before anything withdrawn.
+    const bound = Math.min(events[start]?.time ?? Infinity, conn.change?.exactFrom ?? Infinity);
+    if (conn.sim.live && bound !== Infinity) conn.sim.expire(bound);
+    conn.sim = this.simFor(conn);
     for (let i = start; i < events.length; i++) conn.sim.step(events[i]!);
     conn.sim.expire(this.releasedUpTo);
     conn.lastStepped = events[events.length - 1] ?? null;
@@ -574,7 +791,7 @@ export class CorrelationEngine {
 
   /** Every decision of every connection comes here: emitted when it differs from what was emitted. */
   private decided(conn: Conn, id: string, ev: InputEvent, record: Record<string, unknown> | null, dropped: boolean): void {
-    const prior = conn.emitted.get(id);
+    const prior = conn.emitted.get(id) ?? (this.carried.size > 0 ? this.adoptCarried(conn, id) : undefined);
     if (this.silent) {
       const saved = this.silent.get(id);
       if (saved) conn.revised = true;
@@ -685,7 +902,7 @@ export class CorrelationEngine {
   private firstEvictable(current: Conn, side: Side): Conn | undefined {
     for (let l = this.lru[side].oldest(); l !== null; l = l.next) {
       const c = l.item;
-      if (c !== current && c.dirtyFrom === null && !c.awaitingLookup) return c;
+      if (c !== current && !c.unsettled) return c;
     }
     return undefined;
   }
@@ -698,7 +915,11 @@ export class CorrelationEngine {
         const c = l.item;
         const next = l.next; // read before removeConn unlinks it
         if (c.lastTime >= limit) break; // roughly time-ordered: stop at the first recent one
-        if (!(c.sim.live || c.dirtyFrom !== null || c.awaitingLookup)) this.removeConn(c);
+        if (!(c.sim.live || c.unsettled)) {
+          // What is pruned may still be asked for exactly (a withdrawal): a connection made again later knows it is not complete.
+          if (c.lastTime + 1 > this.cacheFloor) this.cacheFloor = c.lastTime + 1;
+          this.removeConn(c);
+        }
         l = next;
       }
     }
@@ -733,9 +954,12 @@ export class CorrelationEngine {
       return revs;
     };
     for (const c of this.conns.values()) {
-      if (c.dirtyFrom !== null || c.awaitingLookup) {
+      if (c.unsettled) {
         // Not decided yet (a lookup was pending at shutdown): every event, decided again after the restart.
-        keys.push([c.key, num(c.completeFrom), c.events.map((e) => [e.side, e.id]), [], true]);
+        const ch = c.change;
+        const withdrawn = (ch?.withdrawals ?? []).map((w): [Side, string, number, boolean] => [w.ev.side, w.ev.id, w.ev.time, w.keepRecord]);
+        const events = c.events.map((e): [Side, string] => [e.side, e.id]);
+        keys.push(ch !== null ? [c.key, num(c.completeFrom), events, [], true, withdrawn, ch.exactFrom] : [c.key, num(c.completeFrom), events, [], true]);
         saved.add(c);
         continue;
       }
@@ -812,7 +1036,7 @@ export class CorrelationEngine {
       e.waitingIds[side].add(id);
       e.replayedIds[side].add(id);
     }
-    for (const [key, completeFrom, events, revs, undecided] of snap.keys) {
+    for (const [key, completeFrom, events, revs, undecided, withdrawn, exactFrom] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));
       for (const [side, id] of events) {
         const ev = eventOf(side, id);
@@ -826,6 +1050,8 @@ export class CorrelationEngine {
         conn.completeFrom = Infinity;
         conn.dirtyFrom = conn.events[0] ?? null;
         if (conn.dirtyFrom) e.dirty.add(conn);
+        if (withdrawn) e.restoreWithdrawals(conn, withdrawn);
+        if (typeof exactFrom === 'number') e.decideExactly(conn, exactFrom);
         continue;
       }
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
@@ -834,7 +1060,34 @@ export class CorrelationEngine {
     }
     return e;
   }
+
+  /**
+   * Withdrawals a snapshot held undecided: what was emitted for them is
+   * asked again. Their earlier content is gone; the connection's key and the
+   * event time locate a deleted record, as a deletion needs no more.
+   */
+  private restoreWithdrawals(conn: Conn, withdrawn: ReadonlyArray<[Side, string, number, boolean]>): void {
+    const [ip, port] = splitKey(conn.key);
+    for (const [side, id, time, keepRecord] of withdrawn) {
+      const ev: InputEvent = { side, index: -1, id, key: conn.key, time, doc: { src_ip: ip, src_port: port } };
+      const w: Withdrawal = { ev, conn, keepRecord, held: false, asked: false };
+      changeOf(conn).withdrawals.push(w);
+      const sid = `${side}:${id}`;
+      this.withdrawing.set(sid, [...(this.withdrawing.get(sid) ?? []), w]);
+      // A deleted document's stale copy in a lookup is not taken back (its revision is not kept: the first assumed).
+      if (!keepRecord) this.withdrawnRecently.set(sid, contentOf(ev));
+    }
+    this.dirty.add(conn);
+  }
 }
+
+/** The connection's ConnChange, made when its first change comes. */
+function changeOf(conn: Conn): ConnChange {
+  return (conn.change ??= { exactFrom: Infinity, withdrawals: [], ask: [], asked: [] });
+}
+
+/** Which content of a document an event is: its connection, time and revision. */
+const contentOf = (ev: InputEvent): string => `${ev.key}|${ev.time}|${ev.rev ?? ''}`;
 
 /** `1.2.3.4:80` or `[2001:db8::1]:80` back into address and port. */
 export function splitKey(key: string): [string, number] {

@@ -37,6 +37,8 @@ const RESERVED: Record<string, string> = {
   revision: 'orig_revision',
   decided_at: 'orig_decided_at',
   version: 'orig_version',
+  a_rev: 'orig_a_rev',
+  b_rev: 'orig_b_rev',
 };
 
 /** The name a source field has in the record; a source `orig_x` becomes `orig_orig_x`, so no two fields meet. */
@@ -51,7 +53,7 @@ function same(x: unknown, y: unknown): boolean {
 const field = (e: InputEvent | null, f: string): unknown => (e === null ? undefined : e.doc[f]);
 
 function core(main: InputEvent, a: InputEvent | null, b: InputEvent | null, keepalives: number): Record<string, unknown> {
-  return {
+  const out: Record<string, unknown> = {
     timestamp: isoTime(main.time),
     src_ip: main.doc.src_ip,
     src_port: main.doc.src_port,
@@ -67,6 +69,10 @@ function core(main: InputEvent, a: InputEvent | null, b: InputEvent | null, keep
     a_id: a ? a.id : null,
     b_id: b ? b.id : null,
   };
+  // A source changed since it was first stored (an admin's edit): the record says which content it holds.
+  if (a?.rev !== undefined) out.a_rev = a.rev;
+  if (b?.rev !== undefined) out.b_rev = b.rev;
+  return out;
 }
 
 export function correlatedRecord(a: InputEvent, b: InputEvent, keepalives: number): Record<string, unknown> {

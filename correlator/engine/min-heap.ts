@@ -55,4 +55,12 @@ export class MinHeap<T> {
   values(): readonly T[] {
     return this.items;
   }
+
+  /** Keeps only the items `pred` accepts (O(n): for rare removals, such as a withdrawn document). */
+  keep(pred: (item: T) => boolean): void {
+    const kept = this.items.filter(pred);
+    if (kept.length === this.items.length) return;
+    this.items.length = 0;
+    for (const item of kept) this.push(item);
+  }
 }

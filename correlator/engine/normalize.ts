@@ -85,7 +85,10 @@ export function toEvent(change: Change, side: Side, index: number, rules: Normal
   // Assigned, not spread: an existing key keeps its place, as with a spread.
   fields.src_ip = ip;
   fields.src_port = port;
-  return { side, index, id: change.id, key, time, doc: fields };
+  const ev: InputEvent = { side, index, id: change.id, key, time, doc: fields };
+  const rev = doc._rev;
+  if (typeof rev === 'string' && !rev.startsWith('1-')) ev.rev = rev;
+  return ev;
 }
 
 /** CouchDB's own fields (_id, _rev, _conflicts...) are not log data. */

@@ -17,6 +17,8 @@ export interface InputEvent {
   time: number;
   /** The source document without `_id`/`_rev`. */
   doc: Record<string, unknown>;
+  /** Its CouchDB revision when above 1 (changed by an admin since it was stored): records built from it carry it. */
+  rev?: string;
 }
 
 export interface EngineConfig {
@@ -88,6 +90,8 @@ export interface LookupRequest {
   src_ip: string;
   src_port: number;
   from: number;
+  /** Record ids whose stored state is wanted besides those of the events found: records of withdrawn documents. */
+  ids?: string[];
 }
 
 /**
@@ -106,9 +110,13 @@ export interface EngineSnapshot {
    * Connections that may still change: [key, complete from (null: -inf),
    * the events of their open segment as [side, id], the record ids whose
    * revision is above 1 or that are deleted as [id, revision, deleted],
-   * true when it was still to be decided (a lookup pending at shutdown)].
+   * true when it was still to be decided (a lookup pending at shutdown),
+   * and, when it was to be decided exactly whatever its age (documents
+   * changed by an admin), the documents withdrawn from it and not yet
+   * decided without them as [side, id, event time, keep their record] and
+   * the time from which it is decided exactly].
    */
-  keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>, boolean?]>;
+  keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>, boolean?, Array<[Side, string, number, boolean]>?, number?]>;
   /** Connections known but not held above (evicted, or left out of the snapshot): [key, latest event time], the most recent first. */
   evicted: Array<[string, number]>;
   /** Each feed's recent disorder (ms): the release waits as long after a restart. */
@@ -136,4 +144,6 @@ export interface EngineCounters {
   lookups: number;
   /** Re-delivered changes (same side and document id) ignored. */
   duplicates: number;
+  /** Documents taken back (deleted or edited by an admin): earlier contents withdrawn. */
+  withdrawn: Record<Side, number>;
 }

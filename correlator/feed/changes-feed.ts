@@ -14,6 +14,26 @@ import { OperationError } from '../../lib/errors.js';
 export interface FeedChange extends Change {
   /** null inside a page read with seq_interval (CouchDB 3): only the page's last_seq says where it ends. */
   seq: string | null;
+  /** The document's revision now (a deletion's tombstone included); null when the server did not say. */
+  rev: string | null;
+}
+
+/** What a changed document held before (see ChangesFeed.earlierContents). */
+export interface EarlierContents {
+  /** The contents of its earlier revisions still stored, newest first; deleted revisions left out. */
+  docs: Array<Record<string, unknown>>;
+  /** Earlier revisions whose content is gone (compacted away), or a history that could not be read. */
+  missing: number;
+}
+
+/** Earlier revisions read at most for one changed document: an admin's edits of a log document are few. */
+const EARLIER_REVISIONS = 20;
+/** Changed documents whose history is read at once. */
+const HISTORY_CONCURRENCY = 8;
+
+/** Whether a change is a deletion or a revision above the first: the document held something else before. */
+export function changedSinceStored(change: FeedChange): boolean {
+  return change.deleted === true || (change.rev !== null && !change.rev.startsWith('1-'));
 }
 
 export interface FeedPage {
@@ -87,7 +107,7 @@ export class ChangesFeed {
     let res;
     try {
       res = await this.http.request<{
-        results?: Array<{ seq: unknown; id: string; deleted?: boolean; doc?: Record<string, unknown> }>;
+        results?: Array<{ seq: unknown; id: string; deleted?: boolean; doc?: Record<string, unknown>; changes?: Array<{ rev?: unknown }> }>;
         last_seq?: unknown;
         pending?: number;
       }>('GET', `/${encodeURIComponent(this.db)}/_changes?${qs}`, { headers: this.headers });
@@ -108,11 +128,61 @@ export class ChangesFeed {
         id: r.id,
         deleted: r.deleted === true,
         doc: r.doc ?? null,
+        rev: revOf(r),
       })),
       lastSeq: res.body.last_seq === undefined ? since : seqText(res.body.last_seq),
       pending: typeof res.body.pending === 'number' ? res.body.pending : null,
     };
   }
+
+  /**
+   * What changed documents held before (an admin's deletion or edit: see
+   * changedSinceStored), for each id and its revision now: the contents of
+   * its earlier revisions still stored (two requests a document: its
+   * revision history, then those revisions). CouchDB and PouchDB Server
+   * keep them until the database is compacted. A failed read throws
+   * (retried with the page); a document gone meanwhile (purged) counts as missing.
+   */
+  async earlierContents(changes: ReadonlyArray<{ id: string; rev: string }>): Promise<Map<string, EarlierContents>> {
+    const out = new Map<string, EarlierContents>();
+    for (let i = 0; i < changes.length; i += HISTORY_CONCURRENCY) {
+      const chunk = changes.slice(i, i + HISTORY_CONCURRENCY);
+      const read = await Promise.all(chunk.map((c) => this.earlierOf(c.id, c.rev)));
+      chunk.forEach((c, k) => out.set(c.id, read[k]!));
+    }
+    return out;
+  }
+
+  private async earlierOf(id: string, rev: string): Promise<EarlierContents> {
+    const base = `/${encodeURIComponent(this.db)}/${encodeURIComponent(id)}`;
+    const res = await this.http.request<{ _revisions?: { start?: unknown; ids?: unknown } }>('GET', `${base}?rev=${encodeURIComponent(rev)}&revs=true`, {
+      headers: this.headers,
+    });
+    if (res.status === 404) return { docs: [], missing: 1 };
+    if (res.status !== 200) throw new OperationError(`reading the history of ${id} in ${this.db}: ${res.status} ${JSON.stringify(res.body)}`);
+    const { start, ids } = res.body._revisions ?? {};
+    if (typeof start !== 'number' || !Array.isArray(ids)) return { docs: [], missing: 1 };
+    const earlier = ids.slice(1, 1 + EARLIER_REVISIONS).map((hash, k) => `${start - 1 - k}-${String(hash)}`);
+    if (earlier.length === 0) return { docs: [], missing: 0 };
+    const revs = await this.http.request<Array<{ ok?: Record<string, unknown>; missing?: string }>>(
+      'GET',
+      `${base}?open_revs=${encodeURIComponent(JSON.stringify(earlier))}`,
+      { headers: this.headers },
+    );
+    if (revs.status !== 200 || !Array.isArray(revs.body))
+      throw new OperationError(`reading earlier revisions of ${id} in ${this.db}: ${revs.status} ${JSON.stringify(revs.body)}`);
+    const docs = revs.body.flatMap((r) => (r.ok && r.ok._deleted !== true ? [r.ok] : []));
+    docs.sort((x, y) => revNumber(y._rev) - revNumber(x._rev));
+    return { docs, missing: revs.body.filter((r) => r.missing !== undefined).length };
+  }
+}
+
+const revNumber = (rev: unknown): number => (typeof rev === 'string' ? parseInt(rev, 10) || 0 : 0);
+
+/** A change's revision: from its `changes` list, or its document. */
+function revOf(r: { changes?: Array<{ rev?: unknown }>; doc?: Record<string, unknown> }): string | null {
+  const rev = r.changes?.[0]?.rev ?? r.doc?._rev;
+  return typeof rev === 'string' ? rev : null;
 }
 
 /** Documents by id (to rebuild the engine's state on restart); missing or deleted ones are absent. */

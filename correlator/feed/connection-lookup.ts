@@ -56,15 +56,17 @@ export class ConnectionLookup {
         }
       });
     }
-    const priors = this.correlatedDb ? await this.priors(events.flat()) : null;
+    // The records of the events found, and those asked for (of documents withdrawn from the connection).
+    const wanted = requests.map((r, i) => [...events[i]!.map((e) => `${e.side}-${e.id}`), ...(r.ids ?? [])]);
+    const priors = this.correlatedDb ? await this.priors(wanted.flat()) : null;
     return requests.map((request, i) => ({
       request,
       events: events[i]!,
       priors: priors
         ? new Map(
-            events[i]!.flatMap((e) => {
-              const p = priors.get(`${e.side}-${e.id}`);
-              return p ? [[`${e.side}-${e.id}`, p] as const] : [];
+            wanted[i]!.flatMap((id) => {
+              const p = priors.get(id);
+              return p ? [[id, p] as const] : [];
             }),
           )
         : null,
@@ -96,9 +98,9 @@ export class ConnectionLookup {
     return out;
   }
 
-  /** What log_correlated holds for the records of these events. */
-  private async priors(events: readonly InputEvent[]): Promise<Map<string, PriorRecord>> {
-    const ids = [...new Set(events.map((e) => `${e.side}-${e.id}`))];
+  /** What log_correlated holds for these records (live ones only). */
+  private async priors(recordIds: readonly string[]): Promise<Map<string, PriorRecord>> {
+    const ids = [...new Set(recordIds)];
     const docs = await fetchDocs(this.http, this.correlatedDb!, this.headers, ids);
     const out = new Map<string, PriorRecord>();
     for (const [id, doc] of docs) out.set(id, { fingerprint: fingerprint(doc), revision: typeof doc.revision === 'number' ? doc.revision : 1, deleted: false });

@@ -22,6 +22,14 @@ export interface Delivery {
   at: number;
   side: Side;
   docs: StoredDoc[];
+  /** An admin's changes to stored documents instead (docs empty): each document's next content, null when deleted. */
+  admin?: AdminChange[];
+}
+
+export interface AdminChange {
+  side: Side;
+  id: string;
+  next: StoredDoc | null;
 }
 
 export const RULES: NormalizeRules = { exclude: new IpFilter([]), includePorts: new Set(), where: null };
@@ -118,6 +126,55 @@ export function randomSchedule(docs: readonly StoredDoc[], timeOf: (d: StoredDoc
   return deliveries.sort((x, y) => x.at - y.at || tie.get(x)! - tie.get(y)!);
 }
 
+/**
+ * An admin's erasures and edits, mixed into a schedule: some documents
+ * deleted, some edited (a field, their time, or their connection: moved
+ * into another one), a few changed twice (edited then deleted, or deleted
+ * then made again), each at a random time after it was delivered. Returns
+ * the schedule with them and the documents as finally stored.
+ */
+export function withAdminChanges(
+  docs: readonly StoredDoc[],
+  schedule: readonly Delivery[],
+  timeOf: (d: StoredDoc) => number,
+  o: { seed: number; share: number; maxDelayMs: number },
+): { schedule: Delivery[]; finalDocs: StoredDoc[] } {
+  const rnd = mulberry32(o.seed ^ 0xad317);
+  const deliveredAt = new Map<string, number>();
+  for (const d of schedule) for (const doc of d.docs) if (!deliveredAt.has(`${doc.side}:${doc.id}`)) deliveredAt.set(`${doc.side}:${doc.id}`, d.at);
+  const current = new Map(docs.map((d) => [`${d.side}:${d.id}`, d as StoredDoc | null]));
+  const changes: Delivery[] = [];
+  const edit = (d: StoredDoc): StoredDoc => {
+    const r = rnd();
+    if (r < 0.4) return { ...d, doc: { ...d.doc, status: 451, note: 'edited' } };
+    if (r < 0.7) {
+      const { timestamp: _t, time: _u, received_at: _r, ...rest } = d.doc;
+      return { ...d, doc: { ...rest, time: new Date(timeOf(d) + Math.floor((rnd() - 0.5) * 60_000)).toISOString() } };
+    }
+    const other = docs[Math.floor(rnd() * docs.length)]!;
+    return { ...d, doc: { ...d.doc, src_ip: other.doc.src_ip, src_port: other.doc.src_port } };
+  };
+  const revised = (d: StoredDoc, n: number): StoredDoc => ({ ...d, doc: { ...d.doc, _rev: `${n}-${d.id}` } });
+  for (const d of docs) {
+    if (rnd() >= o.share) continue;
+    const sid = `${d.side}:${d.id}`;
+    let at = deliveredAt.get(sid)! + 1 + Math.floor(rnd() * o.maxDelayMs);
+    const first = rnd() < 0.5 ? null : revised(edit(d), 2);
+    changes.push({ at, side: d.side, docs: [], admin: [{ side: d.side, id: d.id, next: first }] });
+    current.set(sid, first);
+    if (rnd() < 0.2) {
+      at += 1 + Math.floor(rnd() * o.maxDelayMs);
+      const second = first === null ? revised(d, 3) : null;
+      changes.push({ at, side: d.side, docs: [], admin: [{ side: d.side, id: d.id, next: second }] });
+      current.set(sid, second);
+    }
+  }
+  // After the deliveries of the same time: a document is changed once it is stored.
+  const merged = [...schedule, ...changes].map((d, i) => ({ d, i: d.admin ? i + schedule.length : i }));
+  merged.sort((x, y) => x.d.at - y.d.at || x.i - y.i);
+  return { schedule: merged.map((m) => m.d), finalDocs: [...current.values()].filter((d): d is StoredDoc => d !== null) };
+}
+
 export interface RunOptions {
   /** Checkpoint, then crash and restore at these delivery indexes (kill -9: outputs since the checkpoint stay in the sink). */
   crashAt?: number;
@@ -164,19 +221,48 @@ export function play(
   const answer = (e: CorrelationEngine, r: LookupRequest) => {
     const events = [...stored.values()].filter((ev) => ev.key === r.key && ev.time >= r.from);
     const priors = new Map<string, PriorRecord>();
-    for (const ev of events) {
-      const id = `${ev.side}-${ev.id}`;
+    // What log_correlated holds: live records only (a deleted one reads as absent, as in fetchDocs).
+    for (const id of [...events.map((ev) => `${ev.side}-${ev.id}`), ...(r.ids ?? [])]) {
       const p = sink.prior(id);
-      if (p) priors.set(id, p);
+      if (p && !p.deleted) priors.set(id, p);
     }
     e.provide(r.key, r.from, events, priors);
+  };
+  // Every content each document has had, oldest first (null: deleted): the
+  // feed gives its latest, and the pipeline withdraws the earlier ones.
+  const history = new Map<string, Array<StoredDoc | null>>();
+  const feedDelivers = (e: CorrelationEngine, versions: ReadonlyArray<StoredDoc | null>) => {
+    const last = versions[versions.length - 1]!;
+    // Content the rules skip (no time any more, say) takes the record away like a deletion.
+    const now = last ? toEvents([last]) : [];
+    for (const v of versions.slice(0, -1)) if (v) for (const ev of toEvents([v])) e.withdraw(ev, now.length > 0);
+    for (const ev of now) e.push(ev);
+  };
+  /** A delivery; `again` when the feeds are read again after a restart (the admin's changes are made once). */
+  const deliver = (e: CorrelationEngine, d: Delivery, again = false) => {
+    for (const doc of d.docs) {
+      const sid = `${doc.side}:${doc.id}`;
+      if (!history.has(sid)) {
+        history.set(sid, [doc]);
+        for (const ev of toEvents([doc])) stored.set(sid, ev);
+      }
+      feedDelivers(e, history.get(sid)!);
+    }
+    for (const c of d.admin ?? []) {
+      const sid = `${c.side}:${c.id}`;
+      const versions = history.get(sid)!;
+      if (!again) {
+        versions.push(c.next);
+        stored.delete(sid);
+        if (c.next) for (const ev of toEvents([c.next])) stored.set(sid, ev);
+      }
+      feedDelivers(e, versions);
+    }
   };
   for (let i = 0; i < schedule.length; i++) {
     const d = schedule[i]!;
     clock = Math.max(clock, d.at);
-    const events = toEvents(d.docs);
-    for (const ev of events) stored.set(`${ev.side}:${ev.id}`, ev);
-    for (const ev of events) engine.push(ev);
+    deliver(engine, d);
     engine.advance('A', clock);
     engine.advance('B', clock);
     if (opts.stopWithLookupsPendingAt === i) {
@@ -203,7 +289,7 @@ export function play(
         engine.replayFromStart();
       }
       // The feeds are read again from the checkpoint (or the start): everything since is delivered again.
-      for (let k = (checkpoint?.at ?? -1) + 1; k <= i; k++) for (const ev of toEvents(schedule[k]!.docs)) engine.push(ev);
+      for (let k = (checkpoint?.at ?? -1) + 1; k <= i; k++) deliver(engine, schedule[k]!, true);
       engine.advance('A', clock);
       engine.advance('B', clock);
       settle();

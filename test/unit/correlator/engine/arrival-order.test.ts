@@ -11,7 +11,7 @@ import type { EngineConfig } from '../../../../correlator/engine/types.js';
 import { eventTime } from '../../../../correlator/engine/normalize.js';
 import { generateTraffic, mixTimeFormats } from '../../../../bench/traffic.js';
 import { mulberry32 } from '../../../../bench/prng.js';
-import { firstDifference, play, randomSchedule, referenceResult, type StoredDoc } from '../../../helpers/arrival-schedule.js';
+import { firstDifference, play, randomSchedule, referenceResult, withAdminChanges, type StoredDoc } from '../../../helpers/arrival-schedule.js';
 
 const T0 = Date.UTC(2026, 10, 27, 9);
 const HOUR = 3_600_000;
@@ -42,17 +42,26 @@ function traffic(seed: number, n: number): StoredDoc[] {
 
 const timeOf = (d: StoredDoc) => eventTime(d.doc)!;
 
-function check(seed: number, cfg: EngineConfig, n: number, crash: boolean, stopWithLookupsPending = false): void {
+function check(
+  seed: number,
+  cfg: EngineConfig,
+  n: number,
+  crash: boolean,
+  stopWithLookupsPending = false,
+  admin: { share: number; maxDelayMs: number } | null = null,
+): void {
   const docs = traffic(seed, n);
-  const want = referenceResult(cfg, docs);
   const rnd = mulberry32(seed);
-  const schedule = randomSchedule(docs, timeOf, {
+  const delivered = randomSchedule(docs, timeOf, {
     seed,
     maxSideDelayMs: rnd() < 0.5 ? HOUR : 5 * 60_000,
     maxBatchDelayMs: 20_000,
     maxBatch: 1 + Math.floor(rnd() * 80),
     redeliverShare: 0.1,
   });
+  // An admin's erasures and edits, minutes to days after the documents came: the reference is what is finally stored.
+  const { schedule, finalDocs } = admin ? withAdminChanges(docs, delivered, timeOf, { seed, ...admin }) : { schedule: delivered, finalDocs: docs };
+  const want = referenceResult(cfg, finalDocs);
   const crashAt = crash ? Math.floor(rnd() * schedule.length) : undefined;
   // A third of the crashes come before any checkpoint was saved.
   const firstCheckpointLate = crash && rnd() < 0.33;
@@ -66,7 +75,7 @@ function check(seed: number, cfg: EngineConfig, n: number, crash: boolean, stopW
     stopWithLookupsPendingAt: stopAt,
     holdLate,
   });
-  const what = `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold})`;
+  const what = `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold}, admin changes: ${JSON.stringify(admin)})`;
   assert.equal(firstDifference(want, content), null, `${what}: ${firstDifference(want, content)}`);
   // The sink that lost what came after the checkpoint ends up the same.
   assert.equal(firstDifference(want, lagging), null, `${what}, the lagging sink: ${firstDifference(want, lagging)}`);
@@ -108,6 +117,20 @@ describe('records do not depend on arrival timing', () => {
     // from log_correlated while the events read again for it still waited for release, so they counted
     // as written everywhere and the sink that had lost them never got them back.
     check(13173, config({ mode: 'one_to_one', networkEmit: false, maxHttpItems: 60, maxNetworkItems: 30 }), 300, true);
+  });
+
+  test('documents deleted or edited by an admin (erasures, fixes), minutes to two days later: 60 schedules', () => {
+    // Within the lateness horizon, with crashes; days later, past it (a change is exact whatever its age),
+    // crashing only where the horizon covers the replay (a restart reads again what is older than the
+    // horizon as too late, by design).
+    const soon = { share: 0.08, maxDelayMs: 10 * 60_000 };
+    const days = { share: 0.08, maxDelayMs: 48 * HOUR };
+    for (let seed = 601; seed <= 620; seed++) check(seed, config(), 300, seed % 2 === 0, false, soon);
+    for (let seed = 621; seed <= 640; seed++) check(seed, config({ maxHttpItems: 40, maxNetworkItems: 40 }), 300, false, seed % 3 === 0, days);
+    for (let seed = 641; seed <= 660; seed++) {
+      const variant = { mode: 'one_to_one' as const, networkEmit: seed % 2 === 0, apacheAlwaysEmit: seed % 3 !== 0, maxHttpItems: 30, maxNetworkItems: 30 };
+      check(seed, config({ ...variant, allowedLatenessMs: 120 * HOUR }), 300, seed % 2 === 0, false, days);
+    }
   });
 
   test('the reference is itself independent of feed order: sides and ties reversed give the same', () => {

@@ -703,6 +703,14 @@ describe('fingerprint: the content of a record, not its bookkeeping', () => {
     assert.notEqual(fingerprint({ ...rec, a_id: null }), fp);
   });
 
+  test('a source revision above the first (an admin edit) is part of it; none leaves the fingerprint as it was', () => {
+    const fp = fingerprint(rec);
+    assert.notEqual(fingerprint({ ...rec, a_rev: '2-x' }), fp);
+    assert.notEqual(fingerprint({ ...rec, a_rev: '2-x' }), fingerprint({ ...rec, a_rev: '3-y' }));
+    assert.notEqual(fingerprint({ ...rec, b_rev: '2-x' }), fingerprint({ ...rec, a_rev: '2-x' }));
+    assert.equal(fingerprint({ ...rec, a_rev: undefined }), fp);
+  });
+
   test('a record read back from CouchDB (other key order, its own fields) has the same fingerprint', () => {
     const stored = {
       _id: 'A-a0',
@@ -1657,5 +1665,96 @@ describe('late events held back until the backlog is read (drain(now, false))', 
     const eager = play(false);
     assert.deepEqual(last(held.outs), last(eager.outs));
     assert.ok(eager.engine.counters.corrections > 1, 'page by page, earlier A’s renumber the later ones');
+  });
+});
+
+describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', () => {
+  const T = (e: CorrelationEngine, t: number) => {
+    e.advance('A', T0 + t);
+    e.advance('B', T0 + t);
+    return e.drain(T0 + t).map((o) => [o.id, o.kind, o.revision, o.record.keepalives ?? null, o.record.a_rev ?? null]);
+  };
+
+  test('a deleted B: its As are decided again without it (orphans, revision 2); a deleted A: its record is deleted', () => {
+    const e = new CorrelationEngine(config());
+    const b = ev('B', 'k1', 0, 'b1');
+    const a1 = ev('A', 'k1', 100, 'a1');
+    const a2 = ev('A', 'k1', 200, 'a2');
+    for (const x of [b, a1, a2]) e.push(x);
+    assert.deepEqual(T(e, 5000), [
+      ['A-a1', 'correlated', 1, 1, null],
+      ['A-a2', 'correlated', 1, 2, null],
+    ]);
+    e.withdraw(b);
+    assert.deepEqual(T(e, 6000), [
+      ['A-a1', 'orphan_a', 2, 0, null],
+      ['A-a2', 'orphan_a', 2, 0, null],
+    ]);
+    e.withdraw(a1);
+    assert.deepEqual(T(e, 7000), [['A-a1', 'deleted', 3, null, null]]);
+    assert.deepEqual(e.counters.withdrawn, { A: 1, B: 1 });
+    // Withdrawing again (a change read twice) writes nothing.
+    e.withdraw(a1);
+    e.withdraw(b);
+    assert.deepEqual(T(e, 8000), []);
+  });
+
+  test('an edited A: its record is rewritten with the new content and its revision; moved to another connection, decided there', () => {
+    const e = new CorrelationEngine(config());
+    const b = ev('B', 'k2', 0, 'b2');
+    const a = ev('A', 'k1', 100, 'a1');
+    e.push(b);
+    e.push(a);
+    assert.deepEqual(T(e, 5000), [
+      ['A-a1', 'orphan_a', 1, 0, null],
+      ['B-b2', 'orphan_b', 1, 0, null],
+    ]);
+    const edited: InputEvent = { ...a, doc: { ...a.doc, note: 'fixed' }, rev: '2-x' };
+    e.withdraw(a, true);
+    e.push(edited);
+    assert.deepEqual(T(e, 6000), [['A-a1', 'orphan_a', 2, 0, '2-x']]);
+    const k2 = ev('A', 'k2', 100, 'a1');
+    const moved: InputEvent = { ...k2, doc: { ...k2.doc, note: 'fixed' }, rev: '3-y' };
+    e.withdraw(edited, true);
+    e.push(moved);
+    assert.deepEqual(T(e, 7000), [
+      ['B-b2', 'deleted', 2, null, null],
+      ['A-a1', 'correlated', 3, 1, '3-y'],
+    ]);
+  });
+
+  test('a deletion days later, the connection long gone from memory: a lookup brings its events and what the sink holds', () => {
+    const e = new CorrelationEngine(config({ allowedLatenessMs: 3_600_000 }));
+    const b = ev('B', 'k1', 0, 'b1');
+    const a = ev('A', 'k1', 100, 'a1');
+    e.push(b);
+    e.push(a);
+    assert.deepEqual(T(e, 5000), [['A-a1', 'correlated', 1, 1, null]]);
+    // Two days on: the connection is pruned (past the lateness horizon).
+    assert.deepEqual(T(e, 2 * 86_400_000), []);
+    assert.equal(e.sizes().connections, 0);
+    e.withdraw(b);
+    assert.deepEqual(T(e, 2 * 86_400_000 + 1000), []);
+    const [req] = e.lookups();
+    assert.equal(req?.key, keyOf('198.51.100.1', 50001));
+    assert.ok(req!.from <= T0, `the lookup reaches back to the deleted event: ${req!.from - T0}`);
+    assert.deepEqual(req!.ids, ['B-b1']);
+    // What a lookup finds: the A (the B is deleted), and the A's record as log_correlated holds it.
+    e.provide(
+      req!.key,
+      req!.from,
+      [a],
+      new Map([
+        [
+          'A-a1',
+          {
+            fingerprint: fingerprint({ a_id: 'a1', b_id: 'b1', keepalives: 1, correlated: true, timestamp: new Date(T0 + 100).toISOString() }),
+            revision: 1,
+            deleted: false,
+          },
+        ],
+      ]),
+    );
+    assert.deepEqual(T(e, 2 * 86_400_000 + 2000), [['A-a1', 'orphan_a', 2, 0, null]]);
   });
 });

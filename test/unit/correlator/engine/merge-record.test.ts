@@ -235,3 +235,15 @@ describe('outputId', () => {
     assert.notEqual(outputId(ev('A', 'same', NOON, {})), outputId(ev('B', 'same', NOON, {})));
   });
 });
+
+describe('records of documents an admin edited', () => {
+  test('a_rev / b_rev say which revision a record was built from, only above the first; a source field of that name is kept aside', () => {
+    const a = { ...httpA, rev: '2-abc', doc: { ...httpA.doc, a_rev: 'mine' } };
+    const r = correlatedRecord(a, tlsB, 1);
+    assert.equal(r.a_rev, '2-abc');
+    assert.equal('b_rev' in r, false);
+    assert.equal(r.orig_a_rev, 'mine');
+    assert.equal(orphanRecord({ ...tlsB, rev: '3-d' }).b_rev, '3-d');
+    assert.equal('a_rev' in correlatedRecord(httpA, tlsB, 1), false);
+  });
+});

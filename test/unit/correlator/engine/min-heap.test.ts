@@ -46,3 +46,18 @@ test('orders by the comparison it is given (objects, ties broken by a second key
   );
   assert.equal(heap.values().length, 0);
 });
+
+test('keep() drops what the predicate refuses and the rest still pops in order (200 seeded heaps)', () => {
+  for (let seed = 1; seed <= 200; seed++) {
+    const rnd = mulberry32(seed);
+    const heap = new MinHeap<number>((a, b) => a < b);
+    const values = Array.from({ length: Math.floor(rnd() * 300) }, () => Math.floor(rnd() * 100));
+    for (const v of values) heap.push(v);
+    const cut = Math.floor(rnd() * 100);
+    heap.keep((v) => v % 7 !== cut % 7);
+    const want = values.filter((v) => v % 7 !== cut % 7).sort((a, b) => a - b);
+    const got: number[] = [];
+    for (let v = heap.pop(); v !== undefined; v = heap.pop()) got.push(v);
+    assert.deepEqual(got, want, `seed ${seed}`);
+  }
+});

@@ -277,3 +277,12 @@ describe('sharding (several correlators split the connections)', () => {
     event(toEvent(c, 'A', 0, rules({ shard: { index: 0, count: 1 } })));
   });
 });
+
+describe('toEvent: the revision of a changed document', () => {
+  test('kept only above the first (an admin edited it); CouchDB fields stay out of the event', () => {
+    assert.equal(event(toEvent({ id: 'd1', doc: { ...doc(), _rev: '1-abc' } }, 'A', 0, rules())).rev, undefined);
+    const ev = event(toEvent({ id: 'd1', doc: { ...doc(), _rev: '2-def' } }, 'A', 0, rules()));
+    assert.equal(ev.rev, '2-def');
+    assert.equal('_rev' in ev.doc, false);
+  });
+});

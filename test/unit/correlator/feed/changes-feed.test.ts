@@ -5,7 +5,7 @@
 // from a list, and failing any page larger than it can build.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChangesFeed } from '../../../../correlator/feed/changes-feed.js';
+import { ChangesFeed, changedSinceStored } from '../../../../correlator/feed/changes-feed.js';
 import { CouchHttp } from '../../../../lib/couch/http.js';
 import { startBigDocChanges, type BigDocChanges } from '../../../helpers/big-doc-changes.js';
 
@@ -46,4 +46,13 @@ test('a page too large for the server is asked again smaller until it reads; the
   assert.equal(failures, 3, 'halved 16 -> 8 -> 4 -> 2, one failure each');
   assert.equal(Math.min(...couch.limits), 2);
   assert.equal(couch.limits.at(-1), 16, 'back to the configured size once the server can build pages again');
+});
+
+test('changedSinceStored: deletions and revisions above the first are an admin change; first revisions and unknown revisions are not', () => {
+  const c = (rev: string | null, deleted = false) => ({ seq: '1', id: 'd', deleted, doc: null, rev });
+  assert.equal(changedSinceStored(c('1-a')), false);
+  assert.equal(changedSinceStored(c(null)), false);
+  assert.equal(changedSinceStored(c('2-b')), true);
+  assert.equal(changedSinceStored(c('12-b')), true);
+  assert.equal(changedSinceStored(c('2-b', true)), true);
 });

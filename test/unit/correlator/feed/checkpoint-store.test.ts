@@ -28,7 +28,8 @@ function snapshot(connections: number, seed = 1): EngineSnapshot {
       ],
       i % 7 === 0 ? [[`A-${id()}`, 2, false]] : [],
       ...(i % 11 === 0 ? [true] : []),
-    ] as EngineSnapshot['keys'][number]);
+      ...(i % 22 === 0 ? [[['B', id(), 1_796_000_000_000 + i, false]], 1_796_000_000_000 + i] : []),
+    ] as unknown as EngineSnapshot['keys'][number]);
   }
   return {
     v: 2,

@@ -27,7 +27,7 @@ class MemoryFeed implements PageSource {
     const from = Number(since);
     const to = Math.min(this.total, from + this.pageSize);
     const changes = [];
-    for (let s = from + 1; s <= to; s++) changes.push({ seq: String(s), id: `doc-${s}`, deleted: false, doc: { n: s } });
+    for (let s = from + 1; s <= to; s++) changes.push({ seq: String(s), id: `doc-${s}`, deleted: false, doc: { n: s }, rev: `1-${s}` });
     return { changes, full: changes.length === this.pageSize, lastSeq: String(to), pending: this.total - to };
   }
 }
