@@ -287,8 +287,10 @@ export class CorrelationEngine {
 
   /** One event, from either feed, in any order. */
   push(ev: InputEvent): void {
-    if (this.withdrawnRecently.size > 0) this.pushedAgain(ev);
+    if (this.withdrawing.size > 0) this.pushedAgain(ev);
     if (this.waitingIds[ev.side].has(ev.id) || this.conns.get(ev.key)?.has(ev.side, ev.id)) {
+      // Already held (a lookup brought the new content first): nothing replaces anything on admission.
+      if (this.replacing.size > 0) this.replacing.delete(`${ev.side}:${ev.id}`);
       this.counters.duplicates += 1;
       return;
     }
@@ -327,13 +329,13 @@ export class CorrelationEngine {
   withdraw(ev: InputEvent, keepRecord = false): void {
     this.counters.withdrawn[ev.side] += 1;
     this.changes += 1;
-    let decidedHere = false;
     if (this.waitingIds[ev.side].has(ev.id)) {
+      // Not decided yet, but maybe before: a change delivered again (a cluster, a restart) waits again
+      // after its record was written, so what the sinks hold for it is asked like for any not held.
       const other = (e: InputEvent) => !(e.side === ev.side && e.id === ev.id);
       this.waiting.keep(other);
       this.ahead.keep(other);
-      // Never decided by this process; one read again after a restart may have been by the crashed run.
-      decidedHere = !this.unwait(ev);
+      this.unwait(ev);
     }
     const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
     // Read again after a restart: the crashed run may have written its decisions to some sinks only.
@@ -345,7 +347,7 @@ export class CorrelationEngine {
       if (conn.lastStepped === held) conn.lastStepped = null;
     }
     if (keepRecord) this.carry(conn, outputId(ev));
-    const w: Withdrawal = { ev, conn, keepRecord, held: held !== null || decidedHere, asked: false };
+    const w: Withdrawal = { ev, conn, keepRecord, held: held !== null, asked: false };
     const ch = changeOf(conn);
     ch.withdrawals.push(w);
     if (ev.time < ch.exactFrom) ch.exactFrom = ev.time;
@@ -365,7 +367,6 @@ export class CorrelationEngine {
    */
   private pushedAgain(ev: InputEvent): boolean {
     const sid = `${ev.side}:${ev.id}`;
-    this.withdrawnRecently.delete(sid);
     const pending = this.withdrawing.get(sid);
     if (pending === undefined) return false;
     for (const w of pending) {

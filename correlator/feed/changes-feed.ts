@@ -31,8 +31,13 @@ const EARLIER_REVISIONS = 20;
 /** Changed documents whose history is read at once. */
 const HISTORY_CONCURRENCY = 8;
 
-/** Whether a change is a deletion or a revision above the first: the document held something else before. */
+/**
+ * Whether a change is a deletion or a revision above the first: the
+ * document held something else before. Design documents never are events
+ * (and CouchDB answers a GET of `_design%2F…` with a redirect).
+ */
 export function changedSinceStored(change: FeedChange): boolean {
+  if (change.id.startsWith('_design/')) return false;
   return change.deleted === true || (change.rev !== null && !change.rev.startsWith('1-'));
 }
 
@@ -154,11 +159,14 @@ export class ChangesFeed {
   }
 
   private async earlierOf(id: string, rev: string): Promise<EarlierContents> {
+    // Without its revision the history cannot be asked for: counted like one that is gone.
+    if (rev === '') return { docs: [], missing: 1 };
     const base = `/${encodeURIComponent(this.db)}/${encodeURIComponent(id)}`;
     const res = await this.http.request<{ _revisions?: { start?: unknown; ids?: unknown } }>('GET', `${base}?rev=${encodeURIComponent(rev)}&revs=true`, {
       headers: this.headers,
     });
-    if (res.status === 404) return { docs: [], missing: 1 };
+    // Gone (purged), or refused for this document alone: counted, never retried for ever. A server error is retried.
+    if (res.status === 404 || (res.status >= 400 && res.status < 500)) return { docs: [], missing: 1 };
     if (res.status !== 200) throw new OperationError(`reading the history of ${id} in ${this.db}: ${res.status} ${JSON.stringify(res.body)}`);
     const { start, ids } = res.body._revisions ?? {};
     if (typeof start !== 'number' || !Array.isArray(ids)) return { docs: [], missing: 1 };

@@ -48,11 +48,14 @@ test('a page too large for the server is asked again smaller until it reads; the
   assert.equal(couch.limits.at(-1), 16, 'back to the configured size once the server can build pages again');
 });
 
-test('changedSinceStored: deletions and revisions above the first are an admin change; first revisions and unknown revisions are not', () => {
+test('changedSinceStored: deletions and revisions above the first are an admin change; first revisions, unknown revisions and design documents are not', () => {
   const c = (rev: string | null, deleted = false) => ({ seq: '1', id: 'd', deleted, doc: null, rev });
   assert.equal(changedSinceStored(c('1-a')), false);
   assert.equal(changedSinceStored(c(null)), false);
   assert.equal(changedSinceStored(c('2-b')), true);
   assert.equal(changedSinceStored(c('12-b')), true);
   assert.equal(changedSinceStored(c('2-b', true)), true);
+  // Design documents are never events (setup updates them: revision 2 and on).
+  assert.equal(changedSinceStored({ ...c('3-b'), id: '_design/correlator' }), false);
+  assert.equal(changedSinceStored({ ...c('2-b', true), id: '_design/couchlog' }), false);
 });
