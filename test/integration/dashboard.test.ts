@@ -291,8 +291,14 @@ describe('the live dashboard', () => {
         body: JSON.stringify({ docs }),
       });
       assert.equal(res.status, 201, res.text);
+      // The page counts changes as they arrive, and a feed may hand the eight documents
+      // over in more than one batch: wait for the totals, not for the first row.
       await expectText(page, '#ja4 tr:first-child td:first-child', 'constructor', 10_000);
-      assert.equal(await textOf(page, '#ja4 tr:first-child td:nth-child(2)'), '4');
+      await expectText(page, '#ja4 tr:first-child td:nth-child(2)', '4', 10_000);
+      await page.waitForFunction(() => [...document.querySelectorAll('#ja4 tr td:first-child')].some((td) => td.textContent === 'toString'), undefined, {
+        timeout: 10_000,
+        polling: 50,
+      });
       const rows = await page.$$eval('#ja4 tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(0, 2).map((td) => td.textContent)));
       assert.deepEqual(
         rows.filter((r) => r[0] === '__proto__' || r[0] === 'toString'),
