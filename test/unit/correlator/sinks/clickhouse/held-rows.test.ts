@@ -2,7 +2,7 @@
 // parameters). The real server parses them in test/integration/clickhouse-backfill.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sqlString } from '../../../../../correlator/sinks/clickhouse/backfill.js';
+import { sqlString } from '../../../../../correlator/sinks/clickhouse/held-rows.js';
 
 test('sqlString escapes backslashes before quotes, so no id ends the literal early', () => {
   assert.equal(sqlString("A-it's"), "'A-it\\'s'");
