@@ -4,6 +4,7 @@
 //  - a deleted B: its A becomes an orphan (revision 2); a deleted A: its record is deleted;
 //  - an edited A: its record carries the new content and `a_rev`; moved to
 //    another connection, it is correlated there and the B's orphan record goes;
+//  - an edit of an A's time: ClickHouse, keyed by (time, id), keeps one live row, at the new time;
 //  - a deletion after the connection left memory (a cache of 8 events): found
 //    again through the lookup view and what log_correlated holds;
 //  - a deletion the correlator reads only after the database was compacted:
@@ -180,6 +181,28 @@ describe('records follow documents an admin deletes or edits', () => {
     );
     const file = fileLatest();
     assert.deepEqual([file.get(A)?.correlated, file.get(A)?.a_rev, file.get(B)?.deleted], [true, rev3, true]);
+  });
+
+  test("an edit of an A's time (a fix of its clock): ClickHouse FINAL holds one live row for the record, at the new time", async () => {
+    const t0 = Date.now() - 45_000;
+    const [aId] = await post('http', [aDoc(43_151, t0)]);
+    const A = `A-${aId}`;
+    await until('the orphan record', async () => ((await record(A))?.correlated === false ? true : null), WAIT);
+    await until('its row in ClickHouse', async () => ((await clickhouseLatest([A])).has(A) ? true : null), WAIT);
+    const fixed = t0 - 2 * 3600_000;
+    const rev2 = await adminChange('log_http', aId!, (d) => ({ ...d, timestamp: fixed }));
+    await until('the record moved', async () => ((await record(A))?.a_rev === rev2 ? true : null), WAIT);
+    const liveRows = async () =>
+      (await ch.query(`SELECT toUnixTimestamp(time) FROM couchlog.http_logs FINAL WHERE id = '${A}' AND deleted = 0 FORMAT TSV`))
+        .trim()
+        .split('\n')
+        .filter(Boolean);
+    const want = String(Math.floor(fixed / 1000));
+    // Before this was fixed, the row at the old time stayed: two live rows, for ever.
+    await until('one live row, at the new time', async () => ((await liveRows()).join() === want ? true : null), WAIT);
+    await adminChange('log_http', aId!, 'delete');
+    await until('the record deleted in CouchDB', async () => ((await record(A)) === null ? true : null), WAIT);
+    await until('no live row left in ClickHouse', async () => ((await liveRows()).length === 0 ? true : null), WAIT);
   });
 
   test('a deletion after the connection left memory is found again through the lookup view', async () => {

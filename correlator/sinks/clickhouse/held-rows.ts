@@ -58,8 +58,16 @@ export class LookupError extends Error {
  * lower version than the tombstone's and not deleted already, placed at
  * that row's key. A tombstone without a version (deleted by hand, not by
  * the correlator: version 0) deletes whatever ClickHouse holds for its id.
+ * `keepAt` names, per id, a time (epoch seconds, as the table holds it) to
+ * leave alone: where a record that moved is being written.
  */
-export async function deletionRows(client: ClickHouseClient, database: string, table: string, tombstones: readonly SinkRecord[]): Promise<SinkRecord[]> {
+export async function deletionRows(
+  client: ClickHouseClient,
+  database: string,
+  table: string,
+  tombstones: readonly SinkRecord[],
+  keepAt?: ReadonlyMap<string, number>,
+): Promise<SinkRecord[]> {
   const byId = new Map(tombstones.map((t) => [t.id, t]));
   const out: SinkRecord[] = [];
   for (const ids of lookupGroups([...byId.keys()])) {
@@ -74,7 +82,7 @@ export async function deletionRows(client: ClickHouseClient, database: string, t
     }
     for (const row of rows) {
       const tomb = byId.get(row.id);
-      if (tomb === undefined || Number(row.d) === 1) continue;
+      if (tomb === undefined || Number(row.d) === 1 || keepAt?.get(row.id) === Number(row.t)) continue;
       const held = Number(row.v);
       const version = tomb.version === 0 ? held + 1 : tomb.version;
       if (held >= version) continue;

@@ -32,6 +32,7 @@ const VALUE_COLUMNS = COLUMNS.filter((c) => c.name !== 'extra');
 const ID_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'id');
 const VERSION_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'version');
 const DELETED_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'deleted');
+const TIME_COLUMN = VALUE_COLUMNS.findIndex((c) => c.name === 'time');
 
 /** Normalized field name -> the columns it can feed. */
 const FEEDS = new Map<string, Feed[]>();
@@ -127,6 +128,11 @@ export function toRow(rec: SinkRecord): Record<string, unknown> {
   for (let i = 0; i < VALUE_COLUMNS.length; i++) row[VALUE_COLUMNS[i]!.name] = convert(VALUE_COLUMNS[i]!, value[i]);
   row.extra = extraOf(rec.record, key);
   return row;
+}
+
+/** The row's `time` (epoch seconds): with `id`, the key its row is stored (and replaced) under. */
+export function rowTime(rec: SinkRecord): number {
+  return convert(VALUE_COLUMNS[TIME_COLUMN]!, pick(rec).value[TIME_COLUMN]) as number;
 }
 
 /** `{"id":`, `,"time":`, ...: each value column's name as JSON, the first one opening the object. */

@@ -4,7 +4,7 @@
 // (reference below) on thousands of generated records.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EXACT_FIELDS, toJsonLine, toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
+import { EXACT_FIELDS, rowTime, toJsonLine, toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
 import { COLUMNS } from '../../../../../correlator/sinks/clickhouse/columns.js';
 import { mulberry32 } from '../../../../../bench/prng.js';
 
@@ -190,4 +190,18 @@ describe('toJsonLine', () => {
       );
     }
   });
+});
+
+test('rowTime is the `time` the row is stored under, in epoch seconds (a source field `Timestamp` never moves it)', () => {
+  const rec = (record: Record<string, unknown>) => ({ id: 'A-1', version: 1, deleted: false, record });
+  for (const record of [
+    { timestamp: '2026-12-03T10:00:00.999Z' },
+    { timestamp: '2026-12-03T10:00:00.999Z', Timestamp: '1999-01-01T00:00:00Z' },
+    { timestamp: 'not a time' },
+    {},
+  ]) {
+    const r = rec(record);
+    assert.equal(rowTime(r), toRow(r).time, JSON.stringify(record));
+  }
+  assert.equal(rowTime(rec({ timestamp: '2026-12-03T10:00:00.999Z' })), Date.parse('2026-12-03T10:00:00Z') / 1000);
 });
