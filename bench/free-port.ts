@@ -17,12 +17,13 @@ let next = Math.floor(Math.random() * SLICE_SIZE);
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < SLICE_SIZE; tries++) {
     const port = sliceStart + (next++ % SLICE_SIZE);
-    if (await bindable(port)) return port;
+    if (await portFree(port)) return port;
   }
   return ephemeralPort();
 }
 
-function bindable(port: number): Promise<boolean> {
+/** Whether a listen on 127.0.0.1:port succeeds right now. */
+export function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();

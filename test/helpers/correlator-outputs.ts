@@ -2,6 +2,8 @@
 // CouchDB documents by id (without _rev), ClickHouse rows by id, posting
 // generated traffic, Prometheus text as numbers, and polling helpers.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, http, JSON_TYPE, startStack, type Stack, storedStatus } from './stack.js';
 import { startClickhouse, type TestClickhouse } from './clickhouse.js';
@@ -42,6 +44,27 @@ export async function startCorrelatorStack(correlator: Record<string, unknown>):
     await ch.stop();
     throw err;
   }
+}
+
+/**
+ * A small-cache correlator with every sink (CouchDB, ClickHouse, the file
+ * sink in correlated.jsonl: see fileLatest) flushing every 50 ms: the
+ * stack of the tests that follow one record through corrections.
+ */
+export async function startCorrelatorWithFileSink(): Promise<{ ch: TestClickhouse; stack: Stack; metricsUrl: string }> {
+  return startCorrelatorStack({
+    ...SMALL_CACHE_CORRELATOR,
+    outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
+    checkpoint_interval_ms: 200,
+  });
+}
+
+/** The file sink's latest line per id (startCorrelatorWithFileSink's file). */
+export function fileLatest(stack: Stack): Map<string, Doc> {
+  const out = new Map<string, Doc>();
+  for (const line of readFileSync(join(stack.dataDir, 'correlated.jsonl'), 'utf8').split('\n'))
+    if (line) out.set((JSON.parse(line) as Doc).id as string, JSON.parse(line) as Doc);
+  return out;
 }
 
 /** A second pair of outputs (log_<app> with its report views, couchlog.<table>) for a run to compare with the main one. */
@@ -133,6 +156,13 @@ export function parseMetrics(text: string): Map<string, number> {
     out.set(line.slice(0, i), Number(line.slice(i + 1)));
   }
   return out;
+}
+
+/** The sum of a metric over all its labels. */
+export async function metricSum(url: string, name: string): Promise<number> {
+  let sum = 0;
+  for (const [k, v] of await metrics(url)) if (k === name || k.startsWith(`${name}{`)) sum += v;
+  return sum;
 }
 
 export async function metrics(url: string): Promise<Map<string, number>> {

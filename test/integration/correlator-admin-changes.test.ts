@@ -11,11 +11,9 @@
 //    the earlier content is gone, so nothing is taken back; it is counted and the record stays.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { http, JSON_TYPE, type Stack, storedStatus } from '../helpers/stack.js';
 import type { TestClickhouse } from '../helpers/clickhouse.js';
-import { isQuiet, metrics, SMALL_CACHE_CORRELATOR, startCorrelatorStack, until, type Doc } from '../helpers/correlator-outputs.js';
+import { fileLatest, isQuiet, metricSum, startCorrelatorWithFileSink, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
 
@@ -26,11 +24,7 @@ let metricsUrl: string;
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
 before(async () => {
-  ({ ch, stack, metricsUrl } = await startCorrelatorStack({
-    ...SMALL_CACHE_CORRELATOR,
-    outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
-    checkpoint_interval_ms: 200,
-  }));
+  ({ ch, stack, metricsUrl } = await startCorrelatorWithFileSink());
   correlator = await startCorrelator(stack.config, log, { clickhouse: true });
 });
 after(async () => {
@@ -79,19 +73,7 @@ async function clickhouseLatest(ids: string[]): Promise<Map<string, Doc>> {
   return out;
 }
 
-/** The file sink's latest line per id. */
-function fileLatest(): Map<string, Doc> {
-  const out = new Map<string, Doc>();
-  for (const line of readFileSync(join(stack.dataDir, 'correlated.jsonl'), 'utf8').split('\n'))
-    if (line) out.set((JSON.parse(line) as Doc).id as string, JSON.parse(line) as Doc);
-  return out;
-}
-
-async function metric(name: string): Promise<number> {
-  let sum = 0;
-  for (const [k, v] of await metrics(metricsUrl)) if (k === name || k.startsWith(`${name}{`)) sum += v;
-  return sum;
-}
+const metric = (name: string) => metricSum(metricsUrl, name);
 
 const conn = (port: number, t: number, extra: Doc = {}) => ({ src_ip: '198.51.100.91', src_port: port, dst_ip: '192.168.1.10', ...extra, timestamp: t });
 const aDoc = (port: number, t: number) => conn(port, t, { dst_port: 8080, method: 'GET', host: 'admin.example', path: `/p${port}` });
@@ -126,12 +108,12 @@ describe('records follow documents an admin deletes or edits', () => {
     assert.equal(orphan.b_id, null);
     assert.equal(orphan.ja4, undefined, 'nothing of the deleted B is left in the record');
     await until('ClickHouse to agree', async () => ((await clickhouseLatest([A])).get(A)?.correlated === 0 ? true : null), WAIT);
-    assert.deepEqual([fileLatest().get(A)?.correlated, fileLatest().get(A)?.revision], [false, orphan.revision]);
+    assert.deepEqual([fileLatest(stack).get(A)?.correlated, fileLatest(stack).get(A)?.revision], [false, orphan.revision]);
 
     await adminChange('log_http', aId!, 'delete');
     await until('the record deleted in CouchDB', async () => ((await record(A)) === null ? true : null), WAIT);
     await until('the record deleted in ClickHouse', async () => ((await clickhouseLatest([A])).get(A)?.deleted === 1 ? true : null), WAIT);
-    await until('the file sink to say deleted', async () => (fileLatest().get(A)?.deleted === true ? true : null), WAIT);
+    await until('the file sink to say deleted', async () => (fileLatest(stack).get(A)?.deleted === true ? true : null), WAIT);
     assert.ok((await metric('couchlog_correlator_withdrawn_total')) >= 2);
   });
 
@@ -179,7 +161,7 @@ describe('records follow documents an admin deletes or edits', () => {
       },
       WAIT,
     );
-    const file = fileLatest();
+    const file = fileLatest(stack);
     assert.deepEqual([file.get(A)?.correlated, file.get(A)?.a_rev, file.get(B)?.deleted], [true, rev3, true]);
   });
 

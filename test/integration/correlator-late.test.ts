@@ -12,12 +12,10 @@
 // `_design/correlator` lookup view, as they would be after a long delay.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { http, JSON_TYPE, type Stack, storedStatus } from '../helpers/stack.js';
 import type { TestClickhouse } from '../helpers/clickhouse.js';
-import { isQuiet, SMALL_CACHE_CORRELATOR, startCorrelatorStack } from '../helpers/correlator-outputs.js';
+import { fileLatest, isQuiet, metricSum, startCorrelatorWithFileSink } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { engineConfig } from '../../correlator/engine-config.js';
 import { createLogger } from '../../lib/logger.js';
@@ -33,11 +31,7 @@ let metricsUrl: string;
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 
 before(async () => {
-  ({ ch, stack, metricsUrl } = await startCorrelatorStack({
-    ...SMALL_CACHE_CORRELATOR,
-    outputs: { clickhouse: { flush_interval_ms: 50 }, couchdb: { flush_interval_ms: 50 }, file: { enabled: true, path: 'correlated.jsonl' } },
-    checkpoint_interval_ms: 200,
-  }));
+  ({ ch, stack, metricsUrl } = await startCorrelatorWithFileSink());
   correlator = await startCorrelator(stack.config, log, { clickhouse: true });
   // Both feeds read once and idle: the watermark follows the clock, so an hour-old document is late.
   await until(
@@ -99,20 +93,7 @@ async function clickhouseCurrent(): Promise<Map<string, Doc>> {
   return out;
 }
 
-/** The file sink's latest line per id. */
-function fileLatest(): Map<string, Doc> {
-  const out = new Map<string, Doc>();
-  const text = readFileSync(join(stack.dataDir, 'correlated.jsonl'), 'utf8');
-  for (const line of text.split('\n')) if (line) out.set((JSON.parse(line) as Doc).id as string, JSON.parse(line) as Doc);
-  return out;
-}
-
-async function metric(name: string): Promise<number> {
-  const text = (await http(`${metricsUrl}/metrics`)).text;
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name)) sum += Number(line.split(' ').pop());
-  return sum;
-}
+const metric = (name: string) => metricSum(metricsUrl, name);
 
 describe('a side that arrives late is correlated as if it had come on time', () => {
   test('B an hour old posted, A posted seconds later: every A correlated, the provisional orphan Bs deleted everywhere', async () => {
@@ -148,7 +129,7 @@ describe('a side that arrives late is correlated as if it had come on time', () 
       return aIds.every((id) => r.get(`A-${id}`)?.correlated === 1) && bIds.every((id) => !r.has(`B-${id}`)) ? r : null;
     });
     assert.equal(rows.get(`A-${aIds[0]}`)!.ja4, 't13d1516h2_8daaf6152771_b0da82dd1658');
-    const file = fileLatest();
+    const file = fileLatest(stack);
     for (const id of aIds) assert.equal(file.get(`A-${id}`)?.correlated, true, `file sink, A-${id}`);
     for (const id of bIds) assert.equal(file.get(`B-${id}`)?.deleted, true, `file sink, B-${id} deleted`);
     assert.ok((await metric('couchlog_correlator_late_events_total')) >= 40, `late events: ${await metric('couchlog_correlator_late_events_total')}`);
@@ -194,7 +175,7 @@ describe('a side that arrives late is correlated as if it had come on time', () 
     // Both revisions are in the table; FINAL keeps the later.
     const raw = await ch.query(`SELECT count() FROM couchlog.http_logs WHERE id = 'A-${aIds[0]}'`);
     assert.ok(Number(raw.trim()) >= 1);
-    const file = fileLatest();
+    const file = fileLatest(stack);
     for (const id of aIds) assert.deepEqual([file.get(`A-${id}`)?.correlated, file.get(`A-${id}`)?.revision], [true, 2], `file sink, A-${id}`);
   });
 
