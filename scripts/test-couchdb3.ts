@@ -13,7 +13,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeTestServer, testServer } from '../test/helpers/couchdb3.js';
+import { describeTestServer, longestFirst, testServer } from '../test/helpers/couchdb3.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -50,13 +50,14 @@ if (server.kind === 'embedded') usage('no CouchDB 3 given (npm test runs the emb
 
 const integration = join(ROOT, 'dist/test/integration');
 const files = process.argv.slice(2);
-const targets =
+const targets = longestFirst(
   files.length > 0
     ? files
     : readdirSync(integration)
         .filter((f) => f.endsWith('.test.js'))
         .sort()
-        .map((f) => join(integration, f));
+        .map((f) => join(integration, f)),
+);
 const concurrency = process.env.COUCHLOG_TEST_CONCURRENCY || '2';
 
 const env = { ...process.env };
