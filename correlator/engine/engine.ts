@@ -267,6 +267,15 @@ export class CorrelationEngine {
   private silent: Map<string, [number, boolean]> | null = null;
   /** Withdrawals not decided yet, by `side:id`: a push of the same id (edited, or made again) keeps its record. */
   private readonly withdrawing = new Map<string, Withdrawal[]>();
+  /**
+   * Per record id of a withdrawn document, the event times of its withdrawn
+   * contents (oldest id first, bounded like withdrawnRecently): where
+   * earlier decisions of the record were placed, which every later output
+   * of the id names (Output.formerTimes) for sinks keyed by time. Kept
+   * after the first output: the record may move again, and a deletion
+   * named twice is harmless.
+   */
+  private formerTimes = new Map<string, number[]>();
   /** Recently withdrawn contents, `side:id` → contentOf (oldest first, bounded): see provide(). */
   private readonly withdrawnRecently = new Map<string, string>();
   /**
@@ -347,6 +356,7 @@ export class CorrelationEngine {
       if (conn.lastStepped === held) conn.lastStepped = null;
     }
     if (keepRecord) this.carry(conn, outputId(ev));
+    this.noteFormerTime(ev);
     const w: Withdrawal = { ev, conn, keepRecord, held: held !== null, asked: false };
     const ch = changeOf(conn);
     ch.withdrawals.push(w);
@@ -358,6 +368,15 @@ export class CorrelationEngine {
     if (this.withdrawnRecently.size > RECENT_WITHDRAWALS) this.withdrawnRecently.delete(this.withdrawnRecently.keys().next().value!);
     this.dirty.add(conn);
     this.touch(conn);
+  }
+
+  private noteFormerTime(ev: InputEvent): void {
+    const id = outputId(ev);
+    const times = this.formerTimes.get(id) ?? [];
+    if (!times.includes(ev.time)) times.push(ev.time);
+    this.formerTimes.delete(id);
+    this.formerTimes.set(id, times);
+    if (this.formerTimes.size > RECENT_WITHDRAWALS) this.formerTimes.delete(this.formerTimes.keys().next().value!);
   }
 
   /**
@@ -501,7 +520,8 @@ export class CorrelationEngine {
       const version = (this.lastVersion = Math.max(now, this.lastVersion + 1));
       p.record.revision = p.revision;
       p.record.decided_at = isoTime(version);
-      out.push({ kind: p.kind, id: p.id, record: p.record, revision: p.revision, version });
+      const former = this.formerTimes.size > 0 ? this.formerTimes.get(p.id) : undefined;
+      out.push({ kind: p.kind, id: p.id, record: p.record, revision: p.revision, version, ...(former ? { formerTimes: [...former] } : {}) });
     }
     this.pending = new Map();
     return out;
@@ -1072,6 +1092,7 @@ export class CorrelationEngine {
     for (const [side, id, time, keepRecord] of withdrawn) {
       const ev: InputEvent = { side, index: -1, id, key: conn.key, time, doc: { src_ip: ip, src_port: port } };
       const w: Withdrawal = { ev, conn, keepRecord, held: false, asked: false };
+      this.noteFormerTime(ev);
       changeOf(conn).withdrawals.push(w);
       const sid = `${side}:${id}`;
       this.withdrawing.set(sid, [...(this.withdrawing.get(sid) ?? []), w]);

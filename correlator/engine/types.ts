@@ -72,6 +72,12 @@ export interface Output {
    * bumped to stay increasing): the version ClickHouse keeps the latest of.
    */
   version: number;
+  /**
+   * Present when the record's source document was edited or deleted by an
+   * admin: the event times of its earlier contents (epoch ms), where earlier
+   * decisions of this id were placed (see SinkRecord.formerTimes).
+   */
+  formerTimes?: readonly number[];
 }
 
 /** What a sink already holds for a record id (from a lookup): its content fingerprint and revision. */

@@ -2,7 +2,7 @@
 // the pipeline knows when everything up to a point has been acknowledged by
 // every sink: only then may a checkpoint taken at that point be saved.
 import type { Output } from '../engine/types.js';
-import type { Sink } from './sink.js';
+import type { Sink, SinkRecord } from './sink.js';
 
 export class FanOut {
   private nextWrite = 1;
@@ -19,7 +19,13 @@ export class FanOut {
     if (outputs.length === 0 || this.sinks.length === 0) return;
     const seq = this.nextWrite++;
     this.unacked.add(seq);
-    const records = outputs.map((o) => ({ id: o.id, record: o.record, version: o.version, deleted: o.kind === 'deleted' }));
+    const records = outputs.map((o): SinkRecord => ({
+      id: o.id,
+      record: o.record,
+      version: o.version,
+      deleted: o.kind === 'deleted',
+      ...(o.formerTimes ? { formerTimes: o.formerTimes } : {}),
+    }));
     const run = Promise.all(
       this.sinks.map((s) => {
         const mine = this.runningIn.get(s)!;

@@ -9,6 +9,12 @@ export interface SinkRecord {
   version: number;
   /** A provisional record that no longer exists. */
   deleted: boolean;
+  /**
+   * Event times (epoch ms) at which earlier decisions of this id were
+   * placed: its source document was edited or deleted by an admin. A sink
+   * that keys records by time as well as id (ClickHouse) deletes them there.
+   */
+  formerTimes?: readonly number[];
 }
 
 export interface Sink {

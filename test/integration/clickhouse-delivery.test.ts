@@ -3,7 +3,7 @@
 // awkward text included; a row the table cannot parse is classified
 // permanent (dead-letter), a refusal of our setup (table, columns, account)
 // config (retried, for an operator to fix), a server that does not answer retriable;
-// a record whose source document an admin edited to another time hides its row at the old time.
+// a record whose source document an admin edited or deleted gets deletion rows at its former times.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
@@ -103,7 +103,7 @@ describe('ClickHouse delivery', () => {
     }
   });
 
-  test('a record built from an edited source: its rows at other times are deleted in the same INSERT, FINAL holds one live row', async () => {
+  test('a record whose source was edited or deleted: deletion rows at its former times, in the same INSERT; FINAL holds one live row', async () => {
     const t = target(ch.url, 'moved');
     const client = connect(t);
     const delivery = new ClickHouseDelivery(client, t);
@@ -113,45 +113,42 @@ describe('ClickHouse delivery', () => {
         .split('\n')
         .filter(Boolean)
         .map((l) => JSON.parse(l) as { t: number | string; version: number | string })
-        .map((r) => [Number(r.t), String(r.version)]);
+        .map((r) => [Number(r.t), String(r.version)])
+        .sort();
     const raw = async () => Number((await ch.query('SELECT count() FROM couchlog.moved')).trim());
     const at = (iso: string) => Date.parse(iso) / 1000;
+    const ms = (iso: string) => Date.parse(iso);
     const X = 'A-log_http-x';
-    const Y = 'A-log_http-y';
-    const rec = (id: string, version: number, timestamp: string, fields: Record<string, unknown> = {}): SinkRecord => ({
+    const Y = 'B-log_network-y';
+    const Z = 'A-log_http-z';
+    const rec = (id: string, version: number, timestamp: string, formerTimes?: string[], deleted = false): SinkRecord => ({
       id,
       version,
-      deleted: false,
-      record: { timestamp, src_ip: '203.0.113.9', src_port: 41_000, correlated: false, revision: version, ...fields },
+      deleted,
+      record: { timestamp, src_ip: '203.0.113.9', src_port: 41_000, correlated: false, revision: version, ...(deleted ? { deleted: true } : {}) },
+      ...(formerTimes ? { formerTimes: formerTimes.map(ms) } : {}),
     });
     try {
       await ensureClickhouse(client, 'couchlog', 'moved');
       await delivery.deliver([rec(X, 1, '2026-12-03T10:00:00.250Z'), rec(Y, 1, '2026-12-03T10:00:00.250Z')]);
-      // A fix of the A's clock: the record moves to 11:00; its 10:00 row must not stay.
-      await delivery.deliver([rec(X, 2, '2026-12-03T11:00:00.000Z', { a_rev: '2-a' })]);
+      // The A's clock fixed: the record moves to 11:00; its 10:00 row must not stay live.
+      await delivery.deliver([rec(X, 2, '2026-12-03T11:00:00.000Z', ['2026-12-03T10:00:00.250Z'])]);
       assert.deepEqual(await live(X), [[at('2026-12-03T11:00:00Z'), '2']]);
       assert.deepEqual(await live(Y), [[at('2026-12-03T10:00:00Z'), '1']], 'other ids are left alone');
-      // And back again: the 11:00 row goes, the 10:00 key gets the new row.
-      await delivery.deliver([rec(X, 3, '2026-12-03T10:00:00.900Z', { a_rev: '3-a' })]);
-      assert.deepEqual(await live(X), [[at('2026-12-03T10:00:00Z'), '3']]);
-      // An edit within the same second keeps the key: no lookup row is written, only the record's.
+      // And back again: its own key (the same second) gets the record, never a deletion.
       const before = await raw();
-      await delivery.deliver([rec(X, 4, '2026-12-03T10:00:00.100Z', { a_rev: '4-a', note: 'redacted' })]);
-      assert.equal(await raw(), before + 1);
-      assert.deepEqual(await live(X), [[at('2026-12-03T10:00:00Z'), '4']]);
-      // A B side edited works the same way (b_rev).
-      await delivery.deliver([rec(Y, 5, '2026-12-03T12:00:00.000Z', { b_rev: '2-b' })]);
-      assert.deepEqual(await live(Y), [[at('2026-12-03T12:00:00Z'), '5']]);
-      // A failed lookup is about the server or our setup (here a missing table): retried, never dead-lettered.
-      const missing = target(ch.url, 'missing_moved');
-      const other = new ClickHouseDelivery(client, missing);
-      const err = await other.deliver([rec(X, 9, '2026-12-03T10:00:00.000Z', { a_rev: '9-a' })]).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      assert.ok(err instanceof Error);
-      assert.match(err.message, /looking up/);
-      assert.equal(other.classify(err), 'config');
+      await delivery.deliver([rec(X, 3, '2026-12-03T10:00:00.900Z', ['2026-12-03T10:00:00.250Z', '2026-12-03T11:00:00.000Z'])]);
+      assert.equal(await raw(), before + 2, 'the record and one deletion row (11:00)');
+      assert.deepEqual(await live(X), [[at('2026-12-03T10:00:00Z'), '3']]);
+      // A deletion placed at another time than ClickHouse holds (an edit and a deletion read together).
+      await delivery.deliver([rec(Y, 4, '2026-12-03T12:00:00.000Z', ['2026-12-03T10:00:00.250Z', '2026-12-03T12:00:00.000Z'], true)]);
+      assert.deepEqual(await live(Y), [], 'no live row left');
+      // Both decisions in one batch (a backlog): the later version's deletion row wins at the earlier key.
+      await delivery.deliver([rec(Z, 5, '2026-12-03T09:00:00.000Z'), rec(Z, 6, '2026-12-03T09:30:00.000Z', ['2026-12-03T09:00:00.000Z'])]);
+      assert.deepEqual(await live(Z), [[at('2026-12-03T09:30:00Z'), '6']]);
+      // Times out of DateTime's range are clamped, so a record and its former time there share a key: it stays live.
+      await delivery.deliver([rec(Z, 7, '1969-12-31T23:00:00.000Z', ['1969-12-31T22:00:00.000Z', '2026-12-03T09:30:00.000Z'])]);
+      assert.deepEqual(await live(Z), [[0, '7']]);
     } finally {
       await client.close();
     }

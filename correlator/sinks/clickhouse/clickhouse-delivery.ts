@@ -3,18 +3,19 @@
 // or overloaded is, and so is a refusal of our setup (account, table), for
 // an operator to fix; a refused value is not (dead-letter).
 //
-// What must stay true: FINAL holds one row per record. The table is keyed
-// by (time, id), and a record's time is its source document's, which
-// changes only when an admin edits that document; a record built from an
-// edited source (`a_rev` / `b_rev`) therefore gets, in the same INSERT,
-// a deletion row at every other time ClickHouse holds it. BatchingSink
-// writes two batches holding one id in order, so the lookup sees the row
-// of every earlier decision.
+// What must stay true: FINAL holds one live row per record. The table is
+// keyed by (time, id), and a record's time is its source document's, which
+// changes only when an admin edits or deletes that document. The engine
+// then names the times earlier decisions of the record were placed at
+// (`formerTimes`), and each gets a deletion row of the record's version in
+// the same INSERT, except the record's own key: a higher version at the
+// same key replaces a row anyway, and a deletion there would hide the
+// record. No lookup: ClickHouse's table is not ordered by id, and a search
+// for an id reads all of it.
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
-import { rowTime, toJsonLine } from './rows.js';
-import { deletionRows, LONGEST_LOOKUP_ID, LookupError } from './held-rows.js';
+import { dateTimeSeconds, rowTime, toJsonLine } from './rows.js';
 
 export interface ClickHouseTarget {
   url: string;
@@ -78,38 +79,20 @@ export class ClickHouseDelivery implements Delivery {
     // The rows are written as JSONEachRow text here rather than by the client (which would build and
     // stringify an object per row); the data follows the INSERT in the request body, where ClickHouse
     // reads it with its stream parser (max_query_size does not apply to it).
-    const hide = await this.rowsLeftBehind(batch);
     let rows = '';
-    for (const r of batch) rows += toJsonLine(r);
-    for (const r of hide) rows += toJsonLine(r);
+    let corrections = 0;
+    for (const r of batch) {
+      rows += toJsonLine(r);
+      if (r.deleted || Number(r.record.revision) > 1) corrections++;
+      if (r.formerTimes !== undefined && r.formerTimes.length > 0) rows += formerRows(r);
+    }
     await this.client.command({ query: `INSERT INTO ${this.target.database}.${this.target.table} FORMAT JSONEachRow\n${rows}` });
-    let corrections = hide.length;
-    for (const r of batch) if (r.deleted || Number(r.record.revision) > 1) corrections++;
     if (corrections > 0) this.onCorrection(corrections);
   }
 
-  /**
-   * Deletion rows for what records of edited sources left at another time.
-   * Ids longer than LONGEST_LOOKUP_ID (only an admin can store a source
-   * document with such an id) are not looked up.
-   */
-  private async rowsLeftBehind(batch: readonly SinkRecord[]): Promise<SinkRecord[]> {
-    let moved: SinkRecord[] | null = null;
-    for (const r of batch) {
-      if (r.deleted || (r.record.a_rev === undefined && r.record.b_rev === undefined) || r.id.length > LONGEST_LOOKUP_ID) continue;
-      (moved ??= []).push(r);
-    }
-    if (moved === null) return [];
-    const keepAt = new Map(moved.map((r) => [r.id, rowTime(r)]));
-    return deletionRows(this.client, this.target.database, this.target.table, moved, keepAt);
-  }
-
-  classify(failure: unknown): FailureKind {
-    // The lookup before the INSERT sends no record's values: it fails for the server or our setup, never for a record.
-    const lookup = failure instanceof LookupError;
-    const err = lookup ? failure.cause : failure;
+  classify(err: unknown): FailureKind {
     const code = clickhouseErrorCode(err);
-    if (code === null || (lookup && ROW_CODES.has(code))) return 'retry';
+    if (code === null) return 'retry';
     // Every row carries the same columns: a field the table does not know is
     // a table that was not migrated (couchlog setup), not a bad record.
     if (code === 117 && /Unknown field/i.test((err as Error).message ?? '')) return 'config';
@@ -120,4 +103,24 @@ export class ClickHouseDelivery implements Delivery {
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+/** Deletion rows at the record's former times (JSONEachRow lines), its own key and repeats left out. */
+function formerRows(r: SinkRecord): string {
+  const own = rowTime(r);
+  const done = new Set<number>([own]);
+  let rows = '';
+  for (const t of r.formerTimes!) {
+    const at = dateTimeSeconds(t);
+    if (done.has(at)) continue;
+    done.add(at);
+    const { src_ip, src_port, revision, decided_at } = r.record;
+    rows += toJsonLine({
+      id: r.id,
+      version: r.version,
+      deleted: true,
+      record: { timestamp: new Date(t).toISOString(), src_ip, src_port, deleted: true, revision, decided_at },
+    });
+  }
+  return rows;
 }

@@ -3,7 +3,8 @@
 // by a row of a higher version at the same key, so hiding a record means
 // placing a deletion row at each time ClickHouse holds it — the time comes
 // from ClickHouse, not from the caller. Used by `couchlog backfill` for
-// tombstones, and by the sink for records whose source was edited.
+// tombstones (a full read of the table per group of ids: the table is not
+// ordered by id, so the live sink never asks it).
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { SinkRecord } from '../sink.js';
 
@@ -58,16 +59,8 @@ export class LookupError extends Error {
  * lower version than the tombstone's and not deleted already, placed at
  * that row's key. A tombstone without a version (deleted by hand, not by
  * the correlator: version 0) deletes whatever ClickHouse holds for its id.
- * `keepAt` names, per id, a time (epoch seconds, as the table holds it) to
- * leave alone: where a record that moved is being written.
  */
-export async function deletionRows(
-  client: ClickHouseClient,
-  database: string,
-  table: string,
-  tombstones: readonly SinkRecord[],
-  keepAt?: ReadonlyMap<string, number>,
-): Promise<SinkRecord[]> {
+export async function deletionRows(client: ClickHouseClient, database: string, table: string, tombstones: readonly SinkRecord[]): Promise<SinkRecord[]> {
   const byId = new Map(tombstones.map((t) => [t.id, t]));
   const out: SinkRecord[] = [];
   for (const ids of lookupGroups([...byId.keys()])) {
@@ -82,7 +75,7 @@ export async function deletionRows(
     }
     for (const row of rows) {
       const tomb = byId.get(row.id);
-      if (tomb === undefined || Number(row.d) === 1 || keepAt?.get(row.id) === Number(row.t)) continue;
+      if (tomb === undefined || Number(row.d) === 1) continue;
       const held = Number(row.v);
       const version = tomb.version === 0 ? held + 1 : tomb.version;
       if (held >= version) continue;

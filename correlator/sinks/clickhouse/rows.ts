@@ -130,6 +130,17 @@ export function toRow(rec: SinkRecord): Record<string, unknown> {
   return row;
 }
 
+/**
+ * An epoch-ms time as a DateTime column stores it: whole seconds, within
+ * its range (1970 to 2106). Clamped here, not by the server: 18.16 wraps a
+ * value out of range where later versions clamp, and a row's key must be
+ * what rowTime says it is.
+ */
+export function dateTimeSeconds(ms: number): number {
+  return Math.min(DATETIME_MAX, Math.max(0, Math.floor(ms / 1000)));
+}
+const DATETIME_MAX = 4_294_967_295;
+
 /** The row's `time` (epoch seconds): with `id`, the key its row is stored (and replaced) under. */
 export function rowTime(rec: SinkRecord): number {
   return convert(VALUE_COLUMNS[TIME_COLUMN]!, pick(rec).value[TIME_COLUMN]) as number;
@@ -156,7 +167,7 @@ function convert(col: Column, value: unknown): unknown {
   switch (col.type) {
     case 'DateTime': {
       const ms = typeof value === 'string' ? Date.parse(value) : NaN;
-      return Number.isNaN(ms) ? 0 : Math.floor(ms / 1000);
+      return Number.isNaN(ms) ? 0 : dateTimeSeconds(ms);
     }
     case 'Date': {
       const ms = typeof value === 'string' ? Date.parse(value) : NaN;

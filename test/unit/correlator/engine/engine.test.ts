@@ -1723,6 +1723,53 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
     ]);
   });
 
+  test('outputs of a changed document name the times its earlier contents were decided at (formerTimes), for sinks keyed by time', () => {
+    const e = new CorrelationEngine(config());
+    const times = (outs: Output[]) => outs.map((o) => [o.id, o.kind, (o.formerTimes ?? []).map((t) => t - T0)]);
+    const T = (t: number) => {
+      e.advance('A', T0 + t);
+      e.advance('B', T0 + t);
+      return times(e.drain(T0 + t));
+    };
+    const a = ev('A', 'k1', 100, 'a1');
+    const b = ev('B', 'k3', 0, 'b3');
+    e.push(a);
+    e.push(b);
+    assert.deepEqual(T(5000), [
+      ['A-a1', 'orphan_a', []],
+      ['B-b3', 'orphan_b', []],
+    ]);
+    // The A's clock fixed: 100 -> 300 ms; its record moves, and says where it was.
+    const fixed: InputEvent = { ...a, time: T0 + 300, rev: '2-x' };
+    e.withdraw(a, true);
+    e.push(fixed);
+    assert.deepEqual(T(6000), [['A-a1', 'orphan_a', [100]]]);
+    // Edited again and deleted before the correlator read either change: both contents are withdrawn,
+    // and the deletion names both times, whichever it is placed at.
+    e.withdraw({ ...a, time: T0 + 900, rev: '3-y' });
+    e.withdraw(fixed);
+    const [deleted] = e.drain(T0 + 7000);
+    assert.equal(deleted?.kind, 'deleted');
+    assert.deepEqual(
+      [...deleted!.formerTimes!].sort((x, y) => x - y).map((t) => t - T0),
+      [100, 300, 900],
+    );
+    // A B moved onto an A's connection: its orphan record is deleted, and the deletion names its former time.
+    const moved: InputEvent = { ...ev('B', 'k4', 50, 'b3'), rev: '2-z' };
+    e.push(ev('A', 'k4', 60, 'a4'));
+    e.withdraw(b, true);
+    e.push(moved);
+    const outs = times((e.advance('A', T0 + 9000), e.advance('B', T0 + 9000), e.drain(T0 + 9000)));
+    assert.deepEqual(
+      outs.find((o) => o[0] === 'B-b3'),
+      ['B-b3', 'deleted', [0]],
+    );
+    assert.deepEqual(
+      outs.find((o) => o[0] === 'A-a4'),
+      ['A-a4', 'correlated', []],
+    );
+  });
+
   test('a deletion days later, the connection long gone from memory: a lookup brings its events and what the sink holds', () => {
     const e = new CorrelationEngine(config({ allowedLatenessMs: 3_600_000 }));
     const b = ev('B', 'k1', 0, 'b1');

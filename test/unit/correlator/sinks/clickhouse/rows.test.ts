@@ -4,7 +4,7 @@
 // (reference below) on thousands of generated records.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EXACT_FIELDS, rowTime, toJsonLine, toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
+import { dateTimeSeconds, EXACT_FIELDS, rowTime, toJsonLine, toRow } from '../../../../../correlator/sinks/clickhouse/rows.js';
 import { COLUMNS } from '../../../../../correlator/sinks/clickhouse/columns.js';
 import { mulberry32 } from '../../../../../bench/prng.js';
 
@@ -204,4 +204,11 @@ test('rowTime is the `time` the row is stored under, in epoch seconds (a source 
     assert.equal(rowTime(r), toRow(r).time, JSON.stringify(record));
   }
   assert.equal(rowTime(rec({ timestamp: '2026-12-03T10:00:00.999Z' })), Date.parse('2026-12-03T10:00:00Z') / 1000);
+});
+
+test('DateTime values are whole seconds clamped to the column range (18.16 would wrap them), so rowTime is the stored key', () => {
+  assert.equal(dateTimeSeconds(Date.parse('2026-12-03T10:00:00.999Z')), Date.parse('2026-12-03T10:00:00Z') / 1000);
+  assert.equal(dateTimeSeconds(Date.parse('1969-12-31T23:00:00Z')), 0);
+  assert.equal(dateTimeSeconds(Date.parse('2200-01-01T00:00:00Z')), 4_294_967_295);
+  assert.equal(toRow({ id: 'A-1', version: 1, deleted: false, record: { timestamp: '1900-01-01T00:00:00Z' } }).time, 0);
 });
