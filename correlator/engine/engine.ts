@@ -376,7 +376,21 @@ export class CorrelationEngine {
     if (!times.includes(ev.time)) times.push(ev.time);
     this.formerTimes.delete(id);
     this.formerTimes.set(id, times);
-    if (this.formerTimes.size > RECENT_WITHDRAWALS) this.formerTimes.delete(this.formerTimes.keys().next().value!);
+    if (this.formerTimes.size > RECENT_WITHDRAWALS) this.forgetFormerTimes();
+  }
+
+  /**
+   * The oldest entry whose record has nothing pending: a document whose
+   * withdrawal or new content is still to be decided keeps its times, however
+   * many other documents change meanwhile (a mass erasure).
+   */
+  private forgetFormerTimes(): void {
+    for (const id of this.formerTimes.keys()) {
+      const sid = `${id[0]}:${id.slice(2)}`;
+      if (this.carried.has(id) || this.withdrawing.has(sid) || this.replacing.has(sid) || this.pending.has(id)) continue;
+      this.formerTimes.delete(id);
+      return;
+    }
   }
 
   /**
@@ -1029,6 +1043,8 @@ export class CorrelationEngine {
       keys,
       evicted: forgotten,
       disorder: { ...this.disorder },
+      ...(this.formerTimes.size > 0 ? { formerTimes: [...this.formerTimes] } : {}),
+      ...(this.carried.size > 0 ? { carried: [...this.carried].map(([id, em]): [string, number, boolean] => [id, em.revision, em.deleted]) } : {}),
     };
   }
 
@@ -1050,6 +1066,10 @@ export class CorrelationEngine {
     // Connections not in the snapshot are listed in `evicted`, or older than the snapshot's cache floor.
     e.cacheFloor = inf(snap.cacheFloor, -Infinity);
     for (const [key, t] of [...snap.evicted].reverse()) e.evicted.set(key, t);
+    // A changed document's record: where it was placed, and what was written for it while its new content waits
+    // (unconfirmed: the crashed run may have written more, so its next decision is written whatever it is).
+    for (const [id, times] of snap.formerTimes ?? []) e.formerTimes.set(id, [...times]);
+    for (const [id, revision, deleted] of snap.carried ?? []) e.carried.set(id, { fp: '', revision, deleted, unconfirmed: true });
     for (const [side, id] of snap.waiting) {
       const ev = eventOf(side, id);
       if (!ev) continue;

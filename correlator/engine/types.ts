@@ -127,6 +127,10 @@ export interface EngineSnapshot {
   evicted: Array<[string, number]>;
   /** Each feed's recent disorder (ms): the release waits as long after a restart. */
   disorder?: Record<Side, number>;
+  /** Record ids of documents an admin changed: the event times their records were placed at (Output.formerTimes). */
+  formerTimes?: Array<[string, number[]]>;
+  /** Records of changed documents whose new content is not decided yet: [id, revision, deleted] of what was written. */
+  carried?: Array<[string, number, boolean]>;
 }
 
 /** Why an event or an entry left the engine without an output. */

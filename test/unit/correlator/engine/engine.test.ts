@@ -21,7 +21,16 @@ import assert from 'node:assert/strict';
 import { CorrelationEngine, eventBefore } from '../../../../correlator/engine/engine.js';
 import { fingerprint } from '../../../../correlator/engine/fingerprint.js';
 import { KeySim, segmentGap, segmentStart } from '../../../../correlator/engine/key-sim.js';
-import type { EngineConfig, EngineCounters, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../../../correlator/engine/types.js';
+import type {
+  EngineConfig,
+  EngineCounters,
+  EngineSnapshot,
+  InputEvent,
+  LookupRequest,
+  Output,
+  PriorRecord,
+  Side,
+} from '../../../../correlator/engine/types.js';
 import { mulberry32 } from '../../../../bench/prng.js';
 import { asChanges, asEvents, firstAWithLateB, generateTraffic, type Traffic as GeneratedDocs } from '../../../../bench/traffic.js';
 
@@ -1739,8 +1748,8 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
       ['A-a1', 'orphan_a', []],
       ['B-b3', 'orphan_b', []],
     ]);
-    // The A's clock fixed: 100 -> 300 ms; its record moves, and says where it was.
-    const fixed: InputEvent = { ...a, time: T0 + 300, rev: '2-x' };
+    // The A's clock fixed: 100 ms -> 2.3 s (another second: ClickHouse's key moves); its record says where it was.
+    const fixed: InputEvent = { ...a, time: T0 + 2300, rev: '2-x' };
     e.withdraw(a, true);
     e.push(fixed);
     assert.deepEqual(T(6000), [['A-a1', 'orphan_a', [100]]]);
@@ -1752,7 +1761,7 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
     assert.equal(deleted?.kind, 'deleted');
     assert.deepEqual(
       [...deleted!.formerTimes!].sort((x, y) => x - y).map((t) => t - T0),
-      [100, 300, 900],
+      [100, 900, 2300],
     );
     // A B moved onto an A's connection: its orphan record is deleted, and the deletion names its former time.
     const moved: InputEvent = { ...ev('B', 'k4', 50, 'b3'), rev: '2-z' };
@@ -1768,6 +1777,38 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
       outs.find((o) => o[0] === 'A-a4'),
       ['A-a4', 'correlated', []],
     );
+  });
+
+  test('formerTimes survive a restart while the new content waits, and a mass erasure does not push out a pending move', () => {
+    const e = new CorrelationEngine(config());
+    const a = ev('A', 'k1', 0, 'x');
+    e.push(a);
+    e.advance('A', T0 + 10_000);
+    e.advance('B', T0 + 10_000);
+    assert.deepEqual(
+      e.drain(T0 + 10_000).map((o) => [o.id, o.kind, o.revision]),
+      [['A-x', 'orphan_a', 1]],
+    );
+    // Moved to another connection and 9.8 s later: the new content waits for the reorder slack.
+    const moved: InputEvent = { ...ev('A', 'k2', 9_800, 'x'), rev: '2-x' };
+    e.withdraw(a, true);
+    e.push(moved);
+    assert.deepEqual(e.drain(T0 + 10_001), []);
+    // A checkpoint now; the restarted engine is not given the change again.
+    const snap = JSON.parse(JSON.stringify(e.exportState())) as EngineSnapshot;
+    const r = CorrelationEngine.restore(config(), snap, (side, id) => (side === 'A' && id === 'x' ? moved : undefined));
+    // So many other documents erased meanwhile that the bounded memory of former times turns over.
+    for (let i = 0; i < 10_050; i++) r.withdraw(ev('B', 'k3', -5000 - i, `erased-${i}`));
+    r.clock(T0 + 30_000);
+    r.advance('A', T0 + 30_000);
+    r.advance('B', T0 + 30_000);
+    let outs = r.drain(T0 + 30_000);
+    for (const q of r.lookups()) {
+      r.provide(q.key, q.from, q.key === moved.key ? [moved] : [], new Map());
+      outs = outs.concat(r.drain(T0 + 30_001));
+    }
+    const x = outs.find((o) => o.id === 'A-x');
+    assert.deepEqual([x?.kind, x?.revision, x?.formerTimes], ['orphan_a', 2, [T0]]);
   });
 
   test('a deletion days later, the connection long gone from memory: a lookup brings its events and what the sink holds', () => {
