@@ -758,15 +758,22 @@ export class CorrelationEngine {
       while (i < events.length && events[i]!.time < wFrom - this.gap) i++;
       if (events.length > 0) start = Math.min(start, segmentStart(events, Math.min(i, events.length - 1), this.gap));
       const earliest = Math.min(wFrom, events[start]?.time ?? Infinity) - this.gap - this.cfg.reorderSlackMs;
+      const heldUnknown: string[] = [];
       for (const w of ch.withdrawals) {
         const id = outputId(w.ev);
-        if (!w.keepRecord && !w.held && !w.asked && !conn.emitted.has(id)) asking.push(id);
+        if (!w.keepRecord && !w.asked && !conn.emitted.has(id)) (w.held ? heldUnknown : asking).push(id);
       }
       for (const id of ch.ask) if (!conn.emitted.has(id) && !this.carried.has(id)) asking.push(id);
       if (conn.completeFrom > earliest || asking.length > 0) {
         lookup = true;
         from = Math.min(from, earliest);
       }
+      // A held event with nothing emitted for it was decided without a record while its connection
+      // was all in memory, unless the connection left memory since (taking what was emitted with it)
+      // and the event came back (a change delivered again): that connection is looked up anyway,
+      // and what the sinks hold for the event's record is asked with it (found by a review: an
+      // orphan B record stayed after its deletion).
+      if (lookup) asking.push(...heldUnknown);
     }
     if (lookup) {
       const [ip, port] = splitKey(conn.key);

@@ -1811,6 +1811,24 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
     assert.deepEqual([x?.kind, x?.revision, x?.formerTimes], ['orphan_a', 2, [T0]]);
   });
 
+  test('a deleted B delivered again after its connection left memory: its orphan record is asked for and deleted', () => {
+    const e = new CorrelationEngine(config({ maxHttpItems: 1, maxNetworkItems: 1 }));
+    const b = ev('B', 'k1', 0, 'b1');
+    e.push(b);
+    assert.deepEqual(T(e, 5000), [['B-b1', 'orphan_b', 1, 0, null]]);
+    // Another connection's B pushes k1 out of a one-event cache, with what was emitted for b1.
+    e.push(ev('B', 'k2', 4000, 'b2'));
+    T(e, 9000);
+    // The feed delivers b1 again (a cluster), then its deletion.
+    e.push(b);
+    e.withdraw(b);
+    assert.deepEqual(T(e, 10_000), []);
+    const req = e.lookups().find((q) => q.key === b.key);
+    assert.deepEqual(req?.ids, ['B-b1'], 'what the sinks hold for the B is asked with the lookup');
+    e.provide(req!.key, req!.from, [], new Map([['B-b1', { fingerprint: 'x', revision: 1, deleted: false }]]));
+    assert.deepEqual(T(e, 11_000), [['B-b1', 'deleted', 2, null, null]]);
+  });
+
   test('a deletion days later, the connection long gone from memory: a lookup brings its events and what the sink holds', () => {
     const e = new CorrelationEngine(config({ allowedLatenessMs: 3_600_000 }));
     const b = ev('B', 'k1', 0, 'b1');
