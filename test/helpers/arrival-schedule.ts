@@ -10,6 +10,7 @@ import { toEvent, type NormalizeRules } from '../../correlator/engine/normalize.
 import { IpFilter } from '../../correlator/engine/ip-filter.js';
 import type { EngineConfig, InputEvent, LookupRequest, Output, PriorRecord, Side } from '../../correlator/engine/types.js';
 import { mulberry32 } from '../../bench/prng.js';
+import { dateTimeSeconds, rowTime } from '../../correlator/sinks/clickhouse/rows.js';
 
 export interface StoredDoc {
   side: Side;
@@ -41,6 +42,49 @@ export function toEvents(docs: readonly StoredDoc[]): InputEvent[] {
     if (!('skip' in ev)) out.push(ev);
   }
   return out;
+}
+
+/**
+ * ClickHouse's table as FINAL reads it: rows keyed by (second, id), the
+ * highest version kept, written as the sink writes them (the record at its
+ * time, deletion rows at its former times).
+ */
+export class ClickHouseModel {
+  rows = new Map<string, { sec: number; id: string; version: number; deleted: boolean }>();
+
+  apply(outputs: readonly Output[]): void {
+    for (const o of outputs) {
+      const own = rowTime({ id: o.id, record: o.record, version: o.version, deleted: o.kind === 'deleted' });
+      this.put(own, o.id, o.version, o.kind === 'deleted');
+      for (const t of o.formerTimes ?? []) if (dateTimeSeconds(t) !== own) this.put(dateTimeSeconds(t), o.id, o.version, true);
+    }
+  }
+
+  private put(sec: number, id: string, version: number, deleted: boolean): void {
+    const prev = this.rows.get(`${sec}|${id}`);
+    if (prev && prev.version > version) return;
+    this.rows.set(`${sec}|${id}`, { sec, id, version, deleted });
+  }
+
+  clone(): ClickHouseModel {
+    const c = new ClickHouseModel();
+    c.rows = new Map(this.rows);
+    return c;
+  }
+
+  /** Null when every wanted record has exactly one live row, at its own second, and nothing else is live. */
+  problem(want: ReadonlyMap<string, string>): string | null {
+    const live = new Map<string, number[]>();
+    for (const r of this.rows.values()) if (!r.deleted) live.set(r.id, [...(live.get(r.id) ?? []), r.sec]);
+    for (const [id, secs] of live) {
+      const wanted = want.get(id);
+      if (wanted === undefined) return `${id}: live at ${secs.join(', ')}, not in the reference`;
+      const sec = dateTimeSeconds(Date.parse((JSON.parse(wanted) as { timestamp: string }).timestamp));
+      if (secs.length !== 1 || secs[0] !== sec) return `${id}: live at ${secs.join(', ')}, wanted at ${sec} only`;
+    }
+    for (const id of want.keys()) if (!live.has(id)) return `${id}: no live row`;
+    return null;
+  }
 }
 
 /** Latest content per record id, deletions applied: what a sink holds once quiet. */
@@ -195,7 +239,7 @@ export function play(
   cfg: EngineConfig,
   schedule: readonly Delivery[],
   opts: RunOptions = {},
-): { content: Map<string, string>; lagging: Map<string, string>; engine: CorrelationEngine } {
+): { content: Map<string, string>; lagging: Map<string, string>; clickhouse: ClickHouseModel; clickhouseLagging: ClickHouseModel; engine: CorrelationEngine } {
   let engine = new CorrelationEngine(cfg);
   const sink = new SinkState();
   // A second sink (ClickHouse, say) that had acknowledged nothing since the
@@ -203,6 +247,10 @@ export function play(
   // first one (log_correlated), so a restart must not take them as written everywhere.
   let lagging = new SinkState();
   let laggingAtCheckpoint = new Map<string, Output>();
+  // ClickHouse as the sink writes it, one that got everything and one that lost what came after the checkpoint.
+  const clickhouse = new ClickHouseModel();
+  let clickhouseLagging = new ClickHouseModel();
+  let clickhouseAtCheckpoint = new ClickHouseModel();
   const stored = new Map<string, InputEvent>();
   let checkpoint: { snap: ReturnType<CorrelationEngine['exportState']>; at: number } | null = null;
   const every = opts.checkpointEvery ?? 7;
@@ -212,6 +260,8 @@ export function play(
       const outputs = engine.drain(clock, !hold);
       sink.apply(outputs);
       lagging.apply(outputs);
+      clickhouse.apply(outputs);
+      clickhouseLagging.apply(outputs);
       const reqs = engine.lookups();
       if (reqs.length === 0) return;
       for (const r of reqs) answer(engine, r);
@@ -269,6 +319,8 @@ export function play(
       const outputs = engine.drain(clock);
       sink.apply(outputs);
       lagging.apply(outputs);
+      clickhouse.apply(outputs);
+      clickhouseLagging.apply(outputs);
       engine.lookups(); // asked, never answered
       const snap = JSON.parse(JSON.stringify(engine.exportState()));
       engine = CorrelationEngine.restore(cfg, snap, (side, id) => stored.get(`${side}:${id}`));
@@ -277,9 +329,11 @@ export function play(
     if (i % every === 0 && every <= schedule.length) {
       checkpoint = { snap: JSON.parse(JSON.stringify(engine.exportState())), at: i };
       laggingAtCheckpoint = new Map(lagging.records);
+      clickhouseAtCheckpoint = clickhouseLagging.clone();
     }
     if (opts.crashAt === i) {
       lagging = new SinkState();
+      clickhouseLagging = checkpoint ? clickhouseAtCheckpoint.clone() : new ClickHouseModel();
       if (checkpoint) {
         for (const o of laggingAtCheckpoint.values()) lagging.apply([o]);
         engine = CorrelationEngine.restore(cfg, checkpoint.snap, (side, id) => stored.get(`${side}:${id}`));
@@ -298,7 +352,7 @@ export function play(
   engine.advance('A', Infinity);
   engine.advance('B', Infinity);
   settle();
-  return { content: sink.content(), lagging: lagging.content(), engine };
+  return { content: sink.content(), lagging: lagging.content(), clickhouse, clickhouseLagging, engine };
 }
 
 /**

@@ -69,7 +69,7 @@ function check(
   // Half the schedules hold connections with late events back at most deliveries, as the pipeline does while a backlog is read.
   const hold = rnd() < 0.5;
   const holdLate = hold ? () => rnd() < 0.7 : undefined;
-  const { content, lagging } = play(cfg, schedule, {
+  const { content, lagging, clickhouse, clickhouseLagging } = play(cfg, schedule, {
     crashAt,
     checkpointEvery: firstCheckpointLate ? schedule.length + 1 : 1 + Math.floor(rnd() * 10),
     stopWithLookupsPendingAt: stopAt,
@@ -79,6 +79,9 @@ function check(
   assert.equal(firstDifference(want, content), null, `${what}: ${firstDifference(want, content)}`);
   // The sink that lost what came after the checkpoint ends up the same.
   assert.equal(firstDifference(want, lagging), null, `${what}, the lagging sink: ${firstDifference(want, lagging)}`);
+  // ClickHouse, keyed by (time, id): one live row per record, at its time, records that moved included.
+  assert.equal(clickhouse.problem(want), null, `${what}, ClickHouse: ${clickhouse.problem(want)}`);
+  assert.equal(clickhouseLagging.problem(want), null, `${what}, the lagging ClickHouse: ${clickhouseLagging.problem(want)}`);
 }
 
 describe('records do not depend on arrival timing', () => {
