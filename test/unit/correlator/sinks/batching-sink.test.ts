@@ -186,23 +186,35 @@ describe('BatchingSink', () => {
   test('a permanent failure dead-letters only the bad record', async () => {
     const d = new ManualDelivery();
     d.refuse.add('r3');
+    d.refuse.add('r4');
     const { sink, counter, deadLetterPath, cleanup } = makeSink(d, { batchSize: 5 });
-    await sink.write(records(0, 10));
+    const batch = records(0, 10);
+    // A record an admin change moved: a hand replay must delete it at its former times.
+    batch[4] = { ...batch[4]!, formerTimes: [1_700_000_000_000, 1_700_000_060_000] };
+    await sink.write(batch);
     assert.deepEqual(
       [...d.stored].sort(),
       records(0, 10)
         .map((r) => r.id)
-        .filter((id) => id !== 'r3')
+        .filter((id) => id !== 'r3' && id !== 'r4')
         .sort(),
     );
     const dead = readFileSync(deadLetterPath, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l));
-    assert.equal(dead.length, 1);
+      .map((l) => JSON.parse(l))
+      .sort((a, b) => a.id.localeCompare(b.id));
+    assert.equal(dead.length, 2);
     assert.equal(dead[0].id, 'r3');
     assert.match(dead[0].reason, /refused r3/);
-    assert.equal(await counter('couchlog_correlator_sink_dead_letters_total'), 1);
+    // Everything the sink was given, so a replay writes the same thing.
+    assert.deepEqual(
+      { sink: dead[0].sink, version: dead[0].version, deleted: dead[0].deleted, record: dead[0].record, formerTimes: dead[0].formerTimes },
+      { sink: 'test', version: 4, deleted: false, record: { n: 3 }, formerTimes: undefined },
+    );
+    assert.deepEqual(dead[1].formerTimes, [1_700_000_000_000, 1_700_000_060_000]);
+    assert.equal(dead[1].version, 5);
+    assert.equal(await counter('couchlog_correlator_sink_dead_letters_total'), 2);
     await sink.close();
     cleanup();
   });
