@@ -25,8 +25,12 @@ function project(): string {
 }
 
 function build(dir: string, ...args: string[]): { status: number | null; compiled: boolean; output: string } {
+  const stamp = join(dir, 'dist/.build-stamp');
+  const before = existsSync(stamp) ? statSync(stamp).mtimeMs : null;
   const r = spawnSync(process.execPath, [join(dir, 'scripts/build-if-stale.mjs'), ...args], { encoding: 'utf8' });
-  return { status: r.status, compiled: /compiling/.test(r.stderr) || args.includes('--force'), output: r.stdout + r.stderr };
+  // A build that succeeded moves the stamp; one that failed says so on stderr (--force says nothing).
+  const after = existsSync(stamp) ? statSync(stamp).mtimeMs : null;
+  return { status: r.status, compiled: after !== before || /compiling/.test(r.stderr), output: r.stdout + r.stderr };
 }
 
 /** Every source file and folder of the project `s` seconds before the build stamp. */
