@@ -313,6 +313,13 @@ describe('the live dashboard', () => {
         rows.some((r) => r[0] === 'evil\\u202egnp.exe'),
         JSON.stringify(rows),
       );
+      // The latest list follows the feed, which may still be a batch behind the totals (CI, 2026-12-06).
+      await page
+        .waitForFunction(() => (document.querySelector('#latest')?.textContent ?? '').includes('ja4=evil\\u202egnp.exe'), undefined, {
+          timeout: 10_000,
+          polling: 50,
+        })
+        .catch(() => undefined);
       assert.match(await textOf(page, '#latest'), /ja4=evil\\u202egnp\.exe/);
     } finally {
       await context.close();
