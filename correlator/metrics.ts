@@ -20,7 +20,7 @@ export class CorrelatorMetrics {
   });
   readonly rewinds = new Counter({
     name: 'couchlog_correlator_feed_rewinds_total',
-    help: 'Times a feed position was ahead of its database (made again, or restored from an older copy) and the feed was read from the start, per side',
+    help: 'Times a feed position was not in its database any more (made again, or restored from an older copy) and the feed was read from the start, per side',
     labelNames: ['side'] as const,
     registers: this.r,
   });

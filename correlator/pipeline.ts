@@ -25,6 +25,7 @@ import type { ConnectionLookup, LookupAnswer } from './feed/connection-lookup.js
 import { changedSinceStored, type ChangesFeed, type EarlierContents, type FeedChange } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
 import { isPlainSeq, seqAhead } from '../lib/couch/seq-ahead.js';
+import { parseWitness, witnessOf, type PositionWitness } from '../lib/couch/position-witness.js';
 import { FeedCursor } from './feed/feed-cursor.js';
 import { ReadAhead } from './feed/read-ahead.js';
 import type { CorrelatorMetrics } from './metrics.js';
@@ -67,12 +68,14 @@ interface FeedState {
   lastError: string | null;
   backoffMs: number;
   reader: ReadAhead;
-  /** When the feed's position was last compared with its database's update_seq (clock ms). */
-  aheadCheckedAt: number;
+  /** The last change read before the position (lib/couch/position-witness.ts); null before the first. */
+  witness: PositionWitness | null;
+  /** When the position was last checked against its database (clock ms; see rewoundIfElsewhere). */
+  positionCheckedAt: number;
 }
 
-/** How often, at most, an empty page leads to a look at the database's update_seq (see rewoundIfAhead). */
-const AHEAD_CHECK_MS = 30_000;
+/** How often, at most, a feed's position is checked against its database (see rewoundIfElsewhere). */
+const POSITION_CHECK_MS = 30_000;
 
 const NO_EARLIER: Map<string, EarlierContents> = new Map();
 
@@ -141,7 +144,8 @@ export class CorrelatorPipeline {
       lastError: null,
       backoffMs: opts.pollIntervalMs,
       reader: new ReadAhead(feeds[side].feed, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full),
-      aheadCheckedAt: -Infinity,
+      witness: null,
+      positionCheckedAt: -Infinity,
     });
     this.feeds = { A: state('A'), B: state('B') };
     this.engine = new CorrelationEngine(engineConfig);
@@ -167,7 +171,10 @@ export class CorrelatorPipeline {
         `${this.checkpoints.oldPlace} exists (a checkpoint of an earlier couchlog, or written by a member of that database): not read, since its members can write it; the feeds are read from the start`,
       );
     if (cp && same) {
-      for (const side of ['A', 'B'] as const) this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);
+      for (const side of ['A', 'B'] as const) {
+        this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);
+        this.feeds[side].witness = parseWitness(cp.feeds[side].witness);
+      }
       this.engine = await this.restoreEngine(cp);
     } else if (await this.checkpoints.holdsRecords()) {
       // No checkpoint to continue from, but records: an earlier run wrote them (killed before its
@@ -249,7 +256,7 @@ export class CorrelatorPipeline {
       return;
     }
     const { page } = result;
-    if (page.changes.length === 0 && (await this.rewoundIfAhead(f))) return;
+    if (await this.rewoundIfElsewhere(f, page.changes.length === 0)) return;
     const earlier = await this.earlierContents(f, page.changes);
     if (earlier === null) return;
     if (f.failingSince !== null) this.log.info({ side: f.side, db: f.feed.db }, 'feed recovered');
@@ -270,6 +277,7 @@ export class CorrelatorPipeline {
       this.engine.push(ev);
     }
     f.cursor.endPage(page.lastSeq);
+    f.witness = witnessOf(page.changes) ?? f.witness;
     f.pending = page.pending;
     f.caughtUp = !page.full;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
@@ -318,25 +326,40 @@ export class CorrelatorPipeline {
   }
 
   /**
-   * A feed position past its database's update_seq (the database was made
-   * again, or restored from an older copy) would read nothing, for ever:
-   * that feed is read again from the start (what was correlated stays; the
-   * documents read again are decided as any). Looked at on an empty page,
-   * at most every AHEAD_CHECK_MS; a failed look is left to the next one.
+   * A feed position that is not in its database any more (the database was
+   * deleted and made again, or restored from an older copy) would skip
+   * every document before it, or read nothing for ever: that feed is read
+   * again from the start (what was correlated stays; the documents read
+   * again are decided as any). Checked on the first page after a start or
+   * after failed reads (a database being deleted fails them), and at most
+   * every POSITION_CHECK_MS otherwise; a check that cannot be made is left
+   * to the next one. Two tests: the database no longer holds the last
+   * change read before the position (position-witness.ts), and, on an empty
+   * page, a plain sequence past the database's update_seq (seq-ahead.ts:
+   * for a position saved by an older correlator, without a witness).
    */
-  private async rewoundIfAhead(f: FeedState): Promise<boolean> {
-    if (!isPlainSeq(f.cursor.since) || f.cursor.since === '0' || this.clock() - f.aheadCheckedAt < AHEAD_CHECK_MS) return false;
-    f.aheadCheckedAt = this.clock();
-    const updateSeq = await f.feed.updateSeq().catch(() => undefined);
-    if (!seqAhead(f.cursor.since, updateSeq)) return false;
+  private async rewoundIfElsewhere(f: FeedState, emptyPage: boolean): Promise<boolean> {
+    if (f.cursor.since === '0' || this.clock() - f.positionCheckedAt < POSITION_CHECK_MS) return false;
+    f.positionCheckedAt = this.clock();
+    const why = await this.positionLost(f, emptyPage).catch(() => null);
+    if (why === null) return false;
     this.metrics.rewinds.inc({ side: f.side });
     this.log.warn(
-      { side: f.side, db: f.feed.db, since: f.cursor.since, update_seq: updateSeq },
-      'the feed position is ahead of the database (made again, or restored from an older copy): reading it from the start',
+      { side: f.side, db: f.feed.db, since: f.cursor.since, ...why },
+      'the feed position is not in the database (made again, or restored from an older copy): reading it from the start',
     );
     f.reader.clear();
     f.cursor = new FeedCursor('0', f.cursor.next);
+    f.witness = null;
     return true;
+  }
+
+  /** Why the feed's position is not in its database, or null when it is (or cannot be told). */
+  private async positionLost(f: FeedState, emptyPage: boolean): Promise<Record<string, unknown> | null> {
+    if (f.witness && !(await f.feed.holds(f.witness))) return { missing: f.witness };
+    if (!emptyPage || !isPlainSeq(f.cursor.since)) return null;
+    const updateSeq = await f.feed.updateSeq();
+    return seqAhead(f.cursor.since, updateSeq) ? { update_seq: updateSeq } : null;
   }
 
   /**
@@ -409,8 +432,8 @@ export class CorrelatorPipeline {
     if (f.failingSince === null) this.log.warn({ side: f.side, db: f.feed.db, err: message }, 'feed read failed; retrying with backoff');
     f.failingSince ??= this.clock();
     f.lastError = message;
-    // A database deleted and made again fails reads meanwhile: look at its update_seq at the next empty page.
-    f.aheadCheckedAt = -Infinity;
+    // A database deleted and made again fails reads meanwhile: the next page is checked (rewoundIfElsewhere).
+    f.positionCheckedAt = -Infinity;
   }
 
   /**
@@ -461,7 +484,7 @@ export class CorrelatorPipeline {
   }
 
   private capture(): Checkpoint {
-    const feed = (f: FeedState) => ({ db: f.feed.db, since: f.cursor.since, next_index: f.cursor.next });
+    const feed = (f: FeedState) => ({ db: f.feed.db, since: f.cursor.since, next_index: f.cursor.next, ...(f.witness && { witness: f.witness }) });
     return { feeds: { A: feed(this.feeds.A), B: feed(this.feeds.B) }, state: this.engine.exportState(), saved_at: new Date(this.clock()).toISOString() };
   }
 

@@ -16,12 +16,13 @@ import { OperationError } from '../lib/errors.js';
 import { writeFileDurably } from '../lib/durable-file.js';
 import { untaggedId } from '../lib/tagged-id.js';
 import { isPlainSeq, seqAhead } from '../lib/couch/seq-ahead.js';
+import { holdsWitness, parseWitness, witnessOf, witnessQuery, type PositionWitness } from '../lib/couch/position-witness.js';
 
 /** Pages read at a reduced page size before it is doubled again (see pageFailed). */
 const GROW_AFTER_PAGES = 8;
 
-/** How often, at most, an empty page leads to a look at the database's update_seq (see checkpointAhead). */
-const AHEAD_CHECK_MS = 30_000;
+/** How often, at most, the feed's position is checked against its database (see positionLost). */
+const POSITION_CHECK_MS = 30_000;
 
 /** How long stop() waits for the target to answer the page in flight. */
 const STOP_GRACE_MS = 5000;
@@ -90,7 +91,12 @@ interface Change {
   id: string;
   deleted?: boolean;
   doc?: Record<string, unknown>;
+  changes?: Array<{ rev?: unknown }>;
 }
+
+/** The witness of a page's end (lib/couch/position-witness.ts). */
+const pageWitness = (page: Page): PositionWitness | null =>
+  witnessOf(page.results.map((c) => ({ id: c.id, rev: typeof c.changes?.[0]?.rev === 'string' ? c.changes[0].rev : null })));
 
 /** Event times a HEC receiver takes: epoch seconds from 1970 to the end of year 9999 (couchlog's own HEC refuses others). */
 const MAX_EVENT_SECONDS = 253402300799.999;
@@ -169,8 +175,10 @@ export class Forwarder {
   /** Documents per _changes page: max_events, halved while pages fail (see pageFailed). */
   private pageLimit: number;
   private pagesReadAtLimit = 0;
-  /** When checkpointAhead last looked at the database (ms epoch). */
-  private aheadCheckedAt = 0;
+  /** When positionLost last looked at the database (ms epoch). */
+  private positionCheckedAt = 0;
+  /** The last change read before the checkpoint (lib/couch/position-witness.ts); null before the first. */
+  private savedWitness: PositionWitness | null;
   private running = false;
   /** Sleeping waits (poll, backoff), woken by stop(). */
   private readonly wakers = new Set<() => void>();
@@ -186,9 +194,11 @@ export class Forwarder {
     this.sender = new HecSender({ ...o.hec, indexPerEvent: o.mapping.indexField !== null });
     this.deadLetters = new LineAppender(o.deadLetterFile, { mode: 0o600, sync: true });
     this.pageLimit = o.maxEvents;
+    const saved = readCheckpointFile(o.checkpointFile);
+    this.savedWitness = saved.witness;
     this.status = {
       app: o.app,
-      since: readCheckpoint(o.checkpointFile),
+      since: saved.since,
       forwarded: 0,
       deadLettered: 0,
       retries: 0,
@@ -247,13 +257,15 @@ export class Forwarder {
     // once; the checkpoint moves in feed order, to the last page delivered
     // with every page before it.
     let cursor = this.status.since;
+    /** The witness of `cursor`: the last change read before it. */
+    let witness = this.savedWitness;
     let ahead: { since: string; limit: number; page: Promise<Page> } | null = null;
-    const window: Array<{ seq: string; done: Promise<boolean> }> = [];
+    const window: Array<{ seq: string; witness: PositionWitness | null; done: Promise<boolean> }> = [];
     const settle = async (): Promise<boolean> => {
       const oldest = window.shift()!;
       if (!(await oldest.done)) return false; // stopped while retrying: that page is sent again next time
       if (oldest.seq !== this.status.since) {
-        if (!(await this.untilWritten('the checkpoint', () => writeCheckpoint(this.o.checkpointFile, oldest.seq)))) return false;
+        if (!(await this.untilWritten('the checkpoint', () => writeCheckpoint(this.o.checkpointFile, oldest.seq, oldest.witness)))) return false;
         this.status.since = oldest.seq;
       }
       return true;
@@ -271,14 +283,16 @@ export class Forwarder {
         this.status.failingSince ??= Date.now();
         this.status.retries++;
         this.pageFailed();
-        // A database deleted and made again fails reads meanwhile: look at its update_seq at the next empty page.
-        this.aheadCheckedAt = 0;
+        // A database deleted and made again fails reads meanwhile: the next page is checked (positionLost).
+        this.positionCheckedAt = 0;
         this.o.logger.warn({ app: this.o.app, err: (err as Error).message, pageLimit: this.pageLimit }, 'forward: reading _changes failed; retrying');
         await this.sleep(readRetry.failed()!);
         continue;
       }
-      if (page.results.length === 0 && (await this.checkpointAhead(cursor))) {
+      if (await this.positionLost(cursor, witness, page.results.length === 0)) {
+        // Pages in flight are of the old position; the checkpoint moves on as they are delivered, then back.
         cursor = '';
+        witness = null;
         continue;
       }
       const full = page.results.length >= page.limit;
@@ -293,7 +307,8 @@ export class Forwarder {
       const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
       this.status.skipped += page.results.length - docs.length;
       const envelopes = docs.map((d) => envelopeText(d, this.o.app, this.o.mapping));
-      window.push({ seq, done: this.deliver(envelopes, docs) });
+      witness = pageWitness(page) ?? witness;
+      window.push({ seq, witness, done: this.deliver(envelopes, docs) });
       cursor = seq;
       while (window.length >= this.inflight || (!full && window.length > 0)) {
         if (!(await settle())) break loop;
@@ -314,30 +329,53 @@ export class Forwarder {
   }
 
   /**
-   * Whether the feed's position is past the database's update_seq (the
-   * database was made again, or restored from an older copy): nothing would
-   * ever be read from there. Looked at on an empty page, at most every
-   * AHEAD_CHECK_MS; a failed look is left to the next one.
+   * Whether the feed's position is not in its database any more (it was
+   * deleted and made again, or restored from an older copy): the database
+   * does not hold the last change read before it (position-witness.ts), or,
+   * on an empty page, a plain sequence is past its update_seq (seq-ahead.ts:
+   * a checkpoint of an older couchlog, without a witness). Then the whole
+   * database is forwarded again (a document already sent may arrive twice,
+   * none is skipped). Looked at on the first page after a start or after
+   * failed reads, at most every POSITION_CHECK_MS otherwise; a failed look
+   * is left to the next one.
    */
-  private async checkpointAhead(cursor: string): Promise<boolean> {
-    if (cursor === '' || !isPlainSeq(JSON.parse(cursor)) || Date.now() - this.aheadCheckedAt < AHEAD_CHECK_MS) return false;
-    this.aheadCheckedAt = Date.now();
+  private async positionLost(cursor: string, witness: PositionWitness | null, emptyPage: boolean): Promise<boolean> {
+    if (cursor === '' || Date.now() - this.positionCheckedAt < POSITION_CHECK_MS) return false;
+    this.positionCheckedAt = Date.now();
     try {
-      const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}`, {
-        headers: { accept: 'application/json', ...this.o.couchHeaders },
-        signal: AbortSignal.timeout(this.o.hec.timeoutMs),
-      });
-      const info = (await res.json()) as { update_seq?: unknown };
-      if (res.status !== 200 || !seqAhead(JSON.parse(cursor), info.update_seq)) return false;
+      const why = witness ? await this.witnessMissing(witness) : null;
+      const ahead = why === null && emptyPage && isPlainSeq(JSON.parse(cursor)) ? await this.aheadOfUpdateSeq(cursor) : null;
+      if (why === null && ahead === null) return false;
       this.status.rewinds++;
       this.o.logger.warn(
-        { app: this.o.app, since: JSON.parse(cursor) as unknown, update_seq: info.update_seq },
-        `forward: the checkpoint is ahead of log_${this.o.app} (the database was made again, or restored from an older copy): forwarding it from the start`,
+        { app: this.o.app, since: JSON.parse(cursor) as unknown, ...why, ...ahead },
+        `forward: the checkpoint is not in log_${this.o.app} (the database was made again, or restored from an older copy): forwarding it from the start`,
       );
       return true;
     } catch {
       return false;
     }
+  }
+
+  private async witnessMissing(witness: PositionWitness): Promise<{ missing: PositionWitness } | null> {
+    const db = `log_${this.o.app}`;
+    const { path, body } = witnessQuery(db, witness);
+    const res = await fetch(`${this.o.couchUrl}${path}`, {
+      method: 'POST',
+      headers: { accept: 'application/json', 'content-type': 'application/json', ...this.o.couchHeaders },
+      body,
+      signal: AbortSignal.timeout(this.o.hec.timeoutMs),
+    });
+    return holdsWitness(db, witness, res.status, await res.json()) ? null : { missing: witness };
+  }
+
+  private async aheadOfUpdateSeq(cursor: string): Promise<{ update_seq: unknown } | null> {
+    const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}`, {
+      headers: { accept: 'application/json', ...this.o.couchHeaders },
+      signal: AbortSignal.timeout(this.o.hec.timeoutMs),
+    });
+    const info = (await res.json()) as { update_seq?: unknown };
+    return res.status === 200 && seqAhead(JSON.parse(cursor), info.update_seq) ? { update_seq: info.update_seq } : null;
   }
 
   /**
@@ -474,25 +512,30 @@ export class Forwarder {
 
 /** The checkpoint: the JSON of the last acknowledged page's last_seq ('' before the first). */
 export function readCheckpoint(file: string): string {
+  return readCheckpointFile(file).since;
+}
+
+/** The checkpoint's position and its witness (none in a checkpoint of an older couchlog). */
+function readCheckpointFile(file: string): { since: string; witness: PositionWitness | null } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { since: '', witness: null };
     throw new OperationError(`forward checkpoint ${file} cannot be read: ${(err as Error).message}`);
   }
-  let v: unknown;
+  let v: { since?: unknown; witness?: unknown } | null | undefined;
   try {
-    v = (JSON.parse(text) as { since?: unknown } | null)?.since;
+    v = JSON.parse(text) as { since?: unknown; witness?: unknown } | null;
   } catch {
     v = undefined;
   }
   // Not started over from the beginning on its own: that would send the whole database again.
-  if (typeof v !== 'string' || !isJsonSeq(v))
+  if (typeof v?.since !== 'string' || !isJsonSeq(v.since))
     throw new OperationError(
       `forward checkpoint ${file} is not a checkpoint (${text.length} bytes): restore it, or delete it to forward the whole database again`,
     );
-  return v;
+  return { since: v.since, witness: parseWitness(v.witness) };
 }
 
 /** A sequence as the checkpoint keeps it: CouchDB's last_seq as JSON text (a number, or a string on CouchDB 3), or '' before the first page. */
@@ -507,7 +550,7 @@ function isJsonSeq(text: string): boolean {
 }
 
 /** Written durably (fsync): a checkpoint lost or emptied by a power cut would send everything again, or stop the start. */
-function writeCheckpoint(file: string, since: string): void {
+function writeCheckpoint(file: string, since: string, witness: PositionWitness | null): void {
   mkdirSync(dirname(file), { recursive: true });
-  writeFileDurably(file, `${JSON.stringify({ since, at: new Date().toISOString() })}\n`);
+  writeFileDurably(file, `${JSON.stringify({ since, at: new Date().toISOString(), ...(witness && { witness }) })}\n`);
 }

@@ -87,7 +87,7 @@ export function forwardMetrics(forwarders: Forwarder[]): string {
   metric('couchlog_forward_skipped_total', 'Changes not forwarded: deletions and design documents', 'counter', (f) => f.status.skipped);
   metric(
     'couchlog_forward_rewinds_total',
-    'Times the checkpoint was ahead of the database (made again, or restored from an older copy) and the feed was read from the start',
+    'Times the checkpoint was not in the database any more (made again, or restored from an older copy) and the feed was read from the start',
     'counter',
     (f) => f.status.rewinds,
   );

@@ -10,6 +10,7 @@
 import type { CouchHttp } from '../../lib/couch/http.js';
 import type { Change } from '../engine/normalize.js';
 import { OperationError } from '../../lib/errors.js';
+import { holdsWitness, witnessQuery, type PositionWitness } from '../../lib/couch/position-witness.js';
 
 export interface FeedChange extends Change {
   /** null inside a page read with seq_interval (CouchDB 3): only the page's last_seq says where it ends. */
@@ -104,6 +105,13 @@ export class ChangesFeed {
   async updateSeq(): Promise<unknown> {
     const res = await this.http.request<{ update_seq?: unknown }>('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
     return res.status === 200 ? res.body.update_seq : undefined;
+  }
+
+  /** Whether the database holds the witness of a position read before (lib/couch/position-witness.ts); throws when it cannot say. */
+  async holds(witness: PositionWitness): Promise<boolean> {
+    const { path, body } = witnessQuery(this.db, witness);
+    const res = await this.http.request('POST', path, { headers: this.headers, body });
+    return holdsWitness(this.db, witness, res.status, res.body);
   }
 
   async poll(since: string): Promise<FeedPage> {

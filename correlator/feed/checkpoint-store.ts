@@ -30,12 +30,14 @@ import type { CouchHttp } from '../../lib/couch/http.js';
 import { OperationError } from '../../lib/errors.js';
 import { STATE_EPOCH_DOC } from '../../lib/config/load.js';
 import type { EngineSnapshot, Side } from '../engine/types.js';
+import type { PositionWitness } from '../../lib/couch/position-witness.js';
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
 
 export interface Checkpoint {
-  feeds: Record<Side, { db: string; since: string; next_index: number }>;
+  /** `witness`: the last change read before `since` (lib/couch/position-witness.ts); absent in older checkpoints and before a first change. */
+  feeds: Record<Side, { db: string; since: string; next_index: number; witness?: PositionWitness }>;
   state: EngineSnapshot;
   saved_at: string;
 }

@@ -12,7 +12,7 @@
 //  - without the state database the correlator refuses to start and says
 //    to run setup, instead of reading everything again at every start.
 // Runs on the embedded server and on Apache CouchDB 3.5 (one node, cluster).
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { couchFlavor, freePort, http, JSON_TYPE, onEveryCopy, settled, startStack, type Stack } from '../helpers/stack.js';
 import type { Config } from '../../lib/config/load.js';
@@ -147,6 +147,12 @@ async function replaysWithoutChange(): Promise<void> {
 }
 
 describe('the correlator checkpoint', () => {
+  // A test that fails while its correlator runs must not leave it running into the next one.
+  afterEach(async () => {
+    await correlator?.stop();
+    correlator = null;
+  });
+
   test('lives in a database only the correlator role uses; one that readers forge in log_correlated is not read', async () => {
     const security = await http(`${stack.couchUrl}/${STATE}/_security`, { headers: admin });
     assert.deepEqual(security.json, STATE_DB_SECURITY);
@@ -188,8 +194,7 @@ describe('the correlator checkpoint', () => {
   });
 
   test('without the state database the correlator does not start; after setup it leaves the old checkpoint unread, reads the feeds from the start and changes no record', async () => {
-    await correlator!.stop();
-    correlator = null;
+    // The first test's correlator saved its checkpoint when it stopped (afterEach).
     const saved = await present(CHECKPOINT);
     // As an older couchlog left it: no state database, its checkpoint (here: at the end of both feeds) in log_correlated.
     await putAsAdmin(OLD_PLACE, { feeds: saved.feeds, saved_at: saved.saved_at, state_gzip: saved.state_gzip });
@@ -265,18 +270,15 @@ describe('the correlator checkpoint', () => {
     assert.match(text, /^couchlog_correlator_skipped_total\{side="B",reason="excluded_ip"\} 1$/m);
   });
 
-  test('a feed position ahead of its database (log_http deleted and made again): that feed is read from the start, logged and counted', async () => {
-    const metricsPort = await freePort();
-    const config: Config = {
-      ...stack.config,
-      correlator: { ...stack.config.correlator, metrics: { ...stack.config.correlator.metrics, enabled: true, port: metricsPort } },
-    };
-    correlator = await startCorrelator(config, logger, { clickhouse: false });
-    await until('log_http read to its end', async () => (correlator!.pipeline.status().A.caughtUp ? true : null), 30_000);
-    const read = Date.now();
-    await until('a checkpoint saved since', async () => ((correlator!.pipeline.checkpointSavedAt ?? 0) >= read ? true : null), 30_000);
-    await correlator.stop();
-    correlator = null;
+  test('a checkpoint without a witness (as correlators before 2026-12-06 saved) ahead of its database (log_http deleted and made again): that feed is read from the start, logged and counted', async () => {
+    const { config, metricsUrl } = withMetrics(await freePort());
+    await readToEndAndStop(config);
+    const saved = await present(CHECKPOINT);
+    const feeds = saved.feeds as Record<'A' | 'B', Record<string, unknown>>;
+    assert.ok(feeds.A.witness, `premise: the checkpoint names the last change read (${JSON.stringify(feeds)})`);
+    delete feeds.A.witness;
+    const { _id, _rev, ...rest } = saved;
+    await putAsAdmin(CHECKPOINT, rest);
     const gone = await http(`${stack.couchUrl}/log_http`, { method: 'DELETE', headers: admin });
     assert.equal(gone.status, 200, gone.text);
     await runSetup(stack.config);
@@ -294,20 +296,109 @@ describe('the correlator checkpoint', () => {
       },
       30_000,
     );
-    const text = (await http(`http://127.0.0.1:${metricsPort}/metrics`)).text;
+    const text = (await http(metricsUrl)).text;
     await correlator.stop();
     correlator = null;
     assert.equal(record.ja4, 'after-recreate');
     // PouchDB Server's sequences are plain numbers: the checkpoint's is past the new database's, and nothing would
     // ever be read from there. CouchDB 3's carry each shard's identity; CouchDB reads a new database from its start.
-    const rewinds = /^couchlog_correlator_feed_rewinds_total\{side="A"\} (\d+)$/m.exec(text);
-    assert.equal(
-      Number(rewinds?.[1] ?? 0),
-      couchFlavor === 'embedded' ? 1 : 0,
-      text
-        .split('\n')
-        .filter((l) => l.includes('rewinds'))
-        .join('\n'),
-    );
+    assert.equal(rewindsOfA(text), couchFlavor === 'embedded' ? 1 : 0, text);
+  });
+
+  test('a database made again that has grown past the feed position before the correlator starts: read from the start, not from there', async () => {
+    // Found by a review: only a position ahead of update_seq was caught, so on the embedded server every document
+    // of the new database up to the old position was skipped, silently.
+    const { config, metricsUrl } = withMetrics(await freePort());
+    await readToEndAndStop(config);
+    const aId = await makeAgainPast('made-again-stopped', 52_001);
+    correlator = await startCorrelator(config, logger, { clickhouse: false });
+    const record = await correlatedRecord(aId);
+    const text = (await http(metricsUrl)).text;
+    await correlator.stop();
+    correlator = null;
+    assert.equal(record.ja4, 'made-again-stopped');
+    assert.equal(rewindsOfA(text), 1, text);
+  });
+
+  test('a database deleted while the correlator reads it, made again and grown past the position before the next read: read from the start', async () => {
+    const { config, metricsUrl } = withMetrics(await freePort());
+    correlator = await startCorrelator(config, logger, { clickhouse: false });
+    await until('log_http read to its end', async () => (correlator!.pipeline.status().A.caughtUp ? true : null), 30_000);
+    const aId = await makeAgainPast('made-again-running', 52_002, async () => {
+      await until('the feed failing on the deleted database', async () => (correlator!.pipeline.status().A.failingSince !== null ? true : null), 30_000);
+    });
+    const record = await correlatedRecord(aId);
+    const text = (await http(metricsUrl)).text;
+    await correlator.stop();
+    correlator = null;
+    assert.equal(record.ja4, 'made-again-running');
+    assert.equal(rewindsOfA(text), 1, text);
   });
 });
+
+function withMetrics(port: number): { config: Config; metricsUrl: string } {
+  const config: Config = {
+    ...stack.config,
+    correlator: { ...stack.config.correlator, metrics: { ...stack.config.correlator.metrics, enabled: true, port } },
+  };
+  return { config, metricsUrl: `http://127.0.0.1:${port}/metrics` };
+}
+
+function rewindsOfA(metrics: string): number {
+  return Number(/^couchlog_correlator_feed_rewinds_total\{side="A"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+}
+
+async function readToEndAndStop(config: Config): Promise<void> {
+  correlator = await startCorrelator(config, logger, { clickhouse: false });
+  await until('log_http read to its end', async () => (correlator!.pipeline.status().A.caughtUp ? true : null), 30_000);
+  const read = Date.now();
+  await until('a checkpoint saved since', async () => ((correlator!.pipeline.checkpointSavedAt ?? 0) >= read ? true : null), 30_000);
+  await correlator.stop();
+  correlator = null;
+}
+
+/**
+ * Deletes log_http (then runs `whileGone`), makes it again by setup, and
+ * posts a connection's A as its first document, then more than the old
+ * database held: the new one is past the old position. Answers that A's id.
+ */
+async function makeAgainPast(ja4: string, port: number, whileGone: () => Promise<void> = async () => {}): Promise<string> {
+  const before = parseInt(await updateSeq('log_http'), 10);
+  const gone = await http(`${stack.couchUrl}/log_http`, { method: 'DELETE', headers: admin });
+  assert.equal(gone.status, 200, gone.text);
+  await whileGone();
+  await runSetup(stack.config);
+  const now = Date.now();
+  const conn = { src_ip: '203.0.113.98', src_port: port, dst_ip: '192.0.2.1' };
+  await postBulk(stack, 'network', [{ ...conn, dst_port: 443, ja4, timestamp: now }]);
+  const [aId] = await postBulk(stack, 'http', [{ ...conn, dst_port: 80, path: `/${ja4}`, timestamp: now + 5 }]);
+  // Other connections' A documents (orphans), enough to carry the new database past the old position.
+  const more = Array.from({ length: before + 10 }, (_, i) => ({
+    src_ip: '203.0.113.97',
+    src_port: 1024 + i,
+    dst_ip: '192.0.2.1',
+    dst_port: 80,
+    path: '/filler',
+    timestamp: now,
+  }));
+  await postBulk(stack, 'http', more);
+  // Premises on the embedded server's plain sequences; CouchDB 3's name a position in each shard.
+  if (couchFlavor === 'embedded') {
+    assert.ok(parseInt(await updateSeq('log_http'), 10) > before, 'premise: the new log_http is past the old position');
+    const changes = await http(`${stack.couchUrl}/log_http/_changes`, { headers: admin });
+    const seqOfA = (changes.json.results as Array<{ id: string; seq: unknown }>).find((r) => r.id === aId)?.seq;
+    assert.ok(Number(seqOfA) <= before, `premise: the A (${String(seqOfA)}) is before the old position (${before})`);
+  }
+  return aId!;
+}
+
+async function correlatedRecord(aId: string): Promise<Doc> {
+  return until(
+    `A-${aId} correlated`,
+    async () => {
+      const doc = (await couchDocs(stack, 'log_correlated')).get(`A-${aId}`);
+      return doc?.correlated === true ? doc : null;
+    },
+    30_000,
+  );
+}
