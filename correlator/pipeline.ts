@@ -24,8 +24,8 @@ import type { EngineConfig, InputEvent, LookupRequest, Side } from './engine/typ
 import type { ConnectionLookup, LookupAnswer } from './feed/connection-lookup.js';
 import { changedSinceStored, type ChangesFeed, type EarlierContents, type FeedChange } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
-import { isPlainSeq, seqAhead } from '../lib/couch/seq-ahead.js';
-import { parseWitness, witnessOf, type PositionWitness } from '../lib/couch/position-witness.js';
+import { parseWitness, type PositionWitness } from '../lib/couch/position-witness.js';
+import { PositionCheck } from '../lib/couch/position-check.js';
 import { FeedCursor } from './feed/feed-cursor.js';
 import { ReadAhead } from './feed/read-ahead.js';
 import type { CorrelatorMetrics } from './metrics.js';
@@ -68,14 +68,9 @@ interface FeedState {
   lastError: string | null;
   backoffMs: number;
   reader: ReadAhead;
-  /** The last change read before the position (lib/couch/position-witness.ts); null before the first. */
-  witness: PositionWitness | null;
-  /** When the position was last checked against its database (clock ms; see rewoundIfElsewhere). */
-  positionCheckedAt: number;
+  /** Whether the position is still in its database, and its witness (lib/couch/position-check.ts). */
+  position: PositionCheck;
 }
-
-/** How often, at most, a feed's position is checked against its database (see rewoundIfElsewhere). */
-const POSITION_CHECK_MS = 30_000;
 
 const NO_EARLIER: Map<string, EarlierContents> = new Map();
 
@@ -144,8 +139,7 @@ export class CorrelatorPipeline {
       lastError: null,
       backoffMs: opts.pollIntervalMs,
       reader: new ReadAhead(feeds[side].feed, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full),
-      witness: null,
-      positionCheckedAt: -Infinity,
+      position: this.positionCheck(feeds[side].feed, side, null),
     });
     this.feeds = { A: state('A'), B: state('B') };
     this.engine = new CorrelationEngine(engineConfig);
@@ -173,7 +167,7 @@ export class CorrelatorPipeline {
     if (cp && same) {
       for (const side of ['A', 'B'] as const) {
         this.feeds[side].cursor = new FeedCursor(cp.feeds[side].since, cp.feeds[side].next_index);
-        this.feeds[side].witness = parseWitness(cp.feeds[side].witness);
+        this.feeds[side].position = this.positionCheck(this.feeds[side].feed, side, parseWitness(cp.feeds[side].witness));
       }
       this.engine = await this.restoreEngine(cp);
     } else if (await this.checkpoints.holdsRecords()) {
@@ -277,7 +271,7 @@ export class CorrelatorPipeline {
       this.engine.push(ev);
     }
     f.cursor.endPage(page.lastSeq);
-    f.witness = witnessOf(page.changes) ?? f.witness;
+    f.position.read(page.changes);
     f.pending = page.pending;
     f.caughtUp = !page.full;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
@@ -325,41 +319,32 @@ export class CorrelatorPipeline {
     return n;
   }
 
+  private positionCheck(feed: ChangesFeed, side: Side, witness: PositionWitness | null): PositionCheck {
+    const probe = { holds: (w: PositionWitness) => feed.holds(w), updateSeq: () => feed.updateSeq() };
+    const unknown = (err: unknown) =>
+      this.log.warn({ side, db: feed.db, err: (err as Error).message }, 'could not check that the feed position is still in its database; will look again');
+    return new PositionCheck(probe, this.clock, witness, unknown);
+  }
+
   /**
    * A feed position that is not in its database any more (the database was
    * deleted and made again, or restored from an older copy) would skip
    * every document before it, or read nothing for ever: that feed is read
    * again from the start (what was correlated stays; the documents read
-   * again are decided as any). Checked on the first page after a start or
-   * after failed reads (a database being deleted fails them), and at most
-   * every POSITION_CHECK_MS otherwise; a check that cannot be made is left
-   * to the next one. Two tests: the database no longer holds the last
-   * change read before the position (position-witness.ts), and, on an empty
-   * page, a plain sequence past the database's update_seq (seq-ahead.ts:
-   * for a position saved by an older correlator, without a witness).
+   * again are decided as any). When and how: lib/couch/position-check.ts.
    */
   private async rewoundIfElsewhere(f: FeedState, emptyPage: boolean): Promise<boolean> {
-    if (f.cursor.since === '0' || this.clock() - f.positionCheckedAt < POSITION_CHECK_MS) return false;
-    f.positionCheckedAt = this.clock();
-    const why = await this.positionLost(f, emptyPage).catch(() => null);
-    if (why === null) return false;
+    const lost = await f.position.lost(f.cursor.since === '0' ? null : f.cursor.since, emptyPage);
+    if (lost === null) return false;
     this.metrics.rewinds.inc({ side: f.side });
     this.log.warn(
-      { side: f.side, db: f.feed.db, since: f.cursor.since, ...why },
+      { side: f.side, db: f.feed.db, since: f.cursor.since, ...lost },
       'the feed position is not in the database (made again, or restored from an older copy): reading it from the start',
     );
     f.reader.clear();
     f.cursor = new FeedCursor('0', f.cursor.next);
-    f.witness = null;
+    f.position.reset();
     return true;
-  }
-
-  /** Why the feed's position is not in its database, or null when it is (or cannot be told). */
-  private async positionLost(f: FeedState, emptyPage: boolean): Promise<Record<string, unknown> | null> {
-    if (f.witness && !(await f.feed.holds(f.witness))) return { missing: f.witness };
-    if (!emptyPage || !isPlainSeq(f.cursor.since)) return null;
-    const updateSeq = await f.feed.updateSeq();
-    return seqAhead(f.cursor.since, updateSeq) ? { update_seq: updateSeq } : null;
   }
 
   /**
@@ -432,8 +417,8 @@ export class CorrelatorPipeline {
     if (f.failingSince === null) this.log.warn({ side: f.side, db: f.feed.db, err: message }, 'feed read failed; retrying with backoff');
     f.failingSince ??= this.clock();
     f.lastError = message;
-    // A database deleted and made again fails reads meanwhile: the next page is checked (rewoundIfElsewhere).
-    f.positionCheckedAt = -Infinity;
+    // A database deleted and made again fails reads meanwhile: the next page is checked.
+    f.position.failed();
   }
 
   /**
@@ -468,9 +453,11 @@ export class CorrelatorPipeline {
     return this.pendingCheckpoint === null && this.fanout.pending === 0 && this.heldState() === this.savedHeldState;
   }
 
-  /** What a checkpoint says beyond the clock: feed positions and the engine's changes. */
+  /** What a checkpoint says beyond the clock: feed positions, their witnesses and the engine's changes. */
   private heldState(): string {
-    return `${this.feeds.A.cursor.since}|${this.feeds.B.cursor.since}|${this.engine.changes}`;
+    const { A, B } = this.feeds;
+    // A witness adopted after the position last moved is saved too (lib/couch/position-check.ts).
+    return `${A.cursor.since}|${B.cursor.since}|${this.engine.changes}|${A.position.witness?.id}|${B.position.witness?.id}`;
   }
 
   /**
@@ -484,7 +471,12 @@ export class CorrelatorPipeline {
   }
 
   private capture(): Checkpoint {
-    const feed = (f: FeedState) => ({ db: f.feed.db, since: f.cursor.since, next_index: f.cursor.next, ...(f.witness && { witness: f.witness }) });
+    const feed = (f: FeedState) => ({
+      db: f.feed.db,
+      since: f.cursor.since,
+      next_index: f.cursor.next,
+      ...(f.position.witness && { witness: f.position.witness }),
+    });
     return { feeds: { A: feed(this.feeds.A), B: feed(this.feeds.B) }, state: this.engine.exportState(), saved_at: new Date(this.clock()).toISOString() };
   }
 

@@ -15,14 +15,11 @@ import { LineAppender } from '../lib/line-appender.js';
 import { OperationError } from '../lib/errors.js';
 import { writeFileDurably } from '../lib/durable-file.js';
 import { untaggedId } from '../lib/tagged-id.js';
-import { isPlainSeq, seqAhead } from '../lib/couch/seq-ahead.js';
-import { holdsWitness, parseWitness, witnessOf, witnessQuery, type PositionWitness } from '../lib/couch/position-witness.js';
+import { holdsWitness, parseWitness, witnessQuery, type PositionWitness } from '../lib/couch/position-witness.js';
+import { PositionCheck } from '../lib/couch/position-check.js';
 
 /** Pages read at a reduced page size before it is doubled again (see pageFailed). */
 const GROW_AFTER_PAGES = 8;
-
-/** How often, at most, the feed's position is checked against its database (see positionLost). */
-const POSITION_CHECK_MS = 30_000;
 
 /** How long stop() waits for the target to answer the page in flight. */
 const STOP_GRACE_MS = 5000;
@@ -94,9 +91,8 @@ interface Change {
   changes?: Array<{ rev?: unknown }>;
 }
 
-/** The witness of a page's end (lib/couch/position-witness.ts). */
-const pageWitness = (page: Page): PositionWitness | null =>
-  witnessOf(page.results.map((c) => ({ id: c.id, rev: typeof c.changes?.[0]?.rev === 'string' ? c.changes[0].rev : null })));
+/** A page's changes with their revisions (for its witness: lib/couch/position-check.ts). */
+const revisionsOf = (page: Page) => page.results.map((c) => ({ id: c.id, rev: typeof c.changes?.[0]?.rev === 'string' ? c.changes[0].rev : null }));
 
 /** Event times a HEC receiver takes: epoch seconds from 1970 to the end of year 9999 (couchlog's own HEC refuses others). */
 const MAX_EVENT_SECONDS = 253402300799.999;
@@ -175,10 +171,8 @@ export class Forwarder {
   /** Documents per _changes page: max_events, halved while pages fail (see pageFailed). */
   private pageLimit: number;
   private pagesReadAtLimit = 0;
-  /** When positionLost last looked at the database (ms epoch). */
-  private positionCheckedAt = 0;
-  /** The last change read before the checkpoint (lib/couch/position-witness.ts); null before the first. */
-  private savedWitness: PositionWitness | null;
+  /** Whether the feed's position is still in its database, and its witness (lib/couch/position-check.ts). */
+  private readonly position: PositionCheck;
   private running = false;
   /** Sleeping waits (poll, backoff), woken by stop(). */
   private readonly wakers = new Set<() => void>();
@@ -195,7 +189,10 @@ export class Forwarder {
     this.deadLetters = new LineAppender(o.deadLetterFile, { mode: 0o600, sync: true });
     this.pageLimit = o.maxEvents;
     const saved = readCheckpointFile(o.checkpointFile);
-    this.savedWitness = saved.witness;
+    const probe = { holds: (w: PositionWitness) => this.holds(w), updateSeq: () => this.updateSeq() };
+    const unknown = (err: unknown) =>
+      o.logger.warn({ app: o.app, err: (err as Error).message }, `forward: could not check that the checkpoint is still in log_${o.app}; will look again`);
+    this.position = new PositionCheck(probe, Date.now, saved.witness, unknown);
     this.status = {
       app: o.app,
       since: saved.since,
@@ -257,16 +254,17 @@ export class Forwarder {
     // once; the checkpoint moves in feed order, to the last page delivered
     // with every page before it.
     let cursor = this.status.since;
-    /** The witness of `cursor`: the last change read before it. */
-    let witness = this.savedWitness;
     let ahead: { since: string; limit: number; page: Promise<Page> } | null = null;
     const window: Array<{ seq: string; witness: PositionWitness | null; done: Promise<boolean> }> = [];
+    let savedWitness = this.position.witness;
     const settle = async (): Promise<boolean> => {
       const oldest = window.shift()!;
       if (!(await oldest.done)) return false; // stopped while retrying: that page is sent again next time
-      if (oldest.seq !== this.status.since) {
+      // A new witness at the same position (a database made again, read to where the old one stood) is saved too.
+      if (oldest.seq !== this.status.since || oldest.witness !== savedWitness) {
         if (!(await this.untilWritten('the checkpoint', () => writeCheckpoint(this.o.checkpointFile, oldest.seq, oldest.witness)))) return false;
         this.status.since = oldest.seq;
+        savedWitness = oldest.witness;
       }
       return true;
     };
@@ -283,16 +281,15 @@ export class Forwarder {
         this.status.failingSince ??= Date.now();
         this.status.retries++;
         this.pageFailed();
-        // A database deleted and made again fails reads meanwhile: the next page is checked (positionLost).
-        this.positionCheckedAt = 0;
+        // A database deleted and made again fails reads meanwhile: the next page is checked.
+        this.position.failed();
         this.o.logger.warn({ app: this.o.app, err: (err as Error).message, pageLimit: this.pageLimit }, 'forward: reading _changes failed; retrying');
         await this.sleep(readRetry.failed()!);
         continue;
       }
-      if (await this.positionLost(cursor, witness, page.results.length === 0)) {
+      if (await this.rewoundIfElsewhere(cursor, page.results.length === 0)) {
         // Pages in flight are of the old position; the checkpoint moves on as they are delivered, then back.
         cursor = '';
-        witness = null;
         continue;
       }
       const full = page.results.length >= page.limit;
@@ -307,8 +304,8 @@ export class Forwarder {
       const docs = page.results.filter((c) => c.doc && !c.deleted && !c.id.startsWith('_design/')).map((c) => c.doc!);
       this.status.skipped += page.results.length - docs.length;
       const envelopes = docs.map((d) => envelopeText(d, this.o.app, this.o.mapping));
-      witness = pageWitness(page) ?? witness;
-      window.push({ seq, witness, done: this.deliver(envelopes, docs) });
+      this.position.read(revisionsOf(page));
+      window.push({ seq, witness: this.position.witness, done: this.deliver(envelopes, docs) });
       cursor = seq;
       while (window.length >= this.inflight || (!full && window.length > 0)) {
         if (!(await settle())) break loop;
@@ -329,53 +326,41 @@ export class Forwarder {
   }
 
   /**
-   * Whether the feed's position is not in its database any more (it was
-   * deleted and made again, or restored from an older copy): the database
-   * does not hold the last change read before it (position-witness.ts), or,
-   * on an empty page, a plain sequence is past its update_seq (seq-ahead.ts:
-   * a checkpoint of an older couchlog, without a witness). Then the whole
-   * database is forwarded again (a document already sent may arrive twice,
-   * none is skipped). Looked at on the first page after a start or after
-   * failed reads, at most every POSITION_CHECK_MS otherwise; a failed look
-   * is left to the next one.
+   * Whether the checkpoint's position is not in its database any more (it
+   * was deleted and made again, or restored from an older copy; when and
+   * how: lib/couch/position-check.ts): then the whole database is forwarded
+   * again (a document already sent may arrive twice).
    */
-  private async positionLost(cursor: string, witness: PositionWitness | null, emptyPage: boolean): Promise<boolean> {
-    if (cursor === '' || Date.now() - this.positionCheckedAt < POSITION_CHECK_MS) return false;
-    this.positionCheckedAt = Date.now();
-    try {
-      const why = witness ? await this.witnessMissing(witness) : null;
-      const ahead = why === null && emptyPage && isPlainSeq(JSON.parse(cursor)) ? await this.aheadOfUpdateSeq(cursor) : null;
-      if (why === null && ahead === null) return false;
-      this.status.rewinds++;
-      this.o.logger.warn(
-        { app: this.o.app, since: JSON.parse(cursor) as unknown, ...why, ...ahead },
-        `forward: the checkpoint is not in log_${this.o.app} (the database was made again, or restored from an older copy): forwarding it from the start`,
-      );
-      return true;
-    } catch {
-      return false;
-    }
+  private async rewoundIfElsewhere(cursor: string, emptyPage: boolean): Promise<boolean> {
+    const since = cursor === '' ? null : (JSON.parse(cursor) as unknown);
+    const lost = await this.position.lost(since, emptyPage);
+    if (lost === null) return false;
+    this.status.rewinds++;
+    this.o.logger.warn(
+      { app: this.o.app, since, ...lost },
+      `forward: the checkpoint is not in log_${this.o.app} (the database was made again, or restored from an older copy): forwarding it from the start`,
+    );
+    this.position.reset();
+    return true;
   }
 
-  private async witnessMissing(witness: PositionWitness): Promise<{ missing: PositionWitness } | null> {
+  private async holds(witness: PositionWitness): Promise<boolean> {
     const db = `log_${this.o.app}`;
-    const { path, body } = witnessQuery(db, witness);
-    const res = await fetch(`${this.o.couchUrl}${path}`, {
-      method: 'POST',
-      headers: { accept: 'application/json', 'content-type': 'application/json', ...this.o.couchHeaders },
-      body,
+    const res = await fetch(`${this.o.couchUrl}${witnessQuery(db, witness)}`, {
+      headers: { accept: 'application/json', ...this.o.couchHeaders },
       signal: AbortSignal.timeout(this.o.hec.timeoutMs),
     });
-    return holdsWitness(db, witness, res.status, await res.json()) ? null : { missing: witness };
+    return holdsWitness(db, witness, res.status, await res.json());
   }
 
-  private async aheadOfUpdateSeq(cursor: string): Promise<{ update_seq: unknown } | null> {
+  private async updateSeq(): Promise<unknown> {
     const res = await fetch(`${this.o.couchUrl}/log_${this.o.app}`, {
       headers: { accept: 'application/json', ...this.o.couchHeaders },
       signal: AbortSignal.timeout(this.o.hec.timeoutMs),
     });
     const info = (await res.json()) as { update_seq?: unknown };
-    return res.status === 200 && seqAhead(JSON.parse(cursor), info.update_seq) ? { update_seq: info.update_seq } : null;
+    if (res.status !== 200) throw new OperationError(`reading log_${this.o.app}'s update_seq: ${res.status} ${JSON.stringify(info)}`);
+    return info.update_seq;
   }
 
   /**

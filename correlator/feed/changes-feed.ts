@@ -101,16 +101,16 @@ export class ChangesFeed {
     return fetchDocs(this.http, this.db, this.headers, ids);
   }
 
-  /** The database's update_seq as CouchDB gives it; undefined when it cannot be read. */
+  /** The database's update_seq as CouchDB gives it; throws when it cannot be read. */
   async updateSeq(): Promise<unknown> {
     const res = await this.http.request<{ update_seq?: unknown }>('GET', `/${encodeURIComponent(this.db)}`, { headers: this.headers });
-    return res.status === 200 ? res.body.update_seq : undefined;
+    if (res.status !== 200) throw new OperationError(`reading ${this.db}'s update_seq: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body.update_seq;
   }
 
   /** Whether the database holds the witness of a position read before (lib/couch/position-witness.ts); throws when it cannot say. */
   async holds(witness: PositionWitness): Promise<boolean> {
-    const { path, body } = witnessQuery(this.db, witness);
-    const res = await this.http.request('POST', path, { headers: this.headers, body });
+    const res = await this.http.request('GET', witnessQuery(this.db, witness), { headers: this.headers });
     return holdsWitness(this.db, witness, res.status, res.body);
   }
 

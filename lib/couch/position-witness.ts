@@ -1,17 +1,18 @@
-// A feed position's witness: the id and revision of the last change read
-// before it. A database deleted and made again under the same name, or
-// restored from a copy older than the position, does not hold that
-// revision, whatever its sequences say: PouchDB Server's plain sequences
-// only show a database made again while it is still smaller than the
-// position (seq-ahead.ts), and a follower reading on from a position the
-// new database has already grown past silently skips every document before
-// it. `_revs_diff` knows a revision whether it is the winner, superseded,
-// deleted or compacted away; only a purge forgets it (then the feed is read
-// from the start once: more work, never a wrong result). What it cannot
-// tell: a database refilled with the same documents (replicated from the
-// one it replaces, or the same lines shipped again with the ingress's
-// `received_at` off) holds the same revisions, perhaps in another order,
-// since both servers derive a revision from the document's content.
+// A feed position's witness: the id and revision of a change read before
+// it. A database deleted and made again under the same name, or restored
+// from a copy older than the position, does not hold that revision,
+// whatever its sequences say: PouchDB Server's plain sequences only show a
+// database made again while it is still smaller than the position
+// (seq-ahead.ts), and a follower reading on from a position the new
+// database has already grown past silently skips every document before it.
+// A document's revision history keeps a revision whether it is the winner,
+// superseded, deleted or compacted away; only a purge forgets it (then the
+// feed is read from the start once: more work, never a wrong result). What
+// it cannot tell: a database refilled with the same documents (replicated
+// from the one it replaces, or the same lines shipped again with the
+// ingress's `received_at` off) holds the same revisions, perhaps in another
+// order, since both servers derive a revision from the document's content.
+// When a follower checks, and which witness it keeps: position-check.ts.
 import { OperationError } from '../errors.js';
 
 export interface PositionWitness {
@@ -40,19 +41,32 @@ export function parseWitness(value: unknown): PositionWitness | null {
   return typeof id === 'string' && id !== '' && typeof rev === 'string' && rev !== '' ? { id, rev } : null;
 }
 
-/** The `_revs_diff` request that asks a database for the witness's revision. */
-export function witnessQuery(db: string, w: PositionWitness): { path: string; body: string } {
-  return { path: `/${encodeURIComponent(db)}/_revs_diff`, body: JSON.stringify({ [w.id]: [w.rev] }) };
+/**
+ * The request that asks a database for the witness: every live and deleted
+ * branch of its document with their revision histories, from every copy
+ * (r=3; one node, or fewer copies, answer with what they have). A cluster
+ * answers `_revs_diff` from the first copy that replies, and a copy that
+ * lags behind (a node just restarted) would call a revision written
+ * seconds ago missing: the whole feed would be read, or forwarded, again.
+ */
+export function witnessQuery(db: string, w: PositionWitness): string {
+  return `/${encodeURIComponent(db)}/${encodeURIComponent(w.id)}?open_revs=all&revs=true&r=3`;
 }
 
 /**
- * Whether the database holds the witness's revision, from the answer to
- * witnessQuery. Throws when the answer cannot say (the database missing,
- * refused, a server error): not knowing is never taken as "another database".
+ * Whether the database holds the witness's revision (a branch's, or one in
+ * a branch's history), from the answer to witnessQuery. Throws when the
+ * answer cannot say (the database missing, refused, a server error): not
+ * knowing is never taken as "another database".
  */
 export function holdsWitness(db: string, w: PositionWitness, status: number, body: unknown): boolean {
-  if (status !== 200 || typeof body !== 'object' || body === null || Array.isArray(body))
-    throw new OperationError(`asking ${db} for ${w.id} ${w.rev}: ${status} ${JSON.stringify(body)}`);
-  const missing = (body as Record<string, { missing?: unknown } | undefined>)[w.id]?.missing;
-  return !(Array.isArray(missing) && missing.includes(w.rev));
+  if (status === 404 && (body as { reason?: unknown } | null)?.reason === 'missing') return false;
+  if (status !== 200 || !Array.isArray(body)) throw new OperationError(`asking ${db} for ${w.id} ${w.rev}: ${status} ${JSON.stringify(body)}`);
+  return body.some((branch: { ok?: { _rev?: unknown; _revisions?: { start?: unknown; ids?: unknown } } }) => {
+    const doc = branch?.ok;
+    if (!doc) return false;
+    if (doc._rev === w.rev) return true;
+    const { start, ids } = doc._revisions ?? {};
+    return typeof start === 'number' && Array.isArray(ids) && ids.some((hash, k) => `${start - k}-${String(hash)}` === w.rev);
+  });
 }

@@ -23,23 +23,28 @@ describe('position witness', () => {
     for (const bad of [undefined, null, 'a', { id: 'a' }, { id: '', rev: '1-x' }, { id: 'a', rev: 3 }]) assert.equal(parseWitness(bad), null);
   });
 
-  test('asks _revs_diff for exactly its revision, its id encoded in the body only', () => {
-    const q = witnessQuery('log_a/b', { id: 'x/y', rev: '1-x' });
-    assert.equal(q.path, '/log_a%2Fb/_revs_diff');
-    assert.deepEqual(JSON.parse(q.body), { 'x/y': ['1-x'] });
+  test('asks every copy for all branches of its document with their histories, the id encoded', () => {
+    assert.equal(witnessQuery('log_a/b', { id: 'x/y', rev: '1-x' }), '/log_a%2Fb/x%2Fy?open_revs=all&revs=true&r=3');
   });
 
-  test('is held unless the answer names its revision missing; an answer that cannot say throws', () => {
-    const w = { id: 'a', rev: '1-x' };
-    assert.equal(holdsWitness('db', w, 200, {}), true);
-    assert.equal(holdsWitness('db', w, 200, { a: { missing: ['1-x'] } }), false);
-    assert.equal(holdsWitness('db', w, 200, { a: { missing: ['1-other'] } }), true);
+  test('is held when a branch is its revision or has it in its history (superseded, deleted); a missing document is not; an answer that cannot say throws', () => {
+    const w = { id: 'a', rev: '2-b' };
+    const branch = (rev: string, ids: string[], deleted = false) => ({
+      ok: { _id: 'a', _rev: rev, ...(deleted && { _deleted: true }), _revisions: { start: Number.parseInt(rev, 10), ids } },
+    });
+    assert.equal(holdsWitness('db', w, 200, [branch('2-b', ['b', 'a'])]), true);
+    assert.equal(holdsWitness('db', w, 200, [branch('4-d', ['d', 'c', 'b', 'a'], true)]), true, 'edited, then deleted since');
+    assert.equal(holdsWitness('db', w, 200, [branch('2-z', ['z', 'a']), branch('3-c', ['c', 'b', 'a'])]), true, 'on another branch');
+    assert.equal(holdsWitness('db', w, 200, [branch('2-z', ['z', 'a'])]), false, 'the same id with another history');
+    assert.equal(holdsWitness('db', w, 200, [{ missing: '2-b' }]), false);
+    assert.equal(holdsWitness('db', w, 404, { error: 'not_found', reason: 'missing' }), false);
     for (const [status, body] of [
-      [404, { error: 'not_found' }],
+      [404, { error: 'not_found', reason: 'Database does not exist.' }],
+      [401, { error: 'unauthorized' }],
       [500, {}],
       [200, null],
-      [200, []],
+      [200, {}],
     ] as const)
-      assert.throws(() => holdsWitness('db', w, status, body), /asking db for a 1-x/);
+      assert.throws(() => holdsWitness('db', w, status, body), /asking db for a 2-b/);
   });
 });
