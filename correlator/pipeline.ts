@@ -74,6 +74,8 @@ interface FeedState {
 
 const NO_EARLIER: Map<string, EarlierContents> = new Map();
 
+const witnessKey = (f: FeedState): string => (f.position.witness ? `${f.position.witness.id} ${f.position.witness.rev}` : '');
+
 /** Pages asked ahead per feed: enough to keep CouchDB busy, little memory (pages of `batch_size`). */
 const READ_AHEAD_PAGES = 2;
 
@@ -457,7 +459,7 @@ export class CorrelatorPipeline {
   private heldState(): string {
     const { A, B } = this.feeds;
     // A witness adopted after the position last moved is saved too (lib/couch/position-check.ts).
-    return `${A.cursor.since}|${B.cursor.since}|${this.engine.changes}|${A.position.witness?.id}|${B.position.witness?.id}`;
+    return `${A.cursor.since}|${B.cursor.since}|${this.engine.changes}|${witnessKey(A)}|${witnessKey(B)}`;
   }
 
   /**

@@ -13,8 +13,14 @@
 //    otherwise, so in-order reading costs one small request per interval;
 //  - a check that cannot be made (the server away, the request refused)
 //    never rewinds: it is reported, and left to the next interval;
-//  - for a position saved without a witness (before 2026-12-06), a plain
-//    sequence past the database's update_seq on an empty page (seq-ahead.ts).
+//  - a revision called missing is asked for once more, after the database
+//    has answered a read: PouchDB Server answers any storage error while
+//    reading a document's revisions as 404 "missing", and a rewind costs a
+//    whole re-read (a whole database sent to a SIEM again, for forward);
+//  - for a position without a witness (saved before 2026-12-06, or with
+//    only design documents read), a plain sequence past the database's
+//    update_seq on an empty page (seq-ahead.ts); the first page read then
+//    gives the witness at once, unchecked: nothing could check it.
 import { isPlainSeq, seqAhead } from './seq-ahead.js';
 import { witnessOf, type PositionWitness } from './position-witness.js';
 
@@ -73,7 +79,7 @@ export class PositionCheck {
     const candidate = this.candidate;
     try {
       if (witness !== null) {
-        if (!(await this.probe.holds(witness))) return { missing: witness };
+        if (!(await this.probe.holds(witness)) && (await this.confirmedMissing(witness))) return { missing: witness };
         // Held: every page read before the check came from this database.
         if (candidate !== null && this.witness === witness) this.witness = candidate;
         if (this.candidate === candidate) this.candidate = null;
@@ -86,5 +92,11 @@ export class PositionCheck {
       this.onUnknown(err);
       return null;
     }
+  }
+
+  /** Whether a witness called missing is missing still, once the database has answered a read (throws when it cannot say). */
+  private async confirmedMissing(witness: PositionWitness): Promise<boolean> {
+    await this.probe.updateSeq();
+    return !(await this.probe.holds(witness));
   }
 }

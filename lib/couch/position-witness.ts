@@ -1,18 +1,20 @@
 // A feed position's witness: the id and revision of a change read before
-// it. A database deleted and made again under the same name, or restored
-// from a copy older than the position, does not hold that revision,
-// whatever its sequences say: PouchDB Server's plain sequences only show a
-// database made again while it is still smaller than the position
-// (seq-ahead.ts), and a follower reading on from a position the new
-// database has already grown past silently skips every document before it.
-// A document's revision history keeps a revision whether it is the winner,
-// superseded, deleted or compacted away; only a purge forgets it (then the
-// feed is read from the start once: more work, never a wrong result). What
-// it cannot tell: a database refilled with the same documents (replicated
-// from the one it replaces, or the same lines shipped again with the
-// ingress's `received_at` off) holds the same revisions, perhaps in another
-// order, since both servers derive a revision from the document's content.
-// When a follower checks, and which witness it keeps: position-check.ts.
+// it (up to one check older than the position: position-check.ts). A
+// database deleted and made again under the same name, or restored from a
+// copy older than the witness, does not hold that revision, whatever its
+// sequences say: PouchDB Server's plain sequences only show a database made
+// again while it is still smaller than the position (seq-ahead.ts), and a
+// follower reading on from a position the new database has already grown
+// past silently skips every document before it. A document's revision
+// history keeps a revision whether it is the winner, superseded, deleted or
+// compacted away; a purge forgets it, and so does stemming (more edits of
+// the document than `_revs_limit`, 1,000 by default): then the feed is read
+// from the start once, more work but never a wrong result. What it cannot
+// tell: a database refilled with the same documents (replicated from the
+// one it replaces, or the same lines shipped again with the ingress's
+// `received_at` off) holds the same revisions, perhaps in another order,
+// since both servers derive a revision from the document's content; nor a
+// copy restored from between the witness and the position.
 import { OperationError } from '../errors.js';
 
 export interface PositionWitness {

@@ -77,6 +77,18 @@ describe('PositionCheck', () => {
     assert.deepEqual(check.witness, { id: 'x', rev: '1-x' });
   });
 
+  test('a revision called missing is asked for again once the database answers a read: one storage error does not rewind', async () => {
+    const { db, check, later } = setup(['a 1-a'], { id: 'a', rev: '1-a' });
+    let glitches = 1;
+    const holds = db.revs.has.bind(db.revs);
+    db.revs.has = (rev: string) => (glitches-- > 0 ? false : holds(rev));
+    assert.equal(await check.lost('5', false), null);
+    assert.deepEqual(db.asked, ['holds a', 'update_seq', 'holds a']);
+    later(30_000);
+    db.revs = new Set();
+    assert.deepEqual(await check.lost('5', false), { missing: { id: 'a', rev: '1-a' } });
+  });
+
   test('design documents never witness (setup writes the same ones, with the same revisions, into a database made again)', () => {
     const { check } = setup([], null);
     check.read([{ id: '_design/log', rev: '1-d' }]);

@@ -1,4 +1,4 @@
-// lib/couch/position-witness.ts: which change witnesses a position, and what an answer to _revs_diff says.
+// lib/couch/position-witness.ts: which change witnesses a position, how a database is asked for it, and what its answer says.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { holdsWitness, parseWitness, witnessOf, witnessQuery } from '../../../../lib/couch/position-witness.js';
