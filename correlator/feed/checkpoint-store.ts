@@ -36,7 +36,7 @@ const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
 
 export interface Checkpoint {
-  /** `witness`: the last change read before `since` (lib/couch/position-witness.ts); absent in older checkpoints and before a first change. */
+  /** `witness`: a change read before `since` (lib/couch/position-check.ts says which); absent in older checkpoints and before a first change. */
   feeds: Record<Side, { db: string; since: string; next_index: number; witness?: PositionWitness }>;
   state: EngineSnapshot;
   saved_at: string;
