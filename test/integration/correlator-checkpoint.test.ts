@@ -288,21 +288,11 @@ describe('the correlator checkpoint', () => {
     await postBulk(stack, 'network', [{ ...conn, dst_port: 443, ja4: 'after-recreate', timestamp: now }]);
     const [aId] = await postBulk(stack, 'http', [{ ...conn, dst_port: 80, path: '/after-recreate', timestamp: now + 5 }]);
     correlator = await startCorrelator(config, logger, { clickhouse: false });
-    const record = await until(
-      'the new A correlated',
-      async () => {
-        const doc = (await couchDocs(stack, 'log_correlated')).get(`A-${aId}`);
-        return doc?.correlated === true ? doc : null;
-      },
-      30_000,
-    );
-    const text = (await http(metricsUrl)).text;
-    await correlator.stop();
-    correlator = null;
+    const { record, rewinds, text } = await correlatedThenStop(aId!, metricsUrl);
     assert.equal(record.ja4, 'after-recreate');
     // PouchDB Server's sequences are plain numbers: the checkpoint's is past the new database's, and nothing would
     // ever be read from there. CouchDB 3's carry each shard's identity; CouchDB reads a new database from its start.
-    assert.equal(rewindsOfA(text), couchFlavor === 'embedded' ? 1 : 0, text);
+    assert.equal(rewinds, couchFlavor === 'embedded' ? 1 : 0, text);
   });
 
   test('a database made again that has grown past the feed position before the correlator starts: read from the start, not from there', async () => {
@@ -312,12 +302,9 @@ describe('the correlator checkpoint', () => {
     await readToEndAndStop(config);
     const aId = await makeAgainPast('made-again-stopped', 52_001);
     correlator = await startCorrelator(config, logger, { clickhouse: false });
-    const record = await correlatedRecord(aId);
-    const text = (await http(metricsUrl)).text;
-    await correlator.stop();
-    correlator = null;
+    const { record, rewinds, text } = await correlatedThenStop(aId, metricsUrl);
     assert.equal(record.ja4, 'made-again-stopped');
-    assert.equal(rewindsOfA(text), 1, text);
+    assert.equal(rewinds, 1, text);
   });
 
   test('a database deleted while the correlator reads it, made again and grown past the position before the next read: read from the start', async () => {
@@ -333,12 +320,9 @@ describe('the correlator checkpoint', () => {
       correlator!.pipeline.paused = true;
     });
     correlator.pipeline.paused = false;
-    const record = await correlatedRecord(aId);
-    const text = (await http(metricsUrl)).text;
-    await correlator.stop();
-    correlator = null;
+    const { record, rewinds, text } = await correlatedThenStop(aId, metricsUrl);
     assert.equal(record.ja4, 'made-again-running');
-    assert.equal(rewindsOfA(text), 1, text);
+    assert.equal(rewinds, 1, text);
   });
 });
 
@@ -348,10 +332,6 @@ function withMetrics(port: number): { config: Config; metricsUrl: string } {
     correlator: { ...stack.config.correlator, metrics: { ...stack.config.correlator.metrics, enabled: true, port } },
   };
   return { config, metricsUrl: `http://127.0.0.1:${port}/metrics` };
-}
-
-function rewindsOfA(metrics: string): number {
-  return Number(/^couchlog_correlator_feed_rewinds_total\{side="A"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
 }
 
 async function readToEndAndStop(config: Config): Promise<void> {
@@ -398,8 +378,9 @@ async function makeAgainPast(ja4: string, port: number, whileGone: () => Promise
   return aId!;
 }
 
-async function correlatedRecord(aId: string): Promise<Doc> {
-  return until(
+/** Waits for the A's record to be correlated, then stops the running correlator; answers the record and its feed A rewinds. */
+async function correlatedThenStop(aId: string, metricsUrl: string): Promise<{ record: Doc; rewinds: number; text: string }> {
+  const record = await until(
     `A-${aId} correlated`,
     async () => {
       const doc = (await couchDocs(stack, 'log_correlated')).get(`A-${aId}`);
@@ -407,4 +388,9 @@ async function correlatedRecord(aId: string): Promise<Doc> {
     },
     30_000,
   );
+  const text = (await http(metricsUrl)).text;
+  await correlator!.stop();
+  correlator = null;
+  const rewinds = Number(/^couchlog_correlator_feed_rewinds_total\{side="A"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+  return { record, rewinds, text };
 }
