@@ -16,6 +16,11 @@ export const HEC = {
   TOO_LARGE: [6, 413, 'Request entity too large'],
   INTERNAL_ERROR: [8, 500, 'Internal server error'],
   SERVER_BUSY: [9, 503, 'Server is busy'],
+  /**
+   * A request that stalled (ingress.body_timeout_ms). Splunk has no code for
+   * it; 9 is the one HEC clients retry, and the data was never refused.
+   */
+  REQUEST_TIMEOUT: [9, 408, 'Request timeout'],
   CHANNEL_MISSING: [10, 400, 'Data channel is missing'],
   INVALID_CHANNEL: [11, 400, 'Invalid data channel'],
   EVENT_REQUIRED: [12, 400, 'Event field is required'],

@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
+import { connect } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -319,6 +320,35 @@ describe('HEC error codes (nothing stored on any of them)', () => {
     } finally {
       await stack.restartIngress((c) => {
         c.ingress.body_limit_bytes = 8 * 1024 * 1024;
+      });
+    }
+  });
+
+  test('a body that stalls: 408 with an HEC body (code 9, which clients retry), nothing stored, the connection closed', async () => {
+    const was = stack.config.ingress.body_timeout_ms;
+    await stack.restartIngress((c) => {
+      c.ingress.body_timeout_ms = 1000;
+    });
+    try {
+      const before = await countDocs(stack, 'log_web');
+      const answer = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        const socket = connect(stack.config.ingress.port, '127.0.0.1', () =>
+          socket.write(`POST /services/collector/event HTTP/1.1\r\nHost: x\r\nAuthorization: Splunk ${TOKEN}\r\nContent-Length: 100\r\n\r\n{"event":`),
+        );
+        socket.setEncoding('utf8');
+        socket.on('data', (c: string) => (text += c));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(text));
+        socket.setTimeout(10_000, () => socket.destroy(new Error(`no close; got: ${text}`)));
+      });
+      assert.match(answer, /^HTTP\/1\.1 408 /);
+      assert.match(answer, /\r\nConnection: close\r\n/i);
+      assert.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), { text: 'Request timeout', code: 9 });
+      assert.equal(await countDocs(stack, 'log_web'), before);
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.body_timeout_ms = was;
       });
     }
   });
