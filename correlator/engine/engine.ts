@@ -75,6 +75,15 @@ class Conn {
   lastStepped: InputEvent | null = null;
   /** Earliest event admitted out of order and not yet re-run. */
   dirtyFrom: InputEvent | null = null;
+  /**
+   * The lateness horizon when its first out-of-order event came (Infinity:
+   * none pending). A connection held undecided (drain(now, false)) while the
+   * feeds move on must be decided as exactly as when its events arrived:
+   * judged by the horizon at its decision, an event within the horizon on
+   * arrival would go without its lookup once a backlog spanning more than
+   * allowed_lateness has been read meanwhile.
+   */
+  dirtyHorizon = Infinity;
   awaitingLookup = false;
   /** The deadline queued for it in the engine's heap (NaN: none). */
   queuedDeadline = NaN;
@@ -686,6 +695,7 @@ export class CorrelationEngine {
       this.queueDeadline(conn);
     } else {
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
+      conn.dirtyHorizon = Math.min(conn.dirtyHorizon, this.horizon());
       this.dirty.add(conn);
     }
     this.evictIfFull(conn);
@@ -747,7 +757,7 @@ export class CorrelationEngine {
     }
     const events = conn.events;
     let start = first === null ? events.length : segmentStart(events, events.indexOf(first), this.gap);
-    const horizon = this.horizon();
+    const horizon = Math.min(this.horizon(), conn.dirtyHorizon);
     let from = horizon - this.gap - this.cfg.reorderSlackMs;
     let lookup = first !== null && events[start]!.time - this.gap < conn.completeFrom && conn.completeFrom > from && first.time >= horizon;
     const asking: string[] = [];
@@ -827,6 +837,7 @@ export class CorrelationEngine {
     conn.sim.expire(this.releasedUpTo);
     conn.lastStepped = events[events.length - 1] ?? null;
     conn.dirtyFrom = null;
+    conn.dirtyHorizon = Infinity;
     conn.queuedDeadline = NaN;
     this.queueDeadline(conn);
   }
@@ -1001,7 +1012,9 @@ export class CorrelationEngine {
         const ch = c.change;
         const withdrawn = (ch?.withdrawals ?? []).map((w): [Side, string, number, boolean] => [w.ev.side, w.ev.id, w.ev.time, w.keepRecord]);
         const events = c.events.map((e): [Side, string] => [e.side, e.id]);
-        keys.push(ch !== null ? [c.key, num(c.completeFrom), events, [], true, withdrawn, ch.exactFrom] : [c.key, num(c.completeFrom), events, [], true]);
+        const horizon = num(c.dirtyHorizon);
+        if (horizon !== null) keys.push([c.key, num(c.completeFrom), events, [], true, ch && withdrawn, ch && ch.exactFrom, horizon]);
+        else keys.push(ch !== null ? [c.key, num(c.completeFrom), events, [], true, withdrawn, ch.exactFrom] : [c.key, num(c.completeFrom), events, [], true]);
         saved.add(c);
         continue;
       }
@@ -1084,7 +1097,7 @@ export class CorrelationEngine {
       e.waitingIds[side].add(id);
       e.replayedIds[side].add(id);
     }
-    for (const [key, completeFrom, events, revs, undecided, withdrawn, exactFrom] of snap.keys) {
+    for (const [key, completeFrom, events, revs, undecided, withdrawn, exactFrom, dirtyHorizon] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));
       for (const [side, id] of events) {
         const ev = eventOf(side, id);
@@ -1097,6 +1110,7 @@ export class CorrelationEngine {
         // which may be more than another sink got before the crash (uncertain: written again).
         conn.completeFrom = Infinity;
         conn.dirtyFrom = conn.events[0] ?? null;
+        conn.dirtyHorizon = typeof dirtyHorizon === 'number' ? dirtyHorizon : Infinity;
         if (conn.dirtyFrom) e.dirty.add(conn);
         if (withdrawn) e.restoreWithdrawals(conn, withdrawn);
         if (typeof exactFrom === 'number') e.decideExactly(conn, exactFrom);

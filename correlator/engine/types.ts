@@ -120,9 +120,22 @@ export interface EngineSnapshot {
    * and, when it was to be decided exactly whatever its age (documents
    * changed by an admin), the documents withdrawn from it and not yet
    * decided without them as [side, id, event time, keep their record] and
-   * the time from which it is decided exactly].
+   * the time from which it is decided exactly (null when there are none),
+   * and the lateness horizon when its first out-of-order event came (its
+   * lookup is judged by that horizon, not a later one)].
    */
-  keys: Array<[string, number | null, Array<[Side, string]>, Array<[string, number, boolean]>, boolean?, Array<[Side, string, number, boolean]>?, number?]>;
+  keys: Array<
+    [
+      string,
+      number | null,
+      Array<[Side, string]>,
+      Array<[string, number, boolean]>,
+      boolean?,
+      (Array<[Side, string, number, boolean]> | null)?,
+      (number | null)?,
+      number?,
+    ]
+  >;
   /** Connections known but not held above (evicted, or left out of the snapshot): [key, latest event time], the most recent first. */
   evicted: Array<[string, number]>;
   /** Each feed's recent disorder (ms): the release waits as long after a restart. */

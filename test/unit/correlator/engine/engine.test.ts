@@ -1042,8 +1042,9 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
     assert.deepEqual(summaries(before), ['a1 orphan', 'a2 orphan'], 'b0 is not decided without its partners');
     assert.equal(h.engine.sizes().awaitingLookup, 1);
     const reqs = h.engine.lookups();
-    // from = releasedUpTo - allowed lateness - the segment gap (TTL 30 s).
-    assert.deepEqual(reqs, [{ key: '198.51.100.1:50001', src_ip: '198.51.100.1', src_port: 50001, from: T0 + 10_000 - 24 * 3_600_000 - 30_000 }]);
+    // from = the lateness horizon when b0 was admitted (the watermark was b0's own time, T0 + 100,
+    // when A's feed moved on) - the segment gap (TTL 30 s).
+    assert.deepEqual(reqs, [{ key: '198.51.100.1:50001', src_ip: '198.51.100.1', src_port: 50001, from: T0 + 100 - 24 * 3_600_000 - 30_000 }]);
     assert.deepEqual(h.engine.lookups(), [], 'asked once');
     assert.deepEqual(h.drain(), [], 'still waiting');
     h.provide(reqs[0]!);
@@ -1052,6 +1053,48 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
     assert.equal(h.engine.sizes().awaitingLookup, 0);
     assert.deepEqual(h.sink.current(), ['a0+b0#1', 'a1 orphan', 'a2 orphan']);
   });
+
+  // Found by a longer run of the arrival-order property (seed 40219): a connection held undecided
+  // (the pipeline holds late ones while a backlog is read) was judged by the horizon at its
+  // decision; once the feeds had moved more than allowed_lateness meanwhile, its late B went
+  // without a lookup and stayed an orphan although it came minutes after its A.
+  for (const restart of [false, true]) {
+    test(`a late event held undecided while the feeds move past the horizon is still looked up${restart ? ', across a restart' : ''}`, () => {
+      const cfg = config({ maxHttpItems: 2, allowedLatenessMs: 3_600_000 });
+      let h = new Harness(cfg);
+      const f = new Feeds();
+      h.engine.advance('B', T0 + 25);
+      for (const [conn, t] of [
+        ['k1', 0],
+        ['k2', 10],
+        ['k3', 20],
+      ] as const)
+        h.push(f.event('A', conn, t));
+      h.engine.advance('A', T0 + 60_000);
+      h.engine.advance('B', T0 + 60_000);
+      assert.deepEqual(summaries(h.drain()), ['a0 orphan', 'a1 orphan', 'a2 orphan']);
+      assert.equal(h.engine.sizes().connections, 2, 'k1 left memory');
+      // k1's B, two minutes late: held, as while a backlog is read.
+      h.push(f.event('B', 'k1', 100));
+      h.engine.advance('A', T0 + 120_000);
+      h.engine.advance('B', T0 + 120_000);
+      assert.deepEqual(h.engine.drain(h.clock++, false), []);
+      assert.equal(h.engine.held, 1);
+      if (restart) {
+        const snap = JSON.parse(JSON.stringify(h.engine.exportState())) as ReturnType<CorrelationEngine['exportState']>;
+        const { store, sink } = h;
+        h = new Harness(CorrelationEngine.restore(cfg, snap, (side, id) => store.get(`${side}:${id}`)));
+        for (const [k, v] of store) h.store.set(k, v);
+        h.sink.apply([...sink.latest.values()]);
+      }
+      // Meanwhile the feeds moved on by more than allowed_lateness (a backlog of a day read at once).
+      h.engine.advance('A', T0 + 2 * 3_600_000);
+      h.engine.advance('B', T0 + 2 * 3_600_000);
+      h.drain();
+      assert.equal(h.asked.length, 1, 'b0 was looked up');
+      assert.deepEqual(h.sink.current(), ['a0+b0#1', 'a1 orphan', 'a2 orphan']);
+    });
+  }
 
   test('max_http_items with apache_always_emit: false: the evicted A is dropped provisionally, then correlated after the lookup', () => {
     const cfg = config({ maxHttpItems: 2, apacheAlwaysEmit: false });
