@@ -67,7 +67,7 @@ const appSchema = z.preprocess(
     .strict(),
 );
 
-const checkCouchUrl = httpUrlWithoutCredentials('COUCHDB_USER / COUCHDB_PASSWORD');
+const checkCouchUrl = httpUrlWithoutCredentials('COUCHDB_USER / COUCHDB_PASSWORD', { rootOnly: true });
 
 const groupCommit = z
   .object({
@@ -261,7 +261,28 @@ export const configSchema = z
     /** Forwarders to Splunk HEC endpoints (several at once). */
     forward: z.array(forwarder).default([]),
   })
-  .strict();
+  .strict()
+  .superRefine(distinctAccounts);
+
+/**
+ * The four accounts must be four: setup gives each its own roles and
+ * password, so two sharing a name would leave one account with the other's
+ * rights (a reader named like the writer stops every write; a correlator
+ * named like the reader lets readers write records).
+ */
+function distinctAccounts(
+  c: { couchdb: { admin: { user: string } }; users: Record<'writer' | 'reader' | 'correlator', { user: string }> },
+  ctx: z.RefinementCtx,
+): void {
+  const seen = new Map<string, string>([[c.couchdb.admin.user, 'couchdb.admin.user']]);
+  for (const role of ['writer', 'reader', 'correlator'] as const) {
+    const name = c.users[role].user;
+    const other = seen.get(name);
+    if (other !== undefined)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['users', role, 'user'], message: `"${name}" is already ${other}: each account needs its own name` });
+    else seen.set(name, `users.${role}.user`);
+  }
+}
 
 export type RawConfig = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

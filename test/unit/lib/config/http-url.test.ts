@@ -43,3 +43,32 @@ test('credentials in a server URL are refused, naming the key and where they go 
   assert.match(refusal('clickhouse:\n  url: ftp://clickhouse:21\n'), /clickhouse\.url: must be an http/);
   assert.match(refusal('clickhouse:\n  url: not a url\n'), /clickhouse\.url: not a URL/);
 });
+
+test('a CouchDB URL with a path (a reverse proxy prefix) is refused, not met later as an internal error', () => {
+  assert.match(refusal('couchdb:\n  url: http://127.0.0.1:5984/couch\n'), /couchdb\.url: must be the server root, without a path/);
+  assert.match(refusal('couchdb:\n  url: http://127.0.0.1:5984/?x=1\n'), /couchdb\.url: must be the server root/);
+  for (const ok of ['http://127.0.0.1:5984', 'http://127.0.0.1:5984/', 'https://couch.example:6984/']) {
+    const cwd = mkdtempSync(join(tmpdir(), 'couchlog-http-url-'));
+    dirs.push(cwd);
+    assert.equal(loadConfig({ env: { COUCHDB_URL: ok }, cwd }).config.couchdb.url, ok);
+  }
+  // Other servers may sit under a path: a HEC target often does.
+  const cwd = mkdtempSync(join(tmpdir(), 'couchlog-http-url-'));
+  dirs.push(cwd);
+  writeFileSync(join(cwd, 'couchlog.yml'), 'forward:\n  - name: siem\n    app: appname\n    hec_url: https://splunk:8088/proxy/hec\n');
+  assert.equal(loadConfig({ env: {}, cwd }).config.forward[0]!.hec_url, 'https://splunk:8088/proxy/hec');
+});
+
+test("the four accounts need four names: two sharing one would leave one account with the other's rights", () => {
+  assert.match(refusal('users:\n  reader:\n    user: writer\n'), /users\.reader\.user: "writer" is already users\.writer\.user/);
+  assert.match(refusal('users:\n  correlator:\n    user: reader\n'), /users\.correlator\.user: "reader" is already users\.reader\.user/);
+  assert.match(refusal('users:\n  writer:\n    user: admin\n'), /users\.writer\.user: "admin" is already couchdb\.admin\.user/);
+  // From the environment too (COUCHLOG_READER_USER and the like).
+  const cwd = mkdtempSync(join(tmpdir(), 'couchlog-http-url-'));
+  dirs.push(cwd);
+  assert.throws(
+    () => loadConfig({ env: { COUCHLOG_READER_USER: 'writer' }, cwd }),
+    /COUCHLOG_READER_USER \(users\.reader\.user\): "writer" is already users\.writer\.user/,
+  );
+  assert.equal(loadConfig({ env: { COUCHLOG_READER_USER: 'analyst' }, cwd }).config.users.reader.user, 'analyst');
+});

@@ -750,7 +750,7 @@ describe('requirePassword, couchUrl, dbName, isLogDb', () => {
     ['embedded IPv6 host', 'couchdb:\n  embedded:\n    host: "::1"\n', {}, 'http://[::1]:5984'],
     ['external URL', '', { COUCHDB_URL: 'http://couch.example:5984' }, 'http://couch.example:5984'],
     ['external URL, trailing slash', '', { COUCHDB_URL: 'http://couch.example:5984/' }, 'http://couch.example:5984'],
-    ['external URL with a path and slashes', '', { COUCHDB_URL: 'https://db.example.com/couch//' }, 'https://db.example.com/couch'],
+    ['external URL with a trailing slash', '', { COUCHDB_URL: 'https://db.example.com/' }, 'https://db.example.com'],
     ['external URL from the file', 'couchdb:\n  url: https://file.example:6984/\n', {}, 'https://file.example:6984'],
     ['external URL wins over embedded settings', 'couchdb:\n  embedded:\n    port: 7000\n', { COUCHDB_URL: 'http://ext:5984' }, 'http://ext:5984'],
   ];
