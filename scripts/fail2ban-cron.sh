@@ -14,6 +14,9 @@
 #
 # crontab (as root, who can read and truncate the log):
 #   */5 * * * * /opt/couchlog/scripts/fail2ban-cron.sh
+# and turn off logrotate for the log (comment out /etc/logrotate.d/fail2ban):
+# this job keeps it small, and lines a rotation moves to fail2ban.log.1 are
+# never read by --truncate (docs/shipper.md).
 #
 # Settings (environment):
 #   COUCHLOG_URL       the ingress log database   (default http://127.0.0.1:8080/log_fail2ban)

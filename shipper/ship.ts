@@ -17,6 +17,7 @@ import { planPath, realFs, type PlannedRead } from './rotation.js';
 import { fingerprintAt, loadState, saveState, type PathState, type StreamState } from './state-file.js';
 import { StreamRun, type ShipCounts, type SourceSummary } from './stream-run.js';
 import { removeAckedPrefix, type TruncateMethod } from './truncate.js';
+import { LinePrefixDigest } from './prefix-digest.js';
 import { readGeneration, saveGeneration } from './truncate-generation.js';
 
 export type { ShipCounts, SourceSummary } from './stream-run.js';
@@ -93,11 +94,11 @@ export async function ship(o: ShipOptions): Promise<ShipResult> {
         final: true,
       }).run();
     } else if (o.stateFile) {
-      locks.push(acquireLock(`${o.stateFile}.lock`, o.stateFile));
+      locks.push(await acquireLock(`${o.stateFile}.lock`, o.stateFile));
       await shipWithState(o, client, rejects, counts, result);
     } else {
       for (const file of o.files) {
-        if (o.truncate) locks.push(acquireLock(`${file}.couchlog-ship.lock`, file));
+        if (o.truncate) locks.push(await acquireLock(`${file}.couchlog-ship.lock`, file));
         await shipFile(o, client, rejects, counts, result, file);
         if (result.error) break;
       }
@@ -108,7 +109,7 @@ export async function ship(o: ShipOptions): Promise<ShipResult> {
     result.rejectsWritten = rejects.count;
     rejects.close();
     await client.close();
-    for (const lock of locks) lock.release();
+    for (const lock of locks) await lock.release();
   }
   result.seconds = (Date.now() - started) / 1000;
   return result;
@@ -126,10 +127,11 @@ async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFi
   try {
     const size = (await fh.stat()).size;
     const generation = o.truncate ? readGeneration(path) : 0;
+    const read = new LinePrefixDigest();
     const summary = await new StreamRun(o, client, rejects, counts, result, {
       label: file,
       key: sourceKey(o.sourceId ?? path, generation),
-      chunks: fh.createReadStream({ start: 0, end: Math.max(0, size - 1), autoClose: false, highWaterMark: 256 * 1024 }),
+      chunks: read.tap(fh.createReadStream({ start: 0, end: Math.max(0, size - 1), autoClose: false, highWaterMark: 256 * 1024 })),
       empty: size === 0,
       from: 0,
       totalBytes: size,
@@ -140,7 +142,7 @@ async function shipFile(o: ShipOptions, client: IngressClient, rejects: RejectFi
     if (o.truncate && result.error === null) {
       if (!summary.allDone) throw new Error('internal: lines left unaccounted without an error');
       rejects.sync();
-      summary.source.truncated = await removeAckedPrefix(fh, summary.source.acked, o.truncate);
+      summary.source.truncated = await removeAckedPrefix(fh, summary.source.acked, o.truncate, read.digest());
       if (summary.source.acked > 0) saveGeneration(path, generation + 1);
       if (summary.source.truncated.fallbackReason && o.verbose) {
         o.report(`${file}: collapse-range not available (${summary.source.truncated.fallbackReason}): used copy-truncate, see docs/shipper.md`);

@@ -29,9 +29,15 @@
 // tail until the size is stable, truncate, append the tail back. A line
 // appended in the microseconds between the last size check and the
 // truncate is lost; one appended between the truncate and the write-back
-// lands before the tail (kept, out of order). docs/shipper.md says so.
+// lands before the tail (kept, out of order); a file whose size never
+// holds still (a writer busier than the copy) is left alone for the next
+// run. docs/shipper.md says so.
+//
+// Either way, nothing is changed unless the file still starts with the
+// bytes that were read and acknowledged (prefix-digest.ts).
 import { spawn } from 'node:child_process';
 import { open, statfs, type FileHandle } from 'node:fs/promises';
+import { startsWith, type PrefixDigest } from './prefix-digest.js';
 
 export type TruncateMethod = 'auto' | 'collapse' | 'copy';
 
@@ -45,22 +51,38 @@ export interface TruncateResult {
   fallbackReason?: string;
 }
 
-/** `fh` must be open read-write ('r+') on the file that was read. */
-export async function removeAckedPrefix(fh: FileHandle, acked: number, method: TruncateMethod): Promise<TruncateResult> {
+/**
+ * `fh` must be open read-write ('r+') on the file that was read; `read` is
+ * the digest of its first `acked` bytes as they were read.
+ */
+export async function removeAckedPrefix(fh: FileHandle, acked: number, method: TruncateMethod, read: PrefixDigest): Promise<TruncateResult> {
   if (acked <= 0) return { method: 'none', removed: 0, blanked: 0 };
-  if (method === 'copy') return copyTruncate(fh, acked);
+  if (read.length !== acked) throw new Error(`internal: ${acked} bytes acknowledged but ${read.length} read up to a line end; left alone`);
+  if (method === 'copy') return copyTruncate(fh, read);
   // Known not to collapse: say so before blanking anything.
   const unsupported = await collapseUnsupportedReason(fh);
   if (unsupported !== null) {
     if (method === 'collapse') throw new CollapseUnsupported(unsupported);
-    return { ...(await copyTruncate(fh, acked)), fallbackReason: unsupported };
+    return { ...(await copyTruncate(fh, read)), fallbackReason: unsupported };
   }
   try {
-    return await collapse(fh, acked);
+    return await collapse(fh, read);
   } catch (err) {
     if (method === 'collapse' || !(err instanceof CollapseUnsupported)) throw err;
-    return { ...(await copyTruncate(fh, acked)), fallbackReason: err.message };
+    return { ...(await copyTruncate(fh, read)), fallbackReason: err.message };
   }
+}
+
+export class FileChanged extends Error {}
+
+/** Refuses to touch a file that no longer starts with what was read and acknowledged. */
+async function checkUnchanged(fh: FileHandle, size: number, read: PrefixDigest): Promise<void> {
+  if (size < read.length)
+    throw new FileChanged(`the file is shorter (${size} bytes) than what was acknowledged (${read.length}): it was truncated by someone else; left alone`);
+  if (!(await startsWith(fh, read)))
+    throw new FileChanged(
+      `the file no longer starts with the ${read.length} bytes that were shipped: it was truncated or rewritten while it was read; left alone (its lines are read again next run)`,
+    );
 }
 
 export class CollapseUnsupported extends Error {}
@@ -81,10 +103,10 @@ async function collapseUnsupportedReason(fh: FileHandle): Promise<string | null>
   }
 }
 
-async function collapse(fh: FileHandle, acked: number): Promise<TruncateResult> {
+async function collapse(fh: FileHandle, read: PrefixDigest): Promise<TruncateResult> {
+  const acked = read.length;
   const st = await fh.stat();
-  if (st.size < acked)
-    throw new Error(`the file is shorter (${st.size} bytes) than what was acknowledged (${acked}): it was truncated by someone else; left alone`);
+  await checkUnchanged(fh, st.size, read);
   const block = st.blksize > 0 ? st.blksize : 4096;
   // Collapsing must leave at least one byte (the kernel refuses a range
   // that reaches the end of the file).
@@ -147,16 +169,21 @@ async function verifyHead(fh: FileHandle, blankLeft: number): Promise<void> {
   if (!ok) throw new Error('after collapsing, the file does not start where expected; check it');
 }
 
-async function copyTruncate(fh: FileHandle, acked: number): Promise<TruncateResult> {
-  let tail = Buffer.alloc(0);
-  for (let attempt = 0; attempt < 100; attempt++) {
+/** Reads of the tail before a file that keeps growing is left alone. */
+const COPY_ATTEMPTS = 100;
+
+async function copyTruncate(fh: FileHandle, read: PrefixDigest): Promise<TruncateResult> {
+  const acked = read.length;
+  let tail: Buffer | null = null;
+  for (let attempt = 0; attempt < COPY_ATTEMPTS && tail === null; attempt++) {
     const size = (await fh.stat()).size;
-    if (size < acked)
-      throw new Error(`the file is shorter (${size} bytes) than what was acknowledged (${acked}): it was truncated by someone else; left alone`);
-    tail = Buffer.alloc(size - acked);
-    if (tail.length > 0) await fh.read(tail, 0, tail.length, acked);
-    if ((await fh.stat()).size === size) break;
+    if (attempt === 0 || size < acked) await checkUnchanged(fh, size, read);
+    const copy = Buffer.alloc(size - acked);
+    if (copy.length > 0) await fh.read(copy, 0, copy.length, acked);
+    if ((await fh.stat()).size === size) tail = copy;
   }
+  // Truncating now would drop what was appended since the last read.
+  if (tail === null) throw new FileChanged(`the file kept growing while its tail was copied (${COPY_ATTEMPTS} reads): not truncated; the next run tries again`);
   await fh.truncate(0);
   if (tail.length > 0) {
     // O_APPEND, so a line the writer appends meanwhile is not overwritten.

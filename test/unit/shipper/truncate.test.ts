@@ -3,13 +3,17 @@
 // bytes after it are untouched; copy removes exactly the acknowledged
 // bytes; where the filesystem cannot collapse (tmpfs), auto falls back to
 // copy and says why, and collapse alone fails without changing the file.
+// Neither touches a file that no longer starts with what was read (it was
+// truncated and written again meanwhile), nor copy a file that never stops
+// growing.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeAckedPrefix, type TruncateMethod } from '../../../shipper/truncate.js';
+import { LinePrefixDigest, type PrefixDigest } from '../../../shipper/prefix-digest.js';
 
 /** Lines of 100 bytes (99 + "\n") numbered from 0. */
 function lines(from: number, count: number): string {
@@ -18,10 +22,26 @@ function lines(from: number, count: number): string {
   return s;
 }
 
-async function truncate(file: string, acked: number, method: TruncateMethod) {
+/** The digest a run takes of the complete lines it read, in chunks of `chunk` bytes. */
+async function digestOf(bytes: string, chunk = 7): Promise<PrefixDigest> {
+  const d = new LinePrefixDigest();
+  const buf = Buffer.from(bytes);
+  const parts = Array.from({ length: Math.ceil(buf.length / chunk) }, (_, i) => buf.subarray(i * chunk, (i + 1) * chunk));
+  for await (const _ of d.tap(
+    (async function* () {
+      yield* parts;
+    })(),
+  ));
+  return d.digest();
+}
+
+/** As a run does it: `read` is what the file held when it was read (default: what it holds now). */
+async function truncate(file: string, acked: number, method: TruncateMethod, read?: string, tamper?: (fh: FileHandle) => void) {
+  const digest = await digestOf((read ?? readFileSync(file, 'utf8')).slice(0, acked));
   const fh = await open(file, 'r+');
   try {
-    return await removeAckedPrefix(fh, acked, method);
+    tamper?.(fh);
+    return await removeAckedPrefix(fh, acked, method, digest);
   } finally {
     await fh.close();
   }
@@ -89,13 +109,62 @@ describe('collapse (ext4/XFS)', () => {
     withDir(tmpdir(), async (dir) => {
       const file = join(dir, 'log');
       writeFileSync(file, lines(0, 2));
-      await assert.rejects(truncate(file, 1000, 'collapse'), /truncated by someone else; left alone/);
+      await assert.rejects(truncate(file, 1000, 'collapse', lines(0, 10)), /truncated by someone else; left alone/);
       assert.equal(readFileSync(file, 'utf8'), lines(0, 2));
     }),
   );
 });
 
+describe('a file truncated and written again while it was read', () => {
+  for (const method of ['collapse', 'copy'] as const) {
+    test(
+      `${method}: left alone when it has grown past what was acknowledged with lines nobody read`,
+      withDir(tmpdir(), async (dir) => {
+        const file = join(dir, 'log');
+        const read = lines(0, 100);
+        // Truncated after the read (copytruncate, `: > log`), then 150 new lines written.
+        writeFileSync(file, lines(1000, 150));
+        await assert.rejects(truncate(file, 10_000, method, read), /no longer starts with the 10000 bytes that were shipped/);
+        assert.equal(readFileSync(file, 'utf8'), lines(1000, 150), 'every new line kept, byte for byte');
+      }),
+    );
+  }
+});
+
+describe('LinePrefixDigest', () => {
+  test('the digest of the complete lines, whatever the chunk sizes', async () => {
+    const text = lines(0, 3) + 'partial';
+    const whole = await digestOf(lines(0, 3), 1000);
+    for (const chunk of [1, 2, 99, 100, 101, 1000]) assert.deepEqual(await digestOf(text, chunk), whole, `chunks of ${chunk}`);
+    assert.equal(whole.length, 300);
+    assert.deepEqual(await digestOf('no newline'), await digestOf(''));
+    assert.equal((await digestOf('')).length, 0);
+  });
+});
+
 describe('copy', () => {
+  test(
+    'a file that keeps growing while its tail is copied is not truncated',
+    withDir(tmpdir(), async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 10) + lines(10, 5));
+      const original = readFileSync(file, 'utf8');
+      // A writer busier than the copy: a line lands between any two looks at the size.
+      const grow = (fh: FileHandle) => {
+        const stat = fh.stat.bind(fh);
+        fh.stat = (async (...args: Parameters<FileHandle['stat']>) => {
+          const st = await stat(...args);
+          appendFileSync(file, 'more\n');
+          return st;
+        }) as FileHandle['stat'];
+      };
+      await assert.rejects(truncate(file, 1000, 'copy', original, grow), /kept growing while its tail was copied .*not truncated/);
+      const after = readFileSync(file, 'utf8');
+      assert.ok(after.startsWith(original), 'nothing removed');
+      assert.equal(after.slice(original.length), 'more\n'.repeat((after.length - original.length) / 5), 'every appended line kept');
+    }),
+  );
+
   test(
     'exactly the acknowledged bytes go',
     withDir(tmpdir(), async (dir) => {
