@@ -109,6 +109,14 @@ const hec = z
     ack_max_channels: z.number().int().min(1).max(1_000_000).default(10_000),
     /** Acks kept per channel until queried (the oldest are forgotten beyond). */
     ack_max_pending_per_channel: z.number().int().min(1).max(1_000_000).default(10_000),
+    /**
+     * Acks kept per token over all its channels until queried (its oldest are
+     * forgotten beyond, counted in couchlog_ingress_hec_acks_forgotten_total):
+     * what bounds a token's ack memory (channels x per channel alone is 10^8).
+     */
+    ack_max_pending_per_token: z.number().int().min(1).max(10_000_000).default(100_000),
+    /** A channel neither sent on nor asked about for this long is forgotten with its acks (Splunk's idle cleanup). */
+    ack_channel_idle_ms: z.number().int().min(1000).max(86_400_000).default(600_000),
   })
   .strict()
   .default({});

@@ -48,7 +48,17 @@ type IdDoc = LogDoc & { _id: string };
 export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOptions): Promise<void> {
   const { ingress, tokens, registry, group, metrics } = opts;
   const rules: DocRules = { maxDepth: ingress.max_json_depth, maxDocs: ingress.max_docs_per_request };
-  const acks = new AckRegistry({ maxChannels: ingress.hec.ack_max_channels, maxPending: ingress.hec.ack_max_pending_per_channel });
+  const acks = new AckRegistry({
+    maxChannels: ingress.hec.ack_max_channels,
+    maxPending: ingress.hec.ack_max_pending_per_channel,
+    maxPendingPerToken: ingress.hec.ack_max_pending_per_token,
+    idleMs: ingress.hec.ack_channel_idle_ms,
+    now: () => performance.now(),
+    onForgotten: (reason, count) => metrics.hecAcksForgotten.inc({ reason }, count),
+  });
+  // Idle channels of tokens nobody uses any more are let go of too (the registry only sweeps a token when it is used).
+  const sweeper = setInterval(() => acks.sweep(), Math.min(60_000, ingress.hec.ack_channel_idle_ms)).unref();
+  app.addHook('onClose', async () => clearInterval(sweeper));
 
   app.decorateRequest('hecToken', null);
   app.decorateRequest('hecChannel', null);

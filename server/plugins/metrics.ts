@@ -70,6 +70,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly hecAcksForgotten = new Counter({
+    name: 'couchlog_ingress_hec_acks_forgotten_total',
+    help: 'HEC indexer acks forgotten before their client asked (it sends the events again), by reason: channel_limit, token_limit, channel_evicted, channel_idle',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'couchlog_ingress_' });
   }

@@ -387,7 +387,7 @@ describe('indexer acknowledgment', () => {
     assert.deepEqual(a.json, { text: 'Success', code: 0, ackId: 0 });
     assert.deepEqual(b.json, { text: 'Success', code: 0, ackId: 1 });
     const other = await hec(`/services/collector/raw?channel=${randomUUID()}`, 'four', auth(ACK));
-    assert.equal(other.json.ackId, 0, 'each channel counts on its own');
+    assert.equal(other.json.ackId, 2, "ids come from the token's one counter: never one another channel's client holds");
 
     const q = await hec('/services/collector/ack', JSON.stringify({ acks: [0, 1, 7] }), headers);
     assert.equal(q.status, 200);
@@ -398,6 +398,29 @@ describe('indexer acknowledgment', () => {
     assert.deepEqual([bad.status, bad.json.code], [400, 6]);
     const noChannel = await hec('/services/collector/ack', '{"acks":[0]}', auth(ACK));
     assert.deepEqual([noChannel.status, noChannel.json.code], [400, 10]);
+  });
+
+  test('a channel forgotten (least recently used) and used again gets new ids: its client polling the old ones gets false, not true for other requests', async () => {
+    await stack.restartIngress((c) => {
+      c.ingress.hec.ack_max_channels = 1;
+    });
+    try {
+      const [a, b] = [randomUUID(), randomUUID()];
+      const send = async (channel: string) =>
+        (await hec('/services/collector/event', '{"event":"x"}', { ...auth(ACK), 'x-splunk-request-channel': channel })).json.ackId as number;
+      const held = [await send(a), await send(a)];
+      await send(b); // a is forgotten, with both acks
+      const fresh = await send(a);
+      assert.ok(!held.includes(fresh), `a new id (${fresh}), not one of ${held.join(', ')}`);
+      const q = await hec('/services/collector/ack', JSON.stringify({ acks: [...held, fresh] }), { ...auth(ACK), 'x-splunk-request-channel': a });
+      assert.deepEqual(q.json, { acks: { [held[0]!]: false, [held[1]!]: false, [fresh]: true } });
+      const metrics = await http(`${stack.url}/_couchlog/metrics`);
+      assert.match(metrics.text, /couchlog_ingress_hec_acks_forgotten_total\{reason="channel_evicted"\} 3\b/, 'a: 2, then b: 1');
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.hec.ack_max_channels = 10_000;
+      });
+    }
   });
 });
 

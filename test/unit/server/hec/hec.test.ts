@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../../../lib/config/load.js';
 import { writeSecretsFile } from '../../../../lib/config/secrets.js';
 import { ConfigError } from '../../../../lib/errors.js';
-import { AckRegistry } from '../../../../server/hec/acks.js';
+import { AckRegistry, type AckOptions, type ForgottenReason } from '../../../../server/hec/acks.js';
 import { envelopeToDoc, hecTime, rawToDocs, splitEnvelopes } from '../../../../server/hec/envelope.js';
 import { HecError } from '../../../../server/hec/errors.js';
 import { presentedToken, tokenTable, TokenTable, type WriteToken } from '../../../../server/hec/tokens.js';
@@ -263,9 +263,25 @@ describe('tokens', () => {
   });
 });
 
+/** A registry on a clock the test moves, counting what it forgets by reason. */
+function ackRegistry(opts: Partial<Omit<AckOptions, 'now' | 'onForgotten'>> = {}) {
+  const clock = { ms: 0 };
+  const forgotten: Partial<Record<ForgottenReason, number>> = {};
+  const acks = new AckRegistry({
+    maxChannels: 10,
+    maxPending: 10,
+    maxPendingPerToken: 1000,
+    idleMs: 60_000,
+    ...opts,
+    now: () => clock.ms,
+    onForgotten: (reason, n) => (forgotten[reason] = (forgotten[reason] ?? 0) + n),
+  });
+  return { acks, clock, forgotten };
+}
+
 describe('AckRegistry', () => {
   test('per token and channel; true once; bounded', () => {
-    const acks = new AckRegistry({ maxChannels: 2, maxPending: 3 });
+    const { acks, forgotten } = ackRegistry({ maxChannels: 2, maxPending: 3 });
     assert.equal(acks.issue('t', 'c1'), 0);
     assert.equal(acks.issue('t', 'c1'), 1);
     assert.equal(acks.issue('u', 'c1'), 0, 'another token, another channel');
@@ -273,17 +289,73 @@ describe('AckRegistry', () => {
     assert.deepEqual(acks.query('t', 'c1', [0]), { '0': false });
     for (let i = 0; i < 5; i++) acks.issue('t', 'c1');
     assert.deepEqual(acks.query('t', 'c1', [2, 3, 4, 5, 6]), { '2': false, '3': false, '4': true, '5': true, '6': true }, 'oldest forgotten beyond maxPending');
+    assert.deepEqual(forgotten, { channel_limit: 2 });
     acks.issue('t', 'c2');
     acks.issue('t', 'c3');
     assert.equal(acks.channelCount, 3, "t's two most recent, and u's one");
     assert.deepEqual(acks.query('t', 'c1', [7]), { '7': false }, "t's least recently used channel forgotten");
   });
   test("one token's new channels never make another token's acks forgotten (found by a black-box test)", () => {
-    const acks = new AckRegistry({ maxChannels: 100, maxPending: 10 });
+    const { acks } = ackRegistry({ maxChannels: 100, maxPending: 10, maxPendingPerToken: 100_000 });
     const victim = acks.issue('lib', 'X');
     for (let i = 0; i < 10_001; i++) acks.issue('noisy', `c${i}`);
     assert.deepEqual(acks.query('lib', 'X', [victim]), { [victim]: true });
     assert.equal(acks.channelCount, 101, 'bounded per token');
+  });
+  test('a channel forgotten and used again never hands out an id its client may still hold (it answered true for other requests)', () => {
+    const { acks, forgotten } = ackRegistry({ maxChannels: 2 });
+    const held = [acks.issue('t', 'A'), acks.issue('t', 'A')];
+    acks.issue('t', 'B');
+    acks.issue('t', 'C'); // A, least recently used, is forgotten with both its acks
+    assert.deepEqual(forgotten, { channel_evicted: 2 });
+    const fresh = acks.issue('t', 'A');
+    assert.ok(!held.includes(fresh), `a new id (${fresh}), not one of ${held.join(', ')}`);
+    assert.deepEqual(acks.query('t', 'A', [...held, fresh]), { [held[0]!]: false, [held[1]!]: false, [fresh]: true });
+  });
+  test('ackIds only increase per token, whichever channel and however channels come and go', () => {
+    const { acks, clock } = ackRegistry({ maxChannels: 3, idleMs: 1000 });
+    const seen: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      clock.ms += i % 7 === 0 ? 5000 : 10; // now and then every channel goes idle
+      seen.push(acks.issue('t', `c${i % 5}`));
+    }
+    assert.deepEqual(
+      seen,
+      seen.map((_, i) => i),
+    );
+  });
+  test("a token's acks over all its channels are bounded: its oldest forgotten first, and counted", () => {
+    const { acks, forgotten } = ackRegistry({ maxChannels: 100, maxPending: 100, maxPendingPerToken: 5 });
+    const ids = Array.from({ length: 8 }, (_, i) => acks.issue('t', `c${i % 4}`));
+    assert.equal(acks.pendingCount, 5);
+    assert.deepEqual(forgotten, { token_limit: 3 });
+    assert.deepEqual(acks.query('t', 'c0', [ids[0]!, ids[4]!]), { [ids[0]!]: false, [ids[4]!]: true }, 'the oldest (0, 1, 2) went, 4 stayed');
+    assert.deepEqual(acks.query('t', 'c3', [ids[3]!, ids[7]!]), { [ids[3]!]: true, [ids[7]!]: true });
+    assert.equal(acks.pendingCount, 2);
+    acks.issue('u', 'c0');
+    assert.equal(acks.pendingCount, 3, "another token's acks are its own");
+  });
+  test('a channel neither sent on nor asked about for idleMs is forgotten with its acks; asking keeps it', () => {
+    const { acks, clock, forgotten } = ackRegistry({ idleMs: 60_000 });
+    const idle = acks.issue('t', 'idle');
+    const polled = acks.issue('t', 'polled');
+    clock.ms = 50_000;
+    assert.deepEqual(acks.query('t', 'polled', [999]), { '999': false }, 'asking about any id counts as use');
+    clock.ms = 60_001;
+    acks.sweep();
+    assert.equal(acks.channelCount, 1);
+    assert.deepEqual(forgotten, { channel_idle: 1 });
+    assert.deepEqual(acks.query('t', 'idle', [idle]), { [idle]: false }, 'expired: false, as a forgotten ack always is');
+    assert.deepEqual(acks.query('t', 'polled', [polled]), { [polled]: true });
+    assert.equal(acks.issue('t', 'idle') > polled, true, 'the expired channel used again goes on with new ids');
+  });
+  test('idle channels are also let go of when their token is used, without a sweep', () => {
+    const { acks, clock } = ackRegistry({ idleMs: 1000 });
+    acks.issue('t', 'old');
+    clock.ms = 1001;
+    acks.issue('t', 'new');
+    assert.equal(acks.channelCount, 1);
+    assert.equal(acks.pendingCount, 1);
   });
 });
 
