@@ -165,6 +165,32 @@ export function envelopeText(doc: Record<string, unknown>, app: string, m: Forwa
   return `${head}"event":${JSON.stringify(doc)}}`;
 }
 
+/**
+ * Where a page is cut into batches: [start, end) pairs of at most
+ * `maxEvents` events and `maxBytes` bytes of request body (UTF-8 bytes, as
+ * the target counts them: a string's length counts UTF-16 units, and a page
+ * of non-ASCII text went over the target's limit by up to three times).
+ * An event larger than `maxBytes` goes alone.
+ */
+export function batchBounds(envelopes: readonly string[], maxEvents: number, maxBytes: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let start = 0;
+  while (start < envelopes.length) {
+    let end = start;
+    let bytes = 0;
+    while (end < envelopes.length && end - start < maxEvents) {
+      // +1: the newline between envelopes in the body.
+      const size = Buffer.byteLength(envelopes[end]!) + 1;
+      if (end > start && bytes + size > maxBytes) break;
+      bytes += size;
+      end++;
+    }
+    out.push([start, end]);
+    start = end;
+  }
+  return out;
+}
+
 export class Forwarder {
   private readonly sender: HecSender;
   private readonly deadLetters: LineAppender;
@@ -428,16 +454,8 @@ export class Forwarder {
 
   /** Sends a page in batches (count and bytes); false if stopped before HEC took all of it. */
   private async deliver(envelopes: string[], docs: Array<Record<string, unknown>>): Promise<boolean> {
-    let start = 0;
-    while (start < envelopes.length) {
-      let end = start;
-      let bytes = 0;
-      while (end < envelopes.length && end - start < this.o.maxEvents && (end === start || bytes + envelopes[end]!.length + 1 <= this.o.maxBytes)) {
-        bytes += envelopes[end]!.length + 1;
-        end++;
-      }
+    for (const [start, end] of batchBounds(envelopes, this.o.maxEvents, this.o.maxBytes)) {
       if (!(await this.sendBatch(envelopes.slice(start, end), docs.slice(start, end)))) return false;
-      start = end;
     }
     return true;
   }

@@ -233,6 +233,7 @@ const forwarder = z
     sourcetype_field: z.string().min(1).nullable().default(null),
     host_field: z.string().min(1).nullable().default('host'),
     max_events: z.number().int().min(1).max(100_000).default(500),
+    /** Request body per batch, in UTF-8 bytes before gzip (an event larger goes alone). */
     max_bytes: z.number().int().min(1024).default(1_000_000),
     /** Pages being delivered at once; a crash may send these twice. */
     inflight: z.number().int().min(1).max(16).default(2),

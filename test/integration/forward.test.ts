@@ -25,7 +25,7 @@ let src: Stack;
 let dst: Stack;
 before(async () => {
   [src, dst] = await Promise.all([
-    startStack({ yaml: { apps: { src: {}, src2: {}, src3: {}, src4: {}, src5: {}, src6: {}, src7: {}, src8: {}, src9: {} } } }),
+    startStack({ yaml: { apps: { src: {}, src2: {}, src3: {}, src4: {}, src5: {}, src6: {}, src7: {}, src8: {}, src9: {}, src10: {} } } }),
     startStack({
       yaml: {
         apps: {
@@ -37,12 +37,14 @@ before(async () => {
           dst6: {},
           dst8: {},
           dst9: {},
+          dst10: {},
           acked: { tokens: [{ name: 'acked', secret: ACK_TOKEN, ack: true }] },
         },
       },
     }),
   ]);
-  for (const app of ['dst2', 'dst3', 'dst4', 'dst5', 'dst6', 'dst8', 'dst9']) dst.config.apps[app]!.tokens.push({ name: 'siem', secret: TOKEN, ack: false });
+  for (const app of ['dst2', 'dst3', 'dst4', 'dst5', 'dst6', 'dst8', 'dst9', 'dst10'])
+    dst.config.apps[app]!.tokens.push({ name: 'siem', secret: TOKEN, ack: false });
   await dst.restartIngress();
 });
 after(async () => {
@@ -389,6 +391,39 @@ describe('couchlog forward into a HEC endpoint', () => {
     assert.equal(f.status.forwarded, 59);
     const metrics = await http(`${dst.url}/_couchlog/metrics`);
     assert.match(metrics.text, /route="hec_ack",method="POST",status="200"/);
+  });
+
+  test('batches are cut by bytes: non-ASCII documents never go over the target body limit (no 413)', async () => {
+    // 'é€😀' is 4 UTF-16 units and 9 bytes: counted by string length, batches were about twice max_bytes.
+    await post(
+      'src10',
+      Array.from({ length: 30 }, (_, n) => ({ n, msg: 'é€😀'.repeat(100) })),
+    );
+    await dst.restartIngress((c) => {
+      c.ingress.body_limit_bytes = 4096;
+    });
+    try {
+      const f = new Forwarder(
+        options('src10', 'dst10', {
+          maxBytes: 4096,
+          hec: { url: dst.url, token: TOKEN, gzip: false, verifyTls: true, timeoutMs: 5000, ack: 'auto', ackTimeoutMs: 10_000, ackPollMs: 50 },
+        }),
+      );
+      f.start();
+      try {
+        await until('30 documents in log_dst10', async () => (await countDocs(dst, 'log_dst10')) === 30);
+      } finally {
+        await f.stop();
+      }
+      assert.equal(f.status.deadLettered, 0);
+      const metrics = await http(`${dst.url}/_couchlog/metrics`);
+      assert.match(metrics.text, /route="hec_event",method="POST",status="200"/);
+      assert.doesNotMatch(metrics.text, /route="hec_event",method="POST",status="413"/, 'no batch over the limit');
+    } finally {
+      await dst.restartIngress((c) => {
+        c.ingress.body_limit_bytes = 8 * 1024 * 1024;
+      });
+    }
   });
 });
 

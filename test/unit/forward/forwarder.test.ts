@@ -2,7 +2,8 @@
 // above a size (documents of several MB each) is read in smaller pages, so
 // forwarding gets past them; a dead-letter file that cannot be written is
 // retried, loudly, without ending the process or moving the checkpoint; a
-// target that never answers does not hold stop() beyond its grace.
+// target that never answers does not hold stop() beyond its grace; batches
+// are cut by UTF-8 bytes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -11,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Forwarder, readCheckpoint, type ForwarderOptions } from '../../../forward/forwarder.js';
+import { batchBounds, Forwarder, readCheckpoint, type ForwarderOptions } from '../../../forward/forwarder.js';
 import { OperationError } from '../../../lib/errors.js';
 import { startBigDocChanges, type BigDocChanges } from '../../helpers/big-doc-changes.js';
 import { createLogger } from '../../../lib/logger.js';
@@ -154,4 +155,30 @@ test('a checkpoint file that is empty or not a checkpoint (a power cut) is a cle
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('batches are cut by UTF-8 bytes, not string length (non-ASCII pages went over the target limit)', () => {
+  const envelopes = Array.from({ length: 40 }, (_, i) => JSON.stringify({ event: { n: i, msg: 'é€😀'.repeat(30 + i) } }));
+  const bytes = (e: string) => Buffer.byteLength(e) + 1;
+  assert.ok(bytes(envelopes[0]!) > 2 * (envelopes[0]!.length + 1), 'premise: several bytes per character');
+  const maxBytes = 2000;
+  const bounds = batchBounds(envelopes, 100, maxBytes);
+  assert.deepEqual(
+    bounds.flatMap(([from, to]) => Array.from({ length: to - from }, (_, i) => from + i)),
+    envelopes.map((_, i) => i),
+    'every event once, in order',
+  );
+  for (const [from, to] of bounds) {
+    const size = envelopes.slice(from, to).reduce((sum, e) => sum + bytes(e), 0);
+    assert.ok(size <= maxBytes || to - from === 1, `batch [${from}, ${to}) is ${size} bytes`);
+    if (to < envelopes.length) assert.ok(size + bytes(envelopes[to]!) > maxBytes, `batch [${from}, ${to}) could have taken one more`);
+  }
+  assert.deepEqual(batchBounds(['x'.repeat(5000), 'y'], 100, 1000), [
+    [0, 1],
+    [1, 2],
+  ]);
+  assert.deepEqual(batchBounds(['a', 'b', 'c'], 2, 1000), [
+    [0, 2],
+    [2, 3],
+  ]);
 });
