@@ -8,7 +8,7 @@
 // does: events carry their `_id`, so a repeat into couchlog is stored once.)
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { inHalves, RetrySchedule } from '../lib/retry.js';
+import { RetrySchedule } from '../lib/retry.js';
 import type { Logger } from '../lib/logger.js';
 import { HecSender, RefusedError, RetryableSendError, type HecSenderOptions } from '../lib/hec/hec-sender.js';
 import { LineAppender } from '../lib/line-appender.js';
@@ -189,6 +189,36 @@ export function batchBounds(envelopes: readonly string[], maxEvents: number, max
     start = end;
   }
   return out;
+}
+
+/**
+ * How a batch of `length` events (more than one) that HEC refused for its
+ * data is sent again: [from, to) parts, in order. With a usable
+ * `invalid-event-number` N: the events before it, N alone (dead-lettered if
+ * refused again), and the events after it; else in halves.
+ *
+ * What must stay true: nothing is taken as delivered on a refusal, so the
+ * events before N are sent again. Splunk is reported to index them before
+ * it stops at N (docs/forwarding.md, "Refused events"), but couchlog's own
+ * HEC stores nothing of a refused request: skipping them would lose them
+ * there. Cutting at N sends each of them again once; halving sent some of
+ * them several times, since every refused half was indexed up to its bad
+ * event again.
+ */
+export function refusedParts(length: number, eventNumber: number | null): Array<[number, number]> {
+  if (eventNumber !== null && Number.isInteger(eventNumber) && eventNumber >= 0 && eventNumber < length) {
+    const parts: Array<[number, number]> = [
+      [0, eventNumber],
+      [eventNumber, eventNumber + 1],
+      [eventNumber + 1, length],
+    ];
+    return parts.filter(([from, to]) => to > from);
+  }
+  const half = Math.ceil(length / 2);
+  return [
+    [0, half],
+    [half, length],
+  ];
 }
 
 export class Forwarder {
@@ -460,7 +490,7 @@ export class Forwarder {
     return true;
   }
 
-  /** Retries what can succeed later; narrows refused batches down by halving to the events HEC refuses. */
+  /** Retries what can succeed later; narrows refused batches down to the events HEC refuses (see refusedParts). */
   private async sendBatch(envelopes: string[], docs: Array<Record<string, unknown>>): Promise<boolean> {
     const retry = new RetrySchedule(this.o.backoff);
     for (;;) {
@@ -474,14 +504,10 @@ export class Forwarder {
           if (envelopes.length === 1) {
             return this.deadLetter(docs[0]!, envelopes[0]!, err.message);
           }
-          return inHalves(
-            envelopes.map((_, i) => i),
-            (part) =>
-              this.sendBatch(
-                part.map((i) => envelopes[i]!),
-                part.map((i) => docs[i]!),
-              ),
-          );
+          for (const [from, to] of refusedParts(envelopes.length, err.eventNumber)) {
+            if (!(await this.sendBatch(envelopes.slice(from, to), docs.slice(from, to)))) return false;
+          }
+          return true;
         }
         // Cut short by stop(): no failure, the page is sent again on the next start.
         if (!this.running) return false;

@@ -3,7 +3,7 @@
 // forwarding gets past them; a dead-letter file that cannot be written is
 // retried, loudly, without ending the process or moving the checkpoint; a
 // target that never answers does not hold stop() beyond its grace; batches
-// are cut by UTF-8 bytes.
+// are cut by UTF-8 bytes; a refused batch is cut at HEC's invalid-event-number.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -12,14 +12,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { batchBounds, Forwarder, readCheckpoint, type ForwarderOptions } from '../../../forward/forwarder.js';
+import { batchBounds, Forwarder, readCheckpoint, refusedParts, type ForwarderOptions } from '../../../forward/forwarder.js';
 import { OperationError } from '../../../lib/errors.js';
 import { startBigDocChanges, type BigDocChanges } from '../../helpers/big-doc-changes.js';
 import { createLogger } from '../../../lib/logger.js';
 
 const TOTAL = 60;
-let hecMode: 'ok' | 'refuse' | 'hang' = 'ok';
+let hecMode: 'ok' | 'refuse' | 'hang' | 'splunk' = 'ok';
 const received: number[] = [];
+/** In 'splunk' mode: events refused as invalid data (by `n`); those before one in a request are indexed anyway, as Splunk is reported to do. */
+const badEvents = new Set<number>();
 let couch: BigDocChanges;
 let hec: Server;
 let dir: string;
@@ -44,7 +46,16 @@ before(async () => {
         res.statusCode = 400;
         return res.end('{"text":"Invalid data format","code":6,"invalid-event-number":0}');
       }
-      for (const line of body.split('\n')) if (line) received.push((JSON.parse(line) as { event: { n: number } }).event.n);
+      const events = body
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => (JSON.parse(line) as { event: { n: number } }).event.n);
+      const bad = hecMode === 'splunk' ? events.findIndex((n) => badEvents.has(n)) : -1;
+      received.push(...(bad === -1 ? events : events.slice(0, bad)));
+      if (bad !== -1) {
+        res.statusCode = 400;
+        return res.end(`{"text":"Invalid data format","code":6,"invalid-event-number":${bad}}`);
+      }
       res.end('{"text":"Success","code":0}');
     });
   });
@@ -181,4 +192,63 @@ test('batches are cut by UTF-8 bytes, not string length (non-ASCII pages went ov
     [0, 2],
     [2, 3],
   ]);
+});
+
+test('a refused batch is sent again cut at its invalid-event-number (before, the event alone, after), else in halves', () => {
+  assert.deepEqual(refusedParts(10, 4), [
+    [0, 4],
+    [4, 5],
+    [5, 10],
+  ]);
+  assert.deepEqual(refusedParts(10, 0), [
+    [0, 1],
+    [1, 10],
+  ]);
+  assert.deepEqual(refusedParts(10, 9), [
+    [0, 9],
+    [9, 10],
+  ]);
+  for (const n of [null, -1, 10, 2.5, NaN])
+    assert.deepEqual(refusedParts(10, n), [
+      [0, 5],
+      [5, 10],
+    ]);
+});
+
+test('a target that indexes the events before the invalid one (Splunk): every good event arrives, the bad ones are set aside, none arrives more than twice', async () => {
+  hecMode = 'splunk';
+  received.length = 0;
+  badEvents.clear();
+  for (const n of [7, 20, 21, 60]) badEvents.add(n);
+  const f = new Forwarder(options('splunk'));
+  f.start();
+  try {
+    await until('the bad events set aside', () => f.status.deadLettered === badEvents.size);
+    await until('caught up', () => f.status.caughtUpAt !== null);
+  } finally {
+    await f.stop();
+  }
+  const good = Array.from({ length: TOTAL }, (_, i) => i + 1).filter((n) => !badEvents.has(n));
+  assert.deepEqual(
+    [...new Set(received)].sort((a, b) => a - b),
+    good,
+    'every good event indexed, no bad one',
+  );
+  assert.equal(f.status.forwarded, good.length);
+  const times = new Map<number, number>();
+  for (const n of received) times.set(n, (times.get(n) ?? 0) + 1);
+  // Batches of 16: 1-16 (7 bad: 1-6 sent again), 17-32 (20 bad: 17-19 again; then 21 bad at the head of 21-32), 49-60 (60 bad: 49-59 again).
+  assert.deepEqual(
+    [...times].filter(([, k]) => k > 1).map(([n]) => n),
+    [1, 2, 3, 4, 5, 6, 17, 18, 19, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59],
+    'each event before a bad one is sent once more (halving sent some of them three or four times)',
+  );
+  assert.ok(Math.max(...times.values()) <= 2);
+  const lines = readFileSync(join(dir, 'splunk.dead-letter.ndjson'), 'utf8').trim().split('\n');
+  assert.deepEqual(
+    lines.map((l) => (JSON.parse(l) as { envelope: { event: { n: number } } }).envelope.event.n),
+    [...badEvents],
+  );
+  badEvents.clear();
+  hecMode = 'ok';
 });
