@@ -123,8 +123,16 @@ const DOCUMENT_CODES = new Set<string>([
   'INGRESS_DOC_DELETED',
   'INGRESS_DOC_ATTACHMENTS',
   'COUCHDB_BAD_REQUEST',
-  'COUCHDB_FORBIDDEN',
 ] satisfies ErrorCode[]);
+
+/**
+ * A document refused for who sent it, not for what it is: the log
+ * databases' validate_doc_update (design-docs/append-only.ts) refuses every
+ * document of an account without the log_writer role alike. (CouchDB
+ * refusing the whole request, COUCHDB_FORBIDDEN, is the same: the account
+ * is not a member of the database.)
+ */
+const ACCOUNT_REFUSAL = /only users with the log_writer role/;
 
 /** Whether a 400 or 403 blames a document (refused) or the request (fatal). Without a code (not couchlog's ingress), a 400 is taken as a document's, a 403 as the account's. */
 function blamesADocument(status: number, body: unknown): boolean {
@@ -138,7 +146,10 @@ export function classify(status: number, text: string, retryAfter: number | null
   const reason = describe(status, body);
   if (status === 201 || status === 202) {
     if (!Array.isArray(body)) return { kind: 'retry', reason: 'the ingress gave an unexpected answer', retryAfterMs: null };
-    return { kind: 'results', results: matchResults(body as Array<Record<string, unknown>>, ids) };
+    const results = matchResults(body as Array<Record<string, unknown>>, ids);
+    const account = results.find((r) => r.kind === 'rejected' && ACCOUNT_REFUSAL.test(r.reason));
+    if (account?.kind === 'rejected') return { kind: 'fatal', reason: `CouchDB refused the account, not a line: ${account.error}: ${account.reason}` };
+    return { kind: 'results', results };
   }
   if (status === 429 || status >= 500) return { kind: 'retry', reason, retryAfterMs: retryAfter };
   // Too large: halving makes it fit, or finds the one line that cannot.

@@ -69,6 +69,12 @@ interface Unit {
 }
 
 const SHOWN_CHARS = 200;
+/**
+ * Lines longer than this are set aside unread (line-reader.ts): no document
+ * that large can be stored (the ingress's default body limit is 8 MiB,
+ * CouchDB's max_document_size 8,000,000 bytes).
+ */
+const MAX_LINE_BYTES = 8 * 1024 * 1024;
 
 export class StreamRun {
   private readonly tracker: AckTracker;
@@ -109,7 +115,7 @@ export class StreamRun {
     const update = () => progress.update({ lines: this.counts.lines, bytes: this.counts.bytes, docs: this.counts.stored + this.counts.existing });
     try {
       if (!this.spec.empty) {
-        for await (const lines of readLines(this.spec.chunks, this.spec.from, this.spec.includeUnterminated)) {
+        for await (const lines of readLines(this.spec.chunks, this.spec.from, this.spec.includeUnterminated, MAX_LINE_BYTES)) {
           this.lines(lines);
           if (this.strictFailure) break;
           await this.send(false);
@@ -142,7 +148,13 @@ export class StreamRun {
       this.counts.lines++;
       this.counts.bytes += l.end - l.offset;
       this.lineNo++;
-      if (isBlank(l.text)) {
+      if (l.tooLong) {
+        this.setAside(
+          { idx, offset: l.offset, text: l.text, lineNo: this.lineNo },
+          `a line of ${l.end - l.offset} bytes, over the limit of ${MAX_LINE_BYTES} (no document that large can be stored); its first ${l.text.length} characters are kept here`,
+        );
+        if (this.strictFailure) return;
+      } else if (isBlank(l.text)) {
         this.counts.blank++;
         this.tracker.markDone(idx);
       } else if (this.o.grep.length > 0 && !this.o.grep.every((re) => re.test(l.text))) {
@@ -184,17 +196,20 @@ export class StreamRun {
         );
         add({ id, json: withId(json, id), unit: { indexes: metas.map((m) => m.idx), metas } });
       },
-      mismatch: (meta, reason) => {
-        this.counts.unmatched++;
-        if (this.o.strict) {
-          this.strictFailure ??= new OperationError(printable(`${this.where(meta)}: ${reason} (--strict): ${meta.text.slice(0, SHOWN_CHARS)}`));
-          return;
-        }
-        this.reject([meta], reason);
-        this.tell(`${this.where(meta)}: ${reason}: ${meta.text.slice(0, SHOWN_CHARS)}`);
-        this.tracker.markDone(meta.idx);
-      },
+      mismatch: (meta, reason) => this.setAside(meta, reason),
     };
+  }
+
+  /** A line that cannot become a document: to the reject file (or, with --strict, the run fails). */
+  private setAside(meta: LineMeta, reason: string): void {
+    this.counts.unmatched++;
+    if (this.o.strict) {
+      this.strictFailure ??= new OperationError(printable(`${this.where(meta)}: ${reason} (--strict): ${meta.text.slice(0, SHOWN_CHARS)}`));
+      return;
+    }
+    this.reject([meta], reason);
+    this.tell(`${this.where(meta)}: ${reason}: ${meta.text.slice(0, SHOWN_CHARS)}`);
+    this.tracker.markDone(meta.idx);
   }
 
   private onOutcome(doc: OutDoc<Unit>, outcome: Outcome): void {

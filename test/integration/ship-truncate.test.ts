@@ -174,6 +174,30 @@ describe('--truncate', () => {
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
   });
 
+  test('a line of 9 MiB (no document that large can be stored) is set aside with its beginning; the lines around it are stored and truncated', async () => {
+    const file = join(dir, 'long-line.log');
+    const rejectFile = join(dir, 'rejects-long.ndjson');
+    writeFileSync(file, `{"longline":1}\n{"big":"${'x'.repeat(9 * 1024 * 1024)}"}\n{"longline":2}\n`);
+    const r = await ship(['--url', `${stack.url}/log_rejects`, '--truncate', '--reject-file', rejectFile, file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      (await allDocs(stack, 'log_rejects'))
+        .map((d) => d.longline)
+        .filter((n) => n !== undefined)
+        .sort(),
+      [1, 2],
+    );
+    const [entry, ...more] = readFileSync(rejectFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(more, []);
+    assert.equal(entry.line, 2);
+    assert.match(entry.reason, /a line of 9437195 bytes, over the limit of 8388608/);
+    assert.ok(entry.text.startsWith('{"big":"xxx') && entry.text.length === 4096, 'its beginning, not 9 MiB');
+    assert.deepEqual(contentLines(readFileSync(file, 'utf8')), []);
+  });
+
   test('a reject file that cannot be written: the run fails, the line stays in the log, and nothing claims it was written', async () => {
     const file = join(dir, 'unwritable.log');
     writeFileSync(file, '{"ok":1}\nnot json\n{"ok":2}\n');

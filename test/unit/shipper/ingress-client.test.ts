@@ -45,14 +45,7 @@ describe('ingress answers', () => {
     assert.equal(classify(503, '{"error":"service_unavailable"}', 5000, ids).kind, 'retry');
     assert.equal(classify(502, '<html>bad gateway</html>', null, ids).kind, 'retry');
     // A document's fault: refused (the batch is halved to find it).
-    for (const code of [
-      'INGRESS_RESERVED_ID',
-      'INGRESS_DOC_HAS_REV',
-      'INGRESS_SPECIAL_FIELD',
-      'INGRESS_TOO_DEEP',
-      'INGRESS_UNSAFE_NUMBER',
-      'COUCHDB_FORBIDDEN',
-    ]) {
+    for (const code of ['INGRESS_RESERVED_ID', 'INGRESS_DOC_HAS_REV', 'INGRESS_SPECIAL_FIELD', 'INGRESS_TOO_DEEP', 'INGRESS_UNSAFE_NUMBER']) {
       const status = ['INGRESS_SPECIAL_FIELD', 'INGRESS_TOO_DEEP', 'INGRESS_UNSAFE_NUMBER'].includes(code) ? 400 : 403;
       assert.equal(classify(status, JSON.stringify({ error: 'forbidden', reason: 'x', code }), null, ids).kind, 'refused', code);
     }
@@ -67,6 +60,7 @@ describe('ingress answers', () => {
       'AUTH_ADMIN_ONLY',
       'INGRESS_NEW_EDITS',
       'INGRESS_BAD_BULK',
+      'COUCHDB_FORBIDDEN',
     ]) {
       const status = code === 'INGRESS_BAD_BULK' ? 400 : 403;
       const answer = classify(status, JSON.stringify({ error: 'forbidden', reason: 'x', code }), null, ids);
@@ -80,6 +74,24 @@ describe('ingress answers', () => {
     );
     assert.match((classify(404, '{"error":"not_found","reason":"unknown app"}', null, ids) as { reason: string }).reason, /no such log database/);
     assert.equal(classify(201, 'not json', null, ids).kind, 'retry');
+  });
+
+  test("a document refused for the account (validate_doc_update's role check) fails the run; one refused for itself is rejected", () => {
+    const two = ['id-a', 'id-b'];
+    const role = { id: 'id-b', error: 'forbidden', reason: 'only users with the log_writer role may add log documents' };
+    const answer = classify(201, JSON.stringify([{ id: 'id-a', ok: true, rev: '1-x' }, role]), null, two);
+    assert.equal(answer.kind, 'fatal');
+    assert.match((answer as { reason: string }).reason, /CouchDB refused the account, not a line: forbidden: only users with the log_writer role/);
+    const own = classify(
+      201,
+      JSON.stringify([
+        { id: 'id-a', ok: true, rev: '1-x' },
+        { id: 'id-b', error: 'forbidden', reason: 'only admins may write design documents' },
+      ]),
+      null,
+      two,
+    );
+    assert.equal(own.kind, 'results');
   });
 });
 
