@@ -3,7 +3,7 @@
 // when couchlog runs as root (clickhouse.embedded.install), otherwise off
 // with a clear message: the correlator then runs without its ClickHouse sink.
 import { spawnSync } from 'node:child_process';
-import type { Config } from '../lib/config/load.js';
+import { clickhouseInUse, type Config } from '../lib/config/load.js';
 import { EmbeddedClickhouse, findClickhouseServer } from '../embedded/clickhouse-server.js';
 import type { Logger } from '../lib/logger.js';
 
@@ -31,6 +31,7 @@ function install(logger: Logger): boolean {
 export async function startEmbeddedClickhouse(config: Config, logger: Logger): Promise<EmbeddedClickhouseResult> {
   const ch = config.clickhouse;
   if (!ch.enabled) return { server: null, reason: 'clickhouse.enabled is false' };
+  if (!clickhouseInUse(config)) return { server: null, reason: null };
   if (ch.url !== null) return { server: null, reason: null };
   let binary = findClickhouseServer();
   if (!binary && ch.embedded.install && process.getuid?.() === 0 && install(logger)) binary = findClickhouseServer();

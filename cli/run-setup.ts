@@ -2,7 +2,7 @@
 // needs. Every step checks before it writes, so a second run changes nothing
 // and reports no change.
 import { adminClient } from '../lib/couch/admin-client.js';
-import { clickhouseUrl, couchUrl, requirePassword, type Config } from '../lib/config/load.js';
+import { clickhouseInUse, clickhouseUrl, couchUrl, requirePassword, type Config } from '../lib/config/load.js';
 import { connect } from '../correlator/sinks/clickhouse/clickhouse-delivery.js';
 import { OperationError } from '../lib/errors.js';
 import { ensureClickhouse } from '../correlator/sinks/clickhouse/ensure-table.js';
@@ -137,7 +137,7 @@ export async function runSetup(config: Config): Promise<SetupReport> {
 
   const notes: string[] = [];
   const unfinished: string[] = [];
-  if (config.clickhouse.enabled) {
+  if (clickhouseInUse(config)) {
     const url = clickhouseUrl(config);
     const client = connect({
       url,

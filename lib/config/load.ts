@@ -145,9 +145,18 @@ function fillSigningKey(config: Config, env: Env): void {
   sink.signing_key ??= env[SIGNING_KEY_NAME] || readSecretsFile(config.data_dir)[SIGNING_KEY_NAME] || null;
 }
 
+/**
+ * ClickHouse is set up, run and given a password only when the correlator
+ * writes to it: with its ClickHouse output off, setup probing a server
+ * nobody uses printed a misleading note on every run.
+ */
+export function clickhouseInUse(config: Config): boolean {
+  return config.clickhouse.enabled && config.correlator.outputs.clickhouse.enabled;
+}
+
 /** The embedded ClickHouse is run with a password (made once, like the accounts'): any local user could read and write it otherwise. */
 function embeddedClickhouseNeedsPassword(config: Config): boolean {
-  return config.clickhouse.enabled && config.clickhouse.url === null;
+  return clickhouseInUse(config) && config.clickhouse.url === null;
 }
 
 function fillClickhousePassword(config: Config): void {

@@ -113,6 +113,9 @@ export class BulkWriter {
     if (status >= 500) {
       return unavailable('COUCHDB_ERROR', `CouchDB failed: ${b.reason ?? status}`, this.retryAfterS);
     }
+    // CouchDB names only the document's id for this one.
+    if (status === 413 && b.error === 'document_too_large')
+      return couchdbRefusal(status, `document ${b.reason ?? ''} is larger than CouchDB's max_document_size`);
     return couchdbRefusal(status, b.reason ?? `CouchDB answered ${status}`);
   }
 }

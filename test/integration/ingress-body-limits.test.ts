@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { startStack, http, JSON_TYPE, freePort, type Stack, storedStatus } from '../helpers/stack.js';
 import { buildApp } from '../../server/app.js';
+import { adminClient } from '../../lib/couch/admin-client.js';
 
 let stack: Stack;
 before(async () => {
@@ -138,6 +139,19 @@ describe('requests the HTTP parser refuses', () => {
   }
   test('the ingress still answers afterwards', async () => {
     assert.equal(storedStatus((await http(`${stack.url}/log_appname`, { method: 'POST', headers: JSON_TYPE, body: '{}' })).status), 201);
+  });
+});
+
+describe("CouchDB's own size limit", () => {
+  test("a document under the ingress's limit but over CouchDB 3's max_document_size: 413 saying so, naming it", async (t) => {
+    if ((await adminClient(stack.config).serverInfo()).flavor !== 'couchdb') return t.skip('PouchDB Server has no max_document_size');
+    const res = await http(`${stack.url}/log_appname`, {
+      method: 'POST',
+      headers: JSON_TYPE,
+      body: JSON.stringify({ _id: 'big-one', a: 'x'.repeat(8_100_000) }),
+    });
+    assert.equal(res.status, 413, res.text.slice(0, 200));
+    assert.deepEqual(res.json, { error: 'too_large', reason: "document big-one is larger than CouchDB's max_document_size", code: 'COUCHDB_TOO_LARGE' });
   });
 });
 

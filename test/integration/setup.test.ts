@@ -111,3 +111,28 @@ test('an external ClickHouse that does not answer leaves setup unfinished (couch
   assert.deepEqual(embedded.unfinished, []);
   assert.equal(embedded.notes.length, 1);
 });
+
+test("with the correlator's ClickHouse output off, setup leaves ClickHouse alone: no probe, no note", async () => {
+  const closed = `http://127.0.0.1:${await freePort()}`;
+  const config = structuredClone(stack.config);
+  config.clickhouse = { ...config.clickhouse, enabled: true, url: closed };
+  config.correlator.outputs.clickhouse.enabled = false;
+  const report = await runSetup(config);
+  assert.deepEqual([report.unfinished, report.notes], [[], []]);
+});
+
+test('a server that is not CouchDB is named as such, not blamed on the admin password; a wrong password is', async () => {
+  const { createServer } = await import('node:http');
+  const other = createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/plain' }).end('not here'));
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  try {
+    const url = `http://127.0.0.1:${(other.address() as { port: number }).port}`;
+    await assert.rejects(runSetup({ ...stack.config, couchdb: { ...stack.config.couchdb, url } }), /is not a CouchDB server \(GET \/ did not answer/);
+  } finally {
+    other.close();
+  }
+  const wrong = structuredClone(stack.config);
+  wrong.couchdb.url = stack.couchUrl;
+  wrong.couchdb.admin.password = 'not-the-admin-password';
+  await assert.rejects(runSetup(wrong), /the admin credentials for user "\w+" are rejected by/);
+});
