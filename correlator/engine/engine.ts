@@ -76,13 +76,17 @@ class Conn {
   /** Earliest event admitted out of order and not yet re-run. */
   dirtyFrom: InputEvent | null = null;
   /**
-   * The lateness horizon when its first out-of-order event came (Infinity:
-   * none pending). A connection held undecided (drain(now, false)) while the
-   * feeds move on must be decided as exactly as when its events arrived:
-   * judged by the horizon at its decision, an event within the horizon on
-   * arrival would go without its lookup once a backlog spanning more than
-   * allowed_lateness has been read meanwhile.
+   * The earliest of the out-of-order events not yet re-run that were within
+   * the lateness horizon when they came, and the earliest horizon any of
+   * them came under (Infinity: none). Whether its connection is looked up
+   * is judged by them, not by the horizon at its decision nor by dirtyFrom:
+   * a connection held undecided (drain(now, false)) while the feeds move on
+   * must be decided as exactly as when its events arrived (else an event
+   * within the horizon on arrival went without its lookup once a backlog
+   * spanning more than allowed_lateness had been read meanwhile, or once a
+   * too-late event of the same connection came before it).
    */
+  dirtyExact: InputEvent | null = null;
   dirtyHorizon = Infinity;
   awaitingLookup = false;
   /** The deadline queued for it in the engine's heap (NaN: none). */
@@ -695,7 +699,11 @@ export class CorrelationEngine {
       this.queueDeadline(conn);
     } else {
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
-      conn.dirtyHorizon = Math.min(conn.dirtyHorizon, this.horizon());
+      const horizon = this.horizon();
+      if (ev.time >= horizon) {
+        if (conn.dirtyExact === null || eventBefore(ev, conn.dirtyExact)) conn.dirtyExact = ev;
+        if (horizon < conn.dirtyHorizon) conn.dirtyHorizon = horizon;
+      }
       this.dirty.add(conn);
     }
     this.evictIfFull(conn);
@@ -759,7 +767,10 @@ export class CorrelationEngine {
     let start = first === null ? events.length : segmentStart(events, events.indexOf(first), this.gap);
     const horizon = Math.min(this.horizon(), conn.dirtyHorizon);
     let from = horizon - this.gap - this.cfg.reorderSlackMs;
-    let lookup = first !== null && events[start]!.time - this.gap < conn.completeFrom && conn.completeFrom > from && first.time >= horizon;
+    // From the earliest event that was within the horizon on arrival (or the next one, if it was withdrawn since).
+    const exact = conn.dirtyExact;
+    const xi = exact === null ? -1 : events.findIndex((e) => !eventBefore(e, exact));
+    let lookup = xi >= 0 && events[segmentStart(events, xi, this.gap)]!.time - this.gap < conn.completeFrom && conn.completeFrom > from;
     const asking: string[] = [];
     if (ch !== null) {
       // The segment of each withdrawn or replacing event, whatever its age: a withdrawal can split it.
@@ -837,6 +848,7 @@ export class CorrelationEngine {
     conn.sim.expire(this.releasedUpTo);
     conn.lastStepped = events[events.length - 1] ?? null;
     conn.dirtyFrom = null;
+    conn.dirtyExact = null;
     conn.dirtyHorizon = Infinity;
     conn.queuedDeadline = NaN;
     this.queueDeadline(conn);
@@ -1012,7 +1024,8 @@ export class CorrelationEngine {
         const ch = c.change;
         const withdrawn = (ch?.withdrawals ?? []).map((w): [Side, string, number, boolean] => [w.ev.side, w.ev.id, w.ev.time, w.keepRecord]);
         const events = c.events.map((e): [Side, string] => [e.side, e.id]);
-        const horizon = num(c.dirtyHorizon);
+        // -Infinity (a feed without progress yet) kept as the least safe integer: JSON has no infinities.
+        const horizon = c.dirtyExact === null ? null : Math.max(c.dirtyHorizon, Number.MIN_SAFE_INTEGER);
         if (horizon !== null) keys.push([c.key, num(c.completeFrom), events, [], true, ch && withdrawn, ch && ch.exactFrom, horizon]);
         else keys.push(ch !== null ? [c.key, num(c.completeFrom), events, [], true, withdrawn, ch.exactFrom] : [c.key, num(c.completeFrom), events, [], true]);
         saved.add(c);
@@ -1110,8 +1123,13 @@ export class CorrelationEngine {
         // which may be more than another sink got before the crash (uncertain: written again).
         conn.completeFrom = Infinity;
         conn.dirtyFrom = conn.events[0] ?? null;
-        conn.dirtyHorizon = typeof dirtyHorizon === 'number' ? dirtyHorizon : Infinity;
-        if (conn.dirtyFrom) e.dirty.add(conn);
+        if (conn.dirtyFrom) {
+          // Without a horizon kept (an older snapshot), the one of the restored state, as before.
+          const horizon = typeof dirtyHorizon === 'number' ? dirtyHorizon : e.horizon();
+          conn.dirtyExact = conn.events.find((ev) => ev.time >= horizon) ?? null;
+          if (conn.dirtyExact) conn.dirtyHorizon = horizon;
+          e.dirty.add(conn);
+        }
         if (withdrawn) e.restoreWithdrawals(conn, withdrawn);
         if (typeof exactFrom === 'number') e.decideExactly(conn, exactFrom);
         continue;

@@ -1096,6 +1096,35 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
     });
   }
 
+  // Found by a review: a too-late B of the same connection, held with it, came first in time and
+  // decided for both: the one within the horizon went without its lookup too.
+  test('held with a too-late event of its connection, an event within the horizon on arrival is still looked up', () => {
+    const HOUR = 3_600_000;
+    const cfg = config({ maxHttpItems: 2, allowedLatenessMs: HOUR, maxClockSkewMs: 1e12 });
+    const outcome = (hold: boolean): string[] => {
+      const h = new Harness(cfg);
+      const f = new Feeds();
+      h.engine.advance('B', T0 + 2.5 * HOUR + 25);
+      for (const [conn, t] of [
+        ['k1', 2.5 * HOUR],
+        ['k2', 2.5 * HOUR + 10],
+        ['k3', 2.5 * HOUR + 20],
+      ] as const)
+        h.push(f.event('A', conn, t));
+      h.engine.advance('A', T0 + 3 * HOUR);
+      h.engine.advance('B', T0 + 3 * HOUR);
+      h.drain();
+      h.push(f.event('B', 'k1', HOUR)); // too late: the horizon is at T0 + 2 h
+      if (hold) assert.deepEqual(h.engine.drain(h.clock++, false), []);
+      else h.drain();
+      h.push(f.event('B', 'k1', 2.5 * HOUR + 100)); // within it; its A (a0) left memory
+      h.drain();
+      return h.sink.current();
+    };
+    assert.deepEqual(outcome(true), outcome(false));
+    assert.ok(outcome(true).includes('a0+b1#1'), outcome(true).join(' '));
+  });
+
   test('max_http_items with apache_always_emit: false: the evicted A is dropped provisionally, then correlated after the lookup', () => {
     const cfg = config({ maxHttpItems: 2, apacheAlwaysEmit: false });
     const steps = [advance(25, 'B'), A('k1', 0), A('k2', 10), A('k3', 20), expectNow(), B('k1', 100)];
