@@ -30,6 +30,7 @@ export interface ShipCliOptions {
   grep: string[];
   batchSize: number;
   batchBytes: number;
+  maxLineBytes: number;
   concurrency: number;
   timeout: number;
   retryFor: number;
@@ -72,6 +73,12 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
     )
     .option('--batch-size <n>', 'documents per request', intAtLeast(1, '--batch-size'), 1000)
     .option('--batch-bytes <n>', 'about this many bytes per request at most', intAtLeast(1, '--batch-bytes'), 1024 * 1024)
+    .option(
+      '--max-line-bytes <n>',
+      'a longer line stops the run (it is not held in memory, sent or set aside; with --truncate the file is left as it was)',
+      intAtLeast(1024, '--max-line-bytes'),
+      256 * 1024 * 1024,
+    )
     .option('--concurrency <n>', 'requests in flight', intAtLeast(1, '--concurrency'), 4)
     .option('--timeout <seconds>', 'one request gives up after this long (then it is retried)', seconds('--timeout'), 30)
     .option('--retry-for <seconds>', 'give up (exit 1) when a batch has failed for this long', seconds('--retry-for'), 300)
@@ -124,6 +131,7 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
         reportLimit: o.reportLimit,
         batchDocs: o.batchSize,
         batchBytes: o.batchBytes,
+        maxLineBytes: o.maxLineBytes,
         concurrency: o.concurrency,
         timeoutMs: o.timeout * 1000,
         retryForMs: o.retryFor * 1000,

@@ -11,7 +11,11 @@
 // a takeover could remove a lock made meanwhile. The file is never removed
 // (removing a flock'ed file lets the next run lock another inode than the
 // one a waiting run holds); its content, the holder's pid, is only for the
-// message a second run prints.
+// message a second run prints, and is left as it is when the file is not
+// ours to write (made by a run as root, read by cron as another user).
+// flock(1) runs in a process group of its own: Ctrl-C on a terminal, or
+// systemd stopping the unit's group, must not release the lock while the
+// run is still draining its batches.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { OperationError } from '../lib/errors.js';
@@ -27,11 +31,16 @@ const BUSY = 75;
 export async function acquireLock(path: string, what: string): Promise<Lock> {
   const child = spawn('flock', ['--nonblock', '--conflict-exit-code', String(BUSY), path, 'sh', '-c', 'echo locked && exec cat >/dev/null'], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
   });
   const outcome = await lockOutcome(child);
   if (outcome === 'busy') throw new OperationError(`another couchlog ship${holder(path)} is working on ${what} (lock ${path}); not starting a second one`);
   if (outcome !== 'locked') throw new OperationError(`cannot take the lock ${path}: ${outcome}`);
-  writeFileSync(path, `${process.pid}\n`);
+  try {
+    writeFileSync(path, `${process.pid}\n`);
+  } catch {
+    // only the message of a second run loses the pid
+  }
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   return {
     path,

@@ -36,6 +36,8 @@ export interface ShipOptions {
   reportLimit: number;
   batchDocs: number;
   batchBytes: number;
+  /** A longer line stops the run (line-reader.ts keeps only its beginning). */
+  maxLineBytes: number;
   concurrency: number;
   timeoutMs: number;
   retryForMs: number;

@@ -69,12 +69,6 @@ interface Unit {
 }
 
 const SHOWN_CHARS = 200;
-/**
- * Lines longer than this are set aside unread (line-reader.ts): no document
- * that large can be stored (the ingress's default body limit is 8 MiB,
- * CouchDB's max_document_size 8,000,000 bytes).
- */
-const MAX_LINE_BYTES = 8 * 1024 * 1024;
 
 export class StreamRun {
   private readonly tracker: AckTracker;
@@ -115,7 +109,7 @@ export class StreamRun {
     const update = () => progress.update({ lines: this.counts.lines, bytes: this.counts.bytes, docs: this.counts.stored + this.counts.existing });
     try {
       if (!this.spec.empty) {
-        for await (const lines of readLines(this.spec.chunks, this.spec.from, this.spec.includeUnterminated, MAX_LINE_BYTES)) {
+        for await (const lines of readLines(this.spec.chunks, this.spec.from, this.spec.includeUnterminated, this.o.maxLineBytes)) {
           this.lines(lines);
           if (this.strictFailure) break;
           await this.send(false);
@@ -149,12 +143,17 @@ export class StreamRun {
       this.counts.bytes += l.end - l.offset;
       this.lineNo++;
       if (l.tooLong) {
-        this.setAside(
-          { idx, offset: l.offset, text: l.text, lineNo: this.lineNo },
-          `a line of ${l.end - l.offset} bytes, over the limit of ${MAX_LINE_BYTES} (no document that large can be stored); its first ${l.text.length} characters are kept here`,
+        // Not set aside: the reject file would keep only its beginning, and --truncate would then
+        // remove the rest from the log. The run stops before it; nothing after it is removed.
+        this.strictFailure ??= new OperationError(
+          printable(
+            `${this.where({ idx, offset: l.offset, text: l.text, lineNo: this.lineNo })}: a line of ${l.end - l.offset} bytes, over --max-line-bytes ${this.o.maxLineBytes}: ` +
+              'not sent and not set aside (raise --max-line-bytes, or remove the line by hand)',
+          ),
         );
-        if (this.strictFailure) return;
-      } else if (isBlank(l.text)) {
+        return;
+      }
+      if (isBlank(l.text)) {
         this.counts.blank++;
         this.tracker.markDone(idx);
       } else if (this.o.grep.length > 0 && !this.o.grep.every((re) => re.test(l.text))) {

@@ -171,19 +171,32 @@ async function verifyHead(fh: FileHandle, blankLeft: number): Promise<void> {
 
 /** Reads of the tail before a file that keeps growing is left alone. */
 const COPY_ATTEMPTS = 100;
+const GUARD_BYTES = 4096;
+
+async function readAt(fh: FileHandle, from: number, to: number): Promise<Buffer> {
+  const buf = Buffer.alloc(Math.max(0, to - from));
+  if (buf.length > 0) await fh.read(buf, 0, buf.length, from);
+  return buf;
+}
 
 async function copyTruncate(fh: FileHandle, read: PrefixDigest): Promise<TruncateResult> {
   const acked = read.length;
+  await checkUnchanged(fh, (await fh.stat()).size, read);
+  // The last bytes shipped, compared again just before truncating: a file truncated and refilled
+  // during the re-reads below is caught without reading the whole prefix again in the window
+  // between the last size check and the truncation, where every microsecond can lose a line.
+  const guard = await readAt(fh, Math.max(0, acked - GUARD_BYTES), acked);
   let tail: Buffer | null = null;
   for (let attempt = 0; attempt < COPY_ATTEMPTS && tail === null; attempt++) {
     const size = (await fh.stat()).size;
-    if (attempt === 0 || size < acked) await checkUnchanged(fh, size, read);
-    const copy = Buffer.alloc(size - acked);
-    if (copy.length > 0) await fh.read(copy, 0, copy.length, acked);
+    if (size < acked) await checkUnchanged(fh, size, read);
+    const copy = await readAt(fh, acked, size);
     if ((await fh.stat()).size === size) tail = copy;
   }
   // Truncating now would drop what was appended since the last read.
   if (tail === null) throw new FileChanged(`the file kept growing while its tail was copied (${COPY_ATTEMPTS} reads): not truncated; the next run tries again`);
+  if (!(await readAt(fh, Math.max(0, acked - GUARD_BYTES), acked)).equals(guard))
+    throw new FileChanged('the file was truncated or rewritten while its tail was copied: left alone (its lines are read again next run)');
   await fh.truncate(0);
   if (tail.length > 0) {
     // O_APPEND, so a line the writer appends meanwhile is not overwritten.

@@ -174,10 +174,15 @@ describe('--truncate', () => {
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), [], 'set aside with a reason counts as done');
   });
 
-  test('a line of 9 MiB (no document that large can be stored) is set aside with its beginning; the lines around it are stored and truncated', async () => {
+  test('a line of 9 MiB is sent, refused (413) and set aside whole; one over --max-line-bytes stops the run with the file left as it was', async () => {
     const file = join(dir, 'long-line.log');
     const rejectFile = join(dir, 'rejects-long.ndjson');
-    writeFileSync(file, `{"longline":1}\n{"big":"${'x'.repeat(9 * 1024 * 1024)}"}\n{"longline":2}\n`);
+    const big = `{"big":"${'x'.repeat(9 * 1024 * 1024)}"}`;
+    writeFileSync(file, `{"longline":1}\n${big}\n{"longline":2}\n`);
+    const capped = await ship(['--url', `${stack.url}/log_rejects`, '--truncate', '--max-line-bytes', String(1024 * 1024), '--reject-file', rejectFile, file]);
+    assert.equal(capped.code, 1, capped.stderr);
+    assert.match(capped.stderr, /long-line\.log:2: a line of 9437195 bytes, over --max-line-bytes 1048576: not sent and not set aside/);
+    assert.equal(readFileSync(file, 'utf8'), `{"longline":1}\n${big}\n{"longline":2}\n`, 'nothing removed');
     const r = await ship(['--url', `${stack.url}/log_rejects`, '--truncate', '--reject-file', rejectFile, file]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(
@@ -193,8 +198,8 @@ describe('--truncate', () => {
       .map((l) => JSON.parse(l));
     assert.deepEqual(more, []);
     assert.equal(entry.line, 2);
-    assert.match(entry.reason, /a line of 9437195 bytes, over the limit of 8388608/);
-    assert.ok(entry.text.startsWith('{"big":"xxx') && entry.text.length === 4096, 'its beginning, not 9 MiB');
+    assert.match(entry.reason, /413/);
+    assert.equal(entry.text, big, 'the whole line');
     assert.deepEqual(contentLines(readFileSync(file, 'utf8')), []);
   });
 

@@ -144,6 +144,26 @@ describe('LinePrefixDigest', () => {
 
 describe('copy', () => {
   test(
+    'a file truncated and refilled while its tail is re-read is left alone',
+    withDir(tmpdir(), async (dir) => {
+      const file = join(dir, 'log');
+      writeFileSync(file, lines(0, 10) + lines(10, 5));
+      const original = readFileSync(file, 'utf8');
+      // After the first look, someone runs `: > log` and the writer fills it past the old size.
+      const refill = (fh: FileHandle) => {
+        const stat = fh.stat.bind(fh);
+        let calls = 0;
+        fh.stat = (async (...args: Parameters<FileHandle['stat']>) => {
+          if (++calls === 2) writeFileSync(file, lines(500, 20));
+          return stat(...args);
+        }) as FileHandle['stat'];
+      };
+      await assert.rejects(truncate(file, 1000, 'copy', original, refill), /truncated or rewritten while its tail was copied: left alone/);
+      assert.equal(readFileSync(file, 'utf8'), lines(500, 20), 'the new lines, all of them');
+    }),
+  );
+
+  test(
     'a file that keeps growing while its tail is copied is not truncated',
     withDir(tmpdir(), async (dir) => {
       const file = join(dir, 'log');
