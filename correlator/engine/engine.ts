@@ -104,6 +104,14 @@ class Conn {
    * record (the sink writes nothing when there is none).
    */
   uncertain = false;
+  /**
+   * Looked up without what the sinks hold (no CouchDB sink): records of its
+   * events decided before they left memory may exist. Until its next re-run,
+   * a decision of no record for an event without a known one deletes it
+   * anyway, as for an uncertain connection (a B matched now whose orphan
+   * record, written when its A had not come, would otherwise stay).
+   */
+  blind = false;
   /** What an admin's change (a withdrawal, a new content) left to decide; null for all but a few (see ConnChange). */
   change: ConnChange | null = null;
   /** Its places in the engine's least-recently-used lists of each side. */
@@ -587,7 +595,10 @@ export class CorrelationEngine {
       this.insert(conn, ev);
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
     }
-    if (!priors) this.priorsUnknown = true;
+    if (!priors) {
+      this.priorsUnknown = true;
+      conn.blind = true;
+    }
     if (priors) {
       for (const [id, p] of priors) {
         if (conn.emitted.has(id)) continue;
@@ -811,6 +822,7 @@ export class CorrelationEngine {
     }
     if (ch !== null && this.priorsUnknown) for (const id of ch.asked) if (!conn.emitted.has(id)) conn.emitted.set(id, { fp: '', revision: 1, deleted: false });
     this.rerun(conn, Math.min(start, Math.max(events.length - 1, 0)));
+    conn.blind = false;
     this.dirty.delete(conn);
     conn.change = null;
     if (ch !== null && ch.withdrawals.length > 0) this.settleWithdrawals(conn, ch.withdrawals);
@@ -866,7 +878,9 @@ export class CorrelationEngine {
     }
     const queued = this.pending.get(id);
     if (record === null) {
-      if (prior === undefined && conn.uncertain && (!dropped || ev.side === 'A')) {
+      // A B's orphan record can exist only where orphan Bs are emitted.
+      const mayExist = conn.uncertain || (conn.blind && (ev.side === 'A' || this.cfg.networkEmit));
+      if (prior === undefined && mayExist && (!dropped || ev.side === 'A')) {
         // Replaying after a crash: the crashed run may have written a record under this id that
         // this decision does not keep: a B as an orphan (matched now), an A matched to a B that
         // now goes to another A (one_to_one) while orphan As are not emitted.

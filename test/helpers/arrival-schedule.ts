@@ -227,6 +227,8 @@ export interface RunOptions {
   stopWithLookupsPendingAt?: number;
   /** After this delivery, connections with late events stay undecided (drain(now, false)), as the pipeline holds them while a backlog is read. */
   holdLate?: (delivery: number) => boolean;
+  /** Lookups answered without what the sinks hold, as without the CouchDB sink (priors null). */
+  priorsUnknown?: boolean;
 }
 
 /**
@@ -276,7 +278,7 @@ export function play(
       const p = sink.prior(id);
       if (p && !p.deleted) priors.set(id, p);
     }
-    e.provide(r.key, r.from, events, priors);
+    e.provide(r.key, r.from, events, opts.priorsUnknown ? null : priors);
   };
   // Every content each document has had, oldest first (null: deleted): the
   // feed gives its latest, and the pipeline withdraws the earlier ones.
