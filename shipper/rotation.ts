@@ -71,6 +71,11 @@ export async function planPath(path: string, entry: PathState | undefined, fs: F
   for (const r of entry?.rotated ?? []) {
     const found = await findStream(path, r, fs);
     if (found) add({ kind: 'rotated', path: found, dev: r.dev, ino: r.ino, generation: r.generation, from: r.offset });
+    // Said once: it leaves the state with this run (usually deleted or compressed by logrotate after everything was shipped).
+    else
+      notes.push(
+        `${r.seen_as} (rotated from ${path}, inode ${r.ino}) is gone or was rewritten; lines added to it after the last run (if any) could not be shipped`,
+      );
   }
 
   const cur = await fs.stat(path);

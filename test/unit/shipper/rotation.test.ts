@@ -116,6 +116,18 @@ describe('rotation planner', () => {
     assert.match(plan.notes[0]!, /previous file \(inode 10\) is gone/);
   });
 
+  test('a rotated file still followed that is gone (deleted, compressed): a note, once, and it leaves the plan', async () => {
+    const cur = 'cccc\n';
+    const plan = await planPath(
+      LOG,
+      entry(stream(11, cur, 5, 1), [stream(10, 'aaaa\nbbbb\n', 10, 0, `${LOG}.1`)]),
+      fakeFs({ [LOG]: { ino: 11, content: cur } }),
+    );
+    assert.deepEqual(brief(plan), [['current', LOG, 11, 1, 5]]);
+    assert.equal(plan.notes.length, 1);
+    assert.match(plan.notes[0]!, /\/var\/log\/f\.log\.1 \(rotated from \/var\/log\/f\.log, inode 10\) is gone or was rewritten/);
+  });
+
   test('rotated but not yet recreated: only the rest of the old file', async () => {
     const old = 'aaaa\nbbbb\n';
     const plan = await planPath(LOG, entry(stream(10, old, 5, 0)), fakeFs({ [`${LOG}.1`]: { ino: 10, content: old } }));
