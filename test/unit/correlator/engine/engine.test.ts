@@ -1022,17 +1022,22 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
     assert.deepEqual(r.h.sink.current(), ['a0+b0#1', 'a1 orphan', 'a2 orphan']);
   });
 
-  test('the lookup names the connection and the lateness horizon; its connection waits, undecided, until provide()', () => {
-    const cfg = config({ maxHttpItems: 2 });
-    const h = new Harness(cfg, false);
-    const f = new Feeds();
-    h.engine.advance('B', T0 + 25);
-    for (const [conn, t] of [
+  /** As of `at`: A events of k1, k2 and k3, 10 ms apart, in a cache of two, so that k1 is the one to leave memory. */
+  function threeAs(h: Harness, f: Feeds, at: number): void {
+    h.engine.advance('B', T0 + at + 25);
+    for (const [conn, dt] of [
       ['k1', 0],
       ['k2', 10],
       ['k3', 20],
     ] as const)
-      h.push(f.event('A', conn, t));
+      h.push(f.event('A', conn, at + dt));
+  }
+
+  test('the lookup names the connection and the lateness horizon; its connection waits, undecided, until provide()', () => {
+    const cfg = config({ maxHttpItems: 2 });
+    const h = new Harness(cfg, false);
+    const f = new Feeds();
+    threeAs(h, f, 0);
     assert.deepEqual(summaries(h.drain()), ['a0 orphan']);
     assert.equal(h.engine.sizes().connections, 2, 'k1 left memory');
     h.push(f.event('B', 'k1', 100));
@@ -1063,13 +1068,7 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
       const cfg = config({ maxHttpItems: 2, allowedLatenessMs: 3_600_000 });
       let h = new Harness(cfg);
       const f = new Feeds();
-      h.engine.advance('B', T0 + 25);
-      for (const [conn, t] of [
-        ['k1', 0],
-        ['k2', 10],
-        ['k3', 20],
-      ] as const)
-        h.push(f.event('A', conn, t));
+      threeAs(h, f, 0);
       h.engine.advance('A', T0 + 60_000);
       h.engine.advance('B', T0 + 60_000);
       assert.deepEqual(summaries(h.drain()), ['a0 orphan', 'a1 orphan', 'a2 orphan']);
@@ -1104,13 +1103,7 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
     const outcome = (hold: boolean): string[] => {
       const h = new Harness(cfg);
       const f = new Feeds();
-      h.engine.advance('B', T0 + 2.5 * HOUR + 25);
-      for (const [conn, t] of [
-        ['k1', 2.5 * HOUR],
-        ['k2', 2.5 * HOUR + 10],
-        ['k3', 2.5 * HOUR + 20],
-      ] as const)
-        h.push(f.event('A', conn, t));
+      threeAs(h, f, 2.5 * HOUR);
       h.engine.advance('A', T0 + 3 * HOUR);
       h.engine.advance('B', T0 + 3 * HOUR);
       h.drain();
