@@ -33,6 +33,8 @@ export async function acquireLock(path: string, what: string): Promise<Lock> {
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
   });
+  // Listened for from the start: a child killed from outside must not leave release() waiting forever.
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const outcome = await lockOutcome(child);
   if (outcome === 'busy') throw new OperationError(`another couchlog ship${holder(path)} is working on ${what} (lock ${path}); not starting a second one`);
   if (outcome !== 'locked') throw new OperationError(`cannot take the lock ${path}: ${outcome}`);
@@ -41,7 +43,6 @@ export async function acquireLock(path: string, what: string): Promise<Lock> {
   } catch {
     // only the message of a second run loses the pid
   }
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   return {
     path,
     release: async () => {
