@@ -5,7 +5,7 @@
 // (npm ci's prepare, npm run build). The stamp records when the last
 // successful build started, so an edit made during a build is rebuilt.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,6 +50,12 @@ if (!force) process.stderr.write('couchlog: sources changed since the last build
 const started = Date.now();
 const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root], { stdio: 'inherit' });
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+// tsc writes 0644: the package's commands (`npx couchlog`, `npx couchlog-ship`,
+// what README tells a newcomer to run) must be executable, or sh answers
+// "Permission denied".
+const pkg = join(root, 'package.json');
+const bins = mtime(pkg) > 0 ? (JSON.parse(readFileSync(pkg, 'utf8')).bin ?? {}) : {};
+for (const bin of Object.values(bins)) chmodSync(join(root, bin), 0o755);
 mkdirSync(dirname(stamp), { recursive: true });
 writeFileSync(stamp, `${new Date(started).toISOString()}\n`);
 utimesSync(stamp, new Date(started), new Date(started));

@@ -46,7 +46,7 @@ test('build-if-stale compiles what changed since the last build, and only then',
   const first = build(dir);
   assert.equal(first.status, 0, first.output);
   assert.ok(first.compiled, 'no build yet: compiles');
-  assert.ok(existsSync(join(dir, 'dist/b.js')) || existsSync(join(dir, 'dist/lib/b.js')), 'the build is there');
+  assert.ok(existsSync(join(dir, 'dist/b.js')) || existsSync(join(dir, 'dist/b.js')), 'the build is there');
 
   sourcesAged(dir, 60);
   const current = build(dir);
@@ -81,5 +81,17 @@ test('a source deleted, or renamed with its time kept, compiles again: tsc finds
     assert.ok(r.compiled, `${change}: compiled again`);
     assert.notEqual(r.status, 0, `${change}: tsc failed on b.ts's import`);
     assert.match(r.output, /a\.js/, r.output);
+  }
+});
+
+test("the package's commands are executable after a build (tsc writes 0644; npx answered Permission denied)", () => {
+  const dir = project();
+  try {
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'x', bin: { x: 'dist/b.js' } }));
+    assert.equal(build(dir, '--force').status, 0);
+    assert.equal(statSync(join(dir, 'dist/b.js')).mode & 0o111, 0o111);
+    assert.equal(statSync(join(dir, 'dist/a.js')).mode & 0o111, 0, 'only the commands');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
