@@ -142,6 +142,18 @@ describe('LinePrefixDigest', () => {
   });
 });
 
+/** Runs `act` (with the call's number) each time the file handle is asked its size, before it answers. */
+function onStat(act: (call: number) => unknown): (fh: FileHandle) => void {
+  return (fh) => {
+    const stat = fh.stat.bind(fh);
+    let calls = 0;
+    fh.stat = (async (...args: Parameters<FileHandle['stat']>) => {
+      act(++calls);
+      return stat(...args);
+    }) as FileHandle['stat'];
+  };
+}
+
 describe('copy', () => {
   test(
     'a file truncated and refilled while its tail is re-read is left alone',
@@ -150,14 +162,7 @@ describe('copy', () => {
       writeFileSync(file, lines(0, 10) + lines(10, 5));
       const original = readFileSync(file, 'utf8');
       // After the first look, someone runs `: > log` and the writer fills it past the old size.
-      const refill = (fh: FileHandle) => {
-        const stat = fh.stat.bind(fh);
-        let calls = 0;
-        fh.stat = (async (...args: Parameters<FileHandle['stat']>) => {
-          if (++calls === 2) writeFileSync(file, lines(500, 20));
-          return stat(...args);
-        }) as FileHandle['stat'];
-      };
+      const refill = onStat((call) => call === 2 && writeFileSync(file, lines(500, 20)));
       await assert.rejects(truncate(file, 1000, 'copy', original, refill), /truncated or rewritten while its tail was copied: left alone/);
       assert.equal(readFileSync(file, 'utf8'), lines(500, 20), 'the new lines, all of them');
     }),
@@ -170,14 +175,7 @@ describe('copy', () => {
       writeFileSync(file, lines(0, 10) + lines(10, 5));
       const original = readFileSync(file, 'utf8');
       // A writer busier than the copy: a line lands between any two looks at the size.
-      const grow = (fh: FileHandle) => {
-        const stat = fh.stat.bind(fh);
-        fh.stat = (async (...args: Parameters<FileHandle['stat']>) => {
-          const st = await stat(...args);
-          appendFileSync(file, 'more\n');
-          return st;
-        }) as FileHandle['stat'];
-      };
+      const grow = onStat(() => appendFileSync(file, 'more\n'));
       await assert.rejects(truncate(file, 1000, 'copy', original, grow), /kept growing while its tail was copied .*not truncated/);
       const after = readFileSync(file, 'utf8');
       assert.ok(after.startsWith(original), 'nothing removed');
