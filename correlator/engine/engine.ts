@@ -105,13 +105,15 @@ class Conn {
    */
   uncertain = false;
   /**
-   * Looked up without what the sinks hold (no CouchDB sink): records of its
-   * events decided before they left memory may exist. Until its next re-run,
-   * a decision of no record for an event without a known one deletes it
-   * anyway, as for an uncertain connection (a B matched now whose orphan
-   * record, written when its A had not come, would otherwise stay).
+   * Looked up without what the sinks hold (no CouchDB sink): the record ids
+   * of its events then, whose records (decided before they left memory) may
+   * exist. The next decision of no record for one of them deletes it anyway,
+   * as for an uncertain connection (a B matched now whose orphan record,
+   * written when its A had not come, would otherwise stay). Kept per id
+   * until that decision, not until the re-run: an A left unmatched is
+   * decided only when its window closes (found by the arrival-order soak).
    */
-  blind = false;
+  blind: Set<string> | null = null;
   /** What an admin's change (a withdrawal, a new content) left to decide; null for all but a few (see ConnChange). */
   change: ConnChange | null = null;
   /** Its places in the engine's least-recently-used lists of each side. */
@@ -597,7 +599,11 @@ export class CorrelationEngine {
     }
     if (!priors) {
       this.priorsUnknown = true;
-      conn.blind = true;
+      conn.blind ??= new Set();
+      for (const ev of conn.events) {
+        const id = outputId(ev);
+        if (!conn.emitted.has(id)) conn.blind.add(id);
+      }
     }
     if (priors) {
       for (const [id, p] of priors) {
@@ -822,7 +828,6 @@ export class CorrelationEngine {
     }
     if (ch !== null && this.priorsUnknown) for (const id of ch.asked) if (!conn.emitted.has(id)) conn.emitted.set(id, { fp: '', revision: 1, deleted: false });
     this.rerun(conn, Math.min(start, Math.max(events.length - 1, 0)));
-    conn.blind = false;
     this.dirty.delete(conn);
     conn.change = null;
     if (ch !== null && ch.withdrawals.length > 0) this.settleWithdrawals(conn, ch.withdrawals);
@@ -877,9 +882,11 @@ export class CorrelationEngine {
       return;
     }
     const queued = this.pending.get(id);
+    const blind = conn.blind !== null && conn.blind.delete(id);
+    if (conn.blind?.size === 0) conn.blind = null;
     if (record === null) {
       // A B's orphan record can exist only where orphan Bs are emitted.
-      const mayExist = conn.uncertain || (conn.blind && (ev.side === 'A' || this.cfg.networkEmit));
+      const mayExist = conn.uncertain || (blind && (ev.side === 'A' || this.cfg.networkEmit));
       if (prior === undefined && mayExist && (!dropped || ev.side === 'A')) {
         // Replaying after a crash: the crashed run may have written a record under this id that
         // this decision does not keep: a B as an orphan (matched now), an A matched to a B that
