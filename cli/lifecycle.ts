@@ -46,6 +46,27 @@ export function onReopenSignal(logger: Logger, reopen: Promise<(() => Promise<vo
 }
 
 /**
+ * A running part that cannot go on (a second correlator on the same
+ * checkpoint: correlator/feed/writer-claim.ts) stops everything in the
+ * usual order and exits 1, so a supervisor shows the failure; its reason is
+ * already logged.
+ */
+export function onFatal(logger: Logger, failed: Promise<Error>, stop: () => Promise<void>): void {
+  failed
+    .then(async (err) => {
+      logger.error({ code: (err as { code?: string }).code }, 'stopping: a part cannot go on');
+      await stop();
+    })
+    .then(
+      () => process.exit(1),
+      (err: Error) => {
+        logger.error({ err: err.message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+}
+
+/**
  * Stops parts in the reverse of the order they started. Every part is
  * stopped even if one fails to (the correlator's checkpoint and the
  * databases after it must not be skipped); the first failure is thrown once

@@ -22,6 +22,8 @@ export interface Running {
   /** SIGHUP: reopen the correlator's file sink. */
   reopen: () => Promise<void>;
   banner: string;
+  /** Resolves when a part cannot go on (a second correlator on the same checkpoint); never otherwise. */
+  failed: Promise<Error>;
 }
 
 /** A line of the human account of the startup (printed on a terminal; a no-op for JSON logs). */
@@ -90,6 +92,7 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
     return {
       stop: stopAll,
       reopen: async () => correlator?.reopen(),
+      failed: correlator?.superseded ?? new Promise<Error>(() => {}),
       banner: banner(config, report.flavor, secrets.generated, ch.server?.url ?? (config.clickhouse.url ? clickhouseUrl(config) : null), ch.reason),
     };
   } catch (err) {

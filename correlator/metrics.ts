@@ -145,6 +145,12 @@ export class CorrelatorMetrics {
     help: 'Checkpoints that could not be saved (a later one is taken and tried)',
     registers: this.r,
   });
+  readonly secondInstance = new Counter({
+    name: 'couchlog_correlator_second_instance_total',
+    help: 'Another correlator seen writing this checkpoint: stopped="this" (this one started later and stops), "other" (the other one will)',
+    labelNames: ['stopped'] as const,
+    registers: this.r,
+  });
   readonly sinkWrites = new Counter({
     name: 'couchlog_correlator_sink_writes_total',
     help: 'Records acknowledged by a sink',

@@ -24,6 +24,7 @@ import type { EngineConfig, InputEvent, LookupRequest, Side } from './engine/typ
 import type { ConnectionLookup, LookupAnswer } from './feed/connection-lookup.js';
 import { changedSinceStored, type ChangesFeed, type EarlierContents, type FeedChange } from './feed/changes-feed.js';
 import type { Checkpoint, CheckpointStore } from './feed/checkpoint-store.js';
+import { SecondInstanceError } from './feed/writer-claim.js';
 import { parseWitness, type PositionWitness } from '../lib/couch/position-witness.js';
 import { PositionCheck } from '../lib/couch/position-check.js';
 import { FeedCursor } from './feed/feed-cursor.js';
@@ -118,6 +119,11 @@ export class CorrelatorPipeline {
   lookupFailingSince: number | null = null;
   /** Since when connections with late events are held undecided (see LATE_HOLD_MS). */
   private lateHeldSince: number | null = null;
+  /** Set when another instance writes this checkpoint and started first: nothing is read or saved any more. */
+  superseded: SecondInstanceError | null = null;
+  private signalSuperseded: (err: SecondInstanceError) => void = () => {};
+  /** Resolves when this instance must stop because another one writes its checkpoint (see feed/writer-claim.ts). */
+  readonly supersededSignal: Promise<SecondInstanceError> = new Promise((resolve) => (this.signalSuperseded = resolve));
 
   constructor(
     private readonly engineConfig: EngineConfig,
@@ -484,7 +490,7 @@ export class CorrelatorPipeline {
 
   private async saveIfAcknowledged(): Promise<void> {
     const pending = this.pendingCheckpoint;
-    if (!pending || this.fanout.ackedThrough < pending.through) return;
+    if (!pending || this.fanout.ackedThrough < pending.through || this.superseded) return;
     try {
       const started = this.clock();
       await this.checkpoints.save(pending.cp);
@@ -494,9 +500,23 @@ export class CorrelatorPipeline {
       this.pendingCheckpoint = null;
     } catch (err) {
       this.pendingCheckpoint = null;
+      if (err instanceof SecondInstanceError) {
+        this.stepDown(err);
+        return;
+      }
       this.metrics.checkpointFailures.inc();
       this.log.warn({ err: (err as Error).message }, 'checkpoint not saved; will retry');
     }
+  }
+
+  /** Another instance writes this checkpoint: read nothing more, save nothing more; the service stops this one. */
+  private stepDown(err: SecondInstanceError): void {
+    this.superseded = err;
+    this.metrics.secondInstance.inc({ stopped: 'this' });
+    this.log.error({ other: err.other, code: err.code }, err.message);
+    this.stopping = true;
+    this.signalStop();
+    this.signalSuperseded(err);
   }
 
   status(): Record<Side, FeedStatus> {

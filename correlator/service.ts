@@ -21,6 +21,7 @@ import { CheckpointStore } from './feed/checkpoint-store.js';
 import { buildCorrelatorHttp } from './http-server.js';
 import { CorrelatorMetrics } from './metrics.js';
 import { CorrelatorPipeline } from './pipeline.js';
+import { WriterClaim, type SecondInstanceError } from './feed/writer-claim.js';
 import { BatchingSink } from './sinks/batching-sink.js';
 import { CouchDbDelivery } from './sinks/couchdb/couchdb-sink.js';
 import { DeadLetterFile } from './sinks/dead-letter-file.js';
@@ -45,6 +46,8 @@ export interface RunningCorrelator {
   sinks: Sink[];
   stop(): Promise<void>;
   reopen(): Promise<void>;
+  /** Resolves when another instance writes the same checkpoint and started first: the caller stops this one (exit 1). */
+  readonly superseded: Promise<SecondInstanceError>;
 }
 
 function rules(c: Config['correlator'], where: NormalizeRules['where']): NormalizeRules {
@@ -196,7 +199,12 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     { A: { db: feeds.A.feed.db, rules: feeds.A.rules }, B: { db: feeds.B.feed.db, rules: feeds.B.rules } },
     c.outputs.couchdb.enabled ? dbName(c.outputs.couchdb.app) : null,
   );
-  const checkpoints = new CheckpointStore(http, correlatorStateDb(c.outputs.couchdb.app), dbName(c.outputs.couchdb.app), instance, account);
+  const stateDb = correlatorStateDb(c.outputs.couchdb.app);
+  const claim = new WriterClaim(http, stateDb, instance, account, (other) => {
+    metrics.secondInstance.inc({ stopped: 'other' });
+    log.error({ other }, `another correlator writes the checkpoint ${stateDb}/_local/${instance} and started after this one: it stops, this one goes on`);
+  });
+  const checkpoints = new CheckpointStore(http, stateDb, dbName(c.outputs.couchdb.app), instance, account, claim);
   const pipeline = new CorrelatorPipeline(
     engineConfig(c),
     feeds,
@@ -255,5 +263,6 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
       return stopping;
     },
     reopen: () => fanout.reopen(),
+    superseded: pipeline.supersededSignal,
   };
 }

@@ -6,7 +6,7 @@ import { loadConfig, ensureSecrets } from '../lib/config/load.js';
 import { OperationError } from '../lib/errors.js';
 import { exitOnError } from '../cli/run-cli.js';
 import { createCliLogger, LOG_FORMATS, type LogFormat } from '../lib/logger.js';
-import { onReopenSignal, onShutdownSignal } from '../cli/lifecycle.js';
+import { onFatal, onReopenSignal, onShutdownSignal } from '../cli/lifecycle.js';
 import { startCorrelator } from '../correlator/service.js';
 import { startEmbeddedClickhouse } from '../cli/clickhouse.js';
 import { up, type Running } from '../cli/up.js';
@@ -71,6 +71,7 @@ program
       if (startup.signal.aborted) return; // the signal handler exits once up() has stopped what it started
       throw err;
     }
+    onFatal(logger, running.failed, running.stop);
     // Without a terminal every line is one JSON object: the banner too.
     if (cli.format === 'json') logger.info({ banner: running.banner }, 'couchlog is running (Ctrl-C stops everything)');
     else out.write(running.banner);
@@ -131,7 +132,8 @@ program
       logger,
       starting.then((r) => r.reopen),
     );
-    await starting;
+    const running = await starting;
+    onFatal(logger, running.superseded, () => running.stop());
   });
 
 program

@@ -31,6 +31,7 @@ import { OperationError } from '../../lib/errors.js';
 import { STATE_EPOCH_DOC } from '../../lib/config/load.js';
 import type { EngineSnapshot, Side } from '../engine/types.js';
 import type { PositionWitness } from '../../lib/couch/position-witness.js';
+import type { WriterClaim } from './writer-claim.js';
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
@@ -66,6 +67,8 @@ export class CheckpointStore {
     private readonly outputDb: string,
     private readonly name: string,
     private readonly headers: Record<string, string>,
+    /** Which instance writes this checkpoint, claimed before every save (feed/writer-claim.ts); absent in tools that only read. */
+    private readonly claim: WriterClaim | null = null,
   ) {}
 
   private get path(): string {
@@ -142,6 +145,8 @@ export class CheckpointStore {
     if (body.length > MAX_CHECKPOINT_BYTES) {
       throw new OperationError(`the checkpoint would be ${body.length} bytes, above ${MAX_CHECKPOINT_BYTES}: lower correlator.buffers`);
     }
+    // Throws SecondInstanceError, before anything is written, when another instance that started first writes here.
+    await this.claim?.claim();
     let res = await this.http.request<{ rev?: string }>('PUT', this.path, { headers: this.headers, body });
     if (res.status === 409) {
       // Someone else (an earlier run) moved it: take its revision and write ours.

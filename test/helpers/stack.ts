@@ -64,6 +64,22 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
+/** The environment a couchlog command needs to run against this stack's CouchDB with its accounts (secrets as a user gives them). */
+export function accountsEnv(stack: Stack): Record<string, string> {
+  const c = stack.config;
+  return {
+    COUCHDB_URL: stack.couchUrl,
+    COUCHDB_USER: c.couchdb.admin.user,
+    COUCHDB_PASSWORD: c.couchdb.admin.password!,
+    COUCHLOG_WRITER_USER: c.users.writer.user,
+    COUCHLOG_WRITER_PASSWORD: c.users.writer.password!,
+    COUCHLOG_READER_USER: c.users.reader.user,
+    COUCHLOG_READER_PASSWORD: c.users.reader.password!,
+    COUCHLOG_CORRELATOR_USER: c.users.correlator.user,
+    COUCHLOG_CORRELATOR_PASSWORD: c.users.correlator.password!,
+  };
+}
+
 export interface StackOptions {
   /** Written as the stack's couchlog.yml, so it goes through the real loader and schema. */
   yaml?: Record<string, unknown>;

@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify as stringifyYaml } from 'yaml';
-import { couchFlavor, freePort, http, settled, startStack, type Stack } from '../helpers/stack.js';
+import { accountsEnv, couchFlavor, freePort, http, settled, startStack, type Stack } from '../helpers/stack.js';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import {
   addOutputs,
@@ -152,20 +152,7 @@ describe(`kill -9 while a late side of ${N.toLocaleString('en')} documents is co
     metricsUrl = `http://127.0.0.1:${metricsPort}`;
     configFile = join(dir, 'couchlog.yml');
     writeFileSync(configFile, stringifyYaml(correlatorYaml(metricsPort)));
-    const c = stack.config;
-    env = {
-      ...process.env,
-      COUCHLOG_DATA: join(dir, 'data'),
-      COUCHDB_URL: stack.couchUrl,
-      COUCHDB_USER: c.couchdb.admin.user,
-      COUCHDB_PASSWORD: c.couchdb.admin.password!,
-      COUCHLOG_WRITER_USER: c.users.writer.user,
-      COUCHLOG_WRITER_PASSWORD: c.users.writer.password!,
-      COUCHLOG_READER_USER: c.users.reader.user,
-      COUCHLOG_READER_PASSWORD: c.users.reader.password!,
-      COUCHLOG_CORRELATOR_USER: c.users.correlator.user,
-      COUCHLOG_CORRELATOR_PASSWORD: c.users.correlator.password!,
-    };
+    env = { ...process.env, COUCHLOG_DATA: join(dir, 'data'), ...accountsEnv(stack) };
     delete env.COUCHLOG_CONFIG;
 
     // The first run drains the B backlog and idles; then the A side comes, late.
