@@ -604,6 +604,9 @@ export class CorrelationEngine {
         const id = outputId(ev);
         if (!conn.emitted.has(id)) conn.blind.add(id);
       }
+      // Withdrawn events are no longer among them: those asked about may have records too (a held
+      // one asked because its connection had left memory: found by the arrival-order soak).
+      for (const w of conn.change?.withdrawals ?? []) if (w.asked && !conn.emitted.has(outputId(w.ev))) conn.blind.add(outputId(w.ev));
     }
     if (priors) {
       for (const [id, p] of priors) {
