@@ -46,10 +46,10 @@ export function onReopenSignal(logger: Logger, reopen: Promise<(() => Promise<vo
 }
 
 /**
- * A running part that cannot go on (a second correlator on the same
- * checkpoint: correlator/feed/writer-claim.ts) stops everything in the
- * usual order and exits 1, so a supervisor shows the failure; its reason is
- * already logged.
+ * A command whose work cannot go on (`couchlog correlator` when another
+ * correlator writes its checkpoint: correlator/feed/writer-claim.ts) stops
+ * in the usual order and exits 1, so a supervisor shows the failure; the
+ * reason is already logged.
  */
 export function onFatal(logger: Logger, failed: Promise<Error>, stop: () => Promise<void>): void {
   failed

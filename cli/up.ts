@@ -22,8 +22,6 @@ export interface Running {
   /** SIGHUP: reopen the correlator's file sink. */
   reopen: () => Promise<void>;
   banner: string;
-  /** Resolves when a part cannot go on (a second correlator on the same checkpoint); never otherwise. */
-  failed: Promise<Error>;
 }
 
 /** A line of the human account of the startup (printed on a terminal; a no-op for JSON logs). */
@@ -75,6 +73,13 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
     if (config.correlator.enabled) {
       correlator = await startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled && (ch.server !== null || config.clickhouse.url !== null) });
       stack.push(correlator);
+      // A second correlator on this checkpoint that started first: this one stops (its reason is
+      // logged), intake and the rest go on; stopping the stack again later waits for the same stop.
+      const running = correlator;
+      void running.superseded.then(async () => {
+        logger.error({ component: 'correlator' }, 'the correlator stopped (another one writes its checkpoint): intake and the other parts go on');
+        await running.stop().catch((err: Error) => logger.error({ err: err.message }, 'stopping the correlator failed'));
+      });
       signal?.throwIfAborted();
       say(
         `  ok   correlator  ${dbName(config.correlator.inputs.http.app)} x ${dbName(config.correlator.inputs.network.app)} -> ${dbName(config.correlator.outputs.couchdb.app)}`,
@@ -92,7 +97,6 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
     return {
       stop: stopAll,
       reopen: async () => correlator?.reopen(),
-      failed: correlator?.superseded ?? new Promise<Error>(() => {}),
       banner: banner(config, report.flavor, secrets.generated, ch.server?.url ?? (config.clickhouse.url ? clickhouseUrl(config) : null), ch.reason),
     };
   } catch (err) {

@@ -493,7 +493,12 @@ export class CorrelatorPipeline {
     if (!pending || this.fanout.ackedThrough < pending.through || this.superseded) return;
     try {
       const started = this.clock();
-      await this.checkpoints.save(pending.cp);
+      // While stopping, this is the last save: it leaves the checkpoint to an instance that claimed it meanwhile.
+      if (!(await this.checkpoints.save(pending.cp, this.stopping))) {
+        this.pendingCheckpoint = null;
+        this.log.warn("another correlator claimed the checkpoint since this one last saved it: this one stops without saving it (it is that one's now)");
+        return;
+      }
       this.saveMs = this.clock() - started;
       this.checkpointSavedAt = Date.parse(pending.cp.saved_at);
       this.savedHeldState = pending.held;

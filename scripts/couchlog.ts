@@ -71,7 +71,6 @@ program
       if (startup.signal.aborted) return; // the signal handler exits once up() has stopped what it started
       throw err;
     }
-    onFatal(logger, running.failed, running.stop);
     // Without a terminal every line is one JSON object: the banner too.
     if (cli.format === 'json') logger.info({ banner: running.banner }, 'couchlog is running (Ctrl-C stops everything)');
     else out.write(running.banner);

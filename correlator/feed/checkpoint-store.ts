@@ -139,14 +139,23 @@ export class CheckpointStore {
     return (res.body.rows?.length ?? 0) > 0;
   }
 
-  async save(cp: Checkpoint): Promise<void> {
+  /**
+   * Saves the checkpoint; `final` for the last save of a clean stop. False
+   * (nothing saved) when it is final and another instance has claimed the
+   * checkpoint meanwhile (feed/writer-claim.ts).
+   */
+  async save(cp: Checkpoint, final = false): Promise<boolean> {
     const stored = { ...(await encodeCheckpoint(cp)), ...(this.epoch === undefined ? {} : { epoch: this.epoch }) };
     const body = JSON.stringify({ ...stored, ...(this.rev ? { _rev: this.rev } : {}) });
     if (body.length > MAX_CHECKPOINT_BYTES) {
       throw new OperationError(`the checkpoint would be ${body.length} bytes, above ${MAX_CHECKPOINT_BYTES}: lower correlator.buffers`);
     }
     // Throws SecondInstanceError, before anything is written, when another instance that started first writes here.
-    await this.claim?.claim();
+    if (final) {
+      if ((await this.claim?.release()) === 'held-by-another') return false;
+    } else {
+      await this.claim?.claim();
+    }
     let res = await this.http.request<{ rev?: string }>('PUT', this.path, { headers: this.headers, body });
     if (res.status === 409) {
       // Someone else (an earlier run) moved it: take its revision and write ours.
@@ -155,6 +164,7 @@ export class CheckpointStore {
     }
     if (res.status !== 201 && res.status !== 200) throw new OperationError(`saving the checkpoint: ${res.status} ${JSON.stringify(res.body)}`);
     this.rev = res.body.rev;
+    return true;
   }
 
   /** The stored revision only (whatever the document holds, even a snapshot this version cannot read). */

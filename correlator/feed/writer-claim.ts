@@ -9,11 +9,15 @@
 // 2026-12-05). It detects instead, and converges:
 //  - an instance that has never written takes the claim over at once: a
 //    restart after a crash, or a failover to another host, must not wait;
-//  - an instance that finds the claim taken by another one *after it had
-//    written it itself* knows that a second instance is running: of the two,
-//    the one that started later (start time, then instance id: both compare
-//    the same pair, so both agree) stops; the earlier one takes the claim back
-//    and goes on. Each sees the other's claim within a few saves.
+//  - an instance that finds a claim of another one written *after its own
+//    last claim* (each claim carries a sequence number one above the last
+//    one read) knows that a second instance is running: of the two, the one
+//    that started later (start time, then instance id: both compare the same
+//    pair, so both agree) stops; the earlier one takes the claim back and
+//    goes on. Each sees the other's claim within a few saves;
+//  - a clean stop's last save marks the claim released, or, when another
+//    instance claimed the checkpoint meanwhile, saves nothing (it is that
+//    one's now: start new, then stop old is a correct failover).
 // What must stay true: the check comes before the checkpoint is saved, so
 // the instance that stops saves nothing after it learnt of the other; it
 // costs one small read and one small write per checkpoint.
@@ -49,10 +53,24 @@ export function startedLater(a: WriterIdentity, b: WriterIdentity): boolean {
   return a.started_at === b.started_at ? a.instance > b.instance : a.started_at > b.started_at;
 }
 
+/** The claim as stored: who, and the claim's sequence number (each write one above the last one read). */
+interface StoredClaim extends WriterIdentity {
+  seq: number;
+  /** Written by an instance's last save on a clean stop: free for the next one. */
+  released: boolean;
+}
+
+/** What a final save may do (see release()). */
+export type Release = 'released' | 'held-by-another';
+
+/** Times a claim is read and written again when another write came in between (the embedded server's 409). */
+const CONFLICT_TRIES = 3;
+
 export class WriterClaim {
   readonly me: WriterIdentity;
   private rev: string | undefined;
-  private written = false;
+  /** The sequence number of this instance's last claim written; 0 before the first. */
+  private lastSeq = 0;
 
   constructor(
     private readonly http: CouchHttp,
@@ -66,39 +84,80 @@ export class WriterClaim {
     this.me = { instance: randomUUID(), host: hostname(), pid: process.pid, started_at: startedAt.toISOString() };
   }
 
+  private get where(): string {
+    return `${this.db}/_local/${this.checkpointName}-writer`;
+  }
+
   private get path(): string {
     return `/${encodeURIComponent(this.db)}/_local/${encodeURIComponent(`${this.checkpointName}-writer`)}`;
   }
 
   /**
    * Before a save: throws SecondInstanceError when an instance that started
-   * earlier has taken the claim since this one last wrote it; otherwise
+   * earlier has claimed the checkpoint since this one last did; otherwise
    * writes this instance's claim.
    */
   async claim(): Promise<void> {
-    const res = await this.http.request<Partial<WriterIdentity> & { _rev?: string }>('GET', this.path, { headers: this.headers });
-    if (res.status !== 200 && res.status !== 404) throw new OperationError(`reading ${this.db}/_local/${this.checkpointName}-writer: ${res.status}`);
-    this.rev = res.status === 200 ? res.body._rev : undefined;
-    const other = res.status === 200 ? identity(res.body) : null;
-    if (other && other.instance !== this.me.instance && this.written) {
-      if (startedLater(this.me, other)) throw new SecondInstanceError(`${this.db}/_local/${this.checkpointName}`, other);
-      this.onLaterInstance(other);
+    for (let tries = 1; ; tries++) {
+      const other = await this.read();
+      // Only a claim written after this instance's last one counts: a stale read (a lagging copy of a
+      // cluster's shard) shows an older one, and before its first claim this instance takes over.
+      if (other && other.instance !== this.me.instance && !other.released && this.lastSeq > 0 && other.seq > this.lastSeq) {
+        if (startedLater(this.me, other)) throw new SecondInstanceError(this.where, other);
+        this.onLaterInstance(other);
+      }
+      if ((await this.write(other, false)) || tries >= CONFLICT_TRIES) return;
     }
+  }
+
+  /**
+   * Before the last save of a clean stop: when another instance has claimed
+   * the checkpoint since this one last did, it is that one's now
+   * ('held-by-another': the caller saves nothing; taking it back would stop
+   * the other one, as when an operator starts the new instance before
+   * stopping the old). Otherwise the claim is marked released, so that an
+   * instance running meanwhile does not take this one's last claim for a
+   * second instance.
+   */
+  async release(): Promise<Release> {
+    for (let tries = 1; ; tries++) {
+      const other = await this.read();
+      if (other && other.instance !== this.me.instance && !other.released && other.seq > this.lastSeq) return 'held-by-another';
+      if ((await this.write(other, true)) || tries >= CONFLICT_TRIES) return 'released';
+    }
+  }
+
+  private async read(): Promise<StoredClaim | null> {
+    const res = await this.http.request<Partial<StoredClaim> & { _rev?: string }>('GET', this.path, { headers: this.headers });
+    if (res.status !== 200 && res.status !== 404) throw new OperationError(`reading ${this.where}: ${res.status}`);
+    this.rev = res.status === 200 ? res.body._rev : undefined;
+    return res.status === 200 ? stored(res.body) : null;
+  }
+
+  /** False when another write came in between (409 on the embedded server; CouchDB 3 does not check _local revisions). */
+  private async write(current: StoredClaim | null, released: boolean): Promise<boolean> {
+    const seq = Math.max(current?.seq ?? 0, this.lastSeq) + 1;
     const put = await this.http.request<{ rev?: string }>('PUT', this.path, {
       headers: this.headers,
-      body: JSON.stringify({ ...this.me, ...(this.rev ? { _rev: this.rev } : {}) }),
+      body: JSON.stringify({ ...this.me, seq, released, ...(this.rev ? { _rev: this.rev } : {}) }),
     });
-    // A conflict is a claim written between the read and this write (the embedded server checks _local
-    // revisions; CouchDB 3 does not): the next save sees who wrote it.
-    if (put.status === 409) return;
-    if (put.status !== 201 && put.status !== 200) throw new OperationError(`writing ${this.db}/_local/${this.checkpointName}-writer: ${put.status}`);
+    if (put.status === 409) return false;
+    if (put.status !== 201 && put.status !== 200) throw new OperationError(`writing ${this.where}: ${put.status}`);
     this.rev = put.body.rev;
-    this.written = true;
+    this.lastSeq = seq;
+    return true;
   }
 }
 
-function identity(body: Partial<WriterIdentity>): WriterIdentity | null {
-  const { instance, host, pid, started_at } = body;
+function stored(body: Partial<StoredClaim>): StoredClaim | null {
+  const { instance, host, pid, started_at, seq, released } = body;
   if (typeof instance !== 'string' || typeof started_at !== 'string') return null;
-  return { instance, host: typeof host === 'string' ? host : '?', pid: typeof pid === 'number' ? pid : 0, started_at };
+  return {
+    instance,
+    host: typeof host === 'string' ? host : '?',
+    pid: typeof pid === 'number' ? pid : 0,
+    started_at,
+    seq: typeof seq === 'number' && Number.isFinite(seq) ? seq : 0,
+    released: released === true,
+  };
 }

@@ -13,11 +13,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as stringifyYaml } from 'yaml';
-import { accountsEnv, http, startStack, type Stack } from '../helpers/stack.js';
+import { accountsEnv, freePort, http, startStack, type Stack } from '../helpers/stack.js';
 import { postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
-import { SecondInstanceError, startedLater, type WriterIdentity } from '../../correlator/feed/writer-claim.js';
+import { SecondInstanceError, startedLater, WriterClaim, type WriterIdentity } from '../../correlator/feed/writer-claim.js';
+import { CouchHttp } from '../../lib/couch/http.js';
+import { basicAuth } from '../../lib/couch/basic-auth.js';
 
 const WAIT = 60_000;
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '../../scripts/couchlog.js');
@@ -64,10 +66,16 @@ async function correlated(id: string): Promise<boolean> {
   return res.status === 200 && res.json.correlated === true;
 }
 
-async function writer(): Promise<WriterIdentity> {
-  const res = await http(`${stack.couchUrl}/${WRITER}`, { headers: { authorization: stack.auth.admin } });
-  assert.equal(res.status, 200, res.text);
-  return res.json as unknown as WriterIdentity;
+/** The claim on the checkpoint, once there is one (written with the first checkpoint saved). */
+async function writer(): Promise<WriterIdentity & { released: boolean }> {
+  return until(
+    'a claim on the checkpoint',
+    async () => {
+      const res = await http(`${stack.couchUrl}/${WRITER}`, { headers: { authorization: stack.auth.admin } });
+      return res.status === 200 ? (res.json as unknown as WriterIdentity & { released: boolean }) : null;
+    },
+    WAIT,
+  );
 }
 
 describe('two correlators on one checkpoint', () => {
@@ -133,47 +141,149 @@ describe('two correlators on one checkpoint', () => {
   });
 });
 
-describe('couchlog correlator as the second instance', () => {
-  test('exits 1 and says why, naming the other instance', async () => {
-    const first = await start();
+/** A couchlog command against this stack, in a folder of its own; its output is collected. */
+function spawnCommand(dir: string, args: string[], yaml: Record<string, unknown>, env: Record<string, string> = {}) {
+  writeFileSync(join(dir, 'couchlog.yml'), stringifyYaml(yaml));
+  const child = spawn(process.execPath, [CLI, '--config', join(dir, 'couchlog.yml'), ...args], {
+    env: { PATH: process.env.PATH, COUCHLOG_DATA: join(dir, 'data'), ...accountsEnv(stack), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const run = { output: '', code: undefined as number | null | undefined, child };
+  child.stdout.on('data', (d) => (run.output += d));
+  child.stderr.on('data', (d) => (run.output += d));
+  child.on('exit', (code) => (run.code = code));
+  return run;
+}
+
+describe('the commands, as the second instance', () => {
+  let dir: string;
+  let first: RunningCorrelator;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'couchlog-second-'));
+    first = await start();
     const warm = await connection();
     await until('the first one running', async () => ((await correlated(warm)) ? true : null), WAIT);
-    const dir = mkdtempSync(join(tmpdir(), 'couchlog-second-'));
+  });
+  after(async () => {
+    await first?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('couchlog correlator exits 1 and says why, naming the other instance', async () => {
+    const run = spawnCommand(dir, ['correlator'], { log_level: 'info', clickhouse: { enabled: false }, correlator: CORRELATOR });
     try {
-      writeFileSync(join(dir, 'couchlog.yml'), stringifyYaml({ log_level: 'info', clickhouse: { enabled: false }, correlator: CORRELATOR }));
-      const child = spawn(process.execPath, [CLI, '--config', join(dir, 'couchlog.yml'), 'correlator'], {
-        env: { PATH: process.env.PATH, COUCHLOG_DATA: join(dir, 'data'), ...accountsEnv(stack) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.on('data', (d) => (output += d));
-      child.stderr.on('data', (d) => (output += d));
-      const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      let code: number | null | undefined;
-      void exit.then((c) => (code = c));
-      try {
-        await until(
-          'the command to exit',
-          async () => {
-            if (code !== undefined) return true;
-            await connection();
-            return null;
-          },
-          WAIT,
-          200,
-        );
-      } finally {
-        child.kill('SIGKILL');
-      }
-      assert.equal(code, 1, output.slice(-2000));
-      assert.match(output, /CORRELATOR_SECOND_INSTANCE/);
-      assert.match(output, new RegExp(`pid ${process.pid}, started`), 'the other instance is named');
-      assert.equal(first.pipeline.superseded, null);
-      const after = await connection();
-      await until('the first one still deciding', async () => ((await correlated(after)) ? true : null), WAIT);
+      await until(
+        'the command to exit',
+        async () => {
+          if (run.code !== undefined) return true;
+          await connection();
+          return null;
+        },
+        WAIT,
+        200,
+      );
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      run.child.kill('SIGKILL');
     }
+    assert.equal(run.code, 1, run.output.slice(-2000));
+    assert.match(run.output, /CORRELATOR_SECOND_INSTANCE/);
+    assert.match(run.output, new RegExp(`pid ${process.pid}, started`), 'the other instance is named');
+    assert.equal(first.pipeline.superseded, null);
+    const after = await connection();
+    await until('the first one still deciding', async () => ((await correlated(after)) ? true : null), WAIT);
+  });
+
+  test('couchlog up stops only its correlator: intake goes on', async () => {
+    const ingressPort = await freePort();
+    const run = spawnCommand(
+      dir,
+      ['up'],
+      { log_level: 'info', clickhouse: { enabled: false }, correlator: { ...CORRELATOR, metrics: { enabled: false } } },
+      { COUCHLOG_INGRESS_PORT: String(ingressPort) },
+    );
+    try {
+      await until(
+        'its correlator to stop',
+        async () => {
+          if (run.code !== undefined) assert.fail(`couchlog up exited ${run.code}: ${run.output.slice(-2000)}`);
+          if (/the correlator stopped \(another one writes its checkpoint\)/.test(run.output)) return true;
+          await connection();
+          return null;
+        },
+        WAIT,
+        200,
+      );
+      const res = await http(`http://127.0.0.1:${ingressPort}/log_http/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ src_ip: '198.51.100.8', src_port: 1, path: '/after' }),
+      });
+      assert.equal(res.status, 201, res.text);
+      assert.equal(run.code, undefined, 'still running');
+      run.child.kill('SIGINT');
+      await until('couchlog up to stop', async () => (run.code !== undefined ? true : null), WAIT);
+      assert.equal(run.code, 0, run.output.slice(-2000));
+    } finally {
+      run.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('the claim, step by step (two instances A, then B, on one checkpoint)', () => {
+  let couch: CouchHttp;
+  let n = 0;
+  before(() => {
+    couch = new CouchHttp(stack.couchUrl, { timeoutMs: 10_000, retryAfterS: 1 });
+  });
+  after(() => couch?.close());
+  const account = () => ({ authorization: basicAuth(stack.config.users.correlator.user, stack.config.users.correlator.password!) });
+  /** Two instances on a checkpoint of their own, B started a second after A. */
+  function pair(): { a: WriterClaim; b: WriterClaim; laterSeenByA: WriterIdentity[] } {
+    n += 1;
+    const laterSeenByA: WriterIdentity[] = [];
+    const name = `claim-test-${n}`;
+    const a = new WriterClaim(couch, 'couchlog_state_correlated', name, account(), (o) => laterSeenByA.push(o), new Date(Date.UTC(2026, 11, 6, 10)));
+    const b = new WriterClaim(couch, 'couchlog_state_correlated', name, account(), () => {}, new Date(Date.UTC(2026, 11, 6, 10, 0, 1)));
+    return { a, b, laterSeenByA };
+  }
+
+  test('both writing: A (started first) sees B and goes on, B sees A and stops', async () => {
+    const { a, b, laterSeenByA } = pair();
+    await a.claim();
+    await b.claim(); // B never wrote: it takes over (a restart, a failover)
+    await a.claim(); // A had written: B's claim came after it
+    assert.deepEqual(
+      laterSeenByA.map((o) => o.instance),
+      [b.me.instance],
+    );
+    await assert.rejects(b.claim(), (err: unknown) => err instanceof SecondInstanceError && err.other.instance === a.me.instance);
+  });
+
+  test("start new, then stop old: the old one's last save leaves the checkpoint to the new one, which is not stopped", async () => {
+    const { a, b, laterSeenByA } = pair();
+    await a.claim();
+    await b.claim();
+    assert.equal(await a.release(), 'held-by-another');
+    await b.claim();
+    await b.claim();
+    assert.deepEqual(laterSeenByA, []);
+  });
+
+  test('a clean stop releases the claim: an instance running meanwhile does not take it for a second one', async () => {
+    const { a, b } = pair();
+    await b.claim();
+    await a.claim(); // A takes over (it never wrote), as a restart of A would
+    assert.equal(await a.release(), 'released');
+    await b.claim(); // B had written, A's claim came after, but it is released
+    await b.claim();
+  });
+
+  test("a restarted instance (never written) takes over its dead predecessor's claim, and is not stopped by it", async () => {
+    const { a, b } = pair();
+    await a.claim();
+    await a.claim(); // A dies here, without releasing
+    await b.claim();
+    await b.claim();
   });
 });
 
