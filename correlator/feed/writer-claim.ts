@@ -10,11 +10,13 @@
 //  - an instance that has never written takes the claim over at once: a
 //    restart after a crash, or a failover to another host, must not wait;
 //  - an instance that finds a claim of another one written *after its own
-//    last claim* (each claim carries a sequence number one above the last
-//    one read) knows that a second instance is running: of the two, the one
-//    that started later (start time, then instance id: both compare the same
-//    pair, so both agree) stops; the earlier one takes the claim back and
-//    goes on. Each sees the other's claim within a few saves;
+//    last claim* (each claim carries a sequence number above the last one
+//    read), and changed since it last read one of that instance's claims (a
+//    dead instance's claim never changes), knows that a second instance is
+//    running: of the two, the one that started later (start time, then
+//    instance id: both compare the same pair, so both agree) stops; the
+//    earlier one takes the claim back and goes on. Each sees the other's
+//    claim within a few saves;
 //  - a clean stop's last save marks the claim released, or, when another
 //    instance claimed the checkpoint meanwhile, saves nothing (it is that
 //    one's now: start new, then stop old is a correct failover).
@@ -22,7 +24,7 @@
 // the instance that stops saves nothing after it learnt of the other; it
 // costs one small read and one small write per checkpoint.
 import { hostname } from 'node:os';
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { OperationError } from '../../lib/errors.js';
 
@@ -65,12 +67,18 @@ export type Release = 'released' | 'held-by-another';
 
 /** Times a claim is read and written again when another write came in between (the embedded server's 409). */
 const CONFLICT_TRIES = 3;
+/** Other instances' claims remembered (more means a crash loop of many instances: forgotten and learnt again). */
+const MAX_SEEN = 64;
+/** The largest random part of a claim's sequence step. */
+const SEQ_JITTER = 1000;
 
 export class WriterClaim {
   readonly me: WriterIdentity;
   private rev: string | undefined;
   /** The sequence number of this instance's last claim written; 0 before the first. */
   private lastSeq = 0;
+  /** The last sequence number read of each other instance's claim (see claimingToo). */
+  private readonly seen = new Map<string, number>();
 
   constructor(
     private readonly http: CouchHttp,
@@ -94,15 +102,13 @@ export class WriterClaim {
 
   /**
    * Before a save: throws SecondInstanceError when an instance that started
-   * earlier has claimed the checkpoint since this one last did; otherwise
-   * writes this instance's claim.
+   * earlier is claiming the checkpoint too; otherwise writes this instance's
+   * claim.
    */
   async claim(): Promise<void> {
     for (let tries = 1; ; tries++) {
       const other = await this.read();
-      // Only a claim written after this instance's last one counts: a stale read (a lagging copy of a
-      // cluster's shard) shows an older one, and before its first claim this instance takes over.
-      if (other && other.instance !== this.me.instance && !other.released && this.lastSeq > 0 && other.seq > this.lastSeq) {
+      if (this.claimingToo(other)) {
         if (startedLater(this.me, other)) throw new SecondInstanceError(this.where, other);
         this.onLaterInstance(other);
       }
@@ -111,20 +117,35 @@ export class WriterClaim {
   }
 
   /**
-   * Before the last save of a clean stop: when another instance has claimed
-   * the checkpoint since this one last did, it is that one's now
-   * ('held-by-another': the caller saves nothing; taking it back would stop
-   * the other one, as when an operator starts the new instance before
-   * stopping the old). Otherwise the claim is marked released, so that an
-   * instance running meanwhile does not take this one's last claim for a
-   * second instance.
+   * Before the last save of a clean stop: when another instance is claiming
+   * the checkpoint too, it is that one's now ('held-by-another': the caller
+   * saves nothing; taking it back would stop the other one, as when an
+   * operator starts the new instance before stopping the old). Otherwise the
+   * claim is marked released, so that an instance running meanwhile does
+   * not take this one's last claim for a second instance.
    */
   async release(): Promise<Release> {
     for (let tries = 1; ; tries++) {
       const other = await this.read();
-      if (other && other.instance !== this.me.instance && !other.released && other.seq > this.lastSeq) return 'held-by-another';
+      if (this.claimingToo(other)) return 'held-by-another';
       if ((await this.write(other, true)) || tries >= CONFLICT_TRIES) return 'released';
     }
+  }
+
+  /**
+   * Whether another, live instance claims the checkpoint: its claim was
+   * written after this instance's last one, and it has changed since this
+   * instance last read one of its claims. A dead instance's claim never
+   * changes, so neither a restart (which takes it over at once) nor a stale
+   * read (a lagging copy of a cluster's shard, or a 404 there before the
+   * first claim) can make it look live.
+   */
+  private claimingToo(other: StoredClaim | null): other is StoredClaim {
+    if (!other || other.instance === this.me.instance || other.released) return false;
+    const before = this.seen.get(other.instance);
+    if (before === undefined && this.seen.size >= MAX_SEEN) this.seen.clear();
+    this.seen.set(other.instance, other.seq);
+    return this.lastSeq > 0 && other.seq > this.lastSeq && before !== undefined && before !== other.seq;
   }
 
   private async read(): Promise<StoredClaim | null> {
@@ -136,7 +157,9 @@ export class WriterClaim {
 
   /** False when another write came in between (409 on the embedded server; CouchDB 3 does not check _local revisions). */
   private async write(current: StoredClaim | null, released: boolean): Promise<boolean> {
-    const seq = Math.max(current?.seq ?? 0, this.lastSeq) + 1;
+    // A random step: two instances that read the same claim and write in step still write different
+    // numbers, so each sees the other's above its own sooner or later.
+    const seq = Math.max(current?.seq ?? 0, this.lastSeq) + 1 + randomInt(SEQ_JITTER);
     const put = await this.http.request<{ rev?: string }>('PUT', this.path, {
       headers: this.headers,
       body: JSON.stringify({ ...this.me, seq, released, ...(this.rev ? { _rev: this.rev } : {}) }),

@@ -247,11 +247,12 @@ describe('the claim, step by step (two instances A, then B, on one checkpoint)',
     return { a, b, laterSeenByA };
   }
 
-  test('both writing: A (started first) sees B and goes on, B sees A and stops', async () => {
+  test('both writing: each sees the other once its claim has changed; A (started first) goes on, B stops', async () => {
     const { a, b, laterSeenByA } = pair();
-    await a.claim();
-    await b.claim(); // B never wrote: it takes over (a restart, a failover)
-    await a.claim(); // A had written: B's claim came after it
+    await b.claim();
+    await a.claim(); // A never wrote: it takes over (as a restart or a failover does)
+    await b.claim(); // B sees A's claim for the first time: it may be a dead instance's
+    await a.claim(); // A sees B's claim again, changed: B is alive, and started later
     assert.deepEqual(
       laterSeenByA.map((o) => o.instance),
       [b.me.instance],
@@ -259,31 +260,40 @@ describe('the claim, step by step (two instances A, then B, on one checkpoint)',
     await assert.rejects(b.claim(), (err: unknown) => err instanceof SecondInstanceError && err.other.instance === a.me.instance);
   });
 
-  test("start new, then stop old: the old one's last save leaves the checkpoint to the new one, which is not stopped", async () => {
+  test('stopped while the other one claims: the last save leaves the checkpoint to it, which goes on', async () => {
     const { a, b, laterSeenByA } = pair();
+    await b.claim();
     await a.claim();
     await b.claim();
-    assert.equal(await a.release(), 'held-by-another');
-    await b.claim();
-    await b.claim();
-    assert.deepEqual(laterSeenByA, []);
+    await a.claim(); // A sees B alive, started later
+    assert.equal(laterSeenByA.length, 1);
+    // B is stopped (by hand, or it was about to stop itself): A's claim changed since B last read it.
+    assert.equal(await b.release(), 'held-by-another');
+    await a.claim();
+    await a.claim();
+    assert.equal(laterSeenByA.length, 1, 'B wrote nothing more');
   });
 
   test('a clean stop releases the claim: an instance running meanwhile does not take it for a second one', async () => {
     const { a, b } = pair();
+    await a.claim();
+    await b.claim(); // the new one, started before the old one stops
+    assert.equal(await a.release(), 'released'); // A never saw B's claim change: it releases
     await b.claim();
-    await a.claim(); // A takes over (it never wrote), as a restart of A would
-    assert.equal(await a.release(), 'released');
-    await b.claim(); // B had written, A's claim came after, but it is released
+    await b.claim();
     await b.claim();
   });
 
-  test("a restarted instance (never written) takes over its dead predecessor's claim, and is not stopped by it", async () => {
+  test("a restarted instance takes over its dead predecessor's claim, and a stale read of it does not stop it", async () => {
     const { a, b } = pair();
     await a.claim();
     await a.claim(); // A dies here, without releasing
     await b.claim();
     await b.claim();
+    // B stopped before its first save went through still saves its last checkpoint.
+    const c = pair().b;
+    await a.claim();
+    assert.equal(await c.release(), 'released');
   });
 });
 
