@@ -493,10 +493,10 @@ export class CorrelatorPipeline {
     if (!pending || this.fanout.ackedThrough < pending.through || this.superseded) return;
     try {
       const started = this.clock();
-      // While stopping, this is the last save: it leaves the checkpoint to an instance that claimed it meanwhile.
+      // While stopping, this is the last save: it leaves the checkpoint to another instance seen claiming it.
       if (!(await this.checkpoints.save(pending.cp, this.stopping))) {
         this.pendingCheckpoint = null;
-        this.log.warn("another correlator claimed the checkpoint since this one last saved it: this one stops without saving it (it is that one's now)");
+        this.log.warn("another correlator is claiming the checkpoint too: this one stops without saving it (it is that one's now)");
         return;
       }
       this.saveMs = this.clock() - started;

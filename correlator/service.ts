@@ -46,7 +46,7 @@ export interface RunningCorrelator {
   sinks: Sink[];
   stop(): Promise<void>;
   reopen(): Promise<void>;
-  /** Resolves when another instance writes the same checkpoint and started first: the caller stops this one (exit 1). */
+  /** Resolves when another instance writes the same checkpoint and started first: the caller stops this one (`couchlog correlator` exits 1; `couchlog up` keeps the rest running). */
   readonly superseded: Promise<SecondInstanceError>;
 }
 

@@ -5,7 +5,7 @@
 // (npm ci's prepare, npm run build). The stamp records when the last
 // successful build started, so an edit made during a build is rebuilt.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -54,7 +54,7 @@ if (tsc.status !== 0) process.exit(tsc.status ?? 1);
 // what README tells a newcomer to run) must be executable, or sh answers
 // "Permission denied".
 const pkg = join(root, 'package.json');
-const bins = mtime(pkg) > 0 ? (JSON.parse(readFileSync(pkg, 'utf8')).bin ?? {}) : {};
+const bins = existsSync(pkg) ? (JSON.parse(readFileSync(pkg, 'utf8')).bin ?? {}) : {};
 for (const bin of Object.values(bins)) chmodSync(join(root, bin), 0o755);
 mkdirSync(dirname(stamp), { recursive: true });
 writeFileSync(stamp, `${new Date(started).toISOString()}\n`);

@@ -141,8 +141,8 @@ export class CheckpointStore {
 
   /**
    * Saves the checkpoint; `final` for the last save of a clean stop. False
-   * (nothing saved) when it is final and another instance has claimed the
-   * checkpoint meanwhile (feed/writer-claim.ts).
+   * (nothing saved) when it is final and another instance is seen claiming
+   * the checkpoint too (feed/writer-claim.ts).
    */
   async save(cp: Checkpoint, final = false): Promise<boolean> {
     const stored = { ...(await encodeCheckpoint(cp)), ...(this.epoch === undefined ? {} : { epoch: this.epoch }) };
