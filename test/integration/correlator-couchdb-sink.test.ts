@@ -184,8 +184,10 @@ describe('the CouchDB sink', () => {
       headers: { authorization: stack.auth.admin, accept: 'application/json' },
     });
     // PouchDB Server answers [] to that write but does not store it (CouchDB 3 does): there, B-w3 is B-w2 again.
-    const branched = (before.json as unknown[]).length === 2;
-    assert.ok(branched || couchFlavor === 'embedded', `two branches on CouchDB 3: ${before.text}`);
+    // On a loaded cluster a copy may also apply the first write late, over the tombstone, after the reads above
+    // (CI of 8fd39de: a third leaf 3-… of revision 1): the very case the checks are for, so it may be there too.
+    const branched = (before.json as Array<{ ok?: { _rev?: string } }>).some((l) => l.ok?._rev === `3-${lateRev}`);
+    assert.ok(branched || couchFlavor === 'embedded', `the branch is stored on CouchDB 3: ${before.text}`);
     const wroteAfterMs = Date.now() - deletedAt;
     assert.ok(wroteAfterMs < 20_000, `the late writes came ${wroteAfterMs} ms after the deletions, after the last check`);
     for (const deadline = Date.now() + 30_000; delivery.watched > 0 && Date.now() < deadline;) await sleep(100);
