@@ -73,12 +73,13 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
     if (config.correlator.enabled) {
       correlator = await startCorrelator(config, logger, { clickhouse: config.clickhouse.enabled && (ch.server !== null || config.clickhouse.url !== null) });
       stack.push(correlator);
-      // A second correlator on this checkpoint that started first: this one stops (its reason is
-      // logged), intake and the rest go on; stopping the stack again later waits for the same stop.
+      // A second correlator on this checkpoint that started first: this one stops reading and
+      // deciding (its reason is logged), intake and the rest go on. Its metrics and /health stay up
+      // (503, status "stopped", the other instance named) until the stack stops, which waits for the same stop.
       const running = correlator;
       void running.superseded.then(async () => {
         logger.error({ component: 'correlator' }, 'the correlator stopped (another one writes its checkpoint): intake and the other parts go on');
-        await running.stop().catch((err: Error) => logger.error({ err: err.message }, 'stopping the correlator failed'));
+        await running.pipeline.stop().catch((err: Error) => logger.error({ err: err.message }, 'stopping the correlator failed'));
       });
       signal?.throwIfAborted();
       say(

@@ -1,5 +1,6 @@
 // GET /metrics (Prometheus) and GET /health (JSON; 503 when a sink has been
-// failing longer than the threshold or a feed cannot be read).
+// failing longer than the threshold or a feed cannot be read, or when the
+// correlator stopped because another instance writes its checkpoint).
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../lib/logger.js';
 import type { CorrelatorMetrics } from './metrics.js';
@@ -68,9 +69,12 @@ export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
     );
     const feeds = d.pipeline.status();
     const lookupFailing = failing(d.pipeline.lookupFailingSince);
+    const superseded = d.pipeline.superseded;
     const unhealthy = Object.values(sinks).some((s) => s.unhealthy) || Object.values(feeds).some((f) => failing(f.failingSince)) || lookupFailing;
-    return reply.code(unhealthy ? 503 : 200).send({
-      status: unhealthy ? 'unhealthy' : 'ok',
+    return reply.code(unhealthy || superseded ? 503 : 200).send({
+      status: superseded ? 'stopped' : unhealthy ? 'unhealthy' : 'ok',
+      // Under `couchlog up` the port stays open after such a stop, so that a monitor sees why nothing is decided.
+      ...(superseded && { stopped: { code: superseded.code, reason: superseded.message, other: superseded.other } }),
       feeds: Object.fromEntries(
         Object.entries(feeds).map(([side, f]) => [side, { ...f, failingSince: f.failingSince === null ? null : new Date(f.failingSince).toISOString() }]),
       ),

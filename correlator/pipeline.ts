@@ -98,6 +98,7 @@ export class CorrelatorPipeline {
   private readonly stopSignal: Promise<void>;
   private signalStop: () => void = () => {};
   private loop: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
   engine: CorrelationEngine;
   /** A checkpoint taken, waiting for the outputs before it to be acknowledged. */
   private pendingCheckpoint: { cp: Checkpoint; through: number; held: string } | null = null;
@@ -536,8 +537,17 @@ export class CorrelatorPipeline {
     return { A: s(this.feeds.A), B: s(this.feeds.B) };
   }
 
-  /** Stop reading, flush and drain the sinks (bounded), save the checkpoint. */
-  async stop(): Promise<void> {
+  /**
+   * Stop reading, flush and drain the sinks (bounded), save the checkpoint.
+   * A second call waits for the first: `couchlog up` stops a superseded
+   * pipeline on its own, and the whole service again at the end.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<void> {
     this.stopping = true;
     this.signalStop();
     await this.loop;

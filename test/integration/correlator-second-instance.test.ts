@@ -193,12 +193,13 @@ describe('the commands, as the second instance', () => {
     await until('the first one still deciding', async () => ((await correlated(after)) ? true : null), WAIT);
   });
 
-  test('couchlog up stops only its correlator: intake goes on', async () => {
+  test('couchlog up stops only its correlator: intake goes on, its /health says why', async () => {
     const ingressPort = await freePort();
+    const metricsPort = await freePort();
     const run = spawnCommand(
       dir,
       ['up'],
-      { log_level: 'info', clickhouse: { enabled: false }, correlator: { ...CORRELATOR, metrics: { enabled: false } } },
+      { log_level: 'info', clickhouse: { enabled: false }, correlator: { ...CORRELATOR, metrics: { enabled: true, host: '127.0.0.1', port: metricsPort } } },
       { COUCHLOG_INGRESS_PORT: String(ingressPort) },
     );
     try {
@@ -220,6 +221,15 @@ describe('the commands, as the second instance', () => {
       });
       assert.equal(res.status, 201, res.text);
       assert.equal(run.code, undefined, 'still running');
+      // A monitor of the correlator's port sees the stop and its reason, not a closed port.
+      const health = await http(`http://127.0.0.1:${metricsPort}/health`);
+      assert.equal(health.status, 503, health.text);
+      const body = health.json as { status: string; stopped?: { code: string; other: WriterIdentity } };
+      assert.equal(body.status, 'stopped');
+      assert.equal(body.stopped?.code, 'CORRELATOR_SECOND_INSTANCE');
+      assert.equal(body.stopped?.other.pid, process.pid, 'the other instance is named');
+      const metrics = await http(`http://127.0.0.1:${metricsPort}/metrics`);
+      assert.match(metrics.text, /^couchlog_correlator_second_instance_total\{stopped="this"\} 1$/m);
       run.child.kill('SIGINT');
       await until('couchlog up to stop', async () => (run.code !== undefined ? true : null), WAIT);
       assert.equal(run.code, 0, run.output.slice(-2000));
