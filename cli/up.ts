@@ -79,7 +79,10 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
       const running = correlator;
       void running.superseded.then(async () => {
         logger.error({ component: 'correlator' }, 'the correlator stopped (another one writes its checkpoint): intake and the other parts go on');
-        await running.pipeline.stop().catch((err: Error) => logger.error({ err: err.message }, 'stopping the correlator failed'));
+        await running.pipeline.stop().then(
+          () => logger.warn({ component: 'correlator' }, 'the correlator has stopped; its /health answers 503 "stopped" until couchlog up is restarted'),
+          (err: Error) => logger.error({ err: err.message }, 'stopping the correlator failed'),
+        );
       });
       signal?.throwIfAborted();
       say(

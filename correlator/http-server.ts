@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from '../lib/logger.js';
 import type { CorrelatorMetrics } from './metrics.js';
 import type { CorrelatorPipeline } from './pipeline.js';
+import type { WriterIdentity } from './feed/writer-claim.js';
 
 export interface HealthDeps {
   pipeline: CorrelatorPipeline;
@@ -46,6 +47,9 @@ function refresh(d: HealthDeps): void {
   for (const s of d.pipeline.fanout.sinks) m.sinkBacklog.set({ sink: s.name }, s.backlog);
 }
 
+/** Who the other instance is, without the claim's bookkeeping (its sequence number, released). */
+const identity = ({ instance, host, pid, started_at }: WriterIdentity): WriterIdentity => ({ instance, host, pid, started_at });
+
 export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
   // Scrapes every few seconds: no "incoming request"/"request completed" pair per scrape (it filled a terminal in pretty mode).
   const app = Fastify({ loggerInstance: d.logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
@@ -74,7 +78,7 @@ export function buildCorrelatorHttp(d: HealthDeps): FastifyInstance {
     return reply.code(unhealthy || superseded ? 503 : 200).send({
       status: superseded ? 'stopped' : unhealthy ? 'unhealthy' : 'ok',
       // Under `couchlog up` the port stays open after such a stop, so that a monitor sees why nothing is decided.
-      ...(superseded && { stopped: { code: superseded.code, reason: superseded.message, other: superseded.other } }),
+      ...(superseded && { stopped: { code: superseded.code, reason: superseded.message, other: identity(superseded.other) } }),
       feeds: Object.fromEntries(
         Object.entries(feeds).map(([side, f]) => [side, { ...f, failingSince: f.failingSince === null ? null : new Date(f.failingSince).toISOString() }]),
       ),

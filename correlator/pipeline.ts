@@ -436,6 +436,8 @@ export class CorrelatorPipeline {
    * every output before it is acknowledged.
    */
   async checkpoint(): Promise<void> {
+    // Stopped for another instance: the checkpoint is that one's, and /health's checkpoint age stays the last save's.
+    if (this.superseded) return;
     this.lastCheckpointAt = this.clock();
     if (this.pendingCheckpoint === null) {
       // Idle feeds: nothing read, nothing held changed (only the watermark

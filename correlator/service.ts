@@ -256,9 +256,13 @@ export async function startCorrelator(config: Config, logger: Logger, opts: Corr
     // A second stop (a signal during shutdown, a test's cleanup) waits for the first.
     stop() {
       stopping ??= (async () => {
-        await pipeline.stop();
-        await server?.close();
-        await http.close();
+        try {
+          await pipeline.stop();
+        } finally {
+          // A sink that failed to close must not leave the port and the connections open.
+          await server?.close();
+          await http.close();
+        }
       })();
       return stopping;
     },

@@ -121,16 +121,18 @@ describe('the CouchDB sink', () => {
     // Still watched: a late copy could bring the first content back as a branch beside the newer decision.
     assert.equal(delivery.watched, 1, 'the deletion stays watched');
     // On a loaded cluster such a branch does appear now and then (CI of 8fd39de, the test below): the watch's
-    // first check (2 s) deletes it. Only the newer decision stays live, as the third revision of its branch.
+    // checks (2 s, 15 s) delete it. Only the newer decision stays live.
     const settledLeaves = await settled(
       () => liveLeaves('log_sinkrevive', 'B-r1'),
       ({ live }) => live.length === 1,
-      10_000,
+      20_000,
     );
     assert.deepEqual(settledLeaves.live, [3], settledLeaves.text);
     const res = await http(`${stack.couchUrl}/log_sinkrevive/B-r1?revs=true`, { headers: { authorization: stack.auth.admin } });
     assert.equal((res.json as { revision: number }).revision, 3);
-    assert.equal((res.json as { _revisions: { start: number } })._revisions.start, 3, res.text);
+    // The third revision of its branch; on a cluster one more when the late write came before the sink read it.
+    const generation = (res.json as { _revisions: { start: number } })._revisions.start;
+    assert.ok(couchCluster ? generation >= 3 : generation === 3, res.text);
     await delivery.close();
     await httpClient.pool.close();
   });

@@ -1,5 +1,5 @@
 // Crash safety of the correlator, with one side late: the B backlog
-// (10,000 documents; 4,000 on CouchDB 3) is drained by a running `couchlog correlator` (orphan
+// (10,000 documents; 4,000 on CouchDB 3, 2,000 on a cluster) is drained by a running `couchlog correlator` (orphan
 // Bs emitted, provisionally), then the A backlog of the same connections is
 // posted, and while the correlator corrects its records the process is
 // killed with SIGKILL at random moments several times and restarted; the

@@ -1,6 +1,7 @@
 // The correlator's /health and /metrics over a pipeline stand-in (the real
 // pipeline behind them is exercised by the correlator integration tests):
-// a sink or feed failing past the threshold makes /health 503, engine
+// a sink or feed failing past the threshold makes /health 503 (and a stop
+// for another instance, 503 "stopped"), engine
 // counters reach /metrics, and building the server raises no deprecation
 // warning (Fastify 5 warned about the option this file used before).
 import { after, describe, test } from 'node:test';
@@ -9,11 +10,12 @@ import { buildCorrelatorHttp, type HealthDeps } from '../../../correlator/http-s
 import { CorrelatorMetrics } from '../../../correlator/metrics.js';
 import { CorrelationEngine } from '../../../correlator/engine/engine.js';
 import type { CorrelatorPipeline } from '../../../correlator/pipeline.js';
+import { SecondInstanceError } from '../../../correlator/feed/writer-claim.js';
 import { createLogger } from '../../../lib/logger.js';
 
 const NOW = Date.parse('2026-12-05T12:00:00Z');
 
-function stand(sinkFailingSince: number | null, feedFailingSince: number | null = null) {
+function stand(sinkFailingSince: number | null, feedFailingSince: number | null = null, superseded: SecondInstanceError | null = null) {
   const engine = new CorrelationEngine({
     windowMs: 10_000,
     apacheEmitDelayMs: 1000,
@@ -35,6 +37,7 @@ function stand(sinkFailingSince: number | null, feedFailingSince: number | null 
     fanout: { sinks: [{ name: 'clickhouse', backlog: 5, full: false, failingSince: sinkFailingSince }] },
     lookupFailingSince: null,
     checkpointSavedAt: NOW - 2000,
+    superseded,
   } as unknown as CorrelatorPipeline;
   const deps: HealthDeps = { pipeline, metrics: new CorrelatorMetrics(), failingThresholdMs: 60_000, clock: () => NOW, logger: createLogger('silent') };
   return buildCorrelatorHttp(deps);
@@ -66,6 +69,18 @@ describe('correlator /health and /metrics', () => {
       assert.equal(res.json().status, 'unhealthy');
       await app.close();
     }
+  });
+
+  test('stopped for another instance: 503 stopped, naming it without its claim bookkeeping', async () => {
+    const other = { instance: 'b7c1', host: 'log2', pid: 4242, started_at: '2026-12-05T11:00:00.000Z' };
+    const err = new SecondInstanceError('couchlog_state_correlated/_local/correlator', { ...other, seq: 17, released: false } as typeof other);
+    const app = stand(null, null, err);
+    const res = await app.inject({ method: 'GET', url: '/health' });
+    assert.equal(res.statusCode, 503, res.body);
+    const body = res.json();
+    assert.equal(body.status, 'stopped');
+    assert.deepEqual(body.stopped, { code: 'CORRELATOR_SECOND_INSTANCE', reason: err.message, other });
+    await app.close();
   });
 
   test('/metrics carries the engine counters and sink backlog as of the scrape', async () => {
