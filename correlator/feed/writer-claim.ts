@@ -165,7 +165,8 @@ export class WriterClaim {
       body: JSON.stringify({ ...this.me, seq, released, ...(this.rev ? { _rev: this.rev } : {}) }),
     });
     if (put.status === 409) return false;
-    if (put.status !== 201 && put.status !== 200) throw new OperationError(`writing ${this.where}: ${put.status}`);
+    // 202: a loaded cluster stored it on fewer copies than its write quorum so far; it is written.
+    if (put.status !== 201 && put.status !== 200 && put.status !== 202) throw new OperationError(`writing ${this.where}: ${put.status}`);
     this.rev = put.body.rev;
     this.lastSeq = seq;
     return true;

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { CheckpointStore, MAX_CHECKPOINT_BYTES, decodeState, encodeCheckpoint, type Checkpoint } from '../../../../correlator/feed/checkpoint-store.js';
 import type { CouchHttp } from '../../../../lib/couch/http.js';
+import { WriterClaim } from '../../../../correlator/feed/writer-claim.js';
 import type { EngineSnapshot } from '../../../../correlator/engine/types.js';
 import { mulberry32 } from '../../../../bench/prng.js';
 
@@ -132,6 +133,25 @@ test('save() after a conflict takes the stored revision, whatever that document 
   // The revision it got back is the one the next save sends.
   await store.save(cp(state));
   assert.equal(sent[3]!.body!._rev, '0-8');
+});
+
+test('a claim and a save answered 202 (a loaded cluster: fewer copies than the write quorum so far) are written, not failures', async () => {
+  const { http, sent } = scripted([
+    { status: 404, body: { error: 'not_found' } },
+    { status: 202, body: { ok: true, id: '_local/correlator-writer', rev: '0-1' } },
+    { status: 202, body: { ok: true, id: '_local/correlator', rev: '0-1' } },
+    { status: 200, body: { _id: '_local/correlator-writer', _rev: '0-1', instance: 'x' } },
+    { status: 201, body: { ok: true, rev: '0-2' } },
+    { status: 201, body: { ok: true, rev: '0-2' } },
+  ]);
+  const claim = new WriterClaim(http, 'couchlog_state_correlated', 'correlator', {}, () => {});
+  const store = new CheckpointStore(http, 'couchlog_state_correlated', 'log_correlated', 'correlator', {}, claim);
+  assert.equal(await store.save(cp(snapshot(3))), true);
+  await store.save(cp(snapshot(3)));
+  // Each next write sends the revision the 202 gave back, and the claim's sequence went on from its own.
+  assert.equal(sent[4]!.body!._rev, '0-1');
+  assert.equal(sent[5]!.body!._rev, '0-1');
+  assert.ok((sent[4]!.body!.seq as number) > (sent[1]!.body!.seq as number));
 });
 
 const EPOCH = { status: 200, body: { _id: '_local/epoch', _rev: '0-1', epoch: 'e1' } };
