@@ -60,7 +60,7 @@ describe('correlator output splunk_hec', () => {
     await post('http', [{ src_ip: '203.0.113.8', src_port: 1, method: 'GET', host: 'example.com', path: '/later', timestamp: t0 + 5000 }]);
     await post('network', [{ src_ip: '203.0.113.8', src_port: 2, ja4: 'x', timestamp: t0 + 5000 }]);
     let siem: any[] = [];
-    for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 100))) {
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 100))) {
       siem = await docs('log_siem');
       if (siem.some((d) => d.correlated === true)) break;
     }
@@ -76,7 +76,7 @@ describe('correlator output splunk_hec', () => {
     // Read until that decision shows: the provisional record before it, or a copy behind, would not hold it yet.
     let stored: any;
     const decided = (d: any) => d?.correlated === true && d.revision >= hit.revision;
-    for (const deadline = Date.now() + 20_000; !decided(stored) && Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 100))) {
+    for (const deadline = Date.now() + 60_000; !decided(stored) && Date.now() < deadline; await new Promise((ok) => setTimeout(ok, 100))) {
       stored = (await docs('log_correlated')).find((d) => d._id === hit.id);
     }
     assert.ok(stored, 'the same record is in log_correlated under the same id');

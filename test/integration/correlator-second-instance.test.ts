@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as stringifyYaml } from 'yaml';
-import { accountsEnv, freePort, http, startStack, type Stack } from '../helpers/stack.js';
+import { accountsEnv, freePort, http, startStack, storedStatus, type Stack } from '../helpers/stack.js';
 import { postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
@@ -220,7 +220,7 @@ describe('the commands, as the second instance', () => {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ src_ip: '198.51.100.8', src_port: 1, path: '/after' }),
       });
-      assert.equal(res.status, 201, res.text);
+      assert.equal(storedStatus(res.status), 201, res.text);
       assert.equal(run.code, undefined, 'still running');
       // A monitor of the correlator's port sees the stop and its reason, not a closed port.
       const health = await http(`http://127.0.0.1:${metricsPort}/health`);

@@ -80,7 +80,7 @@ test('ClickHouse down: late As still find their Bs through lookups and reach log
         const d = await couchDocs(stack, 'log_correlated');
         return aIds.every((id) => d.get(`A-${id}`)?.correlated === true) && bIds.every((id) => !d.has(`B-${id}`)) ? true : null;
       },
-      30_000,
+      60_000,
     );
     const m = await metrics(metricsUrl);
     assert.ok((m.get('couchlog_correlator_lookups_total') ?? 0) > 0, 'partners came through lookups');
@@ -114,7 +114,7 @@ test('ClickHouse down when the correlator starts: it starts anyway, log_correlat
     await until(
       'the record in log_correlated while ClickHouse is down',
       async () => ((await couchDocs(stack, 'log_correlated')).get(`A-${aId}`)?.b_id === bId ? true : null),
-      30_000,
+      60_000,
     );
     await ch.server.start();
     restarted = true;

@@ -83,7 +83,8 @@ async function correlatedDocs(): Promise<Map<string, Record<string, unknown>>> {
   return new Map(rows.map((r) => [r.id, r.doc]));
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
+// 60 s: on a loaded 3-node cluster a restart and its first decisions can take tens of seconds.
+async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();

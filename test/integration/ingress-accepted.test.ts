@@ -22,7 +22,10 @@ after(async () => {
 
 test('with every copy up: 201; with two of three nodes killed: 202 for single POSTs and bulks, and the documents are stored', { skip }, async () => {
   const post = (path: string, body: unknown) => http(`${stack.url}/log_appname${path}`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify(body) });
-  const before = await post('', { msg: 'all copies up' });
+  // A loaded cluster answers 202 now and then even with every copy up (a copy slower than the quorum's wait):
+  // with every copy up, 201 comes within a few tries; an ingress that turned every answer into 202 never gives it.
+  let before = await post('', { msg: 'all copies up' });
+  for (let i = 0; i < 5 && before.status === 202; i++) before = await post('', { msg: 'all copies up' });
   assert.equal(before.status, 201, before.text);
 
   await (stack.couch as TestCouchdb3).killOtherNodes!();

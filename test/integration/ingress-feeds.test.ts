@@ -49,7 +49,8 @@ async function metric(name: string): Promise<number> {
 }
 
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  // Up to a minute: on a loaded 3-node cluster abandoned requests take seconds to be given back.
+  for (let i = 0; i < 1200; i++) {
     if (await check()) return;
     await sleep(50);
   }
@@ -71,7 +72,8 @@ test('an account beyond its share of feeds gets 429; other reads and logins go o
     assert.equal((await http(`${stack.url}/log_fail2ban/_changes?limit=1`, { headers: { authorization: stack.auth.reader } })).status, 200);
     assert.equal((await http(`${stack.url}/log_appname/_all_docs?limit=1`, { headers: { authorization: stack.auth.admin } })).status, 200);
     assert.equal((await http(`${stack.url}/_session`, { headers: { authorization: stack.auth.reader } })).status, 200);
-    assert.ok(Date.now() - started < 5000, `${Date.now() - started} ms`);
+    // Not queued behind the held feeds (which never end by themselves): seconds at most, even on a loaded cluster.
+    assert.ok(Date.now() - started < 30_000, `${Date.now() - started} ms`);
   } finally {
     for (const f of held) f.req.destroy();
   }
@@ -98,7 +100,9 @@ test('beyond max_open in all, every account waits; a feed whose client goes away
 });
 
 test('an admitted feed works as before: a write ends it with the change, and its place is given back', async () => {
-  const feed = openFeed(stack.auth.reader, '/log_fail2ban/_changes?feed=longpoll&since=now&heartbeat=5000&include_docs=true');
+  // On log_appname: the quiet feeds on log_fail2ban must never have a change to hand out (on a cluster a lagging
+  // copy can answer since=now with a change written earlier).
+  const feed = openFeed(stack.auth.reader, '/log_appname/_changes?feed=longpoll&since=now&heartbeat=5000&include_docs=true');
   let body = '';
   const done = new Promise<void>((resolve) => {
     feed.req.on('response', (res) => {
@@ -110,7 +114,7 @@ test('an admitted feed works as before: a write ends it with the change, and its
   try {
     await until('the feed is open', async () => (await metric('couchlog_ingress_feeds_open')) === 1);
     assert.equal(await feed.status, 200);
-    const posted = await http(`${stack.url}/log_fail2ban`, {
+    const posted = await http(`${stack.url}/log_appname`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: '{"msg":"wakes the feed"}',
