@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { couchFlavor, http, startStack, type Stack } from '../helpers/stack.js';
+import { couchCluster, couchFlavor, http, startStack, type Stack } from '../helpers/stack.js';
 import { couchDocs, diffMaps, postBulk, untilStable, type Doc } from '../helpers/correlator-outputs.js';
 import { generateTraffic, type TrafficDoc } from '../../bench/traffic.js';
 import type { Config } from '../../lib/config/load.js';
@@ -93,7 +93,8 @@ async function assertReference(db: string, mustMatch = true): Promise<Map<string
   let diff: string | null = null;
   let records = new Map<string, Doc>();
   let want = new Map<string, string>();
-  for (const deadline = Date.now() + 15_000; ;) {
+  // On a loaded cluster a copy behind can take longer to catch up (and the sink's checks of deletions run up to 60 s).
+  for (const deadline = Date.now() + (couchCluster ? 45_000 : 15_000); ;) {
     // The inputs are read again too: a replica behind may miss a document as well as a revision.
     stored = [];
     for (const [side, input] of [
@@ -207,7 +208,8 @@ describe('live and backlog give the same records', () => {
   });
 
   test('the live records equal the reference: every stored document replayed in event order', async () => {
-    await assertReference('log_correlated');
+    // Kept for the tests below: the read in before() may have come from a copy still behind.
+    live = await assertReference('log_correlated');
   });
 
   test('premise: the live documents arrived on time (embedded server) and the traffic has every case', () => {
