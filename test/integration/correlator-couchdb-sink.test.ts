@@ -10,6 +10,10 @@ import type { TestCouchdb3 } from '../helpers/couchdb3.js';
 import { CouchHttp, type CouchRequest, type CouchResponse } from '../../lib/couch/http.js';
 import { CouchDbDelivery } from '../../correlator/sinks/couchdb/couchdb-sink.js';
 import type { SinkRecord } from '../../correlator/sinks/sink.js';
+import { CheckpointStore } from '../../correlator/feed/checkpoint-store.js';
+import { WriterClaim } from '../../correlator/feed/writer-claim.js';
+import { CorrelationEngine } from '../../correlator/engine/engine.js';
+import { engineConfig } from '../../correlator/engine-config.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
 import { ensureCorrelatorDatabases } from '../../setup/ensure-correlator-dbs.js';
 
@@ -225,7 +229,7 @@ describe('the CouchDB sink', () => {
   });
 
   test(
-    'on a cluster with two of three nodes killed, a write answered 202 is read back from every copy and counted',
+    'on a cluster with two of three nodes killed, a write answered 202 is read back from every copy and counted; checkpoints and claims answered 202 are saved',
     { skip: couchCluster ? false : 'needs a CouchDB 3 cluster the tests start (COUCHLOG_TEST_COUCHDB_NODES=3)' },
     async () => {
       await (stack.couch as TestCouchdb3).killOtherNodes!();
@@ -236,6 +240,24 @@ describe('the CouchDB sink', () => {
       assert.equal(partial, 2);
       const res = await http(`${stack.couchUrl}/log_sinkpartial/B-p1?r=1`, { headers: { authorization: stack.auth.admin } });
       assert.equal(res.status, 200);
+      // The correlator's own _local documents get 202 too (until 2026-12-06 a failed save: none was ever saved).
+      const admin = { authorization: stack.auth.admin };
+      const claim = new WriterClaim(httpClient, 'couchlog_state_sinkpartial', 'correlator', admin, () => {});
+      const store = new CheckpointStore(httpClient, 'couchlog_state_sinkpartial', 'log_sinkpartial', 'correlator', admin, claim);
+      await store.load();
+      const cp = {
+        feeds: { A: { db: 'log_http', since: '0', next_index: 0 }, B: { db: 'log_network', since: '0', next_index: 0 } },
+        state: new CorrelationEngine(engineConfig(stack.config.correlator)).exportState(),
+        saved_at: new Date().toISOString(),
+      };
+      assert.equal(await store.save(cp), true);
+      const last = { ...cp, saved_at: new Date(Date.now() + 1000).toISOString() };
+      assert.equal(await store.save(last, true), true, "a clean stop's last save");
+      const saved = await http(`${stack.couchUrl}/couchlog_state_sinkpartial/_local/correlator?r=1`, { headers: admin });
+      assert.equal(saved.json.saved_at, last.saved_at);
+      const writer = await http(`${stack.couchUrl}/couchlog_state_sinkpartial/_local/correlator-writer?r=1`, { headers: admin });
+      assert.equal(writer.json.instance, claim.me.instance);
+      assert.equal(writer.json.released, true);
       await delivery.close();
       await httpClient.pool.close();
     },
