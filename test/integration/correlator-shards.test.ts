@@ -32,7 +32,9 @@ before(async () => {
   await ensureCorrelatorDatabases(adminClient(stack.config), 'single');
   await ensureCorrelatorDatabases(adminClient(stack.config), 'sharded');
   // A backlog of 300 connections: keep-alives, orphans on both sides.
-  const t0 = Date.now() - 120_000;
+  // Ten minutes ago: every connection is past the network TTL (120 s) once read, so the correlators are quiet
+  // as soon as they have read the backlog, not once the wall clock has moved two minutes past it.
+  const t0 = Date.now() - 600_000;
   const as: unknown[] = [];
   const bs: unknown[] = [];
   for (let c = 0; c < 300; c++) {
