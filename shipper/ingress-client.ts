@@ -6,6 +6,7 @@ import { Pool, errors as undiciErrors } from 'undici';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { UsageError, type ErrorCode } from '../lib/errors.js';
 import { retryAfterMs } from '../lib/retry.js';
+import { isStoredWrite } from '../lib/couch/write-status.js';
 
 export type DocResult = { kind: 'stored' } | { kind: 'exists' } | { kind: 'retry'; reason: string } | { kind: 'rejected'; error: string; reason: string };
 
@@ -144,7 +145,7 @@ function blamesADocument(status: number, body: unknown): boolean {
 export function classify(status: number, text: string, retryAfter: number | null, ids: readonly string[]): BatchAnswer {
   const body = parse(text);
   const reason = describe(status, body);
-  if (status === 201 || status === 202) {
+  if (isStoredWrite(status)) {
     if (!Array.isArray(body)) return { kind: 'retry', reason: 'the ingress gave an unexpected answer', retryAfterMs: null };
     const results = matchResults(body as Array<Record<string, unknown>>, ids);
     const account = results.find((r) => r.kind === 'rejected' && ACCOUNT_REFUSAL.test(r.reason));

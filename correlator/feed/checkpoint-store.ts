@@ -32,6 +32,7 @@ import { STATE_EPOCH_DOC } from '../../lib/config/load.js';
 import type { EngineSnapshot, Side } from '../engine/types.js';
 import type { PositionWitness } from '../../lib/couch/position-witness.js';
 import type { WriterClaim } from './writer-claim.js';
+import { isStoredLocalWrite } from '../../lib/couch/write-status.js';
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
@@ -164,8 +165,7 @@ export class CheckpointStore {
     }
     // 202: a loaded cluster stored it on fewer copies than its write quorum so far. It is saved; a start
     // that reads an older copy meanwhile re-reads a little more, which decides nothing differently.
-    if (res.status !== 201 && res.status !== 200 && res.status !== 202)
-      throw new OperationError(`saving the checkpoint: ${res.status} ${JSON.stringify(res.body)}`);
+    if (!isStoredLocalWrite(res.status)) throw new OperationError(`saving the checkpoint: ${res.status} ${JSON.stringify(res.body)}`);
     this.rev = res.body.rev;
     return true;
   }

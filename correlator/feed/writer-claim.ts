@@ -27,6 +27,7 @@ import { hostname } from 'node:os';
 import { randomInt, randomUUID } from 'node:crypto';
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { OperationError } from '../../lib/errors.js';
+import { isStoredLocalWrite } from '../../lib/couch/write-status.js';
 
 export interface WriterIdentity {
   instance: string;
@@ -166,7 +167,7 @@ export class WriterClaim {
     });
     if (put.status === 409) return false;
     // 202: a loaded cluster stored it on fewer copies than its write quorum so far; it is written.
-    if (put.status !== 201 && put.status !== 200 && put.status !== 202) throw new OperationError(`writing ${this.where}: ${put.status}`);
+    if (!isStoredLocalWrite(put.status)) throw new OperationError(`writing ${this.where}: ${put.status}`);
     this.rev = put.body.rev;
     this.lastSeq = seq;
     return true;

@@ -6,6 +6,7 @@ import { matchResults, type DocResult } from '../../lib/couch/bulk-results.js';
 import type { Metrics } from '../plugins/metrics.js';
 import type { LogDoc } from './validate-docs.js';
 import type { ClaimedIds } from './claimed-ids.js';
+import { isStoredWrite } from '../../lib/couch/write-status.js';
 
 export { matchResults, CONFLICT, type DocResult } from '../../lib/couch/bulk-results.js';
 
@@ -80,7 +81,7 @@ export class BulkWriter {
       throw err;
     }
     stop({ outcome: String(res.status) });
-    if (res.status !== 201 && res.status !== 202) {
+    if (!isStoredWrite(res.status)) {
       this.metrics.documents.inc({ db: target.db, result: 'refused' }, docs.length);
       throw this.requestError(target, res.status, res.body);
     }

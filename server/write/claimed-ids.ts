@@ -31,6 +31,7 @@ import { CONFLICT, matchResults, type DocResult } from '../../lib/couch/bulk-res
 import { unavailable } from '../../lib/errors.js';
 import { readAtMost } from '../../lib/read-at-most.js';
 import type { LogDoc } from './validate-docs.js';
+import { isStoredWrite } from '../../lib/couch/write-status.js';
 
 interface Target {
   db: string;
@@ -96,7 +97,7 @@ export class ClaimedIds {
     if (moved.length === 0) return { results, moved: 0 };
     const alts = moved.map((i) => ({ ...docs[i]!, _id: this.altId(target.db, docs[i]!) }));
     const res = await this.http.request<unknown>('POST', `/${target.db}/_bulk_docs`, { headers: target.headers, body: JSON.stringify({ docs: alts }) });
-    if (res.status !== 201 && res.status !== 202) throw unavailable('COUCHDB_ERROR', `CouchDB failed a write (${res.status}); retry`, this.retryAfterS);
+    if (!isStoredWrite(res.status)) throw unavailable('COUCHDB_ERROR', `CouchDB failed a write (${res.status}); retry`, this.retryAfterS);
     const altResults = matchResults(alts, res.body);
     const out: DocResult[] = [...results];
     moved.forEach((i, k) => {

@@ -36,6 +36,7 @@ import type { FailureKind, SinkRecord } from '../sink.js';
 import { TombstoneWatch } from './tombstone-watch.js';
 import { storedDoc as toDoc } from './stored-record.js';
 import { OperationError } from '../../../lib/errors.js';
+import { isStoredWrite } from '../../../lib/couch/write-status.js';
 
 /** Some documents were refused for a reason retrying cannot fix. */
 export class PermanentDeliveryError extends Error {
@@ -305,7 +306,7 @@ export class CouchDbDelivery implements Delivery {
     if (res.status === 400 || res.status === 413) throw new PermanentDeliveryError(`CouchDB refused the batch: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.status === 401 || res.status === 403)
       throw new SinkSetupError(`CouchDB refused the correlator's account: ${res.status} ${JSON.stringify(res.body)}`);
-    if (res.status !== 201 && res.status !== 202) throw new OperationError(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);
+    if (!isStoredWrite(res.status)) throw new OperationError(`CouchDB answered ${res.status}: ${JSON.stringify(res.body)}`);
     const results = matchResults(docs as Array<{ _id: string }>, res.body);
     if (res.status === 202) await this.onEveryCopy(results.filter((r) => 'ok' in r).map((r) => r.id));
     const refusal = refusalError(results.filter((r) => 'error' in r && r.error !== 'conflict') as Array<{ id: string; error: string; reason: string }>);
