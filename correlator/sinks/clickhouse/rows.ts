@@ -117,7 +117,8 @@ function pick(rec: SinkRecord): Picked {
 /** The fields no column took, as the JSON text of `extra`. */
 function extraOf(record: Record<string, unknown>, key: ReadonlyArray<string | undefined>): string {
   const used = new Set(key);
-  const extra: Record<string, unknown> = {};
+  // No prototype: a document field named `__proto__` is kept as a field, not taken for the prototype (and lost).
+  const extra: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const k in record) if (!used.has(k)) extra[k] = record[k];
   return JSON.stringify(extra);
 }

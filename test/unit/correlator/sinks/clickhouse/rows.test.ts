@@ -56,6 +56,11 @@ describe('toRow', () => {
     assert.deepEqual(JSON.parse(r.extra as string), { status: 200, tags: ['a'] });
   });
 
+  test('a field named __proto__ goes to extra like any other (it was taken for the prototype and lost)', () => {
+    const record = JSON.parse('{"__proto__": {"x": 1}, "constructor": "c", "status": 200}') as Record<string, unknown>;
+    assert.equal(row(record).extra, '{"__proto__":{"x":1},"constructor":"c","status":200}');
+  });
+
   test('header names match case- and dash-insensitively; of two spellings the later counts, the other goes to extra', () => {
     const r = row({ 'header_User-Agent': 'curl/8', header_user_agent: 'Mozilla/5.0' });
     assert.equal(r.header_user_agent, 'Mozilla/5.0');
