@@ -13,6 +13,7 @@ interface UserCtx {
 }
 interface Doc {
   _id: string;
+  _rev?: string;
   _deleted?: boolean;
   [key: string]: unknown;
 }
@@ -35,6 +36,15 @@ export function appendOnly(newDoc: Doc, oldDoc: Doc | null, userCtx: UserCtx): v
   }
   if (oldDoc) {
     throw { forbidden: 'conflict: document ' + newDoc._id + ' exists and log databases are append-only' };
+  }
+  // A new document written interactively reaches validation without a
+  // revision (CouchDB assigns it afterwards); one with a revision is an
+  // update or a replicated write (new_edits=false). The latter gets oldDoc
+  // null when its revision history does not meet the stored one, so the
+  // check above alone let a forged branch (e.g. 2-fff... over 1-abc...)
+  // win over the stored document.
+  if (newDoc._rev !== undefined) {
+    throw { forbidden: 'log databases are append-only: documents cannot carry a revision (an update, or new_edits=false)' };
   }
 }
 

@@ -243,6 +243,31 @@ describe('append-only', () => {
     assert.ok(ddoc.status === 401 || ddoc.status === 403, `design doc write: ${ddoc.status}`);
   });
 
+  test('the writer cannot write a revision branch beside a stored document (new_edits=false) directly against CouchDB', async () => {
+    const headers = { ...JSON_TYPE, authorization: stack.auth.writer };
+    const forged = [
+      // A deeper branch whose history does not meet the stored revision: it would win.
+      { _id: id, _rev: `2-${'f'.repeat(32)}`, _revisions: { start: 2, ids: ['f'.repeat(32), 'e'.repeat(32)] }, keep: 'forged' },
+      // A sibling first revision: it wins when its hash sorts higher.
+      { _id: id, _rev: `1-${'f'.repeat(32)}`, keep: 'forged' },
+      // A new id written as if replicated: not an interactive write either.
+      { _id: 'replicated-new', _rev: `1-${'f'.repeat(32)}`, keep: 'forged' },
+    ];
+    for (const doc of forged) {
+      const bulk = await http(`${stack.couchUrl}/log_appname/_bulk_docs`, { method: 'POST', headers, body: JSON.stringify({ new_edits: false, docs: [doc] }) });
+      const refused = bulk.status === 403 || (Array.isArray(bulk.json) && bulk.json.length === 1 && bulk.json[0].error === 'forbidden');
+      assert.ok(refused, `${doc._rev}: ${bulk.status} ${bulk.text}`);
+    }
+    const admin = { authorization: stack.auth.admin };
+    const leaves = await http(`${stack.couchUrl}/log_appname/${id}?open_revs=all`, { headers: { ...admin, accept: 'application/json' } });
+    assert.deepEqual(
+      leaves.json.map((l: { ok: { _rev: string; keep: string } }) => [l.ok._rev, l.ok.keep]),
+      [[rev, 'me']],
+    );
+    const missing = await http(`${stack.couchUrl}/log_appname/replicated-new`, { headers: admin });
+    assert.equal(missing.status, 404, missing.text);
+  });
+
   test('the writer cannot update or delete through the ingress with its own credentials', async () => {
     const headers = { ...JSON_TYPE, authorization: stack.auth.writer };
     const put = await http(`${stack.url}/log_appname/${id}`, { method: 'PUT', headers, body: JSON.stringify({ _rev: rev, keep: 'changed' }) });

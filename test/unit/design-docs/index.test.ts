@@ -126,6 +126,14 @@ describe('validate_doc_update (serialized)', () => {
     ]);
   });
 
+  test('a revision branch written beside the stored one (new_edits=false: oldDoc null) is refused', () => {
+    // CouchDB hands a replicated write whose history does not meet the stored revision no oldDoc.
+    const reason = forbiddenReason(verdict({ ...newLog, _rev: '2-ffffffffffffffffffffffffffffffff', msg: 'forged' }, null, WRITER));
+    assert.match(reason, /cannot carry a revision/);
+    forbiddenReason(verdict({ ...newLog, _rev: '1-ffffffffffffffffffffffffffffffff' }, null, WRITER));
+    assert.equal(verdict({ ...newLog, _rev: '2-ffffffffffffffffffffffffffffffff' }, null, ADMIN), undefined, 'admins may replicate');
+  });
+
   test('deleting an existing document is refused', () => {
     forbiddenReason(verdict({ _id: stored._id, _rev: '1-abc', _deleted: true }, stored, WRITER));
   });
