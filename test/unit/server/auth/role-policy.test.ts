@@ -128,6 +128,9 @@ test('a reader: read-only routes and read-only POSTs', () => {
     [`GET`, `/log_${'a'.repeat(65)}`],
     ['PATCH', '/log_x/doc'],
     ['OPTIONS', '/log_x'],
+    // CouchDB 3 answers POST /_dbs_info for any database in its keys (_users included).
+    ['POST', '/_dbs_info'],
+    ['GET', '/_dbs_info'],
   ];
   for (const [m, p] of refused) assert.ok(!readerMayReach(m, p), `${m} ${p} should be refused`);
 });
