@@ -80,7 +80,7 @@ export class CredentialVerifier {
   }
 
   /** The verified caller; a 401 error when the credentials are refused. */
-  async verify(creds: Credentials, clientIp?: string): Promise<Caller> {
+  async verify(creds: Credentials, clientIp: string): Promise<Caller> {
     if (this.opts.writer && creds.authorization) {
       const named = basicUser(creds.authorization);
       if (named && named.user === this.opts.writer.user) {

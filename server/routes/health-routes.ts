@@ -41,7 +41,9 @@ export default async function healthRoutes(app: FastifyInstance, opts: HealthRou
     if (!opts.publicMetrics) {
       const creds = extractCredentials(request.headers);
       if (!creds) throw unauthorized('AUTH_REQUIRED', 'Authentication required.');
-      await opts.verifier.verify(creds);
+      // The caller's address goes with the check: CouchDB locks an account out per address, and this
+      // route must not let anyone lock the correlator or an admin out at the ingress's own address.
+      await opts.verifier.verify(creds, request.ip);
     }
     return reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
   });

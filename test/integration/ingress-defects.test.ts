@@ -509,4 +509,29 @@ describe("CouchDB 3.4+'s lockout counts per caller, not per ingress", () => {
       });
     }
   });
+
+  test('guesses at the private metrics route count against the guesser too, not against the ingress for everyone', async () => {
+    await stack.restartIngress((c) => {
+      c.ingress.trust_proxy = ['127.0.0.1'];
+      c.ingress.public_metrics = false;
+    });
+    try {
+      for (let i = 0; i < 7; i++) {
+        const wrong = { authorization: basicAuth(stack.config.users.reader.user, `metrics-guess-${i}`), 'x-forwarded-for': '198.51.100.8' };
+        const res = await http(`${stack.url}/_couchlog/metrics`, { headers: wrong });
+        assert.ok(res.status === 401 || (res.status === 403 && res.json.code === 'AUTH_LOCKED'), `${i}: ${res.status} ${res.text}`);
+      }
+      // Before 2026-12-07 the metrics route checked without the caller's address: CouchDB 3.4+ locked
+      // the reader out at the ingress's own address, so every caller without a proxy got 403 here.
+      const direct = await http(`${stack.url}/_couchlog/metrics`, { headers: { authorization: stack.auth.reader } });
+      assert.equal(direct.status, 200, direct.text);
+      const reads = await http(`${stack.url}/log_appname/_all_docs?limit=3`, { headers: { authorization: stack.auth.reader } });
+      assert.equal(reads.status, 200, reads.text);
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.trust_proxy = [];
+        c.ingress.public_metrics = true;
+      });
+    }
+  });
 });
