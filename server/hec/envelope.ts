@@ -15,8 +15,8 @@
 //  - an event's own `_id` is kept (as on POST /log_<app>); one already
 //    stored counts as stored, so a shipper's retry is not stored twice.
 import { CouchlogError } from '../../lib/errors.js';
-import { loneSurrogateIn, validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
-import { unsafeNumberIn } from '../write/parse-body.js';
+import { checkCountBeforeParsing, loneSurrogateIn, validateDoc, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import { linesIn, unsafeNumberIn } from '../write/parse-body.js';
 import { HecError } from './errors.js';
 import type { WriteToken } from './tokens.js';
 
@@ -46,13 +46,15 @@ const META = ['host', 'source', 'sourcetype'] as const;
  * `time` nested 250,000 deep overflowed the stack and answered 500, which
  * HEC clients retry for ever.)
  */
-export function splitEnvelopes(text: string, maxDepth: number): unknown[] {
+export function splitEnvelopes(text: string, maxDepth: number, maxEvents = Infinity): unknown[] {
   const out: unknown[] = [];
   const n = text.length;
   let i = 0;
   while (true) {
     while (i < n && isSpace(text.charCodeAt(i))) i++;
     if (i >= n) break;
+    // Refused at the first event past the limit, not after parsing them all.
+    if (out.length === maxEvents) checkCountBeforeParsing(maxEvents + 1, { maxDocs: maxEvents });
     const start = i;
     const index = out.length;
     if (text.charCodeAt(i) !== 0x7b /* { */) throw new HecError('INVALID_DATA_FORMAT', index, {}, 'an event envelope must be a JSON object');
@@ -172,6 +174,7 @@ export function envelopeToDoc(value: unknown, i: number, token: WriteToken, rule
 
 /** The raw endpoint: one event per non-blank line, metadata from the query string. */
 export function rawToDocs(text: string, token: WriteToken, rules: DocRules, defaults: HecDefaults): HecDoc[] {
+  checkCountBeforeParsing(linesIn(text, rules.maxDocs), rules);
   const app = appOfIndex(defaults.index, token);
   const time = hecTime(defaults.time);
   const out: HecDoc[] = [];

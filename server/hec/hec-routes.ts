@@ -154,7 +154,7 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
       const text = await body(request);
       if (text.trim() === '') throw new HecError('NO_DATA');
       const token = request.hecToken!;
-      const envelopes = splitEnvelopes(text, rules.maxDepth);
+      const envelopes = splitEnvelopes(text, rules.maxDepth, rules.maxDocs);
       checkCount(envelopes.length, rules);
       const defaults = queryDefaults(request);
       return store(

@@ -12,8 +12,8 @@ import type { AppRegistry } from '../write/app-registry.js';
 import { statusOfError, type BulkWriter, type WriteTarget } from '../write/bulk-writer.js';
 import type { GroupCommit } from '../write/group-commit.js';
 import { newDocIdAt } from '../write/doc-id.js';
-import { parseJson, parseNdjson, utf8Text } from '../write/parse-body.js';
-import { bulkDocsOf, checkCount, validateDoc, validateDocs, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import { parseJson, parseNdjson, utf8Text, valuesAt } from '../write/parse-body.js';
+import { bulkDocsOf, checkCount, checkCountBeforeParsing, validateDoc, validateDocs, type DocRules, type LogDoc } from '../write/validate-docs.js';
 import type { Metrics } from '../plugins/metrics.js';
 import { presentedToken, type TokenTable } from '../hec/tokens.js';
 import { forbidden, unauthorized } from '../../lib/errors.js';
@@ -127,7 +127,8 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
   app.post(`/${LOG_DB_PARAM}`, { config: { metricsRoute: 'write' } }, async (request, reply) => {
     const text = await bodyText(request, ingress.body_limit_bytes);
     // Depth limits while scanning (a document, or an array of them: one level more).
-    if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text, rules.maxDepth));
+    if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text, rules.maxDepth, rules.maxDocs));
+    checkCountBeforeParsing(valuesAt(text, 1, rules.maxDocs), rules);
     const value = parseJson(text, 'request body', rules.maxDepth + 1);
     if (Array.isArray(value)) {
       if (value.length === 0) throw badRequest('INGRESS_EMPTY_BODY', 'the array holds no documents');
@@ -146,7 +147,9 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
 
   app.post(`/${LOG_DB_PARAM}/_bulk_docs`, { config: { metricsRoute: 'bulk_docs' } }, async (request, reply) => {
     if (isNdjson(request)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', '_bulk_docs takes application/json');
-    return writeMany(request, reply, bulkDocsOf(parseJson(await bodyText(request, ingress.body_limit_bytes), 'request body', rules.maxDepth + 2)));
+    const text = await bodyText(request, ingress.body_limit_bytes);
+    checkCountBeforeParsing(valuesAt(text, 2, rules.maxDocs), rules);
+    return writeMany(request, reply, bulkDocsOf(parseJson(text, 'request body', rules.maxDepth + 2)));
   });
 }
 

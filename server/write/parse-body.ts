@@ -6,7 +6,7 @@
 // validate-docs.
 import { isUtf8 } from 'node:buffer';
 import { badRequest } from '../../lib/errors.js';
-import { loneSurrogateError, loneSurrogateIn } from './validate-docs.js';
+import { checkCountBeforeParsing, loneSurrogateError, loneSurrogateIn } from './validate-docs.js';
 
 /**
  * The position of the first bracket nested deeper than `maxDepth` (strings
@@ -36,6 +36,76 @@ export function tooDeepAt(text: string, maxDepth: number, from = 0, to = text.le
     } else if (c === 0x5d || c === 0x7d) depth--;
   }
   return -1;
+}
+
+/**
+ * How many values the arrays at nesting `level` hold (1: a top-level
+ * array's elements; 2: those of `{"docs": [...]}`), counting stops once
+ * past `limit`. Run before JSON.parse so that a small gzip body of a
+ * million `{}` is refused for its count without parsing a million values
+ * (which held the event loop for over a second: found by a review).
+ * Invalid JSON is left to JSON.parse.
+ */
+export function valuesAt(text: string, level: number, limit: number): number {
+  let depth = 0;
+  let count = 0;
+  let inArray = false; // the container at `level` is an array
+  let expect = false; // a value may start here (after its array's "[" or a ",")
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    if (depth === level && inArray) {
+      if (c === 0x2c) {
+        expect = true;
+        continue;
+      }
+      if (expect && c !== 0x5d && c !== 0x7d) {
+        expect = false;
+        if (++count > limit) return count;
+      }
+    }
+    if (c === 0x22) {
+      i = closingQuote(text, i);
+      if (i < 0) return count;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth === level) {
+        inArray = c === 0x5b;
+        expect = inArray;
+      }
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return count;
+}
+
+/** Non-blank lines of an NDJSON text, counting stops once past `limit`. */
+export function linesIn(text: string, limit: number): number {
+  let count = 0;
+  for (let start = 0; start <= text.length;) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    for (let i = start; i < end; i++) {
+      const c = text.charCodeAt(i);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0d) {
+        if (++count > limit) return count;
+        break;
+      }
+    }
+    start = end + 1;
+  }
+  return count;
+}
+
+/** The index of the quote closing the string opened at `open` (escapes honoured), or -1. */
+function closingQuote(text: string, open: number): number {
+  let i = open;
+  for (;;) {
+    const q = text.indexOf('"', i + 1);
+    if (q < 0) return -1;
+    i = q;
+    let b = q - 1;
+    while (text.charCodeAt(b) === 0x5c) b--;
+    if (((q - 1 - b) & 1) === 0) return q;
+  }
 }
 
 /** An exponent of three digits, or 309 digits in a row: where a number out of a double's range can be. */
@@ -119,8 +189,9 @@ export function parseJson(text: string, where = 'request body', maxDepth = Infin
   return value;
 }
 
-/** One JSON value per line; blank lines are skipped; errors name the line. */
-export function parseNdjson(text: string, maxDepth = Infinity): unknown[] {
+/** One JSON value per line; blank lines are skipped; errors name the line. More than `maxDocs` lines are refused before any is parsed. */
+export function parseNdjson(text: string, maxDepth = Infinity, maxDocs = Infinity): unknown[] {
+  if (Number.isFinite(maxDocs)) checkCountBeforeParsing(linesIn(text, maxDocs), { maxDocs });
   const docs: unknown[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {

@@ -100,9 +100,16 @@ function checkSpecialField(d: LogDoc, key: string, label: string, index: number)
   }
 }
 
-export function checkCount(count: number, rules: DocRules): void {
+export function checkCount(count: number, rules: Pick<DocRules, 'maxDocs'>): void {
   if (count > rules.maxDocs) {
     throw tooLarge('INGRESS_TOO_MANY_DOCS', `${count} documents in one request; the limit is ${rules.maxDocs}`);
+  }
+}
+
+/** As checkCount, for a count that stopped once past the limit (before parsing: see parse-body's valuesAt). */
+export function checkCountBeforeParsing(counted: number, rules: Pick<DocRules, 'maxDocs'>): void {
+  if (counted > rules.maxDocs) {
+    throw tooLarge('INGRESS_TOO_MANY_DOCS', `more than ${rules.maxDocs} documents in one request; the limit is ${rules.maxDocs}`);
   }
 }
 

@@ -535,3 +535,36 @@ describe("CouchDB 3.4+'s lockout counts per caller, not per ingress", () => {
     }
   });
 });
+
+describe('a small gzip body of a million documents (found by a review: parsed in full, then refused)', () => {
+  test('is refused for its count before it is parsed: JSON array, NDJSON, _bulk_docs, HEC events and raw lines', async (t) => {
+    const config = structuredClone(stack.config);
+    const token = 'amplification-token-0123456789abcdef';
+    config.apps.appname!.tokens = [{ name: 'amp', secret: token, ack: false } as never];
+    const app = await buildApp(config);
+    const million = 1_000_000;
+    const max = config.ingress.max_docs_per_request;
+    const cases: Array<[string, string, Record<string, string>, string]> = [
+      ['JSON array', '/log_appname', JSON_TYPE, `[${'{},'.repeat(million - 1)}{}]`],
+      ['NDJSON', '/log_appname', { 'content-type': 'application/x-ndjson' }, '{"a":1}\n'.repeat(million)],
+      ['_bulk_docs', '/log_appname/_bulk_docs', JSON_TYPE, `{"docs":[${'{},'.repeat(million - 1)}{}]}`],
+      ['HEC events', '/services/collector/event', { authorization: `Splunk ${token}` }, '{"event":"x"}'.repeat(million)],
+      ['HEC raw', '/services/collector/raw', { authorization: `Splunk ${token}` }, 'x\n'.repeat(million)],
+    ];
+    try {
+      for (const [what, url, headers, body] of cases) {
+        const payload = gzipSync(body);
+        assert.ok(payload.length < 64 * 1024, `${what}: ${payload.length} bytes on the wire`);
+        const parse = t.mock.method(JSON, 'parse');
+        const res = await app.inject({ method: 'POST', url, headers: { ...headers, 'content-encoding': 'gzip' }, payload });
+        const parsed = parse.mock.callCount();
+        parse.mock.restore();
+        assert.equal(res.statusCode, 413, `${what}: ${res.body}`);
+        // Each HEC event is parsed on its own until the first one past the limit.
+        assert.ok(parsed <= max + 1, `${what}: JSON.parse ran ${parsed} times for a body refused for its count`);
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -1,7 +1,8 @@
 // Unit tests of server/write/parse-body.ts: bodies are UTF-8 or refused, numbers out of range are refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseJson, unsafeNumberIn, utf8Text } from '../../../../server/write/parse-body.js';
+import { linesIn, parseJson, parseNdjson, unsafeNumberIn, utf8Text, valuesAt } from '../../../../server/write/parse-body.js';
+import { mulberry32 } from '../../../../bench/prng.js';
 import { CouchlogError } from '../../../../lib/errors.js';
 
 test('valid UTF-8 (any script, 4-byte characters) is decoded as it is', () => {
@@ -42,4 +43,40 @@ test('parseJson refuses a number out of range with INGRESS_UNSAFE_NUMBER, naming
       err instanceof CouchlogError && err.code === 'INGRESS_UNSAFE_NUMBER' && /document 3 holds the number 1e400, which is out of range/.test(err.message),
   );
   assert.deepEqual(parseJson('{"n":"1e400"}'), { n: '1e400' });
+});
+
+test('valuesAt counts the values of the arrays at a level as JSON.parse would see them, and stops past the limit', () => {
+  const rnd = mulberry32(11);
+  const value = (depth: number): unknown => {
+    const r = rnd();
+    if (depth > 3 || r < 0.3) return r < 0.1 ? 'a "q" \\ ] , [ } {' : r < 0.2 ? 7 : null;
+    if (r < 0.65) return Array.from({ length: Math.floor(rnd() * 4) }, () => value(depth + 1));
+    return Object.fromEntries(Array.from({ length: Math.floor(rnd() * 4) }, (_, i) => [`k${i},]`, value(depth + 1)]));
+  };
+  for (let n = 0; n < 300; n++) {
+    const docs = Array.from({ length: Math.floor(rnd() * 12) }, () => value(1));
+    const text = JSON.stringify(docs, null, rnd() < 0.5 ? 1 : undefined);
+    assert.equal(valuesAt(text, 1, Infinity), docs.length, text);
+    assert.equal(valuesAt(JSON.stringify({ new_edits: true, docs }), 2, Infinity), docs.length, text);
+    assert.equal(valuesAt(text, 1, 3), Math.min(docs.length, 4), 'stops once past the limit');
+  }
+  assert.equal(valuesAt('{"a":1}', 1, 10), 0, 'an object is not an array of documents');
+  assert.equal(valuesAt('[]', 1, 10), 0);
+  assert.equal(valuesAt('[ ]', 1, 10), 0);
+});
+
+test('linesIn counts non-blank lines and stops past the limit', () => {
+  assert.equal(linesIn('{"a":1}\n\n  \r\n{"b":2}\n', 10), 2);
+  assert.equal(linesIn('', 10), 0);
+  assert.equal(linesIn('x\n'.repeat(1_000_000), 5), 6);
+});
+
+test('an NDJSON body of a million lines is refused for its count before any line is parsed', (t) => {
+  const parse = t.mock.method(JSON, 'parse');
+  assert.throws(
+    () => parseNdjson('{"a":1}\n'.repeat(1_000_000), 64, 10_000),
+    (err) => err instanceof CouchlogError && err.code === 'INGRESS_TOO_MANY_DOCS' && /more than 10000 documents/.test(err.message),
+  );
+  assert.equal(parse.mock.callCount(), 0);
+  assert.equal(parseNdjson('{"a":1}\n{"b":2}\n', 64, 2).length, 2, 'at the limit: parsed');
 });
