@@ -6,6 +6,7 @@ import { groupReport, parseDay, reportCaption, topRows, viewParams } from './rep
 import { formatCsv, formatJson, formatTable } from './report/format-report.js';
 import { queryView } from './report/query-view.js';
 import { httpUrl } from '../lib/http-url.js';
+import { httpUrlProblems } from '../lib/config/http-url.js';
 
 export interface ReportCommandOptions {
   app: string;
@@ -20,6 +21,12 @@ export interface ReportCommandOptions {
 export async function report(config: Config, view: string, o: ReportCommandOptions): Promise<string> {
   // Every argument is checked before the query: on a large database the view may take minutes to build.
   if (!isLogDb(dbName(o.app))) throw new UsageError(`--app must be an app name (lowercase letters, digits, _ and -, starting with a letter), got "${o.app}"`);
+  if (o.url !== undefined) {
+    // The ingress's root, as the config's own: the reader's credentials have variables of their own, and the value
+    // is not repeated (it may hold a password). A path was dropped without a word, so it is refused too.
+    const problems = httpUrlProblems(o.url, 'COUCHLOG_READER_USER / COUCHLOG_READER_PASSWORD', { rootOnly: true });
+    if (problems.length > 0) throw new UsageError(`--url: ${problems.join('; ')}`);
+  }
   const sets = reportSetsOf(config, o.app);
   // A view of another report set is still tried: CouchDB then says whether
   // the database or the view is missing, which is the more useful message.
