@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { correlatorStateDb, couchUrl, dbName, ensureSecrets, loadConfig, type Config } from '../lib/config/load.js';
+import { httpUrlProblems } from '../lib/config/http-url.js';
 import { basicAuth } from '../lib/couch/basic-auth.js';
 import { CouchHttp } from '../lib/couch/http.js';
 import { startEmbeddedCouch } from '../cli/couchdb.js';
@@ -234,19 +235,14 @@ export async function startBenchStack(o: {
 export { intAtLeast, usageError, usageErrorsExit2 } from '../cli/options.js';
 
 /**
- * --couchdb-url checked: an http(s) URL without credentials, and the admin
+ * --couchdb-url checked: an http(s) server root without credentials, and the admin
  * password in COUCHDB_PASSWORD. Returns the choice, or the error message.
  */
 export function couchChoice(url: string | undefined, env: Record<string, string | undefined>): CouchChoice | string {
   if (url === undefined) return EMBEDDED;
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return `--couchdb-url: not a URL: "${url}"`;
-  }
-  if (!/^https?:$/.test(u.protocol)) return `--couchdb-url: must be an http:// or https:// URL, got "${url}"`;
-  if (u.username || u.password) return '--couchdb-url: must not contain credentials: the admin comes from COUCHDB_USER / COUCHDB_PASSWORD';
+  // The rule of couchdb.url, which the URL becomes; the value is not repeated: "ftp://admin:pw@host" was, password and all.
+  const problems = httpUrlProblems(url, 'COUCHDB_USER / COUCHDB_PASSWORD', { rootOnly: true });
+  if (problems.length > 0) return `--couchdb-url: ${problems.join('; ')}`;
   if (!env.COUCHDB_PASSWORD) return '--couchdb-url needs the admin password in COUCHDB_PASSWORD (and the admin name in COUCHDB_USER, default admin)';
   return { couchdbUrl: url.replace(/\/+$/, ''), env };
 }

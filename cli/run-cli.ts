@@ -2,6 +2,7 @@
 // stderr and its exit code; anything else is a bug and shows its stack.
 import type { Command } from 'commander';
 import { ConfigError, CouchlogError, InterruptedError, OperationError, UsageError } from '../lib/errors.js';
+import { redactUrlCredentials } from '../lib/http-url.js';
 
 /** Every exit code a couchlog command ends with (docs/errors.md lists the same). */
 export const EXIT_CODES = {
@@ -28,7 +29,8 @@ export function exitCodeOf(err: unknown): { code: number; oneLine: boolean } {
 export function exitOnError(name: string, err: unknown): never {
   const { code, oneLine } = exitCodeOf(err);
   const line = err instanceof CouchlogError ? `${err.message} [${err.code}]` : (err as Error).message;
-  process.stderr.write(`${name}: ${oneLine ? line : ((err as Error)?.stack ?? String(err))}\n`);
+  // A message may quote a URL someone gave with a password in it (a server's, a library's error): never printed.
+  process.stderr.write(`${name}: ${redactUrlCredentials(oneLine ? line : ((err as Error)?.stack ?? String(err)))}\n`);
   process.exit(code);
 }
 

@@ -17,3 +17,12 @@ export function httpUrl(host: string, port: number, options: HttpUrlOptions = {}
   const h = options.reachable && isWildcardHost(host) ? '127.0.0.1' : host.replace(/^\[(.*)\]$/, '$1');
   return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
 }
+
+// scheme://userinfo@ : the userinfo ends at the last "@" before the host (a "@" in a password is that
+// password's), and cannot hold "/", "?", "#" or white space, which end the authority (or the URL).
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi;
+
+/** `text` with the credentials of every URL in it replaced by [redacted]: for messages that may quote a URL someone gave. */
+export function redactUrlCredentials(text: string): string {
+  return text.replace(URL_CREDENTIALS, '$1[redacted]@');
+}

@@ -2,8 +2,10 @@
 // library code throws; docs/errors.md lists the same codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { EXIT_CODES, exitCodeOf } from '../../../cli/run-cli.js';
 import { ConfigError, couchlogError, InterruptedError, OperationError, UsageError } from '../../../lib/errors.js';
 import { SchemaError } from '../../../shipper/jsonformat/schema.js';
@@ -24,6 +26,29 @@ test('each kind of failure has its exit code; typed ones are told in one line, a
     ['a thrown string', 1, false],
   ];
   for (const [err, code, oneLine] of cases) assert.deepEqual(exitCodeOf(err), { code, oneLine }, String(err));
+});
+
+/** What a process that ends with exitOnError('couchlog', <expression>) prints, and its exit code. */
+function endWith(expression: string): { status: number | null; stderr: string } {
+  const module = (path: string) => JSON.stringify(pathToFileURL(join(ROOT, 'dist', path)).href);
+  const code = [
+    `import { exitOnError } from ${module('cli/run-cli.js')};`,
+    `import { OperationError, UsageError } from ${module('lib/errors.js')};`,
+    `exitOnError('couchlog', ${expression});`,
+  ].join('\n');
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 30_000 });
+  return { status: run.status, stderr: run.stderr };
+}
+
+test('a URL with credentials in an error is printed without them, in one line or in a stack', () => {
+  const refused = endWith(`new OperationError('cannot reach http://reader:S3cretPw@127.0.0.1:1: ECONNREFUSED')`);
+  assert.deepEqual(refused, { status: 1, stderr: 'couchlog: cannot reach http://[redacted]@127.0.0.1:1: ECONNREFUSED\n' });
+  const usage = endWith(`new UsageError('--url https://u:S3cretPw@h:1/x is wrong')`);
+  assert.deepEqual(usage, { status: 2, stderr: 'couchlog: --url https://[redacted]@h:1/x is wrong\n' });
+  const bug = endWith(`new TypeError('fetch of http://admin:S3cretPw@127.0.0.1:5984/ failed')`);
+  assert.equal(bug.status, 1);
+  assert.match(bug.stderr, /^couchlog: TypeError: fetch of http:\/\/\[redacted\]@127\.0\.0\.1:5984\/ failed\n {4}at /);
+  for (const r of [refused, usage, bug]) assert.ok(!r.stderr.includes('S3cretPw'), r.stderr);
 });
 
 test('docs/errors.md lists the exit codes of EXIT_CODES, both ways', () => {

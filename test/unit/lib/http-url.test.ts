@@ -1,7 +1,7 @@
 // lib/http-url.ts: every URL couchlog builds from a configured host and port.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { httpUrl, isWildcardHost } from '../../../lib/http-url.js';
+import { httpUrl, isWildcardHost, redactUrlCredentials } from '../../../lib/http-url.js';
 
 test('hosts and ports as URLs', () => {
   const cases: Array<[string, number, boolean, string]> = [
@@ -33,4 +33,22 @@ test('every URL built parses back to its host and port', () => {
 
 test('wildcards', () => {
   assert.deepEqual(['0.0.0.0', '::', '[::]', '127.0.0.1', '::1'].map(isWildcardHost), [true, true, true, false, false]);
+});
+
+test('the credentials of URLs in a message are redacted, the rest is kept', () => {
+  const cases: Array<[string, string]> = [
+    ['cannot reach http://reader:S3cretPw@127.0.0.1:1: ECONNREFUSED', 'cannot reach http://[redacted]@127.0.0.1:1: ECONNREFUSED'],
+    ['https://S3cretTok@splunk:8088/services/collector', 'https://[redacted]@splunk:8088/services/collector'],
+    // a "@" in the password belongs to it: the host begins after the last one
+    ['"http://admin:p@ss@S3cret@couch:5984/x"', '"http://[redacted]@couch:5984/x"'],
+    ['a http://u:S3cret@a:1 and HTTPS://v:S3cret@b:2/', 'a http://[redacted]@a:1 and HTTPS://[redacted]@b:2/'],
+    ['Error: x\n    at http://u:S3cret@h/ (file:///app/x.js:1:2)', 'Error: x\n    at http://[redacted]@h/ (file:///app/x.js:1:2)'],
+    // no userinfo: nothing to hide ("@" in a path, query or elsewhere in the text is left alone)
+    ['http://127.0.0.1:1/db/doc@1?x=a@b and mail@example.org', 'http://127.0.0.1:1/db/doc@1?x=a@b and mail@example.org'],
+    ['file:///tmp/a@b', 'file:///tmp/a@b'],
+  ];
+  for (const [text, want] of cases) {
+    assert.equal(redactUrlCredentials(text), want, text);
+    assert.ok(!redactUrlCredentials(text).includes('S3cret'));
+  }
 });
