@@ -6,7 +6,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ZodError } from 'zod';
 import { ConfigError } from '../errors.js';
 import { httpUrl } from '../http-url.js';
-import { APP_NAME_MAX_LENGTH, APP_NAME_PATTERN, configSchema, type Config } from './schema.js';
+import { APP_NAME_MAX_LENGTH, APP_NAME_PATTERN, configSchema, MIN_PASSWORD, type Config } from './schema.js';
 import { SECRET_KEYS, type SecretRole, generatePassword, readSecretsFile, secretsPath, writeSecretsFile } from './secrets.js';
 
 export type { Config } from './schema.js';
@@ -126,12 +126,28 @@ function fillTokenSecrets(config: Config, env: Env): void {
 /** The environment variable (and secrets.env key) of the key of tagged ids (ingress.id_tag_key). */
 export const ID_TAG_KEY_NAME = 'COUCHLOG_ID_TAG_KEY';
 
+/** The length the schema asks of a key in the file (ingress.id_tag_key, correlator.outputs.couchdb.signing_key). */
+const MIN_KEY = 32;
+
+/**
+ * A key the file leaves null: from the environment, else secrets.env, held
+ * to the rule of one in the file. A refusal names the config path, the
+ * variable and where it was found, never the value.
+ */
+function keyFromEnv(config: Config, env: Env, name: string, path: string): string | null {
+  const fromEnv = env[name] || null;
+  const key = fromEnv ?? (readSecretsFile(config.data_dir)[name] || null);
+  if (key !== null && key.length < MIN_KEY) {
+    const where = fromEnv !== null ? 'the environment' : secretsPath(config.data_dir);
+    throw new ConfigError([`${path}: ${name} must be at least ${MIN_KEY} characters (from ${where})`]);
+  }
+  return key;
+}
+
 /** ingress.id_tag_key from the environment, else secrets.env, held to the rule of one in the file. */
 function fillIdTagKey(config: Config, env: Env): void {
   if (config.ingress.id_tag_key !== null) return;
-  const key = env[ID_TAG_KEY_NAME] || readSecretsFile(config.data_dir)[ID_TAG_KEY_NAME] || null;
-  if (key !== null && key.length < 32) throw new ConfigError([`ingress.id_tag_key: ${ID_TAG_KEY_NAME} must be at least 32 characters`]);
-  config.ingress.id_tag_key = key;
+  config.ingress.id_tag_key = keyFromEnv(config, env, ID_TAG_KEY_NAME, 'ingress.id_tag_key');
 }
 
 /** The environment variable (and secrets.env key) holding the correlated records' signing key. */
@@ -140,9 +156,11 @@ export const SIGNING_KEY_NAME = 'COUCHLOG_SIGNING_KEY';
 /** The secrets.env key of the embedded ClickHouse's password (CLICKHOUSE_PASSWORD sets it, as for an external one). */
 export const CLICKHOUSE_PASSWORD_NAME = 'CLICKHOUSE_PASSWORD';
 
+/** correlator.outputs.couchdb.signing_key from the environment, else secrets.env, held to the rule of one in the file. */
 function fillSigningKey(config: Config, env: Env): void {
   const sink = config.correlator.outputs.couchdb;
-  sink.signing_key ??= env[SIGNING_KEY_NAME] || readSecretsFile(config.data_dir)[SIGNING_KEY_NAME] || null;
+  if (sink.signing_key !== null) return;
+  sink.signing_key = keyFromEnv(config, env, SIGNING_KEY_NAME, 'correlator.outputs.couchdb.signing_key');
 }
 
 /**
@@ -246,13 +264,26 @@ const ROLE_PATHS: Record<SecretRole, (c: Config) => { user: string; password: st
   correlator: (c) => c.users.correlator,
 };
 
+const ROLE_PASSWORD_PATHS: Record<SecretRole, string> = {
+  admin: 'couchdb.admin.password',
+  writer: 'users.writer.password',
+  reader: 'users.reader.password',
+  correlator: 'users.correlator.password',
+};
+
+/** Passwords neither the file nor the environment gave, from secrets.env: held to the same rule as theirs. */
 function fillFromSecretsFile(config: Config): void {
   const stored = readSecretsFile(config.data_dir);
+  const problems: string[] = [];
   for (const role of Object.keys(SECRET_KEYS) as SecretRole[]) {
     const creds = ROLE_PATHS[role](config);
     const value = stored[SECRET_KEYS[role]];
-    if (creds.password === null && value) creds.password = value;
+    if (creds.password !== null || !value) continue;
+    if (value.length < MIN_PASSWORD)
+      problems.push(`${ROLE_PASSWORD_PATHS[role]}: ${SECRET_KEYS[role]} must be at least ${MIN_PASSWORD} characters (from ${secretsPath(config.data_dir)})`);
+    creds.password = value;
   }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 export interface EnsuredSecrets {

@@ -20,7 +20,9 @@ const userName = z
   .min(1)
   .max(128)
   .regex(/^[^:\s]+$/, 'must not contain ":" or whitespace');
-const password = z.string().min(8, 'must be at least 8 characters').nullable();
+/** The shortest password an account may have, wherever it is given (the file, the environment, secrets.env). */
+export const MIN_PASSWORD = 8;
+const password = z.string().min(MIN_PASSWORD, `must be at least ${MIN_PASSWORD} characters`).nullable();
 
 const credentials = (defaultUser: string) =>
   z

@@ -637,6 +637,45 @@ describe('ensureSecrets', () => {
     assert.ok(problems.every((p) => !p.includes('short-secret-key')));
   });
 
+  // Review finding: COUCHLOG_SIGNING_KEY=x from the environment (or secrets.env) was taken as the records' signing key,
+  // while the same key in the file was refused. fillSigningKey skipped the rule fillIdTagKey applies.
+  test('the signing key: from the environment or secrets.env, at least 32 characters as in the file, never echoed', () => {
+    const audit = 'correlator:\n  outputs:\n    couchdb:\n      protection: audit\n';
+    const key = 'S3cretKey'.repeat(4);
+    assert.equal(load(withYaml(audit).cwd, { COUCHLOG_SIGNING_KEY: key }).correlator.outputs.couchdb.signing_key, key);
+    const short = 'S3cretKey-0123456789';
+    const fromEnv = configProblems(() => load(withYaml(audit).cwd, { COUCHLOG_SIGNING_KEY: short }));
+    assert.deepEqual(fromEnv, ['correlator.outputs.couchdb.signing_key: COUCHLOG_SIGNING_KEY must be at least 32 characters (from the environment)']);
+    assert.deepEqual(
+      configProblems(() => load(withYaml(audit).cwd, { COUCHLOG_SIGNING_KEY: 'x' })),
+      fromEnv,
+      "one character: the review's case",
+    );
+    // The rule of the file holds whatever the protection, as for a key written there.
+    assert.deepEqual(
+      configProblems(() => load(tmp(), { COUCHLOG_SIGNING_KEY: short })),
+      fromEnv,
+    );
+    const { cwd } = withYaml(audit);
+    writeSecretsFile(join(cwd, 'data'), { COUCHLOG_SIGNING_KEY: short });
+    const fromFile = configProblems(() => load(cwd));
+    assert.deepEqual(fromFile, [
+      `correlator.outputs.couchdb.signing_key: COUCHLOG_SIGNING_KEY must be at least 32 characters (from ${secretsPath(join(cwd, 'data'))})`,
+    ]);
+    assert.equal(load(cwd, { COUCHLOG_SIGNING_KEY: key }).correlator.outputs.couchdb.signing_key, key, 'the environment comes first');
+    for (const p of [...fromEnv, ...fromFile]) assert.ok(!p.includes(short), p);
+  });
+
+  test('a password from secrets.env is held to the rule of one in the file or the environment (at least 8 characters)', () => {
+    const cwd = tmp();
+    writeSecretsFile(join(cwd, 'data'), { COUCHLOG_READER_PASSWORD: 'S3cret7', COUCHDB_PASSWORD: 'admin-password-1' });
+    const problems = configProblems(() => load(cwd));
+    assert.deepEqual(problems, [`users.reader.password: COUCHLOG_READER_PASSWORD must be at least 8 characters (from ${secretsPath(join(cwd, 'data'))})`]);
+    assert.ok(!problems[0]!.includes('S3cret7'));
+    // Given elsewhere, the stored one is not used, and not judged.
+    assert.equal(load(cwd, { COUCHLOG_READER_PASSWORD: 'reader-password-1' }).users.reader.password, 'reader-password-1');
+  });
+
   test('the environment beats a password stored in secrets.env', () => {
     const cwd = tmp();
     ensureSecrets(load(cwd));
