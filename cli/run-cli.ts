@@ -3,6 +3,8 @@
 import type { Command } from 'commander';
 import { ConfigError, CouchlogError, InterruptedError, OperationError, UsageError } from '../lib/errors.js';
 import { redactUrlCredentials } from '../lib/http-url.js';
+// options.ts takes EXIT_CODES from here: both are used only once a command runs, so the cycle is harmless.
+import { usageErrorsExit2 } from './options.js';
 
 /** Every exit code a couchlog command ends with (docs/errors.md lists the same). */
 export const EXIT_CODES = {
@@ -34,9 +36,15 @@ export function exitOnError(name: string, err: unknown): never {
   process.exit(code);
 }
 
-/** Runs a commander program as a process's whole life. */
+/**
+ * Runs a commander program as a process's whole life: every entry point
+ * (couchlog, couchlog-ship, jsonformat) ends alike, a usage error commander
+ * finds included (exit 2, not commander's own 1).
+ */
 export function runCli(program: Command): void {
-  program.parseAsync(process.argv).catch((err: unknown) => exitOnError(program.name(), err));
+  usageErrorsExit2(program)
+    .parseAsync(process.argv)
+    .catch((err: unknown) => exitOnError(program.name(), err));
 }
 
 /** A closed stdout (`| head`) ends the process quietly instead of with an EPIPE stack. */

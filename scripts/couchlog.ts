@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // The couchlog command line: parses arguments and calls library code.
 import { Command, Option } from 'commander';
-import { intAtLeast, usageErrorsExit2 } from '../cli/options.js';
+import { intAtLeast } from '../cli/options.js';
 import { loadConfig, ensureSecrets } from '../lib/config/load.js';
 import { OperationError } from '../lib/errors.js';
-import { exitOnError } from '../cli/run-cli.js';
+import { runCli } from '../cli/run-cli.js';
 import { createCliLogger, LOG_FORMATS, type LogFormat } from '../lib/logger.js';
 import { onFatal, onReopenSignal, onShutdownSignal } from '../cli/lifecycle.js';
 import { startCorrelator } from '../correlator/service.js';
@@ -182,6 +182,4 @@ program.addCommand(
   ),
 );
 
-usageErrorsExit2(program)
-  .parseAsync(process.argv)
-  .catch((err: unknown) => exitOnError('couchlog', err));
+runCli(program);

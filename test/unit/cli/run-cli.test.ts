@@ -51,6 +51,34 @@ test('a URL with credentials in an error is printed without them, in one line or
   for (const r of [refused, usage, bug]) assert.ok(!r.stderr.includes('S3cretPw'), r.stderr);
 });
 
+// Review finding: couchlog-ship and jsonformat (runCli) ended a usage error commander found with its own exit 1,
+// while `couchlog ship --batch-size abc` and docs/errors.md say 2.
+test('every entry point ends a bad option with exit 2 and says which; --help is 0', () => {
+  const run = (script: string, ...args: string[]) =>
+    spawnSync(process.execPath, [join(ROOT, 'dist/scripts', script), ...args], { input: '', encoding: 'utf8', timeout: 30_000 });
+  const cases: Array<[string, string[], RegExp]> = [
+    ['ship.js', ['--batch-size', 'abc'], /^error: option '--batch-size <n>' argument 'abc' is invalid\. --batch-size must be a positive integer, got "abc"\n/],
+    ['ship.js', ['--no-such-option'], /^error: unknown option '--no-such-option'/],
+    [
+      'jsonformat.js',
+      ['--report-limit', '-1'],
+      /^error: option '--report-limit <n>' argument '-1' is invalid\. --report-limit must be a non-negative integer, got "-1"\n/,
+    ],
+    ['jsonformat.js', ['--preset', 'nosuch'], /^error: option '-p, --preset <name>' argument 'nosuch' is invalid/],
+    ['couchlog.js', ['ship', '--batch-size', 'abc'], /^error: option '--batch-size <n>' argument 'abc' is invalid/],
+  ];
+  for (const [script, args, message] of cases) {
+    const r = run(script, ...args);
+    assert.equal(r.status, 2, `${script} ${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+  for (const script of ['ship.js', 'jsonformat.js']) {
+    const help = run(script, '--help');
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: /);
+  }
+});
+
 test('docs/errors.md lists the exit codes of EXIT_CODES, both ways', () => {
   const text = readFileSync(join(ROOT, 'docs/errors.md'), 'utf8');
   const documented = new Map([...text.matchAll(/^\| (\d+) \| `([a-zA-Z]+)` \|/gm)].map((m) => [m[2]!, Number(m[1])]));
