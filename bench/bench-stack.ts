@@ -32,7 +32,7 @@ import { startIngress } from '../cli/ingress.js';
 export interface CouchChoice {
   /** An external CouchDB (admin from COUCHDB_USER / COUCHDB_PASSWORD in `env`); null: the embedded server. */
   couchdbUrl: string | null;
-  /** Where the external admin's credentials are read (process.env). */
+  /** Where the external admin's credentials are read (COUCHDB_USER / COUCHDB_PASSWORD: lib/config/tool-env.ts, toolCouchAdminEnv). */
   env: Record<string, string | undefined>;
 }
 

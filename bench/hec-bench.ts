@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startBenchStack, type BenchStack, type CouchChoice } from './bench-stack.js';
 import { freePort } from './free-port.js';
+import { childEnvWithoutCouchdb } from '../lib/config/tool-env.js';
 
 /** This file runs as dist/bench/hec-bench.js: `couchlog` is dist/scripts/couchlog.js. */
 export const COUCHLOG_SCRIPT = fileURLToPath(new URL('../scripts/couchlog.js', import.meta.url));
@@ -250,8 +251,7 @@ async function benchForward(
         '--once',
       ];
       // The same server and data folder (secrets) as this stack; nothing of the shell's COUCHDB_*.
-      const { COUCHDB_URL: _u, COUCHDB_USER: _n, COUCHDB_PASSWORD: _p, ...inherited } = process.env;
-      const env = { ...inherited, ...stack.childEnv(), COUCHLOG_LOG_LEVEL: 'warn', COUCHLOG_FORWARD_HEC_TOKEN: TOKEN };
+      const env = { ...childEnvWithoutCouchdb(), ...stack.childEnv(), COUCHLOG_LOG_LEVEL: 'warn', COUCHLOG_FORWARD_HEC_TOKEN: TOKEN };
       const t1 = process.hrtime.bigint();
       const child = spawn(process.execPath, args, { env, cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';

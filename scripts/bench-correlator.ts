@@ -3,6 +3,7 @@
 // With --couchdb-url, the admin comes from COUCHDB_USER / COUCHDB_PASSWORD (never from the command line).
 import { Command } from 'commander';
 import { PROTECTIONS, type Protection } from '../lib/config/protection.js';
+import { toolCouchAdminEnv } from '../lib/config/tool-env.js';
 import { benchCorrelator, formatReport, type CorrelatorBenchOptions } from '../bench/correlator-bench.js';
 
 const opts = new Command('bench-correlator')
@@ -60,7 +61,7 @@ for (const scenario of scenarios) {
       sinks: sinks as CorrelatorBenchOptions['sinks'],
       scenario,
       couchdbUrl: opts.couchdbUrl ?? null,
-      env: process.env,
+      env: toolCouchAdminEnv(),
       protection: opts.protection as Protection,
       backfill: opts.backfill === true,
     },

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { benchHec, formatHecReport } from '../bench/hec-bench.js';
 import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
 import { freePort } from '../bench/free-port.js';
+import { toolCouchAdminEnv } from '../lib/config/tool-env.js';
 
 const opts = usageErrorsExit2(new Command('bench-hec'))
   .description(
@@ -19,7 +20,7 @@ const opts = usageErrorsExit2(new Command('bench-hec'))
   .parse()
   .opts<{ requests: number; batch: number; concurrency: number; forwardDocs: number; couchdbUrl?: string; json?: boolean }>();
 
-const couch = couchChoice(opts.couchdbUrl, process.env);
+const couch = couchChoice(opts.couchdbUrl, toolCouchAdminEnv());
 if (typeof couch === 'string') usageError('bench-hec', couch);
 
 const report = await benchHec(

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { benchIngress, formatReport, PROTECTION_CHOICES, type ProtectionChoice } from '../bench/ingress-bench.js';
 import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
 import { freePort } from '../bench/free-port.js';
+import { toolCouchAdminEnv } from '../lib/config/tool-env.js';
 
 const opts = usageErrorsExit2(new Command('bench-ingress'))
   .description(
@@ -30,7 +31,7 @@ const opts = usageErrorsExit2(new Command('bench-ingress'))
     json?: boolean;
   }>();
 
-const couch = couchChoice(opts.couchdbUrl, process.env);
+const couch = couchChoice(opts.couchdbUrl, toolCouchAdminEnv());
 if (typeof couch === 'string') usageError('bench-ingress', couch);
 if (opts.protection !== undefined && !(PROTECTION_CHOICES as readonly string[]).includes(opts.protection)) {
   usageError('bench-ingress', `--protection ${opts.protection}: ${PROTECTION_CHOICES.join(' or ')}`);

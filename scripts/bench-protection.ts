@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { benchProtection, formatReport } from '../bench/protection-bench.js';
 import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
 import { freePort } from '../bench/free-port.js';
+import { toolCouchAdminEnv } from '../lib/config/tool-env.js';
 
 const opts = usageErrorsExit2(new Command('bench-protection'))
   .description(
@@ -17,7 +18,7 @@ const opts = usageErrorsExit2(new Command('bench-protection'))
   .parse()
   .opts<{ couchdbUrl?: string; requests: number; bulkSize: number; json?: boolean }>();
 
-const couch = couchChoice(opts.couchdbUrl, process.env);
+const couch = couchChoice(opts.couchdbUrl, toolCouchAdminEnv());
 if (typeof couch === 'string') usageError('bench-protection', couch);
 const report = await benchProtection({ couch, couchPort: await freePort(), requests: opts.requests, bulkSize: opts.bulkSize }, (line) =>
   process.stderr.write(`${line}\n`),

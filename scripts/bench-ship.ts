@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { benchShip, formatShipBench } from '../bench/ship-bench.js';
 import { couchChoice, intAtLeast, usageError, usageErrorsExit2 } from '../bench/bench-stack.js';
 import { freePort } from '../bench/free-port.js';
+import { toolCouchAdminEnv } from '../lib/config/tool-env.js';
 
 const opts = usageErrorsExit2(new Command('bench-ship'))
   .description('(a) jsonformat vs awk on a generated fail2ban log; (b) couchlog-ship through the ingress vs a direct _bulk_docs load of the same documents')
@@ -21,7 +22,7 @@ const opts = usageErrorsExit2(new Command('bench-ship'))
   .parse()
   .opts<{ mb: number; runs: number; lines: number; batchSize: number; concurrency: number; couchdbUrl?: string; json?: boolean }>();
 
-const couch = couchChoice(opts.couchdbUrl, process.env);
+const couch = couchChoice(opts.couchdbUrl, toolCouchAdminEnv());
 if (typeof couch === 'string') usageError('bench-ship', couch);
 
 const report = await benchShip(

@@ -13,9 +13,11 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { couchdb3TestRunnerEnv } from '../lib/config/tool-env.js';
 import { describeTestServer, longestFirst, testServer } from '../test/helpers/couchdb3.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const runner = couchdb3TestRunnerEnv();
 
 function usage(problem: string): never {
   process.stderr.write(
@@ -30,7 +32,7 @@ function usage(problem: string): never {
 }
 
 function epmdAnswers(): Promise<boolean> {
-  const port = Number(process.env.ERL_EPMD_PORT || 4369);
+  const port = runner.epmdPort;
   return new Promise((ok) => {
     const s = connect({ host: '127.0.0.1', port }, () => {
       s.destroy();
@@ -58,9 +60,9 @@ const targets = longestFirst(
         .sort()
         .map((f) => join(integration, f)),
 );
-const concurrency = process.env.COUCHLOG_TEST_CONCURRENCY || '2';
+const concurrency = runner.concurrency;
 
-const env = { ...process.env };
+const env = runner.childEnv;
 let cache: string | undefined;
 if (server.kind === 'couchdb3-start' && !env.COUCHLOG_TEST_COUCHDB_RELEASE_CACHE) {
   cache = mkdtempSync(join(tmpdir(), 'couchlog-couchdb3-release-'));

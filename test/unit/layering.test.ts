@@ -131,3 +131,18 @@ test('the check itself sees a wrong import', () => {
   assert.equal(crossing('correlator/pipeline.ts', 'correlator/engine/engine.ts'), null);
   assert.ok(importsOf('correlator/pipeline.ts').includes('correlator/engine/engine.ts'), 'imports are read as repository paths of .ts files');
 });
+
+// Review finding: scripts/test-couchdb3.ts, scripts/bench-*.ts and bench/hec-bench.ts read process.env themselves.
+test('only the config module reads process.env (tests aside, which may hand it to the processes they start)', () => {
+  const wrong: string[] = [];
+  for (const dir of TOP_LEVEL_SOURCES.filter((d) => d !== 'test')) {
+    for (const file of sources(dir)) {
+      if (file.startsWith('lib/config/')) continue;
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      text.split('\n').forEach((line, i) => {
+        if (/\bprocess\.env\b/.test(line)) wrong.push(`${file}:${i + 1}: ${line.trim()}`);
+      });
+    }
+  }
+  assert.deepEqual(wrong, [], 'ask a function of lib/config instead (lib/config/tool-env.ts for the tools)');
+});
