@@ -82,7 +82,10 @@ export class BulkWriter {
     }
     stop({ outcome: String(res.status) });
     if (!isStoredWrite(res.status)) {
-      this.metrics.documents.inc({ db: target.db, result: 'refused' }, docs.length);
+      // A group-commit batch refused for one of its documents is sent again in halves
+      // (group-commit.ts): its documents are counted when their own request settles.
+      const split = kind === 'group' && docs.length > 1 && refusedForADocument(res.status);
+      if (!split) this.metrics.documents.inc({ db: target.db, result: 'refused' }, docs.length);
       throw this.requestError(target, res.status, res.body);
     }
     return res;
@@ -119,6 +122,15 @@ export class BulkWriter {
       return couchdbRefusal(status, `document ${b.reason ?? ''} is larger than CouchDB's max_document_size`);
     return couchdbRefusal(status, b.reason ?? `CouchDB answered ${status}`);
   }
+}
+
+/**
+ * A `_bulk_docs` status that refuses the whole request for what one of its
+ * documents is (CouchDB 3's 413 for a document over max_document_size; a
+ * 400 for one it cannot take), not for the caller or the server.
+ */
+export function refusedForADocument(status: number): boolean {
+  return status === 413 || status === 400;
 }
 
 /** Length of {"ok":true,"id":"","rev":""} with no space: an ok result's text, less its id and rev. */

@@ -7,7 +7,7 @@
 //  - with nothing in flight a document goes out at once (no added latency
 //    when idle); under load documents wait at most `maxWaitMs`, or until
 //    `maxDocs` are queued, and at most `maxInflight` batches run per key.
-import type { DocResult, WriteTarget, Written } from './bulk-writer.js';
+import { refusedForADocument, type DocResult, type WriteTarget, type Written } from './bulk-writer.js';
 import type { LogDoc } from './validate-docs.js';
 
 export interface GroupCommitOptions {
@@ -130,6 +130,16 @@ export class GroupCommit {
       );
       batch.forEach((w, i) => w.resolve({ results: results[i]!, accepted }));
     } catch (err) {
+      if (batch.length > 1 && refusedForADocument(statusOf(err))) {
+        // CouchDB refused the whole request for one document (over its
+        // max_document_size): halves are sent until that document is alone,
+        // so other callers' documents are stored and only its caller gets the
+        // refusal (before, one anonymous document made every writer batched
+        // with it fail: HEC clients drop events on a 413). 2·log2(n) requests.
+        const mid = batch.length >> 1;
+        await Promise.all([this.send(q, batch.slice(0, mid)), this.send(q, batch.slice(mid))]);
+        return;
+      }
       for (const w of batch) w.reject(err);
     }
   }
@@ -143,3 +153,5 @@ export class GroupCommit {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 }
+
+const statusOf = (err: unknown): number => (typeof (err as { statusCode?: unknown })?.statusCode === 'number' ? (err as { statusCode: number }).statusCode : 0);

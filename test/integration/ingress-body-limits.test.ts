@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
+import { createServer, request as httpRequest } from 'node:http';
 import { startStack, http, JSON_TYPE, freePort, type Stack, storedStatus } from '../helpers/stack.js';
 import { buildApp } from '../../server/app.js';
 import { adminClient } from '../../lib/couch/admin-client.js';
@@ -163,6 +164,61 @@ describe("CouchDB's own size limit", () => {
     });
     assert.equal(res.status, 413, res.text.slice(0, 200));
     assert.deepEqual(res.json, { error: 'too_large', reason: "document big-one is larger than CouchDB's max_document_size", code: 'COUCHDB_TOO_LARGE' });
+  });
+
+  test("such a document batched with other callers' documents fails alone: theirs are stored (before: every one got its 413)", async (t) => {
+    if ((await adminClient(stack.config).serverInfo()).flavor !== 'couchdb') return t.skip('PouchDB Server has no max_document_size');
+    // A proxy before CouchDB holds the first _bulk_docs answer until every POST below has
+    // reached the ingress: they then queue into one group-commit batch, the big one among them.
+    const held: Array<() => void> = [];
+    let holding = true;
+    const upstream = new URL(stack.couchUrl);
+    const proxy = createServer((req, res) => {
+      const fwd = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+        const answer = () => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        };
+        if (holding && req.url?.endsWith('/_bulk_docs')) held.push(answer);
+        else answer();
+      });
+      req.pipe(fwd);
+    });
+    const proxyPort = await freePort();
+    await new Promise<void>((ok) => proxy.listen(proxyPort, '127.0.0.1', ok));
+    const config = structuredClone(stack.config);
+    config.couchdb.url = `http://127.0.0.1:${proxyPort}`;
+    config.ingress.group_commit = { max_docs: 500, max_wait_ms: 1000, max_inflight: 1 };
+    const app = await buildApp(config);
+    const port = await freePort();
+    await app.listen({ host: '127.0.0.1', port });
+    try {
+      const post = (body: string) => http(`http://127.0.0.1:${port}/log_appname`, { method: 'POST', headers: JSON_TYPE, body });
+      const first = post('{"n":-1}');
+      while (held.length === 0) await new Promise((r) => setTimeout(r, 20));
+      const tag = `${process.pid}-${Date.now()}`;
+      const small = Array.from({ length: 24 }, (_, i) => post(JSON.stringify({ _id: `batched-${tag}-${i}`, n: i })));
+      const big = post(JSON.stringify({ _id: `big-batched-${tag}`, a: 'x'.repeat(8_100_000) }));
+      // Every body received and parsed: the queue holds them all while the first batch is held.
+      await new Promise((r) => setTimeout(r, 3000));
+      holding = false;
+      for (const answer of held.splice(0)) answer();
+      const answers = await Promise.all([first, ...small]);
+      for (const a of answers) assert.equal(storedStatus(a.status), 201, a.text);
+      const refused = await big;
+      assert.equal(refused.status, 413, refused.text.slice(0, 200));
+      assert.equal(refused.json.code, 'COUCHDB_TOO_LARGE');
+      const ids = answers.slice(1).map((a) => a.json.id as string);
+      const stored = await http(`${stack.couchUrl}/log_appname/_all_docs?keys=${encodeURIComponent(JSON.stringify(ids))}`, {
+        headers: { authorization: stack.auth.admin },
+      });
+      assert.equal(stored.json.rows.filter((r: { value?: unknown }) => r.value).length, 24);
+    } finally {
+      holding = false;
+      for (const answer of held.splice(0)) answer();
+      await app.close();
+      await new Promise((ok) => proxy.close(ok));
+    }
   });
 });
 

@@ -10,6 +10,7 @@ import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { GroupCommit, type FlushFn, type GroupCommitOptions } from '../../../../server/write/group-commit.js';
 import type { DocResult, WriteTarget, Written } from '../../../../server/write/bulk-writer.js';
+import { couchdbRefusal } from '../../../../lib/errors.js';
 
 type IdDoc = { _id: string; [k: string]: unknown };
 
@@ -534,5 +535,51 @@ describe('GroupCommit: drain', () => {
     await settle();
     assert.equal(a.r.state, 'rejected');
     assert.equal(drained.state, 'resolved');
+  });
+});
+
+describe('a batch CouchDB refuses for one of its documents (413: over max_document_size)', () => {
+  test('is sent again in halves: only that document is refused, every other caller gets its own result', async () => {
+    const calls: string[][] = [];
+    const flush: FlushFn = async (_target, docs) => {
+      calls.push(docs.map((d) => d._id));
+      await Promise.resolve();
+      if (docs.some((d) => d._id.startsWith('big'))) throw couchdbRefusal(413, 'document big is too large');
+      return { results: docs.map((d) => ({ ok: true, id: d._id, rev: '1-x' })), accepted: false };
+    };
+    const group = new GroupCommit({ maxDocs: 64, maxWaitMs: 5, maxInflight: 1 }, flush);
+    const target: WriteTarget = { db: 'log_x', headers: {}, asWriter: true };
+    const ids = Array.from({ length: 33 }, (_, i) => (i === 20 ? 'big-1' : `d${i}`));
+    const settled = await Promise.allSettled(ids.map((id) => group.submit('k', target, { _id: id })));
+    await group.drain();
+    settled.forEach((s, i) => {
+      if (ids[i]!.startsWith('big')) {
+        assert.equal(s.status, 'rejected');
+        assert.equal((s as PromiseRejectedResult).reason.code, 'COUCHDB_TOO_LARGE');
+      } else assert.equal(s.status, 'fulfilled', `${ids[i]}: ${(s as PromiseRejectedResult).reason}`);
+    });
+    // The first document alone (nothing in flight), then 32 and their halves down to the one refused.
+    assert.ok(calls.length <= 2 + 2 * Math.ceil(Math.log2(32)), `${calls.length} requests: ${JSON.stringify(calls)}`);
+    assert.ok(
+      calls.some((c) => c.length === 1 && c[0] === 'big-1'),
+      'the refused document went alone in the end',
+    );
+  });
+
+  test('a refusal of the caller or the server (401, 503) is not split: every caller of the batch gets it', async () => {
+    let calls = 0;
+    const flush: FlushFn = async () => {
+      calls += 1;
+      await Promise.resolve();
+      throw couchdbRefusal(401, 'name or password is incorrect');
+    };
+    const group = new GroupCommit({ maxDocs: 64, maxWaitMs: 5, maxInflight: 1 }, flush);
+    const target: WriteTarget = { db: 'log_x', headers: {}, asWriter: false };
+    const settled = await Promise.allSettled(['a', 'b', 'c', 'd'].map((id) => group.submit('k', target, { _id: id })));
+    assert.deepEqual(
+      settled.map((s) => s.status),
+      ['rejected', 'rejected', 'rejected', 'rejected'],
+    );
+    assert.equal(calls, 2, 'the first document alone, then the other three in one batch');
   });
 });
