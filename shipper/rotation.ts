@@ -12,6 +12,10 @@
 //   shorter than the offset or with other bytes before it. A neighbour
 //   whose bytes before the offset match the fingerprint is copytruncate's
 //   copy and is read from the offset; then the file from 0, new generation.
+//   Until the copy is acknowledged to its end it stays in `rotated` (marked
+//   `copy`) and is found again by its inode: the path's own stream has moved
+//   on to the new generation, so nothing else would lead a later run back
+//   to the copy's rest after a run that failed or was stopped in it.
 // A new generation gives the same offsets new ids; ids of an old stream's
 // lines keep that stream's generation wherever the file has moved to.
 import { readdir, stat } from 'node:fs/promises';
@@ -70,8 +74,12 @@ export async function planPath(path: string, entry: PathState | undefined, fs: F
 
   for (const r of entry?.rotated ?? []) {
     const found = await findStream(path, r, fs);
-    if (found) add({ kind: 'rotated', path: found, dev: r.dev, ino: r.ino, generation: r.generation, from: r.offset });
+    if (found) add({ kind: r.copy ? 'copy' : 'rotated', path: found, dev: r.dev, ino: r.ino, generation: r.generation, from: r.offset });
     // Said once: it leaves the state with this run (usually deleted or compressed by logrotate after everything was shipped).
+    else if (r.copy)
+      notes.push(
+        `${r.seen_as} (copytruncate's copy of ${path}, inode ${r.ino}) is gone or was rewritten before it was shipped whole; its lines from byte ${r.offset} on could not be shipped`,
+      );
     else
       notes.push(
         `${r.seen_as} (rotated from ${path}, inode ${r.ino}) is gone or was rewritten; lines added to it after the last run (if any) could not be shipped`,
@@ -89,7 +97,7 @@ export async function planPath(path: string, entry: PathState | undefined, fs: F
       add({ kind: 'current', path, dev: cur.dev, ino: cur.ino, generation: c.generation, from: c.offset });
       return { reads, nextGeneration, notes };
     }
-    const copy = await findCopy(path, c, fs);
+    const copy = await findCopy(path, c, fs, seen);
     if (copy) add({ kind: 'copy', path: copy.path, dev: copy.dev, ino: copy.ino, generation: c.generation, from: c.offset });
     else if (c.offset > 0)
       notes.push(
@@ -117,8 +125,8 @@ async function findStream(path: string, s: StreamState, fs: FsView): Promise<str
   return null;
 }
 
-/** copytruncate's copy: a neighbour named after the file whose bytes before the offset are the ones read. */
-async function findCopy(path: string, c: StreamState, fs: FsView): Promise<{ path: string; dev: number; ino: number } | null> {
+/** copytruncate's copy: a neighbour named after the file whose bytes before the offset are the ones read (and not a stream already planned). */
+async function findCopy(path: string, c: StreamState, fs: FsView, planned: ReadonlySet<string>): Promise<{ path: string; dev: number; ino: number } | null> {
   if (c.offset === 0) return null;
   const base = basename(path);
   let best: { path: string; dev: number; ino: number; mtimeMs: number } | null = null;
@@ -126,7 +134,7 @@ async function findCopy(path: string, c: StreamState, fs: FsView): Promise<{ pat
     const name = basename(p);
     if (!name.startsWith(base) || name === base || COMPRESSED.test(name)) continue;
     const st = await fs.stat(p);
-    if (!st || (st.dev === c.dev && st.ino === c.ino) || st.size < c.offset) continue;
+    if (!st || (st.dev === c.dev && st.ino === c.ino) || planned.has(`${st.dev}:${st.ino}`) || st.size < c.offset) continue;
     if ((await fs.fingerprint(p, c.offset)) !== c.fingerprint) continue;
     if (!best || st.mtimeMs > best.mtimeMs) best = { path: p, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs };
   }

@@ -174,10 +174,11 @@ async function shipWithState(o: ShipOptions, client: IngressClient, rejects: Rej
     const path = resolve(file);
     const plan = await planPath(path, state.files[path], fs);
     result.notes.push(...plan.notes);
-    const done: Array<{ read: PlannedRead; acked: number; fingerprint: string }> = [];
+    const done: DoneRead[] = [];
     for (const read of plan.reads) {
       if (result.error) {
-        done.push({ read, acked: read.from, fingerprint: await fs.fingerprint(read.path, read.from).then((f) => f ?? '') });
+        const end = (await fs.stat(read.path))?.size ?? Infinity;
+        done.push({ read, acked: read.from, end, fingerprint: await fs.fingerprint(read.path, read.from).then((f) => f ?? '') });
         continue;
       }
       done.push(await shipPlannedRead(o, client, rejects, counts, result, path, read));
@@ -198,7 +199,7 @@ async function shipPlannedRead(
   result: ShipResult,
   path: string,
   read: PlannedRead,
-): Promise<{ read: PlannedRead; acked: number; fingerprint: string }> {
+): Promise<DoneRead> {
   const fh = await open(read.path, 'r');
   // The lines are read through a handle of their own: a run that stops early (the ingress gone)
   // destroys its stream, which closes the handle under it whatever autoClose says, and `fh` must
@@ -223,26 +224,39 @@ async function shipPlannedRead(
       final: read.kind === 'copy',
       kind: read.kind,
     }).run();
-    return { read, acked: summary.source.acked, fingerprint: await fingerprintAt(fh, summary.source.acked) };
+    return { read, acked: summary.source.acked, end: st.size, fingerprint: await fingerprintAt(fh, summary.source.acked) };
   } finally {
     await fh.close();
     await lines.close().catch(() => undefined); // closed already when its stream was destroyed
   }
 }
 
-function nextPathState(path: string, nextGeneration: number, done: Array<{ read: PlannedRead; acked: number; fingerprint: string }>): PathState {
-  const stream = (d: (typeof done)[number], seenAs: string): StreamState => ({
+/** One planned read after this run: acknowledged up to `acked` of the `end` bytes it had. */
+interface DoneRead {
+  read: PlannedRead;
+  acked: number;
+  end: number;
+  fingerprint: string;
+}
+
+function nextPathState(path: string, nextGeneration: number, done: DoneRead[]): PathState {
+  const stream = (d: DoneRead, seenAs: string): StreamState => ({
     dev: d.read.dev,
     ino: d.read.ino,
     offset: d.acked,
     generation: d.read.generation,
     fingerprint: d.fingerprint,
     seen_as: seenAs,
+    ...(d.read.kind === 'copy' ? { copy: true as const } : {}),
   });
   const current = done.find((d) => d.read.kind === 'current');
+  // A copy not acknowledged to its end is kept: `current` is saved under its new generation from
+  // here on, so the next run would not look for the copy again and its rest would be lost (found
+  // by a review: a run failing after a copytruncate lost the copied lines silently, exit 0 after).
+  const followed = done.filter((d) => d.read.kind === 'rotated' || (d.read.kind === 'copy' && d.acked < d.end));
   return {
     current: current ? stream(current, path) : null,
-    rotated: done.filter((d) => d.read.kind === 'rotated').map((d) => stream(d, d.read.path)),
+    rotated: followed.map((d) => stream(d, d.read.path)),
     next_generation: nextGeneration,
     updated_at: new Date().toISOString(),
   };

@@ -20,11 +20,22 @@ export interface StreamState {
   fingerprint: string;
   /** Where the file was last seen (a rotated file's new name). */
   seen_as: string;
+  /**
+   * A copytruncate copy not shipped whole yet (a run failed or was stopped
+   * in it), read again as a copy: complete, so a last line without its \n
+   * is shipped too. Absent on other streams (and in older state files).
+   */
+  copy?: true;
 }
 
 export interface PathState {
   current: StreamState | null;
-  /** Rotated files the writer may still append to (it keeps its descriptor until told to reopen). */
+  /**
+   * Rotated files the writer may still append to (it keeps its descriptor
+   * until told to reopen), and copytruncate copies with lines not yet
+   * acknowledged: `current` has moved on to a new generation by then, so
+   * this is the only place left that says where the copy's lines are.
+   */
   rotated: StreamState[];
   next_generation: number;
   updated_at: string;

@@ -1,8 +1,10 @@
 // Helpers for the shipper's integration tests: fail2ban lines, running
 // the real commands as child processes (never spawnSync: the ingress under
 // test lives in the test process and must keep answering), reading back
-// what a database holds.
+// what a database holds, and an ingress that fails on cue.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { http, type Stack } from './stack.js';
@@ -85,4 +87,49 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
 /** The non-blank lines of a text. */
 export function contentLines(text: string): string[] {
   return text.split('\n').filter((l) => l.trim() !== '');
+}
+
+export interface IngressGateway {
+  /** Base URL: use as the ingress's (`${url}/log_<app>`). */
+  url: string;
+  /** Requests it has received so far. */
+  requests(): number;
+  /** Stops it; requests still held are cut. */
+  close(): Promise<void>;
+}
+
+/**
+ * An ingress that fails on cue, standing between a shipper and the real one
+ * (`upstream`): the first `forward` requests go through, so their answers are
+ * real acknowledgments; every later one is answered 503 (`unavailable`: the
+ * ingress up but CouchDB gone, retried until --retry-for gives up) or never
+ * answered (`hang`: a stalled ingress, to interrupt or kill the run while a
+ * request is in flight).
+ */
+export async function ingressGateway(upstream: string, o: { forward: number; then: 'unavailable' | 'hang' }): Promise<IngressGateway> {
+  let requests = 0;
+  const server = createServer((req, res) => {
+    if (++requests > o.forward) {
+      if (o.then === 'hang') return;
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'service_unavailable', reason: 'CouchDB is not reachable (test gateway)', code: 'COUCHDB_UNAVAILABLE' }));
+      return;
+    }
+    const up = httpRequest(`${upstream}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests: () => requests,
+    close: () =>
+      new Promise<void>((ok) => {
+        server.closeAllConnections();
+        server.close(() => ok());
+      }),
+  };
 }

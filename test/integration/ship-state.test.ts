@@ -3,7 +3,9 @@
 // file, the old file disappears, it is rotated by copytruncate, emptied in
 // place (the seed's `echo "" >`), and emptied and refilled past the saved
 // offset. After every run the database holds every line written so far,
-// each exactly once.
+// each exactly once. Also after a copytruncate followed by a run that fails
+// (the ingress down, part-way through the copy, interrupted, killed): the
+// copy's unsent lines are shipped by the next run, none twice.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -24,7 +26,7 @@ import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../helpers/stack.js';
-import { allDocs, ship, start, SHIP, type RunResult } from '../helpers/shipper.js';
+import { allDocs, ingressGateway, ship, start, waitFor, SHIP, type RunResult } from '../helpers/shipper.js';
 import type { ShipState } from '../../shipper/state-file.js';
 
 let stack: Stack;
@@ -34,7 +36,7 @@ let stateFile: string;
 let written = 0;
 
 before(async () => {
-  stack = await startStack({ yaml: { apps: { state: {} } } });
+  stack = await startStack({ yaml: { apps: { state: {}, copyfail: {}, copypart: {}, copykill: {} } } });
   dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-state-'));
   log = join(dir, 'app.log');
   stateFile = join(dir, 'ship.state');
@@ -248,5 +250,130 @@ describe('the reject file when --reject-file is not given', () => {
     assert.match(readFileSync(expected, 'utf8'), /not json either/);
     assert.deepEqual(readdirSync(cwd), []);
     rmSync(cwd, { recursive: true, force: true });
+  });
+});
+
+describe('--state: a copytruncate, then a run that fails before the copy is shipped', () => {
+  /** A log of its own, its state, its database; lines are {"seq": n}, n from 1. */
+  function scenario(app: string) {
+    const file = join(dir, `${app}.log`);
+    const stateOf = join(dir, `${app}.state`);
+    const args = (base: string, more: string[]) => [
+      '--url',
+      `${base}/log_${app}`,
+      '--state',
+      stateOf,
+      '-v',
+      '--batch-size',
+      '5',
+      '--concurrency',
+      '1',
+      '--backoff-base',
+      '20',
+      '--backoff-max',
+      '100',
+      '--reject-file',
+      join(dir, `${app}.rejects.ndjson`),
+      ...more,
+      file,
+    ];
+    return {
+      file,
+      copy: `${file}.1`,
+      append(from: number, to: number): void {
+        let text = '';
+        for (let n = from; n <= to; n++) text += `${JSON.stringify({ seq: n })}\n`;
+        appendFileSync(file, text);
+      },
+      /** logrotate's copytruncate. */
+      copytruncate(): void {
+        copyFileSync(file, `${file}.1`);
+        truncateSync(file, 0);
+      },
+      run: (base: string, more: string[] = []) => ship(args(base, more)),
+      start: (base: string) => start([SHIP, ...args(base, [])]),
+      state: () => (JSON.parse(readFileSync(stateOf, 'utf8')) as ShipState).files[file]!,
+      async stored(): Promise<number[]> {
+        return (await allDocs(stack, `log_${app}`)).map((d) => d.seq as number).sort((a, b) => a - b);
+      },
+    };
+  }
+  const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+  const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+
+  test('the ingress answering 503 until the run gives up: the next runs ship the copied lines, exit 0, nothing lost', async () => {
+    // The review's repro: lines 4 and 5 were only in the copy, and were lost silently ([1,2,3,6]).
+    const s = scenario('copyfail');
+    s.append(1, 3);
+    ok(await s.run(stack.url), 'first run');
+    s.append(4, 5);
+    s.copytruncate();
+    s.append(6, 6);
+    const down = await ingressGateway(stack.url, { forward: 0, then: 'unavailable' });
+    const failed = await s.run(down.url, ['--retry-for', '0.5']).finally(() => down.close());
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.match(failed.stderr, /gave up after .*503/);
+    const again = await s.run(stack.url);
+    ok(again, 'the ingress back');
+    assert.match(again.stderr, / 3 stored, 0 already stored/, 'lines 4, 5 and 6, each sent once');
+    ok(await s.run(stack.url), 'one more run');
+    assert.deepEqual(await s.stored(), upTo(6), 'every line, each once');
+    assert.deepEqual(s.state().rotated, [], 'the copy, shipped whole, is no longer followed');
+  });
+
+  test('failing part-way through the copy: what it acknowledged is kept, the rest of the copy and the file follow', async () => {
+    const s = scenario('copypart');
+    s.append(1, 3);
+    ok(await s.run(stack.url), 'first run');
+    s.append(4, 53);
+    s.copytruncate();
+    s.append(54, 56);
+    // Three batches of five lines of the copy get through, then the ingress fails for good.
+    const flaky = await ingressGateway(stack.url, { forward: 3, then: 'unavailable' });
+    const failed = await s.run(flaky.url, ['--retry-for', '0.5']).finally(() => flaky.close());
+    assert.equal(failed.code, 1, failed.stderr);
+    const acked = Number(new RegExp(`${s.copy.replace(/[.]/g, '\\.')} \\(was [^)]*\\): acknowledged up to byte (\\d+)`).exec(failed.stderr)?.[1]);
+    assert.equal(
+      acked,
+      Buffer.byteLength(
+        upTo(18)
+          .map((n) => `${JSON.stringify({ seq: n })}\n`)
+          .join(''),
+      ),
+      `lines up to 18 acknowledged: ${failed.stderr}`,
+    );
+    const again = await s.run(stack.url);
+    ok(again, 'the ingress back');
+    assert.match(again.stderr, / 38 stored, 0 already stored/, 'lines 19..56, none sent twice');
+    assert.deepEqual(await s.stored(), upTo(56), 'every line, each once');
+  });
+
+  test('interrupted (SIGINT) part-way through the copy, then a run killed (SIGKILL): nothing lost, nothing twice', async () => {
+    const s = scenario('copykill');
+    s.append(1, 3);
+    ok(await s.run(stack.url), 'first run');
+    s.append(4, 43);
+    s.copytruncate();
+    s.append(44, 45);
+    // Two batches get through; the third is held (a stalled ingress) when Ctrl-C comes.
+    const stalled = await ingressGateway(stack.url, { forward: 2, then: 'hang' });
+    const interrupted = s.start(stalled.url);
+    await waitFor('a request held', async () => stalled.requests() >= 3);
+    interrupted.child.kill('SIGINT');
+    const r = await interrupted.done.finally(() => stalled.close());
+    assert.equal(r.code, 130, r.stderr);
+    // A run killed outright (kill -9) while a request is in flight saves nothing at all.
+    const saved = s.state();
+    const hung = await ingressGateway(stack.url, { forward: 0, then: 'hang' });
+    const killed = s.start(hung.url);
+    await waitFor('a request held', async () => hung.requests() >= 1);
+    killed.child.kill('SIGKILL');
+    await killed.done.finally(() => hung.close());
+    assert.deepEqual(s.state(), saved, 'the killed run changed nothing');
+    const again = await s.run(stack.url);
+    ok(again, 'the ingress back');
+    assert.match(again.stderr, / 0 already stored/, 'nothing sent twice');
+    ok(await s.run(stack.url), 'one more run');
+    assert.deepEqual(await s.stored(), upTo(45), 'every line, each once');
   });
 });

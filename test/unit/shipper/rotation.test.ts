@@ -1,6 +1,7 @@
 // shipper/rotation.ts: the rotation planner against a fake filesystem
 // (every case: same file, grown, rotated by rename, rotated file still
-// written, copytruncate, truncated in place, rewritten past the offset).
+// written, copytruncate, a copy left part-shipped, truncated in place,
+// rewritten past the offset).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planPath, type FileStat, type FsView } from '../../../shipper/rotation.js';
@@ -126,6 +127,48 @@ describe('rotation planner', () => {
     assert.deepEqual(brief(plan), [['current', LOG, 11, 1, 5]]);
     assert.equal(plan.notes.length, 1);
     assert.match(plan.notes[0]!, /\/var\/log\/f\.log\.1 \(rotated from \/var\/log\/f\.log, inode 10\) is gone or was rewritten/);
+  });
+
+  test('a copytruncate copy not shipped whole (a run failed in it) is read again as a copy, found by inode, before the file', async () => {
+    const before = 'aaaa\nbbbb\ncccc\n';
+    const cur = 'zz\nyy\n';
+    const copy = { ...stream(20, before, 10, 0, `${LOG}.1`), copy: true as const };
+    // Rotated once more since: the copy is now .2, and a newer copy with other lines is .1.
+    const files = { [LOG]: { ino: 10, content: cur }, [`${LOG}.1`]: { ino: 21, content: 'other\n' }, [`${LOG}.2`]: { ino: 20, content: before } };
+    const plan = await planPath(LOG, entry(stream(10, cur, 3, 1), [copy], 2), fakeFs(files));
+    assert.deepEqual(brief(plan), [
+      ['copy', `${LOG}.2`, 20, 0, 10],
+      ['current', LOG, 10, 1, 3],
+    ]);
+    assert.deepEqual(plan.notes, []);
+    const gone = await planPath(LOG, entry(stream(10, cur, 3, 1), [copy], 2), fakeFs({ [LOG]: files[LOG]! }));
+    assert.deepEqual(brief(gone), [['current', LOG, 10, 1, 3]]);
+    assert.equal(gone.notes.length, 1);
+    assert.match(
+      gone.notes[0]!,
+      /\/var\/log\/f\.log\.1 \(copytruncate's copy of \/var\/log\/f\.log, inode 20\) is gone .* from byte 10 on could not be shipped/,
+    );
+  });
+
+  test('a copy still followed is not taken for a new copy of the file', async () => {
+    // The file's own stream (offset 5, "bbbb\n" before it) was truncated again. The old copy's bytes
+    // before 5 are the same and its mtime is the later one (the fake's mtime is the inode), but it is
+    // planned already: the new copy .1 is the one, or its lines would never be read.
+    const copy = { ...stream(22, 'bbbb\nbbbb\nxx\n', 10, 0, `${LOG}.2`), copy: true as const };
+    const plan = await planPath(
+      LOG,
+      entry(stream(10, 'bbbb\n', 5, 1), [copy], 2),
+      fakeFs({
+        [LOG]: { ino: 10, content: 'c\n' },
+        [`${LOG}.1`]: { ino: 21, content: 'bbbb\ndddd\n' },
+        [`${LOG}.2`]: { ino: 22, content: 'bbbb\nbbbb\nxx\n' },
+      }),
+    );
+    assert.deepEqual(brief(plan), [
+      ['copy', `${LOG}.2`, 22, 0, 10],
+      ['copy', `${LOG}.1`, 21, 1, 5],
+      ['current', LOG, 10, 2, 0],
+    ]);
   });
 
   test('rotated but not yet recreated: only the rest of the old file', async () => {
