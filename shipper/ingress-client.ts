@@ -152,7 +152,9 @@ export function classify(status: number, text: string, retryAfter: number | null
     if (account?.kind === 'rejected') return { kind: 'fatal', reason: `CouchDB refused the account, not a line: ${account.error}: ${account.reason}` };
     return { kind: 'results', results };
   }
-  if (status === 429 || status >= 500) return { kind: 'retry', reason, retryAfterMs: retryAfter };
+  // 408: the ingress closed a request whose body stalled (INGRESS_REQUEST_TIMEOUT, a slow or
+  // congested link): nothing was stored, and the same batch sent again may get through.
+  if (status === 408 || status === 429 || status >= 500) return { kind: 'retry', reason, retryAfterMs: retryAfter };
   // Too large: halving makes it fit, or finds the one line that cannot.
   if (status === 413) return { kind: 'refused', status, reason };
   if (status === 400 || status === 403) {

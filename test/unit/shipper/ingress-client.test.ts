@@ -36,6 +36,15 @@ describe('ingress answers', () => {
     });
   });
 
+  test('408 (the ingress timed out a stalled body) is retried, not fatal: nothing was stored', () => {
+    assert.deepEqual(classify(408, '{"error":"request_timeout","reason":"the body stalled","code":"INGRESS_REQUEST_TIMEOUT"}', null, ids), {
+      kind: 'retry',
+      reason: '408 request_timeout INGRESS_REQUEST_TIMEOUT: the body stalled',
+      retryAfterMs: null,
+    });
+    assert.equal(classify(408, '', null, ids).kind, 'retry', 'also without a body (a proxy in front)');
+  });
+
   test('429 and 5xx are retried with Retry-After; 400/403/413 refuse the batch; 401 and 404 are fatal', () => {
     assert.deepEqual(classify(429, '{"error":"too_many_requests","reason":"slow down","code":"INGRESS_RATE_LIMITED"}', 3000, ids), {
       kind: 'retry',
