@@ -90,6 +90,12 @@ export async function planPath(path: string, entry: PathState | undefined, fs: F
   const c = entry?.current ?? null;
   if (c === null) {
     if (cur) add({ kind: 'current', path, dev: cur.dev, ino: cur.ino, generation: entry ? newGeneration() : 0, from: 0 });
+    // Not an error: a log may not exist before its first line. But a misspelt name in a cron job
+    // would otherwise ship nothing, silently, forever; said on every run, as nothing was shipped.
+    else if (reads.length === 0)
+      notes.push(
+        `${path} does not exist (or is not a file): nothing shipped from it (check the name; a log not written yet is shipped from its first line once it exists, and creating it empty silences this note)`,
+      );
     return { reads, nextGeneration, notes };
   }
   if (cur && cur.dev === c.dev && cur.ino === c.ino) {

@@ -36,7 +36,7 @@ let stateFile: string;
 let written = 0;
 
 before(async () => {
-  stack = await startStack({ yaml: { apps: { state: {}, copyfail: {}, copypart: {}, copykill: {} } } });
+  stack = await startStack({ yaml: { apps: { state: {}, copyfail: {}, copypart: {}, copykill: {}, later: {} } } });
   dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-state-'));
   log = join(dir, 'app.log');
   stateFile = join(dir, 'ship.state');
@@ -375,5 +375,27 @@ describe('--state: a copytruncate, then a run that fails before the copy is ship
     assert.match(again.stderr, / 0 already stored/, 'nothing sent twice');
     ok(await s.run(stack.url), 'one more run');
     assert.deepEqual(await s.stored(), upTo(45), 'every line, each once');
+  });
+});
+
+describe('--state with a file that does not exist', () => {
+  test('a note on stderr naming it, exit 0, on every run; once it exists it is shipped from its first line, without the note', async () => {
+    // A misspelt name in a cron job used to ship nothing, forever, without a word (exit 0, no output).
+    const missing = join(dir, 'not-yet.log');
+    const args = ['--url', `${stack.url}/log_later`, '--state', join(dir, 'later.state'), '--reject-file', join(dir, 'later.rejects.ndjson'), missing];
+    for (const run of ['first', 'second']) {
+      const r = await ship(args);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(
+        r.stderr.includes(`couchlog-ship: ${missing} does not exist (or is not a file): nothing shipped from it (check the name`),
+        `${run} run: ${r.stderr}`,
+      );
+    }
+    writeFileSync(missing, `${JSON.stringify({ seq: 1 })}\n${JSON.stringify({ seq: 2 })}\n`);
+    const r = await ship([...args, '-v']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /does not exist/);
+    assert.match(r.stderr, / 2 stored, 0 already stored/);
+    assert.deepEqual((await allDocs(stack, 'log_later')).map((d) => d.seq as number).sort(), [1, 2]);
   });
 });

@@ -1,7 +1,7 @@
 // shipper/rotation.ts: the rotation planner against a fake filesystem
 // (every case: same file, grown, rotated by rename, rotated file still
 // written, copytruncate, a copy left part-shipped, truncated in place,
-// rewritten past the offset).
+// rewritten past the offset, a file that does not exist).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { planPath, type FileStat, type FsView } from '../../../shipper/rotation.js';
@@ -171,9 +171,23 @@ describe('rotation planner', () => {
     ]);
   });
 
+  test('a file that does not exist, and never did: nothing to read, and a note naming it (a misspelt name ships nothing)', async () => {
+    for (const e of [undefined, entry(null)]) {
+      const plan = await planPath(LOG, e, fakeFs({ '/var/log/other.log': { ino: 12, content: 'x\n' } }));
+      assert.deepEqual(brief(plan), []);
+      assert.equal(plan.notes.length, 1);
+      assert.match(plan.notes[0]!, /^\/var\/log\/f\.log does not exist \(or is not a file\): nothing shipped from it \(check the name/);
+    }
+  });
+
   test('rotated but not yet recreated: only the rest of the old file', async () => {
     const old = 'aaaa\nbbbb\n';
     const plan = await planPath(LOG, entry(stream(10, old, 5, 0)), fakeFs({ [`${LOG}.1`]: { ino: 10, content: old } }));
     assert.deepEqual(brief(plan), [['rotated', `${LOG}.1`, 10, 0, 5]]);
+    assert.deepEqual(plan.notes, []);
+    // Next run: the old file is still followed, the path still not recreated; nothing to say.
+    const later = await planPath(LOG, entry(null, [stream(10, old, 10, 0, `${LOG}.1`)]), fakeFs({ [`${LOG}.1`]: { ino: 10, content: old } }));
+    assert.deepEqual(brief(later), [['rotated', `${LOG}.1`, 10, 0, 10]]);
+    assert.deepEqual(later.notes, []);
   });
 });
