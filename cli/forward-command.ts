@@ -1,7 +1,7 @@
 // `couchlog forward`: options defined here; the work is forward/.
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { intAtLeast, port } from './options.js';
+import { intAtLeast, MIN_BACKOFF_MS, MIN_TIMEOUT_MS, msAtLeast, port } from './options.js';
 import { couchUrl, loadConfig, namedSecret, requirePassword, type Config } from '../lib/config/load.js';
 import { httpUrlProblems } from '../lib/config/http-url.js';
 import { APP_NAME_MAX_LENGTH, APP_NAME_PATTERN } from '../lib/config/schema.js';
@@ -64,12 +64,12 @@ export function forwardCommand(name: string, configFile: () => string | undefine
     .option('--no-gzip', 'send uncompressed bodies')
     .option('--ca-file <pem>', 'CA certificate(s) for an https HEC URL')
     .option('--no-verify-tls', 'accept any TLS certificate (never in production)')
-    .option('--timeout <ms>', 'timeout of each request', intAtLeast(1, '--timeout'), 30_000)
+    .option('--timeout <ms>', 'timeout of each request', msAtLeast(MIN_TIMEOUT_MS, '--timeout'), 30_000)
     .option('--no-ack', 'do not wait for indexer acknowledgment even when the target gives ackIds')
-    .option('--ack-timeout <ms>', 'resend a batch whose ack is not confirmed within this', intAtLeast(1, '--ack-timeout'), 120_000)
+    .option('--ack-timeout <ms>', 'resend a batch whose ack is not confirmed within this', msAtLeast(MIN_TIMEOUT_MS, '--ack-timeout'), 120_000)
     .option('--poll-ms <ms>', 'wait between _changes reads once caught up', intAtLeast(1, '--poll-ms'), 1000)
-    .option('--backoff-base <ms>', 'first retry delay ceiling', intAtLeast(1, '--backoff-base'), 500)
-    .option('--backoff-max <ms>', 'longest retry delay', intAtLeast(1, '--backoff-max'), 30_000)
+    .option('--backoff-base <ms>', 'first retry delay ceiling', msAtLeast(MIN_BACKOFF_MS, '--backoff-base'), 500)
+    .option('--backoff-max <ms>', 'longest retry delay', msAtLeast(MIN_BACKOFF_MS, '--backoff-max'), 30_000)
     .option('--checkpoint <file>', 'checkpoint file (default: <data_dir>/forward/<name>.checkpoint.json)')
     .option('--dead-letter <file>', 'events HEC refuses for good (default: <data_dir>/forward/<name>.dead-letter.ndjson)')
     .option('--once', 'stop once caught up (cron, tests)')

@@ -2,7 +2,7 @@
 // options, defined once here.
 import { createReadStream } from 'node:fs';
 import { Command, Option } from 'commander';
-import { collect, intAtLeast, seconds } from './options.js';
+import { collect, intAtLeast, timeoutSeconds } from './options.js';
 import { converterFactory } from '../shipper/jsonformat/converter.js';
 import { formatFd, formatStream, type FormatStats } from '../shipper/jsonformat/format-stream.js';
 import { PRESETS } from '../shipper/jsonformat/presets.js';
@@ -33,7 +33,7 @@ export function addConversionOptions(cmd: Command, formats: string[]): Command {
     .option('-t, --types <name=type,...>', 'convert captured fields: int, float, bool, string (repeatable)', collect, [])
     .option('--strict', 'fail the run at the first line that does not match')
     .option('--report-limit <n>', 'non-matching lines reported one by one on stderr (the rest are counted)', intAtLeast(0, '--report-limit'), 100)
-    .option('--audit-timeout <seconds>', 'auditd: emit an event without its EOE after this long', seconds('--audit-timeout'), 2);
+    .option('--audit-timeout <seconds>', 'auditd: emit an event without its EOE after this long', timeoutSeconds('--audit-timeout'), 2);
 }
 
 export function presetList(): string {

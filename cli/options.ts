@@ -32,6 +32,37 @@ export const seconds = (flag: string) => (value: string) => {
   return n;
 };
 
+/**
+ * The shortest timeout an option takes, as the config's *_timeout_ms keys.
+ * A timeout of 0 is no timeout at all to undici: a stalled server would
+ * hold the run (and its lock) forever. (For --audit-timeout, 0 would emit
+ * every record as an event of its own.)
+ */
+export const MIN_TIMEOUT_MS = 100;
+
+/** The shortest retry delay an option takes, as the config's backoff_*_ms keys: 0 retries in a tight loop. */
+export const MIN_BACKOFF_MS = 10;
+
+/** A commander parser for a timeout in seconds (fractions allowed), at least MIN_TIMEOUT_MS. */
+export const timeoutSeconds = (flag: string) => {
+  const parse = seconds(flag);
+  return (value: string) => {
+    const n = parse(value);
+    if (n * 1000 < MIN_TIMEOUT_MS) throw new InvalidArgumentError(`${flag} must be at least ${MIN_TIMEOUT_MS / 1000} seconds, got "${value}"`);
+    return n;
+  };
+};
+
+/** A commander parser for a whole number of milliseconds, at least `min`. */
+export function msAtLeast(min: number, flag: string): (value: string) => number {
+  const int = intAtLeast(0, flag);
+  return (value: string) => {
+    const n = int(value);
+    if (n < min) throw new InvalidArgumentError(`${flag} must be at least ${min} ms, got "${value}"`);
+    return n;
+  };
+}
+
 /** A repeatable option's values, in order. */
 export const collect = (value: string, previous: string[]) => [...previous, value];
 

@@ -11,7 +11,7 @@ import { defaultRejectPath } from '../shipper/reject-file.js';
 import { homedir } from 'node:os';
 import type { TruncateMethod } from '../shipper/truncate.js';
 import { addConversionOptions, stdinChunks } from './jsonformat-command.js';
-import { intAtLeast, seconds } from './options.js';
+import { intAtLeast, MIN_BACKOFF_MS, msAtLeast, seconds, timeoutSeconds } from './options.js';
 import { exitCodeOf } from './run-cli.js';
 import { httpUrl } from '../lib/http-url.js';
 
@@ -80,10 +80,10 @@ export function shipCommand(name = 'ship', configFile?: () => string | undefined
       256 * 1024 * 1024,
     )
     .option('--concurrency <n>', 'requests in flight', intAtLeast(1, '--concurrency'), 4)
-    .option('--timeout <seconds>', 'one request gives up after this long (then it is retried)', seconds('--timeout'), 30)
+    .option('--timeout <seconds>', 'one request gives up after this long (then it is retried)', timeoutSeconds('--timeout'), 30)
     .option('--retry-for <seconds>', 'give up (exit 1) when a batch has failed for this long', seconds('--retry-for'), 300)
-    .option('--backoff-base <ms>', 'first retry delay ceiling (doubles each retry, with jitter)', intAtLeast(0, '--backoff-base'), 500)
-    .option('--backoff-max <ms>', 'longest retry delay', intAtLeast(0, '--backoff-max'), 30_000)
+    .option('--backoff-base <ms>', 'first retry delay ceiling (doubles each retry, with jitter)', msAtLeast(MIN_BACKOFF_MS, '--backoff-base'), 500)
+    .option('--backoff-max <ms>', 'longest retry delay', msAtLeast(MIN_BACKOFF_MS, '--backoff-max'), 30_000)
     .option('--truncate', 'once every line read is acknowledged, remove exactly those bytes from each file (keeps lines appended meanwhile)')
     .addOption(
       new Option('--truncate-method <method>', 'auto: collapse-range where the filesystem has it, else copy-truncate')

@@ -359,6 +359,41 @@ describe('configuration errors', () => {
     assert.equal(run('ship', '--help').status, 0);
   });
 
+  test('a timeout of 0 (none at all to undici) or a retry delay under 10 ms is a usage error naming the option, exit 2, in every command', () => {
+    // Found by a review: `ship --timeout 0` hung for good on a stalled ingress, holding its lock;
+    // `--backoff-base 0 --backoff-max 0` retried hundreds of times a second.
+    const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input: '' });
+    const ship = ['ship', '--url', 'http://127.0.0.1:1/log_x'];
+    for (const [args, message] of [
+      [[...ship, '--timeout', '0'], /--timeout must be at least 0\.1 seconds, got "0"/],
+      [[...ship, '--timeout', '0.05'], /--timeout must be at least 0\.1 seconds, got "0\.05"/],
+      [[...ship, '--backoff-base', '0'], /--backoff-base must be at least 10 ms, got "0"/],
+      [[...ship, '--backoff-max', '5'], /--backoff-max must be at least 10 ms, got "5"/],
+      [[...ship, '--format', 'auditd', '--audit-timeout', '0'], /--audit-timeout must be at least 0\.1 seconds/],
+      [['jsonformat', '--format', 'auditd', '--audit-timeout', '0'], /--audit-timeout must be at least 0\.1 seconds/],
+      [['forward', '--timeout', '0'], /--timeout must be at least 100 ms, got "0"/],
+      [['forward', '--ack-timeout', '50'], /--ack-timeout must be at least 100 ms/],
+      [['forward', '--backoff-base', '1'], /--backoff-base must be at least 10 ms/],
+      [['forward', '--backoff-max', '0'], /--backoff-max must be at least 10 ms/],
+    ] as const) {
+      const res = run(...args);
+      assert.equal(res.status, 2, `${args.join(' ')}: ${res.stderr}`);
+      assert.match(res.stderr, message, args.join(' '));
+    }
+    // The standalone scripts share the options, and exit 2 too (they exited 1 on commander's errors).
+    for (const [script, args] of [
+      ['ship.js', ['--url', 'http://127.0.0.1:1/log_x', '--timeout', '0']],
+      ['jsonformat.js', ['--format', 'auditd', '--audit-timeout', '0']],
+    ] as const) {
+      const res = spawnSync(process.execPath, [join(ROOT, 'dist/scripts', script), ...args], { encoding: 'utf8', input: '' });
+      assert.equal(res.status, 2, `${script}: ${res.stderr}`);
+      assert.match(res.stderr, /--(audit-)?timeout must be at least 0\.1 seconds/, script);
+    }
+    // The smallest values are taken (nothing on stdin: nothing sent).
+    const smallest = run(...ship, '--timeout', '0.1', '--backoff-base', '10', '--backoff-max', '10', '--format', 'auditd', '--audit-timeout', '0.1');
+    assert.equal(smallest.status, 0, smallest.stderr);
+  });
+
   test('an unreachable CouchDB is a one-line error, exit code 1', () => {
     const res = spawnSync(process.execPath, [CLI, 'setup'], {
       encoding: 'utf8',
