@@ -96,6 +96,7 @@ export const ERRORS = {
   DASHBOARD_UNKNOWN_APP: { status: 404, error: 'not_found', when: 'the dashboard of an app that is not configured' },
   INGRESS_BODY_TOO_LARGE: { status: 413, error: 'too_large', when: 'a body over ingress.body_limit_bytes' },
   INGRESS_TOO_MANY_DOCS: { status: 413, error: 'too_large', when: 'more than ingress.max_docs_per_request documents in one request' },
+  INGRESS_DOC_TOO_LARGE: { status: 413, error: 'too_large', when: 'a document over ingress.max_document_bytes (as stored: JSON with its _id and received_at)' },
   INGRESS_LOGIN_TOO_LARGE: { status: 413, error: 'too_large', when: 'a POST /_session body over its small limit' },
   INGRESS_LOGIN_ENCODING: { status: 415, error: 'bad_content_type', when: 'a POST /_session body with a Content-Encoding (compressed)' },
   INGRESS_BAD_CONTENT_TYPE: {

@@ -152,6 +152,17 @@ const ingress = z
       .default(8 * 1024 * 1024),
     /** Most documents in one array, NDJSON or _bulk_docs request (413 above). */
     max_docs_per_request: z.number().int().min(1).max(100_000).default(10_000),
+    /**
+     * Largest document stored, as JSON bytes with its _id and received_at (413 above): Apache
+     * CouchDB 3's default max_document_size. Keep it at or below CouchDB's: a document CouchDB
+     * refuses fails the whole _bulk_docs it is in, and costs a resend of the rest of its batch.
+     */
+    max_document_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(256 * 1024 * 1024)
+      .default(8_000_000),
     /** Deepest JSON nesting accepted in a document (400 above). */
     max_json_depth: z.number().int().min(2).max(1000).default(32),
     /** Stamp each stored document with `received_at` (ISO 8601) unless it has one. */

@@ -15,7 +15,7 @@ import type { AppRegistry } from '../write/app-registry.js';
 import type { GroupCommit } from '../write/group-commit.js';
 import type { WriteTarget } from '../write/bulk-writer.js';
 import { newDocId } from '../write/doc-id.js';
-import { checkCount, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import { checkCount, checkDocSizes, type DocRules, type LogDoc } from '../write/validate-docs.js';
 import type { Metrics } from '../plugins/metrics.js';
 import { AckRegistry, CHANNEL_PATTERN } from './acks.js';
 import { HEC, HecError, toHecError } from './errors.js';
@@ -47,7 +47,7 @@ type IdDoc = LogDoc & { _id: string };
 
 export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOptions): Promise<void> {
   const { ingress, tokens, registry, group, metrics } = opts;
-  const rules: DocRules = { maxDepth: ingress.max_json_depth, maxDocs: ingress.max_docs_per_request };
+  const rules: DocRules = { maxDepth: ingress.max_json_depth, maxDocs: ingress.max_docs_per_request, maxDocBytes: ingress.max_document_bytes };
   const acks = new AckRegistry({
     maxChannels: ingress.hec.ack_max_channels,
     maxPending: ingress.hec.ack_max_pending_per_channel,
@@ -113,7 +113,7 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
   };
 
   /** Writes every document (per app, through group commit) and answers as HEC does. */
-  const store = async (request: FastifyRequest, reply: FastifyReply, docs: HecDoc[]) => {
+  const store = async (request: FastifyRequest, reply: FastifyReply, docs: HecDoc[], bodyChars: number) => {
     checkCount(docs.length, rules);
     const now = ingress.received_at ? new Date().toISOString() : null;
     const byApp = new Map<string, IdDoc[]>();
@@ -124,6 +124,11 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
       if (!list) byApp.set(name, (list = []));
       list.push(doc as IdDoc);
     }
+    checkDocSizes(
+      docs.map((d) => d.doc),
+      bodyChars,
+      rules,
+    );
     await Promise.all([...byApp.keys()].map((name) => registry.admit(name)));
     const results = await Promise.all(
       [...byApp].map(([name, list]) => {
@@ -161,6 +166,7 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
         request,
         reply,
         envelopes.map((e, i) => envelopeToDoc(e, i, token, rules, defaults)),
+        text.length,
       );
     });
   }
@@ -170,7 +176,7 @@ export default async function hecRoutes(app: FastifyInstance, opts: HecRoutesOpt
       needChannel(request);
       const text = await body(request);
       if (text.trim() === '') throw new HecError('NO_DATA');
-      return store(request, reply, rawToDocs(text, request.hecToken!, rules, queryDefaults(request)));
+      return store(request, reply, rawToDocs(text, request.hecToken!, rules, queryDefaults(request)), text.length);
     });
   }
 

@@ -13,7 +13,16 @@ import { statusOfError, type BulkWriter, type WriteTarget } from '../write/bulk-
 import type { GroupCommit } from '../write/group-commit.js';
 import { newDocIdAt } from '../write/doc-id.js';
 import { parseJson, parseNdjson, utf8Text, valuesAt } from '../write/parse-body.js';
-import { bulkDocsOf, checkCount, checkCountBeforeParsing, validateDoc, validateDocs, type DocRules, type LogDoc } from '../write/validate-docs.js';
+import {
+  bulkDocsOf,
+  checkCount,
+  checkCountBeforeParsing,
+  checkDocSizes,
+  validateDoc,
+  validateDocs,
+  type DocRules,
+  type LogDoc,
+} from '../write/validate-docs.js';
 import type { Metrics } from '../plugins/metrics.js';
 import { presentedToken, type TokenTable } from '../hec/tokens.js';
 import { forbidden, unauthorized } from '../../lib/errors.js';
@@ -49,7 +58,7 @@ type IdDoc = LogDoc & { _id: string };
 
 export default async function writeRoutes(app: FastifyInstance, opts: WriteRoutesOptions): Promise<void> {
   const { ingress, verifier, registry, writer, group, metrics } = opts;
-  const rules: DocRules = { maxDepth: ingress.max_json_depth, maxDocs: ingress.max_docs_per_request };
+  const rules: DocRules = { maxDepth: ingress.max_json_depth, maxDocs: ingress.max_docs_per_request, maxDocBytes: ingress.max_document_bytes };
 
   app.decorateRequest('writeTarget', null);
   app.decorateRequest('writeKey', '');
@@ -112,9 +121,10 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
   // `values` come from a text scanned with the depth limit plus the body's
   // own levels (the array, the _bulk_docs object), which bounds every
   // document to rules.maxDepth already.
-  const writeMany = async (request: FastifyRequest, reply: FastifyReply, values: unknown[]) => {
+  const writeMany = async (request: FastifyRequest, reply: FastifyReply, values: unknown[], bodyChars: number) => {
     checkCount(values.length, rules);
     const docs = stamp(validateDocs(values, rules, 'document', Number.isFinite(rules.maxDepth)));
+    checkDocSizes(docs, bodyChars, rules);
     await admit(request);
     if (docs.length === 0) return reply.code(201).send([]);
     const { results, accepted } = await writer.writeAnswer(request.writeTarget!, docs, 'bulk');
@@ -127,14 +137,15 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
   app.post(`/${LOG_DB_PARAM}`, { config: { metricsRoute: 'write' } }, async (request, reply) => {
     const text = await bodyText(request, ingress.body_limit_bytes);
     // Depth limits while scanning (a document, or an array of them: one level more).
-    if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text, rules.maxDepth, rules.maxDocs));
+    if (isNdjson(request)) return writeMany(request, reply, parseNdjson(text, rules.maxDepth, rules.maxDocs), text.length);
     checkCountBeforeParsing(valuesAt(text, 1, rules.maxDocs), rules);
     const value = parseJson(text, 'request body', rules.maxDepth + 1);
     if (Array.isArray(value)) {
       if (value.length === 0) throw badRequest('INGRESS_EMPTY_BODY', 'the array holds no documents');
-      return writeMany(request, reply, value);
+      return writeMany(request, reply, value, text.length);
     }
     const [doc] = stamp([validateDoc(value, rules, 'the document')]);
+    checkDocSizes([doc!], text.length, rules);
     await admit(request);
     const { results: result, accepted } = await group.submit(request.writeKey, request.writeTarget!, doc!);
     if ('ok' in result)
@@ -149,7 +160,7 @@ export default async function writeRoutes(app: FastifyInstance, opts: WriteRoute
     if (isNdjson(request)) throw unsupportedMediaType('INGRESS_BAD_CONTENT_TYPE', '_bulk_docs takes application/json');
     const text = await bodyText(request, ingress.body_limit_bytes);
     checkCountBeforeParsing(valuesAt(text, 2, rules.maxDocs), rules);
-    return writeMany(request, reply, bulkDocsOf(parseJson(text, 'request body', rules.maxDepth + 2)));
+    return writeMany(request, reply, bulkDocsOf(parseJson(text, 'request body', rules.maxDepth + 2)), text.length);
   });
 }
 

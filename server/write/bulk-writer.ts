@@ -82,11 +82,13 @@ export class BulkWriter {
     }
     stop({ outcome: String(res.status) });
     if (!isStoredWrite(res.status)) {
-      // A group-commit batch refused for one of its documents is sent again in halves
-      // (group-commit.ts): its documents are counted when their own request settles.
-      const split = kind === 'group' && docs.length > 1 && refusedForADocument(res.status);
-      if (!split) this.metrics.documents.inc({ db: target.db, result: 'refused' }, docs.length);
-      throw this.requestError(target, res.status, res.body);
+      const err = this.requestError(target, res.status, res.body);
+      // A group-commit batch refused for one document CouchDB names is sent again without it
+      // (group-commit.ts): the others are counted when that request settles.
+      const named = kind === 'group' && docs.length > 1 ? tooLargeDocumentOf(err) : null;
+      const resent = named !== null && docs.some((d) => d._id === named);
+      this.metrics.documents.inc({ db: target.db, result: 'refused' }, resent ? 1 : docs.length);
+      throw err;
     }
     return res;
   }
@@ -118,19 +120,22 @@ export class BulkWriter {
       return unavailable('COUCHDB_ERROR', `CouchDB failed: ${b.reason ?? status}`, this.retryAfterS);
     }
     // CouchDB names only the document's id for this one.
-    if (status === 413 && b.error === 'document_too_large')
-      return couchdbRefusal(status, `document ${b.reason ?? ''} is larger than CouchDB's max_document_size`);
+    if (status === 413 && b.error === 'document_too_large') return documentTooLarge(String(b.reason ?? ''));
     return couchdbRefusal(status, b.reason ?? `CouchDB answered ${status}`);
   }
 }
 
-/**
- * A `_bulk_docs` status that refuses the whole request for what one of its
- * documents is (CouchDB 3's 413 for a document over max_document_size; a
- * 400 for one it cannot take), not for the caller or the server.
- */
-export function refusedForADocument(status: number): boolean {
-  return status === 413 || status === 400;
+const TOO_LARGE_ID = Symbol('document CouchDB refused as over its max_document_size');
+
+/** CouchDB's 413 for one document of a `_bulk_docs` over its max_document_size (it names the document's id). */
+export function documentTooLarge(id: string): CouchlogError {
+  return Object.assign(couchdbRefusal(413, `document ${id} is larger than CouchDB's max_document_size`), { [TOO_LARGE_ID]: id });
+}
+
+/** The id of the one document CouchDB refused a whole `_bulk_docs` for (413 document_too_large), if that is what `err` is. */
+export function tooLargeDocumentOf(err: unknown): string | null {
+  const id = (err as { [TOO_LARGE_ID]?: unknown } | null)?.[TOO_LARGE_ID];
+  return typeof id === 'string' ? id : null;
 }
 
 /** Length of {"ok":true,"id":"","rev":""} with no space: an ok result's text, less its id and rev. */

@@ -7,7 +7,7 @@
 //  - with nothing in flight a document goes out at once (no added latency
 //    when idle); under load documents wait at most `maxWaitMs`, or until
 //    `maxDocs` are queued, and at most `maxInflight` batches run per key.
-import { refusedForADocument, type DocResult, type WriteTarget, type Written } from './bulk-writer.js';
+import { tooLargeDocumentOf, type DocResult, type WriteTarget, type Written } from './bulk-writer.js';
 import type { LogDoc } from './validate-docs.js';
 
 export interface GroupCommitOptions {
@@ -130,14 +130,19 @@ export class GroupCommit {
       );
       batch.forEach((w, i) => w.resolve({ results: results[i]!, accepted }));
     } catch (err) {
-      if (batch.length > 1 && refusedForADocument(statusOf(err))) {
-        // CouchDB refused the whole request for one document (over its
-        // max_document_size): halves are sent until that document is alone,
-        // so other callers' documents are stored and only its caller gets the
-        // refusal (before, one anonymous document made every writer batched
-        // with it fail: HEC clients drop events on a 413). 2·log2(n) requests.
-        const mid = batch.length >> 1;
-        await Promise.all([this.send(q, batch.slice(0, mid)), this.send(q, batch.slice(mid))]);
+      // CouchDB refused the whole request for one document over its
+      // max_document_size, naming it: that caller gets the refusal, the
+      // others' documents go again without it (before, every caller batched
+      // with one anonymous oversize document got its 413, and HEC clients
+      // drop events on a 413). One more request per such document, one at a
+      // time; the ingress's own max_document_bytes keeps them rare.
+      const culprit = batch.length > 1 ? batch.findIndex((w) => w.doc._id === tooLargeDocumentOf(err)) : -1;
+      if (culprit >= 0) {
+        batch[culprit]!.reject(err);
+        await this.send(
+          q,
+          batch.filter((_, i) => i !== culprit),
+        );
         return;
       }
       for (const w of batch) w.reject(err);
@@ -153,5 +158,3 @@ export class GroupCommit {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 }
-
-const statusOf = (err: unknown): number => (typeof (err as { statusCode?: unknown })?.statusCode === 'number' ? (err as { statusCode: number }).statusCode : 0);

@@ -9,6 +9,8 @@ export type LogDoc = Record<string, unknown> & { _id?: string };
 export interface DocRules {
   maxDepth: number;
   maxDocs: number;
+  /** ingress.max_document_bytes: see checkDocSizes. */
+  maxDocBytes: number;
 }
 
 /** Special fields a writer may set: only `_id` (shippers use it for idempotent retries). */
@@ -104,6 +106,26 @@ export function checkCount(count: number, rules: Pick<DocRules, 'maxDocs'>): voi
   if (count > rules.maxDocs) {
     throw tooLarge('INGRESS_TOO_MANY_DOCS', `${count} documents in one request; the limit is ${rules.maxDocs}`);
   }
+}
+
+/**
+ * Refuses a request holding a document larger than `rules.maxDocBytes` as
+ * stored (its JSON, _id and received_at included): CouchDB 3 would refuse
+ * the whole _bulk_docs it is in, a group-commit batch of other callers'
+ * documents included. `bodyChars` is the request's text length: a document
+ * cannot be larger than its body plus what stamping adds, so the common body
+ * costs no serialising here.
+ */
+export function checkDocSizes(docs: readonly object[], bodyChars: number, rules: Pick<DocRules, 'maxDocBytes'>): void {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit; stamping adds an _id (at most MAX_ID_LENGTH) and received_at.
+  if (bodyChars * 3 + MAX_ID_LENGTH + 128 <= rules.maxDocBytes) return;
+  docs.forEach((doc, i) => {
+    const bytes = Buffer.byteLength(JSON.stringify(doc));
+    if (bytes > rules.maxDocBytes) {
+      const which = docs.length === 1 ? 'the document' : `document ${i + 1}`;
+      throw tooLarge('INGRESS_DOC_TOO_LARGE', `${which} is ${bytes} bytes as stored; the limit is ${rules.maxDocBytes} (ingress.max_document_bytes)`);
+    }
+  });
 }
 
 /** As checkCount, for a count that stopped once past the limit (before parsing: see parse-body's valuesAt). */

@@ -155,15 +155,40 @@ describe('requests the HTTP parser refuses', () => {
 });
 
 describe("CouchDB's own size limit", () => {
-  test("a document under the ingress's limit but over CouchDB 3's max_document_size: 413 saying so, naming it", async (t) => {
+  test("a document over ingress.max_document_bytes (CouchDB 3's max_document_size by default): 413 before CouchDB, nothing stored", async () => {
+    for (const [url, body] of [
+      ['/log_appname', JSON.stringify({ _id: 'big-own', a: 'x'.repeat(8_100_000) })],
+      ['/log_appname/_bulk_docs', JSON.stringify({ docs: [{ _id: 'small-with-big' }, { _id: 'big-in-bulk', a: 'x'.repeat(8_100_000) }] })],
+    ] as const) {
+      const res = await http(`${stack.url}${url}`, { method: 'POST', headers: JSON_TYPE, body });
+      assert.equal(res.status, 413, res.text.slice(0, 200));
+      assert.equal(res.json.code, 'INGRESS_DOC_TOO_LARGE');
+      assert.match(res.json.reason, /(the document|document 2) is 81000\d\d bytes as stored; the limit is 8000000/);
+    }
+    for (const id of ['big-own', 'small-with-big', 'big-in-bulk']) {
+      const doc = await http(`${stack.couchUrl}/log_appname/${id}`, { headers: { authorization: stack.auth.admin } });
+      assert.equal(doc.status, 404, `${id} was stored`);
+    }
+  });
+
+  test("a document under the ingress's limit (set above CouchDB's) but over CouchDB 3's max_document_size: 413 saying so, naming it", async (t) => {
     if ((await adminClient(stack.config).serverInfo()).flavor !== 'couchdb') return t.skip('PouchDB Server has no max_document_size');
-    const res = await http(`${stack.url}/log_appname`, {
-      method: 'POST',
-      headers: JSON_TYPE,
-      body: JSON.stringify({ _id: 'big-one', a: 'x'.repeat(8_100_000) }),
+    await stack.restartIngress((c) => {
+      c.ingress.max_document_bytes = 8 * 1024 * 1024;
     });
-    assert.equal(res.status, 413, res.text.slice(0, 200));
-    assert.deepEqual(res.json, { error: 'too_large', reason: "document big-one is larger than CouchDB's max_document_size", code: 'COUCHDB_TOO_LARGE' });
+    try {
+      const res = await http(`${stack.url}/log_appname`, {
+        method: 'POST',
+        headers: JSON_TYPE,
+        body: JSON.stringify({ _id: 'big-one', a: 'x'.repeat(8_100_000) }),
+      });
+      assert.equal(res.status, 413, res.text.slice(0, 200));
+      assert.deepEqual(res.json, { error: 'too_large', reason: "document big-one is larger than CouchDB's max_document_size", code: 'COUCHDB_TOO_LARGE' });
+    } finally {
+      await stack.restartIngress((c) => {
+        c.ingress.max_document_bytes = 8_000_000;
+      });
+    }
   });
 
   test("such a document batched with other callers' documents fails alone: theirs are stored (before: every one got its 413)", async (t) => {
@@ -189,6 +214,8 @@ describe("CouchDB's own size limit", () => {
     const config = structuredClone(stack.config);
     config.couchdb.url = `http://127.0.0.1:${proxyPort}`;
     config.ingress.group_commit = { max_docs: 500, max_wait_ms: 1000, max_inflight: 1 };
+    // Above CouchDB's own limit (an operator's choice): the big document reaches CouchDB.
+    config.ingress.max_document_bytes = 8 * 1024 * 1024;
     const app = await buildApp(config);
     const port = await freePort();
     await app.listen({ host: '127.0.0.1', port });

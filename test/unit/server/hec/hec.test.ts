@@ -15,7 +15,7 @@ import { HecError } from '../../../../server/hec/errors.js';
 import { presentedToken, tokenTable, TokenTable, type WriteToken } from '../../../../server/hec/tokens.js';
 import { envelopeOf, envelopeText, eventTimeSeconds } from '../../../../forward/forwarder.js';
 
-const rules = { maxDepth: 32, maxDocs: 10_000 };
+const rules = { maxDepth: 32, maxDocs: 10_000, maxDocBytes: 8_000_000 };
 const token: WriteToken = { name: 't', apps: ['web', 'audit'], ack: false };
 
 function hecCode(fn: () => unknown): [number, number | undefined] {
@@ -95,7 +95,7 @@ describe('nesting and error messages (found by a black-box test: a time nested 2
       }
     }
     try {
-      envelopeToDoc({ event: 1, index: long }, 0, token, { maxDepth: 64, maxDocs: 10 });
+      envelopeToDoc({ event: 1, index: long }, 0, token, { maxDepth: 64, maxDocs: 10, maxDocBytes: 8_000_000 });
       assert.fail('no error');
     } catch (err) {
       assert.equal((err as HecError).hecCode, 7);

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { GroupCommit, type FlushFn, type GroupCommitOptions } from '../../../../server/write/group-commit.js';
 import type { DocResult, WriteTarget, Written } from '../../../../server/write/bulk-writer.js';
 import { couchdbRefusal } from '../../../../lib/errors.js';
+import { documentTooLarge } from '../../../../server/write/bulk-writer.js';
 
 type IdDoc = { _id: string; [k: string]: unknown };
 
@@ -538,18 +539,20 @@ describe('GroupCommit: drain', () => {
   });
 });
 
-describe('a batch CouchDB refuses for one of its documents (413: over max_document_size)', () => {
-  test('is sent again in halves: only that document is refused, every other caller gets its own result', async () => {
+describe('a batch CouchDB refuses for one of its documents (413 document_too_large, naming it)', () => {
+  test('is sent again without that document, one at a time: only its callers are refused, every other caller gets its own result', async () => {
     const calls: string[][] = [];
     const flush: FlushFn = async (_target, docs) => {
       calls.push(docs.map((d) => d._id));
       await Promise.resolve();
-      if (docs.some((d) => d._id.startsWith('big'))) throw couchdbRefusal(413, 'document big is too large');
+      // CouchDB names the first document over its limit.
+      const big = docs.find((d) => d._id.startsWith('big'));
+      if (big) throw documentTooLarge(big._id);
       return { results: docs.map((d) => ({ ok: true, id: d._id, rev: '1-x' })), accepted: false };
     };
     const group = new GroupCommit({ maxDocs: 64, maxWaitMs: 5, maxInflight: 1 }, flush);
     const target: WriteTarget = { db: 'log_x', headers: {}, asWriter: true };
-    const ids = Array.from({ length: 33 }, (_, i) => (i === 20 ? 'big-1' : `d${i}`));
+    const ids = Array.from({ length: 33 }, (_, i) => (i === 20 ? 'big-1' : i === 7 ? 'big-2' : `d${i}`));
     const settled = await Promise.allSettled(ids.map((id) => group.submit('k', target, { _id: id })));
     await group.drain();
     settled.forEach((s, i) => {
@@ -558,28 +561,29 @@ describe('a batch CouchDB refuses for one of its documents (413: over max_docume
         assert.equal((s as PromiseRejectedResult).reason.code, 'COUCHDB_TOO_LARGE');
       } else assert.equal(s.status, 'fulfilled', `${ids[i]}: ${(s as PromiseRejectedResult).reason}`);
     });
-    // The first document alone (nothing in flight), then 32 and their halves down to the one refused.
-    assert.ok(calls.length <= 2 + 2 * Math.ceil(Math.log2(32)), `${calls.length} requests: ${JSON.stringify(calls)}`);
-    assert.ok(
-      calls.some((c) => c.length === 1 && c[0] === 'big-1'),
-      'the refused document went alone in the end',
+    // The first document alone (nothing in flight), then the 32 others: refused for big-2, again for big-1, then stored.
+    assert.deepEqual(
+      calls.map((c) => c.length),
+      [1, 32, 31, 30],
     );
   });
 
-  test('a refusal of the caller or the server (401, 503) is not split: every caller of the batch gets it', async () => {
-    let calls = 0;
-    const flush: FlushFn = async () => {
-      calls += 1;
-      await Promise.resolve();
-      throw couchdbRefusal(401, 'name or password is incorrect');
-    };
-    const group = new GroupCommit({ maxDocs: 64, maxWaitMs: 5, maxInflight: 1 }, flush);
-    const target: WriteTarget = { db: 'log_x', headers: {}, asWriter: false };
-    const settled = await Promise.allSettled(['a', 'b', 'c', 'd'].map((id) => group.submit('k', target, { _id: id })));
-    assert.deepEqual(
-      settled.map((s) => s.status),
-      ['rejected', 'rejected', 'rejected', 'rejected'],
-    );
-    assert.equal(calls, 2, 'the first document alone, then the other three in one batch');
+  test('any other refusal (a 413 naming no document of the batch, 400, 401, 503) is not retried: every caller of the batch gets it', async () => {
+    for (const err of [documentTooLarge('not-in-the-batch'), couchdbRefusal(400, 'bad'), couchdbRefusal(401, 'name or password is incorrect')]) {
+      let calls = 0;
+      const flush: FlushFn = async () => {
+        calls += 1;
+        await Promise.resolve();
+        throw err;
+      };
+      const group = new GroupCommit({ maxDocs: 64, maxWaitMs: 5, maxInflight: 1 }, flush);
+      const target: WriteTarget = { db: 'log_x', headers: {}, asWriter: false };
+      const settled = await Promise.allSettled(['a', 'b', 'c', 'd'].map((id) => group.submit('k', target, { _id: id })));
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ['rejected', 'rejected', 'rejected', 'rejected'],
+      );
+      assert.equal(calls, 2, 'the first document alone, then the other three in one batch');
+    }
   });
 });

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CouchlogError } from '../../../../lib/errors.js';
 import { parseJson, parseNdjson } from '../../../../server/write/parse-body.js';
-import { bulkDocsOf, checkCount, jsonDepth, loneSurrogateIn, validateDoc, type DocRules } from '../../../../server/write/validate-docs.js';
+import { bulkDocsOf, checkCount, checkDocSizes, jsonDepth, loneSurrogateIn, validateDoc, type DocRules } from '../../../../server/write/validate-docs.js';
 
 interface Expected {
   statusCode: number;
@@ -125,7 +125,7 @@ describe('parseJson', () => {
       assert.equal(typeof value, 'object');
       // A top-level array is not a document; an object is too deep.
       const expected = Array.isArray(value) ? NOT_OBJECT : TOO_DEEP;
-      throwsCouch(() => validateDoc(value, { maxDepth: 32, maxDocs: 10 }, 'document'), expected);
+      throwsCouch(() => validateDoc(value, { maxDepth: 32, maxDocs: 10, maxDocBytes: 8_000_000 }, 'document'), expected);
     });
   }
 });
@@ -199,7 +199,7 @@ describe('jsonDepth', () => {
 });
 
 describe('validateDoc', () => {
-  const rules: DocRules = { maxDepth: 4, maxDocs: 3 };
+  const rules: DocRules = { maxDepth: 4, maxDocs: 3, maxDocBytes: 8_000_000 };
 
   for (const doc of [null, undefined, [], [{ a: 1 }], 'str', '', 42, 0, true, false]) {
     test(`${show(doc)} → 400 INGRESS_DOC_NOT_OBJECT`, () => {
@@ -269,9 +269,9 @@ describe('validateDoc', () => {
 
   test('the depth limit is the configured one', () => {
     const doc = { a: { b: { c: {} } } }; // depth 4
-    assert.equal(validateDoc(doc, { maxDepth: 4, maxDocs: 1 }, 'd'), doc);
-    throwsCouch(() => validateDoc(doc, { maxDepth: 3, maxDocs: 1 }, 'd'), { ...TOO_DEEP, reason: 'deeper than 3 levels' });
-    throwsCouch(() => validateDoc({ x: {} }, { maxDepth: 1, maxDocs: 1 }, 'd'), TOO_DEEP);
+    assert.equal(validateDoc(doc, { maxDepth: 4, maxDocs: 1, maxDocBytes: 8_000_000 }, 'd'), doc);
+    throwsCouch(() => validateDoc(doc, { maxDepth: 3, maxDocs: 1, maxDocBytes: 8_000_000 }, 'd'), { ...TOO_DEEP, reason: 'deeper than 3 levels' });
+    throwsCouch(() => validateDoc({ x: {} }, { maxDepth: 1, maxDocs: 1, maxDocBytes: 8_000_000 }, 'd'), TOO_DEEP);
   });
 
   test('a reserved field is refused whatever else the document holds', () => {
@@ -280,7 +280,7 @@ describe('validateDoc', () => {
 });
 
 describe('checkCount', () => {
-  const rules: DocRules = { maxDepth: 32, maxDocs: 3 };
+  const rules: DocRules = { maxDepth: 32, maxDocs: 3, maxDocBytes: 8_000_000 };
   for (const n of [0, 1, 2, 3]) {
     test(`${n} documents with a limit of 3 pass`, () => {
       assert.doesNotThrow(() => checkCount(n, rules));
@@ -349,4 +349,35 @@ test('loneSurrogateIn: a lone surrogate in any key or value (with the key it is 
   assert.equal(parse('{"m":"\\\\ud800 an escaped backslash, not an escape"}'), null);
   // No surrogate escape in the text: nothing is walked, whatever the value.
   assert.equal(loneSurrogateIn('{}', { m: '\ud800' }), null);
+});
+
+describe('checkDocSizes (ingress.max_document_bytes)', () => {
+  const rules = { maxDocBytes: 2_000 };
+  test('a body too small to hold a document over the limit is not serialised', () => {
+    const doc = {
+      get a() {
+        throw new Error('serialised');
+      },
+    };
+    assert.doesNotThrow(() => checkDocSizes([doc], 100, rules));
+  });
+  test('a document over the limit as stored (UTF-8 bytes) is refused, named by its place; one at the limit passes', () => {
+    const at = { _id: 'x', m: 'é'.repeat(Math.floor((2_000 - 18) / 2)) };
+    const bytes = Buffer.byteLength(JSON.stringify(at));
+    assert.ok(bytes <= 2_000 && bytes > 1_990, String(bytes));
+    assert.doesNotThrow(() => checkDocSizes([at, at], 5_000, rules));
+    const over = { ...at, more: 'é' };
+    throwsCouch(() => checkDocSizes([at, over], 5_000, rules), {
+      statusCode: 413,
+      code: 'INGRESS_DOC_TOO_LARGE',
+      couchError: 'too_large',
+      reason: 'document 2 is',
+    });
+    throwsCouch(() => checkDocSizes([over], 5_000, rules), {
+      statusCode: 413,
+      code: 'INGRESS_DOC_TOO_LARGE',
+      couchError: 'too_large',
+      reason: 'the document is',
+    });
+  });
 });
