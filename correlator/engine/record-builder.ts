@@ -19,9 +19,13 @@
 //    the object's prototype and lose the field).
 //  - Field names are data from log documents: a compiled literal quotes them
 //    as JSON strings (valid JavaScript string literals), never as code.
-//  - Memory is bounded whatever names arrive (random field names from a
-//    hostile client): past MAX_NODES known prefixes or MAX_SHAPES compiled
-//    shapes, new shapes are built the slow way, still correct.
+//  - Memory is bounded whatever names arrive (random or huge field names
+//    from a hostile client): a name longer than MAX_NAME_LENGTH is never
+//    remembered (its record is built the slow way), and past MAX_NODES
+//    prefixes or MAX_SHAPES compiled shapes everything is forgotten and
+//    learnt again. Where code cannot be generated (node
+//    --disallow-code-generation-from-strings) every record is built the
+//    slow way.
 
 type Maker = (values: readonly unknown[]) => Record<string, unknown>;
 
@@ -31,6 +35,8 @@ const MAX_SHAPES = 256;
 const MAX_NODES = 20_000;
 /** A shape is compiled when seen this often: a one-off is cheaper built the slow way. */
 const COMPILE_AT = 3;
+/** Longer names are not remembered: 20,000 names of a megabyte each would be 20 GB. */
+const MAX_NAME_LENGTH = 128;
 
 /** One prefix of field names: the names that followed it, and the constructor of records that end here. */
 class ShapeNode {
@@ -40,7 +46,7 @@ class ShapeNode {
 }
 
 export class RecordBuilder {
-  private readonly root = new ShapeNode();
+  private root = new ShapeNode();
   /** Where the record being built is in the tree of prefixes; null once it left what is remembered. */
   private node: ShapeNode | null = this.root;
   private readonly names: string[] = [];
@@ -48,6 +54,8 @@ export class RecordBuilder {
   private n = 0;
   private nodes = 1;
   private shapes = 0;
+  /** False once the runtime refused to compile: nothing is compiled any more. */
+  private compiling = true;
 
   /** Starts a record (the previous one must have been finished). */
   begin(): void {
@@ -69,7 +77,10 @@ export class RecordBuilder {
     if (node !== null && (node.make !== null || this.compiles(node))) out = node.make!(this.values);
     else out = this.slow();
     // Not kept alive by the scratch arrays until the next record.
-    for (let i = 0; i < this.n; i++) this.values[i] = undefined;
+    for (let i = 0; i < this.n; i++) {
+      this.values[i] = undefined;
+      this.names[i] = '';
+    }
     return out;
   }
 
@@ -78,10 +89,19 @@ export class RecordBuilder {
     return this.shapes;
   }
 
+  /** Name prefixes remembered (for tests). */
+  get prefixes(): number {
+    return this.nodes;
+  }
+
   private child(node: ShapeNode, name: string): ShapeNode | null {
     const known = node.next?.get(name);
     if (known !== undefined) return known;
-    if (this.nodes >= MAX_NODES) return null;
+    if (name.length > MAX_NAME_LENGTH || !this.compiling) return null;
+    if (this.nodes >= MAX_NODES) {
+      this.forget();
+      return null;
+    }
     const created = new ShapeNode();
     (node.next ??= new Map()).set(name, created);
     this.nodes += 1;
@@ -90,12 +110,31 @@ export class RecordBuilder {
 
   private compiles(node: ShapeNode): boolean {
     node.seen += 1;
-    if (node.seen < COMPILE_AT || this.shapes >= MAX_SHAPES) return false;
+    if (node.seen < COMPILE_AT) return false;
+    if (this.shapes >= MAX_SHAPES) {
+      this.forget();
+      return false;
+    }
     const names = this.names.slice(0, this.n);
     if (names.includes('__proto__')) return false;
-    node.make = compile(names);
+    try {
+      node.make = compile(names);
+    } catch {
+      // EvalError: code generation from strings is disallowed here.
+      this.compiling = false;
+      this.forget();
+      return false;
+    }
     this.shapes += 1;
     return true;
+  }
+
+  /** Every prefix and shape forgotten (the shapes in use are learnt again). The record being built goes the slow way. */
+  private forget(): void {
+    this.root = new ShapeNode();
+    this.node = null;
+    this.nodes = 1;
+    this.shapes = 0;
   }
 
   private slow(): Record<string, unknown> {

@@ -6,6 +6,7 @@
 // names, code-looking names), and a field named `__proto__` stays a field.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { RecordBuilder } from '../../../../correlator/engine/record-builder.js';
 import { correlatedRecord, orphanRecord } from '../../../../correlator/engine/merge-record.js';
 import type { InputEvent, Side } from '../../../../correlator/engine/types.js';
@@ -134,4 +135,35 @@ test('merged records keep document fields named __proto__, constructor, toString
     assert.equal(o.toString, 5);
     assert.equal(c.constructor, 'c');
   }
+});
+
+test('huge field names are never remembered (a hostile client cannot make the builder hold gigabytes)', () => {
+  const b = new RecordBuilder();
+  for (let i = 0; i < 500; i++) {
+    const fields = [
+      ['timestamp', i],
+      [`${'n'.repeat(10_000)}${i}`, i],
+      ['after', i],
+    ] as const;
+    assertSame(build(b, fields), reference(fields), `record ${i}`);
+  }
+  assert.ok(b.prefixes <= 2, `${b.prefixes} prefixes remembered`);
+});
+
+test('where code generation is disallowed (node --disallow-code-generation-from-strings), records are still exact', () => {
+  const script = `
+    import { RecordBuilder } from ${JSON.stringify(new URL('../../../../correlator/engine/record-builder.js', import.meta.url).href)};
+    const b = new RecordBuilder();
+    const out = [];
+    for (let i = 0; i < 6; i++) { b.begin(); b.add('a', i); b.add('1', 'x'); b.add('a', -i); out.push(JSON.stringify(b.finish())); }
+    console.log(JSON.stringify({ out, compiled: b.compiled }));
+  `;
+  const r = spawnSync(process.execPath, ['--disallow-code-generation-from-strings', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const { out, compiled } = JSON.parse(r.stdout) as { out: string[]; compiled: number };
+  assert.equal(compiled, 0);
+  assert.deepEqual(
+    out,
+    Array.from({ length: 6 }, (_, i) => JSON.stringify({ 1: 'x', a: -i })),
+  );
 });
