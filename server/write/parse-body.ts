@@ -77,22 +77,20 @@ export function valuesAt(text: string, level: number, limit: number): number {
   return count;
 }
 
+/** What the parsers take for a line that is not blank (`line.trim() !== ''`: the same whitespace). */
+const NON_SPACE = /\S/g;
+
 /** Non-blank lines of an NDJSON text, counting stops once past `limit`. */
 export function linesIn(text: string, limit: number): number {
   let count = 0;
-  for (let start = 0; start <= text.length;) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
-    for (let i = start; i < end; i++) {
-      const c = text.charCodeAt(i);
-      if (c !== 0x20 && c !== 0x09 && c !== 0x0d) {
-        if (++count > limit) return count;
-        break;
-      }
-    }
+  for (let start = 0; ;) {
+    NON_SPACE.lastIndex = start;
+    const found = NON_SPACE.exec(text);
+    if (found === null || ++count > limit) return count;
+    const end = text.indexOf('\n', found.index);
+    if (end < 0) return count;
     start = end + 1;
   }
-  return count;
 }
 
 /** The index of the quote closing the string opened at `open` (escapes honoured), or -1. */

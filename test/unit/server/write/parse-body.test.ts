@@ -69,6 +69,10 @@ test('linesIn counts non-blank lines and stops past the limit', () => {
   assert.equal(linesIn('{"a":1}\n\n  \r\n{"b":2}\n', 10), 2);
   assert.equal(linesIn('', 10), 0);
   assert.equal(linesIn('x\n'.repeat(1_000_000), 5), 6);
+  // Blank as the parsers see it (trim()): form feeds, NBSP, BOM, line separators too.
+  const blanks = ['\f', '\v', '\u00a0', '\ufeff', '\u2028', '\u3000', ' \t\r'];
+  assert.equal(linesIn(`{}\n${blanks.join('\n')}\n{}\n`, 10), 2);
+  assert.equal(parseNdjson(`{}\n${blanks.join('\n')}\n{}\n`, 64, 2).length, 2, 'at the limit with blank lines: parsed');
 });
 
 test('an NDJSON body of a million lines is refused for its count before any line is parsed', (t) => {
