@@ -20,17 +20,8 @@ export function tooDeepAt(text: string, maxDepth: number, from = 0, to = text.le
   for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
-      // The closing quote: the next one not escaped, i.e. preceded by an
-      // even run of backslashes (the run cannot reach back past the
-      // opening quote, which is no backslash).
-      for (;;) {
-        const q = text.indexOf('"', i + 1);
-        if (q < 0 || q >= to) return -1; // unterminated: JSON.parse's to refuse
-        i = q;
-        let b = q - 1;
-        while (text.charCodeAt(b) === 0x5c) b--;
-        if (((q - 1 - b) & 1) === 0) break;
-      }
+      i = closingQuote(text, i);
+      if (i < 0 || i >= to) return -1; // unterminated: JSON.parse's to refuse
     } else if (c === 0x5b || c === 0x7b) {
       if (++depth > maxDepth) return i;
     } else if (c === 0x5d || c === 0x7d) depth--;
@@ -93,7 +84,11 @@ export function linesIn(text: string, limit: number): number {
   }
 }
 
-/** The index of the quote closing the string opened at `open` (escapes honoured), or -1. */
+/**
+ * The index of the quote closing the string opened at `open`, or -1: the
+ * next quote preceded by an even run of backslashes (the run cannot reach
+ * back past the opening quote, which is no backslash).
+ */
 function closingQuote(text: string, open: number): number {
   let i = open;
   for (;;) {
@@ -128,15 +123,8 @@ export function unsafeNumberIn(text: string): string | null {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
-      // The closing quote: the next one not preceded by an odd run of backslashes.
-      for (;;) {
-        const q = text.indexOf('"', i + 1);
-        if (q < 0) return null;
-        i = q;
-        let b = q - 1;
-        while (text.charCodeAt(b) === 0x5c) b--;
-        if (((q - 1 - b) & 1) === 0) break;
-      }
+      i = closingQuote(text, i);
+      if (i < 0) return null;
     } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       let j = i + 1;
       while (j < text.length && isNumberChar(text.charCodeAt(j))) j++;
