@@ -117,6 +117,11 @@ export const ERRORS = {
     when: 'more requests of one account proxied to CouchDB at once than ingress.feeds.max_requests_per_user (Retry-After)',
   },
   AUTH_TOO_MANY_FAILURES: { status: 429, error: 'too_many_requests', when: 'too many failed authentications from one address (Retry-After)' },
+  AUTH_TOO_MANY_ATTEMPTS: {
+    status: 429,
+    error: 'too_many_requests',
+    when: 'unverified credentials in flight from one address, with its failures, reach auth_failures.max (Retry-After: 1)',
+  },
   INGRESS_INTERNAL: { status: 500, error: 'internal_server_error', when: 'a bug: logged with its stack, answered without internals' },
   COUCHDB_UNAVAILABLE: { status: 503, error: 'service_unavailable', when: 'CouchDB cannot be reached; answered at once (Retry-After)' },
   COUCHDB_ERROR: { status: 503, error: 'service_unavailable', when: 'CouchDB answered a write with a 5xx (Retry-After)' },

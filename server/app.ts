@@ -11,6 +11,8 @@ import { createLogger, loggableUrl, type Logger } from '../lib/logger.js';
 import { adminClient } from '../lib/couch/admin-client.js';
 import { ensureAppDatabase } from '../setup/ensure-app-db.js';
 import { CredentialVerifier } from './auth/credential-verifier.js';
+import { FailureLimiter } from './auth/failure-limiter.js';
+import { knownCredentials } from './auth/known-credentials.js';
 import errorHandler from './plugins/error-handler.js';
 import pathGuard from './plugins/path-guard.js';
 import hardening from './plugins/hardening.js';
@@ -72,6 +74,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const metrics = new Metrics();
   app.decorate('metrics', metrics);
   const http = new CouchHttp(upstream, { timeoutMs: config.couchdb.request_timeout_ms, retryAfterS: ingress.retry_after_s });
+  const limiter = new FailureLimiter({ max: ingress.auth_failures.max, windowMs: ingress.auth_failures.window_ms });
   const verifier = new CredentialVerifier(
     http,
     {
@@ -79,6 +82,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       negativeTtlMs: ingress.auth_cache_negative_ttl_ms,
       retryAfterS: ingress.retry_after_s,
       writer: { user: config.users.writer.user, password: requirePassword(config, 'writer') },
+      onVerified: (clientIp, key) => limiter.verified(clientIp, key),
     },
     metrics,
   );
@@ -99,7 +103,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(errorHandler);
   await app.register(hardening, {
     retryAfterS: ingress.retry_after_s,
-    authFailures: ingress.auth_failures,
+    limiter,
+    knownGood: knownCredentials(verifier, tokens),
     shutdownDeadlineMs: ingress.shutdown_deadline_ms,
     corsOrigins: ingress.cors_origins,
   });

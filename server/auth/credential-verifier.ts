@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CouchHttp } from '../../lib/couch/http.js';
 import { forbidden, unauthorized, unavailable } from '../../lib/errors.js';
-import { credentialHeaders, type Credentials } from './credentials.js';
+import { credentialHeaders, credentialKey, type Credentials } from './credentials.js';
 import type { Metrics } from '../plugins/metrics.js';
 import { WRITER_ROLE } from './role-policy.js';
 
@@ -28,6 +28,8 @@ export interface VerifierOptions {
    * the ingress itself writes as (every write then answers 503).
    */
   writer?: { user: string; password: string };
+  /** Told when credentials from an address are found good (FailureLimiter.verified: they stop holding a guess's place). */
+  onVerified?: (clientIp: string, key: string) => void;
 }
 
 interface Lookup {
@@ -90,11 +92,7 @@ export class CredentialVerifier {
         return { name: this.opts.writer.user, roles: [WRITER_ROLE] };
       }
     }
-    const key = createHash('sha256')
-      .update(creds.authorization ?? '')
-      .update('\n')
-      .update(creds.cookie ?? '')
-      .digest('base64');
+    const key = credentialKey(creds);
     const cached = this.cache.has(key);
     const verdict = await this.cache.fetch(key, { context: { creds, clientIp } });
     this.metrics.authChecks.inc({ result: cached ? 'cached' : verdict?.caller ? 'valid' : 'invalid' });
@@ -105,7 +103,20 @@ export class CredentialVerifier {
       throw forbidden('AUTH_LOCKED', `CouchDB refuses this account for now: ${verdict.locked}`);
     }
     if (!verdict?.caller) throw unauthorized('AUTH_INVALID', 'Name or password is incorrect.');
+    this.opts.onVerified?.(clientIp, key);
     return verdict.caller;
+  }
+
+  /**
+   * Whether these credentials are known to be good without asking anyone:
+   * the writer's own, or found good by CouchDB within the cache's time.
+   */
+  knownGood(creds: Credentials): boolean {
+    if (this.opts.writer && creds.authorization && !creds.cookie) {
+      const named = basicUser(creds.authorization);
+      if (named && named.user === this.opts.writer.user) return sameSecret(named.password, this.opts.writer.password);
+    }
+    return Boolean(this.cache.peek(credentialKey(creds))?.caller);
   }
 
   private async ask({ creds, clientIp }: Lookup): Promise<Verdict> {

@@ -1,6 +1,7 @@
 // What counts as a caller's credentials: an Authorization header (Basic or
 // Bearer, CouchDB decides) or CouchDB's AuthSession cookie. Nothing else in
 // a request may make the ingress act on someone's behalf.
+import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 
 export interface Credentials {
@@ -33,4 +34,13 @@ export function credentialHeaders(creds: Credentials): Record<string, string> {
   if (creds.authorization) headers.authorization = creds.authorization;
   if (creds.cookie) headers.cookie = creds.cookie;
   return headers;
+}
+
+/** What identifies these credentials without holding them: the same for the same header values. */
+export function credentialKey(creds: Credentials): string {
+  return createHash('sha256')
+    .update(creds.authorization ?? '')
+    .update('\n')
+    .update(creds.cookie ?? '')
+    .digest('base64');
 }

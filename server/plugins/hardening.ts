@@ -12,13 +12,16 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { unavailable } from '../../lib/errors.js';
-import { extractCredentials } from '../auth/credentials.js';
-import { FailureLimiter } from '../auth/failure-limiter.js';
+import { credentialKey, extractCredentials } from '../auth/credentials.js';
+import type { FailureLimiter, Release } from '../auth/failure-limiter.js';
+import { isHec, type KnownGood } from '../auth/known-credentials.js';
 
 export interface HardeningOptions {
   retryAfterS: number;
-  /** ingress.auth_failures */
-  authFailures: { max: number; window_ms: number };
+  /** Failed authentications per address (ingress.auth_failures). */
+  limiter: FailureLimiter;
+  /** Requests whose credentials need no judging (they hold no place in the limiter). */
+  knownGood: KnownGood;
   /** After this long in close(), connections still open are closed. */
   shutdownDeadlineMs: number;
   /** ingress.cors_origins: origins allowed to call with credentials (exact match). */
@@ -36,17 +39,27 @@ export function hardenCookie(cookie: string, secure: boolean): string {
   return out;
 }
 
-const isHec = (request: FastifyRequest) => /^\/services\/collector(?:[/?]|$)/.test(request.raw.url ?? '');
-
 /** Whether a request asks to be authenticated: credentials, a login, or a HEC token (a token guessed is a password guessed). */
 function authenticates(request: FastifyRequest): boolean {
-  if (request.method === 'POST' && (request.raw.url ?? '').split('?', 1)[0] === '/_session') return true;
+  if (isLogin(request)) return true;
   if (extractCredentials(request.headers) !== null) return true;
   return isHec(request) && /^\s*splunk\s/i.test(String(request.headers.authorization ?? ''));
 }
 
 /** A refused credential: 401, or HEC's 403 (its only one: "Invalid token"). */
 const authFailed = (request: FastifyRequest, status: number) => status === 401 || (status === 403 && isHec(request));
+
+const isLogin = (request: FastifyRequest) => request.method === 'POST' && (request.raw.url ?? '').split('?', 1)[0] === '/_session';
+
+let logins = 0;
+/** The guess a request makes: its credentials' fingerprint; every login its own (its name and password are in the body). */
+function guessKey(request: FastifyRequest): string {
+  if (isLogin(request)) return `login ${++logins}`;
+  const creds = extractCredentials(request.headers);
+  return creds ? credentialKey(creds) : '';
+}
+
+const releases = new WeakMap<FastifyRequest, Release>();
 
 async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<void> {
   let closing = false;
@@ -119,13 +132,22 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
     return payload;
   });
 
-  const limiter = new FailureLimiter({ max: opts.authFailures.max, windowMs: opts.authFailures.window_ms });
+  const { limiter, knownGood } = opts;
   if (limiter.enabled) {
-    app.addHook('onRequest', async (request) => {
-      if (authenticates(request)) limiter.check(request.ip);
+    app.addHook('onRequest', async (request, reply) => {
+      if (!authenticates(request)) return;
+      limiter.check(request.ip);
+      if (knownGood(request)) return;
+      const release = limiter.admit(request.ip, guessKey(request));
+      releases.set(request, release);
+      // An aborted request never reaches onResponse; its place is given back all the same.
+      reply.raw.once('close', () => release(false));
     });
     app.addHook('onResponse', async (request, reply) => {
-      if (authFailed(request, reply.statusCode) && authenticates(request)) limiter.fail(request.ip);
+      const failed = authFailed(request, reply.statusCode) && authenticates(request);
+      const release = releases.get(request);
+      if (release) release(failed);
+      else if (failed) limiter.fail(request.ip);
     });
   }
 }

@@ -65,3 +65,44 @@ test('HEC tokens guessed are failed authentications too: limited per address lik
   assert.equal((await http(`${stack.url}/_all_dbs`, { headers: { authorization: stack.auth.admin } })).status, 429);
   await new Promise((r) => setTimeout(r, 3100));
 });
+
+test('guesses sent at once: at most max are judged, the rest get 429 at once', async () => {
+  // The windows of the tests before are over (each waited for its own).
+  const guesses = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => http(`${stack.url}/_all_dbs?i=${i}`, { headers: { authorization: basicAuth('reader', `guess-${i}`) } })),
+  );
+  const judged = guesses.filter((r) => r.status === 401).length;
+  const limited = guesses.filter((r) => r.status === 429);
+  assert.ok(judged >= 1 && judged <= 4, `${judged} guesses judged with auth_failures.max 4 (before: all 40)`);
+  assert.equal(judged + limited.length, 40, guesses.map((r) => r.status).join(','));
+  for (const r of limited) {
+    assert.ok(['AUTH_TOO_MANY_ATTEMPTS', 'AUTH_TOO_MANY_FAILURES'].includes(r.json.code), r.json.code);
+    assert.ok(Number(r.headers.get('retry-after')) >= 1);
+  }
+  // HEC tokens likewise.
+  const tokens = await Promise.all(
+    Array.from({ length: 40 }, (_, i) =>
+      http(`${stack.url}/services/collector/event`, { method: 'POST', headers: { authorization: `Splunk at-once-${i}` }, body: '{"event":{"a":1}}' }),
+    ),
+  );
+  assert.equal(tokens.filter((r) => r.status === 403).length, 0, 'the address has used its failures: no token is judged');
+  await new Promise((r) => setTimeout(r, 3100));
+});
+
+test('a busy client with credentials new to the ingress is never throttled: the same credentials at once hold one place', async () => {
+  const login = await http(`${stack.url}/_session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: `name=${encodeURIComponent(stack.config.users.reader.user)}&password=${encodeURIComponent(stack.config.users.reader.password!)}`,
+  });
+  assert.equal(login.status, 200);
+  const cookie = (login.headers.getSetCookie().find((c) => c.startsWith('AuthSession=')) ?? '').split(';', 1)[0]!;
+  assert.match(cookie, /^AuthSession=./);
+  // 30 requests at once (feeds.max_requests_per_user is 32) with a session the ingress has not checked yet, next to the writer's own.
+  const reads = Array.from({ length: 30 }, (_, i) => http(`${stack.url}/log_appname/_all_docs?limit=1&i=${i}`, { headers: { cookie } }));
+  const writes = Array.from({ length: 20 }, (_, i) =>
+    http(`${stack.url}/log_appname`, { method: 'POST', headers: { ...JSON_TYPE, authorization: stack.auth.writer }, body: JSON.stringify({ busy: i }) }),
+  );
+  const statuses = (await Promise.all([...reads, ...writes])).map((r) => r.status);
+  assert.deepEqual(statuses, [...Array(30).fill(200), ...Array(20).fill(201)]);
+});
