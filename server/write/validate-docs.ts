@@ -3,6 +3,7 @@
 // validate_doc_update in every log database enforces the same in CouchDB.
 import { badRequest, docValidation, forbidden, tooLarge } from '../../lib/errors.js';
 import { TAGGED_ID } from '../../lib/tagged-id.js';
+import { isWellFormed } from '../../lib/unicode.js';
 
 export type LogDoc = Record<string, unknown> & { _id?: string };
 
@@ -154,13 +155,6 @@ export function bulkDocsOf(body: unknown): unknown[] {
   }
   if (!Array.isArray(b.docs)) throw badRequest('INGRESS_BAD_BULK', 'the _bulk_docs body must have a "docs" array');
   return b.docs;
-}
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** No lone surrogates (String.prototype.isWellFormed, Node 20+). */
-export function isWellFormed(text: string): boolean {
-  return !LONE_SURROGATE.test(text);
 }
 
 /** A \uD800-\uDFFF escape in JSON text: the only way a lone surrogate gets into a parsed value. */

@@ -55,6 +55,30 @@ describe('ClickHouse delivery', () => {
     }
   });
 
+  test('lone surrogates (an admin edit or a replication can store them) become U+FFFD: the batch is stored, not refused or retried forever', async () => {
+    const client = connect(target(ch.url, 'http_logs'));
+    try {
+      // Before: ClickHouse refused the whole INSERT (Code: 25, a code neither permanent nor of setup: retried forever, checkpoints stuck).
+      const batch = [record(21, { path: 'x\ud800y', 'header_User-Agent': '\udfff', note: 'z\ud83d' }), record(22, { path: '/fine 🙂' })];
+      await new ClickHouseDelivery(client, target(ch.url, 'http_logs')).deliver(batch);
+      const rows = (
+        await ch.query(
+          "SELECT id, path, header_user_agent, extra FROM couchlog.http_logs WHERE id IN ('A-log_http-21', 'A-log_http-22') ORDER BY id FORMAT JSONEachRow",
+        )
+      )
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(rows.length, 2);
+      assert.equal(rows[0]!.path, 'x\ufffdy');
+      assert.equal(rows[0]!.header_user_agent, '\ufffd');
+      assert.deepEqual(JSON.parse(rows[0]!.extra as string), { note: 'z\ud83d' }, 'extra is JSON text: the escape is kept as written');
+      assert.equal(rows[1]!.path, '/fine 🙂', 'pairs are left alone');
+    } finally {
+      await client.close();
+    }
+  });
+
   test('a row the table cannot parse is permanent (dead-lettered); a refusal of our setup is retried for an operator to fix', async () => {
     const failure = async (t: ReturnType<typeof target>) => {
       const client = connect(t);

@@ -29,12 +29,12 @@ export interface ClickHouseTarget {
 /**
  * ClickHouse error codes about the rows themselves: unparsable or mistyped
  * values. Retrying cannot fix them; the record is dead-lettered.
- * (6 CANNOT_PARSE_TEXT, 26/27 CANNOT_PARSE_*, 38 CANNOT_PARSE_DATE,
+ * (6 CANNOT_PARSE_TEXT, 25 CANNOT_PARSE_ESCAPE_SEQUENCE, 26/27 CANNOT_PARSE_*, 38 CANNOT_PARSE_DATE,
  * 41 CANNOT_PARSE_DATETIME, 53 TYPE_MISMATCH, 69 ARGUMENT_OUT_OF_BOUND,
  * 70 CANNOT_CONVERT_TYPE, 72 CANNOT_PARSE_NUMBER, 117 INCORRECT_DATA,
  * 130 CANNOT_READ_ARRAY_FROM_TEXT, 131 TOO_LARGE_STRING_SIZE.)
  */
-const ROW_CODES = new Set([6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 130, 131]);
+const ROW_CODES = new Set([6, 25, 26, 27, 38, 41, 53, 69, 70, 72, 117, 130, 131]);
 
 /**
  * Codes about our setup: the table, the database, a column, the

@@ -10,6 +10,7 @@
 import type { SinkRecord } from '../sink.js';
 import { COLUMNS, type Column } from './columns.js';
 import { CORE } from '../../engine/merge-record.js';
+import { toWellFormed } from '../../../lib/unicode.js';
 
 /** `header_User-Agent` and `header_user_agent` name the same field. */
 const norm = (name: string) => name.toLowerCase().replace(/-/g, '_');
@@ -77,9 +78,10 @@ function numeric(v: unknown, type: Column['type']): number {
   return Number.isFinite(n) && n >= lo && n <= hi ? Math.trunc(n) : 0;
 }
 
+/** A String column's value: ClickHouse refuses a lone surrogate (code 25, the whole INSERT), so it becomes U+FFFD. */
 function text(v: unknown): string {
   if (v === null || v === undefined) return '';
-  return typeof v === 'string' ? v : JSON.stringify(v);
+  return toWellFormed(typeof v === 'string' ? v : JSON.stringify(v));
 }
 
 /** Per value column, the record field that feeds it (undefined: none) and that field's value. */
