@@ -112,6 +112,12 @@ export class CorrelatorMetrics {
     labelNames: ['sink'] as const,
     registers: this.r,
   });
+  readonly sinkRechecksGivenUp = new Counter({
+    name: 'couchlog_correlator_sink_rechecks_given_up_total',
+    help: 'Deleted records no longer checked for a late copy bringing them back, after 60 failed checks in a row (CouchDB unreachable)',
+    labelNames: ['sink'] as const,
+    registers: this.r,
+  });
   readonly bufferSize = new Gauge({
     name: 'couchlog_correlator_buffer_size',
     help: 'Entries held by the engine, per buffer',

@@ -111,8 +111,10 @@ async function addSinks(sinks: Sink[], { config, http, writer, metrics, log, wit
             if (n > 0)
               log.warn({ sink: 'couchdb', records: n }, 'deleted records were live again (a cluster copy applied an earlier write late): deleted again');
           },
-          onCheckFailed: (err, givenUp) =>
-            log.warn({ sink: 'couchdb', err: (err as Error).message, givenUp }, 'checking deleted records again failed; trying again in a second'),
+          onCheckFailed: (err, givenUp) => {
+            metrics.sinkRechecksGivenUp.inc({ sink: 'couchdb' }, givenUp);
+            log.warn({ sink: 'couchdb', err: (err as Error).message, givenUp }, 'checking deleted records again failed; trying again in a second');
+          },
         }),
         {
           batchSize: o.batch_size,
