@@ -73,6 +73,11 @@ export const ERRORS = {
   INGRESS_TOKEN_APP: { status: 403, error: 'forbidden', when: 'a write token used for an app it is not listed under' },
   AUTH_ADMIN_ONLY: { status: 403, error: 'forbidden', when: 'a server-wide route for admins only' },
   AUTH_ROLE_FORBIDDEN: { status: 403, error: 'forbidden', when: 'an authenticated caller reaching for more than its role allows' },
+  INGRESS_LOGIN_CROSS_SITE: {
+    status: 403,
+    error: 'forbidden',
+    when: 'a POST /_session from a page of another site (Origin, Sec-Fetch-Site) that is not in ingress.cors_origins: login CSRF',
+  },
   AUTH_LOCKED: {
     status: 403,
     error: 'forbidden',

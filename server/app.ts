@@ -147,6 +147,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     retryAfterS: ingress.retry_after_s,
     feeds: ingress.feeds,
     metrics,
+    corsOrigins: ingress.cors_origins,
   });
 
   // Shutdown order: the server has stopped taking requests; queued

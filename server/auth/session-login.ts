@@ -5,7 +5,7 @@
 // the ingress itself writes as. The writer never needs a session; a wrong
 // password for it is refused without asking CouchDB.
 import type { FastifyRequest } from 'fastify';
-import { badRequest, tooLarge, unauthorized, unsupportedMediaType } from '../../lib/errors.js';
+import { badRequest, forbidden, tooLarge, unauthorized, unsupportedMediaType } from '../../lib/errors.js';
 import { bufferBody } from './buffered-body.js';
 
 /** Larger login bodies are refused (a name and a password fit easily). */
@@ -14,6 +14,31 @@ export const MAX_LOGIN_BODY = 64 * 1024;
 export interface LoginGuardOptions {
   /** 'wrong' for the writer's name with a wrong password (CredentialVerifier.writerLogin). */
   writerLogin: (name: string, password: unknown) => 'not-writer' | 'ok' | 'wrong';
+  /** ingress.cors_origins: other sites allowed to call with credentials, and so to log in. */
+  corsOrigins: ReadonlySet<string>;
+}
+
+/**
+ * Login CSRF: a page on another site can make a browser POST a login form
+ * here, and SameSite=Lax lets a top-level POST set the cookie: the victim
+ * is then logged in as the attacker's account (and what they type or view
+ * goes there). Browsers say where a request comes from (Origin on every
+ * POST, Sec-Fetch-Site in current ones); a login from another site that
+ * is not an allowed CORS origin is refused. Clients that send neither
+ * (curl, scripts) are no browser to forge and go on. Hosts are compared
+ * without ports: a proxy on a non-standard port often forwards `$host`.
+ */
+export function crossSiteLogin(request: FastifyRequest, corsOrigins: ReadonlySet<string>): boolean {
+  const origin = request.headers.origin;
+  if (typeof origin === 'string' && corsOrigins.has(origin)) return false;
+  if (request.headers['sec-fetch-site'] === 'cross-site') return true;
+  if (typeof origin !== 'string') return false;
+  try {
+    return new URL(origin).hostname.toLowerCase() !== request.hostname.toLowerCase();
+  } catch {
+    // "null" (a sandboxed frame, a data: page) or garbage: not a site of ours.
+    return true;
+  }
 }
 
 /**
@@ -89,6 +114,7 @@ export function topLevelKeys(text: string): string[] {
  * passwords, a compressed body. Call from the proxy's preHandler.
  */
 export async function guardLogin(request: FastifyRequest, opts: LoginGuardOptions): Promise<void> {
+  if (crossSiteLogin(request, opts.corsOrigins)) throw forbidden('INGRESS_LOGIN_CROSS_SITE', 'a login from another site is refused (Origin)');
   if (request.body === undefined || request.body === null) return;
   // CouchDB inflates a gzip login; this guard would read bytes.
   const encoding = String(request.headers['content-encoding'] ?? 'identity')

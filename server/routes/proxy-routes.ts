@@ -22,6 +22,8 @@ export interface ProxyRoutesOptions {
   retryAfterS: number;
   feeds: { max_open: number; max_open_per_user: number; max_requests_per_user: number };
   metrics: Metrics;
+  /** ingress.cors_origins */
+  corsOrigins: string[];
 }
 
 /** Requests CouchDB itself serves to anonymous callers and that reveal no data. */
@@ -101,6 +103,7 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
       opts.metrics.feedsOpen.set(feeds.open);
     });
   };
+  const loginGuard = { writerLogin: (n: string, p: unknown) => opts.verifier.writerLogin(n, p), corsOrigins: new Set(opts.corsOrigins) };
   const authorize = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = (request.raw.url ?? '/').split('?', 1)[0]!;
     // PouchDB Server parses multipart bodies with multiparty, and a malformed
@@ -113,7 +116,7 @@ export default async function proxyRoutes(app: FastifyInstance, opts: ProxyRoute
     if (isPublic(request.method, path)) {
       // Forwarded as they come: a wrong password for the writer must not reach CouchDB's lockout.
       opts.verifier.refuseWrongWriter(request.headers.authorization);
-      if (request.method === 'POST' && path === '/_session') await guardLogin(request, { writerLogin: (n, p) => opts.verifier.writerLogin(n, p) });
+      if (request.method === 'POST' && path === '/_session') await guardLogin(request, loginGuard);
       return;
     }
     const creds = extractCredentials(request.headers);

@@ -74,6 +74,9 @@ describe('defect 4: CORS and cookies', () => {
       const pre = await http(`${stack.url}/log_appname/_find`, { method: 'OPTIONS', headers: { origin: TOOLS, 'access-control-request-method': 'POST' } });
       assert.equal(pre.status, 204);
       assert.equal(pre.headers.get('access-control-allow-origin'), TOOLS);
+      // An allowed origin may log in too; others still may not.
+      assert.equal((await login({ origin: TOOLS, 'sec-fetch-site': 'cross-site' })).status, 200);
+      assert.equal((await login({ origin: EVIL })).status, 403);
       const evil = await http(`${stack.url}/log_appname/_all_docs`, { headers: { authorization: stack.auth.reader, origin: EVIL } });
       assert.equal(evil.headers.get('access-control-allow-origin'), null);
       assert.equal(evil.headers.get('access-control-allow-credentials'), null);
@@ -82,6 +85,32 @@ describe('defect 4: CORS and cookies', () => {
         c.ingress.cors_origins = [];
       });
     }
+  });
+
+  test('login CSRF: a login from a page of another site is refused; the same site, and clients without Origin, log in', async () => {
+    const form = (extra: Record<string, string>) =>
+      http(`${stack.url}/_session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...extra },
+        body: `name=${encodeURIComponent(stack.config.users.reader.user)}&password=${encodeURIComponent(stack.config.users.reader.password!)}`,
+      });
+    // What a cross-site <form method=post> sends: before, 200 and the attacker's session cookie for the victim.
+    const crossSite: Array<Record<string, string>> = [
+      { origin: EVIL },
+      { origin: EVIL, 'sec-fetch-site': 'cross-site' },
+      { origin: 'null' },
+      { 'sec-fetch-site': 'cross-site' },
+    ];
+    for (const headers of crossSite) {
+      const res = await form(headers);
+      assert.equal(res.status, 403, JSON.stringify(headers));
+      assert.equal(res.json.code, 'INGRESS_LOGIN_CROSS_SITE');
+      assert.equal(res.headers.get('set-cookie'), null);
+    }
+    assert.equal((await login({ origin: EVIL })).status, 403, 'JSON too');
+    const host = new URL(stack.url).host;
+    assert.equal((await form({ origin: `http://${host}`, 'sec-fetch-site': 'same-origin' })).status, 200, 'the dashboard and Fauxton on the ingress itself');
+    assert.equal((await form({})).status, 200, 'curl and scripts send no Origin');
   });
 
   test('the session cookie gets SameSite=Lax; Secure only behind a trusted TLS proxy', async () => {
