@@ -21,8 +21,12 @@ export function httpUrl(host: string, port: number, options: HttpUrlOptions = {}
 // scheme://userinfo@ : the userinfo ends at the last "@" before the host (a "@" in a password is that
 // password's), and cannot hold "/", "?", "#" or white space, which end the authority (or the URL).
 const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi;
+// A URL someone typed with a password holding "/", "?" or "#" unencoded is no valid URL, but
+// its message still quotes it: "user:" then anything up to a "@", unless what follows the
+// colon is a port (digits, then the end of the authority).
+const BROKEN_URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#:@]*:(?!\d*(?:[/?#\s]|$))[^\s@]*@/gi;
 
 /** `text` with the credentials of every URL in it replaced by [redacted]: for messages that may quote a URL someone gave. */
 export function redactUrlCredentials(text: string): string {
-  return text.replace(URL_CREDENTIALS, '$1[redacted]@');
+  return text.replace(URL_CREDENTIALS, '$1[redacted]@').replace(BROKEN_URL_CREDENTIALS, '$1[redacted]@');
 }

@@ -43,6 +43,10 @@ test('the credentials of URLs in a message are redacted, the rest is kept', () =
     ['"http://admin:p@ss@S3cret@couch:5984/x"', '"http://[redacted]@couch:5984/x"'],
     ['a http://u:S3cret@a:1 and HTTPS://v:S3cret@b:2/', 'a http://[redacted]@a:1 and HTTPS://[redacted]@b:2/'],
     ['Error: x\n    at http://u:S3cret@h/ (file:///app/x.js:1:2)', 'Error: x\n    at http://[redacted]@h/ (file:///app/x.js:1:2)'],
+    // a password with "/", "?" or "#" unencoded: no valid URL, still a password
+    ['not a URL: http://admin:S3cret/x?y#z@couch:5984/db', 'not a URL: http://[redacted]@couch:5984/db'],
+    ['http://u:S3cret#1@h', 'http://[redacted]@h'],
+    ['http://127.0.0.1:5984/db/doc@1 and http://h:80?q=a@b', 'http://127.0.0.1:5984/db/doc@1 and http://h:80?q=a@b'],
     // no userinfo: nothing to hide ("@" in a path, query or elsewhere in the text is left alone)
     ['http://127.0.0.1:1/db/doc@1?x=a@b and mail@example.org', 'http://127.0.0.1:1/db/doc@1?x=a@b and mail@example.org'],
     ['file:///tmp/a@b', 'file:///tmp/a@b'],
