@@ -284,7 +284,23 @@ export const configSchema = z
     forward: z.array(forwarder).default([]),
   })
   .strict()
-  .superRefine(distinctAccounts);
+  .superRefine(distinctAccounts)
+  .superRefine(outputNotAnApp);
+
+/**
+ * The correlator's output database is couchlog's own: listed as an app, the
+ * ingress would take writes to it (anonymous ones too), and under `validate`
+ * every setup would replace its correlator-only validation with the apps'.
+ */
+function outputNotAnApp(c: { apps: Record<string, unknown>; correlator: { outputs: { couchdb: { app: string } } } }, ctx: z.RefinementCtx): void {
+  const output = c.correlator.outputs.couchdb.app;
+  if (Object.hasOwn(c.apps, output))
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ['apps', output],
+      message: `log_${output} is the correlator's output (correlator.outputs.couchdb.app): couchlog writes it, not the ingress; pick another app name`,
+    });
+}
 
 /**
  * The four accounts must be four: setup gives each its own roles and

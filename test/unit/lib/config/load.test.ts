@@ -821,3 +821,14 @@ test("the correlator's state database is a valid CouchDB name outside the log da
   assert.equal(checkpointName({ index: 0, count: 1 }), 'correlator');
   assert.equal(checkpointName({ index: 1, count: 2 }), 'correlator-1-of-2');
 });
+
+test("the correlator's output is no app: listing it under apps is a ConfigError (the ingress would take writes to it, anonymous ones too)", () => {
+  const { cwd, file } = withYaml('apps:\n  web: {}\n  correlated: {}\n');
+  const problems = configProblems(() => load(cwd, {}, file));
+  assert.ok(
+    problems.some((p) => p.includes('apps.correlated: ') && p.includes('correlator.outputs.couchdb.app')),
+    problems.join('\n'),
+  );
+  const renamed = withYaml('apps:\n  correlated: {}\ncorrelator:\n  outputs:\n    couchdb:\n      app: joined\n');
+  assert.equal(load(renamed.cwd, {}, renamed.file).correlator.outputs.couchdb.app, 'joined');
+});
