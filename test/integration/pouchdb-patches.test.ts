@@ -20,7 +20,9 @@
 //    the path as sent: anonymous callers get the welcome, _up, _session and
 //    Fauxton's files; members no server route but a few, no database
 //    created or deleted, no _changes filter or continuous feed, no _update;
-//    nobody _temp_view (its code ran inside the server).
+//    nobody _temp_view (its code ran inside the server). The methods each
+//    server route takes, multipart bodies and the crashes behind the gate:
+//    embedded-gate.test.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
