@@ -34,29 +34,27 @@ utils.sendCouchDBResp = function sendWithoutBogusChunking(res, err, couchResp) {
 
 // The fourth: PouchDB Server hashes passwords with crypto-lite's PBKDF2 in
 // plain JavaScript (10,000 iterations: 50 ms of its only thread), on every
-// Basic-authenticated request. Native PBKDF2 gives the same hex (checked for
-// ASCII; other text keeps crypto-lite, whose UTF-8 handling differs), and a
-// small memo keeps a repeated check from hashing again, so setup can raise
-// the iterations to CouchDB 3's default (600,000).
+// Basic-authenticated request. Setup raises the iterations to CouchDB 3's
+// default (600,000), so the check is native, on the thread pool, remembered,
+// and bounded (./password-hash.cts): done on this thread, a few anonymous
+// wrong passwords at once held every other request for seconds.
 {
-  const nodeCrypto = require('node:crypto') as typeof import('node:crypto');
-  const lite = require('crypto-lite').crypto as { pbkdf2: (s: string, salt: string, n: number, len: number, digest?: string) => string };
-  const slow = lite.pbkdf2;
-  const memo = new Map<string, string>();
-  const ascii = /^[\x00-\x7f]*$/;
-  lite.pbkdf2 = function nativePbkdf2(secret, salt, count, length, digest) {
-    if (typeof secret !== 'string' || typeof salt !== 'string' || !ascii.test(secret) || !ascii.test(salt)) return slow(secret, salt, count, length, digest);
-    const iterations = Number(count) || 1000;
-    const bytes = Number(length) || 20;
-    const algo = digest === 'sha256' ? 'sha256' : 'sha1';
-    const key = nodeCrypto.createHash('sha256').update(`${algo}\n${iterations}\n${bytes}\n${salt}\n${secret}`).digest('base64');
-    const known = memo.get(key);
-    if (known !== undefined) return known;
-    const out = nodeCrypto.pbkdf2Sync(secret, salt, iterations, bytes, algo).toString('hex');
-    if (memo.size >= 1000) memo.delete(memo.keys().next().value!);
-    memo.set(key, out);
-    return out;
-  };
+  const { dirname } = require('node:path') as typeof import('node:path');
+  const { createPasswordHasher } = require('./password-hash.cjs') as typeof import('./password-hash.cjs');
+  const authUtils = require('pouchdb-auth/lib/utils') as { hashPassword: (password: unknown, salt: unknown, iterations: unknown) => Promise<string> };
+  // pouchdb-auth's own copy: its login passes errors of this class through (others become 401).
+  const PluginError = require(require.resolve('pouchdb-plugin-error', { paths: [dirname(require.resolve('pouchdb-auth'))] })) as new (o: {
+    status: number;
+    name: string;
+    message: string;
+  }) => Error;
+  const hasher = createPasswordHasher({
+    maxRunning: 2,
+    maxWaiting: 32,
+    memoSize: 1000,
+    busy: () => new PluginError({ status: 503, name: 'service_unavailable', message: 'Too many password checks at once; retry shortly.' }),
+  });
+  authUtils.hashPassword = (password, salt, iterations) => hasher.hash(password, salt, iterations);
 }
 
 // The sixth: pouchdb-size walks a database's folder (one lstat per file)

@@ -32,9 +32,10 @@ test('every unit test is named after the module it tests', () => {
   const files = testFiles('');
   for (const file of files) {
     if (WHOLE_TREE.has(file) || file in ACROSS_MODULES) continue;
-    // Scripts that run before TypeScript is compiled are .mjs.
+    // Scripts that run before TypeScript is compiled are .mjs; the embedded server's child process is CommonJS (.cts).
     const module = file.replace(/\.test\.ts$/, '.ts');
-    if (!existsSync(join(ROOT, module)) && !existsSync(join(ROOT, module.replace(/\.ts$/, '.mjs')))) stray.push(`${file}: no ${module}`);
+    const found = ['.ts', '.mjs', '.cts'].some((ext) => existsSync(join(ROOT, module.replace(/\.ts$/, ext))));
+    if (!found) stray.push(`${file}: no ${module}`);
   }
   assert.deepEqual(stray, []);
   assert.ok(files.length > 30, `${files.length} unit tests seen`);
