@@ -2,10 +2,8 @@
 // needs. Every step checks before it writes, so a second run changes nothing
 // and reports no change.
 import { adminClient } from '../lib/couch/admin-client.js';
-import { clickhouseInUse, clickhouseUrl, couchUrl, requirePassword, type Config } from '../lib/config/load.js';
-import { connect } from '../correlator/sinks/clickhouse/clickhouse-delivery.js';
-import { OperationError } from '../lib/errors.js';
-import { ensureClickhouse } from '../correlator/sinks/clickhouse/ensure-table.js';
+import { clickhouseInUse, couchUrl, requirePassword, type Config } from '../lib/config/load.js';
+import { setupClickhouse } from './setup-clickhouse.js';
 import { ensureAdmin } from '../setup/ensure-admin.js';
 import { CORRELATOR_ROLE, ensureUser, READER_ROLE, WRITER_ROLE } from '../setup/ensure-users.js';
 import { ensureAppDatabase, ensureDatabase, pushDesignDoc } from '../setup/ensure-app-db.js';
@@ -138,30 +136,10 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   const notes: string[] = [];
   const unfinished: string[] = [];
   if (clickhouseInUse(config)) {
-    const url = clickhouseUrl(config);
-    const client = connect({
-      url,
-      user: config.clickhouse.user,
-      password: config.clickhouse.password ?? '',
-      database: config.clickhouse.database,
-      table: config.clickhouse.table,
-      timeoutMs: 10_000,
-    });
-    try {
-      changes.push(...(await ensureClickhouse(client, config.clickhouse.database, config.clickhouse.table)));
-    } catch (err) {
-      if (!isUnreachable(err)) throw new OperationError(`ClickHouse setup at ${url} failed: ${(err as Error).message}`);
-      const note = `ClickHouse at ${url} is not reachable: its table was not created (the correlator's ClickHouse sink needs it)`;
-      if (config.clickhouse.url !== null) unfinished.push(note);
-      else notes.push(note);
-    } finally {
-      await client.close();
-    }
+    const clickhouse = await setupClickhouse(config);
+    changes.push(...clickhouse.changes);
+    notes.push(...clickhouse.notes);
+    unfinished.push(...clickhouse.unfinished);
   }
   return { server: url, flavor: `${flavor} ${version}`, changes, notes, unfinished };
-}
-
-function isUnreachable(err: unknown): boolean {
-  const code = (err as { code?: string }).code ?? '';
-  return ['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'ETIMEDOUT'].includes(code) || /timeout|ECONNREFUSED/i.test((err as Error).message ?? '');
 }

@@ -237,6 +237,11 @@ export const clickhouseSchema = z
       .string()
       .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
       .default('http_logs'),
+    /**
+     * How long setup's statements may take once ClickHouse has answered (10 s
+     * decide that): a migration copies the whole table (docs/production.md §4).
+     */
+    setup_timeout_ms: z.number().int().min(1000).default(3_600_000),
     embedded: z
       .object({
         host: host.default('127.0.0.1'),

@@ -7,11 +7,18 @@
 // §4 runs setup before restarting it) loses no acknowledged row.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startClickhouse, type TestClickhouse } from '../helpers/clickhouse.js';
 import { connect } from '../../correlator/sinks/clickhouse/clickhouse-delivery.js';
 import { ensureClickhouse } from '../../correlator/sinks/clickhouse/ensure-table.js';
 import { COLUMNS } from '../../correlator/sinks/clickhouse/columns.js';
 import { createTableSql, currentViewSql } from '../../correlator/sinks/clickhouse/schema.js';
+import { setupClickhouse } from '../../cli/setup-clickhouse.js';
+import { exitCodeOf } from '../../cli/run-cli.js';
+import { loadConfig, type Config } from '../../lib/config/load.js';
+import { OperationError } from '../../lib/errors.js';
 
 let ch: TestClickhouse;
 before(async () => {
@@ -84,6 +91,19 @@ const lines = (text: string) => text.split('\n').filter((l) => l !== '');
 
 function clientFor(table: string, timeoutMs = 120_000) {
   return connect({ url: ch.url, user: 'default', password: '', database: 'couchlog', table, timeoutMs });
+}
+
+/** The defaults, pointed at the test ClickHouse as an external server. */
+function configFor(table: string, setupTimeoutMs?: number): Config {
+  const dir = mkdtempSync(join(tmpdir(), 'couchlog-chsetup-'));
+  try {
+    const config = loadConfig({ env: {}, cwd: dir }).config;
+    config.clickhouse = { ...config.clickhouse, url: ch.url, user: 'default', password: '', table };
+    if (setupTimeoutMs !== undefined) config.clickhouse.setup_timeout_ms = setupTimeoutMs;
+    return config;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe('the ClickHouse table is migrated to versioned replacement', () => {
@@ -184,5 +204,44 @@ describe('the ClickHouse table is migrated to versioned replacement', () => {
     assert.equal((await ch.query("SELECT correlated, revision FROM couchlog.resumed_logs_current WHERE id = 'A-1' FORMAT TSV")).trim(), '1\t2');
     assert.equal((await ch.query('EXISTS TABLE couchlog.resumed_logs_before_version_copying')).trim(), '0');
     assert.equal((await ch.query('SELECT count() FROM couchlog.resumed_logs_before_version')).trim(), '1000');
+  });
+
+  test('a migration that outlasts clickhouse.setup_timeout_ms fails setup (exit 1), not "not reachable"; the next run completes it', async (t) => {
+    // Found by a review: the 10 s timeout read as "ClickHouse not reachable" (exit 0 with the
+    // embedded server), the server finished the copy, the RENAME never came, and every run began again.
+    // An earlier setup added the columns; an analyst's query holds the table for 3 s, and 18.16's
+    // RENAME waits for it: longer than the 1 s this setup is given.
+    const ROWS = 20_000;
+    await oldTable('slow_logs', ROWS);
+    for (const column of ['revision UInt32', 'decided_at DateTime', 'version UInt64', 'deleted UInt8'])
+      await ch.query(`ALTER TABLE couchlog.slow_logs ADD COLUMN ${column}`);
+    const reader = ch.query('SELECT sleep(3) FROM (SELECT id FROM couchlog.slow_logs LIMIT 1)');
+    await sleep(100);
+    const failed = await setupClickhouse(configFor('slow_logs', 1000)).then(
+      (done) => assert.fail(`setup did not fail: ${JSON.stringify(done)}`),
+      (err: Error) => err,
+    );
+    assert.ok(failed instanceof OperationError, String(failed));
+    t.diagnostic(failed.message);
+    assert.match(
+      failed.message,
+      /^ClickHouse setup at http:\/\/127\.0\.0\.1:\d+ failed: migrating couchlog\.slow_logs to ReplacingMergeTree\(version\) failed while (copying the rows|renaming): Timeout error; no row is lost: /,
+    );
+    assert.match(failed.message, /clickhouse\.setup_timeout_ms is 1000: raise it for a large table\)$/);
+    assert.doesNotMatch(failed.message, /not reachable/);
+    assert.equal(exitCodeOf(failed).code, 1);
+
+    // Run again at once: the server is still busy with the RENAME the failed run left behind.
+    const done = await setupClickhouse(configFor('slow_logs'));
+    await reader;
+    assert.deepEqual([done.notes, done.unfinished], [[], []]);
+    assert.ok(
+      done.changes.some((c) => /^(migrated|finished migrating) couchlog\.slow_logs/.test(c)),
+      done.changes.join('\n'),
+    );
+    assert.match(await ch.query("SELECT engine_full FROM system.tables WHERE database = 'couchlog' AND name = 'slow_logs'"), /^ReplacingMergeTree\(version\)/);
+    assert.equal((await ch.query("SELECT count() FROM couchlog.slow_logs FINAL WHERE id LIKE 'A-%'")).trim(), String(ROWS));
+    assert.equal((await ch.query('SELECT count() FROM couchlog.slow_logs_before_version')).trim(), String(ROWS));
+    assert.deepEqual((await setupClickhouse(configFor('slow_logs'))).changes, [], 'a third run changes nothing');
   });
 });
