@@ -244,4 +244,31 @@ describe('the ClickHouse table is migrated to versioned replacement', () => {
     assert.equal((await ch.query('SELECT count() FROM couchlog.slow_logs_before_version')).trim(), String(ROWS));
     assert.deepEqual((await setupClickhouse(configFor('slow_logs'))).changes, [], 'a third run changes nothing');
   });
+
+  test('a column added by setup is in the view <table>_current too; a view an older setup left without it is made again', async () => {
+    const client = clientFor('narrow_logs');
+    try {
+      await ensureClickhouse(client, 'couchlog', 'narrow_logs');
+      // A table from before the extra column, and its view made then.
+      await ch.query('DROP TABLE couchlog.narrow_logs_current');
+      await ch.query('ALTER TABLE couchlog.narrow_logs DROP COLUMN extra');
+      await ch.query(currentViewSql('couchlog', 'narrow_logs'));
+      assert.deepEqual(await ensureClickhouse(client, 'couchlog', 'narrow_logs'), [
+        'added column extra to couchlog.narrow_logs',
+        'recreated view couchlog.narrow_logs_current with the columns of couchlog.narrow_logs',
+      ]);
+      await insert('narrow_logs', { id: 'A-x', time: T0, log_date: '2023-11-14', extra: '{"status":418}', version: 1 });
+      assert.equal((await ch.query("SELECT extra FROM couchlog.narrow_logs_current WHERE id = 'A-x' FORMAT TSV")).trim(), '{"status":418}');
+      // An older setup added the column but left the view as it was: the next run repairs it.
+      await ch.query('DROP TABLE couchlog.narrow_logs_current');
+      await ch.query('CREATE VIEW couchlog.narrow_logs_current AS SELECT id, time FROM couchlog.narrow_logs FINAL WHERE deleted = 0');
+      assert.deepEqual(await ensureClickhouse(client, 'couchlog', 'narrow_logs'), [
+        'recreated view couchlog.narrow_logs_current with the columns of couchlog.narrow_logs',
+      ]);
+      assert.equal((await ch.query("SELECT extra FROM couchlog.narrow_logs_current WHERE id = 'A-x' FORMAT TSV")).trim(), '{"status":418}');
+      assert.deepEqual(await ensureClickhouse(client, 'couchlog', 'narrow_logs'), []);
+    } finally {
+      await client.close();
+    }
+  });
 });

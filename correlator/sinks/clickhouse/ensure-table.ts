@@ -1,11 +1,12 @@
 // The ClickHouse database and table of the correlator, created if missing
 // and completed if an older couchlog made them with fewer columns or without
-// a version (migrate-engine.ts). Running it twice changes nothing.
+// a version (migrate-engine.ts); the view <table>_current follows the table's
+// columns. Running it twice changes nothing.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { COLUMNS } from './columns.js';
 import { createDatabaseSql, createTableSql, currentViewSql, parseVersion, supportsLowCardinality, type ServerVersion } from './schema.js';
 import { ensureVersionedEngine } from './migrate-engine.js';
-import { existingColumns, jsonRows } from './system-tables.js';
+import { engineOf, existingColumns, jsonRows } from './system-tables.js';
 import { OperationError } from '../../../lib/errors.js';
 
 export async function serverVersion(client: ClickHouseClient): Promise<ServerVersion & { text: string }> {
@@ -27,8 +28,7 @@ export async function ensureClickhouse(client: ClickHouseClient, database: strin
   }
   const changes = await addColumns(client, database, table, before, version);
   const migrated = await ensureVersionedEngine(client, database, table, version);
-  changes.push(...migrated);
-  await client.command({ query: currentViewSql(database, table) });
+  changes.push(...migrated, ...(await ensureCurrentView(client, database, table, migrated.length > 0)));
   return changes;
 }
 
@@ -41,6 +41,28 @@ async function addColumns(client: ClickHouseClient, database: string, table: str
     changes.push(`added column ${col.name} to ${database}.${table}`);
   }
   return changes;
+}
+
+/**
+ * A view keeps the columns its table had when it was made (SELECT * is
+ * expanded then): a column added since is unknown to it (Code 47). It is
+ * made again when its columns are not the table's (which also repairs a view
+ * an older setup left behind) or the table was migrated. Something else an
+ * operator put under that name is left alone.
+ */
+async function ensureCurrentView(client: ClickHouseClient, database: string, table: string, migrated: boolean): Promise<string[]> {
+  const view = `${table}_current`;
+  const { engine } = await engineOf(client, database, view);
+  if (engine !== '' && engine !== 'View') return [];
+  if (engine === 'View' && !migrated && sameColumns(await existingColumns(client, database, view), await existingColumns(client, database, table))) return [];
+  // 18.16 has no DROP VIEW (nor CREATE OR REPLACE); DROP TABLE drops a view on every version.
+  if (engine === 'View') await client.command({ query: `DROP TABLE IF EXISTS ${database}.${view}` });
+  await client.command({ query: currentViewSql(database, table) });
+  return [`${engine === '' ? 'created' : 'recreated'} view ${database}.${view} with the columns of ${database}.${table}`];
+}
+
+function sameColumns(a: Map<string, string>, b: Map<string, string>): boolean {
+  return a.size === b.size && [...a].every(([name, type]) => b.get(name) === type);
 }
 
 /** At start: the table must exist with every column the sink writes. */
