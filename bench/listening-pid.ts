@@ -2,28 +2,8 @@
 // benchmark against an external CouchDB on this machine report that
 // server's CPU as it does for the embedded one. null when not found, not
 // Linux, or not allowed to look (another user's process).
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-
-const LISTEN = '0A';
-
-function listeningInodes(port: number): Set<string> {
-  const inodes = new Set<string>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10 || f[3] !== LISTEN) continue;
-      const local = f[1]!;
-      if (parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(f[9]!);
-    }
-  }
-  return inodes;
-}
+import { readdirSync } from 'node:fs';
+import { listenersOn, socketInodes } from '../embedded/port-holder.js';
 
 export function listeningPid(url: string): number | null {
   let port: number;
@@ -33,7 +13,7 @@ export function listeningPid(url: string): number | null {
   } catch {
     return null;
   }
-  const inodes = listeningInodes(port);
+  const inodes = new Set((listenersOn(port) ?? []).map((l) => l.inode));
   if (inodes.size === 0) return null;
   let pids: string[];
   try {
@@ -42,20 +22,7 @@ export function listeningPid(url: string): number | null {
     return null;
   }
   for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m && inodes.has(m[1]!)) return Number(pid);
-      } catch {
-        // gone meanwhile
-      }
-    }
+    for (const inode of socketInodes(Number(pid))) if (inodes.has(inode)) return Number(pid);
   }
   return null;
 }

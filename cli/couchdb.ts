@@ -11,6 +11,7 @@ export async function startEmbeddedCouch(config: Config, logger: Logger): Promis
   }
   ensureSecrets(config);
   const e = config.couchdb.embedded;
+  const admin = { user: config.couchdb.admin.user, password: requirePassword(config, 'admin') };
   const couch = new EmbeddedCouch({
     dataDir: config.data_dir,
     host: e.host,
@@ -19,10 +20,12 @@ export async function startEmbeddedCouch(config: Config, logger: Logger): Promis
     restartDelayMaxMs: e.restart_delay_max_ms,
     startTimeoutMs: e.start_timeout_ms,
     logger: logger.child({ component: 'couchdb' }),
+    admin,
   });
   await couch.start();
   try {
-    for (const change of await ensureAdmin(couch.url, config.couchdb.admin.user, requirePassword(config, 'admin'))) {
+    // The admin is in the server's config from its first start; this checks that it logs in.
+    for (const change of await ensureAdmin(couch.url, admin.user, admin.password)) {
       logger.info(change);
     }
   } catch (err) {

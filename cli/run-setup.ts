@@ -8,6 +8,7 @@ import { ensureAdmin } from '../setup/ensure-admin.js';
 import { CORRELATOR_ROLE, ensureUser, READER_ROLE, WRITER_ROLE } from '../setup/ensure-users.js';
 import { ensureAppDatabase, ensureDatabase, pushDesignDoc } from '../setup/ensure-app-db.js';
 import { ensureCorrelatorDatabases } from '../setup/ensure-correlator-dbs.js';
+import { EMBEDDED_PBKDF2_ITERATIONS } from '../lib/couch/pbkdf2-iterations.js';
 import { lookupDesignDoc } from '../design-docs/correlator-lookup.js';
 import { dbName } from '../lib/config/load.js';
 
@@ -38,8 +39,7 @@ const REQUIRE_VALID_USER = {
   ],
 } as const;
 
-/** CouchDB 3.5's default PBKDF2 iterations ([chttpd_auth] iterations), set on the embedded server. */
-export const EMBEDDED_PBKDF2_ITERATIONS = 600_000;
+export { EMBEDDED_PBKDF2_ITERATIONS };
 
 /** The report pages (list functions) on CouchDB 3: sandboxed, no scripts, but their form works. */
 const SHOWLIST_CSP = 'sandbox allow-forms';

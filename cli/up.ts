@@ -19,6 +19,12 @@ import { stopInReverse } from './lifecycle.js';
 
 export interface Running {
   stop: () => Promise<void>;
+  /**
+   * Settles when an embedded server's supervisor gave up because another
+   * process holds that server's port: couchlog must stop, since the ingress
+   * and the correlator would send credentials there.
+   */
+  failed: Promise<Error>;
   /** SIGHUP: reopen the correlator's file sink. */
   reopen: () => Promise<void>;
   banner: string;
@@ -39,6 +45,7 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
   say(`couchlog starting (data in ${displayPath(config.data_dir)})`);
   const stack: Array<{ stop: () => Promise<void> }> = [];
   const stopAll = () => stopInReverse(stack, logger);
+  const refusals: Array<Promise<Error>> = [];
   try {
     // ClickHouse starts alongside CouchDB (a cold start of its libraries
     // can take many seconds). It only feeds the correlator's analytics
@@ -50,12 +57,17 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
     }));
     try {
       if (config.couchdb.url === null) {
-        stack.push(await startEmbeddedCouch(config, logger));
+        const couch = await startEmbeddedCouch(config, logger);
+        stack.push(couch);
+        refusals.push(couch.refused);
         say(`  ok   CouchDB     embedded PouchDB Server on ${couchUrl(config)}`);
       }
     } finally {
       const started = await starting;
-      if (started.server) stack.unshift(started.server);
+      if (started.server) {
+        stack.unshift(started.server);
+        refusals.push(started.server.refused);
+      }
     }
     const ch = await starting;
     signal?.throwIfAborted();
@@ -100,6 +112,7 @@ export async function up(config: Config, logger: Logger, say: Say = () => {}, si
     }
     return {
       stop: stopAll,
+      failed: Promise.race(refusals),
       reopen: async () => correlator?.reopen(),
       banner: banner(config, report.flavor, secrets.generated, ch.server?.url ?? (config.clickhouse.url ? clickhouseUrl(config) : null), ch.reason),
     };

@@ -2,12 +2,15 @@
 // process, with its own configuration, data folder and ports, listening on
 // loopback only, its `default` user with the password couchlog made for it
 // (secrets.env, CLICKHOUSE_PASSWORD): loopback is open to every local user.
+// It dies with couchlog (setpriv --pdeathsig), and one a killed couchlog
+// left running anyway is stopped at the next start (its status file names it).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
 import { SupervisedProcess } from './supervised-process.js';
 import { httpUrl } from '../lib/http-url.js';
+import { keepPrivate } from './private-files.js';
 
 export interface EmbeddedClickhouseOptions {
   binary: string;
@@ -41,7 +44,6 @@ export class EmbeddedClickhouse extends SupervisedProcess {
     const dir = join(opts.dataDir, 'clickhouse');
     const configFile = join(dir, 'config.xml');
     const url = httpUrl(opts.host, opts.httpPort);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
     super({
       label: 'embedded ClickHouse',
       command: opts.binary,
@@ -55,14 +57,21 @@ export class EmbeddedClickhouse extends SupervisedProcess {
       startTimeoutMs: opts.startTimeoutMs,
       logger: opts.logger,
       routineStderr: /^(Logging \w+ to |Include not found)/,
+      // Killed, not stopped, when couchlog dies: nobody is left to stop it in order, its data must survive a
+      // kill anyway (the liveness probe kills a frozen one), and 18.16 takes 8 s to stop on SIGTERM.
+      parentDeathSignal: 'SIGKILL',
+      // ClickHouse writes its pid into <path>/status itself; ours also covers a start that died before that.
+      orphans: { pidFiles: [join(dir, 'server.pid'), join(dir, 'data', 'status')], marker: `--config-file=${configFile}` },
     });
     this.url = url;
   }
 }
 
 function writeConfig(dir: string, configFile: string, o: EmbeddedClickhouseOptions): void {
+  const users = join(dir, 'users.xml');
+  keepPrivate([o.dataDir, dir], [configFile, users]);
   const data = join(dir, 'data') + '/';
-  for (const sub of ['', 'tmp/', 'user_files/', 'format_schemas/']) mkdirSync(data + sub, { recursive: true });
+  for (const sub of ['', 'tmp/', 'user_files/', 'format_schemas/']) mkdirSync(data + sub, { recursive: true, mode: 0o700 });
   writeFileSync(
     configFile,
     `<?xml version="1.0"?>
@@ -87,11 +96,14 @@ function writeConfig(dir: string, configFile: string, o: EmbeddedClickhouseOptio
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <timezone>UTC</timezone>
+  <!-- Its own files (the preprocessed users.xml holds the password's hash) are its user's only; its default is 027. -->
+  <umask>077</umask>
 </yandex>
 `,
+    { mode: 0o600 },
   );
   writeFileSync(
-    join(dir, 'users.xml'),
+    users,
     `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
@@ -106,5 +118,6 @@ function writeConfig(dir: string, configFile: string, o: EmbeddedClickhouseOptio
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 `,
+    { mode: 0o600 },
   );
 }

@@ -71,6 +71,8 @@ program
       if (startup.signal.aborted) return; // the signal handler exits once up() has stopped what it started
       throw err;
     }
+    // An embedded server's port taken by another process: everything stops (exit 1), nothing is sent there.
+    onFatal(logger, running.failed, running.stop);
     // Without a terminal every line is one JSON object: the banner too.
     if (cli.format === 'json') logger.info({ banner: running.banner }, 'couchlog is running (Ctrl-C stops everything)');
     else out.write(running.banner);
@@ -86,6 +88,7 @@ program
     const { config, logger } = context();
     const couch = await startEmbeddedCouch(config, logger);
     onShutdownSignal(logger, () => couch.stop());
+    onFatal(logger, couch.refused, () => couch.stop());
   });
 
 program
@@ -146,6 +149,7 @@ program
     if (!ch.server) throw new OperationError(ch.reason ?? 'clickhouse.url is set: there is no embedded ClickHouse to run');
     const server = ch.server;
     onShutdownSignal(logger, () => server.stop());
+    onFatal(logger, server.refused, () => server.stop());
   });
 
 program

@@ -1,6 +1,9 @@
 // The server admin: verified, or created while the server is still in
-// "admin party" (a fresh PouchDB Server has no admin at all). CouchDB 3
-// refuses to start without one, so there it can only be verified.
+// "admin party" (a PouchDB Server started without one: every anonymous
+// request is an admin's). couchlog's embedded server never is: its admin
+// is written into its config before its first start
+// (embedded/pouchdb-server.ts); CouchDB 3 refuses to start without one. So
+// creating is only for a PouchDB Server someone else started.
 import { AdminClient } from '../lib/couch/admin-client.js';
 import { OperationError } from '../lib/errors.js';
 

@@ -52,7 +52,8 @@ export function generatePassword(): string {
  * another user could read it.
  */
 export function writeSecretsFile(dataDir: string, values: Record<string, string>): string {
-  mkdirSync(dataDir, { recursive: true });
+  // A new data folder is its user's only (the embedded servers keep it so on every start).
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const path = secretsPath(dataDir);
   const tmp = `${path}.${process.pid}.tmp`;
   const body =

@@ -18,6 +18,9 @@ import { pino } from 'pino';
 import { embeddedOnly, freePort } from '../helpers/stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'couchlog-supervisor-'));
+/** The embedded server never runs without an admin. */
+const ADMIN = { user: 'admin', password: 'supervisor-test-admin' };
+const ADMIN_AUTH = `Basic ${Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64')}`;
 let couch: EmbeddedCouch | null = null;
 after(async () => {
   await couch?.stop(2000);
@@ -44,6 +47,7 @@ test('own process group; a frozen server is killed and restarted by the liveness
     startTimeoutMs: 30_000,
     logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent', 'test'),
     liveness: { intervalMs: 300, timeoutMs: 300, failures: 2 },
+    admin: ADMIN,
   });
   await couch.start();
   const pid = couch.pid!;
@@ -228,13 +232,14 @@ test(
       restartDelayMaxMs: 1000,
       startTimeoutMs: 30_000,
       logger,
+      admin: ADMIN,
     });
     try {
       await server.start();
-      const made = await fetch(`${server.url}/polls`, { method: 'PUT' });
+      const made = await fetch(`${server.url}/polls`, { method: 'PUT', headers: { authorization: ADMIN_AUTH } });
       assert.ok(made.status === 201 || made.status === 412, `PUT /polls: ${made.status} ${await made.text()}`);
       const polls = Array.from({ length: 30 }, async () => {
-        const res = await fetch(`${server.url}/polls/_changes?feed=longpoll&since=now&timeout=1500`);
+        const res = await fetch(`${server.url}/polls/_changes?feed=longpoll&since=now&timeout=1500`, { headers: { authorization: ADMIN_AUTH } });
         assert.equal(res.status, 200, await res.text());
       });
       await Promise.all(polls);
