@@ -5,41 +5,29 @@
 // the server never runs without an admin: PouchDB Server without one is in
 // "admin party", where every anonymous request is an admin's.
 import { pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { EMBEDDED_PBKDF2_ITERATIONS } from '../lib/couch/pbkdf2-iterations.js';
+import { liteKey } from './password-hash.cjs';
 
 /** pouchdb-auth's own pattern (lib/admins.js): anything else is not an admin to it. */
 const ADMIN_HASH = /^-pbkdf2-([\da-f]+),([\da-f]+),([0-9]+)$/;
-const ASCII = /^[\x00-\x7f]*$/;
-/**
- * Iterations of a password that is not ASCII: PouchDB Server's own for
- * admins. Such a password is checked by crypto-lite in plain JavaScript
- * (50 ms per 10,000 iterations) on every request; an ASCII one natively
- * and memoised (pouchdb-server-main.cts).
- */
-const SLOW_PATH_ITERATIONS = 10;
 
 const derive = promisify(pbkdf2);
-let lite: { pbkdf2: (secret: string, salt: string, count: number, length: number) => string } | null = null;
 
-/** PBKDF2 exactly as the embedded server computes it. */
+/**
+ * PBKDF2 exactly as the embedded server computes it (password-hash.cts:
+ * crypto-lite's key bytes, non-ASCII passwords included, hashed natively).
+ */
 async function derivedKey(password: string, salt: string, iterations: number): Promise<string> {
-  // Node's result equals crypto-lite's for ASCII; for other text crypto-lite
-  // differs (some UTF-8 keys longer than a block), and the server uses it.
-  if (ASCII.test(password)) return (await derive(password, salt, iterations, 20, 'sha1')).toString('hex');
-  if (lite === null) {
-    const here = createRequire(import.meta.url);
-    lite = (createRequire(here.resolve('pouchdb-auth'))('crypto-lite') as { crypto: NonNullable<typeof lite> }).crypto;
-  }
-  return lite.pbkdf2(password, salt, iterations, 20);
+  const key = liteKey(password);
+  if (key === null) throw new Error('the admin password is not valid Unicode (lone surrogate)');
+  return (await derive(key, salt, iterations, 20, 'sha1')).toString('hex');
 }
 
 /** A fresh entry for the [admins] section. */
 export async function hashAdminPassword(password: string): Promise<string> {
   const salt = randomBytes(16).toString('hex');
-  const iterations = ASCII.test(password) ? EMBEDDED_PBKDF2_ITERATIONS : SLOW_PATH_ITERATIONS;
-  return `-pbkdf2-${await derivedKey(password, salt, iterations)},${salt},${iterations}`;
+  return `-pbkdf2-${await derivedKey(password, salt, EMBEDDED_PBKDF2_ITERATIONS)},${salt},${EMBEDDED_PBKDF2_ITERATIONS}`;
 }
 
 /** Whether `entry` (an [admins] value) is a hash the server reads and `password` matches it. */
@@ -50,7 +38,7 @@ export async function adminHashMatches(entry: unknown, password: string): Promis
   const n = Number(iterations);
   // A weaker hash than couchlog writes is replaced (an admin set through
   // /_config gets 10 iterations); so is one that would take minutes to check.
-  const wanted = ASCII.test(password) ? EMBEDDED_PBKDF2_ITERATIONS : SLOW_PATH_ITERATIONS;
+  const wanted = EMBEDDED_PBKDF2_ITERATIONS;
   if (n < wanted || n > 10 * wanted) return false;
   const derived = Buffer.from(await derivedKey(password, salt!, n), 'hex');
   const stored = Buffer.from(key!, 'hex');

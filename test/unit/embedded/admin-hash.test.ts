@@ -6,6 +6,7 @@ import { pbkdf2Sync } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { adminHashMatches, hashAdminPassword } from '../../../embedded/admin-hash.js';
 import { EMBEDDED_PBKDF2_ITERATIONS } from '../../../lib/couch/pbkdf2-iterations.js';
+import { liteKey } from '../../../embedded/password-hash.cjs';
 
 const require = createRequire(import.meta.url);
 // pouchdb-auth's own reading of [admins] and its own hashing (crypto-lite), unpatched.
@@ -23,13 +24,17 @@ test("an ASCII password: PBKDF2-SHA1 with CouchDB 3.5's iterations, in the form 
   assert.equal(await adminHashMatches(entry, 's3cret-admin'), false);
 });
 
-test('a password that is not ASCII: hashed as crypto-lite hashes it (the server checks it so), with its 10 iterations', async () => {
-  const password = 'é'.repeat(33); // where crypto-lite and Node's PBKDF2 disagree
+test('a password that is not ASCII: the same iterations, hashed from the key bytes crypto-lite uses (password-hash.test.ts compares those with crypto-lite)', async () => {
+  const password = 'é'.repeat(33); // where crypto-lite and a plain UTF-8 PBKDF2 disagree
   const entry = await hashAdminPassword(password);
   const parsed = admins.parse({ admin: entry }).admin!;
-  assert.equal(parsed.iterations, 10);
-  assert.equal(lite.pbkdf2(password, parsed.salt, parsed.iterations, 20), parsed.derived_key);
+  assert.equal(parsed.iterations, EMBEDDED_PBKDF2_ITERATIONS);
+  assert.equal(pbkdf2Sync(liteKey(password)!, parsed.salt, parsed.iterations, 20, 'sha1').toString('hex'), parsed.derived_key);
+  assert.notEqual(pbkdf2Sync(password, parsed.salt, parsed.iterations, 20, 'sha1').toString('hex'), parsed.derived_key, 'crypto-lite cuts this key');
+  // crypto-lite itself at a few iterations: the key bytes agree.
+  assert.equal(lite.pbkdf2(password, parsed.salt, 3, 20), pbkdf2Sync(liteKey(password)!, parsed.salt, 3, 20, 'sha1').toString('hex'));
   assert.equal(await adminHashMatches(entry, password), true);
+  assert.equal(await adminHashMatches(entry, 'è'.repeat(33)), false);
 });
 
 test('not kept: no hash, a plain password, a weaker hash (PUT /_config/admins makes 10 iterations)', async () => {
