@@ -79,7 +79,8 @@ export async function runBackfill(
   const out = config.correlator.outputs.couchdb;
   if (out.protection === 'audit' && out.signing_key === null)
     throw new UsageError(`${dbName(out.app)} is under audit protection but there is no signing key: set ${SIGNING_KEY_NAME} (environment or secrets.env)`);
-  const key = out.protection === 'audit' ? out.signing_key! : null;
+  // Checked whenever there is a key, as couchlog audit does (the correlator signs whenever it has one).
+  const key = out.signing_key;
   const db = dbName(out.app);
   // On stderr, in the configured format: stdout carries the result (--json) alone.
   const log = createLogger(config.log_level, 'backfill', { format: o.logFormat ?? config.log_format, fd: 2 });

@@ -98,7 +98,9 @@ async function addSinks(sinks: Sink[], { config, http, writer, metrics, log, wit
       throw new ConfigError([
         `correlator.outputs.couchdb.signing_key: required with protection audit: set ${SIGNING_KEY_NAME} (environment or ${resolve(config.data_dir, 'secrets.env')}; couchlog setup generates it)`,
       ]);
-    const sign = o.protection === 'audit' ? (doc: Record<string, unknown>) => signRecord(doc, key!) : null;
+    // Signed whenever there is a key, under validate too: `couchlog audit` checks log_correlated's signatures
+    // whenever it has the key, so that tampering done under audit still shows after a switch back to validate.
+    const sign = key !== null ? (doc: Record<string, unknown>, generation: number) => signRecord(doc, generation, key) : null;
     sinks.push(
       new BatchingSink(
         'couchdb',

@@ -146,7 +146,7 @@ describe('log databases under audit protection', () => {
     const audits = await runAudit(stack.config, ['shield'], 100);
     const a = byDb(audits, 'log_shield');
     assert.equal(a.checked, 6);
-    assert.deepEqual(a.counts, { modified: 1, deleted: 1, branched: 1, unsigned: 0, 'bad-signature': 0 });
+    assert.deepEqual(a.counts, { modified: 1, deleted: 1, branched: 1, unsigned: 0, 'bad-signature': 0, 'old-signature': 0, validation: 0 });
     assert.deepEqual(a.findings.map((f) => `${f.kind} ${f.id}`).sort(), [`branched ${ids[2]}`, `deleted ${ids[1]}`, `modified ${ids[0]}`].sort());
     const r = cli(['--app', 'shield']);
     assert.equal(r.status, 3, r.stdout + r.stderr);
@@ -204,7 +204,7 @@ describe('log_correlated under audit protection: signed records', () => {
       console.log(JSON.stringify(correlator.engine.counters), JSON.stringify(correlator.engine.sizes()));
       throw e;
     });
-    assert.match(String(corrected.signature), /^hmac-sha256:[\w-]{43}$/);
+    assert.match(String(corrected.signature), /^hmac-sha256-g:[\w-]{43}$/);
     const audits = await runAudit(stack.config, ['correlated'], 100);
     const c = byDb(audits, 'log_correlated');
     assert.equal(c.rules, 'signed');

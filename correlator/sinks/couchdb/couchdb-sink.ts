@@ -25,12 +25,20 @@
 //  - every deletion written is checked again once the cluster has settled
 //    (tombstone-watch.ts): a slow copy may apply the earlier write of the
 //    record late, over the tombstone;
-//  - under audit protection every document written, tombstones included,
-//    carries its signature over exactly what is stored.
+//  - with a signing key every document written, tombstones included,
+//    carries its signature over exactly what is stored and the revision
+//    generation it is stored at (lib/audit/record-signature.ts): a write
+//    with `_rev: n-…` makes n+1, a new one 1, one without _rev over a
+//    tombstone t-… t+1. First revisions are signed for 1 without reading
+//    first; one that CouchDB stored at another generation (a tombstone was
+//    there) is written again at once, signed for where it lands, and so is
+//    any stored record whose content is the correlator's but whose
+//    signature does not hold where it stands. Conflicts and retries read
+//    again and sign again.
 import type { CouchHttp } from '../../../lib/couch/http.js';
 import { matchResults } from '../../../lib/couch/bulk-results.js';
 import { fingerprint } from '../../engine/fingerprint.js';
-import { SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
+import { revGeneration, SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
 import { TombstoneWatch } from './tombstone-watch.js';
@@ -80,6 +88,25 @@ interface Stored {
   conflicts: string[];
 }
 
+/** A document to write, and the revision generation CouchDB will store it at (what it is signed for). */
+interface Outgoing {
+  doc: Record<string, unknown>;
+  generation: number;
+}
+
+/** What a _bulk_docs did not do as asked. */
+interface BulkOutcome {
+  /** Not written: the stored document moved. */
+  conflicted: Set<string>;
+  /** Written, but at another generation than signed for (a tombstone was there): to be written again. */
+  misplaced: Set<string>;
+}
+
+/** The generation a write over `rev` creates (a write with that _rev, or without _rev over that tombstone). */
+function after(rev: string): number {
+  return (revGeneration(rev) ?? 0) + 1;
+}
+
 /** One live branch of a stored record. */
 interface Leaf {
   rev: string;
@@ -108,6 +135,11 @@ const UPSERT_ROUNDS = 5;
 /** Documents read back at once after a 202. */
 const REPAIR_CONCURRENCY = 8;
 
+/** The tombstone the correlator writes for a deletion: its bookkeeping only. */
+function tombstone(r: SinkRecord): Record<string, unknown> {
+  return { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at };
+}
+
 /** The last record of each id, in batch order (the fan-out queues decisions in the order they were made). */
 export function latestOfEach(batch: readonly SinkRecord[]): SinkRecord[] {
   const last = new Map<string, number>();
@@ -118,8 +150,8 @@ export function latestOfEach(batch: readonly SinkRecord[]): SinkRecord[] {
 export interface CouchDbDeliveryOptions {
   /** Counts corrections actually written (revision > 1, deletions). */
   onCorrection?: (n: number) => void;
-  /** Under audit protection: the signature of each document as written (lib/audit/record-signature.ts). */
-  sign?: ((doc: Record<string, unknown>) => string) | null;
+  /** With a signing key: the signature of each document as written at a revision generation (lib/audit/record-signature.ts). */
+  sign?: ((doc: Record<string, unknown>, generation: number) => string) | null;
   /** Counts documents CouchDB answered 202 for (read back from every copy). */
   onPartialWrite?: (n: number) => void;
   /** Counts deleted records found live again, and deleted again. */
@@ -135,7 +167,7 @@ const RECHECK_TICK_MS = 1000;
 
 export class CouchDbDelivery implements Delivery {
   private readonly onCorrection: (n: number) => void;
-  private readonly sign: ((doc: Record<string, unknown>) => string) | null;
+  private readonly sign: ((doc: Record<string, unknown>, generation: number) => string) | null;
   private readonly onPartialWrite: (n: number) => void;
   private readonly onResurrection: (n: number) => void;
   private readonly onCheckFailed: (err: unknown, givenUp: number) => void;
@@ -184,20 +216,21 @@ export class CouchDbDelivery implements Delivery {
     if (due.length === 0) return;
     try {
       const { leaves, unread } = await this.liveLeaves(due.map((r) => r.id));
-      const docs: Array<Record<string, unknown>> = [];
+      const docs: Outgoing[] = [];
       const deleted = new Map<string, { rec: SinkRecord; stale: number }>();
       for (const r of due) {
         if (unread.has(r.id)) continue;
         const at = String(r.record.decided_at ?? '');
         for (const leaf of staleLeaves(r, leaves.get(r.id) ?? [])) {
-          docs.push({ _id: r.id, _rev: leaf.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at });
+          docs.push({ doc: { ...tombstone(r), _rev: leaf.rev }, generation: after(leaf.rev) });
           // Only earlier content is a resurrection; a second branch of a newer decision is only tidied away.
           const entry = deleted.get(r.id) ?? { rec: r, stale: 0 };
           if (!(typeof leaf.doc.decided_at === 'string' && leaf.doc.decided_at > at)) entry.stale += 1;
           deleted.set(r.id, entry);
         }
       }
-      const conflicted = new Set(docs.length > 0 ? await this.bulk(docs) : []);
+      // With a _rev, CouchDB stores at that revision's generation + 1: nothing lands elsewhere here.
+      const conflicted = docs.length > 0 ? (await this.bulk(docs)).conflicted : new Set<string>();
       this.onResurrection([...deleted.values()].filter((d) => !conflicted.has(d.rec.id)).reduce((n, d) => n + d.stale, 0));
       // Moved meanwhile (a newer decision being written), or its branches unreadable: looked at again at the next tick.
       const again = due.filter((r) => conflicted.has(r.id) || unread.has(r.id));
@@ -259,12 +292,14 @@ export class CouchDbDelivery implements Delivery {
     const fresh = batch.filter((r) => !r.deleted && r.record.revision === 1);
     let upserts = batch.filter((r) => r.deleted || r.record.revision !== 1);
     if (fresh.length > 0) {
-      const conflicted = new Set(await this.bulk(fresh.map(toDoc)));
-      upserts = upserts.concat(fresh.filter((r) => conflicted.has(r.id)));
+      // Signed for generation 1 without reading first (the in-order path stays one request); over a tombstone
+      // it lands higher and is written again below, right away.
+      const out = await this.bulk(fresh.map((r) => ({ doc: toDoc(r), generation: 1 })));
+      upserts = upserts.concat(fresh.filter((r) => out.conflicted.has(r.id) || out.misplaced.has(r.id)));
     }
     for (let round = 0; round < UPSERT_ROUNDS && upserts.length > 0; round++) {
       const stored = await this.current(upserts.map((r) => r.id));
-      const docs: Array<Record<string, unknown>> = [];
+      const docs: Outgoing[] = [];
       const byId = new Map<string, SinkRecord>();
       for (const r of upserts) {
         const doc = this.upsertDoc(r, stored.get(r.id));
@@ -274,34 +309,54 @@ export class CouchDbDelivery implements Delivery {
         }
       }
       if (docs.length === 0) return;
-      const conflicted = new Set(await this.bulk(docs));
-      this.onCorrection(docs.length - conflicted.size);
-      upserts = [...byId.values()].filter((r) => conflicted.has(r.id));
+      const out = await this.bulk(docs);
+      this.onCorrection(docs.length - out.conflicted.size);
+      upserts = [...byId.values()].filter((r) => out.conflicted.has(r.id) || out.misplaced.has(r.id));
     }
     if (upserts.length > 0) throw new OperationError(`${upserts.length} correlated record(s) kept changing under the correlator (e.g. ${upserts[0]!.id})`);
   }
 
   /** The document to write over what is stored, or null when nothing needs writing. */
-  private upsertDoc(r: SinkRecord, cur: Stored | undefined): Record<string, unknown> | null {
+  private upsertDoc(r: SinkRecord, cur: Stored | undefined): Outgoing | null {
     const live = cur !== undefined && !cur.deleted && cur.doc !== null;
     // Over a tombstone a record is written without _rev, which extends the tombstone's branch: CouchDB 3
     // refuses the tombstone's own _rev there as a conflict (PouchDB Server takes both). Should the record
     // have come back meanwhile, the write conflicts and is read again.
     // A deletion of a record that reads as absent is written anyway: a CouchDB cluster may answer
     // from a replica that has not seen it yet; if it exists, the write conflicts and is read again.
-    if (!live) return r.deleted ? (cur ? null : { _id: r.id, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at }) : toDoc(r);
+    if (!live) {
+      const generation = cur ? after(cur.rev) : 1;
+      if (!r.deleted) return { doc: toDoc(r), generation };
+      // Already deleted: nothing to do. (A deletion is never stored at another generation than signed for: it is
+      // written without _rev only when nothing is read, and over a tombstone CouchDB 3 and PouchDB Server both
+      // refuse it as a conflict, with or without _rev.)
+      return cur ? null : { doc: tombstone(r), generation };
+    }
     const doc = cur.doc!;
     if (typeof doc.decided_at === 'string' && typeof r.record.decided_at === 'string' && doc.decided_at > r.record.decided_at) return null;
-    if (r.deleted) return { _id: r.id, _rev: cur.rev, _deleted: true, revision: r.record.revision, decided_at: r.record.decided_at };
-    if (fingerprint(doc) === fingerprint(r.record)) return null;
+    if (r.deleted) return { doc: { ...tombstone(r), _rev: cur.rev }, generation: after(cur.rev) };
     const storedRev = typeof doc.revision === 'number' ? doc.revision : 1;
+    if (fingerprint(doc) === fingerprint(r.record)) {
+      if (this.wellSigned(cur)) return null;
+      // The same decision, stored where its signature does not hold (a first revision that landed over a
+      // tombstone): written again as it is, signed for its new place; `revision` is not a correction's.
+      return { doc: { ...toDoc(r), _rev: cur.rev, revision: Math.max(Number(r.record.revision) || 1, storedRev) }, generation: after(cur.rev) };
+    }
     const revision = Math.max(Number(r.record.revision) || 1, storedRev + 1);
-    return { ...toDoc(r), _rev: cur.rev, revision };
+    return { doc: { ...toDoc(r), _rev: cur.rev, revision }, generation: after(cur.rev) };
   }
 
-  /** Writes documents; answers the ids that conflicted, throws on anything else refused. */
-  private async bulk(docs: Array<Record<string, unknown>>): Promise<string[]> {
-    if (this.sign) for (const d of docs) d[SIGNATURE_FIELD] = this.sign(d);
+  /** Without a key, anything stored is; with one, whether a stored record's signature holds at its own generation. */
+  private wellSigned(cur: Stored): boolean {
+    if (!this.sign || cur.doc === null) return true;
+    const generation = revGeneration(cur.rev);
+    return generation !== null && cur.doc[SIGNATURE_FIELD] === this.sign(cur.doc, generation);
+  }
+
+  /** Writes documents, signed for their generation; answers what conflicted or landed elsewhere, throws on anything else refused. */
+  private async bulk(out: Outgoing[]): Promise<BulkOutcome> {
+    const docs = out.map((o) => o.doc);
+    if (this.sign) for (const o of out) o.doc[SIGNATURE_FIELD] = this.sign(o.doc, o.generation);
     const res = await this.http.request<unknown>('POST', `${this.base}/_bulk_docs`, { headers: this.headers, body: JSON.stringify({ docs }) });
     if (res.status === 400 || res.status === 413) throw new PermanentDeliveryError(`CouchDB refused the batch: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.status === 401 || res.status === 403)
@@ -311,7 +366,9 @@ export class CouchDbDelivery implements Delivery {
     if (res.status === 202) await this.onEveryCopy(results.filter((r) => 'ok' in r).map((r) => r.id));
     const refusal = refusalError(results.filter((r) => 'error' in r && r.error !== 'conflict') as Array<{ id: string; error: string; reason: string }>);
     if (refusal) throw refusal;
-    return results.filter((r) => 'error' in r).map((r) => r.id);
+    const misplaced = new Set<string>();
+    if (this.sign) results.forEach((r, i) => 'rev' in r && revGeneration(r.rev) !== out[i]!.generation && misplaced.add(r.id));
+    return { conflicted: new Set(results.filter((r) => 'error' in r).map((r) => r.id)), misplaced };
   }
 
   /**

@@ -6,17 +6,17 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkSignature, signRecord, SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
+import { checkSignature, signRecord, signRecordUnbound, SIGNATURE_FIELD } from '../../../lib/audit/record-signature.js';
 import { judge } from '../../../cli/audit-db.js';
 import { ensureSecrets, loadConfig } from '../../../lib/config/load.js';
 import { ConfigError } from '../../../lib/errors.js';
 import { mulberry32 } from '../../../bench/prng.js';
 
 const KEY = 'k'.repeat(40);
-const signed = (doc: Record<string, unknown>, key = KEY) => ({ ...doc, [SIGNATURE_FIELD]: signRecord(doc, key) });
+const signed = (doc: Record<string, unknown>, key = KEY, generation = 1) => ({ ...doc, [SIGNATURE_FIELD]: signRecord(doc, generation, key) });
 
 test('a signature holds whatever the key order, with or without _rev, and only with the key', () => {
-  const doc = { _id: 'A-1', correlated: true, keepalives: 2, nested: { b: 1, a: [1, 'x', null] }, revision: 2 };
+  const doc = { _id: 'A-1', _rev: '1-abc', correlated: true, keepalives: 2, nested: { b: 1, a: [1, 'x', null] }, revision: 2 };
   const s = signed(doc);
   assert.equal(checkSignature(s, KEY), 'valid');
   const reordered = {
@@ -25,10 +25,11 @@ test('a signature holds whatever the key order, with or without _rev, and only w
     keepalives: 2,
     correlated: true,
     _id: 'A-1',
-    _rev: '2-abc',
+    _rev: '1-def',
     [SIGNATURE_FIELD]: s[SIGNATURE_FIELD],
   };
-  assert.equal(checkSignature(reordered, KEY), 'valid', 'key order and CouchDB _rev do not matter');
+  assert.equal(checkSignature(reordered, KEY), 'valid', "key order and the revision's hash do not matter");
+  assert.equal(checkSignature({ ...reordered, _rev: '2-abc' }, KEY), 'invalid', 'its generation does');
   assert.equal(checkSignature(JSON.parse(JSON.stringify(s)), KEY), 'valid', 'a JSON round trip keeps it');
   assert.equal(checkSignature(s, 'x'.repeat(40)), 'invalid', 'another key');
   assert.equal(checkSignature(doc, KEY), 'missing');
@@ -39,6 +40,7 @@ test('any change to a signed document breaks its signature (seeded random edits)
   const rnd = mulberry32(7);
   const base = {
     _id: 'A-9',
+    _rev: '1-abc',
     src_ip: '203.0.113.9',
     src_port: 50123,
     correlated: true,
@@ -58,6 +60,7 @@ test('any change to a signed document breaks its signature (seeded random edits)
     (d) => delete d.ja4,
     (d) => (d._deleted = true),
     (d) => (d.src_ip = `${d.src_ip} `),
+    (d) => (d._rev = '2-abc'),
   ];
   for (let i = 0; i < 200; i++) {
     const d = structuredClone(s) as Record<string, any>;
@@ -81,11 +84,14 @@ test("corrections rules (log_correlated under validate): the correlator's later 
   assert.deepEqual(judge({ id: 'A-2', changes: [{ rev: '2-x' }, { rev: '2-y' }] }, null, true), ['branched']);
 });
 
-test('signed rules: later revisions and deletions are fine when signed by the correlator', () => {
-  const rec = signed({ _id: 'A-1', correlated: true, revision: 3 });
-  assert.deepEqual(judge({ id: 'A-1', changes: [{ rev: '3-x' }], doc: { ...rec, _rev: '3-x' } }, KEY), []);
-  const tomb = signed({ _id: 'B-1', _deleted: true, revision: 2, decided_at: '2026-12-03T08:00:00.000Z' });
+test('signed rules: later revisions and deletions are fine when signed by the correlator for where they stand', () => {
+  const rec = { ...signed({ _id: 'A-1', correlated: true, revision: 3 }, KEY, 3), _rev: '3-x' };
+  assert.deepEqual(judge({ id: 'A-1', changes: [{ rev: '3-x' }], doc: rec }, KEY), []);
+  assert.deepEqual(judge({ id: 'A-1', changes: [{ rev: '5-x' }], doc: { ...rec, _rev: '5-x' } }, KEY), ['bad-signature'], 'written again later: a replay');
+  const tomb = { ...signed({ _id: 'B-1', _deleted: true, revision: 2, decided_at: '2026-12-03T08:00:00.000Z' }, KEY, 2), _rev: '2-x' };
   assert.deepEqual(judge({ id: 'B-1', deleted: true, changes: [{ rev: '2-x' }], doc: tomb }, KEY), []);
+  const old = { _id: 'A-7', _rev: '4-x', correlated: true, signature: signRecordUnbound({ _id: 'A-7', correlated: true }, KEY) };
+  assert.deepEqual(judge({ id: 'A-7', changes: [{ rev: '4-x' }], doc: old }, KEY), ['old-signature']);
   assert.deepEqual(judge({ id: 'B-2', deleted: true, changes: [{ rev: '2-x' }], doc: { _id: 'B-2', _rev: '2-x', _deleted: true } }, KEY), ['unsigned']);
   assert.deepEqual(judge({ id: 'B-3', deleted: true, changes: [{ rev: '2-x' }] }, KEY), ['unsigned'], 'a tombstone without body');
   assert.deepEqual(judge({ id: 'A-1', changes: [{ rev: '3-x' }, { rev: '1-z' }], doc: rec }, KEY), ['branched']);

@@ -1,12 +1,15 @@
 // The signatures `couchlog audit` checks on log_correlated (protection:
 // audit). A form that left a field out would let someone change it without
 // the audit noticing; a form that changed between releases would flag every
-// stored record. Checked: a signature made by the released form still
-// verifies; key order, whitespace and _rev do not matter; changing, adding
-// or removing any field, at any depth, `__proto__` included, does.
+// stored record. Checked: the bound form is pinned, and a signature of the
+// form released before 2026-12 (unbound) is recognised as old-format, never
+// as valid; the signature holds only at the revision generation it was made
+// for (a replayed earlier version lands higher); key order and whitespace do
+// not matter; changing, adding or removing any field, at any depth,
+// `__proto__` included, does.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkSignature, signRecord, SIGNATURE_FIELD } from '../../../../lib/audit/record-signature.js';
+import { checkSignature, revGeneration, signRecord, signRecordUnbound, SIGNATURE_FIELD } from '../../../../lib/audit/record-signature.js';
 import { mulberry32 } from '../../../../bench/prng.js';
 
 const KEY = 'k'.repeat(32);
@@ -23,15 +26,29 @@ const DOC = {
   decided_at: '2024-01-01T00:00:01.000Z',
 };
 
-test('a signature made by the released canonical form still verifies', () => {
-  // Computed with the form as released (2026-12): stored records must stay valid.
-  assert.equal(signRecord(DOC, KEY), 'hmac-sha256:X22RrA8fs00bxyNcAz9gW7v-RCEiRSV1a824Dy_Bp-c');
+test('the unbound form released before 2026-12 is recognised as old-format, never as valid', () => {
+  // Computed with the form as released until 2026-12: `couchlog audit --resign` must recognise what is stored.
+  const old = 'hmac-sha256:X22RrA8fs00bxyNcAz9gW7v-RCEiRSV1a824Dy_Bp-c';
+  assert.equal(signRecordUnbound(DOC, KEY), old);
+  for (const rev of ['1-abc', '5-abc', undefined]) assert.equal(checkSignature({ ...DOC, _rev: rev, [SIGNATURE_FIELD]: old }, KEY), 'old-format', String(rev));
+  assert.equal(checkSignature({ ...DOC, keepalives: 3, [SIGNATURE_FIELD]: old }, KEY), 'invalid', 'changed content');
+  // Pinned: a change of the bound form would flag every stored record.
+  assert.equal(signRecord(DOC, 1, KEY), 'hmac-sha256-g:jbDweGo8g_K_Ye3BkSzHIq572cWIxGW0q2pxpRHA53w');
 });
 
-test('key order, whitespace, _rev and the signature field itself do not matter', () => {
-  const signed = { ...DOC, [SIGNATURE_FIELD]: signRecord(DOC, KEY) };
+test('a signature holds only at the revision generation it was made for', () => {
+  const at2 = { ...DOC, _rev: '2-abc', [SIGNATURE_FIELD]: signRecord(DOC, 2, KEY) };
+  assert.equal(checkSignature(at2, KEY), 'valid');
+  assert.equal(checkSignature({ ...at2, _rev: '2-fff' }, KEY), 'valid', 'the hash part is not signed: a sibling at 2 is the audit’s `branched`');
+  for (const rev of ['1-abc', '3-abc', '12-abc', undefined, 'x-abc', '02-abc'])
+    assert.equal(checkSignature({ ...at2, _rev: rev }, KEY), 'invalid', `stored at ${String(rev)}`);
+  assert.deepEqual(['1-a', '42-b', '0-c', 'abc', 7, '1234567890-x'].map(revGeneration), [1, 42, null, null, null, null]);
+  assert.throws(() => signRecord(DOC, 0, KEY), RangeError);
+});
+
+test('key order, whitespace and the signature field itself do not matter', () => {
+  const signed = { ...DOC, _rev: '7-def', [SIGNATURE_FIELD]: signRecord(DOC, 7, KEY) };
   const reordered = JSON.parse(JSON.stringify(Object.fromEntries(Object.entries(signed).reverse()), null, 2)) as Record<string, unknown>;
-  reordered._rev = '7-def';
   assert.equal(checkSignature(reordered, KEY), 'valid');
   assert.equal(checkSignature(DOC, KEY), 'missing');
   assert.equal(checkSignature({ ...signed }, 'x'.repeat(32)), 'invalid');
@@ -45,7 +62,7 @@ const put = (doc: Record<string, unknown>, field: string, value: unknown) =>
 test('changing, adding or removing any field breaks the signature, __proto__ included (seeded)', () => {
   const withProto = JSON.parse(JSON.stringify(DOC).replace(/}$/, ',"__proto__":{"a":1}}')) as Record<string, unknown>;
   assert.ok(Object.hasOwn(withProto, '__proto__'), 'JSON.parse makes __proto__ an own field');
-  const signed = reparsed(put(withProto, SIGNATURE_FIELD, signRecord(withProto, KEY)));
+  const signed = reparsed(put(withProto, SIGNATURE_FIELD, signRecord(withProto, 1, KEY)));
   assert.equal(checkSignature(signed, KEY), 'valid');
   const fields = Object.keys(signed).filter((k) => k !== '_rev' && k !== SIGNATURE_FIELD);
   assert.ok(fields.includes('__proto__'));
