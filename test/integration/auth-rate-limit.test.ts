@@ -69,7 +69,8 @@ test('HEC tokens guessed are failed authentications too: limited per address lik
 test('guesses sent at once: at most max are judged, the rest get 429 at once', async () => {
   // The windows of the tests before are over (each waited for its own).
   const guesses = await Promise.all(
-    Array.from({ length: 40 }, (_, i) => http(`${stack.url}/_all_dbs?i=${i}`, { headers: { authorization: basicAuth('reader', `guess-${i}`) } })),
+    // Not the reader's name: CouchDB 3.4+ locks a name out after 5 failures from an address.
+    Array.from({ length: 40 }, (_, i) => http(`${stack.url}/_all_dbs?i=${i}`, { headers: { authorization: basicAuth('at-once', `guess-${i}`) } })),
   );
   const judged = guesses.filter((r) => r.status === 401).length;
   const limited = guesses.filter((r) => r.status === 429);
