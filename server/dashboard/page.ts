@@ -5,7 +5,10 @@
 // ingress like any other reader request. The Content-Security-Policy allows
 // only this page's own script (by hash) and requests to the same origin.
 import { createHash } from 'node:crypto';
+import { bansByDayMap } from '../../design-docs/fail2ban-report.js';
+import { byJa4Map } from '../../design-docs/correlated-report.js';
 import { dashboardClient, type DashboardConfig } from './client.js';
+import { emittedKeysSource } from './view-rules.js';
 
 const STYLE = `
 *{box-sizing:border-box}
@@ -29,7 +32,7 @@ td.bar{width:45%}td.bar span{display:block;height:10px;background:#3b6fb6;border
 #latest li{display:flex;gap:10px;padding:3px 0;border-bottom:1px solid #eef0f3;min-width:0}
 #latest time{color:#667;font-size:12px;white-space:nowrap;flex:none;padding-top:2px}
 #latest code{font-size:12px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-width:0}
-#index-note{color:#a0522d;font-size:13px;margin:0}
+#index-note,.note{color:#a0522d;font-size:13px;margin:0}
 #login{max-width:360px;margin:60px auto;background:#fff;padding:20px;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.1)}
 #login label{display:block;margin:10px 0 2px;font-size:13px;color:#4a5568}#login input{font:inherit;width:100%;padding:6px 8px;border:1px solid #bbc;border-radius:4px}
 #login button{margin-top:14px;font:inherit;padding:6px 16px}
@@ -39,13 +42,13 @@ td.bar{width:45%}td.bar span{display:block;height:10px;background:#3b6fb6;border
 function kindSections(kind: DashboardConfig['kind']): string {
   if (kind === 'fail2ban') {
     return `
-<section><h2>Bans per machine, <span id="day"></span></h2><div class="kpis"><div class="kpi"><b id="bans-today">0</b><small>bans today</small></div></div><table><tbody id="machines"></tbody></table></section>
-<section><h2>Top attackers of the day</h2><table><tbody id="attackers"></tbody></table></section>`;
+<section><h2>Bans per machine, <span id="day"></span></h2><div class="kpis"><div class="kpi"><b id="bans-today">0</b><small>bans today (UTC)</small></div></div><table><tbody id="machines"></tbody></table><p class="note" id="machines-note"></p></section>
+<section><h2>Top attackers of the day</h2><table><tbody id="attackers"></tbody></table><p class="note" id="attackers-note"></p></section>`;
   }
   if (kind === 'correlated') {
     return `
 <section><h2>Correlated vs orphans (30 min)</h2><div class="kpis"><div class="kpi"><b id="correlated">0</b><small>correlated</small></div><div class="kpi"><b id="orphans">0</b><small>orphans</small></div><div class="kpi"><b id="orphan-share">–</b><small>orphan share</small></div></div></section>
-<section><h2>Top JA4 fingerprints</h2><table><tbody id="ja4"></tbody></table></section>`;
+<section><h2>Top JA4 fingerprints (all time)</h2><table><tbody id="ja4"></tbody></table><p class="note" id="ja4-note"></p></section>`;
   }
   return '';
 }
@@ -61,8 +64,10 @@ export interface DashboardPage {
 }
 
 export function dashboardPage(cfg: DashboardConfig): DashboardPage {
-  // `<` escaped so that no value can close the script element.
-  const script = `(${dashboardClient.toString()})(${JSON.stringify(cfg).replace(/</g, '\\u003c')});`;
+  // `<` escaped so that no value can close the script element. The page
+  // counts live changes by the views' own map functions (./view-rules.ts).
+  const rules = `{ ban: ${emittedKeysSource(bansByDayMap)}, ja4: ${emittedKeysSource(byJa4Map)} }`;
+  const script = `(${dashboardClient.toString()})(${JSON.stringify(cfg).replace(/</g, '\\u003c')}, ${rules});`;
   const hash = createHash('sha256').update(script).digest('base64');
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
