@@ -29,7 +29,11 @@ export function clientsByJa4Map(doc: CorrelatedDoc): void {
   emit([doc.src_ip, typeof doc.ja4 === 'string' ? doc.ja4 : null], null);
 }
 
-/** by_ja4: [ja4, year, month, day], _count: which fingerprints, how often, when. */
+/**
+ * by_ja4: [ja4, year, month, day], _count: which fingerprints, how often, when.
+ * The live dashboard counts live records by this very function
+ * (server/dashboard/view-rules.ts): self-contained, nothing but `doc` and `emit`.
+ */
 export function byJa4Map(doc: CorrelatedDoc): void {
   if (typeof doc.ja4 !== 'string' || typeof doc.timestamp !== 'string') return;
   var m = /^(\d{4})-(\d{2})-(\d{2})T/.exec(doc.timestamp);

@@ -76,7 +76,10 @@ export function attackersByIpMap(doc: Fail2banDoc): void {
  * totals, whatever the number of machines (keyed by machine first, that took
  * one query per machine, and anyone who can write can add machines).
  * Each map function repeats the date checks: CouchDB evaluates each one on
- * its own, so they cannot share a helper.
+ * its own, so they cannot share a helper. The live dashboard runs this very
+ * function on each change it counts (server/dashboard/view-rules.ts), so
+ * the page and the view agree by construction: it must stay self-contained
+ * (ES5, nothing but `doc` and `emit`).
  */
 export function bansByDayMap(doc: Fail2banDoc): void {
   if (typeof doc.date !== 'string' || typeof doc.ip !== 'string' || doc.ip === '') return;
