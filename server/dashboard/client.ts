@@ -212,13 +212,15 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
   var dbPath = '/' + encodeURIComponent(cfg.db);
 
   // Pages are sized by what they weigh: after a page over PAGE_BYTES the
-  // next asks for proportionally fewer documents (down to one), and full
-  // light pages double back up to PAGE. A page the server cannot answer at
-  // all (PouchDB Server fails with "Invalid string length" past about
-  // 512 MB) is asked again at half the size.
+  // next asks for proportionally fewer documents (down to one); a full
+  // light page lets the next grow towards PAGE_BYTES, at most fourfold (a
+  // light page says little about the documents after it). A page the
+  // server cannot answer at all (PouchDB Server fails with "Invalid string
+  // length" past about 512 MB) is asked again at half the size.
   function nextLimit(limit: number, n: number, bytes: number): number {
-    if (bytes > PAGE_BYTES) return Math.max(1, Math.floor((n * PAGE_BYTES) / bytes));
-    return n >= limit ? Math.min(PAGE, limit * 2) : limit;
+    var fit = Math.floor((Math.max(n, 1) * PAGE_BYTES) / Math.max(bytes, 1));
+    if (bytes > PAGE_BYTES) return Math.max(1, fit);
+    return n >= limit ? Math.max(limit, Math.min(PAGE, limit * 4, fit)) : limit;
   }
   function tooBig(err: unknown, limit: number): boolean {
     return err instanceof HttpError && err.status >= 500 && limit > 1;
@@ -675,13 +677,15 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
    * much at each page load). The board is live meanwhile.
    */
   async function fillHead(gen: number, changes: Change[], full: boolean): Promise<void> {
-    var limit = 8;
+    // Small at first: the first answer tells what the documents weigh.
+    var limit = 2;
     var read = 0;
     var oldest = Infinity;
     var backoff = 500;
     var i = 0;
     // Until the documents are read, every minute may hold more than is shown.
     if (full) state.partialUpTo = Math.floor(Date.now() / 60000);
+    $('latest').setAttribute('aria-busy', 'true');
     while (i < changes.length && read < LOAD_BYTES && gen === state.generation) {
       var batch = changes.slice(i, i + limit);
       try {
@@ -710,6 +714,7 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
     if (full || i < changes.length) state.partialUpTo = oldest === Infinity ? Math.floor(Date.now() / 60000) : oldest;
     state.unread = changes.length - i;
     state.latestVersion++;
+    $('latest').removeAttribute('aria-busy');
     changed();
   }
   /** The count and the ids of the newest changes (without their documents, which may weigh MB each): the board can go live. */
