@@ -768,7 +768,7 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
       p.limit = VIEW_PAGE + 1;
       var res = await viewRows(view, p, read === 0 ? (fresh ? '' : 'update_after') : 'ok');
       if (read === 0) seq = res.update_seq;
-      else if (String(res.update_seq) !== String(seq)) throw new HttpError(503, 'the report index moved while it was read', 1);
+      else if (seqNumber(res.update_seq) !== seqNumber(seq)) throw new HttpError(503, 'the report index moved while it was read', 1);
       var rows = res.rows || [];
       for (var i = 0; i < rows.length && i < VIEW_PAGE; i++) fold(rows[i]!);
       read += Math.min(rows.length, VIEW_PAGE);
@@ -1012,8 +1012,12 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
         state.connected = true;
         changed();
         void follow(gen);
-        void fillHead(gen, head.changes, head.full);
-        void rebase(gen, true);
+        // The totals after the newest documents: the view's answer may set
+        // the server indexing (PouchDB Server does it in its one thread),
+        // which would hold the list back for seconds.
+        void fillHead(gen, head.changes, head.full).then(function () {
+          if (gen === state.generation) void rebase(gen, true);
+        });
         return;
       } catch (err) {
         if (gen !== state.generation) return;

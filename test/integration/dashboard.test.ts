@@ -643,8 +643,11 @@ describe('the live dashboard', () => {
     const page = await context.newPage();
     try {
       const opened = Date.now();
-      await login(page, 'bulk');
+      await login(page, 'bulk', { user: stack.config.users.reader.user, password: stack.config.users.reader.password!, live: false });
+      await waitStatus(page, 'live', 30_000);
       await expectText(page, '#doc-count', '100,000', 10_000);
+      const liveMs = Date.now() - opened;
+      await page.waitForSelector('#latest:not([aria-busy])', { state: 'attached', timeout: 30_000 });
       const openMs = Date.now() - opened;
       assert.ok(openMs < 30_000, `opened in ${openMs} ms`);
       // The main thread is free: a round trip into the page is quick. The best of five, under a
@@ -678,7 +681,7 @@ describe('the live dashboard', () => {
       if (note === '') await expectText(page, '#bans-today', '100,001', 15_000);
       else assert.match(note, /report (index building: [\d,]+ documents behind|totals loading)/);
       await page.screenshot({ path: hb.shot('bulk-100k'), fullPage: true });
-      process.stdout.write(`# dashboard with 100,000 documents: live, the newest 500 read, in ${openMs} ms\n`);
+      process.stdout.write(`# dashboard with 100,000 documents: live in ${liveMs} ms, the newest 500 documents read in ${openMs} ms\n`);
     } finally {
       await context.close();
     }
