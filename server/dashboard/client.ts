@@ -26,7 +26,11 @@
 //    nothing, a later revision replaces its earlier one's contribution and
 //    a deletion takes it away. A revision or deletion of a document from
 //    before the view's position, whose former content the page never saw,
-//    asks the view again (at most every REBASE_MS);
+//    asks the view again. So does any change the feed brings: on a CouchDB
+//    cluster sequences are opaque (no telling whether a change delivered
+//    again is already in the view's figures), so the view's fresh answer
+//    makes them exact again, at most every REBASE_MS (longer after a slow
+//    read of the view);
 //  - one long poll per page (an account may hold only
 //    ingress.feeds.max_open_per_user of them): the views' catch-up reads
 //    are plain pages. A 429 is retried after its Retry-After, with a delay
@@ -804,7 +808,8 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
   }
 
   // ---- the totals' base: loaded at start, loaded again when needed ---------
-  var agg = { gen: 0, timer: null as ReturnType<typeof setTimeout> | null, running: false, again: false, last: 0 };
+  // `interval`: at least REBASE_MS between reads of the view, and ten times what the last read took (at most a minute).
+  var agg = { gen: 0, timer: null as ReturnType<typeof setTimeout> | null, running: false, again: false, last: 0, interval: REBASE_MS };
   function resetAgg(): void {
     agg.gen++;
     if (agg.timer !== null) clearTimeout(agg.timer);
@@ -814,7 +819,7 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
     state.aggMissing = false;
     state.aggBehind = cfg.kind === 'plain' ? 0 : -1;
   }
-  /** Reads the view again (at most every REBASE_MS): the figures are then view(S') + the changes after S'. */
+  /** Reads the view again (at most every agg.interval): the figures are then view(S') + the changes after S'. */
   function requestRebase(): void {
     if (agg.running) {
       agg.again = true;
@@ -827,7 +832,7 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
         agg.timer = null;
         if (gen === state.generation) void rebase(gen, false);
       },
-      Math.max(0, agg.last + REBASE_MS - Date.now()),
+      Math.max(0, agg.last + agg.interval - Date.now()),
     );
   }
   /** A base near enough to the feed to catch up from, or null (page restarted, views missing). */
@@ -922,6 +927,7 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
     } finally {
       if (my === agg.gen) agg.running = false;
     }
+    agg.interval = Math.min(60000, Math.max(REBASE_MS, 10 * (Date.now() - agg.last)));
     if (!base || gen !== state.generation || my !== agg.gen) return;
     install(base);
     changed();
@@ -944,12 +950,16 @@ export function dashboardClient(cfg: DashboardConfig, rules: DashboardRules): vo
       : 'the server is busy: ' + when;
   }
   function applyBatch(results: Change[]): void {
+    var logs = 0;
     for (var i = 0; i < results.length; i++) {
       var e = compact(results[i]!);
       applyHead(e, true);
       applyAgg(e);
+      if (!e.design) logs++;
     }
     if (results.length) scheduleCountSync();
+    // Counted at once, made exact by the view soon after (see the top of this file).
+    if (logs && state.aggReady) requestRebase();
   }
   async function follow(gen: number): Promise<void> {
     var limit = 100;

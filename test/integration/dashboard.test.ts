@@ -229,8 +229,10 @@ describe('the live dashboard', () => {
         JSON.stringify(machines),
       );
       assert.deepEqual(await page.$$eval('#attackers tr:first-child td', (tds) => tds.slice(0, 2).map((td) => td.textContent)), ['192.0.2.1', '150']);
-      assert.equal(views.length, 1, `one view query, not one per machine: ${views.join(' ')}`);
-      assert.match(views[0]!, /_view\/bans_by_day\?/);
+      // The load's query (the page asks the view again, fresh, after changes: not counted here).
+      const atLoad = views.filter((u) => u.includes('stale=update_after'));
+      assert.equal(atLoad.length, 1, `one view query, not one per machine: ${views.join(' ')}`);
+      assert.match(atLoad[0]!, /_view\/bans_by_day\?/);
       // Live after that: a ban on a new machine.
       await post('many', [{ date: day, hour: '09:00:00,000', process: 'sshd', machine: 'm999', ip: '192.0.2.1' }]);
       await expectText(page, '#bans-today', '302', 10_000);
@@ -516,9 +518,13 @@ describe('the live dashboard', () => {
       await expectJa4('rev_jx', '1');
       await expectText(page, '#correlated', String(corr0 + 1), 15_000);
       await expectText(page, '#orphans', String(orph0), 15_000);
-      // Still so once the page has settled (a later answer, a re-read of the view).
+      // Still so once the page has settled (later answers, the view read again): on a CouchDB cluster, whose
+      // sequences tell nothing, a change delivered again may count twice until the view is read again.
       await new Promise((ok) => setTimeout(ok, 1500));
-      assert.deepEqual([await ja4('rev_jx'), await ja4('rev_jy'), await num('#correlated'), await num('#orphans')], ['1', '2', corr0 + 1, orph0]);
+      await expectJa4('rev_jx', '1');
+      await expectJa4('rev_jy', '2');
+      await expectText(page, '#correlated', String(corr0 + 1), 15_000);
+      await expectText(page, '#orphans', String(orph0), 15_000);
     } finally {
       await context.close();
     }
