@@ -11,9 +11,13 @@
 //    document arrives (values cut to VALUE_CHARS, the line to LINE_CHARS),
 //    never the document; pages of changes are sized by what they weigh
 //    (PAGE_BYTES), so a few huge documents are read a few at a time;
-//  - at load the newest HEAD changes are read without their documents, then
-//    the documents in weighed batches (the latest list and the per-minute
-//    rate); then live;
+//  - at load the count and the newest HEAD changes are read without their
+//    documents and the board is live; then the documents come in weighed
+//    batches, at most LOAD_BYTES in all (the latest list and the per-minute
+//    rate), and then the totals' view;
+//  - a change counts by the report view's own map function (`rules`, whose
+//    source page.ts puts in the script: ./view-rules.ts), so the page and
+//    the view agree; the day is the UTC date, as the documents' dates are;
 //  - the day's totals come from the report views (already reduced inside
 //    CouchDB), read with `stale=update_after&update_seq=true`, so a page
 //    load never waits for an index build; the changes after the index's
