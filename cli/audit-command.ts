@@ -44,11 +44,19 @@ function signingKeyFor(config: Config, db: string): string | null {
   return out.signing_key;
 }
 
-/** The log databases to audit: the ones named, else every log_* database on the server. */
-async function databases(config: Config, apps: string[] | undefined): Promise<string[]> {
+/**
+ * The log databases to audit: the ones named, else the ones couchlog setup
+ * creates (every configured app's and the correlator's output) and every
+ * other log_* database on the server. The configured ones are listed even
+ * when the server lacks them, so that a missing one fails the audit (exit 1)
+ * instead of passing unseen: a COUCHDB_URL naming another server would
+ * otherwise audit nothing and say intact.
+ */
+export async function databases(config: Config, apps: string[] | undefined): Promise<string[]> {
   if (apps && apps.length > 0) return apps.map(dbName);
   const all = await adminClient(config).must<string[]>('listing databases', 'GET', '/_all_dbs');
-  return all.filter((db) => db.startsWith('log_'));
+  const configured = [...Object.keys(config.apps), config.correlator.outputs.couchdb.app].map(dbName);
+  return [...new Set([...configured, ...all.filter((db) => db.startsWith('log_'))])].sort();
 }
 
 export async function runAudit(config: Config, apps: string[] | undefined, maxListed: number): Promise<DbAudit[]> {

@@ -108,7 +108,8 @@ export async function auditDatabase(admin: AdminClient, db: string, o: AuditOpti
     if (o.signingKey !== null) qs.set('include_docs', 'true');
     const res = await admin.call<{ results: ChangeRow[]; last_seq: unknown }>('GET', `/${encodeURIComponent(db)}/_changes?${qs}`);
     // Said as `couchlog report` says it (it was CouchDB's "404 not_found no_db_file").
-    if (res.status === 404) throw new OperationError(`database ${db} does not exist (is the app in the config's apps:, and has couchlog setup run?)`);
+    if (res.status === 404)
+      throw new OperationError(`database ${db} does not exist (is the app in the config's apps:, has couchlog setup run, and is COUCHDB_URL that server?)`);
     if (res.status >= 400) throw new OperationError(`reading ${db}/_changes failed: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
     const page = res.body;
     for (const row of page.results) {

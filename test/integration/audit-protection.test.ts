@@ -163,7 +163,19 @@ describe('log databases under audit protection', () => {
     assert.match(bad.stderr, /--list must be a non-negative integer/);
     const missing = cli(['--app', 'nosuchapp']);
     assert.equal(missing.status, 1);
-    assert.match(missing.stderr, /database log_nosuchapp does not exist \(is the app in the config's apps:, and has couchlog setup run\?\)/);
+    assert.match(
+      missing.stderr,
+      /database log_nosuchapp does not exist \(is the app in the config's apps:, has couchlog setup run, and is COUCHDB_URL that server\?\)/,
+    );
+  });
+
+  test('without --app, a configured app whose database the server lacks fails the audit instead of passing unseen', async () => {
+    const all = (await runAudit(stack.config, undefined, 0)).map((a) => a.db);
+    for (const db of ['log_shield', 'log_guarded', 'log_http', 'log_network', 'log_correlated']) assert.ok(all.includes(db), `${db} in ${all.join(' ')}`);
+    // As if COUCHDB_URL named another server, or the database had been deleted: one configured app it does not hold.
+    const config = structuredClone(stack.config);
+    config.apps.ghost = structuredClone(config.apps.shield!);
+    await assert.rejects(runAudit(config, undefined, 0), /database log_ghost does not exist/);
   });
 });
 
