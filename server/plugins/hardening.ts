@@ -141,7 +141,9 @@ async function hardening(app: FastifyInstance, opts: HardeningOptions): Promise<
       const release = limiter.admit(request.ip, guessKey(request));
       releases.set(request, release);
       // An aborted request never reaches onResponse; its place is given back all the same.
-      reply.raw.once('close', () => release(false));
+      // A finished one is judged here too, by the status sent, so that a failure still
+      // counts if 'close' ever comes before the onResponse hooks (another async hook ahead).
+      reply.raw.once('close', () => release(reply.raw.writableFinished && authFailed(request, reply.raw.statusCode)));
     });
     app.addHook('onResponse', async (request, reply) => {
       const failed = authFailed(request, reply.statusCode) && authenticates(request);
