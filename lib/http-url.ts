@@ -23,8 +23,9 @@ export function httpUrl(host: string, port: number, options: HttpUrlOptions = {}
 const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi;
 // A URL someone typed with a password holding "/", "?" or "#" unencoded is no valid URL, but
 // its message still quotes it: "user:" then anything up to a "@", unless what follows the
-// colon is a port (digits, then the end of the authority).
-const BROKEN_URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#:@]*:(?!\d*(?:[/?#\s]|$))[^\s@]*@/gi;
+// colon is a port (digits, then the end of the authority). White space may be in it too (a
+// password typed with a space): the line's next "@" ends it; more text hidden is harmless.
+const BROKEN_URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#:@]*:(?!\d*(?:[/?#\s]|$))[^\r\n@]*@/gi;
 
 /** `text` with the credentials of every URL in it replaced by [redacted]: for messages that may quote a URL someone gave. */
 export function redactUrlCredentials(text: string): string {

@@ -46,6 +46,9 @@ test('the credentials of URLs in a message are redacted, the rest is kept', () =
     // a password with "/", "?" or "#" unencoded: no valid URL, still a password
     ['not a URL: http://admin:S3cret/x?y#z@couch:5984/db', 'not a URL: http://[redacted]@couch:5984/db'],
     ['http://u:S3cret#1@h', 'http://[redacted]@h'],
+    // a password with white space in it
+    ['COUCHDB_URL http://admin:my S3cret pw@couch:5984 is not a URL', 'COUCHDB_URL http://[redacted]@couch:5984 is not a URL'],
+    ['http://admin:S3cret\tx@couch\nnext line@x', 'http://[redacted]@couch\nnext line@x'],
     ['http://127.0.0.1:5984/db/doc@1 and http://h:80?q=a@b', 'http://127.0.0.1:5984/db/doc@1 and http://h:80?q=a@b'],
     // no userinfo: nothing to hide ("@" in a path, query or elsewhere in the text is left alone)
     ['http://127.0.0.1:1/db/doc@1?x=a@b and mail@example.org', 'http://127.0.0.1:1/db/doc@1?x=a@b and mail@example.org'],
