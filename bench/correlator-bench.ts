@@ -363,7 +363,7 @@ async function lateSide(o: CorrelatorBenchOptions, s: Server, traffic: Traffic, 
     progress('the correlator drains the B backlog (provisional orphan Bs) and idles...');
     await drained(running, 0, o.events);
     // Paused while the A side is posted, so the drain below is timed from a full backlog, not from the posting.
-    running.pipeline.paused = true;
+    await running.pipeline.pauseReading();
     progress(`posting the A backlog of the same connections, an hour late (${o.events} documents)...`);
     await load(s, s.dbs.a, traffic.a, o.loadChunk);
 

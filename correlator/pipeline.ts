@@ -61,7 +61,14 @@ interface FeedState {
   feed: ChangesFeed;
   rules: NormalizeRules;
   cursor: FeedCursor;
+  /** For scheduling: nothing more to read now. Cleared at every idle poll, to look again. */
   caughtUp: boolean;
+  /**
+   * What status() reports: the last read of this feed reached its end, and
+   * it has not failed since. Unlike caughtUp it does not flap off at each
+   * idle poll, so a monitor reading /health sees an idle feed as caught up.
+   */
+  reachedEnd: boolean;
   /** Latest event time pushed from this feed. */
   progress: number;
   pending: number | null;
@@ -116,6 +123,8 @@ export class CorrelatorPipeline {
    * load a backlog before timing how it drains.
    */
   paused = false;
+  /** A feed's page is being read or decided (what pauseReading waits for). */
+  private polling = false;
   /** Wall-clock ms since connection lookups have been failing, null when fine. */
   lookupFailingSince: number | null = null;
   /** Since when connections with late events are held undecided (see LATE_HOLD_MS). */
@@ -142,12 +151,13 @@ export class CorrelatorPipeline {
       ...feeds[side],
       cursor: new FeedCursor('0'),
       caughtUp: false,
+      reachedEnd: false,
       progress: -Infinity,
       pending: null,
       failingSince: null,
       lastError: null,
       backoffMs: opts.pollIntervalMs,
-      reader: new ReadAhead(feeds[side].feed, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full),
+      reader: new ReadAhead(feeds[side].feed, READ_AHEAD_PAGES, () => !this.stopping && !this.fanout.full && !this.paused),
       position: this.positionCheck(feeds[side].feed, side, null),
     });
     this.feeds = { A: state('A'), B: state('B') };
@@ -156,6 +166,16 @@ export class CorrelatorPipeline {
   }
 
   /** Waits ms, or less if stop() is called meanwhile. */
+  /**
+   * Sets `paused` and resolves once no page is being read or decided: a
+   * page already asked for when `paused` was set is still decided, so
+   * whoever needs the feeds to read nothing more from now on waits here.
+   */
+  async pauseReading(): Promise<void> {
+    this.paused = true;
+    while (this.polling && !this.stopping) await sleep(5);
+  }
+
   private async pause(ms: number): Promise<void> {
     await Promise.race([sleep(ms), this.stopSignal]);
   }
@@ -233,7 +253,12 @@ export class CorrelatorPipeline {
           await this.pause(this.opts.pollIntervalMs);
           this.feeds.A.caughtUp = this.feeds.B.caughtUp = false;
         } else {
-          await this.pollOnce(this.feeds[side]);
+          this.polling = true;
+          try {
+            await this.pollOnce(this.feeds[side]);
+          } finally {
+            this.polling = false;
+          }
         }
       }
       if (this.checkpointDue()) await this.checkpoint();
@@ -256,6 +281,7 @@ export class CorrelatorPipeline {
       this.feedFailed(f, result.error);
       await this.pause(f.backoffMs);
       f.backoffMs = Math.min(f.backoffMs * 2, 30_000);
+      f.reachedEnd = false;
       return;
     }
     const { page } = result;
@@ -282,7 +308,7 @@ export class CorrelatorPipeline {
     f.cursor.endPage(page.lastSeq);
     f.position.read(page.changes);
     f.pending = page.pending;
-    f.caughtUp = !page.full;
+    f.caughtUp = f.reachedEnd = !page.full;
     if (f.caughtUp) this.engine.advance(f.side, this.clock());
     await this.decide();
   }
@@ -531,7 +557,7 @@ export class CorrelatorPipeline {
     const s = (f: FeedState): FeedStatus => ({
       db: f.feed.db,
       since: f.cursor.since,
-      caughtUp: f.caughtUp,
+      caughtUp: f.reachedEnd,
       pending: f.pending,
       failingSince: f.failingSince,
       lastError: f.lastError,

@@ -194,7 +194,7 @@ describe('records follow documents an admin deletes or edits', () => {
     const [otherId] = await post('http', [aDoc(43_152, t0)]);
     const O = `A-${otherId}`;
     await until('its row in ClickHouse', async () => ((await liveRows(O)).length === 1 ? true : null), WAIT);
-    correlator.pipeline.paused = true;
+    await correlator.pipeline.pauseReading();
     try {
       await adminChange('log_http', otherId!, (d) => ({ ...d, timestamp: fixed }));
       await adminChange('log_http', otherId!, 'delete');
@@ -259,7 +259,7 @@ describe('records follow documents an admin deletes or edits', () => {
     await until('the orphan record', async () => ((await record(A))?.correlated === false ? true : null), WAIT);
     const before = await metric('couchlog_correlator_withdrawals_unreadable_total');
     const rev1 = (await http(`${stack.couchUrl}/log_http/${aId}`, { headers: admin() })).json._rev as string;
-    correlator.pipeline.paused = true;
+    await correlator.pipeline.pauseReading();
     try {
       await adminChange('log_http', aId!, 'delete');
       const res = await http(`${stack.couchUrl}/log_http/_compact`, { method: 'POST', headers: { ...admin(), ...JSON_TYPE } });

@@ -313,11 +313,11 @@ describe('the correlator checkpoint', () => {
     await until('log_http read to its end', async () => (correlator!.pipeline.status().A.caughtUp ? true : null), 30_000);
     // Paused but while the deleted database fails a read: the first page read after that is of a database already
     // past the old position (no empty page, where the sequences alone would show it).
-    correlator.pipeline.paused = true;
+    await correlator.pipeline.pauseReading();
     const aId = await makeAgainPast('made-again-running', 52_002, async () => {
       correlator!.pipeline.paused = false;
       await until('the feed failing on the deleted database', async () => (correlator!.pipeline.status().A.failingSince !== null ? true : null), 30_000);
-      correlator!.pipeline.paused = true;
+      await correlator!.pipeline.pauseReading();
     });
     correlator.pipeline.paused = false;
     const { record, rewinds, text } = await correlatedThenStop(aId, metricsUrl);

@@ -18,7 +18,7 @@ import { postBulk, until, type Doc } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
 import { SecondInstanceError, startedLater, WriterClaim, type WriterIdentity } from '../../correlator/feed/writer-claim.js';
-import { CouchHttp } from '../../lib/couch/http.js';
+import { CouchHttp, type CouchRequest, type CouchResponse } from '../../lib/couch/http.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 
 const WAIT = 60_000;
@@ -240,11 +240,31 @@ describe('the commands, as the second instance', () => {
   });
 });
 
+/**
+ * Reads every copy (r=n) on a cluster: a claim written with 202 (fewer
+ * copies than the quorum acknowledged) may otherwise be read back as the
+ * one before, and the steps below are exact. The claim converges over
+ * further saves all the same; these tests check each step.
+ */
+class AllCopiesHttp extends CouchHttp {
+  constructor(
+    url: string,
+    private readonly copies: number | undefined,
+  ) {
+    super(url, { timeoutMs: 10_000, retryAfterS: 1 });
+  }
+  override async request<T = unknown>(method: Parameters<CouchHttp['request']>[0], path: string, req: CouchRequest = {}): Promise<CouchResponse<T>> {
+    const all = method === 'GET' && this.copies !== undefined ? `${path}${path.includes('?') ? '&' : '?'}r=${this.copies}` : path;
+    return super.request<T>(method, all, req);
+  }
+}
+
 describe('the claim, step by step (two instances A, then B, on one checkpoint)', () => {
   let couch: CouchHttp;
   let n = 0;
-  before(() => {
-    couch = new CouchHttp(stack.couchUrl, { timeoutMs: 10_000, retryAfterS: 1 });
+  before(async () => {
+    const info = await http(`${stack.couchUrl}/couchlog_state_correlated`, { headers: { authorization: stack.auth.admin } });
+    couch = new AllCopiesHttp(stack.couchUrl, (info.json.cluster as { n?: number } | undefined)?.n);
   });
   after(() => couch?.close());
   const account = () => ({ authorization: basicAuth(stack.config.users.correlator.user, stack.config.users.correlator.password!) });
