@@ -54,7 +54,7 @@ async function answers(config: Config, url: string): Promise<boolean> {
 
 function target(config: Config, timeoutMs: number): ClickHouseTarget {
   const { user, password, database, table } = config.clickhouse;
-  return { url: clickhouseUrl(config), user, password: password ?? '', database, table, timeoutMs };
+  return { url: clickhouseUrl(config), user, password: password ?? '', database, table, timeoutMs, ownUser: config.clickhouse.url === null };
 }
 
 function isUnreachable(err: unknown): boolean {

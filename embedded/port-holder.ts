@@ -21,6 +21,8 @@ export interface Listener {
   /** Canonical address (ipaddr.js normalized form; an IPv4-mapped IPv6 address as IPv4). */
   address: string;
   inode: number;
+  /** The user that opened the socket. */
+  uid: number;
 }
 
 const LISTEN = '0A';
@@ -48,7 +50,7 @@ export function listenersOn(port: number): Listener[] | null {
       if (f.length < 10 || f[3] !== LISTEN) continue;
       const [addressHex, portHex] = f[1]!.split(':');
       if (portHex === undefined || parseInt(portHex, 16) !== port) continue;
-      found.push({ address: procAddress(addressHex!, v6), inode: Number(f[9]) });
+      found.push({ address: procAddress(addressHex!, v6), inode: Number(f[9]), uid: Number(f[7]) });
     }
   }
   return readable ? found : null;
@@ -61,14 +63,34 @@ export function listenersOn(port: number): Listener[] | null {
  * child's, the supervisor's own), asked only when something listens.
  */
 export function portHolder(host: string, port: number, ours: () => ReadonlySet<number>): PortHolder {
+  const serving = servingListener(host, port);
+  if (serving === undefined) return 'unknown';
+  if (serving === null) return 'none';
+  return ours().has(serving.inode) ? 'ours' : 'other';
+}
+
+/**
+ * Whose socket would take a connection to `host:port` by user: `ours` when
+ * it is this process's user's. For a client of a server couchlog runs as
+ * its own user (the embedded ClickHouse), which cannot hand its socket on:
+ * while it restarts, any local user may bind its port, and must not be
+ * sent its password. Another user cannot open a socket as ours.
+ */
+export function portUser(host: string, port: number): PortHolder {
+  const serving = servingListener(host, port);
+  if (serving === undefined || process.getuid === undefined) return 'unknown';
+  if (serving === null) return 'none';
+  return serving.uid === process.getuid() ? 'ours' : 'other';
+}
+
+/** The listener that would take a connection to `host:port`: null when none, undefined when /proc cannot tell. */
+function servingListener(host: string, port: number): Listener | null | undefined {
   const listeners = listenersOn(port);
-  if (listeners === null) return 'unknown';
+  if (listeners === null) return undefined;
   const target = canonical(host);
   const v4 = ipaddr.parse(target).kind() === 'ipv4';
   const rank = (l: Listener): number => (l.address === target ? 0 : l.address === (v4 ? V4_ANY : V6_ANY) ? 1 : v4 && l.address === V6_ANY ? 2 : -1);
-  const serving = listeners.filter((l) => rank(l) >= 0).sort((a, b) => rank(a) - rank(b))[0];
-  if (serving === undefined) return 'none';
-  return ours().has(serving.inode) ? 'ours' : 'other';
+  return listeners.filter((l) => rank(l) >= 0).sort((a, b) => rank(a) - rank(b))[0] ?? null;
 }
 
 /** Inodes of the sockets process `pid` holds open (empty when it is gone or not ours to read). */

@@ -16,6 +16,7 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
 import { dateTimeSeconds, rowTime, toJsonLine } from './rows.js';
+import { OwnUserAgent } from '../../../embedded/own-user-agent.js';
 
 export interface ClickHouseTarget {
   url: string;
@@ -24,6 +25,12 @@ export interface ClickHouseTarget {
   database: string;
   table: string;
   timeoutMs: number;
+  /**
+   * The embedded ClickHouse (couchlog's own user, loopback): a connection is
+   * made only to a socket of this user (embedded/own-user-agent.ts), so a
+   * port taken while the server restarts is never sent the password.
+   */
+  ownUser?: boolean;
 }
 
 /**
@@ -62,6 +69,8 @@ export function connect(t: ClickHouseTarget): ClickHouseClient {
     username: t.user,
     password: t.password,
     request_timeout: t.timeoutMs,
+    // The client's own default is a keep-alive agent of 10 sockets.
+    ...(t.ownUser && { http_agent: new OwnUserAgent({ maxSockets: 10 }) }),
     // Errors are ours to log (pino, with the retry decision), not the client's.
     log: { level: ClickHouseLogLevel.OFF },
   });

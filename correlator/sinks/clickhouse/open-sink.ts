@@ -20,6 +20,7 @@ export function clickhouseTarget(config: Config): ClickHouseTarget {
     database: ch.database,
     table: ch.table,
     timeoutMs: config.correlator.outputs.clickhouse.timeout_ms,
+    ownUser: config.clickhouse.url === null,
   };
 }
 
