@@ -553,8 +553,15 @@ export class CorrelationEngine {
     // each extra decision would be a correction to write.
     if (settleLate) for (const conn of [...this.dirty]) this.resolve(conn);
     const out: Output[] = [];
+    if (this.pending.size === 0) return out;
+    // One version for the whole drain (a record is in it at most once): it
+    // only has to grow from one decision of a record to the next. One per
+    // output ran ahead of the clock in a backlog (5,000 records in a
+    // millisecond: 5 s ahead), and a run restarted from a checkpoint taken
+    // before such a burst then numbered its corrections below rows the
+    // killed run had already written: ClickHouse's FINAL kept those.
+    const version = (this.lastVersion = Math.max(now, this.lastVersion + 1));
     for (const p of this.pending.values()) {
-      const version = (this.lastVersion = Math.max(now, this.lastVersion + 1));
       p.record.revision = p.revision;
       p.record.decided_at = isoTime(version);
       const former = this.formerTimes.size > 0 ? this.formerTimes.get(p.id) : undefined;
