@@ -63,6 +63,8 @@ interface Emitted {
    * never got: the entry becomes unconfirmed then.
    */
   fromLookup?: boolean;
+  /** Where a record taken from a lookup is stored (PriorRecord.time): a decision elsewhere takes that place away. */
+  time?: number;
 }
 
 /** One connection held in memory. */
@@ -394,9 +396,17 @@ export class CorrelationEngine {
   }
 
   private noteFormerTime(ev: InputEvent): void {
-    const id = outputId(ev);
+    this.addFormerTime(outputId(ev), ev.time);
+  }
+
+  /** A record written where the lookup said it is stored, decided now at `ev`'s time elsewhere: the old place is named too. */
+  private movedFromStored(id: string, prior: Emitted | undefined, ev: InputEvent): void {
+    if (prior?.time !== undefined && prior.time !== ev.time) this.addFormerTime(id, prior.time);
+  }
+
+  private addFormerTime(id: string, time: number): void {
     const times = this.formerTimes.get(id) ?? [];
-    if (!times.includes(ev.time)) times.push(ev.time);
+    if (!times.includes(time)) times.push(time);
     this.formerTimes.delete(id);
     this.formerTimes.set(id, times);
     if (this.formerTimes.size > RECENT_WITHDRAWALS) this.forgetFormerTimes();
@@ -625,6 +635,7 @@ export class CorrelationEngine {
           revision: p.revision,
           deleted: p.deleted,
           ...(conn.uncertain ? { unconfirmed: true } : { fromLookup: true }),
+          ...(p.time !== undefined && { time: p.time }),
         });
         if (p.revision > 1 || p.deleted) conn.revised = true;
       }
@@ -920,6 +931,7 @@ export class CorrelationEngine {
       conn.emitted.set(id, { fp: '', revision, deleted: true });
       conn.revised = true;
       this.counters.corrections += 1;
+      this.movedFromStored(id, prior, ev);
       this.pending.delete(id);
       this.pending.set(id, {
         kind: 'deleted',
@@ -935,6 +947,7 @@ export class CorrelationEngine {
     if (same) {
       // After a restart: written again as it stands (same revision), over whatever the crashed run left.
       conn.emitted.set(id, { fp: prior.fp, revision: prior.revision, deleted: prior.deleted });
+      this.movedFromStored(id, prior, ev);
       this.pending.delete(id);
       this.pending.set(id, {
         kind: record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b',
@@ -958,6 +971,7 @@ export class CorrelationEngine {
     } else {
       this.counters.corrections += 1;
     }
+    this.movedFromStored(id, prior, ev);
     this.pending.delete(id);
     this.pending.set(id, { kind, id, record, revision });
   }

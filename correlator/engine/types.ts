@@ -85,6 +85,13 @@ export interface PriorRecord {
   fingerprint: string;
   revision: number;
   deleted: boolean;
+  /**
+   * The event time (ms) the record is stored at, when known. The lookup view
+   * may be ahead of the feed: an admin's edit of a document's time is then
+   * decided before the feed brings it, so the engine never withdraws the
+   * old content, and learns the old place only from here.
+   */
+  time?: number;
 }
 
 /**

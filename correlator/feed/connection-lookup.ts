@@ -103,7 +103,15 @@ export class ConnectionLookup {
     const ids = [...new Set(recordIds)];
     const docs = await fetchDocs(this.http, this.correlatedDb!, this.headers, ids);
     const out = new Map<string, PriorRecord>();
-    for (const [id, doc] of docs) out.set(id, { fingerprint: fingerprint(doc), revision: typeof doc.revision === 'number' ? doc.revision : 1, deleted: false });
+    for (const [id, doc] of docs) {
+      const time = typeof doc.timestamp === 'string' ? Date.parse(doc.timestamp) : NaN;
+      out.set(id, {
+        fingerprint: fingerprint(doc),
+        revision: typeof doc.revision === 'number' ? doc.revision : 1,
+        deleted: false,
+        ...(Number.isFinite(time) && { time }),
+      });
+    }
     return out;
   }
 }

@@ -113,7 +113,13 @@ export class SinkState {
   prior(id: string): PriorRecord | undefined {
     const o = this.records.get(id);
     if (!o) return undefined;
-    return { fingerprint: o.kind === 'deleted' ? '' : fingerprint(o.record), revision: o.revision, deleted: o.kind === 'deleted' };
+    const time = Date.parse(String(o.record.timestamp));
+    return {
+      fingerprint: o.kind === 'deleted' ? '' : fingerprint(o.record),
+      revision: o.revision,
+      deleted: o.kind === 'deleted',
+      ...(Number.isFinite(time) && { time }),
+    };
   }
 }
 

@@ -33,6 +33,7 @@ import type {
 } from '../../../../correlator/engine/types.js';
 import { mulberry32 } from '../../../../bench/prng.js';
 import { asChanges, asEvents, firstAWithLateB, generateTraffic, type Traffic as GeneratedDocs } from '../../../../bench/traffic.js';
+import { ClickHouseModel, SinkState } from '../../../helpers/arrival-schedule.js';
 
 /** Noon, 2024-01-01 UTC: keeps record timestamps readable when a test prints them. */
 const T0 = Date.UTC(2024, 0, 1, 12);
@@ -1958,5 +1959,67 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
       ]),
     );
     assert.deepEqual(T(e, 2 * 86_400_000 + 2000), [['A-a1', 'orphan_a', 2, 0, null]]);
+  });
+});
+
+describe('CorrelationEngine: the lookup view ahead of the feed', () => {
+  test("an admin's edit of a document's time, decided through a lookup before the feed brings it: the old place is taken away too", () => {
+    // Found by an adversarial review: CouchDB's view answers with what is stored now, so the
+    // edit (x moved 30 s back) is decided before the feed has withdrawn x's first content;
+    // when the feed then brings the edit, nothing changes and nothing is written. The record
+    // had no former time, and ClickHouse (keyed by time) kept a live row at each place.
+    const cfg = config({ windowMs: 10_000, maxHttpItems: 1, maxNetworkItems: 1, networkTtlMs: 120_000, reorderSlackMs: 1000 });
+    const e = new CorrelationEngine(cfg);
+    const sink = new SinkState();
+    const ch = new ClickHouseModel();
+    const K = '198.51.100.7:50000';
+    const ev = (side: Side, id: string, t: number, key = K, rev = ''): InputEvent => ({
+      side,
+      index: 0,
+      id,
+      key,
+      time: T0 + t,
+      doc: { src_ip: key.split(':')[0], src_port: Number(key.split(':')[1]), ...(rev && { note: rev }) },
+    });
+    const step = (now: number) => {
+      e.advance('A', T0 + now);
+      e.advance('B', T0 + now);
+      const outs = e.drain(T0 + now);
+      sink.apply(outs);
+      ch.apply(outs);
+    };
+    const b = ev('B', 'b', -100);
+    const x1 = ev('A', 'x', 0);
+    const x2 = ev('A', 'x', -30_000, K, 'moved');
+    const z = ev('A', 'z', 3000);
+    e.push(b);
+    e.push(x1);
+    step(2000); // A-x correlated at T0
+    e.push(ev('A', 'o', 2500, '203.0.113.1:1234'));
+    step(3000); // another connection: K leaves memory (a cache of 1)
+    e.push(z); // late: its connection is looked up
+    step(5000);
+    const view = [b, x2, z]; // what is stored now: x already moved
+    for (const r of e.lookups()) {
+      const found = view.filter((v) => v.key === r.key && v.time >= r.from);
+      const priors = new Map<string, PriorRecord>();
+      for (const v of found) {
+        const p = sink.prior(`${v.side}-${v.id}`);
+        if (p) priors.set(`${v.side}-${v.id}`, p);
+      }
+      e.provide(r.key, r.from, found, priors);
+    }
+    step(5000);
+    // The feed reads the edit now: the earlier content withdrawn, the new one pushed.
+    e.withdraw(x1, true);
+    e.push(x2);
+    step(6000);
+    e.advance('A', Infinity);
+    e.advance('B', Infinity);
+    step(7000);
+    // One live row per record, at the time its record has now.
+    assert.equal(ch.problem(sink.content()), null);
+    const x = JSON.parse(sink.content().get('A-x')!) as Record<string, unknown>;
+    assert.deepEqual([x.note, x.timestamp, x.correlated], ['moved', new Date(T0 - 30_000).toISOString(), false]);
   });
 });
