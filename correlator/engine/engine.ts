@@ -191,6 +191,13 @@ interface Withdrawal {
   held: boolean;
   /** A lookup asked the sinks what they hold for its record. */
   asked: boolean;
+  /**
+   * Made while its connection waited for a lookup asked before it: that
+   * connection was rebuilt from the view (what was emitted for the event
+   * left memory with it), and the answer names no record the request did
+   * not ask for. So its record is asked for even if the connection held it.
+   */
+  duringLookup?: boolean;
 }
 
 /** The release waits at most this much for a feed's observed disorder; later events are corrections. */
@@ -382,7 +389,7 @@ export class CorrelationEngine {
     }
     if (keepRecord) this.carry(conn, outputId(ev));
     this.noteFormerTime(ev);
-    const w: Withdrawal = { ev, conn, keepRecord, held: held !== null, asked: false };
+    const w: Withdrawal = { ev, conn, keepRecord, held: held !== null, asked: false, ...(conn.awaitingLookup && { duringLookup: true }) };
     const ch = changeOf(conn);
     ch.withdrawals.push(w);
     if (ev.time < ch.exactFrom) ch.exactFrom = ev.time;
@@ -820,7 +827,7 @@ export class CorrelationEngine {
       const heldUnknown: string[] = [];
       for (const w of ch.withdrawals) {
         const id = outputId(w.ev);
-        if (!w.keepRecord && !w.asked && !conn.emitted.has(id)) (w.held ? heldUnknown : asking).push(id);
+        if (!w.keepRecord && !w.asked && !conn.emitted.has(id)) (w.held && !w.duringLookup ? heldUnknown : asking).push(id);
       }
       for (const id of ch.ask) if (!conn.emitted.has(id) && !this.carried.has(id)) asking.push(id);
       if (conn.completeFrom > earliest || asking.length > 0) {

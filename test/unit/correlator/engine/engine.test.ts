@@ -2023,3 +2023,50 @@ describe('CorrelationEngine: the lookup view ahead of the feed', () => {
     assert.deepEqual([x.note, x.timestamp, x.correlated], ['moved', new Date(T0 - 30_000).toISOString(), false]);
   });
 });
+
+describe('CorrelationEngine: a deletion while its connection waits for a lookup', () => {
+  test("the deleted document's record is asked for again and deleted, though the first request did not name it", () => {
+    // Found by an adversarial review: x's change delivered again (a cluster) after its
+    // connection left memory asks a lookup; an admin deletes x before the answer, which
+    // names no record the request did not ask for: A-x stayed, an orphan of a deleted document.
+    const e = new CorrelationEngine(config({ windowMs: 10_000, maxHttpItems: 1, maxNetworkItems: 1, networkTtlMs: 120_000, reorderSlackMs: 1000 }));
+    const sink = new SinkState();
+    const ev = (id: string, ip: string, t: number): InputEvent => ({
+      side: 'A',
+      index: 0,
+      id,
+      key: `${ip}:40000`,
+      time: T0 + t,
+      doc: { src_ip: ip, src_port: 40000, n: id },
+    });
+    const step = (now: number) => {
+      e.advance('A', T0 + now);
+      e.advance('B', T0 + now);
+      sink.apply(e.drain(T0 + now));
+    };
+    const x = ev('x', '198.51.100.1', 0);
+    e.push(x);
+    step(5000); // A-x, an orphan
+    e.push(ev('y', '198.51.100.2', 4000));
+    step(6000); // x's connection leaves memory (a cache of 1)
+    e.push(x); // delivered again
+    step(7000);
+    const [first, ...none] = e.lookups();
+    assert.ok(first && none.length === 0);
+    e.withdraw(x, false); // deleted before the answer
+    step(8000);
+    e.provide(first.key, first.from, [], new Map()); // the view no longer holds x; nothing was asked about A-x
+    step(8500);
+    const again = e.lookups();
+    assert.deepEqual(
+      again.map((r) => r.ids),
+      [['A-x']],
+    );
+    e.provide(again[0]!.key, again[0]!.from, [], new Map([['A-x', sink.prior('A-x')!]]));
+    e.advance('A', Infinity);
+    e.advance('B', Infinity);
+    sink.apply(e.drain(T0 + 9000));
+    assert.deepEqual([...sink.content().keys()], ['A-y']);
+    assert.equal(sink.records.get('A-x')?.kind, 'deleted');
+  });
+});
