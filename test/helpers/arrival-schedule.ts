@@ -235,6 +235,16 @@ export interface RunOptions {
   holdLate?: (delivery: number) => boolean;
   /** Lookups answered without what the sinks hold, as without the CouchDB sink (priors null). */
   priorsUnknown?: boolean;
+  /**
+   * Lookups answered from the database as it stands this much later than the
+   * feeds have read (CouchDB's view is updated at query time; the feeds lag):
+   * documents and admin changes the feeds have not delivered yet are found.
+   * A document changed again in that time is not delivered at its old place
+   * in the feed (its change row moved), only with its later change.
+   */
+  viewAheadMs?: number;
+  /** Lookup answers come this many deliveries after they were asked (a slow view). */
+  lookupDelay?: number;
 }
 
 /**
@@ -263,21 +273,49 @@ export function play(
   let checkpoint: { snap: ReturnType<CorrelationEngine['exportState']>; at: number } | null = null;
   const every = opts.checkpointEvery ?? 7;
   let clock = 0;
-  const settle = (hold = false) => {
-    for (let round = 0; round < 10; round++) {
-      const outputs = engine.drain(clock, !hold);
+  // The database at time t, for a view ahead of the feeds: documents first delivered by then, admin changes made by then.
+  const firstAt = new Map<string, { at: number; doc: StoredDoc }>();
+  for (const d of schedule) for (const doc of d.docs) if (!firstAt.has(`${doc.side}:${doc.id}`)) firstAt.set(`${doc.side}:${doc.id}`, { at: d.at, doc });
+  const adminAt = schedule.flatMap((d) => (d.admin ?? []).map((c) => ({ at: d.at, c })));
+  const databaseAt = (t: number): InputEvent[] => {
+    const m = new Map<string, StoredDoc | null>();
+    for (const [sid, { at, doc }] of firstAt) if (at <= t) m.set(sid, doc);
+    for (const { at, c } of adminAt) if (at <= t) m.set(`${c.side}:${c.id}`, c.next);
+    return toEvents([...m.values()].filter((d): d is StoredDoc => d !== null));
+  };
+  const ahead = opts.viewAheadMs;
+  /** A change row the feed reads at `at` is there only if the document was not changed again in the database meanwhile. */
+  const movedBy = (sid: string, at: number) => ahead !== undefined && adminAt.some(({ at: t, c }) => `${c.side}:${c.id}` === sid && t > at && t - ahead <= at);
+  /** Lookups asked and not answered yet: [deliveries left, request]. */
+  const queued: Array<[number, LookupRequest]> = [];
+  const settle = (hold = false, final = false) => {
+    for (let round = 0; round < 50; round++) {
+      const outputs = engine.drain(clock, !hold || final);
       sink.apply(outputs);
       lagging.apply(outputs);
       clickhouse.apply(outputs);
       clickhouseLagging.apply(outputs);
-      const reqs = engine.lookups();
+      let reqs = engine.lookups();
+      if (final) reqs = [...queued.splice(0).map((q) => q[1]), ...reqs];
+      else if (opts.lookupDelay) {
+        for (const r of reqs) queued.push([opts.lookupDelay, r]);
+        return;
+      }
       if (reqs.length === 0) return;
       for (const r of reqs) answer(engine, r);
     }
     throw new Error('lookups did not settle');
   };
+  /** The answers due after one more delivery. */
+  const tick = () => {
+    for (const q of queued) q[0] -= 1;
+    const due = queued.filter((q) => q[0] <= 0);
+    queued.splice(0, queued.length, ...queued.filter((q) => q[0] > 0));
+    for (const [, r] of due) answer(engine, r);
+  };
   const answer = (e: CorrelationEngine, r: LookupRequest) => {
-    const events = [...stored.values()].filter((ev) => ev.key === r.key && ev.time >= r.from);
+    const pool = ahead !== undefined ? databaseAt(clock + ahead) : [...stored.values()];
+    const events = pool.filter((ev) => ev.key === r.key && ev.time >= r.from);
     const priors = new Map<string, PriorRecord>();
     // What log_correlated holds: live records only (a deleted one reads as absent, as in fetchDocs).
     for (const id of [...events.map((ev) => `${ev.side}-${ev.id}`), ...(r.ids ?? [])]) {
@@ -300,6 +338,7 @@ export function play(
   const deliver = (e: CorrelationEngine, d: Delivery, again = false) => {
     for (const doc of d.docs) {
       const sid = `${doc.side}:${doc.id}`;
+      if (movedBy(sid, d.at)) continue;
       if (!history.has(sid)) {
         history.set(sid, [doc]);
         for (const ev of toEvents([doc])) stored.set(sid, ev);
@@ -308,12 +347,14 @@ export function play(
     }
     for (const c of d.admin ?? []) {
       const sid = `${c.side}:${c.id}`;
+      if (!history.has(sid)) history.set(sid, [firstAt.get(sid)!.doc]);
       const versions = history.get(sid)!;
       if (!again) {
         versions.push(c.next);
         stored.delete(sid);
         if (c.next) for (const ev of toEvents([c.next])) stored.set(sid, ev);
       }
+      if (movedBy(sid, d.at)) continue;
       feedDelivers(e, versions);
     }
   };
@@ -323,6 +364,7 @@ export function play(
     deliver(engine, d);
     engine.advance('A', clock);
     engine.advance('B', clock);
+    tick();
     if (opts.stopWithLookupsPendingAt === i) {
       const outputs = engine.drain(clock);
       sink.apply(outputs);
@@ -330,6 +372,7 @@ export function play(
       clickhouse.apply(outputs);
       clickhouseLagging.apply(outputs);
       engine.lookups(); // asked, never answered
+      queued.length = 0;
       const snap = JSON.parse(JSON.stringify(engine.exportState()));
       engine = CorrelationEngine.restore(cfg, snap, (side, id) => stored.get(`${side}:${id}`));
     }
@@ -340,6 +383,7 @@ export function play(
       clickhouseAtCheckpoint = clickhouseLagging.clone();
     }
     if (opts.crashAt === i) {
+      queued.length = 0;
       lagging = new SinkState();
       clickhouseLagging = checkpoint ? clickhouseAtCheckpoint.clone() : new ClickHouseModel();
       if (checkpoint) {
@@ -359,7 +403,7 @@ export function play(
   }
   engine.advance('A', Infinity);
   engine.advance('B', Infinity);
-  settle();
+  settle(false, true);
   return { content: sink.content(), lagging: lagging.content(), clickhouse, clickhouseLagging, engine };
 }
 

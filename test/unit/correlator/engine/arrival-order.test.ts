@@ -11,7 +11,15 @@ import type { EngineConfig } from '../../../../correlator/engine/types.js';
 import { eventTime } from '../../../../correlator/engine/normalize.js';
 import { generateTraffic, mixTimeFormats } from '../../../../bench/traffic.js';
 import { mulberry32 } from '../../../../bench/prng.js';
-import { firstDifference, play, randomSchedule, referenceResult, withAdminChanges, type StoredDoc } from '../../../helpers/arrival-schedule.js';
+import {
+  firstDifference,
+  play,
+  randomSchedule,
+  referenceResult,
+  withAdminChanges,
+  type RunOptions,
+  type StoredDoc,
+} from '../../../helpers/arrival-schedule.js';
 
 const T0 = Date.UTC(2026, 10, 27, 9);
 const HOUR = 3_600_000;
@@ -50,6 +58,7 @@ function check(
   stopWithLookupsPending = false,
   admin: { share: number; maxDelayMs: number } | null = null,
   priorsUnknown = false,
+  lookups: Pick<RunOptions, 'viewAheadMs' | 'lookupDelay'> = {},
 ): void {
   const docs = traffic(seed, n);
   const rnd = mulberry32(seed);
@@ -76,8 +85,9 @@ function check(
     stopWithLookupsPendingAt: stopAt,
     holdLate,
     priorsUnknown,
+    ...lookups,
   });
-  const what = `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold}, admin changes: ${JSON.stringify(admin)}${priorsUnknown ? ', no CouchDB sink' : ''})`;
+  const what = `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold}, admin changes: ${JSON.stringify(admin)}${priorsUnknown ? ', no CouchDB sink' : ''}${lookups.viewAheadMs !== undefined ? `, view ${lookups.viewAheadMs} ms ahead` : ''}${lookups.lookupDelay ? `, answers ${lookups.lookupDelay} deliveries late` : ''})`;
   assert.equal(firstDifference(want, content), null, `${what}: ${firstDifference(want, content)}`);
   // The sink that lost what came after the checkpoint ends up the same.
   assert.equal(firstDifference(want, lagging), null, `${what}, the lagging sink: ${firstDifference(want, lagging)}`);
@@ -182,6 +192,29 @@ describe('records do not depend on arrival timing', () => {
       ],
     ];
     for (const [seed, cfg, admin] of cases) check(seed, cfg, 300, true, false, admin, true);
+  });
+
+  test('lookups answered by a view ahead of the feeds (what is stored now, admin changes the feeds have not read yet included): 40 schedules', () => {
+    // CouchDB updates the lookup view when it is queried; the feeds lag behind. Found by an
+    // adversarial review: an admin's time edit decided this way left two live ClickHouse rows.
+    // Not combined with kill -9 here: see docs/correlator.md (Known limits) for the one case left.
+    const aheads = [0, 1000, 60_000, HOUR];
+    for (let seed = 701; seed <= 740; seed++) {
+      const admin = seed % 2 === 0 ? { share: 0.1, maxDelayMs: 10 * 60_000 } : { share: 0.1, maxDelayMs: 48 * HOUR };
+      const cache = [1, 3, 8, 40][seed % 4]!;
+      const cfg = config({ maxHttpItems: cache, maxNetworkItems: cache, mode: seed % 3 === 0 ? 'one_to_one' : 'one_to_many', allowedLatenessMs: 120 * HOUR });
+      check(seed, cfg, 200, false, false, admin, false, { viewAheadMs: aheads[seed % aheads.length] });
+    }
+  });
+
+  test('lookup answers that come 1 to 4 deliveries after they were asked, with admin changes and crashes: 40 schedules', () => {
+    // An adversarial review found a document deleted while its connection waited for an answer
+    // keeping its record (4 of 1,500 of its schedules; engine.test.ts has that case exactly).
+    for (let seed = 741; seed <= 780; seed++) {
+      const cache = [1, 3, 8, 40][seed % 4]!;
+      const cfg = config({ maxHttpItems: cache, maxNetworkItems: cache, allowedLatenessMs: 120 * HOUR });
+      check(seed, cfg, 200, seed % 3 === 0, false, { share: 0.1, maxDelayMs: 10 * 60_000 }, false, { lookupDelay: 1 + (seed % 4) });
+    }
   });
 
   test('the reference is itself independent of feed order: sides and ties reversed give the same', () => {
