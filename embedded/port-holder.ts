@@ -85,6 +85,8 @@ export function portUser(host: string, port: number): PortHolder {
 
 /** The listener that would take a connection to `host:port`: null when none, undefined when /proc cannot tell. */
 function servingListener(host: string, port: number): Listener | null | undefined {
+  // A host name (localhost) may resolve to either family: /proc cannot say which socket takes it.
+  if (!ipaddr.isValid(host.replace(/^\[(.*)\]$/, '$1'))) return undefined;
   const listeners = listenersOn(port);
   if (listeners === null) return undefined;
   const target = canonical(host);

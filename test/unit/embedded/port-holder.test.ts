@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
-import { canonical, listenersOn, portHolder, socketInodes } from '../../../embedded/port-holder.js';
+import { canonical, listenersOn, portHolder, portUser, socketInodes } from '../../../embedded/port-holder.js';
 
 const linux = process.platform === 'linux' ? false : 'reads /proc';
 
@@ -81,4 +81,17 @@ test('IPv6: ::1 is read from /proc/net/tcp6; an IPv6 wildcard also takes IPv4 co
 test('addresses compare in one form', () => {
   assert.equal(canonical('::ffff:127.0.0.1'), '127.0.0.1');
   assert.equal(canonical('[::1]'), canonical('0:0:0:0:0:0:0:1'));
+});
+
+test('by user: a listener of this process is ours; a host name cannot be told (it may resolve to either family)', { skip: linux }, async () => {
+  const { server, port } = (await listening('127.0.0.1'))!;
+  try {
+    assert.equal(portUser('127.0.0.1', port), 'ours');
+    assert.equal(portUser('127.0.0.2', port), 'none');
+    assert.equal(portUser('localhost', port), 'unknown');
+    assert.equal(portHolder('localhost', port, mine), 'unknown');
+  } finally {
+    await close(server);
+  }
+  assert.equal(portUser('127.0.0.1', port), 'none');
 });
