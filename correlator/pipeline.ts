@@ -165,7 +165,6 @@ export class CorrelatorPipeline {
     this.stopSignal = new Promise((resolve) => (this.signalStop = resolve));
   }
 
-  /** Waits ms, or less if stop() is called meanwhile. */
   /**
    * Sets `paused` and resolves once no page is being read or decided: a
    * page already asked for when `paused` was set is still decided, so
@@ -176,6 +175,7 @@ export class CorrelatorPipeline {
     while (this.polling && !this.stopping) await sleep(5);
   }
 
+  /** Waits ms, or less if stop() is called meanwhile. */
   private async pause(ms: number): Promise<void> {
     await Promise.race([sleep(ms), this.stopSignal]);
   }
