@@ -56,6 +56,24 @@ export async function stopOrphans(files: readonly string[], marker: string, wait
       // gone meanwhile, or not ours to signal (then it stays, and its port says so)
     }
   }
-  for (const deadline = Date.now() + waitMs; ours.some((pid) => commandLine(pid) !== null) && Date.now() < deadline;) await sleep(20);
+  for (const deadline = Date.now() + waitMs; ours.some((pid) => !exited(pid)) && Date.now() < deadline;) await sleep(20);
   return ours;
+}
+
+/**
+ * Whether a process has finished exiting: gone, or a zombie. Not "its
+ * command line is empty": a dying process loses that (its memory) before
+ * its files are closed, and a CI run once found the killed server's port
+ * still listening in between.
+ */
+export function exited(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return true;
+  }
+  // "pid (comm) S ...": the name may hold spaces and parentheses, the state follows the last ")".
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X' || state === 'x';
 }

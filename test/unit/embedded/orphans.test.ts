@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { commandLine, pidsNamedIn, stopOrphans } from '../../../embedded/orphans.js';
+import { commandLine, exited, pidsNamedIn, stopOrphans } from '../../../embedded/orphans.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'couchlog-orphans-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,4 +37,23 @@ test('only a live process with the marker as an argument is killed', { skip: lin
     ours.kill('SIGKILL');
     other.kill('SIGKILL');
   }
+});
+
+test('exited: a live process has not; a zombie (its files closed, nobody has reaped it) and a pid nobody has have', { skip: linux }, async () => {
+  assert.equal(exited(process.pid), false);
+  // A background child of a shell that then execs into a sleep: nobody reaps it when it ends.
+  const shell = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const zombie = await new Promise<number>((resolve) => shell.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+    assert.equal(exited(zombie), false, 'still sleeping');
+    const deadline = Date.now() + 5000;
+    while (!exited(zombie) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(exited(zombie), true);
+    // Its command line is gone, but the process is still there: the state, not the command line, says it has ended.
+    assert.equal(commandLine(zombie), null);
+    assert.equal(exited(shell.pid!), false);
+  } finally {
+    shell.kill('SIGKILL');
+  }
+  assert.equal(exited(4_194_304 + 1), true, 'above pid_max: nobody');
 });
