@@ -3,7 +3,8 @@
 // server's CPU as it does for the embedded one. null when not found, not
 // Linux, or not allowed to look (another user's process).
 import { readdirSync } from 'node:fs';
-import { listenersOn, socketInodes } from '../embedded/port-holder.js';
+import { socketInodes } from '../embedded/port-holder.js';
+import { listenersOn } from '../lib/listening-sockets.js';
 
 export function listeningPid(url: string): number | null {
   let port: number;

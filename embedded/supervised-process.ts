@@ -22,7 +22,8 @@ import { OperationError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { HeldPort } from './held-port.js';
 import { recordPid, stopOrphans } from './orphans.js';
-import { portHolder, socketInodes, type PortHolder } from './port-holder.js';
+import { portHolder, socketInodes } from './port-holder.js';
+import type { PortHolder } from '../lib/listening-sockets.js';
 
 export interface ProcessSpec {
   /** For messages: "the embedded server". */

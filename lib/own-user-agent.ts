@@ -1,15 +1,15 @@
 // An HTTP agent for a server couchlog runs as its own user on loopback
 // (the embedded ClickHouse). Such a server cannot be handed a held socket
-// as PouchDB Server is (held-port.ts): while it restarts, its port is free,
+// as PouchDB Server is (embedded/held-port.ts): while it restarts, its port is free,
 // and any local user may bind it and be sent the password of the next
 // request. So every new connection first asks /proc whose socket would take
-// it (port-holder.ts), and one of another user is refused before anything
+// it (listening-sockets.ts), and one of another user is refused before anything
 // is sent: the caller sees a connection error and retries as when the
 // server is down. A socket is checked once, when it is made; keep-alive
 // sockets die with the server they were made to.
 import { Agent, type AgentOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { portUser } from './port-holder.js';
+import { portUser } from './listening-sockets.js';
 
 /** The error a refused connection fails with (a code of its own, so logs say why). */
 export class PortTakenError extends Error {

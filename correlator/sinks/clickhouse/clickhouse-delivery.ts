@@ -16,7 +16,7 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import type { Delivery } from '../batching-sink.js';
 import type { FailureKind, SinkRecord } from '../sink.js';
 import { dateTimeSeconds, rowTime, toJsonLine } from './rows.js';
-import { OwnUserAgent } from '../../../embedded/own-user-agent.js';
+import { OwnUserAgent } from '../../../lib/own-user-agent.js';
 
 export interface ClickHouseTarget {
   url: string;
@@ -27,7 +27,7 @@ export interface ClickHouseTarget {
   timeoutMs: number;
   /**
    * The embedded ClickHouse (couchlog's own user, loopback): a connection is
-   * made only to a socket of this user (embedded/own-user-agent.ts), so a
+   * made only to a socket of this user (lib/own-user-agent.ts), so a
    * port taken while the server restarts is never sent the password.
    */
   ownUser?: boolean;

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
-import { canonical, listenersOn, portHolder, portUser, socketInodes } from '../../../embedded/port-holder.js';
+import { portHolder, socketInodes } from '../../../embedded/port-holder.js';
+import { canonical, listenersOn, portUser } from '../../../lib/listening-sockets.js';
 
 const linux = process.platform === 'linux' ? false : 'reads /proc';
 

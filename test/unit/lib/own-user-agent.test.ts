@@ -1,4 +1,4 @@
-// embedded/own-user-agent.ts: connections to the embedded ClickHouse's port
+// lib/own-user-agent.ts: connections to the embedded ClickHouse's port
 // go only to a socket of couchlog's own user. A squatter is another local
 // user's process listening there (run here as `nobody` through setpriv,
 // which needs root: CI runs as root); it must not be sent a byte, so the
@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { request } from 'node:http';
-import { OwnUserAgent, PortTakenError } from '../../../embedded/own-user-agent.js';
-import { portUser } from '../../../embedded/port-holder.js';
+import { OwnUserAgent, PortTakenError } from '../../../lib/own-user-agent.js';
+import { portUser } from '../../../lib/listening-sockets.js';
 import { connect } from '../../../correlator/sinks/clickhouse/clickhouse-delivery.js';
 
 const root = process.platform === 'linux' && process.getuid?.() === 0;
