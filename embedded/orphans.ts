@@ -4,8 +4,10 @@
 // Only a live process whose command line has our own marker (the path of
 // the config file in this data folder) as one of its arguments: never a
 // process that merely took over a recorded pid.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { listenersOn } from '../lib/listening-sockets.js';
+import { socketInodes } from './port-holder.js';
 
 /** The argv of a live process; null when it is gone, a zombie (no command line) or not readable. */
 export function commandLine(pid: number): string[] | null {
@@ -42,13 +44,15 @@ export function recordPid(file: string, pid: number): void {
 
 /**
  * Kills (SIGKILL) every process named in `files` whose command line has
- * `marker` as an argument, and waits until each is gone (at most
- * `waitMs`). SIGKILL because nobody is attached to it any more, and both
+ * `marker` as an argument, and waits until each is gone and none of the
+ * sockets it held still listens (at most `waitMs`): the port is free then. SIGKILL because nobody is attached to it any more, and both
  * servers' data must survive a kill anyway (the liveness probe kills a
  * frozen one). Returns the pids stopped.
  */
 export async function stopOrphans(files: readonly string[], marker: string, waitMs = 5000): Promise<number[]> {
   const ours = pidsNamedIn(files).filter((pid) => pid !== process.pid && (commandLine(pid)?.includes(marker) ?? false));
+  const sockets = new Set(ours.flatMap((pid) => [...socketInodes(pid)]));
+  const stillListening = () => sockets.size > 0 && (listenersOn()?.some((l) => sockets.has(l.inode)) ?? false);
   for (const pid of ours) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -56,15 +60,16 @@ export async function stopOrphans(files: readonly string[], marker: string, wait
       // gone meanwhile, or not ours to signal (then it stays, and its port says so)
     }
   }
-  for (const deadline = Date.now() + waitMs; ours.some((pid) => !exited(pid)) && Date.now() < deadline;) await sleep(20);
+  // Both: a multithreaded process's first thread can be a zombie while another still closes its files.
+  for (const deadline = Date.now() + waitMs; (ours.some((pid) => !exited(pid)) || stillListening()) && Date.now() < deadline;) await sleep(20);
   return ours;
 }
 
 /**
- * Whether a process has finished exiting: gone, or a zombie. Not "its
- * command line is empty": a dying process loses that (its memory) before
- * its files are closed, and a CI run once found the killed server's port
- * still listening in between.
+ * Whether a process has finished exiting: gone, or a zombie with no thread
+ * left. Not "its command line is empty": a dying process loses that (its
+ * memory) before its files are closed, and CI runs found the killed
+ * server's port still listening in between.
  */
 export function exited(pid: number): boolean {
   let stat: string;
@@ -75,5 +80,11 @@ export function exited(pid: number): boolean {
   }
   // "pid (comm) S ...": the name may hold spaces and parentheses, the state follows the last ")".
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state === 'Z' || state === 'X' || state === 'x';
+  if (state !== 'Z' && state !== 'X' && state !== 'x') return false;
+  // The first thread of a multithreaded process is a zombie while the others still exit (and close its files).
+  try {
+    return readdirSync(`/proc/${pid}/task`).length <= 1;
+  } catch {
+    return true;
+  }
 }

@@ -28,8 +28,8 @@ const LISTEN = '0A';
 const V4_ANY = canonical('0.0.0.0');
 const V6_ANY = canonical('::');
 
-/** The listening TCP sockets on `port`; null when /proc/net cannot be read. */
-export function listenersOn(port: number): Listener[] | null {
+/** The listening TCP sockets on `port` (every port when none is given); null when /proc/net cannot be read. */
+export function listenersOn(port?: number): Listener[] | null {
   const found: Listener[] = [];
   let readable = false;
   for (const [file, v6] of [
@@ -48,7 +48,7 @@ export function listenersOn(port: number): Listener[] | null {
       const f = line.trim().split(/\s+/);
       if (f.length < 10 || f[3] !== LISTEN) continue;
       const [addressHex, portHex] = f[1]!.split(':');
-      if (portHex === undefined || parseInt(portHex, 16) !== port) continue;
+      if (portHex === undefined || (port !== undefined && parseInt(portHex, 16) !== port)) continue;
       found.push({ address: procAddress(addressHex!, v6), inode: Number(f[9]), uid: Number(f[7]) });
     }
   }
