@@ -48,6 +48,8 @@ export interface TrafficOptions {
   firstA?: readonly FirstA[];
   /** Gap between the requests of a Keep-Alive run: min + an exponential of this mean, capped at min + max. Default 20, 800, 4000. */
   keepAliveGapMs?: { min: number; mean: number; max: number };
+  /** This many connections carry about `requests` requests each (a load balancer's upstream), the others fewer to keep aCount. Default none. */
+  longConnections?: { count: number; requests: number };
 }
 
 /** A band of a connection's first-A offsets: for a draw below `until` (cumulative, the last band 1), the A comes fromMs..toMs after its B (negative: before it). */
@@ -233,6 +235,7 @@ export function generateTraffic(o: TrafficOptions): Traffic {
 
   // Requests per connection, then nudged so the A's add up exactly.
   const perConn = Array.from({ length: o.bCount }, () => requestsPerConnection(rnd));
+  for (let k = 0; k < (o.longConnections?.count ?? 0); k++) perConn[Math.floor(rnd() * o.bCount)] = o.longConnections!.requests;
   let sum = perConn.reduce((x, y) => x + y, 0);
   const target = o.aCount - orphanA;
   while (sum !== target && o.bCount > 0) {

@@ -22,7 +22,9 @@
 //    bound, `cacheFloor` rises past it instead). A late event whose
 //    segment may reach before what is known asks for a lookup of its
 //    connection (every stored event from the lateness horizon on, and what
-//    the sinks hold for its records), answered through provide().
+//    the sinks hold for its records), answered through provide(). A long
+//    connection folds its older events into a state (Base), so one that
+//    never pauses (a proxy's upstream) holds a bounded number of them too.
 //  - Re-delivered changes (same side and id) change nothing.
 //  - exportState()/restore(): a restart continues from a snapshot of the
 //    open connections (as document ids, plus a warm cache and the keys of
@@ -31,11 +33,11 @@
 //    have written differently after its checkpoint (`uncertain`).
 import { fingerprint } from './fingerprint.js';
 import { isoTime } from './iso-time.js';
-import { KeySim, segmentGap, segmentStart } from './key-sim.js';
+import { KeySim, segmentGap, segmentStart, type SimState } from './key-sim.js';
 import { outputId } from './merge-record.js';
 import { LruLink, LruList } from './lru-list.js';
 import { MinHeap } from './min-heap.js';
-import type { EngineConfig, EngineCounters, EngineSnapshot, InputEvent, LookupRequest, Output, OutputKind, PriorRecord, Side } from './types.js';
+import type { BaseSnapshot, EngineConfig, EngineCounters, EngineSnapshot, InputEvent, LookupRequest, Output, OutputKind, PriorRecord, Side } from './types.js';
 
 /** Event order: time, then B before A, then document id. Never feed position. */
 export function eventBefore(x: InputEvent, y: InputEvent): boolean {
@@ -65,6 +67,18 @@ interface Emitted {
   fromLookup?: boolean;
   /** Where a record taken from a lookup is stored (PriorRecord.time): a decision elsewhere takes that place away. */
   time?: number;
+}
+
+/**
+ * A connection's state after its events up to `after`, which it no longer
+ * holds: a long, busy Keep-Alive connection (a proxy's upstream, every
+ * request from one src_ip:src_port) keeps only its recent events, however
+ * long it lives. A re-run that starts after `after` starts from `state`;
+ * anything earlier needs the folded events back (a lookup).
+ */
+interface Base {
+  after: InputEvent;
+  state: SimState;
 }
 
 /** One connection held in memory. */
@@ -118,6 +132,11 @@ class Conn {
   blind: Set<string> | null = null;
   /** What an admin's change (a withdrawal, a new content) left to decide; null for all but a few (see ConnChange). */
   change: ConnChange | null = null;
+  /** Every held event comes after base.after (null: none folded). */
+  base: Base | null = null;
+  /** A state taken while stepping: the next base, once `trimEvery` more events are stepped past it. */
+  mark: Base | null = null;
+  stepsSinceMark = 0;
   /** Its places in the engine's least-recently-used lists of each side. */
   readonly linkA = new LruLink<Conn>(this);
   readonly linkB = new LruLink<Conn>(this);
@@ -156,6 +175,16 @@ class Conn {
     this.known?.[side].delete(id);
     this.count[side] -= 1;
     return ev!;
+  }
+
+  /** Takes its first `n` events out (folded into a base); answers them. */
+  dropFirst(n: number): InputEvent[] {
+    const gone = this.events.splice(0, n);
+    for (const e of gone) {
+      this.known?.[e.side].delete(e.id);
+      this.count[e.side] -= 1;
+    }
+    return gone;
   }
 
   /** Something of it is still to be decided: out of order events, a lookup, withdrawals. */
@@ -322,8 +351,16 @@ export class CorrelationEngine {
   /** A lookup answered without what the sinks hold (no CouchDB sink): a withdrawn record not known here is deleted anyway. */
   private priorsUnknown = false;
 
+  /**
+   * A connection keeps a state every this many steps and folds the events up
+   * to the one before into its base: it holds at most about twice this many
+   * events, a small share of the cache.
+   */
+  private readonly trimEvery: number;
+
   constructor(private readonly cfg: EngineConfig) {
     this.gap = segmentGap(cfg);
+    this.trimEvery = Math.max(2, Math.min(1024, Math.floor(Math.min(cfg.maxHttpItems, cfg.maxNetworkItems) / 16)));
   }
 
   /** One event, from either feed, in any order. */
@@ -617,6 +654,8 @@ export class CorrelationEngine {
       // and evicted since; one the feed has not delivered yet is recognised
       // as a duplicate when it comes. Only those waiting for release stay there.
       if (conn.has(ev.side, ev.id) || this.waitingIds[ev.side].has(ev.id)) continue;
+      // Folded into the base (a lookup asked only for records): known already.
+      if (conn.base !== null && !eventBefore(conn.base.after, ev)) continue;
       if (this.withdrawnRecently.size > 0 && this.withdrawnRecently.get(`${ev.side}:${ev.id}`) === contentOf(ev)) continue;
       this.insert(conn, ev);
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
@@ -736,10 +775,12 @@ export class CorrelationEngine {
     if (this.replacing.size > 0 && this.replacing.delete(`${ev.side}:${ev.id}`)) this.replacedBy(conn, ev);
     const inOrder = !conn.unsettled && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
     // A new connection whose segment may reach into what was evicted must be looked up first.
-    const mayMissPartners = conn.events.length === 1 && ev.time - this.gap < conn.completeFrom;
+    const mayMissPartners = conn.events.length === 1 && conn.base === null && ev.time - this.gap < conn.completeFrom;
     if (inOrder && !mayMissPartners) {
       conn.sim.step(ev);
       conn.lastStepped = ev;
+      const folded = this.marked(conn, ev);
+      if (folded) this.fold(conn, folded);
       if (ev.time <= this.releasedUpTo) conn.sim.expire(this.releasedUpTo);
       this.queueDeadline(conn);
     } else {
@@ -785,8 +826,59 @@ export class CorrelationEngine {
     return conn;
   }
 
-  private simFor(conn: Conn): KeySim {
-    return new KeySim(this.cfg, (id, ev, record, dropped) => this.decided(conn, id, ev, record, dropped));
+  private simFor(conn: Conn, from?: SimState): KeySim {
+    return new KeySim(this.cfg, (id, ev, record, dropped) => this.decided(conn, id, ev, record, dropped), from);
+  }
+
+  /**
+   * After a step (in event order, nothing expired past the event): every
+   * `trimEvery` steps the state is marked, and the mark it replaces is
+   * answered, to be folded (see Base). Folding one mark behind keeps the
+   * latest events held: a little lateness re-runs from memory.
+   */
+  private marked(conn: Conn, ev: InputEvent): Base | null {
+    if (++conn.stepsSinceMark < this.trimEvery) return null;
+    const before = conn.mark;
+    conn.mark = { after: ev, state: conn.sim.state() };
+    conn.stepsSinceMark = 0;
+    return before !== null && before !== conn.base ? before : null;
+  }
+
+  /** The events up to `base.after` leave memory, and so does what was emitted for them, but for the entries the base still holds. */
+  private fold(conn: Conn, base: Base): void {
+    const events = conn.events;
+    let n = 0;
+    while (n < events.length && !eventBefore(base.after, events[n]!)) n++;
+    const open = new Set<string>();
+    for (const b of base.state.bs) open.add(outputId(b.ev));
+    for (const a of base.state.as) open.add(outputId(a.ev));
+    for (const ev of conn.dropFirst(n)) {
+      this.cached[ev.side] -= 1;
+      const id = outputId(ev);
+      if (!open.has(id)) conn.emitted.delete(id);
+    }
+    conn.base = base;
+    this.changes += 1;
+  }
+
+  /**
+   * Whether the connection's base serves its next re-run: that starts after
+   * it. Otherwise (a late event, a withdrawal or a changed document at or
+   * before it) the base goes, and the connection knows its events only
+   * from past it: a lookup brings the folded ones back.
+   */
+  private baseServes(conn: Conn): boolean {
+    const base = conn.base;
+    if (base === null) return true;
+    const first = conn.dirtyFrom;
+    const exactFrom = conn.change?.exactFrom ?? Infinity;
+    const after = (t: number) => t > base.after.time && t >= base.state.expiredTo;
+    if ((first === null || (eventBefore(base.after, first) && first.time >= base.state.expiredTo)) && (exactFrom === Infinity || after(exactFrom))) return true;
+    conn.completeFrom = Math.max(conn.completeFrom, base.after.time + 1);
+    conn.base = null;
+    conn.mark = null;
+    conn.stepsSinceMark = 0;
+    return false;
   }
 
   private insert(conn: Conn, ev: InputEvent): void {
@@ -808,14 +900,18 @@ export class CorrelationEngine {
       this.dirty.delete(conn);
       return;
     }
+    // Before the rest: what reaches before the base needs the events it folded, looked up again.
+    const baseLost = !this.baseServes(conn);
     const events = conn.events;
     let start = first === null ? events.length : segmentStart(events, events.indexOf(first), this.gap);
     const horizon = Math.min(this.horizon(), conn.dirtyHorizon);
     let from = horizon - this.gap - this.cfg.reorderSlackMs;
+    // A segment that reaches back into the base is known: the base holds what came before.
+    const knownBefore = (s: number) => (s === 0 && conn.base !== null) || events[s]!.time - this.gap >= conn.completeFrom;
     // From the earliest event that was within the horizon on arrival (or the next one, if it was withdrawn since).
     const exact = conn.dirtyExact;
     const xi = exact === null ? -1 : events.findIndex((e) => !eventBefore(e, exact));
-    let lookup = xi >= 0 && events[segmentStart(events, xi, this.gap)]!.time - this.gap < conn.completeFrom && conn.completeFrom > from;
+    let lookup = baseLost || (xi >= 0 && !knownBefore(segmentStart(events, xi, this.gap)) && conn.completeFrom > from);
     const asking: string[] = [];
     if (ch !== null) {
       // The segment of each withdrawn or replacing event, whatever its age: a withdrawal can split it.
@@ -830,7 +926,8 @@ export class CorrelationEngine {
         if (!w.keepRecord && !w.asked && !conn.emitted.has(id)) (w.held && !w.duringLookup ? heldUnknown : asking).push(id);
       }
       for (const id of ch.ask) if (!conn.emitted.has(id) && !this.carried.has(id)) asking.push(id);
-      if (conn.completeFrom > earliest || asking.length > 0) {
+      const reachesUnknown = !(start === 0 && conn.base !== null) && conn.completeFrom > earliest;
+      if (reachesUnknown || asking.length > 0 || baseLost) {
         lookup = true;
         from = Math.min(from, earliest);
       }
@@ -888,8 +985,15 @@ export class CorrelationEngine {
     // it ends before the re-run part, and before anything withdrawn.
     const bound = Math.min(events[start]?.time ?? Infinity, conn.change?.exactFrom ?? Infinity);
     if (conn.sim.live && bound !== Infinity) conn.sim.expire(bound);
-    conn.sim = this.simFor(conn);
-    for (let i = start; i < events.length; i++) conn.sim.step(events[i]!);
+    const base = start === 0 ? conn.base : null;
+    conn.sim = this.simFor(conn, base?.state);
+    conn.mark = base;
+    conn.stepsSinceMark = 0;
+    let folded: Base | null = null;
+    for (let i = start; i < events.length; i++) {
+      conn.sim.step(events[i]!);
+      folded = this.marked(conn, events[i]!) ?? folded;
+    }
     conn.sim.expire(this.releasedUpTo);
     conn.lastStepped = events[events.length - 1] ?? null;
     conn.dirtyFrom = null;
@@ -897,6 +1001,7 @@ export class CorrelationEngine {
     conn.dirtyHorizon = Infinity;
     conn.queuedDeadline = NaN;
     this.queueDeadline(conn);
+    if (folded) this.fold(conn, folded);
   }
 
   /** Every decision of every connection comes here: emitted when it differs from what was emitted. */
@@ -1060,8 +1165,14 @@ export class CorrelationEngine {
     const keys: EngineSnapshot['keys'] = [];
     const recent = this.releasedUpTo - this.gap;
     const saved = new Set<Conn>();
+    const bases: Array<[string, BaseSnapshot]> = [];
     const revsOf = (c: Conn, events: readonly InputEvent[]) => {
       const revs: Array<[string, number, boolean]> = [];
+      // Held from the first: the base goes with them.
+      if (c.base !== null && (events.length === 0 || events[0] === c.events[0])) {
+        bases.push([c.key, baseSnapshot(c.base)]);
+        events = [...c.base.state.bs.map((b) => b.ev), ...c.base.state.as.map((a) => a.ev), ...events];
+      }
       if (!c.revised) return revs;
       for (const e of events) {
         const id = `${e.side}-${e.id}`;
@@ -1086,8 +1197,8 @@ export class CorrelationEngine {
       if (!c.sim.live && c.lastTime < recent) continue;
       const start = c.events.length === 0 ? 0 : segmentStart(c.events, c.events.length - 1, this.gap);
       const segment = c.events.slice(start);
-      if (segment.length === 0) continue;
-      const completeFrom = Math.max(c.completeFrom, segment[0]!.time - this.gap);
+      if (segment.length === 0 && c.base === null) continue;
+      const completeFrom = segment.length === 0 ? c.completeFrom : Math.max(c.completeFrom, segment[0]!.time - this.gap);
       keys.push([c.key, num(completeFrom), segment.map((e) => [e.side, e.id]), revsOf(c, segment)]);
       saved.add(c);
     }
@@ -1128,6 +1239,7 @@ export class CorrelationEngine {
       keys,
       evicted: forgotten,
       disorder: { ...this.disorder },
+      ...(bases.length > 0 ? { bases } : {}),
       ...(this.formerTimes.size > 0 ? { formerTimes: [...this.formerTimes] } : {}),
       ...(this.carried.size > 0 ? { carried: [...this.carried].map(([id, em]): [string, number, boolean] => [id, em.revision, em.deleted]) } : {}),
     };
@@ -1162,6 +1274,7 @@ export class CorrelationEngine {
       e.waitingIds[side].add(id);
       e.replayedIds[side].add(id);
     }
+    const bases = new Map(snap.bases ?? []);
     for (const [key, completeFrom, events, revs, undecided, withdrawn, exactFrom, dirtyHorizon] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));
       for (const [side, id] of events) {
@@ -1186,6 +1299,8 @@ export class CorrelationEngine {
         if (typeof exactFrom === 'number') e.decideExactly(conn, exactFrom);
         continue;
       }
+      const base = bases.get(key);
+      if (base) conn.base = restoredBase(conn.key, base, eventOf);
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
       e.rerun(conn, 0);
       e.silent = null;
@@ -1212,6 +1327,33 @@ export class CorrelationEngine {
     }
     this.dirty.add(conn);
   }
+}
+
+function baseSnapshot(base: Base): BaseSnapshot {
+  const { after, state } = base;
+  return {
+    after: [after.side, after.id, after.time],
+    expiredTo: state.expiredTo,
+    bs: state.bs.map((b) => [b.ev.id, b.lastMatch, b.keepalives, b.deadline]),
+    as: state.as.map((a) => [a.ev.id, a.deadline]),
+  };
+}
+
+/** A base from a snapshot: entries whose document is gone are left out, as held events are. */
+function restoredBase(key: string, snap: BaseSnapshot, eventOf: (side: Side, id: string) => InputEvent | undefined): Base {
+  const [side, id, time] = snap.after;
+  const [ip, port] = splitKey(key);
+  const after: InputEvent = { side, index: -1, id, key, time, doc: { src_ip: ip, src_port: port } };
+  const state: SimState = { bs: [], as: [], expiredTo: snap.expiredTo };
+  for (const [bid, lastMatch, keepalives, deadline] of snap.bs) {
+    const ev = eventOf('B', bid);
+    if (ev) state.bs.push({ ev, lastMatch, keepalives, deadline });
+  }
+  for (const [aid, deadline] of snap.as) {
+    const ev = eventOf('A', aid);
+    if (ev) state.as.push({ ev, deadline });
+  }
+  return { after, state };
 }
 
 /** The connection's ConnChange, made when its first change comes. */

@@ -29,9 +29,20 @@ export interface BEntry {
   deadline: number;
 }
 
-interface AEntry {
+export interface AEntry {
   ev: InputEvent;
   deadline: number;
+}
+
+/**
+ * What a KeySim holds between two steps, as plain data (entries copied): a
+ * run restarted from it continues exactly as the run it was taken from,
+ * for events after the last one stepped and not before `expiredTo`.
+ */
+export interface SimState {
+  bs: BEntry[];
+  as: AEntry[];
+  expiredTo: number;
 }
 
 /** `dropped`: an orphan that policy does not emit (counted), as opposed to a B that matched. */
@@ -46,7 +57,19 @@ export class KeySim {
   constructor(
     private readonly cfg: EngineConfig,
     private readonly decide: Decide,
-  ) {}
+    from?: SimState,
+  ) {
+    if (from) {
+      this.bs = from.bs.map((b) => ({ ...b }));
+      this.as = from.as.map((a) => ({ ...a }));
+      this.expiredTo = from.expiredTo;
+    }
+  }
+
+  /** Its state now, detached: later steps do not change it. */
+  state(): SimState {
+    return { bs: this.bs.map((b) => ({ ...b })), as: this.as.map((a) => ({ ...a })), expiredTo: this.expiredTo };
+  }
 
   /** Entries that may still match or expire: the connection is open. */
   get live(): boolean {

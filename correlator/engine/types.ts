@@ -143,6 +143,8 @@ export interface EngineSnapshot {
       number?,
     ]
   >;
+  /** Bases of the connections above whose earlier events were folded (see BaseSnapshot), by key. */
+  bases?: Array<[string, BaseSnapshot]>;
   /** Connections known but not held above (evicted, or left out of the snapshot): [key, latest event time], the most recent first. */
   evicted: Array<[string, number]>;
   /** Each feed's recent disorder (ms): the release waits as long after a restart. */
@@ -151,6 +153,19 @@ export interface EngineSnapshot {
   formerTimes?: Array<[string, number[]]>;
   /** Records of changed documents whose new content is not decided yet: [id, revision, deleted] of what was written. */
   carried?: Array<[string, number, boolean]>;
+}
+
+/**
+ * A long connection's state after the events it no longer holds: the last
+ * of them as [side, id, time], the time its state was expired to, its B
+ * entries as [id, latest match time (null: unmatched), keepalives,
+ * deadline] and its waiting A's as [id, deadline].
+ */
+export interface BaseSnapshot {
+  after: [Side, string, number];
+  expiredTo: number;
+  bs: Array<[string, number | null, number, number]>;
+  as: Array<[string, number]>;
 }
 
 /** Why an event or an entry left the engine without an output. */

@@ -42,8 +42,11 @@ function config(over: Partial<EngineConfig> = {}): EngineConfig {
 }
 
 /** The generated traffic, with every time format the correlator reads mixed in, and some exact ties. */
-function traffic(seed: number, n: number): StoredDoc[] {
-  const t = mixTimeFormats(generateTraffic({ seed, aCount: n, bCount: Math.round(n * 0.7), startMs: T0, spanMs: 60_000 }), seed ^ 0x5eed);
+function traffic(seed: number, n: number, longConnections?: { count: number; requests: number }): StoredDoc[] {
+  const t = mixTimeFormats(
+    generateTraffic({ seed, aCount: n, bCount: Math.round(n * 0.7), startMs: T0, spanMs: 60_000, ...(longConnections && { longConnections }) }),
+    seed ^ 0x5eed,
+  );
   const id = (side: string, i: number) => `${side}${seed}-${i.toString().padStart(5, '0')}`;
   return [...t.a.map((doc, i) => ({ side: 'A' as const, id: id('a', i), doc })), ...t.b.map((doc, i) => ({ side: 'B' as const, id: id('b', i), doc }))];
 }
@@ -59,8 +62,9 @@ function check(
   admin: { share: number; maxDelayMs: number } | null = null,
   priorsUnknown = false,
   lookups: Pick<RunOptions, 'viewAheadMs' | 'lookupDelay'> = {},
+  longConnections?: { count: number; requests: number },
 ): void {
-  const docs = traffic(seed, n);
+  const docs = traffic(seed, n, longConnections);
   const rnd = mulberry32(seed);
   const delivered = randomSchedule(docs, timeOf, {
     seed,
@@ -87,7 +91,7 @@ function check(
     priorsUnknown,
     ...lookups,
   });
-  const what = `seed ${seed} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold}, admin changes: ${JSON.stringify(admin)}${priorsUnknown ? ', no CouchDB sink' : ''}${lookups.viewAheadMs !== undefined ? `, view ${lookups.viewAheadMs} ms ahead` : ''}${lookups.lookupDelay ? `, answers ${lookups.lookupDelay} deliveries late` : ''})`;
+  const what = `seed ${seed}${longConnections ? ` with ${longConnections.count} connections of ${longConnections.requests} requests` : ''} (${cfg.mode}, cache ${cfg.maxHttpItems}/${cfg.maxNetworkItems}, crash at ${crashAt}, late held: ${hold}, admin changes: ${JSON.stringify(admin)}${priorsUnknown ? ', no CouchDB sink' : ''}${lookups.viewAheadMs !== undefined ? `, view ${lookups.viewAheadMs} ms ahead` : ''}${lookups.lookupDelay ? `, answers ${lookups.lookupDelay} deliveries late` : ''})`;
   assert.equal(firstDifference(want, content), null, `${what}: ${firstDifference(want, content)}`);
   // The sink that lost what came after the checkpoint ends up the same.
   assert.equal(firstDifference(want, lagging), null, `${what}, the lagging sink: ${firstDifference(want, lagging)}`);
@@ -214,6 +218,22 @@ describe('records do not depend on arrival timing', () => {
       const cache = [1, 3, 8, 40][seed % 4]!;
       const cfg = config({ maxHttpItems: cache, maxNetworkItems: cache, allowedLatenessMs: 120 * HOUR });
       check(seed, cfg, 200, seed % 3 === 0, false, { share: 0.1, maxDelayMs: 10 * 60_000 }, false, { lookupDelay: 1 + (seed % 4) });
+    }
+  });
+
+  test('long, busy Keep-Alive connections (a proxy upstream) folded into a base, small caches, crashes, admin changes, late answers: 60 schedules', () => {
+    // Such a connection keeps only its recent events (earlier ones folded into a state): late
+    // events after the fold re-run from that state, earlier ones and admin changes look it up.
+    const long = { count: 3, requests: 60 };
+    for (let seed = 801; seed <= 840; seed++) {
+      const cache = [8, 20, 40][seed % 3]!;
+      const admin = seed % 3 === 0 ? { share: 0.08, maxDelayMs: 10 * 60_000 } : seed % 3 === 1 ? { share: 0.08, maxDelayMs: 48 * HOUR } : null;
+      const cfg = config({ maxHttpItems: cache, maxNetworkItems: cache, mode: seed % 4 === 0 ? 'one_to_one' : 'one_to_many', allowedLatenessMs: 120 * HOUR });
+      check(seed, cfg, 300, seed % 2 === 0, seed % 7 === 0, admin, seed % 5 === 0, { lookupDelay: seed % 4 }, long);
+    }
+    for (let seed = 841; seed <= 860; seed++) {
+      const cfg = config({ maxHttpItems: 20, maxNetworkItems: 20, allowedLatenessMs: 120 * HOUR });
+      check(seed, cfg, 300, false, false, { share: 0.1, maxDelayMs: 48 * HOUR }, false, { viewAheadMs: [0, 60_000, HOUR][seed % 3] }, long);
     }
   });
 

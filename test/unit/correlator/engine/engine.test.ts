@@ -1226,6 +1226,125 @@ describe('CorrelationEngine: the memory cache (max_http_items / max_network_item
 // ---------------------------------------------------------------------------
 // Snapshots (v2: ids only) and restore.
 
+describe("CorrelationEngine: a long, busy Keep-Alive connection (a load balancer's upstream)", () => {
+  const PROXY = { ip: '192.0.2.10', port: 41000 };
+  const proxyKey = keyOf(PROXY.ip, PROXY.port);
+  const ev = (side: Side, id: string, ip: string, port: number, t: number): InputEvent => ({
+    side,
+    index: 0,
+    id,
+    key: keyOf(ip, port),
+    time: T0 + t,
+    doc: { src_ip: ip, src_port: port, timestamp: T0 + t },
+  });
+
+  /** One B, then a request every `everyMs` on the same src_ip:src_port, beside short connections (a B and its A) every 50 ms. */
+  function traffic(requests: number, everyMs: number): InputEvent[] {
+    const out = [ev('B', 'bp', PROXY.ip, PROXY.port, 0)];
+    for (let i = 1; i <= requests; i++) out.push(ev('A', `ap${String(i).padStart(6, '0')}`, PROXY.ip, PROXY.port, i * everyMs));
+    for (let t = 10, i = 0; t < requests * everyMs; t += 50, i++) {
+      const port = 10_000 + (i % 20_000);
+      out.push(ev('B', `bo${i}`, '198.51.100.9', port, t), ev('A', `ao${i}`, '198.51.100.9', port, t + 5));
+    }
+    return out.sort((x, y) => (eventBefore(x, y) ? -1 : 1));
+  }
+
+  /** Pushes in event order, both feeds advanced as they go; answers the largest number of events the engine held at any time. */
+  function feed(h: Harness, events: readonly InputEvent[]): number {
+    let most = 0;
+    for (const [i, e] of events.entries()) {
+      h.push(e);
+      if (i % 50 === 49) {
+        h.engine.advance('A', e.time);
+        h.engine.advance('B', e.time);
+        h.drain();
+        const { cachedA, cachedB } = h.engine.sizes();
+        most = Math.max(most, cachedA + cachedB);
+      }
+    }
+    h.engine.advance('A', T0 + 10 * 3_600_000);
+    h.engine.advance('B', T0 + 10 * 3_600_000);
+    h.drain();
+    return most;
+  }
+
+  test('10 minutes at 40 requests/s: memory stays within the cache, nothing is looked up, every request is numbered', () => {
+    const cfg = config({ maxHttpItems: 1000, maxNetworkItems: 1000 });
+    const events = traffic(24_000, 25);
+    const h = new Harness(cfg);
+    // Before: the connection held all of its 24,001 events, whatever the cache.
+    const most = feed(h, events);
+    assert.ok(most <= 2000, `held at most ${most} events against a cache of 1000 + 1000`);
+    assert.equal(h.engine.counters.lookups, 0);
+    const last = h.sink.latest.get('A-ap024000');
+    assert.equal(last?.record.keepalives, 24_000);
+    const ref = new Harness(unbounded(cfg));
+    feed(ref, events);
+    assert.deepEqual(h.sink.current(), ref.sink.current());
+  });
+
+  test('a late request after the folded part is decided from the base, without a lookup; one before it is looked up; records as an unbounded engine', () => {
+    // A cache of 32 folds every 2 steps: nearly all of the connection is folded.
+    const cfg = config({ maxHttpItems: 32, maxNetworkItems: 32 });
+    const all = [ev('B', 'b0', PROXY.ip, PROXY.port, 0)];
+    for (let i = 1; i <= 30; i++) all.push(ev('A', `a${String(i).padStart(2, '0')}`, PROXY.ip, PROXY.port, i * 100));
+    const lateEarly = all.find((e) => e.id === 'a02')!;
+    const lateRecent = all.find((e) => e.id === 'a29')!;
+    const h = new Harness(cfg);
+    for (const e of all) if (e !== lateEarly && e !== lateRecent) h.push(e);
+    h.engine.advance('A', T0 + 3100);
+    h.engine.advance('B', T0 + 3100);
+    h.drain();
+    assert.ok(h.engine.sizes().cachedA < 10, `held ${h.engine.sizes().cachedA} of 28 requests`);
+    assert.equal(h.sink.latest.get('A-a30')?.record.keepalives, 28);
+
+    h.push(lateRecent);
+    h.drain();
+    assert.equal(h.engine.counters.lookups, 0, 'decided from the base');
+    assert.equal(h.sink.latest.get('A-a29')?.record.keepalives, 28);
+    assert.equal(h.sink.latest.get('A-a30')?.record.keepalives, 29);
+    assert.equal(h.sink.latest.get('A-a30')?.revision, 2);
+
+    h.push(lateEarly);
+    h.drain();
+    assert.equal(h.engine.counters.lookups, 1, 'the folded events are looked up');
+    assert.equal(h.asked[0]?.key, proxyKey);
+    const ref = new Harness(unbounded(cfg));
+    for (const e of all) ref.push(e);
+    ref.engine.advance('A', T0 + 3100);
+    ref.engine.advance('B', T0 + 3100);
+    ref.drain();
+    assert.deepEqual(h.sink.current(), ref.sink.current());
+    assert.equal(h.sink.latest.get('A-a30')?.record.keepalives, 30);
+    // Folded again after the re-run.
+    assert.ok(h.engine.sizes().cachedA < 10, `held ${h.engine.sizes().cachedA} after the re-run`);
+  });
+
+  test('a checkpoint keeps the base: a restored engine continues the numbering without a lookup, as the original', () => {
+    const cfg = config({ maxHttpItems: 32, maxNetworkItems: 32 });
+    const all = [ev('B', 'b0', PROXY.ip, PROXY.port, 0)];
+    for (let i = 1; i <= 40; i++) all.push(ev('A', `a${String(i).padStart(2, '0')}`, PROXY.ip, PROXY.port, i * 100));
+    const original = new Harness(cfg);
+    for (const e of all.slice(0, 21)) original.push(e);
+    original.engine.advance('A', T0 + 2000);
+    original.engine.advance('B', T0 + 2000);
+    original.drain();
+    const snap: EngineSnapshot = JSON.parse(JSON.stringify(original.engine.exportState()));
+    assert.equal(snap.bases?.[0]?.[0], proxyKey, 'the base is in the checkpoint');
+    assert.equal(snap.bases?.[0]?.[1].bs[0]?.[0], 'b0');
+    const restored = new Harness(CorrelationEngine.restore(cfg, snap, (side, id) => original.store.get(`${side}:${id}`)));
+    for (const h of [original, restored]) {
+      for (const e of all.slice(21)) h.push(e);
+      h.engine.advance('A', T0 + 10_000);
+      h.engine.advance('B', T0 + 10_000);
+    }
+    const after = original.drain();
+    assert.deepEqual(restored.drain(), after);
+    assert.equal(restored.engine.counters.lookups, 0);
+    assert.equal(after.find((o) => o.id === 'A-a40')?.record.keepalives, 40);
+  });
+});
+
 describe('CorrelationEngine: ids and state snapshots', () => {
   test('output ids are A-<doc id> for every A output and B-<doc id> for orphan Bs', () => {
     const r = run(config(), [B('k1', 0), A('k1', 10), A('k2', 20), B('k3', 30)]);
