@@ -79,6 +79,8 @@ interface Emitted {
 interface Base {
   after: InputEvent;
   state: SimState;
+  /** Its number among the connection's folds (see thinLadder). */
+  seq?: number;
 }
 
 /** One connection held in memory. */
@@ -134,6 +136,14 @@ class Conn {
   change: ConnChange | null = null;
   /** Every held event comes after base.after (null: none folded). */
   base: Base | null = null;
+  /**
+   * Earlier bases, oldest first, ever sparser with age (see thinLadder): an
+   * event late by more than the held events re-runs from the latest that
+   * comes before it, looking up only what was folded since, not the whole
+   * connection from the horizon.
+   */
+  older: Base[] = [];
+  folds = 0;
   /** A state taken while stepping: the next base, once `trimEvery` more events are stepped past it. */
   mark: Base | null = null;
   stepsSinceMark = 0;
@@ -849,36 +859,53 @@ export class CorrelationEngine {
     const events = conn.events;
     let n = 0;
     while (n < events.length && !eventBefore(base.after, events[n]!)) n++;
+    if (conn.base !== null) conn.older.push(conn.base);
+    base.seq = ++conn.folds;
+    conn.base = base;
+    thinLadder(conn.older, conn.folds);
+    // What was emitted for an entry of any base kept is its prior when a re-run starts there.
     const open = new Set<string>();
-    for (const b of base.state.bs) open.add(outputId(b.ev));
-    for (const a of base.state.as) open.add(outputId(a.ev));
+    for (const b of [...conn.older, base]) {
+      for (const x of b.state.bs) open.add(outputId(x.ev));
+      for (const a of b.state.as) open.add(outputId(a.ev));
+    }
     for (const ev of conn.dropFirst(n)) {
       this.cached[ev.side] -= 1;
       const id = outputId(ev);
       if (!open.has(id)) conn.emitted.delete(id);
     }
-    conn.base = base;
     this.changes += 1;
   }
 
   /**
    * Whether the connection's base serves its next re-run: that starts after
-   * it. Otherwise (a late event, a withdrawal or a changed document at or
-   * before it) the base goes, and the connection knows its events only
-   * from past it: a lookup brings the folded ones back.
+   * it (null). Otherwise (a late event, a withdrawal or a changed document
+   * at or before it) the latest earlier base that does becomes the base,
+   * or none does, and the connection knows its events only from past what
+   * was folded: answers from when a lookup must bring them back (the
+   * earlier base's last event; -Infinity: from the horizon).
    */
-  private baseServes(conn: Conn): boolean {
-    const base = conn.base;
-    if (base === null) return true;
+  private baseServes(conn: Conn): number | null {
+    const newest = conn.base;
+    if (newest === null) return null;
     const first = conn.dirtyFrom;
     const exactFrom = conn.change?.exactFrom ?? Infinity;
-    const after = (t: number) => t > base.after.time && t >= base.state.expiredTo;
-    if ((first === null || (eventBefore(base.after, first) && first.time >= base.state.expiredTo)) && (exactFrom === Infinity || after(exactFrom))) return true;
-    conn.completeFrom = Math.max(conn.completeFrom, base.after.time + 1);
-    conn.base = null;
+    const serves = (b: Base) =>
+      (first === null || (eventBefore(b.after, first) && first.time >= b.state.expiredTo)) &&
+      (exactFrom === Infinity || (exactFrom > b.after.time && exactFrom >= b.state.expiredTo));
+    if (serves(newest)) return null;
+    conn.completeFrom = Math.max(conn.completeFrom, newest.after.time + 1);
     conn.mark = null;
     conn.stepsSinceMark = 0;
-    return false;
+    while (conn.older.length > 0) {
+      const b = conn.older.pop()!;
+      if (serves(b)) {
+        conn.base = b;
+        return b.after.time;
+      }
+    }
+    conn.base = null;
+    return -Infinity;
   }
 
   private insert(conn: Conn, ev: InputEvent): void {
@@ -901,11 +928,13 @@ export class CorrelationEngine {
       return;
     }
     // Before the rest: what reaches before the base needs the events it folded, looked up again.
-    const baseLost = !this.baseServes(conn);
+    const foldedFrom = this.baseServes(conn);
+    const baseLost = foldedFrom !== null;
     const events = conn.events;
     let start = first === null ? events.length : segmentStart(events, events.indexOf(first), this.gap);
     const horizon = Math.min(this.horizon(), conn.dirtyHorizon);
-    let from = horizon - this.gap - this.cfg.reorderSlackMs;
+    // An earlier base serves: only what was folded after it is read again, however old.
+    let from = foldedFrom !== null && foldedFrom !== -Infinity ? foldedFrom : horizon - this.gap - this.cfg.reorderSlackMs;
     // A segment that reaches back into the base is known: the base holds what came before.
     const knownBefore = (s: number) => (s === 0 && conn.base !== null) || events[s]!.time - this.gap >= conn.completeFrom;
     // From the earliest event that was within the horizon on arrival (or the next one, if it was withdrawn since).
@@ -1170,8 +1199,10 @@ export class CorrelationEngine {
       const revs: Array<[string, number, boolean]> = [];
       // Held from the first: the base goes with them.
       if (c.base !== null && (events.length === 0 || events[0] === c.events[0])) {
-        bases.push([c.key, baseSnapshot(c.base)]);
-        events = [...c.base.state.bs.map((b) => b.ev), ...c.base.state.as.map((a) => a.ev), ...events];
+        for (const b of [...c.older, c.base]) {
+          bases.push([c.key, baseSnapshot(b)]);
+          events = [...b.state.bs.map((x) => x.ev), ...b.state.as.map((a) => a.ev), ...events];
+        }
       }
       if (!c.revised) return revs;
       for (const e of events) {
@@ -1274,7 +1305,8 @@ export class CorrelationEngine {
       e.waitingIds[side].add(id);
       e.replayedIds[side].add(id);
     }
-    const bases = new Map(snap.bases ?? []);
+    const bases = new Map<string, BaseSnapshot[]>();
+    for (const [key, b] of snap.bases ?? []) bases.set(key, [...(bases.get(key) ?? []), b]);
     for (const [key, completeFrom, events, revs, undecided, withdrawn, exactFrom, dirtyHorizon] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));
       for (const [side, id] of events) {
@@ -1299,8 +1331,10 @@ export class CorrelationEngine {
         if (typeof exactFrom === 'number') e.decideExactly(conn, exactFrom);
         continue;
       }
-      const base = bases.get(key);
-      if (base) conn.base = restoredBase(conn.key, base, eventOf);
+      const ladder = (bases.get(key) ?? []).map((b) => restoredBase(conn.key, b, eventOf));
+      conn.base = ladder.pop() ?? null;
+      conn.older = ladder;
+      conn.folds = conn.base?.seq ?? 0;
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
       e.rerun(conn, 0);
       e.silent = null;
@@ -1333,6 +1367,7 @@ function baseSnapshot(base: Base): BaseSnapshot {
   const { after, state } = base;
   return {
     after: [after.side, after.id, after.time],
+    ...(base.seq !== undefined && { seq: base.seq }),
     expiredTo: state.expiredTo,
     bs: state.bs.map((b) => [b.ev.id, b.lastMatch, b.keepalives, b.deadline]),
     as: state.as.map((a) => [a.ev.id, a.deadline]),
@@ -1353,7 +1388,23 @@ function restoredBase(key: string, snap: BaseSnapshot, eventOf: (side: Side, id:
     const ev = eventOf('A', aid);
     if (ev) state.as.push({ ev, deadline });
   }
-  return { after, state };
+  return { after, state, ...(snap.seq !== undefined && { seq: snap.seq }) };
+}
+
+/**
+ * Keeps the earlier bases ever sparser with age: after `n` folds, the one of
+ * fold m stays while m is a multiple of the largest power of two not above
+ * n - m. About 2·log2(n) stay, and one dropped would never be kept again
+ * (the rule only tightens as n grows).
+ */
+export function thinLadder(older: Base[], n: number): void {
+  let w = 0;
+  for (const b of older) {
+    const seq = b.seq ?? 0;
+    const step = 2 ** Math.floor(Math.log2(Math.max(1, n - seq)));
+    if (seq % step === 0) older[w++] = b;
+  }
+  older.length = w;
 }
 
 /** The connection's ConnChange, made when its first change comes. */

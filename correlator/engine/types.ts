@@ -143,7 +143,7 @@ export interface EngineSnapshot {
       number?,
     ]
   >;
-  /** Bases of the connections above whose earlier events were folded (see BaseSnapshot), by key. */
+  /** Bases of the connections above whose earlier events were folded (see BaseSnapshot), by key, each connection's oldest first. */
   bases?: Array<[string, BaseSnapshot]>;
   /** Connections known but not held above (evicted, or left out of the snapshot): [key, latest event time], the most recent first. */
   evicted: Array<[string, number]>;
@@ -163,6 +163,8 @@ export interface EngineSnapshot {
  */
 export interface BaseSnapshot {
   after: [Side, string, number];
+  /** Its number among the connection's folds. */
+  seq?: number;
   expiredTo: number;
   bs: Array<[string, number | null, number, number]>;
   as: Array<[string, number]>;

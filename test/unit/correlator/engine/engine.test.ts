@@ -18,7 +18,7 @@
 // checkpoint giving the same records as one uninterrupted run.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CorrelationEngine, eventBefore } from '../../../../correlator/engine/engine.js';
+import { CorrelationEngine, eventBefore, thinLadder } from '../../../../correlator/engine/engine.js';
 import { fingerprint } from '../../../../correlator/engine/fingerprint.js';
 import { KeySim, segmentGap, segmentStart } from '../../../../correlator/engine/key-sim.js';
 import type {
@@ -1318,6 +1318,43 @@ describe("CorrelationEngine: a long, busy Keep-Alive connection (a load balancer
     assert.equal(h.sink.latest.get('A-a30')?.record.keepalives, 30);
     // Folded again after the re-run.
     assert.ok(h.engine.sizes().cachedA < 10, `held ${h.engine.sizes().cachedA} after the re-run`);
+  });
+
+  test('a request later than the held ones re-runs from the latest earlier state before it: the lookup reads from there, not from the horizon', () => {
+    const cfg = config({ maxHttpItems: 32, maxNetworkItems: 32 });
+    const all = [ev('B', 'b0', PROXY.ip, PROXY.port, 0)];
+    for (let i = 1; i <= 400; i++) all.push(ev('A', `a${String(i).padStart(3, '0')}`, PROXY.ip, PROXY.port, i * 100));
+    const late = all.find((e) => e.id === 'a300')!;
+    const h = new Harness(cfg);
+    for (const e of all) if (e !== late) h.push(e);
+    h.engine.advance('A', T0 + 40_100);
+    h.engine.advance('B', T0 + 40_100);
+    h.drain();
+    h.push(late);
+    h.drain();
+    assert.equal(h.asked.length, 1);
+    // The state kept nearest before a300 (t = 30,000 ms): at most a few hundred ms of requests before it are read again.
+    const from = h.asked[0]!.from - T0;
+    assert.ok(from >= 20_000 && from < 30_000, `looked up from ${from} ms`);
+    assert.equal(h.sink.latest.get('A-a400')?.record.keepalives, 400);
+    assert.equal(h.sink.latest.get('A-a300')?.record.keepalives, 300);
+    assert.equal(h.sink.latest.get('A-a299')?.revision, 1, 'records before it are not rewritten');
+  });
+
+  test('the earlier states kept thin out with age: about 2·log2(n) of n, never one dropped before', () => {
+    const kept: Array<{ seq: number }> = [];
+    let before = new Set<number>();
+    for (let n = 1; n <= 5000; n++) {
+      kept.push({ seq: n - 1 });
+      thinLadder(kept as never, n);
+      const now = new Set(kept.map((b) => b.seq));
+      for (const seq of now) assert.ok(seq === n - 1 || before.has(seq), `fold ${seq} came back at ${n}`);
+      assert.ok(kept.length <= 2 * Math.log2(n) + 2, `${kept.length} kept after ${n}`);
+      before = now;
+    }
+    // Sparser with age: the gap to the next older one at most twice the age (a lookup reads at most about three times the lateness).
+    const seqs = kept.map((b) => b.seq);
+    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! - seqs[i - 1]! <= 2 * Math.max(1, 5000 - seqs[i]!), `${seqs}`);
   });
 
   test('a checkpoint keeps the base: a restored engine continues the numbering without a lookup, as the original', () => {
