@@ -264,10 +264,10 @@ describe('seeded schedules through the ingress equal the reference', () => {
   const scheduled = new Set<string>();
 
   /** Generated traffic an hour ago, posted in random batches, one side late, the correlator restarted once. */
-  async function runSchedule(seed: number): Promise<void> {
+  async function runSchedule(seed: number, longConnections?: { count: number; requests: number }): Promise<void> {
     const rnd = mulberry32(seed);
     const start = Date.now() - HOUR - Math.floor(rnd() * HOUR);
-    const t = generateTraffic({ seed, aCount: 120, bCount: 80, startMs: start, spanMs: 30_000 });
+    const t = generateTraffic({ seed, aCount: 120, bCount: 80, startMs: start, spanMs: 30_000, ...(longConnections && { longConnections }) });
     const late = rnd() < 0.5 ? 'http' : 'network';
     const batches = (docs: Doc[]) => {
       const out: Doc[][] = [];
@@ -293,8 +293,10 @@ describe('seeded schedules through the ingress equal the reference', () => {
     }
   }
 
-  test('3 seeds, both sides settled: log_correlated and ClickHouse hold the reference record for record', async () => {
+  test('4 seeds, both sides settled: log_correlated and ClickHouse hold the reference record for record', async () => {
     for (const seed of [11, 12, 13]) await runSchedule(seed);
+    // Two connections of 40 requests (a proxy's upstream): with a cache of 8 they are folded every 2 steps, and the restart continues from the folded state.
+    await runSchedule(14, { count: 2, requests: 40 });
     const cfg = engineConfig(stack.config.correlator);
     const stored = async (): Promise<StoredDoc[]> => {
       const out: StoredDoc[] = [];
