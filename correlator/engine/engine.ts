@@ -976,7 +976,7 @@ export class CorrelationEngine {
         ch.asked.push(...ch.ask);
         ch.ask = [];
       }
-      this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from, ...(asking.length > 0 ? { ids: asking } : {}) });
+      this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from, until: this.progressCap, ...(asking.length > 0 ? { ids: asking } : {}) });
       this.dirty.delete(conn);
       return;
     }

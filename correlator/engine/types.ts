@@ -103,6 +103,12 @@ export interface LookupRequest {
   src_ip: string;
   src_port: number;
   from: number;
+  /**
+   * Stored events dated after this wait for the clock anyway (parked, see
+   * maxClockSkewMs): the lookup need not read past it. Infinity without a
+   * clock (a replay).
+   */
+  until: number;
   /** Record ids whose stored state is wanted besides those of the events found: records of withdrawn documents. */
   ids?: string[];
 }

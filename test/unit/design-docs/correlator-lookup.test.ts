@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse } from 'acorn';
 import ipaddr from 'ipaddr.js';
-import { lookupDesignDoc, lookupMapSource } from '../../../design-docs/correlator-lookup.js';
+import { lookupBucket, lookupDesignDoc, lookupMapSource } from '../../../design-docs/correlator-lookup.js';
 import { toEvent } from '../../../correlator/engine/normalize.js';
 import { canonicalIp, IpFilter } from '../../../correlator/engine/ip-filter.js';
 import { mulberry32 } from '../../../bench/prng.js';
@@ -73,10 +73,12 @@ describe('the lookup view keys documents as the correlator does', () => {
       }
       keyed++;
       assert.equal(emitted.length, 1, JSON.stringify(doc));
-      const [ip, port] = emitted[0]![0] as [string, number];
+      const [ip, port, hour] = emitted[0]![0] as [string, number, number];
       const time = emitted[0]![1] as number;
       assert.equal(ev.key, ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`, JSON.stringify(doc));
       assert.equal(ev.time, time, JSON.stringify(doc));
+      // The hour the lookup asks for is the one the view files the document under.
+      assert.equal(hour, lookupBucket(ev.time), JSON.stringify(doc));
     }
     assert.ok(keyed > 700 && keyed < 4500, `a mix of keyed and skipped documents (${keyed} keyed)`);
   });

@@ -1,0 +1,108 @@
+// The correlator's connection lookup (correlator/feed/connection-lookup.ts)
+// against a real server: it reads the hours its range covers, not every
+// document its connection key ever had. A busy client (a proxy, a NAT
+// gateway) reuses each source port many times a day and a proxy's upstream
+// connection has millions of documents: until 2026-12-07 the view was keyed
+// by the connection alone, and every lookup read all of them, bodies
+// included, to keep those of the last hours.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, type Stack } from '../helpers/stack.js';
+import { postBulk, until } from '../helpers/correlator-outputs.js';
+import { CouchHttp, type CouchResponse } from '../../lib/couch/http.js';
+import { ConnectionLookup } from '../../correlator/feed/connection-lookup.js';
+import { IpFilter } from '../../correlator/engine/ip-filter.js';
+import type { LookupRequest } from '../../correlator/engine/types.js';
+
+const HOUR = 3_600_000;
+const NOW = Date.now();
+const IP = '203.0.113.5';
+const PORT = 40_000;
+const KEY = `${IP}:${PORT}`;
+const RULES = { exclude: new IpFilter([]), includePorts: new Set<number>(), where: null };
+
+/** Rows of every view response, by how the view was read. */
+const read: Array<{ how: 'keys' | 'range'; rows: number }> = [];
+
+/** The server as the correlator reaches it, counting the view rows it sends back. */
+class CountingHttp extends CouchHttp {
+  override async request<T = unknown>(...args: Parameters<CouchHttp['request']>): Promise<CouchResponse<T>> {
+    const res = await super.request<T>(...args);
+    const rows = (res.body as { rows?: unknown[] } | undefined)?.rows;
+    if (args[1].includes('/_view/') && Array.isArray(rows)) read.push({ how: args[0] === 'POST' ? 'keys' : 'range', rows: rows.length });
+    return res;
+  }
+}
+
+let stack: Stack;
+let http: CountingHttp;
+let lookup: ConnectionLookup;
+
+const doc = (t: number, extra: Record<string, unknown> = {}) => ({ src_ip: IP, src_port: PORT, timestamp: t, ...extra });
+const request = (from: number, until: number): LookupRequest => ({ key: KEY, src_ip: IP, src_port: PORT, from, until });
+
+before(async () => {
+  stack = await startStack();
+  // Three days ago, 300 requests of another connection that had the same source port; 20 minutes ago, this one.
+  const old = Array.from({ length: 300 }, (_, i) => doc(NOW - 72 * HOUR + i * 1000, { path: `/old/${i}` }));
+  const recent = Array.from({ length: 5 }, (_, i) => doc(NOW - 20 * 60_000 + i * 1000, { path: `/new/${i}` }));
+  await postBulk(stack, 'http', [...old, ...recent]);
+  await postBulk(stack, 'network', [doc(NOW - 20 * 60_000 - 50, { ja4: 't13d1516h2_8daaf6152771_b0da82dd1658' })]);
+  http = new CountingHttp(stack.couchUrl, { timeoutMs: 30_000, retryAfterS: 1 });
+  lookup = new ConnectionLookup(
+    http,
+    { authorization: stack.auth.admin },
+    { A: { db: 'log_http', rules: RULES }, B: { db: 'log_network', rules: RULES } },
+    null,
+  );
+  // A cluster's view answers from one copy of each shard range: wait until every document is seen.
+  await until('every document in the view', async () => ((await lookup.run([request(-Infinity, Infinity)]))[0]!.events.length === 306 ? true : null), 60_000);
+});
+
+after(async () => {
+  await http?.close();
+  await stack?.stop();
+});
+
+describe('connection lookups read the hours of their range', () => {
+  test('the last hour: the 6 documents of this connection read, not the 300 of the port three days ago', async () => {
+    read.length = 0;
+    const [answer] = await lookup.run([request(NOW - HOUR, NOW + 5 * 60_000)]);
+    assert.deepEqual(answer!.events.map((e) => `${e.side}:${e.doc.path ?? 'tls'}`).sort(), [
+      'A:/new/0',
+      'A:/new/1',
+      'A:/new/2',
+      'A:/new/3',
+      'A:/new/4',
+      'B:tls',
+    ]);
+    assert.ok(answer!.events.every((e) => e.key === KEY && e.time >= NOW - HOUR));
+    // One POST of keys per database (log_http, log_network), 2 or 3 hours each.
+    assert.deepEqual(
+      read.map((r) => r.how),
+      ['keys', 'keys'],
+    );
+    assert.equal(
+      read.reduce((n, r) => n + r.rows, 0),
+      6,
+      `rows read: ${JSON.stringify(read)}`,
+    );
+  });
+
+  test('without a bound (no watermark yet) or longer than a week: one key range of the connection, everything from `from` on', async () => {
+    read.length = 0;
+    const [all, month] = await lookup.run([request(-Infinity, NOW + 5 * 60_000), request(NOW - 30 * 24 * HOUR, Infinity)]);
+    assert.equal(all!.events.length, 306);
+    assert.equal(month!.events.length, 306);
+    assert.ok(read.every((r) => r.how === 'range'));
+    assert.equal(new Set(all!.events.map((e) => `${e.side}:${e.id}`)).size, 306, 'no document twice');
+  });
+
+  test('two requests of one connection, one narrow and one from three days ago: each gets its own range, no document twice', async () => {
+    const [narrow, wide] = await lookup.run([request(NOW - HOUR, NOW + 5 * 60_000), request(NOW - 72 * HOUR + 150_000, NOW + 5 * 60_000)]);
+    assert.equal(narrow!.events.length, 6);
+    // From the 150th old request on: 150 old ones, the 5 recent, the B.
+    assert.equal(wide!.events.length, 156);
+    assert.equal(new Set(wide!.events.map((e) => `${e.side}:${e.id}`)).size, 156);
+  });
+});
