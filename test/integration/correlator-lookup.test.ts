@@ -98,6 +98,18 @@ describe('connection lookups read the hours of their range', () => {
     assert.equal(new Set(all!.events.map((e) => `${e.side}:${e.id}`)).size, 306, 'no document twice');
   });
 
+  test('databases without the view (set up by an older couchlog): the lookup fails, saying to run couchlog setup, instead of reading nothing', async () => {
+    const created = await http.request('PUT', '/log_not_set_up', { headers: { authorization: stack.auth.admin } });
+    assert.ok(created.status === 201 || created.status === 202, String(created.status));
+    const bare = new ConnectionLookup(
+      http,
+      { authorization: stack.auth.admin },
+      { A: { db: 'log_not_set_up', rules: RULES }, B: { db: 'log_not_set_up', rules: RULES } },
+      null,
+    );
+    await assert.rejects(bare.run([request(NOW - HOUR, NOW)]), /no view by_conn_hour \(run couchlog setup after upgrading\)/);
+  });
+
   test('two requests of one connection, one narrow and one from three days ago: each gets its own range, no document twice', async () => {
     const [narrow, wide] = await lookup.run([request(NOW - HOUR, NOW + 5 * 60_000), request(NOW - 72 * HOUR + 150_000, NOW + 5 * 60_000)]);
     assert.equal(narrow!.events.length, 6);
