@@ -41,6 +41,7 @@ function refresh(d: HealthDeps): void {
   m.bufferSize.set({ buffer: 'network_cached' }, sizes.cachedB);
   m.bufferSize.set({ buffer: 'connections' }, sizes.connections);
   m.bufferSize.set({ buffer: 'open_connections' }, sizes.open);
+  m.bufferSize.set({ buffer: 'remembered_records' }, sizes.remembered);
   const w = d.pipeline.engine.watermark;
   if (Number.isFinite(w)) m.watermarkLag.set(Math.max(0, (d.clock() - w) / 1000));
   if (d.pipeline.checkpointSavedAt !== null) m.checkpointAge.set((d.clock() - d.pipeline.checkpointSavedAt) / 1000);

@@ -428,7 +428,7 @@ export class CorrelationEngine {
     const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
     // Read again after a restart: the crashed run may have written its decisions to some sinks only.
     if (this.replaying && !conn.uncertain) this.makeUncertain(conn);
-    const held = conn.remove(ev.side, ev.id);
+    const held = this.takeContent(conn, ev);
     if (held) {
       this.cached[ev.side] -= 1;
       if (conn.dirtyFrom === held) conn.dirtyFrom = conn.events.find((e) => eventBefore(held, e)) ?? null;
@@ -447,6 +447,24 @@ export class CorrelationEngine {
     if (this.withdrawnRecently.size > RECENT_WITHDRAWALS) this.withdrawnRecently.delete(this.withdrawnRecently.keys().next().value!);
     this.dirty.add(conn);
     this.touch(conn);
+  }
+
+  /**
+   * Takes the withdrawn content out of its connection, if held. A held event
+   * of the same document with another content is its new content, which a
+   * lookup through a view ahead of the feed brought first: it stays, and its
+   * record is written again at its next decision (made soon: its time is
+   * decided exactly), naming the withdrawn content's place, where an
+   * earlier record may be stored (found by a review: a folded connection
+   * no longer knew the old content, and a ClickHouse row stayed live there).
+   */
+  private takeContent(conn: Conn, ev: InputEvent): InputEvent | null {
+    const other = conn.has(ev.side, ev.id) ? conn.events.find((e) => e.side === ev.side && e.id === ev.id) : undefined;
+    if (other === undefined || contentOf(other) === contentOf(ev)) return conn.remove(ev.side, ev.id);
+    const em = conn.emitted.get(outputId(ev));
+    if (em) em.unconfirmed = true;
+    this.decideExactly(conn, other.time);
+    return null;
   }
 
   private noteFormerTime(ev: InputEvent): void {
@@ -716,12 +734,15 @@ export class CorrelationEngine {
     return Math.min(this.progress.A, this.progress.B);
   }
 
-  sizes(): { waiting: number; connections: number; open: number; cachedA: number; cachedB: number; awaitingLookup: number } {
+  /** `remembered`: records whose last output the connections in memory remember (fingerprint and revision). */
+  sizes(): { waiting: number; connections: number; open: number; cachedA: number; cachedB: number; awaitingLookup: number; remembered: number } {
     let open = 0;
     let awaiting = 0;
+    let remembered = 0;
     for (const c of this.conns.values()) {
       if (c.sim.live) open += 1;
       if (c.awaitingLookup) awaiting += 1;
+      remembered += c.emitted.size;
     }
     return {
       waiting: this.waiting.size + this.ahead.size,
@@ -730,6 +751,7 @@ export class CorrelationEngine {
       cachedA: this.cached.A,
       cachedB: this.cached.B,
       awaitingLookup: awaiting,
+      remembered,
     };
   }
 
@@ -863,17 +885,20 @@ export class CorrelationEngine {
     base.seq = ++conn.folds;
     conn.base = base;
     thinLadder(conn.older, conn.folds);
-    // What was emitted for an entry of any base kept is its prior when a re-run starts there.
-    const open = new Set<string>();
+    for (const ev of conn.dropFirst(n)) this.cached[ev.side] -= 1;
+    // What was emitted is kept for the held events, the entries of every base
+    // kept (their prior when a re-run starts there) and withdrawn documents
+    // still to be decided; the rest is final (a lookup brings it back when
+    // asked). Not only the folded events': an A decided after its event was
+    // folded, or priors a lookup brought, would stay for the connection's life.
+    const keep = new Set<string>();
+    for (const e of conn.events) keep.add(outputId(e));
     for (const b of [...conn.older, base]) {
-      for (const x of b.state.bs) open.add(outputId(x.ev));
-      for (const a of b.state.as) open.add(outputId(a.ev));
+      for (const x of b.state.bs) keep.add(outputId(x.ev));
+      for (const a of b.state.as) keep.add(outputId(a.ev));
     }
-    for (const ev of conn.dropFirst(n)) {
-      this.cached[ev.side] -= 1;
-      const id = outputId(ev);
-      if (!open.has(id)) conn.emitted.delete(id);
-    }
+    for (const w of conn.change?.withdrawals ?? []) keep.add(outputId(w.ev));
+    for (const id of conn.emitted.keys()) if (!keep.has(id)) conn.emitted.delete(id);
     this.changes += 1;
   }
 
@@ -1394,15 +1419,16 @@ function restoredBase(key: string, snap: BaseSnapshot, eventOf: (side: Side, id:
 /**
  * Keeps the earlier bases ever sparser with age: after `n` folds, the one of
  * fold m stays while m is a multiple of the largest power of two not above
- * n - m. About 2·log2(n) stay, and one dropped would never be kept again
- * (the rule only tightens as n grows).
+ * n - m, and the first always. About 2·log2(n) stay, and one dropped would
+ * never be kept again (the rule only tightens as n grows).
  */
 export function thinLadder(older: Base[], n: number): void {
   let w = 0;
   for (const b of older) {
     const seq = b.seq ?? 0;
     const step = 2 ** Math.floor(Math.log2(Math.max(1, n - seq)));
-    if (seq % step === 0) older[w++] = b;
+    // The first stays too: a late event anywhere after it is then exact, however long ago the connection began.
+    if (seq % step === 0 || seq === 1) older[w++] = b;
   }
   older.length = w;
 }
