@@ -1841,6 +1841,52 @@ function restartFromSnapshot(cfg: EngineConfig, tr: Traffic, snapAt: Record<Side
 }
 
 describe('CorrelationEngine: restart from a checkpoint', () => {
+  test('a held document moved to another connection before the restart stays out of its old one: the replay brings it', () => {
+    // Found by a review's soak: restore filed the document's current content (moved since) under
+    // its old connection, where a keep-alive request after it was counted one too many.
+    const cfg = config({ networkTtlMs: 30_000 });
+    const K1 = { ip: '198.51.100.21', port: 50021 };
+    const K2 = { ip: '198.51.100.22', port: 50022 };
+    const at = (side: Side, id: string, k: { ip: string; port: number }, t: number, rev?: string): InputEvent => ({
+      side,
+      index: 0,
+      id,
+      key: keyOf(k.ip, k.port),
+      time: T0 + t,
+      doc: { src_ip: k.ip, src_port: k.port, timestamp: T0 + t },
+      ...(rev && { rev }),
+    });
+    const b1 = at('B', 'b1', K1, 0);
+    const b2 = at('B', 'b2', K2, 50);
+    const x1 = at('A', 'x', K1, 100);
+    const y = at('A', 'y', K1, 200);
+    const x2 = at('A', 'x', K2, 150, '2-x');
+    const before = new Harness(cfg);
+    for (const e of [b1, b2, x1, y]) before.push(e);
+    // Released and decided, the connection still open (its B alive for the TTL).
+    before.engine.advance('A', T0 + 300);
+    before.engine.advance('B', T0 + 300);
+    before.drain();
+    assert.equal(before.sink.latest.get('A-y')?.record.keepalives, 2);
+    const snap = JSON.parse(JSON.stringify(before.engine.exportState())) as EngineSnapshot;
+    // The database now: x moved to K2.
+    const now = new Map([b1, b2, y, x2].map((e) => [`${e.side}:${e.id}`, e]));
+    const h = new Harness(CorrelationEngine.restore(cfg, snap, (side, id) => now.get(`${side}:${id}`)));
+    for (const [id, o] of before.sink.latest) h.sink.latest.set(id, o);
+    h.engine.withdraw(x1, true);
+    h.push(x2);
+    h.engine.advance('A', END);
+    h.engine.advance('B', END);
+    h.drain();
+    const ref = new Harness(unbounded(cfg));
+    for (const e of [b1, b2, x2, y]) ref.push(e);
+    ref.engine.advance('A', END);
+    ref.engine.advance('B', END);
+    ref.drain();
+    assert.deepEqual(h.sink.current(), ref.sink.current());
+    assert.equal(h.sink.latest.get('A-y')?.record.keepalives, 1);
+  });
+
   test('restart while a keep-alive B and a waiting A are held: same records, keepalives continue', () => {
     const f = new Feeds();
     const tr: Traffic = {
@@ -2223,7 +2269,7 @@ describe('CorrelationEngine: the lookup view ahead of the feed', () => {
     });
     const b = ev('B', 'b', -100);
     const x1 = ev('A', 'x', 0);
-    const x2 = ev('A', 'x', 20_000, K, 'moved');
+    const x2: InputEvent = { ...ev('A', 'x', 20_000, K, 'moved'), rev: '2-x' };
     const z = ev('A', 'z', 3000);
     const view = [b, x2, z]; // what is stored once z is: x already moved
     // Lookups answered by the view, without what the sinks hold.
