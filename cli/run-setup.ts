@@ -9,7 +9,7 @@ import { CORRELATOR_ROLE, ensureUser, READER_ROLE, WRITER_ROLE } from '../setup/
 import { ensureAppDatabase, ensureDatabase, pushDesignDoc } from '../setup/ensure-app-db.js';
 import { ensureCorrelatorDatabases } from '../setup/ensure-correlator-dbs.js';
 import { EMBEDDED_PBKDF2_ITERATIONS } from '../lib/couch/pbkdf2-iterations.js';
-import { lookupDesignDoc } from '../design-docs/correlator-lookup.js';
+import { lookupDesignDoc, lookupHourDesignDoc } from '../design-docs/correlator-lookup.js';
 import { dbName } from '../lib/config/load.js';
 
 export interface SetupReport {
@@ -126,8 +126,8 @@ export async function runSetup(config: Config): Promise<SetupReport> {
   const inputs = new Set([config.correlator.inputs.http.app, config.correlator.inputs.network.app]);
   for (const [app, options] of Object.entries(config.apps)) {
     changes.push(...(await ensureAppDatabase(admin, app, options.reports, options.protection)));
-    // The correlator finds partners of late events through this view.
-    if (inputs.has(app)) changes.push(...(await pushDesignDoc(admin, dbName(app), lookupDesignDoc())));
+    // The correlator finds partners of late events through these views.
+    if (inputs.has(app)) for (const ddoc of [lookupDesignDoc(), lookupHourDesignDoc()]) changes.push(...(await pushDesignDoc(admin, dbName(app), ddoc)));
   }
   // The correlator's output database: not an app (nobody writes to it through the ingress).
   const out = config.correlator.outputs.couchdb;

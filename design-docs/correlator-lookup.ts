@@ -1,15 +1,22 @@
-// _design/correlator of the correlator's input databases (log_http and
-// log_network by default): the view `by_conn_hour`, keyed by
-// [canonical src_ip, src_port, hour of the event time] with the event time
-// (ms) as value, so the correlator finds the stored documents of many
-// connections within a time range — the partners of late events that have
-// left its memory — with one POST .../_view/by_conn_hour {"keys": [...]} per
-// database, on PouchDB Server and CouchDB alike (PouchDB Server has no
-// multi-range /queries): a key per connection and hour of the range. Until
-// 2026-12-07 the view (`by_conn`) was keyed by the connection alone, and a
-// lookup read every document the key ever had, with its body: a busy client
-// (a proxy, a NAT gateway) reuses each source port many times a day, and a
-// long proxy connection has millions of documents.
+// Two design documents of the correlator's input databases (log_http and
+// log_network by default), a view each of the same documents, valued with
+// the event time (ms): `_design/correlator/by_conn`, keyed [canonical
+// src_ip, src_port], and `_design/correlator_hour/by_conn_hour`, keyed
+// [canonical src_ip, src_port, hour of the event time]. Apart, so that adding
+// the second (2026-12-07) left the first's index as it was: a correlator
+// running during the upgrade goes on looking up while the new one is built. The correlator finds the stored documents of many connections — the
+// partners of late events that have left its memory — with one
+// POST .../_view/<view> {"keys": [...]} per database, on PouchDB Server and
+// CouchDB alike (PouchDB Server has no multi-range /queries): a range of a
+// few hours (a late document re-run from a long connection's kept state, or
+// from its known segment) as a key per hour, so a busy client's other
+// connections on the same source port (a proxy, a NAT gateway: each port
+// reused many times a day) are not read; a longer range (the lateness
+// horizon, 24 h by default) as one key per connection, reading every
+// document the key has and keeping those in range: a key per hour costs
+// about 0.5 ms (PouchDB Server) to 1 ms (CouchDB 3) each, 25 of them per
+// connection were 8 times slower than the one key for the common
+// connection with a few documents.
 //
 // The map function IS correlator/engine/conn-key.ts's connKeyOf, serialized:
 // the key is computed by the same source the correlator runs, so a lookup
@@ -19,26 +26,32 @@ import { connKeyOf } from '../correlator/engine/conn-key.js';
 import { fnSource, type DesignDoc } from './serialize.js';
 
 export const LOOKUP_DDOC_ID = '_design/correlator';
-/** A new name with the new key: a correlator newer than `couchlog setup` fails its lookups loudly (missing view), never reads the old keys. */
-export const LOOKUP_VIEW = 'by_conn_hour';
-/** Width of the view's time buckets: the default lateness horizon (24 h) is 25 keys a connection, a lookup of the last minutes one or two. */
+export const LOOKUP_VIEW = 'by_conn';
+export const LOOKUP_HOUR_DDOC_ID = '_design/correlator_hour';
+export const LOOKUP_HOUR_VIEW = 'by_conn_hour';
+/** Width of by_conn_hour's time buckets. */
 export const LOOKUP_BUCKET_MS = 3_600_000;
 
 /** The bucket of an event time, as the view keys it. */
 export const lookupBucket = (time: number): number => Math.floor(time / LOOKUP_BUCKET_MS);
 
-/** The map function's source: connKeyOf inlined, design documents skipped. */
-export function lookupMapSource(): string {
+/** A map function's source: connKeyOf inlined, design documents skipped; `byHour` adds the hour to the key. */
+export function lookupMapSource(byHour = false): string {
+  const key = byHour ? `[k[0], k[1], Math.floor(k[2] / ${LOOKUP_BUCKET_MS})]` : '[k[0], k[1]]';
   return [
     'function (doc) {',
     "  if (doc._id.indexOf('_design/') === 0) return;",
     `  var connKeyOf = ${fnSource(connKeyOf)};`,
     '  var k = connKeyOf(doc);',
-    `  if (typeof k !== 'string') emit([k[0], k[1], Math.floor(k[2] / ${LOOKUP_BUCKET_MS})], k[2]);`,
+    `  if (typeof k !== 'string') emit(${key}, k[2]);`,
     '}',
   ].join('\n');
 }
 
 export function lookupDesignDoc(): DesignDoc {
   return { _id: LOOKUP_DDOC_ID, language: 'javascript', views: { [LOOKUP_VIEW]: { map: lookupMapSource() } } };
+}
+
+export function lookupHourDesignDoc(): DesignDoc {
+  return { _id: LOOKUP_HOUR_DDOC_ID, language: 'javascript', views: { [LOOKUP_HOUR_VIEW]: { map: lookupMapSource(true) } } };
 }

@@ -1003,7 +1003,11 @@ export class CorrelationEngine {
         ch.asked.push(...ch.ask);
         ch.ask = [];
       }
-      this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from, until: this.progressCap, ...(asking.length > 0 ? { ids: asking } : {}) });
+      // Stored events past the clock's cap wait for it (parked), but for those taken early (a full
+      // queue) or before the clock went back: the connection's latest known time covers them (found by a review).
+      const known = Math.max(conn.lastTime, Number.isFinite(conn.completeFrom) ? conn.completeFrom - 1 : -Infinity);
+      const until = Math.max(this.progressCap, known);
+      this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from, until, ...(asking.length > 0 ? { ids: asking } : {}) });
       this.dirty.delete(conn);
       return;
     }

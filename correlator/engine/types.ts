@@ -105,8 +105,8 @@ export interface LookupRequest {
   from: number;
   /**
    * Stored events dated after this wait for the clock anyway (parked, see
-   * maxClockSkewMs): the lookup need not read past it. Infinity without a
-   * clock (a replay).
+   * maxClockSkewMs) and are not known to the connection: the lookup need not
+   * read past it. Infinity without a clock (a replay).
    */
   until: number;
   /** Record ids whose stored state is wanted besides those of the events found: records of withdrawn documents. */

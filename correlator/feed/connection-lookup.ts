@@ -1,16 +1,15 @@
 // Answers the engine's lookups: every stored document of one connection
-// from a time on, in both input databases (the `_design/correlator` view
-// `by_conn_hour`, keyed [src_ip, src_port, hour], valued with the event
-// time), and what log_correlated already holds for the records of those
-// documents (so the engine rewrites only what changed). Lookups happen only
-// for late events whose partners have left memory; all the connections of a
-// round go in one POST .../_view/by_conn_hour {"keys": [...]} per database
-// (a key per connection and hour of its range, chunks of KEYS_PER_REQUEST):
-// one index update and one read, on PouchDB Server and CouchDB alike. Only
-// a range without bounds (no watermark yet) or longer than MAX_HOURS is read
-// as one key range of its own.
+// from a time on, in both input databases (the `_design/correlator` views,
+// valued with the event time), and what log_correlated already holds for the
+// records of those documents (so the engine rewrites only what changed).
+// Lookups happen only for late events whose partners have left memory; all
+// the connections of a round go in one POST .../_view/<view> {"keys": [...]}
+// per database and view (chunks of KEYS_PER_REQUEST): a request of a few
+// hours (HOUR_KEYS at most) as a key per hour of `by_conn_hour`, any other as
+// its connection's key of `by_conn` (see design-docs/correlator-lookup.ts
+// for why both), on PouchDB Server and CouchDB alike.
 import type { CouchHttp } from '../../lib/couch/http.js';
-import { LOOKUP_DDOC_ID, LOOKUP_VIEW, lookupBucket } from '../../design-docs/correlator-lookup.js';
+import { LOOKUP_DDOC_ID, LOOKUP_HOUR_DDOC_ID, LOOKUP_HOUR_VIEW, LOOKUP_VIEW, lookupBucket } from '../../design-docs/correlator-lookup.js';
 import { fingerprint } from '../engine/fingerprint.js';
 import { toEvent, type NormalizeRules } from '../engine/normalize.js';
 import type { InputEvent, LookupRequest, PriorRecord, Side } from '../engine/types.js';
@@ -28,10 +27,10 @@ export interface LookupAnswer {
   priors: Map<string, PriorRecord> | null;
 }
 
-/** View keys per POST: the default 24 h horizon is 25 of a connection. */
-const KEYS_PER_REQUEST = 2_000;
-/** A range of more hours than this (allowed_lateness of weeks) is read as one key range rather than a key per hour. */
-const MAX_HOURS = 24 * 7;
+/** View keys per POST. */
+const KEYS_PER_REQUEST = 1_000;
+/** A request spanning more hours than this is read by its connection's key. */
+const HOUR_KEYS = 4;
 
 type Row = { id: string; key: unknown; value: unknown; doc?: Record<string, unknown> | null };
 
@@ -84,15 +83,16 @@ export class ConnectionLookup {
     const seen = requests.map(() => new Set<string>());
     // Rows are matched back to the requests of their connection; a row read twice (two requests of one connection) counts once.
     const byConn = new Map<string, number[]>();
-    const keys = new Map<string, unknown[]>();
-    const wide: number[] = [];
+    const hourKeys = new Map<string, unknown[]>();
+    const connKeys = new Map<string, unknown[]>();
     requests.forEach((r, i) => {
       const conn = JSON.stringify([r.src_ip, r.src_port]);
       byConn.set(conn, [...(byConn.get(conn) ?? []), i]);
       const first = lookupBucket(r.from);
       const last = lookupBucket(r.until);
-      if (!Number.isFinite(first) || !Number.isFinite(last) || last - first >= MAX_HOURS) wide.push(i);
-      else for (let h = first; h <= last; h++) keys.set(JSON.stringify([r.src_ip, r.src_port, h]), [r.src_ip, r.src_port, h]);
+      if (Number.isFinite(first) && Number.isFinite(last) && last - first < HOUR_KEYS) {
+        for (let h = first; h <= last; h++) hourKeys.set(JSON.stringify([r.src_ip, r.src_port, h]), [r.src_ip, r.src_port, h]);
+      } else connKeys.set(conn, [r.src_ip, r.src_port]);
     });
     const take = (rows: readonly Row[]) => {
       for (const row of rows) {
@@ -105,26 +105,27 @@ export class ConnectionLookup {
         }
       }
     };
-    const all = [...keys.values()];
-    for (let i = 0; i < all.length; i += KEYS_PER_REQUEST) take(await this.query(db, { keys: all.slice(i, i + KEYS_PER_REQUEST) }));
-    for (const at of wide) {
-      const r = requests[at]!;
-      const first = lookupBucket(r.from);
-      const last = lookupBucket(r.until);
-      // [ip, port] sorts before every [ip, port, hour], and {} after every number.
-      const startkey = Number.isFinite(first) ? [r.src_ip, r.src_port, first] : [r.src_ip, r.src_port];
-      const endkey = Number.isFinite(last) ? [r.src_ip, r.src_port, last] : [r.src_ip, r.src_port, {}];
-      take(await this.query(db, null, `&startkey=${encodeURIComponent(JSON.stringify(startkey))}&endkey=${encodeURIComponent(JSON.stringify(endkey))}`));
+    for (const [view, keys] of [
+      [`${LOOKUP_HOUR_DDOC_ID}/_view/${LOOKUP_HOUR_VIEW}`, [...hourKeys.values()]],
+      [`${LOOKUP_DDOC_ID}/_view/${LOOKUP_VIEW}`, [...connKeys.values()]],
+    ] as const) {
+      for (let i = 0; i < keys.length; i += KEYS_PER_REQUEST) take(await this.query(db, view, keys.slice(i, i + KEYS_PER_REQUEST)));
     }
     return out;
   }
 
-  /** Keys in a POST body, or a key range in the query string of a GET (as every CouchDB-compatible server reads it). */
-  private async query(db: string, body: { keys: unknown[] } | null, range = ''): Promise<Row[]> {
-    const path = `/${encodeURIComponent(db)}/${LOOKUP_DDOC_ID}/_view/${LOOKUP_VIEW}?include_docs=true${range}`;
-    const res = await this.http.request<{ rows?: Row[] }>(body ? 'POST' : 'GET', path, { headers: this.headers, ...(body && { body: JSON.stringify(body) }) });
-    if (res.status === 404)
-      throw new OperationError(`looking up connections in ${db}: no view ${LOOKUP_VIEW} (run couchlog setup after upgrading): ${JSON.stringify(res.body)}`);
+  /** `view`: its path after the database (design document and view). */
+  private async query(db: string, view: string, keys: readonly unknown[]): Promise<Row[]> {
+    const res = await this.http.request<{ rows?: Row[] }>('POST', `/${encodeURIComponent(db)}/${view}?include_docs=true`, {
+      headers: this.headers,
+      body: JSON.stringify({ keys }),
+    });
+    if (res.status === 404) {
+      // PouchDB Server says no_db_file, CouchDB 3 "Database does not exist."; a missing design document or view is anything else.
+      const reason = String((res.body as { reason?: unknown } | undefined)?.reason ?? '');
+      if (/no_db_file|does not exist/i.test(reason)) throw new OperationError(`looking up connections: no database ${db}`);
+      throw new OperationError(`looking up connections in ${db}: no view ${view} (run couchlog setup after upgrading): ${JSON.stringify(res.body)}`);
+    }
     if (res.status !== 200) throw new OperationError(`looking up connections in ${db}: ${res.status} ${JSON.stringify(res.body)}`);
     return res.body.rows ?? [];
   }

@@ -1,10 +1,12 @@
 // The correlator's connection lookup (correlator/feed/connection-lookup.ts)
-// against a real server: it reads the hours its range covers, not every
+// against a real server: a lookup of a few hours reads those hours, not every
 // document its connection key ever had. A busy client (a proxy, a NAT
 // gateway) reuses each source port many times a day and a proxy's upstream
 // connection has millions of documents: until 2026-12-07 the view was keyed
 // by the connection alone, and every lookup read all of them, bodies
-// included, to keep those of the last hours.
+// included, to keep those of the last hours. A longer range (the lateness
+// horizon) still reads the connection's key: a key per hour costs more than
+// it saves for the common connection (design-docs/correlator-lookup.ts).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, type Stack } from '../helpers/stack.js';
@@ -21,15 +23,16 @@ const PORT = 40_000;
 const KEY = `${IP}:${PORT}`;
 const RULES = { exclude: new IpFilter([]), includePorts: new Set<number>(), where: null };
 
-/** Rows of every view response, by how the view was read. */
-const read: Array<{ how: 'keys' | 'range'; rows: number }> = [];
+/** Rows of every view response, by view. */
+const read: Array<{ view: string; rows: number }> = [];
 
 /** The server as the correlator reaches it, counting the view rows it sends back. */
 class CountingHttp extends CouchHttp {
   override async request<T = unknown>(...args: Parameters<CouchHttp['request']>): Promise<CouchResponse<T>> {
     const res = await super.request<T>(...args);
     const rows = (res.body as { rows?: unknown[] } | undefined)?.rows;
-    if (args[1].includes('/_view/') && Array.isArray(rows)) read.push({ how: args[0] === 'POST' ? 'keys' : 'range', rows: rows.length });
+    const view = /\/_view\/([a-z_]+)/.exec(args[1])?.[1];
+    if (view && Array.isArray(rows)) read.push({ view, rows: rows.length });
     return res;
   }
 }
@@ -79,8 +82,8 @@ describe('connection lookups read the hours of their range', () => {
     assert.ok(answer!.events.every((e) => e.key === KEY && e.time >= NOW - HOUR));
     // One POST of keys per database (log_http, log_network), 2 or 3 hours each.
     assert.deepEqual(
-      read.map((r) => r.how),
-      ['keys', 'keys'],
+      read.map((r) => r.view),
+      ['by_conn_hour', 'by_conn_hour'],
     );
     assert.equal(
       read.reduce((n, r) => n + r.rows, 0),
@@ -89,12 +92,24 @@ describe('connection lookups read the hours of their range', () => {
     );
   });
 
-  test('without a bound (no watermark yet) or longer than a week: one key range of the connection, everything from `from` on', async () => {
+  test('the lateness horizon (25 hours), or without a bound: by the connection key, everything from `from` on', async () => {
     read.length = 0;
-    const [all, month] = await lookup.run([request(-Infinity, NOW + 5 * 60_000), request(NOW - 30 * 24 * HOUR, Infinity)]);
+    const [day, all, month] = await lookup.run([
+      request(NOW - 25 * HOUR, NOW + 5 * 60_000),
+      request(-Infinity, NOW + 5 * 60_000),
+      request(NOW - 30 * 24 * HOUR, Infinity),
+    ]);
+    assert.equal(day!.events.length, 6);
     assert.equal(all!.events.length, 306);
     assert.equal(month!.events.length, 306);
-    assert.ok(read.every((r) => r.how === 'range'));
+    // One key for the three requests of the connection, in each database.
+    assert.deepEqual(
+      read.map((r) => [r.view, r.rows]),
+      [
+        ['by_conn', 305],
+        ['by_conn', 1],
+      ],
+    );
     assert.equal(new Set(all!.events.map((e) => `${e.side}:${e.id}`)).size, 306, 'no document twice');
   });
 
@@ -107,7 +122,18 @@ describe('connection lookups read the hours of their range', () => {
       { A: { db: 'log_not_set_up', rules: RULES }, B: { db: 'log_not_set_up', rules: RULES } },
       null,
     );
-    await assert.rejects(bare.run([request(NOW - HOUR, NOW)]), /no view by_conn_hour \(run couchlog setup after upgrading\)/);
+    await assert.rejects(bare.run([request(NOW - HOUR, NOW)]), /no view _design\/correlator_hour\/_view\/by_conn_hour \(run couchlog setup after upgrading\)/);
+    await assert.rejects(bare.run([request(NOW - 25 * HOUR, NOW)]), /no view _design\/correlator\/_view\/by_conn \(run couchlog setup after upgrading\)/);
+  });
+
+  test('a database that does not exist: said so', async () => {
+    const none = new ConnectionLookup(
+      http,
+      { authorization: stack.auth.admin },
+      { A: { db: 'log_nowhere', rules: RULES }, B: { db: 'log_nowhere', rules: RULES } },
+      null,
+    );
+    await assert.rejects(none.run([request(NOW - HOUR, NOW)]), /looking up connections: no database log_nowhere$/);
   });
 
   test('two requests of one connection, one narrow and one from three days ago: each gets its own range, no document twice', async () => {

@@ -9,16 +9,16 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse } from 'acorn';
 import ipaddr from 'ipaddr.js';
-import { lookupBucket, lookupDesignDoc, lookupMapSource } from '../../../design-docs/correlator-lookup.js';
+import { lookupBucket, lookupDesignDoc, lookupHourDesignDoc, lookupMapSource } from '../../../design-docs/correlator-lookup.js';
 import { toEvent } from '../../../correlator/engine/normalize.js';
 import { canonicalIp, IpFilter } from '../../../correlator/engine/ip-filter.js';
 import { mulberry32 } from '../../../bench/prng.js';
 
 type Emitted = Array<[unknown, unknown]>;
 
-function viewKeys(doc: Record<string, unknown>): Emitted {
+function viewKeys(doc: Record<string, unknown>, byHour = false): Emitted {
   const out: Emitted = [];
-  const map = new Function('emit', `return (${lookupMapSource()});`)((k: unknown, v: unknown) => out.push([k, v])) as (d: unknown) => void;
+  const map = new Function('emit', `return (${lookupMapSource(byHour)});`)((k: unknown, v: unknown) => out.push([k, v])) as (d: unknown) => void;
   map(doc);
   return out;
 }
@@ -57,7 +57,11 @@ function randomDoc(rnd: () => number): Record<string, unknown> {
 describe('the lookup view keys documents as the correlator does', () => {
   test('the map function is ES5 (parsed with acorn, ecmaVersion 5)', () => {
     assert.doesNotThrow(() => parse(`(${lookupMapSource()})`, { ecmaVersion: 5 }));
+    assert.doesNotThrow(() => parse(`(${lookupMapSource(true)})`, { ecmaVersion: 5 }));
     assert.equal(lookupDesignDoc()._id, '_design/correlator');
+    // Apart: adding it left by_conn's index as it was (an upgrade does not rebuild it under a running correlator).
+    assert.equal(lookupHourDesignDoc()._id, '_design/correlator_hour');
+    assert.deepEqual(Object.keys(lookupDesignDoc().views ?? {}), ['by_conn']);
   });
 
   test('5,000 generated documents: the view key equals toEvent\'s key and time, and documents without one emit nothing', () => {
@@ -69,16 +73,17 @@ describe('the lookup view keys documents as the correlator does', () => {
       const emitted = viewKeys(doc);
       if ('skip' in ev) {
         assert.deepEqual(emitted, [], `${JSON.stringify(doc)} is skipped (${ev.skip}) but the view emits ${JSON.stringify(emitted)}`);
+        assert.deepEqual(viewKeys(doc, true), [], `${JSON.stringify(doc)} is skipped (${ev.skip}) but by_conn_hour emits`);
         continue;
       }
       keyed++;
       assert.equal(emitted.length, 1, JSON.stringify(doc));
-      const [ip, port, hour] = emitted[0]![0] as [string, number, number];
+      const [ip, port] = emitted[0]![0] as [string, number];
       const time = emitted[0]![1] as number;
       assert.equal(ev.key, ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`, JSON.stringify(doc));
       assert.equal(ev.time, time, JSON.stringify(doc));
-      // The hour the lookup asks for is the one the view files the document under.
-      assert.equal(hour, lookupBucket(ev.time), JSON.stringify(doc));
+      // by_conn_hour: the same key and value, and the hour the lookup asks for is the one it files the document under.
+      assert.deepEqual(viewKeys(doc, true), [[[ip, port, lookupBucket(ev.time)], time]], JSON.stringify(doc));
     }
     assert.ok(keyed > 700 && keyed < 4500, `a mix of keyed and skipped documents (${keyed} keyed)`);
   });

@@ -843,6 +843,48 @@ describe('CorrelationEngine: late events correct what was emitted', () => {
 });
 
 describe('CorrelationEngine: event times ahead of the clock', () => {
+  test("a lookup reads up to the connection's latest known time, though past the clock: an event dated ahead and taken early is found", () => {
+    // Found by a review: the lookup ended at the clock + max skew; an A dated ahead, taken early out
+    // of a full parked queue and evicted since, was not read back, and a late B stayed an orphan.
+    const cfg = config({ maxHttpItems: 2, maxNetworkItems: 2, maxClockSkewMs: 1000 });
+    const H = T0;
+    const at = (side: Side, id: string, port: number, time: number): InputEvent => ({
+      side,
+      index: 0,
+      id,
+      key: keyOf('10.0.0.1', port),
+      time,
+      doc: { src_ip: '10.0.0.1', src_port: port, timestamp: time },
+    });
+    const h = new Harness(cfg);
+    // Lookups answered by the view up to the end of the hour of `until`, as by_conn_hour reads.
+    h.provide = (r: LookupRequest) => {
+      const end = (Math.floor(r.until / 3_600_000) + 1) * 3_600_000;
+      const events = [...h.store.values()].filter((e) => e.key === r.key && e.time >= r.from && e.time < end);
+      h.engine.provide(r.key, r.from, events, null);
+    };
+    h.engine.clock(H - 1400);
+    h.push(at('A', 'aK', 1, H + 100)); // past the clock + skew: parked
+    for (let i = 0; i < 6; i++) h.push(at('B', `bo${i}`, 100 + i, H + 3_600_000 + i)); // more parked: aK is taken early
+    for (let i = 0; i < 20; i++) {
+      h.push(at('B', `bn${i}`, 200 + i, H - 60_000 + i * 10));
+      h.push(at('A', `an${i}`, 200 + i, H - 60_000 + i * 10 + 5));
+    }
+    h.engine.advance('A', H - 1500);
+    h.engine.advance('B', H - 1500);
+    h.drain();
+    h.push(at('B', 'bK', 1, H - 500)); // late, its connection evicted: looked up
+    h.engine.advance('A', H - 450);
+    h.engine.advance('B', H - 450);
+    h.drain();
+    assert.ok(h.asked.length > 0 && h.asked.every((r) => r.key !== keyOf('10.0.0.1', 1) || r.until >= H + 100), JSON.stringify(h.asked));
+    h.engine.clock(H + 10_000);
+    h.engine.advance('A', Infinity);
+    h.engine.advance('B', Infinity);
+    h.drain();
+    assert.deepEqual(h.sink.latest.get('A-aK')?.kind, 'correlated');
+  });
+
   const DAY = 86_400_000;
 
   /** A backlog of k1..k3 connections two to three hours before `now`, B first, then A (the hour-late side). */
