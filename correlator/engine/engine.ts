@@ -879,7 +879,7 @@ export class CorrelationEngine {
   }
 
   /** The events up to `base.after` leave memory, and so does what was emitted for them, but for the entries the base still holds. */
-  private fold(conn: Conn, base: Base): void {
+  private fold(conn: Conn, base: Base, prune = true): void {
     const events = conn.events;
     let n = 0;
     while (n < events.length && !eventBefore(base.after, events[n]!)) n++;
@@ -888,6 +888,26 @@ export class CorrelationEngine {
     conn.base = base;
     thinLadder(conn.older, conn.folds);
     for (const ev of conn.dropFirst(n)) this.cached[ev.side] -= 1;
+    this.changes += 1;
+    if (prune) this.forgetFolded(conn);
+  }
+
+  /** Decides the held events at or before the base alone (too late ones), and takes them out: the rest re-runs from the base. */
+  private decideAlone(conn: Conn): void {
+    const after = conn.base!.after;
+    let n = 0;
+    while (n < conn.events.length && !eventBefore(after, conn.events[n]!)) n++;
+    for (const ev of conn.dropFirst(n)) {
+      this.cached[ev.side] -= 1;
+      const sim = this.simFor(conn);
+      sim.step(ev);
+      sim.expire(Infinity);
+    }
+    conn.dirtyFrom = conn.events[0] ?? null;
+  }
+
+  /** What was emitted is remembered only where a re-run may decide again (see fold). */
+  private forgetFolded(conn: Conn): void {
     // What was emitted is kept for the held events, the entries of every base
     // kept (their prior when a re-run starts there) and withdrawn documents
     // still to be decided; the rest is final (a lookup brings it back when
@@ -895,13 +915,12 @@ export class CorrelationEngine {
     // folded, or priors a lookup brought, would stay for the connection's life.
     const keep = new Set<string>();
     for (const e of conn.events) keep.add(outputId(e));
-    for (const b of [...conn.older, base]) {
+    for (const b of conn.base ? [...conn.older, conn.base] : conn.older) {
       for (const x of b.state.bs) keep.add(outputId(x.ev));
       for (const a of b.state.as) keep.add(outputId(a.ev));
     }
     for (const w of conn.change?.withdrawals ?? []) keep.add(outputId(w.ev));
     for (const id of conn.emitted.keys()) if (!keep.has(id)) conn.emitted.delete(id);
-    this.changes += 1;
   }
 
   /**
@@ -928,6 +947,8 @@ export class CorrelationEngine {
       const b = conn.older.pop()!;
       if (serves(b)) {
         conn.base = b;
+        // The folds after it are gone: the next is numbered after it, so the ladder thins as if they never were.
+        conn.folds = b.seq ?? conn.folds;
         return b.after.time;
       }
     }
@@ -954,6 +975,13 @@ export class CorrelationEngine {
       this.dirty.delete(conn);
       return;
     }
+    // Only too late (none within the horizon) and before the folded part: decided alone, with what
+    // is here, as documents past the horizon are, rather than looked up from a state kept long before it.
+    if (conn.base !== null && ch === null && conn.dirtyExact === null && first !== null && !eventBefore(conn.base.after, first)) {
+      this.decideAlone(conn);
+      this.resolve(conn);
+      return;
+    }
     // Before the rest: what reaches before the base needs the events it folded, looked up again.
     const foldedFrom = this.baseServes(conn);
     const baseLost = foldedFrom !== null;
@@ -963,7 +991,8 @@ export class CorrelationEngine {
     // An earlier base serves: only what was folded after it is read again, however old.
     let from = foldedFrom !== null && foldedFrom !== -Infinity ? foldedFrom : horizon - this.gap - this.cfg.reorderSlackMs;
     // A segment that reaches back into the base is known: the base holds what came before.
-    const knownBefore = (s: number) => (s === 0 && conn.base !== null) || events[s]!.time - this.gap >= conn.completeFrom;
+    // Not for a connection restored undecided (completeFrom Infinity): what the sinks hold is asked first.
+    const knownBefore = (s: number) => (s === 0 && conn.base !== null && conn.completeFrom !== Infinity) || events[s]!.time - this.gap >= conn.completeFrom;
     // From the earliest event that was within the horizon on arrival (or the next one, if it was withdrawn since).
     const exact = conn.dirtyExact;
     const xi = exact === null ? -1 : events.findIndex((e) => !eventBefore(e, exact));
@@ -993,6 +1022,16 @@ export class CorrelationEngine {
       // and what the sinks hold for the event's record is asked with it (found by a review: an
       // orphan B record stayed after its deletion).
       if (lookup) asking.push(...heldUnknown);
+    }
+    const base = conn.base;
+    if (lookup && base !== null && (baseLost || start === 0)) {
+      // Its base holds what came before it: only what came after is read, and what the sinks hold
+      // for the base's open entries is asked (a connection restored undecided knows none of it).
+      from = Math.max(from, base.after.time);
+      for (const x of [...base.state.bs, ...base.state.as]) {
+        const id = outputId(x.ev);
+        if (!conn.emitted.has(id) && !asking.includes(id)) asking.push(id);
+      }
     }
     if (lookup) {
       const [ip, port] = splitKey(conn.key);
@@ -1049,10 +1088,12 @@ export class CorrelationEngine {
     conn.sim = this.simFor(conn, base?.state);
     conn.mark = base;
     conn.stepsSinceMark = 0;
-    let folded: Base | null = null;
+    // Every mark of the re-run is folded (the ladder rebuilt as the steps went), not only the last.
+    const folded: Base[] = [];
     for (let i = start; i < events.length; i++) {
       conn.sim.step(events[i]!);
-      folded = this.marked(conn, events[i]!) ?? folded;
+      const m = this.marked(conn, events[i]!);
+      if (m) folded.push(m);
     }
     conn.sim.expire(this.releasedUpTo);
     conn.lastStepped = events[events.length - 1] ?? null;
@@ -1061,7 +1102,7 @@ export class CorrelationEngine {
     conn.dirtyHorizon = Infinity;
     conn.queuedDeadline = NaN;
     this.queueDeadline(conn);
-    if (folded) this.fold(conn, folded);
+    folded.forEach((m, i) => this.fold(conn, m, i === folded.length - 1));
   }
 
   /** Every decision of every connection comes here: emitted when it differs from what was emitted. */
@@ -1251,6 +1292,8 @@ export class CorrelationEngine {
         const events = c.events.map((e): [Side, string] => [e.side, e.id]);
         // -Infinity (a feed without progress yet) kept as the least safe integer: JSON has no infinities.
         const horizon = c.dirtyExact === null ? null : Math.max(c.dirtyHorizon, Number.MIN_SAFE_INTEGER);
+        // Its kept states too: a chain longer than the horizon keeps its B after the restart (found by a review).
+        if (c.base !== null) for (const b of [...c.older, c.base]) bases.push([c.key, baseSnapshot(b)]);
         if (horizon !== null) keys.push([c.key, num(c.completeFrom), events, [], true, ch && withdrawn, ch && ch.exactFrom, horizon]);
         else keys.push(ch !== null ? [c.key, num(c.completeFrom), events, [], true, withdrawn, ch.exactFrom] : [c.key, num(c.completeFrom), events, [], true]);
         saved.add(c);
@@ -1348,6 +1391,10 @@ export class CorrelationEngine {
       }
       e.touch(conn);
       conn.uncertain = true;
+      const ladder = (bases.get(key) ?? []).map((b) => restoredBase(conn.key, b, eventOf));
+      conn.base = ladder.pop() ?? null;
+      conn.older = ladder;
+      conn.folds = conn.base?.seq ?? 0;
       if (undecided) {
         // What was emitted for it is unknown here: a lookup brings what log_correlated holds,
         // which may be more than another sink got before the crash (uncertain: written again).
@@ -1364,10 +1411,6 @@ export class CorrelationEngine {
         if (typeof exactFrom === 'number') e.decideExactly(conn, exactFrom);
         continue;
       }
-      const ladder = (bases.get(key) ?? []).map((b) => restoredBase(conn.key, b, eventOf));
-      conn.base = ladder.pop() ?? null;
-      conn.older = ladder;
-      conn.folds = conn.base?.seq ?? 0;
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
       e.rerun(conn, 0);
       e.silent = null;

@@ -1422,6 +1422,98 @@ describe("CorrelationEngine: a long, busy Keep-Alive connection (a load balancer
     for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! - seqs[i - 1]! <= 2 * Math.max(1, 5000 - seqs[i]!), `${seqs}`);
   });
 
+  /** A B, then a request every 10 s for 12 hours on one connection, fed in order with the clock; answers the harness and every event. */
+  function twelveHours(cfg: EngineConfig): { h: Harness; all: InputEvent[]; now: number } {
+    const h = new Harness(cfg);
+    const all = [ev('B', 'b0', PROXY.ip, PROXY.port, 0)];
+    for (let i = 1, t = 10; t < 12 * 3_600_000; t += 10_000, i++) all.push(ev('A', `a${String(i).padStart(5, '0')}`, PROXY.ip, PROXY.port, t));
+    for (const [i, e] of all.entries()) {
+      h.push(e);
+      if (i % 50 === 49) {
+        h.engine.clock(e.time);
+        h.engine.advance('A', e.time);
+        h.engine.advance('B', e.time);
+        h.drain();
+      }
+    }
+    const now = T0 + 12 * 3_600_000;
+    h.engine.clock(now);
+    h.engine.advance('A', now);
+    h.engine.advance('B', now);
+    h.drain();
+    return { h, all, now };
+  }
+
+  test('late requests hours back read about their lateness, again and again: re-runs keep the earlier states', () => {
+    // Found by a review: a re-run from an earlier state kept only its last, and after two late
+    // requests one half an hour late read the whole connection (4,322 documents of 4,321).
+    const cfg = config({ maxHttpItems: 64, maxNetworkItems: 64, allowedLatenessMs: 24 * 3_600_000 });
+    const { h, now } = twelveHours(cfg);
+    const read: number[] = [];
+    for (const [id, hoursBack] of [
+      ['l1', 3],
+      ['l2', 11.9],
+      ['l3', 0.5],
+    ] as const) {
+      const t = 12 * 3_600_000 - hoursBack * 3_600_000 + 3;
+      h.asked.length = 0;
+      h.push(ev('A', id, PROXY.ip, PROXY.port, t));
+      h.drain();
+      const r = h.asked[0]!;
+      read.push([...h.store.values()].filter((e) => e.key === proxyKey && e.time >= r.from).length);
+      assert.ok(
+        now - r.from <= 3.5 * hoursBack * 3_600_000 + 60_000,
+        `${id}: read from ${(now - r.from) / 3_600_000} h back for a request ${hoursBack} h late`,
+      );
+    }
+    assert.ok(read[2]! < 600, `half an hour late read ${read[2]} documents`);
+    assert.equal(h.sink.latest.get('A-a04319')?.record.keepalives, 4322);
+  });
+
+  test('a request past the horizon before the folded part is decided alone, without a lookup', () => {
+    // Found by a review: it was looked up from a state kept long before the horizon, every time.
+    const cfg = config({ maxHttpItems: 64, maxNetworkItems: 64, allowedLatenessMs: 3_600_000 });
+    const { h } = twelveHours(cfg);
+    const before = h.engine.counters.lookups;
+    h.push(ev('A', 'old1', PROXY.ip, PROXY.port, 6 * 3_600_000 + 3));
+    h.push(ev('A', 'old2', PROXY.ip, PROXY.port, 5 * 3_600_000 + 3));
+    h.drain();
+    assert.equal(h.engine.counters.lookups, before);
+    assert.equal(h.engine.counters.tooLate.A, 2);
+    assert.equal(h.sink.latest.get('A-old1')?.kind, 'orphan_a');
+    assert.ok(h.engine.sizes().cachedA < 200);
+  });
+
+  test('a checkpoint taken while the connection waits undecided keeps its states: after the restart its chain, longer than the horizon, keeps its B', () => {
+    // Found by a review: the states went, the restart looked the connection up from the
+    // horizon, and 2,164 correlated records came out as orphans.
+    const cfg = config({ maxHttpItems: 64, maxNetworkItems: 64, allowedLatenessMs: 6 * 3_600_000 });
+    const { h, now } = twelveHours(cfg);
+    const held = h.engine.exportState().keys.find((k) => k[0] === proxyKey)![2];
+    const second = held[2]!;
+    const late = ev('A', 'late', PROXY.ip, PROXY.port, h.store.get(`${second[0]}:${second[1]}`)!.time - T0 + 1);
+    h.push(late);
+    h.engine.drain(now, false); // held undecided, as the pipeline does while a backlog is read
+    const snap = JSON.parse(JSON.stringify(h.engine.exportState())) as EngineSnapshot;
+    assert.ok(
+      (snap.bases ?? []).some(([key]) => key === proxyKey),
+      'the states are in the checkpoint',
+    );
+    const r = new Harness(CorrelationEngine.restore(cfg, snap, (side, id) => h.store.get(`${side}:${id}`)));
+    for (const [k, v] of h.store) r.store.set(k, v);
+    for (const [k, v] of h.sink.latest) r.sink.latest.set(k, v);
+    r.engine.clock(now);
+    r.engine.advance('A', now);
+    r.engine.advance('B', now);
+    const outs = r.drain();
+    assert.ok(
+      r.asked.every((q) => now - q.from < 3_600_000),
+      `looked up from ${r.asked.map((q) => (now - q.from) / 3_600_000)} h back`,
+    );
+    assert.equal(outs.filter((o) => o.kind === 'orphan_a').length, 0, 'no correlated record turned orphan');
+    assert.equal(r.sink.latest.get('A-late')?.kind, 'correlated');
+  });
+
   test('a checkpoint keeps the base: a restored engine continues the numbering without a lookup, as the original', () => {
     const cfg = config({ maxHttpItems: 32, maxNetworkItems: 32 });
     const all = [ev('B', 'b0', PROXY.ip, PROXY.port, 0)];
