@@ -65,7 +65,12 @@ interface Emitted {
    * never got: the entry becomes unconfirmed then.
    */
   fromLookup?: boolean;
-  /** Where a record taken from a lookup is stored (PriorRecord.time): a decision elsewhere takes that place away. */
+  /**
+   * Where the record is stored: the event time it was decided at, or for one
+   * taken from a lookup PriorRecord.time. A decision elsewhere (another
+   * content of the document, which a lookup through a view ahead of the feed
+   * may bring before the feed withdraws the first) takes that place away.
+   */
   time?: number;
 }
 
@@ -360,6 +365,14 @@ export class CorrelationEngine {
   private readonly replacing = new Set<string>();
   /** A lookup answered without what the sinks hold (no CouchDB sink): a withdrawn record not known here is deleted anyway. */
   private priorsUnknown = false;
+  /**
+   * Recently folded events, `side:id` → contentOf (oldest first, as many as
+   * the cache holds events): the same content delivered again (a cluster's
+   * `_changes` switching copies) is a duplicate, not a late event before a
+   * connection's state, which would cost a lookup (or, past the horizon, be
+   * decided alone over its correct record).
+   */
+  private readonly foldedRecently = new Map<string, string>();
 
   /**
    * A connection keeps a state every this many steps and folds the events up
@@ -376,7 +389,8 @@ export class CorrelationEngine {
   /** One event, from either feed, in any order. */
   push(ev: InputEvent): void {
     if (this.withdrawing.size > 0) this.pushedAgain(ev);
-    if (this.waitingIds[ev.side].has(ev.id) || this.conns.get(ev.key)?.has(ev.side, ev.id)) {
+    const folded = this.foldedRecently.size > 0 && this.foldedRecently.get(`${ev.side}:${ev.id}`) === contentOf(ev);
+    if (folded || this.waitingIds[ev.side].has(ev.id) || this.conns.get(ev.key)?.has(ev.side, ev.id)) {
       // Already held (a lookup brought the new content first): nothing replaces anything on admission.
       if (this.replacing.size > 0) this.replacing.delete(`${ev.side}:${ev.id}`);
       this.counters.duplicates += 1;
@@ -441,6 +455,7 @@ export class CorrelationEngine {
     ch.withdrawals.push(w);
     if (ev.time < ch.exactFrom) ch.exactFrom = ev.time;
     const sid = `${ev.side}:${ev.id}`;
+    this.foldedRecently.delete(sid);
     this.withdrawing.set(sid, [...(this.withdrawing.get(sid) ?? []), w]);
     this.withdrawnRecently.delete(sid);
     this.withdrawnRecently.set(sid, contentOf(ev));
@@ -887,7 +902,17 @@ export class CorrelationEngine {
     base.seq = ++conn.folds;
     conn.base = base;
     thinLadder(conn.older, conn.folds);
-    for (const ev of conn.dropFirst(n)) this.cached[ev.side] -= 1;
+    for (const ev of conn.dropFirst(n)) {
+      this.cached[ev.side] -= 1;
+      const sid = `${ev.side}:${ev.id}`;
+      this.foldedRecently.delete(sid);
+      this.foldedRecently.set(sid, contentOf(ev));
+    }
+    const bound = this.cfg.maxHttpItems + this.cfg.maxNetworkItems;
+    for (const sid of this.foldedRecently.keys()) {
+      if (this.foldedRecently.size <= bound) break;
+      this.foldedRecently.delete(sid);
+    }
     this.changes += 1;
     if (prune) this.forgetFolded(conn);
   }
@@ -1111,7 +1136,7 @@ export class CorrelationEngine {
     if (this.silent) {
       const saved = this.silent.get(id);
       if (saved) conn.revised = true;
-      if (record !== null) conn.emitted.set(id, { fp: fingerprint(record), revision: saved?.[0] ?? 1, deleted: false, unconfirmed: true });
+      if (record !== null) conn.emitted.set(id, { fp: fingerprint(record), revision: saved?.[0] ?? 1, deleted: false, unconfirmed: true, time: ev.time });
       else if (saved) conn.emitted.set(id, { fp: '', revision: saved[0], deleted: true, unconfirmed: true });
       return;
     }
@@ -1159,7 +1184,7 @@ export class CorrelationEngine {
     if (same && !prior.unconfirmed) return;
     if (same) {
       // After a restart: written again as it stands (same revision), over whatever the crashed run left.
-      conn.emitted.set(id, { fp: prior.fp, revision: prior.revision, deleted: prior.deleted });
+      conn.emitted.set(id, { fp: prior.fp, revision: prior.revision, deleted: prior.deleted, time: ev.time });
       this.movedFromStored(id, prior, ev);
       this.pending.delete(id);
       this.pending.set(id, {
@@ -1175,7 +1200,8 @@ export class CorrelationEngine {
       this.counters.dropped[ev.side === 'A' ? 'orphan_a_not_emitted' : 'orphan_b_not_emitted'] -= 1;
     }
     const revision = queued ? queued.revision : (prior?.revision ?? 0) + 1;
-    conn.emitted.set(id, { fp, revision, deleted: false });
+    // Where it is stored now: a later decision of the document's other content, at another time, names it (see movedFromStored).
+    conn.emitted.set(id, { fp, revision, deleted: false, time: ev.time });
     if (revision > 1) conn.revised = true;
     const kind: OutputKind = record.correlated === true ? 'correlated' : ev.side === 'A' ? 'orphan_a' : 'orphan_b';
     if (prior === undefined || prior.revision === 0) {

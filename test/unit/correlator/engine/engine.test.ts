@@ -1470,6 +1470,27 @@ describe("CorrelationEngine: a long, busy Keep-Alive connection (a load balancer
     assert.equal(h.sink.latest.get('A-a04319')?.record.keepalives, 4322);
   });
 
+  test('a folded request delivered again (a cluster switching copies) is a duplicate: no lookup, nothing written; its new content after an edit is not', () => {
+    // Folded ones are remembered as many as the cache holds events (128 here: 21 minutes of this connection).
+    const cfg = config({ maxHttpItems: 64, maxNetworkItems: 64, allowedLatenessMs: 10 * 60_000 });
+    const { h } = twelveHours(cfg);
+    const [lookups, duplicates] = [h.engine.counters.lookups, h.engine.counters.duplicates];
+    const past = h.store.get('A:a04250')!; // 11.7 min back: folded, past the horizon
+    const within = h.store.get('A:a04300')!; // 3.3 min back: folded, within it
+    h.push(past);
+    h.push(within);
+    assert.deepEqual(h.drain(), []);
+    assert.equal(h.engine.counters.lookups, lookups);
+    assert.equal(h.engine.counters.duplicates, duplicates + 2);
+    // An admin's edit of it: withdrawn, and its new content decided (from a kept state before it).
+    const edited: InputEvent = { ...within, rev: '2-x', doc: { ...within.doc, status: 451 } };
+    h.engine.withdraw(within, true);
+    h.push(edited);
+    h.drain();
+    assert.equal(h.sink.latest.get('A-a04300')?.record.status, 451);
+    assert.equal(h.sink.latest.get('A-a04300')?.record.keepalives, 4300);
+  });
+
   test('a request past the horizon before the folded part is decided alone, without a lookup', () => {
     // Found by a review: it was looked up from a state kept long before the horizon, every time.
     const cfg = config({ maxHttpItems: 64, maxNetworkItems: 64, allowedLatenessMs: 3_600_000 });
@@ -2440,6 +2461,65 @@ describe('CorrelationEngine: the lookup view ahead of the feed', () => {
     assert.equal(ch.problem(sink.content()), null);
     const x = JSON.parse(sink.content().get('A-x')!) as Record<string, unknown>;
     assert.deepEqual([x.note, x.timestamp], ['moved', new Date(T0 + 20_000).toISOString()]);
+  });
+
+  test('a folded plain-HTTP connection: the edit brought by a lookup before the feed takes the old place away', () => {
+    // Found by the review's harness (seed 8588): the record of an A still open in a kept state was
+    // remembered without its place; a lookup through the view brought its edit (moved 4 s back),
+    // decided at the new place with nothing named at the old one, and ClickHouse kept both rows live.
+    const cfg = config({ windowMs: 10_000, maxHttpItems: 32, maxNetworkItems: 32, networkTtlMs: 120_000, reorderSlackMs: 1000 });
+    const e = new CorrelationEngine(cfg);
+    const sink = new SinkState();
+    const ch = new ClickHouseModel();
+    const K = '198.51.100.9:50000';
+    const ev = (id: string, t: number, rev?: string): InputEvent => ({
+      side: 'A',
+      index: 0,
+      id,
+      key: K,
+      time: T0 + t,
+      doc: { src_ip: '198.51.100.9', src_port: 50000, ...(rev && { note: 'moved' }) },
+      ...(rev && { rev }),
+    });
+    const as = Array.from({ length: 12 }, (_, i) => ev(`a${i}`, 1000 * i));
+    const x2 = ev('a7', 3500, '2-a7'); // a7 moved from 7 s to 3.5 s
+    const late = ev('w', 2500);
+    const stored = () => [...as.filter((a) => a.id !== 'a7'), x2, late];
+    const step = (now: number) => {
+      e.advance('A', T0 + now);
+      e.advance('B', T0 + now);
+      for (let round = 0; round < 5; round++) {
+        const outs = e.drain(T0 + now);
+        sink.apply(outs);
+        ch.apply(outs);
+        for (const r of e.lookups()) {
+          const found = stored().filter((v) => v.time >= r.from);
+          const priors = new Map<string, PriorRecord>();
+          for (const v of found) {
+            const p = sink.prior(`${v.side}-${v.id}`);
+            if (p)
+              priors.set(`${v.side}-${v.id}`, {
+                ...p,
+                time: Date.parse(JSON.parse(sink.content().get(`${v.side}-${v.id}`) ?? '{}').timestamp ?? '') || undefined,
+              });
+          }
+          e.provide(r.key, r.from, found, priors);
+        }
+      }
+    };
+    for (const a of as) {
+      e.push(a);
+      step(a.time - T0 + 600);
+    }
+    e.push(late); // before the kept state: looked up, and the view has a7's edit already
+    step(13_000);
+    e.withdraw(as[7]!, true);
+    e.push(x2);
+    step(14_000);
+    e.advance('A', Infinity);
+    e.advance('B', Infinity);
+    step(15_000);
+    assert.equal(ch.problem(sink.content()), null);
   });
 });
 
