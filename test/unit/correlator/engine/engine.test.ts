@@ -2343,24 +2343,29 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
 });
 
 describe('CorrelationEngine: the lookup view ahead of the feed', () => {
+  /** An engine with a small cache, the sinks it writes (ClickHouse keyed by time), and events of connection `key`. */
+  function rig(key: string) {
+    const e = new CorrelationEngine(config({ windowMs: 10_000, maxHttpItems: 1, maxNetworkItems: 1, networkTtlMs: 120_000, reorderSlackMs: 1000 }));
+    const sink = new SinkState();
+    const ch = new ClickHouseModel();
+    const ev = (side: Side, id: string, t: number, k = key, note = ''): InputEvent => ({
+      side,
+      index: 0,
+      id,
+      key: k,
+      time: T0 + t,
+      doc: { src_ip: k.split(':')[0], src_port: Number(k.split(':')[1]), ...(note && { note }) },
+    });
+    return { e, sink, ch, ev };
+  }
+
   test("an admin's edit of a document's time, decided through a lookup before the feed brings it: the old place is taken away too", () => {
     // Found by an adversarial review: CouchDB's view answers with what is stored now, so the
     // edit (x moved 30 s back) is decided before the feed has withdrawn x's first content;
     // when the feed then brings the edit, nothing changes and nothing is written. The record
     // had no former time, and ClickHouse (keyed by time) kept a live row at each place.
-    const cfg = config({ windowMs: 10_000, maxHttpItems: 1, maxNetworkItems: 1, networkTtlMs: 120_000, reorderSlackMs: 1000 });
-    const e = new CorrelationEngine(cfg);
-    const sink = new SinkState();
-    const ch = new ClickHouseModel();
     const K = '198.51.100.7:50000';
-    const ev = (side: Side, id: string, t: number, key = K, rev = ''): InputEvent => ({
-      side,
-      index: 0,
-      id,
-      key,
-      time: T0 + t,
-      doc: { src_ip: key.split(':')[0], src_port: Number(key.split(':')[1]), ...(rev && { note: rev }) },
-    });
+    const { e, sink, ch, ev } = rig(K);
     const step = (now: number) => {
       e.advance('A', T0 + now);
       e.advance('B', T0 + now);
@@ -2409,19 +2414,8 @@ describe('CorrelationEngine: the lookup view ahead of the feed', () => {
     // view brought its new content as a new event, written at the new place with nothing known of
     // the old one; the feed's withdrawal of the old content then took the new content out instead
     // (matched by id), its re-decision wrote nothing, and ClickHouse kept a live row at the old place.
-    const cfg = config({ windowMs: 10_000, maxHttpItems: 1, maxNetworkItems: 1, networkTtlMs: 120_000, reorderSlackMs: 1000 });
-    const e = new CorrelationEngine(cfg);
-    const sink = new SinkState();
-    const ch = new ClickHouseModel();
     const K = '198.51.100.8:50000';
-    const ev = (side: Side, id: string, t: number, key = K, note = ''): InputEvent => ({
-      side,
-      index: 0,
-      id,
-      key,
-      time: T0 + t,
-      doc: { src_ip: key.split(':')[0], src_port: Number(key.split(':')[1]), ...(note && { note }) },
-    });
+    const { e, sink, ch, ev } = rig(K);
     const b = ev('B', 'b', -100);
     const x1 = ev('A', 'x', 0);
     const x2: InputEvent = { ...ev('A', 'x', 20_000, K, 'moved'), rev: '2-x' };
