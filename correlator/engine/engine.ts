@@ -30,7 +30,9 @@
 //    open connections (as document ids, plus a warm cache and the keys of
 //    the others), deciding everything after it as an uninterrupted run
 //    would; until the feeds catch up it re-writes what the crashed run may
-//    have written differently after its checkpoint (`uncertain`).
+//    have written differently after its checkpoint (`uncertain`), and a
+//    record read back later with a version the crashed run wrote
+//    (`killedRunVersions`).
 import { fingerprint } from './fingerprint.js';
 import { isoTime } from './iso-time.js';
 import { KeySim, segmentGap, segmentStart, type SimState } from './key-sim.js';
@@ -255,6 +257,8 @@ const WARM_EVENTS = 20_000;
 const FORGOTTEN_KEYS = 50_000;
 /** Withdrawn documents remembered, so a lookup that still finds one (a lagging copy of a cluster's view) does not bring it back. */
 const RECENT_WITHDRAWALS = 10_000;
+/** Killed runs whose versions a checkpoint keeps (see killedRunVersions); beyond it, a crash loop forgets the oldest. */
+const KILLED_RUNS_KEPT = 64;
 
 interface PendingOutput {
   kind: OutputKind;
@@ -339,6 +343,17 @@ export class CorrelationEngine {
   changes = 0;
   /** After a restore, until both feeds have caught up: connections touched are `uncertain`. */
   private replaying: Record<Side, boolean> | null = null;
+  /**
+   * Versions runs killed after their checkpoint may have written to
+   * log_correlated and not to another sink, as [after, before); the last
+   * stays open (Infinity) until this run writes its first version. The
+   * replay covers what the killed run read from the feeds, but a lookup may
+   * have shown it documents the feeds had not delivered (a view ahead of a
+   * lagging copy): decided then, they come after the replay, and a lookup
+   * reads their records back. Versions follow the wall clock, so this
+   * run's are above the killed run's.
+   */
+  private killedRunVersions: Array<[number, number]> = [];
   /** Set while a restored connection is re-run: decisions fill `emitted` without outputs. */
   private silent: Map<string, [number, boolean]> | null = null;
   /** Withdrawals not decided yet, by `side:id`: a push of the same id (edited, or made again) keeps its record. */
@@ -576,6 +591,13 @@ export class CorrelationEngine {
    */
   replayFromStart(): void {
     this.replaying = { A: true, B: true };
+    this.killedRunVersions.push([this.lastVersion, Infinity]);
+  }
+
+  /** A version a killed run may have written after its checkpoint (see killedRunVersions). */
+  private writtenByKilledRun(version: number): boolean {
+    for (const [after, before] of this.killedRunVersions) if (version > after && version < before) return true;
+    return false;
   }
 
   /**
@@ -660,6 +682,8 @@ export class CorrelationEngine {
     // before such a burst then numbered its corrections below rows the
     // killed run had already written: ClickHouse's FINAL kept those.
     const version = (this.lastVersion = Math.max(now, this.lastVersion + 1));
+    const open = this.killedRunVersions[this.killedRunVersions.length - 1];
+    if (open !== undefined && open[1] === Infinity) for (const w of this.killedRunVersions) w[1] = Math.min(w[1], version);
     for (const p of this.pending.values()) {
       p.record.revision = p.revision;
       p.record.decided_at = isoTime(version);
@@ -721,11 +745,12 @@ export class CorrelationEngine {
         if (conn.emitted.has(id)) continue;
         // Replaying after a crash, log_correlated may hold a record another sink never got (killed
         // between their acknowledgments): unconfirmed, it is written again as it stands.
+        const killed = p.decidedAt !== undefined && this.killedRunVersions.length > 0 && this.writtenByKilledRun(p.decidedAt);
         conn.emitted.set(id, {
           fp: p.deleted ? '' : p.fingerprint,
           revision: p.revision,
           deleted: p.deleted,
-          ...(conn.uncertain ? { unconfirmed: true } : { fromLookup: true }),
+          ...(conn.uncertain || killed ? { unconfirmed: true } : { fromLookup: true }),
           ...(p.time !== undefined && { time: p.time }),
         });
         if (p.revision > 1 || p.deleted) conn.revised = true;
@@ -1286,6 +1311,19 @@ export class CorrelationEngine {
 
   // ---- snapshot -----------------------------------------------------------
 
+  /**
+   * Forgets killed runs' versions once the horizon has passed them (their
+   * documents were stored before `before`, so a lookup no longer reaches
+   * them), and beyond a bound (a crash loop) the oldest. Returns how many are left.
+   */
+  private pruneKilledRunVersions(): number {
+    const w = this.killedRunVersions;
+    const past = this.horizon() - this.cfg.maxClockSkewMs;
+    const kept = w.filter(([, before]) => before === Infinity || before >= past).slice(-KILLED_RUNS_KEPT);
+    if (kept.length !== w.length) this.killedRunVersions = kept;
+    return kept.length;
+  }
+
   /** Open connections and waiting events as ids: enough to continue exactly after a restart. */
   exportState(): EngineSnapshot {
     const num = (x: number) => (Number.isFinite(x) ? x : null);
@@ -1373,6 +1411,9 @@ export class CorrelationEngine {
       ...(bases.length > 0 ? { bases } : {}),
       ...(this.formerTimes.size > 0 ? { formerTimes: [...this.formerTimes] } : {}),
       ...(this.carried.size > 0 ? { carried: [...this.carried].map(([id, em]): [string, number, boolean] => [id, em.revision, em.deleted]) } : {}),
+      ...(this.pruneKilledRunVersions() > 0
+        ? { killedRunVersions: this.killedRunVersions.map(([after, before]): [number, number | null] => [after, before === Infinity ? null : before]) }
+        : {}),
     };
   }
 
@@ -1389,6 +1430,8 @@ export class CorrelationEngine {
     e.releasedUpTo = inf(snap.releasedUpTo, -Infinity);
     e.lastVersion = snap.lastVersion;
     e.replaying = { A: true, B: true };
+    for (const [after, before] of snap.killedRunVersions ?? []) e.killedRunVersions.push([after, before ?? Infinity]);
+    e.killedRunVersions.push([snap.lastVersion, Infinity]);
     if (snap.disorder) Object.assign(e.disorder, snap.disorder);
     // Connections not in the snapshot had no event this recent.
     // Connections not in the snapshot are listed in `evicted`, or older than the snapshot's cache floor.

@@ -92,6 +92,13 @@ export interface PriorRecord {
    * old content, and learns the old place only from here.
    */
   time?: number;
+  /**
+   * Its `decided_at` (ms): the version of the decision stored. One between a
+   * restored checkpoint's last version and the first version written since
+   * was written by the killed run after its checkpoint, and another sink may
+   * not have it (see EngineSnapshot.killedRunVersions).
+   */
+  decidedAt?: number;
 }
 
 /**
@@ -159,6 +166,13 @@ export interface EngineSnapshot {
   formerTimes?: Array<[string, number[]]>;
   /** Records of changed documents whose new content is not decided yet: [id, revision, deleted] of what was written. */
   carried?: Array<[string, number, boolean]>;
+  /**
+   * Versions that runs killed after a checkpoint may have written to one
+   * sink and not another, as [after, before) (before null: this run has
+   * written nothing yet). A record read back from log_correlated with a
+   * version in one is written again at its next decision, even unchanged.
+   */
+  killedRunVersions?: Array<[number, number | null]>;
 }
 
 /**

@@ -137,11 +137,13 @@ export class ConnectionLookup {
     const out = new Map<string, PriorRecord>();
     for (const [id, doc] of docs) {
       const time = typeof doc.timestamp === 'string' ? Date.parse(doc.timestamp) : NaN;
+      const decidedAt = typeof doc.decided_at === 'string' ? Date.parse(doc.decided_at) : NaN;
       out.set(id, {
         fingerprint: fingerprint(doc),
         revision: typeof doc.revision === 'number' ? doc.revision : 1,
         deleted: false,
         ...(Number.isFinite(time) && { time }),
+        ...(Number.isFinite(decidedAt) && { decidedAt }),
       });
     }
     return out;

@@ -119,6 +119,7 @@ export class SinkState {
       revision: o.revision,
       deleted: o.kind === 'deleted',
       ...(Number.isFinite(time) && { time }),
+      decidedAt: o.version,
     };
   }
 }
@@ -273,6 +274,9 @@ export function play(
   let checkpoint: { snap: ReturnType<CorrelationEngine['exportState']>; at: number } | null = null;
   const every = opts.checkpointEvery ?? 7;
   let clock = 0;
+  // The wall clock that stamps versions: a restart takes time (a minute here), so a restarted run's versions are above the killed run's, as in production.
+  let restarts = 0;
+  const wall = () => clock + restarts * 60_000;
   // The database at time t, for a view ahead of the feeds: documents first delivered by then, admin changes made by then.
   const firstAt = new Map<string, { at: number; doc: StoredDoc }>();
   for (const d of schedule) for (const doc of d.docs) if (!firstAt.has(`${doc.side}:${doc.id}`)) firstAt.set(`${doc.side}:${doc.id}`, { at: d.at, doc });
@@ -290,7 +294,7 @@ export function play(
   const queued: Array<[number, LookupRequest]> = [];
   const settle = (hold = false, final = false) => {
     for (let round = 0; round < 50; round++) {
-      const outputs = engine.drain(clock, !hold || final);
+      const outputs = engine.drain(wall(), !hold || final);
       sink.apply(outputs);
       lagging.apply(outputs);
       clickhouse.apply(outputs);
@@ -366,7 +370,7 @@ export function play(
     engine.advance('B', clock);
     tick();
     if (opts.stopWithLookupsPendingAt === i) {
-      const outputs = engine.drain(clock);
+      const outputs = engine.drain(wall());
       sink.apply(outputs);
       lagging.apply(outputs);
       clickhouse.apply(outputs);
@@ -375,6 +379,7 @@ export function play(
       queued.length = 0;
       const snap = JSON.parse(JSON.stringify(engine.exportState()));
       engine = CorrelationEngine.restore(cfg, snap, (side, id) => stored.get(`${side}:${id}`));
+      restarts += 1;
     }
     settle(opts.holdLate?.(i) ?? false);
     if (i % every === 0 && every <= schedule.length) {
@@ -384,6 +389,7 @@ export function play(
     }
     if (opts.crashAt === i) {
       queued.length = 0;
+      restarts += 1;
       lagging = new SinkState();
       clickhouseLagging = checkpoint ? clickhouseAtCheckpoint.clone() : new ClickHouseModel();
       if (checkpoint) {

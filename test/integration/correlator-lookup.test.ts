@@ -14,6 +14,7 @@ import { postBulk, until } from '../helpers/correlator-outputs.js';
 import { CouchHttp, type CouchResponse } from '../../lib/couch/http.js';
 import { ConnectionLookup } from '../../correlator/feed/connection-lookup.js';
 import { IpFilter } from '../../correlator/engine/ip-filter.js';
+import { fingerprint } from '../../correlator/engine/fingerprint.js';
 import type { LookupRequest } from '../../correlator/engine/types.js';
 
 const HOUR = 3_600_000;
@@ -142,5 +143,34 @@ describe('connection lookups read the hours of their range', () => {
     // From the 150th old request on: 150 old ones, the 5 recent, the B.
     assert.equal(wide!.events.length, 156);
     assert.equal(new Set(wide!.events.map((e) => `${e.side}:${e.id}`)).size, 156);
+  });
+
+  test("what log_correlated holds for the records found: content, revision, place and version (decided_at, which tells a killed run's writes)", async () => {
+    const db = 'log_lookup_correlated';
+    const admin = { authorization: stack.auth.admin, 'content-type': 'application/json' };
+    const created = await http.request('PUT', `/${db}`, { headers: admin });
+    assert.ok(created.status === 201 || created.status === 202, String(created.status));
+    const [found] = await lookup.run([request(NOW - HOUR, NOW + 5 * 60_000)]);
+    const a = found!.events.find((e) => e.side === 'A')!;
+    const decidedAt = NOW - 60_000;
+    const record = {
+      a_id: a.id,
+      keepalives: 1,
+      correlated: false,
+      timestamp: new Date(a.time).toISOString(),
+      revision: 2,
+      decided_at: new Date(decidedAt).toISOString(),
+    };
+    const put = await http.request('PUT', `/${db}/A-${encodeURIComponent(a.id)}`, { headers: admin, body: JSON.stringify(record) });
+    assert.ok(put.status === 201 || put.status === 202, String(put.status));
+    const withPriors = new ConnectionLookup(
+      http,
+      { authorization: stack.auth.admin },
+      { A: { db: 'log_http', rules: RULES }, B: { db: 'log_network', rules: RULES } },
+      db,
+    );
+    const [answer] = await withPriors.run([request(NOW - HOUR, NOW + 5 * 60_000)]);
+    assert.equal(answer!.priors?.size, 1, 'only the record that exists');
+    assert.deepEqual(answer!.priors!.get(`A-${a.id}`), { fingerprint: fingerprint(record), revision: 2, deleted: false, time: a.time, decidedAt });
   });
 });

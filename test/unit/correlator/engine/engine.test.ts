@@ -1662,13 +1662,16 @@ describe('CorrelationEngine: ids and state snapshots', () => {
     assert.deepEqual(restored.drain(NOW + 1000), after);
     // The same held state; completeness bounds may be tighter after a restore (a restart knows less about older connections), never looser.
     const held = (e: CorrelationEngine) => {
-      const { cacheFloor: _c, keys, ...rest } = e.exportState();
+      const { cacheFloor: _c, killedRunVersions: _k, keys, ...rest } = e.exportState();
       return {
         ...rest,
         keys: keys.map(([key, , events, revs, undecided]) => [key, events, revs, undecided]).sort((x, y) => (String(x[0]) < String(y[0]) ? -1 : 1)),
       };
     };
     assert.deepEqual(held(restored), held(original));
+    // Only the restored one names the versions a killed run may have written: after the checkpoint's, before its own first.
+    assert.deepEqual(restored.exportState().killedRunVersions, [[NOW, NOW + 1000]]);
+    assert.equal(original.exportState().killedRunVersions, undefined);
   });
 
   test('exportState/restore round trip with corrections: the restored engine continues the revisions (3) as an uninterrupted one', () => {
@@ -2514,6 +2517,65 @@ describe('CorrelationEngine: the lookup view ahead of the feed', () => {
     e.advance('B', Infinity);
     step(15_000);
     assert.equal(ch.problem(sink.content()), null);
+  });
+  test('killed after a lookup showed documents the feeds had not delivered: their records, written to log_correlated only, reach every sink once read back', () => {
+    // Found by a review's harness (seeds 2318 and 4130: 82 and 90 records missing from the sink
+    // that lost what came after the checkpoint). The killed run decided a, which only the view
+    // had, and wrote it to log_correlated alone. The restarted run's replay read the feeds all
+    // at once, in order, so it looked nothing up and never saw a; a, delivered after the replay,
+    // was looked up with its record read back from log_correlated, taken as written everywhere.
+    const K = '198.51.100.10:50000';
+    const { ev } = rig(K);
+    const cfg = config({ windowMs: 10_000, maxHttpItems: 1, maxNetworkItems: 1, networkTtlMs: 120_000, reorderSlackMs: 1000 });
+    const couch = new SinkState(); // log_correlated: lookups read their priors here
+    const other = new SinkState(); // ClickHouse, say: nothing since the checkpoint acknowledged
+    const b = ev('B', 'b', -100);
+    const a = ev('A', 'a', 0); // stored, not yet delivered by the feed
+    const z = ev('A', 'z', 1500);
+    const o = ev('B', 'o', 2500, '203.0.113.1:1234');
+    const view = [b, a, z, o];
+    const step = (e: CorrelationEngine, now: number, wall: number) => {
+      e.advance('A', T0 + now);
+      e.advance('B', T0 + now);
+      for (let round = 0; round < 5; round++) {
+        const outs = e.drain(wall);
+        couch.apply(outs);
+        other.apply(outs);
+        for (const r of e.lookups()) {
+          const found = view.filter((v) => v.key === r.key && v.time >= r.from);
+          const priors = new Map<string, PriorRecord>();
+          for (const v of found) {
+            const p = couch.prior(`${v.side}-${v.id}`);
+            if (p) priors.set(`${v.side}-${v.id}`, p);
+          }
+          e.provide(r.key, r.from, found, priors);
+        }
+      }
+    };
+    const killed = new CorrelationEngine(cfg);
+    killed.push(b);
+    step(killed, 2000, T0 + 2000);
+    const checkpoint = JSON.parse(JSON.stringify(killed.exportState())) as ReturnType<CorrelationEngine['exportState']>;
+    killed.push(o); // released, o pushes K out of memory (a cache of one B)
+    step(killed, 4000, T0 + 4000);
+    killed.push(z); // late: K is looked up, and the view has a already
+    step(killed, 5000, T0 + 5000);
+    assert.equal(JSON.parse(couch.content().get('A-a')!).keepalives, 1, 'the killed run wrote A-a');
+    // kill -9: the other sink keeps what it had at the checkpoint (nothing). A minute later:
+    other.records.clear();
+    const e = CorrelationEngine.restore(cfg, checkpoint, (side, id) => view.find((v) => v.side === side && v.id === id));
+    e.push(o);
+    e.push(z); // read again, in order with b this time: no lookup
+    step(e, 5000, T0 + 65_000);
+    e.push(a); // the feed delivers a; K has left memory again
+    step(e, 6000, T0 + 66_000);
+    e.advance('A', Infinity);
+    e.advance('B', Infinity);
+    step(e, 200_000, T0 + 200_000);
+    assert.ok(other.records.has('A-a'), 'A-a is written again for the sink that never got it');
+    assert.deepEqual(other.content(), couch.content());
+    // From the checkpoint's last version (it had written nothing) to the restarted run's first.
+    assert.deepEqual(e.exportState().killedRunVersions, [[0, T0 + 65_000]]);
   });
 });
 
