@@ -114,6 +114,14 @@ class Conn {
   dirtyExact: InputEvent | null = null;
   dirtyHorizon = Infinity;
   awaitingLookup = false;
+  /**
+   * Too-late events not held, waiting to be checked against what the sinks
+   * hold before they are admitted (see verify()); `verifying` while that
+   * lookup is out.
+   */
+  unverified: InputEvent[] | null = null;
+  /** How many of `unverified` the lookup out asked about (0: none out). */
+  verifying = 0;
   /** The deadline queued for it in the engine's heap (NaN: none). */
   queuedDeadline = NaN;
   lastTime = -Infinity;
@@ -206,7 +214,7 @@ class Conn {
 
   /** Something of it is still to be decided: out of order events, a lookup, withdrawals. */
   get unsettled(): boolean {
-    return this.dirtyFrom !== null || this.awaitingLookup || this.change !== null;
+    return this.dirtyFrom !== null || this.awaitingLookup || this.change !== null || this.unverified !== null;
   }
 }
 
@@ -423,8 +431,11 @@ export class CorrelationEngine {
     if (ev.time > this.progress[ev.side]) this.progress[ev.side] = ev.time;
     if (ev.time <= this.releasedUpTo) {
       this.counters.late[ev.side] += 1;
-      if (ev.time < this.horizon()) this.counters.tooLate[ev.side] += 1;
-      this.admit(ev);
+      if (ev.time >= this.horizon()) this.admit(ev);
+      else {
+        this.counters.tooLate[ev.side] += 1;
+        this.toVerify(ev);
+      }
     } else {
       // Bounded memory even if one feed stalls for good: the oldest waiting
       // event is decided early (counted as late, like any ordering slip).
@@ -716,6 +727,10 @@ export class CorrelationEngine {
     if (!conn || !conn.awaitingLookup) return;
     conn.awaitingLookup = false;
     this.changes += 1;
+    if (conn.verifying > 0) {
+      this.verified(conn, priors);
+      return;
+    }
     conn.completeFrom = Math.min(conn.completeFrom, from);
     for (const ev of events) {
       // Every stored event not held yet joins, whatever its time: one past
@@ -942,6 +957,81 @@ export class CorrelationEngine {
     if (prune) this.forgetFolded(conn);
   }
 
+  /**
+   * A too-late event not held: decided alone (with what memory holds), but
+   * first checked against what the sinks hold. A feed read again from its
+   * start (a database restored from a backup, a cluster copy lost) delivers
+   * every document again, most past the horizon; deciding those alone
+   * overwrote their exact records (a Keep-Alive request renumbered 1, an A
+   * or B matched then made an orphan). Edited documents (a revision above
+   * 1, or one being withdrawn) are an admin's change and go on as before.
+   */
+  private toVerify(ev: InputEvent): void {
+    if (ev.rev !== undefined || this.withdrawing.has(`${ev.side}:${ev.id}`) || this.replacing.has(`${ev.side}:${ev.id}`)) {
+      this.admit(ev);
+      return;
+    }
+    const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
+    if (conn.unverified?.some((u) => u.side === ev.side && u.id === ev.id)) {
+      this.counters.duplicates += 1;
+      return;
+    }
+    (conn.unverified ??= []).push(ev);
+    this.dirty.add(conn);
+  }
+
+  /**
+   * Asks what the sinks hold for the records of a connection's unverified
+   * events, and for a B the records of the A's it could have matched first
+   * (from min(window, emit delay) before it to window after it): one that
+   * names it means it was matched.
+   */
+  private askVerification(conn: Conn): void {
+    const evs = conn.unverified!;
+    let from = Infinity;
+    let until = -Infinity;
+    for (const ev of evs) {
+      const reach = ev.side === 'B' ? [Math.min(this.cfg.windowMs, this.cfg.apacheEmitDelayMs), this.cfg.windowMs] : [0, 0];
+      from = Math.min(from, ev.time - reach[0]!);
+      until = Math.max(until, ev.time + reach[1]!);
+    }
+    const [ip, port] = splitKey(conn.key);
+    conn.awaitingLookup = true;
+    conn.verifying = evs.length;
+    this.counters.lookups += 1;
+    this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from, until, ids: evs.map(outputId) });
+    this.dirty.delete(conn);
+  }
+
+  /**
+   * The answer about unverified events: one whose record the sinks hold
+   * (not written by a killed run, which another sink may lack), or a B a
+   * stored record names, was decided before: a duplicate. The rest are
+   * admitted, too late, as before. Without what the sinks hold (no CouchDB
+   * sink) every one is admitted.
+   */
+  private verified(conn: Conn, priors: ReadonlyMap<string, PriorRecord> | null): void {
+    const evs = conn.unverified!.splice(0, conn.verifying);
+    conn.verifying = 0;
+    if (conn.unverified!.length === 0) conn.unverified = null;
+    if (priors === null) this.priorsUnknown = true;
+    const named = new Set<string>();
+    for (const p of priors?.values() ?? []) if (p.bId !== undefined) named.add(p.bId);
+    for (const ev of evs) {
+      const p = priors?.get(outputId(ev));
+      const stored = p !== undefined && !(p.decidedAt !== undefined && this.killedRunVersions.length > 0 && this.writtenByKilledRun(p.decidedAt));
+      if (stored || (ev.side === 'B' && named.has(ev.id))) this.counters.duplicates += 1;
+      else this.admit(ev);
+    }
+    // What else it had to decide (a late event within the horizon, more unverified ones) waited for this answer.
+    if (conn.unsettled) this.dirty.add(conn);
+    // Made for these alone, all duplicates: it goes again, its key remembered as before.
+    if (conn.events.length === 0 && !conn.unsettled && !conn.sim.live && this.conns.get(conn.key) === conn) {
+      if (Number.isFinite(conn.completeFrom)) this.forget(conn.key, conn.completeFrom - 1);
+      this.removeConn(conn);
+    }
+  }
+
   /** Decides the held events at or before the base alone (too late ones), and takes them out: the rest re-runs from the base. */
   private decideAlone(conn: Conn): void {
     const after = conn.base!.after;
@@ -1021,8 +1111,12 @@ export class CorrelationEngine {
   private resolve(conn: Conn): void {
     const first = conn.dirtyFrom;
     const ch = conn.change;
-    if (conn.awaitingLookup || conn.removed || (first === null && ch === null)) {
+    if (conn.awaitingLookup || conn.removed || (first === null && ch === null && conn.unverified === null)) {
       this.dirty.delete(conn);
+      return;
+    }
+    if (conn.unverified !== null) {
+      this.askVerification(conn);
       return;
     }
     // Only too late (none within the horizon) and before the folded part: decided alone, with what
@@ -1398,6 +1492,8 @@ export class CorrelationEngine {
       cacheFloor = Math.max(cacheFloor, forgotten[FORGOTTEN_KEYS]![1] + 1);
       forgotten.length = FORGOTTEN_KEYS;
     }
+    const unverified: Array<[Side, string]> = [];
+    for (const c of this.conns.values()) for (const ev of c.unverified ?? []) unverified.push([ev.side, ev.id]);
     return {
       v: 2,
       progress: { A: num(this.progress.A), B: num(this.progress.B) },
@@ -1411,6 +1507,7 @@ export class CorrelationEngine {
       ...(bases.length > 0 ? { bases } : {}),
       ...(this.formerTimes.size > 0 ? { formerTimes: [...this.formerTimes] } : {}),
       ...(this.carried.size > 0 ? { carried: [...this.carried].map(([id, em]): [string, number, boolean] => [id, em.revision, em.deleted]) } : {}),
+      ...(unverified.length > 0 ? { unverified } : {}),
       ...(this.pruneKilledRunVersions() > 0
         ? { killedRunVersions: this.killedRunVersions.map(([after, before]): [number, number | null] => [after, before === Infinity ? null : before]) }
         : {}),
@@ -1483,6 +1580,11 @@ export class CorrelationEngine {
       e.silent = new Map(revs.map(([id, rev, deleted]) => [id, [rev, deleted]]));
       e.rerun(conn, 0);
       e.silent = null;
+    }
+    // Checked again (the answer was lost with the process); events of documents gone since are left out.
+    for (const [side, id] of snap.unverified ?? []) {
+      const ev = eventOf(side, id);
+      if (ev) e.toVerify(ev);
     }
     return e;
   }

@@ -99,6 +99,8 @@ export interface PriorRecord {
    * not have it (see EngineSnapshot.killedRunVersions).
    */
   decidedAt?: number;
+  /** The B document a correlated record names: a B delivered again past the horizon was matched if one does. */
+  bId?: string;
 }
 
 /**
@@ -173,6 +175,8 @@ export interface EngineSnapshot {
    * version in one is written again at its next decision, even unchanged.
    */
   killedRunVersions?: Array<[number, number | null]>;
+  /** Too-late events still to be checked against what the sinks hold (delivered again, or new): [side, id]. */
+  unverified?: Array<[Side, string]>;
 }
 
 /**

@@ -144,6 +144,7 @@ export class ConnectionLookup {
         deleted: false,
         ...(Number.isFinite(time) && { time }),
         ...(Number.isFinite(decidedAt) && { decidedAt }),
+        ...(typeof doc.b_id === 'string' && { bId: doc.b_id }),
       });
     }
     return out;

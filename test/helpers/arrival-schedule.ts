@@ -120,6 +120,7 @@ export class SinkState {
       deleted: o.kind === 'deleted',
       ...(Number.isFinite(time) && { time }),
       decidedAt: o.version,
+      ...(o.kind !== 'deleted' && typeof o.record.b_id === 'string' && { bId: o.record.b_id }),
     };
   }
 }
@@ -246,6 +247,8 @@ export interface RunOptions {
   viewAheadMs?: number;
   /** Lookup answers come this many deliveries after they were asked (a slow view). */
   lookupDelay?: number;
+  /** This long after the last delivery, the feeds are read again from their start (a database restored, a cluster copy lost): every delivery again. */
+  readAgainAfterMs?: number;
 }
 
 /**
@@ -404,6 +407,16 @@ export function play(
       for (let k = (checkpoint?.at ?? -1) + 1; k <= i; k++) deliver(engine, schedule[k]!, true);
       engine.advance('A', clock);
       engine.advance('B', clock);
+      settle();
+    }
+  }
+  if (opts.readAgainAfterMs !== undefined) {
+    clock += opts.readAgainAfterMs;
+    for (const d of [null, ...schedule]) {
+      if (d) deliver(engine, d, true);
+      engine.advance('A', clock);
+      engine.advance('B', clock);
+      tick();
       settle();
     }
   }
