@@ -80,12 +80,12 @@ export class CorrelatorMetrics {
   });
   readonly lookups = new Gauge({
     name: 'couchlog_correlator_lookups_total',
-    help: 'Connections looked up in the input databases because partners of a late event had left memory',
+    help: 'Connections looked up in the input databases: partners of a late event had left memory, or a document past the lateness horizon may have been decided before',
     registers: this.r,
   });
   readonly duplicates = new Gauge({
     name: 'couchlog_correlator_duplicate_events_total',
-    help: 'Changes delivered again (same side and document id), ignored',
+    help: 'Changes delivered again (same side and document id), ignored; past the lateness horizon, known by what log_correlated holds',
     registers: this.r,
   });
   readonly lookupSeconds = new Histogram({

@@ -211,7 +211,7 @@ export interface EngineCounters {
   future: Record<Side, number>;
   /** Records emitted again with changed content (revision > 1), and deletions. */
   corrections: number;
-  /** Connections looked up because partners of a late event had left memory. */
+  /** Connections looked up: partners of a late event had left memory, or a document past the horizon may have been decided before. */
   lookups: number;
   /** Re-delivered changes (same side and document id) ignored. */
   duplicates: number;
