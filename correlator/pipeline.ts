@@ -220,6 +220,7 @@ export class CorrelatorPipeline {
     const wanted: Record<Side, Set<string>> = { A: new Set(), B: new Set() };
     for (const [side, id] of state.waiting) wanted[side].add(id);
     for (const [, , events] of state.keys) for (const [side, id] of events) wanted[side].add(id);
+    for (const [side, id] of state.unverified ?? []) wanted[side].add(id);
     for (const [, base] of state.bases ?? []) {
       for (const [id] of base.bs) wanted.B.add(id);
       for (const [id] of base.as) wanted.A.add(id);

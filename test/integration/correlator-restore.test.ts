@@ -17,6 +17,7 @@ import { couchDocs, postBulk, until, type Doc } from '../helpers/correlator-outp
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
 import { createLogger } from '../../lib/logger.js';
 import { runSetup } from '../../cli/run-setup.js';
+import { LOOKUP_HOUR_DDOC_ID } from '../../design-docs/correlator-lookup.js';
 
 const logger = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
 const CONNECTIONS = 12;
@@ -145,5 +146,35 @@ describe('a log database restored from a backup while the correlator runs', () =
     assert.deepEqual(after.revs, before.revs, 'nor rewrote one');
     assert.equal(duplicates, as.length + bs.length, 'each one known as decided before');
     assert.match(text, new RegExp(`^couchlog_correlator_duplicate_events_total ${as.length + bs.length}$`, 'm'));
+  });
+
+  test('stopped while such a check could not be answered: the checkpoint keeps the document, and the next run checks and decides it', async () => {
+    // A request posted an hour late (past the 3 s horizon), never seen before, while its check fails:
+    // the lookup view is missing (a lookup says to run setup). The correlator stops meanwhile.
+    correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
+    await until('caught up', async () => (correlator!.pipeline.status().A.caughtUp ? true : null), 30_000);
+    const ddoc = await http(`${stack.couchUrl}/log_http/${LOOKUP_HOUR_DDOC_ID}`, { headers: admin });
+    const gone = await http(`${stack.couchUrl}/log_http/${LOOKUP_HOUR_DDOC_ID}?rev=${String(ddoc.json._rev)}`, { method: 'DELETE', headers: admin });
+    assert.equal(gone.status, 200, gone.text);
+    const [late] = await postBulk(stack, 'http', [
+      { src_ip: '203.0.113.90', src_port: 54_000, dst_ip: '192.0.2.1', dst_port: 80, path: '/an-hour-late', timestamp: Date.now() - 3_600_000 },
+    ]);
+    await until('its check failing', async () => (correlator!.pipeline.lookupFailingSince !== null ? true : null), 30_000);
+    assert.equal(correlator.engine.counters.tooLate.A, 1, 'premise: past the horizon');
+    assert.equal(correlator.engine.sizes().awaitingLookup, 1, 'premise: its check is out');
+    await correlator.stop();
+    correlator = null;
+    await runSetup(stack.config);
+    correlator = await startCorrelator(stack.config, logger, { clickhouse: false });
+    const record = await until(
+      'the late request decided after the restart',
+      async () => (await couchDocs(stack, 'log_correlated')).get(`A-${late}`) ?? null,
+      30_000,
+    );
+    const text = (await http(metricsUrl)).text;
+    await correlator.stop();
+    correlator = null;
+    assert.deepEqual([record.correlated, record.path, record.revision], [false, '/an-hour-late', 1]);
+    assert.doesNotMatch(text, /^couchlog_correlator_skipped_total\{side="A",reason="deleted"\}/m, 'not left out of the restored state');
   });
 });

@@ -878,6 +878,40 @@ describe('CorrelationEngine: late events correct what was emitted', () => {
     // The connections made for the check are gone; the new B's stays until pruned.
     assert.deepEqual([h.engine.sizes().connections, h.engine.sizes().cachedA, h.engine.sizes().cachedB], [1, 0, 1]);
   });
+
+  test('a checkpoint taken while such a check is out keeps the documents: the restored engine asks again', () => {
+    const cfg = config({ allowedLatenessMs: 3_600_000, windowMs: 10_000 });
+    const h = new Harness(cfg);
+    const f = new Feeds();
+    const b = f.event('B', 'k1', 0);
+    const a = f.event('A', 'k1', 100);
+    h.push(b);
+    h.push(a);
+    h.engine.advance('A', END);
+    h.engine.advance('B', END);
+    h.drain();
+    const later = T0 + 2 * 86_400_000;
+    h.engine.advance('A', later);
+    h.engine.advance('B', later);
+    h.drain();
+    h.engine.push(a); // read again past the horizon
+    h.engine.drain(NOW + 1);
+    assert.deepEqual(
+      h.engine.lookups().map((r) => r.ids),
+      [['A-a0']],
+    );
+    const snap = JSON.parse(JSON.stringify(h.engine.exportState())) as EngineSnapshot;
+    assert.deepEqual(snap.unverified, [['A', 'a0']]);
+    const r = new Harness(CorrelationEngine.restore(cfg, snap, (side, id) => h.store.get(`${side}:${id}`)));
+    for (const [k, v] of h.store) r.store.set(k, v);
+    for (const [k, v] of h.sink.latest) r.sink.latest.set(k, v);
+    assert.deepEqual(r.drain(), [], 'asked again, and a duplicate');
+    assert.deepEqual(
+      r.asked.map((q) => q.ids),
+      [['A-a0']],
+    );
+    assert.equal(r.engine.counters.duplicates, 1);
+  });
 });
 
 describe('CorrelationEngine: event times ahead of the clock', () => {
