@@ -116,10 +116,11 @@ class Conn {
   awaitingLookup = false;
   /**
    * Too-late events not held, waiting to be checked against what the sinks
-   * hold before they are admitted (see verify()); `verifying` while that
-   * lookup is out.
+   * hold before they are admitted (see toVerify()), and their `side:id`
+   * (a feed read again brings a long connection's thousands at once).
    */
   unverified: InputEvent[] | null = null;
+  unverifiedIds: Set<string> | null = null;
   /** How many of `unverified` the lookup out asked about (0: none out). */
   verifying = 0;
   /** The deadline queued for it in the engine's heap (NaN: none). */
@@ -972,10 +973,12 @@ export class CorrelationEngine {
       return;
     }
     const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
-    if (conn.unverified?.some((u) => u.side === ev.side && u.id === ev.id)) {
+    const sid = `${ev.side}:${ev.id}`;
+    if (conn.unverifiedIds?.has(sid)) {
       this.counters.duplicates += 1;
       return;
     }
+    (conn.unverifiedIds ??= new Set()).add(sid);
     (conn.unverified ??= []).push(ev);
     this.dirty.add(conn);
   }
@@ -1013,7 +1016,11 @@ export class CorrelationEngine {
   private verified(conn: Conn, priors: ReadonlyMap<string, PriorRecord> | null): void {
     const evs = conn.unverified!.splice(0, conn.verifying);
     conn.verifying = 0;
-    if (conn.unverified!.length === 0) conn.unverified = null;
+    for (const ev of evs) conn.unverifiedIds!.delete(`${ev.side}:${ev.id}`);
+    if (conn.unverified!.length === 0) {
+      conn.unverified = null;
+      conn.unverifiedIds = null;
+    }
     if (priors === null) this.priorsUnknown = true;
     const named = new Set<string>();
     for (const p of priors?.values() ?? []) if (p.bId !== undefined) named.add(p.bId);
