@@ -116,8 +116,10 @@ class Conn {
   awaitingLookup = false;
   /**
    * Too-late events not held, waiting to be checked against what the sinks
-   * hold before they are admitted (see toVerify()), and their `side:id`
-   * (a feed read again brings a long connection's thousands at once).
+   * hold before they are admitted (see toVerify()), and the `side:id` of
+   * those still waiting: one withdrawn meanwhile, or brought by a lookup,
+   * leaves the set and is passed over (a feed read again brings a long
+   * connection's thousands at once).
    */
   unverified: InputEvent[] | null = null;
   unverifiedIds: Set<string> | null = null;
@@ -469,6 +471,8 @@ export class CorrelationEngine {
     const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
     // Read again after a restart: the crashed run may have written its decisions to some sinks only.
     if (this.replaying && !conn.uncertain) this.makeUncertain(conn);
+    // Waiting for its check: taken back like one waiting for release (found by a review: it was admitted after).
+    conn.unverifiedIds?.delete(`${ev.side}:${ev.id}`);
     const held = this.takeContent(conn, ev, keepRecord);
     if (held) {
       this.cached[ev.side] -= 1;
@@ -742,6 +746,8 @@ export class CorrelationEngine {
       // Folded into the base (a lookup asked only for records): known already.
       if (conn.base !== null && !eventBefore(conn.base.after, ev)) continue;
       if (this.withdrawnRecently.size > 0 && this.withdrawnRecently.get(`${ev.side}:${ev.id}`) === contentOf(ev)) continue;
+      // Held now, as stored: no longer to be checked (else it was admitted a second time).
+      conn.unverifiedIds?.delete(`${ev.side}:${ev.id}`);
       this.insert(conn, ev);
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
     }
@@ -864,8 +870,12 @@ export class CorrelationEngine {
     // Before any step: what its decision replaces must be known first.
     if (this.replacing.size > 0 && this.replacing.delete(`${ev.side}:${ev.id}`)) this.replacedBy(conn, ev);
     const inOrder = !conn.unsettled && ev.time >= conn.sim.expiredTo && (conn.lastStepped === null || eventBefore(conn.lastStepped, ev));
-    // A new connection whose segment may reach into what was evicted must be looked up first.
-    const mayMissPartners = conn.events.length === 1 && conn.base === null && ev.time - this.gap < conn.completeFrom;
+    // A new connection whose segment may reach into what was evicted must be looked up first. New:
+    // no other event of it since it is complete (a too-late one held, older, does not count: found by a review).
+    const mayMissPartners =
+      conn.base === null &&
+      ev.time - this.gap < conn.completeFrom &&
+      (conn.events.length === 1 || conn.events.every((e) => e === ev || e.time < conn.completeFrom));
     if (inOrder && !mayMissPartners) {
       conn.sim.step(ev);
       conn.lastStepped = ev;
@@ -906,7 +916,11 @@ export class CorrelationEngine {
   private connFor(key: string): Conn {
     const evictedUpTo = this.evicted.get(key);
     this.evicted.delete(key);
-    return this.newConn(key, Math.max(this.cacheFloor, evictedUpTo === undefined ? -Infinity : evictedUpTo + 1));
+    const conn = this.newConn(key, Math.max(this.cacheFloor, evictedUpTo === undefined ? -Infinity : evictedUpTo + 1));
+    // What was known of the key stays known when it leaves again holding only older events (a too-late
+    // one on a key reused since): evicted or pruned at an older time, a later partner went without a lookup.
+    if (evictedUpTo !== undefined) conn.lastTime = evictedUpTo;
+    return conn;
   }
 
   private newConn(key: string, completeFrom: number): Conn {
@@ -964,11 +978,12 @@ export class CorrelationEngine {
    * start (a database restored from a backup, a cluster copy lost) delivers
    * every document again, most past the horizon; deciding those alone
    * overwrote their exact records (a Keep-Alive request renumbered 1, an A
-   * or B matched then made an orphan). Edited documents (a revision above
-   * 1, or one being withdrawn) are an admin's change and go on as before.
+   * or B matched then made an orphan). The new content of a document being
+   * withdrawn (an admin's change, read now) goes on as before; an edited one
+   * read again is checked with its revision (a restore keeps revisions).
    */
   private toVerify(ev: InputEvent): void {
-    if (ev.rev !== undefined || this.withdrawing.has(`${ev.side}:${ev.id}`) || this.replacing.has(`${ev.side}:${ev.id}`)) {
+    if (this.withdrawing.has(`${ev.side}:${ev.id}`) || this.replacing.has(`${ev.side}:${ev.id}`)) {
       this.admit(ev);
       return;
     }
@@ -989,8 +1004,15 @@ export class CorrelationEngine {
    * (from min(window, emit delay) before it to window after it): one that
    * names it means it was matched.
    */
-  private askVerification(conn: Conn): void {
-    const evs = conn.unverified!;
+  private askVerification(conn: Conn): boolean {
+    const ids = conn.unverifiedIds;
+    const evs = ids === null ? [] : conn.unverified!.filter((ev) => ids.has(`${ev.side}:${ev.id}`));
+    if (evs.length === 0) {
+      conn.unverified = null;
+      conn.unverifiedIds = null;
+      return false;
+    }
+    conn.unverified = evs;
     let from = Infinity;
     let until = -Infinity;
     for (const ev of evs) {
@@ -1004,6 +1026,7 @@ export class CorrelationEngine {
     this.counters.lookups += 1;
     this.newLookups.push({ key: conn.key, src_ip: ip, src_port: port, from, until, ids: evs.map(outputId) });
     this.dirty.delete(conn);
+    return true;
   }
 
   /**
@@ -1014,27 +1037,39 @@ export class CorrelationEngine {
    * sink) every one is admitted.
    */
   private verified(conn: Conn, priors: ReadonlyMap<string, PriorRecord> | null): void {
-    const evs = conn.unverified!.splice(0, conn.verifying);
+    const ids = conn.unverifiedIds!;
+    const evs = conn.unverified!.splice(0, conn.verifying).filter((ev) => ids.delete(`${ev.side}:${ev.id}`));
     conn.verifying = 0;
-    for (const ev of evs) conn.unverifiedIds!.delete(`${ev.side}:${ev.id}`);
-    if (conn.unverified!.length === 0) {
+    if (ids.size === 0) {
       conn.unverified = null;
       conn.unverifiedIds = null;
     }
     if (priors === null) this.priorsUnknown = true;
+    // A record names the source revision it was built from when above 1 (a_rev, b_rev): an edit read
+    // again is a duplicate only of a record built from that edit.
     const named = new Set<string>();
-    for (const p of priors?.values() ?? []) if (p.bId !== undefined) named.add(p.bId);
+    for (const p of priors?.values() ?? []) if (p.bId !== undefined) named.add(`${p.bId}\u0000${p.bRev ?? ''}`);
+    let lastTime = conn.lastTime;
     for (const ev of evs) {
       const p = priors?.get(outputId(ev));
-      const stored = p !== undefined && !(p.decidedAt !== undefined && this.killedRunVersions.length > 0 && this.writtenByKilledRun(p.decidedAt));
-      if (stored || (ev.side === 'B' && named.has(ev.id))) this.counters.duplicates += 1;
-      else this.admit(ev);
+      const rev = ev.rev ?? '';
+      const same = p !== undefined && (ev.side === 'A' ? p.aRev : p.bRev) === ev.rev;
+      const stored = same && !(p.decidedAt !== undefined && this.killedRunVersions.length > 0 && this.writtenByKilledRun(p.decidedAt));
+      if (stored || (ev.side === 'B' && named.has(`${ev.id}\u0000${rev}`))) {
+        this.counters.duplicates += 1;
+        if (ev.time > lastTime) lastTime = ev.time;
+      } else this.admit(ev);
     }
-    // What else it had to decide (a late event within the horizon, more unverified ones) waited for this answer.
-    if (conn.unsettled) this.dirty.add(conn);
-    // Made for these alone, all duplicates: it goes again, its key remembered as before.
-    if (conn.events.length === 0 && !conn.unsettled && !conn.sim.live && this.conns.get(conn.key) === conn) {
-      if (Number.isFinite(conn.completeFrom)) this.forget(conn.key, conn.completeFrom - 1);
+    if (conn.unsettled) {
+      // What else it had to decide (a late event within the horizon, more unverified ones) waited for this answer.
+      this.dirty.add(conn);
+    } else if (conn.sim.live) {
+      // Its deadline may have passed while it waited (expireDue passes over unsettled connections).
+      conn.sim.expire(this.releasedUpTo);
+      this.queueDeadline(conn);
+    } else if (conn.events.length === 0 && this.conns.get(conn.key) === conn) {
+      // Made for these alone, all duplicates: it goes again, its key remembered up to them.
+      if (Number.isFinite(lastTime)) this.forget(conn.key, lastTime);
       this.removeConn(conn);
     }
   }
@@ -1122,8 +1157,9 @@ export class CorrelationEngine {
       this.dirty.delete(conn);
       return;
     }
-    if (conn.unverified !== null) {
-      this.askVerification(conn);
+    if (conn.unverified !== null && this.askVerification(conn)) return;
+    if (first === null && ch === null) {
+      this.dirty.delete(conn);
       return;
     }
     // Only too late (none within the horizon) and before the folded part: decided alone, with what
@@ -1500,7 +1536,8 @@ export class CorrelationEngine {
       forgotten.length = FORGOTTEN_KEYS;
     }
     const unverified: Array<[Side, string]> = [];
-    for (const c of this.conns.values()) for (const ev of c.unverified ?? []) unverified.push([ev.side, ev.id]);
+    for (const c of this.conns.values())
+      for (const ev of c.unverified ?? []) if (c.unverifiedIds?.has(`${ev.side}:${ev.id}`)) unverified.push([ev.side, ev.id]);
     return {
       v: 2,
       progress: { A: num(this.progress.A), B: num(this.progress.B) },
@@ -1556,6 +1593,8 @@ export class CorrelationEngine {
     for (const [key, b] of snap.bases ?? []) bases.set(key, [...(bases.get(key) ?? []), b]);
     for (const [key, completeFrom, events, revs, undecided, withdrawn, exactFrom, dirtyHorizon] of snap.keys) {
       const conn = e.newConn(key, inf(completeFrom, -Infinity));
+      // Known up to where it is complete from (as connFor): left again with older events only, it is remembered there.
+      if (completeFrom !== null) conn.lastTime = completeFrom - 1;
       for (const [side, id] of events) {
         // A document moved to another connection since (an admin's edit read after the checkpoint) is not this one's:
         // the replay brings its change. Filed here, it stayed counted in its old connection (found by a review's soak).

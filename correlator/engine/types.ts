@@ -101,6 +101,9 @@ export interface PriorRecord {
   decidedAt?: number;
   /** The B document a correlated record names: a B delivered again past the horizon was matched if one does. */
   bId?: string;
+  /** The revisions (above 1) of its A and B documents it was built from (a_rev, b_rev). */
+  aRev?: string;
+  bRev?: string;
 }
 
 /**

@@ -145,6 +145,8 @@ export class ConnectionLookup {
         ...(Number.isFinite(time) && { time }),
         ...(Number.isFinite(decidedAt) && { decidedAt }),
         ...(typeof doc.b_id === 'string' && { bId: doc.b_id }),
+        ...(typeof doc.a_rev === 'string' && { aRev: doc.a_rev }),
+        ...(typeof doc.b_rev === 'string' && { bRev: doc.b_rev }),
       });
     }
     return out;

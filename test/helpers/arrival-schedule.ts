@@ -121,6 +121,8 @@ export class SinkState {
       ...(Number.isFinite(time) && { time }),
       decidedAt: o.version,
       ...(o.kind !== 'deleted' && typeof o.record.b_id === 'string' && { bId: o.record.b_id }),
+      ...(o.kind !== 'deleted' && typeof o.record.a_rev === 'string' && { aRev: o.record.a_rev }),
+      ...(o.kind !== 'deleted' && typeof o.record.b_rev === 'string' && { bRev: o.record.b_rev }),
     };
   }
 }

@@ -133,6 +133,8 @@ class Sink {
       revision: o.revision,
       deleted: o.kind === 'deleted',
       ...(o.kind === 'correlated' && { bId: String(o.record.b_id) }),
+      ...(o.kind !== 'deleted' && typeof o.record.a_rev === 'string' && { aRev: o.record.a_rev }),
+      ...(o.kind !== 'deleted' && typeof o.record.b_rev === 'string' && { bRev: o.record.b_rev }),
     };
   }
 
@@ -2699,5 +2701,178 @@ describe('CorrelationEngine: a deletion while its connection waits for a lookup'
     sink.apply(e.drain(T0 + 9000));
     assert.deepEqual([...sink.content().keys()], ['A-y']);
     assert.equal(sink.records.get('A-x')?.kind, 'deleted');
+  });
+});
+
+describe('CorrelationEngine: documents read again past the horizon, while their check is out (found by a review)', () => {
+  const H = 3_600_000;
+  const base = (over: Partial<EngineConfig> = {}) =>
+    config({ windowMs: 10_000, networkTtlMs: 120_000, reorderSlackMs: 1000, allowedLatenessMs: H, maxHttpItems: 1000, maxNetworkItems: 1000, ...over });
+  const K: [string, number] = ['198.51.100.7', 50000];
+  const mk = (side: Side, id: string, ip: string, port: number, t: number, doc: Record<string, unknown> = {}, rev?: string): InputEvent => ({
+    side,
+    index: 0,
+    id,
+    key: `${ip}:${port}`,
+    time: T0 + t,
+    doc: { src_ip: ip, src_port: port, timestamp: T0 + t, ...doc },
+    ...(rev && { rev }),
+  });
+  /** An engine driven as the pipeline does; lookups answered from `stored` with priors from the sink, now or when told. */
+  function rig(cfg: EngineConfig) {
+    const r = {
+      e: new CorrelationEngine(cfg),
+      sink: new SinkState(),
+      stored: new Map<string, InputEvent>(),
+      pending: [] as LookupRequest[],
+      put(ev: InputEvent): InputEvent {
+        r.stored.set(`${ev.side}:${ev.id}`, ev);
+        return ev;
+      },
+      answer(q: LookupRequest): void {
+        const evs = [...r.stored.values()].filter((s) => s.key === q.key && s.time >= q.from);
+        const priors = new Map<string, PriorRecord>();
+        for (const id of [...evs.map((s) => `${s.side}-${s.id}`), ...(q.ids ?? [])]) {
+          const p = r.sink.prior(id);
+          if (p && !p.deleted) priors.set(id, p);
+        }
+        r.e.provide(q.key, q.from, evs, priors);
+      },
+      step(t: number, settle = true, answerNow = true): void {
+        r.e.advance('A', T0 + t);
+        r.e.advance('B', T0 + t);
+        for (let round = 0; round < 6; round++) {
+          r.sink.apply(r.e.drain(T0 + t + round, settle));
+          r.pending.push(...r.e.lookups());
+          if (!answerNow) return;
+          for (const q of r.pending.splice(0)) r.answer(q);
+        }
+      },
+      end(t: number): Map<string, Record<string, unknown>> {
+        r.e.advance('A', Infinity);
+        r.e.advance('B', Infinity);
+        r.step(t);
+        return new Map([...r.sink.content()].map(([id, json]) => [id, JSON.parse(json) as Record<string, unknown>]));
+      },
+    };
+    return r;
+  }
+
+  test("an open connection's deadline passing while a duplicate is checked: it is still decided, and leaves memory", () => {
+    const r = rig(base());
+    const old = r.put(mk('A', 'old', ...K, 0));
+    r.e.push(old);
+    r.step(2000);
+    r.step(2 * H);
+    const a1 = r.put(mk('A', 'a1', ...K, 2 * H));
+    r.e.push(a1);
+    r.step(2 * H + 1000); // waiting for a B until +500
+    r.e.push(old); // read again: too late, a duplicate
+    for (let k = 1; k <= 20; k++) {
+      r.e.advance('A', T0 + 2 * H + k * 10_000);
+      r.e.advance('B', T0 + 2 * H + k * 10_000);
+      r.sink.apply(r.e.drain(T0 + 2 * H + k * 10_000, false)); // held (a backlog read): the deadline passes meanwhile
+    }
+    r.step(2 * H + 200_000);
+    assert.equal(r.sink.content().has('A-a1'), true, 'decided once its deadline passed');
+    assert.equal(r.e.sizes().open, 0);
+    assert.equal(r.e.counters.duplicates, 1);
+  });
+
+  for (const how of ['held', 'asked'] as const) {
+    test(`an admin's deletion of a document waiting for its check (${how}) takes it back`, () => {
+      const r = rig(base());
+      r.step(2 * H);
+      const x = r.put(mk('B', 'x', ...K, 0, { ja3: 'x' }));
+      const y = r.put(mk('A', 'y', ...K, 200));
+      r.e.push(x);
+      r.e.push(y);
+      if (how === 'held') r.step(2 * H + 100, false);
+      else r.step(2 * H + 100, true, false);
+      r.stored.delete('B:x');
+      r.e.withdraw(x, false);
+      r.step(2 * H + 2000);
+      const out = r.end(3 * H);
+      assert.deepEqual([out.get('A-y')?.correlated, out.has('B-x')], [false, false], 'the erasure is carried out: y without x');
+    });
+  }
+
+  test('one a regular lookup brings while it waits for its check is stepped once', () => {
+    const r = rig(base({ maxHttpItems: 1, maxNetworkItems: 1 }));
+    const C = 3 * H;
+    const e0 = r.put(mk('A', 'e0', ...K, C - H + 100_000));
+    r.put(mk('B', 'b0', ...K, C - H - 61_000));
+    const x = r.put(mk('A', 'x', ...K, C - H - 60_000));
+    r.put(mk('A', 'a2', ...K, C - H - 59_000));
+    r.step(C - H + 50_000);
+    r.e.push(e0);
+    r.step(C - H + 102_000);
+    r.e.push(r.put(mk('A', 'z', '203.0.113.9', 1234, C - H + 103_000)));
+    r.step(C - H + 105_000); // K leaves memory
+    r.step(C);
+    r.e.push(r.put(mk('A', 'aL', ...K, C - H + 110_000))); // late, within the horizon: K is looked up
+    r.step(C + 10, true, false);
+    r.e.push(x); // too late: to be checked while the lookup, whose range holds it, is out
+    for (const q of r.pending.splice(0)) r.answer(q);
+    r.step(C + 20);
+    const out = r.end(C + H);
+    assert.deepEqual(
+      ['A-x', 'A-a2'].map((id) => out.get(id)?.keepalives),
+      [1, 2],
+    );
+  });
+
+  for (const [kind, viaRestore] of [
+    ['new', false],
+    ['new', true],
+    ['decided before', false],
+    ['decided before', true],
+  ] as const) {
+    test(`a too-late document (${kind}) on a key that left memory since${viaRestore ? ', checked across a restart' : ''}: a later partner is still looked up`, () => {
+      const cfg = base({ maxHttpItems: 1, maxNetworkItems: 1 });
+      const r = rig(cfg);
+      const old = r.put(mk('A', 'old', ...K, 0));
+      if (kind !== 'new') {
+        r.e.push(old);
+        r.step(2000);
+      }
+      r.step(2 * H);
+      r.e.push(r.put(mk('A', 'a1', ...K, 2 * H + 5000)));
+      r.step(2 * H + 5200);
+      r.e.push(r.put(mk('A', 'z', '203.0.113.9', 1234, 2 * H + 5300)));
+      r.step(2 * H + 7000); // K leaves memory: a1 decided early (an orphan for now)
+      r.e.push(old);
+      if (viaRestore) {
+        r.step(2 * H + 7100, true, false);
+        r.pending.length = 0;
+        const snap = JSON.parse(JSON.stringify(r.e.exportState())) as EngineSnapshot;
+        r.e = CorrelationEngine.restore(cfg, snap, (side, id) => r.stored.get(`${side}:${id}`));
+      }
+      r.step(2 * H + 7200);
+      r.step(2 * H + 7300);
+      r.e.push(r.put(mk('B', 'b1', ...K, 2 * H + 4000))); // a1's TLS log, 5 s late: within the horizon
+      r.step(2 * H + 30_000);
+      const out = r.end(3 * H);
+      assert.deepEqual([out.get('A-a1')?.correlated, out.get('A-a1')?.b_id, out.has('B-b1')], [true, 'b1', false]);
+    });
+  }
+
+  test('an edited document read again (a restore that keeps revisions, nothing withdrawn first) is a duplicate of its record', () => {
+    const r = rig(base({ allowedLatenessMs: 24 * H }));
+    const b0 = r.put(mk('B', 'b0', ...K, 0));
+    const a1 = r.put(mk('A', 'a1', ...K, 100));
+    const a2 = r.put(mk('A', 'a2', ...K, 5000, { status: 200 }));
+    for (const v of [b0, a1, a2]) r.e.push(v);
+    r.step(60_000);
+    const fixed = r.put(mk('A', 'a2', ...K, 5000, { status: 451 }, '2-abc')); // an admin's fix
+    r.e.withdraw(a2, true);
+    r.e.push(fixed);
+    r.step(120_000);
+    const before = new Map(r.sink.content());
+    r.step(3 * 24 * H);
+    for (const v of [b0, a1, fixed]) r.e.push(v);
+    r.step(3 * 24 * H + 10_000);
+    assert.deepEqual(new Map(r.sink.content()), before);
+    assert.equal(r.e.counters.duplicates, 3);
   });
 });
