@@ -2423,6 +2423,19 @@ describe('CorrelationEngine: documents an admin deletes or edits (withdraw)', ()
   });
 });
 
+/** Answers the engine's lookups from `view` (what is stored now), with what `sink` holds for the records found. */
+function answerFrom(e: CorrelationEngine, view: readonly InputEvent[], sink: SinkState): void {
+  for (const r of e.lookups()) {
+    const found = view.filter((v) => v.key === r.key && v.time >= r.from);
+    const priors = new Map<string, PriorRecord>();
+    for (const v of found) {
+      const p = sink.prior(`${v.side}-${v.id}`);
+      if (p) priors.set(`${v.side}-${v.id}`, p);
+    }
+    e.provide(r.key, r.from, found, priors);
+  }
+}
+
 describe('CorrelationEngine: the lookup view ahead of the feed', () => {
   /** An engine with a small cache, the sinks it writes (ClickHouse keyed by time), and events of connection `key`. */
   function rig(key: string) {
@@ -2466,15 +2479,7 @@ describe('CorrelationEngine: the lookup view ahead of the feed', () => {
     e.push(z); // late: its connection is looked up
     step(5000);
     const view = [b, x2, z]; // what is stored now: x already moved
-    for (const r of e.lookups()) {
-      const found = view.filter((v) => v.key === r.key && v.time >= r.from);
-      const priors = new Map<string, PriorRecord>();
-      for (const v of found) {
-        const p = sink.prior(`${v.side}-${v.id}`);
-        if (p) priors.set(`${v.side}-${v.id}`, p);
-      }
-      e.provide(r.key, r.from, found, priors);
-    }
+    answerFrom(e, view, sink);
     step(5000);
     // The feed reads the edit now: the earlier content withdrawn, the new one pushed.
     e.withdraw(x1, true);
@@ -2619,15 +2624,7 @@ describe('CorrelationEngine: the lookup view ahead of the feed', () => {
         const outs = e.drain(wall);
         couch.apply(outs);
         other.apply(outs);
-        for (const r of e.lookups()) {
-          const found = view.filter((v) => v.key === r.key && v.time >= r.from);
-          const priors = new Map<string, PriorRecord>();
-          for (const v of found) {
-            const p = couch.prior(`${v.side}-${v.id}`);
-            if (p) priors.set(`${v.side}-${v.id}`, p);
-          }
-          e.provide(r.key, r.from, found, priors);
-        }
+        answerFrom(e, view, couch);
       }
     };
     const killed = new CorrelationEngine(cfg);
