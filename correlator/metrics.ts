@@ -63,7 +63,7 @@ export class CorrelatorMetrics {
   });
   readonly tooLate = new Gauge({
     name: 'couchlog_correlator_too_late_total',
-    help: 'Events later than allowed_lateness behind the watermark, decided with what was in memory, per side',
+    help: 'Events later than allowed_lateness behind the watermark, per side: checked against log_correlated (decided before: a duplicate), else decided with what was in memory',
     labelNames: ['side'] as const,
     registers: this.r,
   });
