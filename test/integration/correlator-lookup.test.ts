@@ -43,6 +43,9 @@ let http: CountingHttp;
 let lookup: ConnectionLookup;
 
 const doc = (t: number, extra: Record<string, unknown> = {}) => ({ src_ip: IP, src_port: PORT, timestamp: t, ...extra });
+/** A lookup as the correlator makes it (admin), of these input databases and, when named, log_correlated's stand-in. */
+const lookupIn = (a: string, b: string, correlated: string | null) =>
+  new ConnectionLookup(http, { authorization: stack.auth.admin }, { A: { db: a, rules: RULES }, B: { db: b, rules: RULES } }, correlated);
 const request = (from: number, until: number): LookupRequest => ({ key: KEY, src_ip: IP, src_port: PORT, from, until });
 
 before(async () => {
@@ -53,12 +56,7 @@ before(async () => {
   await postBulk(stack, 'http', [...old, ...recent]);
   await postBulk(stack, 'network', [doc(NOW - 20 * 60_000 - 50, { ja4: 't13d1516h2_8daaf6152771_b0da82dd1658' })]);
   http = new CountingHttp(stack.couchUrl, { timeoutMs: 30_000, retryAfterS: 1 });
-  lookup = new ConnectionLookup(
-    http,
-    { authorization: stack.auth.admin },
-    { A: { db: 'log_http', rules: RULES }, B: { db: 'log_network', rules: RULES } },
-    null,
-  );
+  lookup = lookupIn('log_http', 'log_network', null);
   // A cluster's view answers from one copy of each shard range: wait until every document is seen.
   await until('every document in the view', async () => ((await lookup.run([request(-Infinity, Infinity)]))[0]!.events.length === 306 ? true : null), 60_000);
 });
@@ -117,23 +115,13 @@ describe('connection lookups read the hours of their range', () => {
   test('databases without the view (set up by an older couchlog): the lookup fails, saying to run couchlog setup, instead of reading nothing', async () => {
     const created = await http.request('PUT', '/log_not_set_up', { headers: { authorization: stack.auth.admin } });
     assert.ok(created.status === 201 || created.status === 202, String(created.status));
-    const bare = new ConnectionLookup(
-      http,
-      { authorization: stack.auth.admin },
-      { A: { db: 'log_not_set_up', rules: RULES }, B: { db: 'log_not_set_up', rules: RULES } },
-      null,
-    );
+    const bare = lookupIn('log_not_set_up', 'log_not_set_up', null);
     await assert.rejects(bare.run([request(NOW - HOUR, NOW)]), /no view _design\/correlator_hour\/_view\/by_conn_hour \(run couchlog setup after upgrading\)/);
     await assert.rejects(bare.run([request(NOW - 25 * HOUR, NOW)]), /no view _design\/correlator\/_view\/by_conn \(run couchlog setup after upgrading\)/);
   });
 
   test('a database that does not exist: said so', async () => {
-    const none = new ConnectionLookup(
-      http,
-      { authorization: stack.auth.admin },
-      { A: { db: 'log_nowhere', rules: RULES }, B: { db: 'log_nowhere', rules: RULES } },
-      null,
-    );
+    const none = lookupIn('log_nowhere', 'log_nowhere', null);
     await assert.rejects(none.run([request(NOW - HOUR, NOW)]), /looking up connections: no database log_nowhere$/);
   });
 
@@ -163,12 +151,7 @@ describe('connection lookups read the hours of their range', () => {
     };
     const put = await http.request('PUT', `/${db}/A-${encodeURIComponent(a.id)}`, { headers: admin, body: JSON.stringify(record) });
     assert.ok(put.status === 201 || put.status === 202, String(put.status));
-    const withPriors = new ConnectionLookup(
-      http,
-      { authorization: stack.auth.admin },
-      { A: { db: 'log_http', rules: RULES }, B: { db: 'log_network', rules: RULES } },
-      db,
-    );
+    const withPriors = lookupIn('log_http', 'log_network', db);
     const [answer] = await withPriors.run([request(NOW - HOUR, NOW + 5 * 60_000)]);
     assert.equal(answer!.priors?.size, 1, 'only the record that exists');
     assert.deepEqual(answer!.priors!.get(`A-${a.id}`), { fingerprint: fingerprint(record), revision: 2, deleted: false, time: a.time, decidedAt });
