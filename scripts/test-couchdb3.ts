@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { couchdb3TestRunnerEnv } from '../lib/config/tool-env.js';
-import { describeTestServer, longestFirst, testServer } from '../test/helpers/couchdb3.js';
+import { describeTestServer, drainCouchdb3Pool, longestFirst, testServer } from '../test/helpers/couchdb3.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const runner = couchdb3TestRunnerEnv();
@@ -68,6 +68,12 @@ if (server.kind === 'couchdb3-start' && !env.COUCHLOG_TEST_COUCHDB_RELEASE_CACHE
   cache = mkdtempSync(join(tmpdir(), 'couchlog-couchdb3-release-'));
   env.COUCHLOG_TEST_COUCHDB_RELEASE_CACHE = cache;
 }
+// Nodes handed from one stack to the next (test/helpers/couchdb3.ts, OwnCouchdb3): ended below.
+let pool: string | undefined;
+if (server.kind === 'couchdb3-start' && !env.COUCHLOG_TEST_COUCHDB_POOL) {
+  pool = mkdtempSync(join(tmpdir(), 'couchlog-couchdb3-pool-'));
+  env.COUCHLOG_TEST_COUCHDB_POOL = pool;
+}
 const epmdBefore = server.kind === 'couchdb3-start' ? await epmdAnswers() : true;
 
 process.stderr.write(`test:couchdb3: ${targets.length} test file(s) against ${describeTestServer(server)}\n`);
@@ -77,6 +83,13 @@ const forward = (sig: NodeJS.Signals) => child.kill(sig);
 process.on('SIGINT', forward);
 process.on('SIGTERM', forward);
 const code = await new Promise<number>((ok) => child.on('exit', (c, sig) => ok(c ?? (sig ? 128 : 1))));
+if (pool && server.kind === 'couchdb3-start') {
+  const uses = await drainCouchdb3Pool(pool, server.script, server.nodes);
+  process.stderr.write(
+    `test:couchdb3: ${uses.started} ${server.nodes === 1 ? 'node' : 'cluster'} start(s) for ${uses.started + uses.reused} stack(s); ` +
+      `${uses.reused} stack(s) took one a stack before had left as it found it${uses.unusable ? `; ${uses.unusable} could not be reset` : ''}\n`,
+  );
+}
 
 // The first node of the run started the Erlang port mapper, and the nodes
 // that followed kept it alive past that node's stop: end it if it was not

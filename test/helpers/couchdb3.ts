@@ -17,7 +17,20 @@
 // own, never COUCHDB_URL: a COUCHDB_URL left in a shell must not point the
 // suite (which deletes databases) at a real server.
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -116,7 +129,35 @@ export async function startTestCouchdb3(dataDir: string): Promise<TestCouchdb3 |
   const server = testServer();
   if (server.kind === 'embedded') return null;
   if (server.kind === 'couchdb3-url') return SharedCouchdb3.take(server);
+  const pool = process.env.COUCHLOG_TEST_COUCHDB_POOL;
+  if (pool) return OwnCouchdb3.fromPool(server.script, server.nodes, pool);
   return OwnCouchdb3.launch(server.script, server.nodes, join(dataDir, 'couchdb3'));
+}
+
+/**
+ * Ends every node a run's pool holds (scripts/test-couchdb3.ts, once its
+ * test processes are gone) and removes the pool.
+ */
+export async function drainCouchdb3Pool(pool: string, script: string, nodes: number): Promise<PoolUses> {
+  const uses: PoolUses = { started: 0, reused: 0, unusable: 0 };
+  if (!existsSync(pool)) return uses;
+  if (existsSync(join(pool, USES_FILE)))
+    for (const line of readFileSync(join(pool, USES_FILE), 'utf8').split('\n')) if (line in uses) uses[line as keyof PoolUses] += 1;
+  for (const name of readdirSync(pool)) {
+    if (name === USES_FILE) continue;
+    const slot = join(pool, name);
+    let saved: Partial<SlotFile> = {};
+    try {
+      saved = JSON.parse(readFileSync(join(slot, SLOT_FILE), 'utf8')) as SlotFile;
+    } catch {
+      // a slot whose node never finished starting: its pid files, if any, still name what to end
+    }
+    const node = new OwnCouchdb3(script, nodes, join(slot, 'node'), saved.port ?? 0, saved.admin ?? { user: '', password: '' });
+    node.slot = slot;
+    await node.discard();
+  }
+  rmSync(pool, { recursive: true, force: true });
+  return uses;
 }
 
 /**
@@ -128,19 +169,64 @@ export async function startTestCouchdb3(dataDir: string): Promise<TestCouchdb3 |
  */
 const NO_BUSY_WAIT = '+sbwt none +sbwtdcpu none +sbwtdio none';
 
-/** Node(s) of the prebuilt release started with its `start` script, for one stack. */
+/**
+ * What a pooled node is brought back to before each stack takes it: its
+ * state right after `start` (the config of every node, the system
+ * databases' `_security`).
+ */
+interface Baseline {
+  config: Record<string, Record<string, Record<string, string>>>;
+  security: Record<string, unknown>;
+}
+
+/** A pool slot's description of its running node (SLOT_FILE). */
+interface SlotFile {
+  port: number;
+  admin: { user: string; password: string };
+  baseline: Baseline;
+}
+
+const SLOT_FILE = 'node.json';
+/** How a run's pool served its stacks (see USES_FILE). */
+export interface PoolUses {
+  started: number;
+  reused: number;
+  unusable: number;
+}
+/** One line per stack served by a pool: `started` (a new node), `reused`, `unusable` (a reset failed). */
+const USES_FILE = 'uses';
+const SYSTEM_DBS = ['_users', '_replicator'];
+
+/**
+ * Node(s) of the prebuilt release started with its `start` script, for one stack.
+ *
+ * In a pool (COUCHLOG_TEST_COUCHDB_POOL, which npm run test:couchdb3 sets),
+ * a stack that ends with its node(s) as it found them hands them to the
+ * next stack instead of killing them: booting a node took about 4.5 CPU-s
+ * and a 3-node cluster about 12, paid by every test file of a CouchDB 3
+ * run on two cores. The next stack first brings the node back to how
+ * `start` left it: every database but the system ones deleted, the
+ * documents of `_users` and `_replicator` deleted, each node's config and
+ * the system databases' `_security` reset to what they were right after
+ * the start. A stack that stopped, started or killed a node leaves it out
+ * of the pool (killed), as does a reset that fails.
+ */
 class OwnCouchdb3 implements TestCouchdb3 {
   readonly restarts = 0;
   readonly canStop = true;
   readonly url: string;
   private running = false;
   private firstPid: number | undefined;
+  /** The pool slot this node lives in, if pooled. */
+  slot: string | undefined;
+  /** Set once a test stopped, started or killed a node: not handed on. */
+  private tainted = false;
 
-  private constructor(
+  constructor(
     private readonly script: string,
     private readonly nodes: number,
     private readonly dir: string,
-    private readonly port: number,
+    readonly port: number,
     readonly admin: { user: string; password: string },
   ) {
     this.url = `http://127.0.0.1:${port}`;
@@ -173,6 +259,63 @@ class OwnCouchdb3 implements TestCouchdb3 {
     }
   }
 
+  /** A stack's node(s) from the pool: an idle one, reset; else a new one in a new slot. */
+  static async fromPool(script: string, nodes: number, pool: string): Promise<OwnCouchdb3> {
+    mkdirSync(pool, { recursive: true });
+    for (const name of readdirSync(pool)) {
+      if (!name.startsWith('slot-')) continue;
+      const slot = join(pool, name);
+      const lock = join(slot, 'lock');
+      if (!tryLock(lock)) continue;
+      let saved: SlotFile;
+      try {
+        saved = JSON.parse(readFileSync(join(slot, SLOT_FILE), 'utf8')) as SlotFile;
+      } catch {
+        release(lock); // its node is still being started by a process that died: the drain ends it
+        continue;
+      }
+      const node = new OwnCouchdb3(script, nodes, join(slot, 'node'), saved.port, saved.admin);
+      node.slot = slot;
+      node.running = true;
+      node.readPid();
+      try {
+        await node.reset(saved.baseline);
+        appendFileSync(join(pool, USES_FILE), 'reused\n');
+        return node;
+      } catch (err) {
+        process.stderr.write(`couchdb3 pool: ${slot} could not be reset, so it is discarded: ${(err as Error).message}\n`);
+        appendFileSync(join(pool, USES_FILE), 'unusable\n');
+        await node.discard();
+      }
+    }
+    // A new slot, locked before other processes can see it under its name.
+    const fresh = mkdtempSync(join(pool, '.new-'));
+    if (!tryLock(join(fresh, 'lock'))) throw new Error(`cannot lock ${fresh}`);
+    const slot = join(pool, `slot-${basename(fresh).slice('.new-'.length)}`);
+    renameSync(fresh, slot);
+    held.delete(join(fresh, 'lock'));
+    held.add(join(slot, 'lock'));
+    let node: OwnCouchdb3;
+    try {
+      node = await OwnCouchdb3.launch(script, nodes, join(slot, 'node'));
+    } catch (err) {
+      release(join(slot, 'lock'));
+      rmSync(slot, { recursive: true, force: true });
+      throw err;
+    }
+    node.slot = slot;
+    try {
+      await node.settled();
+      const saved: SlotFile = { port: node.port, admin: node.admin, baseline: await node.baseline() };
+      writeFileSync(join(slot, SLOT_FILE), JSON.stringify(saved), { mode: 0o600 });
+      appendFileSync(join(pool, USES_FILE), 'started\n');
+    } catch (err) {
+      await node.discard();
+      throw err;
+    }
+    return node;
+  }
+
   get pid(): number | undefined {
     if (!this.running || this.firstPid === undefined) return undefined;
     try {
@@ -194,12 +337,70 @@ class OwnCouchdb3 implements TestCouchdb3 {
       throw new Error(`${this.script} ${args.slice(0, 4).join(' ')} failed: ${e.stderr?.trim() || e.message}`);
     }
     this.running = true;
+    this.readPid();
+  }
+
+  private readPid(): void {
     const pidFile = join(this.dir, this.nodes > 1 ? 'node1' : '', 'couchdb.pid');
     this.firstPid = Number(readFileSync(pidFile, 'utf8').trim()) || undefined;
   }
 
+  /** An admin request to this node (cluster: node 1); the parsed body, or an error outside `ok`. */
+  private async call(method: string, path: string, body?: unknown, ok: readonly number[] = [200, 201, 202]): Promise<any> {
+    const res = await fetch(`${this.url}${path}`, {
+      method,
+      headers: { authorization: basicAuth(this.admin.user, this.admin.password), 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!ok.includes(res.status)) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 200)}`);
+    return text ? JSON.parse(text) : null;
+  }
+
+  private async nodeNames(): Promise<string[]> {
+    return ((await this.call('GET', '/_membership')) as { all_nodes: string[] }).all_nodes;
+  }
+
+  /** How `start` left the node(s), to come back to before each later stack. */
+  private async baseline(): Promise<Baseline> {
+    const config: Baseline['config'] = {};
+    for (const name of await this.nodeNames()) config[name] = await this.call('GET', `/_node/${encodeURIComponent(name)}/_config`);
+    const security: Baseline['security'] = {};
+    for (const db of SYSTEM_DBS) security[db] = await this.call('GET', `/${db}/_security`);
+    return { config, security };
+  }
+
+  /** Back to the baseline: see the class comment. Throws when the node cannot be brought back. */
+  private async reset(baseline: Baseline): Promise<void> {
+    await this.call('GET', '/_up');
+    for (const db of (await this.call('GET', '/_all_dbs')) as string[]) {
+      if (!db.startsWith('_')) await this.call('DELETE', `/${encodeURIComponent(db)}`, undefined, [200, 202, 404]);
+    }
+    for (const db of SYSTEM_DBS) {
+      const all = (await this.call('GET', `/${db}/_all_docs`)) as { rows: Array<{ id: string; value: { rev: string } }> };
+      const docs = all.rows.filter((r) => !r.id.startsWith('_design/')).map((r) => ({ _id: r.id, _rev: r.value.rev, _deleted: true }));
+      if (docs.length > 0) await this.call('POST', `/${db}/_bulk_docs`, { docs });
+      if (JSON.stringify(await this.call('GET', `/${db}/_security`)) !== JSON.stringify(baseline.security[db]))
+        await this.call('PUT', `/${db}/_security`, baseline.security[db]);
+    }
+    for (const [name, want] of Object.entries(baseline.config)) {
+      const base = `/_node/${encodeURIComponent(name)}/_config`;
+      const have = (await this.call('GET', base)) as Baseline['config'][string];
+      const key = (section: string, k: string) => `${base}/${encodeURIComponent(section)}/${encodeURIComponent(k)}`;
+      for (const [section, keys] of Object.entries(have))
+        for (const [k, value] of Object.entries(keys)) {
+          const before = want[section]?.[k];
+          if (before === undefined) await this.call('DELETE', key(section, k), undefined, [200, 404]);
+          else if (before !== value) await this.call('PUT', key(section, k), before);
+        }
+      for (const [section, keys] of Object.entries(want))
+        for (const [k, value] of Object.entries(keys)) if (have[section]?.[k] === undefined) await this.call('PUT', key(section, k), value);
+    }
+  }
+
   async killOtherNodes(): Promise<void> {
     if (this.nodes < 2) throw new Error('a single node has no other nodes');
+    this.tainted = true;
     for (let n = 2; n <= this.nodes; n++) {
       const pid = Number(readFileSync(join(this.dir, `node${n}`, 'couchdb.pid'), 'utf8').trim());
       process.kill(pid, 'SIGKILL');
@@ -215,6 +416,7 @@ class OwnCouchdb3 implements TestCouchdb3 {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.tainted = true;
     const stop = join(dirname(this.script), 'stop');
     try {
       await run(stop, ['--dir', this.dir], { encoding: 'utf8', timeout: 120_000 });
@@ -268,10 +470,23 @@ class OwnCouchdb3 implements TestCouchdb3 {
    * this DIR runs is killed, even if the stack never saw its start end.
    */
   async dispose(): Promise<void> {
+    if (this.slot && this.running && !this.tainted) {
+      release(join(this.slot, 'lock')); // the next stack resets it
+      return;
+    }
+    await this.discard();
+  }
+
+  /** Kills the node(s) for good (and their pool slot, if any). */
+  async discard(): Promise<void> {
     this.running = false;
     const left = await this.killNodes();
     if (left.length > 0) throw new Error(`CouchDB nodes in ${this.dir} still running after SIGKILL: pid ${left.join(' ')}`);
     this.endOwnEpmd();
+    if (this.slot) {
+      held.delete(join(this.slot, 'lock'));
+      rmSync(this.slot, { recursive: true, force: true });
+    }
   }
 
   /**
@@ -435,6 +650,29 @@ async function acquire(lock: string): Promise<void> {
     if (owner > 0 && !alive(owner)) rmSync(lock, { recursive: true, force: true });
     await sleep(200);
   }
+}
+
+/** Takes `lock` if it is free or its owner is gone; false if another live process holds it. */
+function tryLock(lock: string): boolean {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      held.add(lock);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner = 0;
+    try {
+      owner = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+    } catch {
+      return false; // being taken right now
+    }
+    if (!(owner > 0) || alive(owner)) return false;
+    rmSync(lock, { recursive: true, force: true });
+  }
+  return false;
 }
 
 function release(lock: string): void {
