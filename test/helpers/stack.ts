@@ -36,6 +36,18 @@ export function embeddedOnly(reason: string): false | string {
   return couchFlavor === 'embedded' ? false : `embedded server only (this run: ${describeTestServer()}): ${reason}`;
 }
 
+/**
+ * A test's `skip` option for what does not depend on the CouchDB behind
+ * couchlog (its command lines, its own files, its processes' signals, the
+ * shipper against the ingress): it runs once, in the embedded run, and not
+ * again in the CouchDB 3 runs, which keeps CI within its time (issue 13).
+ * What such a test writes through the ingress, the ingress suites test on
+ * every server.
+ */
+export function serverIndependent(reason: string): false | string {
+  return couchFlavor === 'embedded' ? false : `runs once, in the embedded run (this run: ${describeTestServer()}): ${reason}`;
+}
+
 /** A test's `skip` option for what needs a CouchDB it can stop and start (not a shared COUCHLOG_TEST_COUCHDB_URL). */
 export function needsStoppableCouch(reason: string): false | string {
   return testServer().kind === 'couchdb3-url' ? `needs a CouchDB the tests start themselves (this run: ${describeTestServer()}): ${reason}` : false;

@@ -10,10 +10,11 @@ import { parse as parseYaml } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { embeddedOnly, freePort, http, JSON_TYPE } from '../helpers/stack.js';
+import { embeddedOnly, freePort, http, JSON_TYPE, serverIndependent } from '../helpers/stack.js';
 
 // `couchlog up` starts the embedded server itself: nothing to learn from it on a CouchDB 3 run.
 const UP_SKIP = embeddedOnly('couchlog up (npm start) runs its own embedded server');
+const CONFIG_SKIP = serverIndependent('the configuration loader and the command line');
 import { loadConfig } from '../../lib/config/load.js';
 import { readSecretsFile, SECRET_KEYS } from '../../lib/config/secrets.js';
 import { findClickhouseServer } from '../../embedded/clickhouse-server.js';
@@ -321,7 +322,7 @@ describe('couchlog up when ClickHouse cannot start', { skip: UP_SKIP }, () => {
   });
 });
 
-describe('configuration errors', () => {
+describe('configuration errors', { skip: CONFIG_SKIP }, () => {
   test('unknown keys and bad values: exit code 2, every problem with its path', () => {
     const dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
     const file = join(dir, 'bad.yml');
@@ -410,7 +411,7 @@ describe('configuration errors', () => {
   });
 });
 
-describe('couchlog.example.yml', () => {
+describe('couchlog.example.yml', { skip: CONFIG_SKIP }, () => {
   test('documents exactly the defaults', () => {
     const dir = mkdtempSync(join(tmpdir(), 'couchlog-cli-'));
     const fromExample = loadConfig({ file: join(ROOT, 'couchlog.example.yml'), env: {}, cwd: dir }).config;

@@ -14,7 +14,7 @@ import { couchUrl, requirePassword } from '../../lib/config/load.js';
 import { basicAuth } from '../../lib/couch/basic-auth.js';
 import { Forwarder, type ForwarderOptions } from '../../forward/forwarder.js';
 import { forwardersOf, serveForwardMetrics } from '../../forward/from-config.js';
-import { startStack, http, countDocs, couchFlavor, freePort, type Stack } from '../helpers/stack.js';
+import { startStack, http, countDocs, couchFlavor, freePort, serverIndependent, type Stack } from '../helpers/stack.js';
 import { runSetup } from '../../cli/run-setup.js';
 
 const TOKEN = 'forward-target-token-0123456789';
@@ -287,7 +287,7 @@ describe('couchlog forward into a HEC endpoint', () => {
     assert.equal(await countDocs(dst, 'log_dst3'), 3000);
   });
 
-  test('bad flags: one line naming the flag, exit 2 (usage) or 1 (the machine), no stack trace', async () => {
+  test('bad flags: one line naming the flag, exit 2 (usage) or 1 (the machine), no stack trace', { skip: serverIndependent('the command line') }, async () => {
     // Found by a black-box test: each of these printed a stack trace, or was taken and retried for 5 minutes.
     const busy = createServer().listen(0, '127.0.0.1');
     await new Promise((ok) => busy.once('listening', ok));

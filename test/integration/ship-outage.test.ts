@@ -9,16 +9,20 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { serverIndependent, startStack, type Stack } from '../helpers/stack.js';
 import { allDocs, banLine, contentLines, docCount, ship, start, waitFor, SHIP } from '../helpers/shipper.js';
+
+const SKIP = serverIndependent("couchlog-ship against an ingress that goes away; it writes through the ingress, whose writes every server's run tests");
 
 let stack: Stack;
 let dir: string;
 before(async () => {
+  if (SKIP) return;
   stack = await startStack({ yaml: { apps: { outage: { reports: ['fail2ban'] }, giveup: {} } } });
   dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-outage-'));
 });
 after(async () => {
+  if (SKIP) return;
   await stack?.reviveIngress();
   await stack?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -31,7 +35,7 @@ async function assertRefused(): Promise<void> {
 
 const FAST_RETRY = ['--backoff-base', '50', '--backoff-max', '400'];
 
-describe('ingress outages', () => {
+describe('ingress outages', { skip: SKIP }, () => {
   test('20,000 lines, the ingress killed twice in the middle: each line stored exactly once, exit 0, file emptied', async () => {
     const file = join(dir, 'fail2ban.log');
     const lines = Array.from({ length: 20_000 }, (_, n) => banLine(n));

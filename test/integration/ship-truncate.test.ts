@@ -12,16 +12,20 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLock } from '../../shipper/lock.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { serverIndependent, startStack, type Stack } from '../helpers/stack.js';
 import { allDocs, banLine, contentLines, ship } from '../helpers/shipper.js';
+
+const SKIP = serverIndependent("couchlog-ship --truncate and its reject file; it writes through the ingress, whose writes every server's run tests");
 
 let stack: Stack;
 let dir: string;
 before(async () => {
+  if (SKIP) return;
   stack = await startStack({ yaml: { apps: { appended: {}, partial: {}, rejects: {}, copy: {}, strict: {}, repeated: {} } } });
   dir = mkdtempSync(join(tmpdir(), 'couchlog-ship-truncate-'));
 });
 after(async () => {
+  if (SKIP) return;
   await stack?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -58,7 +62,7 @@ function seqsOf(lines: string[]): number[] {
   return lines.map((l) => (JSON.parse(l) as { seq: number }).seq);
 }
 
-describe('--truncate', () => {
+describe('--truncate', { skip: SKIP }, () => {
   test('while another process keeps appending: every line is in the file or in the database, none in both, none lost', async (t) => {
     const file = join(dir, 'appended.log');
     writeFileSync(file, '');
