@@ -70,7 +70,7 @@ if (server.kind === 'couchdb3-start' && !env.COUCHLOG_TEST_COUCHDB_RELEASE_CACHE
 }
 // Nodes handed from one stack to the next (test/helpers/couchdb3.ts, OwnCouchdb3): ended below.
 let pool: string | undefined;
-if (server.kind === 'couchdb3-start' && !env.COUCHLOG_TEST_COUCHDB_POOL) {
+if (server.kind === 'couchdb3-start') {
   pool = mkdtempSync(join(tmpdir(), 'couchlog-couchdb3-pool-'));
   env.COUCHLOG_TEST_COUCHDB_POOL = pool;
 }
@@ -82,12 +82,14 @@ const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurren
 const forward = (sig: NodeJS.Signals) => child.kill(sig);
 process.on('SIGINT', forward);
 process.on('SIGTERM', forward);
+process.on('SIGHUP', forward);
 const code = await new Promise<number>((ok) => child.on('exit', (c, sig) => ok(c ?? (sig ? 128 : 1))));
 if (pool && server.kind === 'couchdb3-start') {
   const uses = await drainCouchdb3Pool(pool, server.script, server.nodes);
   process.stderr.write(
     `test:couchdb3: ${uses.started} ${server.nodes === 1 ? 'node' : 'cluster'} start(s) for ${uses.started + uses.reused} stack(s); ` +
-      `${uses.reused} stack(s) took one a stack before had left as it found it${uses.unusable ? `; ${uses.unusable} could not be reset` : ''}\n`,
+      `${uses.reused} stack(s) took one a stack before had left as it found it${uses.unusable ? `; ${uses.unusable} could not be reset` : ''}` +
+      `${uses.left ? `; the nodes of ${uses.left} slot(s) could not be ended` : ''}\n`,
   );
 }
 
