@@ -232,7 +232,7 @@ class OwnCouchdb3 implements TestCouchdb3 {
     private readonly script: string,
     private readonly nodes: number,
     private readonly dir: string,
-    readonly port: number,
+    private readonly port: number,
     readonly admin: { user: string; password: string },
   ) {
     this.url = `http://127.0.0.1:${port}`;
@@ -648,19 +648,13 @@ function claim(slot: string): boolean {
   }
 }
 
-/** Waits until `lock` is taken (see tryLock). */
 async function acquire(lock: string): Promise<void> {
-  while (!tryLock(lock)) await sleep(200);
-}
-
-/** Takes `lock` if it is free or its owner is gone; false if another live process holds it. */
-function tryLock(lock: string): boolean {
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (;;) {
     try {
       mkdirSync(lock);
       writeFileSync(join(lock, 'pid'), String(process.pid));
       held.add(lock);
-      return true;
+      return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
@@ -668,12 +662,11 @@ function tryLock(lock: string): boolean {
     try {
       owner = Number(readFileSync(join(lock, 'pid'), 'utf8'));
     } catch {
-      return false; // being taken right now
+      // being written or removed: look again
     }
-    if (!(owner > 0) || alive(owner)) return false;
-    rmSync(lock, { recursive: true, force: true });
+    if (owner > 0 && !alive(owner)) rmSync(lock, { recursive: true, force: true });
+    await sleep(200);
   }
-  return false;
 }
 
 function release(lock: string): void {
