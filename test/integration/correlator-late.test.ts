@@ -13,7 +13,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { http, JSON_TYPE, type Stack, storedStatus } from '../helpers/stack.js';
+import { http, JSON_TYPE, onEveryCopyWrite, type Stack, storedStatus } from '../helpers/stack.js';
 import type { TestClickhouse } from '../helpers/clickhouse.js';
 import { fileLatest, isQuiet, metricSum, startCorrelatorWithFileSink } from '../helpers/correlator-outputs.js';
 import { startCorrelator, type RunningCorrelator } from '../../correlator/service.js';
@@ -248,11 +248,9 @@ describe('a side that arrives late is correlated as if it had come on time', () 
     const doc = await byId();
     const body = JSON.stringify({ ...doc, correlated: false });
     for (const who of ['reader', 'writer'] as const) {
-      const res = await http(`${stack.couchUrl}/log_correlated/${encodeURIComponent(id!)}`, {
-        method: 'PUT',
-        headers: { ...JSON_TYPE, authorization: stack.auth[who] },
-        body,
-      });
+      const put = () =>
+        http(`${stack.couchUrl}/log_correlated/${encodeURIComponent(id!)}`, { method: 'PUT', headers: { ...JSON_TYPE, authorization: stack.auth[who] }, body });
+      const res = await onEveryCopyWrite(put, (r) => r.status === 409);
       assert.ok(res.status === 403 || res.status === 401, `${who}: ${res.status} ${res.text}`);
     }
     assert.deepEqual(await byId(), doc);
