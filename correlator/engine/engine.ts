@@ -657,7 +657,7 @@ export class CorrelationEngine {
     if (queue.size > this.cfg.maxHttpItems + this.cfg.maxNetworkItems) {
       const first = queue.pop()!;
       this.counters.late[first.side] += 1;
-      this.admit(first, this.unwait(first));
+      this.admit(first, this.unwait(first), true);
     }
   }
 
@@ -826,7 +826,7 @@ export class CorrelationEngine {
     const until = Math.min(this.progress.A - slack('A'), this.progress.B - slack('B'));
     for (let ev = this.waiting.peek(); ev !== undefined && ev.time <= until; ev = this.waiting.peek()) {
       this.waiting.pop();
-      this.admit(ev, this.unwait(ev));
+      this.admit(ev, this.unwait(ev), true);
     }
     if (until > this.releasedUpTo) this.releasedUpTo = until;
     this.expireDue();
@@ -861,8 +861,16 @@ export class CorrelationEngine {
     return this.replayedIds[ev.side].delete(ev.id);
   }
 
-  /** A released (or late) event joins its connection: stepped when in order, else the connection is re-run at drain. */
-  private admit(ev: InputEvent, replayed = false): void {
+  /**
+   * A released (or late) event joins its connection: stepped when in order,
+   * else the connection is re-run at drain. A `held` event waited in a
+   * queue: it was not late when it came, so it is decided exactly however
+   * far the watermark ran meanwhile (a replay after a kill before the first
+   * checkpoint releases a day's backlog only when its feeds catch up and
+   * the watermark jumps to the clock: judged by that horizon, the killed
+   * run's exact records were rewritten as orphans, seed 21199).
+   */
+  private admit(ev: InputEvent, replayed = false, held = false): void {
     const conn = this.conns.get(ev.key) ?? this.connFor(ev.key);
     this.insert(conn, ev);
     this.touch(conn);
@@ -885,7 +893,9 @@ export class CorrelationEngine {
       this.queueDeadline(conn);
     } else {
       if (conn.dirtyFrom === null || eventBefore(ev, conn.dirtyFrom)) conn.dirtyFrom = ev;
-      const horizon = this.horizon();
+      const now = this.horizon();
+      // Held past the horizon: looked up as far back as when it was at the watermark.
+      const horizon = held && ev.time < now ? ev.time - this.cfg.allowedLatenessMs : now;
       if (ev.time >= horizon) {
         if (conn.dirtyExact === null || eventBefore(ev, conn.dirtyExact)) conn.dirtyExact = ev;
         if (horizon < conn.dirtyHorizon) conn.dirtyHorizon = horizon;

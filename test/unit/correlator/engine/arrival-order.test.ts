@@ -100,6 +100,36 @@ function check(
   assert.equal(clickhouseLagging.problem(want), null, `${what}, the lagging ClickHouse: ${clickhouseLagging.problem(want)}`);
 }
 
+/**
+ * A schedule with every option drawn from its seed: cache size, mode,
+ * emission, horizon, admin changes minutes to two days late, a crash (a
+ * third before any checkpoint), reading again, a view ahead, late lookup
+ * answers, no CouchDB sink (not with reading again: without it a document
+ * read again past the horizon is decided alone, docs/correlator.md), long
+ * Keep-Alive connections.
+ */
+function mixedVariant(seed: number): void {
+  const r = mulberry32(seed * 7919);
+  const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+  const cache = pick([4, 40, 100_000]);
+  const cfg = config({
+    maxHttpItems: cache,
+    maxNetworkItems: cache,
+    mode: pick(['one_to_one', 'one_to_many'] as const),
+    networkEmit: r() < 0.7,
+    apacheAlwaysEmit: r() < 0.7,
+    allowedLatenessMs: r() < 0.8 ? 24 * HOUR : 120 * HOUR,
+  });
+  const admin = pick([null, { share: 0.08, maxDelayMs: 10 * 60_000 }, { share: 0.1, maxDelayMs: 30 * HOUR }, { share: 0.08, maxDelayMs: 48 * HOUR }]);
+  const lookups: Pick<RunOptions, 'viewAheadMs' | 'lookupDelay' | 'readAgainAfterMs'> = {};
+  if (r() < 0.4) lookups.readAgainAfterMs = pick([24, 48, 72]) * HOUR;
+  if (r() < 0.2) lookups.viewAheadMs = pick([0, 60_000, HOUR]);
+  if (r() < 0.2) lookups.lookupDelay = pick([1, 2, 3]);
+  const priorsUnknown = r() < 0.2 && lookups.readAgainAfterMs === undefined;
+  const long = r() < 0.3 ? { count: 2, requests: 60 } : undefined;
+  check(seed, cfg, 200, r() < 0.8, r() < 0.1, admin, priorsUnknown, lookups, long);
+}
+
 describe('records do not depend on arrival timing', () => {
   test('one_to_many, memory large enough: 60 seeded schedules', () => {
     for (let seed = 1; seed <= 60; seed++) check(seed, config(), 300, seed % 3 === 0);
@@ -143,13 +173,14 @@ describe('records do not depend on arrival timing', () => {
   });
 
   test('documents deleted or edited by an admin (erasures, fixes), minutes to two days later: 60 schedules', () => {
-    // Within the lateness horizon, with crashes; days later, past it (a change is exact whatever its age),
-    // crashing only where the horizon covers the replay (a restart reads again what is older than the
-    // horizon as too late, by design).
+    // Within the lateness horizon and days later, past it (a change is exact whatever its age), with
+    // crashes: a restart reads again what is older than the horizon as too late, checked against
+    // log_correlated. (Until 2026-12-07 crashes were left out here past the horizon: see the test of
+    // a kill before the first checkpoint.)
     const soon = { share: 0.08, maxDelayMs: 10 * 60_000 };
     const days = { share: 0.08, maxDelayMs: 48 * HOUR };
     for (let seed = 601; seed <= 620; seed++) check(seed, config(), 300, seed % 2 === 0, false, soon);
-    for (let seed = 621; seed <= 640; seed++) check(seed, config({ maxHttpItems: 40, maxNetworkItems: 40 }), 300, false, seed % 3 === 0, days);
+    for (let seed = 621; seed <= 640; seed++) check(seed, config({ maxHttpItems: 40, maxNetworkItems: 40 }), 300, seed % 2 === 0, seed % 3 === 0, days);
     for (let seed = 641; seed <= 660; seed++) {
       const variant = { mode: 'one_to_one' as const, networkEmit: seed % 2 === 0, apacheAlwaysEmit: seed % 3 !== 0, maxHttpItems: 30, maxNetworkItems: 30 };
       check(seed, config({ ...variant, allowedLatenessMs: 120 * HOUR }), 300, seed % 2 === 0, false, days);
@@ -245,6 +276,18 @@ describe('records do not depend on arrival timing', () => {
         long,
       );
     }
+  });
+
+  test('killed before its first checkpoint after reading more than allowed_lateness, every other variant mixed in: 60 schedules and seven kept seeds', () => {
+    // The replay from the start released what the killed run had read only when its feeds caught up and
+    // the watermark jumped to the clock, a day past those documents: judged by that horizon, each was
+    // decided alone and the killed run's exact records were rewritten as orphans. Seed 21199 of a
+    // read-again soak; the others 6 of 1,500 schedules of mixedVariants (none of 1,500 since).
+    check(21199, config({ maxHttpItems: 40, maxNetworkItems: 40 }), 200, true, false, { share: 0.1, maxDelayMs: 30 * HOUR }, false, {
+      readAgainAfterMs: 48 * HOUR,
+    });
+    for (const seed of [30520, 30789, 30800, 30829, 31150, 31168]) mixedVariant(seed);
+    for (let seed = 30000; seed < 30060; seed++) mixedVariant(seed);
   });
 
   test('lookup answers that come 1 to 4 deliveries after they were asked, with admin changes and crashes: 40 schedules', () => {
