@@ -1220,6 +1220,15 @@ export class CorrelationEngine {
       // orphan B record stayed after its deletion).
       if (lookup) asking.push(...heldUnknown);
     }
+    // Looked up already, and the segment to re-run still begins within a gap of where that lookup
+    // began: it may reach further back (a Keep-Alive chain across the horizon, an earlier connection
+    // on a reused port), and re-run without its beginning its B is lost and its records, exact until
+    // then, are rewritten as orphans (found by a review, 2026-12-07). Its key is read whole once more
+    // (by_conn reads the whole key for such a lookup anyway); after that it is complete.
+    if (!lookup && xi >= 0 && start < events.length && !knownBefore(start) && Number.isFinite(conn.completeFrom) && conn.completeFrom <= from) {
+      lookup = true;
+      from = -Infinity;
+    }
     const base = conn.base;
     if (lookup && base !== null && (baseLost || start === 0)) {
       // Its base holds what came before it: only what came after is read, and what the sinks hold

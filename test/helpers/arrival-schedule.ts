@@ -251,6 +251,8 @@ export interface RunOptions {
   lookupDelay?: number;
   /** This long after the last delivery, the feeds are read again from their start (a database restored, a cluster copy lost): every delivery again. */
   readAgainAfterMs?: number;
+  /** A feed that is not caught up from `from` to `until` (wall clock): its watermark stays where its last document put it. */
+  stall?: { side: Side; from: number; until: number };
 }
 
 /**
@@ -293,6 +295,10 @@ export function play(
     return toEvents([...m.values()].filter((d): d is StoredDoc => d !== null));
   };
   const ahead = opts.viewAheadMs;
+  /** Both feeds caught up to the clock, but for one that is stalled now. */
+  const caughtUp = (e: CorrelationEngine) => {
+    for (const side of ['A', 'B'] as const) if (!(opts.stall?.side === side && clock >= opts.stall.from && clock < opts.stall.until)) e.advance(side, clock);
+  };
   /** A change row the feed reads at `at` is there only if the document was not changed again in the database meanwhile. */
   const movedBy = (sid: string, at: number) => ahead !== undefined && adminAt.some(({ at: t, c }) => `${c.side}:${c.id}` === sid && t > at && t - ahead <= at);
   /** Lookups asked and not answered yet: [deliveries left, request]. */
@@ -371,8 +377,7 @@ export function play(
     const d = schedule[i]!;
     clock = Math.max(clock, d.at);
     deliver(engine, d);
-    engine.advance('A', clock);
-    engine.advance('B', clock);
+    caughtUp(engine);
     tick();
     if (opts.stopWithLookupsPendingAt === i) {
       const outputs = engine.drain(wall());
@@ -407,8 +412,7 @@ export function play(
       }
       // The feeds are read again from the checkpoint (or the start): everything since is delivered again.
       for (let k = (checkpoint?.at ?? -1) + 1; k <= i; k++) deliver(engine, schedule[k]!, true);
-      engine.advance('A', clock);
-      engine.advance('B', clock);
+      caughtUp(engine);
       settle();
     }
   }
@@ -416,8 +420,7 @@ export function play(
     clock += opts.readAgainAfterMs;
     for (const d of [null, ...schedule]) {
       if (d) deliver(engine, d, true);
-      engine.advance('A', clock);
-      engine.advance('B', clock);
+      caughtUp(engine);
       tick();
       settle();
     }

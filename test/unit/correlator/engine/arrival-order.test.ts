@@ -17,6 +17,7 @@ import {
   randomSchedule,
   referenceResult,
   withAdminChanges,
+  type Delivery,
   type RunOptions,
   type StoredDoc,
 } from '../../../helpers/arrival-schedule.js';
@@ -313,6 +314,69 @@ describe('records do not depend on arrival timing', () => {
     for (let seed = 841; seed <= 860; seed++) {
       const cfg = config({ maxHttpItems: 20, maxNetworkItems: 20, allowedLatenessMs: 120 * HOUR });
       check(seed, cfg, 300, false, false, { share: 0.1, maxDelayMs: 48 * HOUR }, false, { viewAheadMs: [0, 60_000, HOUR][seed % 3] }, long);
+    }
+  });
+
+  test('a lookup that begins inside a segment reads that segment from its start (found by a review, 2026-12-07)', () => {
+    const cfg = config({ allowedLatenessMs: HOUR });
+    const A = (id: string, port: number, t: number): StoredDoc => ({
+      side: 'A',
+      id,
+      doc: { src_ip: '10.0.0.1', src_port: port, dst_ip: '192.168.1.10', dst_port: 8080, method: 'GET', path: '/', status: 200, timestamp: t },
+    });
+    const B = (id: string, port: number, t: number): StoredDoc => ({
+      side: 'B',
+      id,
+      doc: { src_ip: '10.0.0.1', src_port: port, dst_ip: '192.168.1.10', dst_port: 443, conn_id: id, timestamp: t },
+    });
+    const onKey = (m: Map<string, string>) => new Map([...m].filter(([id]) => /^(A-ka|B-kb)/.test(id)));
+    const run = (c: EngineConfig, docs: StoredDoc[], schedule: Delivery[], opts: RunOptions = {}) => {
+      schedule.sort((x, y) => x.at - y.at);
+      return firstDifference(onKey(referenceResult(c, docs)), onKey(play(c, schedule, opts).content));
+    };
+    // A 5-minute Keep-Alive chain, one request of it posted an hour late: within the horizon, but
+    // the chain began before it. Its lookup read from the horizon on, and the re-run without the
+    // chain's B rewrote three correlated requests and the late one as orphans.
+    {
+      const docs: StoredDoc[] = [];
+      const schedule: Delivery[] = [];
+      const deliver = (d: StoredDoc, at: number) => (docs.push(d), schedule.push({ at, side: d.side, docs: [d] }));
+      for (let i = 0; i * 20_000 < 2 * HOUR; i++) {
+        deliver(B(`fb${i}`, 20_000 + i, T0 + i * 20_000), T0 + i * 20_000 + 2000);
+        deliver(A(`fa${i}`, 20_000 + i, T0 + i * 20_000 + 300), T0 + i * 20_000 + 2000);
+      }
+      deliver(B('kb0', 5000, T0), T0 + 2000);
+      for (const s of [2, 100, 200, 300]) deliver(A(`ka${s}`, 5000, T0 + s * 1000), T0 + s * 1000 + 2000);
+      deliver(A('kaL', 5000, T0 + 250_000), T0 + HOUR + 200_000);
+      assert.equal(run(config({ allowedLatenessMs: HOUR, maxHttpItems: 2, maxNetworkItems: 2 }), docs, schedule), null);
+    }
+    // The same chain, then an orphan B and a new connection on the same port an hour later, while
+    // the A feed stalls for two hours and its backlog comes newest first: the new B, released past
+    // the horizon, looked up from the middle of the old chain and rewrote its last two requests.
+    {
+      const docs: StoredDoc[] = [];
+      const schedule: Delivery[] = [];
+      const t1 = T0 + HOUR + 271_000;
+      const stall = { side: 'A' as const, from: t1 - 30_000, until: t1 + 2 * HOUR };
+      const backlog: StoredDoc[] = [];
+      const deliver = (d: StoredDoc, at: number) => {
+        docs.push(d);
+        if (d.side === stall.side && at >= stall.from && at < stall.until) backlog.push(d);
+        else schedule.push({ at, side: d.side, docs: [d] });
+      };
+      const step = (t: number) => (t > t1 - 110_000 && t < t1 - 30_000 ? 5_000 : t >= t1 - 30_000 && t < t1 + 2 * HOUR ? 60_000 : 20_000);
+      for (let t = T0, i = 0; t < t1 + 2.5 * HOUR; t += step(t), i++) {
+        deliver(B(`fb${i}`, 20_000 + i, t), t + 2000);
+        deliver(A(`fa${i}`, 20_000 + i, t + 300), t + 2000);
+      }
+      deliver(B('kb0', 5000, T0), T0 + 2000);
+      for (const s of [2, 100, 200, 300]) deliver(A(`ka${s}`, 5000, T0 + s * 1000), T0 + s * 1000 + 2000);
+      deliver(B('kbz', 5000, t1 - 110_000), t1 - 108_000);
+      deliver(B('kb1', 5000, t1), t1 + 2000);
+      deliver(A('ka1', 5000, t1 + 300), t1 + 2000);
+      backlog.sort((x, y) => timeOf(y) - timeOf(x));
+      schedule.push({ at: stall.until, side: 'A', docs: backlog });
+      assert.equal(run(config({ ...cfg, maxHttpItems: 400, maxNetworkItems: 10 }), docs, schedule, { stall }), null);
     }
   });
 
