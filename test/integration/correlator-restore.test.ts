@@ -130,17 +130,23 @@ describe('a log database restored from a backup while the correlator runs', () =
       await correlator.pipeline.pauseReading();
       const restored = await restore(db);
       const c = correlator.engine.counters;
-      const from = c.duplicates + c.eventsIn.A + c.eventsIn.B;
+      const side = db === 'log_http' ? 'A' : 'B';
+      // Counted once each as they are read (a check that finds a record counts a duplicate later:
+      // counting both let this end with 5 of 9 read, once on a cluster).
+      const from = c.eventsIn[side];
       correlator.pipeline.paused = false;
       await until(
         `every document of the restored ${db} read again and checked`,
         async () => {
           const status = correlator!.pipeline.status();
-          const read = c.duplicates + c.eventsIn.A + c.eventsIn.B - from;
+          const read = c.eventsIn[side] - from;
           return read >= restored && status.A.caughtUp && status.B.caughtUp && correlator!.engine.sizes().awaitingLookup === 0 ? true : null;
         },
         60_000,
       );
+      // Out of memory again before the other database is read again: a connection a check brought back
+      // still held a B read next, which then counted as held, not as past the horizon (4 of 9 once on a cluster).
+      await until('every connection out of memory again', async () => (correlator!.engine.sizes().connections === 0 ? true : null), 30_000);
     }
     const { tooLate, duplicates } = correlator.engine.counters;
     const text = (await http(metricsUrl)).text;
