@@ -113,6 +113,14 @@ class Conn {
    */
   dirtyExact: InputEvent | null = null;
   dirtyHorizon = Infinity;
+  /**
+   * An event came late (behind the release point, or held past the horizon) and within
+   * it since the last re-run; and whether a lookup of it was read back one
+   * more horizon since (see resolve): a connection made again after an
+   * eviction, its events in order, never reads further back than its lookup.
+   */
+  lateExact = false;
+  readBack = false;
   awaitingLookup = false;
   /**
    * Too-late events not held, waiting to be checked against what the sinks
@@ -899,6 +907,7 @@ export class CorrelationEngine {
       if (ev.time >= horizon) {
         if (conn.dirtyExact === null || eventBefore(ev, conn.dirtyExact)) conn.dirtyExact = ev;
         if (horizon < conn.dirtyHorizon) conn.dirtyHorizon = horizon;
+        if (ev.time <= this.releasedUpTo || horizon !== now) conn.lateExact = true;
       }
       this.dirty.add(conn);
     }
@@ -1220,14 +1229,28 @@ export class CorrelationEngine {
       // orphan B record stayed after its deletion).
       if (lookup) asking.push(...heldUnknown);
     }
-    // Looked up already, and the segment to re-run still begins within a gap of where that lookup
-    // began: it may reach further back (a Keep-Alive chain across the horizon, an earlier connection
-    // on a reused port), and re-run without its beginning its B is lost and its records, exact until
-    // then, are rewritten as orphans (found by a review, 2026-12-07). Its key is read whole once more
-    // (by_conn reads the whole key for such a lookup anyway); after that it is complete.
-    if (!lookup && xi >= 0 && start < events.length && !knownBefore(start) && Number.isFinite(conn.completeFrom) && conn.completeFrom <= from) {
+    // Looked up already for a late event, and the segment to re-run still begins within a gap of
+    // where that lookup began: it may reach further back (a Keep-Alive chain across the horizon, an
+    // earlier connection on a reused port), and re-run without its beginning its B was lost and its
+    // records, exact until then, were rewritten as orphans (found by a review, 2026-12-07). Read back
+    // one more horizon, once per re-run: not for a connection made again after an eviction with its
+    // events in order (a busy NAT port, never a gap apart, read its history again at every eviction),
+    // nor without the CouchDB sink (the re-run would rewrite every record read back).
+    const back = conn.completeFrom - this.cfg.allowedLatenessMs;
+    if (
+      !lookup &&
+      conn.lateExact &&
+      !conn.readBack &&
+      !this.priorsUnknown &&
+      xi >= 0 &&
+      start < events.length &&
+      !knownBefore(start) &&
+      Number.isFinite(back) &&
+      conn.completeFrom <= from
+    ) {
       lookup = true;
-      from = -Infinity;
+      from = back;
+      conn.readBack = true;
     }
     const base = conn.base;
     if (lookup && base !== null && (baseLost || start === 0)) {
@@ -1306,6 +1329,8 @@ export class CorrelationEngine {
     conn.dirtyFrom = null;
     conn.dirtyExact = null;
     conn.dirtyHorizon = Infinity;
+    conn.lateExact = false;
+    conn.readBack = false;
     conn.queuedDeadline = NaN;
     this.queueDeadline(conn);
     folded.forEach((m, i) => this.fold(conn, m, i === folded.length - 1));
