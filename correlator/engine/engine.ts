@@ -114,10 +114,12 @@ class Conn {
   dirtyExact: InputEvent | null = null;
   dirtyHorizon = Infinity;
   /**
-   * An event came late (behind the release point, or held past the horizon) and within
-   * it since the last re-run; and whether a lookup of it was read back one
-   * more horizon since (see resolve): a connection made again after an
-   * eviction, its events in order, never reads further back than its lookup.
+   * Since the last re-run, an event within the horizon came late (behind
+   * the release point, or held past the horizon's later position); and
+   * whether a lookup of it was read back one more horizon (see resolve). A
+   * connection made again after an eviction, its events in order, never
+   * reads further back than its lookup. Not in snapshots: a connection
+   * restored undecided is looked up from the horizon only.
    */
   lateExact = false;
   readBack = false;
